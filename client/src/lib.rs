@@ -1,0 +1,1 @@
+//! flotilla-client (in progress)

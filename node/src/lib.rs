@@ -1,0 +1,33 @@
+//! flotilla-node: one Flotilla node. The cluster's replicated Raft log *is* the task queue.
+//!
+//! Module map (data flows top to bottom on a submit, bottom to top on a result):
+//!
+//! - [`grpc`]: the two tonic services. `queue_service` serves clients (submit, get, wait,
+//!   cancel, stats, status); `raft_service` serves peers (openraft RPCs as bincode). `status`
+//!   maps every error to a gRPC code, in one place.
+//! - [`proposer`]: coalesces concurrent writes into one log entry and forwards them to the
+//!   leader when this node does not lead.
+//! - [`raft`]: openraft glue. `log_store` is the durable log (raft-log WAL: group commit,
+//!   checksums, torn-tail recovery); `state_machine` applies entries to the [`replica`] and
+//!   builds/installs versioned snapshots.
+//! - [`replica`]: this node's applied [`queue::QueueState`], plus the waiters woken by it.
+//! - [`queue`]: the pure, deterministic state machine (no IO, no async, no clock).
+//! - [`network`]: openraft's network over tonic, with an injectable connector.
+//! - [`worker`]: actix actors: a pool supervisor leasing batches, workers running registered
+//!   handlers ([`worker::registry`]), heartbeats, time limits, drain on SIGTERM.
+//! - [`cluster`]: bootstrap of a data directory and the Raft node.
+//! - [`config`], [`clock`], [`error`], [`types`], [`server`]: wiring.
+
+pub mod clock;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod network;
+pub mod proposer;
+pub mod queue;
+pub mod raft;
+pub mod replica;
+pub mod server;
+pub mod types;
+pub mod worker;

@@ -1,0 +1,219 @@
+//! The commands the replicated queue accepts and the responses it gives.
+//!
+//! A log entry is a [`Request`]: the proposer's clock reading plus a batch of commands, so one
+//! fsync'd entry can carry thousands of submits, leases and completions. Everything here is
+//! plain data (serde); the behaviour lives in [`super::state::QueueState::apply`].
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// Cluster-assigned task id: a sequence number, unique for the life of the cluster.
+pub type TaskId = u64;
+
+/// Milliseconds since the Unix epoch, as read by the proposing leader.
+pub type UnixMs = u64;
+
+/// Name of the default queue.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// One log entry: a batch of commands proposed together at `now_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The proposer's wall clock. The machine uses `max(previous now, now_ms)`, so time never
+    /// runs backwards across leader changes.
+    pub now_ms: UnixMs,
+    /// Applied in order; `apply` returns one [`Response`] per command.
+    pub commands: Vec<Command>,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request(now_ms={}, commands={})", self.now_ms, self.commands.len())
+    }
+}
+
+/// A state change of the queue. Only these, through the log, change task state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Enqueue tasks (atomically, in order).
+    Submit { tasks: Vec<TaskSpec> },
+    /// A worker (pool) asks for up to `max` pending tasks from `queues` (in the given order of
+    /// preference; within a queue by priority, then submit order). Each grant starts a new
+    /// attempt leased until `now + lease_ms`.
+    Lease { worker: String, queues: Vec<String>, max: u32, lease_ms: u64 },
+    /// Results of attempts. A completion whose `(task, attempt)` is not the task's current
+    /// lease is stale and changes nothing.
+    Complete { worker: String, completions: Vec<Completion> },
+    /// Extend the leases `(task, attempt)` to `now + lease_ms`. Stale ones are ignored.
+    Heartbeat { worker: String, leases: Vec<LeaseRef>, lease_ms: u64 },
+    /// Give leased tasks back without counting a failure (a draining worker that did not start
+    /// them). The attempt is not consumed: the task is pending again.
+    Release { worker: String, leases: Vec<LeaseRef> },
+    /// Cancel tasks that are scheduled, pending or retrying.
+    Cancel { ids: Vec<TaskId> },
+    /// Advance time only: expire leases, release due ETA/retry tasks, purge expired results.
+    /// (Every command advances time first; `Tick` exists for when nothing else is proposed.)
+    Tick,
+    /// Drop every pending, scheduled and retrying task of a queue (they become cancelled).
+    PurgeQueue { queue: String },
+    /// Stop (or resume) leasing from a queue.
+    PauseQueue { queue: String, paused: bool },
+}
+
+/// A task to enqueue, as the client describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    /// Queue name; empty means [`DEFAULT_QUEUE`].
+    pub queue: String,
+    /// JSON arguments for the handler.
+    pub args: Bytes,
+    /// Higher runs first within a queue.
+    pub priority: u8,
+    /// Earliest run time (absolute).
+    pub eta_ms: Option<UnixMs>,
+    /// Earliest run time relative to the applying entry's `now`.
+    pub countdown_ms: Option<u64>,
+    /// Retries after the first failed attempt.
+    pub max_retries: u32,
+    /// Base retry delay; attempt n (n ≥ 1) waits `backoff_ms * 2^(n-1)`, capped at
+    /// [`MAX_BACKOFF_MS`].
+    pub backoff_ms: u64,
+    /// Hard limit of one attempt's run time, enforced by the worker.
+    pub time_limit_ms: Option<u64>,
+    /// Exactly-once enqueue: a key seen before returns the earlier task's id.
+    pub idempotency_key: Option<String>,
+    /// How long the task and its result are kept after it ends.
+    pub result_ttl_ms: u64,
+}
+
+/// Upper bound of one retry delay.
+pub const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
+
+/// Identifies one attempt of one task: the fencing token of a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaseRef {
+    pub task: TaskId,
+    pub attempt: u32,
+}
+
+/// The result of one attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub lease: LeaseRef,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The handler returned this JSON result.
+    Success(Bytes),
+    /// The attempt failed. `retry: false` makes the task dead at once (bad arguments, unknown
+    /// task name): retrying cannot help.
+    Failure { error: String, retry: bool },
+}
+
+/// A task handed to a worker by a `Lease`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub lease: LeaseRef,
+    pub name: String,
+    pub queue: String,
+    pub args: Bytes,
+    pub time_limit_ms: Option<u64>,
+    /// When the lease runs out unless heartbeated.
+    pub lease_deadline_ms: UnixMs,
+}
+
+/// What a submitted task became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: TaskId,
+    /// The idempotency key had been seen; no task was created.
+    pub duplicate: bool,
+}
+
+/// Outcome of one completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompletionResult {
+    /// Recorded: it changed the task's state.
+    Accepted,
+    /// The lease was not the task's current one (or the task is gone): nothing changed.
+    Stale,
+}
+
+/// One response per command, in the same order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Submitted(Vec<Submitted>),
+    Leased(Vec<Grant>),
+    Completed(Vec<CompletionResult>),
+    /// Per lease: was it extended.
+    Heartbeated(Vec<bool>),
+    /// Per lease: was it released.
+    Released(Vec<bool>),
+    /// Per id: was it cancelled by this command.
+    Cancelled(Vec<bool>),
+    Ticked,
+    /// How many tasks were purged.
+    Purged(u64),
+    Paused,
+}
+
+/// Lifecycle state of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for its ETA.
+    Scheduled,
+    /// Ready to lease.
+    Pending,
+    /// Held by a worker.
+    Leased,
+    /// Failed, waiting out its backoff.
+    Retrying,
+    /// Final: finished with a result.
+    Succeeded,
+    /// Final: failed with no retries left, or not retryable.
+    Dead,
+    /// Final: cancelled before it ran.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Final states never change again (until the result expires and the task is purged).
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled)
+    }
+}
+
+/// A read-only view of one task, for `GetTask`, `WaitResults` and tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub name: String,
+    pub queue: String,
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempt: u32,
+    pub max_retries: u32,
+    pub result: Option<Bytes>,
+    pub error: Option<String>,
+    pub created_ms: UnixMs,
+    pub updated_ms: UnixMs,
+}
+
+/// Counts of one queue's tasks by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub scheduled: u64,
+    pub pending: u64,
+    pub leased: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+    pub paused: bool,
+}

@@ -1,0 +1,13 @@
+//! The pure, deterministic queue state machine: commands in, responses out. No IO, no async,
+//! no wall clock, no RNG; ordered maps only, so every replica applying the same entries holds
+//! the same state and produces the same snapshot bytes.
+//!
+//! - [`command`]: the log entry ([`Request`]) and its commands and responses.
+//! - [`state`]: [`QueueState`] and `apply`.
+
+pub mod command;
+pub mod state;
+
+pub use command::*;
+pub use state::ApplyEffects;
+pub use state::QueueState;

@@ -1,0 +1,116 @@
+//! [`Replica`]: this node's applied copy of the queue, shared by the Raft state machine (which
+//! writes it) and the gRPC service and workers (which read it and wait on it).
+//!
+//! The state is behind one `RwLock`, taken once per applied entry (an entry is a batch), never
+//! per task. Waiters are keyed by task id so a finished task wakes only its own waiters.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::RwLock;
+
+use tokio::sync::mpsc;
+use tokio::sync::watch;
+
+use crate::queue::ApplyEffects;
+use crate::queue::QueueState;
+use crate::queue::Request;
+use crate::queue::Response;
+use crate::queue::TaskId;
+
+/// Sender half given to [`Replica::watch_tasks`]: receives each id once it is final (possibly
+/// more than once; receivers de-duplicate).
+pub type FinishedTx = mpsc::UnboundedSender<TaskId>;
+
+pub struct Replica {
+    queue: RwLock<QueueState>,
+    waiters: Mutex<BTreeMap<TaskId, Vec<FinishedTx>>>,
+    /// Bumped whenever tasks became leasable, so idle worker pools wake without polling.
+    work_tx: watch::Sender<u64>,
+}
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self::new(QueueState::new())
+    }
+}
+
+impl Replica {
+    pub fn new(state: QueueState) -> Self {
+        let (work_tx, _) = watch::channel(0);
+        Self { queue: RwLock::new(state), waiters: Mutex::new(BTreeMap::new()), work_tx }
+    }
+
+    /// Apply one committed entry and wake whoever waits on its effects.
+    pub fn apply(&self, req: &Request) -> Vec<Response> {
+        let mut effects = ApplyEffects::default();
+        let responses = {
+            let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+            q.apply(req, &mut effects)
+        };
+        self.notify(&effects);
+        responses
+    }
+
+    /// Replace the whole state (snapshot install). Every waiter is re-checked against it.
+    pub fn replace(&self, state: QueueState) {
+        *self.queue.write().unwrap_or_else(|e| e.into_inner()) = state;
+        let ids: Vec<TaskId> = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let finished = self.read(|q| {
+            ids.into_iter().filter(|id| q.task(*id).is_none_or(|t| t.state.is_final())).collect()
+        });
+        self.notify(&ApplyEffects { finished, became_pending: 1 });
+    }
+
+    fn notify(&self, effects: &ApplyEffects) {
+        if !effects.finished.is_empty() {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if !waiters.is_empty() {
+                for id in &effects.finished {
+                    if let Some(txs) = waiters.remove(id) {
+                        for tx in txs {
+                            let _ = tx.send(*id);
+                        }
+                    }
+                }
+            }
+        }
+        if effects.became_pending > 0 {
+            self.work_tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Read the state under the lock. Keep `f` short: apply waits for it.
+    pub fn read<T>(&self, f: impl FnOnce(&QueueState) -> T) -> T {
+        f(&self.queue.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Register `tx` to hear when each of `ids` is final, then report those already final (or
+    /// gone). Registering before reading means no completion can slip between the two.
+    pub fn watch_tasks(&self, ids: &[TaskId], tx: &FinishedTx) {
+        {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            for id in ids {
+                waiters.entry(*id).or_default().push(tx.clone());
+            }
+        }
+        let done: Vec<TaskId> =
+            self.read(|q| ids.iter().copied().filter(|id| q.task(*id).is_none_or(|t| t.state.is_final())).collect());
+        for id in done {
+            let _ = tx.send(id);
+        }
+    }
+
+    /// Drop registrations whose receiver has gone (a client that hung up).
+    pub fn forget_closed_waiters(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.retain(|_, txs| {
+            txs.retain(|tx| !tx.is_closed());
+            !txs.is_empty()
+        });
+    }
+
+    /// Changes whenever new work may be leasable.
+    pub fn work_signal(&self) -> watch::Receiver<u64> {
+        self.work_tx.subscribe()
+    }
+}

@@ -1,0 +1,15 @@
+//! flotilla-proto: the wire protocol of Flotilla.
+//!
+//! - `flotilla.v1.QueueService` (protos/flotilla/v1/queue.proto): what clients call.
+//! - `flotilla.v1.RaftService` (protos/flotilla/v1/raft.proto): what peers call; openraft
+//!   messages travel as bincode bytes inside [`v1::RaftMessage`].
+//!
+//! The generated code is re-exported as [`v1`]; domain types live in flotilla-node and convert
+//! with `From` impls there, so nothing outside this crate depends on prost's representation.
+
+#![allow(clippy::all)]
+
+/// Generated code for package `flotilla.v1`.
+pub mod v1 {
+    tonic::include_proto!("flotilla.v1");
+}

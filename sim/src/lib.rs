@@ -1,0 +1,1 @@
+//! flotilla-sim: deterministic simulation, chaos and benchmarks (in progress).
