@@ -11,6 +11,7 @@ use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::queue_service_server::QueueService;
 use futures::Stream;
 use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
@@ -229,7 +230,7 @@ impl QueueService for QueueApi {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let last_index = m.last_log_index.unwrap_or(0);
@@ -253,7 +254,7 @@ impl QueueService for QueueApi {
             node_id: m.id,
             leader_id: m.current_leader,
             term: m.current_term,
-            commit_index: m.committed.as_ref().map(|l| l.index()).unwrap_or(0),
+            commit_index: m.cluster_committed.as_ref().or(m.local_committed.as_ref()).map(|l| l.index()).unwrap_or(0),
             applied_index: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
             members,
         }))
