@@ -442,8 +442,12 @@ pub(crate) fn describe(status: &Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let mut source = std::error::Error::source(status);
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        // Error chains often repeat their parent's words; keep each message once.
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
         source = e.source();
     }
     text
