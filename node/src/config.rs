@@ -90,7 +90,10 @@ pub enum ConfigError {
 }
 
 fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { flag, reason: reason.into() }
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
 }
 
 /// Largest message the gRPC services accept; a submit batch or a snapshot must fit.
@@ -120,8 +123,14 @@ impl Config {
         }
         self.workers = Some(workers);
         for q in &self.queues {
-            if q.is_empty() || q.len() > 128 || !q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-                return Err(invalid("queues", format!("'{q}' is not a queue name (1-128 of A-Z a-z 0-9 - _ . :)")));
+            if q.is_empty()
+                || q.len() > 128
+                || !q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            {
+                return Err(invalid(
+                    "queues",
+                    format!("'{q}' is not a queue name (1-128 of A-Z a-z 0-9 - _ . :)"),
+                ));
             }
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
@@ -134,10 +143,16 @@ impl Config {
             return Err(invalid("lease-ms", "must be at least 100"));
         }
         if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms_min {
-            return Err(invalid("heartbeat-interval-ms", "must be above 0 and below the election timeout"));
+            return Err(invalid(
+                "heartbeat-interval-ms",
+                "must be above 0 and below the election timeout",
+            ));
         }
         if self.election_timeout_ms_min >= self.election_timeout_ms_max {
-            return Err(invalid("election-timeout-ms-min", "must be below --election-timeout-ms-max"));
+            return Err(invalid(
+                "election-timeout-ms-min",
+                "must be below --election-timeout-ms-max",
+            ));
         }
         if self.snapshot_every_entries == 0 {
             return Err(invalid("snapshot-every-entries", "must be at least 1"));
@@ -167,7 +182,10 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Config, String> {
         let mut all = vec!["node"];
         all.extend_from_slice(args);
-        Config::try_parse_from(all).map_err(|e| e.to_string())?.validate().map_err(|e| e.to_string())
+        Config::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -184,9 +202,17 @@ mod tests {
     fn bad_values_are_refused_with_the_flag_named() {
         assert!(parse(&["--listen", "nowhere"]).unwrap_err().contains("--listen"));
         assert!(parse(&["--workers", "x"]).unwrap_err().contains("--workers"));
-        assert!(parse(&["--advertise", "host"]).unwrap_err().contains("--advertise"));
+        assert!(
+            parse(&["--advertise", "host"])
+                .unwrap_err()
+                .contains("--advertise")
+        );
         assert!(parse(&["--queues", "a,,b"]).unwrap_err().contains("--queues"));
-        assert!(parse(&["--max-payload-bytes", "0"]).unwrap_err().contains("--max-payload-bytes"));
+        assert!(
+            parse(&["--max-payload-bytes", "0"])
+                .unwrap_err()
+                .contains("--max-payload-bytes")
+        );
         assert!(parse(&["--no-such-flag"]).is_err());
     }
 

@@ -51,7 +51,12 @@ impl Proposer {
     /// Start the batching task on the current tokio runtime.
     pub fn start(raft: Raft, clock: SharedClock, network: NetworkFactory) -> Self {
         let (tx, rx) = mpsc::channel(16 * 1024);
-        let writer = Writer { raft, clock, network, in_flight: Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT)) };
+        let writer = Writer {
+            raft,
+            clock,
+            network,
+            in_flight: Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT)),
+        };
         tokio::spawn(writer.run(rx));
         Self { tx }
     }
@@ -59,7 +64,9 @@ impl Proposer {
     /// Propose one command; resolves once it is committed and applied.
     pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
         let mut responses = self.propose_many(vec![cmd]).await?;
-        responses.pop().ok_or_else(|| ProposeError::Fatal("state machine returned no response".into()))
+        responses
+            .pop()
+            .ok_or_else(|| ProposeError::Fatal("state machine returned no response".into()))
     }
 
     /// Propose commands to be applied together, in order, in one entry.
@@ -92,7 +99,14 @@ impl Proposer {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Proposal { commands, forwarded, reply }).await.map_err(|_| ProposeError::ShuttingDown)?;
+        self.tx
+            .send(Proposal {
+                commands,
+                forwarded,
+                reply,
+            })
+            .await
+            .map_err(|_| ProposeError::ShuttingDown)?;
         rx.await.map_err(|_| ProposeError::ShuttingDown)?
     }
 }
@@ -110,7 +124,9 @@ impl Writer {
         while let Some(first) = rx.recv().await {
             // Wait for a slot first: while all slots are busy, more proposals pile up in the
             // channel and the next entry carries all of them.
-            let Ok(permit) = this.in_flight.clone().acquire_owned().await else { return };
+            let Ok(permit) = this.in_flight.clone().acquire_owned().await else {
+                return;
+            };
             let mut batch = vec![first];
             let mut n = batch[0].commands.len();
             while n < MAX_COMMANDS_PER_ENTRY {
@@ -132,11 +148,17 @@ impl Writer {
 
     async fn write(&self, batch: Vec<Proposal>) {
         let commands: Vec<Command> = batch.iter().flat_map(|p| p.commands.iter().cloned()).collect();
-        let req = Request { now_ms: self.clock.now_ms(), commands };
+        let req = Request {
+            now_ms: self.clock.now_ms(),
+            commands,
+        };
         match self.raft.client_write(req).await {
             Ok(resp) => split_replies(batch, resp.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let leader = f.leader_id.zip(f.leader_node).filter(|(id, _)| id != self.raft.node_id());
+                let leader = f
+                    .leader_id
+                    .zip(f.leader_node)
+                    .filter(|(id, _)| id != self.raft.node_id());
                 let (local, forwarded): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| !p.forwarded);
                 for p in forwarded {
                     let _ = p.reply.send(Err(ProposeError::NoLeader));
@@ -166,7 +188,9 @@ impl Writer {
             }
             // The entry may or may not commit: report "no leader" so callers retry; submits
             // carry idempotency keys and completions are fenced, so a retry cannot duplicate.
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => fail_all(batch, ProposeError::NoLeader),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                fail_all(batch, ProposeError::NoLeader)
+            }
             Err(RaftError::APIError(e)) => fail_all(batch, ProposeError::Invalid(e.to_string())),
             Err(RaftError::Fatal(e)) => {
                 warn!(error = %e, "raft stopped; write refused");
@@ -186,7 +210,10 @@ fn fail_all(batch: Vec<Proposal>, err: ProposeError) {
 fn split_replies(batch: Vec<Proposal>, responses: Vec<Response>) {
     let total: usize = batch.iter().map(|p| p.commands.len()).sum();
     if responses.len() != total {
-        let msg = format!("state machine returned {} responses for {total} commands", responses.len());
+        let msg = format!(
+            "state machine returned {} responses for {total} commands",
+            responses.len()
+        );
         return fail_all(batch, ProposeError::Fatal(msg));
     }
     let mut rest = responses.into_iter();

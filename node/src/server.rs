@@ -103,23 +103,44 @@ pub async fn run(
     let advertise = config.advertise_addr();
     info!(node_id, cluster_id = %identity.cluster_id, founded, data_dir = %data_dir.display(), "opening node");
 
-    let log_store = LogStore::open(&data_dir.join("raft-log")).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let log_store =
+        LogStore::open(&data_dir.join("raft-log")).map_err(|e| ServerError::Storage(e.to_string()))?;
     let replica = Arc::new(Replica::default());
     let state_machine = StateMachineStore::open(&data_dir.join("state"), replica.clone())
         .map_err(|e| ServerError::Storage(e.to_string()))?;
     let network = NetworkFactory::new(Arc::new(TcpConnector::default()));
-    let raft = Raft::new(node_id, Arc::new(raft_config(&config)?), network.clone(), log_store, state_machine)
-        .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        node_id,
+        Arc::new(raft_config(&config)?),
+        network.clone(),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
 
-    if !raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))? {
-        let me = NodeInfo { addr: advertise.clone(), zone: String::new() };
-        raft.initialize(BTreeMap::from([(node_id, me)])).await.map_err(|e| ServerError::Raft(e.to_string()))?;
+    if !raft
+        .is_initialized()
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?
+    {
+        let me = NodeInfo {
+            addr: advertise.clone(),
+            zone: String::new(),
+        };
+        raft.initialize(BTreeMap::from([(node_id, me)]))
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
         info!(node_id, addr = %advertise, "initialized a single-node cluster");
     }
 
     let proposer = Proposer::start(raft.clone(), clock.clone(), network.clone());
-    let ticker = tokio::spawn(tick(raft.clone(), replica.clone(), proposer.clone(), clock.clone()));
+    let ticker = tokio::spawn(tick(
+        raft.clone(),
+        replica.clone(),
+        proposer.clone(),
+        clock.clone(),
+    ));
 
     let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();
     let registry = Arc::new(registry);
@@ -134,10 +155,18 @@ pub async fn run(
             default_time_limit_ms: config.default_time_limit_ms,
             ..PoolConfig::default()
         };
-        let backend = Arc::new(NodeBackend { proposer: proposer.clone(), replica: replica.clone() });
+        let backend = Arc::new(NodeBackend {
+            proposer: proposer.clone(),
+            replica: replica.clone(),
+        });
         Some(
-            WorkerPool::start(pool_config, registry.clone(), backend, tokio::runtime::Handle::current())
-                .map_err(|e| ServerError::Worker(e.to_string()))?,
+            WorkerPool::start(
+                pool_config,
+                registry.clone(),
+                backend,
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(|e| ServerError::Worker(e.to_string()))?,
         )
     } else {
         None
@@ -149,7 +178,13 @@ pub async fn run(
         default_result_ttl_ms: config.default_result_ttl_ms,
         default_retry_backoff_ms: config.default_retry_backoff_ms,
     };
-    let queue_api = QueueApi::new(raft.clone(), replica.clone(), proposer.clone(), known_tasks, limits);
+    let queue_api = QueueApi::new(
+        raft.clone(),
+        replica.clone(),
+        proposer.clone(),
+        known_tasks,
+        limits,
+    );
     let raft_api = RaftApi::new(raft.clone(), proposer.clone());
 
     // Serving stops when `shutdown` fires, but only after the workers have drained.
@@ -199,7 +234,9 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let due = replica.read(|q| q.next_deadline_ms()).is_some_and(|d| d <= clock.now_ms());
+        let due = replica
+            .read(|q| q.next_deadline_ms())
+            .is_some_and(|d| d <= clock.now_ms());
         if due && raft.is_leader() {
             if let Err(e) = proposer.propose(Command::Tick).await {
                 warn!(error = %e, "tick not proposed");

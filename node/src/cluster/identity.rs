@@ -36,7 +36,10 @@ pub enum ClusterError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
-    move |source| ClusterError::Io { path: path.to_path_buf(), source }
+    move |source| ClusterError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Identity {
@@ -46,8 +49,10 @@ impl Identity {
         let file = dir.join(FILE);
         match fs::read(&file) {
             Ok(bytes) => {
-                let id: Identity = serde_json::from_slice(&bytes)
-                    .map_err(|e| ClusterError::BadIdentity { path: file.clone(), reason: e.to_string() })?;
+                let id: Identity = serde_json::from_slice(&bytes).map_err(|e| ClusterError::BadIdentity {
+                    path: file.clone(),
+                    reason: e.to_string(),
+                })?;
                 if id.format != FORMAT {
                     return Err(ClusterError::BadIdentity {
                         path: file,
@@ -59,9 +64,15 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 fs::create_dir_all(dir).map_err(io(dir))?;
                 if fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
-                    return Err(ClusterError::Foreign { path: dir.to_path_buf() });
+                    return Err(ClusterError::Foreign {
+                        path: dir.to_path_buf(),
+                    });
                 }
-                let id = Identity { format: FORMAT, cluster_id: uuid::Uuid::new_v4().to_string(), node_id: 1 };
+                let id = Identity {
+                    format: FORMAT,
+                    cluster_id: uuid::Uuid::new_v4().to_string(),
+                    node_id: 1,
+                };
                 id.store(dir)?;
                 Ok((id, true))
             }

@@ -40,7 +40,11 @@ impl From<TaskView> for pb::TaskInfo {
 
 /// The `WaitResults` entry for an id the cluster does not hold.
 pub fn not_found(id: u64) -> pb::TaskInfo {
-    pb::TaskInfo { id, not_found: true, ..Default::default() }
+    pb::TaskInfo {
+        id,
+        not_found: true,
+        ..Default::default()
+    }
 }
 
 pub fn queue_stats(queue: String, c: QueueCounts) -> pb::QueueStats {

@@ -62,7 +62,13 @@ impl QueueApi {
         known_tasks: BTreeSet<String>,
         limits: ApiLimits,
     ) -> Self {
-        Self { raft, replica, proposer, known_tasks: Arc::new(known_tasks), limits }
+        Self {
+            raft,
+            replica,
+            proposer,
+            known_tasks: Arc::new(known_tasks),
+            limits,
+        }
     }
 
     /// Turn a protobuf task into a domain task, or say exactly what is wrong with it.
@@ -82,27 +88,45 @@ impl QueueApi {
             )));
         }
         if t.queue.len() > MAX_NAME_LEN || t.idempotency_key.len() > MAX_NAME_LEN {
-            return Err(bad(format!("queue name and idempotency key are limited to {MAX_NAME_LEN} bytes")));
+            return Err(bad(format!(
+                "queue name and idempotency key are limited to {MAX_NAME_LEN} bytes"
+            )));
         }
-        let priority = u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
+        let priority =
+            u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
         Ok(TaskSpec {
             name: t.name,
-            queue: if t.queue.is_empty() { DEFAULT_QUEUE.to_string() } else { t.queue },
+            queue: if t.queue.is_empty() {
+                DEFAULT_QUEUE.to_string()
+            } else {
+                t.queue
+            },
             args: t.args,
             priority,
             eta_ms: (t.eta_unix_ms > 0).then_some(t.eta_unix_ms),
             countdown_ms: (t.countdown_ms > 0).then_some(t.countdown_ms),
             max_retries: t.max_retries,
-            backoff_ms: if t.retry_backoff_ms > 0 { t.retry_backoff_ms } else { self.limits.default_retry_backoff_ms },
+            backoff_ms: if t.retry_backoff_ms > 0 {
+                t.retry_backoff_ms
+            } else {
+                self.limits.default_retry_backoff_ms
+            },
             time_limit_ms: (t.time_limit_ms > 0).then_some(t.time_limit_ms),
             idempotency_key: (!t.idempotency_key.is_empty()).then_some(t.idempotency_key),
-            result_ttl_ms: if t.result_ttl_ms > 0 { t.result_ttl_ms } else { self.limits.default_result_ttl_ms },
+            result_ttl_ms: if t.result_ttl_ms > 0 {
+                t.result_ttl_ms
+            } else {
+                self.limits.default_result_ttl_ms
+            },
         })
     }
 
     /// Wait until this node's replica reflects everything committed before the call.
     async fn read_barrier(&self) -> Result<(), ApiError> {
-        self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await.map_err(|e| ApiError::ReadBarrier(e.to_string()))?;
+        self.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| ApiError::ReadBarrier(e.to_string()))?;
         Ok(())
     }
 }
@@ -119,7 +143,10 @@ type InfoStream = Pin<Box<dyn Stream<Item = Result<pb::TaskInfo, Status>> + Send
 
 #[tonic::async_trait]
 impl QueueService for QueueApi {
-    async fn submit(&self, request: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let tasks = request.into_inner().tasks;
         if tasks.is_empty() {
             return Err(ApiError::InvalidArgument("no tasks in submit request".into()).into());
@@ -132,23 +159,48 @@ impl QueueService for QueueApi {
             ))
             .into());
         }
-        let specs = tasks.into_iter().enumerate().map(|(i, t)| self.validate(i, t)).collect::<Result<Vec<_>, _>>()?;
+        let specs = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.validate(i, t))
+            .collect::<Result<Vec<_>, _>>()?;
         let n = specs.len();
-        match self.proposer.propose(Command::Submit { tasks: specs }).await.map_err(ApiError::from)? {
+        match self
+            .proposer
+            .propose(Command::Submit { tasks: specs })
+            .await
+            .map_err(ApiError::from)?
+        {
             QResponse::Submitted(results) if results.len() == n => Ok(Response::new(pb::SubmitResponse {
-                results: results.into_iter().map(|s| pb::SubmitResult { id: s.id, duplicate: s.duplicate }).collect(),
+                results: results
+                    .into_iter()
+                    .map(|s| pb::SubmitResult {
+                        id: s.id,
+                        duplicate: s.duplicate,
+                    })
+                    .collect(),
             })),
-            other => Err(Status::internal(format!("unexpected response to submit: {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected response to submit: {other:?}"
+            ))),
         }
     }
 
-    async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> Result<Response<pb::GetTaskResponse>, Status> {
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::GetTaskResponse>, Status> {
         let req = request.into_inner();
         if !req.stale_ok {
             self.read_barrier().await?;
         }
-        let task = self.replica.read(|q| q.task(req.id)).ok_or(ApiError::NotFound(req.id))?;
-        Ok(Response::new(pb::GetTaskResponse { task: Some(task.into()) }))
+        let task = self
+            .replica
+            .read(|q| q.task(req.id))
+            .ok_or(ApiError::NotFound(req.id))?;
+        Ok(Response::new(pb::GetTaskResponse {
+            task: Some(task.into()),
+        }))
     }
 
     type WaitResultsStream = InfoStream;
@@ -191,7 +243,10 @@ impl QueueService for QueueApi {
                 if !remaining.remove(&id) {
                     continue;
                 }
-                let info = replica.read(|q| q.task(id)).map(pb::TaskInfo::from).unwrap_or_else(|| convert::not_found(id));
+                let info = replica
+                    .read(|q| q.task(id))
+                    .map(pb::TaskInfo::from)
+                    .unwrap_or_else(|| convert::not_found(id));
                 if out.send(Ok(info)).await.is_err() {
                     break;
                 }
@@ -203,17 +258,27 @@ impl QueueService for QueueApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 
-    async fn cancel(&self, request: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
         let ids = request.into_inner().ids;
         if ids.is_empty() {
             return Ok(Response::new(pb::CancelResponse::default()));
         }
         let n = ids.len();
-        match self.proposer.propose(Command::Cancel { ids }).await.map_err(ApiError::from)? {
+        match self
+            .proposer
+            .propose(Command::Cancel { ids })
+            .await
+            .map_err(ApiError::from)?
+        {
             QResponse::Cancelled(cancelled) if cancelled.len() == n => {
                 Ok(Response::new(pb::CancelResponse { cancelled }))
             }
-            other => Err(Status::internal(format!("unexpected response to cancel: {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected response to cancel: {other:?}"
+            ))),
         }
     }
 
@@ -222,7 +287,10 @@ impl QueueService for QueueApi {
         _request: Request<pb::QueueStatsRequest>,
     ) -> Result<Response<pb::QueueStatsResponse>, Status> {
         let stats = self.replica.read(|q| q.stats());
-        let queues = stats.into_iter().map(|(name, c)| convert::queue_stats(name, c)).collect();
+        let queues = stats
+            .into_iter()
+            .map(|(name, c)| convert::queue_stats(name, c))
+            .collect();
         Ok(Response::new(pb::QueueStatsResponse { queues }))
     }
 
@@ -247,14 +315,25 @@ impl QueueService for QueueApi {
                 let lag = m.replication.as_ref().and_then(|r| r.get(id)).map(|matched| {
                     last_index.saturating_sub(matched.as_ref().map(|l| l.index()).unwrap_or(0))
                 });
-                pb::Member { id: *id, addr: node.addr.clone(), role: role.into(), zone: node.zone.clone(), lag }
+                pb::Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    role: role.into(),
+                    zone: node.zone.clone(),
+                    lag,
+                }
             })
             .collect();
         Ok(Response::new(pb::ClusterStatusResponse {
             node_id: m.id,
             leader_id: m.current_leader,
             term: m.current_term,
-            commit_index: m.cluster_committed.as_ref().or(m.local_committed.as_ref()).map(|l| l.index()).unwrap_or(0),
+            commit_index: m
+                .cluster_committed
+                .as_ref()
+                .or(m.local_committed.as_ref())
+                .map(|l| l.index())
+                .unwrap_or(0),
             applied_index: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
             members,
         }))

@@ -42,8 +42,14 @@ fn decode<T: DeserializeOwned>(req: Request<RaftMessage>) -> Result<T, Status> {
 /// stay gRPC statuses.
 fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
     let msg = match result {
-        Ok(v) => RaftMessage { data: encode(&v)?.into(), error: Default::default() },
-        Err(e) => RaftMessage { data: Default::default(), error: encode(&e)?.into() },
+        Ok(v) => RaftMessage {
+            data: encode(&v)?.into(),
+            error: Default::default(),
+        },
+        Err(e) => RaftMessage {
+            data: Default::default(),
+            error: encode(&e)?.into(),
+        },
     };
     Ok(Response::new(msg))
 }

@@ -55,11 +55,23 @@ mod tests {
 
     #[test]
     fn retryable_errors_are_unavailable_and_bad_input_is_invalid_argument() {
-        assert_eq!(Status::from(ApiError::Propose(ProposeError::NoLeader)).code(), Code::Unavailable);
-        assert_eq!(Status::from(ApiError::Propose(ProposeError::Forward("x".into()))).code(), Code::Unavailable);
-        assert_eq!(Status::from(ApiError::InvalidArgument("too big".into())).code(), Code::InvalidArgument);
+        assert_eq!(
+            Status::from(ApiError::Propose(ProposeError::NoLeader)).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            Status::from(ApiError::Propose(ProposeError::Forward("x".into()))).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            Status::from(ApiError::InvalidArgument("too big".into())).code(),
+            Code::InvalidArgument
+        );
         assert_eq!(Status::from(ApiError::NotFound(7)).code(), Code::NotFound);
-        assert_eq!(Status::from(ApiError::Propose(ProposeError::Fatal("disk".into()))).code(), Code::Internal);
+        assert_eq!(
+            Status::from(ApiError::Propose(ProposeError::Fatal("disk".into()))).code(),
+            Code::Internal
+        );
         assert_eq!(ApiError::NotFound(7).to_string(), "task 7 not found");
     }
 }

@@ -72,17 +72,41 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("node {target} at {addr} is unreachable: {source}")]
-    Unreachable { target: NodeId, addr: String, source: tonic::Status },
+    Unreachable {
+        target: NodeId,
+        addr: String,
+        source: tonic::Status,
+    },
     #[error("node {target} at {addr} failed the call: {source}")]
-    Call { target: NodeId, addr: String, source: tonic::Status },
+    Call {
+        target: NodeId,
+        addr: String,
+        source: tonic::Status,
+    },
     #[error("node {target} at {addr} did not answer within {timeout:?}")]
-    Timeout { target: NodeId, addr: String, timeout: Duration },
+    Timeout {
+        target: NodeId,
+        addr: String,
+        timeout: Duration,
+    },
     #[error("node {target} at {addr}: {source}")]
-    Codec { target: NodeId, addr: String, source: codec::CodecError },
+    Codec {
+        target: NodeId,
+        addr: String,
+        source: codec::CodecError,
+    },
     #[error("node {target} at {addr} could not be dialled: {source}")]
-    Dial { target: NodeId, addr: String, source: tonic::transport::Error },
+    Dial {
+        target: NodeId,
+        addr: String,
+        source: tonic::transport::Error,
+    },
     #[error("node {target} at {addr} returned an error: {message}")]
-    Remote { target: NodeId, addr: String, message: String },
+    Remote {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
 }
 
 impl PeerError {
@@ -118,7 +142,11 @@ impl PeerClient {
                     .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             })
             .map_err(Arc::new);
-        Self { target, addr: addr.to_string(), client }
+        Self {
+            target,
+            addr: addr.to_string(),
+            client,
+        }
     }
 
     /// One request/response: encode, call under `timeout`, decode `Ok` data or the remote error.
@@ -137,18 +165,45 @@ impl PeerClient {
         let client = match &self.client {
             Ok(c) => c.clone(),
             Err(e) => {
-                return Err(PeerError::Remote { target, addr, message: format!("bad address: {e}") });
+                return Err(PeerError::Remote {
+                    target,
+                    addr,
+                    message: format!("bad address: {e}"),
+                });
             }
         };
-        let data = codec::encode(req).map_err(|source| PeerError::Codec { target, addr: addr.clone(), source })?;
-        let mut request = tonic::Request::new(RaftMessage { data: data.into(), error: Default::default() });
+        let data = codec::encode(req).map_err(|source| PeerError::Codec {
+            target,
+            addr: addr.clone(),
+            source,
+        })?;
+        let mut request = tonic::Request::new(RaftMessage {
+            data: data.into(),
+            error: Default::default(),
+        });
         request.set_timeout(timeout);
         let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
-            Err(_) => return Err(PeerError::Timeout { target, addr, timeout }),
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                return Err(PeerError::Unreachable { target, addr, source: status });
+            Err(_) => {
+                return Err(PeerError::Timeout {
+                    target,
+                    addr,
+                    timeout,
+                });
             }
-            Ok(Err(status)) => return Err(PeerError::Call { target, addr, source: status }),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(PeerError::Unreachable {
+                    target,
+                    addr,
+                    source: status,
+                });
+            }
+            Ok(Err(status)) => {
+                return Err(PeerError::Call {
+                    target,
+                    addr,
+                    source: status,
+                });
+            }
             Ok(Ok(reply)) => reply.into_inner(),
         };
         if !reply.error.is_empty() {
@@ -156,7 +211,8 @@ impl PeerClient {
                 codec::decode(&reply.error).map_err(|source| PeerError::Codec { target, addr, source })?;
             return Ok(Err(err));
         }
-        let resp: Resp = codec::decode(&reply.data).map_err(|source| PeerError::Codec { target, addr, source })?;
+        let resp: Resp =
+            codec::decode(&reply.data).map_err(|source| PeerError::Codec { target, addr, source })?;
         Ok(Ok(resp))
     }
 
@@ -170,7 +226,10 @@ impl PeerClient {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        match self.call::<Req, Resp, RaftError<TypeConfig>>(rpc, req, timeout).await {
+        match self
+            .call::<Req, Resp, RaftError<TypeConfig>>(rpc, req, timeout)
+            .await
+        {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => Err(PeerError::Remote {
                 target: self.target,
@@ -185,7 +244,10 @@ impl PeerClient {
     /// Forward a batch of commands to this peer (the leader) to propose there.
     pub async fn forward(&self, commands: &[Command]) -> Result<Vec<Response>, ProposeError> {
         let rpc: Rpc = |mut c, r| Box::pin(async move { c.forward(r).await });
-        match self.call::<_, Vec<Response>, ProposeError>(rpc, &commands, FORWARD_TIMEOUT).await {
+        match self
+            .call::<_, Vec<Response>, ProposeError>(rpc, &commands, FORWARD_TIMEOUT)
+            .await
+        {
             Ok(result) => result,
             Err(e) => Err(ProposeError::Forward(e.to_string())),
         }

@@ -22,7 +22,9 @@ pub struct TcpConnector {
 
 impl Default for TcpConnector {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_millis(500) }
+        Self {
+            connect_timeout: Duration::from_millis(500),
+        }
     }
 }
 
