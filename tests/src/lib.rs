@@ -24,7 +24,15 @@ pub fn binary(name: &str) -> Result<PathBuf> {
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "flotilla-node", "-p", "flotilla-client", "--bins"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "flotilla-node",
+                    "-p",
+                    "flotilla-client",
+                    "--bins",
+                ])
                 .status()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !status.success() {
@@ -32,7 +40,11 @@ pub fn binary(name: &str) -> Result<PathBuf> {
             }
             // The test executable is target/<profile>/deps/<name>; binaries sit one level up.
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?.to_path_buf();
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("no target dir")?
+                .to_path_buf();
             Ok(dir)
         })
         .as_ref()
@@ -74,14 +86,20 @@ impl NodeProcess {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         let child = Command::new(binary("node")?)
             .arg("--listen")
             .arg(&self.addr)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -108,8 +126,13 @@ impl NodeProcess {
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Result<Option<i32>> {
-        let Some(mut child) = self.child.take() else { return Ok(None) };
-        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -TERM failed");
         }
@@ -130,6 +153,12 @@ impl Drop for NodeProcess {
 
 /// Run `node` with `args` to completion (for flag errors); returns (exit code, stderr).
 pub fn run_node(args: &[&str]) -> Result<(Option<i32>, String)> {
-    let out = Command::new(binary("node")?).args(args).stdin(Stdio::null()).output()?;
-    Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    let out = Command::new(binary("node")?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
