@@ -5,4 +5,3 @@
 
 pub mod log_store;
 pub mod state_machine;
-
