@@ -1020,7 +1020,7 @@ fn huge_numbers_saturate_instead_of_panicking() {
     let l = h.lease_from(u64::MAX - 5, &[], u32::MAX, u64::MAX);
     assert_eq!(l[0].lease_deadline_ms, u64::MAX);
     h.complete(u64::MAX - 5, l[0].lease, failure(true));
-    assert!(h.heartbeat(u64::MAX, lr(9, 9), u64::MAX) == false);
+    assert!(!h.heartbeat(u64::MAX, lr(9, 9), u64::MAX));
     h.tick(u64::MAX);
     // At the end of time everything is due: the ETA task is pending and the retry too.
     assert_eq!(h.state(1), Some(TaskState::Pending));
