@@ -115,14 +115,16 @@ impl Default for QueueState {
     }
 }
 
-/// One task. Kept compact: names are interned ids, and `timer_ms` is the one time that matters
-/// in the current state (ETA, retry time, lease deadline, or purge time once final).
+/// One task. Kept compact because a queue can hold millions: names are interned ids, fields
+/// a pending task rarely has live behind one optional box, and `timer_ms` is the one time that
+/// matters in the current state (ETA, retry time, lease deadline, or purge time once final).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Task {
     args: Bytes,
-    output: Output,
-    idempotency_key: Option<Box<str>>,
-    time_limit_ms: Option<u64>,
+    /// `Some` iff there is an idempotency key or an output.
+    extra: Option<Box<Extra>>,
+    /// Meaningful only if `has_time_limit` (an `Option<u64>` would cost 8 more bytes).
+    time_limit_ms: u64,
     created_ms: UnixMs,
     updated_ms: UnixMs,
     /// 0 while pending (pending tasks have no timer).
@@ -138,6 +140,39 @@ pub(crate) struct Task {
     max_retries: u32,
     priority: u8,
     state: TaskState,
+    has_time_limit: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Extra {
+    idempotency_key: Option<Box<str>>,
+    output: Output,
+}
+
+impl Task {
+    fn output(&self) -> &Output {
+        self.extra.as_ref().map_or(&Output::None, |e| &e.output)
+    }
+
+    fn set_output(&mut self, output: Output) {
+        match &mut self.extra {
+            Some(e) => e.output = output,
+            None => {
+                self.extra = Some(Box::new(Extra {
+                    idempotency_key: None,
+                    output,
+                }))
+            }
+        }
+    }
+
+    fn idempotency_key(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.idempotency_key.as_deref())
+    }
+
+    fn time_limit_ms(&self) -> Option<u64> {
+        self.has_time_limit.then_some(self.time_limit_ms)
+    }
 }
 
 /// The result or the last error: a task shows one or the other, never both.
@@ -385,7 +420,7 @@ fn fail(
     effects: &mut ApplyEffects,
 ) {
     t.failures = t.failures.saturating_add(1);
-    t.output = Output::Error(error.into());
+    t.set_output(Output::Error(error.into()));
     if retry && t.failures <= t.max_retries {
         if t.backoff_ms == 0 {
             idx.set_state(id, t, To::Pending, now);
@@ -454,7 +489,7 @@ impl QueueState {
         self.idx.unlink(id, &t);
         self.idx.release_queue(t.queue);
         self.task_names.release(t.name);
-        if let Some(key) = &t.idempotency_key
+        if let Some(key) = t.idempotency_key()
             && self.idempotency.get(key) == Some(&id)
         {
             self.idempotency.remove(key);
@@ -517,9 +552,14 @@ impl QueueState {
         };
         let task = Task {
             args: spec.args.clone(),
-            output: Output::None,
-            idempotency_key: spec.idempotency_key.as_deref().map(Box::from),
-            time_limit_ms: spec.time_limit_ms,
+            extra: spec.idempotency_key.as_deref().map(|k| {
+                Box::new(Extra {
+                    idempotency_key: Some(k.into()),
+                    output: Output::None,
+                })
+            }),
+            time_limit_ms: spec.time_limit_ms.unwrap_or(0),
+            has_time_limit: spec.time_limit_ms.is_some(),
             created_ms: now,
             updated_ms: now,
             timer_ms,
@@ -535,8 +575,8 @@ impl QueueState {
             state,
         };
         self.idx.link(id, &task);
-        if let Some(key) = &task.idempotency_key {
-            self.idempotency.insert(key.clone(), id);
+        if let Some(key) = task.idempotency_key() {
+            self.idempotency.insert(key.into(), id);
         }
         self.tasks.insert(id, task);
         if state == TaskState::Pending {
@@ -573,7 +613,7 @@ impl QueueState {
                     continue;
                 };
                 if t.attempt == u32::MAX {
-                    t.output = Output::Error(ATTEMPTS_EXHAUSTED_ERROR.into());
+                    t.set_output(Output::Error(ATTEMPTS_EXHAUSTED_ERROR.into()));
                     self.idx.set_state(id, t, To::Final(TaskState::Dead), now);
                     effects.finished.push(id);
                     continue;
@@ -589,7 +629,7 @@ impl QueueState {
                     name: self.task_names.name(t.name).to_owned(),
                     queue: self.idx.queue_names.name(q).to_owned(),
                     args: t.args.clone(),
-                    time_limit_ms: t.time_limit_ms,
+                    time_limit_ms: t.time_limit_ms(),
                     lease_deadline_ms: deadline,
                 });
             }
@@ -611,7 +651,7 @@ impl QueueState {
         }
         match &c.outcome {
             Outcome::Success(result) => {
-                t.output = Output::Result(result.clone());
+                t.set_output(Output::Result(result.clone()));
                 self.idx.set_state(id, t, To::Final(TaskState::Succeeded), now);
                 effects.finished.push(id);
             }
@@ -723,11 +763,11 @@ impl QueueState {
             state: t.state,
             attempt: t.attempt,
             max_retries: t.max_retries,
-            result: match &t.output {
+            result: match t.output() {
                 Output::Result(b) => Some(b.clone()),
                 _ => None,
             },
-            error: match &t.output {
+            error: match t.output() {
                 Output::Error(e) => Some(e.to_string()),
                 _ => None,
             },
@@ -842,10 +882,19 @@ impl QueueState {
             if t.state.is_final() && t.timer_ms != t.updated_ms.saturating_add(t.result_ttl_ms) {
                 return err("purge time is not finished_at + result_ttl_ms");
             }
-            if (t.state == TaskState::Succeeded) != matches!(t.output, Output::Result(_)) {
+            if (t.state == TaskState::Succeeded) != matches!(t.output(), Output::Result(_)) {
                 return err("result present iff succeeded");
             }
-            if let Some(key) = &t.idempotency_key {
+            if t.extra
+                .as_ref()
+                .is_some_and(|e| e.idempotency_key.is_none() && e.output == Output::None)
+            {
+                return err("empty extra box");
+            }
+            if !t.has_time_limit && t.time_limit_ms != 0 {
+                return err("time limit set without its flag");
+            }
+            if let Some(key) = t.idempotency_key() {
                 keyed += 1;
                 if self.idempotency.get(key) != Some(&id) {
                     return err("idempotency key does not map back to it");
