@@ -5,3 +5,4 @@
 
 pub mod log_store;
 pub mod state_machine;
+
