@@ -67,7 +67,8 @@ pub enum Command {
         lease_ms: u64,
     },
     /// Give leased tasks back without counting a failure (a draining worker that did not start
-    /// them). The attempt is not consumed: the task is pending again.
+    /// or finish them): the task is pending again. The attempt number stays used, so the next
+    /// lease gets a new one and the released lease can never complete it.
     Release { worker: String, leases: Vec<LeaseRef> },
     /// Cancel tasks that are scheduled, pending or retrying.
     Cancel { ids: Vec<TaskId> },
