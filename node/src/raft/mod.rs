@@ -18,3 +18,6 @@ pub mod wal;
 pub use error::StorageError;
 pub use log_store::LogStore;
 pub use state_machine::StateMachineStore;
+
+#[cfg(test)]
+mod tests;
