@@ -12,7 +12,6 @@ use openraft::Raft;
 use openraft::RaftNetworkFactory;
 use openraft::alias::SnapshotOf;
 use openraft::alias::VoteOf;
-use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::RPCError;
 use openraft::errors::ReplicationClosed;
 use openraft::errors::StreamingError;
@@ -172,16 +171,20 @@ async fn restart_rebuilds_state_from_snapshot_and_log() {
     drop(raft);
 
     let (raft, replica) = start(dir.path()).await;
-    // The snapshot is loaded and the committed entries after it re-applied inside `Raft::new`,
-    // before any election could commit (and apply) them again: look without waiting.
-    let m = raft.metrics().borrow_watched().clone();
+    // The snapshot is loaded and the committed entries after it re-applied inside `Raft::new`
+    // (openraft's `get_initial_state`), before any election could commit and apply them
+    // again: so the replica must already be back, without waiting.
     assert_eq!(
-        m.last_applied.map(|l| l.index),
-        Some(last),
-        "re-applied from the log on start"
+        state_bytes(&replica),
+        before,
+        "snapshot + re-applied log on start"
     );
+    let m = raft
+        .wait(timeout)
+        .applied_index_at_least(Some(last), "applied")
+        .await
+        .unwrap();
     assert_eq!(m.snapshot, Some(snap_at));
-    assert_eq!(state_bytes(&replica), before);
     // And the restarted node serves writes again.
     raft.wait(timeout)
         .current_leader(1, "leader again")
