@@ -106,7 +106,7 @@ pub async fn run(
     let log_store =
         LogStore::open(&data_dir.join("raft-log")).map_err(|e| ServerError::Storage(e.to_string()))?;
     let replica = Arc::new(Replica::default());
-    let state_machine = StateMachineStore::open(&data_dir.join("state"), replica.clone())
+    let state_machine = StateMachineStore::open(&data_dir, replica.clone())
         .map_err(|e| ServerError::Storage(e.to_string()))?;
     let network = NetworkFactory::new(Arc::new(TcpConnector::default()));
     let raft = Raft::new(
