@@ -47,8 +47,8 @@ use crate::worker::WorkerPool;
 pub enum ServerError {
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error(transparent)]
+    Storage(#[from] crate::raft::StorageError),
     #[error("raft: {0}")]
     Raft(String),
     #[error("workers: {0}")]
@@ -103,11 +103,9 @@ pub async fn run(
     let advertise = config.advertise_addr();
     info!(node_id, cluster_id = %identity.cluster_id, founded, data_dir = %data_dir.display(), "opening node");
 
-    let log_store =
-        LogStore::open(&data_dir.join("raft-log")).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let log_store = LogStore::open(&data_dir)?;
     let replica = Arc::new(Replica::default());
-    let state_machine = StateMachineStore::open(&data_dir, replica.clone())
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
     let network = NetworkFactory::new(Arc::new(TcpConnector::default()));
     let raft = Raft::new(
         node_id,
