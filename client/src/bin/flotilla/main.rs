@@ -12,7 +12,9 @@ mod output;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use anyhow::Context;
 use bytes::Bytes;
