@@ -21,6 +21,9 @@ pub mod testing;
 #[allow(clippy::module_inception)] // `worker::worker` is the worker actor of the worker subsystem
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 pub use backend::Backend;
 pub use builtins::register_builtins;
 pub use pool::DrainReport;

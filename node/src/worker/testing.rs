@@ -115,6 +115,11 @@ impl RecordingBackend {
         self.fail_after.store(n, Ordering::SeqCst);
     }
 
+    /// Injected failures not yet hit.
+    pub fn pending_faults(&self) -> usize {
+        self.fail_before.load(Ordering::SeqCst) + self.fail_after.load(Ordering::SeqCst)
+    }
+
     /// Every command proposed so far (failed ones included), in order.
     pub fn commands(&self) -> Vec<Command> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
