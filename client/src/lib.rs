@@ -1,1 +1,46 @@
-//! flotilla-client (in progress)
+//! flotilla-client: a typed async client for a Flotilla cluster, and the `flotilla` CLI.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), flotilla_client::ClientError> {
+//! use std::time::Duration;
+//! let client = flotilla_client::Client::connect(["127.0.0.1:7000", "127.0.0.1:7001"]).await?;
+//! let task = client.task("echo").args(&serde_json::json!({"msg": "hi"}))?.queue("default");
+//! let id = client.submit(task).await?;
+//! let done = client.wait(id, Duration::from_secs(10)).await?;
+//! let echoed: serde_json::Value = done.result_json()?;
+//! # let _ = echoed; Ok(()) }
+//! ```
+//!
+//! Module map:
+//! - [`client`]: [`Client`], [`ClientBuilder`]; node rotation and the retry loop of unary calls;
+//!   `submit_batch` splits and pipelines batches.
+//! - [`task`]: [`TaskRequest`] (the fluent builder; every request carries an idempotency key),
+//!   [`TaskId`], [`Submitted`].
+//! - [`info`]: [`TaskInfo`], [`TaskState`]: a task as the cluster reports it.
+//! - [`cluster`]: [`ClusterStatus`], [`Member`], [`QueueStats`].
+//! - `wait`: chunked, resumable `WaitResults` streams behind [`Client::wait_many`].
+//! - [`retry`]: [`RetryPolicy`]; which failures are transient and the backoff between attempts.
+//! - [`error`]: [`ClientError`], and the one mapping from gRPC status codes.
+//! - `convert`: `From` impls between wire (prost) and domain types.
+//! - `entropy`: the seedable generator of idempotency keys and retry jitter.
+//!
+//! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
+//! retried, and the cluster may already have committed it. The key makes the retry return the
+//! first task's id instead of enqueuing a second task.
+
+pub mod client;
+pub mod cluster;
+mod convert;
+mod entropy;
+pub mod error;
+pub mod info;
+pub mod retry;
+pub mod task;
+mod wait;
+
+pub use client::{Client, ClientBuilder};
+pub use cluster::{ClusterStatus, Member, QueueStats};
+pub use error::{ClientError, Result};
+pub use info::{TaskInfo, TaskState};
+pub use retry::RetryPolicy;
+pub use task::{Submitted, TaskId, TaskRequest};

@@ -1,1 +1,225 @@
-//! placeholder
+//! [`Config`]: every setting of a node, in one struct that is both the clap command line (with
+//! `FLOTILLA_*` environment variables) and a serde document. Names carry their units.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+use serde::Serialize;
+
+/// Largest task payload accepted by default (args of one task): 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Run a Flotilla node: a member of a Raft cluster whose replicated log is the task queue, with
+/// worker actors that run the tasks.
+#[derive(Parser, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[command(name = "node", version, about)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, for clients and peers alike.
+    #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:7000")]
+    pub listen: SocketAddr,
+
+    /// Address that other nodes and clients use to reach this node (default: --listen).
+    #[arg(long, env = "FLOTILLA_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Directory holding this node's log, snapshots and identity.
+    #[arg(long, env = "FLOTILLA_DATA_DIR", default_value = "./flotilla-data")]
+    pub data_dir: PathBuf,
+
+    /// Worker actors on this node (default: the number of cores; 0 runs no tasks here).
+    #[arg(long, env = "FLOTILLA_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Queues this node's workers take tasks from, in order of preference (default: all).
+    #[arg(long, env = "FLOTILLA_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+
+    /// Largest accepted task payload (its JSON arguments), in bytes.
+    #[arg(long, env = "FLOTILLA_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
+    pub max_payload_bytes: usize,
+
+    /// Most tasks accepted in one submit request.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_batch_tasks: usize,
+
+    /// A worker's lease on a task lasts this long without a heartbeat, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub lease_ms: u64,
+
+    /// Time limit of one attempt when the task sets none, in ms.
+    #[arg(long, default_value_t = 300_000)]
+    pub default_time_limit_ms: u64,
+
+    /// How long finished tasks and their results are kept when the task sets no TTL, in ms.
+    #[arg(long, default_value_t = 24 * 3600 * 1000)]
+    pub default_result_ttl_ms: u64,
+
+    /// Base retry delay when the task sets none, in ms (doubles per failed attempt).
+    #[arg(long, default_value_t = 1_000)]
+    pub default_retry_backoff_ms: u64,
+
+    /// On SIGTERM, running tasks get this long to finish before they are released, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub drain_grace_ms: u64,
+
+    /// Raft heartbeat interval, in ms.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_interval_ms: u64,
+
+    /// Raft election timeout, lower bound, in ms.
+    #[arg(long, default_value_t = 150)]
+    pub election_timeout_ms_min: u64,
+
+    /// Raft election timeout, upper bound, in ms.
+    #[arg(long, default_value_t = 300)]
+    pub election_timeout_ms_max: u64,
+
+    /// Build a snapshot (and purge the log behind it) after this many log entries.
+    #[arg(long, default_value_t = 5_000)]
+    pub snapshot_every_entries: u64,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid --{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// Largest message the gRPC services accept; a submit batch or a snapshot must fit.
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        // One source of defaults: clap's.
+        Config::parse_from(["node"])
+    }
+}
+
+impl Config {
+    /// Check the settings together; returns the config with derived defaults filled in.
+    pub fn validate(mut self) -> Result<Config, ConfigError> {
+        if self.advertise.is_none() {
+            self.advertise = Some(self.listen.to_string());
+        }
+        let advertise = self.advertise.as_deref().unwrap_or_default();
+        match advertise.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
+            _ => return Err(invalid("advertise", format!("'{advertise}' is not host:port"))),
+        }
+        let workers = self.workers.unwrap_or_else(default_workers);
+        if workers > 1024 {
+            return Err(invalid("workers", format!("{workers} is more than 1024")));
+        }
+        self.workers = Some(workers);
+        for q in &self.queues {
+            if q.is_empty()
+                || q.len() > 128
+                || !q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            {
+                return Err(invalid(
+                    "queues",
+                    format!("'{q}' is not a queue name (1-128 of A-Z a-z 0-9 - _ . :)"),
+                ));
+            }
+        }
+        if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("max-payload-bytes", "must be between 1 and 67108864"));
+        }
+        if self.max_batch_tasks == 0 {
+            return Err(invalid("max-batch-tasks", "must be at least 1"));
+        }
+        if self.lease_ms < 100 {
+            return Err(invalid("lease-ms", "must be at least 100"));
+        }
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms_min {
+            return Err(invalid(
+                "heartbeat-interval-ms",
+                "must be above 0 and below the election timeout",
+            ));
+        }
+        if self.election_timeout_ms_min >= self.election_timeout_ms_max {
+            return Err(invalid(
+                "election-timeout-ms-min",
+                "must be below --election-timeout-ms-max",
+            ));
+        }
+        if self.snapshot_every_entries == 0 {
+            return Err(invalid("snapshot-every-entries", "must be at least 1"));
+        }
+        Ok(self)
+    }
+
+    /// The advertised address (after [`Config::validate`]).
+    pub fn advertise_addr(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// Worker count (after [`Config::validate`]).
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(default_workers)
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["node"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_a_local_single_node() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.advertise_addr(), "127.0.0.1:7000");
+        assert_eq!(c.data_dir, PathBuf::from("./flotilla-data"));
+        assert!(c.worker_count() >= 1);
+        assert_eq!(c.max_payload_bytes, DEFAULT_MAX_PAYLOAD_BYTES);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        assert!(parse(&["--listen", "nowhere"]).unwrap_err().contains("--listen"));
+        assert!(parse(&["--workers", "x"]).unwrap_err().contains("--workers"));
+        assert!(
+            parse(&["--advertise", "host"])
+                .unwrap_err()
+                .contains("--advertise")
+        );
+        assert!(parse(&["--queues", "a,,b"]).unwrap_err().contains("--queues"));
+        assert!(
+            parse(&["--max-payload-bytes", "0"])
+                .unwrap_err()
+                .contains("--max-payload-bytes")
+        );
+        assert!(parse(&["--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn queues_split_on_commas() {
+        let c = parse(&["--queues", "high,default", "--workers", "3"]).unwrap();
+        assert_eq!(c.queues, vec!["high".to_string(), "default".to_string()]);
+        assert_eq!(c.worker_count(), 3);
+    }
+}

@@ -1,1 +1,66 @@
-fn main() {}
+//! The `node` binary: parse flags, validate, run one Flotilla node until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use flotilla_node::config::Config;
+use flotilla_node::worker::TaskRegistry;
+use flotilla_node::worker::builtins::register_builtins;
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with status 2.
+    let config = match Config::parse().validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut registry = TaskRegistry::new();
+        register_builtins(&mut registry);
+        flotilla_node::server::run(config, registry, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers the node can still be stopped by SIGKILL; never exit early.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

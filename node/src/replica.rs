@@ -37,7 +37,11 @@ impl Default for Replica {
 impl Replica {
     pub fn new(state: QueueState) -> Self {
         let (work_tx, _) = watch::channel(0);
-        Self { queue: RwLock::new(state), waiters: Mutex::new(BTreeMap::new()), work_tx }
+        Self {
+            queue: RwLock::new(state),
+            waiters: Mutex::new(BTreeMap::new()),
+            work_tx,
+        }
     }
 
     /// Apply one committed entry and wake whoever waits on its effects.
@@ -54,11 +58,22 @@ impl Replica {
     /// Replace the whole state (snapshot install). Every waiter is re-checked against it.
     pub fn replace(&self, state: QueueState) {
         *self.queue.write().unwrap_or_else(|e| e.into_inner()) = state;
-        let ids: Vec<TaskId> = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let ids: Vec<TaskId> = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
         let finished = self.read(|q| {
-            ids.into_iter().filter(|id| q.task(*id).is_none_or(|t| t.state.is_final())).collect()
+            ids.into_iter()
+                .filter(|id| q.task(*id).is_none_or(|t| t.state.is_final()))
+                .collect()
         });
-        self.notify(&ApplyEffects { finished, became_pending: 1 });
+        self.notify(&ApplyEffects {
+            finished,
+            became_pending: 1,
+        });
     }
 
     fn notify(&self, effects: &ApplyEffects) {
@@ -93,8 +108,12 @@ impl Replica {
                 waiters.entry(*id).or_default().push(tx.clone());
             }
         }
-        let done: Vec<TaskId> =
-            self.read(|q| ids.iter().copied().filter(|id| q.task(*id).is_none_or(|t| t.state.is_final())).collect());
+        let done: Vec<TaskId> = self.read(|q| {
+            ids.iter()
+                .copied()
+                .filter(|id| q.task(*id).is_none_or(|t| t.state.is_final()))
+                .collect()
+        });
         for id in done {
             let _ = tx.send(id);
         }

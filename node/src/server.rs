@@ -1,1 +1,244 @@
-//! placeholder
+//! Wiring: open the data directory, start Raft, the proposer, the ticker, the worker pool and
+//! the gRPC server; on shutdown, drain workers first (they still need the log to hand tasks
+//! back), then stop serving, then stop Raft.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1::queue_service_server::QueueServiceServer;
+use flotilla_proto::v1::raft_service_server::RaftServiceServer;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+use tracing::warn;
+
+use crate::clock::SharedClock;
+use crate::clock::SystemClock;
+use crate::cluster::Identity;
+use crate::config::Config;
+use crate::config::MAX_GRPC_MESSAGE_BYTES;
+use crate::error::ProposeError;
+use crate::grpc::QueueApi;
+use crate::grpc::RaftApi;
+use crate::grpc::queue_service::ApiLimits;
+use crate::network::NetworkFactory;
+use crate::network::TcpConnector;
+use crate::proposer::Proposer;
+use crate::queue::Command;
+use crate::queue::Response;
+use crate::raft::LogStore;
+use crate::raft::Raft;
+use crate::raft::StateMachineStore;
+use crate::replica::Replica;
+use crate::types::NodeInfo;
+use crate::worker::Backend;
+use crate::worker::PoolConfig;
+use crate::worker::TaskRegistry;
+use crate::worker::WorkerPool;
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Storage(#[from] crate::raft::StorageError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("workers: {0}")]
+    Worker(String),
+    #[error("grpc server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// The worker pool's view of the node: proposals through the log, wake-ups from the replica.
+struct NodeBackend {
+    proposer: Proposer,
+    replica: Arc<Replica>,
+}
+
+impl Backend for NodeBackend {
+    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
+        let proposer = self.proposer.clone();
+        async move { proposer.propose(cmd).await }.boxed()
+    }
+
+    fn work_signal(&self) -> watch::Receiver<u64> {
+        self.replica.work_signal()
+    }
+}
+
+fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
+    let rc = openraft::Config {
+        cluster_name: "flotilla".into(),
+        heartbeat_interval: config.heartbeat_interval_ms,
+        election_timeout_min: config.election_timeout_ms_min,
+        election_timeout_max: config.election_timeout_ms_max,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        // Keep some log behind the snapshot so a briefly lagging follower catches up from the
+        // log instead of a whole snapshot.
+        max_in_snapshot_log_to_keep: config.snapshot_every_entries / 2,
+        ..Default::default()
+    };
+    rc.validate().map_err(|e| ServerError::Raft(e.to_string()))
+}
+
+/// Run a node on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    registry: TaskRegistry,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let data_dir = config.data_dir.clone();
+    let (identity, founded) = Identity::load_or_found(&data_dir)?;
+    let node_id = identity.node_id;
+    let advertise = config.advertise_addr();
+    info!(node_id, cluster_id = %identity.cluster_id, founded, data_dir = %data_dir.display(), "opening node");
+
+    let log_store = LogStore::open(&data_dir)?;
+    let replica = Arc::new(Replica::default());
+    let state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
+    let network = NetworkFactory::new(Arc::new(TcpConnector::default()));
+    let raft = Raft::new(
+        node_id,
+        Arc::new(raft_config(&config)?),
+        network.clone(),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+    if !raft
+        .is_initialized()
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?
+    {
+        let me = NodeInfo {
+            addr: advertise.clone(),
+            zone: String::new(),
+        };
+        raft.initialize(BTreeMap::from([(node_id, me)]))
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        info!(node_id, addr = %advertise, "initialized a single-node cluster");
+    }
+
+    let proposer = Proposer::start(raft.clone(), clock.clone(), network.clone());
+    let ticker = tokio::spawn(tick(
+        raft.clone(),
+        replica.clone(),
+        proposer.clone(),
+        clock.clone(),
+    ));
+
+    let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();
+    let registry = Arc::new(registry);
+    let workers = config.worker_count();
+    let pool = if workers > 0 {
+        let pool_config = PoolConfig {
+            worker_name: format!("node-{node_id}"),
+            workers,
+            queues: config.queues.clone(),
+            lease_ms: config.lease_ms,
+            heartbeat_interval_ms: config.lease_ms / 3,
+            default_time_limit_ms: config.default_time_limit_ms,
+            ..PoolConfig::default()
+        };
+        let backend = Arc::new(NodeBackend {
+            proposer: proposer.clone(),
+            replica: replica.clone(),
+        });
+        Some(
+            WorkerPool::start(
+                pool_config,
+                registry.clone(),
+                backend,
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(|e| ServerError::Worker(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+
+    let limits = ApiLimits {
+        max_payload_bytes: config.max_payload_bytes,
+        max_batch_tasks: config.max_batch_tasks,
+        default_result_ttl_ms: config.default_result_ttl_ms,
+        default_retry_backoff_ms: config.default_retry_backoff_ms,
+    };
+    let queue_api = QueueApi::new(
+        raft.clone(),
+        replica.clone(),
+        proposer.clone(),
+        known_tasks,
+        limits,
+    );
+    let raft_api = RaftApi::new(raft.clone(), proposer.clone());
+
+    // Serving stops when `shutdown` fires, but only after the workers have drained.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = Duration::from_millis(config.drain_grace_ms);
+    let drainer = tokio::spawn(async move {
+        shutdown.await;
+        info!("shutdown requested; draining workers");
+        if let Some(pool) = pool {
+            let report = pool.drain(grace).await;
+            info!(?report, "workers drained");
+        }
+        let _ = stop_tx.send(());
+    });
+
+    info!(node_id, listen = %config.listen, advertise = %advertise, workers, "node ready");
+    let served = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            QueueServiceServer::new(queue_api)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            RaftServiceServer::new(raft_api)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        })
+        .await;
+
+    drainer.abort();
+    ticker.abort();
+    if let Err(e) = raft.shutdown().await {
+        warn!(error = %e, "raft shutdown");
+    }
+    info!(node_id, "node stopped");
+    served.map_err(ServerError::from)
+}
+
+/// On the leader, propose a `Tick` whenever a timer of the queue is due (ETA, retry backoff,
+/// lease expiry, result expiry): entries carry time, so an idle cluster needs one to move.
+async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: SharedClock) {
+    let mut interval = tokio::time::interval(Duration::from_millis(50));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let due = replica
+            .read(|q| q.next_deadline_ms())
+            .is_some_and(|d| d <= clock.now_ms());
+        if due && raft.is_leader() {
+            if let Err(e) = proposer.propose(Command::Tick).await {
+                warn!(error = %e, "tick not proposed");
+            }
+        }
+    }
+}

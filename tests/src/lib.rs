@@ -1,1 +1,164 @@
-//! Integration tests live in tests/; this library is empty.
+//! Harness for integration tests: build the real binaries once, start `node` processes on
+//! loopback ports with their own data directories, kill them (-9) and restart them.
+//!
+//! Tests live in `tests/<area>/main.rs` + `tNN_*.rs` (t10 basic, t50 environment, t90
+//! regressions), one test binary per area.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use anyhow::Result;
+use anyhow::bail;
+
+/// Path of a workspace binary (`node`, `flotilla`), built once per test process with the same
+/// profile as the tests.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "flotilla-node",
+                    "-p",
+                    "flotilla-client",
+                    "--bins",
+                ])
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo build of the binaries failed: {status}"));
+            }
+            // The test executable is target/<profile>/deps/<name>; binaries sit one level up.
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("no target dir")?
+                .to_path_buf();
+            Ok(dir)
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("binary {} was not built", path.display());
+    }
+    Ok(path)
+}
+
+/// A free port on 127.0.0.1 (the OS picks it; the tiny race with other processes is accepted).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `node` process with its own data directory and log file.
+pub struct NodeProcess {
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// Start a node listening on a fresh loopback port with data in `data_dir`.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Result<NodeProcess> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut node = NodeProcess {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            log_path: data_dir.with_extension("log"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = Command::new(binary("node")?)
+            .arg("--listen")
+            .arg(&self.addr)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning node")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL the process (no chance to flush anything) and reap it.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Start again on the same address and data directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9()?;
+        self.spawn()
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        Ok(child.wait()?.code())
+    }
+
+    /// The node's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// Run `node` with `args` to completion (for flag errors); returns (exit code, stderr).
+pub fn run_node(args: &[&str]) -> Result<(Option<i32>, String)> {
+    let out = Command::new(binary("node")?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}

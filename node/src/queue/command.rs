@@ -31,7 +31,12 @@ pub struct Request {
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "request(now_ms={}, commands={})", self.now_ms, self.commands.len())
+        write!(
+            f,
+            "request(now_ms={}, commands={})",
+            self.now_ms,
+            self.commands.len()
+        )
     }
 }
 
@@ -43,14 +48,27 @@ pub enum Command {
     /// A worker (pool) asks for up to `max` pending tasks from `queues` (in the given order of
     /// preference; within a queue by priority, then submit order). Each grant starts a new
     /// attempt leased until `now + lease_ms`.
-    Lease { worker: String, queues: Vec<String>, max: u32, lease_ms: u64 },
+    Lease {
+        worker: String,
+        queues: Vec<String>,
+        max: u32,
+        lease_ms: u64,
+    },
     /// Results of attempts. A completion whose `(task, attempt)` is not the task's current
     /// lease is stale and changes nothing.
-    Complete { worker: String, completions: Vec<Completion> },
+    Complete {
+        worker: String,
+        completions: Vec<Completion>,
+    },
     /// Extend the leases `(task, attempt)` to `now + lease_ms`. Stale ones are ignored.
-    Heartbeat { worker: String, leases: Vec<LeaseRef>, lease_ms: u64 },
+    Heartbeat {
+        worker: String,
+        leases: Vec<LeaseRef>,
+        lease_ms: u64,
+    },
     /// Give leased tasks back without counting a failure (a draining worker that did not start
-    /// them). The attempt is not consumed: the task is pending again.
+    /// or finish them): the task is pending again. The attempt number stays used, so the next
+    /// lease gets a new one and the released lease can never complete it.
     Release { worker: String, leases: Vec<LeaseRef> },
     /// Cancel tasks that are scheduled, pending or retrying.
     Cancel { ids: Vec<TaskId> },
@@ -185,7 +203,10 @@ pub enum TaskState {
 impl TaskState {
     /// Final states never change again (until the result expires and the task is purged).
     pub fn is_final(self) -> bool {
-        matches!(self, TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled
+        )
     }
 }
 

@@ -1,8 +1,26 @@
 //! openraft glue: the durable log store and the state-machine adapter over [`crate::replica`].
 //!
-//! - [`log_store`]: `RaftLogStorage` over the raft-log WAL.
+//! A node's data directory holds `wal/` (the Raft log) and `snapshot/` (its last snapshot):
+//!
+//! - [`log_store`]: `RaftLogStorage` over the raft-log WAL (group commit, torn-tail recovery,
+//!   corruption detection).
+//! - [`wal`]: the raft-log type binding (bincode-encoded fields) and the tail check on open.
 //! - [`state_machine`]: `RaftStateMachine`: applies entries, builds and installs snapshots.
+//! - [`snapshot`]: the versioned snapshot format and its atomically replaced file.
+//! - [`error`]: [`StorageError`], fatal storage errors.
 
+pub mod error;
 pub mod log_store;
+pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
 
+pub use error::StorageError;
+pub use log_store::LogStore;
+pub use state_machine::StateMachineStore;
+
+/// The Raft handle of a Flotilla node.
+pub type Raft = openraft::Raft<crate::types::TypeConfig, StateMachineStore>;
+
+#[cfg(test)]
+mod tests;

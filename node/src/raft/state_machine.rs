@@ -1,1 +1,205 @@
-//! placeholder
+//! [`StateMachineStore`]: openraft's `RaftStateMachine` over this node's [`Replica`].
+//!
+//! The queue state lives in memory only. It is rebuilt on start from the last snapshot plus the
+//! committed log entries after it: [`StateMachineStore::open`] loads `current.snap` into the
+//! replica and sets `last_applied` from it, so openraft's `StorageHelper::get_initial_state`
+//! sees the snapshot as already applied (it installs one only when it is newer than
+//! `last_applied`; no double apply) and then re-applies the log from `last_applied + 1` up to
+//! the committed id the log store persisted.
+//!
+//! # On disk
+//!
+//! Only `<data dir>/snapshot/current.snap` (see [`super::snapshot`] for the format). It is
+//! written atomically and fsync'd (file, then directory) when a snapshot is built and when one
+//! is installed, before openraft hears about it, so openraft never purges log entries that a
+//! durable snapshot does not cover.
+//!
+//! # Snapshot building off the apply path
+//!
+//! openraft asks for a builder on its state-machine task, between applies, then runs
+//! `build_snapshot` in a separate task. The builder clones the queue under the replica's read
+//! lock (a memory copy, no encoding), together with `last_applied` and the membership, so the
+//! view is consistent; encoding, writing and fsync happen later on a blocking thread while
+//! entries keep being applied.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::Stream;
+use futures::StreamExt;
+use openraft::EntryPayload;
+use openraft::OptionalSend;
+use openraft::RaftSnapshotBuilder;
+use openraft::alias::LogIdOf;
+use openraft::alias::SnapshotMetaOf;
+use openraft::alias::SnapshotOf;
+use openraft::alias::StoredMembershipOf;
+use openraft::storage::EntryResponder;
+use openraft::storage::RaftStateMachine;
+
+use super::error::StorageError;
+use super::snapshot;
+use super::snapshot::SnapshotImage;
+use super::snapshot::SnapshotStore;
+use crate::replica::Replica;
+use crate::types::ResponseBatch;
+use crate::types::SnapshotData;
+use crate::types::TypeConfig;
+
+/// Applies committed entries to the [`Replica`] and keeps its snapshot.
+pub struct StateMachineStore {
+    replica: Arc<Replica>,
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    last_membership: StoredMembershipOf<TypeConfig>,
+    snapshots: Arc<SnapshotStore>,
+}
+
+impl StateMachineStore {
+    /// Open the snapshot directory `dir/snapshot/`; if it holds a snapshot, load it into
+    /// `replica` (replacing its state) and start from its `last_applied` and membership.
+    pub fn open(dir: &Path, replica: Arc<Replica>) -> Result<Self, StorageError> {
+        let (snapshots, image) = SnapshotStore::open(dir)?;
+        let (last_applied, last_membership) = match image {
+            Some(image) => {
+                replica.replace(image.state);
+                (image.last_applied, image.last_membership)
+            }
+            None => (None, StoredMembershipOf::<TypeConfig>::default()),
+        };
+        Ok(Self {
+            replica,
+            last_applied,
+            last_membership,
+            snapshots: Arc::new(snapshots),
+        })
+    }
+
+    /// The replica this machine applies to.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Path of the snapshot file (which may not exist yet).
+    pub fn snapshot_path(&self) -> std::path::PathBuf {
+        self.snapshots.path()
+    }
+}
+
+/// A consistent copy of the state, taken between two applies, to encode and persist.
+pub struct SnapshotBuilder {
+    image: SnapshotImage,
+    snapshots: Arc<SnapshotStore>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
+        let image = self.image.clone();
+        let snapshots = self.snapshots.clone();
+        blocking(move || {
+            let meta = image.meta();
+            let bytes = snapshot::encode(&image)?;
+            snapshots.persist(&meta, &bytes).map_err(StorageError::into_io)?;
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
+            Ok(SnapshotOf::<TypeConfig, SnapshotData> {
+                meta,
+                snapshot: bytes,
+            })
+        })
+        .await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        Ok((self.last_applied, self.last_membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let response = match &entry.payload {
+                EntryPayload::Normal(req) => ResponseBatch(self.replica.apply(req)),
+                EntryPayload::Blank => ResponseBatch::default(),
+                EntryPayload::Membership(m) => {
+                    self.last_membership =
+                        StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                    ResponseBatch::default()
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
+        Some(self.get_snapshot_builder().await)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Clone, not encode, under the read lock: it is the shortest way to a consistent view.
+        let state = self.replica.read(|q| q.clone());
+        SnapshotBuilder {
+            image: SnapshotImage {
+                last_applied: self.last_applied,
+                last_membership: self.last_membership.clone(),
+                state,
+            },
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let image = snapshot::decode(&snapshot)?;
+        if image.meta() != *meta {
+            return Err(super::error::SnapshotFormatError::MetaMismatch(format!(
+                "openraft says {meta}, the snapshot holds {}",
+                image.meta()
+            ))
+            .into());
+        }
+        // Durable first: if this fails, the in-memory state is untouched.
+        let snapshots = self.snapshots.clone();
+        let persist_meta = meta.clone();
+        blocking(move || {
+            snapshots
+                .persist(&persist_meta, &snapshot)
+                .map_err(StorageError::into_io)
+        })
+        .await?;
+        self.replica.replace(image.state);
+        self.last_applied = image.last_applied;
+        self.last_membership = image.last_membership;
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
+        let snapshots = self.snapshots.clone();
+        let current = blocking(move || snapshots.read_current().map_err(StorageError::into_io)).await?;
+        Ok(current.map(|(meta, snapshot)| SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot }))
+    }
+}

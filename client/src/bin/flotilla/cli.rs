@@ -1,0 +1,215 @@
+//! The command line: clap definitions only, so parsing is testable without a cluster.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Submit tasks to a Flotilla cluster, wait for their results, and inspect the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version)]
+pub struct Cli {
+    /// Node addresses (host:port), comma-separated; any node serves any call.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_NODES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7000"
+    )]
+    pub nodes: Vec<String>,
+
+    /// Give up on an unreachable cluster after this many seconds of retries.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub retry_s: u64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit COUNT tasks NAME with the same arguments (batched and pipelined).
+    Submit(SubmitArgs),
+    /// Show one task (optionally waiting until it is final).
+    Get(GetArgs),
+    /// Cancel tasks that have not started.
+    Cancel {
+        /// Task ids.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        /// Print one JSON object per id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Task counts per queue.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cluster members, roles and the leader.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Registered task name, e.g. "echo".
+    pub name: String,
+    /// Arguments as a JSON document.
+    #[arg(long, value_parser = parse_json, default_value = "null")]
+    pub args: serde_json::Value,
+    /// Queue (default: the cluster's default queue).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Priority, 0..=255; higher runs first.
+    #[arg(long, default_value_t = 0)]
+    pub priority: u8,
+    /// Run no earlier than this many ms after submitting.
+    #[arg(long)]
+    pub countdown_ms: Option<u64>,
+    /// Retries after the first failed attempt.
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// How many tasks to submit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+    /// Wait for every task's result; exit 1 if any did not succeed.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Print one JSON object per task per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Task id.
+    pub id: u64,
+    /// Wait until the task is final; exit 1 if it did not succeed.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("flotilla").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn submit_defaults_and_options() {
+        let cli = parse(&["submit", "echo"]).unwrap();
+        assert_eq!(cli.nodes, ["127.0.0.1:7000"]);
+        let Command::Submit(s) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(
+            (s.name.as_str(), s.count, s.priority, s.wait, s.json),
+            ("echo", 1, 0, false, false)
+        );
+        assert_eq!(s.args, serde_json::Value::Null);
+
+        let cli = parse(&[
+            "--nodes",
+            "10.0.0.1:7000,10.0.0.2:7000",
+            "submit",
+            "sum",
+            "--args",
+            r#"{"a": [1, 2]}"#,
+            "--queue",
+            "math",
+            "--priority",
+            "255",
+            "--countdown-ms",
+            "1500",
+            "--max-retries",
+            "3",
+            "--count",
+            "1000",
+            "--wait",
+            "--timeout-s",
+            "5",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.nodes, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+        let Command::Submit(s) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(s.args, serde_json::json!({"a": [1, 2]}));
+        assert_eq!(
+            (s.queue.as_deref(), s.priority, s.countdown_ms),
+            (Some("math"), 255, Some(1500))
+        );
+        assert_eq!(
+            (s.max_retries, s.count, s.wait, s.timeout_s, s.json),
+            (Some(3), 1000, true, 5, true)
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error_with_exit_status_2() {
+        for args in [
+            &["submit", "echo", "--args", "{not json"][..],
+            &["submit", "echo", "--priority", "256"],
+            &["submit", "echo", "--count", "0"],
+            &["cancel"],
+            &["get", "abc"],
+            &["frobnicate"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert_ne!(err.kind(), ErrorKind::DisplayHelp);
+        }
+    }
+
+    #[test]
+    fn other_commands_parse() {
+        let cli = parse(&["get", "17", "--wait", "--json", "--nodes", "h:1"]).unwrap();
+        assert_eq!(cli.nodes, ["h:1"], "--nodes is accepted after the subcommand too");
+        let Command::Get(g) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!((g.id, g.wait, g.json, g.timeout_s), (17, true, true, 60));
+        let Command::Cancel { ids, json } = parse(&["cancel", "1", "2", "3"]).unwrap().command else {
+            panic!("not cancel")
+        };
+        assert_eq!((ids, json), (vec![1, 2, 3], false));
+        assert!(matches!(
+            parse(&["stats", "--json"]).unwrap().command,
+            Command::Stats { json: true }
+        ));
+        assert!(matches!(
+            parse(&["status"]).unwrap().command,
+            Command::Status { json: false }
+        ));
+    }
+
+    #[test]
+    fn nodes_come_from_the_environment_too() {
+        let cmd = Cli::command();
+        let nodes = cmd.get_arguments().find(|a| a.get_id() == "nodes").unwrap();
+        assert_eq!(nodes.get_env().and_then(|e| e.to_str()), Some("FLOTILLA_NODES"));
+        Cli::command().debug_assert();
+    }
+}

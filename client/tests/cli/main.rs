@@ -1,0 +1,155 @@
+//! The `flotilla` binary end to end, against the in-process fake node on loopback.
+
+#[allow(dead_code)]
+#[path = "../fake_node/fake.rs"]
+mod fake;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::process::Output;
+
+use fake::{Fake, refused_addr};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+async fn flotilla(nodes: SocketAddr, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .env("FLOTILLA_NODES", nodes.to_string())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run flotilla")
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect()
+}
+
+#[tokio::test]
+async fn submit_wait_json_prints_each_task_once_with_its_result() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let out = flotilla(
+        addr,
+        &[
+            "submit",
+            "echo",
+            "--args",
+            r#"{"k": 1}"#,
+            "--count",
+            "5",
+            "--wait",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    let ids: BTreeSet<u64> = lines.iter().map(|l| l["id"].as_u64().unwrap()).collect();
+    assert_eq!((lines.len(), ids.len()), (5, 5));
+    for l in &lines {
+        assert_eq!(
+            (&l["state"], &l["result"], &l["error"]),
+            (&json!("succeeded"), &json!({"k": 1}), &Value::Null)
+        );
+    }
+    assert_eq!(fake.task_count(), 5);
+}
+
+#[tokio::test]
+async fn failed_or_unfinished_tasks_exit_1() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let out = flotilla(addr, &["submit", "fail", "--count", "2", "--wait", "--json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        json_lines(&out)
+            .iter()
+            .all(|l| l["state"] == "dead" && l["error"] == "boom")
+    );
+
+    let out = flotilla(addr, &["submit", "noop", "--wait", "--timeout-s", "1", "--json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["state"], "timed_out");
+
+    let out = flotilla(addr, &["submit", "noop", "--count", "3", "--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(json_lines(&out).iter().all(|l| l["state"] == "pending"));
+}
+
+#[tokio::test]
+async fn human_output_for_many_tasks_is_a_summary() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let out = flotilla(addr, &["submit", "echo", "--count", "2500", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("submitted 2500 tasks in"), "{text}");
+    assert!(text.contains("succeeded 2500, not succeeded 0"), "{text}");
+    assert_eq!(fake.submit_sizes(), [1000, 1000, 500]);
+}
+
+#[tokio::test]
+async fn get_cancel_stats_and_status() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let out = flotilla(addr, &["submit", "noop", "--count", "2"]).await;
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let out = flotilla(addr, &["get", &ids[0], "--json"]).await;
+    assert_eq!(json_lines(&out)[0]["state"], "pending");
+    let out = flotilla(addr, &["cancel", &ids[0], "--json"]).await;
+    assert_eq!(json_lines(&out)[0]["cancelled"], true);
+    let out = flotilla(addr, &["get", &ids[0], "--wait", "--json"]).await;
+    assert_eq!(out.status.code(), Some(1), "a cancelled task did not succeed");
+    let out = flotilla(addr, &["stats", "--json"]).await;
+    assert_eq!(json_lines(&out)[0]["queues"][0]["cancelled"], 1);
+    let out = flotilla(addr, &["status", "--json"]).await;
+    let status = &json_lines(&out)[0];
+    assert_eq!(
+        (&status["leader_id"], &status["members"][1]["role"]),
+        (&json!(1), &json!("follower"))
+    );
+    let out = flotilla(addr, &["get", "999"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("task 999 not found"));
+}
+
+#[tokio::test]
+async fn server_and_connection_errors_are_clear_and_exit_1() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let out = flotilla(addr, &["submit", "unknown.thing"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid argument: unknown task name `unknown.thing`"),
+        "{stderr}"
+    );
+
+    let dead = refused_addr().await;
+    let out = flotilla(dead, &["status", "--retry-s", "1"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cluster unavailable") && stderr.contains(&dead.to_string()),
+        "{stderr}"
+    );
+
+    let out = flotilla(addr, &["submit", "echo", "--args", "{bad"]).await;
+    assert_eq!(out.status.code(), Some(2));
+}

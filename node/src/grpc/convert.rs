@@ -1,0 +1,62 @@
+//! Conversions between the generated protobuf types and the queue's domain types.
+
+use flotilla_proto::v1 as pb;
+
+use crate::queue::QueueCounts;
+use crate::queue::TaskState;
+use crate::queue::TaskView;
+
+impl From<TaskState> for pb::TaskState {
+    fn from(s: TaskState) -> Self {
+        match s {
+            TaskState::Scheduled => pb::TaskState::Scheduled,
+            TaskState::Pending => pb::TaskState::Pending,
+            TaskState::Leased => pb::TaskState::Leased,
+            TaskState::Retrying => pb::TaskState::Retrying,
+            TaskState::Succeeded => pb::TaskState::Succeeded,
+            TaskState::Dead => pb::TaskState::Dead,
+            TaskState::Cancelled => pb::TaskState::Cancelled,
+        }
+    }
+}
+
+impl From<TaskView> for pb::TaskInfo {
+    fn from(t: TaskView) -> Self {
+        pb::TaskInfo {
+            id: t.id,
+            name: t.name,
+            queue: t.queue,
+            state: pb::TaskState::from(t.state) as i32,
+            attempt: t.attempt,
+            max_retries: t.max_retries,
+            result: t.result.unwrap_or_default(),
+            error: t.error.unwrap_or_default(),
+            created_unix_ms: t.created_ms,
+            updated_unix_ms: t.updated_ms,
+            not_found: false,
+        }
+    }
+}
+
+/// The `WaitResults` entry for an id the cluster does not hold.
+pub fn not_found(id: u64) -> pb::TaskInfo {
+    pb::TaskInfo {
+        id,
+        not_found: true,
+        ..Default::default()
+    }
+}
+
+pub fn queue_stats(queue: String, c: QueueCounts) -> pb::QueueStats {
+    pb::QueueStats {
+        queue,
+        scheduled: c.scheduled,
+        pending: c.pending,
+        leased: c.leased,
+        retrying: c.retrying,
+        succeeded: c.succeeded,
+        dead: c.dead,
+        cancelled: c.cancelled,
+        paused: c.paused,
+    }
+}

@@ -1,0 +1,341 @@
+//! `flotilla.v1.QueueService`: what clients call. Validates input before anything reaches the
+//! log (an invalid request stores nothing), proposes writes through the [`Proposer`], and reads
+//! from the local [`Replica`] behind a read-index barrier unless the caller accepts stale data.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1 as pb;
+use flotilla_proto::v1::queue_service_server::QueueService;
+use futures::Stream;
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tracing::debug;
+
+use super::convert;
+use super::status::ApiError;
+use crate::proposer::Proposer;
+use crate::queue::Command;
+use crate::queue::DEFAULT_QUEUE;
+use crate::queue::Response as QResponse;
+use crate::queue::TaskId;
+use crate::queue::TaskSpec;
+use crate::raft::Raft;
+use crate::replica::Replica;
+
+/// Limits and defaults applied to client requests.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    pub max_payload_bytes: usize,
+    pub max_batch_tasks: usize,
+    pub default_result_ttl_ms: u64,
+    pub default_retry_backoff_ms: u64,
+}
+
+/// Longest accepted task name, queue name or idempotency key.
+const MAX_NAME_LEN: usize = 256;
+
+/// The client-facing service.
+#[derive(Clone)]
+pub struct QueueApi {
+    raft: Raft,
+    replica: Arc<Replica>,
+    proposer: Proposer,
+    /// Task names some handler on this node is registered for. Submitting another name is
+    /// refused: every node of a cluster runs the same task registry (documented).
+    known_tasks: Arc<BTreeSet<String>>,
+    limits: ApiLimits,
+}
+
+impl QueueApi {
+    pub fn new(
+        raft: Raft,
+        replica: Arc<Replica>,
+        proposer: Proposer,
+        known_tasks: BTreeSet<String>,
+        limits: ApiLimits,
+    ) -> Self {
+        Self {
+            raft,
+            replica,
+            proposer,
+            known_tasks: Arc::new(known_tasks),
+            limits,
+        }
+    }
+
+    /// Turn a protobuf task into a domain task, or say exactly what is wrong with it.
+    fn validate(&self, index: usize, t: pb::TaskSpec) -> Result<TaskSpec, ApiError> {
+        let bad = |msg: String| ApiError::InvalidArgument(format!("task {index}: {msg}"));
+        if t.name.is_empty() {
+            return Err(bad("task name is empty".into()));
+        }
+        if !self.known_tasks.contains(&t.name) {
+            return Err(bad(format!("unknown task name '{}'", truncate(&t.name))));
+        }
+        if t.args.len() > self.limits.max_payload_bytes {
+            return Err(bad(format!(
+                "payload of {} bytes is over the limit of {} bytes (--max-payload-bytes)",
+                t.args.len(),
+                self.limits.max_payload_bytes
+            )));
+        }
+        if t.queue.len() > MAX_NAME_LEN || t.idempotency_key.len() > MAX_NAME_LEN {
+            return Err(bad(format!(
+                "queue name and idempotency key are limited to {MAX_NAME_LEN} bytes"
+            )));
+        }
+        let priority =
+            u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
+        Ok(TaskSpec {
+            name: t.name,
+            queue: if t.queue.is_empty() {
+                DEFAULT_QUEUE.to_string()
+            } else {
+                t.queue
+            },
+            args: t.args,
+            priority,
+            eta_ms: (t.eta_unix_ms > 0).then_some(t.eta_unix_ms),
+            countdown_ms: (t.countdown_ms > 0).then_some(t.countdown_ms),
+            max_retries: t.max_retries,
+            backoff_ms: if t.retry_backoff_ms > 0 {
+                t.retry_backoff_ms
+            } else {
+                self.limits.default_retry_backoff_ms
+            },
+            time_limit_ms: (t.time_limit_ms > 0).then_some(t.time_limit_ms),
+            idempotency_key: (!t.idempotency_key.is_empty()).then_some(t.idempotency_key),
+            result_ttl_ms: if t.result_ttl_ms > 0 {
+                t.result_ttl_ms
+            } else {
+                self.limits.default_result_ttl_ms
+            },
+        })
+    }
+
+    /// Wait until this node's replica reflects everything committed before the call.
+    async fn read_barrier(&self) -> Result<(), ApiError> {
+        self.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| ApiError::ReadBarrier(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+type InfoStream = Pin<Box<dyn Stream<Item = Result<pb::TaskInfo, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl QueueService for QueueApi {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let tasks = request.into_inner().tasks;
+        if tasks.is_empty() {
+            return Err(ApiError::InvalidArgument("no tasks in submit request".into()).into());
+        }
+        if tasks.len() > self.limits.max_batch_tasks {
+            return Err(ApiError::InvalidArgument(format!(
+                "{} tasks in one request is over the limit of {} (--max-batch-tasks)",
+                tasks.len(),
+                self.limits.max_batch_tasks
+            ))
+            .into());
+        }
+        let specs = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.validate(i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = specs.len();
+        match self
+            .proposer
+            .propose(Command::Submit { tasks: specs })
+            .await
+            .map_err(ApiError::from)?
+        {
+            QResponse::Submitted(results) if results.len() == n => Ok(Response::new(pb::SubmitResponse {
+                results: results
+                    .into_iter()
+                    .map(|s| pb::SubmitResult {
+                        id: s.id,
+                        duplicate: s.duplicate,
+                    })
+                    .collect(),
+            })),
+            other => Err(Status::internal(format!(
+                "unexpected response to submit: {other:?}"
+            ))),
+        }
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::GetTaskResponse>, Status> {
+        let req = request.into_inner();
+        if !req.stale_ok {
+            self.read_barrier().await?;
+        }
+        let task = self
+            .replica
+            .read(|q| q.task(req.id))
+            .ok_or(ApiError::NotFound(req.id))?;
+        Ok(Response::new(pb::GetTaskResponse {
+            task: Some(task.into()),
+        }))
+    }
+
+    type WaitResultsStream = InfoStream;
+
+    async fn wait_results(
+        &self,
+        request: Request<pb::WaitResultsRequest>,
+    ) -> Result<Response<Self::WaitResultsStream>, Status> {
+        let req = request.into_inner();
+        // Report each id once, in completion order; duplicates in the request are folded.
+        let mut remaining: BTreeSet<TaskId> = BTreeSet::new();
+        let ids: Vec<TaskId> = req.ids.into_iter().filter(|id| remaining.insert(*id)).collect();
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        self.replica.watch_tasks(&ids, &finished_tx);
+        drop(finished_tx);
+        let (out, out_rx) = mpsc::channel(1024);
+        let replica = self.replica.clone();
+        let timeout = (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms));
+        tokio::spawn(async move {
+            let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+            while !remaining.is_empty() {
+                let next = async {
+                    match deadline {
+                        Some(d) => tokio::time::timeout_at(d, finished_rx.recv()).await.ok(),
+                        None => Some(finished_rx.recv().await),
+                    }
+                };
+                let id = tokio::select! {
+                    _ = out.closed() => break,
+                    next = next => match next {
+                        Some(Some(id)) => id,
+                        // Timed out (or the replica went away: the node is stopping).
+                        _ => {
+                            let e = ApiError::WaitTimeout(req.timeout_ms);
+                            let _ = out.send(Err(e.into())).await;
+                            break;
+                        }
+                    },
+                };
+                if !remaining.remove(&id) {
+                    continue;
+                }
+                let info = replica
+                    .read(|q| q.task(id))
+                    .map(pb::TaskInfo::from)
+                    .unwrap_or_else(|| convert::not_found(id));
+                if out.send(Ok(info)).await.is_err() {
+                    break;
+                }
+            }
+            drop(finished_rx);
+            replica.forget_closed_waiters();
+            debug!("wait_results stream ended");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let ids = request.into_inner().ids;
+        if ids.is_empty() {
+            return Ok(Response::new(pb::CancelResponse::default()));
+        }
+        let n = ids.len();
+        match self
+            .proposer
+            .propose(Command::Cancel { ids })
+            .await
+            .map_err(ApiError::from)?
+        {
+            QResponse::Cancelled(cancelled) if cancelled.len() == n => {
+                Ok(Response::new(pb::CancelResponse { cancelled }))
+            }
+            other => Err(Status::internal(format!(
+                "unexpected response to cancel: {other:?}"
+            ))),
+        }
+    }
+
+    async fn queue_stats(
+        &self,
+        _request: Request<pb::QueueStatsRequest>,
+    ) -> Result<Response<pb::QueueStatsResponse>, Status> {
+        let stats = self.replica.read(|q| q.stats());
+        let queues = stats
+            .into_iter()
+            .map(|(name, c)| convert::queue_stats(name, c))
+            .collect();
+        Ok(Response::new(pb::QueueStatsResponse { queues }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let last_index = m.last_log_index.unwrap_or(0);
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let role = if Some(*id) == m.current_leader {
+                    "leader"
+                } else if voters.contains(id) {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                let lag = m.replication.as_ref().and_then(|r| r.get(id)).map(|matched| {
+                    last_index.saturating_sub(matched.as_ref().map(|l| l.index()).unwrap_or(0))
+                });
+                pb::Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    role: role.into(),
+                    zone: node.zone.clone(),
+                    lag,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ClusterStatusResponse {
+            node_id: m.id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            commit_index: m
+                .cluster_committed
+                .as_ref()
+                .or(m.local_committed.as_ref())
+                .map(|l| l.index())
+                .unwrap_or(0),
+            applied_index: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
+            members,
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! `flotilla.v1.RaftService`: peers only. Decodes openraft messages (bincode), hands them to
+//! the local Raft, and encodes the reply or the error. Forwarded writes enter the local
+//! proposer and are coalesced with this node's own traffic.
+
+use flotilla_proto::v1::RaftMessage;
+use flotilla_proto::v1::raft_service_server::RaftService;
+use openraft::Snapshot;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::VoteRequest;
+use openraft::type_config::alias::SnapshotMetaOf;
+use openraft::type_config::alias::VoteOf;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::network::codec;
+use crate::proposer::Proposer;
+use crate::queue::Command;
+use crate::raft::Raft;
+use crate::types::SnapshotData;
+use crate::types::TypeConfig;
+
+#[derive(Clone)]
+pub struct RaftApi {
+    raft: Raft,
+    proposer: Proposer,
+}
+
+impl RaftApi {
+    pub fn new(raft: Raft, proposer: Proposer) -> Self {
+        Self { raft, proposer }
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: Request<RaftMessage>) -> Result<T, Status> {
+    codec::decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// Encode `Ok` into `data` and an application error into `error`; transport-level failures
+/// stay gRPC statuses.
+fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
+    let msg = match result {
+        Ok(v) => RaftMessage {
+            data: encode(&v)?.into(),
+            error: Default::default(),
+        },
+        Err(e) => RaftMessage {
+            data: Default::default(),
+            error: encode(&e)?.into(),
+        },
+    };
+    Ok(Response::new(msg))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Status> {
+    codec::encode(v).map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftApi {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        reply(self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(req)?;
+        reply(self.raft.vote(rpc).await)
+    }
+
+    async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(req)?;
+        reply(self.raft.pre_vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) = decode(req)?;
+        let snapshot = Snapshot { meta, snapshot: data };
+        reply(self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let commands: Vec<Command> = decode(req)?;
+        reply(self.proposer.propose_forwarded(commands).await)
+    }
+}

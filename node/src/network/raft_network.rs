@@ -1,0 +1,307 @@
+//! openraft's `RaftNetworkFactory`/`RaftNetworkV2` over the peers-only `RaftService`, plus the
+//! write-forwarding call. Every RPC carries a deadline: a partitioned peer never errors by
+//! itself (and under simulation, never at all).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1::RaftMessage;
+use flotilla_proto::v1::raft_service_client::RaftServiceClient;
+use openraft::AnyError;
+use openraft::RaftNetworkFactory;
+use openraft::RaftNetworkV2;
+use openraft::error::NetworkError;
+use openraft::error::RPCError;
+use openraft::error::RaftError;
+use openraft::error::ReplicationClosed;
+use openraft::error::StreamingError;
+use openraft::error::Unreachable;
+use openraft::network::RPCOption;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::SnapshotResponse;
+use openraft::raft::VoteRequest;
+use openraft::raft::VoteResponse;
+use openraft::type_config::alias::SnapshotOf;
+use openraft::type_config::alias::VoteOf;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use super::codec;
+use super::transport::Connector;
+use crate::config::MAX_GRPC_MESSAGE_BYTES;
+use crate::error::ProposeError;
+use crate::queue::Command;
+use crate::queue::Response;
+use crate::types::NodeId;
+use crate::types::NodeInfo;
+use crate::types::SnapshotData;
+use crate::types::TypeConfig;
+
+/// Deadline of a forwarded write (it waits for a commit, so longer than a heartbeat).
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates one [`PeerClient`] per target for openraft's replication streams.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    connector: Arc<dyn Connector>,
+}
+
+impl NetworkFactory {
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
+        Self { connector }
+    }
+
+    /// A client for `addr`, for forwarding writes to the leader.
+    pub fn client(&self, target: NodeId, addr: &str) -> PeerClient {
+        PeerClient::new(self.connector.as_ref(), target, addr)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
+        PeerClient::new(self.connector.as_ref(), target, &node.addr)
+    }
+}
+
+/// The failure of one peer RPC, before it is shaped into openraft's error types.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("node {target} at {addr} is unreachable: {source}")]
+    Unreachable {
+        target: NodeId,
+        addr: String,
+        source: tonic::Status,
+    },
+    #[error("node {target} at {addr} failed the call: {source}")]
+    Call {
+        target: NodeId,
+        addr: String,
+        source: tonic::Status,
+    },
+    #[error("node {target} at {addr} did not answer within {timeout:?}")]
+    Timeout {
+        target: NodeId,
+        addr: String,
+        timeout: Duration,
+    },
+    #[error("node {target} at {addr}: {source}")]
+    Codec {
+        target: NodeId,
+        addr: String,
+        source: codec::CodecError,
+    },
+    #[error("node {target} at {addr} could not be dialled: {source}")]
+    Dial {
+        target: NodeId,
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("node {target} at {addr} returned an error: {message}")]
+    Remote {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
+}
+
+impl PeerError {
+    fn into_rpc(self) -> RPCError<TypeConfig> {
+        match self {
+            e @ (PeerError::Unreachable { .. } | PeerError::Dial { .. }) => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            e => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+/// A connection to one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: Result<RaftServiceClient<Channel>, Arc<tonic::transport::Error>>,
+}
+
+type Rpc = fn(
+    RaftServiceClient<Channel>,
+    tonic::Request<RaftMessage>,
+) -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftMessage>, tonic::Status>>;
+
+impl PeerClient {
+    fn new(connector: &dyn Connector, target: NodeId, addr: &str) -> Self {
+        let client = connector
+            .channel(addr)
+            .map(|ch| {
+                RaftServiceClient::new(ch)
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            })
+            .map_err(Arc::new);
+        Self {
+            target,
+            addr: addr.to_string(),
+            client,
+        }
+    }
+
+    /// One request/response: encode, call under `timeout`, decode `Ok` data or the remote error.
+    async fn call<Req, Resp, Err>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Result<Resp, Err>, PeerError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        Err: DeserializeOwned,
+    {
+        let (target, addr) = (self.target, self.addr.clone());
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                return Err(PeerError::Remote {
+                    target,
+                    addr,
+                    message: format!("bad address: {e}"),
+                });
+            }
+        };
+        let data = codec::encode(req).map_err(|source| PeerError::Codec {
+            target,
+            addr: addr.clone(),
+            source,
+        })?;
+        let mut request = tonic::Request::new(RaftMessage {
+            data: data.into(),
+            error: Default::default(),
+        });
+        request.set_timeout(timeout);
+        let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
+            Err(_) => {
+                return Err(PeerError::Timeout {
+                    target,
+                    addr,
+                    timeout,
+                });
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(PeerError::Unreachable {
+                    target,
+                    addr,
+                    source: status,
+                });
+            }
+            Ok(Err(status)) => {
+                return Err(PeerError::Call {
+                    target,
+                    addr,
+                    source: status,
+                });
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        if !reply.error.is_empty() {
+            let err: Err =
+                codec::decode(&reply.error).map_err(|source| PeerError::Codec { target, addr, source })?;
+            return Ok(Err(err));
+        }
+        let resp: Resp =
+            codec::decode(&reply.data).map_err(|source| PeerError::Codec { target, addr, source })?;
+        Ok(Ok(resp))
+    }
+
+    async fn raft_call<Req, Resp>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        match self
+            .call::<Req, Resp, RaftError<TypeConfig>>(rpc, req, timeout)
+            .await
+        {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => Err(PeerError::Remote {
+                target: self.target,
+                addr: self.addr.clone(),
+                message: remote.to_string(),
+            }
+            .into_rpc()),
+            Err(e) => Err(e.into_rpc()),
+        }
+    }
+
+    /// Forward a batch of commands to this peer (the leader) to propose there.
+    pub async fn forward(&self, commands: &[Command]) -> Result<Vec<Response>, ProposeError> {
+        let rpc: Rpc = |mut c, r| Box::pin(async move { c.forward(r).await });
+        match self
+            .call::<_, Vec<Response>, ProposeError>(rpc, &commands, FORWARD_TIMEOUT)
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(ProposeError::Forward(e.to_string())),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let call: Rpc = |mut c, r| Box::pin(async move { c.append_entries(r).await });
+        self.raft_call(call, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let call: Rpc = |mut c, r| Box::pin(async move { c.vote(r).await });
+        self.raft_call(call, &rpc, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let call: Rpc = |mut c, r| Box::pin(async move { c.pre_vote(r).await });
+        self.raft_call(call, &rpc, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let call: Rpc = |mut c, r| Box::pin(async move { c.install_snapshot(r).await });
+        let req = (vote, snapshot.meta, snapshot.snapshot);
+        // A whole snapshot in one message; the deadline scales with openraft's snapshot timeout.
+        let send = self.raft_call::<_, SnapshotResponse<TypeConfig>>(call, &req, option.hard_ttl());
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = send => result.map_err(|e| match e {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                other => StreamingError::Network(NetworkError::new(&AnyError::error(other.to_string()))),
+            }),
+        }
+    }
+}

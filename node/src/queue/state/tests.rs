@@ -1,0 +1,1119 @@
+//! Unit tests of every command and lifecycle path. Every step also checks the invariants.
+
+use super::*;
+
+pub(super) fn spec(name: &str) -> TaskSpec {
+    TaskSpec {
+        name: name.into(),
+        queue: String::new(),
+        args: Bytes::from_static(b"{}"),
+        priority: 0,
+        eta_ms: None,
+        countdown_ms: None,
+        max_retries: 0,
+        backoff_ms: 0,
+        time_limit_ms: None,
+        idempotency_key: None,
+        result_ttl_ms: 1_000,
+    }
+}
+
+fn in_queue(mut s: TaskSpec, queue: &str) -> TaskSpec {
+    s.queue = queue.into();
+    s
+}
+
+fn ok(bytes: &'static [u8]) -> Outcome {
+    Outcome::Success(Bytes::from_static(bytes))
+}
+
+fn failure(retry: bool) -> Outcome {
+    Outcome::Failure {
+        error: "boom".into(),
+        retry,
+    }
+}
+
+/// A state plus helpers that apply one entry and check the invariants after it.
+#[derive(Default)]
+struct H {
+    s: QueueState,
+}
+
+impl H {
+    fn apply(&mut self, now: UnixMs, commands: Vec<Command>) -> (Vec<Response>, ApplyEffects) {
+        let mut fx = ApplyEffects::default();
+        let n = commands.len();
+        let r = self.s.apply(
+            &Request {
+                now_ms: now,
+                commands,
+            },
+            &mut fx,
+        );
+        assert_eq!(r.len(), n);
+        self.s.check_invariants().unwrap();
+        (r, fx)
+    }
+
+    fn tick(&mut self, now: UnixMs) -> ApplyEffects {
+        self.apply(now, vec![Command::Tick]).1
+    }
+
+    fn submit(&mut self, now: UnixMs, tasks: Vec<TaskSpec>) -> Vec<TaskId> {
+        match self.apply(now, vec![Command::Submit { tasks }]).0.remove(0) {
+            Response::Submitted(s) => s.into_iter().map(|s| s.id).collect(),
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn lease_from(&mut self, now: UnixMs, queues: &[&str], max: u32, lease_ms: u64) -> Vec<Grant> {
+        let queues = queues.iter().map(|q| q.to_string()).collect();
+        let cmd = Command::Lease {
+            worker: "w1".into(),
+            queues,
+            max,
+            lease_ms,
+        };
+        match self.apply(now, vec![cmd]).0.remove(0) {
+            Response::Leased(g) => g,
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn lease(&mut self, now: UnixMs, max: u32, lease_ms: u64) -> Vec<LeaseRef> {
+        self.lease_from(now, &[], max, lease_ms)
+            .into_iter()
+            .map(|g| g.lease)
+            .collect()
+    }
+
+    fn complete(&mut self, now: UnixMs, lease: LeaseRef, outcome: Outcome) -> CompletionResult {
+        let cmd = Command::Complete {
+            worker: "w1".into(),
+            completions: vec![Completion { lease, outcome }],
+        };
+        match self.apply(now, vec![cmd]).0.remove(0) {
+            Response::Completed(mut c) => c.remove(0),
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn heartbeat(&mut self, now: UnixMs, lease: LeaseRef, lease_ms: u64) -> bool {
+        let cmd = Command::Heartbeat {
+            worker: "w1".into(),
+            leases: vec![lease],
+            lease_ms,
+        };
+        match self.apply(now, vec![cmd]).0.remove(0) {
+            Response::Heartbeated(mut b) => b.remove(0),
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn release(&mut self, now: UnixMs, lease: LeaseRef) -> (bool, ApplyEffects) {
+        let cmd = Command::Release {
+            worker: "w1".into(),
+            leases: vec![lease],
+        };
+        let (mut r, fx) = self.apply(now, vec![cmd]);
+        match r.remove(0) {
+            Response::Released(mut b) => (b.remove(0), fx),
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn cancel(&mut self, now: UnixMs, ids: Vec<TaskId>) -> Vec<bool> {
+        match self.apply(now, vec![Command::Cancel { ids }]).0.remove(0) {
+            Response::Cancelled(b) => b,
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn pause(&mut self, now: UnixMs, queue: &str, paused: bool) -> ApplyEffects {
+        self.apply(
+            now,
+            vec![Command::PauseQueue {
+                queue: queue.into(),
+                paused,
+            }],
+        )
+        .1
+    }
+
+    fn state(&self, id: TaskId) -> Option<TaskState> {
+        self.s.task(id).map(|t| t.state)
+    }
+}
+
+fn lr(task: TaskId, attempt: u32) -> LeaseRef {
+    LeaseRef { task, attempt }
+}
+
+#[test]
+fn new_state_is_empty_and_consistent() {
+    let s = QueueState::new();
+    s.check_invariants().unwrap();
+    assert_eq!(s.now_ms(), 0);
+    assert_eq!(s.task(1), None);
+    assert!(s.stats().is_empty());
+    assert_eq!(s.next_deadline_ms(), None);
+    assert_eq!(s.leasable(&[]), 0);
+    assert_eq!(s.task_count(), 0);
+}
+
+#[test]
+fn submit_lease_complete_success() {
+    let mut h = H::default();
+    let mut t = spec("add");
+    t.time_limit_ms = Some(5_000);
+    let (r, fx) = h.apply(
+        100,
+        vec![Command::Submit {
+            tasks: vec![t, spec("mul")],
+        }],
+    );
+    assert_eq!(
+        r,
+        vec![Response::Submitted(vec![
+            Submitted {
+                id: 1,
+                duplicate: false
+            },
+            Submitted {
+                id: 2,
+                duplicate: false
+            }
+        ])]
+    );
+    assert_eq!(fx.became_pending, 2);
+    let v = h.s.task(1).unwrap();
+    assert_eq!(
+        (v.name.as_str(), v.queue.as_str(), v.state, v.attempt),
+        ("add", DEFAULT_QUEUE, TaskState::Pending, 0)
+    );
+    assert_eq!((v.created_ms, v.updated_ms), (100, 100));
+
+    let grants = h.lease_from(200, &[], 1, 30_000);
+    assert_eq!(
+        grants,
+        vec![Grant {
+            lease: lr(1, 1),
+            name: "add".into(),
+            queue: DEFAULT_QUEUE.into(),
+            args: Bytes::from_static(b"{}"),
+            time_limit_ms: Some(5_000),
+            lease_deadline_ms: 30_200,
+        }]
+    );
+    assert_eq!(h.s.current_lease(1), Some((lr(1, 1), "w1", 30_200)));
+    assert_eq!(h.state(1), Some(TaskState::Leased));
+    assert_eq!(h.s.task(1).unwrap().attempt, 1);
+    assert_eq!(h.s.next_deadline_ms(), Some(30_200));
+
+    let cmd = Command::Complete {
+        worker: "w1".into(),
+        completions: vec![Completion {
+            lease: lr(1, 1),
+            outcome: ok(b"42"),
+        }],
+    };
+    let (r, fx) = h.apply(300, vec![cmd]);
+    assert_eq!(r, vec![Response::Completed(vec![CompletionResult::Accepted])]);
+    assert_eq!(fx.finished, vec![1]);
+    let v = h.s.task(1).unwrap();
+    assert_eq!(v.state, TaskState::Succeeded);
+    assert_eq!(v.result, Some(Bytes::from_static(b"42")));
+    assert_eq!(v.error, None);
+    assert_eq!((v.created_ms, v.updated_ms), (100, 300));
+    assert_eq!(h.s.current_lease(1), None);
+    assert_eq!(
+        h.s.stats()[DEFAULT_QUEUE],
+        QueueCounts {
+            pending: 1,
+            succeeded: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn ids_are_sequential_and_never_reused() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.result_ttl_ms = 0;
+    assert_eq!(h.submit(0, vec![s.clone(), s.clone()]), vec![1, 2]);
+    assert_eq!(h.cancel(0, vec![1, 2]), vec![true, true]);
+    h.tick(0);
+    assert_eq!(h.s.task_count(), 0);
+    assert_eq!(h.submit(0, vec![s]), vec![3]);
+}
+
+#[test]
+fn retries_follow_exponential_backoff() {
+    let mut h = H::default();
+    let mut s = spec("flaky");
+    s.max_retries = 3;
+    s.backoff_ms = 100;
+    h.submit(1_000, vec![s]);
+    let mut now = 1_000;
+    // Failure n waits 100 * 2^(n-1): 100, 200, 400.
+    for (n, wait) in [100, 200, 400].into_iter().enumerate() {
+        let l = h.lease(now, 1, 10_000);
+        assert_eq!(l, vec![lr(1, n as u32 + 1)]);
+        assert_eq!(h.complete(now, l[0], failure(true)), CompletionResult::Accepted);
+        let v = h.s.task(1).unwrap();
+        assert_eq!(v.state, TaskState::Retrying);
+        assert_eq!(v.error.as_deref(), Some("boom"));
+        assert_eq!(h.s.next_deadline_ms(), Some(now + wait));
+        assert_eq!(h.s.leasable(&[]), 0);
+        assert!(h.lease(now + wait - 1, 1, 10_000).is_empty(), "not due yet");
+        let fx = h.tick(now + wait);
+        assert_eq!(fx.became_pending, 1);
+        assert_eq!(h.state(1), Some(TaskState::Pending));
+        now += wait;
+    }
+    let l = h.lease(now, 1, 10_000);
+    let (_, fx) = h.apply(
+        now,
+        vec![Command::Complete {
+            worker: "w1".into(),
+            completions: vec![Completion {
+                lease: l[0],
+                outcome: failure(true),
+            }],
+        }],
+    );
+    assert_eq!(fx.finished, vec![1]);
+    let v = h.s.task(1).unwrap();
+    assert_eq!(
+        (v.state, v.attempt, v.error.as_deref()),
+        (TaskState::Dead, 4, Some("boom"))
+    );
+}
+
+#[test]
+fn backoff_is_capped_and_saturates() {
+    assert_eq!(backoff_delay(100, 1), 100);
+    assert_eq!(backoff_delay(100, 4), 800);
+    assert_eq!(backoff_delay(1_000, 30), MAX_BACKOFF_MS);
+    assert_eq!(backoff_delay(1, u32::MAX), MAX_BACKOFF_MS);
+    assert_eq!(backoff_delay(u64::MAX, 1), MAX_BACKOFF_MS);
+    assert_eq!(backoff_delay(0, 50), 0);
+}
+
+#[test]
+fn retry_with_zero_backoff_is_pending_at_once() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 1;
+    h.submit(0, vec![s]);
+    let l = h.lease(0, 1, 100);
+    let cmd = Command::Complete {
+        worker: "w".into(),
+        completions: vec![Completion {
+            lease: l[0],
+            outcome: failure(true),
+        }],
+    };
+    let (_, fx) = h.apply(5, vec![cmd]);
+    assert_eq!(fx.became_pending, 1);
+    assert_eq!(h.state(1), Some(TaskState::Pending));
+    assert_eq!(h.lease(5, 1, 100), vec![lr(1, 2)]);
+}
+
+#[test]
+fn dead_after_max_retries_zero() {
+    let mut h = H::default();
+    h.submit(0, vec![spec("a")]);
+    let l = h.lease(0, 1, 100);
+    assert_eq!(h.complete(1, l[0], failure(true)), CompletionResult::Accepted);
+    assert_eq!(h.state(1), Some(TaskState::Dead));
+}
+
+#[test]
+fn non_retryable_failure_is_dead_at_once() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 5;
+    s.backoff_ms = 10;
+    h.submit(0, vec![s]);
+    let l = h.lease(0, 1, 100);
+    let cmd = Command::Complete {
+        worker: "w".into(),
+        completions: vec![Completion {
+            lease: l[0],
+            outcome: Outcome::Failure {
+                error: "bad args".into(),
+                retry: false,
+            },
+        }],
+    };
+    let (_, fx) = h.apply(1, vec![cmd]);
+    assert_eq!(fx.finished, vec![1]);
+    let v = h.s.task(1).unwrap();
+    assert_eq!((v.state, v.error.as_deref()), (TaskState::Dead, Some("bad args")));
+}
+
+#[test]
+fn stale_completion_after_expiry_and_release_changes_nothing() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 5;
+    h.submit(0, vec![s]);
+    let first = h.lease(0, 1, 100)[0];
+    // The lease expires: counted as a failure, back to pending (backoff 0).
+    let fx = h.tick(100);
+    assert_eq!(fx.became_pending, 1);
+    let v = h.s.task(1).unwrap();
+    assert_eq!(
+        (v.state, v.error.as_deref()),
+        (TaskState::Pending, Some(LEASE_EXPIRED_ERROR))
+    );
+    let second = h.lease(150, 1, 100)[0];
+    assert_eq!(second, lr(1, 2));
+
+    let before = h.s.clone();
+    let (r, fx) = h.apply(
+        160,
+        vec![Command::Complete {
+            worker: "old".into(),
+            completions: vec![Completion {
+                lease: first,
+                outcome: ok(b"1"),
+            }],
+        }],
+    );
+    assert_eq!(r, vec![Response::Completed(vec![CompletionResult::Stale])]);
+    assert_eq!(fx, ApplyEffects::default());
+    let mut expected = before;
+    expected.now_ms = 160;
+    assert_eq!(h.s, expected, "a stale completion changes nothing");
+
+    // First valid completion wins; a second one for the same attempt is stale.
+    assert_eq!(h.complete(170, second, ok(b"2")), CompletionResult::Accepted);
+    let snapshot = h.s.clone();
+    assert_eq!(h.complete(170, second, failure(false)), CompletionResult::Stale);
+    assert_eq!(h.s, snapshot);
+    assert_eq!(h.s.task(1).unwrap().result, Some(Bytes::from_static(b"2")));
+    // Unknown task and wrong attempt numbers.
+    assert_eq!(h.complete(170, lr(99, 1), ok(b"")), CompletionResult::Stale);
+    assert_eq!(h.complete(170, lr(0, 0), ok(b"")), CompletionResult::Stale);
+    assert_eq!(h.complete(170, lr(1, u32::MAX), ok(b"")), CompletionResult::Stale);
+    assert_eq!(h.s, snapshot);
+}
+
+#[test]
+fn two_completions_in_one_command_first_wins() {
+    let mut h = H::default();
+    h.submit(0, vec![spec("a")]);
+    let l = h.lease(0, 1, 100)[0];
+    let cmd = Command::Complete {
+        worker: "w".into(),
+        completions: vec![
+            Completion {
+                lease: l,
+                outcome: failure(false),
+            },
+            Completion {
+                lease: l,
+                outcome: ok(b"x"),
+            },
+        ],
+    };
+    let (r, fx) = h.apply(1, vec![cmd]);
+    assert_eq!(
+        r,
+        vec![Response::Completed(vec![
+            CompletionResult::Accepted,
+            CompletionResult::Stale
+        ])]
+    );
+    assert_eq!(fx.finished, vec![1]);
+    assert_eq!(h.state(1), Some(TaskState::Dead));
+}
+
+#[test]
+fn lease_expiry_eventually_kills_the_task() {
+    let mut h = H::default();
+    let mut s = spec("poison");
+    s.max_retries = 1;
+    s.backoff_ms = 50;
+    h.submit(0, vec![s]);
+    h.lease(0, 1, 100);
+    h.tick(100);
+    assert_eq!(h.state(1), Some(TaskState::Retrying));
+    assert_eq!(h.s.next_deadline_ms(), Some(150));
+    h.tick(150);
+    h.lease(150, 1, 100);
+    let fx = h.tick(250);
+    assert_eq!(fx.finished, vec![1]);
+    let v = h.s.task(1).unwrap();
+    assert_eq!(
+        (v.state, v.attempt, v.error.as_deref()),
+        (TaskState::Dead, 2, Some(LEASE_EXPIRED_ERROR))
+    );
+}
+
+#[test]
+fn one_big_time_jump_expires_then_releases_the_retry() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 1;
+    s.backoff_ms = 10;
+    h.submit(0, vec![s]);
+    h.lease(0, 1, 100);
+    // Expiry at 10_000 schedules the retry at 10_010, relative to the new now.
+    h.tick(10_000);
+    assert_eq!(h.s.next_deadline_ms(), Some(10_010));
+}
+
+#[test]
+fn heartbeat_keeps_a_lease_alive() {
+    let mut h = H::default();
+    h.submit(0, vec![spec("a")]);
+    let l = h.lease(0, 1, 100)[0];
+    assert!(h.heartbeat(80, l, 100));
+    assert_eq!(h.s.next_deadline_ms(), Some(180));
+    h.tick(150);
+    assert_eq!(h.state(1), Some(TaskState::Leased));
+    assert!(!h.heartbeat(150, lr(1, 2), 100), "wrong attempt");
+    assert!(!h.heartbeat(150, lr(7, 1), 100), "unknown task");
+    assert_eq!(h.s.next_deadline_ms(), Some(180));
+    h.tick(179);
+    assert_eq!(h.state(1), Some(TaskState::Leased));
+    h.tick(180);
+    assert_eq!(h.state(1), Some(TaskState::Dead));
+    assert!(!h.heartbeat(181, l, 100), "not leased any more");
+}
+
+#[test]
+fn release_returns_the_task_without_counting_a_failure() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 0;
+    h.submit(0, vec![s]);
+    let l = h.lease(0, 1, 100)[0];
+    let (released, fx) = h.release(10, l);
+    assert!(released);
+    assert_eq!(fx.became_pending, 1);
+    let v = h.s.task(1).unwrap();
+    assert_eq!((v.state, v.attempt, v.error), (TaskState::Pending, 1, None));
+    assert!(!h.release(10, l).0, "no longer leased");
+    assert!(!h.release(10, lr(42, 1)).0);
+    // The attempt number stays consumed, and the failure budget is intact: with
+    // max_retries 0, one retryable failure now still allows no retry, but it is the first.
+    let l2 = h.lease(20, 1, 100)[0];
+    assert_eq!(l2, lr(1, 2));
+    assert_eq!(h.complete(30, l, ok(b"")), CompletionResult::Stale);
+    h.complete(30, l2, failure(true));
+    assert_eq!(h.state(1), Some(TaskState::Dead));
+    assert_eq!(h.s.tasks[&1].failures, 1);
+}
+
+#[test]
+fn eta_and_countdown_schedule_tasks() {
+    let mut h = H::default();
+    let mut eta = spec("eta");
+    eta.eta_ms = Some(5_000);
+    let mut countdown = spec("countdown");
+    countdown.countdown_ms = Some(2_000);
+    let mut both = spec("both");
+    both.eta_ms = Some(1_500);
+    both.countdown_ms = Some(3_000);
+    let mut past = spec("past");
+    past.eta_ms = Some(10);
+    let mut zero = spec("zero");
+    zero.countdown_ms = Some(0);
+    let (_, fx) = h.apply(
+        1_000,
+        vec![Command::Submit {
+            tasks: vec![eta, countdown, both, past, zero],
+        }],
+    );
+    assert_eq!(fx.became_pending, 2);
+    let states: Vec<_> = (1..=5).map(|id| h.state(id).unwrap()).collect();
+    use TaskState::*;
+    assert_eq!(states, vec![Scheduled, Scheduled, Scheduled, Pending, Pending]);
+    assert_eq!(h.s.next_deadline_ms(), Some(3_000));
+    assert_eq!(h.tick(2_999).became_pending, 0);
+    let fx = h.tick(4_000); // countdown (3_000) and both (max(1_500, 4_000) = 4_000)
+    assert_eq!(fx.became_pending, 2);
+    assert_eq!(h.state(1), Some(Scheduled));
+    assert_eq!(h.state(3), Some(Pending));
+    assert_eq!(h.s.stats()[DEFAULT_QUEUE].scheduled, 1);
+    h.tick(5_000);
+    assert_eq!(h.state(1), Some(Pending));
+    assert_eq!(h.s.next_deadline_ms(), None);
+}
+
+#[test]
+fn priority_then_fifo_within_a_queue() {
+    let mut h = H::default();
+    let with_priority = |name: &str, p: u8| {
+        let mut s = spec(name);
+        s.priority = p;
+        s
+    };
+    h.submit(
+        0,
+        vec![
+            with_priority("a", 0),
+            with_priority("b", 5),
+            with_priority("c", 5),
+        ],
+    );
+    h.submit(1, vec![with_priority("d", 1), with_priority("e", 255)]);
+    let names: Vec<String> = h
+        .lease_from(2, &[], 10, 100)
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(names, vec!["e", "b", "c", "d", "a"]);
+}
+
+#[test]
+fn lease_honours_queue_order_and_max() {
+    let mut h = H::default();
+    h.submit(
+        0,
+        vec![
+            in_queue(spec("a1"), "a"),
+            in_queue(spec("b1"), "b"),
+            spec("d1"),
+            in_queue(spec("a2"), "a"),
+        ],
+    );
+    let names = |g: Vec<Grant>| {
+        g.into_iter()
+            .map(|g| format!("{}/{}", g.queue, g.name))
+            .collect::<Vec<_>>()
+    };
+    // Listed order, unknown queue skipped, max respected across queues.
+    assert_eq!(
+        names(h.lease_from(1, &["nope", "b", "a"], 2, 100)),
+        vec!["b/b1", "a/a1"]
+    );
+    // Empty name means the default queue.
+    assert_eq!(names(h.lease_from(1, &[""], 5, 100)), vec!["default/d1"]);
+    assert_eq!(h.lease_from(1, &["a"], 0, 100), vec![]);
+    assert_eq!(h.s.leasable(&["a".into()]), 1);
+    assert_eq!(
+        h.s.leasable(&["a".into(), "a".into()]),
+        1,
+        "a queue listed twice counts once"
+    );
+    assert_eq!(h.s.leasable(&["b".into()]), 0);
+    h.submit(2, vec![in_queue(spec("c1"), "c"), in_queue(spec("b2"), "b")]);
+    // Empty list: every queue in name order.
+    assert_eq!(h.s.leasable(&[]), 3);
+    assert_eq!(names(h.lease_from(3, &[], 10, 100)), vec!["a/a2", "b/b2", "c/c1"]);
+    assert_eq!(h.s.leasable(&[]), 0);
+}
+
+#[test]
+fn lease_with_max_zero_or_nothing_pending_interns_no_worker() {
+    let mut h = H::default();
+    h.submit(0, vec![spec("a")]);
+    assert!(h.lease(0, 0, 100).is_empty());
+    assert!(h.lease_from(0, &["empty"], 5, 100).is_empty());
+    assert!(h.s.idx.workers.slots.is_empty());
+    h.lease(0, 1, 100);
+    assert_eq!(h.s.idx.workers.slots.len(), 1);
+    h.tick(100);
+    // The expired lease released the worker name.
+    assert!(h.s.idx.workers.ids.is_empty());
+}
+
+#[test]
+fn paused_queue_is_skipped_and_shown() {
+    let mut h = H::default();
+    h.submit(
+        0,
+        vec![
+            in_queue(spec("a1"), "a"),
+            in_queue(spec("b1"), "b"),
+            in_queue(spec("a2"), "a"),
+        ],
+    );
+    h.pause(1, "a", true);
+    assert!(h.s.stats()["a"].paused);
+    assert!(!h.s.stats()["b"].paused);
+    assert_eq!(h.s.leasable(&[]), 1);
+    assert_eq!(h.s.leasable(&["a".into()]), 0);
+    let g = h.lease_from(1, &["a", "b"], 10, 100);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].queue, "b");
+    // Pausing twice changes nothing; un-pausing wakes workers for its pending tasks.
+    h.pause(1, "a", true);
+    assert_eq!(h.pause(2, "a", false).became_pending, 2);
+    assert_eq!(h.pause(2, "a", false).became_pending, 0);
+    assert_eq!(h.lease_from(3, &["a"], 10, 100).len(), 2);
+    // An empty queue can be paused: it then shows in stats until un-paused.
+    h.pause(4, "idle", true);
+    assert_eq!(
+        h.s.stats()["idle"],
+        QueueCounts {
+            paused: true,
+            ..Default::default()
+        }
+    );
+    h.pause(5, "idle", false);
+    assert!(!h.s.stats().contains_key("idle"));
+    // Un-pausing an unknown queue is a no-op.
+    h.pause(5, "ghost", false);
+    assert!(!h.s.stats().contains_key("ghost"));
+    // Submitting into a paused queue keeps the tasks pending but not leasable.
+    h.pause(6, "", true);
+    h.submit(6, vec![spec("d")]);
+    assert_eq!(h.s.stats()[DEFAULT_QUEUE].pending, 1);
+    assert!(h.lease(6, 10, 100).is_empty());
+}
+
+#[test]
+fn cancel_in_each_state() {
+    let mut h = H::default();
+    let mut scheduled = spec("scheduled");
+    scheduled.eta_ms = Some(1_000);
+    let mut retrying = spec("retrying");
+    retrying.max_retries = 1;
+    retrying.backoff_ms = 500;
+    // Ids: 1 retrying, 2 leased, 3 succeeded, 4 scheduled, 5 pending.
+    h.submit(0, vec![retrying, spec("leased"), spec("succeeded")]);
+    let l = h.lease(0, 3, 100);
+    h.complete(1, l[0], failure(true));
+    h.complete(1, l[2], ok(b""));
+    h.submit(2, vec![scheduled, spec("pending")]);
+    use TaskState::*;
+    let before: Vec<_> = (1..=5).map(|id| h.state(id).unwrap()).collect();
+    assert_eq!(before, vec![Retrying, Leased, Succeeded, Scheduled, Pending]);
+
+    let (r, fx) = h.apply(
+        3,
+        vec![Command::Cancel {
+            ids: vec![1, 2, 3, 4, 5, 5, 99, 0],
+        }],
+    );
+    assert_eq!(
+        r,
+        vec![Response::Cancelled(vec![
+            true, false, false, true, true, false, false, false
+        ])]
+    );
+    assert_eq!(fx.finished, vec![1, 4, 5]);
+    let after: Vec<_> = (1..=5).map(|id| h.state(id).unwrap()).collect();
+    assert_eq!(after, vec![Cancelled, Leased, Succeeded, Cancelled, Cancelled]);
+    // Cancelled tasks never come back: their timers are gone and they are not leasable.
+    // (Both were due by 1_002; the results expire at 3 + 1_000.)
+    h.tick(1_002);
+    assert_eq!(h.state(1), Some(Cancelled));
+    assert_eq!(h.state(4), Some(Cancelled));
+    assert!(h.lease(1_002, 10, 100).is_empty());
+    h.tick(1_003);
+    assert_eq!((h.state(1), h.state(4), h.state(5)), (None, None, None));
+}
+
+#[test]
+fn idempotency_across_entries_and_within_a_batch() {
+    let mut h = H::default();
+    let keyed = |k: &str| {
+        let mut s = spec("a");
+        s.idempotency_key = Some(k.into());
+        s.result_ttl_ms = 100;
+        s
+    };
+    let (r, fx) = h.apply(
+        0,
+        vec![Command::Submit {
+            tasks: vec![keyed("k1"), keyed("k1"), keyed("k2")],
+        }],
+    );
+    assert_eq!(
+        r,
+        vec![Response::Submitted(vec![
+            Submitted {
+                id: 1,
+                duplicate: false
+            },
+            Submitted {
+                id: 1,
+                duplicate: true
+            },
+            Submitted {
+                id: 2,
+                duplicate: false
+            },
+        ])]
+    );
+    assert_eq!(fx.became_pending, 2);
+    // A later entry, and a later command of the same entry.
+    let (r, _) = h.apply(
+        10,
+        vec![
+            Command::Submit {
+                tasks: vec![keyed("k2")],
+            },
+            Command::Submit {
+                tasks: vec![keyed("k1")],
+            },
+        ],
+    );
+    assert_eq!(
+        r,
+        vec![
+            Response::Submitted(vec![Submitted {
+                id: 2,
+                duplicate: true
+            }]),
+            Response::Submitted(vec![Submitted {
+                id: 1,
+                duplicate: true
+            }]),
+        ]
+    );
+    assert_eq!(h.s.task_count(), 2);
+    // The key outlives the task's completion, but not its purge.
+    let l = h.lease(20, 1, 100)[0];
+    h.complete(30, l, ok(b""));
+    assert_eq!(h.submit(129, vec![keyed("k1")]), vec![1]);
+    h.tick(130);
+    assert_eq!(h.s.task(1), None);
+    let (r, _) = h.apply(
+        130,
+        vec![Command::Submit {
+            tasks: vec![keyed("k1")],
+        }],
+    );
+    assert_eq!(
+        r,
+        vec![Response::Submitted(vec![Submitted {
+            id: 3,
+            duplicate: false
+        }])]
+    );
+}
+
+#[test]
+fn results_are_kept_for_their_ttl_then_purged() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.result_ttl_ms = 500;
+    h.submit(0, vec![s, in_queue(spec("b"), "other")]);
+    let l = h.lease(0, 1, 1_000)[0];
+    h.complete(100, l, ok(b"r"));
+    assert_eq!(h.s.next_deadline_ms(), Some(600));
+    h.tick(599);
+    assert_eq!(h.s.task(1).unwrap().result, Some(Bytes::from_static(b"r")));
+    h.tick(600);
+    assert_eq!(h.s.task(1), None);
+    // The default queue held only that task, so it disappears; names are released.
+    assert!(!h.s.stats().contains_key(DEFAULT_QUEUE));
+    assert_eq!(h.s.task_names.get("a"), None);
+    assert!(h.s.stats().contains_key("other"));
+}
+
+#[test]
+fn zero_ttl_purges_on_the_next_apply() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.result_ttl_ms = 0;
+    h.submit(0, vec![s]);
+    let l = h.lease(0, 1, 100)[0];
+    h.complete(5, l, ok(b""));
+    // Still there right after the entry that finished it, gone at the next one.
+    assert_eq!(h.state(1), Some(TaskState::Succeeded));
+    assert_eq!(h.s.next_deadline_ms(), Some(5));
+    h.tick(5);
+    assert_eq!(h.s.task(1), None);
+}
+
+#[test]
+fn interned_slots_are_recycled() {
+    let mut h = H::default();
+    let mut s = in_queue(spec("first"), "q1");
+    s.result_ttl_ms = 0;
+    h.submit(0, vec![s]);
+    h.cancel(0, vec![1]);
+    h.tick(1);
+    assert!(h.s.stats().is_empty());
+    h.submit(1, vec![in_queue(spec("second"), "q2")]);
+    assert_eq!(h.s.idx.queue_names.slots.len(), 1);
+    assert_eq!(h.s.task_names.slots.len(), 1);
+    let v = h.s.task(2).unwrap();
+    assert_eq!((v.name.as_str(), v.queue.as_str()), ("second", "q2"));
+}
+
+#[test]
+fn purge_queue_cancels_waiting_tasks_only() {
+    let mut h = H::default();
+    let mut scheduled = in_queue(spec("s"), "q");
+    scheduled.eta_ms = Some(100);
+    let mut retrying = in_queue(spec("r"), "q");
+    retrying.max_retries = 3;
+    retrying.backoff_ms = 100;
+    h.submit(0, vec![retrying, in_queue(spec("l"), "q")]);
+    let l = h.lease(0, 2, 1_000);
+    h.complete(0, l[0], failure(true));
+    h.submit(
+        0,
+        vec![
+            scheduled,
+            in_queue(spec("p"), "q"),
+            in_queue(spec("p2"), "q"),
+            spec("other"),
+        ],
+    );
+    let (r, fx) = h.apply(1, vec![Command::PurgeQueue { queue: "q".into() }]);
+    assert_eq!(r, vec![Response::Purged(4)]);
+    assert_eq!(fx.finished, vec![1, 3, 4, 5]);
+    let c = &h.s.stats()["q"];
+    assert_eq!(
+        (c.leased, c.cancelled, c.pending, c.scheduled, c.retrying),
+        (1, 4, 0, 0, 0)
+    );
+    assert_eq!(h.state(6), Some(TaskState::Pending));
+    let (r, _) = h.apply(
+        1,
+        vec![
+            Command::PurgeQueue { queue: "q".into() },
+            Command::PurgeQueue { queue: "nope".into() },
+        ],
+    );
+    assert_eq!(r, vec![Response::Purged(0), Response::Purged(0)]);
+    let (r, _) = h.apply(1, vec![Command::PurgeQueue { queue: String::new() }]);
+    assert_eq!(r, vec![Response::Purged(1)]);
+}
+
+#[test]
+fn time_never_runs_backwards() {
+    let mut h = H::default();
+    h.tick(1_000);
+    h.submit(500, vec![spec("a")]);
+    assert_eq!(h.s.now_ms(), 1_000);
+    let v = h.s.task(1).unwrap();
+    assert_eq!((v.created_ms, v.updated_ms), (1_000, 1_000));
+    let g = h.lease_from(10, &[], 1, 100);
+    assert_eq!(g[0].lease_deadline_ms, 1_100);
+}
+
+#[test]
+fn effects_report_finished_and_became_pending() {
+    let mut h = H::default();
+    let mut scheduled = spec("s");
+    scheduled.eta_ms = Some(50);
+    let mut retry = spec("r");
+    retry.max_retries = 1;
+    retry.backoff_ms = 10;
+    h.submit(0, vec![retry, spec("ok"), spec("dead"), spec("expire")]);
+    let l = h.lease(0, 4, 40);
+    let (_, fx) = h.apply(
+        10,
+        vec![
+            Command::Submit {
+                tasks: vec![scheduled, spec("p")],
+            },
+            Command::Complete {
+                worker: "w".into(),
+                completions: vec![
+                    Completion {
+                        lease: l[0],
+                        outcome: failure(true),
+                    },
+                    Completion {
+                        lease: l[1],
+                        outcome: ok(b""),
+                    },
+                    Completion {
+                        lease: l[2],
+                        outcome: failure(false),
+                    },
+                ],
+            },
+            Command::Cancel { ids: vec![6] },
+        ],
+    );
+    // One new pending submit; finished in order of occurrence.
+    assert_eq!(
+        fx,
+        ApplyEffects {
+            finished: vec![2, 3, 6],
+            became_pending: 1
+        }
+    );
+    // At 50: the retry (due 20) is pending, the lease (40) expired to dead (no retries), the
+    // ETA (50) came due.
+    let fx = h.tick(50);
+    assert_eq!(
+        fx,
+        ApplyEffects {
+            finished: vec![4],
+            became_pending: 2
+        }
+    );
+}
+
+#[test]
+fn responses_match_commands_one_to_one() {
+    let mut h = H::default();
+    let cmds = vec![
+        Command::Tick,
+        Command::Submit { tasks: vec![] },
+        Command::Lease {
+            worker: "w".into(),
+            queues: vec![],
+            max: 3,
+            lease_ms: 1,
+        },
+        Command::Complete {
+            worker: "w".into(),
+            completions: vec![],
+        },
+        Command::Heartbeat {
+            worker: "w".into(),
+            leases: vec![lr(1, 1)],
+            lease_ms: 1,
+        },
+        Command::Release {
+            worker: "w".into(),
+            leases: vec![lr(1, 1), lr(2, 2)],
+        },
+        Command::Cancel { ids: vec![] },
+        Command::PurgeQueue { queue: "x".into() },
+        Command::PauseQueue {
+            queue: "x".into(),
+            paused: false,
+        },
+    ];
+    let (r, fx) = h.apply(0, cmds);
+    assert_eq!(
+        r,
+        vec![
+            Response::Ticked,
+            Response::Submitted(vec![]),
+            Response::Leased(vec![]),
+            Response::Completed(vec![]),
+            Response::Heartbeated(vec![false]),
+            Response::Released(vec![false, false]),
+            Response::Cancelled(vec![]),
+            Response::Purged(0),
+            Response::Paused,
+        ]
+    );
+    assert_eq!(fx, ApplyEffects::default());
+    assert_eq!(h.s, QueueState::new());
+    assert!(h.apply(0, vec![]).0.is_empty());
+}
+
+#[test]
+fn huge_numbers_saturate_instead_of_panicking() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.eta_ms = Some(u64::MAX);
+    s.countdown_ms = Some(u64::MAX);
+    s.result_ttl_ms = u64::MAX;
+    let mut r = spec("b");
+    r.max_retries = u32::MAX;
+    r.backoff_ms = u64::MAX;
+    r.result_ttl_ms = u64::MAX;
+    h.submit(u64::MAX - 10, vec![s, r]);
+    assert_eq!(h.state(1), Some(TaskState::Scheduled));
+    let l = h.lease_from(u64::MAX - 5, &[], u32::MAX, u64::MAX);
+    assert_eq!(l[0].lease_deadline_ms, u64::MAX);
+    h.complete(u64::MAX - 5, l[0].lease, failure(true));
+    assert!(!h.heartbeat(u64::MAX, lr(9, 9), u64::MAX));
+    h.tick(u64::MAX);
+    // At the end of time everything is due: the ETA task is pending and the retry too.
+    assert_eq!(h.state(1), Some(TaskState::Pending));
+    assert_eq!(h.state(2), Some(TaskState::Pending));
+    let l = h.lease(u64::MAX, 10, u64::MAX);
+    h.complete(u64::MAX, l[0], ok(b""));
+    // Expiry at the end of time: the leased task goes back to pending (retries remain).
+    h.tick(u64::MAX);
+    assert_eq!(h.state(2), Some(TaskState::Pending));
+    assert_eq!(h.state(1), None, "purge time saturated at u64::MAX, which is now");
+}
+
+#[test]
+fn exhausted_attempt_counter_kills_instead_of_reusing_a_token() {
+    let mut h = H::default();
+    h.submit(0, vec![spec("a"), spec("b")]);
+    h.s.tasks.get_mut(&1).unwrap().attempt = u32::MAX;
+    h.s.tasks.get_mut(&1).unwrap().failures = 0;
+    let (r, fx) = h.apply(
+        1,
+        vec![Command::Lease {
+            worker: "w".into(),
+            queues: vec![],
+            max: 1,
+            lease_ms: 10,
+        }],
+    );
+    let Response::Leased(g) = &r[0] else { panic!() };
+    assert_eq!(g.iter().map(|g| g.lease).collect::<Vec<_>>(), vec![lr(2, 1)]);
+    assert_eq!(fx.finished, vec![1]);
+    let v = h.s.task(1).unwrap();
+    assert_eq!(
+        (v.state, v.error.as_deref()),
+        (TaskState::Dead, Some(ATTEMPTS_EXHAUSTED_ERROR))
+    );
+}
+
+#[test]
+fn check_invariants_detects_corruption() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.idempotency_key = Some("k".into());
+    h.submit(0, vec![s, spec("b")]);
+    h.lease(0, 1, 100);
+
+    let mut bad = h.s.clone();
+    bad.idx.timers.clear();
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.idx.queues[0].pending.clear();
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.tasks.get_mut(&2).unwrap().state = TaskState::Scheduled;
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.idempotency.insert("ghost".into(), 7);
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.idx.queues[0].counts[TaskState::Dead as usize] += 1;
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.idx.workers.slots[0].refs += 1;
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.next_id = 2;
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.task_names.free.push(0);
+    assert!(bad.check_invariants().is_err());
+}
+
+#[test]
+fn snapshot_round_trips_through_bincode() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.idempotency_key = Some("k".into());
+    s.eta_ms = Some(500);
+    h.submit(0, vec![s, in_queue(spec("b"), "q"), spec("c")]);
+    let l = h.lease(1, 1, 100);
+    h.complete(2, l[0], ok(b"{\"x\":1}"));
+    h.pause(3, "q", true);
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&h.s, cfg).unwrap();
+    let (back, read): (QueueState, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+    assert_eq!(read, bytes.len());
+    assert_eq!(back, h.s);
+    back.check_invariants().unwrap();
+}
+
+#[test]
+fn task_struct_stays_compact() {
+    let size = std::mem::size_of::<Task>();
+    println!("size_of::<Task>() = {size} bytes");
+    // args (32) + extra box (8) + 6 u64 (48) + 6 u32 (24) + 3 bytes, padded.
+    assert!(size <= 120, "Task grew to {size} bytes");
+}

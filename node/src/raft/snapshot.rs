@@ -1,0 +1,226 @@
+//! The snapshot format and the one snapshot file a node keeps.
+//!
+//! # Format (version 1)
+//!
+//! ```text
+//! b"FLQS" | version: u32 LE = 1 | crc32(body): u32 LE | body
+//! body = bincode 2 serde (standard) of SnapshotImage { last_applied, last_membership, state }
+//! ```
+//!
+//! The same bytes are openraft's `SnapshotData` (sent whole to lagging followers) and the file
+//! contents, so installing a received snapshot is: validate, write the bytes, swap the state.
+//! The version is checked before anything else so a snapshot from a newer build is refused with
+//! a clear error, never misread. The CRC catches bit rot of the file (and truncation).
+//!
+//! # On disk
+//!
+//! `<data dir>/snapshot/current.snap`, replaced atomically: write `current.snap.tmp`, fsync it,
+//! rename over `current.snap`, fsync the directory. A crash leaves either the old or the new
+//! snapshot, and at worst a stale `.tmp`, which [`SnapshotStore::open`] deletes.
+
+use std::fs;
+use std::fs::File;
+use std::io;
+use std::io::Write;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use openraft::alias::LogIdOf;
+use openraft::alias::SnapshotMetaOf;
+use openraft::alias::StoredMembershipOf;
+use serde::Deserialize;
+use serde::Serialize;
+
+use super::error::SnapshotFormatError;
+use super::error::StorageError;
+use crate::queue::QueueState;
+use crate::types::SnapshotData;
+use crate::types::TypeConfig;
+
+/// First bytes of every snapshot.
+pub const MAGIC: [u8; 4] = *b"FLQS";
+/// The format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Magic, version, crc32.
+pub const HEADER_LEN: usize = 12;
+
+/// Directory of the snapshot file inside the node's data directory.
+pub const SNAPSHOT_DIR: &str = "snapshot";
+const FILE_NAME: &str = "current.snap";
+const TMP_NAME: &str = "current.snap.tmp";
+
+/// What a snapshot holds: the queue as of `last_applied`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotImage {
+    pub last_applied: Option<LogIdOf<TypeConfig>>,
+    pub last_membership: StoredMembershipOf<TypeConfig>,
+    pub state: QueueState,
+}
+
+impl SnapshotImage {
+    pub fn meta(&self) -> SnapshotMetaOf<TypeConfig> {
+        SnapshotMetaOf::<TypeConfig> {
+            last_log_id: self.last_applied,
+            last_membership: self.last_membership.clone(),
+        }
+    }
+}
+
+/// Serialize `image` in the current format.
+pub fn encode(image: &SnapshotImage) -> Result<SnapshotData, SnapshotFormatError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 4096);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    bincode::serde::encode_into_std_write(image, &mut out, bincode::config::standard())
+        .map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Validate and deserialize snapshot bytes.
+pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
+    if bytes.len() < 8 || bytes[..4] != MAGIC {
+        return Err(SnapshotFormatError::BadMagic {
+            found: bytes[..bytes.len().min(4)].to_vec(),
+        });
+    }
+    let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(SnapshotFormatError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(SnapshotFormatError::Truncated {
+            len: bytes.len(),
+            header: HEADER_LEN,
+        });
+    }
+    let expected = u32::from_le_bytes(bytes[8..HEADER_LEN].try_into().expect("4 bytes"));
+    let body = &bytes[HEADER_LEN..];
+    let actual = crc32fast::hash(body);
+    if expected != actual {
+        return Err(SnapshotFormatError::Checksum { expected, actual });
+    }
+    let (image, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| SnapshotFormatError::Decode(e.to_string()))?;
+    if used != body.len() {
+        return Err(SnapshotFormatError::Decode(format!(
+            "{} trailing bytes",
+            body.len() - used
+        )));
+    }
+    Ok(image)
+}
+
+/// The node's current snapshot file, and the metadata of what it holds.
+pub struct SnapshotStore {
+    dir: PathBuf,
+    /// Metadata of the file on disk; the lock also serializes writers (builder vs. install).
+    current: Mutex<Option<SnapshotMetaOf<TypeConfig>>>,
+}
+
+impl SnapshotStore {
+    /// Open `dir/snapshot/`, creating it, and load the current snapshot if there is one.
+    pub fn open(dir: &Path) -> Result<(SnapshotStore, Option<SnapshotImage>), StorageError> {
+        let dir = dir.join(SNAPSHOT_DIR);
+        let dir_err = |source| StorageError::Dir {
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(dir_err)?;
+        match fs::remove_file(dir.join(TMP_NAME)) {
+            Ok(()) => tracing::info!(dir = %dir.display(), "removed an unfinished snapshot file"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(dir_err(e)),
+        }
+        let path = dir.join(FILE_NAME);
+        let image = match fs::read(&path) {
+            Ok(bytes) => {
+                let image = decode(&bytes).map_err(|source| StorageError::SnapshotFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::info!(
+                    path = %path.display(),
+                    bytes = bytes.len(),
+                    last_applied = ?image.last_applied,
+                    "loaded snapshot"
+                );
+                Some(image)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => return Err(StorageError::SnapshotIo { path, source }),
+        };
+        let current = Mutex::new(image.as_ref().map(SnapshotImage::meta));
+        Ok((SnapshotStore { dir, current }, image))
+    }
+
+    /// Path of the current snapshot file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<SnapshotMetaOf<TypeConfig>>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Metadata of the snapshot on disk.
+    pub fn current_meta(&self) -> Option<SnapshotMetaOf<TypeConfig>> {
+        self.lock().clone()
+    }
+
+    /// Atomically make `bytes` (already validated, holding `meta`) the current snapshot,
+    /// unless the current one is newer. Blocking: call from a blocking thread. Returns whether
+    /// the file was replaced.
+    pub fn persist(&self, meta: &SnapshotMetaOf<TypeConfig>, bytes: &[u8]) -> Result<bool, StorageError> {
+        let mut current = self.lock();
+        if let Some(cur) = current.as_ref()
+            && cur.last_log_id > meta.last_log_id
+        {
+            // A build that raced with the install of a newer snapshot: keep the newer one.
+            tracing::info!(current = ?cur.last_log_id, offered = ?meta.last_log_id, "kept newer snapshot");
+            return Ok(false);
+        }
+        let tmp = self.dir.join(TMP_NAME);
+        let path = self.path();
+        let io_err = |source| StorageError::SnapshotIo {
+            path: tmp.clone(),
+            source,
+        };
+        let mut f = File::create(&tmp).map_err(io_err)?;
+        f.write_all(bytes).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|source| StorageError::SnapshotIo {
+            path: path.clone(),
+            source,
+        })?;
+        // The rename is durable only once the directory entry is.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StorageError::Dir {
+                path: self.dir.clone(),
+                source,
+            })?;
+        *current = Some(meta.clone());
+        tracing::info!(path = %path.display(), bytes = bytes.len(), last_log_id = ?meta.last_log_id, "persisted snapshot");
+        Ok(true)
+    }
+
+    /// The current snapshot's metadata and bytes. Blocking.
+    pub fn read_current(&self) -> Result<Option<(SnapshotMetaOf<TypeConfig>, SnapshotData)>, StorageError> {
+        // Hold the lock so meta and bytes come from the same file.
+        let current = self.lock();
+        let Some(meta) = current.clone() else {
+            return Ok(None);
+        };
+        let path = self.path();
+        let bytes = fs::read(&path).map_err(|source| StorageError::SnapshotIo { path, source })?;
+        Ok(Some((meta, bytes)))
+    }
+}

@@ -1,0 +1,216 @@
+//! Snapshot round trips: build, install elsewhere, persist, reload; refusal of foreign formats.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::EntryPayload;
+use openraft::Membership;
+use openraft::RaftSnapshotBuilder;
+use openraft::alias::EntryOf;
+use openraft::alias::StoredMembershipOf;
+use openraft::entry::RaftEntry;
+use openraft::storage::RaftStateMachine;
+
+use super::entries;
+use super::lid;
+use crate::raft::error::StorageError;
+use crate::raft::snapshot;
+use crate::raft::state_machine::StateMachineStore;
+use crate::replica::Replica;
+use crate::types::NodeInfo;
+use crate::types::TypeConfig;
+
+fn state_bytes(replica: &Replica) -> Vec<u8> {
+    replica.read(|q| bincode::serde::encode_to_vec(q, bincode::config::standard()).unwrap())
+}
+
+fn membership_entry(index: u64) -> EntryOf<TypeConfig> {
+    let voters = BTreeSet::from([1u64]);
+    let nodes = std::collections::BTreeMap::from([(
+        1u64,
+        NodeInfo {
+            addr: "127.0.0.1:1".into(),
+            zone: "a".into(),
+        },
+    )]);
+    let m = Membership::new(vec![voters], nodes).unwrap();
+    EntryOf::<TypeConfig>::new(lid(1, index), EntryPayload::Membership(m))
+}
+
+async fn apply(sm: &mut StateMachineStore, entries: Vec<EntryOf<TypeConfig>>) {
+    sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None)))))
+        .await
+        .unwrap();
+}
+
+fn open(dir: &Path) -> (Arc<Replica>, StateMachineStore) {
+    let replica = Arc::new(Replica::default());
+    let sm = StateMachineStore::open(dir, replica.clone()).unwrap();
+    (replica, sm)
+}
+
+/// A leader state machine with a membership and some applied entries.
+async fn leader(dir: &Path) -> (Arc<Replica>, StateMachineStore) {
+    let (replica, mut sm) = open(dir);
+    let mut es = vec![membership_entry(1)];
+    es.extend(entries(2, 9));
+    apply(&mut sm, es).await;
+    assert_ne!(
+        state_bytes(&replica),
+        state_bytes(&Replica::default()),
+        "the state moved"
+    );
+    (replica, sm)
+}
+
+#[tokio::test]
+async fn build_then_install_elsewhere_gives_the_same_state() {
+    let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (replica_l, mut sm_l) = leader(dir_l.path()).await;
+
+    let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(lid(1, 9)));
+    assert_eq!(snap.meta.last_membership.log_id(), &Some(lid(1, 1)));
+    assert_eq!(&snap.snapshot[..4], b"FLQS");
+    // Built snapshots are persisted and served as the current one.
+    let cur = sm_l
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("current snapshot");
+    assert_eq!((&cur.meta, &cur.snapshot), (&snap.meta, &snap.snapshot));
+
+    let (replica_f, mut sm_f) = open(dir_f.path());
+    sm_f.install_snapshot(&snap.meta, snap.snapshot.clone())
+        .await
+        .unwrap();
+    assert_eq!(state_bytes(&replica_f), state_bytes(&replica_l));
+    assert_eq!(
+        sm_f.applied_state().await.unwrap(),
+        sm_l.applied_state().await.unwrap()
+    );
+    assert_eq!(
+        sm_f.get_current_snapshot().await.unwrap().unwrap().snapshot,
+        snap.snapshot
+    );
+
+    // The installed snapshot is durable: a fresh process loads it.
+    drop(sm_f);
+    let (replica_f2, mut sm_f2) = open(dir_f.path());
+    assert_eq!(state_bytes(&replica_f2), state_bytes(&replica_l));
+    assert_eq!(sm_f2.applied_state().await.unwrap().0, Some(lid(1, 9)));
+}
+
+#[tokio::test]
+async fn snapshot_builder_is_a_consistent_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let (replica, mut sm) = leader(dir.path()).await;
+    let before = state_bytes(&replica);
+    let mut builder = sm.get_snapshot_builder().await;
+    // Entries applied after the builder was taken are not in its snapshot.
+    apply(&mut sm, entries(10, 12)).await;
+    assert_ne!(state_bytes(&replica), before);
+    let snap = builder.build_snapshot().await.unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(lid(1, 9)));
+    let image = snapshot::decode(&snap.snapshot).unwrap();
+    assert_eq!(
+        bincode::serde::encode_to_vec(&image.state, bincode::config::standard()).unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn unknown_format_version_is_refused() {
+    let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, mut sm_l) = leader(dir_l.path()).await;
+    let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let mut v2 = snap.snapshot.clone();
+    v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+
+    let (replica_f, mut sm_f) = open(dir_f.path());
+    let err = sm_f.install_snapshot(&snap.meta, v2.clone()).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unsupported snapshot format version 2; this build reads version 1"),
+        "{err}"
+    );
+    assert_eq!(
+        state_bytes(&replica_f),
+        state_bytes(&Replica::default()),
+        "state untouched"
+    );
+    assert!(
+        sm_f.get_current_snapshot().await.unwrap().is_none(),
+        "nothing persisted"
+    );
+
+    // The same file found on disk at start is a clear error naming it.
+    let path = sm_f.snapshot_path();
+    drop(sm_f);
+    fs::write(&path, &v2).unwrap();
+    match StateMachineStore::open(dir_f.path(), Arc::new(Replica::default())) {
+        Err(e @ StorageError::SnapshotFile { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains("version 2"),
+                "{msg}"
+            );
+        }
+        Err(other) => panic!("expected SnapshotFile, got {other:?}"),
+        Ok(_) => panic!("opened a snapshot of an unknown version"),
+    }
+}
+
+#[tokio::test]
+async fn damaged_or_foreign_snapshots_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut sm) = leader(dir.path()).await;
+    let snap = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+    let mut flipped = snap.snapshot.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(matches!(
+        snapshot::decode(&flipped),
+        Err(crate::raft::error::SnapshotFormatError::Checksum { .. })
+    ));
+    assert!(matches!(
+        snapshot::decode(&snap.snapshot[..snap.snapshot.len() - 3]),
+        Err(crate::raft::error::SnapshotFormatError::Checksum { .. })
+    ));
+    assert!(matches!(
+        snapshot::decode(b"{\"json\": true}"),
+        Err(crate::raft::error::SnapshotFormatError::BadMagic { .. })
+    ));
+
+    // Metadata that disagrees with the contents is refused too.
+    let mut meta = snap.meta.clone();
+    meta.last_log_id = Some(lid(1, 100));
+    let err = sm
+        .install_snapshot(&meta, snap.snapshot.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not match"), "{err}");
+    meta.last_log_id = snap.meta.last_log_id;
+    meta.last_membership = StoredMembershipOf::<TypeConfig>::default();
+    assert!(sm.install_snapshot(&meta, snap.snapshot.clone()).await.is_err());
+}
+
+#[tokio::test]
+async fn an_older_build_does_not_replace_a_newer_install() {
+    let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, mut sm_l) = leader(dir_l.path()).await;
+    let newer = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+    let (_, mut sm_f) = open(dir_f.path());
+    apply(&mut sm_f, vec![membership_entry(1)]).await;
+    let mut old_builder = sm_f.get_snapshot_builder().await;
+    sm_f.install_snapshot(&newer.meta, newer.snapshot.clone())
+        .await
+        .unwrap();
+    old_builder.build_snapshot().await.unwrap();
+    let cur = sm_f.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(cur.meta, newer.meta);
+}

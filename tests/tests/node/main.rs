@@ -1,0 +1,4 @@
+//! Integration tests of one real `node` process on loopback: flags, bad input, restart after
+//! SIGKILL. Files by priority: t10 basic, t50 environment, t90 regressions.
+
+mod t10_basic;
