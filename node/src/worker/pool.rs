@@ -28,8 +28,9 @@ pub struct PoolConfig {
     pub queues: Vec<String>,
     /// Lease length of each grant and heartbeat extension.
     pub lease_ms: u64,
-    /// How often running leases are heartbeated; `None` means `lease_ms / 3`.
-    pub heartbeat_interval_ms: Option<u64>,
+    /// How often running leases are heartbeated; below `lease_ms` (a third of it leaves room
+    /// for two lost heartbeats). Set it too when changing `lease_ms`.
+    pub heartbeat_interval_ms: u64,
     /// Time limit of an attempt whose task does not set one.
     pub default_time_limit_ms: u64,
     /// Most completions (or releases) in one command.
@@ -48,7 +49,8 @@ impl Default for PoolConfig {
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
             queues: Vec::new(),
             lease_ms: 30_000,
-            heartbeat_interval_ms: None,
+            // lease_ms / 3
+            heartbeat_interval_ms: 10_000,
             default_time_limit_ms: 300_000,
             max_completion_batch: 1024,
             idle_poll_ms: 1000,
@@ -58,10 +60,6 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    pub fn heartbeat_interval_ms(&self) -> u64 {
-        self.heartbeat_interval_ms.unwrap_or(self.lease_ms / 3)
-    }
-
     pub fn validate(&self) -> Result<(), WorkerError> {
         let invalid = |why: &str| Err(WorkerError::Config(why.into()));
         if self.workers == 0 {
@@ -70,7 +68,7 @@ impl PoolConfig {
         if self.lease_ms == 0 {
             return invalid("lease_ms must be positive");
         }
-        if self.heartbeat_interval_ms() == 0 || self.heartbeat_interval_ms() >= self.lease_ms {
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.lease_ms {
             return invalid("heartbeat_interval_ms must be positive and below lease_ms");
         }
         if self.max_completion_batch == 0 {

@@ -629,7 +629,7 @@ impl Actor for Supervisor {
             act.maybe_lease(ctx);
         });
         ctx.run_interval(
-            Duration::from_millis(self.cfg.heartbeat_interval_ms().max(1)),
+            Duration::from_millis(self.cfg.heartbeat_interval_ms.max(1)),
             |act, ctx| act.heartbeat(ctx),
         );
         info!(worker = %self.cfg.worker_name, workers = self.cfg.workers, queues = ?self.cfg.queues, "worker pool started");

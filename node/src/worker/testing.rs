@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -67,17 +65,30 @@ impl Backend for LocalBackend {
 
 type Check = Box<dyn Fn(&Command) + Send + Sync>;
 
+/// How an injected proposal failure happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails with `NoLeader` without reaching the log.
+    BeforeApply,
+    /// Reaches the log and is applied, then fails anyway (a reply lost on the way back): the
+    /// proposer cannot tell this from `BeforeApply`.
+    AfterApply,
+}
+
+struct Injection {
+    left: usize,
+    fault: Fault,
+    applies_to: fn(&Command) -> bool,
+}
+
 /// Wraps a backend: records every command proposed, runs `check` on each before it is
 /// proposed (panicking there fails the test at the offending proposal), tracks concurrency
-/// per kind of command, and can fail proposals on demand.
+/// per kind of command, and fails proposals on demand.
 pub struct RecordingBackend {
     inner: Arc<dyn Backend>,
     check: Option<Check>,
     log: Mutex<Vec<Command>>,
-    /// The next N proposals fail with `NoLeader` without reaching the log.
-    fail_before: AtomicUsize,
-    /// The next N proposals reach the log, then fail anyway (a reply lost on the way back).
-    fail_after: AtomicUsize,
+    injections: Mutex<Vec<Injection>>,
     counters: Arc<Mutex<Concurrency>>,
 }
 
@@ -96,8 +107,7 @@ impl RecordingBackend {
             inner,
             check: None,
             log: Mutex::new(Vec::new()),
-            fail_before: AtomicUsize::new(0),
-            fail_after: AtomicUsize::new(0),
+            injections: Mutex::new(Vec::new()),
             counters: Arc::default(),
         }
     }
@@ -107,17 +117,27 @@ impl RecordingBackend {
         self
     }
 
-    pub fn fail_next_before_apply(&self, n: usize) {
-        self.fail_before.store(n, Ordering::SeqCst);
-    }
-
-    pub fn fail_next_after_apply(&self, n: usize) {
-        self.fail_after.store(n, Ordering::SeqCst);
+    /// Fail the next `n` proposals for which `applies_to` holds (see [`is_lease`],
+    /// [`is_complete`], [`any_command`]).
+    pub fn inject(&self, n: usize, fault: Fault, applies_to: fn(&Command) -> bool) {
+        self.injections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Injection {
+                left: n,
+                fault,
+                applies_to,
+            });
     }
 
     /// Injected failures not yet hit.
     pub fn pending_faults(&self) -> usize {
-        self.fail_before.load(Ordering::SeqCst) + self.fail_after.load(Ordering::SeqCst)
+        self.injections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|i| i.left)
+            .sum()
     }
 
     /// Every command proposed so far (failed ones included), in order.
@@ -128,11 +148,27 @@ impl RecordingBackend {
     pub fn concurrency(&self) -> Concurrency {
         *self.counters.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn take_fault(&self, cmd: &Command) -> Option<Fault> {
+        let mut injections = self.injections.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = injections
+            .iter_mut()
+            .find(|i| i.left > 0 && (i.applies_to)(cmd))?;
+        hit.left -= 1;
+        Some(hit.fault)
+    }
 }
 
-fn take_one(n: &AtomicUsize) -> bool {
-    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
+pub fn is_lease(cmd: &Command) -> bool {
+    matches!(cmd, Command::Lease { .. })
+}
+
+pub fn is_complete(cmd: &Command) -> bool {
+    matches!(cmd, Command::Complete { .. })
+}
+
+pub fn any_command(_: &Command) -> bool {
+    true
 }
 
 impl Backend for RecordingBackend {
@@ -167,16 +203,16 @@ impl Backend for RecordingBackend {
             }
         };
         bump(true);
-        if take_one(&self.fail_before) {
+        let fault = self.take_fault(&cmd);
+        if fault == Some(Fault::BeforeApply) {
             bump(false);
             return futures::future::ready(Err(ProposeError::NoLeader)).boxed();
         }
-        let fail_after = take_one(&self.fail_after);
         let proposal = self.inner.propose(cmd);
         async move {
             let result = proposal.await;
             bump(false);
-            if fail_after {
+            if fault == Some(Fault::AfterApply) {
                 Err(ProposeError::Forward("reply lost".into()))
             } else {
                 result

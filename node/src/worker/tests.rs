@@ -11,8 +11,12 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::testing::Fault;
 use super::testing::LocalBackend;
 use super::testing::RecordingBackend;
+use super::testing::any_command;
+use super::testing::is_complete;
+use super::testing::is_lease;
 use super::testing::task_spec;
 use super::*;
 use crate::clock::SystemClock;
@@ -65,7 +69,7 @@ async fn wait_final(replica: &Replica, ids: &[TaskId]) -> Vec<TaskView> {
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("tasks did not finish in time: {} left", ids.len()));
+    .unwrap_or_else(|_| panic!("tasks did not finish in time: {left:?} left"));
     ids.iter()
         .map(|id| {
             replica
@@ -227,6 +231,7 @@ async fn heartbeats_keep_a_task_longer_than_its_lease_on_its_first_attempt() {
     // unheartbeated lease would really expire.
     let cfg = PoolConfig {
         lease_ms: 300,
+        heartbeat_interval_ms: 100,
         ..config(2)
     };
     let pool = start(cfg, builtins(), Arc::new(local.clone()));
@@ -360,39 +365,75 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
     let local = local();
     let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
     let pool = start(config(2), builtins(), recorder.clone());
-    // Leases and completions alike: some never reach the log, some are applied but the
+    // Proposals that never reach the log, of any kind; completions that are applied but whose
     // reply is lost (their retries are then stale, and must change nothing).
-    recorder.fail_next_before_apply(4);
+    recorder.inject(4, Fault::BeforeApply, any_command);
+    recorder.inject(3, Fault::AfterApply, is_complete);
     let ids = submit(
         &local,
         (0..50).map(|_| task_spec("sleep", r#"{"ms":5}"#)).collect(),
     );
-    wait_stats(&pool, "some progress", |s| s.succeeded_total >= 10).await;
-    recorder.fail_next_after_apply(3);
     for t in wait_final(local.replica(), &ids).await {
         assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
     }
     wait_stats(&pool, "every completion accepted", |s| s.in_flight == 0).await;
-    let per_task = completions_per_task(&recorder.commands());
-    assert_eq!(per_task.len(), 50, "a completion was dropped");
     assert_eq!(
         recorder.pending_faults(),
         0,
         "the injected failures were not all hit"
     );
+    let per_task = completions_per_task(&recorder.commands());
+    assert_eq!(per_task.len(), 50, "a completion was dropped");
+    // Each lost reply made the whole batch, already recorded, come back stale on its retry.
+    let stats = pool.stats();
+    assert!(stats.stale_total >= 3, "{stats:?}");
+    assert_eq!(stats.completed_total, 50, "{stats:?}");
+}
+
+/// A lost reply to a `Lease` strands its grants: the pool never learns of them. They come back
+/// when their leases expire (which counts as a failed attempt) and then run normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
+    let local = local();
+    let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
+    let cfg = PoolConfig {
+        lease_ms: 300,
+        heartbeat_interval_ms: 100,
+        ..config(2)
+    };
+    let pool = start(cfg, builtins(), recorder.clone());
+    recorder.inject(1, Fault::AfterApply, is_lease);
+    let ids = submit(
+        &local,
+        (0..10)
+            .map(|_| TaskSpec {
+                max_retries: 1,
+                ..task_spec("noop", "")
+            })
+            .collect(),
+    );
+    let tasks = wait_final(local.replica(), &ids).await;
+    assert!(tasks.iter().all(|t| t.state == TaskState::Succeeded), "{tasks:?}");
+    let rerun = tasks.iter().filter(|t| t.attempt == 2).count();
+    assert!(
+        (1..=2).contains(&rerun),
+        "expected the stranded grants to run again: {tasks:?}"
+    );
+    assert_eq!(pool.stats().stale_total, 0);
 }
 
 #[test]
 fn config_is_validated() {
     let bad = |cfg: PoolConfig| matches!(cfg.validate(), Err(WorkerError::Config(_)));
     assert!(PoolConfig::default().validate().is_ok());
-    assert_eq!(PoolConfig::default().heartbeat_interval_ms(), 10_000);
+    let defaults = PoolConfig::default();
+    assert_eq!(defaults.heartbeat_interval_ms, defaults.lease_ms / 3);
     assert!(bad(PoolConfig {
         workers: 0,
         ..PoolConfig::default()
     }));
     assert!(bad(PoolConfig {
-        heartbeat_interval_ms: Some(30_000),
+        heartbeat_interval_ms: 30_000,
         ..PoolConfig::default()
     }));
     assert!(bad(PoolConfig {
