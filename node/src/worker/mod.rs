@@ -1,1 +1,36 @@
-//! TODO
+//! The worker subsystem: actix actors that pull tasks from the replicated queue and run them.
+//!
+//! The pool runs its own actix `System` on its own OS thread, beside the node's tokio runtime;
+//! task handlers and proposals run on that runtime, the actors only coordinate.
+//!
+//! - [`pool`]: [`WorkerPool::start`], [`PoolConfig`], and the [`PoolHandle`] (stats, drain).
+//! - [`supervisor`]: the pool supervisor actor: leases batches sized to free capacity, hands
+//!   grants to idle workers, heartbeats, batches completions, releases and drains.
+//! - [`worker`]: a worker actor: one task at a time, under a time limit and an abort signal.
+//! - [`registry`]: [`TaskRegistry`] of async handlers with serde-typed arguments and results.
+//! - [`builtins`]: `noop`, `echo`, `sleep`, `fail`.
+//! - [`backend`]: the [`Backend`] seam to the node (propose a command; the work signal).
+//! - [`testing`]: [`testing::LocalBackend`] and wrappers, for tests and the simulator.
+
+pub mod backend;
+pub mod builtins;
+pub mod pool;
+pub mod registry;
+pub mod supervisor;
+pub mod testing;
+#[allow(clippy::module_inception)] // `worker::worker` is the worker actor of the worker subsystem
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use backend::Backend;
+pub use builtins::register_builtins;
+pub use pool::DrainReport;
+pub use pool::PoolConfig;
+pub use pool::PoolHandle;
+pub use pool::PoolStats;
+pub use pool::WorkerError;
+pub use pool::WorkerPool;
+pub use registry::TaskError;
+pub use registry::TaskRegistry;

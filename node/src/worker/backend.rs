@@ -1,0 +1,15 @@
+//! [`Backend`]: the pool's one seam to the rest of the node. Everything the workers change goes
+//! through `propose` as a queue [`Command`]; `work_signal` tells an idle pool when to look again.
+//! The node implements it with its Raft proposer; [`super::testing::LocalBackend`] applies to a
+//! local replica directly.
+
+use crate::error::ProposeError;
+use crate::queue::Command;
+use crate::queue::Response;
+
+pub trait Backend: Send + Sync + 'static {
+    /// Propose one command through the replicated log; resolves once it is committed and applied.
+    fn propose(&self, cmd: Command) -> futures::future::BoxFuture<'static, Result<Response, ProposeError>>;
+    /// Changes whenever tasks may have become leasable (watch the local replica).
+    fn work_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+}

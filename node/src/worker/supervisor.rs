@@ -1,0 +1,678 @@
+//! [`Supervisor`]: the pool's one coordinating actor. It owns the worker actors and every
+//! conversation with the log: leasing batches sized to free capacity, heartbeating running
+//! leases, batching completions, releasing what it will not run, and draining.
+//!
+//! Each kind of proposal has at most one in flight. Whatever happens while one is in flight
+//! (tasks finishing, new work signalled) is folded into the next one: that is where batching
+//! comes from, with no timers adding latency.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use tracing::debug;
+use tracing::error;
+use tracing::info;
+use tracing::warn;
+
+use super::backend::Backend;
+use super::pool::DrainReport;
+use super::pool::PoolConfig;
+use super::pool::PoolStats;
+use super::registry::TaskRegistry;
+use super::worker::Run;
+use super::worker::RunResult;
+use super::worker::Worker;
+use crate::error::ProposeError;
+use crate::queue::Command;
+use crate::queue::Completion;
+use crate::queue::CompletionResult;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
+use crate::queue::Outcome;
+use crate::queue::Response;
+
+/// Stop leasing, let running tasks finish for up to `grace`, then abort and release the rest
+/// and flush everything owed to the log. Answered when done; the supervisor then stops.
+#[derive(Message)]
+#[rtype(result = "DrainReport")]
+pub struct Drain {
+    pub grace: Duration,
+}
+
+/// Stop at once, without draining (the handle was dropped).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// Retry delays for a failed proposal: doubling from 10 ms up to 1 s, reset on success.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self { next: Self::MIN }
+    }
+
+    fn next(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+}
+
+/// A task a worker is running.
+struct Running {
+    worker: usize,
+    /// Taken when the abort is sent.
+    abort: Option<oneshot::Sender<()>>,
+}
+
+/// One kind of proposal that is batched and retried: completions or releases.
+struct Outbox<T> {
+    queued: Vec<T>,
+    /// Items of the proposal in flight; put back at the front if it fails.
+    in_flight: usize,
+    retry_pending: bool,
+    backoff: Backoff,
+}
+
+impl<T> Outbox<T> {
+    fn new() -> Self {
+        Self {
+            queued: Vec::new(),
+            in_flight: 0,
+            retry_pending: false,
+            backoff: Backoff::new(),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight > 0 || self.retry_pending
+    }
+
+    fn held(&self) -> usize {
+        self.queued.len() + self.in_flight
+    }
+}
+
+#[derive(Default)]
+struct DrainState {
+    replies: Vec<oneshot::Sender<DrainReport>>,
+    report: DrainReport,
+    /// Past this, give up flushing what the log does not accept.
+    flush_expired: bool,
+}
+
+pub struct Supervisor {
+    cfg: PoolConfig,
+    registry: Arc<TaskRegistry>,
+    backend: Arc<dyn Backend>,
+    runtime: Handle,
+    workers: Vec<Addr<Worker>>,
+    idle: Vec<usize>,
+    /// Granted, waiting for an idle worker. Counts against free capacity.
+    buffered: VecDeque<Grant>,
+    running: BTreeMap<LeaseRef, Running>,
+    /// Leases the log no longer holds for us (a heartbeat was refused): aborted, not completed.
+    lost: BTreeSet<LeaseRef>,
+
+    lease_in_flight: bool,
+    lease_retry_pending: bool,
+    lease_backoff: Backoff,
+    /// Work may be leasable: the signal changed, the last lease came back full, the idle poll
+    /// fired, or a lease failed. Cleared when a `Lease` is proposed.
+    work_hint: bool,
+
+    completions: Outbox<Completion>,
+    releases: Outbox<LeaseRef>,
+    heartbeat_in_flight: bool,
+
+    draining: Option<DrainState>,
+    stats: PoolStats,
+    stats_tx: watch::Sender<PoolStats>,
+}
+
+impl Supervisor {
+    pub fn new(
+        cfg: PoolConfig,
+        registry: Arc<TaskRegistry>,
+        backend: Arc<dyn Backend>,
+        runtime: Handle,
+        stats_tx: watch::Sender<PoolStats>,
+    ) -> Self {
+        let stats = PoolStats {
+            workers: cfg.workers,
+            ..PoolStats::default()
+        };
+        Self {
+            cfg,
+            registry,
+            backend,
+            runtime,
+            workers: Vec::new(),
+            idle: Vec::new(),
+            buffered: VecDeque::new(),
+            running: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            lease_in_flight: false,
+            lease_retry_pending: false,
+            lease_backoff: Backoff::new(),
+            work_hint: true,
+            completions: Outbox::new(),
+            releases: Outbox::new(),
+            heartbeat_in_flight: false,
+            draining: None,
+            stats,
+            stats_tx,
+        }
+    }
+
+    pub fn observable_state(&self) -> PoolStats {
+        PoolStats {
+            busy: self.running.len(),
+            in_flight: self.buffered.len()
+                + self.running.len()
+                + self.completions.held()
+                + self.releases.held(),
+            draining: self.draining.is_some(),
+            ..self.stats
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = self.observable_state();
+        self.stats_tx.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
+    }
+
+    /// Capacity not yet spoken for: the most the next `Lease` may ask for.
+    fn free(&self) -> usize {
+        self.workers
+            .len()
+            .saturating_sub(self.running.len() + self.buffered.len())
+    }
+
+    /// Propose on the tokio runtime (the node's proposer lives there), await it here.
+    fn propose(
+        &self,
+        cmd: Command,
+    ) -> impl ActorFuture<Self, Output = Result<Response, ProposeError>> + use<> {
+        let proposal = self.runtime.spawn(self.backend.propose(cmd));
+        async move { proposal.await.unwrap_or(Err(ProposeError::ShuttingDown)) }.into_actor(self)
+    }
+
+    fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
+        if self.draining.is_some() || self.lease_in_flight || self.lease_retry_pending || !self.work_hint {
+            return;
+        }
+        let free = self.free();
+        if free == 0 {
+            return;
+        }
+        let max = u32::try_from(free).unwrap_or(u32::MAX);
+        self.work_hint = false;
+        self.lease_in_flight = true;
+        let cmd = Command::Lease {
+            worker: self.cfg.worker_name.clone(),
+            queues: self.cfg.queues.clone(),
+            max,
+            lease_ms: self.cfg.lease_ms,
+        };
+        ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
+            act.lease_in_flight = false;
+            match res {
+                Ok(Response::Leased(grants)) => {
+                    act.lease_backoff.reset();
+                    // A full batch means more may be waiting; a short one means we took it all.
+                    if grants.len() >= max as usize {
+                        act.work_hint = true;
+                    }
+                    act.on_grants(grants, ctx);
+                }
+                Ok(other) => {
+                    error!(response = ?other, "unexpected response to lease");
+                    act.retry_lease_later(ctx);
+                }
+                Err(e) => {
+                    warn!(error = %e, "lease failed; retrying");
+                    act.retry_lease_later(ctx);
+                }
+            }
+            act.maybe_lease(ctx);
+            act.check_drain(ctx);
+            act.publish();
+        }));
+    }
+
+    fn retry_lease_later(&mut self, ctx: &mut Context<Self>) {
+        self.lease_retry_pending = true;
+        ctx.run_later(self.lease_backoff.next(), |act, ctx| {
+            act.lease_retry_pending = false;
+            act.work_hint = true;
+            act.maybe_lease(ctx);
+        });
+    }
+
+    fn on_grants(&mut self, grants: Vec<Grant>, ctx: &mut Context<Self>) {
+        if grants.is_empty() {
+            return;
+        }
+        self.stats.leased_total += grants.len() as u64;
+        debug!(count = grants.len(), "leased");
+        if self.draining.is_some() {
+            // Drain began while this lease was in flight: none of it will run here.
+            self.releases.queued.extend(grants.iter().map(|g| g.lease));
+            self.flush_releases(ctx);
+        } else {
+            self.buffered.extend(grants);
+            self.dispatch(ctx);
+        }
+    }
+
+    /// Hand buffered grants to idle workers.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        while !self.buffered.is_empty() {
+            let Some(worker) = self.idle.pop() else { return };
+            let Some(grant) = self.buffered.pop_front() else {
+                return;
+            };
+            let lease = grant.lease;
+            let (abort_tx, abort_rx) = oneshot::channel();
+            self.running.insert(
+                lease,
+                Running {
+                    worker,
+                    abort: Some(abort_tx),
+                },
+            );
+            let run = self.workers[worker].send(Run {
+                grant,
+                abort: abort_rx,
+            });
+            ctx.spawn(run.into_actor(self).map(move |res, act, ctx| {
+                let result = res.unwrap_or_else(|e| {
+                    // The worker actor is gone (the system is stopping): hand the lease back.
+                    error!(worker, task = lease.task, attempt = lease.attempt, error = %e, "worker did not answer");
+                    RunResult::Aborted
+                });
+                act.on_finished(lease, result, ctx);
+            }));
+        }
+    }
+
+    fn on_finished(&mut self, lease: LeaseRef, result: RunResult, ctx: &mut Context<Self>) {
+        if let Some(running) = self.running.remove(&lease) {
+            self.idle.push(running.worker);
+        }
+        let lost = self.lost.remove(&lease);
+        match result {
+            _ if lost => {
+                // Someone else may hold it now; a completion or release would be stale anyway.
+                debug!(
+                    task = lease.task,
+                    attempt = lease.attempt,
+                    "dropped the result of a lost lease"
+                );
+            }
+            RunResult::Finished(outcome) => {
+                match &outcome {
+                    Outcome::Success(_) => self.stats.succeeded_total += 1,
+                    Outcome::Failure { error, retry } => {
+                        self.stats.failed_total += 1;
+                        debug!(task = lease.task, attempt = lease.attempt, %error, retry, "task failed");
+                    }
+                }
+                if let Some(d) = &mut self.draining {
+                    d.report.finished += 1;
+                }
+                self.completions.queued.push(Completion { lease, outcome });
+                self.flush_completions(ctx);
+            }
+            RunResult::Aborted => {
+                if let Some(d) = &mut self.draining {
+                    d.report.aborted += 1;
+                }
+                self.releases.queued.push(lease);
+                self.flush_releases(ctx);
+            }
+        }
+        self.dispatch(ctx);
+        self.maybe_lease(ctx);
+        self.check_drain(ctx);
+        self.publish();
+    }
+
+    /// Propose everything finished so far as one `Complete` (up to the batch cap), unless one
+    /// is already in flight: its answer triggers the next.
+    fn flush_completions(&mut self, ctx: &mut Context<Self>) {
+        let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
+        if self.completions.busy() || self.completions.queued.is_empty() || expired {
+            return;
+        }
+        let n = self
+            .completions
+            .queued
+            .len()
+            .min(self.cfg.max_completion_batch.max(1));
+        let batch: Vec<Completion> = self.completions.queued.drain(..n).collect();
+        self.completions.in_flight = n;
+        let cmd = Command::Complete {
+            worker: self.cfg.worker_name.clone(),
+            completions: batch.clone(),
+        };
+        ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
+            act.completions.in_flight = 0;
+            match res {
+                Ok(resp) => {
+                    act.completions.backoff.reset();
+                    match resp {
+                        Response::Completed(results) => {
+                            let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
+                            act.stats.stale_total += stale as u64;
+                            if stale > 0 {
+                                debug!(stale, "stale completions ignored by the queue");
+                            }
+                        }
+                        // Committed and applied all the same: retrying would not change it.
+                        other => error!(response = ?other, "unexpected response to complete"),
+                    }
+                    act.stats.completed_total += batch.len() as u64;
+                }
+                Err(e) => {
+                    // Never dropped: a retry is safe, the queue fences completions by attempt.
+                    warn!(error = %e, count = batch.len(), "complete failed; retrying");
+                    act.completions.queued.splice(0..0, batch);
+                    act.completions.retry_pending = true;
+                    ctx.run_later(act.completions.backoff.next(), |act, ctx| {
+                        act.completions.retry_pending = false;
+                        act.flush_completions(ctx);
+                        act.check_drain(ctx);
+                    });
+                }
+            }
+            act.flush_completions(ctx);
+            act.check_drain(ctx);
+            act.publish();
+        }));
+    }
+
+    /// Give leases back without spending an attempt; same batching and retrying as completions.
+    fn flush_releases(&mut self, ctx: &mut Context<Self>) {
+        let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
+        if self.releases.busy() || self.releases.queued.is_empty() || expired {
+            return;
+        }
+        let n = self
+            .releases
+            .queued
+            .len()
+            .min(self.cfg.max_completion_batch.max(1));
+        let batch: Vec<LeaseRef> = self.releases.queued.drain(..n).collect();
+        self.releases.in_flight = n;
+        let cmd = Command::Release {
+            worker: self.cfg.worker_name.clone(),
+            leases: batch.clone(),
+        };
+        ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
+            act.releases.in_flight = 0;
+            match res {
+                Ok(resp) => {
+                    act.releases.backoff.reset();
+                    let released = match resp {
+                        Response::Released(flags) => flags.iter().filter(|f| **f).count(),
+                        other => {
+                            error!(response = ?other, "unexpected response to release");
+                            0
+                        }
+                    };
+                    act.stats.released_total += released as u64;
+                    if let Some(d) = &mut act.draining {
+                        d.report.released += released;
+                    }
+                    debug!(count = batch.len(), released, "released leases");
+                }
+                Err(e) => {
+                    warn!(error = %e, count = batch.len(), "release failed; retrying");
+                    act.releases.queued.splice(0..0, batch);
+                    act.releases.retry_pending = true;
+                    ctx.run_later(act.releases.backoff.next(), |act, ctx| {
+                        act.releases.retry_pending = false;
+                        act.flush_releases(ctx);
+                        act.check_drain(ctx);
+                    });
+                }
+            }
+            act.flush_releases(ctx);
+            act.check_drain(ctx);
+            act.publish();
+        }));
+    }
+
+    /// Extend every lease we hold (running or waiting for a worker) in one command.
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.heartbeat_in_flight {
+            return;
+        }
+        let leases: Vec<LeaseRef> = self
+            .running
+            .keys()
+            .copied()
+            .filter(|l| !self.lost.contains(l))
+            .chain(self.buffered.iter().map(|g| g.lease))
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        self.heartbeat_in_flight = true;
+        let cmd = Command::Heartbeat {
+            worker: self.cfg.worker_name.clone(),
+            leases: leases.clone(),
+            lease_ms: self.cfg.lease_ms,
+        };
+        ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
+            act.heartbeat_in_flight = false;
+            match res {
+                Ok(Response::Heartbeated(extended)) => {
+                    for (lease, ok) in leases.iter().zip(extended) {
+                        if !ok {
+                            act.on_lease_lost(*lease);
+                        }
+                    }
+                }
+                Ok(other) => error!(response = ?other, "unexpected response to heartbeat"),
+                // The next tick tries again; a lease outlives several missed heartbeats.
+                Err(e) => warn!(error = %e, "heartbeat failed"),
+            }
+            act.dispatch(ctx);
+            act.maybe_lease(ctx);
+            act.publish();
+        }));
+    }
+
+    /// The queue refused to extend `lease` (it expired, or the task is gone): stop working on it.
+    fn on_lease_lost(&mut self, lease: LeaseRef) {
+        if let Some(running) = self.running.get_mut(&lease) {
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost; aborting the task"
+            );
+            self.lost.insert(lease);
+            if let Some(abort) = running.abort.take() {
+                let _ = abort.send(());
+            }
+        } else if let Some(at) = self.buffered.iter().position(|g| g.lease == lease) {
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost before the task started"
+            );
+            self.buffered.remove(at);
+        }
+    }
+
+    fn start_drain(&mut self, grace: Duration, reply: oneshot::Sender<DrainReport>, ctx: &mut Context<Self>) {
+        if let Some(d) = &mut self.draining {
+            d.replies.push(reply);
+            return;
+        }
+        info!(
+            running = self.running.len(),
+            grace_ms = grace.as_millis() as u64,
+            "draining"
+        );
+        self.draining = Some(DrainState {
+            replies: vec![reply],
+            ..DrainState::default()
+        });
+        // Granted but not started: give them back now, another node can run them at once.
+        let unstarted: Vec<LeaseRef> = self.buffered.drain(..).map(|g| g.lease).collect();
+        self.releases.queued.extend(unstarted);
+        self.flush_releases(ctx);
+        ctx.run_later(grace, |act, _| {
+            if !act.running.is_empty() {
+                info!(
+                    running = act.running.len(),
+                    "grace is over; aborting running tasks"
+                );
+            }
+            for running in act.running.values_mut() {
+                if let Some(abort) = running.abort.take() {
+                    let _ = abort.send(());
+                }
+            }
+        });
+        let flush_deadline = grace + Duration::from_millis(self.cfg.drain_flush_timeout_ms);
+        ctx.run_later(flush_deadline, |act, ctx| {
+            if let Some(d) = &mut act.draining {
+                d.flush_expired = true;
+            }
+            act.check_drain(ctx);
+        });
+        self.check_drain(ctx);
+        self.publish();
+    }
+
+    fn check_drain(&mut self, ctx: &mut Context<Self>) {
+        let Some(d) = &self.draining else { return };
+        let settled = self.running.is_empty()
+            && !self.lease_in_flight
+            && self.completions.held() == 0
+            && self.releases.held() == 0;
+        if !settled && !d.flush_expired {
+            return;
+        }
+        let Some(mut d) = self.draining.take() else { return };
+        d.report.unflushed =
+            self.completions.held() + self.releases.held() + self.running.len() + self.buffered.len();
+        if d.report.unflushed > 0 {
+            error!(
+                unflushed = d.report.unflushed,
+                "drain deadline passed with results not accepted by the log"
+            );
+        }
+        info!(
+            finished = d.report.finished,
+            released = d.report.released,
+            aborted = d.report.aborted,
+            "drained"
+        );
+        for reply in d.replies.drain(..) {
+            let _ = reply.send(d.report);
+        }
+        // Keep answering stats as drained; the stopped actor drops the workers with it.
+        self.draining = Some(DrainState {
+            flush_expired: true,
+            ..DrainState::default()
+        });
+        self.publish();
+        ctx.stop();
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Only `Drain` is sent here (results come back as futures): a small mailbox is plenty.
+        ctx.set_mailbox_capacity(16);
+        let limit = Duration::from_millis(self.cfg.default_time_limit_ms);
+        for id in 0..self.cfg.workers {
+            let worker = Worker::new(id, self.registry.clone(), self.runtime.clone(), limit);
+            self.workers.push(worker.start());
+        }
+        // Popped from the back: worker 0 is used first and most, the rest only under load.
+        self.idle = (0..self.cfg.workers).rev().collect();
+        ctx.add_stream(WatchStream::from_changes(self.backend.work_signal()));
+        ctx.run_interval(Duration::from_millis(self.cfg.idle_poll_ms.max(1)), |act, ctx| {
+            act.work_hint = true;
+            act.maybe_lease(ctx);
+        });
+        ctx.run_interval(
+            Duration::from_millis(self.cfg.heartbeat_interval_ms.max(1)),
+            |act, ctx| act.heartbeat(ctx),
+        );
+        info!(worker = %self.cfg.worker_name, workers = self.cfg.workers, queues = ?self.cfg.queues, "worker pool started");
+        self.maybe_lease(ctx);
+        self.publish();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Workers outlive us while a task runs: ask them to stop now (their leases expire).
+        for running in self.running.values_mut() {
+            if let Some(abort) = running.abort.take() {
+                let _ = abort.send(());
+            }
+        }
+    }
+}
+
+impl Handler<Stop> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<u64> for Supervisor {
+    fn handle(&mut self, _generation: u64, ctx: &mut Self::Context) {
+        self.work_hint = true;
+        self.maybe_lease(ctx);
+    }
+
+    /// The replica went away: keep running on the idle poll rather than stopping (the default).
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        debug!("work signal closed; relying on the idle poll");
+    }
+}
+
+impl Handler<Drain> for Supervisor {
+    type Result = ResponseFuture<DrainReport>;
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.start_drain(msg.grace, tx, ctx);
+        Box::pin(async move { rx.await.unwrap_or_default() })
+    }
+}

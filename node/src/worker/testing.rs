@@ -1,0 +1,244 @@
+//! Backends for tests and the simulator: [`LocalBackend`] applies each command straight to a
+//! local [`Replica`] (a one-node "log"), and [`RecordingBackend`] wraps any backend to record
+//! what the pool proposes, check it as it goes, and inject proposal failures.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::backend::Backend;
+use crate::clock::SharedClock;
+use crate::error::ProposeError;
+use crate::queue::Command;
+use crate::queue::Request;
+use crate::queue::Response;
+use crate::queue::TaskSpec;
+use crate::replica::Replica;
+
+/// Proposes by applying `Request { now_ms: clock.now_ms(), commands: vec![cmd] }` to a replica.
+#[derive(Clone)]
+pub struct LocalBackend {
+    replica: Arc<Replica>,
+    clock: SharedClock,
+}
+
+impl LocalBackend {
+    pub fn new(replica: Arc<Replica>, clock: SharedClock) -> Self {
+        Self { replica, clock }
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Apply one command now (e.g. a test's `Submit`).
+    pub fn apply(&self, cmd: Command) -> Response {
+        apply_one(&self.replica, self.clock.now_ms(), cmd)
+    }
+}
+
+fn apply_one(replica: &Replica, now_ms: u64, cmd: Command) -> Response {
+    let mut responses = replica.apply(&Request {
+        now_ms,
+        commands: vec![cmd],
+    });
+    // One command in, one response out: the state machine's contract.
+    responses.pop().unwrap_or(Response::Ticked)
+}
+
+impl Backend for LocalBackend {
+    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
+        let replica = self.replica.clone();
+        let clock = self.clock.clone();
+        // Applied when polled, on whatever runtime polls it, with the clock read then.
+        async move { Ok(apply_one(&replica, clock.now_ms(), cmd)) }.boxed()
+    }
+
+    fn work_signal(&self) -> watch::Receiver<u64> {
+        self.replica.work_signal()
+    }
+}
+
+type Check = Box<dyn Fn(&Command) + Send + Sync>;
+
+/// How an injected proposal failure happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails with `NoLeader` without reaching the log.
+    BeforeApply,
+    /// Reaches the log and is applied, then fails anyway (a reply lost on the way back): the
+    /// proposer cannot tell this from `BeforeApply`.
+    AfterApply,
+}
+
+struct Injection {
+    left: usize,
+    fault: Fault,
+    applies_to: fn(&Command) -> bool,
+}
+
+/// Wraps a backend: records every command proposed, runs `check` on each before it is
+/// proposed (panicking there fails the test at the offending proposal), tracks concurrency
+/// per kind of command, and fails proposals on demand.
+pub struct RecordingBackend {
+    inner: Arc<dyn Backend>,
+    check: Option<Check>,
+    log: Mutex<Vec<Command>>,
+    injections: Mutex<Vec<Injection>>,
+    counters: Arc<Mutex<Concurrency>>,
+}
+
+/// Concurrent proposals per kind: now and the most seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Concurrency {
+    pub lease_now: usize,
+    pub lease_max: usize,
+    pub complete_now: usize,
+    pub complete_max: usize,
+}
+
+impl RecordingBackend {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
+        Self {
+            inner,
+            check: None,
+            log: Mutex::new(Vec::new()),
+            injections: Mutex::new(Vec::new()),
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn with_check(mut self, check: impl Fn(&Command) + Send + Sync + 'static) -> Self {
+        self.check = Some(Box::new(check));
+        self
+    }
+
+    /// Fail the next `n` proposals for which `applies_to` holds (see [`is_lease`],
+    /// [`is_complete`], [`any_command`]).
+    pub fn inject(&self, n: usize, fault: Fault, applies_to: fn(&Command) -> bool) {
+        self.injections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Injection {
+                left: n,
+                fault,
+                applies_to,
+            });
+    }
+
+    /// Injected failures not yet hit.
+    pub fn pending_faults(&self) -> usize {
+        self.injections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|i| i.left)
+            .sum()
+    }
+
+    /// Every command proposed so far (failed ones included), in order.
+    pub fn commands(&self) -> Vec<Command> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn concurrency(&self) -> Concurrency {
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_fault(&self, cmd: &Command) -> Option<Fault> {
+        let mut injections = self.injections.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = injections
+            .iter_mut()
+            .find(|i| i.left > 0 && (i.applies_to)(cmd))?;
+        hit.left -= 1;
+        Some(hit.fault)
+    }
+}
+
+pub fn is_lease(cmd: &Command) -> bool {
+    matches!(cmd, Command::Lease { .. })
+}
+
+pub fn is_complete(cmd: &Command) -> bool {
+    matches!(cmd, Command::Complete { .. })
+}
+
+pub fn any_command(_: &Command) -> bool {
+    true
+}
+
+impl Backend for RecordingBackend {
+    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
+        if let Some(check) = &self.check {
+            check(&cmd);
+        }
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cmd.clone());
+        let kind = match cmd {
+            Command::Lease { .. } => Some(true),
+            Command::Complete { .. } => Some(false),
+            _ => None,
+        };
+        let counters = self.counters.clone();
+        let bump = move |up: bool| {
+            let mut c = counters.lock().unwrap_or_else(|e| e.into_inner());
+            match (kind, up) {
+                (Some(true), true) => {
+                    c.lease_now += 1;
+                    c.lease_max = c.lease_max.max(c.lease_now);
+                }
+                (Some(true), false) => c.lease_now -= 1,
+                (Some(false), true) => {
+                    c.complete_now += 1;
+                    c.complete_max = c.complete_max.max(c.complete_now);
+                }
+                (Some(false), false) => c.complete_now -= 1,
+                (None, _) => {}
+            }
+        };
+        bump(true);
+        let fault = self.take_fault(&cmd);
+        if fault == Some(Fault::BeforeApply) {
+            bump(false);
+            return futures::future::ready(Err(ProposeError::NoLeader)).boxed();
+        }
+        let proposal = self.inner.propose(cmd);
+        async move {
+            let result = proposal.await;
+            bump(false);
+            if fault == Some(Fault::AfterApply) {
+                Err(ProposeError::Forward("reply lost".into()))
+            } else {
+                result
+            }
+        }
+        .boxed()
+    }
+
+    fn work_signal(&self) -> watch::Receiver<u64> {
+        self.inner.work_signal()
+    }
+}
+
+/// A task for the default queue with no retries, no ETA and a one-hour result TTL.
+pub fn task_spec(name: &str, args: &str) -> TaskSpec {
+    TaskSpec {
+        name: name.into(),
+        queue: String::new(),
+        args: Bytes::copy_from_slice(args.as_bytes()),
+        priority: 0,
+        eta_ms: None,
+        countdown_ms: None,
+        max_retries: 0,
+        backoff_ms: 0,
+        time_limit_ms: None,
+        idempotency_key: None,
+        result_ttl_ms: 3_600_000,
+    }
+}

@@ -1,0 +1,443 @@
+//! The pool end to end against the real queue state machine, through [`LocalBackend`].
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::testing::Fault;
+use super::testing::LocalBackend;
+use super::testing::RecordingBackend;
+use super::testing::any_command;
+use super::testing::is_complete;
+use super::testing::is_lease;
+use super::testing::task_spec;
+use super::*;
+use crate::clock::SystemClock;
+use crate::queue::Command;
+use crate::queue::Response;
+use crate::queue::TaskId;
+use crate::queue::TaskSpec;
+use crate::queue::TaskState;
+use crate::queue::TaskView;
+use crate::replica::Replica;
+
+const BOUND: Duration = Duration::from_secs(10);
+
+fn local() -> LocalBackend {
+    LocalBackend::new(Arc::new(Replica::default()), Arc::new(SystemClock))
+}
+
+fn config(workers: usize) -> PoolConfig {
+    PoolConfig {
+        worker_name: "test-node".into(),
+        workers,
+        // Short, so retries and lease expiries elsewhere are noticed fast.
+        idle_poll_ms: 20,
+        ..PoolConfig::default()
+    }
+}
+
+fn builtins() -> TaskRegistry {
+    let mut r = TaskRegistry::new();
+    register_builtins(&mut r);
+    r
+}
+
+fn submit(local: &LocalBackend, tasks: Vec<TaskSpec>) -> Vec<TaskId> {
+    match local.apply(Command::Submit { tasks }) {
+        Response::Submitted(s) => s.into_iter().map(|s| s.id).collect(),
+        other => panic!("unexpected response to submit: {other:?}"),
+    }
+}
+
+/// Wait (bounded) until every task is final, then read them.
+async fn wait_final(replica: &Replica, ids: &[TaskId]) -> Vec<TaskView> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    replica.watch_tasks(ids, &tx);
+    let mut left: BTreeSet<TaskId> = ids.iter().copied().collect();
+    tokio::time::timeout(BOUND, async {
+        while !left.is_empty() {
+            let id = rx.recv().await.expect("the replica keeps the sender");
+            left.remove(&id);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("tasks did not finish in time: {left:?} left"));
+    ids.iter()
+        .map(|id| {
+            replica
+                .read(|q| q.task(*id))
+                .expect("a final task is kept for its ttl")
+        })
+        .collect()
+}
+
+async fn wait_stats(pool: &PoolHandle, what: &str, f: impl FnMut(&PoolStats) -> bool) {
+    let mut stats = pool.watch_stats();
+    tokio::time::timeout(BOUND, stats.wait_for(f))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}: {:?}", pool.stats()))
+        .expect("the pool publishes stats while alive");
+}
+
+fn start(cfg: PoolConfig, registry: TaskRegistry, backend: Arc<dyn Backend>) -> PoolHandle {
+    WorkerPool::start(cfg, Arc::new(registry), backend, Handle::current()).expect("pool starts")
+}
+
+/// Completions proposed per task, over the whole run.
+fn completions_per_task(commands: &[Command]) -> BTreeMap<TaskId, usize> {
+    let mut per_task = BTreeMap::new();
+    for cmd in commands {
+        if let Command::Complete { completions, .. } = cmd {
+            for c in completions {
+                *per_task.entry(c.lease.task).or_default() += 1;
+            }
+        }
+    }
+    per_task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_noops_succeed_once_each_on_the_first_attempt() {
+    let local = local();
+    let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
+    let pool = start(
+        PoolConfig {
+            max_completion_batch: 64,
+            ..config(4)
+        },
+        builtins(),
+        recorder.clone(),
+    );
+    let ids = submit(&local, (0..1000).map(|_| task_spec("noop", "")).collect());
+
+    let tasks = wait_final(local.replica(), &ids).await;
+    for t in &tasks {
+        assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
+        assert_eq!(t.result.as_deref(), Some(&b"null"[..]));
+    }
+    wait_stats(&pool, "every completion accepted", |s| s.in_flight == 0).await;
+    let per_task = completions_per_task(&recorder.commands());
+    assert_eq!(per_task.len(), 1000);
+    assert!(
+        per_task.values().all(|n| *n == 1),
+        "a completion was proposed twice"
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.leased_total, stats.succeeded_total, stats.completed_total),
+        (1000, 1000, 1000)
+    );
+    assert_eq!(stats.stale_total, 0);
+    for cmd in recorder.commands() {
+        if let Command::Complete { completions, .. } = cmd {
+            assert!(
+                completions.len() <= 64,
+                "batch over the cap: {}",
+                completions.len()
+            );
+        }
+    }
+    let c = recorder.concurrency();
+    assert_eq!(
+        (c.lease_max, c.complete_max),
+        (1, 1),
+        "more than one lease or complete in flight"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_returns_its_arguments_as_the_result() {
+    let local = local();
+    let _pool = start(config(2), builtins(), Arc::new(local.clone()));
+    let args = r#"{"x": [1, 2, 3], "y": "z"}"#;
+    let ids = submit(&local, vec![task_spec("echo", args)]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert_eq!(t.state, TaskState::Succeeded);
+    assert_eq!(t.result.as_deref(), Some(args.as_bytes()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_and_unknown_names_are_dead_at_once() {
+    let local = local();
+    let _pool = start(config(2), builtins(), Arc::new(local.clone()));
+    let retries = |mut spec: TaskSpec| {
+        spec.max_retries = 5;
+        spec
+    };
+    let ids = submit(
+        &local,
+        vec![
+            retries(task_spec("sleep", r#"{"ms":"soon"}"#)),
+            retries(task_spec("no-such-task", "")),
+        ],
+    );
+    let tasks = wait_final(local.replica(), &ids).await;
+    assert_eq!((tasks[0].state, tasks[0].attempt), (TaskState::Dead, 1));
+    let error = tasks[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("invalid arguments for task 'sleep': invalid type: string \"soon\""),
+        "{error}"
+    );
+    assert_eq!((tasks[1].state, tasks[1].attempt), (TaskState::Dead, 1));
+    assert_eq!(
+        tasks[1].error.as_deref(),
+        Some("unknown task name 'no-such-task'")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_with_two_retries_is_dead_after_three_attempts() {
+    let local = local();
+    let _pool = start(config(2), builtins(), Arc::new(local.clone()));
+    let mut spec = task_spec("fail", r#"{"message":"boom"}"#);
+    spec.max_retries = 2;
+    spec.backoff_ms = 5;
+    let ids = submit(&local, vec![spec]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert_eq!((t.state, t.attempt), (TaskState::Dead, 3));
+    assert_eq!(t.error.as_deref(), Some("boom"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_limit_fails_a_long_task_quickly() {
+    let local = local();
+    let _pool = start(config(2), builtins(), Arc::new(local.clone()));
+    let mut spec = task_spec("sleep", r#"{"ms":5000}"#);
+    spec.time_limit_ms = Some(200);
+    let started = tokio::time::Instant::now();
+    let ids = submit(&local, vec![spec]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(t.state, TaskState::Dead);
+    assert_eq!(t.error.as_deref(), Some("time limit of 200 ms exceeded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_task_longer_than_its_lease_on_its_first_attempt() {
+    let local = local();
+    // Two workers: the idle one keeps proposing leases, which advance the queue's clock, so an
+    // unheartbeated lease would really expire.
+    let cfg = PoolConfig {
+        lease_ms: 300,
+        heartbeat_interval_ms: 100,
+        ..config(2)
+    };
+    let pool = start(cfg, builtins(), Arc::new(local.clone()));
+    let ids = submit(&local, vec![task_spec("sleep", r#"{"ms":1000}"#)]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1));
+    assert_eq!(pool.stats().stale_total, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_aborts_running_tasks_and_releases_them_to_pending() {
+    let local = local();
+    let pool = start(config(3), builtins(), Arc::new(local.clone()));
+    let mut done = submit(&local, vec![task_spec("noop", "")]);
+    wait_final(local.replica(), &done).await;
+    let long: Vec<TaskId> = submit(
+        &local,
+        (0..3).map(|_| task_spec("sleep", r#"{"ms":60000}"#)).collect(),
+    );
+    wait_stats(&pool, "three running tasks", |s| s.busy == 3).await;
+
+    let started = tokio::time::Instant::now();
+    let report = pool.drain(Duration::from_millis(200)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(3),
+        "drain took {took:?}"
+    );
+    assert_eq!(
+        report,
+        DrainReport {
+            finished: 0,
+            released: 3,
+            aborted: 3,
+            unflushed: 0
+        }
+    );
+    for id in &long {
+        let t = local.replica().read(|q| q.task(*id)).expect("task exists");
+        assert_eq!(t.state, TaskState::Pending, "{t:?}");
+    }
+    // Stopped: nothing new is leased.
+    done = submit(&local, vec![task_spec("noop", "")]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        local.replica().read(|q| q.task(done[0])).map(|t| t.state),
+        Some(TaskState::Pending)
+    );
+    assert_eq!(pool.drain(Duration::ZERO).await, DrainReport::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_lets_tasks_finish_within_the_grace() {
+    let local = local();
+    let pool = start(config(2), builtins(), Arc::new(local.clone()));
+    let ids = submit(
+        &local,
+        (0..2).map(|_| task_spec("sleep", r#"{"ms":100}"#)).collect(),
+    );
+    wait_stats(&pool, "two running tasks", |s| s.busy == 2).await;
+    let report = pool.drain(Duration::from_secs(5)).await;
+    assert_eq!(
+        report,
+        DrainReport {
+            finished: 2,
+            released: 0,
+            aborted: 0,
+            unflushed: 0
+        }
+    );
+    for t in wait_final(local.replica(), &ids).await {
+        assert_eq!(t.state, TaskState::Succeeded);
+    }
+}
+
+#[derive(Deserialize)]
+struct ProbeArgs {
+    ms: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_never_exceed_free_capacity() {
+    const WORKERS: usize = 3;
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut registry = TaskRegistry::new();
+    let (r, p) = (running.clone(), peak.clone());
+    registry.register("probe", move |args: ProbeArgs| {
+        let (running, peak) = (r.clone(), p.clone());
+        async move {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(args.ms)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(())
+        }
+    });
+    let local = local();
+    let r = running.clone();
+    // Checked as each lease is proposed. Handlers that already started still hold their
+    // workers, so asking for more than the rest would be prefetching.
+    let recorder = Arc::new(
+        RecordingBackend::new(Arc::new(local.clone())).with_check(move |cmd| {
+            if let Command::Lease { max, .. } = cmd {
+                let running = r.load(Ordering::SeqCst);
+                assert!(
+                    *max >= 1 && *max as usize + running <= WORKERS,
+                    "lease of {max} with {running} running"
+                );
+            }
+        }),
+    );
+    let pool = start(config(WORKERS), registry, recorder.clone());
+    let ids = submit(
+        &local,
+        (0..60)
+            .map(|i| task_spec("probe", &format!(r#"{{"ms":{}}}"#, 1 + i % 7)))
+            .collect(),
+    );
+    for t in wait_final(local.replica(), &ids).await {
+        assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+    }
+    assert!(peak.load(Ordering::SeqCst) <= WORKERS);
+    assert!(peak.load(Ordering::SeqCst) > 1, "tasks never ran in parallel");
+    assert_eq!(recorder.concurrency().lease_max, 1);
+    drop(pool);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_proposals_are_retried_and_completions_recorded_once() {
+    let local = local();
+    let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
+    let pool = start(config(2), builtins(), recorder.clone());
+    // Proposals that never reach the log, of any kind; completions that are applied but whose
+    // reply is lost (their retries are then stale, and must change nothing).
+    recorder.inject(4, Fault::BeforeApply, any_command);
+    recorder.inject(3, Fault::AfterApply, is_complete);
+    let ids = submit(
+        &local,
+        (0..50).map(|_| task_spec("sleep", r#"{"ms":5}"#)).collect(),
+    );
+    for t in wait_final(local.replica(), &ids).await {
+        assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
+    }
+    wait_stats(&pool, "every completion accepted", |s| s.in_flight == 0).await;
+    assert_eq!(
+        recorder.pending_faults(),
+        0,
+        "the injected failures were not all hit"
+    );
+    let per_task = completions_per_task(&recorder.commands());
+    assert_eq!(per_task.len(), 50, "a completion was dropped");
+    // Each lost reply made the whole batch, already recorded, come back stale on its retry.
+    let stats = pool.stats();
+    assert!(stats.stale_total >= 3, "{stats:?}");
+    assert_eq!(stats.completed_total, 50, "{stats:?}");
+}
+
+/// A lost reply to a `Lease` strands its grants: the pool never learns of them. They come back
+/// when their leases expire (which counts as a failed attempt) and then run normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
+    let local = local();
+    let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
+    let cfg = PoolConfig {
+        lease_ms: 300,
+        heartbeat_interval_ms: 100,
+        ..config(2)
+    };
+    let pool = start(cfg, builtins(), recorder.clone());
+    recorder.inject(1, Fault::AfterApply, is_lease);
+    let ids = submit(
+        &local,
+        (0..10)
+            .map(|_| TaskSpec {
+                max_retries: 1,
+                ..task_spec("noop", "")
+            })
+            .collect(),
+    );
+    let tasks = wait_final(local.replica(), &ids).await;
+    assert!(tasks.iter().all(|t| t.state == TaskState::Succeeded), "{tasks:?}");
+    let rerun = tasks.iter().filter(|t| t.attempt == 2).count();
+    assert!(
+        (1..=2).contains(&rerun),
+        "expected the stranded grants to run again: {tasks:?}"
+    );
+    assert_eq!(pool.stats().stale_total, 0);
+}
+
+#[test]
+fn config_is_validated() {
+    let bad = |cfg: PoolConfig| matches!(cfg.validate(), Err(WorkerError::Config(_)));
+    assert!(PoolConfig::default().validate().is_ok());
+    let defaults = PoolConfig::default();
+    assert_eq!(defaults.heartbeat_interval_ms, defaults.lease_ms / 3);
+    assert!(bad(PoolConfig {
+        workers: 0,
+        ..PoolConfig::default()
+    }));
+    assert!(bad(PoolConfig {
+        heartbeat_interval_ms: 30_000,
+        ..PoolConfig::default()
+    }));
+    assert!(bad(PoolConfig {
+        max_completion_batch: 0,
+        ..PoolConfig::default()
+    }));
+}

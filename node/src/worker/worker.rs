@@ -1,0 +1,320 @@
+//! [`Worker`]: an actor that runs one task at a time.
+//!
+//! The handler itself runs on the tokio runtime (so CPU-heavy handlers run in parallel and
+//! cannot stall the actix thread); the actor awaits it under the time limit and an abort
+//! signal. `Run` is answered with an [`AtomicResponse`], which holds the actor's mailbox
+//! (`ctx.wait`) until the task is over: a worker never holds more than one task.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::debug;
+use tracing::warn;
+
+use super::registry::TaskRegistry;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
+use crate::queue::Outcome;
+
+/// Run one granted task; answered when it is over.
+#[derive(Message)]
+#[rtype(result = "RunResult")]
+pub struct Run {
+    pub grant: Grant,
+    /// Fires (sends `()`) to abort the task: the pool is draining and the grace is over.
+    /// Dropping the sender does not abort.
+    pub abort: oneshot::Receiver<()>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// The attempt has an outcome to record (success, failure, panic, time limit).
+    Finished(Outcome),
+    /// Stopped before it finished, on request or because the runtime is shutting down: the
+    /// lease should be released, not failed.
+    Aborted,
+}
+
+/// A snapshot of a worker for tests and stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerState {
+    pub id: usize,
+    pub running: Option<LeaseRef>,
+    pub runs_total: u64,
+}
+
+pub struct Worker {
+    id: usize,
+    registry: Arc<TaskRegistry>,
+    runtime: Handle,
+    default_time_limit: Duration,
+    running: Option<LeaseRef>,
+    runs_total: u64,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        registry: Arc<TaskRegistry>,
+        runtime: Handle,
+        default_time_limit: Duration,
+    ) -> Self {
+        Self {
+            id,
+            registry,
+            runtime,
+            default_time_limit,
+            running: None,
+            runs_total: 0,
+        }
+    }
+
+    pub fn observable_state(&self) -> WorkerState {
+        WorkerState {
+            id: self.id,
+            running: self.running,
+            runs_total: self.runs_total,
+        }
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The supervisor sends `Run` only to an idle worker: one message is all it ever holds.
+        ctx.set_mailbox_capacity(1);
+    }
+}
+
+impl Handler<Run> for Worker {
+    type Result = AtomicResponse<Self, RunResult>;
+
+    fn handle(&mut self, msg: Run, _ctx: &mut Self::Context) -> Self::Result {
+        let lease = msg.grant.lease;
+        self.running = Some(lease);
+        let limit = msg
+            .grant
+            .time_limit_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.default_time_limit);
+        debug!(worker = self.id, task = lease.task, attempt = lease.attempt, name = %msg.grant.name, "task started");
+        let run = execute(&self.registry, &self.runtime, &msg.grant, limit, msg.abort);
+        AtomicResponse::new(Box::pin(run.into_actor(self).map(move |result, act, _| {
+            act.running = None;
+            act.runs_total += 1;
+            result
+        })))
+    }
+}
+
+/// Aborts the handler's tokio task when dropped, so a handler never outlives the attempt that
+/// owns it (a stopped actix system drops the awaiting future, not the task).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run `grant`'s handler on `runtime` for at most `limit`, or until `abort` fires.
+pub fn execute(
+    registry: &TaskRegistry,
+    runtime: &Handle,
+    grant: &Grant,
+    limit: Duration,
+    abort: oneshot::Receiver<()>,
+) -> impl Future<Output = RunResult> + 'static {
+    let mut task = AbortOnDrop(runtime.spawn(registry.call(&grant.name, grant.args.clone())));
+    let lease = grant.lease;
+    async move {
+        let aborted = async {
+            if abort.await.is_err() {
+                // The sender went away without asking: that is not an abort.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            joined = tokio::time::timeout(limit, &mut task.0) => match joined {
+                Ok(Ok(outcome)) => RunResult::Finished(outcome),
+                Ok(Err(e)) if e.is_panic() => {
+                    let error = format!("task panicked: {}", panic_message(e.into_panic().as_ref()));
+                    warn!(task = lease.task, attempt = lease.attempt, %error, "task panicked");
+                    RunResult::Finished(Outcome::Failure { error, retry: true })
+                }
+                Ok(Err(_)) => {
+                    warn!(task = lease.task, attempt = lease.attempt, "task cancelled: runtime shutting down");
+                    RunResult::Aborted
+                }
+                Err(_) => {
+                    let error = format!("time limit of {} ms exceeded", limit.as_millis());
+                    warn!(task = lease.task, attempt = lease.attempt, %error, "task timed out");
+                    RunResult::Finished(Outcome::Failure { error, retry: true })
+                }
+            },
+            () = aborted => {
+                debug!(task = lease.task, attempt = lease.attempt, "task aborted");
+                RunResult::Aborted
+            }
+        }
+        // `task` drops here: a timed-out or aborted handler is aborted on the runtime.
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "non-string panic payload"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::Ordering;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::queue::LeaseRef;
+    use crate::worker::builtins::register_builtins;
+    use crate::worker::registry::TaskError;
+
+    fn grant(name: &str, args: &'static str, time_limit_ms: Option<u64>) -> Grant {
+        Grant {
+            lease: LeaseRef { task: 1, attempt: 1 },
+            name: name.into(),
+            queue: "default".into(),
+            args: Bytes::from_static(args.as_bytes()),
+            time_limit_ms,
+            lease_deadline_ms: 0,
+        }
+    }
+
+    fn registry() -> TaskRegistry {
+        let mut r = TaskRegistry::new();
+        register_builtins(&mut r);
+        r.register("panic", |_: ()| async {
+            if true {
+                panic!("handler blew up");
+            }
+            Ok::<(), TaskError>(())
+        });
+        r
+    }
+
+    fn no_abort() -> oneshot::Receiver<()> {
+        // The sender is dropped at once: that must not count as an abort.
+        oneshot::channel().1
+    }
+
+    #[tokio::test]
+    async fn finished_task_gives_its_outcome() {
+        let run = execute(
+            &registry(),
+            &Handle::current(),
+            &grant("echo", "[1]", None),
+            Duration::from_secs(5),
+            no_abort(),
+        );
+        assert_eq!(
+            run.await,
+            RunResult::Finished(Outcome::Success(Bytes::from_static(b"[1]")))
+        );
+    }
+
+    #[tokio::test]
+    async fn time_limit_of_the_grant_wins_over_the_default_and_fails_retryably() {
+        let g = grant("sleep", r#"{"ms":5000}"#, Some(200));
+        let limit = Duration::from_millis(g.time_limit_ms.unwrap());
+        let start = tokio::time::Instant::now();
+        let result = execute(&registry(), &Handle::current(), &g, limit, no_abort()).await;
+        assert_eq!(
+            result,
+            RunResult::Finished(Outcome::Failure {
+                error: "time limit of 200 ms exceeded".into(),
+                retry: true
+            })
+        );
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(200) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn timed_out_handler_is_aborted_on_the_runtime() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut r = TaskRegistry::new();
+        let flag = finished.clone();
+        r.register("slow", move |_: ()| {
+            let flag = flag.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                flag.store(true, Ordering::SeqCst);
+                Ok::<(), TaskError>(())
+            }
+        });
+        let result = execute(
+            &r,
+            &Handle::current(),
+            &grant("slow", "", None),
+            Duration::from_millis(20),
+            no_abort(),
+        );
+        assert!(matches!(
+            result.await,
+            RunResult::Finished(Outcome::Failure { retry: true, .. })
+        ));
+        // Proving a negative takes a wait: well past the handler's own 100 ms.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the aborted handler ran to its end"
+        );
+    }
+
+    #[tokio::test]
+    async fn panic_fails_retryably_with_the_message() {
+        let result = execute(
+            &registry(),
+            &Handle::current(),
+            &grant("panic", "", None),
+            Duration::from_secs(5),
+            no_abort(),
+        );
+        assert_eq!(
+            result.await,
+            RunResult::Finished(Outcome::Failure {
+                error: "task panicked: handler blew up".into(),
+                retry: true
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn abort_signal_stops_the_task() {
+        let (tx, rx) = oneshot::channel();
+        let run = execute(
+            &registry(),
+            &Handle::current(),
+            &grant("sleep", r#"{"ms":60000}"#, None),
+            Duration::from_secs(120),
+            rx,
+        );
+        tx.send(()).unwrap();
+        assert_eq!(run.await, RunResult::Aborted);
+    }
+}
