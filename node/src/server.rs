@@ -235,10 +235,11 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
         let due = replica
             .read(|q| q.next_deadline_ms())
             .is_some_and(|d| d <= clock.now_ms());
-        if due && raft.is_leader() {
-            if let Err(e) = proposer.propose(Command::Tick).await {
-                warn!(error = %e, "tick not proposed");
-            }
+        if due
+            && raft.is_leader()
+            && let Err(e) = proposer.propose(Command::Tick).await
+        {
+            warn!(error = %e, "tick not proposed");
         }
     }
 }

@@ -14,7 +14,7 @@ use flotilla_tests::NodeProcess;
 use flotilla_tests::run_node;
 
 /// A client that keeps retrying long enough for a node to (re)start.
-async fn client(node: &NodeProcess) -> Result<Client> {
+async fn connect(node: &NodeProcess) -> Result<Client> {
     let policy = RetryPolicy {
         max_elapsed: Duration::from_secs(60),
         initial_backoff: Duration::from_millis(20),
@@ -29,10 +29,10 @@ async fn client(node: &NodeProcess) -> Result<Client> {
 /// Wait until the node leads its single-node cluster.
 async fn ready(client: &Client, node: &NodeProcess) -> Result<()> {
     for _ in 0..600 {
-        if let Ok(s) = client.status().await {
-            if s.leader_id == Some(s.node_id) {
-                return Ok(());
-            }
+        if let Ok(s) = client.status().await
+            && s.leader_id == Some(s.node_id)
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -53,7 +53,7 @@ async fn submit_noops(client: &Client, n: usize) -> Result<Vec<TaskId>> {
 async fn every_acknowledged_task_survives_sigkill_and_restart() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut node = NodeProcess::start(&dir.path().join("n1"), &[])?;
-    let client = client(&node).await?;
+    let client = connect(&node).await?;
     ready(&client, &node).await?;
 
     // 10,000 tasks, all run to completion.
@@ -73,7 +73,7 @@ async fn every_acknowledged_task_survives_sigkill_and_restart() -> Result<()> {
     let second = submit_noops(&client, 5_000).await?;
     node.kill9()?;
     node.restart()?;
-    let client = client(&node).await?;
+    let client = connect(&node).await?;
     ready(&client, &node).await?;
 
     // Every acknowledged task of the second batch runs after the restart ...
@@ -127,7 +127,7 @@ fn bad_flags_exit_with_status_2_and_a_message() -> Result<()> {
 async fn bad_input_is_refused_or_fails_the_task_and_loses_nothing() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let node = NodeProcess::start(&dir.path().join("n1"), &["--max-payload-bytes", "1024"])?;
-    let client = client(&node).await?;
+    let client = connect(&node).await?;
     ready(&client, &node).await?;
 
     // Over the payload limit: refused, naming the limit; nothing stored.
@@ -196,7 +196,7 @@ async fn bad_input_is_refused_or_fails_the_task_and_loses_nothing() -> Result<()
 async fn sigterm_drains_and_exits_cleanly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut node = NodeProcess::start(&dir.path().join("n1"), &["--drain-grace-ms", "200"])?;
-    let client = client(&node).await?;
+    let client = connect(&node).await?;
     ready(&client, &node).await?;
     // A task that outlives the grace period is released, not lost: it runs after a restart.
     let id = client
@@ -211,7 +211,7 @@ async fn sigterm_drains_and_exits_cleanly() -> Result<()> {
     let code = node.terminate()?;
     ensure!(code == Some(0), "exit status {code:?}; log:\n{}", node.log());
     node.restart()?;
-    let client = client(&node).await?;
+    let client = connect(&node).await?;
     ready(&client, &node).await?;
     let t = client.wait(id, Duration::from_secs(60)).await?;
     ensure!(
