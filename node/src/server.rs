@@ -72,6 +72,10 @@ impl Backend for NodeBackend {
     fn work_signal(&self) -> watch::Receiver<u64> {
         self.replica.work_signal()
     }
+
+    fn may_have_work(&self, queues: &[String]) -> bool {
+        self.replica.read(|q| q.leasable(queues) > 0)
+    }
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {

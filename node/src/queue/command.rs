@@ -70,6 +70,10 @@ pub enum Command {
     /// or finish them): the task is pending again. The attempt number stays used, so the next
     /// lease gets a new one and the released lease can never complete it.
     Release { worker: String, leases: Vec<LeaseRef> },
+    /// Release every lease held by `worker`: a worker pool proposes this when it starts, since
+    /// whatever an earlier run of the same pool (same name) held died with that process. The
+    /// tasks are pending again without a failure counted.
+    ReleaseWorker { worker: String },
     /// Cancel tasks that are scheduled, pending or retrying.
     Cancel { ids: Vec<TaskId> },
     /// Advance time only: expire leases, release due ETA/retry tasks, purge expired results.
@@ -107,6 +111,11 @@ pub struct TaskSpec {
     /// How long the task and its result are kept after it ends.
     pub result_ttl_ms: u64,
 }
+
+/// A task whose lease expires this many times (its worker died or was cut off each time) is
+/// dead: it is probably what kills its workers. Lost leases do not use up `max_retries`, so a
+/// node crash never costs a task one of its retries.
+pub const MAX_LOST_LEASES: u8 = 5;
 
 /// Upper bound of one retry delay.
 pub const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
@@ -173,6 +182,8 @@ pub enum Response {
     Heartbeated(Vec<bool>),
     /// Per lease: was it released.
     Released(Vec<bool>),
+    /// How many leases `ReleaseWorker` released.
+    ReleasedWorker(u64),
     /// Per id: was it cancelled by this command.
     Cancelled(Vec<bool>),
     Ticked,

@@ -31,9 +31,14 @@
 //! - **Heartbeat** sets a matching lease's deadline to `now + lease_ms`.
 //! - **Release** puts a matching lease back to `Pending` without counting a failure. Its attempt
 //!   number stays consumed: the next lease gets `attempt + 1`.
-//! - **Lease expiry** (`deadline <= now`) counts as a failure with error
-//!   `"lease expired (worker lost)"` and follows the retry rules, so a task that keeps killing
-//!   its workers eventually dies.
+//! - **Lease expiry** (`deadline <= now`: the worker died or was cut off) puts the task back to
+//!   `Pending` with error `"lease expired (worker lost)"`, without using up a retry: a node crash
+//!   must not cost a task one of its `max_retries`. Lost leases are counted on their own; the
+//!   [`MAX_LOST_LEASES`]-th makes the task `Dead`, so a task that keeps killing its workers
+//!   does not run forever.
+//! - **ReleaseWorker** releases every lease held by the named worker (a pool that restarted
+//!   under the same name): those tasks are pending again at once, nothing counted. It scans the
+//!   timer set, which is fine for a command proposed once per pool start.
 //! - **Cancel** turns `Scheduled`/`Pending`/`Retrying` into `Cancelled`; a leased, final or
 //!   unknown task answers `false`. **PurgeQueue** cancels every scheduled, pending and retrying
 //!   task of the queue and returns how many. **PauseQueue** makes `Lease` skip the queue.
@@ -138,6 +143,8 @@ pub(crate) struct Task {
     attempt: u32,
     failures: u32,
     max_retries: u32,
+    /// Leases that expired (worker lost); see [`MAX_LOST_LEASES`].
+    lost_leases: u8,
     priority: u8,
     state: TaskState,
     has_time_limit: bool,
@@ -477,7 +484,17 @@ impl QueueState {
                 self.idx.set_state(id, t, To::Pending, now);
                 effects.became_pending += 1;
             }
-            TaskState::Leased => fail(&mut self.idx, id, t, LEASE_EXPIRED_ERROR, true, now, effects),
+            TaskState::Leased => {
+                t.lost_leases = t.lost_leases.saturating_add(1);
+                t.set_output(Output::Error(LEASE_EXPIRED_ERROR.into()));
+                if t.lost_leases >= MAX_LOST_LEASES {
+                    self.idx.set_state(id, t, To::Final(TaskState::Dead), now);
+                    effects.finished.push(id);
+                } else {
+                    self.idx.set_state(id, t, To::Pending, now);
+                    effects.became_pending += 1;
+                }
+            }
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => self.purge(id),
             TaskState::Pending => {}
         }
@@ -518,6 +535,9 @@ impl QueueState {
             } => Response::Heartbeated(leases.iter().map(|l| self.heartbeat(*l, *lease_ms)).collect()),
             Command::Release { worker: _, leases } => {
                 Response::Released(leases.iter().map(|l| self.release(*l, effects)).collect())
+            }
+            Command::ReleaseWorker { worker } => {
+                Response::ReleasedWorker(self.release_worker(worker, effects))
             }
             Command::Cancel { ids } => {
                 Response::Cancelled(ids.iter().map(|id| self.cancel(*id, effects)).collect())
@@ -570,6 +590,7 @@ impl QueueState {
             worker: 0,
             attempt: 0,
             failures: 0,
+            lost_leases: 0,
             max_retries: spec.max_retries,
             priority: spec.priority,
             state,
@@ -685,6 +706,29 @@ impl QueueState {
         self.idx.set_state(lease.task, t, To::Pending, now);
         effects.became_pending += 1;
         true
+    }
+
+    fn release_worker(&mut self, worker: &str, effects: &mut ApplyEffects) -> u64 {
+        let Some(slot) = self.idx.workers.get(worker) else {
+            return 0;
+        };
+        // Leased tasks are indexed only by deadline: scan the timers (once per pool start).
+        let leases: Vec<LeaseRef> = self
+            .idx
+            .timers
+            .iter()
+            .filter_map(|(_, id)| {
+                let t = self.tasks.get(id)?;
+                (t.state == TaskState::Leased && t.worker == slot).then_some(LeaseRef {
+                    task: *id,
+                    attempt: t.attempt,
+                })
+            })
+            .collect();
+        leases
+            .into_iter()
+            .map(|l| u64::from(self.release(l, effects)))
+            .sum()
     }
 
     fn cancel(&mut self, id: TaskId, effects: &mut ApplyEffects) -> bool {

@@ -12,4 +12,10 @@ pub trait Backend: Send + Sync + 'static {
     fn propose(&self, cmd: Command) -> futures::future::BoxFuture<'static, Result<Response, ProposeError>>;
     /// Changes whenever tasks may have become leasable (watch the local replica).
     fn work_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Whether the local replica shows anything leasable from `queues` (all when empty). The
+    /// idle poll asks this first, so an idle pool does not write a `Lease` entry per poll.
+    fn may_have_work(&self, queues: &[String]) -> bool {
+        let _ = queues;
+        true
+    }
 }

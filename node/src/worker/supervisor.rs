@@ -133,6 +133,9 @@ pub struct Supervisor {
     /// Leases the log no longer holds for us (a heartbeat was refused): aborted, not completed.
     lost: BTreeSet<LeaseRef>,
 
+    /// Set once the leases of an earlier run of this pool (same worker name) are released;
+    /// no lease is taken before, so the release cannot hit this run's own leases.
+    recovered: bool,
     lease_in_flight: bool,
     lease_retry_pending: bool,
     lease_backoff: Backoff,
@@ -171,6 +174,7 @@ impl Supervisor {
             buffered: VecDeque::new(),
             running: BTreeMap::new(),
             lost: BTreeSet::new(),
+            recovered: false,
             lease_in_flight: false,
             lease_retry_pending: false,
             lease_backoff: Backoff::new(),
@@ -221,8 +225,36 @@ impl Supervisor {
         async move { proposal.await.unwrap_or(Err(ProposeError::ShuttingDown)) }.into_actor(self)
     }
 
+    /// Release whatever an earlier run of this pool still holds: that process is gone, so its
+    /// tasks should run now rather than when their leases expire. Retried until it commits.
+    fn recover(&mut self, ctx: &mut Context<Self>) {
+        let cmd = Command::ReleaseWorker {
+            worker: self.cfg.worker_name.clone(),
+        };
+        ctx.spawn(self.propose(cmd).map(|res, act, ctx| match res {
+            Ok(Response::ReleasedWorker(released)) => {
+                if released > 0 {
+                    info!(worker = %act.cfg.worker_name, released, "released the leases of an earlier run");
+                }
+                act.recovered = true;
+                act.lease_backoff.reset();
+                act.maybe_lease(ctx);
+                act.check_drain(ctx);
+            }
+            other => {
+                warn!(result = ?other.err(), "releasing an earlier run's leases failed; retrying");
+                ctx.run_later(act.lease_backoff.next(), |act, ctx| act.recover(ctx));
+            }
+        }));
+    }
+
     fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
-        if self.draining.is_some() || self.lease_in_flight || self.lease_retry_pending || !self.work_hint {
+        if !self.recovered
+            || self.draining.is_some()
+            || self.lease_in_flight
+            || self.lease_retry_pending
+            || !self.work_hint
+        {
             return;
         }
         let free = self.free();
@@ -624,16 +656,19 @@ impl Actor for Supervisor {
         // Popped from the back: worker 0 is used first and most, the rest only under load.
         self.idle = (0..self.cfg.workers).rev().collect();
         ctx.add_stream(WatchStream::from_changes(self.backend.work_signal()));
+        // A fallback for a missed signal; it writes a `Lease` only when the replica shows work.
         ctx.run_interval(Duration::from_millis(self.cfg.idle_poll_ms.max(1)), |act, ctx| {
-            act.work_hint = true;
-            act.maybe_lease(ctx);
+            if act.backend.may_have_work(&act.cfg.queues) {
+                act.work_hint = true;
+                act.maybe_lease(ctx);
+            }
         });
         ctx.run_interval(
             Duration::from_millis(self.cfg.heartbeat_interval_ms.max(1)),
             |act, ctx| act.heartbeat(ctx),
         );
         info!(worker = %self.cfg.worker_name, workers = self.cfg.workers, queues = ?self.cfg.queues, "worker pool started");
-        self.maybe_lease(ctx);
+        self.recover(ctx);
         self.publish();
     }
 

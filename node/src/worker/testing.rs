@@ -61,6 +61,14 @@ impl Backend for LocalBackend {
     fn work_signal(&self) -> watch::Receiver<u64> {
         self.replica.work_signal()
     }
+
+    /// Also true when a timer is due: there is no ticker here (the node has one), so a `Lease`
+    /// is what moves time forward and brings due retries and expired leases back.
+    fn may_have_work(&self, queues: &[String]) -> bool {
+        let now = self.clock.now_ms();
+        self.replica
+            .read(|q| q.leasable(queues) > 0 || q.next_deadline_ms().is_some_and(|d| d <= now))
+    }
 }
 
 type Check = Box<dyn Fn(&Command) + Send + Sync>;
@@ -223,6 +231,10 @@ impl Backend for RecordingBackend {
 
     fn work_signal(&self) -> watch::Receiver<u64> {
         self.inner.work_signal()
+    }
+
+    fn may_have_work(&self, queues: &[String]) -> bool {
+        self.inner.may_have_work(queues)
     }
 }
 

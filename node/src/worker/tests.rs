@@ -391,7 +391,7 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
 }
 
 /// A lost reply to a `Lease` strands its grants: the pool never learns of them. They come back
-/// when their leases expire (which counts as a failed attempt) and then run normally.
+/// when their leases expire (a lost lease, which uses no retry) and then run normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
     let local = local();
@@ -440,4 +440,45 @@ fn config_is_validated() {
         max_completion_batch: 0,
         ..PoolConfig::default()
     }));
+}
+
+/// A pool that dies holding leases (process killed) and starts again under the same name runs
+/// those tasks at once, on a new attempt, without waiting for the leases to expire and
+/// without using up a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_pool_releases_the_leases_of_its_earlier_run() {
+    let local = local();
+    // Leases far longer than the test: only the release can bring the tasks back in time.
+    let cfg = PoolConfig {
+        lease_ms: 600_000,
+        heartbeat_interval_ms: 200_000,
+        ..config(2)
+    };
+    let first = start(cfg.clone(), builtins(), Arc::new(local.clone()));
+    let ids = submit(
+        &local,
+        (0..2).map(|_| task_spec("sleep", r#"{"ms": 60000}"#)).collect(),
+    );
+    let mut stats = first.watch_stats();
+    tokio::time::timeout(BOUND, stats.wait_for(|s| s.busy == 2))
+        .await
+        .expect("both tasks start")
+        .expect("stats channel open");
+    // Dropping the handle stops the pool without releasing anything, like a SIGKILL would.
+    drop(first);
+    for id in &ids {
+        assert_eq!(
+            local.replica().read(|q| q.task(*id)).unwrap().state,
+            TaskState::Leased
+        );
+    }
+    // The second run finds the tasks still leased to its name, releases them, runs them.
+    let mut registry = TaskRegistry::new();
+    registry.register("sleep", |_: serde_json::Value| async { Ok::<_, TaskError>(()) });
+    let second = start(cfg, registry, Arc::new(local.clone()));
+    let tasks = wait_final(local.replica(), &ids).await;
+    for t in &tasks {
+        assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 2), "{t:?}");
+    }
+    drop(second);
 }

@@ -36,6 +36,7 @@ enum Op {
     Complete(Vec<(LeaseSel, Outcome)>),
     Heartbeat(Vec<LeaseSel>, u64),
     Release(Vec<LeaseSel>),
+    ReleaseWorker(&'static str),
     Cancel(Vec<IdSel>),
     Tick,
     PurgeQueue(&'static str),
@@ -130,6 +131,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => prop::collection::vec((lease_sel(), outcome()), 0..4).prop_map(Op::Complete),
         2 => (prop::collection::vec(lease_sel(), 0..3), big_u64(0..400)).prop_map(|(l, ms)| Op::Heartbeat(l, ms)),
         1 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Release),
+        1 => prop::sample::select(vec!["w1", "w2", "nobody"]).prop_map(Op::ReleaseWorker),
         1 => prop::collection::vec(
             prop_oneof![(0usize..10).prop_map(IdSel::Existing), (0u64..30).prop_map(IdSel::Raw)],
             0..3
@@ -209,6 +211,9 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 leases: l.iter().map(&lease).collect(),
                 lease_ms: *ms,
             },
+            Op::ReleaseWorker(w) => Command::ReleaseWorker {
+                worker: w.to_string(),
+            },
             Op::Release(l) => Command::Release {
                 worker: "w1".into(),
                 leases: l.iter().map(&lease).collect(),
@@ -242,6 +247,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Heartbeat { leases, .. }, Response::Heartbeated(b)) => b.len() == leases.len(),
         (Command::Release { leases, .. }, Response::Released(b)) => b.len() == leases.len(),
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
+        (Command::ReleaseWorker { .. }, Response::ReleasedWorker(_)) => true,
         (Command::Tick, Response::Ticked) | (Command::PauseQueue { .. }, Response::Paused) => true,
         (Command::PurgeQueue { .. }, Response::Purged(_)) => true,
         _ => false,
@@ -261,7 +267,8 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
         s.next_deadline_ms().is_none_or(|d| d > s.now_ms),
         "a due timer survived the advance"
     );
-    // Every lease that ran out counted one failure (the task may be gone if its TTL was 0).
+    // Every lease that ran out counted one lost lease and no failure: the task is pending again,
+    // or dead at the cap (it may be gone if its TTL was 0).
     for (id, t) in before
         .tasks
         .iter()
@@ -269,10 +276,18 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
     {
         if let Some(after) = s.tasks.get(id) {
             assert_eq!(
-                (after.failures, after.attempt),
-                (t.failures + 1, t.attempt),
+                (after.failures, after.attempt, after.lost_leases),
+                (t.failures, t.attempt, t.lost_leases + 1),
                 "expiry of task {id}"
             );
+            let expected = if after.lost_leases >= MAX_LOST_LEASES {
+                TaskState::Dead
+            } else {
+                TaskState::Pending
+            };
+            // A pending task can only have moved on by being leased again by this same advance
+            // (it cannot), so the state is exactly the expected one.
+            assert_eq!(after.state, expected, "state after expiry of task {id}");
         }
     }
     let mut responses = Vec::new();
@@ -346,6 +361,26 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     .map(|l| item(&mut s, |s| current(s, *l), |s| s.release(*l, &mut fx)))
                     .collect(),
             ),
+            Command::ReleaseWorker { worker } => {
+                let held: Vec<(TaskId, Task)> = s
+                    .tasks
+                    .iter()
+                    .filter(|(id, _)| s.current_lease(**id).is_some_and(|(_, w, _)| w == worker))
+                    .map(|(id, t)| (*id, t.clone()))
+                    .collect();
+                let r = s.apply_command(cmd, &mut fx);
+                assert_eq!(r, Response::ReleasedWorker(held.len() as u64));
+                for (id, t) in held {
+                    let after = &s.tasks[&id];
+                    assert_eq!(after.state, TaskState::Pending, "released task {id}");
+                    assert_eq!(
+                        (after.attempt, after.failures, after.lost_leases),
+                        (t.attempt, t.failures, t.lost_leases)
+                    );
+                }
+                s.check_invariants().unwrap();
+                r
+            }
             Command::Cancel { ids } => Response::Cancelled(
                 ids.iter()
                     .map(|id| item(&mut s, |s| cancellable(s, *id), |s| s.cancel(*id, &mut fx)))

@@ -434,38 +434,120 @@ fn two_completions_in_one_command_first_wins() {
 }
 
 #[test]
-fn lease_expiry_eventually_kills_the_task() {
+fn lease_expiry_does_not_use_a_retry_but_the_cap_kills_the_task() {
     let mut h = H::default();
     let mut s = spec("poison");
-    s.max_retries = 1;
-    s.backoff_ms = 50;
+    s.max_retries = 0;
     h.submit(0, vec![s]);
-    h.lease(0, 1, 100);
-    h.tick(100);
-    assert_eq!(h.state(1), Some(TaskState::Retrying));
-    assert_eq!(h.s.next_deadline_ms(), Some(150));
-    h.tick(150);
-    h.lease(150, 1, 100);
-    let fx = h.tick(250);
+    let mut now = 0;
+    for lost in 1..MAX_LOST_LEASES {
+        h.lease(now, 1, 100);
+        now += 100;
+        let fx = h.tick(now);
+        // The worker was lost: pending again at once, no retry used, the error says why.
+        assert_eq!(fx.became_pending, 1, "expiry {lost}");
+        let v = h.s.task(1).unwrap();
+        assert_eq!(
+            (v.state, v.error.as_deref()),
+            (TaskState::Pending, Some(LEASE_EXPIRED_ERROR))
+        );
+        assert_eq!(h.s.tasks[&1].failures, 0);
+        assert_eq!(h.s.tasks[&1].lost_leases, lost);
+    }
+    h.lease(now, 1, 100);
+    let fx = h.tick(now + 100);
     assert_eq!(fx.finished, vec![1]);
     let v = h.s.task(1).unwrap();
     assert_eq!(
         (v.state, v.attempt, v.error.as_deref()),
-        (TaskState::Dead, 2, Some(LEASE_EXPIRED_ERROR))
+        (
+            TaskState::Dead,
+            u32::from(MAX_LOST_LEASES),
+            Some(LEASE_EXPIRED_ERROR)
+        )
     );
 }
 
 #[test]
-fn one_big_time_jump_expires_then_releases_the_retry() {
+fn release_worker_frees_only_that_workers_leases() {
+    let mut h = H::default();
+    h.submit(0, vec![spec("a"), spec("b"), spec("c")]);
+    let mine = h.s.apply(
+        &Request {
+            now_ms: 1,
+            commands: vec![Command::Lease {
+                worker: "node-1".into(),
+                queues: vec![],
+                max: 2,
+                lease_ms: 1000,
+            }],
+        },
+        &mut ApplyEffects::default(),
+    );
+    let Response::Leased(mine) = &mine[0] else {
+        panic!("{mine:?}")
+    };
+    h.s.apply(
+        &Request {
+            now_ms: 2,
+            commands: vec![Command::Lease {
+                worker: "node-2".into(),
+                queues: vec![],
+                max: 1,
+                lease_ms: 1000,
+            }],
+        },
+        &mut ApplyEffects::default(),
+    );
+    let mut fx = ApplyEffects::default();
+    let r = h.s.apply(
+        &Request {
+            now_ms: 3,
+            commands: vec![Command::ReleaseWorker {
+                worker: "node-1".into(),
+            }],
+        },
+        &mut fx,
+    );
+    assert_eq!(r, vec![Response::ReleasedWorker(2)]);
+    assert_eq!(fx.became_pending, 2);
+    for g in mine {
+        let t = h.s.task(g.lease.task).unwrap();
+        assert_eq!((t.state, t.attempt), (TaskState::Pending, 1));
+        assert_eq!(h.s.tasks[&g.lease.task].failures, 0);
+    }
+    assert_eq!(
+        h.s.task(3).unwrap().state,
+        TaskState::Leased,
+        "node-2's lease is untouched"
+    );
+    // Unknown worker: nothing.
+    let r = h.s.apply(
+        &Request {
+            now_ms: 4,
+            commands: vec![Command::ReleaseWorker {
+                worker: "ghost".into(),
+            }],
+        },
+        &mut ApplyEffects::default(),
+    );
+    assert_eq!(r, vec![Response::ReleasedWorker(0)]);
+    h.s.check_invariants().unwrap();
+}
+
+#[test]
+fn one_big_time_jump_expires_the_lease_to_pending() {
     let mut h = H::default();
     let mut s = spec("a");
     s.max_retries = 1;
     s.backoff_ms = 10;
     h.submit(0, vec![s]);
     h.lease(0, 1, 100);
-    // Expiry at 10_000 schedules the retry at 10_010, relative to the new now.
-    h.tick(10_000);
-    assert_eq!(h.s.next_deadline_ms(), Some(10_010));
+    // Expiry at 10_000: pending at once (a lost worker is not a failure), no timer left.
+    let fx = h.tick(10_000);
+    assert_eq!(fx.became_pending, 1);
+    assert_eq!(h.state(1), Some(TaskState::Pending));
+    assert_eq!(h.s.next_deadline_ms(), None);
 }
 
 #[test]
@@ -483,7 +565,8 @@ fn heartbeat_keeps_a_lease_alive() {
     h.tick(179);
     assert_eq!(h.state(1), Some(TaskState::Leased));
     h.tick(180);
-    assert_eq!(h.state(1), Some(TaskState::Dead));
+    // Expired: the worker is presumed lost; the task is pending again.
+    assert_eq!(h.state(1), Some(TaskState::Pending));
     assert!(!h.heartbeat(181, l, 100), "not leased any more");
 }
 
@@ -708,7 +791,9 @@ fn cancel_in_each_state() {
     h.tick(1_002);
     assert_eq!(h.state(1), Some(Cancelled));
     assert_eq!(h.state(4), Some(Cancelled));
-    assert!(h.lease(1_002, 10, 100).is_empty());
+    // Only the task whose lease expired (2) is leasable again; cancelled ones never are.
+    let again: Vec<TaskId> = h.lease(1_002, 10, 100).iter().map(|l| l.task).collect();
+    assert_eq!(again, vec![2]);
     h.tick(1_003);
     assert_eq!((h.state(1), h.state(4), h.state(5)), (None, None, None));
 }
@@ -940,14 +1025,14 @@ fn effects_report_finished_and_became_pending() {
             became_pending: 1
         }
     );
-    // At 50: the retry (due 20) is pending, the lease (40) expired to dead (no retries), the
-    // ETA (50) came due.
+    // At 50: the retry (due 20) is pending, the lease (40) expired back to pending (a lost
+    // worker uses no retry), the ETA (50) came due.
     let fx = h.tick(50);
     assert_eq!(
         fx,
         ApplyEffects {
-            finished: vec![4],
-            became_pending: 2
+            finished: vec![],
+            became_pending: 3
         }
     );
 }
@@ -1026,11 +1111,12 @@ fn huge_numbers_saturate_instead_of_panicking() {
     assert_eq!(h.state(1), Some(TaskState::Pending));
     assert_eq!(h.state(2), Some(TaskState::Pending));
     let l = h.lease(u64::MAX, 10, u64::MAX);
-    h.complete(u64::MAX, l[0], ok(b""));
-    // Expiry at the end of time: the leased task goes back to pending (retries remain).
+    // The leases' deadline is u64::MAX, which is already now: they expire before the
+    // completion applies, so it is stale and both tasks are pending again.
+    assert_eq!(h.complete(u64::MAX, l[0], ok(b"")), CompletionResult::Stale);
     h.tick(u64::MAX);
+    assert_eq!(h.state(1), Some(TaskState::Pending));
     assert_eq!(h.state(2), Some(TaskState::Pending));
-    assert_eq!(h.state(1), None, "purge time saturated at u64::MAX, which is now");
 }
 
 #[test]
