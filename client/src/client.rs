@@ -343,6 +343,16 @@ impl Client {
         Ok(reply.queues.into_iter().map(QueueStats::from).collect())
     }
 
+    /// Removes a member (a dead one too) through Raft; returns the member ids left.
+    pub async fn remove_node(&self, id: u64) -> Result<Vec<u64>> {
+        let reply = self
+            .unary(None, |mut c, t| async move {
+                c.remove_node(with_timeout(pb::RemoveNodeRequest { id }, t)).await
+            })
+            .await?;
+        Ok(reply.members)
+    }
+
     /// Members, roles and the leader, as the answering node sees them.
     pub async fn status(&self) -> Result<ClusterStatus> {
         let reply = self

@@ -29,6 +29,19 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_DATA_DIR", default_value = "./flotilla-data")]
     pub data_dir: PathBuf,
 
+    /// Join the cluster of any of these members (`host:port`), instead of founding a new one.
+    /// Only needed the first time: a restarted node rejoins from its data directory.
+    #[arg(long, env = "FLOTILLA_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+
+    /// Zone label of this node (data center or rack), shown in `flotilla status`.
+    #[arg(long, env = "FLOTILLA_ZONE", default_value = "")]
+    pub zone: String,
+
+    /// How long a joining node waits to catch up and become a voter, in ms.
+    #[arg(long, default_value_t = 300_000)]
+    pub join_timeout_ms: u64,
+
     /// Worker actors on this node (default: the number of cores; 0 runs no tasks here).
     #[arg(long, env = "FLOTILLA_WORKERS")]
     pub workers: Option<usize>,
@@ -116,6 +129,15 @@ impl Config {
         match advertise.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
             _ => return Err(invalid("advertise", format!("'{advertise}' is not host:port"))),
+        }
+        for peer in &self.join {
+            match peer.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
+                _ => return Err(invalid("join", format!("'{peer}' is not host:port"))),
+            }
+        }
+        if self.zone.len() > 64 {
+            return Err(invalid("zone", "is limited to 64 bytes"));
         }
         let workers = self.workers.unwrap_or_else(default_workers);
         if workers > 1024 {
@@ -214,6 +236,11 @@ mod tests {
                 .contains("--max-payload-bytes")
         );
         assert!(parse(&["--no-such-flag"]).is_err());
+        assert!(
+            parse(&["--join", "127.0.0.1:7000,nope"])
+                .unwrap_err()
+                .contains("--join")
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ use tracing::warn;
 
 use crate::clock::SharedClock;
 use crate::clock::SystemClock;
+use crate::cluster::Admin;
 use crate::cluster::Identity;
+use crate::cluster::join;
 use crate::config::Config;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::error::ProposeError;
@@ -53,6 +55,8 @@ pub enum ServerError {
     Raft(String),
     #[error("workers: {0}")]
     Worker(String),
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -102,15 +106,40 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let clock: SharedClock = Arc::new(SystemClock);
     let data_dir = config.data_dir.clone();
-    let (identity, founded) = Identity::load_or_found(&data_dir)?;
-    let node_id = identity.node_id;
     let advertise = config.advertise_addr();
-    info!(node_id, cluster_id = %identity.cluster_id, founded, data_dir = %data_dir.display(), "opening node");
+    let anonymous = NetworkFactory::new(Arc::new(TcpConnector::default()));
+    let (identity, founded) = match Identity::load(&data_dir)? {
+        Some(identity) => {
+            if !config.join.is_empty() {
+                join::check_same_cluster(&anonymous, &config.join, &identity.cluster_id).await?;
+            }
+            (identity, false)
+        }
+        None if config.join.is_empty() => {
+            let identity = Identity::found();
+            identity.store(&data_dir)?;
+            (identity, true)
+        }
+        None => {
+            let (cluster_id, node_id) =
+                join::allocate_id(&anonymous, &config.join, &advertise, &config.zone).await?;
+            let identity = Identity::joining(cluster_id, node_id);
+            identity.store(&data_dir)?;
+            (identity, false)
+        }
+    };
+    if identity.pending_join && config.join.is_empty() {
+        return Err(ServerError::Join(join::JoinError::Refused(
+            "this node never finished joining its cluster; start it again with --join PEER".into(),
+        )));
+    }
+    let node_id = identity.node_id;
+    info!(node_id, cluster_id = %identity.cluster_id, founded, pending_join = identity.pending_join, data_dir = %data_dir.display(), "opening node");
 
     let log_store = LogStore::open(&data_dir)?;
     let replica = Arc::new(Replica::default());
     let state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
-    let network = NetworkFactory::new(Arc::new(TcpConnector::default()));
+    let network = anonymous.with_cluster_id(&identity.cluster_id);
     let raft = Raft::new(
         node_id,
         Arc::new(raft_config(&config)?),
@@ -121,14 +150,16 @@ pub async fn run(
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
 
-    if !raft
+    // Only the founder initializes (also when it crashed between writing its identity and
+    // here); a joining node is brought in by the leader.
+    let initialized = raft
         .is_initialized()
         .await
-        .map_err(|e| ServerError::Raft(e.to_string()))?
-    {
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if !initialized && node_id == 1 && !identity.pending_join {
         let me = NodeInfo {
             addr: advertise.clone(),
-            zone: String::new(),
+            zone: config.zone.clone(),
         };
         raft.initialize(BTreeMap::from([(node_id, me)]))
             .await
@@ -137,6 +168,12 @@ pub async fn run(
     }
 
     let proposer = Proposer::start(raft.clone(), clock.clone(), network.clone());
+    let admin = Admin::new(
+        raft.clone(),
+        proposer.clone(),
+        network.clone(),
+        identity.cluster_id.as_str().into(),
+    );
     let ticker = tokio::spawn(tick(
         raft.clone(),
         replica.clone(),
@@ -184,17 +221,53 @@ pub async fn run(
         raft.clone(),
         replica.clone(),
         proposer.clone(),
+        admin.clone(),
         known_tasks,
         limits,
     );
-    let raft_api = RaftApi::new(raft.clone(), proposer.clone());
+    let raft_api = RaftApi::new(raft.clone(), proposer.clone(), admin);
 
-    // Serving stops when `shutdown` fires, but only after the workers have drained.
+    // A joining node finishes its join while serving (the leader replicates to it); if that
+    // fails, the node stops with the error.
+    let (join_failed_tx, join_failed_rx) = tokio::sync::oneshot::channel::<join::JoinError>();
+    let joiner = identity.pending_join.then(|| {
+        let (network, peers, dir) = (network.clone(), config.join.clone(), data_dir.clone());
+        let (addr, zone) = (advertise.clone(), config.zone.clone());
+        let timeout = Duration::from_millis(config.join_timeout_ms);
+        let mut identity = identity.clone();
+        tokio::spawn(async move {
+            let result = join::become_member(&network, &peers, identity.node_id, &addr, &zone, timeout).await;
+            let result = result.and_then(|()| {
+                identity.pending_join = false;
+                identity
+                    .store(&dir)
+                    .map_err(|e| join::JoinError::Refused(e.to_string()))
+            });
+            if let Err(e) = result {
+                let _ = join_failed_tx.send(e);
+            }
+        })
+    });
+
+    // Serving stops when `shutdown` fires (or the join fails), after the workers have drained.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grace = Duration::from_millis(config.drain_grace_ms);
+    let join_error: Arc<std::sync::Mutex<Option<join::JoinError>>> = Arc::default();
+    let join_error_slot = join_error.clone();
     let drainer = tokio::spawn(async move {
-        shutdown.await;
-        info!("shutdown requested; draining workers");
+        let join_failed = async {
+            match join_failed_rx.await {
+                Ok(e) => e,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown => info!("shutdown requested; draining workers"),
+            e = join_failed => {
+                warn!(error = %e, "join failed; stopping");
+                *join_error_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
         if let Some(pool) = pool {
             let report = pool.drain(grace).await;
             info!(?report, "workers drained");
@@ -222,10 +295,16 @@ pub async fn run(
 
     drainer.abort();
     ticker.abort();
+    if let Some(joiner) = joiner {
+        joiner.abort();
+    }
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft shutdown");
     }
     info!(node_id, "node stopped");
+    if let Some(e) = join_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(ServerError::Join(e));
+    }
     served.map_err(ServerError::from)
 }
 

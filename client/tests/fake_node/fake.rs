@@ -398,6 +398,18 @@ impl QueueService for Fake {
             members: vec![member(1, "leader", Some(0)), member(2, "follower", Some(5))],
         }))
     }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        self.enter()?;
+        // The fake cluster is members 1 and 2; removing 2 leaves 1, anything else is refused.
+        match request.into_inner().id {
+            2 => Ok(Response::new(pb::RemoveNodeResponse { members: vec![1] })),
+            id => Err(Status::failed_precondition(format!("node {id} is not a member"))),
+        }
+    }
 }
 
 /// An address on which nothing listens: connections to it are refused.

@@ -152,3 +152,15 @@ async fn cancel_stats_and_status_are_typed() -> anyhow::Result<()> {
     assert_eq!(clone.stats().await?, stats);
     Ok(())
 }
+
+#[tokio::test]
+async fn remove_node_returns_the_members_left_and_refusals_are_not_retried() -> anyhow::Result<()> {
+    let fake = Fake::default();
+    let client = client_of(&[fake.serve().await]).await;
+    assert_eq!(client.remove_node(2).await?, vec![1]);
+    match client.remove_node(7).await {
+        Err(ClientError::Server { message, .. }) => assert!(message.contains("not a member"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    Ok(())
+}

@@ -1,8 +1,11 @@
-//! The identity file `node.json`: `{format, cluster_id, node_id}`.
+//! The identity file `node.json`: `{format, cluster_id, node_id, pending_join}`.
 //!
-//! A fresh directory founds a new cluster (id from the OS RNG via `uuid`), and this node is
-//! member 1. A restart reads the file back, so the node keeps its id and cluster. The file is
-//! written to a temporary name, fsync'd and renamed, so a crash never leaves half a file.
+//! A fresh directory without `--join` founds a new cluster (id from the OS RNG via `uuid`) in
+//! which this node is member 1. A joining node stores the id the cluster gave it with
+//! `pending_join: true` before it starts Raft, and clears the flag once it is a voter, so a
+//! crash in between resumes the join instead of founding or forgetting. A restart reads the
+//! file back: the node keeps its id and cluster and rejoins by itself. The file is written to a
+//! temporary name, fsync'd and renamed, so a crash never leaves half a file.
 
 use std::fs;
 use std::io::Write;
@@ -23,6 +26,9 @@ pub struct Identity {
     pub format: u32,
     pub cluster_id: String,
     pub node_id: NodeId,
+    /// The cluster gave this node its id, but it is not a voter yet.
+    #[serde(default)]
+    pub pending_join: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +37,7 @@ pub enum ClusterError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("data directory {path}: identity file is unreadable: {reason}")]
     BadIdentity { path: PathBuf, reason: String },
-    #[error("data directory {path} holds data but no {FILE}; it was not made by this version of flotilla")]
+    #[error("data directory {path} holds other files but no {FILE}; use an empty or new directory")]
     Foreign { path: PathBuf },
 }
 
@@ -43,9 +49,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
 }
 
 impl Identity {
-    /// Read the identity of `dir`, or found a new single-node cluster there when `dir` is new
-    /// (missing or empty). Returns the identity and whether it was just created.
-    pub fn load_or_found(dir: &Path) -> Result<(Identity, bool), ClusterError> {
+    /// The identity stored in `dir`, or `None` when `dir` is new (missing or empty).
+    pub fn load(dir: &Path) -> Result<Option<Identity>, ClusterError> {
         let file = dir.join(FILE);
         match fs::read(&file) {
             Ok(bytes) => {
@@ -59,28 +64,48 @@ impl Identity {
                         reason: format!("format {} is not supported (expected {FORMAT})", id.format),
                     });
                 }
-                Ok((id, false))
+                Ok(Some(id))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir).map_err(io(dir))?;
-                if fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+                let non_empty = match fs::read_dir(dir) {
+                    Ok(mut entries) => entries.next().is_some(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(io(dir)(e)),
+                };
+                if non_empty {
                     return Err(ClusterError::Foreign {
                         path: dir.to_path_buf(),
                     });
                 }
-                let id = Identity {
-                    format: FORMAT,
-                    cluster_id: uuid::Uuid::new_v4().to_string(),
-                    node_id: 1,
-                };
-                id.store(dir)?;
-                Ok((id, true))
+                Ok(None)
             }
             Err(e) => Err(io(&file)(e)),
         }
     }
 
-    fn store(&self, dir: &Path) -> Result<(), ClusterError> {
+    /// A new cluster founded by this node (member 1).
+    pub fn found() -> Identity {
+        Identity {
+            format: FORMAT,
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+            node_id: 1,
+            pending_join: false,
+        }
+    }
+
+    /// An id given by an existing cluster to this joining node.
+    pub fn joining(cluster_id: String, node_id: NodeId) -> Identity {
+        Identity {
+            format: FORMAT,
+            cluster_id,
+            node_id,
+            pending_join: true,
+        }
+    }
+
+    /// Write the identity to `dir` durably (creating `dir`).
+    pub fn store(&self, dir: &Path) -> Result<(), ClusterError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
         let tmp = dir.join(format!("{FILE}.tmp"));
         let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| ClusterError::BadIdentity {
@@ -99,22 +124,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_directory_founds_a_cluster_and_a_restart_keeps_it() {
+    fn a_new_directory_has_no_identity_and_a_stored_one_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (first, created) = Identity::load_or_found(&data).unwrap();
-        assert!(created);
-        assert_eq!(first.node_id, 1);
-        let (again, created) = Identity::load_or_found(&data).unwrap();
-        assert!(!created);
-        assert_eq!(first, again);
+        assert_eq!(Identity::load(&data).unwrap(), None);
+        let founded = Identity::found();
+        assert_eq!(founded.node_id, 1);
+        founded.store(&data).unwrap();
+        assert_eq!(Identity::load(&data).unwrap(), Some(founded.clone()));
+        let mut joined = Identity::joining(founded.cluster_id.clone(), 4);
+        assert!(joined.pending_join);
+        joined.pending_join = false;
+        joined.store(&data).unwrap();
+        assert_eq!(Identity::load(&data).unwrap(), Some(joined));
     }
 
     #[test]
     fn a_directory_with_other_files_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("something"), b"x").unwrap();
-        let err = Identity::load_or_found(dir.path()).unwrap_err();
+        let err = Identity::load(dir.path()).unwrap_err();
         assert!(err.to_string().contains("no node.json"), "{err}");
     }
 
@@ -122,7 +151,7 @@ mod tests {
     fn a_corrupt_identity_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FILE), b"{not json").unwrap();
-        let err = Identity::load_or_found(dir.path()).unwrap_err();
+        let err = Identity::load(dir.path()).unwrap_err();
         assert!(err.to_string().contains("identity file is unreadable"), "{err}");
     }
 }

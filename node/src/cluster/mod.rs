@@ -1,9 +1,18 @@
 //! Cluster membership and the node's identity on disk.
 //!
-//! - [`identity`]: `node.json` in the data directory: which cluster this directory belongs to
-//!   and this node's id in it. Written once, fsync'd, read on every start.
+//! - [`identity`]: `node.json` in the data directory: which cluster this directory belongs to,
+//!   this node's id in it, and whether its join finished. Written atomically, read on start.
+//! - [`admin`]: leader-executed administration (node ids for joiners, add/remove members,
+//!   read indexes for followers' linearizable reads).
+//! - [`join`]: the joining node's side of `node --join PEER`.
 
+pub mod admin;
 pub mod identity;
+pub mod join;
 
+pub use admin::Admin;
+pub use admin::AdminError;
+pub use admin::AdminRequest;
+pub use admin::AdminResponse;
 pub use identity::ClusterError;
 pub use identity::Identity;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::queue_service_server::QueueService;
 use futures::Stream;
-use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +20,9 @@ use tracing::debug;
 
 use super::convert;
 use super::status::ApiError;
+use crate::cluster::Admin;
+use crate::cluster::AdminRequest;
+use crate::cluster::AdminResponse;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::queue::DEFAULT_QUEUE;
@@ -48,6 +50,7 @@ pub struct QueueApi {
     raft: Raft,
     replica: Arc<Replica>,
     proposer: Proposer,
+    admin: Admin,
     /// Task names some handler on this node is registered for. Submitting another name is
     /// refused: every node of a cluster runs the same task registry (documented).
     known_tasks: Arc<BTreeSet<String>>,
@@ -59,6 +62,7 @@ impl QueueApi {
         raft: Raft,
         replica: Arc<Replica>,
         proposer: Proposer,
+        admin: Admin,
         known_tasks: BTreeSet<String>,
         limits: ApiLimits,
     ) -> Self {
@@ -66,6 +70,7 @@ impl QueueApi {
             raft,
             replica,
             proposer,
+            admin,
             known_tasks: Arc::new(known_tasks),
             limits,
         }
@@ -121,13 +126,13 @@ impl QueueApi {
         })
     }
 
-    /// Wait until this node's replica reflects everything committed before the call.
+    /// Wait until this node's replica reflects everything committed before the call (the
+    /// leader's read index, fetched from the leader when this node follows).
     async fn read_barrier(&self) -> Result<(), ApiError> {
-        self.raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
+        self.admin
+            .read_barrier()
             .await
-            .map_err(|e| ApiError::ReadBarrier(e.to_string()))?;
-        Ok(())
+            .map_err(|e| ApiError::ReadBarrier(e.to_string()))
     }
 }
 
@@ -337,5 +342,23 @@ impl QueueService for QueueApi {
             applied_index: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
             members,
         }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let id = request.into_inner().id;
+        match self
+            .admin
+            .handle(AdminRequest::RemoveMember { node_id: id }, false)
+            .await
+            .map_err(ApiError::from)?
+        {
+            AdminResponse::Members(members) => Ok(Response::new(pb::RemoveNodeResponse { members })),
+            other => Err(Status::internal(format!(
+                "unexpected answer to remove: {other:?}"
+            ))),
+        }
     }
 }

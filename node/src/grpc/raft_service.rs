@@ -15,7 +15,10 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::cluster::Admin;
+use crate::cluster::AdminRequest;
 use crate::network::codec;
+use crate::network::raft_network::CLUSTER_ID_HEADER;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
@@ -26,11 +29,35 @@ use crate::types::TypeConfig;
 pub struct RaftApi {
     raft: Raft,
     proposer: Proposer,
+    admin: Admin,
 }
 
 impl RaftApi {
-    pub fn new(raft: Raft, proposer: Proposer) -> Self {
-        Self { raft, proposer }
+    pub fn new(raft: Raft, proposer: Proposer, admin: Admin) -> Self {
+        Self {
+            raft,
+            proposer,
+            admin,
+        }
+    }
+
+    /// Refuse calls from another cluster (or from no cluster, unless `anonymous_ok`).
+    fn check<T>(&self, req: &Request<T>, anonymous_ok: bool) -> Result<(), Status> {
+        match req.metadata().get(CLUSTER_ID_HEADER).map(|v| v.to_str()) {
+            Some(Ok(id)) if id == self.admin.cluster_id() => Ok(()),
+            None if anonymous_ok => Ok(()),
+            None => Err(Status::permission_denied("peer call without a cluster id")),
+            Some(other) => Err(Status::permission_denied(format!(
+                "peer call from cluster {:?}; this node is in cluster {}",
+                other.unwrap_or("<not ascii>"),
+                self.admin.cluster_id()
+            ))),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
+        self.check(&req, false)?;
+        decode(req)
     }
 }
 
@@ -61,28 +88,46 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Status> {
 #[tonic::async_trait]
 impl RaftService for RaftApi {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = self.decode(req)?;
         reply(self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: VoteRequest<TypeConfig> = decode(req)?;
+        let rpc: VoteRequest<TypeConfig> = self.decode(req)?;
         reply(self.raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: VoteRequest<TypeConfig> = decode(req)?;
+        let rpc: VoteRequest<TypeConfig> = self.decode(req)?;
         reply(self.raft.pre_vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) = decode(req)?;
+        let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) =
+            self.decode(req)?;
         let snapshot = Snapshot { meta, snapshot: data };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let commands: Vec<Command> = decode(req)?;
+        let commands: Vec<Command> = self.decode(req)?;
         reply(self.proposer.propose_forwarded(commands).await)
+    }
+
+    async fn admin(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        // A node that is joining does not know the cluster yet: it may ask which cluster this
+        // is and for an id, and nothing else.
+        let anonymous = req.metadata().get(CLUSTER_ID_HEADER).is_none();
+        self.check(&req, true)?;
+        let (forwarded, admin): (bool, AdminRequest) = decode(req)?;
+        if anonymous
+            && !matches!(
+                admin,
+                AdminRequest::ClusterId | AdminRequest::AllocateNodeId { .. }
+            )
+        {
+            return Err(Status::permission_denied("peer call without a cluster id"));
+        }
+        reply(self.admin.handle(admin, forwarded).await)
     }
 }

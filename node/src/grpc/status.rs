@@ -3,6 +3,7 @@
 use tonic::Code;
 use tonic::Status;
 
+use crate::cluster::AdminError;
 use crate::error::ProposeError;
 use crate::queue::TaskId;
 
@@ -21,6 +22,8 @@ pub enum ApiError {
     ReadBarrier(String),
     #[error(transparent)]
     Propose(#[from] ProposeError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 impl ApiError {
@@ -31,6 +34,11 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::WaitTimeout(_) => Code::DeadlineExceeded,
             ApiError::ReadBarrier(_) => Code::Unavailable,
+            ApiError::Admin(e) => match e {
+                AdminError::NoLeader | AdminError::Forward(_) => Code::Unavailable,
+                AdminError::Refused(_) => Code::FailedPrecondition,
+                AdminError::Raft(_) => Code::Internal,
+            },
             ApiError::Propose(e) => match e {
                 ProposeError::NoLeader
                 | ProposeError::NotLeader { .. }

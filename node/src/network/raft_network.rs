@@ -31,6 +31,9 @@ use tonic::transport::Channel;
 
 use super::codec;
 use super::transport::Connector;
+use crate::cluster::AdminError;
+use crate::cluster::AdminRequest;
+use crate::cluster::AdminResponse;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::error::ProposeError;
 use crate::queue::Command;
@@ -42,21 +45,41 @@ use crate::types::TypeConfig;
 
 /// Deadline of a forwarded write (it waits for a commit, so longer than a heartbeat).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of adding a member: the leader waits for the new learner to catch up.
+pub const ADD_MEMBER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Floor of an AppendEntries deadline (see `append_entries`).
+pub const MIN_APPEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// gRPC metadata key naming the sender's cluster on every peer call.
+pub const CLUSTER_ID_HEADER: &str = "flotilla-cluster-id";
 
 /// Creates one [`PeerClient`] per target for openraft's replication streams.
 #[derive(Clone)]
 pub struct NetworkFactory {
     connector: Arc<dyn Connector>,
+    /// Stamped on every call so peers of another cluster refuse it. `None` only while a new
+    /// node asks to join (it does not know its cluster yet).
+    cluster_id: Option<Arc<str>>,
 }
 
 impl NetworkFactory {
     pub fn new(connector: Arc<dyn Connector>) -> Self {
-        Self { connector }
+        Self {
+            connector,
+            cluster_id: None,
+        }
     }
 
-    /// A client for `addr`, for forwarding writes to the leader.
+    /// The same network, stamping calls with `cluster_id`.
+    pub fn with_cluster_id(&self, cluster_id: &str) -> Self {
+        Self {
+            connector: self.connector.clone(),
+            cluster_id: Some(cluster_id.into()),
+        }
+    }
+
+    /// A client for `addr`, for forwarding writes and admin requests.
     pub fn client(&self, target: NodeId, addr: &str) -> PeerClient {
-        PeerClient::new(self.connector.as_ref(), target, addr)
+        PeerClient::new(self.connector.as_ref(), self.cluster_id.clone(), target, addr)
     }
 }
 
@@ -64,7 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
-        PeerClient::new(self.connector.as_ref(), target, &node.addr)
+        self.client(target, &node.addr)
     }
 }
 
@@ -124,6 +147,7 @@ impl PeerError {
 pub struct PeerClient {
     target: NodeId,
     addr: String,
+    cluster_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     client: Result<RaftServiceClient<Channel>, Arc<tonic::transport::Error>>,
 }
 
@@ -133,7 +157,7 @@ type Rpc = fn(
 ) -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftMessage>, tonic::Status>>;
 
 impl PeerClient {
-    fn new(connector: &dyn Connector, target: NodeId, addr: &str) -> Self {
+    fn new(connector: &dyn Connector, cluster_id: Option<Arc<str>>, target: NodeId, addr: &str) -> Self {
         let client = connector
             .channel(addr)
             .map(|ch| {
@@ -142,9 +166,11 @@ impl PeerClient {
                     .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             })
             .map_err(Arc::new);
+        let cluster_id = cluster_id.and_then(|id| id.parse().ok());
         Self {
             target,
             addr: addr.to_string(),
+            cluster_id,
             client,
         }
     }
@@ -182,6 +208,9 @@ impl PeerClient {
             error: Default::default(),
         });
         request.set_timeout(timeout);
+        if let Some(id) = &self.cluster_id {
+            request.metadata_mut().insert(CLUSTER_ID_HEADER, id.clone());
+        }
         let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
             Err(_) => {
                 return Err(PeerError::Timeout {
@@ -254,6 +283,25 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Send an admin request to this peer (which forwards it to its leader unless `forwarded`).
+    pub async fn admin(&self, req: &AdminRequest, forwarded: bool) -> Result<AdminResponse, AdminError> {
+        let rpc: Rpc = |mut c, r| Box::pin(async move { c.admin(r).await });
+        let timeout = if matches!(req, AdminRequest::AddMember { .. }) {
+            ADD_MEMBER_TIMEOUT
+        } else {
+            FORWARD_TIMEOUT
+        };
+        match self
+            .call::<_, AdminResponse, AdminError>(rpc, &(forwarded, req), timeout)
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(AdminError::Forward(e.to_string())),
+        }
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
@@ -263,7 +311,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let call: Rpc = |mut c, r| Box::pin(async move { c.append_entries(r).await });
-        self.raft_call(call, &rpc, option.hard_ttl()).await
+        // openraft's deadline is the heartbeat interval, but an append includes the follower's
+        // fsync: under load that takes longer, and each timeout costs a resend and a backoff.
+        self.raft_call(call, &rpc, option.hard_ttl().max(MIN_APPEND_TIMEOUT))
+            .await
     }
 
     async fn vote(

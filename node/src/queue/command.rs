@@ -83,6 +83,9 @@ pub enum Command {
     PurgeQueue { queue: String },
     /// Stop (or resume) leasing from a queue.
     PauseQueue { queue: String, paused: bool },
+    /// Hand out the next node id for a joining node. Ids come from the replicated state so they
+    /// are unique and never reused, even after a member is removed.
+    AllocateNodeId,
 }
 
 /// A task to enqueue, as the client describes it.
@@ -190,6 +193,8 @@ pub enum Response {
     /// How many tasks were purged.
     Purged(u64),
     Paused,
+    /// The id allocated by `AllocateNodeId`.
+    NodeId(u64),
 }
 
 /// Lifecycle state of a task.

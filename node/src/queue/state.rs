@@ -105,6 +105,8 @@ pub struct QueueState {
     idempotency: BTreeMap<Box<str>, TaskId>,
     task_names: Interner,
     idx: Index,
+    /// Next id `AllocateNodeId` hands out; the founding node is 1.
+    next_node_id: u64,
 }
 
 impl Default for QueueState {
@@ -116,6 +118,7 @@ impl Default for QueueState {
             idempotency: BTreeMap::new(),
             task_names: Interner::default(),
             idx: Index::default(),
+            next_node_id: 2,
         }
     }
 }
@@ -544,6 +547,11 @@ impl QueueState {
             }
             Command::Tick => Response::Ticked,
             Command::PurgeQueue { queue } => Response::Purged(self.purge_queue(queue, effects)),
+            Command::AllocateNodeId => {
+                let id = self.next_node_id;
+                self.next_node_id = self.next_node_id.saturating_add(1);
+                Response::NodeId(id)
+            }
             Command::PauseQueue { queue, paused } => {
                 self.pause_queue(queue, *paused, effects);
                 Response::Paused

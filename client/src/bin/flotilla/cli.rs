@@ -51,6 +51,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change the cluster's membership.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Remove a member (a dead one too); a replacement can then join.
+    Remove {
+        /// The member's node id (see `flotilla status`).
+        id: u64,
+    },
 }
 
 #[derive(Debug, Args)]

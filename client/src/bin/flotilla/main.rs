@@ -23,7 +23,7 @@ use flotilla_client::{Client, ClientError, RetryPolicy, TaskId, TaskInfo, TaskSt
 use futures::StreamExt;
 use serde_json::Value;
 
-use cli::{Cli, Command, GetArgs, SubmitArgs};
+use cli::{Cli, ClusterAction, Command, GetArgs, SubmitArgs};
 
 /// Up to this many tasks, a human-readable submit prints every id.
 const LIST_IDS_UP_TO: usize = 20;
@@ -92,6 +92,13 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             } else {
                 write!(out, "{}", output::stats_human(&stats))?;
             }
+            Outcome::AllSucceeded
+        }
+        Command::Cluster {
+            action: ClusterAction::Remove { id },
+        } => {
+            let members = client.remove_node(id).await.context("cluster remove failed")?;
+            writeln!(out, "removed node {id}; members now {members:?}")?;
             Outcome::AllSucceeded
         }
         Command::Status { json } => {

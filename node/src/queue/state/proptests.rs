@@ -37,6 +37,7 @@ enum Op {
     Heartbeat(Vec<LeaseSel>, u64),
     Release(Vec<LeaseSel>),
     ReleaseWorker(&'static str),
+    AllocateNodeId,
     Cancel(Vec<IdSel>),
     Tick,
     PurgeQueue(&'static str),
@@ -132,6 +133,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (prop::collection::vec(lease_sel(), 0..3), big_u64(0..400)).prop_map(|(l, ms)| Op::Heartbeat(l, ms)),
         1 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Release),
         1 => prop::sample::select(vec!["w1", "w2", "nobody"]).prop_map(Op::ReleaseWorker),
+        1 => Just(Op::AllocateNodeId),
         1 => prop::collection::vec(
             prop_oneof![(0usize..10).prop_map(IdSel::Existing), (0u64..30).prop_map(IdSel::Raw)],
             0..3
@@ -211,6 +213,7 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 leases: l.iter().map(&lease).collect(),
                 lease_ms: *ms,
             },
+            Op::AllocateNodeId => Command::AllocateNodeId,
             Op::ReleaseWorker(w) => Command::ReleaseWorker {
                 worker: w.to_string(),
             },
@@ -248,6 +251,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Release { leases, .. }, Response::Released(b)) => b.len() == leases.len(),
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
         (Command::ReleaseWorker { .. }, Response::ReleasedWorker(_)) => true,
+        (Command::AllocateNodeId, Response::NodeId(_)) => true,
         (Command::Tick, Response::Ticked) | (Command::PauseQueue { .. }, Response::Paused) => true,
         (Command::PurgeQueue { .. }, Response::Purged(_)) => true,
         _ => false,

@@ -1203,3 +1203,22 @@ fn task_struct_stays_compact() {
     // args (32) + extra box (8) + 6 u64 (48) + 6 u32 (24) + 3 bytes, padded.
     assert!(size <= 120, "Task grew to {size} bytes");
 }
+
+#[test]
+fn node_ids_are_allocated_in_order_and_never_reused() {
+    let mut h = H::default();
+    let (r, _) = h.apply(5, vec![Command::AllocateNodeId, Command::AllocateNodeId]);
+    assert_eq!(r, vec![Response::NodeId(2), Response::NodeId(3)]);
+    // They survive a snapshot round trip: a restarted leader keeps counting.
+    let bytes = bincode::serde::encode_to_vec(&h.s, bincode::config::standard()).unwrap();
+    let (mut copy, _): (QueueState, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    let r = copy.apply(
+        &Request {
+            now_ms: 6,
+            commands: vec![Command::AllocateNodeId],
+        },
+        &mut ApplyEffects::default(),
+    );
+    assert_eq!(r, vec![Response::NodeId(4)]);
+}

@@ -1,0 +1,140 @@
+//! The joining node's side of `node --join PEER[,PEER..]`:
+//!
+//! 1. [`allocate_id`]: ask any peer for an id (the leader hands it out through the log); the
+//!    caller stores it (`pending_join`) before starting Raft, so Raft starts with its final id.
+//! 2. the caller starts Raft and serves, so the leader can replicate to it;
+//! 3. [`become_member`]: ask to be added; the leader adds a learner, waits for it to catch up
+//!    and promotes it to voter. The caller then clears `pending_join`.
+//!
+//! A peer that cannot be reached, or one of another cluster, ends the join with a clear error
+//! before anything was added, so no half-joined member is left behind.
+
+use std::time::Duration;
+
+use tracing::info;
+use tracing::warn;
+
+use super::admin::AdminError;
+use super::admin::AdminRequest;
+use super::admin::AdminResponse;
+use crate::network::NetworkFactory;
+use crate::types::NodeId;
+
+/// Rounds over the peer list before a join gives up on unreachable peers.
+const ALLOCATE_ROUNDS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("cannot join: no peer among [{peers}] answered ({last})")]
+    Unreachable { peers: String, last: String },
+    #[error("cannot join: {0}")]
+    Refused(String),
+    #[error("data directory belongs to cluster {ours}, but {peer} is in cluster {theirs}")]
+    OtherCluster {
+        ours: String,
+        peer: String,
+        theirs: String,
+    },
+    #[error("could not become a member within {secs} s: {last}")]
+    Timeout { secs: u64, last: String },
+}
+
+/// Send `req` to the peers in turn until one gives a definite answer.
+async fn ask_any(
+    network: &NetworkFactory,
+    peers: &[String],
+    req: &AdminRequest,
+    rounds: u32,
+) -> Result<(String, AdminResponse), JoinError> {
+    let mut last = String::from("no peers given");
+    let mut backoff = Duration::from_millis(100);
+    for round in 0..rounds {
+        for peer in peers {
+            match network.client(0, peer).admin(req, false).await {
+                Ok(resp) => return Ok((peer.clone(), resp)),
+                Err(AdminError::Refused(msg)) => return Err(JoinError::Refused(msg)),
+                Err(e) => {
+                    warn!(%peer, round, error = %e, "join request failed");
+                    last = format!("{peer}: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+    Err(JoinError::Unreachable {
+        peers: peers.join(","),
+        last,
+    })
+}
+
+/// Step 1: an id for this node in the peers' cluster. Returns `(cluster_id, node_id)`.
+pub async fn allocate_id(
+    network: &NetworkFactory,
+    peers: &[String],
+    addr: &str,
+    zone: &str,
+) -> Result<(String, NodeId), JoinError> {
+    let req = AdminRequest::AllocateNodeId {
+        addr: addr.to_string(),
+        zone: zone.to_string(),
+    };
+    match ask_any(network, peers, &req, ALLOCATE_ROUNDS).await? {
+        (_, AdminResponse::NodeId { cluster_id, node_id }) => {
+            info!(%cluster_id, node_id, "the cluster gave this node its id");
+            Ok((cluster_id, node_id))
+        }
+        (peer, other) => Err(JoinError::Refused(format!("{peer} answered {other:?}"))),
+    }
+}
+
+/// Refuse to run a data directory of one cluster against peers of another. Unreachable peers
+/// are not an error here: a restarting member does not depend on them.
+pub async fn check_same_cluster(
+    network: &NetworkFactory,
+    peers: &[String],
+    ours: &str,
+) -> Result<(), JoinError> {
+    match ask_any(network, peers, &AdminRequest::ClusterId, 1).await {
+        Ok((peer, AdminResponse::ClusterId(theirs))) if theirs != ours => Err(JoinError::OtherCluster {
+            ours: ours.to_string(),
+            peer,
+            theirs,
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            warn!(error = %e, "could not check the peers' cluster; starting from the data directory");
+            Ok(())
+        }
+    }
+}
+
+/// Step 3: be added as a learner, catch up, be promoted to voter. Retried through leader
+/// changes until `timeout`.
+pub async fn become_member(
+    network: &NetworkFactory,
+    peers: &[String],
+    node_id: NodeId,
+    addr: &str,
+    zone: &str,
+    timeout: Duration,
+) -> Result<(), JoinError> {
+    let req = AdminRequest::AddMember {
+        node_id,
+        addr: addr.to_string(),
+        zone: zone.to_string(),
+    };
+    let rounds = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+    let attempt = ask_any(network, peers, &req, rounds);
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => {
+            result?;
+            info!(node_id, "joined the cluster as a voter");
+            Ok(())
+        }
+        Err(_) => Err(JoinError::Timeout {
+            secs: timeout.as_secs(),
+            last: "no answer".into(),
+        }),
+    }
+}
