@@ -139,7 +139,7 @@ pub async fn run(
     let log_store = LogStore::open(&data_dir)?;
     let replica = Arc::new(Replica::default());
     let state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
-    let network = anonymous.with_cluster_id(&identity.cluster_id);
+    let network = anonymous.with_identity(&identity.cluster_id, node_id);
     let raft = Raft::new(
         node_id,
         Arc::new(raft_config(&config)?),

@@ -162,3 +162,25 @@ pub fn run_node(args: &[&str]) -> Result<(Option<i32>, String)> {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
 }
+
+/// Start the `flotilla` CLI with `args`, its stdout going to `stdout_path`.
+pub fn spawn_cli(args: &[&str], stdout_path: &Path) -> Result<Child> {
+    let out = std::fs::File::create(stdout_path)?;
+    let child = Command::new(binary("flotilla")?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawning flotilla")?;
+    Ok(child)
+}
+
+impl NodeProcess {
+    /// Whether the process is still running (false after it exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}

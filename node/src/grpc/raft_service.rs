@@ -5,6 +5,7 @@
 use flotilla_proto::v1::RaftMessage;
 use flotilla_proto::v1::raft_service_server::RaftService;
 use openraft::Snapshot;
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::VoteRequest;
 use openraft::type_config::alias::SnapshotMetaOf;
@@ -19,6 +20,7 @@ use crate::cluster::Admin;
 use crate::cluster::AdminRequest;
 use crate::network::codec;
 use crate::network::raft_network::CLUSTER_ID_HEADER;
+use crate::network::raft_network::NODE_ID_HEADER;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
@@ -110,6 +112,26 @@ impl RaftService for RaftApi {
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        // A removed node may still believe it is a member: its writes are refused here.
+        let sender = req
+            .metadata()
+            .get(NODE_ID_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let is_member = sender.is_some_and(|id| {
+            self.raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .is_some()
+        });
+        if !is_member {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a member of this cluster; its writes are refused",
+                sender.map_or("<unknown>".into(), |id| id.to_string())
+            )));
+        }
         let commands: Vec<Command> = self.decode(req)?;
         reply(self.proposer.propose_forwarded(commands).await)
     }

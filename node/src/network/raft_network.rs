@@ -51,6 +51,8 @@ pub const ADD_MEMBER_TIMEOUT: Duration = Duration::from_secs(300);
 pub const MIN_APPEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// gRPC metadata key naming the sender's cluster on every peer call.
 pub const CLUSTER_ID_HEADER: &str = "flotilla-cluster-id";
+/// gRPC metadata key naming the sending node on every peer call.
+pub const NODE_ID_HEADER: &str = "flotilla-node-id";
 
 /// Creates one [`PeerClient`] per target for openraft's replication streams.
 #[derive(Clone)]
@@ -59,6 +61,8 @@ pub struct NetworkFactory {
     /// Stamped on every call so peers of another cluster refuse it. `None` only while a new
     /// node asks to join (it does not know its cluster yet).
     cluster_id: Option<Arc<str>>,
+    /// This node's id, stamped so a leader can refuse writes forwarded by non-members.
+    node_id: Option<NodeId>,
 }
 
 impl NetworkFactory {
@@ -66,20 +70,27 @@ impl NetworkFactory {
         Self {
             connector,
             cluster_id: None,
+            node_id: None,
         }
     }
 
-    /// The same network, stamping calls with `cluster_id`.
-    pub fn with_cluster_id(&self, cluster_id: &str) -> Self {
+    /// The same network, stamping calls with this node's cluster and id.
+    pub fn with_identity(&self, cluster_id: &str, node_id: NodeId) -> Self {
         Self {
             connector: self.connector.clone(),
             cluster_id: Some(cluster_id.into()),
+            node_id: Some(node_id),
         }
     }
 
     /// A client for `addr`, for forwarding writes and admin requests.
     pub fn client(&self, target: NodeId, addr: &str) -> PeerClient {
-        PeerClient::new(self.connector.as_ref(), self.cluster_id.clone(), target, addr)
+        let stamp = self
+            .cluster_id
+            .as_ref()
+            .and_then(|c| c.parse().ok())
+            .map(|c| (c, self.node_id.unwrap_or(0)));
+        PeerClient::new(self.connector.as_ref(), stamp, target, addr)
     }
 }
 
@@ -147,7 +158,8 @@ impl PeerError {
 pub struct PeerClient {
     target: NodeId,
     addr: String,
-    cluster_id: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// The sender's cluster id (as metadata) and node id.
+    stamp: Option<(tonic::metadata::MetadataValue<tonic::metadata::Ascii>, NodeId)>,
     client: Result<RaftServiceClient<Channel>, Arc<tonic::transport::Error>>,
 }
 
@@ -157,7 +169,12 @@ type Rpc = fn(
 ) -> futures::future::BoxFuture<'static, Result<tonic::Response<RaftMessage>, tonic::Status>>;
 
 impl PeerClient {
-    fn new(connector: &dyn Connector, cluster_id: Option<Arc<str>>, target: NodeId, addr: &str) -> Self {
+    fn new(
+        connector: &dyn Connector,
+        stamp: Option<(tonic::metadata::MetadataValue<tonic::metadata::Ascii>, NodeId)>,
+        target: NodeId,
+        addr: &str,
+    ) -> Self {
         let client = connector
             .channel(addr)
             .map(|ch| {
@@ -166,11 +183,11 @@ impl PeerClient {
                     .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             })
             .map_err(Arc::new);
-        let cluster_id = cluster_id.and_then(|id| id.parse().ok());
+
         Self {
             target,
             addr: addr.to_string(),
-            cluster_id,
+            stamp,
             client,
         }
     }
@@ -208,8 +225,11 @@ impl PeerClient {
             error: Default::default(),
         });
         request.set_timeout(timeout);
-        if let Some(id) = &self.cluster_id {
-            request.metadata_mut().insert(CLUSTER_ID_HEADER, id.clone());
+        if let Some((cluster, node)) = &self.stamp {
+            request.metadata_mut().insert(CLUSTER_ID_HEADER, cluster.clone());
+            request
+                .metadata_mut()
+                .insert(NODE_ID_HEADER, tonic::metadata::MetadataValue::from(*node));
         }
         let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
             Err(_) => {
