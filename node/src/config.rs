@@ -90,8 +90,13 @@ pub struct Config {
     #[arg(long, default_value_t = 300)]
     pub election_timeout_ms_max: u64,
 
-    /// Build a snapshot (and purge the log behind it) after this many log entries.
-    #[arg(long, default_value_t = 5_000)]
+    /// Build a snapshot (and purge the log behind it) once about this many bytes of log were
+    /// written since the last one.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub snapshot_log_bytes: u64,
+
+    /// Also build a snapshot after this many log entries, whatever their size.
+    #[arg(long, default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
 }
 
@@ -175,6 +180,9 @@ impl Config {
                 "election-timeout-ms-min",
                 "must be below --election-timeout-ms-max",
             ));
+        }
+        if self.snapshot_log_bytes == 0 {
+            return Err(invalid("snapshot-log-bytes", "must be at least 1"));
         }
         if self.snapshot_every_entries == 0 {
             return Err(invalid("snapshot-every-entries", "must be at least 1"));

@@ -90,8 +90,8 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
         election_timeout_max: config.election_timeout_ms_max,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         // Keep some log behind the snapshot so a briefly lagging follower catches up from the
-        // log instead of a whole snapshot.
-        max_in_snapshot_log_to_keep: config.snapshot_every_entries / 2,
+        // log instead of a whole snapshot, but not so much that the log outgrows its budget.
+        max_in_snapshot_log_to_keep: (config.snapshot_every_entries / 2).min(1_000),
         ..Default::default()
     };
     rc.validate().map_err(|e| ServerError::Raft(e.to_string()))
@@ -139,6 +139,7 @@ pub async fn run(
     let log_store = LogStore::open(&data_dir)?;
     let replica = Arc::new(Replica::default());
     let state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
+    let log_bytes = state_machine.log_bytes_since_snapshot();
     let network = anonymous.with_identity(&identity.cluster_id, node_id);
     let raft = Raft::new(
         node_id,
@@ -179,6 +180,11 @@ pub async fn run(
         replica.clone(),
         proposer.clone(),
         clock.clone(),
+    ));
+    let compactor = tokio::spawn(compact_by_size(
+        raft.clone(),
+        log_bytes,
+        config.snapshot_log_bytes,
     ));
 
     let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();
@@ -295,6 +301,7 @@ pub async fn run(
 
     drainer.abort();
     ticker.abort();
+    compactor.abort();
     if let Some(joiner) = joiner {
         joiner.abort();
     }
@@ -306,6 +313,24 @@ pub async fn run(
         return Err(ServerError::Join(e));
     }
     served.map_err(ServerError::from)
+}
+
+/// Snapshot (and so purge the log) whenever about `threshold` bytes of log were applied since
+/// the last snapshot; openraft's own policy counts entries, whose size varies a thousandfold.
+async fn compact_by_size(raft: Raft, log_bytes: Arc<std::sync::atomic::AtomicU64>, threshold: u64) {
+    let mut interval = tokio::time::interval(Duration::from_millis(200));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if log_bytes.load(std::sync::atomic::Ordering::Relaxed) >= threshold {
+            info!(threshold, "log passed its size threshold; building a snapshot");
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            // The counter resets when the snapshot view is taken; give it time to start.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// On the leader, propose a `Tick` whenever a timer of the queue is due (ETA, retry backoff,

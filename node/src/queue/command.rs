@@ -29,6 +29,42 @@ pub struct Request {
     pub commands: Vec<Command>,
 }
 
+impl Request {
+    /// Roughly how many bytes this entry takes in the log (payloads plus a fixed cost per
+    /// command and task). Used to compact the log by size; it need not be exact.
+    pub fn approx_size(&self) -> u64 {
+        let len = |s: &str| s.len() as u64;
+        let per_command = |c: &Command| -> u64 {
+            match c {
+                Command::Submit { tasks } => tasks
+                    .iter()
+                    .map(|t| {
+                        64 + len(&t.name)
+                            + len(&t.queue)
+                            + t.args.len() as u64
+                            + t.idempotency_key.as_deref().map_or(0, len)
+                    })
+                    .sum(),
+                Command::Complete { completions, .. } => completions
+                    .iter()
+                    .map(|c| {
+                        24 + match &c.outcome {
+                            Outcome::Success(r) => r.len() as u64,
+                            Outcome::Failure { error, .. } => len(error),
+                        }
+                    })
+                    .sum(),
+                Command::Heartbeat { leases, .. } | Command::Release { leases, .. } => {
+                    32 + 12 * leases.len() as u64
+                }
+                Command::Cancel { ids } => 16 + 8 * ids.len() as u64,
+                _ => 32,
+            }
+        };
+        16 + self.commands.iter().map(per_command).sum::<u64>()
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

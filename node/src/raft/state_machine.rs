@@ -25,6 +25,8 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 
 use futures::Stream;
 use futures::StreamExt;
@@ -53,6 +55,9 @@ pub struct StateMachineStore {
     last_applied: Option<LogIdOf<TypeConfig>>,
     last_membership: StoredMembershipOf<TypeConfig>,
     snapshots: Arc<SnapshotStore>,
+    /// Approximate log bytes applied since the last snapshot view was taken; the node
+    /// triggers a snapshot (and so a log purge) when it passes `--snapshot-log-bytes`.
+    log_bytes: Arc<AtomicU64>,
 }
 
 impl StateMachineStore {
@@ -72,7 +77,13 @@ impl StateMachineStore {
             last_applied,
             last_membership,
             snapshots: Arc::new(snapshots),
+            log_bytes: Arc::default(),
         })
+    }
+
+    /// Approximate log bytes applied since the last snapshot (shared; reset by each snapshot).
+    pub fn log_bytes_since_snapshot(&self) -> Arc<AtomicU64> {
+        self.log_bytes.clone()
     }
 
     /// The replica this machine applies to.
@@ -133,7 +144,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let response = match &entry.payload {
-                EntryPayload::Normal(req) => ResponseBatch(self.replica.apply(req)),
+                EntryPayload::Normal(req) => {
+                    self.log_bytes.fetch_add(req.approx_size(), Ordering::Relaxed);
+                    ResponseBatch(self.replica.apply(req))
+                }
                 EntryPayload::Blank => ResponseBatch::default(),
                 EntryPayload::Membership(m) => {
                     self.last_membership =
@@ -156,6 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Clone, not encode, under the read lock: it is the shortest way to a consistent view.
         let state = self.replica.read(|q| q.clone());
+        self.log_bytes.store(0, Ordering::Relaxed);
         SnapshotBuilder {
             image: SnapshotImage {
                 last_applied: self.last_applied,

@@ -220,3 +220,36 @@ async fn sigterm_drains_and_exits_cleanly() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_compacted_by_size() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A 20 kB budget and an entry count that is never reached: only size can trigger it.
+    let args = [
+        "--workers",
+        "0",
+        "--snapshot-log-bytes",
+        "20000",
+        "--snapshot-every-entries",
+        "1000000",
+    ];
+    let node = NodeProcess::start(&dir.path().join("n1"), &args)?;
+    let client = connect(&node).await?;
+    ready(&client, &node).await?;
+    let snapshot = node.data_dir.join("snapshot").join("current.snap");
+    ensure!(!snapshot.exists(), "a snapshot before any load");
+    let payload = "x".repeat(1000);
+    for _ in 0..5 {
+        let tasks = (0..10)
+            .map(|_| client.task("echo").args(&payload))
+            .collect::<Result<Vec<_>, _>>()?;
+        client.submit_batch(tasks).await?;
+    }
+    for _ in 0..100 {
+        if snapshot.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no snapshot after 50 kB of log; log:\n{}", node.log())
+}

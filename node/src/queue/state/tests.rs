@@ -1222,3 +1222,31 @@ fn node_ids_are_allocated_in_order_and_never_reused() {
     );
     assert_eq!(r, vec![Response::NodeId(4)]);
 }
+
+#[test]
+fn approx_size_grows_with_payloads() {
+    let small = Request {
+        now_ms: 0,
+        commands: vec![Command::Submit {
+            tasks: vec![spec("a")],
+        }],
+    };
+    let mut big_spec = spec("a");
+    big_spec.args = Bytes::from(vec![b'x'; 10_000]);
+    let big = Request {
+        now_ms: 0,
+        commands: vec![Command::Submit {
+            tasks: vec![big_spec],
+        }],
+    };
+    // The small spec carries `{}` (2 bytes): the difference is exactly the extra payload.
+    assert_eq!(big.approx_size() - small.approx_size(), 10_000 - 2);
+    assert!(
+        Request {
+            now_ms: 0,
+            commands: vec![Command::Tick]
+        }
+        .approx_size()
+            > 0
+    );
+}
