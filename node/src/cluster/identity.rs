@@ -67,8 +67,13 @@ impl Identity {
                 Ok(Some(id))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A crash while the identity was first written leaves only its temporary file:
+                // the directory is still new.
+                let tmp = format!("{FILE}.tmp");
                 let non_empty = match fs::read_dir(dir) {
-                    Ok(mut entries) => entries.next().is_some(),
+                    Ok(entries) => entries
+                        .filter_map(Result::ok)
+                        .any(|e| e.file_name() != tmp.as_str()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                     Err(e) => return Err(io(dir)(e)),
                 };
@@ -137,6 +142,15 @@ mod tests {
         joined.pending_join = false;
         joined.store(&data).unwrap();
         assert_eq!(Identity::load(&data).unwrap(), Some(joined));
+    }
+
+    #[test]
+    fn a_crash_while_founding_leaves_a_new_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("node.json.tmp"), b"{\"format\":1,").unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), None);
+        Identity::found().store(dir.path()).unwrap();
+        assert!(Identity::load(dir.path()).unwrap().is_some());
     }
 
     #[test]
