@@ -209,6 +209,10 @@ async fn wait_batch(
 pub struct OpenLoop {
     /// Submit start → result received, of each task that succeeded.
     pub latencies: Vec<Duration>,
+    /// Submit start → submit acknowledged (committed and fsync'd), of the same tasks.
+    pub submit_acks: Vec<Duration>,
+    /// Submit entry → final entry, by the leader's clock (whole ms), of the same tasks.
+    pub in_cluster: Vec<Duration>,
     /// Tasks sent.
     pub sent: usize,
     pub outcomes: Outcomes,
@@ -228,7 +232,7 @@ pub async fn open_loop(
     progress: &ProgressBar,
 ) -> Result<OpenLoop> {
     let n = (rate * secs).round();
-    if !(n >= 1.0 && n <= 10_000_000.0) {
+    if !(1.0..=10_000_000.0).contains(&n) {
         bail!("latency run of {rate}/s for {secs} s is {n} tasks: must be 1 to 10,000,000");
     }
     let n = n as usize;
@@ -245,12 +249,14 @@ pub async fn open_loop(
         let client = clients[i % clients.len()].clone();
         tasks.spawn(async move {
             let t0 = Instant::now();
+            let mut acked = Duration::ZERO;
             let result = tokio::time::timeout(task_timeout, async {
                 let id = client.submit(client.task("noop")).await?;
+                acked = t0.elapsed();
                 client.wait(id, task_timeout).await
             })
             .await;
-            (t0.elapsed(), result)
+            (t0.elapsed(), acked, result)
         });
         while let Some(done) = tasks.try_join_next() {
             record(&mut run, done?, progress);
@@ -264,15 +270,20 @@ pub async fn open_loop(
 
 type Timed = (
     Duration,
+    Duration,
     Result<flotilla_client::Result<flotilla_client::TaskInfo>, tokio::time::error::Elapsed>,
 );
 
-fn record(run: &mut OpenLoop, (latency, result): Timed, progress: &ProgressBar) {
+fn record(run: &mut OpenLoop, (latency, acked, result): Timed, progress: &ProgressBar) {
     progress.inc(1);
     match result {
         Ok(Ok(info)) if info.state == TaskState::Succeeded => {
             run.outcomes.succeeded += 1;
             run.latencies.push(latency);
+            run.submit_acks.push(acked);
+            run.in_cluster.push(Duration::from_millis(
+                info.updated_unix_ms.saturating_sub(info.created_unix_ms),
+            ));
         }
         Ok(Ok(info)) => {
             run.outcomes.failed += 1;

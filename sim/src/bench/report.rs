@@ -106,6 +106,12 @@ pub struct LatencyFigures {
     pub failed: usize,
     /// Largest lag of a submit behind its scheduled time.
     pub max_start_lag_ms: f64,
+    /// Submit start → submit acknowledged, of the tasks that succeeded: the share of
+    /// `latency_ms` spent before the task could be leased.
+    pub submit_ack_ms: Option<Percentiles>,
+    /// Submit committed → result committed, from the task's own timestamps (the leader's
+    /// clock, whole milliseconds): the share of `latency_ms` spent inside the cluster.
+    pub in_cluster_ms: Option<Percentiles>,
     #[serde(skip)]
     pub percentiles: Option<Percentiles>,
 }
@@ -119,6 +125,8 @@ impl LatencyFigures {
             succeeded: run.outcomes.succeeded,
             failed: run.outcomes.not_succeeded(),
             max_start_lag_ms: run.max_start_lag.as_secs_f64() * 1000.0,
+            submit_ack_ms: percentiles(run.submit_acks.clone()),
+            in_cluster_ms: percentiles(run.in_cluster.clone()),
             percentiles: percentiles(run.latencies.clone()),
         }
     }
@@ -286,6 +294,20 @@ impl ThroughputReport {
             None => {
                 let _ = writeln!(s, "latency     no task succeeded");
             }
+        }
+        if let Some(p) = &self.latency.submit_ack_ms {
+            let _ = writeln!(
+                s,
+                "  of which submit → ack: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                p.p50, p.p99, p.max
+            );
+        }
+        if let Some(p) = &self.latency.in_cluster_ms {
+            let _ = writeln!(
+                s,
+                "  submit entry → result entry (leader clock, whole ms): p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+                p.p50, p.p99, p.max
+            );
         }
         for (name, phase) in [
             ("submit", &self.phases.submit),
