@@ -1,1 +1,14 @@
-//! flotilla-sim: deterministic simulation, chaos and benchmarks (in progress).
+//! flotilla-sim: benchmarks now; deterministic simulation and chaos later.
+//!
+//! Module map:
+//! - [`bench`]: `sim bench`, real `node` processes on loopback under load.
+//!   - [`bench::cluster`]: [`bench::cluster::Cluster::start`] spawns nodes on free loopback ports
+//!     with fresh temporary data directories and kills them (by pid) when dropped;
+//!     [`bench::cluster::locate_node_bin`] finds the `node` executable.
+//!   - [`bench::load`]: the load generators (batched submits from several clients, waiting for
+//!     every result, an open-loop latency stream) and the percentile arithmetic.
+//!   - [`bench::procfs`]: CPU seconds and RSS of a process from `/proc`.
+//!   - [`bench::report`]: the reports, as JSON (serde) or text.
+//! - `src/bin/sim.rs`: the `sim` command line.
+
+pub mod bench;

@@ -1,1 +1,141 @@
-fn main() {}
+//! The `sim` command line: `sim bench` runs the benchmarks (see `sim bench --help`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use flotilla_sim::bench::{self, BenchOptions, cluster::locate_node_bin};
+
+#[derive(Parser, Debug)]
+#[command(name = "sim", about = "Flotilla's simulator, chaos runner and benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Benchmark real `node` processes on loopback (fresh temporary data directories, fsync on).
+    ///
+    /// Figures are taken with release builds: `cargo build --release -p flotilla-node -p
+    /// flotilla-sim`, then `target/release/sim bench`. Exit status: 0 when every task
+    /// succeeded, 1 when some did not (the report says how many), 2 when the benchmark could
+    /// not run.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// (a) submit throughput with no workers; (b) end-to-end throughput, submit → result;
+    /// (c) open-loop latency; CPU and peak RSS per node.
+    Throughput,
+    /// Memory per pending task (empty args, no workers), and restart time after SIGKILL with
+    /// that backlog.
+    Backlog,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
+    scenario: Scenario,
+    /// Nodes in the cluster (only 1 until `node --join` exists).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Tasks to submit (default: 100000; 1000000 for the backlog scenario).
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Concurrent clients, each with its own connection.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Tasks per submit request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Submit requests each client keeps in flight.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// Tasks per second of the open-loop latency run.
+    #[arg(long, default_value_t = 200.0)]
+    latency_rate: f64,
+    /// Seconds of the open-loop latency run.
+    #[arg(long, default_value_t = 5.0)]
+    latency_s: f64,
+    /// Workers per node in the end-to-end and latency phases (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// The `node` executable (default: `node` next to this executable).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Upper bound on each phase, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let Cmd::Bench(args) = cli.command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sim: cannot start tokio: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // On Ctrl-C the benchmark future is dropped, and with it the clusters: their nodes are killed.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = bench_cmd(args) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sim bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
+    let node_bin = locate_node_bin(args.node_bin.as_deref())?;
+    let mut opts = BenchOptions::new(node_bin);
+    opts.nodes = args.nodes;
+    opts.clients = args.clients;
+    opts.batch = args.batch;
+    opts.in_flight = args.in_flight;
+    opts.latency_rate = args.latency_rate;
+    opts.latency_s = args.latency_s;
+    opts.workers = args.workers.unwrap_or_else(bench::cores);
+    opts.phase_timeout = Duration::from_secs(args.timeout_s);
+    opts.progress = true;
+    let (json, text, ok) = match args.scenario {
+        Scenario::Throughput => {
+            opts.tasks = args.tasks.unwrap_or(100_000);
+            let r = bench::run_throughput(&opts).await?;
+            (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
+        }
+        Scenario::Backlog => {
+            opts.tasks = args.tasks.unwrap_or(1_000_000);
+            let r = bench::run_backlog(&opts).await?;
+            (serde_json::to_string_pretty(&r)?, r.human(), true)
+        }
+    };
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{text}");
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,262 @@
+//! A cluster of real `node` processes on loopback, each with a fresh temporary data directory,
+//! killed (SIGKILL, by the pid this harness started) when the [`Cluster`] is dropped — also
+//! when a benchmark fails or panics.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flotilla_client::{Client, RetryPolicy};
+use tempfile::TempDir;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::procfs::{self, ProcSample};
+
+/// How to start the nodes of a [`Cluster`].
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// The `node` executable.
+    pub node_bin: PathBuf,
+    /// `--workers` of every node (0: the node runs no tasks).
+    pub workers: usize,
+    /// How long a node may take to lead (or to serve after a restart).
+    pub ready_timeout: Duration,
+}
+
+/// Running nodes and their data directories. Dropping it kills the nodes, then removes the
+/// directories (fields drop in declaration order).
+pub struct Cluster {
+    nodes: Vec<NodeProcess>,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes and waits until the cluster has a leader.
+    ///
+    /// Only single-node clusters exist today: more nodes need `node --join`.
+    pub async fn start(nodes: usize, opts: &ClusterOptions) -> Result<Cluster> {
+        if nodes == 0 {
+            bail!("a cluster needs at least one node");
+        }
+        if nodes > 1 {
+            bail!("multi-node clusters need `node --join`, not built yet (asked for {nodes} nodes)");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-bench-")
+            .tempdir()
+            .context("creating a temporary data directory")?;
+        let args = vec!["--workers".to_owned(), opts.workers.to_string()];
+        let node = NodeProcess::start(&opts.node_bin, &dir.path().join("n1"), args)?;
+        info!(addr = %node.addr, pid = node.pid(), workers = opts.workers, dir = %dir.path().display(), "started node");
+        let mut cluster = Cluster {
+            nodes: vec![node],
+            dir,
+        };
+        cluster.wait_ready(opts.ready_timeout).await?;
+        Ok(cluster)
+    }
+
+    /// The nodes' client addresses.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Where the nodes' data and logs are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A client of every node, sending `batch` tasks per request with up to `in_flight`
+    /// requests of one `submit_batch` in flight.
+    pub async fn client(&self, batch: usize, in_flight: usize) -> Result<Client> {
+        Ok(Client::builder(self.addrs())
+            .max_batch_size(batch)
+            .max_in_flight_batches(in_flight)
+            .request_timeout(Duration::from_secs(30))
+            .retry_policy(RetryPolicy {
+                max_elapsed: Duration::from_secs(30),
+                ..RetryPolicy::default()
+            })
+            .build()
+            .await?)
+    }
+
+    /// CPU and memory counters of every node, in node order.
+    pub fn sample(&self) -> Result<Vec<ProcSample>> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let pid = n.pid().context("node is not running")?;
+                procfs::sample(pid).with_context(|| format!("sampling node at {}", n.addr))
+            })
+            .collect()
+    }
+
+    /// SIGKILLs node `i` and starts it again on the same address and data directory; returns
+    /// the moment the new process was spawned.
+    pub fn kill9_and_restart(&mut self, i: usize) -> Result<Instant> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.kill9();
+        node.spawn()
+    }
+
+    /// Fails with the node's log when node `i` has exited.
+    pub fn check_alive(&mut self, i: usize) -> Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.check_alive()
+    }
+
+    /// Waits until every node reports that the cluster has a leader.
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for node in &mut self.nodes {
+            let client = Client::builder([node.addr.clone()])
+                .retry_policy(RetryPolicy::never())
+                .request_timeout(Duration::from_secs(1))
+                .build()
+                .await?;
+            loop {
+                if let Ok(s) = client.status().await
+                    && s.leader_id.is_some()
+                {
+                    debug!(addr = %node.addr, leader = ?s.leader_id, "node ready");
+                    break;
+                }
+                node.check_alive()?;
+                if Instant::now() >= deadline {
+                    bail!(
+                        "node at {} did not get a leader within {timeout:?}; log:\n{}",
+                        node.addr,
+                        node.log_tail()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `node` process. Dropping it kills the process.
+struct NodeProcess {
+    bin: PathBuf,
+    addr: String,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    fn start(bin: &Path, data_dir: &Path, args: Vec<String>) -> Result<NodeProcess> {
+        let mut node = NodeProcess {
+            bin: bin.to_path_buf(),
+            addr: format!("127.0.0.1:{}", free_port()?),
+            data_dir: data_dir.to_path_buf(),
+            log_path: data_dir.with_extension("log"),
+            args,
+            child: None,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// Spawns the process (appending to its log file); returns the moment it was spawned.
+    fn spawn(&mut self) -> Result<Instant> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        // Node logs cost CPU on the measured path: warnings only, unless asked.
+        let filter = std::env::var("SIM_NODE_LOG").unwrap_or_else(|_| "warn".into());
+        let spawned_at = Instant::now();
+        let child = Command::new(&self.bin)
+            .arg("--listen")
+            .arg(&self.addr)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("RUST_LOG", filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(spawned_at)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Fails with the log's tail once the process has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            self.child = None;
+            bail!(
+                "node at {} exited ({status}); log:\n{}",
+                self.addr,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGKILL (no chance to flush anything) and reap.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The last lines of the node's log, for error messages.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            debug!(pid, addr = %self.addr, "killing node");
+        }
+        self.kill9();
+    }
+}
+
+/// A free port on 127.0.0.1 (the OS picks it; the tiny race with other processes is accepted).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The `node` executable: `explicit` if given, else `node` next to the running executable
+/// (`target/<profile>/node` beside `target/<profile>/sim`).
+pub fn locate_node_bin(explicit: Option<&Path>) -> Result<PathBuf> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("locating the running executable")?
+            .parent()
+            .context("the running executable has no directory")?
+            .join("node"),
+    };
+    if !path.is_file() {
+        bail!(
+            "no `node` binary at {}: build it first: cargo build --release --bin node \
+             (or pass --node-bin PATH)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
