@@ -95,12 +95,15 @@ async fn backlog_survives_sigkill_and_is_counted_after_restart() {
     }
 }
 
-#[tokio::test]
-async fn more_than_one_node_is_a_clear_error_for_now() {
-    let mut opts = small(10);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_runs_the_benchmark() {
+    let mut opts = small(1000);
     opts.nodes = 3;
-    let err = bench::run_throughput(&opts).await.unwrap_err().to_string();
-    assert!(err.contains("need `node --join`, not built yet"), "{err}");
+    let r = bench::run_throughput(&opts).await.unwrap();
+    assert_eq!(r.failed, 0, "{:?}", r.first_problem);
+    assert_eq!(r.e2e_outcomes.succeeded, 1000);
+    assert_eq!(r.nodes.len(), 3);
+    assert!(r.nodes.iter().all(|n| n.cpu_s > 0.0), "{:?}", r.nodes);
 }
 
 #[test]

@@ -35,27 +35,33 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `nodes` nodes and waits until the cluster has a leader.
-    ///
-    /// Only single-node clusters exist today: more nodes need `node --join`.
+    /// Starts `nodes` nodes (the first founds the cluster, the others `--join` it) and waits
+    /// until every node sees all of them as members under one leader.
     pub async fn start(nodes: usize, opts: &ClusterOptions) -> Result<Cluster> {
         if nodes == 0 {
             bail!("a cluster needs at least one node");
-        }
-        if nodes > 1 {
-            bail!("multi-node clusters need `node --join`, not built yet (asked for {nodes} nodes)");
         }
         let dir = tempfile::Builder::new()
             .prefix("flotilla-bench-")
             .tempdir()
             .context("creating a temporary data directory")?;
         let args = vec!["--workers".to_owned(), opts.workers.to_string()];
-        let node = NodeProcess::start(&opts.node_bin, &dir.path().join("n1"), args)?;
-        info!(addr = %node.addr, pid = node.pid(), workers = opts.workers, dir = %dir.path().display(), "started node");
+        let first = NodeProcess::start(&opts.node_bin, &dir.path().join("n1"), args.clone())?;
+        info!(addr = %first.addr, pid = first.pid(), workers = opts.workers, dir = %dir.path().display(), "started node");
+        let join = first.addr.clone();
         let mut cluster = Cluster {
-            nodes: vec![node],
+            nodes: vec![first],
             dir,
         };
+        // One at a time: each joins (catches up, becomes a voter) before the next starts.
+        for i in 2..=nodes {
+            let mut args = args.clone();
+            args.extend(["--join".to_owned(), join.clone()]);
+            let node = NodeProcess::start(&opts.node_bin, &cluster.dir.path().join(format!("n{i}")), args)?;
+            info!(addr = %node.addr, pid = node.pid(), "started joining node");
+            cluster.nodes.push(node);
+            cluster.wait_ready(opts.ready_timeout).await?;
+        }
         cluster.wait_ready(opts.ready_timeout).await?;
         Ok(cluster)
     }
@@ -112,6 +118,7 @@ impl Cluster {
 
     /// Waits until every node reports that the cluster has a leader.
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let members = self.nodes.len();
         let deadline = Instant::now() + timeout;
         for node in &mut self.nodes {
             let client = Client::builder([node.addr.clone()])
@@ -122,6 +129,7 @@ impl Cluster {
             loop {
                 if let Ok(s) = client.status().await
                     && s.leader_id.is_some()
+                    && s.members.len() == members
                 {
                     debug!(addr = %node.addr, leader = ?s.leader_id, "node ready");
                     break;

@@ -31,7 +31,7 @@ pub use report::{BacklogReport, Environment, LatencyFigures, NodeFigures, Phase,
 /// Options of both scenarios (each uses the fields it needs).
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
-    /// Nodes in the cluster (only 1 exists today).
+    /// Nodes in the cluster.
     pub nodes: usize,
     /// Tasks submitted in the throughput phases, or enqueued in the backlog scenario.
     pub tasks: usize,

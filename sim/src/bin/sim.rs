@@ -40,7 +40,7 @@ enum Scenario {
 struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
     scenario: Scenario,
-    /// Nodes in the cluster (only 1 until `node --join` exists).
+    /// Nodes in the cluster (the first founds it, the others join).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
     /// Tasks to submit (default: 100000; 1000000 for the backlog scenario).
