@@ -1,4 +1,5 @@
-//! flotilla-sim: benchmarks now; deterministic simulation and chaos later.
+//! flotilla-sim: benchmarks and failover measurement now; deterministic simulation and chaos
+//! later.
 //!
 //! Module map:
 //! - [`bench`]: `sim bench`, real `node` processes on loopback under load.
@@ -9,6 +10,9 @@
 //!     every result, an open-loop latency stream) and the percentile arithmetic.
 //!   - [`bench::procfs`]: CPU seconds and RSS of a process from `/proc`.
 //!   - [`bench::report`]: the reports, as JSON (serde) or text.
+//! - [`failover`]: `sim failover`, the leader SIGKILLed under a stream of probe tasks: how long
+//!   until tasks complete again.
 //! - `src/bin/sim.rs`: the `sim` command line.
 
 pub mod bench;
+pub mod failover;

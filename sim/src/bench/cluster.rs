@@ -110,6 +110,19 @@ impl Cluster {
         node.spawn()
     }
 
+    /// SIGKILLs node `i` (no chance to flush anything).
+    pub fn kill9(&mut self, i: usize) -> Result<()> {
+        self.nodes.get_mut(i).context("no such node")?.kill9();
+        Ok(())
+    }
+
+    /// Starts node `i` again on its address and data directory, and waits until every node
+    /// sees all members under a leader.
+    pub async fn restart(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        self.nodes.get_mut(i).context("no such node")?.spawn()?;
+        self.wait_ready(timeout).await
+    }
+
     /// Fails with the node's log when node `i` has exited.
     pub fn check_alive(&mut self, i: usize) -> Result<()> {
         let node = self.nodes.get_mut(i).context("no such node")?;

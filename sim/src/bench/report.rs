@@ -185,7 +185,7 @@ pub struct Machine {
 }
 
 impl Environment {
-    pub(crate) fn detect(node_bin: &Path) -> Environment {
+    pub fn detect(node_bin: &Path) -> Environment {
         let exe_dir = std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf));

@@ -1,4 +1,5 @@
-//! The `sim` command line: `sim bench` runs the benchmarks (see `sim bench --help`).
+//! The `sim` command line: `sim bench` runs the benchmarks, `sim failover` measures failover
+//! (see `sim <command> --help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use flotilla_sim::bench::{self, BenchOptions, cluster::locate_node_bin};
+use flotilla_sim::failover::{self, FailoverOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "sim", about = "Flotilla's simulator, chaos runner and benchmarks")]
@@ -24,6 +26,28 @@ enum Cmd {
     /// succeeded, 1 when some did not (the report says how many), 2 when the benchmark could
     /// not run.
     Bench(BenchArgs),
+    /// SIGKILL the leader of a real cluster under a stream of probe tasks, round after round:
+    /// how long until tasks complete again (release builds for figures).
+    Failover(FailoverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FailoverArgs {
+    /// Nodes in the cluster (at least 3).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Leader kills, one per round (the killed node is restarted between rounds).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Workers per node.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// The `node` executable (default: `node` next to this executable).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,7 +108,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let Cmd::Bench(args) = cli.command;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -95,7 +118,7 @@ fn main() -> ExitCode {
     // On Ctrl-C the benchmark future is dropped, and with it the clusters: their nodes are killed.
     let outcome = runtime.block_on(async {
         tokio::select! {
-            r = bench_cmd(args) => r,
+                        r = run(cli.command) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         }
     });
@@ -106,6 +129,38 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Bench(args) => bench_cmd(args).await,
+        Cmd::Failover(args) => failover_cmd(args).await,
+    }
+}
+
+async fn failover_cmd(args: FailoverArgs) -> Result<ExitCode> {
+    let mut opts = FailoverOptions::new(locate_node_bin(args.node_bin.as_deref())?);
+    opts.nodes = args.nodes;
+    opts.rounds = args.rounds;
+    opts.workers = args.workers;
+    let r = failover::run(&opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for (i, round) in r.rounds.iter().enumerate() {
+            println!(
+                "round {i}: killed node {}, tasks completing again after {:.0} ms (longest gap {:.0} ms, {} stuck on the dead node)",
+                round.killed, round.recovery_ms, round.gap_ms, round.stuck
+            );
+        }
+        if let (Some(rec), Some(gap)) = (r.recovery_ms, r.gap_ms) {
+            println!(
+                "recovery p50 {:.0} ms, max {:.0} ms; longest gap p50 {:.0} ms, max {:.0} ms",
+                rec.p50, rec.max, gap.p50, gap.max
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
