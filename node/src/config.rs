@@ -130,6 +130,15 @@ impl Config {
         if self.advertise.is_none() {
             self.advertise = Some(self.listen.to_string());
         }
+        if self.listen.ip().is_unspecified() && self.advertise.as_deref() == Some(&self.listen.to_string()) {
+            return Err(invalid(
+                "advertise",
+                format!(
+                    "--listen {} is not an address others can reach; give --advertise HOST:PORT",
+                    self.listen
+                ),
+            ));
+        }
         let advertise = self.advertise.as_deref().unwrap_or_default();
         match advertise.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
@@ -249,6 +258,12 @@ mod tests {
                 .unwrap_err()
                 .contains("--join")
         );
+        assert!(
+            parse(&["--listen", "0.0.0.0:7000"])
+                .unwrap_err()
+                .contains("--advertise")
+        );
+        assert!(parse(&["--listen", "0.0.0.0:7000", "--advertise", "10.1.2.3:7000"]).is_ok());
     }
 
     #[test]

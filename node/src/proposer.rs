@@ -31,6 +31,9 @@ const MAX_COMMANDS_PER_ENTRY: usize = 4096;
 const MAX_ENTRIES_IN_FLIGHT: usize = 8;
 /// How long a caller keeps retrying while there is no leader (an election lasts ~0.3 s).
 const NO_LEADER_RETRY_WINDOW: Duration = Duration::from_secs(5);
+/// Longest pause between those retries: short, so writes resume within a few tens of ms of a
+/// new leader (failover is budgeted at one second in all).
+const NO_LEADER_MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 type Reply = oneshot::Sender<Result<Vec<Response>, ProposeError>>;
 
@@ -82,7 +85,7 @@ impl Proposer {
                     debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "proposal retried");
                     tokio::time::sleep(backoff).await;
                     waited += backoff;
-                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                    backoff = (backoff * 2).min(NO_LEADER_MAX_BACKOFF);
                 }
                 other => return other,
             }

@@ -89,6 +89,9 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
         election_timeout_min: config.election_timeout_ms_min,
         election_timeout_max: config.election_timeout_ms_max,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        // A node that was cut off must not force an election when it comes back: it asks
+        // first whether it could win (PreVote), and a healthy leader's followers say no.
+        enable_pre_vote: Some(true),
         // Keep some log behind the snapshot so a briefly lagging follower catches up from the
         // log instead of a whole snapshot, but not so much that the log outgrows its budget.
         max_in_snapshot_log_to_keep: (config.snapshot_every_entries / 2).min(1_000),

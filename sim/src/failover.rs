@@ -1,7 +1,7 @@
 //! `sim failover`: how long after the leader is SIGKILLed do tasks complete again?
 //!
-//! A real cluster on loopback, and a few probers that each submit one `noop`, wait for its
-//! result, and go again, through a client that knows every node (as a real one would). Each
+//! A real cluster on loopback, and an open-loop prober that submits one `noop` every 10 ms and
+//! waits for each result, through a client that knows every node (as a real one would). Each
 //! round SIGKILLs the current leader and measures, from the kill:
 //!
 //! - `recovery_ms`: until the first task *submitted after the kill* has its result — the time
@@ -41,8 +41,8 @@ pub struct FailoverOptions {
     pub nodes: usize,
     pub rounds: usize,
     pub workers: usize,
-    /// Concurrent probe loops.
-    pub probers: usize,
+    /// One probe task is submitted this often (open loop).
+    pub probe_interval: Duration,
     /// Probing before the kill, so the cluster is in a steady state.
     pub settle: Duration,
     /// Probing after the kill (bounded: every loop stops by itself).
@@ -59,7 +59,7 @@ impl FailoverOptions {
             nodes: 3,
             rounds: 5,
             workers: 2,
-            probers: 4,
+            probe_interval: Duration::from_millis(10),
             settle: Duration::from_secs(1),
             observe: Duration::from_secs(4),
             probe_timeout: Duration::from_secs(3),
@@ -149,12 +149,18 @@ async fn one_round(cluster: &mut Cluster, client: &Client, opts: &FailoverOption
     let stuck = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + opts.settle + opts.observe + opts.probe_timeout * 2;
-    let probers: Vec<_> = (0..opts.probers)
-        .map(|_| {
-            let (client, done, stuck, stop) = (client.clone(), done.clone(), stuck.clone(), stop.clone());
-            let timeout = opts.probe_timeout;
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+    // Open loop: a probe every `probe_interval`, each waited for on its own, so probes stuck
+    // on the dead node's leases cannot hold back new ones.
+    let prober = {
+        let (client, done, stuck, stop) = (client.clone(), done.clone(), stuck.clone(), stop.clone());
+        let (timeout, interval) = (opts.probe_timeout, opts.probe_interval);
+        tokio::spawn(async move {
+            let mut probes = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(interval);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                tick.tick().await;
+                let (client, done, stuck) = (client.clone(), done.clone(), stuck.clone());
+                probes.spawn(async move {
                     let submitted = Instant::now();
                     let finished = match client.submit(client.task("noop")).await {
                         Ok(id) => client.wait(id, timeout).await.ok(),
@@ -170,19 +176,18 @@ async fn one_round(cluster: &mut Cluster, client: &Client, opts: &FailoverOption
                             stuck.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                }
-            })
+                });
+            }
+            while probes.join_next().await.is_some() {}
         })
-        .collect();
+    };
     tokio::time::sleep(opts.settle).await;
     let victim = leader_index(cluster, client).await?;
     let killed_at = Instant::now();
     cluster.kill9(victim)?;
     tokio::time::sleep(opts.observe).await;
     stop.store(true, Ordering::Relaxed);
-    for p in probers {
-        p.await?;
-    }
+    prober.await?;
     let mut done = std::mem::take(&mut *done.lock().unwrap_or_else(|e| e.into_inner()));
     let recovery = done
         .iter()

@@ -215,6 +215,9 @@ impl QueueService for QueueApi {
         request: Request<pb::WaitResultsRequest>,
     ) -> Result<Response<Self::WaitResultsStream>, Status> {
         let req = request.into_inner();
+        // Linearizable: a task acknowledged before this call (maybe by another node) must be
+        // known here, not reported as not found because this replica lags.
+        self.read_barrier().await?;
         // Report each id once, in completion order; duplicates in the request are folded.
         let mut remaining: BTreeSet<TaskId> = BTreeSet::new();
         let ids: Vec<TaskId> = req.ids.into_iter().filter(|id| remaining.insert(*id)).collect();
@@ -291,6 +294,9 @@ impl QueueService for QueueApi {
         &self,
         _request: Request<pb::QueueStatsRequest>,
     ) -> Result<Response<pb::QueueStatsResponse>, Status> {
+        // Linearizable like every read: a node cut off from the majority answers UNAVAILABLE
+        // instead of stale counts.
+        self.read_barrier().await?;
         let stats = self.replica.read(|q| q.stats());
         let queues = stats
             .into_iter()
