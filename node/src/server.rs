@@ -14,6 +14,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 use tracing::warn;
@@ -284,6 +285,15 @@ pub async fn run(
         let _ = stop_tx.send(());
     });
 
+    // tonic ignores `tcp_nodelay` for an incoming stream: set it on each connection, or small
+    // replies wait for the peer's delayed ACK (Nagle), tens of ms per call.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        })
+    });
     info!(node_id, listen = %config.listen, advertise = %advertise, workers, "node ready");
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -297,7 +307,7 @@ pub async fn run(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         })
         .await;
