@@ -17,6 +17,10 @@ pub struct ClusterStatus {
     pub applied_index: u64,
     /// All members, voters and learners, sorted by id.
     pub members: Vec<Member>,
+    /// Log index covered by the node's last snapshot (0: none yet).
+    pub snapshot_index: u64,
+    /// The node's log is purged up to and including this index (0: nothing purged).
+    pub purged_index: u64,
 }
 
 /// One member of the cluster.

@@ -94,6 +94,8 @@ impl From<pb::ClusterStatusResponse> for ClusterStatus {
             commit_index: s.commit_index,
             applied_index: s.applied_index,
             members: s.members.into_iter().map(Member::from).collect(),
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::error::ProposeError;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::queue_service::ApiLimits;
+use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::TcpConnector;
 use crate::proposer::Proposer;
@@ -44,6 +45,7 @@ use crate::worker::Backend;
 use crate::worker::PoolConfig;
 use crate::worker::TaskRegistry;
 use crate::worker::WorkerPool;
+use openraft::async_runtime::WatchReceiver;
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +110,57 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let clock: SharedClock = Arc::new(SystemClock);
+    // tonic ignores `tcp_nodelay` for an incoming stream: set it on each connection, or small
+    // replies wait for the peer's delayed ACK (Nagle), tens of ms per call.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        })
+    });
+    run_with(config, registry, NodeEnv::default(), incoming, shutdown).await
+}
+
+/// What a node takes from the world outside the process: the clock, how it dials peers, and
+/// (as `run_with`'s `incoming`) the connections it accepts. The simulator supplies its own.
+#[derive(Clone)]
+pub struct NodeEnv {
+    pub clock: SharedClock,
+    pub connector: Arc<dyn Connector>,
+}
+
+impl Default for NodeEnv {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            connector: Arc::new(TcpConnector::default()),
+        }
+    }
+}
+
+/// Run a node serving the connections of `incoming` until `shutdown` resolves.
+pub async fn run_with<I, IO, IE>(
+    config: Config,
+    registry: TaskRegistry,
+    env: NodeEnv,
+    incoming: I,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError>
+where
+    I: futures::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let clock = env.clock;
     let data_dir = config.data_dir.clone();
     let advertise = config.advertise_addr();
-    let anonymous = NetworkFactory::new(Arc::new(TcpConnector::default()));
+    let anonymous = NetworkFactory::new(env.connector);
     let (identity, founded) = match Identity::load(&data_dir)? {
         Some(identity) => {
             if !config.join.is_empty() {
@@ -264,6 +313,7 @@ pub async fn run(
     let grace = Duration::from_millis(config.drain_grace_ms);
     let join_error: Arc<std::sync::Mutex<Option<join::JoinError>>> = Arc::default();
     let join_error_slot = join_error.clone();
+    let raft_for_shutdown = raft.clone();
     let drainer = tokio::spawn(async move {
         let join_failed = async {
             match join_failed_rx.await {
@@ -282,21 +332,12 @@ pub async fn run(
             let report = pool.drain(grace).await;
             info!(?report, "workers drained");
         }
+        hand_off_leadership(&raft_for_shutdown).await;
         let _ = stop_tx.send(());
     });
 
-    // tonic ignores `tcp_nodelay` for an incoming stream: set it on each connection, or small
-    // replies wait for the peer's delayed ACK (Nagle), tens of ms per call.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                warn!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
-    });
     info!(node_id, listen = %config.listen, advertise = %advertise, workers, "node ready");
     let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(
             QueueServiceServer::new(queue_api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -326,6 +367,41 @@ pub async fn run(
         return Err(ServerError::Join(e));
     }
     served.map_err(ServerError::from)
+}
+
+/// A leader that is shutting down hands leadership to its most caught-up voter, so the cluster
+/// does not wait out an election timeout; bounded to one second, then it stops anyway.
+async fn hand_off_leadership(raft: &Raft) {
+    if !raft.is_leader() {
+        return;
+    }
+    let me = *raft.node_id();
+    let metrics = raft.metrics().borrow_watched().clone();
+    let target = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != me)
+        .max_by_key(|id| {
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index())
+        });
+    let Some(target) = target else { return };
+    if raft.trigger().transfer_leader(target).await.is_err() {
+        return;
+    }
+    let handed = raft
+        .wait(Some(Duration::from_secs(1)))
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| l != me),
+            "leadership handed off",
+        )
+        .await
+        .is_ok();
+    info!(to = target, handed, "leadership hand-off on shutdown");
 }
 
 /// Snapshot (and so purge the log) whenever about `threshold` bytes of log were applied since

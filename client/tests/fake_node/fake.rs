@@ -396,6 +396,8 @@ impl QueueService for Fake {
             commit_index: 42,
             applied_index: 41,
             members: vec![member(1, "leader", Some(0)), member(2, "follower", Some(5))],
+            snapshot_index: 30,
+            purged_index: 20,
         }))
     }
 

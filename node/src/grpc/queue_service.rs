@@ -347,6 +347,8 @@ impl QueueService for QueueApi {
                 .unwrap_or(0),
             applied_index: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
             members,
+            snapshot_index: m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0),
+            purged_index: m.purged.as_ref().map(|l| l.index()).unwrap_or(0),
         }))
     }
 

@@ -7,6 +7,7 @@ use flotilla_proto::v1::raft_service_server::RaftService;
 use openraft::Snapshot;
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::AppendEntriesRequest;
+use openraft::raft::TransferLeaderRequest;
 use openraft::raft::VoteRequest;
 use openraft::type_config::alias::SnapshotMetaOf;
 use openraft::type_config::alias::VoteOf;
@@ -109,6 +110,11 @@ impl RaftService for RaftApi {
             self.decode(req)?;
         let snapshot = Snapshot { meta, snapshot: data };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: TransferLeaderRequest<TypeConfig> = self.decode(req)?;
+        reply(self.raft.handle_transfer_leader(rpc).await)
     }
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -21,6 +21,8 @@ use openraft::network::RPCOption;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::SnapshotResponse;
+use openraft::raft::TransferLeaderRequest;
+use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use openraft::type_config::alias::SnapshotOf;
@@ -353,6 +355,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let call: Rpc = |mut c, r| Box::pin(async move { c.pre_vote(r).await });
         self.raft_call(call, &rpc, option.hard_ttl()).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let call: Rpc = |mut c, r| Box::pin(async move { c.transfer_leader(r).await });
+        self.raft_call(call, &req, option.hard_ttl().max(MIN_APPEND_TIMEOUT))
+            .await
     }
 
     async fn full_snapshot(

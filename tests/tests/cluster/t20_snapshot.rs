@@ -23,6 +23,7 @@ async fn a_node_down_past_the_purge_point_catches_up_from_a_snapshot() -> Result
     let lead = leader(&nodes).await?;
     let down = (lead + 1) % 3;
     let installed_before = nodes[down].log().matches("installed snapshot").count();
+    let down_applied = crate::wait_status(&nodes[down], |_| true).await?.applied_index;
     nodes[down].kill9()?;
 
     let up: Vec<String> = nodes
@@ -36,6 +37,10 @@ async fn a_node_down_past_the_purge_point_catches_up_from_a_snapshot() -> Result
     for i in 0..200 {
         client.submit(client.task("noop").args(&i)?).await?;
     }
+    // Restart only once the leader has purged its log past where the down node stopped, so it
+    // must catch up from a snapshot (under load, building and purging can lag behind).
+    let leader_status = crate::wait_status(&nodes[lead], |s| s.purged_index > down_applied).await?;
+    ensure!(leader_status.snapshot_index > down_applied, "{leader_status:?}");
     nodes[down].restart()?;
 
     let leader_client = connect(&up, Duration::from_secs(60)).await?;

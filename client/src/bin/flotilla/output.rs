@@ -187,6 +187,8 @@ mod tests {
             term: 1,
             commit_index: 5,
             applied_index: 5,
+            snapshot_index: 0,
+            purged_index: 0,
             members: vec![Member {
                 id: 2,
                 addr: "h:1".into(),
