@@ -39,7 +39,7 @@ pub struct Config {
     pub zone: String,
 
     /// How long a joining node waits to catch up and become a voter, in ms.
-    #[arg(long, default_value_t = 300_000)]
+    #[arg(long, env = "FLOTILLA_JOIN_TIMEOUT_MS", default_value_t = 300_000)]
     pub join_timeout_ms: u64,
 
     /// Worker actors on this node (default: the number of cores; 0 runs no tasks here).
@@ -55,48 +55,48 @@ pub struct Config {
     pub max_payload_bytes: usize,
 
     /// Most tasks accepted in one submit request.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "FLOTILLA_MAX_BATCH_TASKS", default_value_t = 10_000)]
     pub max_batch_tasks: usize,
 
     /// A worker's lease on a task lasts this long without a heartbeat, in ms.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, env = "FLOTILLA_LEASE_MS", default_value_t = 30_000)]
     pub lease_ms: u64,
 
     /// Time limit of one attempt when the task sets none, in ms.
-    #[arg(long, default_value_t = 300_000)]
+    #[arg(long, env = "FLOTILLA_DEFAULT_TIME_LIMIT_MS", default_value_t = 300_000)]
     pub default_time_limit_ms: u64,
 
     /// How long finished tasks and their results are kept when the task sets no TTL, in ms.
-    #[arg(long, default_value_t = 24 * 3600 * 1000)]
+    #[arg(long, env = "FLOTILLA_DEFAULT_RESULT_TTL_MS", default_value_t = 24 * 3600 * 1000)]
     pub default_result_ttl_ms: u64,
 
     /// Base retry delay when the task sets none, in ms (doubles per failed attempt).
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "FLOTILLA_DEFAULT_RETRY_BACKOFF_MS", default_value_t = 1_000)]
     pub default_retry_backoff_ms: u64,
 
     /// On SIGTERM, running tasks get this long to finish before they are released, in ms.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "FLOTILLA_DRAIN_GRACE_MS", default_value_t = 10_000)]
     pub drain_grace_ms: u64,
 
     /// Raft heartbeat interval, in ms.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "FLOTILLA_HEARTBEAT_INTERVAL_MS", default_value_t = 50)]
     pub heartbeat_interval_ms: u64,
 
     /// Raft election timeout, lower bound, in ms.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, env = "FLOTILLA_ELECTION_TIMEOUT_MS_MIN", default_value_t = 150)]
     pub election_timeout_ms_min: u64,
 
     /// Raft election timeout, upper bound, in ms.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "FLOTILLA_ELECTION_TIMEOUT_MS_MAX", default_value_t = 300)]
     pub election_timeout_ms_max: u64,
 
     /// Build a snapshot (and purge the log behind it) once about this many bytes of log were
     /// written since the last one.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_LOG_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub snapshot_log_bytes: u64,
 
     /// Also build a snapshot after this many log entries, whatever their size.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_EVERY_ENTRIES", default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
 }
 

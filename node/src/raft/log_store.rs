@@ -83,7 +83,9 @@ impl Default for LogStoreOptions {
         Self {
             chunk_max_bytes: 64 << 20,
             chunk_max_records: 1 << 20,
-            cache_max_bytes: 256 << 20,
+            // Entries are applied right after they are appended and followers mostly ask for
+            // recent ones: 64 MiB serves that; more only grows RSS (soak: ~0.5 GiB at 256 MiB).
+            cache_max_bytes: 64 << 20,
         }
     }
 }
