@@ -67,13 +67,37 @@ impl SnapshotImage {
     }
 }
 
+/// Borrowed form of [`SnapshotImage`]: serializes to exactly the same bytes, without a copy of
+/// the queue.
+#[derive(Serialize)]
+struct SnapshotImageRef<'a> {
+    last_applied: &'a Option<LogIdOf<TypeConfig>>,
+    last_membership: &'a StoredMembershipOf<TypeConfig>,
+    state: &'a QueueState,
+}
+
 /// Serialize `image` in the current format.
 pub fn encode(image: &SnapshotImage) -> Result<SnapshotData, SnapshotFormatError> {
+    encode_parts(&image.last_applied, &image.last_membership, &image.state)
+}
+
+/// Serialize a snapshot of `state` as of `last_applied` straight from borrowed parts (the node
+/// encodes under the replica's read lock instead of cloning the whole queue).
+pub fn encode_parts(
+    last_applied: &Option<LogIdOf<TypeConfig>>,
+    last_membership: &StoredMembershipOf<TypeConfig>,
+    state: &QueueState,
+) -> Result<SnapshotData, SnapshotFormatError> {
+    let image = SnapshotImageRef {
+        last_applied,
+        last_membership,
+        state,
+    };
     let mut out = Vec::with_capacity(HEADER_LEN + 4096);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(image, &mut out, bincode::config::standard())
+    bincode::serde::encode_into_std_write(&image, &mut out, bincode::config::standard())
         .map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&out[HEADER_LEN..]);
     out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());

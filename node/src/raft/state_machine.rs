@@ -42,7 +42,6 @@ use openraft::storage::RaftStateMachine;
 
 use super::error::StorageError;
 use super::snapshot;
-use super::snapshot::SnapshotImage;
 use super::snapshot::SnapshotStore;
 use crate::replica::Replica;
 use crate::types::ResponseBatch;
@@ -97,9 +96,11 @@ impl StateMachineStore {
     }
 }
 
-/// A consistent copy of the state, taken between two applies, to encode and persist.
+/// The state as of one point between two applies, already encoded (under the read lock: the
+/// encoded image is far smaller than a clone of the queue), waiting to be persisted.
 pub struct SnapshotBuilder {
-    image: SnapshotImage,
+    meta: SnapshotMetaOf<TypeConfig>,
+    bytes: Result<SnapshotData, super::error::SnapshotFormatError>,
     snapshots: Arc<SnapshotStore>,
 }
 
@@ -111,11 +112,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
-        let image = self.image.clone();
+        let bytes = std::mem::replace(
+            &mut self.bytes,
+            Err(super::error::SnapshotFormatError::Encode(
+                "snapshot builder used twice".into(),
+            )),
+        );
+        let meta = self.meta.clone();
         let snapshots = self.snapshots.clone();
         blocking(move || {
-            let meta = image.meta();
-            let bytes = snapshot::encode(&image)?;
+            let bytes = bytes?;
             snapshots.persist(&meta, &bytes).map_err(StorageError::into_io)?;
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
             Ok(SnapshotOf::<TypeConfig, SnapshotData> {
@@ -168,15 +174,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Clone, not encode, under the read lock: it is the shortest way to a consistent view.
-        let state = self.replica.read(|q| q.clone());
+        // Encode under the read lock: a consistent view, and one compact copy instead of a
+        // clone of the whole queue (which doubled memory for a large backlog).
+        let bytes = self
+            .replica
+            .read(|q| snapshot::encode_parts(&self.last_applied, &self.last_membership, q));
         self.log_bytes.store(0, Ordering::Relaxed);
         SnapshotBuilder {
-            image: SnapshotImage {
-                last_applied: self.last_applied,
+            meta: SnapshotMetaOf::<TypeConfig> {
+                last_log_id: self.last_applied,
                 last_membership: self.last_membership.clone(),
-                state,
             },
+            bytes,
             snapshots: self.snapshots.clone(),
         }
     }
