@@ -21,6 +21,10 @@ pub enum ProposeError {
     /// Raft has stopped (storage failure or shutdown): this node cannot serve writes.
     #[error("raft stopped: {0}")]
     Fatal(String),
+    /// The leader refused this node's forwarded write: the node is not a member (it was
+    /// removed). Retrying here cannot help; clients should use another node.
+    #[error("this node is not a member of the cluster (was it removed?); use another node")]
+    NotAMember,
     /// The node is shutting down.
     #[error("node is shutting down")]
     ShuttingDown,

@@ -59,6 +59,7 @@ impl Proposer {
             clock,
             network,
             in_flight: Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT)),
+            told_removed: Default::default(),
         };
         tokio::spawn(writer.run(rx));
         Self { tx }
@@ -119,6 +120,8 @@ struct Writer {
     clock: SharedClock,
     network: NetworkFactory,
     in_flight: Arc<Semaphore>,
+    /// Whether "this node was removed" was logged already (its pool retries for ever).
+    told_removed: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
@@ -179,7 +182,16 @@ impl Writer {
                         match client.forward(&commands).await {
                             Ok(responses) => split_replies(local, responses),
                             Err(e) => {
-                                debug!(leader_id, error = %e, "forward to leader failed");
+                                if matches!(e, ProposeError::NotAMember)
+                                    && !self.told_removed.swap(true, std::sync::atomic::Ordering::Relaxed)
+                                {
+                                    warn!(
+                                        leader_id,
+                                        "the leader refused this node's writes: this node was removed from the cluster"
+                                    );
+                                } else {
+                                    debug!(leader_id, error = %e, "forward to leader failed");
+                                }
                                 for p in local {
                                     let _ = p.reply.send(Err(e.clone()));
                                 }

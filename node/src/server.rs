@@ -427,8 +427,25 @@ async fn compact_by_size(raft: Raft, log_bytes: Arc<std::sync::atomic::AtomicU64
 async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: SharedClock) {
     let mut interval = tokio::time::interval(Duration::from_millis(50));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let me = *raft.node_id();
+    let mut was_member = false;
     loop {
         interval.tick().await;
+        // A removed node hears nothing more from the cluster: say so once, plainly.
+        let is_member = raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&me)
+            .is_some();
+        if was_member && !is_member {
+            warn!(
+                node_id = me,
+                "this node was removed from the cluster; it serves nothing now and can be stopped"
+            );
+        }
+        was_member = is_member;
         let due = replica
             .read(|q| q.next_deadline_ms())
             .is_some_and(|d| d <= clock.now_ms());

@@ -126,15 +126,26 @@ pub async fn become_member(
     };
     let rounds = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
     let attempt = ask_any(network, peers, &req, rounds);
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => {
-            result?;
-            info!(node_id, "joined the cluster as a voter");
-            Ok(())
-        }
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result.map(|_| ()),
         Err(_) => Err(JoinError::Timeout {
             secs: timeout.as_secs(),
             last: "no answer".into(),
         }),
+    };
+    match result {
+        Ok(()) => {
+            info!(node_id, "joined the cluster as a voter");
+            Ok(())
+        }
+        Err(e) => {
+            // Leave no half-joined member behind: the leader may have added this node as a
+            // learner before the join failed. Best effort; a refusal means it was not added.
+            let remove = AdminRequest::RemoveMember { node_id };
+            if let Ok((peer, _)) = ask_any(network, peers, &remove, 1).await {
+                warn!(node_id, %peer, "join failed; removed this node's half-added membership");
+            }
+            Err(e)
+        }
     }
 }

@@ -45,6 +45,7 @@ impl ApiError {
                 | ProposeError::Forward(_)
                 | ProposeError::ShuttingDown => Code::Unavailable,
                 ProposeError::Invalid(_) => Code::InvalidArgument,
+                ProposeError::NotAMember => Code::FailedPrecondition,
                 ProposeError::Fatal(_) => Code::Internal,
             },
         }

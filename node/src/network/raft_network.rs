@@ -300,6 +300,9 @@ impl PeerClient {
             .await
         {
             Ok(result) => result,
+            Err(PeerError::Call { source, .. }) if source.code() == tonic::Code::PermissionDenied => {
+                Err(ProposeError::NotAMember)
+            }
             Err(e) => Err(ProposeError::Forward(e.to_string())),
         }
     }
