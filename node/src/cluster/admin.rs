@@ -13,6 +13,11 @@ use serde::Deserialize;
 use serde::Serialize;
 use tracing::info;
 
+use openraft::error::ClientWriteError;
+use openraft::error::LinearizableReadError;
+use openraft::error::RaftError;
+
+use crate::error::ProposeError;
 use crate::network::NetworkFactory;
 use crate::proposer::Proposer;
 use crate::queue::Command;
@@ -20,6 +25,7 @@ use crate::queue::Response;
 use crate::raft::Raft;
 use crate::types::NodeId;
 use crate::types::NodeInfo;
+use crate::types::TypeConfig;
 
 /// How long a read waits for this node's replica to reach the leader's read index.
 const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,13 +79,31 @@ impl AdminError {
     }
 }
 
-fn raft_err<E: std::fmt::Display>(e: E) -> AdminError {
-    let msg = e.to_string();
-    // openraft says "forward to leader" when leadership moved mid-operation: retryable.
-    if msg.contains("forward") || msg.contains("leader") {
-        AdminError::NoLeader
-    } else {
-        AdminError::Raft(msg)
+/// A membership change failed: "no leader" (retry elsewhere) when leadership moved under it.
+fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> AdminError {
+    match e {
+        RaftError::APIError(
+            ClientWriteError::ForwardToLeader(_) | ClientWriteError::LogEntryDiscarded(_),
+        ) => AdminError::NoLeader,
+        other => AdminError::Raft(other.to_string()),
+    }
+}
+
+/// A read index could not be had: "no leader" unless Raft itself stopped.
+fn read_err(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> AdminError {
+    match e {
+        RaftError::APIError(_) => AdminError::NoLeader,
+        RaftError::Fatal(f) => AdminError::Raft(f.to_string()),
+    }
+}
+
+/// A proposal through the log failed.
+fn propose_err(e: ProposeError) -> AdminError {
+    match e {
+        ProposeError::NoLeader | ProposeError::Forward(_) | ProposeError::ShuttingDown => {
+            AdminError::NoLeader
+        }
+        other => AdminError::Raft(other.to_string()),
     }
 }
 
@@ -155,7 +179,7 @@ impl Admin {
                         })
                     }
                     Ok(other) => Err(AdminError::Raft(format!("unexpected response {other:?}"))),
-                    Err(e) => Err(raft_err(e)),
+                    Err(e) => Err(propose_err(e)),
                 }
             }
             AdminRequest::AddMember { node_id, addr, zone } => {
@@ -172,13 +196,13 @@ impl Admin {
                 self.raft
                     .add_learner(node_id, node, true)
                     .await
-                    .map_err(raft_err)?;
+                    .map_err(write_err)?;
                 info!(node_id, %addr, "learner caught up; promoting to voter");
                 let resp = self
                     .raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
                     .await
-                    .map_err(raft_err)?;
+                    .map_err(write_err)?;
                 Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
             }
             AdminRequest::RemoveMember { node_id } => {
@@ -198,7 +222,7 @@ impl Admin {
                     .raft
                     .change_membership(change, false)
                     .await
-                    .map_err(raft_err)?;
+                    .map_err(write_err)?;
                 info!(node_id, "removed member");
                 Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
             }
@@ -207,7 +231,7 @@ impl Admin {
                     .raft
                     .ensure_linearizable(ReadPolicy::ReadIndex)
                     .await
-                    .map_err(raft_err)?;
+                    .map_err(read_err)?;
                 Ok(AdminResponse::ReadIndex(read.index()))
             }
         }
