@@ -29,9 +29,26 @@ pub async fn connect(addrs: &[String], patience: Duration) -> Result<Client> {
         .await?)
 }
 
-/// Start node 1, then `n - 1` nodes joining through it, each with `extra` flags; returns once
-/// every node sees all `n` members as voters under one leader.
+/// Each test runs 3+ node processes; on a 2-core machine several clusters at once starve each
+/// other of CPU long enough to churn elections. The tests take turns.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Raft timing for test clusters: tolerant of a loaded CI machine (the defaults are tuned for
+/// failover speed, which `sim failover` measures; these tests assert behaviour, not speed).
+pub const TOLERANT_TIMING: [&str; 6] = [
+    "--heartbeat-interval-ms",
+    "100",
+    "--election-timeout-ms-min",
+    "500",
+    "--election-timeout-ms-max",
+    "1000",
+];
+
+/// Start node 1, then `n - 1` nodes joining through it, each with `extra` flags (and
+/// [`TOLERANT_TIMING`]); returns once every node sees all `n` members under one leader.
 pub async fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<NodeProcess>> {
+    let extra: Vec<&str> = extra.iter().copied().chain(TOLERANT_TIMING).collect();
+    let extra = extra.as_slice();
     let mut nodes = vec![NodeProcess::start(&dir.join("n1"), extra)?];
     let first = nodes[0].addr.clone();
     for i in 2..=n {

@@ -15,6 +15,7 @@ const TASKS: usize = 20_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_under_load_loses_and_duplicates_nothing() -> Result<()> {
+    let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
     let mut nodes = start_cluster(dir.path(), 3, &["--workers", "8"]).await?;
     let addrs = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");

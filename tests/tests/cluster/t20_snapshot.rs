@@ -12,6 +12,7 @@ use crate::start_cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_past_the_purge_point_catches_up_from_a_snapshot() -> Result<()> {
+    let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
     // No workers, tiny snapshot interval: the log is compacted every 20 entries.
     let mut nodes = start_cluster(

@@ -35,6 +35,7 @@ fn joining_through_an_unreachable_peer_fails_clearly_and_stores_nothing() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_of_another_cluster_is_refused() -> Result<()> {
+    let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
     let a = NodeProcess::start(&dir.path().join("a"), &["--workers", "0"])?;
     let mut b = NodeProcess::start(&dir.path().join("b"), &["--workers", "0"])?;
@@ -50,6 +51,7 @@ async fn a_data_directory_of_another_cluster_is_refused() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_node_cannot_write_and_a_replacement_can_join() -> Result<()> {
+    let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
     let nodes = start_cluster(dir.path(), 3, &["--workers", "0"]).await?;
     let admin = connect(std::slice::from_ref(&nodes[0].addr), Duration::from_secs(30)).await?;
@@ -77,7 +79,9 @@ async fn a_removed_node_cannot_write_and_a_replacement_can_join() -> Result<()> 
 
     // A replacement joins and the cluster works with it.
     let first = nodes[0].addr.clone();
-    let replacement = NodeProcess::start(&dir.path().join("n4"), &["--workers", "0", "--join", &first])?;
+    let mut args = vec!["--workers", "0", "--join", &first];
+    args.extend(crate::TOLERANT_TIMING);
+    let replacement = NodeProcess::start(&dir.path().join("n4"), &args)?;
     let status = wait_status(&replacement, |s| s.members.len() == 3 && s.leader_id.is_some()).await?;
     ensure!(
         status.node_id > removed_id,
