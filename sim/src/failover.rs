@@ -99,6 +99,7 @@ pub async fn run(opts: &FailoverOptions) -> Result<FailoverReport> {
         node_bin: opts.node_bin.clone(),
         workers: opts.workers,
         ready_timeout: opts.ready_timeout,
+        node_args: Vec::new(),
     };
     let mut cluster = Cluster::start(opts.nodes, &cluster_opts).await?;
     let client = Client::builder(cluster.addrs())

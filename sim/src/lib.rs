@@ -1,18 +1,30 @@
-//! flotilla-sim: benchmarks and failover measurement now; deterministic simulation and chaos
-//! later.
+//! flotilla-sim: benchmarks, failover measurement and real-process chaos; deterministic
+//! simulation later.
 //!
 //! Module map:
 //! - [`bench`]: `sim bench`, real `node` processes on loopback under load.
 //!   - [`bench::cluster`]: [`bench::cluster::Cluster::start`] spawns nodes on free loopback ports
-//!     with fresh temporary data directories and kills them (by pid) when dropped;
-//!     [`bench::cluster::locate_node_bin`] finds the `node` executable.
+//!     with fresh temporary data directories and kills them (by pid) when dropped; SIGKILL and
+//!     restart, SIGSTOP and SIGCONT one node; [`bench::cluster::locate_node_bin`] finds the
+//!     `node` executable.
 //!   - [`bench::load`]: the load generators (batched submits from several clients, waiting for
 //!     every result, an open-loop latency stream) and the percentile arithmetic.
 //!   - [`bench::procfs`]: CPU seconds and RSS of a process from `/proc`.
 //!   - [`bench::report`]: the reports, as JSON (serde) or text.
 //! - [`failover`]: `sim failover`, the leader SIGKILLed under a stream of probe tasks: how long
 //!   until tasks complete again.
+//! - [`chaos`]: `sim chaos`, real nodes under clients while a seeded fault loop kills, restarts,
+//!   freezes and thaws them; then a healed phase and the history's verdict.
+//!   - [`chaos::faults`]: the fault loop (a minority of nodes faulty at once).
+//!   - [`chaos::workload`]: the clients (keyed batches, retried with the same keys, waits) and
+//!     the healed phase.
+//!   - [`chaos::report`]: the report, as JSON or text.
+//! - [`history`]: the client-side check, pure and shared with the deterministic simulator:
+//!   acknowledged tasks are never lost, a final task never changes, an idempotency key maps to
+//!   one id; and the availability measure.
 //! - `src/bin/sim.rs`: the `sim` command line.
 
 pub mod bench;
+pub mod chaos;
 pub mod failover;
+pub mod history;

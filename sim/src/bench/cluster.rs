@@ -1,6 +1,9 @@
 //! A cluster of real `node` processes on loopback, each with a fresh temporary data directory,
 //! killed (SIGKILL, by the pid this harness started) when the [`Cluster`] is dropped — also
 //! when a benchmark fails or panics.
+//!
+//! Faults for `sim failover` and `sim chaos`: SIGKILL and restart a node, or freeze it with
+//! SIGSTOP and thaw it with SIGCONT. Signals only ever go to the pids this harness spawned.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use flotilla_client::{Client, RetryPolicy};
+use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -25,6 +29,8 @@ pub struct ClusterOptions {
     pub workers: usize,
     /// How long a node may take to lead (or to serve after a restart).
     pub ready_timeout: Duration,
+    /// Further flags for every node (e.g. `--lease-ms 2000`).
+    pub node_args: Vec<String>,
 }
 
 /// Running nodes and their data directories. Dropping it kills the nodes, then removes the
@@ -45,7 +51,8 @@ impl Cluster {
             .prefix("flotilla-bench-")
             .tempdir()
             .context("creating a temporary data directory")?;
-        let args = vec!["--workers".to_owned(), opts.workers.to_string()];
+        let mut args = vec!["--workers".to_owned(), opts.workers.to_string()];
+        args.extend(opts.node_args.iter().cloned());
         let first = NodeProcess::start(&opts.node_bin, &dir.path().join("n1"), args.clone())?;
         info!(addr = %first.addr, pid = first.pid(), workers = opts.workers, dir = %dir.path().display(), "started node");
         let join = first.addr.clone();
@@ -123,40 +130,57 @@ impl Cluster {
         self.wait_ready(timeout).await
     }
 
+    /// Starts node `i` again on its address and data directory, and waits until that node
+    /// (only) sees all members under a leader: other nodes may be down or frozen meanwhile.
+    pub async fn restart_node(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        let members = self.nodes.len();
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.spawn()?;
+        node.wait_ready(members, timeout).await
+    }
+
+    /// Freezes node `i` with SIGSTOP: its process keeps its sockets and state but runs nothing
+    /// (a GC pause, a VM migration, an overloaded host) until [`Cluster::resume`].
+    pub fn freeze(&mut self, i: usize) -> Result<()> {
+        self.nodes
+            .get_mut(i)
+            .context("no such node")?
+            .signal(Signal::STOP)
+    }
+
+    /// Thaws node `i` (SIGCONT) after [`Cluster::freeze`].
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        self.nodes
+            .get_mut(i)
+            .context("no such node")?
+            .signal(Signal::CONT)
+    }
+
+    /// The pid of node `i`, when it is running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes.get(i).and_then(NodeProcess::pid)
+    }
+
     /// Fails with the node's log when node `i` has exited.
     pub fn check_alive(&mut self, i: usize) -> Result<()> {
         let node = self.nodes.get_mut(i).context("no such node")?;
         node.check_alive()
     }
 
+    /// Waits until node `i` sees all members under a leader.
+    pub async fn wait_node_ready(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        let members = self.nodes.len();
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.wait_ready(members, timeout).await
+    }
+
     /// Waits until every node reports that the cluster has a leader.
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let members = self.nodes.len();
         let deadline = Instant::now() + timeout;
         for node in &mut self.nodes {
-            let client = Client::builder([node.addr.clone()])
-                .retry_policy(RetryPolicy::never())
-                .request_timeout(Duration::from_secs(1))
-                .build()
-                .await?;
-            loop {
-                if let Ok(s) = client.status().await
-                    && s.leader_id.is_some()
-                    && s.members.len() == members
-                {
-                    debug!(addr = %node.addr, leader = ?s.leader_id, "node ready");
-                    break;
-                }
-                node.check_alive()?;
-                if Instant::now() >= deadline {
-                    bail!(
-                        "node at {} did not get a leader within {timeout:?}; log:\n{}",
-                        node.addr,
-                        node.log_tail()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            node.wait_ready(members, left).await?;
         }
         Ok(())
     }
@@ -214,6 +238,44 @@ impl NodeProcess {
 
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` to this node's own process (never to a process group).
+    fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = self
+            .pid()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(Pid::from_raw)
+            .with_context(|| format!("node at {} is not running", self.addr))?;
+        kill_process(pid, signal).with_context(|| format!("sending {signal:?} to node at {}", self.addr))
+    }
+
+    /// Waits until this node sees `members` members under a leader, or fails after `timeout`.
+    async fn wait_ready(&mut self, members: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let client = Client::builder([self.addr.clone()])
+            .retry_policy(RetryPolicy::never())
+            .request_timeout(Duration::from_secs(1))
+            .build()
+            .await?;
+        loop {
+            if let Ok(s) = client.status().await
+                && s.leader_id.is_some()
+                && s.members.len() == members
+            {
+                debug!(addr = %self.addr, leader = ?s.leader_id, "node ready");
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                bail!(
+                    "node at {} did not get a leader within {timeout:?}; log:\n{}",
+                    self.addr,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Fails with the log's tail once the process has exited.

@@ -94,6 +94,7 @@ impl BenchOptions {
             node_bin: self.node_bin.clone(),
             workers,
             ready_timeout: self.phase_timeout.min(Duration::from_secs(60)),
+            node_args: Vec::new(),
         }
     }
 

@@ -221,7 +221,8 @@ impl Environment {
         }
     }
 
-    fn describe(&self) -> String {
+    /// One line: cores, memory, kernel, commit, profile.
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} cores", self.machine.cores);
         if let Some(m) = self.machine.mem_total_bytes {
             let _ = write!(s, ", {:.1} GiB", m as f64 / GIB);

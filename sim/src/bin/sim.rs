@@ -1,5 +1,6 @@
-//! The `sim` command line: `sim bench` runs the benchmarks, `sim failover` measures failover
-//! (see `sim <command> --help`).
+//! The `sim` command line: `sim bench` runs the benchmarks, `sim failover` measures failover,
+//! `sim chaos` injects faults into a real cluster and checks what clients were told (see
+//! `sim <command> --help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use flotilla_sim::bench::{self, BenchOptions, cluster::locate_node_bin};
+use flotilla_sim::chaos::{self, ChaosOptions};
 use flotilla_sim::failover::{self, FailoverOptions};
 
 #[derive(Parser, Debug)]
@@ -29,6 +31,36 @@ enum Cmd {
     /// SIGKILL the leader of a real cluster under a stream of probe tasks, round after round:
     /// how long until tasks complete again (release builds for figures).
     Failover(FailoverArgs),
+    /// Kill (SIGKILL, then restart) and freeze (SIGSTOP, then SIGCONT) nodes of a real cluster
+    /// at random while clients submit and wait for tasks; then heal, read every acknowledged
+    /// task, and check that none was lost, none changed after it was final, and every
+    /// idempotency key kept its id.
+    ///
+    /// Exit status: 0 when no property was violated, 1 when one was (the seed and the command
+    /// that reruns it are printed), 2 when the run could not be carried out.
+    Chaos(ChaosArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ChaosArgs {
+    /// Nodes in the cluster (at least 3; at most a minority is faulty at once).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seconds of faults (the healed phase comes after).
+    #[arg(long, default_value_t = 30.0)]
+    duration_s: f64,
+    /// Seed of every random choice (default: a random one, printed on stderr).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    /// The `node` executable (default: `node` next to this executable).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -125,7 +157,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sim bench: {e:#}");
+            eprintln!("sim: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -135,7 +167,43 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Bench(args) => bench_cmd(args).await,
         Cmd::Failover(args) => failover_cmd(args).await,
+        Cmd::Chaos(args) => chaos_cmd(args).await,
     }
+}
+
+async fn chaos_cmd(args: ChaosArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        args.duration_s.is_finite() && args.duration_s > 0.0,
+        "--duration-s must be above 0"
+    );
+    let seed = args.seed.unwrap_or_else(rand::random);
+    eprintln!("sim chaos: seed {seed}");
+    let mut opts = ChaosOptions::new(locate_node_bin(args.node_bin.as_deref())?, seed);
+    opts.nodes = args.nodes;
+    opts.duration = Duration::from_secs_f64(args.duration_s);
+    opts.clients = args.clients;
+    let mut report = chaos::run(&opts).await?;
+    // The exact command line: this executable, these choices, the same node binary.
+    let exe = std::env::args().next().unwrap_or_else(|| "sim".into());
+    report.rerun = format!("{exe} chaos {}", opts.rerun_args().join(" "));
+    if let Some(bin) = &args.node_bin {
+        report.rerun.push_str(&format!(" --node-bin {}", bin.display()));
+    }
+    if args.json {
+        report.rerun.push_str(" --json");
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    if report.passed() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "sim chaos: {} violation(s) with seed {seed}; rerun: {}",
+        report.violations.len(),
+        report.rerun
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 async fn failover_cmd(args: FailoverArgs) -> Result<ExitCode> {

@@ -1,0 +1,251 @@
+//! The fault loop of `sim chaos`: from a seeded RNG, every so often it picks a node and either
+//! SIGKILLs it (restarting it after a delay) or freezes it with SIGSTOP (thawing it with SIGCONT
+//! after a delay). At most [`ChaosOptions::max_faulty`] nodes are faulty at once; a node counts
+//! as faulty until it serves again after its restart or thaw. Faults drawn after the end of
+//! the faulty phase are not injected, and a fault still active then is healed at once, so the
+//! loop ends by itself shortly after `until`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use flotilla_client::{Client, RetryPolicy};
+use rand::RngExt;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::ChaosOptions;
+use crate::bench::cluster::Cluster;
+
+/// Shortest and longest pause between two fault draws.
+const GAP_MS: (u64, u64) = (300, 1500);
+/// Shortest fault.
+const MIN_FAULT_MS: u64 = 200;
+/// Half the faults go to the node believed to lead: failovers are where bugs live.
+const LEADER_BIAS: f64 = 0.5;
+
+/// What was done to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// SIGKILL, then a restart on the same address and data directory.
+    Kill,
+    /// SIGSTOP, then SIGCONT.
+    Stop,
+}
+
+/// One injected fault.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultEvent {
+    /// Seconds since the faulty phase began.
+    pub at_s: f64,
+    /// Index of the node (0-based, in start order).
+    pub node: usize,
+    pub kind: FaultKind,
+    /// Whether the node led the cluster as far as a status call could tell.
+    pub was_leader: bool,
+    /// Seconds until the restart or thaw was begun (the node then still has to catch up).
+    pub held_s: f64,
+}
+
+/// Everything the fault loop did, and what it found wrong on its own.
+#[derive(Clone, Debug, Default)]
+pub struct FaultLog {
+    pub events: Vec<FaultEvent>,
+    pub kills: usize,
+    pub stops: usize,
+    /// Faults that hit the node believed to lead.
+    pub leader_faults: usize,
+    /// Nodes that exited without being killed, nodes that did not serve again in time.
+    pub violations: Vec<String>,
+}
+
+/// One fault's random choices, drawn together and always all of them, so the sequence of
+/// draws does not depend on which faults could be injected.
+struct Draw {
+    gap: Duration,
+    kind: FaultKind,
+    hold: Duration,
+    at_leader: bool,
+    pick: u64,
+}
+
+impl Draw {
+    fn new(rng: &mut StdRng, max_fault: Duration) -> Draw {
+        let max_hold_ms = (max_fault.as_millis() as u64).max(MIN_FAULT_MS);
+        Draw {
+            gap: Duration::from_millis(rng.random_range(GAP_MS.0..=GAP_MS.1)),
+            kind: if rng.random_bool(0.5) {
+                FaultKind::Kill
+            } else {
+                FaultKind::Stop
+            },
+            hold: Duration::from_millis(rng.random_range(MIN_FAULT_MS..=max_hold_ms)),
+            at_leader: rng.random_bool(LEADER_BIAS),
+            pick: rng.random(),
+        }
+    }
+}
+
+/// A fault in progress: what it is, when its event was logged, and when to heal it.
+struct Active {
+    kind: FaultKind,
+    event: usize,
+    heal_at: Instant,
+}
+
+/// Injects faults from `start` until `until`, then heals the ones still active (see the module
+/// docs). Errors are harness failures (a node could not be signalled or spawned).
+pub async fn run(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    opts: &ChaosOptions,
+    start: Instant,
+    until: Instant,
+) -> Result<FaultLog> {
+    let mut log = FaultLog::default();
+    // A status client that gives up quickly: one node may be frozen.
+    let status = Client::builder(cluster.addrs())
+        .request_timeout(Duration::from_millis(500))
+        .retry_policy(RetryPolicy {
+            max_elapsed: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        })
+        .build()
+        .await?;
+    let mut active: BTreeMap<usize, Active> = BTreeMap::new();
+    let mut draw = Draw::new(rng, opts.max_fault);
+    let mut next_fault = start + draw.gap;
+    loop {
+        let next_heal = active.values().map(|a| a.heal_at).min();
+        let next = match (next_fault < until, next_heal) {
+            (true, Some(h)) => next_fault.min(h),
+            (true, None) => next_fault,
+            (false, Some(h)) => h,
+            (false, None) => break,
+        };
+        tokio::time::sleep_until(next).await;
+        let now = Instant::now();
+
+        let due: Vec<usize> = active
+            .iter()
+            .filter(|(_, a)| a.heal_at <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        for node in due {
+            if let Some(a) = active.remove(&node) {
+                log.events[a.event].held_s = (now - start).as_secs_f64() - log.events[a.event].at_s;
+                heal(cluster, node, a.kind, opts.ready_timeout, &mut log).await?;
+            }
+        }
+        check_alive(cluster, &active, &mut log, opts.ready_timeout).await?;
+
+        if next_fault <= now && next_fault < until {
+            if active.len() < opts.max_faulty() {
+                let leader = leader_index(cluster, &status).await;
+                let candidates: Vec<usize> = (0..opts.nodes).filter(|i| !active.contains_key(i)).collect();
+                let victim = match leader {
+                    Some(l) if draw.at_leader && !active.contains_key(&l) => l,
+                    _ => candidates[(draw.pick % candidates.len() as u64) as usize],
+                };
+                let was_leader = leader == Some(victim);
+                let at = Instant::now();
+                inject(cluster, victim, draw.kind)?;
+                info!(node = victim, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, "--- fault");
+                match draw.kind {
+                    FaultKind::Kill => log.kills += 1,
+                    FaultKind::Stop => log.stops += 1,
+                }
+                log.leader_faults += usize::from(was_leader);
+                log.events.push(FaultEvent {
+                    at_s: (at - start).as_secs_f64(),
+                    node: victim,
+                    kind: draw.kind,
+                    was_leader,
+                    held_s: 0.0,
+                });
+                active.insert(
+                    victim,
+                    Active {
+                        kind: draw.kind,
+                        event: log.events.len() - 1,
+                        // Nothing stays broken past the faulty phase.
+                        heal_at: (at + draw.hold).min(until),
+                    },
+                );
+            }
+            draw = Draw::new(rng, opts.max_fault);
+            next_fault = Instant::now() + draw.gap;
+        }
+    }
+    Ok(log)
+}
+
+fn inject(cluster: &mut Cluster, node: usize, kind: FaultKind) -> Result<()> {
+    match kind {
+        FaultKind::Kill => cluster.kill9(node),
+        FaultKind::Stop => cluster.freeze(node),
+    }
+}
+
+/// Restarts or thaws `node` and waits until it serves again; a node that does not is a
+/// violation (the cluster should take it back), not a harness failure.
+async fn heal(
+    cluster: &mut Cluster,
+    node: usize,
+    kind: FaultKind,
+    ready_timeout: Duration,
+    log: &mut FaultLog,
+) -> Result<()> {
+    info!(node, ?kind, "--- heal");
+    let ready = match kind {
+        FaultKind::Kill => cluster.restart_node(node, ready_timeout).await,
+        FaultKind::Stop => {
+            cluster.resume(node)?;
+            cluster.wait_node_ready(node, ready_timeout).await
+        }
+    };
+    if let Err(e) = ready {
+        warn!(node, error = %format!("{e:#}"), "node did not serve again");
+        log.violations.push(format!(
+            "node {node} did not serve within {ready_timeout:?} of its {}: {e:#}",
+            match kind {
+                FaultKind::Kill => "restart",
+                FaultKind::Stop => "thaw",
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// Nodes not under a fault must be running: one that exited by itself crashed. It is reported
+/// and started again, so the run goes on.
+async fn check_alive(
+    cluster: &mut Cluster,
+    active: &BTreeMap<usize, Active>,
+    log: &mut FaultLog,
+    ready_timeout: Duration,
+) -> Result<()> {
+    for node in 0..cluster.addrs().len() {
+        if active.contains_key(&node) {
+            continue;
+        }
+        if let Err(e) = cluster.check_alive(node) {
+            warn!(node, error = %format!("{e:#}"), "node exited by itself");
+            log.violations
+                .push(format!("node {node} exited without being killed: {e:#}"));
+            heal(cluster, node, FaultKind::Kill, ready_timeout, log).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The index of the node the cluster's leader is, as some node tells; `None` when unknown.
+async fn leader_index(cluster: &Cluster, status: &Client) -> Option<usize> {
+    let s = status.status().await.ok()?;
+    let leader = s.leader_id?;
+    let addr = &s.members.iter().find(|m| m.id == leader)?.addr;
+    cluster.addrs().iter().position(|a| a == addr)
+}

@@ -1,0 +1,269 @@
+//! `sim chaos`: a real cluster of `node` processes on loopback, clients submitting and waiting
+//! for tasks, and a seeded fault loop that SIGKILLs and restarts nodes or freezes them with
+//! SIGSTOP/SIGCONT. Afterwards every node runs again (the healed phase), the clients read every
+//! acknowledged task, and a client-side [`History`] judges what they were told.
+//!
+//! Phases:
+//! 1. **Faulty** (`duration`): [`workload`] clients submit small batches of `noop`, `echo` and
+//!    short `sleep` tasks (explicit idempotency keys, retries on) and wait for results, while
+//!    [`faults`] injects one fault at a time into at most a minority of nodes. Availability is
+//!    the longest stretch in this phase with no submit acknowledged and no task seen final.
+//! 2. **Healed** (bounded by `heal_timeout`): every node is running and serving; each client
+//!    submits its last unacknowledged batch again (same keys), then everything acknowledged is
+//!    waited for, and finally every acknowledged task is read once more (a linearizable get).
+//!
+//! The seed fixes every random choice: fault kinds, victims, delays, the task mix and the
+//! idempotency keys. Real processes do not replay their timing, so a rerun with the same seed
+//! makes the same choices but need not hit the same interleaving.
+
+pub mod faults;
+pub mod report;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_client::{Client, ClientError, RetryPolicy};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::bench::cluster::{Cluster, ClusterOptions};
+use crate::bench::report::Environment;
+use crate::history::{Availability, History};
+pub use faults::{FaultEvent, FaultKind};
+pub use report::ChaosReport;
+use workload::{ClientState, Shared};
+
+/// A chaos run that could not be carried out (as opposed to one that found a violation, which
+/// is a [`ChaosReport`] with violations).
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    /// The options cannot make a meaningful run.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// Starting, signalling or restarting the node processes failed.
+    #[error("cluster harness: {0:#}")]
+    Cluster(anyhow::Error),
+    /// A client could not be built.
+    #[error("client: {0}")]
+    Client(#[from] ClientError),
+    /// A client task panicked.
+    #[error("client task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Options of a chaos run; [`ChaosOptions::new`] gives the defaults of `sim chaos`.
+#[derive(Clone, Debug)]
+pub struct ChaosOptions {
+    /// The `node` executable.
+    pub node_bin: PathBuf,
+    /// Nodes in the cluster (at least 3, so a majority survives a fault).
+    pub nodes: usize,
+    /// Length of the faulty phase.
+    pub duration: Duration,
+    /// The seed every random choice is derived from.
+    pub seed: u64,
+    /// Concurrent clients, each with its own connections.
+    pub clients: usize,
+    /// Workers per node.
+    pub workers: usize,
+    /// Lease of a task on a worker. Shorter than the longest freeze, so a frozen node's leases
+    /// expire and its tasks run elsewhere while it is stopped, and its late completions must be
+    /// fenced off when it wakes up.
+    pub lease_ms: u64,
+    /// Longest a fault lasts before the node is restarted or thawed.
+    pub max_fault: Duration,
+    /// Upper bound on the healed phase's wait for every acknowledged task to be final.
+    pub heal_timeout: Duration,
+    /// How long a node may take to serve after a start, restart or thaw.
+    pub ready_timeout: Duration,
+}
+
+impl ChaosOptions {
+    /// The defaults of `sim chaos` with the given `node` binary and seed.
+    pub fn new(node_bin: PathBuf, seed: u64) -> ChaosOptions {
+        ChaosOptions {
+            node_bin,
+            nodes: 3,
+            duration: Duration::from_secs(30),
+            seed,
+            clients: 3,
+            workers: 2,
+            lease_ms: 2000,
+            max_fault: Duration::from_secs(3),
+            heal_timeout: Duration::from_secs(60),
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ChaosError> {
+        let bad = |m: &str| Err(ChaosError::Options(m.to_owned()));
+        if self.nodes < 3 {
+            return bad("--nodes must be at least 3 (a majority must survive a fault)");
+        }
+        if self.duration.is_zero() {
+            return bad("--duration-s must be above 0");
+        }
+        if self.clients == 0 {
+            return bad("--clients must be at least 1");
+        }
+        if self.workers == 0 {
+            return bad("workers must be at least 1 (tasks must run)");
+        }
+        Ok(())
+    }
+
+    /// The `sim chaos` flags that make this run's choices again (the `node` binary aside).
+    pub fn rerun_args(&self) -> Vec<String> {
+        [
+            ("--nodes", self.nodes.to_string()),
+            ("--duration-s", self.duration.as_secs_f64().to_string()),
+            ("--clients", self.clients.to_string()),
+            ("--seed", self.seed.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+    }
+
+    /// Most nodes faulty at once: a minority.
+    pub fn max_faulty(&self) -> usize {
+        (self.nodes - 1) / 2
+    }
+}
+
+/// A seed for stream `n` of a run: splitmix64, so streams of nearby seeds do not overlap.
+pub fn derive_seed(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Runs the phases (see the module docs) and judges the history.
+pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
+    opts.validate()?;
+    let env = Environment::detect(&opts.node_bin);
+    let began = Instant::now();
+    let cluster_opts = ClusterOptions {
+        node_bin: opts.node_bin.clone(),
+        workers: opts.workers,
+        ready_timeout: opts.ready_timeout,
+        node_args: vec!["--lease-ms".to_owned(), opts.lease_ms.to_string()],
+    };
+    info!(seed = opts.seed, nodes = opts.nodes, "--- starting the cluster");
+    let mut cluster = Cluster::start(opts.nodes, &cluster_opts)
+        .await
+        .map_err(ChaosError::Cluster)?;
+
+    info!(duration_s = opts.duration.as_secs_f64(), "--- faulty phase");
+    let start = Instant::now();
+    let until = start + opts.duration;
+    let shared = Arc::new(Mutex::new(Shared {
+        history: History::new(),
+        availability: Availability::new(start),
+        counters: workload::Counters::default(),
+    }));
+    let mut clients = JoinSet::new();
+    for i in 0..opts.clients {
+        let client = workload::faulty_phase_client(&cluster, derive_seed(opts.seed, 100 + i as u64)).await?;
+        let state = ClientState::new(i, opts.seed, derive_seed(opts.seed, 200 + i as u64));
+        clients.spawn(workload::run_client(client, state, shared.clone(), until));
+    }
+    let mut fault_rng = StdRng::seed_from_u64(derive_seed(opts.seed, 0));
+    let faults = faults::run(&mut cluster, &mut fault_rng, opts, start, until).await;
+    let faulty_end = Instant::now();
+    let mut states = Vec::with_capacity(opts.clients);
+    while let Some(joined) = clients.join_next().await {
+        states.push(joined?);
+    }
+    let faults = faults.map_err(ChaosError::Cluster)?;
+    let max_unavailable = lock(&shared).availability.longest_until(until.min(faulty_end));
+
+    info!("--- healed phase");
+    let heal_started = Instant::now();
+    let mut violations = faults.violations.clone();
+    if let Err(e) = cluster.wait_ready(opts.ready_timeout).await {
+        warn!(error = %format!("{e:#}"), "cluster did not heal");
+        violations.push(format!("the cluster did not serve again after the faults: {e:#}"));
+    }
+    let client = healed_phase_client(&cluster).await?;
+    violations.extend(workload::heal(&client, states, &shared, opts.heal_timeout).await);
+    let heal_s = heal_started.elapsed().as_secs_f64();
+
+    let shared = lock(&shared);
+    let verdict = shared.history.verdict();
+    violations.extend(verdict.violations());
+    if !violations.is_empty() {
+        warn!(
+            seed = opts.seed,
+            violations = violations.len(),
+            "chaos found violations"
+        );
+    }
+    Ok(ChaosReport::new(
+        opts,
+        verdict,
+        &faults,
+        &shared.counters,
+        max_unavailable,
+        heal_s,
+        began.elapsed().as_secs_f64(),
+        violations,
+        env,
+    ))
+}
+
+/// A client for the healed phase: every node serves again, so it may be patient.
+async fn healed_phase_client(cluster: &Cluster) -> Result<Client, ChaosError> {
+    Ok(Client::builder(cluster.addrs())
+        .request_timeout(Duration::from_secs(10))
+        .retry_policy(RetryPolicy {
+            max_elapsed: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        })
+        .build()
+        .await?)
+}
+
+/// The shared state's lock, poisoned or not: a client that panicked fails the run through its
+/// join before the state is read for the verdict.
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_seeds_differ_per_stream_and_are_stable() {
+        assert_ne!(derive_seed(1, 0), derive_seed(1, 1));
+        assert_ne!(derive_seed(1, 0), derive_seed(2, 0));
+        assert_eq!(derive_seed(42, 7), derive_seed(42, 7));
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let mut o = ChaosOptions::new(PathBuf::from("node"), 1);
+        assert!(o.validate().is_ok());
+        assert_eq!(o.max_faulty(), 1);
+        o.nodes = 5;
+        assert_eq!(o.max_faulty(), 2);
+        o.nodes = 2;
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("--nodes must be at least 3"), "{e}");
+        o.nodes = 3;
+        o.duration = Duration::from_millis(2500);
+        assert_eq!(
+            o.rerun_args().join(" "),
+            "--nodes 3 --duration-s 2.5 --clients 3 --seed 1"
+        );
+        o.duration = Duration::ZERO;
+        assert!(o.validate().is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! [`ChaosReport`]: the outcome of a `sim chaos` run, as JSON (serde) or text.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::ChaosOptions;
+use super::faults::{FaultEvent, FaultLog};
+use super::workload::Counters;
+use crate::bench::report::Environment;
+use crate::history::Verdict;
+
+/// The outcome of a chaos run. The top-level counts repeat the [`Verdict`]'s so that scripts
+/// read plain numbers; `verdict` has the example ids.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChaosReport {
+    pub seed: u64,
+    pub nodes: usize,
+    /// Length of the faulty phase, in seconds.
+    pub duration_s: f64,
+    pub clients: usize,
+    pub workers_per_node: usize,
+    pub lease_ms: u64,
+    /// Distinct tasks acknowledged.
+    pub acknowledged: usize,
+    pub succeeded: usize,
+    pub dead: usize,
+    pub cancelled: usize,
+    pub lost: usize,
+    pub duplicate_results: usize,
+    pub wrong_results: usize,
+    pub key_conflicts: usize,
+    pub not_final: usize,
+    /// Longest stretch of the faulty phase with no submit acknowledged and no task seen final.
+    pub max_unavailable_s: f64,
+    pub kills: usize,
+    pub stops: usize,
+    /// Faults that hit the node believed to lead.
+    pub leader_faults: usize,
+    pub clients_did: Counters,
+    /// How long the healed phase took.
+    pub heal_s: f64,
+    /// The whole run, cluster start included.
+    pub elapsed_s: f64,
+    /// Every violated property; empty on success.
+    pub violations: Vec<String>,
+    /// The command line that reruns this seed (`sim` stands for the executable's path until
+    /// the command line fills it in).
+    pub rerun: String,
+    pub verdict: Verdict,
+    pub faults: Vec<FaultEvent>,
+    #[serde(flatten)]
+    pub env: Environment,
+}
+
+impl ChaosReport {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        opts: &ChaosOptions,
+        verdict: Verdict,
+        faults: &FaultLog,
+        counters: &Counters,
+        max_unavailable: std::time::Duration,
+        heal_s: f64,
+        elapsed_s: f64,
+        violations: Vec<String>,
+        env: Environment,
+    ) -> ChaosReport {
+        ChaosReport {
+            seed: opts.seed,
+            nodes: opts.nodes,
+            duration_s: opts.duration.as_secs_f64(),
+            clients: opts.clients,
+            workers_per_node: opts.workers,
+            lease_ms: opts.lease_ms,
+            acknowledged: verdict.acknowledged,
+            succeeded: verdict.succeeded,
+            dead: verdict.dead,
+            cancelled: verdict.cancelled,
+            lost: verdict.lost.count,
+            duplicate_results: verdict.duplicate_results.count,
+            wrong_results: verdict.wrong_results.count,
+            key_conflicts: verdict.key_conflicts.count,
+            not_final: verdict.not_final.count,
+            max_unavailable_s: max_unavailable.as_secs_f64(),
+            kills: faults.kills,
+            stops: faults.stops,
+            leader_faults: faults.leader_faults,
+            clients_did: counters.clone(),
+            heal_s,
+            elapsed_s,
+            violations,
+            rerun: format!("sim chaos {}", opts.rerun_args().join(" ")),
+            verdict,
+            faults: faults.events.clone(),
+            env,
+        }
+    }
+
+    /// True when no property was violated.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The report as text for a terminal.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "sim chaos: seed {}, {} nodes ({} workers each, lease {} ms), {} clients, {:.0} s of faults",
+            self.seed, self.nodes, self.workers_per_node, self.lease_ms, self.clients, self.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "faults:    {} SIGKILL+restart, {} SIGSTOP+SIGCONT ({} on the leader)",
+            self.kills, self.stops, self.leader_faults
+        );
+        let c = &self.clients_did;
+        let _ = writeln!(
+            s,
+            "clients:   {} batches acknowledged, {} submit errors (batch retried, same keys), {} duplicate \
+             probes, {} wait errors",
+            c.batches_acknowledged, c.submit_errors, c.duplicate_probes, c.wait_errors
+        );
+        let _ = writeln!(
+            s,
+            "tasks:     {} acknowledged: {} succeeded, {} dead, {} cancelled, {} not final",
+            self.acknowledged, self.succeeded, self.dead, self.cancelled, self.not_final
+        );
+        let _ = writeln!(
+            s,
+            "checks:    {} lost, {} duplicate results, {} wrong results, {} key conflicts",
+            self.lost, self.duplicate_results, self.wrong_results, self.key_conflicts
+        );
+        let _ = writeln!(
+            s,
+            "available: longest stretch without progress {:.2} s; healed phase {:.1} s; run {:.1} s",
+            self.max_unavailable_s, self.heal_s, self.elapsed_s
+        );
+        let _ = writeln!(s, "machine:   {}", self.env.describe());
+        if self.violations.is_empty() {
+            let _ = writeln!(s, "verdict:   ok, no violation");
+        } else {
+            let _ = writeln!(s, "verdict:   {} violation(s):", self.violations.len());
+            for v in &self.violations {
+                let _ = writeln!(s, "  - {v}");
+            }
+            let _ = writeln!(s, "rerun:     {}", self.rerun);
+        }
+        s
+    }
+}
