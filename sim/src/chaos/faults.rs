@@ -62,9 +62,9 @@ pub struct FaultLog {
     pub violations: Vec<String>,
 }
 
-/// One fault's random choices, drawn together and always all of them, so the sequence of
-/// draws does not depend on which faults could be injected.
+/// One fault's random choices, drawn together in a fixed order.
 struct Draw {
+    /// Pause before the fault, after the previous one healed.
     gap: Duration,
     kind: FaultKind,
     hold: Duration,
@@ -73,19 +73,37 @@ struct Draw {
 }
 
 impl Draw {
-    fn new(rng: &mut StdRng, max_fault: Duration) -> Draw {
+    fn new(rng: &mut StdRng, kinds: &mut Kinds, max_fault: Duration) -> Draw {
         let max_hold_ms = (max_fault.as_millis() as u64).max(MIN_FAULT_MS);
         Draw {
             gap: Duration::from_millis(rng.random_range(GAP_MS.0..=GAP_MS.1)),
-            kind: if rng.random_bool(0.5) {
-                FaultKind::Kill
-            } else {
-                FaultKind::Stop
-            },
+            kind: kinds.next(rng),
             hold: Duration::from_millis(rng.random_range(MIN_FAULT_MS..=max_hold_ms)),
             at_leader: rng.random_bool(LEADER_BIAS),
             pick: rng.random(),
         }
+    }
+}
+
+/// Fault kinds dealt in shuffled pairs (a kill and a stop, in random order), so every two
+/// faults in a row include a kill: a run of a few faults always crashes a node, whatever the
+/// seed, instead of only very probably.
+#[derive(Default)]
+struct Kinds {
+    next: Option<FaultKind>,
+}
+
+impl Kinds {
+    fn next(&mut self, rng: &mut StdRng) -> FaultKind {
+        self.next.take().unwrap_or_else(|| {
+            let (first, second) = if rng.random_bool(0.5) {
+                (FaultKind::Kill, FaultKind::Stop)
+            } else {
+                (FaultKind::Stop, FaultKind::Kill)
+            };
+            self.next = Some(second);
+            first
+        })
     }
 }
 
@@ -97,7 +115,9 @@ struct Active {
 }
 
 /// Injects faults from `start` until `until`, then heals the ones still active (see the module
-/// docs). Errors are harness failures (a node could not be signalled or spawned).
+/// docs). A drawn fault waits for a free slot (fewer than a minority faulty) and is then
+/// injected, so the faults made are the faults drawn. Errors are harness failures (a node
+/// could not be signalled or spawned).
 pub async fn run(
     cluster: &mut Cluster,
     rng: &mut StdRng,
@@ -116,15 +136,17 @@ pub async fn run(
         .build()
         .await?;
     let mut active: BTreeMap<usize, Active> = BTreeMap::new();
-    let mut draw = Draw::new(rng, opts.max_fault);
+    let mut kinds = Kinds::default();
+    let mut draw = Draw::new(rng, &mut kinds, opts.max_fault);
     let mut next_fault = start + draw.gap;
     loop {
+        let slot_free = active.len() < opts.max_faulty();
         let next_heal = active.values().map(|a| a.heal_at).min();
-        let next = match (next_fault < until, next_heal) {
-            (true, Some(h)) => next_fault.min(h),
-            (true, None) => next_fault,
-            (false, Some(h)) => h,
-            (false, None) => break,
+        let fault_due = (slot_free && next_fault < until).then_some(next_fault);
+        let next = match (fault_due, next_heal) {
+            (Some(f), Some(h)) => f.min(h),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => break,
         };
         tokio::time::sleep_until(next).await;
         let now = Instant::now();
@@ -138,46 +160,47 @@ pub async fn run(
             if let Some(a) = active.remove(&node) {
                 log.events[a.event].held_s = (now - start).as_secs_f64() - log.events[a.event].at_s;
                 heal(cluster, node, a.kind, opts.ready_timeout, &mut log).await?;
+                // The next fault keeps its gap after the cluster is whole again.
+                next_fault = next_fault.max(Instant::now() + draw.gap);
             }
         }
         check_alive(cluster, &active, &mut log, opts.ready_timeout).await?;
 
-        if next_fault <= now && next_fault < until {
-            if active.len() < opts.max_faulty() {
-                let leader = leader_index(cluster, &status).await;
-                let candidates: Vec<usize> = (0..opts.nodes).filter(|i| !active.contains_key(i)).collect();
-                let victim = match leader {
-                    Some(l) if draw.at_leader && !active.contains_key(&l) => l,
-                    _ => candidates[(draw.pick % candidates.len() as u64) as usize],
-                };
-                let was_leader = leader == Some(victim);
-                let at = Instant::now();
-                inject(cluster, victim, draw.kind)?;
-                info!(node = victim, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, "--- fault");
-                match draw.kind {
-                    FaultKind::Kill => log.kills += 1,
-                    FaultKind::Stop => log.stops += 1,
-                }
-                log.leader_faults += usize::from(was_leader);
-                log.events.push(FaultEvent {
-                    at_s: (at - start).as_secs_f64(),
-                    node: victim,
-                    kind: draw.kind,
-                    was_leader,
-                    held_s: 0.0,
-                });
-                active.insert(
-                    victim,
-                    Active {
-                        kind: draw.kind,
-                        event: log.events.len() - 1,
-                        // Nothing stays broken past the faulty phase.
-                        heal_at: (at + draw.hold).min(until),
-                    },
-                );
+        let now = Instant::now();
+        if active.len() < opts.max_faulty() && next_fault <= now && now < until {
+            let leader = leader_index(cluster, &status).await;
+            let candidates: Vec<usize> = (0..opts.nodes).filter(|i| !active.contains_key(i)).collect();
+            let victim = match leader {
+                Some(l) if draw.at_leader && !active.contains_key(&l) => l,
+                _ => candidates[(draw.pick % candidates.len() as u64) as usize],
+            };
+            let was_leader = leader == Some(victim);
+            let at = Instant::now();
+            inject(cluster, victim, draw.kind)?;
+            info!(node = victim, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, "--- fault");
+            match draw.kind {
+                FaultKind::Kill => log.kills += 1,
+                FaultKind::Stop => log.stops += 1,
             }
-            draw = Draw::new(rng, opts.max_fault);
-            next_fault = Instant::now() + draw.gap;
+            log.leader_faults += usize::from(was_leader);
+            log.events.push(FaultEvent {
+                at_s: (at - start).as_secs_f64(),
+                node: victim,
+                kind: draw.kind,
+                was_leader,
+                held_s: 0.0,
+            });
+            active.insert(
+                victim,
+                Active {
+                    kind: draw.kind,
+                    event: log.events.len() - 1,
+                    // Nothing stays broken past the faulty phase.
+                    heal_at: (at + draw.hold).min(until),
+                },
+            );
+            draw = Draw::new(rng, &mut kinds, opts.max_fault);
+            next_fault = at + draw.gap;
         }
     }
     Ok(log)
@@ -248,4 +271,47 @@ async fn leader_index(cluster: &Cluster, status: &Client) -> Option<usize> {
     let leader = s.leader_id?;
     let addr = &s.members.iter().find(|m| m.id == leader)?.addr;
     cluster.addrs().iter().position(|a| a == addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn every_two_faults_in_a_row_include_a_kill_and_a_stop() {
+        for seed in 0..200 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut kinds = Kinds::default();
+            let dealt: Vec<FaultKind> = (0..10).map(|_| kinds.next(&mut rng)).collect();
+            for pair in dealt.chunks(2) {
+                assert!(
+                    pair.contains(&FaultKind::Kill) && pair.contains(&FaultKind::Stop),
+                    "{dealt:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn draws_depend_on_the_seed_only_and_stay_in_bounds() {
+        let max = Duration::from_secs(3);
+        let draws = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut kinds = Kinds::default();
+            (0..50)
+                .map(|_| {
+                    let d = Draw::new(&mut rng, &mut kinds, max);
+                    (d.gap, d.kind, d.hold, d.at_leader, d.pick)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(9), draws(9));
+        assert_ne!(draws(9), draws(10));
+        for (gap, _, hold, _, _) in draws(9) {
+            assert!(gap >= Duration::from_millis(GAP_MS.0) && gap <= Duration::from_millis(GAP_MS.1));
+            assert!(hold >= Duration::from_millis(MIN_FAULT_MS) && hold <= max);
+        }
+    }
 }
