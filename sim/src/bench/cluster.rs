@@ -130,13 +130,11 @@ impl Cluster {
         self.wait_ready(timeout).await
     }
 
-    /// Starts node `i` again on its address and data directory, and waits until that node
-    /// (only) sees all members under a leader: other nodes may be down or frozen meanwhile.
-    pub async fn restart_node(&mut self, i: usize, timeout: Duration) -> Result<()> {
-        let members = self.nodes.len();
-        let node = self.nodes.get_mut(i).context("no such node")?;
-        node.spawn()?;
-        node.wait_ready(members, timeout).await
+    /// Starts node `i` again on its address and data directory, without waiting for it (see
+    /// [`Cluster::probe_ready`]).
+    pub fn spawn_again(&mut self, i: usize) -> Result<()> {
+        self.nodes.get_mut(i).context("no such node")?.spawn()?;
+        Ok(())
     }
 
     /// Freezes node `i` with SIGSTOP: its process keeps its sockets and state but runs nothing
@@ -156,9 +154,9 @@ impl Cluster {
             .signal(Signal::CONT)
     }
 
-    /// The pid of node `i`, when it is running.
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.nodes.get(i).and_then(NodeProcess::pid)
+    /// The last lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize) -> String {
+        self.nodes.get(i).map(NodeProcess::log_tail).unwrap_or_default()
     }
 
     /// Fails with the node's log when node `i` has exited.
@@ -167,11 +165,17 @@ impl Cluster {
         node.check_alive()
     }
 
-    /// Waits until node `i` sees all members under a leader.
-    pub async fn wait_node_ready(&mut self, i: usize, timeout: Duration) -> Result<()> {
+    /// Whether node `i` sees all members under a leader now (one status call, up to
+    /// `timeout`); fails with the node's log when it has exited.
+    pub async fn probe_ready(&mut self, i: usize, timeout: Duration) -> Result<bool> {
         let members = self.nodes.len();
         let node = self.nodes.get_mut(i).context("no such node")?;
-        node.wait_ready(members, timeout).await
+        let client = node.status_client(timeout).await?;
+        if node.is_ready(&client, members).await {
+            return Ok(true);
+        }
+        node.check_alive()?;
+        Ok(false)
     }
 
     /// Waits until every node reports that the cluster has a leader.
@@ -250,20 +254,33 @@ impl NodeProcess {
         kill_process(pid, signal).with_context(|| format!("sending {signal:?} to node at {}", self.addr))
     }
 
+    /// A client of this node alone that makes one attempt per call.
+    async fn status_client(&self, timeout: Duration) -> Result<Client> {
+        Ok(Client::builder([self.addr.clone()])
+            .retry_policy(RetryPolicy::never())
+            .request_timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .await?)
+    }
+
+    /// Whether this node answers that it sees `members` members under a leader.
+    async fn is_ready(&self, client: &Client, members: usize) -> bool {
+        match client.status().await {
+            Ok(s) if s.leader_id.is_some() && s.members.len() == members => {
+                debug!(addr = %self.addr, leader = ?s.leader_id, "node ready");
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Waits until this node sees `members` members under a leader, or fails after `timeout`.
     async fn wait_ready(&mut self, members: usize, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let client = Client::builder([self.addr.clone()])
-            .retry_policy(RetryPolicy::never())
-            .request_timeout(Duration::from_secs(1))
-            .build()
-            .await?;
+        let client = self.status_client(Duration::from_secs(1)).await?;
         loop {
-            if let Ok(s) = client.status().await
-                && s.leader_id.is_some()
-                && s.members.len() == members
-            {
-                debug!(addr = %self.addr, leader = ?s.leader_id, "node ready");
+            if self.is_ready(&client, members).await {
                 return Ok(());
             }
             self.check_alive()?;

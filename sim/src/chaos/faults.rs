@@ -1,9 +1,10 @@
 //! The fault loop of `sim chaos`: from a seeded RNG, every so often it picks a node and either
 //! SIGKILLs it (restarting it after a delay) or freezes it with SIGSTOP (thawing it with SIGCONT
 //! after a delay). At most [`ChaosOptions::max_faulty`] nodes are faulty at once; a node counts
-//! as faulty until it serves again after its restart or thaw. Faults drawn after the end of
-//! the faulty phase are not injected, and a fault still active then is healed at once, so the
-//! loop ends by itself shortly after `until`.
+//! as faulty until it serves again after its restart or thaw. Restarts and thaws happen on
+//! time and never wait for one another: the loop polls recovering nodes instead of blocking on
+//! them. Faults drawn after the end of the faulty phase are not injected, and a fault still
+//! active then is healed at once, so the loop ends by itself shortly after `until`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,6 +26,10 @@ const GAP_MS: (u64, u64) = (300, 1500);
 const MIN_FAULT_MS: u64 = 200;
 /// Half the faults go to the node believed to lead: failovers are where bugs live.
 const LEADER_BIAS: f64 = 0.5;
+/// How often a recovering node is asked whether it serves again.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Deadline of one such probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What was done to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -34,6 +39,8 @@ pub enum FaultKind {
     Kill,
     /// SIGSTOP, then SIGCONT.
     Stop,
+    /// Not injected: the node exited by itself (a violation), and was restarted at once.
+    Crash,
 }
 
 /// One injected fault.
@@ -107,11 +114,19 @@ impl Kinds {
     }
 }
 
-/// A fault in progress: what it is, when its event was logged, and when to heal it.
+/// A fault in progress.
 struct Active {
     kind: FaultKind,
+    /// Index of its [`FaultEvent`] in the log.
     event: usize,
-    heal_at: Instant,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Killed or frozen until `heal_at`.
+    Down { heal_at: Instant },
+    /// Restarted or thawed; faulty until it serves again, or `give_up_at`.
+    Recovering { give_up_at: Instant },
 }
 
 /// Injects faults from `start` until `until`, then heals the ones still active (see the module
@@ -140,31 +155,70 @@ pub async fn run(
     let mut draw = Draw::new(rng, &mut kinds, opts.max_fault);
     let mut next_fault = start + draw.gap;
     loop {
-        let slot_free = active.len() < opts.max_faulty();
-        let next_heal = active.values().map(|a| a.heal_at).min();
-        let fault_due = (slot_free && next_fault < until).then_some(next_fault);
-        let next = match (fault_due, next_heal) {
-            (Some(f), Some(h)) => f.min(h),
-            (Some(t), None) | (None, Some(t)) => t,
-            (None, None) => break,
-        };
-        tokio::time::sleep_until(next).await;
         let now = Instant::now();
+        let slot_free = active.len() < opts.max_faulty();
+        let wake = active
+            .values()
+            .map(|a| match a.phase {
+                Phase::Down { heal_at } => heal_at,
+                Phase::Recovering { .. } => now + PROBE_EVERY,
+            })
+            .chain((slot_free && next_fault < until).then_some(next_fault))
+            .min();
+        let Some(wake) = wake else { break };
+        tokio::time::sleep_until(wake).await;
 
-        let due: Vec<usize> = active
-            .iter()
-            .filter(|(_, a)| a.heal_at <= now)
-            .map(|(i, _)| *i)
-            .collect();
-        for node in due {
-            if let Some(a) = active.remove(&node) {
+        // Restart or thaw what is due, all before waiting for any of them.
+        let now = Instant::now();
+        for (node, a) in active.iter_mut() {
+            if let Phase::Down { heal_at } = a.phase
+                && heal_at <= now
+            {
+                info!(node, kind = ?a.kind, "--- heal");
                 log.events[a.event].held_s = (now - start).as_secs_f64() - log.events[a.event].at_s;
-                heal(cluster, node, a.kind, opts.ready_timeout, &mut log).await?;
-                // The next fault keeps its gap after the cluster is whole again.
-                next_fault = next_fault.max(Instant::now() + draw.gap);
+                match a.kind {
+                    FaultKind::Kill | FaultKind::Crash => cluster.spawn_again(*node)?,
+                    FaultKind::Stop => cluster.resume(*node)?,
+                }
+                a.phase = Phase::Recovering {
+                    give_up_at: now + opts.ready_timeout,
+                };
             }
         }
-        check_alive(cluster, &active, &mut log, opts.ready_timeout).await?;
+        let mut recovered = Vec::new();
+        for (node, a) in active.iter() {
+            let Phase::Recovering { give_up_at } = a.phase else {
+                continue;
+            };
+            match cluster.probe_ready(*node, PROBE_TIMEOUT).await {
+                Ok(true) => recovered.push(*node),
+                Ok(false) if Instant::now() < give_up_at => {}
+                Ok(false) => {
+                    warn!(node, "node did not serve again");
+                    log.violations.push(format!(
+                        "node {node} did not serve within {:?} of its {}; log:\n{}",
+                        opts.ready_timeout,
+                        a.kind.recovery(),
+                        cluster.log_tail(*node)
+                    ));
+                    recovered.push(*node);
+                }
+                Err(e) => {
+                    warn!(node, error = %format!("{e:#}"), "node exited while recovering");
+                    log.violations.push(format!(
+                        "node {node} exited after its {}: {e:#}",
+                        a.kind.recovery()
+                    ));
+                    recovered.push(*node);
+                }
+            }
+        }
+        for node in recovered {
+            active.remove(&node);
+            // The next fault keeps its gap after the cluster is whole again.
+            next_fault = next_fault.max(Instant::now() + draw.gap);
+        }
+        check_alive(cluster, &mut active, &mut log, opts.ready_timeout, start)?;
 
         let now = Instant::now();
         if active.len() < opts.max_faulty() && next_fault <= now && now < until {
@@ -176,12 +230,19 @@ pub async fn run(
             };
             let was_leader = leader == Some(victim);
             let at = Instant::now();
-            inject(cluster, victim, draw.kind)?;
-            info!(node = victim, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, "--- fault");
             match draw.kind {
-                FaultKind::Kill => log.kills += 1,
-                FaultKind::Stop => log.stops += 1,
+                FaultKind::Kill => {
+                    cluster.kill9(victim)?;
+                    log.kills += 1;
+                }
+                FaultKind::Stop => {
+                    cluster.freeze(victim)?;
+                    log.stops += 1;
+                }
+                // Never drawn: `Kinds` deals kills and stops only.
+                FaultKind::Crash => debug_assert!(false, "a crash drawn as a fault"),
             }
+            info!(node = victim, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, "--- fault");
             log.leader_faults += usize::from(was_leader);
             log.events.push(FaultEvent {
                 at_s: (at - start).as_secs_f64(),
@@ -195,8 +256,10 @@ pub async fn run(
                 Active {
                     kind: draw.kind,
                     event: log.events.len() - 1,
-                    // Nothing stays broken past the faulty phase.
-                    heal_at: (at + draw.hold).min(until),
+                    phase: Phase::Down {
+                        // Nothing stays broken past the faulty phase.
+                        heal_at: (at + draw.hold).min(until),
+                    },
                 },
             );
             draw = Draw::new(rng, &mut kinds, opts.max_fault);
@@ -206,50 +269,23 @@ pub async fn run(
     Ok(log)
 }
 
-fn inject(cluster: &mut Cluster, node: usize, kind: FaultKind) -> Result<()> {
-    match kind {
-        FaultKind::Kill => cluster.kill9(node),
-        FaultKind::Stop => cluster.freeze(node),
-    }
-}
-
-/// Restarts or thaws `node` and waits until it serves again; a node that does not is a
-/// violation (the cluster should take it back), not a harness failure.
-async fn heal(
-    cluster: &mut Cluster,
-    node: usize,
-    kind: FaultKind,
-    ready_timeout: Duration,
-    log: &mut FaultLog,
-) -> Result<()> {
-    info!(node, ?kind, "--- heal");
-    let ready = match kind {
-        FaultKind::Kill => cluster.restart_node(node, ready_timeout).await,
-        FaultKind::Stop => {
-            cluster.resume(node)?;
-            cluster.wait_node_ready(node, ready_timeout).await
+impl FaultKind {
+    fn recovery(self) -> &'static str {
+        match self {
+            FaultKind::Kill | FaultKind::Crash => "restart",
+            FaultKind::Stop => "thaw",
         }
-    };
-    if let Err(e) = ready {
-        warn!(node, error = %format!("{e:#}"), "node did not serve again");
-        log.violations.push(format!(
-            "node {node} did not serve within {ready_timeout:?} of its {}: {e:#}",
-            match kind {
-                FaultKind::Kill => "restart",
-                FaultKind::Stop => "thaw",
-            }
-        ));
     }
-    Ok(())
 }
 
 /// Nodes not under a fault must be running: one that exited by itself crashed. It is reported
-/// and started again, so the run goes on.
-async fn check_alive(
+/// and restarted, and recovers like a killed node (holding a fault slot meanwhile).
+fn check_alive(
     cluster: &mut Cluster,
-    active: &BTreeMap<usize, Active>,
+    active: &mut BTreeMap<usize, Active>,
     log: &mut FaultLog,
     ready_timeout: Duration,
+    start: Instant,
 ) -> Result<()> {
     for node in 0..cluster.addrs().len() {
         if active.contains_key(&node) {
@@ -259,7 +295,24 @@ async fn check_alive(
             warn!(node, error = %format!("{e:#}"), "node exited by itself");
             log.violations
                 .push(format!("node {node} exited without being killed: {e:#}"));
-            heal(cluster, node, FaultKind::Kill, ready_timeout, log).await?;
+            cluster.spawn_again(node)?;
+            log.events.push(FaultEvent {
+                at_s: start.elapsed().as_secs_f64(),
+                node,
+                kind: FaultKind::Crash,
+                was_leader: false,
+                held_s: 0.0,
+            });
+            active.insert(
+                node,
+                Active {
+                    kind: FaultKind::Crash,
+                    event: log.events.len() - 1,
+                    phase: Phase::Recovering {
+                        give_up_at: Instant::now() + ready_timeout,
+                    },
+                },
+            );
         }
     }
     Ok(())

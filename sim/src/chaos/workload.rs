@@ -204,13 +204,14 @@ fn done(info: &TaskInfo) -> bool {
 }
 
 /// A client for the faulty phase: short request timeouts, so a call stuck on a frozen node
-/// moves on to another node soon; retries bounded, so the loop sees errors and keeps going.
+/// moves on to another node soon; retries bounded below the longest fault, so some submits
+/// fail outright during a fault and the loop's own re-submit (same keys) is exercised too.
 pub(crate) async fn faulty_phase_client(cluster: &Cluster, seed: u64) -> Result<Client, ChaosError> {
     Ok(Client::builder(cluster.addrs())
-        .request_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(1))
         .connect_timeout(Duration::from_millis(500))
         .retry_policy(RetryPolicy {
-            max_elapsed: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(2),
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
         })
