@@ -55,6 +55,9 @@ pub struct FaultEvent {
     pub was_leader: bool,
     /// Seconds until the restart or thaw was begun (the node then still has to catch up).
     pub held_s: f64,
+    /// Seconds from the restart or thaw until the node saw a leader again (`None`: it did not
+    /// within the ready timeout).
+    pub recovered_s: Option<f64>,
 }
 
 /// Everything the fault loop did, and what it found wrong on its own.
@@ -125,8 +128,8 @@ struct Active {
 enum Phase {
     /// Killed or frozen until `heal_at`.
     Down { heal_at: Instant },
-    /// Restarted or thawed; faulty until it serves again, or `give_up_at`.
-    Recovering { give_up_at: Instant },
+    /// Restarted or thawed at `since`; faulty until it serves again, or `give_up_at`.
+    Recovering { since: Instant, give_up_at: Instant },
 }
 
 /// Injects faults from `start` until `until`, then heals the ones still active (see the module
@@ -181,17 +184,21 @@ pub async fn run(
                     FaultKind::Stop => cluster.resume(*node)?,
                 }
                 a.phase = Phase::Recovering {
+                    since: now,
                     give_up_at: now + opts.ready_timeout,
                 };
             }
         }
         let mut recovered = Vec::new();
         for (node, a) in active.iter() {
-            let Phase::Recovering { give_up_at } = a.phase else {
+            let Phase::Recovering { since, give_up_at } = a.phase else {
                 continue;
             };
             match cluster.probe_ready(*node, PROBE_TIMEOUT).await {
-                Ok(true) => recovered.push(*node),
+                Ok(true) => {
+                    log.events[a.event].recovered_s = Some(since.elapsed().as_secs_f64());
+                    recovered.push(*node);
+                }
                 Ok(false) if Instant::now() < give_up_at => {}
                 Ok(false) => {
                     warn!(node, "node did not serve again");
@@ -250,6 +257,7 @@ pub async fn run(
                 kind: draw.kind,
                 was_leader,
                 held_s: 0.0,
+                recovered_s: None,
             });
             active.insert(
                 victim,
@@ -302,6 +310,7 @@ fn check_alive(
                 kind: FaultKind::Crash,
                 was_leader: false,
                 held_s: 0.0,
+                recovered_s: None,
             });
             active.insert(
                 node,
@@ -309,6 +318,7 @@ fn check_alive(
                     kind: FaultKind::Crash,
                     event: log.events.len() - 1,
                     phase: Phase::Recovering {
+                        since: Instant::now(),
                         give_up_at: Instant::now() + ready_timeout,
                     },
                 },
