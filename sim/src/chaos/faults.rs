@@ -228,6 +228,11 @@ pub async fn run(
         check_alive(cluster, &mut active, &mut log, opts.ready_timeout, start)?;
 
         let now = Instant::now();
+        // A fault too close to the end to last its shortest hold is not worth making: no
+        // more faults then.
+        if next_fault <= now && now + Duration::from_millis(MIN_FAULT_MS) > until {
+            next_fault = until;
+        }
         if active.len() < opts.max_faulty() && next_fault <= now && now < until {
             let leader = leader_index(cluster, &status).await;
             let candidates: Vec<usize> = (0..opts.nodes).filter(|i| !active.contains_key(i)).collect();
