@@ -40,6 +40,10 @@ use tokio::time::Instant;
 pub const EXAMPLES: usize = 5;
 
 /// Every acknowledgement and observation of a run (see the module docs).
+///
+/// The recording methods return an [`Anomaly`] when the event itself breaks a property, so a
+/// runner can log it at the moment it happens (next to its faults); the [`Verdict`] counts
+/// them all at the end either way.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     tasks: BTreeMap<TaskId, Record>,
@@ -56,14 +60,34 @@ struct Record {
     first_final: Option<(TaskState, Bytes)>,
     /// The most recent state seen.
     last: Option<TaskState>,
-    /// A final observation differed from `first_final`, or a non-final one followed it.
-    changed_after_final: bool,
+    /// The first observation that differed from `first_final` (state, result).
+    changed_to: Option<(TaskState, Bytes)>,
     /// `NotFound` was reported at some point.
     not_found: bool,
     /// The result a `Succeeded` observation must carry.
     expected: Option<Bytes>,
-    /// A `Succeeded` observation carried another result than `expected`.
-    wrong_result: bool,
+    /// The first result of a `Succeeded` observation that was not `expected`.
+    wrong_result: Option<Bytes>,
+}
+
+impl Record {
+    fn key(&self) -> &str {
+        self.keys.first().map_or("?", String::as_str)
+    }
+}
+
+/// One event that broke a property, as it was recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    pub id: TaskId,
+    /// What broke, in words (keys and results included).
+    pub what: String,
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)
+    }
 }
 
 impl History {
@@ -74,35 +98,67 @@ impl History {
 
     /// A submit the cluster acknowledged (`Ok` from `submit`/`submit_batch`): task `id` under
     /// idempotency key `key`. Calling it again for the same pair (a re-submit answered as a
-    /// duplicate) is expected; the same key under another id is a violation.
-    pub fn acknowledged(&mut self, id: TaskId, key: &str) {
-        self.tasks.entry(id).or_default().keys.insert(key.to_owned());
-        self.keys.entry(key.to_owned()).or_default().insert(id);
+    /// duplicate) is expected; the same key under another id, or the id under another key, is
+    /// an anomaly.
+    pub fn acknowledged(&mut self, id: TaskId, key: &str) -> Option<Anomaly> {
+        let record = self.tasks.entry(id).or_default();
+        let mut anomaly = record.keys.iter().find(|k| *k != key).map(|other| Anomaly {
+            id,
+            what: format!("task {id} acknowledged under key {key}, but earlier under key {other}"),
+        });
+        record.keys.insert(key.to_owned());
+        let ids = self.keys.entry(key.to_owned()).or_default();
+        if let Some(other) = ids.iter().find(|i| **i != id) {
+            anomaly.get_or_insert(Anomaly {
+                id,
+                what: format!("key {key} acknowledged as task {id}, but earlier as task {other}"),
+            });
+        }
+        ids.insert(id);
+        anomaly
     }
 
     /// The result a `Succeeded` observation of `id` must carry (e.g. an `echo` task's
     /// arguments). Optional: tasks without an expectation are only checked for stability.
-    pub fn expect_result(&mut self, id: TaskId, result: impl Into<Bytes>) {
+    pub fn expect_result(&mut self, id: TaskId, result: impl Into<Bytes>) -> Option<Anomaly> {
         let record = self.tasks.entry(id).or_default();
-        record.expected = Some(result.into());
-        record.wrong_result |= record.first_final.as_ref().is_some_and(|(state, got)| {
-            *state == TaskState::Succeeded && Some(got) != record.expected.as_ref()
-        });
+        let expected = result.into();
+        let anomaly = match record.first_final.clone() {
+            Some((TaskState::Succeeded, got)) if got != expected => wrong(id, record, &got, &expected),
+            _ => None,
+        };
+        record.expected = Some(expected);
+        anomaly
     }
 
     /// What a get or a wait returned for a task at some point. Observations of the same task
     /// must be fed in the order the client received them.
-    pub fn observed(&mut self, info: &TaskInfo) {
-        let record = self.tasks.entry(info.id).or_default();
-        record.last = Some(info.state);
+    pub fn observed(&mut self, info: &TaskInfo) -> Option<Anomaly> {
         if info.state == TaskState::NotFound {
-            record.not_found = true;
-            return;
+            return self.observed_not_found(info.id);
         }
+        let id = info.id;
+        let record = self.tasks.entry(id).or_default();
+        record.last = Some(info.state);
+        let mut anomaly = None;
         match &record.first_final {
-            Some((state, result)) => {
-                record.changed_after_final |= *state != info.state || *result != info.result;
+            // Only the first change is described; later ones add nothing.
+            Some((state, result))
+                if (*state != info.state || *result != info.result) && record.changed_to.is_none() =>
+            {
+                anomaly = Some(Anomaly {
+                    id,
+                    what: format!(
+                        "task {id} (key {}) was seen {state} {}, then {} {}",
+                        record.key(),
+                        Shown(result),
+                        info.state,
+                        Shown(&info.result)
+                    ),
+                });
+                record.changed_to = Some((info.state, info.result.clone()));
             }
+            Some(_) => {}
             None if info.state.is_final() => {
                 record.first_final = Some((info.state, info.result.clone()));
             }
@@ -110,17 +166,28 @@ impl History {
         }
         if info.state == TaskState::Succeeded
             && let Some(expected) = &record.expected
+            && *expected != info.result
+            && record.wrong_result.is_none()
         {
-            record.wrong_result |= *expected != info.result;
+            let expected = expected.clone();
+            anomaly = anomaly.or(wrong(id, record, &info.result, &expected));
         }
+        anomaly
     }
 
     /// A get answered `NotFound` for `id` (a wait reports the same as a [`TaskInfo`] in state
-    /// [`TaskState::NotFound`], which [`History::observed`] takes).
-    pub fn observed_not_found(&mut self, id: TaskId) {
+    /// [`TaskState::NotFound`], which [`History::observed`] takes too).
+    pub fn observed_not_found(&mut self, id: TaskId) -> Option<Anomaly> {
         let record = self.tasks.entry(id).or_default();
         record.last = Some(TaskState::NotFound);
-        record.not_found = true;
+        let first = !std::mem::replace(&mut record.not_found, true);
+        (first && !record.keys.is_empty()).then(|| Anomaly {
+            id,
+            what: format!(
+                "task {id} (key {}) was acknowledged but reported not found",
+                record.key()
+            ),
+        })
     }
 
     /// Whether `id` was acknowledged and has been seen final (and not unknown) since.
@@ -157,14 +224,27 @@ impl History {
         let mut v = Verdict::default();
         for (id, r) in self.acknowledged_records() {
             v.acknowledged += 1;
-            if r.not_found || r.last.is_none() {
-                v.lost.add(id);
+            if r.not_found {
+                v.lost
+                    .add(id, format!("task {id} (key {}) reported not found", r.key()));
+            } else if r.last.is_none() {
+                v.lost.add(id, format!("task {id} (key {}) never seen", r.key()));
             }
-            if r.changed_after_final {
-                v.duplicate_results.add(id);
+            if let (Some((was, was_result)), Some((now, now_result))) = (&r.first_final, &r.changed_to) {
+                let detail = format!(
+                    "task {id}: {was} {}, then {now} {}",
+                    Shown(was_result),
+                    Shown(now_result)
+                );
+                v.duplicate_results.add(id, detail);
             }
-            if r.wrong_result {
-                v.wrong_results.add(id);
+            if let Some(got) = &r.wrong_result {
+                let expected = r
+                    .expected
+                    .as_ref()
+                    .map_or(String::new(), |e| Shown(e).to_string());
+                v.wrong_results
+                    .add(id, format!("task {id}: got {}, expected {expected}", Shown(got)));
             }
             match r.last {
                 Some(TaskState::Succeeded) => v.succeeded += 1,
@@ -172,17 +252,21 @@ impl History {
                 Some(TaskState::Cancelled) => v.cancelled += 1,
                 // Counted as lost above.
                 Some(TaskState::NotFound) | None => {}
-                Some(_) => v.not_final.add(id),
+                Some(state) => v.not_final.add(id, format!("task {id} last seen {state}")),
             }
             if r.keys.len() > 1 {
-                v.key_conflicts.add(id);
+                let keys: Vec<&str> = r.keys.iter().map(String::as_str).collect();
+                v.key_conflicts
+                    .add(id, format!("task {id} under keys {}", keys.join(", ")));
             }
         }
-        for ids in self.keys.values().filter(|ids| ids.len() > 1) {
+        for (key, ids) in self.keys.iter().filter(|(_, ids)| ids.len() > 1) {
+            let all: Vec<String> = ids.iter().map(TaskId::to_string).collect();
             for id in ids {
                 // An id already counted for holding two keys is one conflict, not two.
                 if self.tasks.get(id).is_some_and(|r| r.keys.len() <= 1) {
-                    v.key_conflicts.add(*id);
+                    v.key_conflicts
+                        .add(*id, format!("key {key} under tasks {}", all.join(", ")));
                 }
             }
         }
@@ -190,19 +274,56 @@ impl History {
     }
 }
 
-/// How many tasks had one kind of problem, and a few of their ids.
+/// Records the first unexpected result of a task, as an anomaly.
+fn wrong(id: TaskId, record: &mut Record, got: &Bytes, expected: &Bytes) -> Option<Anomaly> {
+    if record.wrong_result.is_some() {
+        return None;
+    }
+    record.wrong_result = Some(got.clone());
+    Some(Anomaly {
+        id,
+        what: format!(
+            "task {id} (key {}) succeeded with {}, expected {}",
+            record.key(),
+            Shown(got),
+            Shown(expected)
+        ),
+    })
+}
+
+/// A result for a message: as text, cut short.
+struct Shown<'a>(&'a Bytes);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 80;
+        let text = String::from_utf8_lossy(self.0);
+        if text.is_empty() {
+            return f.write_str("(no result)");
+        }
+        match text.char_indices().nth(MAX) {
+            Some((cut, _)) => write!(f, "{}…", &text[..cut]),
+            None => f.write_str(&text),
+        }
+    }
+}
+
+/// How many tasks had one kind of problem, and a few of them described.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub count: usize,
     /// Up to [`EXAMPLES`] ids, lowest first.
     pub examples: Vec<TaskId>,
+    /// What was wrong with each example, in the same order.
+    pub details: Vec<String>,
 }
 
 impl Problem {
-    fn add(&mut self, id: TaskId) {
+    fn add(&mut self, id: TaskId, detail: String) {
         self.count += 1;
         if self.examples.len() < EXAMPLES {
             self.examples.push(id);
+            self.details.push(detail);
         }
     }
 }
@@ -234,8 +355,12 @@ impl Verdict {
     pub fn violations(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut say = |p: &Problem, what: &str| {
-            if p.count > 0 {
-                out.push(format!("{} {what} (e.g. task {})", p.count, Ids(&p.examples)));
+            if let Some(first) = p.details.first() {
+                out.push(format!(
+                    "{} {what} (e.g. task {}; {first})",
+                    p.count,
+                    Ids(&p.examples)
+                ));
             }
         };
         say(
@@ -341,24 +466,28 @@ mod tests {
         }
     }
 
-    /// Three tasks acknowledged and seen through to a final state, with repeats.
+    /// Three tasks acknowledged and seen through to a final state, with repeats; no event is
+    /// an anomaly.
     fn clean() -> History {
         let mut h = History::new();
-        h.acknowledged(TaskId(1), "k1");
-        h.acknowledged(TaskId(2), "k2");
-        h.acknowledged(TaskId(3), "k3");
-        // A retried submit answered as a duplicate: same key, same id.
-        h.acknowledged(TaskId(2), "k2");
-        h.expect_result(TaskId(2), &b"[2]"[..]);
-        h.observed(&info(1, TaskState::Pending, b""));
-        h.observed(&info(1, TaskState::Leased, b""));
-        h.observed(&info(1, TaskState::Succeeded, b"null"));
-        h.observed(&info(2, TaskState::Succeeded, b"[2]"));
-        h.observed(&info(3, TaskState::Dead, b""));
-        // The healed phase reads everything again.
-        h.observed(&info(1, TaskState::Succeeded, b"null"));
-        h.observed(&info(2, TaskState::Succeeded, b"[2]"));
-        h.observed(&info(3, TaskState::Dead, b""));
+        let events = [
+            h.acknowledged(TaskId(1), "k1"),
+            h.acknowledged(TaskId(2), "k2"),
+            h.acknowledged(TaskId(3), "k3"),
+            // A retried submit answered as a duplicate: same key, same id.
+            h.acknowledged(TaskId(2), "k2"),
+            h.expect_result(TaskId(2), &b"[2]"[..]),
+            h.observed(&info(1, TaskState::Pending, b"")),
+            h.observed(&info(1, TaskState::Leased, b"")),
+            h.observed(&info(1, TaskState::Succeeded, b"null")),
+            h.observed(&info(2, TaskState::Succeeded, b"[2]")),
+            h.observed(&info(3, TaskState::Dead, b"")),
+            // The healed phase reads everything again.
+            h.observed(&info(1, TaskState::Succeeded, b"null")),
+            h.observed(&info(2, TaskState::Succeeded, b"[2]")),
+            h.observed(&info(3, TaskState::Dead, b"")),
+        ];
+        assert_eq!(events.iter().flatten().count(), 0, "{events:?}");
         h
     }
 
@@ -376,11 +505,19 @@ mod tests {
     #[test]
     fn a_task_reported_not_found_is_lost_even_if_seen_again() {
         let mut h = clean();
-        h.acknowledged(TaskId(4), "k4");
-        h.observed(&not_found(4));
+        assert_eq!(h.acknowledged(TaskId(4), "k4"), None);
+        let anomaly = h.observed(&not_found(4)).expect("an anomaly");
+        assert_eq!(anomaly.id, TaskId(4));
+        assert_eq!(
+            anomaly.what,
+            "task 4 (key k4) was acknowledged but reported not found"
+        );
+        // Reported once, not at every repeat.
+        assert_eq!(h.observed(&not_found(4)), None);
         let v = h.verdict();
         assert_eq!(v.lost.count, 1);
         assert_eq!(v.lost.examples, [TaskId(4)]);
+        assert_eq!(v.lost.details, ["task 4 (key k4) reported not found"]);
         assert!(!h.is_final(TaskId(4)));
         // Known again later: still an acknowledged task the cluster once did not know.
         h.observed(&info(4, TaskState::Succeeded, b"null"));
@@ -397,7 +534,7 @@ mod tests {
     #[test]
     fn a_get_answering_not_found_loses_a_finished_task() {
         let mut h = clean();
-        h.observed_not_found(TaskId(1));
+        assert!(h.observed_not_found(TaskId(1)).is_some());
         let v = h.verdict();
         assert_eq!(v.lost.examples, [TaskId(1)]);
         assert_eq!(v.succeeded, 1, "its last observation is not a success any more");
@@ -415,7 +552,7 @@ mod tests {
         assert_eq!(h.verdict().lost.examples, [TaskId(9)]);
         // Observations of ids nobody acknowledged are not judged.
         let mut h = clean();
-        h.observed(&not_found(77));
+        assert_eq!(h.observed(&not_found(77)), None);
         assert!(h.verdict().is_clean());
         assert_eq!(h.verdict().acknowledged, 3);
     }
@@ -423,18 +560,30 @@ mod tests {
     #[test]
     fn a_result_that_changes_is_a_duplicate_result() {
         let mut h = clean();
-        h.observed(&info(1, TaskState::Succeeded, br#"{"run":2}"#));
+        let anomaly = h.observed(&info(1, TaskState::Succeeded, br#"{"run":2}"#));
+        assert_eq!(
+            anomaly.map(|a| a.what).as_deref(),
+            Some(r#"task 1 (key k1) was seen succeeded null, then succeeded {"run":2}"#)
+        );
         let v = h.verdict();
         assert_eq!(v.duplicate_results.examples, [TaskId(1)]);
+        assert_eq!(
+            v.duplicate_results.details,
+            [r#"task 1: succeeded null, then succeeded {"run":2}"#]
+        );
         assert_eq!(v.violations().len(), 1);
     }
 
     #[test]
     fn a_final_task_going_back_to_pending_is_a_duplicate_result() {
         let mut h = clean();
-        h.observed(&info(3, TaskState::Pending, b""));
+        assert!(h.observed(&info(3, TaskState::Pending, b"")).is_some());
         let v = h.verdict();
         assert_eq!(v.duplicate_results.examples, [TaskId(3)]);
+        assert_eq!(
+            v.duplicate_results.details,
+            ["task 3: dead (no result), then pending (no result)"]
+        );
         // Its last observation is not final either: a liveness failure on top.
         assert_eq!(v.not_final.examples, [TaskId(3)]);
         // Even if it ends up in the same final state again.
@@ -446,19 +595,29 @@ mod tests {
     #[test]
     fn one_key_under_two_ids_is_a_conflict() {
         let mut h = clean();
-        h.acknowledged(TaskId(5), "k1");
+        let anomaly = h.acknowledged(TaskId(5), "k1").expect("an anomaly");
+        assert_eq!(
+            anomaly.what,
+            "key k1 acknowledged as task 5, but earlier as task 1"
+        );
         h.observed(&info(5, TaskState::Succeeded, b"null"));
         let v = h.verdict();
         assert_eq!(v.key_conflicts.count, 2);
         assert_eq!(v.key_conflicts.examples, [TaskId(1), TaskId(5)]);
+        assert_eq!(v.key_conflicts.details[0], "key k1 under tasks 1, 5");
         assert_eq!(v.violations().len(), 1, "{:?}", v.violations());
     }
 
     #[test]
     fn one_id_under_two_keys_is_a_conflict() {
         let mut h = clean();
-        h.acknowledged(TaskId(1), "another");
+        let anomaly = h.acknowledged(TaskId(1), "another").expect("an anomaly");
+        assert_eq!(
+            anomaly.what,
+            "task 1 acknowledged under key another, but earlier under key k1"
+        );
         let v = h.verdict();
+        assert_eq!(v.key_conflicts.details, ["task 1 under keys another, k1"]);
         assert_eq!(v.key_conflicts.examples, [TaskId(1)]);
         assert_eq!(v.key_conflicts.count, 1);
     }
@@ -468,13 +627,20 @@ mod tests {
         let mut h = clean();
         h.acknowledged(TaskId(6), "k6");
         h.expect_result(TaskId(6), &b"[6]"[..]);
-        h.observed(&info(6, TaskState::Succeeded, b"[7]"));
+        let anomaly = h
+            .observed(&info(6, TaskState::Succeeded, b"[7]"))
+            .expect("an anomaly");
+        assert_eq!(anomaly.what, "task 6 (key k6) succeeded with [7], expected [6]");
         assert_eq!(h.verdict().wrong_results.examples, [TaskId(6)]);
+        assert_eq!(
+            h.verdict().wrong_results.details,
+            ["task 6: got [7], expected [6]"]
+        );
         // The expectation may also be recorded after the observation.
         let mut h = clean();
         h.acknowledged(TaskId(6), "k6");
-        h.observed(&info(6, TaskState::Succeeded, b"[7]"));
-        h.expect_result(TaskId(6), &b"[6]"[..]);
+        assert_eq!(h.observed(&info(6, TaskState::Succeeded, b"[7]")), None);
+        assert!(h.expect_result(TaskId(6), &b"[6]"[..]).is_some());
         assert_eq!(h.verdict().wrong_results.examples, [TaskId(6)]);
     }
 
@@ -486,6 +652,7 @@ mod tests {
         assert_eq!(h.unfinished(), [TaskId(8)]);
         let v = h.verdict();
         assert_eq!(v.not_final.examples, [TaskId(8)]);
+        assert_eq!(v.not_final.details, ["task 8 last seen leased"]);
         assert_eq!(v.lost.count, 0);
         assert!(!v.is_clean());
     }
@@ -499,9 +666,18 @@ mod tests {
         let v = h.verdict();
         assert_eq!(v.lost.count, 20);
         assert_eq!(v.lost.examples.len(), EXAMPLES);
+        assert_eq!(v.lost.details.len(), EXAMPLES);
+        assert_eq!(v.lost.details[0], "task 1 (key k1) never seen");
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["lost"]["count"], 20);
         assert_eq!(json["lost"]["examples"][0], 1);
+    }
+
+    #[test]
+    fn long_results_are_cut_short_in_messages() {
+        let long = Bytes::from("x".repeat(200));
+        assert_eq!(Shown(&long).to_string(), format!("{}…", "x".repeat(80)));
+        assert_eq!(Shown(&Bytes::new()).to_string(), "(no result)");
     }
 
     #[test]

@@ -83,6 +83,13 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Keeps the data directories and node logs when the cluster is dropped (the nodes are
+    /// still killed), for a post-mortem; returns where they are.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_path_buf()
+    }
+
     /// A client of every node, sending `batch` tasks per request with up to `in_flight`
     /// requests of one `submit_batch` in flight.
     pub async fn client(&self, batch: usize, in_flight: usize) -> Result<Client> {

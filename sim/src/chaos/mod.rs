@@ -164,9 +164,11 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let start = Instant::now();
     let until = start + opts.duration;
     let shared = Arc::new(Mutex::new(Shared {
+        start,
         history: History::new(),
         availability: Availability::new(start),
         counters: workload::Counters::default(),
+        anomalies: Vec::new(),
     }));
     let mut clients = JoinSet::new();
     for i in 0..opts.clients {
@@ -198,24 +200,30 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let shared = lock(&shared);
     let verdict = shared.history.verdict();
     violations.extend(verdict.violations());
-    if !violations.is_empty() {
+    // The evidence outlives the run when something was wrong.
+    let kept_dir = (!violations.is_empty()).then(|| cluster.keep_dir().display().to_string());
+    if let Some(dir) = &kept_dir {
         warn!(
             seed = opts.seed,
             violations = violations.len(),
+            dir,
             "chaos found violations"
         );
     }
-    Ok(ChaosReport::new(
+    let mut report = ChaosReport::new(
         opts,
         verdict,
         &faults,
         &shared.counters,
+        &shared.anomalies,
         max_unavailable,
         heal_s,
         began.elapsed().as_secs_f64(),
         violations,
         env,
-    ))
+    );
+    report.kept_dir = kept_dir;
+    Ok(report)
 }
 
 /// A client for the healed phase: every node serves again, so it may be patient.

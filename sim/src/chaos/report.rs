@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::ChaosOptions;
 use super::faults::{FaultEvent, FaultLog};
-use super::workload::Counters;
+use super::workload::{Counters, TimedAnomaly};
 use crate::bench::report::Environment;
 use crate::history::Verdict;
 
@@ -49,6 +49,10 @@ pub struct ChaosReport {
     pub rerun: String,
     pub verdict: Verdict,
     pub faults: Vec<FaultEvent>,
+    /// The first anomalies, timed like the faults, in the order clients saw them.
+    pub anomalies: Vec<TimedAnomaly>,
+    /// Where the nodes' data and logs were kept, when a violation was found.
+    pub kept_dir: Option<String>,
     #[serde(flatten)]
     pub env: Environment,
 }
@@ -60,6 +64,7 @@ impl ChaosReport {
         verdict: Verdict,
         faults: &FaultLog,
         counters: &Counters,
+        anomalies: &[TimedAnomaly],
         max_unavailable: std::time::Duration,
         heal_s: f64,
         elapsed_s: f64,
@@ -93,6 +98,8 @@ impl ChaosReport {
             rerun: format!("sim chaos {}", opts.rerun_args().join(" ")),
             verdict,
             faults: faults.events.clone(),
+            anomalies: anomalies.to_vec(),
+            kept_dir: None,
             env,
         }
     }
@@ -144,6 +151,18 @@ impl ChaosReport {
             let _ = writeln!(s, "verdict:   {} violation(s):", self.violations.len());
             for v in &self.violations {
                 let _ = writeln!(s, "  - {v}");
+            }
+            for a in &self.anomalies {
+                let _ = writeln!(s, "  at {:6.2} s: {}", a.at_s, a.what);
+            }
+            let faults: Vec<String> = self
+                .faults
+                .iter()
+                .map(|f| format!("{:.2} s {:?} node {}", f.at_s, f.kind, f.node))
+                .collect();
+            let _ = writeln!(s, "faults at:  {}", faults.join("; "));
+            if let Some(dir) = &self.kept_dir {
+                let _ = writeln!(s, "kept:      node data and logs in {dir}");
             }
             let _ = writeln!(s, "rerun:     {}", self.rerun);
         }

@@ -22,11 +22,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{ChaosError, lock};
 use crate::bench::cluster::Cluster;
-use crate::history::{Availability, History};
+use crate::history::{Anomaly, Availability, History};
 
 /// Most tasks in one batch.
 const MAX_BATCH: usize = 16;
@@ -39,11 +39,42 @@ const KEPT_BATCHES: usize = 64;
 /// Gets in flight in the healed phase's final read.
 const READS_IN_FLIGHT: usize = 16;
 
+/// Anomalies kept with their time for the report (all are counted in the verdict).
+const KEPT_ANOMALIES: usize = 20;
+
 /// What the clients share: the history, the availability measure and counters.
 pub(crate) struct Shared {
+    /// When the faulty phase began (anomalies are timed from it, like faults).
+    pub start: Instant,
     pub history: History,
     pub availability: Availability,
     pub counters: Counters,
+    pub anomalies: Vec<TimedAnomaly>,
+}
+
+impl Shared {
+    /// Logs an anomaly the history just reported, and keeps the first few for the report.
+    fn note(&mut self, anomaly: Option<Anomaly>) {
+        let Some(anomaly) = anomaly else { return };
+        let at_s = self.start.elapsed().as_secs_f64();
+        warn!(at_s, task = %anomaly.id, what = %anomaly.what, "history anomaly");
+        if self.anomalies.len() < KEPT_ANOMALIES {
+            self.anomalies.push(TimedAnomaly {
+                at_s,
+                task: anomaly.id,
+                what: anomaly.what,
+            });
+        }
+    }
+}
+
+/// An anomaly and when a client saw it, in seconds since the faulty phase began (compare with
+/// the faults' `at_s`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TimedAnomaly {
+    pub at_s: f64,
+    pub task: TaskId,
+    pub what: String,
 }
 
 /// What the clients did, for the report.
@@ -154,8 +185,10 @@ fn acknowledge(
 ) {
     let mut s = lock(shared);
     for (planned, id) in batch.iter().zip(ids) {
-        s.history.acknowledged(*id, planned.request.key());
-        s.history.expect_result(*id, planned.expect.clone());
+        let anomaly = s.history.acknowledged(*id, planned.request.key());
+        s.note(anomaly);
+        let anomaly = s.history.expect_result(*id, planned.expect.clone());
+        s.note(anomaly);
         if !s.history.is_final(*id) {
             outstanding.insert(*id);
         }
@@ -183,7 +216,8 @@ async fn wait_for(
                 let now = Instant::now();
                 let mut s = lock(shared);
                 let completed = !s.history.is_final(info.id) && done(&info);
-                s.history.observed(&info);
+                let anomaly = s.history.observed(&info);
+                s.note(anomaly);
                 if info.state.is_final() {
                     outstanding.remove(&info.id);
                 }
@@ -318,8 +352,14 @@ pub(crate) async fn heal(
             let mut s = lock(shared);
             for (id, read) in reads {
                 match read {
-                    Ok(info) => s.history.observed(&info),
-                    Err(ClientError::NotFound(_)) => s.history.observed_not_found(id),
+                    Ok(info) => {
+                        let anomaly = s.history.observed(&info);
+                        s.note(anomaly);
+                    }
+                    Err(ClientError::NotFound(_)) => {
+                        let anomaly = s.history.observed_not_found(id);
+                        s.note(anomaly);
+                    }
                     Err(e) => {
                         failed += 1;
                         first.get_or_insert(e.to_string());
