@@ -2,7 +2,7 @@
 //! simulation later.
 //!
 //! Module map:
-//! - [`bench`]: `sim bench`, real `node` processes on loopback under load.
+//! - [`bench`](mod@bench): `sim bench`, real `node` processes on loopback under load.
 //!   - [`bench::cluster`]: [`bench::cluster::Cluster::start`] spawns nodes on free loopback ports
 //!     with fresh temporary data directories and kills them (by pid) when dropped; SIGKILL and
 //!     restart, SIGSTOP and SIGCONT one node; [`bench::cluster::locate_node_bin`] finds the
