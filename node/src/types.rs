@@ -42,6 +42,7 @@ openraft::declare_raft_types!(
         R = ResponseBatch,
         NodeId = NodeId,
         Node = NodeInfo,
+        AsyncRuntime = crate::runtime::NodeRuntime,
 );
 
 /// Snapshot bytes: a format-versioned bincode encoding of the queue state.
