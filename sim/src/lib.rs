@@ -15,4 +15,6 @@
 //! - `src/bin/sim.rs`: the `sim` command line.
 
 pub mod bench;
+pub mod dst;
 pub mod failover;
+pub mod history;
