@@ -85,6 +85,22 @@ impl Injector {
         }
     }
 
+    /// Restart, half a second from now, every node whose process stopped with an error.
+    pub fn restart_exited(&mut self, now_ms: u64, cluster: &mut dyn Cluster, shared: &Shared) {
+        for i in 0..cluster.slots().len() {
+            let slot = &mut cluster.slots()[i];
+            if slot.exited.swap(false, Ordering::SeqCst) && slot.up && !slot.retired {
+                slot.up = false;
+                *slot.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                shared.event(format!("{} will be restarted", slot.name));
+                self.active.push(Active {
+                    until_ms: now_ms + 500,
+                    undo: Undo::Restart(i),
+                });
+            }
+        }
+    }
+
     /// End every fault and restart every crashed node: the healed phase begins.
     pub fn heal(&mut self, sim: &mut Sim<'_>, cluster: &mut dyn Cluster, shared: &Shared) {
         for fault in std::mem::take(&mut self.active) {

@@ -117,7 +117,7 @@ impl World {
         let name = format!("n{}", self.slots.len() + 1);
         let dir = self.dir.path().join(&name);
         let slot = NodeSlot::new(name.clone(), dir, join, &self.plan);
-        sim.host(name.as_str(), slot.host(&self.plan));
+        sim.host(name.as_str(), slot.host(&self.plan, self.shared.clone()));
         self.slots.push(slot);
     }
 
@@ -136,6 +136,26 @@ impl faults::Cluster for World {
     }
 
     fn replace(&mut self, sim: &mut Sim<'_>, index: usize) -> bool {
+        // As an operator would: one replacement at a time, each only once the cluster is whole
+        // again (as many voters as planned, every live node among them).
+        let live: Vec<node::Running> = self
+            .slots
+            .iter()
+            .filter(|s| !s.retired)
+            .filter_map(NodeSlot::running)
+            .collect();
+        let leader = live
+            .iter()
+            .map(node::Running::metrics)
+            .find(|m| m.state.is_leader());
+        let Some(leader) = leader else { return false };
+        let voters: Vec<u64> = leader.membership_config.membership().voter_ids().collect();
+        let whole = voters.len() == self.plan.nodes
+            && live.len() == self.plan.nodes
+            && live.iter().all(|r| voters.contains(r.raft.node_id()));
+        if !whole {
+            return false;
+        }
         let Some(running) = self.slots[index].running() else {
             return false;
         };
@@ -235,6 +255,8 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     let faulty_ms = plan.faulty_phase.as_millis() as u64;
     loop {
         let now = sim.elapsed().as_millis() as u64;
+        workload::set_driver_now(now);
+        injector.restart_exited(now, &mut world, &shared);
         if now < faulty_ms {
             injector.step(now, &mut sim, &mut world, &shared);
         } else if !healed {
@@ -266,8 +288,10 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
 
     // Every client is done: let the replicas apply the same log, then compare them.
     let end = sim.elapsed().as_millis() as u64;
+    workload::set_driver_now(end);
     let converged = converge(&mut sim, &world, end + 30_000);
     let at = sim.elapsed().as_millis() as u64;
+    workload::set_driver_now(at);
     match converged {
         Some(nodes) => violations.extend(invariants::replicas_agree::check(&nodes, at)),
         None => violations.push(Violation::new(

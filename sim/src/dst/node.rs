@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use super::net;
 use super::plan::Plan;
+use super::workload::Shared;
 
 /// Wall-clock time of the simulation's start (any fixed value: runs must not depend on the
 /// real date).
@@ -95,6 +97,9 @@ pub struct NodeSlot {
     pub up: bool,
     /// Removed from the cluster and crashed for good.
     pub retired: bool,
+    /// The node process stopped with an error (e.g. a join that found no peer): like a service
+    /// manager, the driver restarts it a little later.
+    pub exited: Arc<AtomicBool>,
 }
 
 impl NodeSlot {
@@ -108,6 +113,7 @@ impl NodeSlot {
             running: Arc::default(),
             up: true,
             retired: false,
+            exited: Arc::default(),
         }
     }
 
@@ -127,8 +133,11 @@ impl NodeSlot {
     pub fn host(
         &self,
         plan: &Plan,
+        shared: Arc<Shared>,
     ) -> impl Fn() -> futures::future::LocalBoxFuture<'static, turmoil::Result> + 'static {
         let config = node_config(plan, self);
+        let exited = self.exited.clone();
+        let name = self.name.clone();
         let disk = self.disk.clone();
         let clock = self.clock.clone();
         let running = self.running.clone();
@@ -147,10 +156,21 @@ impl NodeSlot {
                     });
                 })),
             };
+            let (exited, name, shared) = (exited.clone(), name.clone(), shared.clone());
             Box::pin(async move {
                 let incoming = net::incoming().await?;
-                flotilla_node::server::run_with(config, registry(), env, incoming, std::future::pending())
-                    .await?;
+                let result = flotilla_node::server::run_with(
+                    config,
+                    registry(),
+                    env,
+                    incoming,
+                    std::future::pending(),
+                )
+                .await;
+                if let Err(e) = result {
+                    shared.event(format!("{name} exited: {e}"));
+                    exited.store(true, Ordering::SeqCst);
+                }
                 Ok(())
             })
         }

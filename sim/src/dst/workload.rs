@@ -36,9 +36,23 @@ pub struct Shared {
     pub problems: Mutex<Vec<String>>,
 }
 
-/// Simulated milliseconds since the start.
+/// Simulated milliseconds since the start (inside a simulated host).
 pub fn now_ms() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+}
+
+/// The driver's time, set before each step: `turmoil::sim_elapsed` answers only inside hosts.
+static DRIVER_NOW_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Tell the trace the simulation's time as the driver sees it.
+pub fn set_driver_now(ms: u64) {
+    DRIVER_NOW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn event_time_ms() -> u64 {
+    turmoil::sim_elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_else(|| DRIVER_NOW_MS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,7 +71,7 @@ impl Shared {
     }
 
     pub fn event(&self, what: impl AsRef<str>) {
-        lock(&self.trace).event(now_ms(), what);
+        lock(&self.trace).event(event_time_ms(), what);
     }
 
     pub fn trace(&self) -> std::sync::MutexGuard<'_, Trace> {
