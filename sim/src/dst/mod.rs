@@ -249,6 +249,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
 
     let mut injector = Injector::new(&plan);
     let mut leaders = LeaderLog::default();
+    let mut votes = invariants::durable_vote::VoteCheck::default();
     let mut violations: Vec<Violation> = Vec::new();
     let mut healed = false;
     let mut last_term = 0;
@@ -263,7 +264,11 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
             injector.heal(&mut sim, &mut world, &shared);
             healed = true;
         }
-        if let Some(v) = leaders.observe(&world.slots, now) {
+        let found = leaders
+            .observe(&world.slots, now)
+            .into_iter()
+            .chain(votes.observe(&world.slots, now));
+        for v in found {
             shared.event(format!("VIOLATION {v}"));
             violations.push(v);
         }

@@ -2,6 +2,7 @@
 //! [`Violation`]s it found; the driver gathers them.
 //!
 //! - [`one_leader_per_term`]: at most one leader per term (checked at every step).
+//! - [`durable_vote`]: a node's term never lags what it applied (the vote survives crashes).
 //! - [`acknowledged_not_lost`]: an acknowledged submit is never lost, nor its key reused.
 //! - [`one_result`]: no task has two recorded results (a final task never changes).
 //! - [`no_stale_completion`]: a completion from an expired lease never takes effect.
@@ -10,6 +11,7 @@
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
+pub mod durable_vote;
 pub mod no_stale_completion;
 pub mod one_leader_per_term;
 pub mod one_result;
