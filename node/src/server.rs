@@ -97,6 +97,11 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
         // A node that was cut off must not force an election when it comes back: it asks
         // first whether it could win (PreVote), and a healthy leader's followers say no.
         enable_pre_vote: Some(true),
+        // A restarted leader must win a new election. openraft's default lets it resume in its
+        // old term, but its log may have lost an unsynced tail that a quorum of followers had
+        // already committed; resuming, it writes other entries under the same (term, index)
+        // and the replicas diverge (found by `sim dst --seed 70`).
+        enable_leader_restore: Some(false),
         // Keep some log behind the snapshot so a briefly lagging follower catches up from the
         // log instead of a whole snapshot, but not so much that the log outgrows its budget.
         max_in_snapshot_log_to_keep: (config.snapshot_every_entries / 2).min(1_000),

@@ -305,6 +305,30 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
             "the replicas did not reach the same applied index within 30 s after the run",
         )),
     }
+    for slot in &world.slots {
+        match slot.running() {
+            Some(r) => {
+                let m = r.metrics();
+                shared.event(format!(
+                    "{} (node {}): {:?} term {} leader {:?} last log {:?} applied {:?} snapshot {:?} purged {:?}",
+                    slot.name,
+                    m.id,
+                    m.state,
+                    m.current_term,
+                    m.current_leader,
+                    m.last_log_index,
+                    m.last_applied.map(|l| l.index),
+                    m.snapshot.map(|l| l.index),
+                    m.purged.map(|l| l.index)
+                ));
+            }
+            None => shared.event(format!(
+                "{}: down{}",
+                slot.name,
+                if slot.retired { " (retired)" } else { "" }
+            )),
+        }
+    }
     let verdict = shared.history().verdict();
     violations.extend(invariants::acknowledged_not_lost::check(&verdict, at));
     violations.extend(invariants::one_result::check(&verdict, at));
