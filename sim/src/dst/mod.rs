@@ -136,8 +136,12 @@ impl faults::Cluster for World {
     }
 
     fn replace(&mut self, sim: &mut Sim<'_>, index: usize) -> bool {
-        // As an operator would: one replacement at a time, each only once the cluster is whole
-        // again (as many voters as planned, every live node among them).
+        // One replacement per run (the clients were given the first nodes' addresses; replace
+        // them all and no client could reach the cluster), and only while the cluster is whole
+        // (as many voters as planned, every live node among them), as an operator would.
+        if self.replacements > 0 {
+            return false;
+        }
         let live: Vec<node::Running> = self
             .slots
             .iter()
