@@ -171,13 +171,15 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if matches!(cli.command, Cmd::Dst(_)) {
+        // Simulated time and host, not the wall clock: what lines up with the trace.
+        logs.with_timer(dst::SimTimer).init();
+    } else {
+        logs.init();
+    }
     // The simulator makes its own runtimes, one per simulated host: not inside another.
     let cli = match cli.command {
         Cmd::Dst(args) => return dst_cmd(args),

@@ -42,6 +42,18 @@ use self::plan::Plan;
 use self::workload::Shared;
 use self::workload::now_ms;
 
+/// Log lines of a simulated run carry simulated milliseconds.
+pub struct SimTimer;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTimer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(t) => write!(w, "{:>8}", t.as_millis()),
+            None => write!(w, "  driver"),
+        }
+    }
+}
+
 /// What to run: a seed, and optionally a bug switched on and a narrower fault mix.
 #[derive(Clone, Debug, Default)]
 pub struct DstOptions {

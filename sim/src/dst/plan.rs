@@ -105,6 +105,17 @@ impl Plan {
         if kinds.is_empty() {
             kinds.push(FaultKind::Crash);
         }
+        let clients = rng.random_range(1..=3);
+        let submits_per_client = rng.random_range(10..=40);
+        let max_batch = rng.random_range(1..=8);
+        let workers_per_node = rng.random_range(1..=3);
+        let faulty_phase = Duration::from_millis(rng.random_range(8_000..=20_000));
+        // Keep the work within what the workers can do in the faulty phase, with room to spare
+        // for faults: an overloaded cluster is not a broken one, and would fail the liveness
+        // check for the wrong reason.
+        let tasks = (clients * submits_per_client * (1 + max_batch)) as u64 / 2;
+        let capacity_ms = (nodes * workers_per_node) as u64 * faulty_phase.as_millis() as u64;
+        let max_task_ms = rng.random_range(0..=1_500).min(capacity_ms / tasks.max(1));
         Plan {
             seed,
             nodes,
@@ -113,19 +124,19 @@ impl Plan {
             election_max_ms,
             lease_ms: rng.random_range(400..=2_000),
             snapshot_every_entries: rng.random_range(20..=400),
-            workers_per_node: rng.random_range(1..=3),
+            workers_per_node,
             disk_sync_us: rng.random_range(100..=3_000),
             net_min_latency_ms: rng.random_range(0..=1),
             net_max_latency_ms: rng.random_range(2..=15),
-            clients: rng.random_range(1..=3),
-            submits_per_client: rng.random_range(10..=40),
-            max_batch: rng.random_range(1..=8),
-            max_task_ms: rng.random_range(0..=1_500),
+            clients,
+            submits_per_client,
+            max_batch,
+            max_task_ms,
             flaky_share: rng.random_range(0.0..0.2),
             failing_share: rng.random_range(0.0..0.05),
             faults: kinds,
             fault_every_ms: (rng.random_range(200..=800), rng.random_range(1_000..=3_000)),
-            faulty_phase: Duration::from_millis(rng.random_range(8_000..=20_000)),
+            faulty_phase,
             heal_limit: Duration::from_secs(90),
         }
     }
