@@ -59,9 +59,12 @@ struct DstArgs {
     /// End with a line `trace-hash HEX`: the hash of the run's trace (one seed only).
     #[arg(long)]
     trace_hash: bool,
-    /// Print every trace event to stderr as it happens (one seed only).
+        /// Print every trace event to stderr as it happens (one seed only).
     #[arg(long)]
     trace: bool,
+    /// If the seed fails, look for a smaller fault mix that still fails (one seed only).
+    #[arg(long, requires = "seed")]
+    shrink: bool,
     /// Print JSON: the seed's outcome, or a summary of the range.
     #[arg(long)]
     json: bool,
@@ -237,14 +240,22 @@ fn dst_cmd(args: DstArgs) -> ExitCode {
         } else {
             print!("{}", dst_text(&outcome));
         }
+                if args.shrink && !outcome.passed() {
+            let mix: Vec<FaultKind> = dst::plan::Plan::from_seed(seed, &opts.faults).faults;
+            println!("shrinking the fault mix {mix:?} ...");
+            let timeout = Duration::from_secs(args.seed_timeout_s);
+            let shrunk = dst::seeds::shrink(None, &opts, &mix, timeout, |o, fails| {
+                println!("  {:?}: {}", o.faults, if fails { "still fails" } else { "passes" });
+            });
+            match shrunk {
+                Ok(best) => println!("smallest failing run: {}", best.replay_command()),
+                Err(e) => eprintln!("sim dst: cannot shrink: {e}"),
+            }
+        }
         if args.trace_hash {
             println!("trace-hash {}", outcome.trace_hash);
         }
-        return if outcome.passed() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let Some(seeds) = args.seeds else {
         eprintln!("sim dst: give --seed N or --seeds A..B");

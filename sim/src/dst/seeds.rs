@@ -123,6 +123,39 @@ pub fn run_seeds(opts: &SeedsOptions, mut on_done: impl FnMut(&SeedOutcome)) -> 
     Ok(summary)
 }
 
+/// Shrink a failing run: drop the kinds of fault of its mix one at a time, keeping each drop
+/// after which the seed still fails. Returns the smallest failing options found (the seed's
+/// other choices, cluster size, timing and workload, stay the same).
+pub fn shrink(
+    exe: Option<PathBuf>,
+    failing: &DstOptions,
+    mix: &[super::plan::FaultKind],
+    timeout: Duration,
+    mut on_try: impl FnMut(&DstOptions, bool),
+) -> std::io::Result<DstOptions> {
+    let exe = match exe {
+        Some(exe) => exe,
+        None => std::env::current_exe()?,
+    };
+    let mut best = DstOptions {
+        faults: mix.to_vec(),
+        ..failing.clone()
+    };
+    let mut i = 0;
+    while i < best.faults.len() && best.faults.len() > 1 {
+        let mut candidate = best.clone();
+        candidate.faults.remove(i);
+        let fails = !run_child(&exe, &candidate, timeout)?.passed();
+        on_try(&candidate, fails);
+        if fails {
+            best = candidate;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(best)
+}
+
 /// Run one seed as `exe dst --seed N --json`, and read its outcome.
 fn run_child(exe: &PathBuf, run: &DstOptions, timeout: Duration) -> std::io::Result<SeedOutcome> {
     let mut cmd = Command::new(exe);
