@@ -65,8 +65,15 @@ impl Injector {
         }
     }
 
-    /// Start and end faults due at `now_ms`.
-    pub fn step(&mut self, now_ms: u64, sim: &mut Sim<'_>, cluster: &mut dyn Cluster, shared: &Shared) {
+        /// End the faults (and restarts) due at `now_ms`; with `start`, start one if it is time.
+    pub fn step(
+        &mut self,
+        now_ms: u64,
+        start: bool,
+        sim: &mut Sim<'_>,
+        cluster: &mut dyn Cluster,
+        shared: &Shared,
+    ) {
         let mut i = 0;
         while i < self.active.len() {
             if self.active[i].until_ms <= now_ms {
@@ -76,7 +83,7 @@ impl Injector {
                 i += 1;
             }
         }
-        if now_ms >= self.next_at_ms {
+                if start && now_ms >= self.next_at_ms {
             let plan = &shared.plan;
             let (lo, hi) = plan.fault_every_ms;
             self.next_at_ms = now_ms + self.rng.random_range(lo..=hi);
