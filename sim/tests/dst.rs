@@ -11,7 +11,10 @@ fn sim(args: &[&str]) -> Result<(Option<i32>, String)> {
         .args(args)
         .output()
         .context("running sim")?;
-    Ok((out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()))
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 fn trace_hash(seed: &str) -> Result<String> {
@@ -31,7 +34,11 @@ fn a_seed_passes_and_replays_to_the_same_trace() -> Result<()> {
     let first = trace_hash("3")?;
     let second = trace_hash("3")?;
     assert_eq!(first, second, "seed 3 gave two different traces");
-    assert_ne!(trace_hash("4")?, first, "two seeds gave one trace: the seed decides nothing");
+    assert_ne!(
+        trace_hash("4")?,
+        first,
+        "two seeds gave one trace: the seed decides nothing"
+    );
     Ok(())
 }
 
@@ -39,7 +46,15 @@ fn a_seed_passes_and_replays_to_the_same_trace() -> Result<()> {
 /// found by one of `invariants` and come with the command that replays it.
 fn caught(bug: &str, limit: u64, invariants: &[&str]) -> Result<()> {
     let range = format!("0..{limit}");
-    let (code, out) = sim(&["dst", "--seeds", &range, "--bug", bug, "--stop-at-first", "--json"])?;
+    let (code, out) = sim(&[
+        "dst",
+        "--seeds",
+        &range,
+        "--bug",
+        bug,
+        "--stop-at-first",
+        "--json",
+    ])?;
     assert_eq!(code, Some(1), "bug {bug} not caught in seeds {range}:\n{out}");
     let report: serde_json::Value = serde_json::from_str(out.trim()).context("summary JSON")?;
     let failed = report["failed"].as_array().context("failed list")?;
@@ -55,7 +70,10 @@ fn caught(bug: &str, limit: u64, invariants: &[&str]) -> Result<()> {
         "bug {bug}: expected one of {invariants:?}, got {names:?}"
     );
     let replay = first["replay"].as_str().context("replay")?;
-    assert!(replay.contains(&format!("--bug {bug}")), "replay command {replay}");
+    assert!(
+        replay.contains(&format!("--bug {bug}")),
+        "replay command {replay}"
+    );
     Ok(())
 }
 
@@ -71,7 +89,12 @@ fn acknowledging_before_fsync_is_caught() -> Result<()> {
     caught(
         "ack-before-fsync",
         30,
-        &["acknowledged_not_lost", "one_result", "replicas_agree", "no_stale_completion"],
+        &[
+            "acknowledged_not_lost",
+            "one_result",
+            "replicas_agree",
+            "no_stale_completion",
+        ],
     )
 }
 

@@ -135,7 +135,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Done {
     Raft(IOFlushed<TypeConfig>),
     Caller(oneshot::Sender<()>),
+    /// Not synced, but durable with the next synced batch.
     Nobody,
+    /// Never synced by us (the `AckBeforeFsync` bug): durable only once written back.
+    Unsynced,
 }
 
 /// The log store of a simulated node. See the module docs.
@@ -175,8 +178,34 @@ impl SimLogStore {
     }
 }
 
+/// How long an unsynced write sits in the (simulated) page cache before the kernel writes it
+/// back by itself: only the `AckBeforeFsync` bug leaves writes unsynced.
+const WRITEBACK: Duration = Duration::from_secs(5);
+
 async fn flush_task(disk: Arc<SimDisk>, mut rx: mpsc::UnboundedReceiver<(Op, Done)>) {
-    while let Some(first) = rx.recv().await {
+    // Writes not synced yet, oldest first, with the time the kernel would write them back.
+    let mut page_cache: std::collections::VecDeque<(tokio::time::Instant, Op)> = Default::default();
+    loop {
+        let first = match page_cache.front() {
+            Some((due, _)) => {
+                let due = *due;
+                tokio::select! {
+                    next = rx.recv() => next,
+                    () = tokio::time::sleep_until(due) => {
+                        let now = tokio::time::Instant::now();
+                        let mut durable = lock(&disk.durable);
+                        while page_cache.front().is_some_and(|(due, _)| *due <= now) {
+                            if let Some((_, op)) = page_cache.pop_front() {
+                                durable.apply(&op);
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            None => rx.recv().await,
+        };
+        let Some(first) = first else { return };
         let mut batch = vec![first];
         while let Ok(next) = rx.try_recv() {
             batch.push(next);
@@ -185,23 +214,36 @@ async fn flush_task(disk: Arc<SimDisk>, mut rx: mpsc::UnboundedReceiver<(Op, Don
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        let mut answers = Vec::with_capacity(batch.len());
         {
             let mut durable = lock(&disk.durable);
-            for (op, _) in &batch {
-                if matches!(op, Op::Vote(_)) && bugs::active(Bug::ForgetVote) {
+            for (op, done) in batch {
+                let synced = matches!(done, Done::Raft(_) | Done::Caller(_));
+                if !synced && (matches!(done, Done::Unsynced) || !page_cache.is_empty()) {
+                    // Keeps its place behind the unsynced writes before it.
+                    page_cache.push_back((tokio::time::Instant::now() + WRITEBACK, op));
                     continue;
                 }
-                durable.apply(op);
+                if synced {
+                    // An fsync writes back everything the file had in the page cache.
+                    for (_, cached) in page_cache.drain(..) {
+                        durable.apply(&cached);
+                    }
+                }
+                if !(matches!(op, Op::Vote(_)) && bugs::active(Bug::ForgetVote)) {
+                    durable.apply(&op);
+                }
+                answers.push(done);
             }
         }
         disk.syncs.fetch_add(1, Ordering::Relaxed);
-        for (_, done) in batch {
+        for done in answers {
             match done {
                 Done::Raft(callback) => callback.io_completed(Ok(())),
                 Done::Caller(tx) => {
                     let _ = tx.send(());
                 }
-                Done::Nobody => {}
+                Done::Nobody | Done::Unsynced => {}
             }
         }
     }
@@ -276,7 +318,7 @@ impl RaftLogStorage<TypeConfig> for SimLogStore {
         let op = Op::Append(entries.into_iter().collect());
         if bugs::active(Bug::AckBeforeFsync) {
             callback.io_completed(Ok(()));
-            return self.write(op, Done::Nobody);
+            return self.write(op, Done::Unsynced);
         }
         self.write(op, Done::Raft(callback))
     }

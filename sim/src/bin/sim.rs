@@ -59,7 +59,7 @@ struct DstArgs {
     /// End with a line `trace-hash HEX`: the hash of the run's trace (one seed only).
     #[arg(long)]
     trace_hash: bool,
-        /// Print every trace event to stderr as it happens (one seed only).
+    /// Print every trace event to stderr as it happens (one seed only).
     #[arg(long)]
     trace: bool,
     /// If the seed fails, look for a smaller fault mix that still fails (one seed only).
@@ -176,7 +176,9 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if matches!(cli.command, Cmd::Dst(_)) {
         // Simulated time and host, not the wall clock: what lines up with the trace.
         logs.with_timer(dst::SimTimer).init();
@@ -240,12 +242,16 @@ fn dst_cmd(args: DstArgs) -> ExitCode {
         } else {
             print!("{}", dst_text(&outcome));
         }
-                if args.shrink && !outcome.passed() {
+        if args.shrink && !outcome.passed() {
             let mix: Vec<FaultKind> = dst::plan::Plan::from_seed(seed, &opts.faults).faults;
             println!("shrinking the fault mix {mix:?} ...");
             let timeout = Duration::from_secs(args.seed_timeout_s);
             let shrunk = dst::seeds::shrink(None, &opts, &mix, timeout, |o, fails| {
-                println!("  {:?}: {}", o.faults, if fails { "still fails" } else { "passes" });
+                println!(
+                    "  {:?}: {}",
+                    o.faults,
+                    if fails { "still fails" } else { "passes" }
+                );
             });
             match shrunk {
                 Ok(best) => println!("smallest failing run: {}", best.replay_command()),
@@ -255,7 +261,11 @@ fn dst_cmd(args: DstArgs) -> ExitCode {
         if args.trace_hash {
             println!("trace-hash {}", outcome.trace_hash);
         }
-        return if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if outcome.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let Some(seeds) = args.seeds else {
         eprintln!("sim dst: give --seed N or --seeds A..B");

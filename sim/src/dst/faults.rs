@@ -65,7 +65,7 @@ impl Injector {
         }
     }
 
-        /// End the faults (and restarts) due at `now_ms`; with `start`, start one if it is time.
+    /// End the faults (and restarts) due at `now_ms`; with `start`, start one if it is time.
     pub fn step(
         &mut self,
         now_ms: u64,
@@ -83,7 +83,7 @@ impl Injector {
                 i += 1;
             }
         }
-                if start && now_ms >= self.next_at_ms {
+        if start && now_ms >= self.next_at_ms {
             let plan = &shared.plan;
             let (lo, hi) = plan.fault_every_ms;
             self.next_at_ms = now_ms + self.rng.random_range(lo..=hi);
@@ -154,6 +154,24 @@ impl Injector {
         let others: Vec<String> = names.iter().filter(|n| **n != victim_name).cloned().collect();
         let duration = |rng: &mut SmallRng, lo: u64, hi: u64| now_ms + rng.random_range(lo..=hi);
         let undo = match kind {
+            FaultKind::Crash if self.rng.random_bool(0.15) => {
+                // A power cut: every node at once. Whatever was acknowledged must have been
+                // synced by a quorum, so it survives.
+                for &i in &up {
+                    let slot = &mut cluster.slots()[i];
+                    sim.crash(slot.name.as_str());
+                    slot.up = false;
+                    *slot.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    let until_ms = duration(&mut self.rng, 100, 2_000);
+                    self.active.push(Active {
+                        until_ms,
+                        undo: Undo::Restart(i),
+                    });
+                }
+                shared.event("fault: power cut, every node crashes");
+                *self.counts.entry(kind).or_default() += 1;
+                return;
+            }
             FaultKind::Crash => {
                 let down = live.len() - up.len();
                 // A majority may go down too (safety must hold regardless), but rarely.

@@ -274,7 +274,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
         let now = sim.elapsed().as_millis() as u64;
         workload::set_driver_now(now);
         injector.restart_exited(now, &mut world, &shared);
-                injector.step(now, now < faulty_ms, &mut sim, &mut world, &shared);
+        injector.step(now, now < faulty_ms, &mut sim, &mut world, &shared);
         if now >= faulty_ms && !healed {
             injector.heal(&mut sim, &mut world, &shared);
             healed = true;

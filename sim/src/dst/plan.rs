@@ -90,9 +90,12 @@ impl Plan {
         let heartbeat_ms = rng.random_range(30..=100);
         let election_min_ms = heartbeat_ms * rng.random_range(3..=6);
         let election_max_ms = election_min_ms * 2;
-                // Drawn even when `faults` overrides them, so a narrower fault mix keeps every other
+        // Drawn even when `faults` overrides them, so a narrower fault mix keeps every other
         // choice of the seed (what shrinking a failing seed relies on).
-        let drawn: Vec<FaultKind> = FaultKind::ALL.into_iter().filter(|_| rng.random_bool(0.6)).collect();
+        let drawn: Vec<FaultKind> = FaultKind::ALL
+            .into_iter()
+            .filter(|_| rng.random_bool(0.6))
+            .collect();
         let mut kinds = if faults.is_empty() { drawn } else { faults.to_vec() };
         if nodes == 1 {
             // One node has no network faults worth the name, and nothing to replace it with.
