@@ -1,5 +1,4 @@
-//! flotilla-sim: benchmarks and failover measurement now; deterministic simulation and chaos
-//! later.
+//! flotilla-sim: deterministic simulation, chaos, benchmarks and failover measurement.
 //!
 //! Module map:
 //! - [`bench`]: `sim bench`, real `node` processes on loopback under load.
@@ -10,6 +9,10 @@
 //!     every result, an open-loop latency stream) and the percentile arithmetic.
 //!   - [`bench::procfs`]: CPU seconds and RSS of a process from `/proc`.
 //!   - [`bench::report`]: the reports, as JSON (serde) or text.
+//! - [`dst`]: `sim dst`, the whole cluster in one process on turmoil's simulated hosts, network
+//!   and time, with a simulated disk; faults and invariants drawn from one seed (see
+//!   `docs/TESTING.md`).
+//! - [`history`]: the client-side history check shared by `dst` and `chaos`.
 //! - [`failover`]: `sim failover`, the leader SIGKILLed under a stream of probe tasks: how long
 //!   until tasks complete again.
 //! - `src/bin/sim.rs`: the `sim` command line.

@@ -178,21 +178,22 @@ impl NodeSlot {
 }
 
 fn node_config(plan: &Plan, slot: &NodeSlot) -> Config {
-    let mut config = Config::default();
-    config.listen = std::net::SocketAddr::from(([0, 0, 0, 0], net::PORT));
-    config.advertise = Some(slot.addr());
-    config.data_dir = slot.dir.clone();
-    config.join = slot.join.clone();
-    config.workers = Some(plan.workers_per_node);
-    config.lease_ms = plan.lease_ms;
-    config.heartbeat_interval_ms = plan.heartbeat_ms;
-    config.election_timeout_ms_min = plan.election_min_ms;
-    config.election_timeout_ms_max = plan.election_max_ms;
-    config.snapshot_every_entries = plan.snapshot_every_entries;
-    config.default_retry_backoff_ms = 100;
-    config.join_timeout_ms = 60_000;
-    config.drain_grace_ms = 1_000;
-    config
+    Config {
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], net::PORT)),
+        advertise: Some(slot.addr()),
+        data_dir: slot.dir.clone(),
+        join: slot.join.clone(),
+        workers: Some(plan.workers_per_node),
+        lease_ms: plan.lease_ms,
+        heartbeat_interval_ms: plan.heartbeat_ms,
+        election_timeout_ms_min: plan.election_min_ms,
+        election_timeout_ms_max: plan.election_max_ms,
+        snapshot_every_entries: plan.snapshot_every_entries,
+        default_retry_backoff_ms: 100,
+        join_timeout_ms: 60_000,
+        drain_grace_ms: 1_000,
+        ..Config::default()
+    }
 }
 
 /// The simulated workers' only task: sleep, maybe fail, answer with the attempt that ran.
