@@ -59,12 +59,27 @@ pub(crate) struct Config {
     pub(crate) wait_chunk_size: usize,
 }
 
+/// Opens a connection to a node from its endpoint (address and options already set).
+pub type ChannelFactory = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
+
 /// Options for a [`Client`]; start with [`Client::builder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     addrs: Vec<String>,
     config: Config,
     seed: Option<u64>,
+    channels: Option<ChannelFactory>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("addrs", &self.addrs)
+            .field("config", &self.config)
+            .field("seed", &self.seed)
+            .field("custom_channels", &self.channels.is_some())
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -112,6 +127,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Open connections with `factory` instead of plain TCP (the simulator's network uses
+    /// this; it gets each node's endpoint and must return a lazily connecting channel).
+    pub fn channel_factory(mut self, factory: ChannelFactory) -> Self {
+        self.channels = Some(factory);
+        self
+    }
+
     /// Creates the client. Connections are opened lazily, on the first call to each node, so
     /// this only fails on bad options; it must run inside a tokio runtime.
     pub async fn build(self) -> Result<Client> {
@@ -133,7 +155,11 @@ impl ClientBuilder {
             .addrs
             .into_iter()
             .map(|addr| {
-                let channel = endpoint(&addr, &self.config)?.connect_lazy();
+                let endpoint = endpoint(&addr, &self.config)?;
+                let channel = match &self.channels {
+                    Some(factory) => factory(endpoint),
+                    None => endpoint.connect_lazy(),
+                };
                 Ok(Node { addr, channel })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -181,6 +207,7 @@ impl Client {
                 wait_chunk_size: 10_000,
             },
             seed: None,
+            channels: None,
         }
     }
 

@@ -38,7 +38,7 @@ pub mod retry;
 pub mod task;
 mod wait;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{ChannelFactory, Client, ClientBuilder};
 pub use cluster::{ClusterStatus, Member, QueueStats};
 pub use error::{ClientError, Result};
 pub use info::{TaskInfo, TaskState};

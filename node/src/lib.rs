@@ -18,6 +18,7 @@
 //! - [`cluster`]: bootstrap of a data directory and the Raft node.
 //! - [`config`], [`clock`], [`error`], [`types`], [`server`]: wiring.
 
+pub mod bugs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod proposer;
 pub mod queue;
 pub mod raft;
 pub mod replica;
+pub mod runtime;
 pub mod server;
 pub mod types;
 pub mod worker;

@@ -38,6 +38,8 @@ use crate::queue::Command;
 use crate::queue::Response;
 use crate::raft::LogStore;
 use crate::raft::Raft;
+use crate::raft::SimDisk;
+use crate::raft::SimLogStore;
 use crate::raft::StateMachineStore;
 use crate::replica::Replica;
 use crate::types::NodeInfo;
@@ -95,6 +97,11 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
         // A node that was cut off must not force an election when it comes back: it asks
         // first whether it could win (PreVote), and a healthy leader's followers say no.
         enable_pre_vote: Some(true),
+        // A restarted leader must win a new election. openraft's default lets it resume in its
+        // old term, but its log may have lost an unsynced tail that a quorum of followers had
+        // already committed; resuming, it writes other entries under the same (term, index)
+        // and the replicas diverge (found by `sim dst --seed 70`).
+        enable_leader_restore: Some(false),
         // Keep some log behind the snapshot so a briefly lagging follower catches up from the
         // log instead of a whole snapshot, but not so much that the log outgrows its budget.
         max_in_snapshot_log_to_keep: (config.snapshot_every_entries / 2).min(1_000),
@@ -122,12 +129,33 @@ pub async fn run(
     run_with(config, registry, NodeEnv::default(), incoming, shutdown).await
 }
 
-/// What a node takes from the world outside the process: the clock, how it dials peers, and
-/// (as `run_with`'s `incoming`) the connections it accepts. The simulator supplies its own.
+/// What a node takes from the world outside the process: the clock, how it dials peers, where
+/// its Raft log lives, how its workers run, and (as `run_with`'s `incoming`) the connections
+/// it accepts. The simulator supplies its own.
 #[derive(Clone)]
 pub struct NodeEnv {
     pub clock: SharedClock,
     pub connector: Arc<dyn Connector>,
+    pub storage: LogStorage,
+    /// Run the worker actors on the caller's `LocalSet` instead of an actix `System` on a
+    /// thread of their own (the simulator runs a whole node on one thread).
+    pub local_workers: bool,
+    /// Called once Raft is up, with the node's Raft handle and replica: the simulator watches
+    /// roles, terms and applied state through them.
+    pub observer: Option<Observer>,
+}
+
+/// See [`NodeEnv::observer`].
+pub type Observer = Arc<dyn Fn(&Raft, &Arc<Replica>) + Send + Sync>;
+
+/// Where the Raft log is kept.
+#[derive(Clone, Debug)]
+pub enum LogStorage {
+    /// The WAL in `<data dir>/wal/`.
+    Disk,
+    /// A simulated disk; snapshot files are then written without a blocking thread, so the
+    /// simulator controls every step.
+    Simulated(Arc<SimDisk>),
 }
 
 impl Default for NodeEnv {
@@ -135,6 +163,9 @@ impl Default for NodeEnv {
         Self {
             clock: Arc::new(SystemClock),
             connector: Arc::new(TcpConnector::default()),
+            storage: LogStorage::Disk,
+            local_workers: false,
+            observer: None,
         }
     }
 }
@@ -157,10 +188,10 @@ where
         + 'static,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let clock = env.clock;
+    let clock = env.clock.clone();
     let data_dir = config.data_dir.clone();
     let advertise = config.advertise_addr();
-    let anonymous = NetworkFactory::new(env.connector);
+    let anonymous = NetworkFactory::new(env.connector.clone());
     let (identity, founded) = match Identity::load(&data_dir)? {
         Some(identity) => {
             if !config.join.is_empty() {
@@ -189,20 +220,26 @@ where
     let node_id = identity.node_id;
     info!(node_id, cluster_id = %identity.cluster_id, founded, pending_join = identity.pending_join, data_dir = %data_dir.display(), "opening node");
 
-    let log_store = LogStore::open(&data_dir)?;
     let replica = Arc::new(Replica::default());
-    let state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
+    let mut state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
     let log_bytes = state_machine.log_bytes_since_snapshot();
     let network = anonymous.with_identity(&identity.cluster_id, node_id);
-    let raft = Raft::new(
-        node_id,
-        Arc::new(raft_config(&config)?),
-        network.clone(),
-        log_store,
-        state_machine,
-    )
-    .await
+    let raft_config = Arc::new(raft_config(&config)?);
+    let raft = match &env.storage {
+        LogStorage::Disk => {
+            let log_store = LogStore::open(&data_dir)?;
+            Raft::new(node_id, raft_config, network.clone(), log_store, state_machine).await
+        }
+        LogStorage::Simulated(disk) => {
+            state_machine.inline_io();
+            let log_store = SimLogStore::open(disk.clone());
+            Raft::new(node_id, raft_config, network.clone(), log_store, state_machine).await
+        }
+    }
     .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if let Some(observer) = &env.observer {
+        observer(&raft, &replica);
+    }
 
     // Only the founder initializes (also when it crashed between writing its identity and
     // here); a joining node is brought in by the leader.
@@ -257,15 +294,13 @@ where
             proposer: proposer.clone(),
             replica: replica.clone(),
         });
-        Some(
-            WorkerPool::start(
-                pool_config,
-                registry.clone(),
-                backend,
-                tokio::runtime::Handle::current(),
-            )
-            .map_err(|e| ServerError::Worker(e.to_string()))?,
-        )
+        let runtime = tokio::runtime::Handle::current();
+        let pool = if env.local_workers {
+            WorkerPool::start_local(pool_config, registry.clone(), backend, runtime)
+        } else {
+            WorkerPool::start(pool_config, registry.clone(), backend, runtime)
+        };
+        Some(pool.map_err(|e| ServerError::Worker(e.to_string()))?)
     } else {
         None
     };

@@ -42,6 +42,10 @@ openraft::declare_raft_types!(
         R = ResponseBatch,
         NodeId = NodeId,
         Node = NodeInfo,
+        AsyncRuntime = crate::runtime::NodeRuntime,
+        // Standard Raft: one vote, and so at most one leader, per term (openraft's default
+        // "advanced" ids allow several leaders in one term, told apart by node id).
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, NodeId>,
 );
 
 /// Snapshot bytes: a format-versioned bincode encoding of the queue state.

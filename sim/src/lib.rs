@@ -1,5 +1,4 @@
-//! flotilla-sim: benchmarks, failover measurement and real-process chaos; deterministic
-//! simulation later.
+//! flotilla-sim: deterministic simulation, chaos, benchmarks and failover measurement.
 //!
 //! Module map:
 //! - [`bench`](mod@bench): `sim bench`, real `node` processes on loopback under load.
@@ -11,6 +10,9 @@
 //!     every result, an open-loop latency stream) and the percentile arithmetic.
 //!   - [`bench::procfs`]: CPU seconds and RSS of a process from `/proc`.
 //!   - [`bench::report`]: the reports, as JSON (serde) or text.
+//! - [`dst`]: `sim dst`, the whole cluster in one process on turmoil's simulated hosts, network
+//!   and time, with a simulated disk; faults and invariants drawn from one seed (see
+//!   `docs/TESTING.md`).
 //! - [`failover`]: `sim failover`, the leader SIGKILLed under a stream of probe tasks: how long
 //!   until tasks complete again.
 //! - [`chaos`]: `sim chaos`, real nodes under clients while a seeded fault loop kills, restarts,
@@ -26,5 +28,6 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod dst;
 pub mod failover;
 pub mod history;

@@ -675,7 +675,10 @@ impl QueueState {
         let Some(t) = self.tasks.get_mut(&id) else {
             return CompletionResult::Stale;
         };
-        if t.state != TaskState::Leased || t.attempt != c.lease.attempt {
+        // The attempt fence (a deliberate bug switch may drop it, for the simulator to catch).
+        let fenced =
+            t.attempt == c.lease.attempt || crate::bugs::active(crate::bugs::Bug::AcceptStaleCompletion);
+        if t.state != TaskState::Leased || !fenced {
             return CompletionResult::Stale;
         }
         match &c.outcome {

@@ -57,6 +57,8 @@ pub struct StateMachineStore {
     /// Approximate log bytes applied since the last snapshot view was taken; the node
     /// triggers a snapshot (and so a log purge) when it passes `--snapshot-log-bytes`.
     log_bytes: Arc<AtomicU64>,
+    /// Write snapshot files on the calling task instead of a blocking thread (simulator).
+    inline_io: bool,
 }
 
 impl StateMachineStore {
@@ -77,7 +79,14 @@ impl StateMachineStore {
             last_membership,
             snapshots: Arc::new(snapshots),
             log_bytes: Arc::default(),
+            inline_io: false,
         })
+    }
+
+    /// Do snapshot file IO on the calling task: a blocking thread's timing is outside a
+    /// simulator's control (the simulator's files are small, so blocking briefly is fine).
+    pub fn inline_io(&mut self) {
+        self.inline_io = true;
     }
 
     /// Approximate log bytes applied since the last snapshot (shared; reset by each snapshot).
@@ -102,9 +111,16 @@ pub struct SnapshotBuilder {
     meta: SnapshotMetaOf<TypeConfig>,
     bytes: Result<SnapshotData, super::error::SnapshotFormatError>,
     snapshots: Arc<SnapshotStore>,
+    inline_io: bool,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+async fn blocking<T: Send + 'static>(
+    inline: bool,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    if inline {
+        return f();
+    }
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
 
@@ -120,7 +136,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         );
         let meta = self.meta.clone();
         let snapshots = self.snapshots.clone();
-        blocking(move || {
+        blocking(self.inline_io, move || {
             let bytes = bytes?;
             snapshots.persist(&meta, &bytes).map_err(StorageError::into_io)?;
             tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
@@ -187,6 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             },
             bytes,
             snapshots: self.snapshots.clone(),
+            inline_io: self.inline_io,
         }
     }
 
@@ -206,7 +223,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Durable first: if this fails, the in-memory state is untouched.
         let snapshots = self.snapshots.clone();
         let persist_meta = meta.clone();
-        blocking(move || {
+        blocking(self.inline_io, move || {
             snapshots
                 .persist(&persist_meta, &snapshot)
                 .map_err(StorageError::into_io)
@@ -223,7 +240,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         &mut self,
     ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
         let snapshots = self.snapshots.clone();
-        let current = blocking(move || snapshots.read_current().map_err(StorageError::into_io)).await?;
+        let current = blocking(self.inline_io, move || {
+            snapshots.read_current().map_err(StorageError::into_io)
+        })
+        .await?;
         Ok(current.map(|(meta, snapshot)| SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot }))
     }
 }

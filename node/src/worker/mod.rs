@@ -34,3 +34,5 @@ pub use pool::WorkerError;
 pub use pool::WorkerPool;
 pub use registry::TaskError;
 pub use registry::TaskRegistry;
+pub use worker::TaskRun;
+pub use worker::current_run;

@@ -125,6 +125,24 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+tokio::task_local! {
+    static CURRENT_RUN: TaskRun;
+}
+
+/// Which task, and which attempt of it, a handler is running for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskRun {
+    pub task: u64,
+    /// 1 for the first run; a retry or a re-lease after a lost lease gets the next number.
+    pub attempt: u32,
+}
+
+/// The run the calling handler serves (`None` outside a handler's task): lets a handler tell
+/// a retry from a first run, or tag its result with its attempt.
+pub fn current_run() -> Option<TaskRun> {
+    CURRENT_RUN.try_with(|run| *run).ok()
+}
+
 /// Run `grant`'s handler on `runtime` for at most `limit`, or until `abort` fires.
 pub fn execute(
     registry: &TaskRegistry,
@@ -133,7 +151,12 @@ pub fn execute(
     limit: Duration,
     abort: oneshot::Receiver<()>,
 ) -> impl Future<Output = RunResult> + 'static {
-    let mut task = AbortOnDrop(runtime.spawn(registry.call(&grant.name, grant.args.clone())));
+    let run = TaskRun {
+        task: grant.lease.task,
+        attempt: grant.lease.attempt,
+    };
+    let call = CURRENT_RUN.scope(run, registry.call(&grant.name, grant.args.clone()));
+    let mut task = AbortOnDrop(runtime.spawn(call));
     let lease = grant.lease;
     async move {
         let aborted = async {

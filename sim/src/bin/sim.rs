@@ -1,6 +1,6 @@
 //! The `sim` command line: `sim bench` runs the benchmarks, `sim failover` measures failover,
-//! `sim chaos` injects faults into a real cluster and checks what clients were told (see
-//! `sim <command> --help`).
+//! `sim chaos` injects faults into a real cluster and checks what clients were told, `sim dst`
+//! simulates a cluster deterministically (see `sim <command> --help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+use flotilla_node::bugs::Bug;
 use flotilla_sim::bench::{self, BenchOptions, cluster::locate_node_bin};
 use flotilla_sim::chaos::{self, ChaosOptions};
+use flotilla_sim::dst::{self, DstOptions, SeedOutcome, plan::FaultKind, seeds::SeedsOptions};
 use flotilla_sim::failover::{self, FailoverOptions};
 
 #[derive(Parser, Debug)]
@@ -39,6 +41,14 @@ enum Cmd {
     /// Exit status: 0 when no property was violated, 1 when one was (the seed and the command
     /// that reruns it are printed), 2 when the run could not be carried out.
     Chaos(ChaosArgs),
+    /// Deterministic simulation: the whole cluster (Raft, storage, gRPC, workers, clients) in
+    /// this process on simulated time, network and disk, with faults drawn from a seed.
+    ///
+    /// `--seed N` runs one seed and prints its outcome; `--seeds A..B` runs each seed of the
+    /// range in a child process, several at once, and lists the failures with the command that
+    /// replays each. Exit status: 0 when no invariant was violated, 1 when one was, 2 when the
+    /// simulator could not run.
+    Dst(DstArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +71,63 @@ struct ChaosArgs {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct DstArgs {
+    /// Run this one seed.
+    #[arg(long, conflicts_with = "seeds", required_unless_present = "seeds")]
+    seed: Option<u64>,
+    /// Run a range of seeds, `A..B` (B excluded), one child process each.
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<std::ops::Range<u64>>,
+    /// Switch on a deliberate bug (ack-before-fsync, accept-stale-completion, forget-vote), to
+    /// see the checker catch it.
+    #[arg(long, value_parser = parse_bug)]
+    bug: Option<Bug>,
+    /// Only these faults (comma-separated; default: a mix drawn from the seed).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<FaultKind>,
+    /// End with a line `trace-hash HEX`: the hash of the run's trace (one seed only).
+    #[arg(long)]
+    trace_hash: bool,
+    /// Print every trace event to stderr as it happens (one seed only).
+    #[arg(long)]
+    trace: bool,
+    /// If the seed fails, look for a smaller fault mix that still fails (one seed only).
+    #[arg(long, requires = "seed")]
+    shrink: bool,
+    /// Print JSON: the seed's outcome, or a summary of the range.
+    #[arg(long)]
+    json: bool,
+    /// Seeds run at once with `--seeds` (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// With `--seeds`: stop starting seeds after the first failure.
+    #[arg(long)]
+    stop_at_first: bool,
+    /// Wall-clock limit of one seed, in seconds (a hung seed fails).
+    #[arg(long, default_value_t = 600)]
+    seed_timeout_s: u64,
+}
+
+fn parse_range(s: &str) -> std::result::Result<std::ops::Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("`{s}` is not a range like 0..1000"))?;
+    let a: u64 = a.trim().parse().map_err(|e| format!("`{a}`: {e}"))?;
+    let b: u64 = b.trim().parse().map_err(|e| format!("`{b}`: {e}"))?;
+    if b <= a {
+        return Err(format!("`{s}` is empty"));
+    }
+    Ok(a..b)
+}
+
+fn parse_bug(s: &str) -> std::result::Result<Bug, String> {
+    Bug::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+        format!("unknown bug `{s}`; one of: {}", names.join(", "))
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -132,14 +199,29 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // A simulated run's nodes log their (injected) troubles by the thousand: quiet by default.
+    let default_filter = if matches!(cli.command, Cmd::Dst(_)) {
+        "off"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if matches!(cli.command, Cmd::Dst(_)) {
+        // Simulated time and host, not the wall clock: what lines up with the trace.
+        logs.with_timer(dst::SimTimer).init();
+    } else {
+        logs.init();
+    }
+    // The simulator makes its own runtimes, one per simulated host: not inside another.
+    let cli = match cli.command {
+        Cmd::Dst(args) => return dst_cmd(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -168,6 +250,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Bench(args) => bench_cmd(args).await,
         Cmd::Failover(args) => failover_cmd(args).await,
         Cmd::Chaos(args) => chaos_cmd(args).await,
+        Cmd::Dst(_) => unreachable!("dst runs outside the tokio runtime"),
     }
 }
 
@@ -204,6 +287,169 @@ async fn chaos_cmd(args: ChaosArgs) -> Result<ExitCode> {
         report.rerun
     );
     Ok(ExitCode::FAILURE)
+}
+
+fn dst_cmd(args: DstArgs) -> ExitCode {
+    let template = DstOptions {
+        seed: 0,
+        bug: args.bug,
+        faults: args.faults.clone(),
+        echo_trace: args.trace,
+    };
+    if let Some(seed) = args.seed {
+        let opts = DstOptions { seed, ..template };
+        let outcome = dst::run_seed(&opts);
+        if args.json {
+            match serde_json::to_string(&outcome) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("sim dst: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            print!("{}", dst_text(&outcome));
+        }
+        if args.shrink && !outcome.passed() {
+            let mix: Vec<FaultKind> = dst::plan::Plan::from_seed(seed, &opts.faults).faults;
+            println!("shrinking the fault mix {mix:?} ...");
+            let timeout = Duration::from_secs(args.seed_timeout_s);
+            let shrunk = dst::seeds::shrink(None, &opts, &mix, timeout, |o, fails| {
+                println!(
+                    "  {:?}: {}",
+                    o.faults,
+                    if fails { "still fails" } else { "passes" }
+                );
+            });
+            match shrunk {
+                Ok(best) => println!("smallest failing run: {}", best.replay_command()),
+                Err(e) => eprintln!("sim dst: cannot shrink: {e}"),
+            }
+        }
+        if args.trace_hash {
+            println!("trace-hash {}", outcome.trace_hash);
+        }
+        return if outcome.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let Some(seeds) = args.seeds else {
+        eprintln!("sim dst: give --seed N or --seeds A..B");
+        return ExitCode::from(2);
+    };
+    let opts = SeedsOptions {
+        seeds: seeds.clone(),
+        jobs: args.jobs.unwrap_or_else(bench::cores),
+        template,
+        stop_at_first: args.stop_at_first,
+        seed_timeout: Duration::from_secs(args.seed_timeout_s),
+        exe: None,
+    };
+    let total = seeds.end - seeds.start;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut failures = 0;
+    let summary = dst::seeds::run_seeds(&opts, |outcome| {
+        bar.inc(1);
+        if !outcome.passed() {
+            failures += 1;
+            bar.println(format!(
+                "seed {}: {} -- replay: {}",
+                outcome.seed,
+                outcome
+                    .violations
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                outcome.replay
+            ));
+        }
+        bar.set_message(format!("{failures} failed"));
+    });
+    bar.finish_and_clear();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sim dst: cannot run seeds: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        let failed: Vec<serde_json::Value> = summary
+            .failed
+            .iter()
+            .map(|o| serde_json::json!({"seed": o.seed, "violations": o.violations, "replay": o.replay}))
+            .collect();
+        let report = serde_json::json!({
+            "seeds": format!("{}..{}", seeds.start, seeds.end),
+            "bug": args.bug.map(|b| b.name()),
+            "run": summary.run,
+            "passed": summary.passed,
+            "failed": failed,
+            "wall_s": summary.wall_s,
+            "seeds_per_minute": summary.seeds_per_minute(),
+        });
+        println!("{report}");
+    } else {
+        println!(
+            "{} seeds run, {} passed, {} failed in {:.0} s ({:.1} seeds/minute)",
+            summary.run,
+            summary.passed,
+            summary.failed.len(),
+            summary.wall_s,
+            summary.seeds_per_minute()
+        );
+        for o in &summary.failed {
+            println!(
+                "  seed {}: {}",
+                o.seed,
+                o.violations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            println!("    replay: {}", o.replay);
+        }
+    }
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn dst_text(o: &SeedOutcome) -> String {
+    let mut s = format!(
+        "seed {}: {} -- {} nodes, faults {:?} (injected {:?}); {} acknowledged: {} succeeded, {} dead, {} cancelled; {:.1} s simulated, {} trace events\n",
+        o.seed,
+        if o.passed() { "ok" } else { "FAILED" },
+        o.nodes,
+        o.faults,
+        o.injected,
+        o.acknowledged,
+        o.succeeded,
+        o.dead,
+        o.cancelled,
+        o.simulated_ms as f64 / 1000.0,
+        o.trace_events
+    );
+    if !o.passed() {
+        for v in &o.violations {
+            s.push_str(&format!("  violation {v}\n"));
+        }
+        s.push_str("  last events:\n");
+        for e in &o.recent_events {
+            s.push_str(&format!("    {e}\n"));
+        }
+        s.push_str(&format!("  replay: {}\n", o.replay));
+    }
+    s
 }
 
 async fn failover_cmd(args: FailoverArgs) -> Result<ExitCode> {

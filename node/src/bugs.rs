@@ -1,0 +1,68 @@
+//! Deliberate bugs, to prove the simulator's checker finds the kind of mistake it is there for.
+//!
+//! Compiled in only with the `bug-switches` feature (the simulator's build); without it
+//! [`active`] is a constant `false` and every switch vanishes from the code. Even when compiled
+//! in, a switch is off until [`enable`] turns it on, which only `sim dst --bug NAME` does.
+
+/// A bug that can be switched on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// The log store acknowledges an append (openraft's `IOFlushed`) before it is durable.
+    AckBeforeFsync,
+    /// The state machine accepts a completion from a stale attempt (an expired lease).
+    AcceptStaleCompletion,
+    /// The log store keeps a saved vote in memory only: a restarted node forgets it voted.
+    ForgetVote,
+}
+
+impl Bug {
+    /// Every switch, for command lines and tests.
+    pub const ALL: [Bug; 3] = [Bug::AckBeforeFsync, Bug::AcceptStaleCompletion, Bug::ForgetVote];
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::AckBeforeFsync => "ack-before-fsync",
+            Bug::AcceptStaleCompletion => "accept-stale-completion",
+            Bug::ForgetVote => "forget-vote",
+        }
+    }
+
+    /// The bug named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+#[cfg(feature = "bug-switches")]
+static ACTIVE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+#[cfg(feature = "bug-switches")]
+fn code(bug: Option<Bug>) -> u8 {
+    match bug {
+        None => 0,
+        Some(Bug::AckBeforeFsync) => 1,
+        Some(Bug::AcceptStaleCompletion) => 2,
+        Some(Bug::ForgetVote) => 3,
+    }
+}
+
+/// Turn `bug` on (or every switch off with `None`), process-wide.
+#[cfg(feature = "bug-switches")]
+pub fn enable(bug: Option<Bug>) {
+    ACTIVE.store(code(bug), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether `bug` is switched on.
+#[inline]
+pub fn active(bug: Bug) -> bool {
+    #[cfg(feature = "bug-switches")]
+    {
+        ACTIVE.load(std::sync::atomic::Ordering::Relaxed) == code(Some(bug))
+    }
+    #[cfg(not(feature = "bug-switches"))]
+    {
+        let _ = bug;
+        false
+    }
+}

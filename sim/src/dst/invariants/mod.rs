@@ -1,0 +1,47 @@
+//! The properties every simulated run must keep, one file each. Each checker returns the
+//! [`Violation`]s it found; the driver gathers them.
+//!
+//! - [`one_leader_per_term`]: at most one leader per term (checked at every step).
+//! - [`durable_vote`]: a node's term never lags what it applied (the vote survives crashes).
+//! - [`acknowledged_not_lost`]: an acknowledged submit is never lost, nor its key reused.
+//! - [`one_result`]: no task has two recorded results (a final task never changes).
+//! - [`no_stale_completion`]: a completion from an expired lease never takes effect.
+//! - [`all_final`]: once faults heal, the cluster makes progress and every task ends final.
+//! - [`replicas_agree`]: once faults heal, every replica's state machine is identical.
+
+pub mod acknowledged_not_lost;
+pub mod all_final;
+pub mod durable_vote;
+pub mod no_stale_completion;
+pub mod one_leader_per_term;
+pub mod one_result;
+pub mod replicas_agree;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A broken property.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The checker's name (its file's name).
+    pub invariant: String,
+    /// Simulated ms since the start when it was found.
+    pub at_ms: u64,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(invariant: &str, at_ms: u64, detail: impl Into<String>) -> Violation {
+        Violation {
+            invariant: invariant.to_string(),
+            at_ms,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] at {} ms: {}", self.invariant, self.at_ms, self.detail)
+    }
+}

@@ -1,0 +1,22 @@
+//! No task has two recorded results: once a client saw a task final, every later read shows
+//! the same state and the same result bytes (a second successful completion taking effect,
+//! or a finished task running again, would change them).
+
+use super::Violation;
+use crate::history::Verdict;
+
+const NAME: &str = "one_result";
+
+pub fn check(verdict: &Verdict, at_ms: u64) -> Vec<Violation> {
+    if verdict.duplicate_results.count == 0 {
+        return Vec::new();
+    }
+    vec![Violation::new(
+        NAME,
+        at_ms,
+        format!(
+            "{} tasks changed after they were seen final, e.g. {:?}",
+            verdict.duplicate_results.count, verdict.duplicate_results.examples
+        ),
+    )]
+}

@@ -1,0 +1,267 @@
+//! The clients of a simulated run: each submits batches of [`node::TASK`] tasks through the
+//! real `flotilla_client`, reads some back, cancels a few, and records every acknowledgement
+//! and observation in the shared [`History`]. After the faulty phase each client proves the
+//! healed cluster makes progress (a new submit must be acknowledged and finish), then waits for
+//! all its tasks and reads each one's final state linearizably.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use flotilla_client::Client;
+use flotilla_client::RetryPolicy;
+use flotilla_client::TaskId;
+use flotilla_client::TaskInfo;
+use flotilla_client::TaskRequest;
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::net;
+use super::node::TASK;
+use super::node::TaskArgs;
+use super::plan::Plan;
+use super::trace::Trace;
+use crate::history::History;
+
+/// What the clients and the driver share.
+pub struct Shared {
+    pub plan: Plan,
+    pub trace: Mutex<Trace>,
+    pub history: Mutex<History>,
+    /// The last linearizable read of every acknowledged task, after the healed phase.
+    pub finals: Mutex<BTreeMap<TaskId, TaskInfo>>,
+    /// Properties the clients found broken on their own (no progress after healing).
+    pub problems: Mutex<Vec<String>>,
+}
+
+/// Simulated milliseconds since the start (inside a simulated host).
+pub fn now_ms() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
+}
+
+/// The driver's time, set before each step: `turmoil::sim_elapsed` answers only inside hosts.
+static DRIVER_NOW_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Tell the trace the simulation's time as the driver sees it.
+pub fn set_driver_now(ms: u64) {
+    DRIVER_NOW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn event_time_ms() -> u64 {
+    turmoil::sim_elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_else(|| DRIVER_NOW_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(plan: Plan, echo: bool) -> Shared {
+        Shared {
+            plan,
+            trace: Mutex::new(Trace::new(echo)),
+            history: Mutex::new(History::new()),
+            finals: Mutex::default(),
+            problems: Mutex::default(),
+        }
+    }
+
+    pub fn event(&self, what: impl AsRef<str>) {
+        lock(&self.trace).event(event_time_ms(), what);
+    }
+
+    pub fn trace(&self) -> std::sync::MutexGuard<'_, Trace> {
+        lock(&self.trace)
+    }
+
+    pub fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        lock(&self.history)
+    }
+
+    pub fn finals(&self) -> std::sync::MutexGuard<'_, BTreeMap<TaskId, TaskInfo>> {
+        lock(&self.finals)
+    }
+
+    pub fn problems(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        lock(&self.problems)
+    }
+
+    fn problem(&self, what: String) {
+        self.event(format!("PROBLEM {what}"));
+        lock(&self.problems).push(what);
+    }
+
+    fn observed(&self, who: &str, info: &TaskInfo) {
+        self.event(format!(
+            "{who} saw task {} {:?} attempt {} result {}",
+            info.id,
+            info.state,
+            info.attempt,
+            String::from_utf8_lossy(&info.result)
+        ));
+        lock(&self.history).observed(info);
+    }
+}
+
+/// One client host's run; `addrs` are the nodes it may call.
+pub async fn client(index: usize, addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Result {
+    let plan = &shared.plan;
+    let who = format!("c{index}");
+    let mut rng = SmallRng::seed_from_u64(plan.seed.wrapping_mul(31).wrapping_add(index as u64 + 1));
+    let client = Client::builder(addrs)
+        .channel_factory(Arc::new(net::channel))
+        .seed(rng.random())
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .retry_policy(RetryPolicy {
+            max_elapsed: Duration::from_secs(8),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+        })
+        .build()
+        .await?;
+    let mut mine: Vec<TaskId> = Vec::new();
+    let faulty_ms = plan.faulty_phase.as_millis() as u64;
+    let gap_ms = (faulty_ms / plan.submits_per_client.max(1) as u64).max(1);
+
+    for round in 0..plan.submits_per_client {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..=gap_ms))).await;
+        if now_ms() >= faulty_ms {
+            break;
+        }
+        submit_batch(&client, &shared, &who, round, &mut rng, &mut mine).await;
+        if !mine.is_empty() && rng.random_bool(0.3) {
+            let id = mine[rng.random_range(0..mine.len())];
+            match client.get(id).await {
+                Ok(info) => shared.observed(&who, &info),
+                Err(e) => shared.event(format!("{who} get {id} failed: {e}")),
+            }
+        }
+        if !mine.is_empty() && rng.random_bool(0.05) {
+            let id = mine[rng.random_range(0..mine.len())];
+            match client.cancel([id]).await {
+                Ok(flags) => shared.event(format!("{who} cancel {id}: {flags:?}")),
+                Err(e) => shared.event(format!("{who} cancel {id} failed: {e}")),
+            }
+        }
+    }
+
+    // The healed phase: the driver has repaired everything by now.
+    let now = now_ms();
+    if now < faulty_ms {
+        tokio::time::sleep(Duration::from_millis(faulty_ms - now)).await;
+    }
+    let heal_deadline = now_ms() + plan.heal_limit.as_millis() as u64;
+    let before = mine.len();
+    let mut round = plan.submits_per_client;
+    while mine.len() == before && now_ms() < heal_deadline {
+        submit_batch(&client, &shared, &who, round, &mut rng, &mut mine).await;
+        round += 1;
+    }
+    if mine.len() == before {
+        shared.problem(format!("{who}: no submit acknowledged after the cluster healed"));
+    }
+
+    // Every acknowledged task must reach a final state; then read each one linearizably.
+    let ids: Vec<TaskId> = shared.history().acknowledged_ids();
+    let ids: Vec<TaskId> = ids.into_iter().filter(|id| mine.contains(id)).collect();
+    for &id in &ids {
+        loop {
+            let left = heal_deadline.saturating_sub(now_ms());
+            if left == 0 {
+                break;
+            }
+            match client.wait(id, Duration::from_millis(left.min(5_000))).await {
+                Ok(info) => {
+                    shared.observed(&who, &info);
+                    break;
+                }
+                Err(flotilla_client::ClientError::NotFound(_)) => {
+                    shared.event(format!("{who} wait {id}: not found"));
+                    shared.history().observed_not_found(id);
+                    break;
+                }
+                Err(e) => shared.event(format!("{who} wait {id}: {e}")),
+            }
+        }
+    }
+    for &id in &ids {
+        let mut tries = 0;
+        loop {
+            match client.get(id).await {
+                Ok(info) => {
+                    shared.observed(&who, &info);
+                    shared.finals().insert(id, info);
+                    break;
+                }
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    shared.event(format!("{who} final get {id}: {e}"));
+                }
+                Err(e) => {
+                    shared.problem(format!("{who}: could not read task {id} after healing: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    shared.event(format!("{who} done: {} tasks", ids.len()));
+    Ok(())
+}
+
+async fn submit_batch(
+    client: &Client,
+    shared: &Shared,
+    who: &str,
+    round: usize,
+    rng: &mut SmallRng,
+    mine: &mut Vec<TaskId>,
+) {
+    let plan = &shared.plan;
+    let n = rng.random_range(1..=plan.max_batch);
+    let mut requests: Vec<TaskRequest> = Vec::with_capacity(n);
+    for j in 0..n {
+        let fail = if rng.random_bool(plan.failing_share) {
+            2
+        } else if rng.random_bool(plan.flaky_share) {
+            1
+        } else {
+            0
+        };
+        let args = TaskArgs {
+            tag: format!("{who}-{round}-{j}"),
+            ms: rng.random_range(0..=plan.max_task_ms),
+            fail,
+        };
+        let request = client
+            .task(TASK)
+            .args(&args)
+            .expect("task arguments encode")
+            .max_retries(3)
+            .retry_backoff(Duration::from_millis(100));
+        requests.push(request);
+    }
+    let keys: Vec<String> = requests.iter().map(|r| r.key().to_owned()).collect();
+    match client.submit_batch(requests).await {
+        Ok(submitted) => {
+            let mut history = shared.history();
+            for (s, key) in submitted.iter().zip(&keys) {
+                history.acknowledged(s.id, key);
+                if !mine.contains(&s.id) {
+                    mine.push(s.id);
+                }
+            }
+            drop(history);
+            let ids: Vec<String> = submitted
+                .iter()
+                .map(|s| format!("{}{}", s.id, if s.duplicate { "(dup)" } else { "" }))
+                .collect();
+            shared.event(format!("{who} submit {round} acknowledged: {}", ids.join(" ")));
+        }
+        Err(e) => shared.event(format!("{who} submit {round} failed: {e}")),
+    }
+}
