@@ -100,7 +100,12 @@ impl Backoff {
 pub(crate) fn is_transient(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable => true,
-        Code::Unknown | Code::Internal | Code::Cancelled => std::error::Error::source(status).is_some(),
+        // A node never cancels a call itself: CANCELLED ("Timeout expired") is tonic enforcing
+        // this attempt's own deadline on the server. Its outcome is unknown, like a timeout
+        // here; every call is safe to repeat (submits carry idempotency keys). Found by `sim
+        // chaos`: a submit failed for good on one slow attempt.
+        Code::Cancelled => true,
+        Code::Unknown | Code::Internal => std::error::Error::source(status).is_some(),
         _ => false,
     }
 }
@@ -115,6 +120,14 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(400),
         }
+    }
+
+    #[test]
+    fn a_server_side_deadline_is_retried_but_a_refusal_is_not() {
+        assert!(is_transient(&Status::cancelled("Timeout expired")));
+        assert!(is_transient(&Status::unavailable("no leader")));
+        assert!(!is_transient(&Status::invalid_argument("too big")));
+        assert!(!is_transient(&Status::internal("disk")));
     }
 
     #[test]

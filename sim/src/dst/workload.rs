@@ -1,8 +1,8 @@
-//! The clients of a simulated run: each submits batches of [`node::TASK`] tasks through the
-//! real `flotilla_client`, reads some back, cancels a few, and records every acknowledgement
-//! and observation in the shared [`History`]. After the faulty phase each client proves the
-//! healed cluster makes progress (a new submit must be acknowledged and finish), then waits for
-//! all its tasks and reads each one's final state linearizably.
+//! The clients of a simulated run: each submits batches of [`TASK`](super::node::TASK) tasks
+//! through the real `flotilla_client`, reads some back, cancels a few, and records every
+//! acknowledgement and observation in the shared [`History`]. After the faulty phase each
+//! client proves the healed cluster makes progress (a new submit must be acknowledged and
+//! finish), then waits for all its tasks and reads each one's final state linearizably.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,7 +103,16 @@ impl Shared {
             info.attempt,
             String::from_utf8_lossy(&info.result)
         ));
-        lock(&self.history).observed(info);
+        let anomaly = lock(&self.history).observed(info);
+        self.anomaly(anomaly);
+    }
+
+    /// A client-side property broke just now: say so in the trace as it happens (the verdict
+    /// at the end counts it).
+    fn anomaly(&self, anomaly: Option<crate::history::Anomaly>) {
+        if let Some(a) = anomaly {
+            self.event(format!("ANOMALY task {}: {a}", a.id));
+        }
     }
 }
 
@@ -182,7 +191,8 @@ pub async fn client(index: usize, addrs: Vec<String>, shared: Arc<Shared>) -> tu
                 }
                 Err(flotilla_client::ClientError::NotFound(_)) => {
                     shared.event(format!("{who} wait {id}: not found"));
-                    shared.history().observed_not_found(id);
+                    let anomaly = shared.history().observed_not_found(id);
+                    shared.anomaly(anomaly);
                     break;
                 }
                 Err(e) => shared.event(format!("{who} wait {id}: {e}")),
@@ -248,14 +258,13 @@ async fn submit_batch(
     let keys: Vec<String> = requests.iter().map(|r| r.key().to_owned()).collect();
     match client.submit_batch(requests).await {
         Ok(submitted) => {
-            let mut history = shared.history();
             for (s, key) in submitted.iter().zip(&keys) {
-                history.acknowledged(s.id, key);
+                let anomaly = shared.history().acknowledged(s.id, key);
+                shared.anomaly(anomaly);
                 if !mine.contains(&s.id) {
                     mine.push(s.id);
                 }
             }
-            drop(history);
             let ids: Vec<String> = submitted
                 .iter()
                 .map(|s| format!("{}{}", s.id, if s.duplicate { "(dup)" } else { "" }))
