@@ -271,15 +271,11 @@ impl RaftLogReader<TypeConfig> for SimLogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<TypeConfig>>, io::Error> {
-        Ok(lock(&self.mem)
-            .entries
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        self.get_log_reader().await.try_get_log_entries(range).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
-        Ok(lock(&self.mem).vote)
+        self.get_log_reader().await.read_vote().await
     }
 }
 

@@ -72,17 +72,7 @@ impl DstOptions {
             cmd.push_str(&format!(" --bug {}", bug.name()));
         }
         if !self.faults.is_empty() {
-            let names: Vec<String> = self
-                .faults
-                .iter()
-                .map(|f| {
-                    serde_json::to_value(f)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                })
-                .collect();
-            cmd.push_str(&format!(" --faults {}", names.join(",")));
+            cmd.push_str(&format!(" --faults {}", plan::FaultKind::names(&self.faults)));
         }
         cmd
     }
@@ -112,6 +102,27 @@ pub struct SeedOutcome {
 impl SeedOutcome {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The outcome of a run the simulator itself could not carry out (or whose process died
+    /// without a report): a failure, with `why` and what is known.
+    pub fn harness_failure(opts: &DstOptions, why: String, recent_events: Vec<String>) -> SeedOutcome {
+        SeedOutcome {
+            seed: opts.seed,
+            nodes: 0,
+            faults: Vec::new(),
+            injected: Default::default(),
+            acknowledged: 0,
+            succeeded: 0,
+            dead: 0,
+            cancelled: 0,
+            simulated_ms: 0,
+            trace_events: 0,
+            trace_hash: String::new(),
+            violations: vec![Violation::new("harness", 0, why)],
+            recent_events,
+            replay: opts.replay_command(),
+        }
     }
 }
 
@@ -415,19 +426,8 @@ fn converge(sim: &mut Sim<'_>, world: &World, deadline_ms: u64) -> Option<Vec<(S
 
 fn harness_failure(opts: &DstOptions, plan: &Plan, shared: &Shared, why: String) -> SeedOutcome {
     SeedOutcome {
-        seed: opts.seed,
         nodes: plan.nodes,
-        faults: Vec::new(),
-        injected: Default::default(),
-        acknowledged: 0,
-        succeeded: 0,
-        dead: 0,
-        cancelled: 0,
-        simulated_ms: 0,
-        trace_events: 0,
         trace_hash: shared.trace().hash(),
-        violations: vec![Violation::new("harness", 0, why)],
-        recent_events: Vec::new(),
-        replay: opts.replay_command(),
+        ..SeedOutcome::harness_failure(opts, why, Vec::new())
     }
 }

@@ -33,6 +33,16 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Their command-line names, comma-separated (as `--faults` takes them).
+    pub fn names(kinds: &[FaultKind]) -> String {
+        use clap::ValueEnum;
+        let names: Vec<String> = kinds
+            .iter()
+            .filter_map(|k| k.to_possible_value().map(|v| v.get_name().to_owned()))
+            .collect();
+        names.join(",")
+    }
+
     pub const ALL: [FaultKind; 9] = [
         FaultKind::Crash,
         FaultKind::Partition,

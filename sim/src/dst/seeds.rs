@@ -17,7 +17,6 @@ use wait_timeout::ChildExt;
 
 use super::DstOptions;
 use super::SeedOutcome;
-use super::invariants::Violation;
 
 /// A range of seeds to run, and how.
 #[derive(Clone, Debug)]
@@ -164,12 +163,7 @@ fn run_child(exe: &PathBuf, run: &DstOptions, timeout: Duration) -> std::io::Res
         cmd.args(["--bug", bug.name()]);
     }
     if !run.faults.is_empty() {
-        let names: Vec<String> = run
-            .faults
-            .iter()
-            .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned))
-            .collect();
-        cmd.args(["--faults", &names.join(",")]);
+        cmd.args(["--faults", &super::plan::FaultKind::names(&run.faults)]);
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -211,20 +205,9 @@ fn run_child(exe: &PathBuf, run: &DstOptions, timeout: Duration) -> std::io::Res
         Some(status) => format!("the run ended with {status} and no report"),
     };
     let tail: Vec<String> = err.lines().rev().take(20).map(str::to_owned).collect();
-    Ok(SeedOutcome {
-        seed: run.seed,
-        nodes: 0,
-        faults: Vec::new(),
-        injected: Default::default(),
-        acknowledged: 0,
-        succeeded: 0,
-        dead: 0,
-        cancelled: 0,
-        simulated_ms: 0,
-        trace_events: 0,
-        trace_hash: String::new(),
-        violations: vec![Violation::new("harness", 0, why)],
-        recent_events: tail.into_iter().rev().collect(),
-        replay: run.replay_command(),
-    })
+    Ok(SeedOutcome::harness_failure(
+        run,
+        why,
+        tail.into_iter().rev().collect(),
+    ))
 }
