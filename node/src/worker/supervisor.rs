@@ -248,52 +248,69 @@ impl Supervisor {
         }));
     }
 
-    fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
-        if !self.recovered
-            || self.draining.is_some()
-            || self.lease_in_flight
-            || self.lease_retry_pending
-            || !self.work_hint
-        {
-            return;
+    /// The `max` of a `Lease` that may be proposed now (free capacity), if one may.
+    fn lease_room(&self) -> Option<u32> {
+        if !self.recovered || self.draining.is_some() || self.lease_in_flight || self.lease_retry_pending {
+            return None;
         }
-        let free = self.free();
-        if free == 0 {
-            return;
+        match self.free() {
+            0 => None,
+            free => Some(u32::try_from(free).unwrap_or(u32::MAX)),
         }
-        let max = u32::try_from(free).unwrap_or(u32::MAX);
+    }
+
+    /// A `Lease` for `max` tasks, marked in flight (its reply goes to [`Self::on_lease_reply`]).
+    fn lease_command(&mut self, max: u32) -> Command {
         self.work_hint = false;
         self.lease_in_flight = true;
-        let cmd = Command::Lease {
+        Command::Lease {
             worker: self.cfg.worker_name.clone(),
             queues: self.cfg.queues.clone(),
             max,
             lease_ms: self.cfg.lease_ms,
-        };
+        }
+    }
+
+    fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
+        if !self.work_hint {
+            return;
+        }
+        let Some(max) = self.lease_room() else { return };
+        let cmd = self.lease_command(max);
         ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.lease_in_flight = false;
-            match res {
-                Ok(Response::Leased(grants)) => {
-                    act.lease_backoff.reset();
-                    // A full batch means more may be waiting; a short one means we took it all.
-                    if grants.len() >= max as usize {
-                        act.work_hint = true;
-                    }
-                    act.on_grants(grants, ctx);
-                }
-                Ok(other) => {
-                    error!(response = ?other, "unexpected response to lease");
-                    act.retry_lease_later(ctx);
-                }
-                Err(e) => {
-                    warn!(error = %e, "lease failed; retrying");
-                    act.retry_lease_later(ctx);
-                }
-            }
-            act.maybe_lease(ctx);
-            act.check_drain(ctx);
-            act.publish();
+            act.on_lease_reply(res, max, ctx);
+            act.after_reply(ctx);
         }));
+    }
+
+    fn on_lease_reply(&mut self, res: Result<Response, ProposeError>, max: u32, ctx: &mut Context<Self>) {
+        self.lease_in_flight = false;
+        match res {
+            Ok(Response::Leased(grants)) => {
+                self.lease_backoff.reset();
+                // A full batch means more may be waiting; a short one means we took it all.
+                if grants.len() >= max as usize {
+                    self.work_hint = true;
+                }
+                self.on_grants(grants, ctx);
+            }
+            Ok(other) => {
+                error!(response = ?other, "unexpected response to lease");
+                self.retry_lease_later(ctx);
+            }
+            Err(e) => {
+                warn!(error = %e, "lease failed; retrying");
+                self.retry_lease_later(ctx);
+            }
+        }
+    }
+
+    /// What every proposal's reply ends with: follow-up proposals, drain, stats.
+    fn after_reply(&mut self, ctx: &mut Context<Self>) {
+        self.flush_completions(ctx);
+        self.maybe_lease(ctx);
+        self.check_drain(ctx);
+        self.publish();
     }
 
     fn retry_lease_later(&mut self, ctx: &mut Context<Self>) {
@@ -395,7 +412,9 @@ impl Supervisor {
     }
 
     /// Propose everything finished so far as one `Complete` (up to the batch cap), unless one
-    /// is already in flight: its answer triggers the next.
+    /// is already in flight: its answer triggers the next. The capacity the finished tasks
+    /// freed is leased in the same entry (`Complete` first, then `Lease`), so a busy pool
+    /// writes one entry per round instead of two, and leases no more than can run.
     fn flush_completions(&mut self, ctx: &mut Context<Self>) {
         let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
         if self.completions.busy() || self.completions.queued.is_empty() || expired {
@@ -408,44 +427,75 @@ impl Supervisor {
             .min(self.cfg.max_completion_batch.max(1));
         let batch: Vec<Completion> = self.completions.queued.drain(..n).collect();
         self.completions.in_flight = n;
-        let cmd = Command::Complete {
+        let complete = Command::Complete {
             worker: self.cfg.worker_name.clone(),
             completions: batch.clone(),
         };
-        ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.completions.in_flight = 0;
-            match res {
-                Ok(resp) => {
-                    act.completions.backoff.reset();
-                    match resp {
-                        Response::Completed(results) => {
-                            let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
-                            act.stats.stale_total += stale as u64;
-                            if stale > 0 {
-                                debug!(stale, "stale completions ignored by the queue");
-                            }
-                        }
-                        // Committed and applied all the same: retrying would not change it.
-                        other => error!(response = ?other, "unexpected response to complete"),
+        let Some(max) = self.lease_room() else {
+            ctx.spawn(self.propose(complete).map(move |res, act, ctx| {
+                act.on_complete_reply(res, batch, ctx);
+                act.after_reply(ctx);
+            }));
+            return;
+        };
+        let lease = self.lease_command(max);
+        let proposal = self
+            .runtime
+            .spawn(self.backend.propose_many(vec![complete, lease]));
+        let reply = async move { proposal.await.unwrap_or(Err(ProposeError::ShuttingDown)) };
+        ctx.spawn(reply.into_actor(self).map(move |res, act, ctx| {
+            // One entry: both committed or neither (then both are retried, which is safe).
+            let (complete_res, lease_res) = match res {
+                Ok(responses) => match <[Response; 2]>::try_from(responses) {
+                    Ok([c, l]) => (Ok(c), Ok(l)),
+                    Err(other) => {
+                        let e = ProposeError::Fatal(format!("{} responses to complete + lease", other.len()));
+                        (Err(e.clone()), Err(e))
                     }
-                    act.stats.completed_total += batch.len() as u64;
-                }
-                Err(e) => {
-                    // Never dropped: a retry is safe, the queue fences completions by attempt.
-                    warn!(error = %e, count = batch.len(), "complete failed; retrying");
-                    act.completions.queued.splice(0..0, batch);
-                    act.completions.retry_pending = true;
-                    ctx.run_later(act.completions.backoff.next(), |act, ctx| {
-                        act.completions.retry_pending = false;
-                        act.flush_completions(ctx);
-                        act.check_drain(ctx);
-                    });
-                }
-            }
-            act.flush_completions(ctx);
-            act.check_drain(ctx);
-            act.publish();
+                },
+                Err(e) => (Err(e.clone()), Err(e)),
+            };
+            act.on_complete_reply(complete_res, batch, ctx);
+            act.on_lease_reply(lease_res, max, ctx);
+            act.after_reply(ctx);
         }));
+    }
+
+    fn on_complete_reply(
+        &mut self,
+        res: Result<Response, ProposeError>,
+        batch: Vec<Completion>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.completions.in_flight = 0;
+        match res {
+            Ok(resp) => {
+                self.completions.backoff.reset();
+                match resp {
+                    Response::Completed(results) => {
+                        let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
+                        self.stats.stale_total += stale as u64;
+                        if stale > 0 {
+                            debug!(stale, "stale completions ignored by the queue");
+                        }
+                    }
+                    // Committed and applied all the same: retrying would not change it.
+                    other => error!(response = ?other, "unexpected response to complete"),
+                }
+                self.stats.completed_total += batch.len() as u64;
+            }
+            Err(e) => {
+                // Never dropped: a retry is safe, the queue fences completions by attempt.
+                warn!(error = %e, count = batch.len(), "complete failed; retrying");
+                self.completions.queued.splice(0..0, batch);
+                self.completions.retry_pending = true;
+                ctx.run_later(self.completions.backoff.next(), |act, ctx| {
+                    act.completions.retry_pending = false;
+                    act.flush_completions(ctx);
+                    act.check_drain(ctx);
+                });
+            }
+        }
     }
 
     /// Give leases back without spending an attempt; same batching and retrying as completions.
