@@ -2,9 +2,13 @@
 //! conversation with the log: leasing batches sized to free capacity, heartbeating running
 //! leases, batching completions, releasing what it will not run, and draining.
 //!
-//! Each kind of proposal has at most one in flight. Whatever happens while one is in flight
-//! (tasks finishing, new work signalled) is folded into the next one: that is where batching
-//! comes from, with no timers adding latency.
+//! Completions go out as soon as a task finishes, together with a `Lease` for the capacity
+//! they freed (one entry), with up to [`PIPELINE`] such proposals in flight: a worker that
+//! finishes does not wait for another worker's entry to commit before it asks for its next
+//! task. Leases in flight count against free capacity, so the pool never asks for more than
+//! it can run. Beyond the pipeline, whatever happens while proposals are in flight (tasks
+//! finishing, new work signalled) is folded into the next one: that is where batching comes
+//! from, with no timers adding latency. Releases and heartbeats have one in flight each.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -77,6 +81,11 @@ impl Backoff {
     }
 }
 
+/// Most completion (and lease) proposals in flight at once. Two workers finishing one after
+/// the other each get their next task one commit later instead of two; beyond this, batches
+/// grow instead of entries.
+pub(crate) const PIPELINE: usize = 4;
+
 /// A task a worker is running.
 struct Running {
     worker: usize,
@@ -87,8 +96,10 @@ struct Running {
 /// One kind of proposal that is batched and retried: completions or releases.
 struct Outbox<T> {
     queued: Vec<T>,
-    /// Items of the proposal in flight; put back at the front if it fails.
+    /// Items of the proposals in flight; put back at the front if one fails.
     in_flight: usize,
+    /// Proposals in flight.
+    proposals: usize,
     retry_pending: bool,
     backoff: Backoff,
 }
@@ -98,13 +109,25 @@ impl<T> Outbox<T> {
         Self {
             queued: Vec::new(),
             in_flight: 0,
+            proposals: 0,
             retry_pending: false,
             backoff: Backoff::new(),
         }
     }
 
-    fn busy(&self) -> bool {
-        self.in_flight > 0 || self.retry_pending
+    /// Whether another proposal must wait: `cap` are in flight, or a retry is due.
+    fn busy(&self, cap: usize) -> bool {
+        self.proposals >= cap || self.retry_pending
+    }
+
+    fn sent(&mut self, items: usize) {
+        self.in_flight += items;
+        self.proposals += 1;
+    }
+
+    fn answered(&mut self, items: usize) {
+        self.in_flight = self.in_flight.saturating_sub(items);
+        self.proposals = self.proposals.saturating_sub(1);
     }
 
     fn held(&self) -> usize {
@@ -136,7 +159,9 @@ pub struct Supervisor {
     /// Set once the leases of an earlier run of this pool (same worker name) are released;
     /// no lease is taken before, so the release cannot hit this run's own leases.
     recovered: bool,
-    lease_in_flight: bool,
+    /// `Lease` proposals in flight, and the capacity they ask for (reserved until answered).
+    leases_in_flight: usize,
+    leasing: usize,
     lease_retry_pending: bool,
     lease_backoff: Backoff,
     /// Work may be leasable: the signal changed, the last lease came back full, the idle poll
@@ -175,7 +200,8 @@ impl Supervisor {
             running: BTreeMap::new(),
             lost: BTreeSet::new(),
             recovered: false,
-            lease_in_flight: false,
+            leases_in_flight: 0,
+            leasing: 0,
             lease_retry_pending: false,
             lease_backoff: Backoff::new(),
             work_hint: true,
@@ -209,11 +235,12 @@ impl Supervisor {
         });
     }
 
-    /// Capacity not yet spoken for: the most the next `Lease` may ask for.
+    /// Capacity not yet spoken for (running, granted, or asked for by a lease in flight):
+    /// the most the next `Lease` may ask for.
     fn free(&self) -> usize {
         self.workers
             .len()
-            .saturating_sub(self.running.len() + self.buffered.len())
+            .saturating_sub(self.running.len() + self.buffered.len() + self.leasing)
     }
 
     /// Propose on the tokio runtime (the node's proposer lives there), await it here.
@@ -250,7 +277,11 @@ impl Supervisor {
 
     /// The `max` of a `Lease` that may be proposed now (free capacity), if one may.
     fn lease_room(&self) -> Option<u32> {
-        if !self.recovered || self.draining.is_some() || self.lease_in_flight || self.lease_retry_pending {
+        if !self.recovered
+            || self.draining.is_some()
+            || self.leases_in_flight >= PIPELINE
+            || self.lease_retry_pending
+        {
             return None;
         }
         match self.free() {
@@ -262,7 +293,8 @@ impl Supervisor {
     /// A `Lease` for `max` tasks, marked in flight (its reply goes to [`Self::on_lease_reply`]).
     fn lease_command(&mut self, max: u32) -> Command {
         self.work_hint = false;
-        self.lease_in_flight = true;
+        self.leases_in_flight += 1;
+        self.leasing += max as usize;
         Command::Lease {
             worker: self.cfg.worker_name.clone(),
             queues: self.cfg.queues.clone(),
@@ -284,7 +316,8 @@ impl Supervisor {
     }
 
     fn on_lease_reply(&mut self, res: Result<Response, ProposeError>, max: u32, ctx: &mut Context<Self>) {
-        self.lease_in_flight = false;
+        self.leases_in_flight = self.leases_in_flight.saturating_sub(1);
+        self.leasing = self.leasing.saturating_sub(max as usize);
         match res {
             Ok(Response::Leased(grants)) => {
                 self.lease_backoff.reset();
@@ -417,7 +450,7 @@ impl Supervisor {
     /// writes one entry per round instead of two, and leases no more than can run.
     fn flush_completions(&mut self, ctx: &mut Context<Self>) {
         let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
-        if self.completions.busy() || self.completions.queued.is_empty() || expired {
+        if self.completions.busy(PIPELINE) || self.completions.queued.is_empty() || expired {
             return;
         }
         let n = self
@@ -426,7 +459,7 @@ impl Supervisor {
             .len()
             .min(self.cfg.max_completion_batch.max(1));
         let batch: Vec<Completion> = self.completions.queued.drain(..n).collect();
-        self.completions.in_flight = n;
+        self.completions.sent(n);
         let complete = Command::Complete {
             worker: self.cfg.worker_name.clone(),
             completions: batch.clone(),
@@ -467,7 +500,7 @@ impl Supervisor {
         batch: Vec<Completion>,
         ctx: &mut Context<Self>,
     ) {
-        self.completions.in_flight = 0;
+        self.completions.answered(batch.len());
         match res {
             Ok(resp) => {
                 self.completions.backoff.reset();
@@ -501,7 +534,7 @@ impl Supervisor {
     /// Give leases back without spending an attempt; same batching and retrying as completions.
     fn flush_releases(&mut self, ctx: &mut Context<Self>) {
         let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
-        if self.releases.busy() || self.releases.queued.is_empty() || expired {
+        if self.releases.busy(1) || self.releases.queued.is_empty() || expired {
             return;
         }
         let n = self
@@ -510,13 +543,13 @@ impl Supervisor {
             .len()
             .min(self.cfg.max_completion_batch.max(1));
         let batch: Vec<LeaseRef> = self.releases.queued.drain(..n).collect();
-        self.releases.in_flight = n;
+        self.releases.sent(n);
         let cmd = Command::Release {
             worker: self.cfg.worker_name.clone(),
             leases: batch.clone(),
         };
         ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.releases.in_flight = 0;
+            act.releases.answered(batch.len());
             match res {
                 Ok(resp) => {
                     act.releases.backoff.reset();
@@ -658,7 +691,7 @@ impl Supervisor {
     fn check_drain(&mut self, ctx: &mut Context<Self>) {
         let Some(d) = &self.draining else { return };
         let settled = self.running.is_empty()
-            && !self.lease_in_flight
+            && self.leases_in_flight == 0
             && self.completions.held() == 0
             && self.releases.held() == 0;
         if !settled && !d.flush_expired {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::supervisor::PIPELINE;
 use super::testing::Fault;
 use super::testing::LocalBackend;
 use super::testing::RecordingBackend;
@@ -146,10 +147,9 @@ async fn a_thousand_noops_succeed_once_each_on_the_first_attempt() {
         }
     }
     let c = recorder.concurrency();
-    assert_eq!(
-        (c.lease_max, c.complete_max),
-        (1, 1),
-        "more than one lease or complete in flight"
+    assert!(
+        (1..=PIPELINE).contains(&c.lease_max) && (1..=PIPELINE).contains(&c.complete_max),
+        "leases or completes in flight beyond the pipeline: {c:?}"
     );
 }
 
@@ -356,7 +356,7 @@ async fn leases_never_exceed_free_capacity() {
     }
     assert!(peak.load(Ordering::SeqCst) <= WORKERS);
     assert!(peak.load(Ordering::SeqCst) > 1, "tasks never ran in parallel");
-    assert_eq!(recorder.concurrency().lease_max, 1);
+    assert!(recorder.concurrency().lease_max <= PIPELINE);
     drop(pool);
 }
 
@@ -393,9 +393,10 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
     );
     let per_task = completions_per_task(&recorder.commands());
     assert_eq!(per_task.len(), 50, "a completion was dropped");
-    // Each lost reply made the whole batch, already recorded, come back stale on its retry.
+    // A lost reply makes its batch, already recorded, come back stale on the retry; a retry
+    // may itself lose its reply (then its own retry is the stale one), so at least one is.
     let stats = pool.stats();
-    assert!(stats.stale_total >= 3, "{stats:?}");
+    assert!(stats.stale_total >= 1, "{stats:?}");
     assert_eq!(stats.completed_total, 50, "{stats:?}");
 }
 
