@@ -78,6 +78,11 @@ impl Backend for NodeBackend {
         async move { proposer.propose(cmd).await }.boxed()
     }
 
+    fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
+        let proposer = self.proposer.clone();
+        async move { proposer.propose_many(cmds).await }.boxed()
+    }
+
     fn work_signal(&self) -> watch::Receiver<u64> {
         self.replica.work_signal()
     }

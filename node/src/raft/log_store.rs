@@ -12,7 +12,7 @@
 //! - `append`: records go to raft-log's in-memory buffer, then `flush(sync = true)` hands them to
 //!   raft-log's flush thread; openraft's `IOFlushed` callback runs on that thread only after
 //!   `fdatasync` returned. Group commit: the flush thread takes the first queued request, waits up
-//!   to 1 ms for more (up to 2048), writes them all with one vectored write and syncs once; what
+//!   `LogStoreOptions::flush_wait` (50 µs) for more (up to 2048), writes them all with one vectored write and syncs once; what
 //!   arrives while it syncs is queued and forms the next batch. So N appends issued during a
 //!   flush cost one more fsync, not N (test `appends_issued_during_a_flush_are_group_committed`:
 //!   300 back-to-back appends took 1 fsync).
@@ -44,6 +44,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
+use std::time::Duration;
 
 use openraft::LogState;
 use openraft::OptionalSend;
@@ -76,6 +77,10 @@ pub struct LogStoreOptions {
     pub chunk_max_records: usize,
     /// Upper bound of the in-memory cache of recent entries.
     pub cache_max_bytes: usize,
+    /// How long the flush thread waits for more writes before an fsync. Writes already queued
+    /// join the batch either way (that is the group commit); the wait only adds latency to
+    /// every commit when nothing else comes.
+    pub flush_wait: Duration,
 }
 
 impl Default for LogStoreOptions {
@@ -86,6 +91,10 @@ impl Default for LogStoreOptions {
             // Entries are applied right after they are appended and followers mostly ask for
             // recent ones: 64 MiB serves that; more only grows RSS (soak: ~0.5 GiB at 256 MiB).
             cache_max_bytes: 64 << 20,
+            // raft-log's default is 1 ms: on a disk whose fdatasync takes ~0.1 ms (this
+            // project's benchmark machine) that wait was most of every commit, and a task's
+            // path holds two or three commits (issue 5 profile, docs/BENCHMARKS.md).
+            flush_wait: Duration::from_micros(50),
         }
     }
 }
@@ -148,6 +157,7 @@ impl LogStore {
         // The tail was checked above: any damage raft-log still meets must be an error.
         config.wal.truncate_incomplete_record = Some(false);
         config.log_cache_capacity = Some(opts.cache_max_bytes);
+        config.wal.flush_batch_wait = Some(opts.flush_wait);
 
         let wal = RaftLog::<WalTypes>::open(Arc::new(config)).map_err(|source| StorageError::OpenLog {
             path: wal_dir.clone(),

@@ -10,6 +10,12 @@ use crate::queue::Response;
 pub trait Backend: Send + Sync + 'static {
     /// Propose one command through the replicated log; resolves once it is committed and applied.
     fn propose(&self, cmd: Command) -> futures::future::BoxFuture<'static, Result<Response, ProposeError>>;
+    /// Propose commands to be applied together, in order, in one log entry (all or none):
+    /// one response per command. The pool completes and leases this way, one entry for both.
+    fn propose_many(
+        &self,
+        cmds: Vec<Command>,
+    ) -> futures::future::BoxFuture<'static, Result<Vec<Response>, ProposeError>>;
     /// Changes whenever tasks may have become leasable (watch the local replica).
     fn work_signal(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Whether the local replica shows anything leasable from `queues` (all when empty). The

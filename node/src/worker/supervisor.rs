@@ -2,9 +2,13 @@
 //! conversation with the log: leasing batches sized to free capacity, heartbeating running
 //! leases, batching completions, releasing what it will not run, and draining.
 //!
-//! Each kind of proposal has at most one in flight. Whatever happens while one is in flight
-//! (tasks finishing, new work signalled) is folded into the next one: that is where batching
-//! comes from, with no timers adding latency.
+//! Completions go out as soon as a task finishes, together with a `Lease` for the capacity
+//! they freed (one entry), with up to [`PIPELINE`] such proposals in flight: a worker that
+//! finishes does not wait for another worker's entry to commit before it asks for its next
+//! task. Leases in flight count against free capacity, so the pool never asks for more than
+//! it can run. Beyond the pipeline, whatever happens while proposals are in flight (tasks
+//! finishing, new work signalled) is folded into the next one: that is where batching comes
+//! from, with no timers adding latency. Releases and heartbeats have one in flight each.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -77,6 +81,11 @@ impl Backoff {
     }
 }
 
+/// Most completion (and lease) proposals in flight at once. Two workers finishing one after
+/// the other each get their next task one commit later instead of two; beyond this, batches
+/// grow instead of entries.
+pub(crate) const PIPELINE: usize = 4;
+
 /// A task a worker is running.
 struct Running {
     worker: usize,
@@ -87,8 +96,10 @@ struct Running {
 /// One kind of proposal that is batched and retried: completions or releases.
 struct Outbox<T> {
     queued: Vec<T>,
-    /// Items of the proposal in flight; put back at the front if it fails.
+    /// Items of the proposals in flight; put back at the front if one fails.
     in_flight: usize,
+    /// Proposals in flight.
+    proposals: usize,
     retry_pending: bool,
     backoff: Backoff,
 }
@@ -98,13 +109,25 @@ impl<T> Outbox<T> {
         Self {
             queued: Vec::new(),
             in_flight: 0,
+            proposals: 0,
             retry_pending: false,
             backoff: Backoff::new(),
         }
     }
 
-    fn busy(&self) -> bool {
-        self.in_flight > 0 || self.retry_pending
+    /// Whether another proposal must wait: `cap` are in flight, or a retry is due.
+    fn busy(&self, cap: usize) -> bool {
+        self.proposals >= cap || self.retry_pending
+    }
+
+    fn sent(&mut self, items: usize) {
+        self.in_flight += items;
+        self.proposals += 1;
+    }
+
+    fn answered(&mut self, items: usize) {
+        self.in_flight = self.in_flight.saturating_sub(items);
+        self.proposals = self.proposals.saturating_sub(1);
     }
 
     fn held(&self) -> usize {
@@ -136,7 +159,9 @@ pub struct Supervisor {
     /// Set once the leases of an earlier run of this pool (same worker name) are released;
     /// no lease is taken before, so the release cannot hit this run's own leases.
     recovered: bool,
-    lease_in_flight: bool,
+    /// `Lease` proposals in flight, and the capacity they ask for (reserved until answered).
+    leases_in_flight: usize,
+    leasing: usize,
     lease_retry_pending: bool,
     lease_backoff: Backoff,
     /// Work may be leasable: the signal changed, the last lease came back full, the idle poll
@@ -175,7 +200,8 @@ impl Supervisor {
             running: BTreeMap::new(),
             lost: BTreeSet::new(),
             recovered: false,
-            lease_in_flight: false,
+            leases_in_flight: 0,
+            leasing: 0,
             lease_retry_pending: false,
             lease_backoff: Backoff::new(),
             work_hint: true,
@@ -209,11 +235,12 @@ impl Supervisor {
         });
     }
 
-    /// Capacity not yet spoken for: the most the next `Lease` may ask for.
+    /// Capacity not yet spoken for (running, granted, or asked for by a lease in flight):
+    /// the most the next `Lease` may ask for.
     fn free(&self) -> usize {
         self.workers
             .len()
-            .saturating_sub(self.running.len() + self.buffered.len())
+            .saturating_sub(self.running.len() + self.buffered.len() + self.leasing)
     }
 
     /// Propose on the tokio runtime (the node's proposer lives there), await it here.
@@ -248,52 +275,75 @@ impl Supervisor {
         }));
     }
 
-    fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
+    /// The `max` of a `Lease` that may be proposed now (free capacity), if one may.
+    fn lease_room(&self) -> Option<u32> {
         if !self.recovered
             || self.draining.is_some()
-            || self.lease_in_flight
+            || self.leases_in_flight >= PIPELINE
             || self.lease_retry_pending
-            || !self.work_hint
         {
-            return;
+            return None;
         }
-        let free = self.free();
-        if free == 0 {
-            return;
+        match self.free() {
+            0 => None,
+            free => Some(u32::try_from(free).unwrap_or(u32::MAX)),
         }
-        let max = u32::try_from(free).unwrap_or(u32::MAX);
+    }
+
+    /// A `Lease` for `max` tasks, marked in flight (its reply goes to [`Self::on_lease_reply`]).
+    fn lease_command(&mut self, max: u32) -> Command {
         self.work_hint = false;
-        self.lease_in_flight = true;
-        let cmd = Command::Lease {
+        self.leases_in_flight += 1;
+        self.leasing += max as usize;
+        Command::Lease {
             worker: self.cfg.worker_name.clone(),
             queues: self.cfg.queues.clone(),
             max,
             lease_ms: self.cfg.lease_ms,
-        };
+        }
+    }
+
+    fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
+        if !self.work_hint {
+            return;
+        }
+        let Some(max) = self.lease_room() else { return };
+        let cmd = self.lease_command(max);
         ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.lease_in_flight = false;
-            match res {
-                Ok(Response::Leased(grants)) => {
-                    act.lease_backoff.reset();
-                    // A full batch means more may be waiting; a short one means we took it all.
-                    if grants.len() >= max as usize {
-                        act.work_hint = true;
-                    }
-                    act.on_grants(grants, ctx);
-                }
-                Ok(other) => {
-                    error!(response = ?other, "unexpected response to lease");
-                    act.retry_lease_later(ctx);
-                }
-                Err(e) => {
-                    warn!(error = %e, "lease failed; retrying");
-                    act.retry_lease_later(ctx);
-                }
-            }
-            act.maybe_lease(ctx);
-            act.check_drain(ctx);
-            act.publish();
+            act.on_lease_reply(res, max, ctx);
+            act.after_reply(ctx);
         }));
+    }
+
+    fn on_lease_reply(&mut self, res: Result<Response, ProposeError>, max: u32, ctx: &mut Context<Self>) {
+        self.leases_in_flight = self.leases_in_flight.saturating_sub(1);
+        self.leasing = self.leasing.saturating_sub(max as usize);
+        match res {
+            Ok(Response::Leased(grants)) => {
+                self.lease_backoff.reset();
+                // A full batch means more may be waiting; a short one means we took it all.
+                if grants.len() >= max as usize {
+                    self.work_hint = true;
+                }
+                self.on_grants(grants, ctx);
+            }
+            Ok(other) => {
+                error!(response = ?other, "unexpected response to lease");
+                self.retry_lease_later(ctx);
+            }
+            Err(e) => {
+                warn!(error = %e, "lease failed; retrying");
+                self.retry_lease_later(ctx);
+            }
+        }
+    }
+
+    /// What every proposal's reply ends with: follow-up proposals, drain, stats.
+    fn after_reply(&mut self, ctx: &mut Context<Self>) {
+        self.flush_completions(ctx);
+        self.maybe_lease(ctx);
+        self.check_drain(ctx);
+        self.publish();
     }
 
     fn retry_lease_later(&mut self, ctx: &mut Context<Self>) {
@@ -395,10 +445,12 @@ impl Supervisor {
     }
 
     /// Propose everything finished so far as one `Complete` (up to the batch cap), unless one
-    /// is already in flight: its answer triggers the next.
+    /// is already in flight: its answer triggers the next. The capacity the finished tasks
+    /// freed is leased in the same entry (`Complete` first, then `Lease`), so a busy pool
+    /// writes one entry per round instead of two, and leases no more than can run.
     fn flush_completions(&mut self, ctx: &mut Context<Self>) {
         let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
-        if self.completions.busy() || self.completions.queued.is_empty() || expired {
+        if self.completions.busy(PIPELINE) || self.completions.queued.is_empty() || expired {
             return;
         }
         let n = self
@@ -407,51 +459,82 @@ impl Supervisor {
             .len()
             .min(self.cfg.max_completion_batch.max(1));
         let batch: Vec<Completion> = self.completions.queued.drain(..n).collect();
-        self.completions.in_flight = n;
-        let cmd = Command::Complete {
+        self.completions.sent(n);
+        let complete = Command::Complete {
             worker: self.cfg.worker_name.clone(),
             completions: batch.clone(),
         };
-        ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.completions.in_flight = 0;
-            match res {
-                Ok(resp) => {
-                    act.completions.backoff.reset();
-                    match resp {
-                        Response::Completed(results) => {
-                            let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
-                            act.stats.stale_total += stale as u64;
-                            if stale > 0 {
-                                debug!(stale, "stale completions ignored by the queue");
-                            }
-                        }
-                        // Committed and applied all the same: retrying would not change it.
-                        other => error!(response = ?other, "unexpected response to complete"),
+        let Some(max) = self.lease_room() else {
+            ctx.spawn(self.propose(complete).map(move |res, act, ctx| {
+                act.on_complete_reply(res, batch, ctx);
+                act.after_reply(ctx);
+            }));
+            return;
+        };
+        let lease = self.lease_command(max);
+        let proposal = self
+            .runtime
+            .spawn(self.backend.propose_many(vec![complete, lease]));
+        let reply = async move { proposal.await.unwrap_or(Err(ProposeError::ShuttingDown)) };
+        ctx.spawn(reply.into_actor(self).map(move |res, act, ctx| {
+            // One entry: both committed or neither (then both are retried, which is safe).
+            let (complete_res, lease_res) = match res {
+                Ok(responses) => match <[Response; 2]>::try_from(responses) {
+                    Ok([c, l]) => (Ok(c), Ok(l)),
+                    Err(other) => {
+                        let e = ProposeError::Fatal(format!("{} responses to complete + lease", other.len()));
+                        (Err(e.clone()), Err(e))
                     }
-                    act.stats.completed_total += batch.len() as u64;
-                }
-                Err(e) => {
-                    // Never dropped: a retry is safe, the queue fences completions by attempt.
-                    warn!(error = %e, count = batch.len(), "complete failed; retrying");
-                    act.completions.queued.splice(0..0, batch);
-                    act.completions.retry_pending = true;
-                    ctx.run_later(act.completions.backoff.next(), |act, ctx| {
-                        act.completions.retry_pending = false;
-                        act.flush_completions(ctx);
-                        act.check_drain(ctx);
-                    });
-                }
-            }
-            act.flush_completions(ctx);
-            act.check_drain(ctx);
-            act.publish();
+                },
+                Err(e) => (Err(e.clone()), Err(e)),
+            };
+            act.on_complete_reply(complete_res, batch, ctx);
+            act.on_lease_reply(lease_res, max, ctx);
+            act.after_reply(ctx);
         }));
+    }
+
+    fn on_complete_reply(
+        &mut self,
+        res: Result<Response, ProposeError>,
+        batch: Vec<Completion>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.completions.answered(batch.len());
+        match res {
+            Ok(resp) => {
+                self.completions.backoff.reset();
+                match resp {
+                    Response::Completed(results) => {
+                        let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
+                        self.stats.stale_total += stale as u64;
+                        if stale > 0 {
+                            debug!(stale, "stale completions ignored by the queue");
+                        }
+                    }
+                    // Committed and applied all the same: retrying would not change it.
+                    other => error!(response = ?other, "unexpected response to complete"),
+                }
+                self.stats.completed_total += batch.len() as u64;
+            }
+            Err(e) => {
+                // Never dropped: a retry is safe, the queue fences completions by attempt.
+                warn!(error = %e, count = batch.len(), "complete failed; retrying");
+                self.completions.queued.splice(0..0, batch);
+                self.completions.retry_pending = true;
+                ctx.run_later(self.completions.backoff.next(), |act, ctx| {
+                    act.completions.retry_pending = false;
+                    act.flush_completions(ctx);
+                    act.check_drain(ctx);
+                });
+            }
+        }
     }
 
     /// Give leases back without spending an attempt; same batching and retrying as completions.
     fn flush_releases(&mut self, ctx: &mut Context<Self>) {
         let expired = self.draining.as_ref().is_some_and(|d| d.flush_expired);
-        if self.releases.busy() || self.releases.queued.is_empty() || expired {
+        if self.releases.busy(1) || self.releases.queued.is_empty() || expired {
             return;
         }
         let n = self
@@ -460,13 +543,13 @@ impl Supervisor {
             .len()
             .min(self.cfg.max_completion_batch.max(1));
         let batch: Vec<LeaseRef> = self.releases.queued.drain(..n).collect();
-        self.releases.in_flight = n;
+        self.releases.sent(n);
         let cmd = Command::Release {
             worker: self.cfg.worker_name.clone(),
             leases: batch.clone(),
         };
         ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.releases.in_flight = 0;
+            act.releases.answered(batch.len());
             match res {
                 Ok(resp) => {
                     act.releases.backoff.reset();
@@ -608,7 +691,7 @@ impl Supervisor {
     fn check_drain(&mut self, ctx: &mut Context<Self>) {
         let Some(d) = &self.draining else { return };
         let settled = self.running.is_empty()
-            && !self.lease_in_flight
+            && self.leases_in_flight == 0
             && self.completions.held() == 0
             && self.releases.held() == 0;
         if !settled && !d.flush_expired {

@@ -50,12 +50,38 @@ fn apply_one(replica: &Replica, now_ms: u64, cmd: Command) -> Response {
     responses.pop().unwrap_or(Response::Ticked)
 }
 
+/// All-or-nothing counting: the state machine returns one response per command.
+fn check_count(cmds: usize, responses: Vec<Response>) -> Result<Vec<Response>, ProposeError> {
+    if responses.len() == cmds {
+        Ok(responses)
+    } else {
+        Err(ProposeError::Fatal(format!(
+            "state machine returned {} responses for {cmds} commands",
+            responses.len()
+        )))
+    }
+}
+
 impl Backend for LocalBackend {
     fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
         let replica = self.replica.clone();
         let clock = self.clock.clone();
         // Applied when polled, on whatever runtime polls it, with the clock read then.
         async move { Ok(apply_one(&replica, clock.now_ms(), cmd)) }.boxed()
+    }
+
+    fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
+        let replica = self.replica.clone();
+        let clock = self.clock.clone();
+        async move {
+            let n = cmds.len();
+            let responses = replica.apply(&Request {
+                now_ms: clock.now_ms(),
+                commands: cmds,
+            });
+            check_count(n, responses)
+        }
+        .boxed()
     }
 
     fn work_signal(&self) -> watch::Receiver<u64> {
@@ -179,47 +205,61 @@ pub fn any_command(_: &Command) -> bool {
     true
 }
 
-impl Backend for RecordingBackend {
-    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
-        if let Some(check) = &self.check {
-            check(&cmd);
+impl RecordingBackend {
+    /// Record and check `cmds`, count them as in flight, and decide the injected fault (the
+    /// first injection that matches any of them; a fault hits the whole entry).
+    fn begin(&self, cmds: &[Command]) -> (Option<Fault>, impl FnOnce() + Send + 'static) {
+        for cmd in cmds {
+            if let Some(check) = &self.check {
+                check(cmd);
+            }
         }
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(cmd.clone());
-        let kind = match cmd {
-            Command::Lease { .. } => Some(true),
-            Command::Complete { .. } => Some(false),
-            _ => None,
-        };
+            .extend(cmds.iter().cloned());
+        let leases = cmds.iter().filter(|c| is_lease(c)).count();
+        let completes = cmds.iter().filter(|c| is_complete(c)).count();
+        {
+            let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            c.lease_now += leases;
+            c.lease_max = c.lease_max.max(c.lease_now);
+            c.complete_now += completes;
+            c.complete_max = c.complete_max.max(c.complete_now);
+        }
         let counters = self.counters.clone();
-        let bump = move |up: bool| {
+        let end = move || {
             let mut c = counters.lock().unwrap_or_else(|e| e.into_inner());
-            match (kind, up) {
-                (Some(true), true) => {
-                    c.lease_now += 1;
-                    c.lease_max = c.lease_max.max(c.lease_now);
-                }
-                (Some(true), false) => c.lease_now -= 1,
-                (Some(false), true) => {
-                    c.complete_now += 1;
-                    c.complete_max = c.complete_max.max(c.complete_now);
-                }
-                (Some(false), false) => c.complete_now -= 1,
-                (None, _) => {}
-            }
+            c.lease_now -= leases;
+            c.complete_now -= completes;
         };
-        bump(true);
-        let fault = self.take_fault(&cmd);
+        let fault = cmds.iter().find_map(|cmd| self.take_fault(cmd));
+        (fault, end)
+    }
+}
+
+impl Backend for RecordingBackend {
+    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
+        let many = self.propose_many(vec![cmd]);
+        async move {
+            let mut responses = many.await?;
+            responses
+                .pop()
+                .ok_or_else(|| ProposeError::Fatal("no response".into()))
+        }
+        .boxed()
+    }
+
+    fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
+        let (fault, end) = self.begin(&cmds);
         if fault == Some(Fault::BeforeApply) {
-            bump(false);
+            end();
             return futures::future::ready(Err(ProposeError::NoLeader)).boxed();
         }
-        let proposal = self.inner.propose(cmd);
+        let proposal = self.inner.propose_many(cmds);
         async move {
             let result = proposal.await;
-            bump(false);
+            end();
             if fault == Some(Fault::AfterApply) {
                 Err(ProposeError::Forward("reply lost".into()))
             } else {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::supervisor::PIPELINE;
 use super::testing::Fault;
 use super::testing::LocalBackend;
 use super::testing::RecordingBackend;
@@ -146,10 +147,9 @@ async fn a_thousand_noops_succeed_once_each_on_the_first_attempt() {
         }
     }
     let c = recorder.concurrency();
-    assert_eq!(
-        (c.lease_max, c.complete_max),
-        (1, 1),
-        "more than one lease or complete in flight"
+    assert!(
+        (1..=PIPELINE).contains(&c.lease_max) && (1..=PIPELINE).contains(&c.complete_max),
+        "leases or completes in flight beyond the pipeline: {c:?}"
     );
 }
 
@@ -356,7 +356,7 @@ async fn leases_never_exceed_free_capacity() {
     }
     assert!(peak.load(Ordering::SeqCst) <= WORKERS);
     assert!(peak.load(Ordering::SeqCst) > 1, "tasks never ran in parallel");
-    assert_eq!(recorder.concurrency().lease_max, 1);
+    assert!(recorder.concurrency().lease_max <= PIPELINE);
     drop(pool);
 }
 
@@ -364,7 +364,14 @@ async fn leases_never_exceed_free_capacity() {
 async fn failed_proposals_are_retried_and_completions_recorded_once() {
     let local = local();
     let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
-    let pool = start(config(2), builtins(), recorder.clone());
+    // Short leases: a lost reply to an entry that also carried a `Lease` strands its grants
+    // until they expire.
+    let cfg = PoolConfig {
+        lease_ms: 300,
+        heartbeat_interval_ms: 100,
+        ..config(2)
+    };
+    let pool = start(cfg, builtins(), recorder.clone());
     // Proposals that never reach the log, of any kind; completions that are applied but whose
     // reply is lost (their retries are then stale, and must change nothing).
     recorder.inject(4, Fault::BeforeApply, any_command);
@@ -374,7 +381,9 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
         (0..50).map(|_| task_spec("sleep", r#"{"ms":5}"#)).collect(),
     );
     for t in wait_final(local.replica(), &ids).await {
-        assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
+        // Attempt 2: granted by the `Lease` of an entry whose reply was lost, run after expiry.
+        assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+        assert!((1..=2).contains(&t.attempt), "{t:?}");
     }
     wait_stats(&pool, "every completion accepted", |s| s.in_flight == 0).await;
     assert_eq!(
@@ -384,14 +393,16 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
     );
     let per_task = completions_per_task(&recorder.commands());
     assert_eq!(per_task.len(), 50, "a completion was dropped");
-    // Each lost reply made the whole batch, already recorded, come back stale on its retry.
+    // A lost reply makes its batch, already recorded, come back stale on the retry; a retry
+    // may itself lose its reply (then its own retry is the stale one), so at least one is.
     let stats = pool.stats();
-    assert!(stats.stale_total >= 3, "{stats:?}");
+    assert!(stats.stale_total >= 1, "{stats:?}");
     assert_eq!(stats.completed_total, 50, "{stats:?}");
 }
 
 /// A lost reply to a `Lease` strands its grants: the pool never learns of them. They come back
-/// when their leases expire (a lost lease, which uses no retry) and then run normally.
+/// when their leases expire (a lost lease, which uses no retry) and then run normally. A
+/// `Complete` in the same entry loses its reply too: its retry comes back stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
     let local = local();
@@ -419,7 +430,8 @@ async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
         (1..=2).contains(&rerun),
         "expected the stranded grants to run again: {tasks:?}"
     );
-    assert_eq!(pool.stats().stale_total, 0);
+    // At most the two workers' completions rode in the entry whose reply was lost.
+    assert!(pool.stats().stale_total <= 2, "{:?}", pool.stats());
 }
 
 #[test]
