@@ -14,9 +14,8 @@
 //!   `fdatasync` returned. Group commit: the flush thread takes the first queued request, waits
 //!   up to `LogStoreOptions::flush_wait` (50 µs) for more (up to 2048), writes them all with one
 //!   vectored write and syncs once; what arrives while it syncs is queued and forms the next
-//!   batch. So N appends issued during a
-//!   flush cost one more fsync, not N (test `appends_issued_during_a_flush_are_group_committed`:
-//!   300 back-to-back appends took 1 fsync).
+//!   batch. So N appends issued during a flush cost one more fsync, not N (test
+//!   `appends_issued_during_a_flush_are_group_committed`: 300 back-to-back appends took 1 fsync).
 //! - `save_vote`, `truncate_after`, `purge`: same path, and we wait for the sync before
 //!   returning (the vote must be durable; truncations and purges are rare).
 //! - `save_committed`: written without its own fsync; it becomes durable with the next synced
