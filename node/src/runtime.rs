@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,8 +27,9 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-/// 0: not set, seed from the OS.
+/// The simulator's seed, when [`SEEDED`] says there is one; otherwise the OS seeds.
 static SEED: AtomicU64 = AtomicU64::new(0);
+static SEEDED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static RNG: RefCell<Option<SmallRng>> = const { RefCell::new(None) };
@@ -36,17 +38,20 @@ thread_local! {
 /// Seed the generators of threads that have not drawn yet (the simulator calls this before it
 /// starts any node; a node never does).
 pub fn set_seed(seed: u64) {
-    // 0 means "unset"; a caller's 0 is as good a seed as any other.
-    SEED.store(seed.max(1), Ordering::SeqCst);
+    SEED.store(seed, Ordering::SeqCst);
+    SEEDED.store(true, Ordering::SeqCst);
     RNG.with(|rng| *rng.borrow_mut() = None);
 }
 
 fn draw() -> u64 {
     RNG.with(|rng| {
         let mut rng = rng.borrow_mut();
-        let rng = rng.get_or_insert_with(|| match SEED.load(Ordering::SeqCst) {
-            0 => rand::make_rng(),
-            seed => SmallRng::seed_from_u64(seed),
+        let rng = rng.get_or_insert_with(|| {
+            if SEEDED.load(Ordering::SeqCst) {
+                SmallRng::seed_from_u64(SEED.load(Ordering::SeqCst))
+            } else {
+                rand::make_rng()
+            }
         });
         rng.next_u64()
     })
