@@ -73,11 +73,6 @@ struct NodeBackend {
 }
 
 impl Backend for NodeBackend {
-    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
-        let proposer = self.proposer.clone();
-        async move { proposer.propose(cmd).await }.boxed()
-    }
-
     fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
         let proposer = self.proposer.clone();
         async move { proposer.propose_many(cmds).await }.boxed()

@@ -8,14 +8,24 @@ use crate::queue::Command;
 use crate::queue::Response;
 
 pub trait Backend: Send + Sync + 'static {
-    /// Propose one command through the replicated log; resolves once it is committed and applied.
-    fn propose(&self, cmd: Command) -> futures::future::BoxFuture<'static, Result<Response, ProposeError>>;
     /// Propose commands to be applied together, in order, in one log entry (all or none):
-    /// one response per command. The pool completes and leases this way, one entry for both.
+    /// one response per command; resolves once committed and applied. The pool completes and
+    /// leases this way, one entry for both.
     fn propose_many(
         &self,
         cmds: Vec<Command>,
     ) -> futures::future::BoxFuture<'static, Result<Vec<Response>, ProposeError>>;
+    /// Propose one command: [`Backend::propose_many`] of one.
+    fn propose(&self, cmd: Command) -> futures::future::BoxFuture<'static, Result<Response, ProposeError>> {
+        let many = self.propose_many(vec![cmd]);
+        Box::pin(async move {
+            let mut responses = many.await?;
+            match (responses.pop(), responses.is_empty()) {
+                (Some(response), true) => Ok(response),
+                _ => Err(ProposeError::Fatal("not one response to one command".into())),
+            }
+        })
+    }
     /// Changes whenever tasks may have become leasable (watch the local replica).
     fn work_signal(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Whether the local replica shows anything leasable from `queues` (all when empty). The

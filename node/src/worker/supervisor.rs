@@ -243,12 +243,20 @@ impl Supervisor {
             .saturating_sub(self.running.len() + self.buffered.len() + self.leasing)
     }
 
-    /// Propose on the tokio runtime (the node's proposer lives there), await it here.
+    /// Propose one command (see [`Self::on_runtime`]).
     fn propose(
         &self,
         cmd: Command,
     ) -> impl ActorFuture<Self, Output = Result<Response, ProposeError>> + use<> {
-        let proposal = self.runtime.spawn(self.backend.propose(cmd));
+        self.on_runtime(self.backend.propose(cmd))
+    }
+
+    /// Run a proposal on the tokio runtime (the node's proposer lives there), await it here.
+    fn on_runtime<T: Send + 'static>(
+        &self,
+        proposal: futures::future::BoxFuture<'static, Result<T, ProposeError>>,
+    ) -> impl ActorFuture<Self, Output = Result<T, ProposeError>> + use<T> {
+        let proposal = self.runtime.spawn(proposal);
         async move { proposal.await.unwrap_or(Err(ProposeError::ShuttingDown)) }.into_actor(self)
     }
 
@@ -472,11 +480,8 @@ impl Supervisor {
             return;
         };
         let lease = self.lease_command(max);
-        let proposal = self
-            .runtime
-            .spawn(self.backend.propose_many(vec![complete, lease]));
-        let reply = async move { proposal.await.unwrap_or(Err(ProposeError::ShuttingDown)) };
-        ctx.spawn(reply.into_actor(self).map(move |res, act, ctx| {
+        let reply = self.on_runtime(self.backend.propose_many(vec![complete, lease]));
+        ctx.spawn(reply.map(move |res, act, ctx| {
             // One entry: both committed or neither (then both are retried, which is safe).
             let (complete_res, lease_res) = match res {
                 Ok(responses) => match <[Response; 2]>::try_from(responses) {

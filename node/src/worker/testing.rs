@@ -37,17 +37,13 @@ impl LocalBackend {
 
     /// Apply one command now (e.g. a test's `Submit`).
     pub fn apply(&self, cmd: Command) -> Response {
-        apply_one(&self.replica, self.clock.now_ms(), cmd)
+        let mut responses = self.replica.apply(&Request {
+            now_ms: self.clock.now_ms(),
+            commands: vec![cmd],
+        });
+        // One command in, one response out: the state machine's contract.
+        responses.pop().unwrap_or(Response::Ticked)
     }
-}
-
-fn apply_one(replica: &Replica, now_ms: u64, cmd: Command) -> Response {
-    let mut responses = replica.apply(&Request {
-        now_ms,
-        commands: vec![cmd],
-    });
-    // One command in, one response out: the state machine's contract.
-    responses.pop().unwrap_or(Response::Ticked)
 }
 
 /// All-or-nothing counting: the state machine returns one response per command.
@@ -63,13 +59,6 @@ fn check_count(cmds: usize, responses: Vec<Response>) -> Result<Vec<Response>, P
 }
 
 impl Backend for LocalBackend {
-    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
-        let replica = self.replica.clone();
-        let clock = self.clock.clone();
-        // Applied when polled, on whatever runtime polls it, with the clock read then.
-        async move { Ok(apply_one(&replica, clock.now_ms(), cmd)) }.boxed()
-    }
-
     fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
         let replica = self.replica.clone();
         let clock = self.clock.clone();
@@ -239,17 +228,6 @@ impl RecordingBackend {
 }
 
 impl Backend for RecordingBackend {
-    fn propose(&self, cmd: Command) -> BoxFuture<'static, Result<Response, ProposeError>> {
-        let many = self.propose_many(vec![cmd]);
-        async move {
-            let mut responses = many.await?;
-            responses
-                .pop()
-                .ok_or_else(|| ProposeError::Fatal("no response".into()))
-        }
-        .boxed()
-    }
-
     fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
         let (fault, end) = self.begin(&cmds);
         if fault == Some(Fault::BeforeApply) {

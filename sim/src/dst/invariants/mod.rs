@@ -20,6 +20,8 @@ pub mod replicas_agree;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::history::Problem;
+
 /// A broken property.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -37,6 +39,14 @@ impl Violation {
             at_ms,
             detail: detail.into(),
         }
+    }
+
+    /// A violation when the client-side history found `problem` (`what`: e.g. "tasks lost").
+    pub fn of(invariant: &str, at_ms: u64, problem: &Problem, what: &str) -> Option<Violation> {
+        (problem.count > 0).then(|| {
+            let detail = format!("{} {what}, e.g. {:?}", problem.count, problem.examples);
+            Violation::new(invariant, at_ms, detail)
+        })
     }
 }
 

@@ -8,15 +8,12 @@ use crate::history::Verdict;
 const NAME: &str = "one_result";
 
 pub fn check(verdict: &Verdict, at_ms: u64) -> Vec<Violation> {
-    if verdict.duplicate_results.count == 0 {
-        return Vec::new();
-    }
-    vec![Violation::new(
+    Violation::of(
         NAME,
         at_ms,
-        format!(
-            "{} tasks changed after they were seen final, e.g. {:?}",
-            verdict.duplicate_results.count, verdict.duplicate_results.examples
-        ),
-    )]
+        &verdict.duplicate_results,
+        "tasks changed after they were seen final",
+    )
+    .into_iter()
+    .collect()
 }
