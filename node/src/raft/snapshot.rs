@@ -1,9 +1,9 @@
 //! The snapshot format and the one snapshot file a node keeps.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
-//! b"FLQS" | version: u32 LE = 1 | crc32(body): u32 LE | body
+//! b"FLQS" | version: u32 LE = 2 | crc32(body): u32 LE | body
 //! body = bincode 2 serde (standard) of SnapshotImage { last_applied, last_membership, state }
 //! ```
 //!
@@ -40,8 +40,9 @@ use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and reads. 2: the dense task layout (task options interned, key
+/// and args in one byte string, pending sets as bitmaps, no key index: it is rebuilt on load).
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic, version, crc32.
 pub const HEADER_LEN: usize = 12;
 
