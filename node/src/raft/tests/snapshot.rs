@@ -126,14 +126,15 @@ async fn unknown_format_version_is_refused() {
     let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_, mut sm_l) = leader(dir_l.path()).await;
     let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
-    let mut v2 = snap.snapshot.clone();
-    v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+    // A version from a newer build.
+    let mut v3 = snap.snapshot.clone();
+    v3[4..8].copy_from_slice(&3u32.to_le_bytes());
 
     let (replica_f, mut sm_f) = open(dir_f.path());
-    let err = sm_f.install_snapshot(&snap.meta, v2.clone()).await.unwrap_err();
+    let err = sm_f.install_snapshot(&snap.meta, v3.clone()).await.unwrap_err();
     assert!(
         err.to_string()
-            .contains("unsupported snapshot format version 2; this build reads version 1"),
+            .contains("unsupported snapshot format version 3; this build reads version 2"),
         "{err}"
     );
     assert_eq!(
@@ -149,12 +150,12 @@ async fn unknown_format_version_is_refused() {
     // The same file found on disk at start is a clear error naming it.
     let path = sm_f.snapshot_path();
     drop(sm_f);
-    fs::write(&path, &v2).unwrap();
+    fs::write(&path, &v3).unwrap();
     match StateMachineStore::open(dir_f.path(), Arc::new(Replica::default())) {
         Err(e @ StorageError::SnapshotFile { .. }) => {
             let msg = e.to_string();
             assert!(
-                msg.contains(&path.display().to_string()) && msg.contains("version 2"),
+                msg.contains(&path.display().to_string()) && msg.contains("version 3"),
                 "{msg}"
             );
         }
