@@ -89,6 +89,11 @@ mod proptests;
 mod table;
 #[cfg(test)]
 mod tests;
+mod v1;
+
+pub use v1::QueueStateV1;
+#[cfg(test)]
+pub(crate) use v1::downgrade as downgrade_to_v1;
 
 /// Error recorded when a lease runs out.
 pub const LEASE_EXPIRED_ERROR: &str = "lease expired (worker lost)";

@@ -215,3 +215,43 @@ async fn an_older_build_does_not_replace_a_newer_install() {
     let cur = sm_f.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(cur.meta, newer.meta);
 }
+
+/// A snapshot written by a build of format version 1 (before the dense task table) still loads:
+/// nodes can be upgraded over their data, and take an old leader's snapshot.
+#[tokio::test]
+async fn format_version_1_is_read_and_converted() {
+    let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (replica_l, mut sm_l) = leader(dir_l.path()).await;
+    let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let image = snapshot::decode(&snap.snapshot).unwrap();
+
+    #[derive(serde::Serialize)]
+    struct ImageV1<'a> {
+        last_applied: &'a Option<openraft::alias::LogIdOf<TypeConfig>>,
+        last_membership: &'a StoredMembershipOf<TypeConfig>,
+        state: crate::queue::QueueStateV1,
+    }
+    let body = bincode::serde::encode_to_vec(
+        ImageV1 {
+            last_applied: &image.last_applied,
+            last_membership: &image.last_membership,
+            state: crate::queue::state::downgrade_to_v1(&image.state),
+        },
+        bincode::config::standard(),
+    )
+    .unwrap();
+    let mut v1 = Vec::from(snapshot::MAGIC);
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    v1.extend_from_slice(&body);
+    assert_eq!(snapshot::decode(&v1).unwrap(), image);
+
+    let (replica_f, mut sm_f) = open(dir_f.path());
+    sm_f.install_snapshot(&snap.meta, v1).await.unwrap();
+    assert_eq!(state_bytes(&replica_f), state_bytes(&replica_l));
+    // Reloaded from the v1 file on disk at start.
+    drop(sm_f);
+    let replica = Arc::new(Replica::default());
+    let _sm = StateMachineStore::open(dir_f.path(), replica.clone()).unwrap();
+    assert_eq!(state_bytes(&replica), state_bytes(&replica_l));
+}
