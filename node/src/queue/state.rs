@@ -1,8 +1,9 @@
 //! [`QueueState`]: the replicated task queue as a pure, deterministic state machine.
 //!
 //! Every replica applies the same [`Request`]s in the same order and so holds the same state and
-//! serializes it to the same bytes. Hence: ordered containers only, no wall clock, no RNG, and
-//! `apply` is total (it never panics and never fails; problems are reported in responses).
+//! serializes it to the same bytes. Hence: ordered containers only (the one hash table, the key
+//! index, is never iterated nor serialized), no wall clock, no RNG, and `apply` is total (it
+//! never panics and never fails; problems are reported in responses).
 //!
 //! # Semantics
 //!
@@ -54,20 +55,21 @@
 //!
 //! # Layout
 //!
-//! Tasks live in a [`table::Table`] by id: a ring over the recent ids (ids are sequential), with
-//! long-lived older tasks moved to a side `BTreeMap` by a fixed rule so one old task cannot pin
-//! the ring. Each non-pending task has exactly one entry in a single timer set keyed
-//! `(due, id)`: the ETA/retry time, the lease deadline, or the purge time of a final task.
-//! Pending tasks instead sit in their queue's [`pending::Pending`] set in `(Reverse(priority),
-//! id)` order, stored as 64-id bitmaps. Task, queue and worker names, and the rarely varied
-//! per-task options (retries, backoff, result TTL, time limit), are interned (reference-counted,
-//! slots recycled through a free list) so a task holds small integers instead of strings. A
-//! task's idempotency key is stored once, in front of its args in one allocation; the key index
-//! is a hash table of task ids that reads keys from the tasks. A queue disappears when it holds no
-//! task and is not paused. Everything is serialized as is except the key index, which is derived
-//! and rebuilt on load (it is not ordered, so it must never be iterated into state or
-//! responses), and [`QueueState::check_invariants`] verifies that the indexes agree with the task
-//! table.
+//! Tasks live in a `Table` (`state/table.rs`) by id: a ring over the recent ids (ids are
+//! sequential), with long-lived older tasks moved to a side `BTreeMap` by a fixed rule, so one
+//! old task cannot pin the ring. Each non-pending task has exactly one entry in a single timer
+//! set keyed `(due, id)`: the ETA/retry time, the lease deadline, or the purge time of a final
+//! task. Pending tasks instead sit in their queue's `Pending` set (`state/pending.rs`) in
+//! `(Reverse(priority), id)` order, stored as 64-id bitmaps. Task, queue and worker names, and
+//! the rarely varied per-task options (retries, backoff, result TTL, time limit), are interned
+//! (reference-counted, slots recycled through a free list) so a task holds small integers
+//! instead of strings. A task's idempotency key is stored once, in front of its args in one
+//! allocation; the key index is a hash table of task ids that reads the keys from the tasks. A
+//! queue disappears when it holds no task and is not paused. Everything is serialized as is
+//! except the key index, which is derived and rebuilt on load (it is not ordered, so it must
+//! never be iterated into state or responses); snapshots of the layout before this one (format
+//! version 1) are converted by `state/v1.rs`. [`QueueState::check_invariants`] verifies that
+//! the table and every index agree.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
