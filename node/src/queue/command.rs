@@ -65,6 +65,67 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Roughly how many bytes of memory a copy of this entry holds: its structs (at their
+    /// `size_of`) plus every heap block, each rounded up as an allocator does (16-byte steps
+    /// plus an 8-byte header). This, not [`Self::approx_size`], is what bounds raft-log's entry
+    /// cache: in memory a submitted task takes about four times its encoded size (a
+    /// [`TaskSpec`] is 200 bytes before its strings).
+    pub fn approx_mem_size(&self) -> u64 {
+        fn heap(len: usize) -> u64 {
+            if len == 0 {
+                0
+            } else {
+                (len as u64 + 8).next_multiple_of(16)
+            }
+        }
+        fn vec<T>(v: &[T]) -> u64 {
+            heap(std::mem::size_of_val(v))
+        }
+        let s = |x: &str| heap(x.len());
+        let per_command = |c: &Command| -> u64 {
+            match c {
+                Command::Submit { tasks } => {
+                    vec(tasks)
+                        + tasks
+                            .iter()
+                            .map(|t| {
+                                s(&t.name)
+                                    + s(&t.queue)
+                                    + heap(t.args.len())
+                                    + t.idempotency_key.as_deref().map_or(0, s)
+                            })
+                            .sum::<u64>()
+                }
+                Command::Lease { worker, queues, .. } => {
+                    s(worker) + vec(queues) + queues.iter().map(|q| s(q)).sum::<u64>()
+                }
+                Command::Complete { worker, completions } => {
+                    s(worker)
+                        + vec(completions)
+                        + completions
+                            .iter()
+                            .map(|c| match &c.outcome {
+                                Outcome::Success(r) => heap(r.len()),
+                                Outcome::Failure { error, .. } => s(error),
+                            })
+                            .sum::<u64>()
+                }
+                Command::Heartbeat { worker, leases, .. } | Command::Release { worker, leases } => {
+                    s(worker) + vec(leases)
+                }
+                Command::ReleaseWorker { worker } => s(worker),
+                Command::Cancel { ids } => vec(ids),
+                Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
+                Command::Tick | Command::AllocateNodeId => 0,
+            }
+        };
+        std::mem::size_of::<Self>() as u64
+            + vec(&self.commands)
+            + self.commands.iter().map(per_command).sum::<u64>()
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -1,6 +1,7 @@
 //! The pure, deterministic queue state machine: commands in, responses out. No IO, no async,
-//! no wall clock, no RNG; ordered maps only, so every replica applying the same entries holds
-//! the same state and produces the same snapshot bytes.
+//! no wall clock, no RNG; ordered maps only (the idempotency-key index, a hash table, is never
+//! iterated nor serialized), so every replica applying the same entries holds the same state and
+//! produces the same snapshot bytes.
 //!
 //! - [`command`]: the log entry ([`Request`]) and its commands and responses.
 //! - [`state`]: [`QueueState`] and `apply`.
@@ -11,3 +12,4 @@ pub mod state;
 pub use command::*;
 pub use state::ApplyEffects;
 pub use state::QueueState;
+pub use state::QueueStateV1;

@@ -1,8 +1,9 @@
 //! [`QueueState`]: the replicated task queue as a pure, deterministic state machine.
 //!
 //! Every replica applies the same [`Request`]s in the same order and so holds the same state and
-//! serializes it to the same bytes. Hence: ordered containers only, no wall clock, no RNG, and
-//! `apply` is total (it never panics and never fails; problems are reported in responses).
+//! serializes it to the same bytes. Hence: ordered containers only (the one hash table, the key
+//! index, is never iterated nor serialized), no wall clock, no RNG, and `apply` is total (it
+//! never panics and never fails; problems are reported in responses).
 //!
 //! # Semantics
 //!
@@ -54,28 +55,47 @@
 //!
 //! # Layout
 //!
-//! Tasks live in one `BTreeMap` by id. Each non-pending task has exactly one entry in a single
-//! timer set keyed `(due, id)`: the ETA/retry time, the lease deadline, or the purge time of a
-//! final task. Pending tasks instead sit in their queue's index keyed `(Reverse(priority), id)`.
-//! Task, queue and worker names are interned (reference-counted, slots recycled through a free
-//! list) so a task holds small integers instead of strings; a queue disappears when it holds no
-//! task and is not paused. Everything is serialized as is (no derived state is rebuilt on load),
-//! and [`QueueState::check_invariants`] verifies that the indexes agree with the task table.
+//! Tasks live in a `Table` (`state/table.rs`) by id: a ring over the recent ids (ids are
+//! sequential), with long-lived older tasks moved to a side `BTreeMap` by a fixed rule, so one
+//! old task cannot pin the ring. Each non-pending task has exactly one entry in a single timer
+//! set keyed `(due, id)`: the ETA/retry time, the lease deadline, or the purge time of a final
+//! task. Pending tasks instead sit in their queue's `Pending` set (`state/pending.rs`) in
+//! `(Reverse(priority), id)` order, stored as 64-id bitmaps. Task, queue and worker names, and
+//! the rarely varied per-task options (retries, backoff, result TTL, time limit), are interned
+//! (reference-counted, slots recycled through a free list) so a task holds small integers
+//! instead of strings. A task's idempotency key is stored once, in front of its args in one
+//! allocation; the key index is a hash table of task ids that reads the keys from the tasks. A
+//! queue disappears when it holds no task and is not paused. Everything is serialized as is
+//! except the key index, which is derived and rebuilt on load (it is not ordered, so it must
+//! never be iterated into state or responses); snapshots of the layout before this one (format
+//! version 1) are converted by `state/v1.rs`. [`QueueState::check_invariants`] verifies that
+//! the table and every index agree.
 
-use std::cmp::Reverse;
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::Hasher;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::Serialize;
 
 use super::command::*;
+use pending::Pending;
+use table::Table;
 
+mod pending;
 #[cfg(test)]
 mod proptests;
+mod table;
 #[cfg(test)]
 mod tests;
+mod v1;
+
+pub use v1::QueueStateV1;
+#[cfg(test)]
+pub(crate) use v1::downgrade as downgrade_to_v1;
 
 /// Error recorded when a lease runs out.
 pub const LEASE_EXPIRED_ERROR: &str = "lease expired (worker lost)";
@@ -96,14 +116,14 @@ pub struct ApplyEffects {
 }
 
 /// The whole replicated queue.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct QueueState {
     now_ms: UnixMs,
     next_id: TaskId,
-    tasks: BTreeMap<TaskId, Task>,
-    /// Idempotency key → the live task that claimed it.
-    idempotency: BTreeMap<Box<str>, TaskId>,
-    task_names: Interner,
+    tasks: Table<Task>,
+    /// Idempotency key → the live task that claimed it. Derived from `tasks`: not serialized.
+    idempotency: KeyIndex,
+    task_names: Interner<Box<str>>,
     idx: Index,
     /// Next id `AllocateNodeId` hands out; the founding node is 1.
     next_node_id: u64,
@@ -114,8 +134,8 @@ impl Default for QueueState {
         Self {
             now_ms: 0,
             next_id: 1,
-            tasks: BTreeMap::new(),
-            idempotency: BTreeMap::new(),
+            tasks: Table::default(),
+            idempotency: KeyIndex::default(),
             task_names: Interner::default(),
             idx: Index::default(),
             next_node_id: 2,
@@ -123,107 +143,295 @@ impl Default for QueueState {
     }
 }
 
-/// One task. Kept compact because a queue can hold millions: names are interned ids, fields
-/// a pending task rarely has live behind one optional box, and `timer_ms` is the one time that
-/// matters in the current state (ETA, retry time, lease deadline, or purge time once final).
+/// The serialized fields of [`QueueState`], in order (the key index is rebuilt on load).
+#[derive(Serialize)]
+struct StateRef<'a> {
+    now_ms: UnixMs,
+    next_id: TaskId,
+    tasks: &'a Table<Task>,
+    task_names: &'a Interner<Box<str>>,
+    idx: &'a Index,
+    next_node_id: u64,
+}
+
+#[derive(Deserialize)]
+struct StateOwned {
+    now_ms: UnixMs,
+    next_id: TaskId,
+    tasks: Table<Task>,
+    task_names: Interner<Box<str>>,
+    idx: Index,
+    next_node_id: u64,
+}
+
+impl Serialize for QueueState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StateRef {
+            now_ms: self.now_ms,
+            next_id: self.next_id,
+            tasks: &self.tasks,
+            task_names: &self.task_names,
+            idx: &self.idx,
+            next_node_id: self.next_node_id,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = StateOwned::deserialize(d)?;
+        let idempotency = KeyIndex::build(&o.tasks).map_err(serde::de::Error::custom)?;
+        Ok(Self {
+            now_ms: o.now_ms,
+            next_id: o.next_id,
+            tasks: o.tasks,
+            idempotency,
+            task_names: o.task_names,
+            idx: o.idx,
+            next_node_id: o.next_node_id,
+        })
+    }
+}
+
+/// Equal iff the serialized state is (the key index follows from the tasks).
+impl PartialEq for QueueState {
+    fn eq(&self, other: &Self) -> bool {
+        self.now_ms == other.now_ms
+            && self.next_id == other.next_id
+            && self.tasks == other.tasks
+            && self.task_names == other.task_names
+            && self.idx == other.idx
+            && self.next_node_id == other.next_node_id
+    }
+}
+
+impl Eq for QueueState {}
+
+/// One task. Kept compact because a queue can hold millions: names and options are interned
+/// ids, the key and args share one allocation, the output lives behind an optional box, and
+/// `timer_ms` is the one time that matters in the current state (ETA, retry time, lease
+/// deadline, or purge time once final).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Task {
-    args: Bytes,
-    /// `Some` iff there is an idempotency key or an output.
-    extra: Option<Box<Extra>>,
-    /// Meaningful only if `has_time_limit` (an `Option<u64>` would cost 8 more bytes).
-    time_limit_ms: u64,
+    /// The idempotency key (its first `key_len` bytes), then the args. No allocation if both
+    /// are empty.
+    #[serde(with = "boxed_bytes")]
+    data: Box<[u8]>,
+    /// The result or the last error, once there is one.
+    output: Option<Box<Output>>,
     created_ms: UnixMs,
     updated_ms: UnixMs,
     /// 0 while pending (pending tasks have no timer).
     timer_ms: UnixMs,
-    backoff_ms: u64,
-    result_ttl_ms: u64,
     name: u32,
     queue: u32,
+    /// [`TaskOptions`] slot in [`Index::options`].
+    options: u32,
     /// Worker slot while leased, 0 otherwise.
     worker: u32,
     attempt: u32,
     failures: u32,
-    max_retries: u32,
+    /// 0 unless `keyed`.
+    key_len: u32,
     /// Leases that expired (worker lost); see [`MAX_LOST_LEASES`].
     lost_leases: u8,
     priority: u8,
     state: TaskState,
-    has_time_limit: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Extra {
-    idempotency_key: Option<Box<str>>,
-    output: Output,
+    /// Has an idempotency key (possibly empty).
+    keyed: bool,
 }
 
 impl Task {
-    fn output(&self) -> &Output {
-        self.extra.as_ref().map_or(&Output::None, |e| &e.output)
+    fn output(&self) -> Option<&Output> {
+        self.output.as_deref()
     }
 
     fn set_output(&mut self, output: Output) {
-        match &mut self.extra {
-            Some(e) => e.output = output,
-            None => {
-                self.extra = Some(Box::new(Extra {
-                    idempotency_key: None,
-                    output,
-                }))
-            }
+        match &mut self.output {
+            Some(o) => **o = output,
+            None => self.output = Some(Box::new(output)),
         }
     }
 
-    fn idempotency_key(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|e| e.idempotency_key.as_deref())
+    fn idempotency_key(&self) -> Option<&[u8]> {
+        if self.keyed {
+            self.data.get(..self.key_len as usize)
+        } else {
+            None
+        }
     }
 
-    fn time_limit_ms(&self) -> Option<u64> {
-        self.has_time_limit.then_some(self.time_limit_ms)
+    fn args(&self) -> &[u8] {
+        self.data.get(self.key_len as usize..).unwrap_or_default()
+    }
+}
+
+/// The per-task options a client rarely varies, interned (tasks hold a slot number).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct TaskOptions {
+    max_retries: u32,
+    backoff_ms: u64,
+    result_ttl_ms: u64,
+    time_limit_ms: Option<u64>,
+}
+
+impl From<&TaskOptions> for TaskOptions {
+    fn from(o: &TaskOptions) -> Self {
+        *o
+    }
+}
+
+/// `Box<[u8]>` as one serde byte string (serde's default is a sequence of `u8`s).
+mod boxed_bytes {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::Serializer;
+    use serde::de::SeqAccess;
+    use serde::de::Visitor;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<[u8]>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Box<[u8]>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Box<[u8]>, E> {
+                Ok(v.into())
+            }
+
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Box<[u8]>, E> {
+                Ok(v.into_boxed_slice())
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Box<[u8]>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out.into_boxed_slice())
+            }
+        }
+        d.deserialize_bytes(V)
     }
 }
 
 /// The result or the last error: a task shows one or the other, never both.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Output {
-    None,
     Result(Bytes),
     Error(Box<str>),
 }
 
-/// Reference-counted string interning. Freed slots are recycled (LIFO), which is deterministic.
+/// Idempotency key → task id, as a hash table of ids: the key itself is read from the task, so
+/// it is stored once. Hashes use SipHash with fixed keys (`DefaultHasher::new`), so every
+/// process builds the same table; the table is never iterated, so its order cannot leak.
+#[derive(Clone, Debug, Default)]
+struct KeyIndex(hashbrown::HashTable<TaskId>);
+
+fn key_hash(key: &[u8]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(key);
+    h.finish()
+}
+
+/// The key of task `id` (empty if it has none, which the index never holds).
+fn key_of(tasks: &Table<Task>, id: TaskId) -> &[u8] {
+    tasks.get(id).and_then(Task::idempotency_key).unwrap_or_default()
+}
+
+impl KeyIndex {
+    /// Index every keyed task; two tasks with one key is a corrupt state.
+    fn build(tasks: &Table<Task>) -> Result<Self, String> {
+        let mut index = Self(hashbrown::HashTable::with_capacity(
+            tasks.iter().filter(|(_, t)| t.keyed).count(),
+        ));
+        for (id, t) in tasks.iter() {
+            if let Some(key) = t.idempotency_key() {
+                if let Some(other) = index.get(tasks, key) {
+                    return Err(format!("tasks {other} and {id} share an idempotency key"));
+                }
+                index.insert(tasks, key, id);
+            }
+        }
+        Ok(index)
+    }
+
+    fn get(&self, tasks: &Table<Task>, key: &[u8]) -> Option<TaskId> {
+        self.0
+            .find(key_hash(key), |&id| key_of(tasks, id) == key)
+            .copied()
+    }
+
+    /// `id` must be in `tasks` with this key, and the key not yet indexed.
+    fn insert(&mut self, tasks: &Table<Task>, key: &[u8], id: TaskId) {
+        self.0
+            .insert_unique(key_hash(key), id, |&id| key_hash(key_of(tasks, id)));
+    }
+
+    fn remove(&mut self, key: &[u8], id: TaskId) {
+        if let Ok(entry) = self.0.find_entry(key_hash(key), |&x| x == id) {
+            entry.remove();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Reference-counted interning (of names, of [`TaskOptions`]). Freed slots are recycled
+/// (LIFO), which is deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Interner {
-    ids: BTreeMap<Box<str>, u32>,
-    slots: Vec<Slot>,
+struct Interner<K: Ord> {
+    ids: BTreeMap<K, u32>,
+    slots: Vec<Slot<K>>,
     free: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Slot {
-    name: Box<str>,
+struct Slot<K> {
+    name: K,
     refs: u64,
 }
 
-impl Interner {
-    fn get(&self, name: &str) -> Option<u32> {
-        self.ids.get(name).copied()
-    }
-
+impl Interner<Box<str>> {
     fn name(&self, id: u32) -> &str {
         self.slots.get(id as usize).map_or("", |s| &s.name)
     }
+}
+
+impl<K: Ord + Default + fmt::Debug> Interner<K> {
+    fn get<Q: Ord + ?Sized>(&self, name: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+    {
+        self.ids.get(name).copied()
+    }
+
+    fn value(&self, id: u32) -> Option<&K> {
+        self.slots.get(id as usize).map(|s| &s.name)
+    }
 
     /// Interns `name` and takes one reference to it.
-    fn acquire(&mut self, name: &str) -> u32 {
+    fn acquire<Q: Ord + ?Sized>(&mut self, name: &Q) -> u32
+    where
+        K: Borrow<Q> + for<'q> From<&'q Q>,
+    {
         if let Some(id) = self.get(name) {
             self.add_ref(id);
             return id;
         }
         let slot = Slot {
-            name: name.into(),
+            name: K::from(name),
             refs: 1,
         };
         let id = match self.free.pop() {
@@ -236,7 +444,7 @@ impl Interner {
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        self.ids.insert(name.into(), id);
+        self.ids.insert(K::from(name), id);
         id
     }
 
@@ -278,13 +486,13 @@ impl Interner {
             }
             if slot.refs > 0 {
                 live += 1;
-                if self.get(&slot.name) != Some(id) {
+                if self.ids.get(&slot.name) != Some(&id) {
                     return Err(format!(
                         "{what} slot {id} ({:?}) missing from the name map",
                         slot.name
                     ));
                 }
-            } else if !slot.name.is_empty() || !self.free.contains(&id) {
+            } else if slot.name != K::default() || !self.free.contains(&id) {
                 return Err(format!("{what} slot {id} is dead but not cleared and free"));
             }
         }
@@ -301,7 +509,7 @@ impl Interner {
 /// Per-queue data. Lives in [`Index::queues`] at the queue name's interner slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct QueueData {
-    pending: BTreeSet<(Reverse<u8>, TaskId)>,
+    pending: Pending,
     /// Tasks of this queue by `TaskState as usize`.
     counts: [u64; STATES],
     paused: bool,
@@ -312,15 +520,21 @@ struct QueueData {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Index {
     /// A queue's refs = its tasks + 1 if paused.
-    queue_names: Interner,
+    queue_names: Interner<Box<str>>,
     queues: Vec<QueueData>,
     /// A worker's refs = the tasks it holds leased.
-    workers: Interner,
+    workers: Interner<Box<str>>,
+    /// An options slot's refs = the tasks that have those options.
+    options: Interner<TaskOptions>,
     /// `(timer_ms, id)` of every task that is not pending.
     timers: BTreeSet<(UnixMs, TaskId)>,
 }
 
 impl Index {
+    fn options(&self, t: &Task) -> TaskOptions {
+        self.options.value(t.options).copied().unwrap_or_default()
+    }
+
     fn acquire_queue(&mut self, name: &str) -> u32 {
         let q = self.queue_names.acquire(name);
         if self.queues.len() <= q as usize {
@@ -343,7 +557,7 @@ impl Index {
             let c = &mut q.counts[t.state as usize];
             *c = c.saturating_add(1);
             if t.state == TaskState::Pending {
-                q.pending.insert((Reverse(t.priority), id));
+                q.pending.insert(t.priority, id);
             }
         }
         if t.state != TaskState::Pending {
@@ -360,7 +574,7 @@ impl Index {
             let c = &mut q.counts[t.state as usize];
             *c = c.saturating_sub(1);
             if t.state == TaskState::Pending {
-                q.pending.remove(&(Reverse(t.priority), id));
+                q.pending.remove(t.priority, id);
             }
         }
         if t.state != TaskState::Pending {
@@ -378,7 +592,7 @@ impl Index {
             To::Pending => (TaskState::Pending, 0, 0),
             To::Leased { worker, deadline } => (TaskState::Leased, deadline, worker),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
-            To::Final(state) => (state, now.saturating_add(t.result_ttl_ms), 0),
+            To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };
         t.updated_ms = now;
         self.link(id, t);
@@ -431,12 +645,13 @@ fn fail(
 ) {
     t.failures = t.failures.saturating_add(1);
     t.set_output(Output::Error(error.into()));
-    if retry && t.failures <= t.max_retries {
-        if t.backoff_ms == 0 {
+    let opts = idx.options(t);
+    if retry && t.failures <= opts.max_retries {
+        if opts.backoff_ms == 0 {
             idx.set_state(id, t, To::Pending, now);
             effects.became_pending += 1;
         } else {
-            let due = now.saturating_add(backoff_delay(t.backoff_ms, t.failures));
+            let due = now.saturating_add(backoff_delay(opts.backoff_ms, t.failures));
             idx.set_state(id, t, To::Retrying { due }, now);
         }
     } else {
@@ -481,7 +696,7 @@ impl QueueState {
 
     fn fire(&mut self, id: TaskId, effects: &mut ApplyEffects) {
         let now = self.now_ms;
-        let Some(t) = self.tasks.get_mut(&id) else { return };
+        let Some(t) = self.tasks.get_mut(id) else { return };
         match t.state {
             TaskState::Scheduled | TaskState::Retrying => {
                 self.idx.set_state(id, t, To::Pending, now);
@@ -505,14 +720,13 @@ impl QueueState {
 
     /// Forget a task entirely (its result TTL ran out).
     fn purge(&mut self, id: TaskId) {
-        let Some(t) = self.tasks.remove(&id) else { return };
+        let Some(t) = self.tasks.remove(id) else { return };
         self.idx.unlink(id, &t);
         self.idx.release_queue(t.queue);
+        self.idx.options.release(t.options);
         self.task_names.release(t.name);
-        if let Some(key) = t.idempotency_key()
-            && self.idempotency.get(key) == Some(&id)
-        {
-            self.idempotency.remove(key);
+        if let Some(key) = t.idempotency_key() {
+            self.idempotency.remove(key, id);
         }
     }
 
@@ -561,7 +775,7 @@ impl QueueState {
 
     fn submit(&mut self, spec: &TaskSpec, effects: &mut ApplyEffects) -> Submitted {
         if let Some(key) = &spec.idempotency_key
-            && let Some(&id) = self.idempotency.get(key.as_str())
+            && let Some(id) = self.idempotency.get(&self.tasks, key.as_bytes())
         {
             return Submitted { id, duplicate: true };
         }
@@ -578,36 +792,41 @@ impl QueueState {
         } else {
             (TaskState::Pending, 0)
         };
+        let key = spec.idempotency_key.as_deref().unwrap_or_default().as_bytes();
+        let mut data = Vec::with_capacity(key.len() + spec.args.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(&spec.args);
+        let options = TaskOptions {
+            max_retries: spec.max_retries,
+            backoff_ms: spec.backoff_ms,
+            result_ttl_ms: spec.result_ttl_ms,
+            time_limit_ms: spec.time_limit_ms,
+        };
         let task = Task {
-            args: spec.args.clone(),
-            extra: spec.idempotency_key.as_deref().map(|k| {
-                Box::new(Extra {
-                    idempotency_key: Some(k.into()),
-                    output: Output::None,
-                })
-            }),
-            time_limit_ms: spec.time_limit_ms.unwrap_or(0),
-            has_time_limit: spec.time_limit_ms.is_some(),
+            data: data.into_boxed_slice(),
+            output: None,
             created_ms: now,
             updated_ms: now,
             timer_ms,
-            backoff_ms: spec.backoff_ms,
-            result_ttl_ms: spec.result_ttl_ms,
-            name: self.task_names.acquire(&spec.name),
+            name: self.task_names.acquire(spec.name.as_str()),
             queue: self.idx.acquire_queue(queue_name(&spec.queue)),
+            options: self.idx.options.acquire(&options),
             worker: 0,
             attempt: 0,
             failures: 0,
+            // A key can't reach 4 GiB: a log entry is smaller.
+            key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
             lost_leases: 0,
-            max_retries: spec.max_retries,
             priority: spec.priority,
             state,
+            keyed: spec.idempotency_key.is_some(),
         };
         self.idx.link(id, &task);
-        if let Some(key) = task.idempotency_key() {
-            self.idempotency.insert(key.into(), id);
-        }
+        let keyed = task.keyed;
         self.tasks.insert(id, task);
+        if keyed {
+            self.idempotency.insert(&self.tasks, key, id);
+        }
         if state == TaskState::Pending {
             effects.became_pending += 1;
         }
@@ -633,12 +852,13 @@ impl QueueState {
         let mut hold: Option<u32> = None;
         for q in self.idx.lease_order(queues) {
             while grants.len() < max {
-                let Some(&(_, id)) = self.idx.queues.get(q as usize).and_then(|d| d.pending.first()) else {
+                let Some((priority, id)) = self.idx.queues.get(q as usize).and_then(|d| d.pending.first())
+                else {
                     break;
                 };
-                let Some(t) = self.tasks.get_mut(&id) else {
+                let Some(t) = self.tasks.get_mut(id) else {
                     // Cannot happen while the invariants hold; drop the entry so the loop ends.
-                    self.idx.queues[q as usize].pending.pop_first();
+                    self.idx.queues[q as usize].pending.remove(priority, id);
                     continue;
                 };
                 if t.attempt == u32::MAX {
@@ -657,8 +877,8 @@ impl QueueState {
                     },
                     name: self.task_names.name(t.name).to_owned(),
                     queue: self.idx.queue_names.name(q).to_owned(),
-                    args: t.args.clone(),
-                    time_limit_ms: t.time_limit_ms(),
+                    args: Bytes::copy_from_slice(t.args()),
+                    time_limit_ms: self.idx.options(t).time_limit_ms,
                     lease_deadline_ms: deadline,
                 });
             }
@@ -672,7 +892,7 @@ impl QueueState {
     fn complete(&mut self, c: &Completion, effects: &mut ApplyEffects) -> CompletionResult {
         let now = self.now_ms;
         let id = c.lease.task;
-        let Some(t) = self.tasks.get_mut(&id) else {
+        let Some(t) = self.tasks.get_mut(id) else {
             return CompletionResult::Stale;
         };
         // The attempt fence (a deliberate bug switch may drop it, for the simulator to catch).
@@ -694,7 +914,7 @@ impl QueueState {
 
     fn heartbeat(&mut self, lease: LeaseRef, lease_ms: u64) -> bool {
         let deadline = self.now_ms.saturating_add(lease_ms);
-        let Some(t) = self.tasks.get_mut(&lease.task) else {
+        let Some(t) = self.tasks.get_mut(lease.task) else {
             return false;
         };
         if t.state != TaskState::Leased || t.attempt != lease.attempt {
@@ -708,7 +928,7 @@ impl QueueState {
 
     fn release(&mut self, lease: LeaseRef, effects: &mut ApplyEffects) -> bool {
         let now = self.now_ms;
-        let Some(t) = self.tasks.get_mut(&lease.task) else {
+        let Some(t) = self.tasks.get_mut(lease.task) else {
             return false;
         };
         if t.state != TaskState::Leased || t.attempt != lease.attempt {
@@ -729,7 +949,7 @@ impl QueueState {
             .timers
             .iter()
             .filter_map(|(_, id)| {
-                let t = self.tasks.get(id)?;
+                let t = self.tasks.get(*id)?;
                 (t.state == TaskState::Leased && t.worker == slot).then_some(LeaseRef {
                     task: *id,
                     attempt: t.attempt,
@@ -744,7 +964,7 @@ impl QueueState {
 
     fn cancel(&mut self, id: TaskId, effects: &mut ApplyEffects) -> bool {
         let now = self.now_ms;
-        let Some(t) = self.tasks.get_mut(&id) else {
+        let Some(t) = self.tasks.get_mut(id) else {
             return false;
         };
         if !matches!(
@@ -765,13 +985,13 @@ impl QueueState {
         let Some(data) = self.idx.queues.get(q as usize) else {
             return 0;
         };
-        let mut ids: Vec<TaskId> = data.pending.iter().map(|(_, id)| *id).collect();
+        let mut ids: Vec<TaskId> = data.pending.iter().map(|(_, id)| id).collect();
         let waiting = data.counts[TaskState::Scheduled as usize] + data.counts[TaskState::Retrying as usize];
         if waiting > 0 {
             // Scheduled and retrying tasks are only indexed by time: scan the timers. Purging a
             // queue is a rare admin action, so O(timers) is acceptable here.
             ids.extend(self.idx.timers.iter().map(|(_, id)| *id).filter(|id| {
-                self.tasks.get(id).is_some_and(|t| {
+                self.tasks.get(*id).is_some_and(|t| {
                     t.queue == q && matches!(t.state, TaskState::Scheduled | TaskState::Retrying)
                 })
             }));
@@ -798,7 +1018,7 @@ impl QueueState {
         } else if let Some(q) = existing {
             let data = &mut self.idx.queues[q as usize];
             data.paused = false;
-            effects.became_pending += data.pending.len() as u64;
+            effects.became_pending += data.pending.len();
             self.idx.release_queue(q);
         }
     }
@@ -810,20 +1030,20 @@ impl QueueState {
 
     /// One task, if it exists (it may have been purged after its result TTL).
     pub fn task(&self, id: TaskId) -> Option<TaskView> {
-        let t = self.tasks.get(&id)?;
+        let t = self.tasks.get(id)?;
         Some(TaskView {
             id,
             name: self.task_names.name(t.name).to_owned(),
             queue: self.idx.queue_names.name(t.queue).to_owned(),
             state: t.state,
             attempt: t.attempt,
-            max_retries: t.max_retries,
+            max_retries: self.idx.options(t).max_retries,
             result: match t.output() {
-                Output::Result(b) => Some(b.clone()),
+                Some(Output::Result(b)) => Some(b.clone()),
                 _ => None,
             },
             error: match t.output() {
-                Output::Error(e) => Some(e.to_string()),
+                Some(Output::Error(e)) => Some(e.to_string()),
                 _ => None,
             },
             created_ms: t.created_ms,
@@ -833,7 +1053,7 @@ impl QueueState {
 
     /// The current lease of a task: `(lease, worker, deadline)`, if it is leased.
     pub fn current_lease(&self, id: TaskId) -> Option<(LeaseRef, &str, UnixMs)> {
-        let t = self.tasks.get(&id).filter(|t| t.state == TaskState::Leased)?;
+        let t = self.tasks.get(id).filter(|t| t.state == TaskState::Leased)?;
         Some((
             LeaseRef {
                 task: id,
@@ -888,7 +1108,7 @@ impl QueueState {
         order
             .into_iter()
             .filter_map(|q| self.idx.queues.get(q as usize))
-            .map(|d| d.pending.len() as u64)
+            .map(|d| d.pending.len())
             .sum()
     }
 
@@ -897,18 +1117,21 @@ impl QueueState {
         let mut queue_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut name_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut worker_refs: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut option_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut counts: BTreeMap<u32, [u64; STATES]> = BTreeMap::new();
-        let (mut pending, mut timed, mut keyed) = (0usize, 0usize, 0usize);
+        let (mut pending, mut timed, mut keyed) = (0u64, 0usize, 0usize);
         if self.next_id == 0 {
             return Err("next_id is 0".into());
         }
-        for (&id, t) in &self.tasks {
+        self.tasks.check()?;
+        for (id, t) in self.tasks.iter() {
             let err = |m: &str| Err(format!("task {id} ({:?}): {m}", t.state));
             if id == 0 || id >= self.next_id {
                 return err("id outside 1..next_id");
             }
             *queue_refs.entry(t.queue).or_default() += 1;
             *name_refs.entry(t.name).or_default() += 1;
+            *option_refs.entry(t.options).or_default() += 1;
             counts.entry(t.queue).or_default()[t.state as usize] += 1;
             if t.failures > t.attempt {
                 return err("more failures than attempts");
@@ -919,7 +1142,7 @@ impl QueueState {
                     .idx
                     .queues
                     .get(t.queue as usize)
-                    .is_some_and(|d| d.pending.contains(&(Reverse(t.priority), id)));
+                    .is_some_and(|d| d.pending.contains(t.priority, id));
                 if !in_queue || t.timer_ms != 0 {
                     return err("pending but not in its queue's pending index (or has a timer)");
                 }
@@ -934,24 +1157,19 @@ impl QueueState {
             } else if t.worker != 0 {
                 return err("holds a worker while not leased");
             }
-            if t.state.is_final() && t.timer_ms != t.updated_ms.saturating_add(t.result_ttl_ms) {
+            let ttl = self.idx.options(t).result_ttl_ms;
+            if t.state.is_final() && t.timer_ms != t.updated_ms.saturating_add(ttl) {
                 return err("purge time is not finished_at + result_ttl_ms");
             }
-            if (t.state == TaskState::Succeeded) != matches!(t.output(), Output::Result(_)) {
+            if (t.state == TaskState::Succeeded) != matches!(t.output(), Some(Output::Result(_))) {
                 return err("result present iff succeeded");
             }
-            if t.extra
-                .as_ref()
-                .is_some_and(|e| e.idempotency_key.is_none() && e.output == Output::None)
-            {
-                return err("empty extra box");
-            }
-            if !t.has_time_limit && t.time_limit_ms != 0 {
-                return err("time limit set without its flag");
+            if (t.keyed || t.key_len != 0) && t.idempotency_key().is_none() {
+                return err("key length without a key, or past the data");
             }
             if let Some(key) = t.idempotency_key() {
                 keyed += 1;
-                if self.idempotency.get(key) != Some(&id) {
+                if self.idempotency.get(&self.tasks, key) != Some(id) {
                     return err("idempotency key does not map back to it");
                 }
             }
@@ -959,7 +1177,10 @@ impl QueueState {
         if self.idempotency.len() != keyed {
             return Err("idempotency map has keys of no live task".into());
         }
-        let indexed_pending: usize = self.idx.queues.iter().map(|d| d.pending.len()).sum();
+        for d in &self.idx.queues {
+            d.pending.check()?;
+        }
+        let indexed_pending: u64 = self.idx.queues.iter().map(|d| d.pending.len()).sum();
         if indexed_pending != pending || self.idx.timers.len() != timed {
             return Err(format!(
                 "index sizes: pending {indexed_pending} vs {pending} tasks, timers {} vs {timed} tasks",
@@ -986,6 +1207,7 @@ impl QueueState {
         self.idx.queue_names.check("queue", &queue_refs)?;
         self.task_names.check("task name", &name_refs)?;
         self.idx.workers.check("worker", &worker_refs)?;
+        self.idx.options.check("task options", &option_refs)?;
         Ok(())
     }
 }

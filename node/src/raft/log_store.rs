@@ -23,7 +23,7 @@
 //!   catches up on. `read_committed` returns it so openraft re-applies committed entries to our
 //!   in-memory state machine after a restart.
 //! - `purge`: whole chunk files behind the purge point are unlinked by the flush thread after the
-//!   purge record is synced (chunks default to 64 MiB, so purge frees space in those steps).
+//!   purge record is synced (chunks default to 4 MiB, so purge frees space in those steps).
 //!
 //! # Crash recovery
 //!
@@ -75,7 +75,8 @@ pub struct LogStoreOptions {
     pub chunk_max_bytes: usize,
     /// ... or past this many records.
     pub chunk_max_records: usize,
-    /// Upper bound of the in-memory cache of recent entries.
+    /// Upper bound of the in-memory cache of recent entries, in bytes of memory (not encoded);
+    /// the entries of the open chunk stay cached beyond it (see `chunk_max_bytes`).
     pub cache_max_bytes: usize,
     /// How long the flush thread waits for more writes before an fsync. Writes already queued
     /// join the batch either way (that is the group commit); the wait only adds latency to
@@ -86,11 +87,16 @@ pub struct LogStoreOptions {
 impl Default for LogStoreOptions {
     fn default() -> Self {
         Self {
-            chunk_max_bytes: 64 << 20,
+            // raft-log can evict a cached entry only once its chunk is sealed, so every entry
+            // of the open chunk stays in memory whatever `cache_max_bytes` says, at about four
+            // times its encoded size (a submit's tasks). At 64 MiB that was the whole of a
+            // 1,000,000-task backlog (~235 B per task); at 4 MiB it is ~25 MB at most.
+            chunk_max_bytes: 4 << 20,
             chunk_max_records: 1 << 20,
-            // Entries are applied right after they are appended and followers mostly ask for
-            // recent ones: 64 MiB serves that; more only grows RSS (soak: ~0.5 GiB at 256 MiB).
-            cache_max_bytes: 64 << 20,
+            // In memory bytes (`WalTypes::payload_size`). Entries are applied right after they
+            // are appended and followers mostly ask for recent ones: 16 MiB serves that (3-node
+            // throughput unchanged, docs/BENCHMARKS.md); more only grows RSS.
+            cache_max_bytes: 16 << 20,
             // raft-log's default is 1 ms: on a disk whose fdatasync takes ~0.1 ms (this
             // project's benchmark machine) that wait was most of every commit, and a task's
             // path holds two or three commits (issue 5 profile, docs/BENCHMARKS.md).

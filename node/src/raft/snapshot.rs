@@ -1,16 +1,18 @@
 //! The snapshot format and the one snapshot file a node keeps.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
-//! b"FLQS" | version: u32 LE = 1 | crc32(body): u32 LE | body
+//! b"FLQS" | version: u32 LE = 2 | crc32(body): u32 LE | body
 //! body = bincode 2 serde (standard) of SnapshotImage { last_applied, last_membership, state }
 //! ```
 //!
 //! The same bytes are openraft's `SnapshotData` (sent whole to lagging followers) and the file
 //! contents, so installing a received snapshot is: validate, write the bytes, swap the state.
 //! The version is checked before anything else so a snapshot from a newer build is refused with
-//! a clear error, never misread. The CRC catches bit rot of the file (and truncation).
+//! a clear error, never misread. The CRC catches bit rot of the file (and truncation). Version 1
+//! (the queue's layout before the dense task table) is still read and converted
+//! ([`crate::queue::QueueStateV1`]).
 //!
 //! # On disk
 //!
@@ -35,13 +37,16 @@ use serde::Serialize;
 use super::error::SnapshotFormatError;
 use super::error::StorageError;
 use crate::queue::QueueState;
+use crate::queue::QueueStateV1;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and reads. 2: the dense task layout (task options interned, key
+/// and args in one byte string, pending sets as bitmaps, no key index: it is rebuilt on load).
+/// Version 1 is still read (and converted), so nodes can be upgraded over old data.
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic, version, crc32.
 pub const HEADER_LEN: usize = 12;
 
@@ -112,7 +117,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         });
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(SnapshotFormatError::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -130,7 +135,27 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
     if expected != actual {
         return Err(SnapshotFormatError::Checksum { expected, actual });
     }
-    let (image, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+    if version == 1 {
+        let old: SnapshotImageV1 = decode_body(body)?;
+        return Ok(SnapshotImage {
+            last_applied: old.last_applied,
+            last_membership: old.last_membership,
+            state: QueueState::try_from(old.state).map_err(SnapshotFormatError::Decode)?,
+        });
+    }
+    decode_body(body)
+}
+
+/// A version 1 snapshot: the same image around the queue's old layout.
+#[derive(Deserialize)]
+struct SnapshotImageV1 {
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    last_membership: StoredMembershipOf<TypeConfig>,
+    state: QueueStateV1,
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SnapshotFormatError> {
+    let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
         .map_err(|e| SnapshotFormatError::Decode(e.to_string()))?;
     if used != body.len() {
         return Err(SnapshotFormatError::Decode(format!(
@@ -138,7 +163,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
             body.len() - used
         )));
     }
-    Ok(image)
+    Ok(value)
 }
 
 /// The node's current snapshot file, and the metadata of what it holds.

@@ -25,6 +25,7 @@ use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
+use openraft::EntryPayload;
 use openraft::alias::EntryPayloadOf;
 use openraft::alias::LogIdOf;
 use openraft::alias::VoteOf;
@@ -114,12 +115,15 @@ impl raft_log::Types for WalTypes {
         log_id.0.index
     }
 
+    /// Only sizes the payload cache, whose capacity bounds memory: so this is the payload's size
+    /// in memory, not encoded (a submit's tasks take about four times their encoded size, and
+    /// counting encoded bytes let a "64 MiB" cache hold ~235 MB: docs/BENCHMARKS.md, backlog).
     fn payload_size(payload: &Self::LogPayload) -> u64 {
-        // Only sizes the payload cache; counting bytes avoids an allocation.
-        let mut w = bincode::enc::write::SizeWriter::default();
-        match bincode::serde::encode_into_writer(&payload.0, &mut w, bincode_config()) {
-            Ok(()) => w.bytes_written as u64,
-            Err(_) => 0,
+        let base = std::mem::size_of::<EntryPayloadOf<TypeConfig>>() as u64;
+        match &payload.0 {
+            EntryPayload::Normal(req) => base + req.approx_mem_size(),
+            // Blank, or a membership (a few nodes): small, and rare.
+            _ => base + 256,
         }
     }
 }

@@ -161,7 +161,7 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
         .tasks
         .iter()
         .filter(|(_, t)| t.state == TaskState::Leased)
-        .map(|(id, t)| (*id, t.attempt))
+        .map(|(id, t)| (id, t.attempt))
         .collect();
     let lease = |sel: &LeaseSel| match *sel {
         LeaseSel::Live(i) if !leased.is_empty() => {
@@ -181,7 +181,7 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
         },
         LeaseSel::Raw(task, attempt) => LeaseRef { task, attempt },
     };
-    let ids: Vec<TaskId> = s.tasks.keys().copied().collect();
+    let ids: Vec<TaskId> = s.tasks.keys().collect();
     let commands = step
         .ops
         .iter()
@@ -327,14 +327,20 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                 completions
                     .iter()
                     .map(|c| {
-                        let prior = s.tasks.get(&c.lease.task).cloned();
+                        let prior = s.tasks.get(c.lease.task).cloned();
                         let ok = item(
                             &mut s,
                             |s| current(s, c.lease),
                             |s| s.complete(c, &mut fx) == CompletionResult::Accepted,
                         );
                         if ok && let Some(p) = prior {
-                            check_retry_rule(&p, &s.tasks[&c.lease.task], &c.outcome, s.now_ms);
+                            check_retry_rule(
+                                &p,
+                                s.idx.options(&p),
+                                &s.tasks[&c.lease.task],
+                                &c.outcome,
+                                s.now_ms,
+                            );
                         }
                         if ok {
                             CompletionResult::Accepted
@@ -369,8 +375,8 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                 let held: Vec<(TaskId, Task)> = s
                     .tasks
                     .iter()
-                    .filter(|(id, _)| s.current_lease(**id).is_some_and(|(_, w, _)| w == worker))
-                    .map(|(id, t)| (*id, t.clone()))
+                    .filter(|(id, _)| s.current_lease(*id).is_some_and(|(_, w, _)| w == worker))
+                    .map(|(id, t)| (id, t.clone()))
                     .collect();
                 let r = s.apply_command(cmd, &mut fx);
                 assert_eq!(r, Response::ReleasedWorker(held.len() as u64));
@@ -391,7 +397,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     .collect(),
             ),
             Command::Lease { worker, .. } => {
-                let prior: BTreeMap<TaskId, u32> = s.tasks.iter().map(|(id, t)| (*id, t.attempt)).collect();
+                let prior: BTreeMap<TaskId, u32> = s.tasks.iter().map(|(id, t)| (id, t.attempt)).collect();
                 let r = s.apply_command(cmd, &mut fx);
                 let Response::Leased(grants) = &r else {
                     panic!("lease answered {r:?}")
@@ -423,16 +429,16 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
 
 /// An accepted completion moved the task as the retry rules say, computed independently (in
 /// u128, without the code under test's `backoff_delay`).
-fn check_retry_rule(before: &Task, after: &Task, outcome: &Outcome, now: UnixMs) {
+fn check_retry_rule(before: &Task, opts: TaskOptions, after: &Task, outcome: &Outcome, now: UnixMs) {
     let failures = before.failures + 1;
     let expected = match outcome {
         Outcome::Success(_) => (TaskState::Succeeded, before.failures),
-        Outcome::Failure { retry: true, .. } if failures <= before.max_retries && before.backoff_ms == 0 => {
+        Outcome::Failure { retry: true, .. } if failures <= opts.max_retries && opts.backoff_ms == 0 => {
             (TaskState::Pending, failures)
         }
-        Outcome::Failure { retry: true, .. } if failures <= before.max_retries => {
+        Outcome::Failure { retry: true, .. } if failures <= opts.max_retries => {
             let delay =
-                (u128::from(before.backoff_ms) << (failures - 1).min(100)).min(u128::from(MAX_BACKOFF_MS));
+                (u128::from(opts.backoff_ms) << (failures - 1).min(100)).min(u128::from(MAX_BACKOFF_MS));
             let due = (u128::from(now) + delay).min(u128::from(u64::MAX)) as u64;
             assert_eq!(after.timer_ms, due, "retry due time");
             (TaskState::Retrying, failures)

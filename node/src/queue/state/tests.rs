@@ -1123,8 +1123,8 @@ fn huge_numbers_saturate_instead_of_panicking() {
 fn exhausted_attempt_counter_kills_instead_of_reusing_a_token() {
     let mut h = H::default();
     h.submit(0, vec![spec("a"), spec("b")]);
-    h.s.tasks.get_mut(&1).unwrap().attempt = u32::MAX;
-    h.s.tasks.get_mut(&1).unwrap().failures = 0;
+    h.s.tasks.get_mut(1).unwrap().attempt = u32::MAX;
+    h.s.tasks.get_mut(1).unwrap().failures = 0;
     let (r, fx) = h.apply(
         1,
         vec![Command::Lease {
@@ -1159,10 +1159,23 @@ fn check_invariants_detects_corruption() {
     bad.idx.queues[0].pending.clear();
     assert!(bad.check_invariants().is_err());
     let mut bad = h.s.clone();
-    bad.tasks.get_mut(&2).unwrap().state = TaskState::Scheduled;
+    bad.tasks.get_mut(2).unwrap().state = TaskState::Scheduled;
     assert!(bad.check_invariants().is_err());
     let mut bad = h.s.clone();
-    bad.idempotency.insert("ghost".into(), 7);
+    bad.idempotency.remove(b"k", 1);
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.tasks.get_mut(2).unwrap().key_len = 1;
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.idx.options.slots[0].refs += 1;
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    bad.idx.queues[0].pending.insert(0, 1);
+    assert!(bad.check_invariants().is_err());
+    let mut bad = h.s.clone();
+    let t = bad.tasks.remove(2).unwrap();
+    bad.tasks.insert(5, t);
     assert!(bad.check_invariants().is_err());
     let mut bad = h.s.clone();
     bad.idx.queues[0].counts[TaskState::Dead as usize] += 1;
@@ -1200,8 +1213,11 @@ fn snapshot_round_trips_through_bincode() {
 fn task_struct_stays_compact() {
     let size = std::mem::size_of::<Task>();
     println!("size_of::<Task>() = {size} bytes");
-    // args (32) + extra box (8) + 6 u64 (48) + 6 u32 (24) + 3 bytes, padded.
-    assert!(size <= 120, "Task grew to {size} bytes");
+    // key + args (16) + output box (8) + 3 u64 (24) + 7 u32 (28) + 4 bytes. It was 120 with the
+    // options inline, the args as `Bytes` and the key in a box of its own.
+    assert!(size <= 80, "Task grew to {size} bytes");
+    // A slot of the task table costs no more than the task.
+    assert_eq!(std::mem::size_of::<Option<Task>>(), size);
 }
 
 #[test]
@@ -1249,4 +1265,121 @@ fn approx_size_grows_with_payloads() {
         .approx_size()
             > 0
     );
+}
+
+#[test]
+fn approx_mem_size_counts_structs_and_heap() {
+    let keyed = |i: usize| {
+        let mut s = spec("noop");
+        s.idempotency_key = Some(format!("{i:032}"));
+        s
+    };
+    let req = Request {
+        now_ms: 0,
+        commands: vec![Command::Submit {
+            tasks: (0..1000).map(keyed).collect(),
+        }],
+    };
+    let per_task = req.approx_mem_size() / 1000;
+    // The spec itself, its name, its args and its 32-byte key (48 with the allocator's header).
+    let floor = (std::mem::size_of::<TaskSpec>() + 48) as u64;
+    assert!(
+        per_task >= floor,
+        "{per_task} B per task, expected at least {floor}"
+    );
+    let encoded = bincode::serde::encode_to_vec(&req, bincode::config::standard())
+        .unwrap()
+        .len() as u64;
+    assert!(
+        per_task > 3 * encoded / 1000,
+        "memory is several times the encoded size"
+    );
+}
+
+#[test]
+fn version_1_snapshots_are_read_and_converted() {
+    let mut h = H::default();
+    let mut keyed = spec("a");
+    keyed.idempotency_key = Some("k".into());
+    keyed.eta_ms = Some(500);
+    let mut limited = in_queue(spec("b"), "q");
+    limited.time_limit_ms = Some(30);
+    limited.max_retries = 2;
+    limited.backoff_ms = 7;
+    let mut empty_key = spec("c");
+    empty_key.idempotency_key = Some(String::new());
+    h.submit(0, vec![keyed, limited, empty_key, spec("d"), spec("e")]);
+    let l = h.lease(1, 2, 100);
+    h.complete(2, l[0], ok(b"{\"x\":1}"));
+    h.pause(3, "q", true);
+    let cfg = bincode::config::standard();
+    let old = bincode::serde::encode_to_vec(v1::downgrade(&h.s), cfg).unwrap();
+    let (decoded, _): (QueueStateV1, usize) = bincode::serde::decode_from_slice(&old, cfg).unwrap();
+    let upgraded = QueueState::try_from(decoded).unwrap();
+    upgraded.check_invariants().unwrap();
+    assert_eq!(upgraded, h.s);
+    // And it carries on like the original.
+    let mut dup = spec("z");
+    dup.idempotency_key = Some("k".into());
+    let mut a = h.s.clone();
+    let mut b = upgraded;
+    let req = Request {
+        now_ms: 10,
+        commands: vec![Command::Submit { tasks: vec![dup] }],
+    };
+    let mut fx = ApplyEffects::default();
+    assert_eq!(
+        a.apply(&req, &mut fx),
+        b.apply(&req, &mut ApplyEffects::default())
+    );
+    assert_eq!(a, b);
+}
+
+/// A task scheduled a week ahead stays while 200,000 newer tasks are submitted, run and purged
+/// (result TTL 0): the task table's ring must not keep a slot for every id in between, and the
+/// old task still comes due.
+#[test]
+fn a_long_lived_task_does_not_pin_the_task_table() {
+    let week = 7 * 24 * 3600 * 1000;
+    let mut h = H::default();
+    let mut late = spec("late");
+    late.eta_ms = Some(week);
+    late.idempotency_key = Some("late".into());
+    h.submit(0, vec![late]);
+    let mut now = 0;
+    let mut max_ring = 0;
+    for _ in 0..200 {
+        now += 1;
+        let batch: Vec<TaskSpec> = (0..1000)
+            .map(|_| {
+                let mut s = spec("quick");
+                s.result_ttl_ms = 0;
+                s
+            })
+            .collect();
+        h.submit(now, batch);
+        let completions = h
+            .lease(now, 1000, 60_000)
+            .into_iter()
+            .map(|lease| Completion {
+                lease,
+                outcome: ok(b"1"),
+            })
+            .collect();
+        let worker = "w1".to_string();
+        h.apply(now, vec![Command::Complete { worker, completions }]);
+        h.tick(now + 1);
+        let (ring, cap, _) = h.s.tasks.footprint();
+        max_ring = max_ring.max(ring);
+        assert!(cap <= 4096, "ring capacity {cap} with {} tasks", h.s.task_count());
+    }
+    h.s.check_invariants().unwrap();
+    assert_eq!(h.s.task_count(), 1);
+    assert!(max_ring <= 2001, "ring reached {max_ring} slots");
+    assert_eq!(h.s.tasks.footprint().2, 1, "the old task sits in the side table");
+    assert_eq!(h.state(1), Some(TaskState::Scheduled));
+    h.tick(week);
+    assert_eq!(h.state(1), Some(TaskState::Pending));
+    assert_eq!(h.lease(week, 1, 100)[0].task, 1);
+    h.s.check_invariants().unwrap();
 }

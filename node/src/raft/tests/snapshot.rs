@@ -126,14 +126,15 @@ async fn unknown_format_version_is_refused() {
     let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (_, mut sm_l) = leader(dir_l.path()).await;
     let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
-    let mut v2 = snap.snapshot.clone();
-    v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+    // A version from a newer build.
+    let mut v3 = snap.snapshot.clone();
+    v3[4..8].copy_from_slice(&3u32.to_le_bytes());
 
     let (replica_f, mut sm_f) = open(dir_f.path());
-    let err = sm_f.install_snapshot(&snap.meta, v2.clone()).await.unwrap_err();
+    let err = sm_f.install_snapshot(&snap.meta, v3.clone()).await.unwrap_err();
     assert!(
         err.to_string()
-            .contains("unsupported snapshot format version 2; this build reads version 1"),
+            .contains("unsupported snapshot format version 3; this build reads version 2"),
         "{err}"
     );
     assert_eq!(
@@ -149,12 +150,12 @@ async fn unknown_format_version_is_refused() {
     // The same file found on disk at start is a clear error naming it.
     let path = sm_f.snapshot_path();
     drop(sm_f);
-    fs::write(&path, &v2).unwrap();
+    fs::write(&path, &v3).unwrap();
     match StateMachineStore::open(dir_f.path(), Arc::new(Replica::default())) {
         Err(e @ StorageError::SnapshotFile { .. }) => {
             let msg = e.to_string();
             assert!(
-                msg.contains(&path.display().to_string()) && msg.contains("version 2"),
+                msg.contains(&path.display().to_string()) && msg.contains("version 3"),
                 "{msg}"
             );
         }
@@ -213,4 +214,44 @@ async fn an_older_build_does_not_replace_a_newer_install() {
     old_builder.build_snapshot().await.unwrap();
     let cur = sm_f.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(cur.meta, newer.meta);
+}
+
+/// A snapshot written by a build of format version 1 (before the dense task table) still loads:
+/// nodes can be upgraded over their data, and take an old leader's snapshot.
+#[tokio::test]
+async fn format_version_1_is_read_and_converted() {
+    let (dir_l, dir_f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (replica_l, mut sm_l) = leader(dir_l.path()).await;
+    let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let image = snapshot::decode(&snap.snapshot).unwrap();
+
+    #[derive(serde::Serialize)]
+    struct ImageV1<'a> {
+        last_applied: &'a Option<openraft::alias::LogIdOf<TypeConfig>>,
+        last_membership: &'a StoredMembershipOf<TypeConfig>,
+        state: crate::queue::QueueStateV1,
+    }
+    let body = bincode::serde::encode_to_vec(
+        ImageV1 {
+            last_applied: &image.last_applied,
+            last_membership: &image.last_membership,
+            state: crate::queue::state::downgrade_to_v1(&image.state),
+        },
+        bincode::config::standard(),
+    )
+    .unwrap();
+    let mut v1 = Vec::from(snapshot::MAGIC);
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    v1.extend_from_slice(&body);
+    assert_eq!(snapshot::decode(&v1).unwrap(), image);
+
+    let (replica_f, mut sm_f) = open(dir_f.path());
+    sm_f.install_snapshot(&snap.meta, v1).await.unwrap();
+    assert_eq!(state_bytes(&replica_f), state_bytes(&replica_l));
+    // Reloaded from the v1 file on disk at start.
+    drop(sm_f);
+    let replica = Arc::new(Replica::default());
+    let _sm = StateMachineStore::open(dir_f.path(), replica.clone()).unwrap();
+    assert_eq!(state_bytes(&replica), state_bytes(&replica_l));
 }
