@@ -89,6 +89,12 @@ pub enum Command {
         queues: Vec<String>,
         max: u32,
         lease_ms: u64,
+        /// `Some(ticket)`: leave what was not granted as *standing capacity* of `worker`
+        /// (added to what it had, all of it renewed until `now + lease_ms`): tasks that become
+        /// pending later are granted to it in the same apply. The ticket is only echoed in
+        /// the apply effects, so the pool can tell when its own replica applied this lease.
+        /// `None`: an ordinary lease that leaves nothing behind.
+        standing_ticket: Option<u64>,
     },
     /// Results of attempts. A completion whose `(task, attempt)` is not the task's current
     /// lease is stale and changes nothing.
@@ -110,6 +116,8 @@ pub enum Command {
     /// whatever an earlier run of the same pool (same name) held died with that process. The
     /// tasks are pending again without a failure counted.
     ReleaseWorker { worker: String },
+    /// Drop `worker`'s standing capacity (a draining pool): nothing more is granted to it.
+    ClearStanding { worker: String },
     /// Cancel tasks that are scheduled, pending or retrying.
     Cancel { ids: Vec<TaskId> },
     /// Advance time only: expire leases, release due ETA/retry tasks, purge expired results.
@@ -223,6 +231,8 @@ pub enum Response {
     Released(Vec<bool>),
     /// How many leases `ReleaseWorker` released.
     ReleasedWorker(u64),
+    /// Whether `ClearStanding` found standing capacity to drop.
+    ClearedStanding(bool),
     /// Per id: was it cancelled by this command.
     Cancelled(Vec<bool>),
     Ticked,

@@ -11,3 +11,4 @@ pub mod state;
 pub use command::*;
 pub use state::ApplyEffects;
 pub use state::QueueState;
+pub use state::WorkerEffects;

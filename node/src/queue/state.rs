@@ -74,8 +74,11 @@ use super::command::*;
 
 #[cfg(test)]
 mod proptests;
+mod standing;
 #[cfg(test)]
 mod tests;
+
+pub use standing::WorkerEffects;
 
 /// Error recorded when a lease runs out.
 pub const LEASE_EXPIRED_ERROR: &str = "lease expired (worker lost)";
@@ -91,8 +94,12 @@ const STATES: usize = 7;
 pub struct ApplyEffects {
     /// Tasks that reached a final state during this apply, in order.
     pub finished: Vec<TaskId>,
-    /// Tasks that became pending (leasable) during this apply.
+    /// Tasks that became pending (leasable) during this apply and were not granted to standing
+    /// capacity in it.
     pub became_pending: u64,
+    /// Per worker name: tasks granted to its standing capacity, its ticketed leases applied,
+    /// its standing capacity after the apply. Only workers this apply touched.
+    pub workers: BTreeMap<String, WorkerEffects>,
 }
 
 /// The whole replicated queue.
@@ -107,6 +114,8 @@ pub struct QueueState {
     idx: Index,
     /// Next id `AllocateNodeId` hands out; the founding node is 1.
     next_node_id: u64,
+    /// Idle pools' standing capacity (see [`standing`]).
+    standing: standing::Standing,
 }
 
 impl Default for QueueState {
@@ -119,6 +128,7 @@ impl Default for QueueState {
             task_names: Interner::default(),
             idx: Index::default(),
             next_node_id: 2,
+            standing: standing::Standing::default(),
         }
     }
 }
@@ -454,15 +464,39 @@ impl QueueState {
     /// each command in order. Returns one response per command. Never panics on any input.
     pub fn apply(&mut self, req: &Request, effects: &mut ApplyEffects) -> Vec<Response> {
         self.advance(req.now_ms, effects);
+        self.grant_standing(effects);
         req.commands
             .iter()
-            .map(|cmd| self.apply_command(cmd, effects))
+            .map(|cmd| {
+                let pending_before = effects.became_pending;
+                let response = self.apply_command(cmd, effects);
+                self.after_command(cmd, pending_before, effects);
+                response
+            })
             .collect()
+    }
+
+    /// After each command: grant to standing capacity where the command may have made a task
+    /// pending (`became_pending` moved from `pending_before`) or changed what stands.
+    fn after_command(&mut self, cmd: &Command, pending_before: u64, effects: &mut ApplyEffects) {
+        let may_grant = effects.became_pending != pending_before
+            || matches!(
+                cmd,
+                Command::PauseQueue { .. }
+                    | Command::Lease {
+                        standing_ticket: Some(_),
+                        ..
+                    }
+            );
+        if may_grant {
+            self.grant_standing(effects);
+        }
     }
 
     /// Move the clock forward to `to` (never back) and fire every timer due by then.
     fn advance(&mut self, to: UnixMs, effects: &mut ApplyEffects) {
         self.now_ms = self.now_ms.max(to);
+        self.expire_standing(effects);
         // Each firing moves its task strictly forward in its lifecycle (Leased → Retrying/Pending/
         // Dead, Scheduled/Retrying → Pending, final → gone), so this loop ends even if new timers
         // are already due.
@@ -526,7 +560,15 @@ impl QueueState {
                 queues,
                 max,
                 lease_ms,
-            } => Response::Leased(self.lease(worker, queues, *max, *lease_ms, effects)),
+                standing_ticket,
+            } => {
+                let grants = self.lease(worker, queues, *max, *lease_ms, effects);
+                if let Some(ticket) = standing_ticket {
+                    let granted = u32::try_from(grants.len()).unwrap_or(u32::MAX);
+                    self.stand(worker, queues, (*max, granted), *lease_ms, *ticket, effects);
+                }
+                Response::Leased(grants)
+            }
             Command::Complete {
                 worker: _,
                 completions,
@@ -540,7 +582,11 @@ impl QueueState {
                 Response::Released(leases.iter().map(|l| self.release(*l, effects)).collect())
             }
             Command::ReleaseWorker { worker } => {
+                self.clear_standing(worker, effects);
                 Response::ReleasedWorker(self.release_worker(worker, effects))
+            }
+            Command::ClearStanding { worker } => {
+                Response::ClearedStanding(self.clear_standing(worker, effects))
             }
             Command::Cancel { ids } => {
                 Response::Cancelled(ids.iter().map(|id| self.cancel(*id, effects)).collect())
@@ -892,8 +938,16 @@ impl QueueState {
             .sum()
     }
 
-    /// Check that every index agrees with the task table. O(n log n); for tests and the simulator.
+    /// Check that every index agrees with the task table, and that no standing capacity covers
+    /// a pending task. O(n log n); for tests and the simulator. Holds between entries and
+    /// between commands.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_indexes()?;
+        self.check_standing()
+    }
+
+    /// The invariants that hold even inside a command (standing capacity is granted at its end).
+    fn check_indexes(&self) -> Result<(), String> {
         let mut queue_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut name_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut worker_refs: BTreeMap<u32, u64> = BTreeMap::new();
@@ -985,7 +1039,6 @@ impl QueueState {
         }
         self.idx.queue_names.check("queue", &queue_refs)?;
         self.task_names.check("task name", &name_refs)?;
-        self.idx.workers.check("worker", &worker_refs)?;
-        Ok(())
+        self.idx.workers.check("worker", &worker_refs)
     }
 }
