@@ -36,6 +36,18 @@
 //!   must not cost a task one of its `max_retries`. Lost leases are counted on their own; the
 //!   [`MAX_LOST_LEASES`]-th makes the task `Dead`, so a task that keeps killing its workers
 //!   does not run forever.
+//! - **Standing capacity** (see [`standing`]). A `Lease` with a `standing_ticket` leaves
+//!   `max − granted` as the worker's standing capacity, added to what it had, and renews all of
+//!   it until `now + lease_ms` (a `max` of 0 only renews). It is dropped at the start of the
+//!   first apply with `now >= expiry`, before timers fire. Whenever a task may have become
+//!   pending (after the advance; after any command that made one pending, un-paused a queue or
+//!   stood), pending tasks are granted to standing capacity one at a time: the covering worker
+//!   granted to least recently (ties: name order) takes exactly the task its own `Lease { max:
+//!   1, lease_ms }` would take then (its queues in order, priority, id), as an ordinary lease.
+//!   Such tasks are not counted in `became_pending`; the grants are reported per worker in
+//!   [`ApplyEffects::workers`]. Invariant: no standing capacity covers a pending task of an
+//!   unpaused queue. `ClearStanding` drops a worker's standing capacity; so does `ReleaseWorker`
+//!   (first, so the tasks it releases go to other workers' standing capacity, not back).
 //! - **ReleaseWorker** releases every lease held by the named worker (a pool that restarted
 //!   under the same name): those tasks are pending again at once, nothing counted. It scans the
 //!   timer set, which is fine for a command proposed once per pool start.
