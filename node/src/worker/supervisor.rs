@@ -18,7 +18,9 @@
 //! again, are: running and buffered tasks, the standing capacity the replica last reported,
 //! and per lease not yet both answered and seen applied on the replica, what it may still add
 //! (all it asks for until either; then the unfilled part until the replica shows it, or the
-//! grants until the reply brings them). So grants never outnumber free workers. A grant heard
+//! grants until the reply brings them; a filled lease is settled by its reply, and the replica
+//! reports nothing for it, so the busy path carries no events). So grants never outnumber
+//! free workers. A grant heard
 //! of this way runs only if the replica still shows it as this pool's current lease, and only
 //! after this run's `ReleaseWorker` committed. Standing capacity is renewed by every lease (an
 //! idle pool proposes a `Lease` of its free capacity, possibly 0, once per heartbeat interval
@@ -408,8 +410,12 @@ impl Supervisor {
         match res {
             Ok(Response::Leased(grants)) => {
                 self.lease_backoff.reset();
+                // Filled: it left no standing capacity (and the replica reports none). Else,
+                // with events, the rest counts until the replica shows it.
                 match self.tickets.get_mut(&ticket) {
-                    Some(t) if self.events && t.seen.is_none() => t.answered = Some(grants.len()),
+                    Some(t) if self.events && t.seen.is_none() && grants.len() < max => {
+                        t.answered = Some(grants.len())
+                    }
                     _ => {
                         self.tickets.remove(&ticket);
                     }

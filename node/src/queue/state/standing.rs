@@ -52,7 +52,8 @@ pub struct WorkerEffects {
     /// Tasks granted to its standing capacity, in order: run them (after checking the lease is
     /// still current on this replica).
     pub grants: Vec<Grant>,
-    /// `(ticket, tasks granted)` of each of its ticketed `Lease`s applied.
+    /// `(ticket, tasks granted)` of each of its ticketed `Lease`s applied that left standing
+    /// capacity (a filled one is settled by its reply).
     pub leases: Vec<(u64, u32)>,
     /// Its standing capacity after this apply, if the apply touched it.
     pub standing: Option<u32>,
@@ -112,9 +113,13 @@ impl QueueState {
             }
             None => 0,
         };
-        let e = effects.worker(worker);
-        e.leases.push((ticket, granted));
-        e.standing = Some(n);
+        // A filled lease leaves nothing: its reply alone settles it, so the pool needs no
+        // event (none on the busy path, where every lease is full).
+        if add > 0 {
+            let e = effects.worker(worker);
+            e.leases.push((ticket, granted));
+            e.standing = Some(n);
+        }
     }
 
     /// Drop `worker`'s standing capacity (`ReleaseWorker`, `ClearStanding`).
