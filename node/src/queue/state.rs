@@ -36,7 +36,7 @@
 //!   must not cost a task one of its `max_retries`. Lost leases are counted on their own; the
 //!   [`MAX_LOST_LEASES`]-th makes the task `Dead`, so a task that keeps killing its workers
 //!   does not run forever.
-//! - **Standing capacity** (see [`standing`]). A `Lease` with a `standing_ticket` leaves
+//! - **Standing capacity** (`state/standing.rs`). A `Lease` with a `standing_ticket` leaves
 //!   `max − granted` as the worker's standing capacity, added to what it had, and renews all of
 //!   it until `now + lease_ms` (a `max` of 0 only renews). It is dropped at the start of the
 //!   first apply with `now >= expiry`, before timers fire. Whenever a task may have become
