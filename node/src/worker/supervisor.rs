@@ -20,11 +20,11 @@
 //! (all it asks for until either; then the unfilled part until the replica shows it, or the
 //! grants until the reply brings them; a filled lease is settled by its reply, and the replica
 //! reports nothing for it, so the busy path carries no events). So grants never outnumber
-//! free workers. A grant heard
-//! of this way runs only if the replica still shows it as this pool's current lease, and only
-//! after this run's `ReleaseWorker` committed. Standing capacity is renewed by every lease (an
-//! idle pool proposes a `Lease` of its free capacity, possibly 0, once per heartbeat interval
-//! without one), and a drain clears it (`ClearStanding`) once its leases in flight settled.
+//! free workers. A grant heard of this way runs only if the replica still shows it as this
+//! pool's current lease, and only after this run's `ReleaseWorker` committed. Standing
+//! capacity is renewed by every lease (an idle pool proposes a `Lease` of its free capacity,
+//! possibly 0, once per heartbeat interval without one), and a drain clears it
+//! (`ClearStanding`) once its leases in flight settled.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
