@@ -588,3 +588,26 @@ async fn a_grant_no_longer_held_on_the_replica_is_dropped() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(pool.stats().stale_grants_total, 1);
 }
+
+/// A snapshot install replaces the replica's state without the applies in between: the pool
+/// takes its standing capacity from the new state (here none, an empty queue), stands again,
+/// and a task submitted then is granted to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_snapshot_install_the_pool_stands_again_from_the_new_state() {
+    let local = local();
+    let pool = start(config(2), builtins(), Arc::new(local.clone()));
+    wait_stats(&pool, "standing capacity", |s| s.standing == 2).await;
+    local.replica().replace(crate::queue::QueueState::new());
+    // The fresh state knows no pool; the resync frees the pool's capacity, it leases again.
+    tokio::time::timeout(BOUND, async {
+        while local.replica().read(|q| q.standing_capacity("test-node")) != 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the pool stands again");
+    wait_stats(&pool, "standing again", |s| s.standing == 2).await;
+    let ids = submit(&local, vec![task_spec("noop", "")]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
+}
