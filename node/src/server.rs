@@ -42,6 +42,7 @@ use crate::raft::SimDisk;
 use crate::raft::SimLogStore;
 use crate::raft::StateMachineStore;
 use crate::replica::Replica;
+use crate::replica::WorkerEvent;
 use crate::types::NodeInfo;
 use crate::worker::Backend;
 use crate::worker::PoolConfig;
@@ -84,6 +85,14 @@ impl Backend for NodeBackend {
 
     fn may_have_work(&self, queues: &[String]) -> bool {
         self.replica.read(|q| q.leasable(queues) > 0)
+    }
+
+    fn worker_events(&self, worker: &str) -> Option<tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>> {
+        Some(self.replica.subscribe_worker(worker))
+    }
+
+    fn holds(&self, worker: &str, lease: crate::queue::LeaseRef) -> bool {
+        self.replica.holds(worker, lease)
     }
 }
 

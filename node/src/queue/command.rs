@@ -114,7 +114,7 @@ impl Request {
                 Command::Heartbeat { worker, leases, .. } | Command::Release { worker, leases } => {
                     s(worker) + vec(leases)
                 }
-                Command::ReleaseWorker { worker } => s(worker),
+                Command::ReleaseWorker { worker } | Command::ClearStanding { worker } => s(worker),
                 Command::Cancel { ids } => vec(ids),
                 Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
                 Command::Tick | Command::AllocateNodeId => 0,
@@ -150,6 +150,12 @@ pub enum Command {
         queues: Vec<String>,
         max: u32,
         lease_ms: u64,
+        /// `Some(ticket)`: leave what was not granted as *standing capacity* of `worker`
+        /// (added to what it had, all of it renewed until `now + lease_ms`): tasks that become
+        /// pending later are granted to it in the same apply. The ticket is only echoed in
+        /// the apply effects, so the pool can tell when its own replica applied this lease.
+        /// `None`: an ordinary lease that leaves nothing behind.
+        standing_ticket: Option<u64>,
     },
     /// Results of attempts. A completion whose `(task, attempt)` is not the task's current
     /// lease is stale and changes nothing.
@@ -171,6 +177,8 @@ pub enum Command {
     /// whatever an earlier run of the same pool (same name) held died with that process. The
     /// tasks are pending again without a failure counted.
     ReleaseWorker { worker: String },
+    /// Drop `worker`'s standing capacity (a draining pool): nothing more is granted to it.
+    ClearStanding { worker: String },
     /// Cancel tasks that are scheduled, pending or retrying.
     Cancel { ids: Vec<TaskId> },
     /// Advance time only: expire leases, release due ETA/retry tasks, purge expired results.
@@ -284,6 +292,8 @@ pub enum Response {
     Released(Vec<bool>),
     /// How many leases `ReleaseWorker` released.
     ReleasedWorker(u64),
+    /// Whether `ClearStanding` found standing capacity to drop.
+    ClearedStanding(bool),
     /// Per id: was it cancelled by this command.
     Cancelled(Vec<bool>),
     Ticked,

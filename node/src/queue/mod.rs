@@ -13,3 +13,4 @@ pub use command::*;
 pub use state::ApplyEffects;
 pub use state::QueueState;
 pub use state::QueueStateV1;
+pub use state::WorkerEffects;

@@ -37,6 +37,18 @@
 //!   must not cost a task one of its `max_retries`. Lost leases are counted on their own; the
 //!   [`MAX_LOST_LEASES`]-th makes the task `Dead`, so a task that keeps killing its workers
 //!   does not run forever.
+//! - **Standing capacity** (`state/standing.rs`). A `Lease` with a `standing_ticket` leaves
+//!   `max − granted` as the worker's standing capacity, added to what it had, and renews all of
+//!   it until `now + lease_ms` (a `max` of 0 only renews). It is dropped at the start of the
+//!   first apply with `now >= expiry`, before timers fire. Whenever a task may have become
+//!   pending (after the advance; after any command that made one pending, un-paused a queue or
+//!   stood), pending tasks are granted to standing capacity one at a time: the covering worker
+//!   granted to least recently (ties: name order) takes exactly the task its own `Lease { max:
+//!   1, lease_ms }` would take then (its queues in order, priority, id), as an ordinary lease.
+//!   Such tasks are not counted in `became_pending`; the grants are reported per worker in
+//!   [`ApplyEffects::workers`]. Invariant: no standing capacity covers a pending task of an
+//!   unpaused queue. `ClearStanding` drops a worker's standing capacity; so does `ReleaseWorker`
+//!   (first, so the tasks it releases go to other workers' standing capacity, not back).
 //! - **ReleaseWorker** releases every lease held by the named worker (a pool that restarted
 //!   under the same name): those tasks are pending again at once, nothing counted. It scans the
 //!   timer set, which is fine for a command proposed once per pool start.
@@ -88,6 +100,7 @@ use table::Table;
 mod pending;
 #[cfg(test)]
 mod proptests;
+mod standing;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -96,6 +109,8 @@ mod v1;
 pub use v1::QueueStateV1;
 #[cfg(test)]
 pub(crate) use v1::downgrade as downgrade_to_v1;
+
+pub use standing::WorkerEffects;
 
 /// Error recorded when a lease runs out.
 pub const LEASE_EXPIRED_ERROR: &str = "lease expired (worker lost)";
@@ -111,8 +126,12 @@ const STATES: usize = 7;
 pub struct ApplyEffects {
     /// Tasks that reached a final state during this apply, in order.
     pub finished: Vec<TaskId>,
-    /// Tasks that became pending (leasable) during this apply.
+    /// Tasks that became pending (leasable) during this apply and were not granted to standing
+    /// capacity in it.
     pub became_pending: u64,
+    /// Per worker name: tasks granted to its standing capacity, its ticketed leases applied,
+    /// its standing capacity after the apply. Only workers this apply touched.
+    pub workers: BTreeMap<String, WorkerEffects>,
 }
 
 /// The whole replicated queue.
@@ -127,6 +146,8 @@ pub struct QueueState {
     idx: Index,
     /// Next id `AllocateNodeId` hands out; the founding node is 1.
     next_node_id: u64,
+    /// Idle pools' standing capacity (see [`standing`]).
+    standing: standing::Standing,
 }
 
 impl Default for QueueState {
@@ -139,6 +160,7 @@ impl Default for QueueState {
             task_names: Interner::default(),
             idx: Index::default(),
             next_node_id: 2,
+            standing: standing::Standing::default(),
         }
     }
 }
@@ -152,6 +174,7 @@ struct StateRef<'a> {
     task_names: &'a Interner<Box<str>>,
     idx: &'a Index,
     next_node_id: u64,
+    standing: &'a standing::Standing,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +185,7 @@ struct StateOwned {
     task_names: Interner<Box<str>>,
     idx: Index,
     next_node_id: u64,
+    standing: standing::Standing,
 }
 
 impl Serialize for QueueState {
@@ -173,6 +197,7 @@ impl Serialize for QueueState {
             task_names: &self.task_names,
             idx: &self.idx,
             next_node_id: self.next_node_id,
+            standing: &self.standing,
         }
         .serialize(s)
     }
@@ -190,6 +215,7 @@ impl<'de> Deserialize<'de> for QueueState {
             task_names: o.task_names,
             idx: o.idx,
             next_node_id: o.next_node_id,
+            standing: o.standing,
         })
     }
 }
@@ -203,6 +229,7 @@ impl PartialEq for QueueState {
             && self.task_names == other.task_names
             && self.idx == other.idx
             && self.next_node_id == other.next_node_id
+            && self.standing == other.standing
     }
 }
 
@@ -669,15 +696,39 @@ impl QueueState {
     /// each command in order. Returns one response per command. Never panics on any input.
     pub fn apply(&mut self, req: &Request, effects: &mut ApplyEffects) -> Vec<Response> {
         self.advance(req.now_ms, effects);
+        self.grant_standing(effects);
         req.commands
             .iter()
-            .map(|cmd| self.apply_command(cmd, effects))
+            .map(|cmd| {
+                let pending_before = effects.became_pending;
+                let response = self.apply_command(cmd, effects);
+                self.after_command(cmd, pending_before, effects);
+                response
+            })
             .collect()
+    }
+
+    /// After each command: grant to standing capacity where the command may have made a task
+    /// pending (`became_pending` moved from `pending_before`) or changed what stands.
+    fn after_command(&mut self, cmd: &Command, pending_before: u64, effects: &mut ApplyEffects) {
+        let may_grant = effects.became_pending != pending_before
+            || matches!(
+                cmd,
+                Command::PauseQueue { .. }
+                    | Command::Lease {
+                        standing_ticket: Some(_),
+                        ..
+                    }
+            );
+        if may_grant {
+            self.grant_standing(effects);
+        }
     }
 
     /// Move the clock forward to `to` (never back) and fire every timer due by then.
     fn advance(&mut self, to: UnixMs, effects: &mut ApplyEffects) {
         self.now_ms = self.now_ms.max(to);
+        self.expire_standing(effects);
         // Each firing moves its task strictly forward in its lifecycle (Leased → Retrying/Pending/
         // Dead, Scheduled/Retrying → Pending, final → gone), so this loop ends even if new timers
         // are already due.
@@ -740,7 +791,15 @@ impl QueueState {
                 queues,
                 max,
                 lease_ms,
-            } => Response::Leased(self.lease(worker, queues, *max, *lease_ms, effects)),
+                standing_ticket,
+            } => {
+                let grants = self.lease(worker, queues, *max, *lease_ms, effects);
+                if let Some(ticket) = standing_ticket {
+                    let granted = u32::try_from(grants.len()).unwrap_or(u32::MAX);
+                    self.stand(worker, queues, (*max, granted), *lease_ms, *ticket, effects);
+                }
+                Response::Leased(grants)
+            }
             Command::Complete {
                 worker: _,
                 completions,
@@ -754,7 +813,11 @@ impl QueueState {
                 Response::Released(leases.iter().map(|l| self.release(*l, effects)).collect())
             }
             Command::ReleaseWorker { worker } => {
+                self.clear_standing(worker, effects);
                 Response::ReleasedWorker(self.release_worker(worker, effects))
+            }
+            Command::ClearStanding { worker } => {
+                Response::ClearedStanding(self.clear_standing(worker, effects))
             }
             Command::Cancel { ids } => {
                 Response::Cancelled(ids.iter().map(|id| self.cancel(*id, effects)).collect())
@@ -1112,8 +1175,16 @@ impl QueueState {
             .sum()
     }
 
-    /// Check that every index agrees with the task table. O(n log n); for tests and the simulator.
+    /// Check that every index agrees with the task table, and that no standing capacity covers
+    /// a pending task. O(n log n); for tests and the simulator. Holds between entries and
+    /// between commands.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_indexes()?;
+        self.check_standing()
+    }
+
+    /// The invariants that hold even inside a command (standing capacity is granted at its end).
+    fn check_indexes(&self) -> Result<(), String> {
         let mut queue_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut name_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut worker_refs: BTreeMap<u32, u64> = BTreeMap::new();

@@ -5,7 +5,9 @@
 
 use crate::error::ProposeError;
 use crate::queue::Command;
+use crate::queue::LeaseRef;
 use crate::queue::Response;
+use crate::replica::WorkerEvent;
 
 pub trait Backend: Send + Sync + 'static {
     /// Propose commands to be applied together, in order, in one log entry (all or none):
@@ -32,6 +34,19 @@ pub trait Backend: Send + Sync + 'static {
     /// idle poll asks this first, so an idle pool does not write a `Lease` entry per poll.
     fn may_have_work(&self, queues: &[String]) -> bool {
         let _ = queues;
+        true
+    }
+    /// The events of the pool named `worker` on the local replica (grants to its standing
+    /// capacity among them), if this backend has a replica. A pool that gets them leaves
+    /// standing capacity when it finds too little work; one that does not only leases.
+    fn worker_events(&self, worker: &str) -> Option<tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>> {
+        let _ = worker;
+        None
+    }
+    /// Whether the local replica shows `lease` as the current lease of its task, held by
+    /// `worker`. A grant heard of through [`Backend::worker_events`] runs only if so.
+    fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
+        let _ = (worker, lease);
         true
     }
 }

@@ -104,6 +104,11 @@ pub struct PoolStats {
     /// Leases given back without spending an attempt (drain).
     pub released_total: u64,
     pub draining: bool,
+    /// Standing capacity this pool holds in the state machine, as its replica reports it.
+    pub standing: usize,
+    /// Grants to standing capacity dropped because the replica no longer showed them as
+    /// this pool's (a replayed apply).
+    pub stale_grants_total: u64,
 }
 
 /// What a drain did.

@@ -9,6 +9,22 @@
 //! it can run. Beyond the pipeline, whatever happens while proposals are in flight (tasks
 //! finishing, new work signalled) is folded into the next one: that is where batching comes
 //! from, with no timers adding latency. Releases and heartbeats have one in flight each.
+//!
+//! **Standing capacity.** When the backend reports this pool's events on its local replica
+//! ([`Backend::worker_events`]), every `Lease` carries a ticket and what it does not fill stays
+//! in the state machine as the pool's standing capacity; a task that becomes pending later is
+//! granted to it inside the entry that made it pending, and the pool hears of the grant from
+//! its replica's apply (no `Lease` entry on the task's path). Spoken for, so never leased
+//! again, are: running and buffered tasks, the standing capacity the replica last reported,
+//! and per lease not yet both answered and seen applied on the replica, what it may still add
+//! (all it asks for until either; then the unfilled part until the replica shows it, or the
+//! grants until the reply brings them; a filled lease is settled by its reply, and the replica
+//! reports nothing for it, so the busy path carries no events). So grants never outnumber
+//! free workers. A grant heard of this way runs only if the replica still shows it as this
+//! pool's current lease, and only after this run's `ReleaseWorker` committed. Standing
+//! capacity is renewed by every lease (an idle pool proposes a `Lease` of its free capacity,
+//! possibly 0, once per heartbeat interval without one), and a drain clears it
+//! (`ClearStanding`) once its leases in flight settled.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -20,6 +36,7 @@ use actix::prelude::*;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::sync::watch;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::wrappers::WatchStream;
 use tracing::debug;
 use tracing::error;
@@ -42,6 +59,7 @@ use crate::queue::Grant;
 use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 use crate::queue::Response;
+use crate::replica::WorkerEvent;
 
 /// Stop leasing, let running tasks finish for up to `grace`, then abort and release the rest
 /// and flush everything owed to the log. Answered when done; the supervisor then stops.
@@ -141,6 +159,37 @@ struct DrainState {
     report: DrainReport,
     /// Past this, give up flushing what the log does not accept.
     flush_expired: bool,
+    /// A `ClearStanding` is in flight / has committed.
+    clearing: bool,
+    standing_cleared: bool,
+}
+
+/// A `Lease` this pool proposed, kept until both its reply and (with standing capacity) its
+/// apply on the local replica were seen: until then it holds part of the pool's capacity.
+struct Ticket {
+    max: usize,
+    /// Grants in the reply, once answered.
+    answered: Option<usize>,
+    /// Grants the local replica's apply reported, once seen.
+    seen: Option<usize>,
+    /// Answered and still not seen at a heartbeat tick: dropped at the next one (a safety net;
+    /// `Resync` covers the one known way to miss an apply, a snapshot install).
+    old: bool,
+}
+
+impl Ticket {
+    /// Capacity this lease may still add beyond what the pool already counts.
+    fn holds(&self) -> usize {
+        match (self.answered, self.seen) {
+            // Anything up to `max`, as grants or standing capacity.
+            (None, None) => self.max,
+            // Grants buffered; the rest becomes standing capacity once the replica shows it.
+            (Some(granted), None) => self.max.saturating_sub(granted),
+            // The rest is in the reported standing capacity; the grants come with the reply.
+            (None, Some(granted)) => granted,
+            (Some(_), Some(_)) => 0,
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -159,9 +208,17 @@ pub struct Supervisor {
     /// Set once the leases of an earlier run of this pool (same worker name) are released;
     /// no lease is taken before, so the release cannot hit this run's own leases.
     recovered: bool,
-    /// `Lease` proposals in flight, and the capacity they ask for (reserved until answered).
+    /// `Lease` proposals in flight.
     leases_in_flight: usize,
-    leasing: usize,
+    /// Leases not yet settled (see [`Ticket`]), by ticket.
+    tickets: BTreeMap<u64, Ticket>,
+    next_ticket: u64,
+    /// Whether this pool hears its replica's events, and so leaves standing capacity.
+    events: bool,
+    /// This pool's standing capacity as its replica last reported it.
+    standing: usize,
+    /// A `Lease` was proposed since the last heartbeat tick (which renews standing capacity).
+    leased_since_tick: bool,
     lease_retry_pending: bool,
     lease_backoff: Backoff,
     /// Work may be leasable: the signal changed, the last lease came back full, the idle poll
@@ -201,7 +258,11 @@ impl Supervisor {
             lost: BTreeSet::new(),
             recovered: false,
             leases_in_flight: 0,
-            leasing: 0,
+            tickets: BTreeMap::new(),
+            next_ticket: 1,
+            events: false,
+            standing: 0,
+            leased_since_tick: false,
             lease_retry_pending: false,
             lease_backoff: Backoff::new(),
             work_hint: true,
@@ -222,6 +283,7 @@ impl Supervisor {
                 + self.completions.held()
                 + self.releases.held(),
             draining: self.draining.is_some(),
+            standing: self.standing,
             ..self.stats
         }
     }
@@ -235,12 +297,13 @@ impl Supervisor {
         });
     }
 
-    /// Capacity not yet spoken for (running, granted, or asked for by a lease in flight):
-    /// the most the next `Lease` may ask for.
+    /// Capacity not yet spoken for (running, granted, standing, or what a lease not yet
+    /// settled may add): the most the next `Lease` may ask for.
     fn free(&self) -> usize {
+        let leasing: usize = self.tickets.values().map(Ticket::holds).sum();
         self.workers
             .len()
-            .saturating_sub(self.running.len() + self.buffered.len() + self.leasing)
+            .saturating_sub(self.running.len() + self.buffered.len() + self.standing + leasing)
     }
 
     /// Propose one command (see [`Self::on_runtime`]).
@@ -298,17 +361,31 @@ impl Supervisor {
         }
     }
 
-    /// A `Lease` for `max` tasks, marked in flight (its reply goes to [`Self::on_lease_reply`]).
-    fn lease_command(&mut self, max: u32) -> Command {
+    /// A `Lease` for `max` tasks, marked in flight (its reply goes to [`Self::on_lease_reply`]
+    /// with the ticket returned).
+    fn lease_command(&mut self, max: u32) -> (Command, u64) {
         self.work_hint = false;
         self.leases_in_flight += 1;
-        self.leasing += max as usize;
-        Command::Lease {
+        self.leased_since_tick = true;
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.tickets.insert(
+            ticket,
+            Ticket {
+                max: max as usize,
+                answered: None,
+                seen: None,
+                old: false,
+            },
+        );
+        let cmd = Command::Lease {
             worker: self.cfg.worker_name.clone(),
             queues: self.cfg.queues.clone(),
             max,
             lease_ms: self.cfg.lease_ms,
-        }
+            standing_ticket: self.events.then_some(ticket),
+        };
+        (cmd, ticket)
     }
 
     fn maybe_lease(&mut self, ctx: &mut Context<Self>) {
@@ -316,34 +393,130 @@ impl Supervisor {
             return;
         }
         let Some(max) = self.lease_room() else { return };
-        let cmd = self.lease_command(max);
+        self.spawn_lease(max, ctx);
+    }
+
+    fn spawn_lease(&mut self, max: u32, ctx: &mut Context<Self>) {
+        let (cmd, ticket) = self.lease_command(max);
         ctx.spawn(self.propose(cmd).map(move |res, act, ctx| {
-            act.on_lease_reply(res, max, ctx);
+            act.on_lease_reply(res, ticket, ctx);
             act.after_reply(ctx);
         }));
     }
 
-    fn on_lease_reply(&mut self, res: Result<Response, ProposeError>, max: u32, ctx: &mut Context<Self>) {
+    fn on_lease_reply(&mut self, res: Result<Response, ProposeError>, ticket: u64, ctx: &mut Context<Self>) {
         self.leases_in_flight = self.leases_in_flight.saturating_sub(1);
-        self.leasing = self.leasing.saturating_sub(max as usize);
+        let max = self.tickets.get(&ticket).map_or(0, |t| t.max);
         match res {
             Ok(Response::Leased(grants)) => {
                 self.lease_backoff.reset();
-                // A full batch means more may be waiting; a short one means we took it all.
-                if grants.len() >= max as usize {
+                // Filled: it left no standing capacity (and the replica reports none). Else,
+                // with events, the rest counts until the replica shows it.
+                match self.tickets.get_mut(&ticket) {
+                    Some(t) if self.events && t.seen.is_none() && grants.len() < max => {
+                        t.answered = Some(grants.len())
+                    }
+                    _ => {
+                        self.tickets.remove(&ticket);
+                    }
+                }
+                // A full batch means more may be waiting; a short one means we took it all
+                // (and, with standing capacity, later work is granted to us without asking).
+                if max > 0 && grants.len() >= max {
                     self.work_hint = true;
                 }
                 self.on_grants(grants, ctx);
             }
             Ok(other) => {
+                // Applied or not, the replica's reported standing capacity says what it left.
+                self.tickets.remove(&ticket);
                 error!(response = ?other, "unexpected response to lease");
                 self.retry_lease_later(ctx);
             }
             Err(e) => {
+                self.tickets.remove(&ticket);
                 warn!(error = %e, "lease failed; retrying");
                 self.retry_lease_later(ctx);
             }
         }
+    }
+
+    /// One apply on the local replica touched this pool.
+    fn on_event(&mut self, event: WorkerEvent, ctx: &mut Context<Self>) {
+        match event {
+            WorkerEvent::Applied(fx) => {
+                for (ticket, granted) in fx.leases {
+                    match self.tickets.get_mut(&ticket) {
+                        Some(t) if t.answered.is_none() => t.seen = Some(granted as usize),
+                        // Settled, or a lease whose reply failed: the standing capacity it
+                        // left is in `fx.standing` all the same.
+                        _ => {
+                            self.tickets.remove(&ticket);
+                        }
+                    }
+                }
+                if let Some(n) = fx.standing {
+                    self.standing = n as usize;
+                }
+                self.on_standing_grants(fx.grants, ctx);
+            }
+            WorkerEvent::Resync { standing } => {
+                self.standing = standing as usize;
+                // Their applies may be inside the snapshot: never to be seen.
+                self.tickets.retain(|_, t| t.answered.is_none());
+            }
+        }
+        self.dispatch(ctx);
+        self.maybe_lease(ctx);
+        self.check_drain(ctx);
+        self.publish();
+    }
+
+    /// Grants to this pool's standing capacity, from its replica's apply.
+    fn on_standing_grants(&mut self, grants: Vec<Grant>, ctx: &mut Context<Self>) {
+        if grants.is_empty() {
+            return;
+        }
+        if !self.recovered {
+            // An earlier run's (replayed): this run's `ReleaseWorker` gives them back.
+            debug!(count = grants.len(), "dropped grants from before this run");
+            return;
+        }
+        let (current, stale): (Vec<Grant>, Vec<Grant>) = grants
+            .into_iter()
+            .partition(|g| self.backend.holds(&self.cfg.worker_name, g.lease));
+        if !stale.is_empty() {
+            // Released, expired or completed since (a replayed apply): someone else's now.
+            debug!(count = stale.len(), "dropped grants no longer held");
+            self.stats.stale_grants_total += stale.len() as u64;
+        }
+        self.on_grants(current, ctx);
+    }
+
+    /// Heartbeat tick: drop tickets answered a tick ago whose apply the replica never reported.
+    fn sweep_tickets(&mut self) {
+        self.tickets.retain(|_, t| !(t.answered.is_some() && t.old));
+        for t in self.tickets.values_mut() {
+            t.old |= t.answered.is_some();
+        }
+    }
+
+    /// Heartbeat tick: keep standing capacity from expiring while the pool is idle (a `Lease`
+    /// of the free capacity, often 0, when none was proposed since the last tick).
+    fn renew_standing(&mut self, ctx: &mut Context<Self>) {
+        let quiet = !std::mem::take(&mut self.leased_since_tick);
+        if !self.events
+            || self.standing == 0
+            || !quiet
+            || !self.recovered
+            || self.draining.is_some()
+            || self.leases_in_flight >= PIPELINE
+            || self.lease_retry_pending
+        {
+            return;
+        }
+        let max = u32::try_from(self.free()).unwrap_or(u32::MAX);
+        self.spawn_lease(max, ctx);
     }
 
     /// What every proposal's reply ends with: follow-up proposals, drain, stats.
@@ -479,7 +652,7 @@ impl Supervisor {
             }));
             return;
         };
-        let lease = self.lease_command(max);
+        let (lease, ticket) = self.lease_command(max);
         let reply = self.on_runtime(self.backend.propose_many(vec![complete, lease]));
         ctx.spawn(reply.map(move |res, act, ctx| {
             // One entry: both committed or neither (then both are retried, which is safe).
@@ -494,7 +667,7 @@ impl Supervisor {
                 Err(e) => (Err(e.clone()), Err(e)),
             };
             act.on_complete_reply(complete_res, batch, ctx);
-            act.on_lease_reply(lease_res, max, ctx);
+            act.on_lease_reply(lease_res, ticket, ctx);
             act.after_reply(ctx);
         }));
     }
@@ -693,10 +866,39 @@ impl Supervisor {
         self.publish();
     }
 
+    /// Drop this pool's standing capacity (draining): once no lease is in flight to add more.
+    fn clear_standing(&mut self, ctx: &mut Context<Self>) {
+        let Some(d) = &mut self.draining else { return };
+        d.clearing = true;
+        let cmd = Command::ClearStanding {
+            worker: self.cfg.worker_name.clone(),
+        };
+        ctx.spawn(self.propose(cmd).map(|res, act, ctx| {
+            if let Some(d) = &mut act.draining {
+                d.clearing = false;
+                match res {
+                    Ok(_) => d.standing_cleared = true,
+                    Err(e) => {
+                        warn!(error = %e, "clearing standing capacity failed; retrying");
+                        ctx.run_later(act.lease_backoff.next(), |act, ctx| act.check_drain(ctx));
+                    }
+                }
+            }
+            act.check_drain(ctx);
+            act.publish();
+        }));
+    }
+
     fn check_drain(&mut self, ctx: &mut Context<Self>) {
+        let Some(d) = &self.draining else { return };
+        let must_clear = self.events && !d.standing_cleared;
+        if must_clear && !d.clearing && !d.flush_expired && self.leases_in_flight == 0 {
+            self.clear_standing(ctx);
+        }
         let Some(d) = &self.draining else { return };
         let settled = self.running.is_empty()
             && self.leases_in_flight == 0
+            && !must_clear
             && self.completions.held() == 0
             && self.releases.held() == 0;
         if !settled && !d.flush_expired {
@@ -744,16 +946,31 @@ impl Actor for Supervisor {
         // Popped from the back: worker 0 is used first and most, the rest only under load.
         self.idle = (0..self.cfg.workers).rev().collect();
         ctx.add_stream(WatchStream::from_changes(self.backend.work_signal()));
+        if let Some(events) = self.backend.worker_events(&self.cfg.worker_name) {
+            self.events = true;
+            ctx.add_stream(UnboundedReceiverStream::new(events));
+        }
         // A fallback for a missed signal; it writes a `Lease` only when the replica shows work.
         ctx.run_interval(Duration::from_millis(self.cfg.idle_poll_ms.max(1)), |act, ctx| {
             if act.backend.may_have_work(&act.cfg.queues) {
                 act.work_hint = true;
                 act.maybe_lease(ctx);
+                // No room to lease, but standing capacity: an entry that applies due timers
+                // grants what came due to it (the node's ticker does this too; a local backend
+                // has none).
+                if act.work_hint && act.standing > 0 && act.leases_in_flight == 0 {
+                    act.leased_since_tick = false;
+                    act.renew_standing(ctx);
+                }
             }
         });
         ctx.run_interval(
             Duration::from_millis(self.cfg.heartbeat_interval_ms.max(1)),
-            |act, ctx| act.heartbeat(ctx),
+            |act, ctx| {
+                act.heartbeat(ctx);
+                act.sweep_tickets();
+                act.renew_standing(ctx);
+            },
         );
         info!(worker = %self.cfg.worker_name, workers = self.cfg.workers, queues = ?self.cfg.queues, "worker pool started");
         self.recover(ctx);
@@ -787,6 +1004,17 @@ impl StreamHandler<u64> for Supervisor {
     /// The replica went away: keep running on the idle poll rather than stopping (the default).
     fn finished(&mut self, _ctx: &mut Self::Context) {
         debug!("work signal closed; relying on the idle poll");
+    }
+}
+
+impl StreamHandler<WorkerEvent> for Supervisor {
+    fn handle(&mut self, event: WorkerEvent, ctx: &mut Self::Context) {
+        self.on_event(event, ctx);
+    }
+
+    /// The replica went away (the node is stopping): leases still work, keep running.
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        debug!("worker events closed");
     }
 }
 

@@ -8,16 +8,19 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 use super::backend::Backend;
 use crate::clock::SharedClock;
 use crate::error::ProposeError;
 use crate::queue::Command;
+use crate::queue::LeaseRef;
 use crate::queue::Request;
 use crate::queue::Response;
 use crate::queue::TaskSpec;
 use crate::replica::Replica;
+use crate::replica::WorkerEvent;
 
 /// Proposes by applying `Request { now_ms: clock.now_ms(), commands: vec![cmd] }` to a replica.
 #[derive(Clone)]
@@ -83,6 +86,14 @@ impl Backend for LocalBackend {
         let now = self.clock.now_ms();
         self.replica
             .read(|q| q.leasable(queues) > 0 || q.next_deadline_ms().is_some_and(|d| d <= now))
+    }
+
+    fn worker_events(&self, worker: &str) -> Option<mpsc::UnboundedReceiver<WorkerEvent>> {
+        Some(self.replica.subscribe_worker(worker))
+    }
+
+    fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
+        self.replica.holds(worker, lease)
     }
 }
 
@@ -253,6 +264,14 @@ impl Backend for RecordingBackend {
 
     fn may_have_work(&self, queues: &[String]) -> bool {
         self.inner.may_have_work(queues)
+    }
+
+    fn worker_events(&self, worker: &str) -> Option<mpsc::UnboundedReceiver<WorkerEvent>> {
+        self.inner.worker_events(worker)
+    }
+
+    fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
+        self.inner.holds(worker, lease)
     }
 }
 

@@ -331,26 +331,39 @@ async fn leases_never_exceed_free_capacity() {
     });
     let local = local();
     let r = running.clone();
+    let replica = local.replica().clone();
     // Checked as each lease is proposed. Handlers that already started still hold their
-    // workers, so asking for more than the rest would be prefetching.
+    // workers, and so does the pool's standing capacity (tasks may be granted to it at any
+    // moment), so asking for more than the rest would be prefetching.
     let recorder = Arc::new(
         RecordingBackend::new(Arc::new(local.clone())).with_check(move |cmd| {
-            if let Command::Lease { max, .. } = cmd {
+            if let Command::Lease { max, worker, .. } = cmd {
                 let running = r.load(Ordering::SeqCst);
+                let standing = replica.read(|q| q.standing_capacity(worker)) as usize;
                 assert!(
-                    *max >= 1 && *max as usize + running <= WORKERS,
-                    "lease of {max} with {running} running"
+                    *max as usize + running + standing <= WORKERS,
+                    "lease of {max} with {running} running and {standing} standing"
                 );
             }
         }),
     );
     let pool = start(config(WORKERS), registry, recorder.clone());
-    let ids = submit(
-        &local,
-        (0..60)
-            .map(|i| task_spec("probe", &format!(r#"{{"ms":{}}}"#, 1 + i % 7)))
-            .collect(),
-    );
+    // Waves: the first finds the pool idle with standing capacity, the rest race with it.
+    let mut ids = Vec::new();
+    for wave in 0..6 {
+        wait_stats(&pool, "the previous wave done", |s| {
+            s.busy == 0 && s.in_flight == 0
+        })
+        .await;
+        ids.extend(submit(
+            &local,
+            (0..10)
+                .map(|i| task_spec("probe", &format!(r#"{{"ms":{}}}"#, 1 + (i + wave) % 7)))
+                .collect(),
+        ));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        ids.extend(submit(&local, vec![task_spec("probe", r#"{"ms":1}"#)]));
+    }
     for t in wait_final(local.replica(), &ids).await {
         assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
     }
@@ -493,4 +506,108 @@ async fn a_restarted_pool_releases_the_leases_of_its_earlier_run() {
         assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 2), "{t:?}");
     }
     drop(second);
+}
+
+/// An idle pool leaves standing capacity; a task submitted then is granted to it in the
+/// submit's own entry and runs without the pool proposing a `Lease` for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_standing_capacity_runs_a_submitted_task_without_proposing_a_lease() {
+    let local = local();
+    let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
+    let pool = start(config(2), builtins(), recorder.clone());
+    wait_stats(&pool, "standing capacity for both workers", |s| s.standing == 2).await;
+    assert_eq!(local.replica().read(|q| q.standing_capacity("test-node")), 2);
+    let leases_before = recorder.commands().iter().filter(|c| is_lease(c)).count();
+
+    let ids = submit(&local, vec![task_spec("echo", r#""hi""#)]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
+    let commands = recorder.commands();
+    let completed_at = commands
+        .iter()
+        .position(
+            |c| matches!(c, Command::Complete { completions, .. } if completions[0].lease.task == ids[0]),
+        )
+        .expect("the task was completed by the pool");
+    let leases = commands[..completed_at].iter().filter(|c| is_lease(c)).count();
+    assert_eq!(
+        leases, leases_before,
+        "a lease was proposed for the task: {commands:?}"
+    );
+    wait_stats(&pool, "the freed worker standing again", |s| {
+        s.standing == 2 && s.in_flight == 0
+    })
+    .await;
+    assert_eq!(pool.stats().leased_total, 1);
+
+    // Draining clears the standing capacity: nothing more is granted to the pool.
+    pool.drain(Duration::from_secs(1)).await;
+    assert_eq!(local.replica().read(|q| q.standing_capacity("test-node")), 0);
+    let later = submit(&local, vec![task_spec("noop", "")]);
+    assert_eq!(
+        local.replica().read(|q| q.task(later[0])).map(|t| t.state),
+        Some(TaskState::Pending)
+    );
+}
+
+/// A grant whose lease is no longer the pool's by the time the pool hears of it (here released
+/// later in the same entry, as a grant replayed from before a `ReleaseWorker` would be) is
+/// dropped, not run; the task runs once, on its next lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_no_longer_held_on_the_replica_is_dropped() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = TaskRegistry::new();
+    let counter = runs.clone();
+    registry.register("count", move |_: serde_json::Value| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(())
+        }
+    });
+    let local = local();
+    let pool = start(config(2), registry, Arc::new(local.clone()));
+    wait_stats(&pool, "standing capacity", |s| s.standing == 2).await;
+    let responses = local.replica().apply(&crate::queue::Request {
+        now_ms: crate::clock::Clock::now_ms(&SystemClock),
+        commands: vec![
+            Command::Submit {
+                tasks: vec![task_spec("count", "{}")],
+            },
+            Command::ReleaseWorker {
+                worker: "test-node".into(),
+            },
+        ],
+    });
+    let Response::Submitted(s) = &responses[0] else {
+        panic!("{responses:?}")
+    };
+    assert_eq!(responses[1], Response::ReleasedWorker(1));
+    let t = &wait_final(local.replica(), &[s[0].id]).await[0];
+    assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 2), "{t:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.stats().stale_grants_total, 1);
+}
+
+/// A snapshot install replaces the replica's state without the applies in between: the pool
+/// takes its standing capacity from the new state (here none, an empty queue), stands again,
+/// and a task submitted then is granted to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_snapshot_install_the_pool_stands_again_from_the_new_state() {
+    let local = local();
+    let pool = start(config(2), builtins(), Arc::new(local.clone()));
+    wait_stats(&pool, "standing capacity", |s| s.standing == 2).await;
+    local.replica().replace(crate::queue::QueueState::new());
+    // The fresh state knows no pool; the resync frees the pool's capacity, it leases again.
+    tokio::time::timeout(BOUND, async {
+        while local.replica().read(|q| q.standing_capacity("test-node")) != 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the pool stands again");
+    wait_stats(&pool, "standing again", |s| s.standing == 2).await;
+    let ids = submit(&local, vec![task_spec("noop", "")]);
+    let t = &wait_final(local.replica(), &ids).await[0];
+    assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
 }

@@ -320,7 +320,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     // Every client is done: let the replicas apply the same log, then compare them.
     let end = sim.elapsed().as_millis() as u64;
     workload::set_driver_now(end);
-    let converged = converge(&mut sim, &world, end + 30_000);
+    let converged = converge(&mut sim, &mut world, &mut injector, &shared, end + 30_000);
     let at = sim.elapsed().as_millis() as u64;
     workload::set_driver_now(at);
     match converged {
@@ -392,8 +392,20 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
 
 /// Step until every running node applied the same index (the leader's committed one), up to
 /// `deadline_ms`; then the running nodes, by name.
-fn converge(sim: &mut Sim<'_>, world: &World, deadline_ms: u64) -> Option<Vec<(String, node::Running)>> {
+/// Step until every live node has applied what the leader has, restarting nodes that exit
+/// meanwhile as during the run (a node whose join gave up just before the clients finished
+/// is still to be restarted).
+fn converge(
+    sim: &mut Sim<'_>,
+    world: &mut World,
+    injector: &mut Injector,
+    shared: &Shared,
+    deadline_ms: u64,
+) -> Option<Vec<(String, node::Running)>> {
     loop {
+        let now = sim.elapsed().as_millis() as u64;
+        injector.restart_exited(now, world, shared);
+        injector.step(now, false, sim, world, shared);
         let nodes: Vec<(String, node::Running)> = world
             .slots
             .iter()

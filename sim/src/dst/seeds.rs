@@ -205,9 +205,10 @@ fn run_child(exe: &PathBuf, run: &DstOptions, timeout: Duration) -> std::io::Res
         Some(status) => format!("the run ended with {status} and no report"),
     };
     let tail: Vec<String> = err.lines().rev().take(20).map(str::to_owned).collect();
-    Ok(SeedOutcome::harness_failure(
-        run,
-        why,
-        tail.into_iter().rev().collect(),
-    ))
+    let mut outcome = SeedOutcome::harness_failure(run, why, tail.into_iter().rev().collect());
+    // A crash that is a safety check firing is that violation, not a harness failure.
+    if let Some(v) = super::invariants::durable_log::from_crash(&err) {
+        outcome.violations = vec![v];
+    }
+    Ok(outcome)
 }

@@ -29,6 +29,10 @@ impl Pending {
         self.len
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Returns whether it was absent.
     pub(crate) fn insert(&mut self, priority: u8, id: TaskId) -> bool {
         let (key, bit) = split(priority, id);

@@ -32,7 +32,9 @@ enum Op {
         queues: Vec<&'static str>,
         max: u32,
         lease_ms: u64,
+        standing_ticket: Option<u64>,
     },
+    ClearStanding(&'static str),
     Complete(Vec<(LeaseSel, Outcome)>),
     Heartbeat(Vec<LeaseSel>, u64),
     Release(Vec<LeaseSel>),
@@ -123,16 +125,25 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec(task_spec(), 0..4).prop_map(Op::Submit),
         5 => (
-            prop::sample::select(vec!["w1", "w2"]),
+            prop::sample::select(vec!["w1", "w2", "w3"]),
             prop::collection::vec(prop::sample::select(vec!["", "q1", "q2", "nope"]), 0..3),
             prop_oneof![5 => 0u32..4, 1 => Just(u32::MAX)],
             big_u64(0..400),
+            // Half of the leases leave standing capacity, as a pool with events does.
+            prop::option::of(0u64..4),
         )
-            .prop_map(|(worker, queues, max, lease_ms)| Op::Lease { worker, queues, max, lease_ms }),
+            .prop_map(|(worker, queues, max, lease_ms, standing_ticket)| Op::Lease {
+                worker,
+                queues,
+                max,
+                lease_ms,
+                standing_ticket,
+            }),
+        1 => prop::sample::select(vec!["w1", "w2", "w3"]).prop_map(Op::ClearStanding),
         5 => prop::collection::vec((lease_sel(), outcome()), 0..4).prop_map(Op::Complete),
         2 => (prop::collection::vec(lease_sel(), 0..3), big_u64(0..400)).prop_map(|(l, ms)| Op::Heartbeat(l, ms)),
         1 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Release),
-        1 => prop::sample::select(vec!["w1", "w2", "nobody"]).prop_map(Op::ReleaseWorker),
+        1 => prop::sample::select(vec!["w1", "w2", "w3", "nobody"]).prop_map(Op::ReleaseWorker),
         1 => Just(Op::AllocateNodeId),
         1 => prop::collection::vec(
             prop_oneof![(0usize..10).prop_map(IdSel::Existing), (0u64..30).prop_map(IdSel::Raw)],
@@ -192,11 +203,16 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 queues,
                 max,
                 lease_ms,
+                standing_ticket,
             } => Command::Lease {
                 worker: worker.to_string(),
                 queues: queues.iter().map(|q| q.to_string()).collect(),
                 max: *max,
                 lease_ms: *lease_ms,
+                standing_ticket: *standing_ticket,
+            },
+            Op::ClearStanding(w) => Command::ClearStanding {
+                worker: w.to_string(),
             },
             Op::Complete(c) => Command::Complete {
                 worker: "w1".into(),
@@ -251,6 +267,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Release { leases, .. }, Response::Released(b)) => b.len() == leases.len(),
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
         (Command::ReleaseWorker { .. }, Response::ReleasedWorker(_)) => true,
+        (Command::ClearStanding { .. }, Response::ClearedStanding(_)) => true,
         (Command::AllocateNodeId, Response::NodeId(_)) => true,
         (Command::Tick, Response::Ticked) | (Command::PauseQueue { .. }, Response::Paused) => true,
         (Command::PurgeQueue { .. }, Response::Purged(_)) => true,
@@ -266,7 +283,19 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
     let mut s = before.clone();
     let mut fx = ApplyEffects::default();
     s.advance(req.now_ms, &mut fx);
-    s.check_invariants().unwrap();
+    s.check_indexes().unwrap();
+    // Standing capacity not renewed by now is gone before anything else happens.
+    for w in ["w1", "w2", "w3"] {
+        if let Some(o) = before.standing.offers.get(w) {
+            let expired = o.expires_ms <= s.now_ms;
+            assert_eq!(
+                s.standing_capacity(w) == 0,
+                expired,
+                "expiry of {w}'s standing capacity"
+            );
+        }
+    }
+
     assert!(
         s.next_deadline_ms().is_none_or(|d| d > s.now_ms),
         "a due timer survived the advance"
@@ -289,11 +318,12 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
             } else {
                 TaskState::Pending
             };
-            // A pending task can only have moved on by being leased again by this same advance
-            // (it cannot), so the state is exactly the expected one.
+            // Checked before the grant pass: until then nothing can lease it again.
             assert_eq!(after.state, expected, "state after expiry of task {id}");
         }
     }
+    // Then what became pending goes to standing capacity (in the same apply).
+    checked_grant_pass(&mut s, &mut fx);
     let mut responses = Vec::new();
     // Runs one item whose acceptance the caller predicted from the state before it; a rejected
     // item must leave the state exactly as it was.
@@ -309,7 +339,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
         if !accepted {
             assert_eq!(*s, snapshot, "a rejected item changed the state");
         }
-        s.check_invariants().unwrap();
+        s.check_indexes().unwrap();
         accepted
     }
     let current = |s: &QueueState, l: LeaseRef| s.current_lease(l.task).is_some_and(|(c, _, _)| c == l);
@@ -322,6 +352,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
         })
     };
     for cmd in &req.commands {
+        let pending_before = fx.became_pending;
         let r = match cmd {
             Command::Complete { completions, .. } => Response::Completed(
                 completions
@@ -388,7 +419,12 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                         (t.attempt, t.failures, t.lost_leases)
                     );
                 }
-                s.check_invariants().unwrap();
+                assert_eq!(
+                    s.standing_capacity(worker),
+                    0,
+                    "ReleaseWorker leaves standing capacity"
+                );
+                s.check_indexes().unwrap();
                 r
             }
             Command::Cancel { ids } => Response::Cancelled(
@@ -396,8 +432,14 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     .map(|id| item(&mut s, |s| cancellable(s, *id), |s| s.cancel(*id, &mut fx)))
                     .collect(),
             ),
-            Command::Lease { worker, .. } => {
+            Command::Lease {
+                worker,
+                max,
+                standing_ticket,
+                ..
+            } => {
                 let prior: BTreeMap<TaskId, u32> = s.tasks.iter().map(|(id, t)| (id, t.attempt)).collect();
+                let standing_before = s.standing_capacity(worker);
                 let r = s.apply_command(cmd, &mut fx);
                 let Response::Leased(grants) = &r else {
                     panic!("lease answered {r:?}")
@@ -413,18 +455,67 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     let current = s.current_lease(g.lease.task).unwrap();
                     assert_eq!(current, (g.lease, worker.as_str(), g.lease_deadline_ms));
                 }
-                s.check_invariants().unwrap();
+                // A ticketed lease adds what it did not fill to what stood; others leave it.
+                let expected = match standing_ticket {
+                    Some(_) => standing_before.saturating_add(max.saturating_sub(grants.len() as u32)),
+                    None => standing_before,
+                };
+                assert_eq!(
+                    s.standing_capacity(worker),
+                    expected,
+                    "standing capacity after a lease"
+                );
+                s.check_indexes().unwrap();
                 r
             }
             _ => {
                 let r = s.apply_command(cmd, &mut fx);
-                s.check_invariants().unwrap();
+                s.check_indexes().unwrap();
                 r
             }
         };
+        let grants_before = grant_count(&fx);
+        s.after_command(cmd, pending_before, &mut fx);
+        check_grants(&s, &fx, grants_before);
+        s.check_invariants().unwrap();
         responses.push(r);
     }
     (s, responses, fx)
+}
+
+fn grant_count(fx: &ApplyEffects) -> usize {
+    fx.workers.values().map(|w| w.grants.len()).sum()
+}
+
+/// The grant pass after an advance, checked like the one after each command.
+fn checked_grant_pass(s: &mut QueueState, fx: &mut ApplyEffects) {
+    let before = grant_count(fx);
+    s.grant_standing(fx);
+    check_grants(s, fx, before);
+    s.check_invariants().unwrap();
+}
+
+/// Grants to standing capacity are current leases of the worker they were reported to, with
+/// a deadline `now + lease_ms` in the future of the apply, and each worker's reported standing
+/// capacity is what the state holds.
+fn check_grants(s: &QueueState, fx: &ApplyEffects, _before: usize) {
+    for (worker, w) in &fx.workers {
+        for g in &w.grants {
+            // Released later in the same entry (`ReleaseWorker`) is the only way to lose it.
+            if let Some((lease, holder, _)) = s.current_lease(g.lease.task)
+                && lease == g.lease
+            {
+                assert_eq!(holder, worker, "grant reported to another worker");
+            }
+        }
+        if let Some(n) = w.standing {
+            assert_eq!(
+                s.standing_capacity(worker),
+                n,
+                "reported standing capacity of {worker}"
+            );
+        }
+    }
 }
 
 /// An accepted completion moved the task as the retry rules say, computed independently (in

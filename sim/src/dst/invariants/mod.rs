@@ -3,6 +3,8 @@
 //!
 //! - [`one_leader_per_term`]: at most one leader per term (checked at every step).
 //! - [`durable_vote`]: a node's term never lags what it applied (the vote survives crashes).
+//! - [`durable_log`]: a follower's log never goes back past what it acknowledged (openraft's
+//!   own debug check; its panic ends the run, read from the run's stderr).
 //! - [`acknowledged_not_lost`]: an acknowledged submit is never lost, nor its key reused.
 //! - [`one_result`]: no task has two recorded results (a final task never changes).
 //! - [`no_stale_completion`]: a completion from an expired lease never takes effect.
@@ -11,6 +13,7 @@
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
+pub mod durable_log;
 pub mod durable_vote;
 pub mod no_stale_completion;
 pub mod one_leader_per_term;
