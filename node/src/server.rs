@@ -12,6 +12,7 @@ use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use openraft::Instant as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
@@ -291,7 +292,7 @@ where
     let workers = config.worker_count();
     let pool = if workers > 0 {
         let pool_config = PoolConfig {
-            worker_name: format!("node-{node_id}"),
+            worker_name: pool_name(node_id),
             workers,
             queues: config.queues.clone(),
             lease_ms: config.lease_ms,
@@ -466,6 +467,48 @@ async fn compact_by_size(raft: Raft, log_bytes: Arc<std::sync::atomic::AtomicU64
     }
 }
 
+/// openraft's clock (simulated time under the simulator), which its heartbeat metrics use.
+type RaftInstant = openraft::alias::InstantOf<crate::types::TypeConfig>;
+
+/// The name a node's own worker pool leases under.
+fn pool_name(node_id: u64) -> String {
+    format!("node-{node_id}")
+}
+
+/// On the leader: drop the standing capacity of the pools of nodes that have not acknowledged
+/// a heartbeat for a while (crashed, or cut off), so that tasks submitted after a node is lost
+/// are not granted to it, where they would wait out a whole lease. Wrongly suspecting a slow
+/// node costs little: its pool loses the fast path until its next lease stands again.
+async fn clear_unreachable_standing(
+    raft: &Raft,
+    replica: &Replica,
+    proposer: &Proposer,
+    leader_since: RaftInstant,
+) {
+    // A few election timeouts: well past a missed heartbeat or a slow fsync.
+    let after = (raft.config().election_timeout_max * 4).max(1000);
+    let after = Duration::from_millis(after);
+    let now = RaftInstant::now();
+    let me = *raft.node_id();
+    let Some(acked) = raft.metrics().borrow_watched().heartbeat.clone() else {
+        return;
+    };
+    for (id, last) in acked {
+        let silent_since = last.map_or(leader_since, |t| t.into_inner());
+        let name = pool_name(id);
+        if id == me
+            || now.saturating_duration_since(silent_since) < after
+            || replica.read(|q| q.standing_capacity(&name)) == 0
+        {
+            continue;
+        }
+        warn!(node_id = id, worker = %name, "node not answering; dropping its pool's standing capacity");
+        if let Err(e) = proposer.propose(Command::ClearStanding { worker: name }).await {
+            warn!(error = %e, "ClearStanding not proposed");
+        }
+    }
+}
+
 /// On the leader, propose a `Tick` whenever a timer of the queue is due (ETA, retry backoff,
 /// lease expiry, result expiry): entries carry time, so an idle cluster needs one to move.
 async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: SharedClock) {
@@ -473,6 +516,7 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let me = *raft.node_id();
     let mut was_member = false;
+    let mut leader_since: Option<RaftInstant> = None;
     loop {
         interval.tick().await;
         // A removed node hears nothing more from the cluster: say so once, plainly.
@@ -490,6 +534,14 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
             );
         }
         was_member = is_member;
+        match (raft.is_leader(), leader_since) {
+            (true, None) => leader_since = Some(RaftInstant::now()),
+            (false, Some(_)) => leader_since = None,
+            _ => {}
+        }
+        if let Some(since) = leader_since {
+            clear_unreachable_standing(&raft, &replica, &proposer, since).await;
+        }
         let due = replica
             .read(|q| q.next_deadline_ms())
             .is_some_and(|d| d <= clock.now_ms());
