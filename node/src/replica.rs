@@ -73,6 +73,16 @@ impl Replica {
         responses
     }
 
+    /// A new leader's first entry was applied: see [`QueueState::new_term`].
+    pub fn new_term(&self) {
+        let mut effects = ApplyEffects::default();
+        self.queue
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .new_term(&mut effects);
+        self.notify(effects);
+    }
+
     /// Replace the whole state (snapshot install). Every waiter is re-checked against it.
     pub fn replace(&self, state: QueueState) {
         *self.queue.write().unwrap_or_else(|e| e.into_inner()) = state;

@@ -48,7 +48,8 @@
 //!   Such tasks are not counted in `became_pending`; the grants are reported per worker in
 //!   [`ApplyEffects::workers`]. Invariant: no standing capacity covers a pending task of an
 //!   unpaused queue. `ClearStanding` drops a worker's standing capacity; so does `ReleaseWorker`
-//!   (first, so the tasks it releases go to other workers' standing capacity, not back).
+//!   (first, so the tasks it releases go to other workers' standing capacity, not back), and
+//!   [`QueueState::new_term`] drops everyone's (applied for a new leader's first entry).
 //! - **ReleaseWorker** releases every lease held by the named worker (a pool that restarted
 //!   under the same name): those tasks are pending again at once, nothing counted. It scans the
 //!   timer set, which is fine for a command proposed once per pool start.

@@ -170,7 +170,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     self.log_bytes.fetch_add(req.approx_size(), Ordering::Relaxed);
                     ResponseBatch(self.replica.apply(req))
                 }
-                EntryPayload::Blank => ResponseBatch::default(),
+                // openraft appends a blank entry as each new leader's first.
+                EntryPayload::Blank => {
+                    self.replica.new_term();
+                    ResponseBatch::default()
+                }
                 EntryPayload::Membership(m) => {
                     self.last_membership =
                         StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());

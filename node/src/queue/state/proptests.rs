@@ -54,6 +54,8 @@ enum Time {
 
 #[derive(Clone, Debug)]
 struct Step {
+    /// A new leader's blank entry comes first ([`QueueState::new_term`]).
+    new_term: bool,
     time: Time,
     ops: Vec<Op>,
 }
@@ -158,7 +160,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn step() -> impl Strategy<Value = Step> {
     let time = prop_oneof![60 => (-100i64..300).prop_map(Time::Delta), 1 => Just(Time::EndOfTime)];
-    (time, prop::collection::vec(op(), 0..4)).prop_map(|(time, ops)| Step { time, ops })
+    (prop::bool::weighted(0.1), time, prop::collection::vec(op(), 0..4))
+        .prop_map(|(new_term, time, ops)| Step { new_term, time, ops })
 }
 
 /// Turn a symbolic step into a concrete entry against the current state.
@@ -611,7 +614,8 @@ fn check_transition(
 fn run(steps: &[Step], roundtrip_at: usize) {
     let mut s = QueueState::new();
     let mut copy: Option<QueueState> = None;
-    let mut requests = Vec::new();
+    // `None`: a new leader's blank entry.
+    let mut entries: Vec<Option<Request>> = Vec::new();
     let mut last_now = 0;
     for (i, step) in steps.iter().enumerate() {
         if i == roundtrip_at {
@@ -620,6 +624,16 @@ fn run(steps: &[Step], roundtrip_at: usize) {
             let (back, _): (QueueState, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
             assert_eq!(back, s);
             copy = Some(back);
+        }
+        if step.new_term {
+            let mut fx = ApplyEffects::default();
+            s.new_term(&mut fx);
+            s.check_invariants().unwrap();
+            assert_eq!(s.standing.offers.len(), 0);
+            if let Some(c) = &mut copy {
+                c.new_term(&mut ApplyEffects::default());
+            }
+            entries.push(None);
         }
         let req = resolve(&s, last_now, step);
         last_now = req.now_ms;
@@ -637,12 +651,17 @@ fn run(steps: &[Step], roundtrip_at: usize) {
             assert_eq!(fx2, fx);
             assert_eq!(*c, s, "round-tripped copy diverged");
         }
-        requests.push(req);
+        entries.push(Some(req));
     }
     // Determinism: a fresh replica applying the same entries ends equal, to the byte.
     let mut replica = QueueState::new();
-    for req in &requests {
-        replica.apply(req, &mut ApplyEffects::default());
+    for entry in &entries {
+        match entry {
+            Some(req) => {
+                replica.apply(req, &mut ApplyEffects::default());
+            }
+            None => replica.new_term(&mut ApplyEffects::default()),
+        }
     }
     assert_eq!(replica, s);
     let cfg = bincode::config::standard();

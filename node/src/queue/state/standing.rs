@@ -131,6 +131,18 @@ impl QueueState {
         had
     }
 
+    /// A new leader's first entry (openraft's blank entry) drops every worker's standing
+    /// capacity: the old leader may be dead, and the new one cannot know yet which pools are,
+    /// so none is trusted until it leases again (a pool whose `Lease` is not filled stands
+    /// again). Without this, the first tasks after a leader crash were granted to the dead
+    /// leader's pool and waited out a whole lease.
+    pub fn new_term(&mut self, effects: &mut ApplyEffects) {
+        let workers: Vec<Box<str>> = self.standing.offers.keys().cloned().collect();
+        for w in workers {
+            self.clear_standing(&w, effects);
+        }
+    }
+
     /// Drop standing capacity not renewed by `now` (at the start of an apply, before timers).
     pub(super) fn expire_standing(&mut self, effects: &mut ApplyEffects) {
         let now = self.now_ms;

@@ -1599,3 +1599,29 @@ fn paused_queues_wait_and_clear_and_release_worker_drop_standing_capacity() {
     assert_eq!(fx.workers["w2"].standing, Some(0));
     assert_eq!(granted(&fx, "w3"), vec![ids[1]]);
 }
+
+#[test]
+fn a_new_term_drops_all_standing_capacity() {
+    let mut h = H::default();
+    h.apply(0, vec![stand("w1", &[], 2, 1000), stand("w2", &[], 1, 1000)]);
+    let mut fx = ApplyEffects::default();
+    h.s.new_term(&mut fx);
+    assert_eq!(
+        (fx.workers["w1"].standing, fx.workers["w2"].standing),
+        (Some(0), Some(0))
+    );
+    h.s.check_invariants().unwrap();
+    // Nothing stands: a submit waits for a lease, like before any pool stood.
+    let (_, fx) = h.apply(
+        1,
+        vec![Command::Submit {
+            tasks: vec![spec("a")],
+        }],
+    );
+    assert!(fx.workers.is_empty());
+    assert_eq!(fx.became_pending, 1);
+    // And a pool stands again by leasing.
+    h.apply(2, vec![stand("w1", &[], 2, 1000)]);
+    assert_eq!(h.s.task(1).unwrap().state, TaskState::Leased);
+    assert_eq!(h.s.standing_capacity("w1"), 1);
+}
