@@ -293,6 +293,14 @@ impl Task {
     fn args(&self) -> &[u8] {
         self.data.get(self.key_len as usize..).unwrap_or_default()
     }
+
+    /// `data` for a task with this key (empty if none) and these args: one allocation.
+    fn pack(key: &[u8], args: &[u8]) -> Box<[u8]> {
+        let mut data = Vec::with_capacity(key.len() + args.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(args);
+        data.into_boxed_slice()
+    }
 }
 
 /// The per-task options a client rarely varies, interned (tasks hold a slot number).
@@ -857,9 +865,6 @@ impl QueueState {
             (TaskState::Pending, 0)
         };
         let key = spec.idempotency_key.as_deref().unwrap_or_default().as_bytes();
-        let mut data = Vec::with_capacity(key.len() + spec.args.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(&spec.args);
         let options = TaskOptions {
             max_retries: spec.max_retries,
             backoff_ms: spec.backoff_ms,
@@ -867,7 +872,7 @@ impl QueueState {
             time_limit_ms: spec.time_limit_ms,
         };
         let task = Task {
-            data: data.into_boxed_slice(),
+            data: Task::pack(key, &spec.args),
             output: None,
             created_ms: now,
             updated_ms: now,

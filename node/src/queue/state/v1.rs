@@ -104,9 +104,6 @@ impl TryFrom<QueueStateV1> for QueueState {
                 None => (None, OutputV1::None),
             };
             let key_bytes = key.as_deref().unwrap_or_default().as_bytes();
-            let mut data = Vec::with_capacity(key_bytes.len() + t.args.len());
-            data.extend_from_slice(key_bytes);
-            data.extend_from_slice(&t.args);
             let opts = TaskOptions {
                 max_retries: t.max_retries,
                 backoff_ms: t.backoff_ms,
@@ -114,7 +111,7 @@ impl TryFrom<QueueStateV1> for QueueState {
                 time_limit_ms: t.has_time_limit.then_some(t.time_limit_ms),
             };
             let task = Task {
-                data: data.into_boxed_slice(),
+                data: Task::pack(key_bytes, &t.args),
                 output: match output {
                     OutputV1::None => None,
                     OutputV1::Result(r) => Some(Box::new(Output::Result(r))),
