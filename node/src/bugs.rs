@@ -2,7 +2,7 @@
 //!
 //! Compiled in only with the `bug-switches` feature (the simulator's build); without it
 //! [`active`] is a constant `false` and every switch vanishes from the code. Even when compiled
-//! in, a switch is off until [`enable`] turns it on, which only `sim dst --bug NAME` does.
+//! in, a switch is off until `enable` turns it on, which only `sim dst --bug NAME` does.
 
 /// A bug that can be switched on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -3,7 +3,7 @@
 //! leases, batching completions, releasing what it will not run, and draining.
 //!
 //! Completions go out as soon as a task finishes, together with a `Lease` for the capacity
-//! they freed (one entry), with up to [`PIPELINE`] such proposals in flight: a worker that
+//! they freed (one entry), with up to `PIPELINE` such proposals in flight: a worker that
 //! finishes does not wait for another worker's entry to commit before it asks for its next
 //! task. Leases in flight count against free capacity, so the pool never asks for more than
 //! it can run. Beyond the pipeline, whatever happens while proposals are in flight (tasks

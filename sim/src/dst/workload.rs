@@ -1,4 +1,4 @@
-//! The clients of a simulated run: each submits batches of [`TASK`](super::node::TASK) tasks
+//! The clients of a simulated run: each submits batches of [`TASK`] tasks
 //! through the real `flotilla_client`, reads some back, cancels a few, and records every
 //! acknowledgement and observation in the shared [`History`]. After the faulty phase each
 //! client proves the healed cluster makes progress (a new submit must be acknowledged and
