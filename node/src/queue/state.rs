@@ -88,7 +88,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::hash::Hasher;
+use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -368,15 +368,13 @@ enum Output {
 }
 
 /// Idempotency key → task id, as a hash table of ids: the key itself is read from the task, so
-/// it is stored once. Hashes use SipHash with fixed keys (`DefaultHasher::new`), so every
-/// process builds the same table; the table is never iterated, so its order cannot leak.
+/// it is stored once. Keys come from clients, so the hash is SipHash with a random key per
+/// table (`RandomState`): nobody can choose keys that collide. That is safe for determinism
+/// because the table is neither iterated nor serialized: its layout cannot reach the state.
 #[derive(Clone, Debug, Default)]
-struct KeyIndex(hashbrown::HashTable<TaskId>);
-
-fn key_hash(key: &[u8]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(key);
-    h.finish()
+struct KeyIndex {
+    table: hashbrown::HashTable<TaskId>,
+    hasher: std::hash::RandomState,
 }
 
 /// The key of task `id` (empty if it has none, which the index never holds).
@@ -387,9 +385,10 @@ fn key_of(tasks: &Table<Task>, id: TaskId) -> &[u8] {
 impl KeyIndex {
     /// Index every keyed task; two tasks with one key is a corrupt state.
     fn build(tasks: &Table<Task>) -> Result<Self, String> {
-        let mut index = Self(hashbrown::HashTable::with_capacity(
-            tasks.iter().filter(|(_, t)| t.keyed).count(),
-        ));
+        let mut index = Self {
+            table: hashbrown::HashTable::with_capacity(tasks.iter().filter(|(_, t)| t.keyed).count()),
+            hasher: std::hash::RandomState::new(),
+        };
         for (id, t) in tasks.iter() {
             if let Some(key) = t.idempotency_key() {
                 if let Some(other) = index.get(tasks, key) {
@@ -402,25 +401,26 @@ impl KeyIndex {
     }
 
     fn get(&self, tasks: &Table<Task>, key: &[u8]) -> Option<TaskId> {
-        self.0
-            .find(key_hash(key), |&id| key_of(tasks, id) == key)
+        self.table
+            .find(self.hasher.hash_one(key), |&id| key_of(tasks, id) == key)
             .copied()
     }
 
     /// `id` must be in `tasks` with this key, and the key not yet indexed.
     fn insert(&mut self, tasks: &Table<Task>, key: &[u8], id: TaskId) {
-        self.0
-            .insert_unique(key_hash(key), id, |&id| key_hash(key_of(tasks, id)));
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hasher.hash_one(key), id, |&id| hasher.hash_one(key_of(tasks, id)));
     }
 
     fn remove(&mut self, key: &[u8], id: TaskId) {
-        if let Ok(entry) = self.0.find_entry(key_hash(key), |&x| x == id) {
+        if let Ok(entry) = self.table.find_entry(self.hasher.hash_one(key), |&x| x == id) {
             entry.remove();
         }
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.table.len()
     }
 }
 
