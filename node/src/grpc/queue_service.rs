@@ -172,7 +172,7 @@ impl QueueService for QueueApi {
         let n = specs.len();
         match self
             .proposer
-            .propose(Command::Submit { tasks: specs })
+            .propose(Command::Submit { tasks: specs.into() })
             .await
             .map_err(ApiError::from)?
         {

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::Serialize;
@@ -141,7 +143,14 @@ impl fmt::Display for Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Enqueue tasks (atomically, in order).
-    Submit { tasks: Vec<TaskSpec> },
+    Submit {
+        /// Shared, not copied: the proposer, openraft and raft-log's entry cache each hold the
+        /// entry, and copying every task's strings per holder was a measured per-task cost
+        /// (docs/BENCHMARKS.md, "CPU per task with many workers"). Encoded as a sequence,
+        /// exactly like the `Vec` it was.
+        #[serde(with = "shared_slice")]
+        tasks: Arc<[TaskSpec]>,
+    },
     /// A worker (pool) asks for up to `max` pending tasks from `queues` (in the given order of
     /// preference; within a queue by priority, then submit order). Each grant starts a new
     /// attempt leased until `now + lease_ms`.
@@ -360,4 +369,23 @@ pub struct QueueCounts {
     pub dead: u64,
     pub cancelled: u64,
     pub paused: bool,
+}
+
+/// Serde for `Arc<[T]>` as a plain sequence (the encoding of `Vec<T>`), without serde's `rc`
+/// feature.
+mod shared_slice {
+    use std::sync::Arc;
+
+    use serde::Deserialize;
+    use serde::Deserializer;
+    use serde::Serialize;
+    use serde::Serializer;
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<[T]>, s: S) -> Result<S::Ok, S::Error> {
+        v[..].serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Arc<[T]>, D::Error> {
+        Vec::<T>::deserialize(d).map(Arc::from)
+    }
 }

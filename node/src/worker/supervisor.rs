@@ -48,6 +48,8 @@ use super::pool::DrainReport;
 use super::pool::PoolConfig;
 use super::pool::PoolStats;
 use super::registry::TaskRegistry;
+use super::worker::Finished;
+use super::worker::Report;
 use super::worker::Run;
 use super::worker::RunResult;
 use super::worker::Worker;
@@ -568,18 +570,14 @@ impl Supervisor {
                     abort: Some(abort_tx),
                 },
             );
-            let run = self.workers[worker].send(Run {
+            // The result comes back as a `Finished` message; if the worker actor is gone (the
+            // system is stopping) it comes back `Aborted` and the lease is handed back.
+            let report = Report::new(worker, lease, ctx.address().recipient());
+            self.workers[worker].do_send(Run {
                 grant,
                 abort: abort_rx,
+                report,
             });
-            ctx.spawn(run.into_actor(self).map(move |res, act, ctx| {
-                let result = res.unwrap_or_else(|e| {
-                    // The worker actor is gone (the system is stopping): hand the lease back.
-                    error!(worker, task = lease.task, attempt = lease.attempt, error = %e, "worker did not answer");
-                    RunResult::Aborted
-                });
-                act.on_finished(lease, result, ctx);
-            }));
         }
     }
 
@@ -936,7 +934,8 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Only `Drain` is sent here (results come back as futures): a small mailbox is plenty.
+        // `Drain`, `Stop` and the workers' `Finished` (one per running task, sent with
+        // `do_send`, which the capacity does not bound) are sent here.
         ctx.set_mailbox_capacity(16);
         let limit = Duration::from_millis(self.cfg.default_time_limit_ms);
         for id in 0..self.cfg.workers {
@@ -984,6 +983,14 @@ impl Actor for Supervisor {
                 let _ = abort.send(());
             }
         }
+    }
+}
+
+impl Handler<Finished> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        self.on_finished(msg.lease, msg.result, ctx);
     }
 }
 

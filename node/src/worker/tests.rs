@@ -52,7 +52,7 @@ fn builtins() -> TaskRegistry {
 }
 
 fn submit(local: &LocalBackend, tasks: Vec<TaskSpec>) -> Vec<TaskId> {
-    match local.apply(Command::Submit { tasks }) {
+    match local.apply(Command::Submit { tasks: tasks.into() }) {
         Response::Submitted(s) => s.into_iter().map(|s| s.id).collect(),
         other => panic!("unexpected response to submit: {other:?}"),
     }
@@ -572,7 +572,7 @@ async fn a_grant_no_longer_held_on_the_replica_is_dropped() {
         now_ms: crate::clock::Clock::now_ms(&SystemClock),
         commands: vec![
             Command::Submit {
-                tasks: vec![task_spec("count", "{}")],
+                tasks: vec![task_spec("count", "{}")].into(),
             },
             Command::ReleaseWorker {
                 worker: "test-node".into(),

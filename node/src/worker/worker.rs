@@ -2,8 +2,12 @@
 //!
 //! The handler itself runs on the tokio runtime (so CPU-heavy handlers run in parallel and
 //! cannot stall the actix thread); the actor awaits it under the time limit and an abort
-//! signal. `Run` is answered with an [`AtomicResponse`], which holds the actor's mailbox
-//! (`ctx.wait`) until the task is over: a worker never holds more than one task.
+//! signal. `Run` is handled with an [`AtomicResponse`], which holds the actor's mailbox
+//! (`ctx.wait`) until the task is over: a worker never holds more than one task. The result
+//! goes back to the supervisor as a [`Finished`] message (not as the answer to a `send`): an
+//! answer is a future the supervisor's context polls on every wake-up, one per running task,
+//! which with many workers cost more than the rest of the pool (docs/BENCHMARKS.md, "CPU per
+//! task with many workers").
 
 use std::any::Any;
 use std::future::Future;
@@ -15,6 +19,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::debug;
+use tracing::error;
 use tracing::warn;
 
 use super::registry::TaskRegistry;
@@ -22,14 +27,72 @@ use crate::queue::Grant;
 use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 
-/// Run one granted task; answered when it is over.
+/// Run one granted task; its result is sent to `report` when it is over.
 #[derive(Message)]
-#[rtype(result = "RunResult")]
+#[rtype(result = "()")]
 pub struct Run {
     pub grant: Grant,
     /// Fires (sends `()`) to abort the task: the pool is draining and the grace is over.
     /// Dropping the sender does not abort.
     pub abort: oneshot::Receiver<()>,
+    pub report: Report,
+}
+
+/// A task's result, sent by its worker to the supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub worker: usize,
+    pub lease: LeaseRef,
+    pub result: RunResult,
+}
+
+/// Where a run's result goes. Exactly one [`Finished`] is sent per `Run`: the result, or
+/// [`RunResult::Aborted`] if the run is dropped unfinished (the worker actor is gone: the
+/// system is stopping, or the `Run` was never delivered), so the lease is handed back.
+pub struct Report {
+    worker: usize,
+    lease: LeaseRef,
+    to: Option<Recipient<Finished>>,
+}
+
+impl Report {
+    pub fn new(worker: usize, lease: LeaseRef, to: Recipient<Finished>) -> Self {
+        Self {
+            worker,
+            lease,
+            to: Some(to),
+        }
+    }
+
+    fn send(mut self, result: RunResult) {
+        if let Some(to) = self.to.take() {
+            to.do_send(Finished {
+                worker: self.worker,
+                lease: self.lease,
+                result,
+            });
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        // A supervisor that stopped first dropped its own bookkeeping: nothing to say then.
+        if let Some(to) = self.to.take().filter(Recipient::connected) {
+            error!(
+                worker = self.worker,
+                task = self.lease.task,
+                attempt = self.lease.attempt,
+                "worker did not answer"
+            );
+            to.do_send(Finished {
+                worker: self.worker,
+                lease: self.lease,
+                result: RunResult::Aborted,
+            });
+        }
+    }
 }
 
 /// How an attempt ended.
@@ -95,7 +158,7 @@ impl Actor for Worker {
 }
 
 impl Handler<Run> for Worker {
-    type Result = AtomicResponse<Self, RunResult>;
+    type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Run, _ctx: &mut Self::Context) -> Self::Result {
         let lease = msg.grant.lease;
@@ -107,10 +170,11 @@ impl Handler<Run> for Worker {
             .unwrap_or(self.default_time_limit);
         debug!(worker = self.id, task = lease.task, attempt = lease.attempt, name = %msg.grant.name, "task started");
         let run = execute(&self.registry, &self.runtime, &msg.grant, limit, msg.abort);
+        let report = msg.report;
         AtomicResponse::new(Box::pin(run.into_actor(self).map(move |result, act, _| {
             act.running = None;
             act.runs_total += 1;
-            result
+            report.send(result);
         })))
     }
 }

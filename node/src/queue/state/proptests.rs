@@ -200,7 +200,9 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
         .ops
         .iter()
         .map(|op| match op {
-            Op::Submit(tasks) => Command::Submit { tasks: tasks.clone() },
+            Op::Submit(tasks) => Command::Submit {
+                tasks: tasks.clone().into(),
+            },
             Op::Lease {
                 worker,
                 queues,

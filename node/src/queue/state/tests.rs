@@ -61,7 +61,11 @@ impl H {
     }
 
     fn submit(&mut self, now: UnixMs, tasks: Vec<TaskSpec>) -> Vec<TaskId> {
-        match self.apply(now, vec![Command::Submit { tasks }]).0.remove(0) {
+        match self
+            .apply(now, vec![Command::Submit { tasks: tasks.into() }])
+            .0
+            .remove(0)
+        {
             Response::Submitted(s) => s.into_iter().map(|s| s.id).collect(),
             r => panic!("unexpected {r:?}"),
         }
@@ -171,7 +175,7 @@ fn submit_lease_complete_success() {
     let (r, fx) = h.apply(
         100,
         vec![Command::Submit {
-            tasks: vec![t, spec("mul")],
+            tasks: vec![t, spec("mul")].into(),
         }],
     );
     assert_eq!(
@@ -614,7 +618,7 @@ fn eta_and_countdown_schedule_tasks() {
     let (_, fx) = h.apply(
         1_000,
         vec![Command::Submit {
-            tasks: vec![eta, countdown, both, past, zero],
+            tasks: vec![eta, countdown, both, past, zero].into(),
         }],
     );
     assert_eq!(fx.became_pending, 2);
@@ -813,7 +817,7 @@ fn idempotency_across_entries_and_within_a_batch() {
     let (r, fx) = h.apply(
         0,
         vec![Command::Submit {
-            tasks: vec![keyed("k1"), keyed("k1"), keyed("k2")],
+            tasks: vec![keyed("k1"), keyed("k1"), keyed("k2")].into(),
         }],
     );
     assert_eq!(
@@ -839,10 +843,10 @@ fn idempotency_across_entries_and_within_a_batch() {
         10,
         vec![
             Command::Submit {
-                tasks: vec![keyed("k2")],
+                tasks: vec![keyed("k2")].into(),
             },
             Command::Submit {
-                tasks: vec![keyed("k1")],
+                tasks: vec![keyed("k1")].into(),
             },
         ],
     );
@@ -869,7 +873,7 @@ fn idempotency_across_entries_and_within_a_batch() {
     let (r, _) = h.apply(
         130,
         vec![Command::Submit {
-            tasks: vec![keyed("k1")],
+            tasks: vec![keyed("k1")].into(),
         }],
     );
     assert_eq!(
@@ -998,7 +1002,7 @@ fn effects_report_finished_and_became_pending() {
         10,
         vec![
             Command::Submit {
-                tasks: vec![scheduled, spec("p")],
+                tasks: vec![scheduled, spec("p")].into(),
             },
             Command::Complete {
                 worker: "w".into(),
@@ -1047,7 +1051,9 @@ fn responses_match_commands_one_to_one() {
     let mut h = H::default();
     let cmds = vec![
         Command::Tick,
-        Command::Submit { tasks: vec![] },
+        Command::Submit {
+            tasks: Vec::new().into(),
+        },
         Command::Lease {
             worker: "w".into(),
             queues: vec![],
@@ -1251,7 +1257,7 @@ fn approx_size_grows_with_payloads() {
     let small = Request {
         now_ms: 0,
         commands: vec![Command::Submit {
-            tasks: vec![spec("a")],
+            tasks: vec![spec("a")].into(),
         }],
     };
     let mut big_spec = spec("a");
@@ -1259,7 +1265,7 @@ fn approx_size_grows_with_payloads() {
     let big = Request {
         now_ms: 0,
         commands: vec![Command::Submit {
-            tasks: vec![big_spec],
+            tasks: vec![big_spec].into(),
         }],
     };
     // The small spec carries `{}` (2 bytes): the difference is exactly the extra payload.
@@ -1332,7 +1338,9 @@ fn version_1_snapshots_are_read_and_converted() {
     let mut b = upgraded;
     let req = Request {
         now_ms: 10,
-        commands: vec![Command::Submit { tasks: vec![dup] }],
+        commands: vec![Command::Submit {
+            tasks: vec![dup].into(),
+        }],
     };
     let mut fx = ApplyEffects::default();
     assert_eq!(
@@ -1422,7 +1430,7 @@ fn an_idle_lease_leaves_standing_capacity_that_a_submit_is_granted_to_in_the_sam
     let (_, fx) = h.apply(
         20,
         vec![Command::Submit {
-            tasks: vec![spec("a")],
+            tasks: vec![spec("a")].into(),
         }],
     );
     assert_eq!(granted(&fx, "w1"), vec![1]);
@@ -1443,7 +1451,7 @@ fn an_idle_lease_leaves_standing_capacity_that_a_submit_is_granted_to_in_the_sam
     let (_, fx) = h.apply(
         30,
         vec![Command::Submit {
-            tasks: vec![spec("b"), spec("c")],
+            tasks: vec![spec("b"), spec("c")].into(),
         }],
     );
     assert_eq!(granted(&fx, "w1"), vec![2]);
@@ -1473,7 +1481,7 @@ fn standing_capacity_adds_up_renews_and_expires_after_lease_ms() {
     let (_, fx) = h.apply(
         220,
         vec![Command::Submit {
-            tasks: vec![spec("a")],
+            tasks: vec![spec("a")].into(),
         }],
     );
     assert_eq!(fx.workers["w1"].standing, Some(0));
@@ -1494,7 +1502,7 @@ fn standing_grants_rotate_over_workers_deterministically() {
         let (_, fx) = h.apply(
             10 + i,
             vec![Command::Submit {
-                tasks: vec![spec("t")],
+                tasks: vec![spec("t")].into(),
             }],
         );
         for (w, e) in &fx.workers {
@@ -1507,7 +1515,7 @@ fn standing_grants_rotate_over_workers_deterministically() {
     let (_, fx) = h.apply(
         20,
         vec![Command::Submit {
-            tasks: vec![spec("a"), spec("b"), spec("c")],
+            tasks: vec![spec("a"), spec("b"), spec("c")].into(),
         }],
     );
     assert_eq!((granted(&fx, "w1"), granted(&fx, "w2")), (vec![5], vec![6]));
@@ -1533,7 +1541,8 @@ fn a_standing_grant_takes_the_task_a_lease_would_take() {
                 low,
                 high,
                 in_queue(spec("other"), "nope"),
-            ],
+            ]
+            .into(),
         }],
     );
     assert_eq!(granted(&fx, "w1"), vec![3]);
@@ -1615,7 +1624,7 @@ fn a_new_term_drops_all_standing_capacity() {
     let (_, fx) = h.apply(
         1,
         vec![Command::Submit {
-            tasks: vec![spec("a")],
+            tasks: vec![spec("a")].into(),
         }],
     );
     assert!(fx.workers.is_empty());
