@@ -271,10 +271,15 @@ impl NodeProcess {
             .await?)
     }
 
-    /// Whether this node answers that it sees `members` members under a leader.
+    /// Whether this node answers that it sees `members` members, all voters (a joiner is a
+    /// learner until promoted), under a leader.
     async fn is_ready(&self, client: &Client, members: usize) -> bool {
         match client.status().await {
-            Ok(s) if s.leader_id.is_some() && s.members.len() == members => {
+            Ok(s)
+                if s.leader_id.is_some()
+                    && s.members.len() == members
+                    && s.members.iter().all(|m| m.role != "learner") =>
+            {
                 debug!(addr = %self.addr, leader = ?s.leader_id, "node ready");
                 true
             }
@@ -282,7 +287,7 @@ impl NodeProcess {
         }
     }
 
-    /// Waits until this node sees `members` members under a leader, or fails after `timeout`.
+    /// Waits until this node sees `members` voters under a leader, or fails after `timeout`.
     async fn wait_ready(&mut self, members: usize, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let client = self.status_client(Duration::from_secs(1)).await?;

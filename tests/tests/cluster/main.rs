@@ -46,7 +46,9 @@ pub const TOLERANT_TIMING: [&str; 6] = [
 ];
 
 /// Start node 1, then `n - 1` nodes joining through it, each with `extra` flags (and
-/// [`TOLERANT_TIMING`]); returns once every node sees all `n` members under one leader.
+/// [`TOLERANT_TIMING`]); returns once every node sees all `n` members as voters under one
+/// leader. (A joiner is a learner until it is promoted: a test that kills a voter while the
+/// last joiner is still a learner leaves no quorum, and the cluster rightly stops.)
 pub async fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<NodeProcess>> {
     let extra: Vec<&str> = extra.iter().copied().chain(TOLERANT_TIMING).collect();
     let extra = extra.as_slice();
@@ -58,7 +60,10 @@ pub async fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<N
         nodes.push(NodeProcess::start(&dir.join(format!("n{i}")), &args)?);
     }
     for node in &nodes {
-        wait_status(node, |s| s.members.len() == n && s.leader_id.is_some()).await?;
+        wait_status(node, |s| {
+            s.members.len() == n && s.members.iter().all(|m| m.role != "learner") && s.leader_id.is_some()
+        })
+        .await?;
     }
     Ok(nodes)
 }

@@ -36,7 +36,13 @@ async fn a_node_down_past_the_purge_point_catches_up_from_a_snapshot() -> Result
     let client = connect(&up, Duration::from_secs(60)).await?;
     // One entry per submit: 200 entries, ten snapshots, the log purged well past the down node.
     for i in 0..200 {
-        client.submit(client.task("noop").args(&i)?).await?;
+        if let Err(e) = client.submit(client.task("noop").args(&i)?).await {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("{}:\n{}", n.addr, n.log()))
+                .collect();
+            anyhow::bail!("submit {i} failed: {e}; logs:\n{}", logs.join("\n"));
+        }
     }
     // Restart only once the leader has purged its log past where the down node stopped, so it
     // must catch up from a snapshot (under load, building and purging can lag behind).
