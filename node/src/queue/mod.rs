@@ -1,10 +1,12 @@
 //! The pure, deterministic queue state machine: commands in, responses out. No IO, no async,
-//! no wall clock, no RNG; ordered maps only (the idempotency-key index, a hash table, is never
-//! iterated nor serialized), so every replica applying the same entries holds the same state and
-//! produces the same snapshot bytes.
+//! no wall clock, no RNG in its decisions; ordered maps only (the idempotency-key index, a hash
+//! table with a random hash key, is never iterated nor serialized), so every replica applying
+//! the same entries holds the same state and produces the same snapshot bytes.
 //!
 //! - [`command`]: the log entry ([`Request`]) and its commands and responses.
-//! - [`state`]: [`QueueState`] and `apply`.
+//! - [`state`]: [`QueueState`] and `apply`; inside it, the task table (`state/table.rs`), the
+//!   pending sets (`state/pending.rs`), standing capacity (`state/standing.rs`) and the reader of
+//!   version-1 snapshots (`state/v1.rs`).
 
 pub mod command;
 pub mod state;

@@ -2,8 +2,9 @@
 //!
 //! Every replica applies the same [`Request`]s in the same order and so holds the same state and
 //! serializes it to the same bytes. Hence: ordered containers only (the one hash table, the key
-//! index, is never iterated nor serialized), no wall clock, no RNG, and `apply` is total (it
-//! never panics and never fails; problems are reported in responses).
+//! index, is never iterated nor serialized, so its randomly keyed hash cannot reach the state), no
+//! wall clock, no RNG in what `apply` decides, and `apply` is total (it never panics and never
+//! fails; problems are reported in responses).
 //!
 //! # Semantics
 //!

@@ -135,6 +135,14 @@ impl<T> Outbox<T> {
         }
     }
 
+    /// A proposal failed: put its items back in front and hold further proposals until the
+    /// returned backoff has passed (the caller schedules the retry).
+    fn requeue(&mut self, batch: Vec<T>) -> Duration {
+        self.queued.splice(0..0, batch);
+        self.retry_pending = true;
+        self.backoff.next()
+    }
+
     /// Whether another proposal must wait: `cap` are in flight, or a retry is due.
     fn busy(&self, cap: usize) -> bool {
         self.proposals >= cap || self.retry_pending
@@ -696,9 +704,8 @@ impl Supervisor {
             Err(e) => {
                 // Never dropped: a retry is safe, the queue fences completions by attempt.
                 warn!(error = %e, count = batch.len(), "complete failed; retrying");
-                self.completions.queued.splice(0..0, batch);
-                self.completions.retry_pending = true;
-                ctx.run_later(self.completions.backoff.next(), |act, ctx| {
+                let delay = self.completions.requeue(batch);
+                ctx.run_later(delay, |act, ctx| {
                     act.completions.retry_pending = false;
                     act.flush_completions(ctx);
                     act.check_drain(ctx);
@@ -744,9 +751,8 @@ impl Supervisor {
                 }
                 Err(e) => {
                     warn!(error = %e, count = batch.len(), "release failed; retrying");
-                    act.releases.queued.splice(0..0, batch);
-                    act.releases.retry_pending = true;
-                    ctx.run_later(act.releases.backoff.next(), |act, ctx| {
+                    let delay = act.releases.requeue(batch);
+                    ctx.run_later(delay, |act, ctx| {
                         act.releases.retry_pending = false;
                         act.flush_releases(ctx);
                         act.check_drain(ctx);
