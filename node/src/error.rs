@@ -29,3 +29,11 @@ pub enum ProposeError {
     #[error("node is shutting down")]
     ShuttingDown,
 }
+
+impl From<crate::queue::ops::WrongAnswer> for ProposeError {
+    /// Replicas answering a command with another one's response run another build: not
+    /// something a retry fixes.
+    fn from(e: crate::queue::ops::WrongAnswer) -> Self {
+        ProposeError::Fatal(e.to_string())
+    }
+}

@@ -23,6 +23,7 @@ use crate::network::NetworkFactory;
 use crate::queue::Command;
 use crate::queue::Request;
 use crate::queue::Response;
+use crate::queue::ops::Op;
 use crate::raft::Raft;
 
 /// Most commands in one log entry. A `Submit` command may itself carry a whole client batch.
@@ -71,6 +72,13 @@ impl Proposer {
         responses
             .pop()
             .ok_or_else(|| ProposeError::Fatal("state machine returned no response".into()))
+    }
+
+    /// Propose one typed op ([`crate::queue::ops`]); resolves to its typed answer once
+    /// committed and applied.
+    pub async fn op<O: Op>(&self, op: O) -> Result<O::Answer, ProposeError> {
+        let response = self.propose(op.command()).await?;
+        Ok(O::answer(response)?)
     }
 
     /// Propose commands to be applied together, in order, in one entry.

@@ -3,13 +3,15 @@
 //! - `flotilla.v1.QueueService` (protos/flotilla/v1/queue.proto): what clients call.
 //! - `flotilla.v1.RaftService` (protos/flotilla/v1/raft.proto): what peers call; openraft
 //!   messages travel as bincode bytes inside [`v1::RaftMessage`].
+//! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //!
 //! The generated code is re-exported as [`v1`]; domain types live in flotilla-node and convert
 //! with `From` impls there, so nothing outside this crate depends on prost's representation.
 
-#![allow(clippy::all)]
+pub mod backoff;
 
 /// Generated code for package `flotilla.v1`.
+#[allow(clippy::all)]
 pub mod v1 {
     tonic::include_proto!("flotilla.v1");
 }

@@ -4,11 +4,13 @@
 //! the same entries holds the same state and produces the same snapshot bytes.
 //!
 //! - [`command`]: the log entry ([`Request`]) and its commands and responses.
+//! - [`ops`]: typed proposals: each command paired with the type of its answer.
 //! - [`state`]: [`QueueState`] and `apply`; inside it, the task table (`state/table.rs`), the
 //!   pending sets (`state/pending.rs`), standing capacity (`state/standing.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).
 
 pub mod command;
+pub mod ops;
 pub mod state;
 
 pub use command::*;
