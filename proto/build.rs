@@ -10,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .compile_with_config(
             config,
-            &["protos/flotilla/v1/queue.proto", "protos/flotilla/v1/raft.proto"],
+            &[
+                "protos/flotilla/v1/queue.proto",
+                "protos/flotilla/v1/raft.proto",
+                "protos/flotilla/v1/worker.proto",
+            ],
             &["protos"],
         )?;
     Ok(())

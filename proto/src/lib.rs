@@ -3,6 +3,8 @@
 //! - `flotilla.v1.QueueService` (protos/flotilla/v1/queue.proto): what clients call.
 //! - `flotilla.v1.RaftService` (protos/flotilla/v1/raft.proto): what peers call; openraft
 //!   messages travel as bincode bytes inside [`v1::RaftMessage`].
+//! - `flotilla.v1.WorkerService` (protos/flotilla/v1/worker.proto): how a worker in any language
+//!   runs tasks: one bidirectional stream per worker process, which the node serves as a pool.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //!
 //! The generated code is re-exported as [`v1`]; domain types live in flotilla-node and convert
