@@ -59,10 +59,7 @@ impl Backoff {
             max_elapsed: policy.max_elapsed,
             started: now,
             // `max_backoff` bounds every wait, the first one too.
-            delays: DelayRule::new(
-                policy.initial_backoff.min(policy.max_backoff),
-                policy.max_backoff,
-            ),
+            delays: DelayRule::new(policy.initial_backoff.min(policy.max_backoff), policy.max_backoff),
             attempts: 0,
         }
     }
@@ -73,10 +70,7 @@ impl Backoff {
     pub(crate) fn on_failure(&mut self, now: Instant, jitter: f64) -> Option<Duration> {
         self.attempts += 1;
         let elapsed = now.saturating_duration_since(self.started);
-        let left = self
-            .max_elapsed
-            .checked_sub(elapsed)
-            .filter(|d| !d.is_zero())?;
+        let left = self.max_elapsed.checked_sub(elapsed).filter(|d| !d.is_zero())?;
         Some(self.delays.next_jittered(jitter).min(left))
     }
 
