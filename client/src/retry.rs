@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use flotilla_proto::backoff::Backoff as DelayRule;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
@@ -42,21 +43,23 @@ impl RetryPolicy {
     }
 }
 
-/// The backoff state of one logical call (which may span many attempts).
+/// The backoff state of one logical call (which may span many attempts): the policy's time
+/// budget and the attempt count here, the delays from the shared [`DelayRule`].
 #[derive(Debug)]
 pub(crate) struct Backoff {
-    policy: RetryPolicy,
+    max_elapsed: Duration,
     started: Instant,
-    next: Duration,
+    delays: DelayRule,
     attempts: u32,
 }
 
 impl Backoff {
     pub(crate) fn new(policy: &RetryPolicy, now: Instant) -> Self {
         Backoff {
-            policy: policy.clone(),
+            max_elapsed: policy.max_elapsed,
             started: now,
-            next: policy.initial_backoff,
+            // `max_backoff` bounds every wait, the first one too.
+            delays: DelayRule::new(policy.initial_backoff.min(policy.max_backoff), policy.max_backoff),
             attempts: 0,
         }
     }
@@ -67,22 +70,15 @@ impl Backoff {
     pub(crate) fn on_failure(&mut self, now: Instant, jitter: f64) -> Option<Duration> {
         self.attempts += 1;
         let elapsed = now.saturating_duration_since(self.started);
-        let left = self
-            .policy
-            .max_elapsed
-            .checked_sub(elapsed)
-            .filter(|d| !d.is_zero())?;
-        let base = self.next.min(self.policy.max_backoff);
-        self.next = base.saturating_mul(2).min(self.policy.max_backoff);
-        let jittered = base / 2 + base.div_f64(2.0).mul_f64(jitter.clamp(0.0, 1.0));
-        Some(jittered.min(left))
+        let left = self.max_elapsed.checked_sub(elapsed).filter(|d| !d.is_zero())?;
+        Some(self.delays.next_jittered(jitter).min(left))
     }
 
     /// Starts over after progress (a wait stream delivered results before it broke): the time
     /// budget and backoff apply to consecutive failures only.
     pub(crate) fn reset(&mut self, now: Instant) {
         self.started = now;
-        self.next = self.policy.initial_backoff;
+        self.delays.reset();
     }
 
     /// Failed attempts counted so far.

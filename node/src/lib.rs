@@ -4,7 +4,7 @@
 //!
 //! - [`grpc`]: the two tonic services. `queue_service` serves clients (submit, get, wait,
 //!   cancel, stats, status); `raft_service` serves peers (openraft RPCs as bincode). `status`
-//!   maps every error to a gRPC code, in one place.
+//!   maps every error to a gRPC code: the only place that builds a gRPC `Status`.
 //! - [`proposer`]: coalesces concurrent writes into one log entry and forwards them to the
 //!   leader when this node does not lead.
 //! - [`raft`]: openraft glue. `log_store` is the durable log (raft-log WAL: group commit,
@@ -12,11 +12,19 @@
 //!   builds/installs versioned snapshots.
 //! - [`replica`]: this node's applied [`queue::QueueState`], plus the waiters woken by it.
 //! - [`queue`]: the pure, deterministic state machine (no IO, no async, no clock).
-//! - [`network`]: openraft's network over tonic, with an injectable connector.
+//! - [`network`]: peer calls over tonic, with an injectable connector: `call` (deadline,
+//!   identity, error shaping, once), `headers`, `raft_network` (openraft's traits only) and
+//!   `peer` (forwarding, and the admin messages `cluster` carries out).
 //! - [`worker`]: actix actors: a pool supervisor leasing batches, workers running registered
 //!   handlers ([`worker::registry`]), heartbeats, time limits, drain on SIGTERM.
-//! - [`cluster`]: bootstrap of a data directory and the Raft node.
-//! - [`config`], [`clock`], [`error`], [`types`], [`server`]: wiring.
+//! - [`cluster`]: the identity of a data directory, joining, and leader-run administration.
+//! - [`leader`]: the node's duties beside calls: the leader's ticks, clearing a lost pool's
+//!   standing capacity, hand-off on shutdown; every node's compaction by size.
+//! - [`server`]: `run_with` in five named steps (identity, Raft, services, serve, stop).
+//! - [`config`], [`clock`], [`error`], [`types`]: shared pieces.
+//!
+//! Layers import downwards only: `queue` < `replica` < `raft` < `network` < `proposer` <
+//! `cluster` < `grpc`, `leader` < `server` (`worker` sits beside `grpc`, on `replica`).
 
 pub mod bugs;
 pub mod clock;
@@ -24,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod leader;
 pub mod network;
 pub mod proposer;
 pub mod queue;

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_proto::backoff::Backoff;
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
 use tokio::sync::Semaphore;
@@ -19,7 +20,7 @@ use tracing::warn;
 
 use crate::clock::SharedClock;
 use crate::error::ProposeError;
-use crate::network::NetworkFactory;
+use crate::network::Peers;
 use crate::queue::Command;
 use crate::queue::Request;
 use crate::queue::Response;
@@ -32,9 +33,9 @@ const MAX_COMMANDS_PER_ENTRY: usize = 4096;
 const MAX_ENTRIES_IN_FLIGHT: usize = 8;
 /// How long a caller keeps retrying while there is no leader (an election lasts ~0.3 s).
 const NO_LEADER_RETRY_WINDOW: Duration = Duration::from_secs(5);
-/// Longest pause between those retries: short, so writes resume within a few tens of ms of a
-/// new leader (failover is budgeted at one second in all).
-const NO_LEADER_MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// Pauses between those retries: from 10 ms, doubling up to a short cap, so writes resume
+/// within a few tens of ms of a new leader (failover is budgeted at one second in all).
+const NO_LEADER_BACKOFF: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
 
 type Reply = oneshot::Sender<Result<Vec<Response>, ProposeError>>;
 
@@ -53,12 +54,12 @@ pub struct Proposer {
 
 impl Proposer {
     /// Start the batching task on the current tokio runtime.
-    pub fn start(raft: Raft, clock: SharedClock, network: NetworkFactory) -> Self {
+    pub fn start(raft: Raft, clock: SharedClock, peers: Peers) -> Self {
         let (tx, rx) = mpsc::channel(16 * 1024);
         let writer = Writer {
             raft,
             clock,
-            network,
+            peers,
             in_flight: Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT)),
             told_removed: Default::default(),
         };
@@ -83,7 +84,7 @@ impl Proposer {
 
     /// Propose commands to be applied together, in order, in one entry.
     pub async fn propose_many(&self, commands: Vec<Command>) -> Result<Vec<Response>, ProposeError> {
-        let mut backoff = Duration::from_millis(10);
+        let mut backoff = NO_LEADER_BACKOFF;
         let mut waited = Duration::ZERO;
         loop {
             match self.submit(commands.clone(), false).await {
@@ -91,10 +92,10 @@ impl Proposer {
                     if waited >= NO_LEADER_RETRY_WINDOW {
                         return Err(e);
                     }
-                    debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "proposal retried");
-                    tokio::time::sleep(backoff).await;
-                    waited += backoff;
-                    backoff = (backoff * 2).min(NO_LEADER_MAX_BACKOFF);
+                    let delay = backoff.next_delay();
+                    debug!(error = %e, backoff_ms = delay.as_millis() as u64, "proposal retried");
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
                 }
                 other => return other,
             }
@@ -126,7 +127,7 @@ impl Proposer {
 struct Writer {
     raft: Raft,
     clock: SharedClock,
-    network: NetworkFactory,
+    peers: Peers,
     in_flight: Arc<Semaphore>,
     /// Whether "this node was removed" was logged already (its pool retries for ever).
     told_removed: std::sync::atomic::AtomicBool,
@@ -186,7 +187,7 @@ impl Writer {
                     Some((leader_id, node)) if !local.is_empty() => {
                         let commands: Vec<Command> =
                             local.iter().flat_map(|p| p.commands.iter().cloned()).collect();
-                        let client = self.network.client(leader_id, &node.addr);
+                        let client = self.peers.client(leader_id, &node.addr);
                         match client.forward(&commands).await {
                             Ok(responses) => split_replies(local, responses),
                             Err(e) => {

@@ -1,20 +1,30 @@
-//! Wiring: open the data directory, start Raft, the proposer, the ticker, the worker pool and
-//! the gRPC server; on shutdown, drain workers first (they still need the log to hand tasks
-//! back), then stop serving, then stop Raft.
+//! Wiring. [`run_with`] runs a node in five steps, one function each:
+//!
+//! 1. `open_identity`: read the data directory's identity, or found a cluster, or ask one for
+//!    an id (`--join`);
+//! 2. `open_raft`: open the log and the state machine, start Raft, initialize a founder;
+//! 3. `start_services`: the proposer, the admin, the node's duties ([`crate::leader`]), the
+//!    worker pool, the gRPC services, and a join that still has to finish;
+//! 4. `serve_until_shutdown`: serve until shutdown is asked (or the join fails); then drain
+//!    the workers first (they still need the log to hand tasks back), hand leadership off, and
+//!    stop serving;
+//! 5. `stop`: end the duties and a join still running, and stop Raft.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use openraft::Instant as _;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
@@ -31,8 +41,12 @@ use crate::error::ProposeError;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::queue_service::ApiLimits;
+use crate::leader;
+use crate::leader::Duties;
+use crate::leader::pool_name;
 use crate::network::Connector;
 use crate::network::NetworkFactory;
+use crate::network::Peers;
 use crate::network::TcpConnector;
 use crate::proposer::Proposer;
 use crate::queue::Command;
@@ -47,9 +61,9 @@ use crate::replica::WorkerEvent;
 use crate::types::NodeInfo;
 use crate::worker::Backend;
 use crate::worker::PoolConfig;
+use crate::worker::PoolHandle;
 use crate::worker::TaskRegistry;
 use crate::worker::WorkerPool;
-use openraft::async_runtime::WatchReceiver;
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +194,22 @@ impl Default for NodeEnv {
     }
 }
 
+/// A connection the node serves (TCP, or the simulator's).
+pub trait Connection:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static
+{
+}
+
+impl<T> Connection for T where
+    T: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// Run a node serving the connections of `incoming` until `shutdown` resolves.
 pub async fn run_with<I, IO, IE>(
     config: Config,
@@ -190,35 +220,44 @@ pub async fn run_with<I, IO, IE>(
 ) -> Result<(), ServerError>
 where
     I: futures::Stream<Item = Result<IO, IE>>,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
+    IO: Connection,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let clock = env.clock.clone();
-    let data_dir = config.data_dir.clone();
-    let advertise = config.advertise_addr();
-    let anonymous = NetworkFactory::new(env.connector.clone());
-    let (identity, founded) = match Identity::load(&data_dir)? {
+    let anonymous = Peers::new(env.connector.clone());
+    let identity = open_identity(&config, &anonymous).await?;
+    let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id);
+    let opened = open_raft(&config, &env, &identity, peers.clone()).await?;
+    let (serving, stopping) = start_services(&config, registry, &env, &identity, opened, peers)?;
+    let (served, join_error) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
+    stop(stopping).await;
+    if let Some(e) = join_error {
+        return Err(ServerError::Join(e));
+    }
+    served.map_err(ServerError::from)
+}
+
+/// Step 1: this data directory's identity: read back, or a new cluster founded here, or an
+/// id asked of the cluster named by `--join` (stored, with the join still pending).
+async fn open_identity(config: &Config, anonymous: &Peers) -> Result<Identity, ServerError> {
+    let data_dir = &config.data_dir;
+    let (identity, founded) = match Identity::load(data_dir)? {
         Some(identity) => {
             if !config.join.is_empty() {
-                join::check_same_cluster(&anonymous, &config.join, &identity.cluster_id).await?;
+                join::check_same_cluster(anonymous, &config.join, &identity.cluster_id).await?;
             }
             (identity, false)
         }
         None if config.join.is_empty() => {
             let identity = Identity::found();
-            identity.store(&data_dir)?;
+            identity.store(data_dir)?;
             (identity, true)
         }
         None => {
+            let advertise = config.advertise_addr();
             let (cluster_id, node_id) =
-                join::allocate_id(&anonymous, &config.join, &advertise, &config.zone).await?;
+                join::allocate_id(anonymous, &config.join, &advertise, &config.zone).await?;
             let identity = Identity::joining(cluster_id, node_id);
-            identity.store(&data_dir)?;
+            identity.store(data_dir)?;
             (identity, false)
         }
     };
@@ -227,23 +266,42 @@ where
             "this node never finished joining its cluster; start it again with --join PEER".into(),
         )));
     }
-    let node_id = identity.node_id;
-    info!(node_id, cluster_id = %identity.cluster_id, founded, pending_join = identity.pending_join, data_dir = %data_dir.display(), "opening node");
+    info!(node_id = identity.node_id, cluster_id = %identity.cluster_id, founded, pending_join = identity.pending_join, data_dir = %data_dir.display(), "opening node");
+    Ok(identity)
+}
 
+/// Raft, started over this node's storage.
+struct Opened {
+    raft: Raft,
+    replica: Arc<Replica>,
+    /// Bytes of log applied since the last snapshot (for compaction by size).
+    log_bytes: Arc<AtomicU64>,
+}
+
+/// Step 2: open the state machine and the log (the WAL, or a simulated disk), start Raft, and
+/// initialize a single-node cluster if this node founded one.
+async fn open_raft(
+    config: &Config,
+    env: &NodeEnv,
+    identity: &Identity,
+    peers: Peers,
+) -> Result<Opened, ServerError> {
+    let data_dir = &config.data_dir;
+    let node_id = identity.node_id;
     let replica = Arc::new(Replica::default());
-    let mut state_machine = StateMachineStore::open(&data_dir, replica.clone())?;
+    let mut state_machine = StateMachineStore::open(data_dir, replica.clone())?;
     let log_bytes = state_machine.log_bytes_since_snapshot();
-    let network = anonymous.with_identity(&identity.cluster_id, node_id);
-    let raft_config = Arc::new(raft_config(&config)?);
+    let network = NetworkFactory::new(peers);
+    let raft_config = Arc::new(raft_config(config)?);
     let raft = match &env.storage {
         LogStorage::Disk => {
-            let log_store = LogStore::open(&data_dir)?;
-            Raft::new(node_id, raft_config, network.clone(), log_store, state_machine).await
+            let log_store = LogStore::open(data_dir)?;
+            Raft::new(node_id, raft_config, network, log_store, state_machine).await
         }
         LogStorage::Simulated(disk) => {
             state_machine.inline_io();
             let log_store = SimLogStore::open(disk.clone());
-            Raft::new(node_id, raft_config, network.clone(), log_store, state_machine).await
+            Raft::new(node_id, raft_config, network, log_store, state_machine).await
         }
     }
     .map_err(|e| ServerError::Raft(e.to_string()))?;
@@ -258,6 +316,7 @@ where
         .await
         .map_err(|e| ServerError::Raft(e.to_string()))?;
     if !initialized && node_id == 1 && !identity.pending_join {
+        let advertise = config.advertise_addr();
         let me = NodeInfo {
             addr: advertise.clone(),
             zone: config.zone.clone(),
@@ -267,28 +326,103 @@ where
             .map_err(|e| ServerError::Raft(e.to_string()))?;
         info!(node_id, addr = %advertise, "initialized a single-node cluster");
     }
+    Ok(Opened {
+        raft,
+        replica,
+        log_bytes,
+    })
+}
 
-    let proposer = Proposer::start(raft.clone(), clock.clone(), network.clone());
+/// What serving needs: the services, and what must happen before serving stops.
+struct Serving {
+    raft: Raft,
+    queue_api: QueueApi,
+    raft_api: RaftApi,
+    pool: Option<PoolHandle>,
+    /// Resolves with the error if a pending join fails.
+    join_failed: Option<oneshot::Receiver<join::JoinError>>,
+}
+
+/// What stopping needs once serving ended.
+struct Stopping {
+    raft: Raft,
+    duties: Duties,
+    joiner: Option<JoinHandle<()>>,
+}
+
+/// Step 3: the proposer, the admin, the node's duties, the worker pool, the gRPC services, and
+/// the end of a pending join.
+fn start_services(
+    config: &Config,
+    registry: TaskRegistry,
+    env: &NodeEnv,
+    identity: &Identity,
+    opened: Opened,
+    peers: Peers,
+) -> Result<(Serving, Stopping), ServerError> {
+    let Opened {
+        raft,
+        replica,
+        log_bytes,
+    } = opened;
+    let node_id = identity.node_id;
+    let clock = env.clock.clone();
+    let proposer = Proposer::start(raft.clone(), clock.clone(), peers.clone());
     let admin = Admin::new(
         raft.clone(),
         proposer.clone(),
-        network.clone(),
+        peers.clone(),
         identity.cluster_id.as_str().into(),
     );
-    let ticker = tokio::spawn(tick(
+    let duties = Duties::start(
         raft.clone(),
         replica.clone(),
         proposer.clone(),
-        clock.clone(),
-    ));
-    let compactor = tokio::spawn(compact_by_size(
-        raft.clone(),
+        clock,
         log_bytes,
         config.snapshot_log_bytes,
-    ));
+    );
 
     let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();
     let registry = Arc::new(registry);
+    let pool = start_pool(config, env, node_id, registry, &proposer, &replica)?;
+
+    let limits = ApiLimits {
+        max_payload_bytes: config.max_payload_bytes,
+        max_batch_tasks: config.max_batch_tasks,
+        default_result_ttl_ms: config.default_result_ttl_ms,
+        default_retry_backoff_ms: config.default_retry_backoff_ms,
+    };
+    let queue_api = QueueApi::new(
+        raft.clone(),
+        replica,
+        proposer.clone(),
+        admin.clone(),
+        known_tasks,
+        limits,
+    );
+    let raft_api = RaftApi::new(raft.clone(), proposer, admin);
+    let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
+    let serving = Serving {
+        raft: raft.clone(),
+        queue_api,
+        raft_api,
+        pool,
+        join_failed,
+    };
+    let stopping = Stopping { raft, duties, joiner };
+    Ok((serving, stopping))
+}
+
+/// The node's own worker pool, unless it runs no workers.
+fn start_pool(
+    config: &Config,
+    env: &NodeEnv,
+    node_id: crate::types::NodeId,
+    registry: Arc<TaskRegistry>,
+    proposer: &Proposer,
+    replica: &Arc<Replica>,
+) -> Result<Option<PoolHandle>, ServerError> {
     let workers = config.worker_count();
     let pool = if workers > 0 {
         let pool_config = PoolConfig {
@@ -315,73 +449,93 @@ where
         None
     };
 
-    let limits = ApiLimits {
-        max_payload_bytes: config.max_payload_bytes,
-        max_batch_tasks: config.max_batch_tasks,
-        default_result_ttl_ms: config.default_result_ttl_ms,
-        default_retry_backoff_ms: config.default_retry_backoff_ms,
-    };
-    let queue_api = QueueApi::new(
-        raft.clone(),
-        replica.clone(),
-        proposer.clone(),
-        admin.clone(),
-        known_tasks,
-        limits,
-    );
-    let raft_api = RaftApi::new(raft.clone(), proposer.clone(), admin);
+    Ok(pool)
+}
 
-    // A joining node finishes its join while serving (the leader replicates to it); if that
-    // fails, the node stops with the error.
-    let (join_failed_tx, join_failed_rx) = tokio::sync::oneshot::channel::<join::JoinError>();
-    let joiner = identity.pending_join.then(|| {
-        let (network, peers, dir) = (network.clone(), config.join.clone(), data_dir.clone());
-        let (addr, zone) = (advertise.clone(), config.zone.clone());
-        let timeout = Duration::from_millis(config.join_timeout_ms);
-        let mut identity = identity.clone();
-        tokio::spawn(async move {
-            let result = join::become_member(&network, &peers, identity.node_id, &addr, &zone, timeout).await;
-            let result = result.and_then(|()| {
-                identity.pending_join = false;
-                identity
-                    .store(&dir)
-                    .map_err(|e| join::JoinError::Refused(e.to_string()))
-            });
-            if let Err(e) = result {
-                let _ = join_failed_tx.send(e);
-            }
-        })
+/// A joining node finishes its join while serving (the leader replicates to it): the task
+/// doing so, and where it reports a failure (the node then stops with the error).
+fn finish_join(
+    config: &Config,
+    identity: &Identity,
+    peers: Peers,
+) -> Option<(JoinHandle<()>, oneshot::Receiver<join::JoinError>)> {
+    if !identity.pending_join {
+        return None;
+    }
+    let (failed_tx, failed_rx) = oneshot::channel();
+    let (joined, dir) = (config.join.clone(), config.data_dir.clone());
+    let (addr, zone) = (config.advertise_addr(), config.zone.clone());
+    let timeout = Duration::from_millis(config.join_timeout_ms);
+    let mut identity = identity.clone();
+    let task = tokio::spawn(async move {
+        let result = join::become_member(&peers, &joined, identity.node_id, &addr, &zone, timeout).await;
+        let result = result.and_then(|()| {
+            identity.pending_join = false;
+            identity
+                .store(&dir)
+                .map_err(|e| join::JoinError::Refused(e.to_string()))
+        });
+        if let Err(e) = result {
+            let _ = failed_tx.send(e);
+        }
     });
+    Some((task, failed_rx))
+}
 
-    // Serving stops when `shutdown` fires (or the join fails), after the workers have drained.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+/// Step 4: serve until `shutdown` fires (or the join fails); then drain the workers, hand
+/// leadership off, and stop serving. Returns how serving ended and the join's failure, if that
+/// is what stopped it.
+async fn serve_until_shutdown<I, IO, IE>(
+    config: &Config,
+    serving: Serving,
+    incoming: I,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (Result<(), tonic::transport::Error>, Option<join::JoinError>)
+where
+    I: futures::Stream<Item = Result<IO, IE>>,
+    IO: Connection,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Serving {
+        raft,
+        queue_api,
+        raft_api,
+        pool,
+        join_failed,
+    } = serving;
+    let node_id = *raft.node_id();
+    // Serving stops when this task says so, after the workers have drained.
+    let (stop_tx, stop_rx) = oneshot::channel::<Option<join::JoinError>>();
     let grace = Duration::from_millis(config.drain_grace_ms);
-    let join_error: Arc<std::sync::Mutex<Option<join::JoinError>>> = Arc::default();
-    let join_error_slot = join_error.clone();
-    let raft_for_shutdown = raft.clone();
     let drainer = tokio::spawn(async move {
         let join_failed = async {
-            match join_failed_rx.await {
-                Ok(e) => e,
-                Err(_) => std::future::pending().await,
+            match join_failed {
+                Some(rx) => match rx.await {
+                    Ok(e) => e,
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
             }
         };
+        let mut join_error = None;
         tokio::select! {
             _ = shutdown => info!("shutdown requested; draining workers"),
             e = join_failed => {
                 warn!(error = %e, "join failed; stopping");
-                *join_error_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                join_error = Some(e);
             }
         }
         if let Some(pool) = pool {
             let report = pool.drain(grace).await;
             info!(?report, "workers drained");
         }
-        hand_off_leadership(&raft_for_shutdown).await;
-        let _ = stop_tx.send(());
+        leader::hand_off_leadership(&raft).await;
+        let _ = stop_tx.send(join_error);
     });
 
-    info!(node_id, listen = %config.listen, advertise = %advertise, workers, "node ready");
+    let workers = config.worker_count();
+    info!(node_id, listen = %config.listen, advertise = %config.advertise_addr(), workers, "node ready");
+    let mut join_error = None;
     let served = tonic::transport::Server::builder()
         .add_service(
             QueueServiceServer::new(queue_api)
@@ -394,162 +548,22 @@ where
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming, async {
-            let _ = stop_rx.await;
+            join_error = stop_rx.await.ok().flatten();
         })
         .await;
-
     drainer.abort();
-    ticker.abort();
-    compactor.abort();
+    (served, join_error)
+}
+
+/// Step 5: end the node's duties and a join still running, and stop Raft.
+async fn stop(stopping: Stopping) {
+    let Stopping { raft, duties, joiner } = stopping;
+    drop(duties);
     if let Some(joiner) = joiner {
         joiner.abort();
     }
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft shutdown");
     }
-    info!(node_id, "node stopped");
-    if let Some(e) = join_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        return Err(ServerError::Join(e));
-    }
-    served.map_err(ServerError::from)
-}
-
-/// A leader that is shutting down hands leadership to its most caught-up voter, so the cluster
-/// does not wait out an election timeout; bounded to one second, then it stops anyway.
-async fn hand_off_leadership(raft: &Raft) {
-    if !raft.is_leader() {
-        return;
-    }
-    let me = *raft.node_id();
-    let metrics = raft.metrics().borrow_watched().clone();
-    let target = metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .filter(|id| *id != me)
-        .max_by_key(|id| {
-            metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|l| l.index())
-        });
-    let Some(target) = target else { return };
-    if raft.trigger().transfer_leader(target).await.is_err() {
-        return;
-    }
-    let handed = raft
-        .wait(Some(Duration::from_secs(1)))
-        .metrics(
-            |m| m.current_leader.is_some_and(|l| l != me),
-            "leadership handed off",
-        )
-        .await
-        .is_ok();
-    info!(to = target, handed, "leadership hand-off on shutdown");
-}
-
-/// Snapshot (and so purge the log) whenever about `threshold` bytes of log were applied since
-/// the last snapshot; openraft's own policy counts entries, whose size varies a thousandfold.
-async fn compact_by_size(raft: Raft, log_bytes: Arc<std::sync::atomic::AtomicU64>, threshold: u64) {
-    let mut interval = tokio::time::interval(Duration::from_millis(200));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        if log_bytes.load(std::sync::atomic::Ordering::Relaxed) >= threshold {
-            info!(threshold, "log passed its size threshold; building a snapshot");
-            if raft.trigger().snapshot().await.is_err() {
-                return;
-            }
-            // The counter resets when the snapshot view is taken; give it time to start.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-/// openraft's clock (simulated time under the simulator), which its heartbeat metrics use.
-type RaftInstant = openraft::alias::InstantOf<crate::types::TypeConfig>;
-
-/// The name a node's own worker pool leases under.
-fn pool_name(node_id: u64) -> String {
-    format!("node-{node_id}")
-}
-
-/// On the leader: drop the standing capacity of the pools of nodes that have not acknowledged
-/// a heartbeat for a while (crashed, or cut off), so that tasks submitted after a node is lost
-/// are not granted to it, where they would wait out a whole lease. Wrongly suspecting a slow
-/// node costs little: its pool loses the fast path until its next lease stands again.
-async fn clear_unreachable_standing(
-    raft: &Raft,
-    replica: &Replica,
-    proposer: &Proposer,
-    leader_since: RaftInstant,
-) {
-    // A few election timeouts: well past a missed heartbeat or a slow fsync.
-    let after = (raft.config().election_timeout_max * 4).max(1000);
-    let after = Duration::from_millis(after);
-    let now = RaftInstant::now();
-    let me = *raft.node_id();
-    let Some(acked) = raft.metrics().borrow_watched().heartbeat.clone() else {
-        return;
-    };
-    for (id, last) in acked {
-        let silent_since = last.map_or(leader_since, |t| t.into_inner());
-        let name = pool_name(id);
-        if id == me
-            || now.saturating_duration_since(silent_since) < after
-            || replica.read(|q| q.standing_capacity(&name)) == 0
-        {
-            continue;
-        }
-        warn!(node_id = id, worker = %name, "node not answering; dropping its pool's standing capacity");
-        if let Err(e) = proposer.propose(Command::ClearStanding { worker: name }).await {
-            warn!(error = %e, "ClearStanding not proposed");
-        }
-    }
-}
-
-/// On the leader, propose a `Tick` whenever a timer of the queue is due (ETA, retry backoff,
-/// lease expiry, result expiry): entries carry time, so an idle cluster needs one to move.
-async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: SharedClock) {
-    let mut interval = tokio::time::interval(Duration::from_millis(50));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let me = *raft.node_id();
-    let mut was_member = false;
-    let mut leader_since: Option<RaftInstant> = None;
-    loop {
-        interval.tick().await;
-        // A removed node hears nothing more from the cluster: say so once, plainly.
-        let is_member = raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .get_node(&me)
-            .is_some();
-        if was_member && !is_member {
-            warn!(
-                node_id = me,
-                "this node was removed from the cluster; it serves nothing now and can be stopped"
-            );
-        }
-        was_member = is_member;
-        match (raft.is_leader(), leader_since) {
-            (true, None) => leader_since = Some(RaftInstant::now()),
-            (false, Some(_)) => leader_since = None,
-            _ => {}
-        }
-        if let Some(since) = leader_since {
-            clear_unreachable_standing(&raft, &replica, &proposer, since).await;
-        }
-        let due = replica
-            .read(|q| q.next_deadline_ms())
-            .is_some_and(|d| d <= clock.now_ms());
-        if due
-            && raft.is_leader()
-            && let Err(e) = proposer.propose(Command::Tick).await
-        {
-            warn!(error = %e, "tick not proposed");
-        }
-    }
+    info!(node_id = *raft.node_id(), "node stopped");
 }

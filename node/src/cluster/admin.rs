@@ -9,8 +9,6 @@ use std::time::Duration;
 use openraft::ChangeMembers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
-use serde::Deserialize;
-use serde::Serialize;
 use tracing::info;
 
 use openraft::error::ClientWriteError;
@@ -18,10 +16,14 @@ use openraft::error::LinearizableReadError;
 use openraft::error::RaftError;
 
 use crate::error::ProposeError;
-use crate::network::NetworkFactory;
+use crate::network::Peers;
+use crate::network::peer::AdminCall;
+use crate::network::peer::AdminError;
+use crate::network::peer::AdminRequest;
+use crate::network::peer::AdminResponse;
+use crate::network::peer::ReadIndex;
 use crate::proposer::Proposer;
-use crate::queue::Command;
-use crate::queue::Response;
+use crate::queue::ops;
 use crate::raft::Raft;
 use crate::types::NodeId;
 use crate::types::NodeInfo;
@@ -29,55 +31,6 @@ use crate::types::TypeConfig;
 
 /// How long a read waits for this node's replica to reach the leader's read index.
 const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AdminRequest {
-    /// Which cluster is this? Answered locally (no leader needed).
-    ClusterId,
-    /// A joining node asks for its id before it starts Raft.
-    AllocateNodeId { addr: String, zone: String },
-    /// Add a node as a learner, let it catch up, then make it a voter.
-    AddMember {
-        node_id: NodeId,
-        addr: String,
-        zone: String,
-    },
-    /// Remove a member (voter or learner), dead or alive.
-    RemoveMember { node_id: NodeId },
-    /// The leader's read index: a read served after this node applied it is linearizable.
-    ReadIndex,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AdminResponse {
-    ClusterId(String),
-    NodeId {
-        cluster_id: String,
-        node_id: NodeId,
-    },
-    /// Voters and learners after the change, sorted.
-    Members(Vec<NodeId>),
-    ReadIndex(u64),
-}
-
-#[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
-pub enum AdminError {
-    #[error("no leader is ready yet; retry")]
-    NoLeader,
-    #[error("{0}")]
-    Refused(String),
-    #[error("raft: {0}")]
-    Raft(String),
-    #[error("forwarding to the leader failed: {0}")]
-    Forward(String),
-}
-
-impl AdminError {
-    /// Worth retrying (possibly through another node)?
-    pub fn is_transient(&self) -> bool {
-        matches!(self, AdminError::NoLeader | AdminError::Forward(_))
-    }
-}
 
 /// A membership change failed: "no leader" (retry elsewhere) when leadership moved under it.
 fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> AdminError {
@@ -111,16 +64,16 @@ fn propose_err(e: ProposeError) -> AdminError {
 pub struct Admin {
     raft: Raft,
     proposer: Proposer,
-    network: NetworkFactory,
+    peers: Peers,
     cluster_id: Arc<str>,
 }
 
 impl Admin {
-    pub fn new(raft: Raft, proposer: Proposer, network: NetworkFactory, cluster_id: Arc<str>) -> Self {
+    pub fn new(raft: Raft, proposer: Proposer, peers: Peers, cluster_id: Arc<str>) -> Self {
         Self {
             raft,
             proposer,
-            network,
+            peers,
             cluster_id,
         }
     }
@@ -155,7 +108,15 @@ impl Admin {
         let Some((leader_id, addr)) = leader else {
             return Err(AdminError::NoLeader);
         };
-        self.network.client(leader_id, &addr).admin(&req, true).await
+        self.peers
+            .client(leader_id, &addr)
+            .admin_request(&req, true)
+            .await
+    }
+
+    /// Carry out `call` (here, or through the leader) and return its typed answer.
+    pub async fn call<C: AdminCall>(&self, call: C) -> Result<C::Answer, AdminError> {
+        C::answer(self.handle(call.request(), false).await?)
     }
 
     async fn lead(&self, req: AdminRequest) -> Result<AdminResponse, AdminError> {
@@ -170,17 +131,16 @@ impl Admin {
                         "address {addr} already belongs to member {id}; remove it first with `flotilla cluster remove {id}`"
                     )));
                 }
-                match self.proposer.propose(Command::AllocateNodeId).await {
-                    Ok(Response::NodeId(node_id)) => {
-                        info!(node_id, %addr, %zone, "allocated a node id for a joining node");
-                        Ok(AdminResponse::NodeId {
-                            cluster_id: self.cluster_id.to_string(),
-                            node_id,
-                        })
-                    }
-                    Ok(other) => Err(AdminError::Raft(format!("unexpected response {other:?}"))),
-                    Err(e) => Err(propose_err(e)),
-                }
+                let node_id = self
+                    .proposer
+                    .op(ops::AllocateNodeId {})
+                    .await
+                    .map_err(propose_err)?;
+                info!(node_id, %addr, %zone, "allocated a node id for a joining node");
+                Ok(AdminResponse::NodeId {
+                    cluster_id: self.cluster_id.to_string(),
+                    node_id,
+                })
             }
             AdminRequest::AddMember { node_id, addr, zone } => {
                 if voters.contains(&node_id) {
@@ -240,11 +200,7 @@ impl Admin {
     /// Make a following read linearizable: learn the leader's read index, then wait until this
     /// node has applied it.
     pub async fn read_barrier(&self) -> Result<(), AdminError> {
-        let AdminResponse::ReadIndex(index) = self.handle(AdminRequest::ReadIndex, false).await? else {
-            return Err(AdminError::Raft(
-                "unexpected answer to a read index request".into(),
-            ));
-        };
+        let index = self.call(ReadIndex {}).await?;
         self.raft
             .wait(Some(READ_APPLY_TIMEOUT))
             .applied_index_at_least(Some(index), "read barrier")

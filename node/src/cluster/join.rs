@@ -11,17 +11,23 @@
 
 use std::time::Duration;
 
+use flotilla_proto::backoff::Backoff;
 use tracing::info;
 use tracing::warn;
 
-use super::admin::AdminError;
-use super::admin::AdminRequest;
-use super::admin::AdminResponse;
-use crate::network::NetworkFactory;
+use crate::network::Peers;
+use crate::network::peer::AddMember;
+use crate::network::peer::AdminCall;
+use crate::network::peer::AdminError;
+use crate::network::peer::AllocateNodeId;
+use crate::network::peer::ClusterId;
+use crate::network::peer::RemoveMember;
 use crate::types::NodeId;
 
 /// Rounds over the peer list before a join gives up on unreachable peers.
 const ALLOCATE_ROUNDS: u32 = 5;
+/// Pause between rounds over the peer list: from 100 ms, doubling, at most 1 s.
+const ROUND_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -39,18 +45,18 @@ pub enum JoinError {
     Timeout { secs: u64, last: String },
 }
 
-/// Send `req` to the peers in turn until one gives a definite answer.
-async fn ask_any(
-    network: &NetworkFactory,
+/// Send `call` to the peers in turn until one gives a definite answer.
+async fn ask_any<C: AdminCall + Clone>(
+    network: &Peers,
     peers: &[String],
-    req: &AdminRequest,
+    call: &C,
     rounds: u32,
-) -> Result<(String, AdminResponse), JoinError> {
+) -> Result<(String, C::Answer), JoinError> {
     let mut last = String::from("no peers given");
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = ROUND_BACKOFF;
     for round in 0..rounds {
         for peer in peers {
-            match network.client(0, peer).admin(req, false).await {
+            match network.client(0, peer).admin(call.clone()).await {
                 Ok(resp) => return Ok((peer.clone(), resp)),
                 Err(AdminError::Refused(msg)) => return Err(JoinError::Refused(msg)),
                 Err(e) => {
@@ -59,8 +65,7 @@ async fn ask_any(
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(backoff.next_delay()).await;
     }
     Err(JoinError::Unreachable {
         peers: peers.join(","),
@@ -70,33 +75,25 @@ async fn ask_any(
 
 /// Step 1: an id for this node in the peers' cluster. Returns `(cluster_id, node_id)`.
 pub async fn allocate_id(
-    network: &NetworkFactory,
+    network: &Peers,
     peers: &[String],
     addr: &str,
     zone: &str,
 ) -> Result<(String, NodeId), JoinError> {
-    let req = AdminRequest::AllocateNodeId {
+    let call = AllocateNodeId {
         addr: addr.to_string(),
         zone: zone.to_string(),
     };
-    match ask_any(network, peers, &req, ALLOCATE_ROUNDS).await? {
-        (_, AdminResponse::NodeId { cluster_id, node_id }) => {
-            info!(%cluster_id, node_id, "the cluster gave this node its id");
-            Ok((cluster_id, node_id))
-        }
-        (peer, other) => Err(JoinError::Refused(format!("{peer} answered {other:?}"))),
-    }
+    let (_, (cluster_id, node_id)) = ask_any(network, peers, &call, ALLOCATE_ROUNDS).await?;
+    info!(%cluster_id, node_id, "the cluster gave this node its id");
+    Ok((cluster_id, node_id))
 }
 
 /// Refuse to run a data directory of one cluster against peers of another. Unreachable peers
 /// are not an error here: a restarting member does not depend on them.
-pub async fn check_same_cluster(
-    network: &NetworkFactory,
-    peers: &[String],
-    ours: &str,
-) -> Result<(), JoinError> {
-    match ask_any(network, peers, &AdminRequest::ClusterId, 1).await {
-        Ok((peer, AdminResponse::ClusterId(theirs))) if theirs != ours => Err(JoinError::OtherCluster {
+pub async fn check_same_cluster(network: &Peers, peers: &[String], ours: &str) -> Result<(), JoinError> {
+    match ask_any(network, peers, &ClusterId {}, 1).await {
+        Ok((peer, theirs)) if theirs != ours => Err(JoinError::OtherCluster {
             ours: ours.to_string(),
             peer,
             theirs,
@@ -112,20 +109,20 @@ pub async fn check_same_cluster(
 /// Step 3: be added as a learner, catch up, be promoted to voter. Retried through leader
 /// changes until `timeout`.
 pub async fn become_member(
-    network: &NetworkFactory,
+    network: &Peers,
     peers: &[String],
     node_id: NodeId,
     addr: &str,
     zone: &str,
     timeout: Duration,
 ) -> Result<(), JoinError> {
-    let req = AdminRequest::AddMember {
+    let call = AddMember {
         node_id,
         addr: addr.to_string(),
         zone: zone.to_string(),
     };
     let rounds = u32::try_from(timeout.as_secs().max(1)).unwrap_or(u32::MAX);
-    let attempt = ask_any(network, peers, &req, rounds);
+    let attempt = ask_any(network, peers, &call, rounds);
     let result = match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result.map(|_| ()),
         Err(_) => Err(JoinError::Timeout {
@@ -141,7 +138,7 @@ pub async fn become_member(
         Err(e) => {
             // Leave no half-joined member behind: the leader may have added this node as a
             // learner before the join failed. Best effort; a refusal means it was not added.
-            let remove = AdminRequest::RemoveMember { node_id };
+            let remove = RemoveMember { node_id };
             if let Ok((peer, _)) = ask_any(network, peers, &remove, 1).await {
                 warn!(node_id, %peer, "join failed; removed this node's half-added membership");
             }

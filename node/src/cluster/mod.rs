@@ -3,7 +3,8 @@
 //! - [`identity`]: `node.json` in the data directory: which cluster this directory belongs to,
 //!   this node's id in it, and whether its join finished. Written atomically, read on start.
 //! - [`admin`]: leader-executed administration (node ids for joiners, add/remove members,
-//!   read indexes for followers' linearizable reads).
+//!   read indexes for followers' linearizable reads). Its messages are the network's
+//!   ([`crate::network::peer`]): this layer imports them, never the reverse.
 //! - [`join`]: the joining node's side of `node --join PEER`.
 
 pub mod admin;
@@ -11,8 +12,5 @@ pub mod identity;
 pub mod join;
 
 pub use admin::Admin;
-pub use admin::AdminError;
-pub use admin::AdminRequest;
-pub use admin::AdminResponse;
 pub use identity::ClusterError;
 pub use identity::Identity;

@@ -21,14 +21,12 @@ use tracing::debug;
 use super::convert;
 use super::status::ApiError;
 use crate::cluster::Admin;
-use crate::cluster::AdminRequest;
-use crate::cluster::AdminResponse;
+use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
-use crate::queue::Command;
 use crate::queue::DEFAULT_QUEUE;
-use crate::queue::Response as QResponse;
 use crate::queue::TaskId;
 use crate::queue::TaskSpec;
+use crate::queue::ops;
 use crate::raft::Raft;
 use crate::replica::Replica;
 
@@ -169,26 +167,20 @@ impl QueueService for QueueApi {
             .enumerate()
             .map(|(i, t)| self.validate(i, t))
             .collect::<Result<Vec<_>, _>>()?;
-        let n = specs.len();
-        match self
+        let results = self
             .proposer
-            .propose(Command::Submit { tasks: specs.into() })
+            .op(ops::Submit { tasks: specs.into() })
             .await
-            .map_err(ApiError::from)?
-        {
-            QResponse::Submitted(results) if results.len() == n => Ok(Response::new(pb::SubmitResponse {
-                results: results
-                    .into_iter()
-                    .map(|s| pb::SubmitResult {
-                        id: s.id,
-                        duplicate: s.duplicate,
-                    })
-                    .collect(),
-            })),
-            other => Err(Status::internal(format!(
-                "unexpected response to submit: {other:?}"
-            ))),
-        }
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubmitResponse {
+            results: results
+                .into_iter()
+                .map(|s| pb::SubmitResult {
+                    id: s.id,
+                    duplicate: s.duplicate,
+                })
+                .collect(),
+        }))
     }
 
     async fn get_task(
@@ -274,20 +266,12 @@ impl QueueService for QueueApi {
         if ids.is_empty() {
             return Ok(Response::new(pb::CancelResponse::default()));
         }
-        let n = ids.len();
-        match self
+        let cancelled = self
             .proposer
-            .propose(Command::Cancel { ids })
+            .op(ops::Cancel { ids })
             .await
-            .map_err(ApiError::from)?
-        {
-            QResponse::Cancelled(cancelled) if cancelled.len() == n => {
-                Ok(Response::new(pb::CancelResponse { cancelled }))
-            }
-            other => Err(Status::internal(format!(
-                "unexpected response to cancel: {other:?}"
-            ))),
-        }
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::CancelResponse { cancelled }))
     }
 
     async fn queue_stats(
@@ -357,16 +341,11 @@ impl QueueService for QueueApi {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         let id = request.into_inner().id;
-        match self
+        let members = self
             .admin
-            .handle(AdminRequest::RemoveMember { node_id: id }, false)
+            .call(RemoveMember { node_id: id })
             .await
-            .map_err(ApiError::from)?
-        {
-            AdminResponse::Members(members) => Ok(Response::new(pb::RemoveNodeResponse { members })),
-            other => Err(Status::internal(format!(
-                "unexpected answer to remove: {other:?}"
-            ))),
-        }
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::RemoveNodeResponse { members }))
     }
 }

@@ -16,12 +16,14 @@ use serde::de::DeserializeOwned;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::metadata::MetadataMap;
 
+use super::status::PeerCallError;
 use crate::cluster::Admin;
-use crate::cluster::AdminRequest;
 use crate::network::codec;
-use crate::network::raft_network::CLUSTER_ID_HEADER;
-use crate::network::raft_network::NODE_ID_HEADER;
+use crate::network::headers;
+use crate::network::headers::CallerCluster;
+use crate::network::peer::AdminRequest;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
@@ -44,28 +46,36 @@ impl RaftApi {
         }
     }
 
-    /// Refuse calls from another cluster (or from no cluster, unless `anonymous_ok`).
-    fn check<T>(&self, req: &Request<T>, anonymous_ok: bool) -> Result<(), Status> {
-        match req.metadata().get(CLUSTER_ID_HEADER).map(|v| v.to_str()) {
-            Some(Ok(id)) if id == self.admin.cluster_id() => Ok(()),
-            None if anonymous_ok => Ok(()),
-            None => Err(Status::permission_denied("peer call without a cluster id")),
-            Some(other) => Err(Status::permission_denied(format!(
-                "peer call from cluster {:?}; this node is in cluster {}",
-                other.unwrap_or("<not ascii>"),
-                self.admin.cluster_id()
-            ))),
-        }
+    /// Decode a call of a member of this cluster.
+    fn decode<T: DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, PeerCallError> {
+        check_caller(req.metadata(), self.admin.cluster_id(), false)?;
+        decode(req)
     }
 
-    fn decode<T: DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, Status> {
-        self.check(&req, false)?;
-        decode(req)
+    /// Whether `id` is a member of this cluster now.
+    fn is_member(&self, id: u64) -> bool {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
     }
 }
 
-fn decode<T: DeserializeOwned>(req: Request<RaftMessage>) -> Result<T, Status> {
-    codec::decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(e.to_string()))
+/// Refuse calls from another cluster (or from no cluster, unless `anonymous_ok`).
+fn check_caller(metadata: &MetadataMap, ours: &str, anonymous_ok: bool) -> Result<(), PeerCallError> {
+    match headers::cluster_id(metadata) {
+        CallerCluster::Id(id) if id == ours => Ok(()),
+        CallerCluster::Anonymous if anonymous_ok => Ok(()),
+        CallerCluster::Anonymous => Err(PeerCallError::NoClusterId),
+        CallerCluster::Id(_) | CallerCluster::Unreadable => Err(PeerCallError::WrongCluster),
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: Request<RaftMessage>) -> Result<T, PeerCallError> {
+    codec::decode(&req.into_inner().data).map_err(PeerCallError::Decode)
 }
 
 /// Encode `Ok` into `data` and an application error into `error`; transport-level failures
@@ -84,8 +94,8 @@ fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<Ra
     Ok(Response::new(msg))
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Status> {
-    codec::encode(v).map_err(|e| Status::internal(e.to_string()))
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, PeerCallError> {
+    codec::encode(v).map_err(PeerCallError::Encode)
 }
 
 #[tonic::async_trait]
@@ -119,24 +129,9 @@ impl RaftService for RaftApi {
 
     async fn forward(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         // A removed node may still believe it is a member: its writes are refused here.
-        let sender = req
-            .metadata()
-            .get(NODE_ID_HEADER)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let is_member = sender.is_some_and(|id| {
-            self.raft
-                .metrics()
-                .borrow_watched()
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .is_some()
-        });
-        if !is_member {
-            return Err(Status::permission_denied(format!(
-                "node {} is not a member of this cluster; its writes are refused",
-                sender.map_or("<unknown>".into(), |id| id.to_string())
-            )));
+        let sender = headers::node_id(req.metadata());
+        if !sender.is_some_and(|id| self.is_member(id)) {
+            return Err(PeerCallError::NotAMember(sender).into());
         }
         let commands: Vec<Command> = self.decode(req)?;
         reply(self.proposer.propose_forwarded(commands).await)
@@ -145,8 +140,8 @@ impl RaftService for RaftApi {
     async fn admin(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         // A node that is joining does not know the cluster yet: it may ask which cluster this
         // is and for an id, and nothing else.
-        let anonymous = req.metadata().get(CLUSTER_ID_HEADER).is_none();
-        self.check(&req, true)?;
+        let anonymous = headers::cluster_id(req.metadata()) == CallerCluster::Anonymous;
+        check_caller(req.metadata(), self.admin.cluster_id(), true)?;
         let (forwarded, admin): (bool, AdminRequest) = decode(req)?;
         if anonymous
             && !matches!(
@@ -154,8 +149,33 @@ impl RaftService for RaftApi {
                 AdminRequest::ClusterId | AdminRequest::AllocateNodeId { .. }
             )
         {
-            return Err(Status::permission_denied("peer call without a cluster id"));
+            return Err(PeerCallError::NoClusterId.into());
         }
         reply(self.admin.handle(admin, forwarded).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::headers::Stamp;
+
+    #[test]
+    fn only_callers_of_this_cluster_pass_and_a_stranger_is_not_told_our_id() {
+        let ours = "ours-1234";
+        let mut member = MetadataMap::new();
+        Stamp::new(ours, 2).unwrap().apply(&mut member);
+        assert!(check_caller(&member, ours, false).is_ok());
+        let anonymous = MetadataMap::new();
+        assert!(check_caller(&anonymous, ours, true).is_ok());
+        assert!(matches!(
+            check_caller(&anonymous, ours, false),
+            Err(PeerCallError::NoClusterId)
+        ));
+        let mut stranger = MetadataMap::new();
+        Stamp::new("theirs", 2).unwrap().apply(&mut stranger);
+        let refused = Status::from(check_caller(&stranger, ours, true).unwrap_err());
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(!refused.message().contains(ours), "{}", refused.message());
     }
 }

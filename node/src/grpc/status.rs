@@ -1,11 +1,15 @@
-//! Every error a client can see, and the one mapping from errors to gRPC status codes.
+//! Every error a caller can see, and the one mapping from errors to gRPC status codes: the
+//! node builds a [`Status`] nowhere else. [`ApiError`] is what clients of `QueueService` see;
+//! [`PeerCallError`] is why `RaftService` refused a peer's call before Raft saw it.
 
 use tonic::Code;
 use tonic::Status;
 
-use crate::cluster::AdminError;
 use crate::error::ProposeError;
+use crate::network::codec::CodecError;
+use crate::network::peer::AdminError;
 use crate::queue::TaskId;
+use crate::types::NodeId;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,49 @@ impl From<ApiError> for Status {
     }
 }
 
+/// Why the peers-only service refused a call.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("peer call without a cluster id")]
+    NoClusterId,
+    /// The caller is of another cluster. The message does not quote this node's cluster id:
+    /// a stranger must not learn it.
+    #[error("peer call with a wrong cluster id")]
+    WrongCluster,
+    /// A node that is not a member (a removed one) forwarded a write.
+    #[error(
+        "node {} is not a member of this cluster; its writes are refused",
+        .0.map_or_else(|| "<unknown>".to_string(), |id| id.to_string())
+    )]
+    NotAMember(Option<NodeId>),
+    /// The request did not decode.
+    #[error("{0}")]
+    Decode(CodecError),
+    /// The reply did not encode.
+    #[error("{0}")]
+    Encode(CodecError),
+}
+
+impl PeerCallError {
+    /// The gRPC code of each refusal. A forwarding node reads PERMISSION_DENIED as "this node
+    /// is not a member" (`network::peer`).
+    pub fn code(&self) -> Code {
+        match self {
+            PeerCallError::NoClusterId | PeerCallError::WrongCluster | PeerCallError::NotAMember(_) => {
+                Code::PermissionDenied
+            }
+            PeerCallError::Decode(_) => Code::InvalidArgument,
+            PeerCallError::Encode(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<PeerCallError> for Status {
+    fn from(e: PeerCallError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +129,23 @@ mod tests {
             Code::Internal
         );
         assert_eq!(ApiError::NotFound(7).to_string(), "task 7 not found");
+    }
+
+    #[test]
+    fn peer_refusals_are_permission_denied_and_name_no_cluster() {
+        let wrong = Status::from(PeerCallError::WrongCluster);
+        assert_eq!(wrong.code(), Code::PermissionDenied);
+        assert_eq!(wrong.message(), "peer call with a wrong cluster id");
+        let removed = Status::from(PeerCallError::NotAMember(Some(4)));
+        assert_eq!(removed.code(), Code::PermissionDenied);
+        assert_eq!(
+            removed.message(),
+            "node 4 is not a member of this cluster; its writes are refused"
+        );
+        assert!(
+            PeerCallError::NotAMember(None)
+                .to_string()
+                .starts_with("node <unknown> is not")
+        );
     }
 }

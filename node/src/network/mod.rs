@@ -1,16 +1,28 @@
-//! openraft's network over tonic.
+//! How this node talks to its peers, over the peers-only `RaftService` (tonic).
 //!
-//! - [`codec`]: bincode (serde) encoding of openraft messages inside `RaftMessage`.
+//! - [`call`]: one peer call, written once: [`Peers`] (connector + this node's identity) opens
+//!   a [`PeerChannel`]; a call has a deadline, carries the identity, and shapes its failures.
+//! - [`headers`]: the gRPC metadata names of peer calls (cluster id, node id), stamped on one
+//!   side and read on the other.
+//! - [`raft_network`]: openraft's `RaftNetworkFactory` / `RaftNetworkV2`, and nothing else.
+//! - [`peer`]: Flotilla's own calls: forwarding writes to the leader, and the admin messages
+//!   (typed by [`peer::AdminCall`]) that `cluster` carries out.
+//! - [`codec`]: bincode (serde) encoding of the messages inside `RaftMessage`.
 //! - [`transport`]: the injectable [`transport::Connector`] that turns an address into a tonic
 //!   channel; the simulator swaps in its own.
-//! - [`raft_network`]: `RaftNetworkFactory` / `RaftNetworkV2` for peers, and the client used to
-//!   forward writes to the leader.
+//!
+//! This layer sits below `cluster`, `proposer` and `grpc`, and imports none of them.
 
+pub mod call;
 pub mod codec;
+pub mod headers;
+pub mod peer;
 pub mod raft_network;
 pub mod transport;
 
+pub use call::PeerChannel;
+pub use call::Peers;
+pub use peer::PeerClient;
 pub use raft_network::NetworkFactory;
-pub use raft_network::PeerClient;
 pub use transport::Connector;
 pub use transport::TcpConnector;

@@ -1,0 +1,199 @@
+//! One peer call, written once for openraft's RPCs and Flotilla's own: [`Peers`] (the
+//! connector and the identity stamped on every call) opens a [`PeerChannel`] to one peer, and
+//! [`PeerChannel::call`] encodes a request, sends it under a deadline, and decodes the reply or
+//! the peer's error, shaping every failure into a [`PeerError`].
+//!
+//! Every call has a deadline: a partitioned peer never errors by itself (and under
+//! simulation, never at all).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1::RaftMessage;
+use flotilla_proto::v1::raft_service_client::RaftServiceClient;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use super::codec;
+use super::headers::Stamp;
+use super::transport::Connector;
+use crate::config::MAX_GRPC_MESSAGE_BYTES;
+use crate::types::NodeId;
+
+/// How this node reaches its peers: the connector, and the identity it stamps on every call.
+#[derive(Clone)]
+pub struct Peers {
+    connector: Arc<dyn Connector>,
+    /// `None` only while a new node asks to join (it does not know its cluster yet): peers of
+    /// a cluster refuse such calls, except the questions a joining node may ask.
+    stamp: Option<Stamp>,
+}
+
+impl Peers {
+    /// Anonymous peers: calls carry no cluster or node id.
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
+        Self {
+            connector,
+            stamp: None,
+        }
+    }
+
+    /// The same peers, stamping calls with this node's cluster and id.
+    pub fn with_identity(&self, cluster_id: &str, node_id: NodeId) -> Self {
+        Self {
+            connector: self.connector.clone(),
+            stamp: Stamp::new(cluster_id, node_id),
+        }
+    }
+
+    /// A channel to node `target` at `addr` (connected lazily).
+    pub fn channel(&self, target: NodeId, addr: &str) -> PeerChannel {
+        let client = self
+            .connector
+            .channel(addr)
+            .map(|ch| {
+                RaftServiceClient::new(ch)
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            })
+            .map_err(Arc::new);
+        PeerChannel {
+            target,
+            addr: addr.to_string(),
+            stamp: self.stamp.clone(),
+            client,
+        }
+    }
+}
+
+/// The failure of one peer call, before the caller shapes it into its own error type.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("node {target} at {addr} is unreachable: {source}")]
+    Unreachable {
+        target: NodeId,
+        addr: String,
+        source: tonic::Status,
+    },
+    #[error("node {target} at {addr} failed the call: {source}")]
+    Call {
+        target: NodeId,
+        addr: String,
+        source: tonic::Status,
+    },
+    #[error("node {target} at {addr} did not answer within {timeout:?}")]
+    Timeout {
+        target: NodeId,
+        addr: String,
+        timeout: Duration,
+    },
+    #[error("node {target} at {addr}: {source}")]
+    Codec {
+        target: NodeId,
+        addr: String,
+        source: codec::CodecError,
+    },
+    #[error("node {target} at {addr} could not be dialled: {source}")]
+    Dial {
+        target: NodeId,
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("node {target} at {addr} returned an error: {message}")]
+    Remote {
+        target: NodeId,
+        addr: String,
+        message: String,
+    },
+}
+
+/// One method of `RaftService` (they all carry a `RaftMessage` each way).
+pub type Rpc = fn(
+    RaftServiceClient<Channel>,
+    tonic::Request<RaftMessage>,
+) -> BoxFuture<'static, Result<tonic::Response<RaftMessage>, tonic::Status>>;
+
+/// A connection to one peer.
+pub struct PeerChannel {
+    target: NodeId,
+    addr: String,
+    stamp: Option<Stamp>,
+    client: Result<RaftServiceClient<Channel>, Arc<tonic::transport::Error>>,
+}
+
+impl PeerChannel {
+    /// The peer's error for a failure it reported in its reply (`message`).
+    pub fn remote(&self, message: String) -> PeerError {
+        PeerError::Remote {
+            target: self.target,
+            addr: self.addr.clone(),
+            message,
+        }
+    }
+
+    /// One request/response: encode, call under `timeout`, decode `Ok` data or the remote error.
+    pub async fn call<Req, Resp, Err>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Result<Resp, Err>, PeerError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        Err: DeserializeOwned,
+    {
+        let (target, addr) = (self.target, self.addr.clone());
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(self.remote(format!("bad address: {e}"))),
+        };
+        let data = codec::encode(req).map_err(|source| PeerError::Codec {
+            target,
+            addr: addr.clone(),
+            source,
+        })?;
+        let mut request = tonic::Request::new(RaftMessage {
+            data: data.into(),
+            error: Default::default(),
+        });
+        request.set_timeout(timeout);
+        if let Some(stamp) = &self.stamp {
+            stamp.apply(request.metadata_mut());
+        }
+        let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
+            Err(_) => {
+                return Err(PeerError::Timeout {
+                    target,
+                    addr,
+                    timeout,
+                });
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(PeerError::Unreachable {
+                    target,
+                    addr,
+                    source: status,
+                });
+            }
+            Ok(Err(status)) => {
+                return Err(PeerError::Call {
+                    target,
+                    addr,
+                    source: status,
+                });
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        if !reply.error.is_empty() {
+            let err: Err =
+                codec::decode(&reply.error).map_err(|source| PeerError::Codec { target, addr, source })?;
+            return Ok(Err(err));
+        }
+        let resp: Resp =
+            codec::decode(&reply.data).map_err(|source| PeerError::Codec { target, addr, source })?;
+        Ok(Ok(resp))
+    }
+}
