@@ -10,9 +10,10 @@ start; it only adds a finder that, when ``kombu.transport`` is first imported, a
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from importlib.machinery import PathFinder, SourceFileLoader
 from types import ModuleType
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 ALIAS = "flotilla"
 TRANSPORT = "flotilla.celery.transport:Transport"
@@ -29,9 +30,7 @@ class _KombuTransportFinder:
     """A meta path finder that acts on ``kombu.transport`` once, then removes itself."""
 
     @classmethod
-    def find_spec(
-        cls, name: str, path: Optional[Sequence[str]] = None, target: Any = None
-    ) -> Any:
+    def find_spec(cls, name: str, path: Optional[Sequence[str]] = None, target: Any = None) -> Any:
         if name != "kombu.transport":
             return None
         if cls in sys.meta_path:

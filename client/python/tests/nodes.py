@@ -56,11 +56,14 @@ class NodeProcess:
             self.proc = subprocess.Popen(
                 [
                     str(node_binary()),
-                    "--listen", self.addr,
-                    "--data-dir", str(self.data_dir),
-                    "--workers", "2",
+                    "--listen",
+                    self.addr,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--workers",
+                    "2",
                     *self.extra_args,
-                ],  # fmt: skip
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

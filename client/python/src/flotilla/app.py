@@ -109,9 +109,12 @@ class Flotilla:
         return define(fn) if fn is not None else define
 
     def signature(
-        self, name: str, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
         **options: Any,
-    ) -> Signature:  # fmt: skip
+    ) -> Signature:
         """A call of the task ``name`` (defined here or not), with SubmitOptions fields."""
         base = self.tasks[name].options if name in self.tasks else SubmitOptions()
         return Signature(self, name, tuple(args), dict(kwargs or {}), base).set(**options)
@@ -136,11 +139,20 @@ class Flotilla:
         """Submits the task ``name``, which need not be defined in this process (a task of
         another service, a Rust built-in such as ``echo`` or ``sleep``)."""
         return self.signature(
-            name, args, kwargs, countdown=countdown, eta=eta, priority=priority, queue=queue,
-            idempotency_key=idempotency_key, headers=dict(headers or {}),
-            max_retries=max_retries, time_limit=time_limit, retry_backoff=retry_backoff,
+            name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            priority=priority,
+            queue=queue,
+            idempotency_key=idempotency_key,
+            headers=dict(headers or {}),
+            max_retries=max_retries,
+            time_limit=time_limit,
+            retry_backoff=retry_backoff,
             result_ttl=result_ttl,
-        ).apply_async()  # fmt: skip
+        ).apply_async()
 
     def submit_many(self, calls: Iterable[Signature]) -> list[AsyncResult]:
         """Submits many calls in batches (one replicated log entry each); results in order.

@@ -116,9 +116,16 @@ class QueueStats:
     @classmethod
     def from_wire(cls, s: qpb.QueueStats) -> QueueStats:
         return cls(
-            s.queue, s.scheduled, s.pending, s.leased, s.retrying, s.succeeded, s.dead,
-            s.cancelled, s.paused,
-        )  # fmt: skip
+            s.queue,
+            s.scheduled,
+            s.pending,
+            s.leased,
+            s.retrying,
+            s.succeeded,
+            s.dead,
+            s.cancelled,
+            s.paused,
+        )
 
 
 @dataclass(frozen=True)
