@@ -156,7 +156,7 @@ def test_a_failed_task_raises_through_celery(celery_app: Celery) -> None:
 
 
 def test_an_unknown_task_name_is_refused_at_publish(celery_app: Celery) -> None:
-    with pytest.raises(Exception, match="tasks.nobody"):
+    with pytest.raises(Exception, match=r"tasks\.nobody"):
         celery_app.send_task("tasks.nobody")
 
 
