@@ -3,6 +3,14 @@ node is the slow part), and a fresh app on it per test."""
 
 from __future__ import annotations
 
+import os
+
+# The tests start subprocesses from a process running gRPC servers and channels. With gRPC's
+# fork handlers on, CPython 3.9's subprocess fork can kill the child before it execs (gRPC
+# restarts its poller in the child). These processes only fork to exec: turn them off, before
+# grpc is first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from collections.abc import Iterator
 from pathlib import Path
 

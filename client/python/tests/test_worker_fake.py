@@ -257,7 +257,9 @@ def test_a_stream_broken_while_draining_delivers_the_rest_then_exits(fake: FakeN
     assert w.join() == 0
 
 
-def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(fake: FakeNode) -> None:
+def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(
+    fake: FakeNode, tmp_path: Path
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     cmd = [
         sys.executable,
@@ -274,7 +276,8 @@ def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(fake: FakeNod
         "-Q",
         "default",
     ]
-    proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=subprocess.PIPE, text=True)
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=log, text=True)
     try:
         s, hello = opened(fake)
         assert list(hello.queues) == ["default"] and hello.concurrency == 2
@@ -290,7 +293,7 @@ def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(fake: FakeNod
         s.ack(2)
         s.send(drained=wpb.Drained())
         s.end()
-        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -62,18 +62,31 @@ class Client:
         self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.max_batch_size = max_batch_size
-        self._channels = [
-            grpc.insecure_channel(a, options=_rpc.channel_options()) for a in self.addrs
-        ]
-        self._stubs = [_rpc.QueueStub(c) for c in self._channels]
+        # Opened on first use: an app defined at import time (a task module imported by a
+        # worker's child processes) must not start gRPC in processes that never call.
+        self._channels: list[Optional[grpc.Channel]] = [None] * len(self.addrs)
+        self._stubs: list[Optional[_rpc.QueueStub]] = [None] * len(self.addrs)
         self._current = 0
         self._lock = threading.Lock()
         self._random = random.Random()
 
     def close(self) -> None:
         """Closes the channels; calls in flight fail."""
-        for c in self._channels:
-            c.close()
+        with self._lock:
+            for c in self._channels:
+                if c is not None:
+                    c.close()
+            self._channels = [None] * len(self.addrs)
+            self._stubs = [None] * len(self.addrs)
+
+    def _stub(self, node: int) -> _rpc.QueueStub:
+        with self._lock:
+            stub = self._stubs[node]
+            if stub is None:
+                channel = grpc.insecure_channel(self.addrs[node], options=_rpc.channel_options())
+                stub = _rpc.QueueStub(channel)
+                self._channels[node], self._stubs[node] = channel, stub
+            return stub
 
     def __enter__(self) -> Client:
         return self
@@ -149,7 +162,7 @@ class Client:
             )
             grpc_timeout = None if left is None else left + WAIT_GRACE_S
             try:
-                for info in self._stubs[node].wait_results(request, timeout=grpc_timeout):
+                for info in self._stub(node).wait_results(request, timeout=grpc_timeout):
                     if info.id in pending:
                         pending.discard(info.id)
                         backoff.reset(time.monotonic())
@@ -179,7 +192,7 @@ class Client:
         node = self._node()
         while True:
             try:
-                return call(self._stubs[node], self.request_timeout)
+                return call(self._stub(node), self.request_timeout)
             except grpc.RpcError as e:
                 code = e.code() if isinstance(e, grpc.Call) else None
                 if not is_transient(code):

@@ -53,13 +53,17 @@ class Send:
 
 @dataclass(frozen=True)
 class Run:
+    """Start an attempt; its outcome comes back through ``on_done(run, ...)``."""
+
+    run: int
     task: wpb.Task
 
 
 @dataclass(frozen=True)
 class Abandon:
-    """Stop caring about this attempt (its result will be discarded); tell the handler."""
+    """Stop caring about this run (its result will be discarded); tell the handler."""
 
+    run: int
     lease: Lease
     reason: str
 
@@ -102,12 +106,14 @@ class SessionCore:
         if identity.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.identity = identity
-        #: Attempts started and not finished.
-        self.running: dict[Lease, wpb.Task] = {}
+        #: Attempts started and not finished, with the id of their run.
+        self.running: dict[Lease, int] = {}
         #: Results not acknowledged yet (sent in this or an earlier session, or not sent yet).
         self.unacked: dict[Lease, wpb.TaskResult] = {}
-        #: Attempts the node took back while they ran: their results are dropped.
-        self.abandoned: set[Lease] = set()
+        #: Runs the node took back while they ran: their results are dropped. By run, not
+        #: lease: the same lease may be granted again while its abandoned run goes on.
+        self.abandoned: set[int] = set()
+        self._runs = 0
         self.welcome: Optional[wpb.Welcome] = None
         self.connected = False
         self.draining = False
@@ -168,14 +174,15 @@ class SessionCore:
         log.warning("unknown node message ignored: %s", kind)
         return []
 
-    def on_done(self, lease: Lease, outcome: Outcome) -> list[Action]:
-        """An attempt's handler returned (or raised)."""
-        if lease in self.abandoned:
-            self.abandoned.discard(lease)
+    def on_done(self, run: int, lease: Lease, outcome: Outcome) -> list[Action]:
+        """Run ``run`` of ``lease`` ended: its handler returned (or raised)."""
+        if run in self.abandoned:
+            self.abandoned.discard(run)
             log.info("result dropped: task=%d attempt=%d (aborted)", lease.task_id, lease.attempt)
             return self._maybe_close()
-        if self.running.pop(lease, None) is None:
+        if self.running.get(lease) != run:
             return []
+        del self.running[lease]
         result = self._result(lease, outcome)
         self.unacked[lease] = result
         actions: list[Action] = []
@@ -193,9 +200,10 @@ class SessionCore:
             # runs would be refused. Start clean.
             log.error("session ended by the node: %s", details)
             actions: list[Action] = [
-                Abandon(lease, "session refused") for lease in sorted(self.running)
+                Abandon(run, lease, "session refused")
+                for lease, run in sorted(self.running.items())
             ]
-            self.abandoned |= set(self.running)
+            self.abandoned |= set(self.running.values())
             self.running.clear()
             self.unacked.clear()
             self._resume_next = False
@@ -242,8 +250,9 @@ class SessionCore:
             # answer it, so we do not run it; the node releases it with the session.
             log.warning("task after drain not run: task=%d attempt=%d", *_ids(lease))
             return []
-        self.running[lease] = task
-        return [Run(task)]
+        self._runs += 1
+        self.running[lease] = self._runs
+        return [Run(self._runs, task)]
 
     def _on_ack(self, ack: wpb.ResultAck) -> list[Action]:
         lease = Lease.of(ack)
@@ -257,11 +266,12 @@ class SessionCore:
 
     def _on_abort(self, abort: wpb.Abort) -> list[Action]:
         lease = Lease.of(abort)
-        if self.running.pop(lease, None) is None:
+        run = self.running.pop(lease, None)
+        if run is None:
             return []
-        self.abandoned.add(lease)
+        self.abandoned.add(run)
         log.info("aborted: task=%d attempt=%d reason=%s", *_ids(lease), abort.reason)
-        return [Abandon(lease, abort.reason), *self._maybe_close()]
+        return [Abandon(run, lease, abort.reason), *self._maybe_close()]
 
     def _result(self, lease: Lease, outcome: Outcome) -> wpb.TaskResult:
         limit = self.welcome.max_result_bytes if self.welcome is not None else 0

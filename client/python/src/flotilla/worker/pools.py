@@ -81,9 +81,16 @@ def thread_pool(tasks: Mapping[str, Task], concurrency: int) -> Pool:
 def process_pool(app_ref: str, concurrency: int) -> Pool:
     # Spawned, not forked: the parent runs gRPC threads, which do not survive a fork.
     context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(concurrency)  # handed over at spawn: it cannot be pickled later
     executor = ProcessPoolExecutor(
-        concurrency, mp_context=context, initializer=_child_init, initargs=(app_ref,)
+        concurrency, mp_context=context, initializer=_child_init, initargs=(app_ref, barrier)
     )
+    # Start every child now, before this process runs gRPC: a fork (even one followed by exec)
+    # while gRPC's threads run can kill the child (seen on CPython 3.9, whose subprocess fork
+    # runs gRPC's at-fork handlers). Each warm-up call waits until all have started, so each
+    # runs in its own process; an app the children cannot import fails here, at start.
+    for warm_up in [executor.submit(_child_ready) for _ in range(concurrency)]:
+        warm_up.result(timeout=STARTUP_TIMEOUT_S)
 
     def run(ctx: TaskContext, args: bytes) -> Future[Outcome]:
         # Not `asdict`: it deep-copies, and the abort Event does not cross processes anyway.
@@ -93,12 +100,21 @@ def process_pool(app_ref: str, concurrency: int) -> Pool:
     return Pool(executor, run)
 
 
+#: How long the process pool's children get to start and import the app.
+STARTUP_TIMEOUT_S = 120.0
+
 _child_tasks: Optional[Mapping[str, Task]] = None
+_child_barrier: Any = None
 
 
-def _child_init(app_ref: str) -> None:
-    global _child_tasks
+def _child_init(app_ref: str, barrier: Any) -> None:
+    global _child_tasks, _child_barrier
     _child_tasks = load_app(app_ref).tasks
+    _child_barrier = barrier
+
+
+def _child_ready() -> None:
+    _child_barrier.wait(STARTUP_TIMEOUT_S)
 
 
 def _child_run(fields: dict[str, Any], args: bytes) -> Outcome:

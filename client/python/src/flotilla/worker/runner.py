@@ -125,7 +125,7 @@ class Worker:
         self._node = 0
         self._backoff = Backoff(RECONNECT, time.monotonic())
         self._reconnect_at: Optional[float] = None
-        self._contexts: dict[Lease, TaskContext] = {}
+        self._contexts: dict[int, TaskContext] = {}
 
     # ---- control, from any thread -------------------------------------------------------
 
@@ -181,10 +181,10 @@ class Worker:
             self._stream = None
             return self.core.on_stream_end(str(event[2]), str(event[3]), now)
         if kind == "done":
-            lease, outcome = event[1], event[2]
-            assert isinstance(lease, Lease)
-            self._contexts.pop(lease, None)
-            return self.core.on_done(lease, outcome)  # type: ignore[arg-type]
+            run, lease, outcome = event[1], event[2], event[3]
+            assert isinstance(run, int) and isinstance(lease, Lease)
+            self._contexts.pop(run, None)
+            return self.core.on_done(run, lease, outcome)  # type: ignore[arg-type]
         if kind == "drain":
             return self.core.drain()
         if kind == "stop":
@@ -197,9 +197,9 @@ class Worker:
                 if self._stream is not None:
                     self._stream.send(a.message)
             elif isinstance(a, Run):
-                self._run(a.task)
+                self._run(a.run, a.task)
             elif isinstance(a, Abandon):
-                ctx = self._contexts.get(a.lease)
+                ctx = self._contexts.get(a.run)
                 if ctx is not None:
                     ctx.aborted.set()
             elif isinstance(a, CloseSend):
@@ -211,7 +211,7 @@ class Worker:
                 return a.code
         return None
 
-    def _run(self, task: wpb.Task) -> None:
+    def _run(self, run: int, task: wpb.Task) -> None:
         lease = Lease.of(task)
         ctx = TaskContext(
             id=task.task_id,
@@ -222,10 +222,10 @@ class Worker:
             headers=dict(task.headers),
             time_limit_ms=task.time_limit_ms,
         )
-        self._contexts[lease] = ctx
+        self._contexts[run] = ctx
 
         def done(outcome: Outcome) -> None:
-            self._events.put(("done", lease, outcome))
+            self._events.put(("done", run, lease, outcome))
 
         self.pool.submit(ctx, task.args, done)
 
