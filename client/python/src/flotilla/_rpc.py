@@ -1,0 +1,96 @@
+"""Typed gRPC stubs of ``QueueService`` and ``WorkerService``, built from the generated
+descriptors (so a method renamed in the .proto fails at import, not at call time).
+
+Only the messages are generated (``flotilla.v1``); grpcio's generated service glue is untyped,
+and these few lines are all the SDK needs of it.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from flotilla.v1 import queue_pb2 as qpb
+from flotilla.v1 import worker_pb2 as wpb
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+QUEUE_SERVICE = qpb.DESCRIPTOR.services_by_name["QueueService"].full_name
+WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
+
+#: Largest reply accepted (results can be large JSON documents), as in the Rust client.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def method_path(service: str, method: str) -> str:
+    """The HTTP/2 path of a method, e.g. ``/flotilla.v1.QueueService/Submit``."""
+    return f"/{service}/{method}"
+
+
+def _unary(
+    channel: grpc.Channel, method: str, req: type[Req], resp: type[Resp]
+) -> grpc.UnaryUnaryMultiCallable[Req, Resp]:
+    return channel.unary_unary(
+        method_path(QUEUE_SERVICE, method),
+        request_serializer=req.SerializeToString,
+        response_deserializer=resp.FromString,
+    )
+
+
+class QueueStub:
+    """The client-facing calls of one node."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.submit = _unary(channel, "Submit", qpb.SubmitRequest, qpb.SubmitResponse)
+        self.get_task = _unary(channel, "GetTask", qpb.GetTaskRequest, qpb.GetTaskResponse)
+        self.cancel = _unary(channel, "Cancel", qpb.CancelRequest, qpb.CancelResponse)
+        self.queue_stats = _unary(
+            channel, "QueueStats", qpb.QueueStatsRequest, qpb.QueueStatsResponse
+        )
+        self.cluster_status = _unary(
+            channel, "ClusterStatus", qpb.ClusterStatusRequest, qpb.ClusterStatusResponse
+        )
+        self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
+            channel.unary_stream(
+                method_path(QUEUE_SERVICE, "WaitResults"),
+                request_serializer=qpb.WaitResultsRequest.SerializeToString,
+                response_deserializer=qpb.TaskInfo.FromString,
+            )
+        )
+
+
+class WorkerStub:
+    """The worker session of one node."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.session: grpc.StreamStreamMultiCallable[wpb.WorkerMessage, wpb.NodeMessage] = (
+            channel.stream_stream(
+                method_path(WORKER_SERVICE, "Session"),
+                request_serializer=wpb.WorkerMessage.SerializeToString,
+                response_deserializer=wpb.NodeMessage.FromString,
+            )
+        )
+
+
+def channel_options() -> list[tuple[str, int]]:
+    """Options of every channel the SDK opens: large replies, and keepalive pings so a node that
+    vanished without closing the connection is noticed within seconds (as the Rust client)."""
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def target(addr: str) -> str:
+    """A grpc target from a node address: ``host:port``, with an optional ``http://``."""
+    for prefix in ("http://", "grpc://"):
+        if addr.startswith(prefix):
+            return addr[len(prefix) :]
+    return addr

@@ -1,0 +1,168 @@
+"""[`Flotilla`]: the application object, like Celery's: it holds the cluster connection and the
+tasks defined with ``@app.task``, submits them (``send_task``, ``submit_many``) and is what a
+worker runs (``flotilla-worker -A module``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable, Optional, Union, overload
+
+from flotilla.client import Client, Nodes
+from flotilla.result import AsyncResult
+from flotilla.retry import RetryPolicy
+from flotilla.spec import Eta, SubmitOptions, build_spec
+from flotilla.task import Signature, Task
+
+_current_app: Optional[Flotilla] = None
+_current_lock = threading.Lock()
+
+
+def current_app() -> Flotilla:
+    """The app created last: the default of ``AsyncResult(id)``."""
+    if _current_app is None:
+        raise RuntimeError("no Flotilla app created yet")
+    return _current_app
+
+
+class Flotilla:
+    """A Flotilla application on the cluster at ``nodes`` (``"host:port"``, a comma-separated
+    list, or a list of them); calls fail over between the nodes."""
+
+    def __init__(
+        self,
+        nodes: Nodes = "127.0.0.1:7000",
+        *,
+        retry: Optional[RetryPolicy] = None,
+        request_timeout: float = 10.0,
+        max_batch_size: int = 1000,
+    ) -> None:
+        global _current_app
+        self.nodes = nodes
+        self.client = Client(
+            nodes, retry=retry, request_timeout=request_timeout, max_batch_size=max_batch_size
+        )
+        #: Tasks defined on this app, by name.
+        self.tasks: dict[str, Task] = {}
+        with _current_lock:
+            _current_app = self
+
+    def __repr__(self) -> str:
+        return f"<Flotilla {self.client.addrs} tasks={sorted(self.tasks)}>"
+
+    def close(self) -> None:
+        self.client.close()
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        /,
+        *,
+        name: Optional[str] = None,
+        queue: Optional[str] = None,
+        max_retries: Optional[int] = None,
+        time_limit: Optional[float] = None,
+        retry_backoff: Optional[float] = None,
+        priority: Optional[int] = None,
+        result_ttl: Optional[float] = None,
+        bind: bool = False,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(
+        self,
+        fn: Optional[Callable[..., Any]] = None,
+        /,
+        *,
+        name: Optional[str] = None,
+        queue: Optional[str] = None,
+        max_retries: Optional[int] = None,
+        time_limit: Optional[float] = None,
+        retry_backoff: Optional[float] = None,
+        priority: Optional[int] = None,
+        result_ttl: Optional[float] = None,
+        bind: bool = False,
+    ) -> Union[Task, Callable[[Callable[..., Any]], Task]]:
+        """Defines a task: ``@app.task`` or ``@app.task(name=..., queue=..., ...)``.
+
+        The name defaults to ``module.function`` (Celery's rule). The options are the defaults
+        of every submit of it (seconds for durations). ``bind=True`` passes the task itself as
+        the first argument, for ``self.request`` and ``self.retry()``.
+        """
+        options = SubmitOptions(
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+            time_limit=time_limit,
+            retry_backoff=retry_backoff,
+            result_ttl=result_ttl,
+        )
+
+        def define(f: Callable[..., Any]) -> Task:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            t = Task(self, f, task_name, options, bind)
+            self.tasks[task_name] = t
+            return t
+
+        return define(fn) if fn is not None else define
+
+    def signature(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        **options: Any,
+    ) -> Signature:
+        """A call of the task ``name`` (defined here or not), with SubmitOptions fields."""
+        base = self.tasks[name].options if name in self.tasks else SubmitOptions()
+        return Signature(self, name, tuple(args), dict(kwargs or {}), base).set(**options)
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        *,
+        countdown: Optional[float] = None,
+        eta: Optional[Eta] = None,
+        priority: Optional[int] = None,
+        queue: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        max_retries: Optional[int] = None,
+        time_limit: Optional[float] = None,
+        retry_backoff: Optional[float] = None,
+        result_ttl: Optional[float] = None,
+    ) -> AsyncResult:
+        """Submits the task ``name``, which need not be defined in this process (a task of
+        another service, a Rust built-in such as ``echo`` or ``sleep``)."""
+        return self.signature(
+            name,
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            priority=priority,
+            queue=queue,
+            idempotency_key=idempotency_key,
+            headers=dict(headers or {}),
+            max_retries=max_retries,
+            time_limit=time_limit,
+            retry_backoff=retry_backoff,
+            result_ttl=result_ttl,
+        ).apply_async()
+
+    def submit_many(self, calls: Iterable[Signature]) -> list[AsyncResult]:
+        """Submits many calls in batches (one replicated log entry each); results in order.
+
+        Safe to repeat after an error: every call's idempotency key is fixed before the first
+        batch is sent, so the calls already accepted come back as duplicates.
+        """
+        specs = [build_spec(c.name, c.args, c.kwargs, c.options) for c in calls]
+        return [AsyncResult(s.id, self, duplicate=s.duplicate) for s in self.client.submit(specs)]
+
+    def AsyncResult(self, task_id: int) -> AsyncResult:  # noqa: N802 (Celery's name)
+        """A handle on the task ``task_id`` of this app's cluster."""
+        return AsyncResult(task_id, self)

@@ -1,0 +1,99 @@
+"""The ``flotilla://`` Celery result backend: a Celery task's state and result are the
+Flotilla task's (one record, replicated with the queue; no second store).
+
+Read side (done): ``get_task_meta`` reads the task (GetTask) and ``wait_for`` waits on a
+``WaitResults`` stream instead of polling. Write side: a Celery worker's outcome completes the
+task's lease (docs/CELERY.md), which needs the node's unary completion call; ``forget`` is a
+no-op (results expire with the task's result TTL).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from celery import states
+from celery.backends.base import BaseBackend
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+from flotilla.celery.mapping import SUBMITTED, celery_meta
+from flotilla.celery.nodes import client_for, nodes_from_urls
+from flotilla.errors import ResultTimeout
+from flotilla.info import TaskInfo, TaskState
+
+STORE_PENDING = (
+    "storing a Celery result on flotilla:// needs the node's lease completion call, which "
+    "this cluster does not serve yet (docs/CELERY.md)"
+)
+
+
+class FlotillaBackend(BaseBackend):  # type: ignore[misc]
+    """``result_backend = 'flotilla://host:port[,host:port]'``."""
+
+    #: Results expire with their task (the node's result TTL): no cleanup task needed.
+    supports_autoexpire = True
+    persistent = True
+
+    def __init__(self, app: Any, url: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(app, url=url, **kwargs)
+        self.nodes = nodes_from_urls([url or ""])
+
+    def as_uri(self, include_password: bool = False) -> str:
+        return "flotilla://" + ",".join(self.nodes)
+
+    def _info(self, celery_id: str) -> Optional[TaskInfo]:
+        flotilla_id = SUBMITTED.get(str(celery_id))
+        if flotilla_id is None:
+            return None
+        return client_for(self.nodes).get(flotilla_id)
+
+    def _meta(self, celery_id: str, info: Optional[TaskInfo]) -> dict[str, Any]:
+        if info is None:
+            return {
+                "task_id": celery_id,
+                "status": states.PENDING,
+                "result": None,
+                "traceback": None,
+                "children": [],
+                "date_done": None,
+            }
+        return celery_meta(info, celery_id, self.decode, self.exception_to_python)
+
+    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+        return self._meta(task_id, self._info(task_id))
+
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: Optional[float] = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Any = None,
+    ) -> dict[str, Any]:
+        """The final meta of ``task_id``, pushed by the node as soon as it is final."""
+        self._ensure_not_eager()
+        flotilla_id = SUBMITTED.get(str(task_id))
+        if flotilla_id is None:
+            # Submitted by another process: poll, as Celery's base backend does.
+            return super().wait_for(task_id, timeout, interval, no_ack, on_interval)  # type: ignore[no-any-return]
+        try:
+            for info in client_for(self.nodes).wait([flotilla_id], timeout):
+                if info.state is TaskState.NOT_FOUND:
+                    return self._meta(task_id, None)
+                return self._meta(task_id, info)
+        except ResultTimeout:
+            pass
+        raise CeleryTimeoutError("The operation timed out.")
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        raise NotImplementedError(STORE_PENDING)
+
+    def _forget(self, task_id: str) -> None:
+        """Results expire with their task; nothing to delete early."""

@@ -1,0 +1,157 @@
+"""The rules between Celery's view and Flotilla's, pure and tested without a node.
+
+- :func:`spec_from_message`: a Kombu message (what ``Channel._put`` gets) → a ``TaskSpec``.
+  The whole message is the task's JSON args, so a consumer hands Celery the message it sent.
+- :func:`celery_meta`: a Flotilla ``TaskInfo`` → the meta dict of Celery's result backends.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from flotilla.info import TaskInfo, TaskState
+from flotilla.spec import millis_ceil
+from flotilla.v1 import queue_pb2 as qpb
+
+#: Celery decides when a task is retried (``Task.retry``, ``autoretry_for``) and says so in its
+#: outcome; Flotilla's own retry budget must never end a Celery task first.
+CELERY_MAX_RETRIES = 2**32 - 1
+#: A Celery task without a hard time limit must not be aborted by the node's default limit
+#: (5 minutes); Celery's own limits, enforced by its worker, come first.
+NO_LIMIT_MS = 7 * 24 * 3600 * 1000
+#: Beyond a Celery hard time limit, the node waits this long before aborting the attempt.
+LIMIT_GRACE_MS = 30_000
+
+CELERY_STATES = {
+    TaskState.SCHEDULED: "PENDING",
+    TaskState.PENDING: "PENDING",
+    TaskState.LEASED: "STARTED",
+    TaskState.RETRYING: "RETRY",
+    TaskState.SUCCEEDED: "SUCCESS",
+    TaskState.DEAD: "FAILURE",
+    TaskState.CANCELLED: "REVOKED",
+    TaskState.NOT_FOUND: "PENDING",  # Celery's answer for an id it does not know
+    TaskState.UNKNOWN: "PENDING",
+}
+
+
+class UnsupportedMessage(ValueError):
+    """A message this transport cannot carry (Celery's message protocol 1)."""
+
+
+def spec_from_message(queue: str, message: Mapping[str, Any]) -> qpb.TaskSpec:
+    """The Flotilla task of a Celery message published to ``queue``."""
+    headers = message.get("headers") or {}
+    properties = message.get("properties") or {}
+    name, celery_id = headers.get("task"), headers.get("id")
+    if not name or not celery_id:
+        raise UnsupportedMessage(
+            "not a Celery protocol 2 task message (no task/id headers): "
+            "set task_protocol = 2 (Celery's default)"
+        )
+    priority = properties.get("priority") or 0
+    return qpb.TaskSpec(
+        name=str(name),
+        queue=queue,
+        args=json.dumps(message, separators=(",", ":")).encode(),
+        priority=max(0, min(255, int(priority))),
+        eta_unix_ms=_eta_ms(headers.get("eta")),
+        max_retries=CELERY_MAX_RETRIES,
+        time_limit_ms=_time_limit_ms(headers.get("timelimit")),
+        # Celery's own retry publishes the message again under the same id: a duplicate here,
+        # on purpose (the retry happens through the attempt's outcome; docs/CELERY.md).
+        idempotency_key=f"celery:{celery_id}",
+        headers={k: v if isinstance(v, str) else json.dumps(v) for k, v in headers.items()},
+    )
+
+
+def _eta_ms(eta: Any) -> int:
+    if not eta:
+        return 0
+    at = datetime.fromisoformat(str(eta))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)  # Celery writes UTC unless told otherwise
+    return millis_ceil(at.timestamp())
+
+
+def _time_limit_ms(timelimit: Any) -> int:
+    hard = timelimit[0] if isinstance(timelimit, (list, tuple)) and timelimit else None
+    if not hard:
+        return NO_LIMIT_MS
+    return millis_ceil(float(hard)) + LIMIT_GRACE_MS
+
+
+def celery_meta(
+    info: TaskInfo, celery_id: str, decode: Any, exception_to_python: Any
+) -> dict[str, Any]:
+    """Celery's meta of a task: ``decode`` reads a stored result, ``exception_to_python``
+    rebuilds an exception (the backend's own methods)."""
+    status = CELERY_STATES[info.state]
+    result: Any = None
+    if info.state is TaskState.SUCCEEDED:
+        result = decode(info.result_bytes) if info.result_bytes else None
+    elif info.state in (TaskState.DEAD, TaskState.RETRYING):
+        result = exception_to_python(_exception_dict(info.error))
+    elif info.state is TaskState.CANCELLED:
+        result = exception_to_python(
+            {"exc_type": "TaskRevokedError", "exc_message": "cancelled", "exc_module": None}
+        )
+    done = info.state.is_final and info.state is not TaskState.NOT_FOUND
+    return {
+        "task_id": celery_id,
+        "status": status,
+        "result": result,
+        "traceback": None,
+        "children": [],
+        "date_done": _iso(info.updated_unix_ms) if done else None,
+    }
+
+
+def _exception_dict(error: str) -> dict[str, Any]:
+    """A stored failure as Celery's exception dict. A Celery worker on Flotilla stores Celery's
+    own dict as the message (JSON); any other worker's plain message becomes a ``TaskFailed``."""
+    try:
+        parsed = json.loads(error)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "exc_type" in parsed:
+        return parsed
+    return {"exc_type": "TaskFailed", "exc_message": error, "exc_module": None}
+
+
+def _iso(unix_ms: int) -> Optional[str]:
+    if not unix_ms:
+        return None
+    return datetime.fromtimestamp(unix_ms / 1000, tz=timezone.utc).isoformat()
+
+
+class IdMap:
+    """Celery task id → Flotilla task id, for the tasks this process submitted (bounded).
+
+    Other processes cannot look a Celery id up until the node can read a task by its
+    idempotency key (docs/CELERY.md, "What the node must provide")."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def put(self, celery_id: str, flotilla_id: int) -> None:
+        with self._lock:
+            self._ids[celery_id] = flotilla_id
+            self._ids.move_to_end(celery_id)
+            while len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
+
+    def get(self, celery_id: str) -> Optional[int]:
+        with self._lock:
+            return self._ids.get(celery_id)
+
+
+#: The ids this process submitted through the transport, read by the backend.
+SUBMITTED = IdMap()

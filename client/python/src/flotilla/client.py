@@ -1,0 +1,247 @@
+"""[`Client`]: the low-level connection to a cluster. Any node serves any call, so the client
+keeps a list of nodes, sends each call to its current node and moves on to the next one when a
+call fails transiently (the rules of ``retry.py``), like the Rust client.
+
+Thread-safe: one client (its channels, node preference and random source) serves every thread.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
+from typing import Callable, Optional, TypeVar, Union
+
+import grpc
+
+from flotilla import _rpc
+from flotilla.errors import InvalidArgument, ResultTimeout, ServerError, TaskNotFound, Unavailable
+from flotilla.info import ClusterStatus, QueueStats, Submitted, TaskInfo
+from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
+from flotilla.v1 import queue_pb2 as qpb
+
+T = TypeVar("T")
+
+#: How long past a wait's own deadline a silent node is given to end the stream itself.
+WAIT_GRACE_S = 1.0
+
+Nodes = Union[str, Sequence[str]]
+
+
+def parse_nodes(nodes: Nodes) -> list[str]:
+    """Node addresses from ``"h1:7000,h2:7001"`` or a list of ``"host:port"``."""
+    items = nodes.split(",") if isinstance(nodes, str) else list(nodes)
+    addrs = [_rpc.target(a.strip()) for a in items if a.strip()]
+    if not addrs:
+        raise ValueError("no node addresses given")
+    return addrs
+
+
+def new_idempotency_key() -> str:
+    """A fresh key: 16 random bytes as 32 lowercase hex digits (as the Rust client's)."""
+    return secrets.token_hex(16)
+
+
+class Client:
+    """A connection to the cluster at ``nodes``; channels open lazily on first use."""
+
+    def __init__(
+        self,
+        nodes: Nodes,
+        *,
+        retry: Optional[RetryPolicy] = None,
+        request_timeout: float = 10.0,
+        max_batch_size: int = 1000,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.addrs = parse_nodes(nodes)
+        self.retry = retry or RetryPolicy()
+        self.request_timeout = request_timeout
+        self.max_batch_size = max_batch_size
+        # Opened on first use: an app defined at import time (a task module imported by a
+        # worker's child processes) must not start gRPC in processes that never call.
+        self._channels: list[Optional[grpc.Channel]] = [None] * len(self.addrs)
+        self._stubs: list[Optional[_rpc.QueueStub]] = [None] * len(self.addrs)
+        self._current = 0
+        self._lock = threading.Lock()
+        self._random = random.Random()
+
+    def close(self) -> None:
+        """Closes the channels; calls in flight fail."""
+        with self._lock:
+            for c in self._channels:
+                if c is not None:
+                    c.close()
+            self._channels = [None] * len(self.addrs)
+            self._stubs = [None] * len(self.addrs)
+
+    def _stub(self, node: int) -> _rpc.QueueStub:
+        with self._lock:
+            stub = self._stubs[node]
+            if stub is None:
+                channel = grpc.insecure_channel(self.addrs[node], options=_rpc.channel_options())
+                stub = _rpc.QueueStub(channel)
+                self._channels[node], self._stubs[node] = channel, stub
+            return stub
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- calls -------------------------------------------------------------------------
+
+    def submit(self, specs: Sequence[qpb.TaskSpec]) -> list[Submitted]:
+        """Submits tasks in batches of at most ``max_batch_size``, in order; one reply each.
+
+        On error some earlier batches may have been accepted: submitting the same specs again is
+        safe, as their idempotency keys bring the accepted ones back as duplicates.
+        """
+        out: list[Submitted] = []
+        for start in range(0, len(specs), self.max_batch_size):
+            batch = list(specs[start : start + self.max_batch_size])
+            for spec in batch:
+                if not spec.idempotency_key:
+                    spec.idempotency_key = new_idempotency_key()
+            reply = self._unary(partial(_submit, qpb.SubmitRequest(tasks=batch)))
+            if len(reply.results) != len(batch):
+                raise ServerError(
+                    "INTERNAL", f"submit reply has {len(reply.results)} results for {len(batch)}"
+                )
+            out.extend(Submitted(r.id, r.duplicate) for r in reply.results)
+        return out
+
+    def get(self, task_id: int, *, stale_ok: bool = False) -> TaskInfo:
+        """A task's current state, linearizable unless ``stale_ok``."""
+        request = qpb.GetTaskRequest(id=task_id, stale_ok=stale_ok)
+        reply = self._unary(lambda s, t: s.get_task(request, timeout=t), task_id=task_id)
+        return TaskInfo.from_wire(reply.task)
+
+    def cancel(self, ids: Iterable[int]) -> list[bool]:
+        """Cancels tasks that have not started; one flag per id (True: cancelled by this call)."""
+        ids = list(ids)
+        out: list[bool] = []
+        for start in range(0, len(ids), self.max_batch_size):
+            request = qpb.CancelRequest(ids=ids[start : start + self.max_batch_size])
+            reply = self._unary(partial(_cancel, request))
+            out.extend(reply.cancelled)
+        return out
+
+    def stats(self) -> list[QueueStats]:
+        """Task counts per queue, sorted by queue name."""
+        reply = self._unary(lambda s, t: s.queue_stats(qpb.QueueStatsRequest(), timeout=t))
+        return [QueueStats.from_wire(q) for q in reply.queues]
+
+    def status(self) -> ClusterStatus:
+        """Members, roles and the leader, as the answering node sees them."""
+        reply = self._unary(lambda s, t: s.cluster_status(qpb.ClusterStatusRequest(), timeout=t))
+        return ClusterStatus.from_wire(reply)
+
+    def wait(self, ids: Iterable[int], timeout: Optional[float]) -> Iterator[TaskInfo]:
+        """Yields each task's final state as it is reached (completion order, each id once;
+        unknown ids as NOT_FOUND). A stream broken by a node failure is reopened on the next
+        node for the ids not yet reported. Raises :class:`ResultTimeout` when ``timeout``
+        (seconds; None: no limit) passes first."""
+        pending = set(ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = Backoff(self.retry, time.monotonic())
+        node = self._node()
+        while pending:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ResultTimeout(f"{len(pending)} tasks not final within {timeout} s")
+            request = qpb.WaitResultsRequest(
+                ids=sorted(pending),
+                # Whole ms rounded up: 0 would mean "no limit".
+                timeout_ms=0 if left is None else max(1, int(left * 1000 + 0.999)),
+            )
+            grpc_timeout = None if left is None else left + WAIT_GRACE_S
+            try:
+                for info in self._stub(node).wait_results(request, timeout=grpc_timeout):
+                    if info.id in pending:
+                        pending.discard(info.id)
+                        backoff.reset(time.monotonic())
+                        yield TaskInfo.from_wire(info)
+                if not pending:
+                    return
+                failure = f"stream ended with {len(pending)} ids unreported"
+            except grpc.RpcError as e:
+                code = e.code() if isinstance(e, grpc.Call) else None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise ResultTimeout(
+                        f"{len(pending)} tasks not final within {timeout} s"
+                    ) from None
+                if not is_transient(code):
+                    raise _final_error(e, None) from None
+                failure = describe(e)
+            node = self._retry_after(node, backoff, failure, deadline)
+
+    # ---- the retry loop -----------------------------------------------------------------
+
+    def _unary(
+        self, call: Callable[[_rpc.QueueStub, float], T], task_id: Optional[int] = None
+    ) -> T:
+        """Runs one call: on the current node, then after each transient failure on the next
+        node after a backoff, until it succeeds, fails for good, or the policy's time is up."""
+        backoff = Backoff(self.retry, time.monotonic())
+        node = self._node()
+        while True:
+            try:
+                return call(self._stub(node), self.request_timeout)
+            except grpc.RpcError as e:
+                code = e.code() if isinstance(e, grpc.Call) else None
+                if not is_transient(code):
+                    raise _final_error(e, task_id) from None
+                node = self._retry_after(node, backoff, describe(e), None)
+
+    def _retry_after(
+        self, node: int, backoff: Backoff, failure: str, deadline: Optional[float]
+    ) -> int:
+        """Books a transient failure of ``node``, sleeps the backoff (never past ``deadline``)
+        and returns the node to try next; raises when the policy's time is up."""
+        delay = backoff.on_failure(time.monotonic(), self._jitter())
+        if delay is None:
+            raise Unavailable(backoff.attempts, f"{self.addrs[node]}: {failure}")
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= delay:
+                time.sleep(max(left, 0.0))
+                raise ResultTimeout(f"timed out while nodes were unavailable: {failure}")
+        nxt = (node + 1) % len(self.addrs)
+        with self._lock:
+            if self._current == node:
+                self._current = nxt
+        time.sleep(delay)
+        return nxt
+
+    def _node(self) -> int:
+        with self._lock:
+            return self._current
+
+    def _jitter(self) -> float:
+        with self._lock:
+            return self._random.random()
+
+
+def _submit(request: qpb.SubmitRequest, stub: _rpc.QueueStub, timeout: float) -> qpb.SubmitResponse:
+    return stub.submit(request, timeout=timeout)
+
+
+def _cancel(request: qpb.CancelRequest, stub: _rpc.QueueStub, timeout: float) -> qpb.CancelResponse:
+    return stub.cancel(request, timeout=timeout)
+
+
+def _final_error(e: grpc.RpcError, task_id: Optional[int]) -> Exception:
+    """The one mapping from a final gRPC status to an SDK error."""
+    code = e.code() if isinstance(e, grpc.Call) else None
+    details = (e.details() if isinstance(e, grpc.Call) else None) or str(e)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(details)
+    if code == grpc.StatusCode.NOT_FOUND and task_id is not None:
+        return TaskNotFound(task_id)
+    return ServerError(code.name if code is not None else "UNKNOWN", details)

@@ -1,0 +1,161 @@
+"""A task as the cluster reports it: :class:`TaskInfo`, :class:`TaskState`, and the other
+domain types of client replies, converted from the wire messages in one place each."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from flotilla import payload
+from flotilla.v1 import queue_pb2 as qpb
+
+
+class TaskState(str, enum.Enum):
+    """Lifecycle state of a task (the wire's ``TaskState``, lowercase like the Rust client)."""
+
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    LEASED = "leased"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    #: The id is unknown or its result expired (only reported by waits).
+    NOT_FOUND = "not_found"
+    #: A state this SDK does not know (a newer node).
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task will not change any more."""
+        return self in _FINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def from_wire(cls, state: int) -> TaskState:
+        return _FROM_WIRE.get(state, cls.UNKNOWN)
+
+
+_FINAL = frozenset((TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED, TaskState.NOT_FOUND))
+_FROM_WIRE: dict[int, TaskState] = {
+    qpb.TASK_STATE_SCHEDULED: TaskState.SCHEDULED,
+    qpb.TASK_STATE_PENDING: TaskState.PENDING,
+    qpb.TASK_STATE_LEASED: TaskState.LEASED,
+    qpb.TASK_STATE_RETRYING: TaskState.RETRYING,
+    qpb.TASK_STATE_SUCCEEDED: TaskState.SUCCEEDED,
+    qpb.TASK_STATE_DEAD: TaskState.DEAD,
+    qpb.TASK_STATE_CANCELLED: TaskState.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as the cluster holds it."""
+
+    id: int
+    name: str
+    queue: str
+    state: TaskState
+    #: Attempts started so far (1 for the first run).
+    attempt: int
+    max_retries: int
+    #: The handler's JSON result (raw bytes), when ``state`` is SUCCEEDED.
+    result_bytes: bytes
+    #: The last failure's message, when an attempt failed.
+    error: str
+    created_unix_ms: int
+    updated_unix_ms: int
+
+    @classmethod
+    def from_wire(cls, info: qpb.TaskInfo) -> TaskInfo:
+        state = TaskState.NOT_FOUND if info.not_found else TaskState.from_wire(info.state)
+        return cls(
+            id=info.id,
+            name=info.name,
+            queue=info.queue,
+            state=state,
+            attempt=info.attempt,
+            max_retries=info.max_retries,
+            result_bytes=info.result,
+            error=info.error,
+            created_unix_ms=info.created_unix_ms,
+            updated_unix_ms=info.updated_unix_ms,
+        )
+
+    def result(self) -> Any:
+        """The result decoded from JSON (``None`` while there is none)."""
+        return payload.loads(self.result_bytes)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The outcome of one submitted task."""
+
+    id: int
+    #: True when the idempotency key had been seen and no new task was created.
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counts of tasks in one queue, per state."""
+
+    queue: str
+    scheduled: int
+    pending: int
+    leased: int
+    retrying: int
+    succeeded: int
+    dead: int
+    cancelled: int
+    paused: bool
+
+    @classmethod
+    def from_wire(cls, s: qpb.QueueStats) -> QueueStats:
+        return cls(
+            s.queue,
+            s.scheduled,
+            s.pending,
+            s.leased,
+            s.retrying,
+            s.succeeded,
+            s.dead,
+            s.cancelled,
+            s.paused,
+        )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of the cluster."""
+
+    id: int
+    addr: str
+    role: str
+    zone: str
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """Members, roles and the leader as the answering node sees them."""
+
+    node_id: int
+    leader_id: Optional[int]
+    term: int
+    commit_index: int
+    applied_index: int
+    members: tuple[Member, ...]
+
+    @classmethod
+    def from_wire(cls, s: qpb.ClusterStatusResponse) -> ClusterStatus:
+        return cls(
+            node_id=s.node_id,
+            leader_id=s.leader_id if s.HasField("leader_id") else None,
+            term=s.term,
+            commit_index=s.commit_index,
+            applied_index=s.applied_index,
+            members=tuple(Member(m.id, m.addr, m.role, m.zone) for m in s.members),
+        )

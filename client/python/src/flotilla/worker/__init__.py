@@ -1,0 +1,14 @@
+"""The Python worker: runs an app's tasks for the cluster over ``flotilla.v1.WorkerService``.
+
+- ``core``: :class:`SessionCore`, the protocol as a pure state machine (events in, actions out).
+- ``runner``: :class:`Worker`, its shell: the gRPC stream, pool, clock and reconnects.
+- ``pools``: thread and process pools; ``load_app`` for ``-A module[:attr]``.
+- ``outcome``: ``execute`` a handler and map what happens to Success or Failure.
+- ``cli``: the ``flotilla-worker`` command.
+"""
+
+from flotilla.worker.core import Lease, SessionCore
+from flotilla.worker.outcome import Failure, Success, execute
+from flotilla.worker.runner import Worker
+
+__all__ = ["Failure", "Lease", "SessionCore", "Success", "Worker", "execute"]

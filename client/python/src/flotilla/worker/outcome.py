@@ -1,0 +1,82 @@
+"""[`Success`] and [`Failure`]: the outcome of one attempt, and [`execute`], which runs a
+handler and turns whatever happens into one of them. Picklable, so a process pool returns them.
+
+Mapping (docs/PYTHON.md): a return value is JSON-encoded; :class:`~flotilla.Reject`, bad
+arguments, an unknown name or a result that is not JSON are fatal (the task is dead at once);
+:class:`~flotilla.Retry` retries after its countdown; any other exception is retryable, with
+``kind`` = its class name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+from flotilla import payload
+from flotilla.errors import PayloadError, Reject, Retry
+from flotilla.task import Task, TaskContext, set_context
+
+log = logging.getLogger("flotilla.worker")
+
+
+@dataclass(frozen=True)
+class Success:
+    """The JSON result."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt, as the wire's ``Failure``."""
+
+    message: str
+    kind: str
+    retryable: bool = True
+    retry_delay_ms: int = 0
+
+
+Outcome = Union[Success, Failure]
+
+
+def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Outcome:
+    """Runs attempt ``ctx`` of the task ``ctx.name`` with the JSON ``args``."""
+    task = tasks.get(ctx.name)
+    if task is None:
+        return Failure(
+            f"task {ctx.name!r} is not registered in this worker", "NotRegistered", False
+        )
+    try:
+        call_args, call_kwargs = payload.decode_call(args)
+    except PayloadError as e:
+        return Failure(f"invalid arguments for task {ctx.name!r}: {e}", "PayloadError", False)
+    set_context(ctx)
+    try:
+        value = task.run(call_args, call_kwargs)
+    except Reject as e:
+        return Failure(str(e) or "rejected", _kind(e), retryable=False)
+    except Retry as e:
+        delay = math.ceil(e.countdown * 1000) if e.countdown and e.countdown > 0 else 0
+        return Failure(str(e), _kind(e), retryable=True, retry_delay_ms=delay)
+    except Exception as e:
+        log.warning(
+            "task failed: task=%s id=%d attempt=%d", ctx.name, ctx.id, ctx.attempt, exc_info=True
+        )
+        return Failure(str(e) or repr(e), _kind(e))
+    finally:
+        set_context(None)
+    try:
+        return Success(payload.dumps(value))
+    except PayloadError as e:
+        return Failure(
+            f"could not encode the result of task {ctx.name!r}: {e}",
+            "PayloadError",
+            retryable=False,
+        )
+
+
+def _kind(e: BaseException) -> str:
+    return type(e).__name__

@@ -1,0 +1,260 @@
+"""[`Worker`]: the shell around ``SessionCore``: the gRPC stream, the pool, the clock, the
+reconnect backoff. One thread (the caller of :meth:`Worker.run`) owns the core; the stream's
+reader thread, the pool's callbacks and signal handlers only put events on its queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Optional
+
+import grpc
+
+from flotilla import __version__, _rpc
+from flotilla.app import Flotilla
+from flotilla.client import Nodes, parse_nodes
+from flotilla.retry import Backoff, RetryPolicy
+from flotilla.task import TaskContext
+from flotilla.v1 import worker_pb2 as wpb
+from flotilla.worker.core import (
+    Abandon,
+    Action,
+    CloseSend,
+    Exit,
+    Identity,
+    Lease,
+    Reconnect,
+    Run,
+    Send,
+    SessionCore,
+)
+from flotilla.worker.outcome import Outcome
+from flotilla.worker.pools import Pool, process_pool, thread_pool
+
+log = logging.getLogger("flotilla.worker")
+
+#: Reconnect waits: from 100 ms doubling to 5 s, for ever (a worker outlives node restarts).
+RECONNECT = RetryPolicy(max_elapsed=float("inf"), initial_backoff=0.1, max_backoff=5.0)
+TICK_S = 0.25
+
+
+class _Stream:
+    """One session's gRPC call: a request queue feeding the stream, a thread reading it."""
+
+    def __init__(self, stub: _rpc.WorkerStub, conn: int, events: queue.Queue[tuple[object, ...]]):
+        self.conn = conn
+        self._outbox: queue.Queue[Optional[wpb.WorkerMessage]] = queue.Queue()
+        self._events = events
+        self._call = stub.session(self._requests())
+        threading.Thread(target=self._read, name=f"flotilla-stream-{conn}", daemon=True).start()
+
+    def _requests(self) -> Iterator[wpb.WorkerMessage]:
+        while (m := self._outbox.get()) is not None:
+            yield m
+
+    def _read(self) -> None:
+        try:
+            for m in self._call:
+                self._events.put(("msg", self.conn, m))
+            self._events.put(("end", self.conn, "OK", "the node ended the stream"))
+        except grpc.RpcError as e:
+            code = e.code() if isinstance(e, grpc.Call) else None
+            details = (e.details() if isinstance(e, grpc.Call) else None) or str(e)
+            self._events.put(("end", self.conn, code.name if code else "UNKNOWN", details))
+
+    def send(self, m: wpb.WorkerMessage) -> None:
+        self._outbox.put(m)
+
+    def close_send(self) -> None:
+        self._outbox.put(None)
+
+    def cancel(self) -> None:
+        self._outbox.put(None)
+        self._call.cancel()
+
+
+class Worker:
+    """Runs ``app``'s tasks for the cluster at ``nodes`` (default: the app's)."""
+
+    def __init__(
+        self,
+        app: Flotilla,
+        *,
+        nodes: Optional[Nodes] = None,
+        queues: Optional[Sequence[str]] = None,
+        concurrency: int = 8,
+        pool: str = "threads",
+        app_ref: Optional[str] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        self.app = app
+        self.addrs = parse_nodes(nodes if nodes is not None else app.nodes)
+        tasks = [(t.name, t.options.queue or "") for t in app.tasks.values()]
+        if not tasks:
+            raise ValueError("the app defines no task")
+        queues = list(queues or dict.fromkeys(t.queue for t in app.tasks.values()))
+        self.identity = Identity(
+            name=name or f"{socket.gethostname()}-{os.getpid()}@{queues[0]}",
+            queues=queues,
+            tasks=tasks,
+            concurrency=concurrency,
+            agent=f"flotilla-python/{__version__} "
+            f"{platform.python_implementation()}/{platform.python_version()}",
+        )
+        self.core = SessionCore(self.identity)
+        if pool == "threads":
+            self.pool: Pool = thread_pool(app.tasks, concurrency)
+        elif pool == "processes":
+            if app_ref is None:
+                raise ValueError("a process pool needs the app's import path (app_ref)")
+            self.pool = process_pool(app_ref, concurrency)
+        else:
+            raise ValueError(f"unknown pool {pool!r}: threads or processes")
+        self._events: queue.Queue[tuple[object, ...]] = queue.Queue()
+        self._channels: dict[int, grpc.Channel] = {}
+        self._stream: Optional[_Stream] = None
+        self._conn = 0
+        self._node = 0
+        self._backoff = Backoff(RECONNECT, time.monotonic())
+        self._reconnect_at: Optional[float] = None
+        self._contexts: dict[int, TaskContext] = {}
+
+    # ---- control, from any thread -------------------------------------------------------
+
+    def drain(self) -> None:
+        """Finish and answer what runs, take nothing more, then :meth:`run` returns 0."""
+        self._events.put(("drain",))
+
+    def stop(self) -> None:
+        """Return from :meth:`run` now (code 1); the node releases what the worker held."""
+        self._events.put(("stop",))
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Runs until drained (0) or stopped (1)."""
+        log.info(
+            "worker starting: name=%s queues=%s nodes=%s",
+            self.identity.name,
+            ",".join(self.identity.queues),
+            ",".join(self.addrs),
+        )
+        self._open()
+        try:
+            while True:
+                try:
+                    event: Optional[tuple[object, ...]] = self._events.get(timeout=TICK_S)
+                except queue.Empty:
+                    event = None
+                now = time.monotonic()
+                actions = self._handle(event, now) if event is not None else []
+                actions += self.core.on_tick(now)
+                code = self._perform(actions)
+                if code is not None:
+                    return code
+                if self._reconnect_at is not None and now >= self._reconnect_at:
+                    self._open()
+        finally:
+            self._close()
+
+    def _handle(self, event: tuple[object, ...], now: float) -> list[Action]:
+        kind = event[0]
+        if kind == "msg":
+            if event[1] != self._conn:
+                return []
+            msg = event[2]
+            assert isinstance(msg, wpb.NodeMessage)
+            if msg.WhichOneof("msg") == "welcome":
+                self._backoff.reset(now)
+            return self.core.on_message(msg, now)
+        if kind == "end":
+            if event[1] != self._conn:
+                return []
+            self._stream = None
+            return self.core.on_stream_end(str(event[2]), str(event[3]), now)
+        if kind == "done":
+            run, lease, outcome = event[1], event[2], event[3]
+            assert isinstance(run, int) and isinstance(lease, Lease)
+            self._contexts.pop(run, None)
+            return self.core.on_done(run, lease, outcome)  # type: ignore[arg-type]
+        if kind == "drain":
+            return self.core.drain()
+        if kind == "stop":
+            return [Exit(1)]
+        return []
+
+    def _perform(self, actions: list[Action]) -> Optional[int]:
+        for a in actions:
+            if isinstance(a, Send):
+                if self._stream is not None:
+                    self._stream.send(a.message)
+            elif isinstance(a, Run):
+                self._run(a.run, a.task)
+            elif isinstance(a, Abandon):
+                ctx = self._contexts.get(a.run)
+                if ctx is not None:
+                    ctx.aborted.set()
+            elif isinstance(a, CloseSend):
+                if self._stream is not None:
+                    self._stream.close_send()
+            elif isinstance(a, Reconnect):
+                self._schedule_reconnect(a.reason)
+            elif isinstance(a, Exit):
+                return a.code
+        return None
+
+    def _run(self, run: int, task: wpb.Task) -> None:
+        lease = Lease.of(task)
+        ctx = TaskContext(
+            id=task.task_id,
+            attempt=task.attempt,
+            name=task.name,
+            queue=task.queue,
+            retries_left=task.retries_left,
+            headers=dict(task.headers),
+            time_limit_ms=task.time_limit_ms,
+        )
+        self._contexts[run] = ctx
+
+        def done(outcome: Outcome) -> None:
+            self._events.put(("done", run, lease, outcome))
+
+        self.pool.submit(ctx, task.args, done)
+
+    def _open(self) -> None:
+        self._reconnect_at = None
+        self._conn += 1
+        addr = self.addrs[self._node]
+        channel = self._channels.get(self._node)
+        if channel is None:
+            channel = grpc.insecure_channel(addr, options=_rpc.channel_options())
+            self._channels[self._node] = channel
+        log.info("connecting: node=%s", addr)
+        self._stream = _Stream(_rpc.WorkerStub(channel), self._conn, self._events)
+        self._perform(self.core.connect(time.monotonic()))
+
+    def _schedule_reconnect(self, reason: str) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+        self._conn += 1  # events of the old stream are stale from now on
+        self._node = (self._node + 1) % len(self.addrs)
+        delay = self._backoff.on_failure(time.monotonic(), random.random()) or 0.0
+        log.warning("reconnecting: in=%.2fs reason=%s", delay, reason)
+        self._reconnect_at = time.monotonic() + delay
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+        self.pool.shutdown()
+        for c in self._channels.values():
+            c.close()

@@ -1,0 +1,107 @@
+"""Real ``node`` processes on loopback for the client tests (the Python side of
+tests/src/lib.rs): a free port, a temporary data directory, stopped by pid at the end.
+
+The binary is ``$FLOTILLA_NODE_BIN`` (set by the cargo harness, tests/tests/sdk/main.rs), else
+``target/debug/node`` or ``target/release/node`` of this repository, whichever is newer.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import flotilla
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def node_binary() -> Path:
+    env = os.environ.get("FLOTILLA_NODE_BIN")
+    if env:
+        return Path(env)
+    built = [REPO / "target" / p / "node" for p in ("debug", "release")]
+    found = [p for p in built if p.exists()]
+    if not found:
+        raise RuntimeError(
+            "no node binary: set FLOTILLA_NODE_BIN or run `cargo build -p flotilla-node`"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class NodeProcess:
+    """One single-node cluster; ``addr`` is ``127.0.0.1:PORT``."""
+
+    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.data_dir = data_dir
+        self.log_path = data_dir.with_suffix(".log")
+        self.extra_args = extra_args
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(node_binary()),
+                    "--listen",
+                    self.addr,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--workers",
+                    "2",
+                    *self.extra_args,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info,openraft=warn")},
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the node knows a leader (a fresh single node elects itself)."""
+        client = flotilla.Client(self.addr, retry=flotilla.RetryPolicy(max_elapsed=timeout))
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"node exited: {self.log()}")
+                if client.status().leader_id is not None:
+                    return
+                time.sleep(0.05)
+            raise RuntimeError(f"node not ready within {timeout} s: {self.log()}")
+        finally:
+            client.close()
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+            self.proc = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""

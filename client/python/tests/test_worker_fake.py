@@ -1,0 +1,311 @@
+"""The worker against a fake node (fake_node.py): the message sequence of worker.proto, a
+broken stream and resume, another node, an abort, a stale ack, a refusal, and a drain.
+
+The real end-to-end tests (a Rust node serving WorkerService) come with the node side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import grpc
+import pytest
+
+import worker_app
+from fake_node import FakeNode, FakeSession
+from flotilla.payload import encode_call
+from flotilla.v1 import worker_pb2 as wpb
+from flotilla.worker import Worker
+
+HERE = Path(__file__).resolve().parent
+
+
+class Running:
+    """A Worker on its own thread; ``code`` is what ``run`` returned."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.code: Optional[int] = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.worker.run()
+
+    def join(self, timeout: float = 10.0) -> Optional[int]:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not exit"
+        return self.code
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNode]:
+    node = FakeNode()
+    yield node
+    node.stop()
+
+
+def start(nodes: list[str], **options: object) -> Running:
+    options.setdefault("concurrency", 2)
+    return Running(Worker(worker_app.app, nodes=nodes, name="w1", **options))  # type: ignore[arg-type]
+
+
+def opened(fake: FakeNode, **welcome: int) -> tuple[FakeSession, wpb.Hello]:
+    s = fake.accept()
+    hello = s.expect("hello")
+    s.welcome(**welcome)
+    return s, hello
+
+
+def outcome(result: wpb.TaskResult) -> object:
+    if result.WhichOneof("outcome") == "success":
+        return json.loads(result.success)
+    return result.failure
+
+
+def gate(key: str) -> threading.Event:
+    return worker_app.GATES.setdefault(key, threading.Event())
+
+
+def wait_started(key: str) -> None:
+    assert worker_app.STARTED.setdefault(key, threading.Event()).wait(10), f"{key} not started"
+
+
+def test_hello_declares_the_worker_and_each_task_gets_one_result(fake: FakeNode) -> None:
+    w = start([fake.addr], queues=["default", "other"])
+    s, hello = opened(fake)
+    assert (hello.name, list(hello.queues), hello.concurrency) == ("w1", ["default", "other"], 2)
+    assert (hello.protocol_version, list(hello.resume)) == (1, [])
+    assert hello.agent.startswith("flotilla-python/")
+    assert ("t.add", "") in {(t.name, t.queue) for t in hello.tasks}
+    assert ("t.big", "other") in {(t.name, t.queue) for t in hello.tasks}
+
+    s.grant(1, "t.add", encode_call([2, 2]))
+    s.grant(2, "t.request", b"null", attempt=3)
+    results = {r.task_id: r for r in (s.expect("result"), s.expect("result"))}
+    assert outcome(results[1]) == 4 and results[1].attempt == 1
+    assert outcome(results[2]) == {"id": 2, "attempt": 3, "retries": 2, "headers": {"trace": "t1"}}
+    s.send(ping=wpb.Ping(nonce=42))
+    assert s.expect("pong").nonce == 42
+    s.ack(1)
+    s.ack(2, attempt=3)
+    s.expect_nothing(0.3)
+    w.worker.stop()
+    assert w.join() == 1
+
+
+def test_handler_errors_become_failures_of_the_right_kind(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s, _ = opened(fake, max_result_bytes=1000)
+    cases = {
+        1: ("t.value_error", encode_call(["bad input"])),
+        2: ("t.reject", encode_call(["never"])),
+        3: ("t.retry_later", b"null"),
+        4: ("t.add", b"{not json"),
+        5: ("t.nobody", b"null"),
+        6: ("t.big", encode_call([2000])),
+        7: ("t.not_json", b"null"),
+    }
+    for task_id, (name, args) in cases.items():
+        s.grant(task_id, name, args)
+    got = {}
+    for _ in cases:
+        r = s.expect("result")
+        got[r.task_id] = r.failure
+    assert (got[1].kind, got[1].message, got[1].retryable) == ("ValueError", "bad input", True)
+    assert (got[2].kind, got[2].message, got[2].retryable) == ("Reject", "never", False)
+    assert (got[3].kind, got[3].retryable, got[3].retry_delay_ms) == ("Retry", True, 5000)
+    assert (got[4].kind, got[4].retryable) == ("PayloadError", False)
+    assert "invalid arguments" in got[4].message
+    assert (got[5].kind, got[5].retryable) == ("NotRegistered", False)
+    assert (got[6].kind, got[6].retryable) == ("ResultTooLarge", False)
+    assert (got[7].kind, got[7].retryable) == ("PayloadError", False)
+    w.worker.stop()
+    w.join()
+
+
+def test_an_aborted_attempt_sends_no_result_and_sees_its_flag(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s, _ = opened(fake)
+    s.grant(1, "t.block", encode_call(["abort-me"]))
+    wait_started("abort-me")
+    s.send(abort=wpb.Abort(task_id=1, attempt=1, reason="revoked"))
+    s.grant(2, "t.add", encode_call([1, 1]))
+    assert s.expect("result").task_id == 2
+    gate("abort-me").set()
+    s.expect_nothing(0.5)
+    assert worker_app.SAW_ABORT["abort-me"] is True
+    w.worker.stop()
+    w.join()
+
+
+def test_a_stale_ack_is_taken_and_the_result_is_not_sent_again(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s, _ = opened(fake)
+    s.grant(1, "t.add", encode_call([1, 2]))
+    assert s.expect("result").task_id == 1
+    s.ack(1, status=wpb.ResultAck.STATUS_STALE)
+    s.grant(2, "t.add", encode_call([2, 3]))
+    r = s.expect("result")
+    assert (r.task_id, outcome(r)) == (2, 5)
+    s.expect_nothing(0.3)
+    w.worker.stop()
+    w.join()
+
+
+def test_after_a_broken_stream_it_resumes_what_it_holds_on_the_next_node() -> None:
+    first, second = FakeNode(), FakeNode()
+    try:
+        w = start([first.addr, second.addr])
+        s1, _ = opened(first)
+        s1.grant(1, "t.block", encode_call(["resume"]))  # still running at the break
+        s1.grant(2, "t.add", encode_call([20, 1]))  # answered, never acknowledged
+        assert s1.expect("result").task_id == 2
+        wait_started("resume")
+        s1.break_stream()
+        first.stop()
+
+        s2 = second.accept()
+        hello = s2.expect("hello")
+        assert sorted((lease.task_id, lease.attempt) for lease in hello.resume) == [(1, 1), (2, 1)]
+        s2.welcome()
+        r = s2.expect("result")
+        assert (r.task_id, outcome(r)) == (2, 21), "the unacknowledged result is sent again"
+        gate("resume").set()
+        r = s2.expect("result")
+        assert (r.task_id, outcome(r)) == (1, "released resume")
+        s2.ack(1)
+        s2.ack(2)
+        w.worker.stop()
+        w.join()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_refused_session_starts_clean_without_resume(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s1, _ = opened(fake)
+    s1.grant(1, "t.block", encode_call(["refused"]))
+    wait_started("refused")
+    s1.send(error=wpb.WorkerError(message="result for a task the session never sent"))
+    s1.break_stream(grpc.StatusCode.INVALID_ARGUMENT)
+    s2 = fake.accept()
+    assert list(s2.expect("hello").resume) == []
+    s2.welcome()
+    gate("refused").set()
+    s2.expect_nothing(0.5)  # the abandoned attempt's result is dropped
+    w.worker.stop()
+    w.join()
+
+
+def test_a_silent_node_is_left_for_another(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s1, _ = opened(fake, ping_interval_ms=100)
+    s1.grant(1, "t.add", encode_call([1, 1]))
+    assert s1.expect("result").task_id == 1
+    # No ping for 3 intervals: the worker gives up on the stream and resumes elsewhere.
+    s2 = fake.accept(timeout=5)
+    assert [(x.task_id, x.attempt) for x in s2.expect("hello").resume] == [(1, 1)]
+    w.worker.stop()
+    w.join()
+
+
+def test_drain_finishes_answers_closes_and_exits_zero(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s, _ = opened(fake)
+    s.grant(1, "t.block", encode_call(["drain"]))
+    wait_started("drain")
+    w.worker.drain()
+    s.expect("drain")
+    s.expect_nothing(0.3)  # the running task is not cut short
+    gate("drain").set()
+    r = s.expect("result")
+    assert (r.task_id, outcome(r)) == (1, "released drain")
+    s.expect_closed()
+    s.ack(1)
+    s.send(drained=wpb.Drained())
+    s.end()
+    assert w.join() == 0
+
+
+def test_a_stream_broken_while_draining_delivers_the_rest_then_exits(fake: FakeNode) -> None:
+    w = start([fake.addr])
+    s1, _ = opened(fake)
+    s1.grant(1, "t.add", encode_call([3, 4]))
+    assert s1.expect("result").task_id == 1
+    w.worker.drain()
+    s1.expect("drain")
+    s1.expect_closed()
+    s1.break_stream()
+    s2 = fake.accept()
+    assert [x.task_id for x in s2.expect("hello").resume] == [1]
+    s2.expect("drain")
+    s2.welcome()
+    assert s2.expect("result").task_id == 1
+    s2.expect_closed()
+    s2.ack(1)
+    s2.send(drained=wpb.Drained())
+    assert w.join() == 0
+
+
+def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(
+    fake: FakeNode, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "flotilla.worker.cli",
+        "-A",
+        "worker_app",
+        "-c",
+        "2",
+        "--pool",
+        "processes",
+        "--nodes",
+        fake.addr,
+        "-Q",
+        "default",
+    ]
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=log, text=True)
+    try:
+        s, hello = opened(fake)
+        assert list(hello.queues) == ["default"] and hello.concurrency == 2
+        s.grant(1, "t.pid", b"null")
+        s.grant(2, "t.add", encode_call([5, 5]))
+        results = {r.task_id: outcome(r) for r in (s.expect("result", 60), s.expect("result", 60))}
+        assert results[2] == 10
+        assert results[1] not in (os.getpid(), proc.pid), "ran in a child process"
+        proc.send_signal(signal.SIGTERM)
+        s.expect("drain")
+        s.expect_closed()
+        s.ack(1)
+        s.ack(2)
+        s.send(drained=wpb.Drained())
+        s.end()
+        assert proc.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_cli_refuses_an_app_it_cannot_load() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "flotilla.worker.cli", "-A", "no_such_module_here"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2 and "no_such_module_here" in out.stderr
