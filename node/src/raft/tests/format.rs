@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use openraft::EntryPayload;
 use openraft::Membership;
+use openraft::RaftLogReader;
 use openraft::RaftSnapshotBuilder;
 use openraft::alias::EntryOf;
 use openraft::alias::VoteOf;
@@ -35,14 +36,15 @@ use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 use crate::queue::Request;
 use crate::queue::TaskSpec;
+use crate::queue::TaskState;
 use crate::raft::log_store::LogStore;
+use crate::raft::snapshot;
 use crate::raft::state_machine::StateMachineStore;
 use crate::replica::Replica;
 use crate::types::NodeInfo;
 use crate::types::TypeConfig;
 
 /// The fixture of issue 10's format.
-#[allow(dead_code)] // read by the tests added next
 const V1_DIR: &str = "entries-v1-snapshot-v2";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
@@ -238,4 +240,114 @@ async fn write_fixtures() {
     write_data_dir(&dir).await;
     // The lock file belongs to a running store, not to the format.
     let _ = fs::remove_file(dir.join("wal/LOCK"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read fixture dir") {
+        let path = entry.expect("dir entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+fn state_bytes(replica: &Replica) -> Vec<u8> {
+    replica.read(|q| bincode::serde::encode_to_vec(q, bincode::config::standard()).expect("encode"))
+}
+
+/// The state this build computes from `entries`, applied to an empty machine.
+async fn replay(entries: &[EntryOf<TypeConfig>]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = Arc::new(Replica::default());
+    let mut sm = StateMachineStore::open(dir.path(), replica.clone()).expect("open sm");
+    apply(&mut sm, entries.to_vec()).await;
+    state_bytes(&replica)
+}
+
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for sub in ["wal", "snapshot"] {
+        let mut names: Vec<PathBuf> = fs::read_dir(dir.join(sub))
+            .expect("read dir")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "LOCK"))
+            .collect();
+        names.sort();
+        files.extend(names.into_iter().map(|p| p.strip_prefix(dir).expect("prefix").to_path_buf()));
+    }
+    files
+}
+
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures_dir().join(V1_DIR), dir.path());
+    let expected = fixture_entries();
+
+    let mut log = LogStore::open(dir.path()).expect("open the fixture's log");
+    assert_eq!(log.read_vote().await.expect("vote"), Some(fixture_vote()));
+    assert_eq!(log.read_committed().await.expect("committed"), Some(lid(2, 8)));
+    let mut reader = log.get_log_reader().await;
+    let got = RaftLogReader::try_get_log_entries(&mut reader, 0..)
+        .await
+        .expect("read entries");
+    assert_eq!(got, expected, "every entry decodes to what was written");
+
+    let replica = Arc::new(Replica::default());
+    let mut sm = StateMachineStore::open(dir.path(), replica.clone()).expect("open the fixture's snapshot");
+    let (applied, membership) = sm.applied_state().await.expect("applied state");
+    assert_eq!(applied, Some(lid(1, SNAPSHOT_AT)));
+    assert_eq!(membership.log_id(), &Some(lid(1, 1)));
+    assert_eq!(
+        state_bytes(&replica),
+        replay(&expected[..SNAPSHOT_AT as usize]).await,
+        "the snapshot holds the state this build computes from the same entries"
+    );
+
+    // What a restart does: re-apply the committed entries after the snapshot.
+    apply(&mut sm, got[SNAPSHOT_AT as usize..].to_vec()).await;
+    assert_eq!(state_bytes(&replica), replay(&expected).await);
+    replica.read(|q| {
+        q.check_invariants().expect("invariants");
+        // The fixture reaches the states it was written to cover.
+        let state = |id| q.task(id).map(|t| t.state);
+        let attempt = |id| q.task(id).map(|t| t.attempt);
+        assert_eq!(state(1), Some(TaskState::Succeeded));
+        // Failed, retried after its backoff and granted to pool-2's standing capacity.
+        assert_eq!((state(2), attempt(2)), (Some(TaskState::Leased), Some(2)));
+        assert_eq!(q.task(2).and_then(|t| t.error).as_deref(), Some("smtp timeout"));
+        assert_eq!(state(3), Some(TaskState::Cancelled));
+        assert_eq!(state(4), Some(TaskState::Cancelled), "purged");
+        // Released by pool-2, then granted again to its standing capacity.
+        assert_eq!((state(5), attempt(5)), (Some(TaskState::Leased), Some(2)));
+        assert_eq!(state(6), Some(TaskState::Cancelled), "purged from the paused queue");
+    });
+}
+
+/// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
+/// so this build writes what that build reads. Entries whose commands all have their entry
+/// format 1 layout are written untagged, byte for byte as before; so is the snapshot while its
+/// format is still 2.
+#[tokio::test]
+async fn writes_the_bytes_of_the_fixture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_data_dir(dir.path()).await;
+    let fixture = fixtures_dir().join(V1_DIR);
+    let files = all_files(&fixture);
+    assert_eq!(all_files(dir.path()), files);
+    for file in files {
+        let is_snapshot = file.starts_with("snapshot");
+        if is_snapshot && snapshot::FORMAT_VERSION != 2 {
+            continue;
+        }
+        assert!(
+            fs::read(dir.path().join(&file)).expect("read") == fs::read(fixture.join(&file)).expect("read"),
+            "{} differs from the fixture",
+            file.display()
+        );
+    }
 }
