@@ -16,12 +16,15 @@
 //! - [`worker`]: actix actors: a pool supervisor leasing batches, workers running registered
 //!   handlers ([`worker::registry`]), heartbeats, time limits, drain on SIGTERM.
 //! - [`cluster`]: bootstrap of a data directory and the Raft node.
+//! - [`encoding`]: the one bincode configuration; every decode of peer or disk bytes is
+//!   size-limited there. Format versions: `docs/adr/002-format-versions.md`.
 //! - [`config`], [`clock`], [`error`], [`types`], [`server`]: wiring.
 
 pub mod bugs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod encoding;
 pub mod error;
 pub mod grpc;
 pub mod network;

@@ -2,7 +2,7 @@
 //! corruption recovery of the WAL, snapshot round trips, and restart of a single-node Raft.
 
 mod crash;
-mod format;
+pub(crate) mod format;
 mod restart;
 mod snapshot;
 mod suite;
