@@ -86,7 +86,10 @@ const STEPS: [usize; 8] = [
 /// Index of the smallest step that allows [`CLAIM_PER_BYTE`] × `len`.
 fn step(len: usize) -> usize {
     let budget = len.saturating_mul(CLAIM_PER_BYTE);
-    STEPS.iter().position(|&limit| budget <= limit).unwrap_or(STEPS.len() - 1)
+    STEPS
+        .iter()
+        .position(|&limit| budget <= limit)
+        .unwrap_or(STEPS.len() - 1)
 }
 
 fn limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {

@@ -183,7 +183,8 @@ fn damages() -> impl Strategy<Value = Vec<Damage>> {
     let one = prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Set(at, b)),
         // Bytes that start long lengths and wide varints.
-        (any::<usize>(), prop_oneof![Just(0xFFu8), Just(0xFD), Just(0xFC)]).prop_map(|(at, b)| Damage::Set(at, b)),
+        (any::<usize>(), prop_oneof![Just(0xFFu8), Just(0xFD), Just(0xFC)])
+            .prop_map(|(at, b)| Damage::Set(at, b)),
         (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Insert(at, b)),
         any::<usize>().prop_map(Damage::Delete),
     ];

@@ -17,7 +17,7 @@
 //! message fits in; a future build that changes a message (an openraft upgrade) keeps sending
 //! format 1 until every member reads its format.
 //!
-//! Log entries inside AppendEntries carry their own format ([`crate::queue::format`]); an entry
+//! Log entries inside AppendEntries carry their own format ([`crate::queue::entry_format`]); an entry
 //! of a newer format fails the decode of the whole message with its own error, so a node never
 //! appends (and so never applies or skips) an entry it cannot read.
 //!
@@ -47,7 +47,9 @@ pub enum CodecError {
     #[error("{0}")]
     NewerEntry(String),
     /// Sent by a newer build in a format this one does not read.
-    #[error("peer message format {found} is newer than this build reads (up to {PEER_FORMAT}); upgrade this node")]
+    #[error(
+        "peer message format {found} is newer than this build reads (up to {PEER_FORMAT}); upgrade this node"
+    )]
     NewerFormat { found: u8 },
     /// Tagged, but with no format after the tag, or with a format that is never tagged.
     #[error("peer message has an invalid format tag")]
@@ -115,6 +117,9 @@ mod tests {
         assert!(err.is_newer_format(), "{err}");
         assert!(err.to_string().contains("upgrade this node"), "{err}");
         assert!(matches!(decode::<Vec<Command>>(&[TAG]), Err(CodecError::BadTag)));
-        assert!(matches!(decode::<Vec<Command>>(&[TAG, 1, 0]), Err(CodecError::BadTag)));
+        assert!(matches!(
+            decode::<Vec<Command>>(&[TAG, 1, 0]),
+            Err(CodecError::BadTag)
+        ));
     }
 }

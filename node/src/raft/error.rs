@@ -60,7 +60,11 @@ pub enum StorageError {
         "raft log in {path} at byte offset {offset} was written by a newer build: {reason}; run \
          that build (or newer) on this node"
     )]
-    NewerFormat { path: PathBuf, offset: u64, reason: String },
+    NewerFormat {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// Reading or writing a snapshot file failed.
     #[error("snapshot file {path}: {source}")]
     SnapshotIo { path: PathBuf, source: io::Error },

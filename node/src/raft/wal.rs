@@ -4,7 +4,7 @@
 //! Record framing is raft-log's (`type u32 | fields | crc32`); each field is ours: a big-endian
 //! `u32` length, then the bincode encoding of the openraft value ([`crate::encoding`], decoded
 //! under a limit that follows the field's length). A log entry's payload carries its own format
-//! version ([`crate::queue::format`]); an entry of a newer format makes the field fail with
+//! version ([`crate::queue::entry_format`]); an entry of a newer format makes the field fail with
 //! `ErrorKind::Unsupported`, which is never taken for damage.
 //!
 //! # Why a tail check of our own
@@ -28,12 +28,12 @@ use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
+use bincode::error::DecodeError;
 use openraft::EntryPayload;
 use openraft::alias::EntryPayloadOf;
 use openraft::alias::LogIdOf;
 use openraft::alias::VoteOf;
 use openraft::storage::IOFlushed;
-use bincode::error::DecodeError;
 use raft_log::codeq;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -38,20 +38,20 @@ use super::lid;
 use crate::encoding;
 use crate::network::codec;
 use crate::queue::Command;
-use crate::queue::ENTRY_FORMAT;
-use crate::queue::format::AsFormat;
 use crate::queue::Completion;
+use crate::queue::ENTRY_FORMAT;
 use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 use crate::queue::Request;
 use crate::queue::TaskSpec;
 use crate::queue::TaskState;
+use crate::queue::entry_format::AsFormat;
 use crate::raft::error::StorageError;
 use crate::raft::log_store::LogStore;
 use crate::raft::snapshot;
+use crate::raft::state_machine::StateMachineStore;
 use crate::raft::wal::Bin;
 use crate::raft::wal::WalCallback;
-use crate::raft::state_machine::StateMachineStore;
 use crate::replica::Replica;
 use crate::types::NodeInfo;
 use crate::types::TypeConfig;
@@ -113,102 +113,132 @@ pub(crate) fn fixture_entries() -> Vec<EntryOf<TypeConfig>> {
     vec![
         EntryOf::<TypeConfig>::new(lid(1, 1), EntryPayload::Membership(membership)),
         EntryOf::<TypeConfig>::new(lid(1, 2), EntryPayload::Blank),
-        normal(1, 3, T0, vec![
-            Command::Submit {
-                tasks: vec![
-                    TaskSpec {
-                        priority: 5,
-                        time_limit_ms: Some(10_000),
-                        ..spec("email.send", "", r#"{"to":"a@example.com"}"#)
-                    },
-                    TaskSpec {
-                        max_retries: 3,
-                        backoff_ms: 1_000,
-                        idempotency_key: Some("order-42".into()),
-                        ..spec("report.build", "default", r#"[1,2,3]"#)
-                    },
-                    TaskSpec {
-                        eta_ms: Some(T0 + 3_600_000),
-                        ..spec("cleanup", "other", "null")
-                    },
-                    TaskSpec {
-                        countdown_ms: Some(500),
-                        ..spec("cleanup", "other", "{}")
-                    },
-                ]
-                .into(),
-            },
-            Command::AllocateNodeId,
-        ]),
-        normal(1, 4, T0 + 10, vec![Command::Lease {
-            worker: pool1.clone(),
-            queues: vec!["default".into(), "other".into()],
-            max: 2,
-            lease_ms,
-            standing_ticket: None,
-        }]),
-        normal(1, 5, T0 + 20, vec![
-            Command::Heartbeat {
-                worker: pool1.clone(),
-                leases: vec![lease(1, 1)],
-                lease_ms,
-            },
-            Command::Complete {
-                worker: pool1.clone(),
-                completions: vec![
-                    Completion {
-                        lease: lease(1, 1),
-                        outcome: Outcome::Success(Bytes::from_static(b"\"sent\"")),
-                    },
-                    Completion {
-                        lease: lease(2, 1),
-                        outcome: Outcome::Failure {
-                            error: "smtp timeout".into(),
-                            retry: true,
+        normal(
+            1,
+            3,
+            T0,
+            vec![
+                Command::Submit {
+                    tasks: vec![
+                        TaskSpec {
+                            priority: 5,
+                            time_limit_ms: Some(10_000),
+                            ..spec("email.send", "", r#"{"to":"a@example.com"}"#)
                         },
-                    },
-                ],
-            },
-        ]),
-        normal(1, 6, T0 + 30, vec![
-            Command::Submit {
-                tasks: vec![spec("email.send", "", r#"{"to":"b@example.com"}"#)].into(),
-            },
-            Command::Lease {
-                worker: pool2.clone(),
-                queues: vec!["default".into()],
-                max: 4,
+                        TaskSpec {
+                            max_retries: 3,
+                            backoff_ms: 1_000,
+                            idempotency_key: Some("order-42".into()),
+                            ..spec("report.build", "default", r#"[1,2,3]"#)
+                        },
+                        TaskSpec {
+                            eta_ms: Some(T0 + 3_600_000),
+                            ..spec("cleanup", "other", "null")
+                        },
+                        TaskSpec {
+                            countdown_ms: Some(500),
+                            ..spec("cleanup", "other", "{}")
+                        },
+                    ]
+                    .into(),
+                },
+                Command::AllocateNodeId,
+            ],
+        ),
+        normal(
+            1,
+            4,
+            T0 + 10,
+            vec![Command::Lease {
+                worker: pool1.clone(),
+                queues: vec!["default".into(), "other".into()],
+                max: 2,
                 lease_ms,
-                standing_ticket: Some(7),
-            },
-            Command::Release {
-                worker: pool2.clone(),
-                leases: vec![lease(5, 1)],
-            },
-        ]),
-        normal(2, 7, T0 + 2_000, vec![
-            Command::Cancel { ids: vec![3, 99] },
-            Command::PauseQueue {
-                queue: "other".into(),
-                paused: true,
-            },
-            Command::Submit {
-                tasks: vec![spec("cleanup", "other", "{}")].into(),
-            },
-            Command::PurgeQueue {
-                queue: "other".into(),
-            },
-            Command::Tick,
-        ]),
-        normal(2, 8, T0 + 3_000, vec![
-            Command::ReleaseWorker { worker: pool1 },
-            Command::ClearStanding { worker: pool2 },
-            Command::PauseQueue {
-                queue: "other".into(),
-                paused: false,
-            },
-            Command::AllocateNodeId,
-        ]),
+                standing_ticket: None,
+            }],
+        ),
+        normal(
+            1,
+            5,
+            T0 + 20,
+            vec![
+                Command::Heartbeat {
+                    worker: pool1.clone(),
+                    leases: vec![lease(1, 1)],
+                    lease_ms,
+                },
+                Command::Complete {
+                    worker: pool1.clone(),
+                    completions: vec![
+                        Completion {
+                            lease: lease(1, 1),
+                            outcome: Outcome::Success(Bytes::from_static(b"\"sent\"")),
+                        },
+                        Completion {
+                            lease: lease(2, 1),
+                            outcome: Outcome::Failure {
+                                error: "smtp timeout".into(),
+                                retry: true,
+                            },
+                        },
+                    ],
+                },
+            ],
+        ),
+        normal(
+            1,
+            6,
+            T0 + 30,
+            vec![
+                Command::Submit {
+                    tasks: vec![spec("email.send", "", r#"{"to":"b@example.com"}"#)].into(),
+                },
+                Command::Lease {
+                    worker: pool2.clone(),
+                    queues: vec!["default".into()],
+                    max: 4,
+                    lease_ms,
+                    standing_ticket: Some(7),
+                },
+                Command::Release {
+                    worker: pool2.clone(),
+                    leases: vec![lease(5, 1)],
+                },
+            ],
+        ),
+        normal(
+            2,
+            7,
+            T0 + 2_000,
+            vec![
+                Command::Cancel { ids: vec![3, 99] },
+                Command::PauseQueue {
+                    queue: "other".into(),
+                    paused: true,
+                },
+                Command::Submit {
+                    tasks: vec![spec("cleanup", "other", "{}")].into(),
+                },
+                Command::PurgeQueue {
+                    queue: "other".into(),
+                },
+                Command::Tick,
+            ],
+        ),
+        normal(
+            2,
+            8,
+            T0 + 3_000,
+            vec![
+                Command::ReleaseWorker { worker: pool1 },
+                Command::ClearStanding { worker: pool2 },
+                Command::PauseQueue {
+                    queue: "other".into(),
+                    paused: false,
+                },
+                Command::AllocateNodeId,
+            ],
+        ),
     ]
 }
 
@@ -253,7 +283,11 @@ async fn write_data_dir(dir: &Path) {
 async fn write_fixtures() {
     let name = std::env::var("FLOTILLA_WRITE_FIXTURE").expect("FLOTILLA_WRITE_FIXTURE=<dir name>");
     let dir = fixtures_dir().join(name);
-    assert!(!dir.exists(), "{} exists: fixtures are never rewritten", dir.display());
+    assert!(
+        !dir.exists(),
+        "{} exists: fixtures are never rewritten",
+        dir.display()
+    );
     write_data_dir(&dir).await;
     // The lock file belongs to a running store, not to the format.
     let _ = fs::remove_file(dir.join("wal/LOCK"));
@@ -294,7 +328,11 @@ fn all_files(dir: &Path) -> Vec<PathBuf> {
             .filter(|p| p.file_name().is_some_and(|n| n != "LOCK"))
             .collect();
         names.sort();
-        files.extend(names.into_iter().map(|p| p.strip_prefix(dir).expect("prefix").to_path_buf()));
+        files.extend(
+            names
+                .into_iter()
+                .map(|p| p.strip_prefix(dir).expect("prefix").to_path_buf()),
+        );
     }
     files
 }
@@ -341,7 +379,11 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_1() {
         assert_eq!(state(4), Some(TaskState::Cancelled), "purged");
         // Released by pool-2, then granted again to its standing capacity.
         assert_eq!((state(5), attempt(5)), (Some(TaskState::Leased), Some(2)));
-        assert_eq!(state(6), Some(TaskState::Cancelled), "purged from the paused queue");
+        assert_eq!(
+            state(6),
+            Some(TaskState::Cancelled),
+            "purged from the paused queue"
+        );
     });
 }
 
@@ -450,21 +492,35 @@ async fn a_log_tail_written_by_a_newer_build_is_refused_not_truncated() {
         let config = raft_log::Config::new(wal_dir.display());
         let mut wal = raft_log::RaftLog::<RawTypes>::open(Arc::new(config)).expect("open raw wal");
         wal.append([
-            (Bin(lid(1, 1)), Raw(encoding::encode(&EntryPayloadOf::<TypeConfig>::Normal(req.clone())).unwrap())),
-            (Bin(lid(1, 2)), Raw(encoding::encode(&TaggedNormal(&req, ENTRY_FORMAT + 1)).unwrap())),
+            (
+                Bin(lid(1, 1)),
+                Raw(encoding::encode(&EntryPayloadOf::<TypeConfig>::Normal(req.clone())).unwrap()),
+            ),
+            (
+                Bin(lid(1, 2)),
+                Raw(encoding::encode(&TaggedNormal(&req, ENTRY_FORMAT + 1)).unwrap()),
+            ),
         ])
         .expect("append");
         let (tx, rx) = tokio::sync::oneshot::channel();
         wal.flush(true, Some(WalCallback::Done(tx))).expect("flush");
         rx.await.expect("flush thread").expect("flushed");
     }
-    let chunk = crate::raft::wal::chunk_files(&wal_dir).expect("chunks").pop().expect("a chunk");
+    let chunk = crate::raft::wal::chunk_files(&wal_dir)
+        .expect("chunks")
+        .pop()
+        .expect("a chunk");
     let before = fs::read(&chunk).expect("read");
 
-    let err = LogStore::open(dir.path()).err().expect("a newer entry must be refused");
+    let err = LogStore::open(dir.path())
+        .err()
+        .expect("a newer entry must be refused");
     assert!(matches!(err, StorageError::NewerFormat { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("newer than this build reads") && msg.contains("upgrade this node"), "{msg}");
+    assert!(
+        msg.contains("newer than this build reads") && msg.contains("upgrade this node"),
+        "{msg}"
+    );
     assert_eq!(fs::read(&chunk).expect("read"), before, "nothing was truncated");
 }
 
@@ -477,7 +533,13 @@ fn an_append_entries_with_a_newer_entry_is_refused_by_name() {
             None => encoding::encode(&EntryPayloadOf::<TypeConfig>::Normal(req.clone())).unwrap(),
         };
         // AppendEntriesRequest { vote, prev_log_id, entries: [Entry { log_id, payload }], leader_commit }
-        let mut bytes = codec::encode(&(VoteOf::<TypeConfig>::new(2, 1), None::<openraft::alias::LogIdOf<TypeConfig>>, 1u8, lid(2, 1))).unwrap();
+        let mut bytes = codec::encode(&(
+            VoteOf::<TypeConfig>::new(2, 1),
+            None::<openraft::alias::LogIdOf<TypeConfig>>,
+            1u8,
+            lid(2, 1),
+        ))
+        .unwrap();
         bytes.extend(payload);
         bytes.extend(encoding::encode(&None::<openraft::alias::LogIdOf<TypeConfig>>).unwrap());
         bytes

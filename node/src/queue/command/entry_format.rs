@@ -116,7 +116,12 @@ impl Command {
 impl Request {
     /// The format this entry is written in: the oldest that holds all its commands.
     pub fn format(&self) -> u32 {
-        self.commands.iter().map(Command::format).max().unwrap_or(1).max(1)
+        self.commands
+            .iter()
+            .map(Command::format)
+            .max()
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Serialize untagged (format 1) or tagged with `tag`.
