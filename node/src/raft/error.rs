@@ -56,10 +56,7 @@ pub enum StorageError {
     },
     /// The log holds an entry of a format this build does not read: a newer build wrote it
     /// (a rollback after the cluster used a newer command). Nothing was changed.
-    #[error(
-        "raft log in {path} at byte offset {offset} was written by a newer build: {reason}; run \
-         that build (or newer) on this node"
-    )]
+    #[error("raft log in {path} at byte offset {offset} was written by a newer build: {reason}")]
     NewerFormat {
         path: PathBuf,
         offset: u64,
