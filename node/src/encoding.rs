@@ -57,7 +57,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 
 /// Decode a `T` from the start of `bytes`; also returns how many bytes it took. Limited as
 /// [`decode`].
-pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
+fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
     match step(bytes.len()) {
         0 => limited::<T, { STEPS[0] }>(bytes),
         1 => limited::<T, { STEPS[1] }>(bytes),
