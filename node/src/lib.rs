@@ -21,15 +21,18 @@
 //! - [`leader`]: the node's duties beside calls: the leader's ticks, clearing a lost pool's
 //!   standing capacity, hand-off on shutdown; every node's compaction by size.
 //! - [`server`]: `run_with` in five named steps (identity, Raft, services, serve, stop).
+//! - [`encoding`]: the one bincode configuration; every decode of peer or disk bytes is
+//!   size-limited there. Format versions: `docs/adr/002-format-versions.md`.
 //! - [`config`], [`clock`], [`error`], [`types`]: shared pieces.
 //!
-//! Layers import downwards only: `queue` < `replica` < `raft` < `network` < `proposer` <
+//! Layers import downwards only: `encoding` < `queue` < `replica` < `raft` < `network` < `proposer` <
 //! `cluster` < `grpc`, `leader` < `server` (`worker` sits beside `grpc`, on `replica`).
 
 pub mod bugs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod encoding;
 pub mod error;
 pub mod grpc;
 pub mod leader;

@@ -2,7 +2,8 @@
 //!
 //! A log entry is a [`Request`]: the proposer's clock reading plus a batch of commands, so one
 //! fsync'd entry can carry thousands of submits, leases and completions. Everything here is
-//! plain data (serde); the behaviour lives in [`super::state::QueueState::apply`].
+//! plain data (serde); the behaviour lives in [`super::state::QueueState::apply`]. An entry's
+//! encoding is versioned: [`entry_format`] says how, and what adding a command requires.
 
 use std::fmt;
 
@@ -11,6 +12,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::Serialize;
+
+pub mod entry_format;
+
+pub use entry_format::ENTRY_FORMAT;
+pub use entry_format::EntryFormatError;
 
 /// Cluster-assigned task id: a sequence number, unique for the life of the cluster.
 pub type TaskId = u64;
@@ -21,8 +27,9 @@ pub type UnixMs = u64;
 /// Name of the default queue.
 pub const DEFAULT_QUEUE: &str = "default";
 
-/// One log entry: a batch of commands proposed together at `now_ms`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One log entry: a batch of commands proposed together at `now_ms`. Its encoding (serde, for
+/// bincode only) is versioned by hand in [`entry_format`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// The proposer's wall clock. The machine uses `max(previous now, now_ms)`, so time never
     /// runs backwards across leader changes.
@@ -140,6 +147,9 @@ impl fmt::Display for Request {
 }
 
 /// A state change of the queue. Only these, through the log, change task state.
+///
+/// Stored in the log: append new variants at the end only, and give each its
+/// [`Command::format`] (see [`entry_format`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Enqueue tasks (atomically, in order).

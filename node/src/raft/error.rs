@@ -54,6 +54,14 @@ pub enum StorageError {
         next_valid: u64,
         reason: String,
     },
+    /// The log holds an entry of a format this build does not read: a newer build wrote it
+    /// (a rollback after the cluster used a newer command). Nothing was changed.
+    #[error("raft log in {path} at byte offset {offset} was written by a newer build: {reason}")]
+    NewerFormat {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// Reading or writing a snapshot file failed.
     #[error("snapshot file {path}: {source}")]
     SnapshotIo { path: PathBuf, source: io::Error },
@@ -70,6 +78,7 @@ impl StorageError {
     pub fn into_io(self) -> io::Error {
         let kind = match &self {
             StorageError::CorruptLog { .. } | StorageError::SnapshotFile { .. } => io::ErrorKind::InvalidData,
+            StorageError::NewerFormat { .. } => io::ErrorKind::Unsupported,
             StorageError::Dir { source, .. }
             | StorageError::OpenLog { source, .. }
             | StorageError::SnapshotIo { source, .. } => source.kind(),

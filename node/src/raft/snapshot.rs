@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! b"FLQS" | version: u32 LE = 2 | crc32(body): u32 LE | body
-//! body = bincode 2 serde (standard) of SnapshotImage { last_applied, last_membership, state }
+//! body = bincode (crate::encoding) of SnapshotImage { last_applied, last_membership, state }
 //! ```
+//!
+//! The body is decoded under a limit that follows its length ([`crate::encoding`]).
 //!
 //! The same bytes are openraft's `SnapshotData` (sent whole to lagging followers) and the file
 //! contents, so installing a received snapshot is: validate, write the bytes, swap the state.
@@ -36,6 +38,7 @@ use serde::Serialize;
 
 use super::error::SnapshotFormatError;
 use super::error::StorageError;
+use crate::encoding;
 use crate::queue::QueueState;
 use crate::queue::QueueStateV1;
 use crate::types::SnapshotData;
@@ -102,7 +105,7 @@ pub fn encode_parts(
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(&image, &mut out, bincode::config::standard())
+    bincode::serde::encode_into_std_write(&image, &mut out, encoding::config())
         .map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&out[HEADER_LEN..]);
     out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -154,16 +157,10 @@ struct SnapshotImageV1 {
     state: QueueStateV1,
 }
 
+/// Decode the whole body, under a limit that follows its length (a snapshot comes from disk or
+/// from the leader).
 fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SnapshotFormatError> {
-    let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map_err(|e| SnapshotFormatError::Decode(e.to_string()))?;
-    if used != body.len() {
-        return Err(SnapshotFormatError::Decode(format!(
-            "{} trailing bytes",
-            body.len() - used
-        )));
-    }
-    Ok(value)
+    encoding::decode(body).map_err(|e| SnapshotFormatError::Decode(e.to_string()))
 }
 
 /// The node's current snapshot file, and the metadata of what it holds.

@@ -2,7 +2,10 @@
 //! flush callback, and the tail check run before raft-log replays the log.
 //!
 //! Record framing is raft-log's (`type u32 | fields | crc32`); each field is ours: a big-endian
-//! `u32` length, then the bincode 2 (`standard()`) serde encoding of the openraft value.
+//! `u32` length, then the bincode encoding of the openraft value ([`crate::encoding`], decoded
+//! under a limit that follows the field's length). A log entry's payload carries its own format
+//! version ([`crate::queue::entry_format`]); an entry of a newer format makes the field fail with
+//! `ErrorKind::Unsupported`, which is never taken for damage.
 //!
 //! # Why a tail check of our own
 //!
@@ -25,6 +28,7 @@ use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
+use bincode::error::DecodeError;
 use openraft::EntryPayload;
 use openraft::alias::EntryPayloadOf;
 use openraft::alias::LogIdOf;
@@ -35,19 +39,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::StorageError;
+use crate::encoding;
+use crate::queue::EntryFormatError;
 use crate::types::TypeConfig;
 
 /// A value stored in a WAL record field: `len: u32 BE | bincode(value)`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Bin<T>(pub T);
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
 impl<T: Serialize> codeq::Encode for Bin<T> {
     fn encode<W: Write>(&self, mut w: W) -> Result<usize, io::Error> {
-        let bytes = bincode::serde::encode_to_vec(&self.0, bincode_config()).map_err(io::Error::other)?;
+        let bytes = encoding::encode(&self.0).map_err(io::Error::other)?;
         let len = u32::try_from(bytes.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "wal field larger than 4 GiB"))?;
         w.write_all(&len.to_be_bytes())?;
@@ -68,15 +70,14 @@ impl<T: DeserializeOwned> codeq::Decode for Bin<T> {
             // A short field is what a torn write looks like; keep the kind chunked-wal expects.
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        let (value, used) = bincode::serde::decode_from_slice(&buf, bincode_config())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if used != len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "trailing bytes in wal field",
-            ));
+        match encoding::decode(&buf) {
+            Ok(value) => Ok(Bin(value)),
+            // Written by a newer build: not damage. `check_tail` must not cut it off.
+            Err(DecodeError::OtherString(m)) if EntryFormatError::is_newer(&m) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, m))
+            }
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         }
-        Ok(Bin(value))
     }
 }
 
@@ -180,7 +181,11 @@ fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
         if rest.len() < 8 || rest[0] != 0 || rest[1] != 0 || rest[2] != 0 || rest[3] > 5 {
             return false;
         }
-        <WalRecord as codeq::Decode>::decode(Cursor::new(rest)).is_ok()
+        match <WalRecord as codeq::Decode>::decode(Cursor::new(rest)) {
+            Ok(_) => true,
+            // A record of a newer build is a record all the same.
+            Err(e) => e.kind() == io::ErrorKind::Unsupported,
+        }
     })
 }
 
@@ -203,6 +208,16 @@ pub fn check_tail(dir: &Path) -> Result<TailCheck, StorageError> {
         Ok(_) => return Ok(TailCheck::Clean),
         Err(bad) => bad,
     };
+    if err.kind() == io::ErrorKind::Unsupported {
+        // A record this build cannot read is not a torn write: cutting it would drop entries
+        // that a newer build wrote and the cluster committed.
+        tracing::error!(path = %last.display(), offset, error = %err, "raft log written by a newer build");
+        return Err(StorageError::NewerFormat {
+            path: last,
+            offset,
+            reason: err.to_string(),
+        });
+    }
     if let Some(next) = next_valid_record(&bytes, offset as usize + 1) {
         tracing::error!(path = %last.display(), offset, next_valid = next, error = %err, "raft log corrupted");
         return Err(StorageError::CorruptLog {

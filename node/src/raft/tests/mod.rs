@@ -2,6 +2,7 @@
 //! corruption recovery of the WAL, snapshot round trips, and restart of a single-node Raft.
 
 mod crash;
+pub(crate) mod format;
 mod restart;
 mod snapshot;
 mod suite;
