@@ -69,27 +69,34 @@
 //!
 //! # Layout
 //!
-//! Tasks live in a `Table` (`state/table.rs`) by id: a ring over the recent ids (ids are
-//! sequential), with long-lived older tasks moved to a side `BTreeMap` by a fixed rule, so one
-//! old task cannot pin the ring. Each non-pending task has exactly one entry in a single timer
-//! set keyed `(due, id)`: the ETA/retry time, the lease deadline, or the purge time of a final
-//! task. Pending tasks instead sit in their queue's `Pending` set (`state/pending.rs`) in
-//! `(Reverse(priority), id)` order, stored as 64-id bitmaps. Task, queue and worker names, and
-//! the rarely varied per-task options (retries, backoff, result TTL, time limit), are interned
-//! (reference-counted, slots recycled through a free list) so a task holds small integers
-//! instead of strings. A task's idempotency key is stored once, in front of its args in one
-//! allocation; the key index is a hash table of task ids that reads the keys from the tasks. A
-//! queue disappears when it holds no task and is not paused. Everything is serialized as is
-//! except the key index, which is derived and rebuilt on load (it is not ordered, so it must
-//! never be iterated into state or responses); snapshots of the layout before this one (format
-//! version 1) are converted by `state/v1.rs`. [`QueueState::check_invariants`] verifies that
-//! the table and every index agree.
+//! This file keeps the semantics above, [`QueueState`] and `apply` (time, timers, dispatch),
+//! the commands that are not about leases (submit, cancel, purge, pause, node ids) and the
+//! reads. The rest sits in `state/`, one concern per file:
+//!
+//! - `task.rs`: the task record. Names and the rarely varied options (retries, backoff, result
+//!   TTL, time limit) are interned slot numbers; the idempotency key is stored once, in front
+//!   of the args in one allocation.
+//! - `table.rs`: tasks by id, a ring over the recent ids (ids are sequential) with long-lived
+//!   older tasks moved to a side `BTreeMap` by a fixed rule, so one old task cannot pin the ring.
+//! - `interner.rs`: reference-counted interning of names and options, slots recycled through a
+//!   free list.
+//! - `index.rs`: everything derived from the table that `apply` searches. Each non-pending
+//!   task has exactly one entry in a single timer set keyed `(due, id)` (ETA/retry time, lease
+//!   deadline, or purge time of a final task); pending tasks sit instead in their queue's
+//!   `Pending` set (`pending.rs`: `(Reverse(priority), id)` order, as 64-id bitmaps), and each
+//!   queue counts its tasks per state. `Index::set_state` is the one way a task changes state.
+//!   A queue disappears when it holds no task and is not paused.
+//! - `key_index.rs`: idempotency key → task, a hash table of task ids that reads the keys from
+//!   the tasks: the one randomly keyed structure, never iterated nor serialized (rebuilt on load).
+//! - `lease.rs`: the lease rules (lease, complete, heartbeat, release, release worker, expiry,
+//!   retries), all fenced by the one lease check `(task, attempt)`.
+//! - `standing.rs`: idle pools' standing capacity and granting to it.
+//! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
+//! - `format.rs`: the serialized form (format version 2: everything as held, except the key
+//!   index); `v1.rs` converts snapshots of format version 1.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-
-use serde::Deserialize;
-use serde::Serialize;
 
 use super::command::*;
 use index::Index;
@@ -105,6 +112,7 @@ use task::Output;
 use task::Task;
 use task::TaskOptions;
 
+mod format;
 mod index;
 mod interner;
 mod invariants;
@@ -172,76 +180,6 @@ impl Default for QueueState {
         }
     }
 }
-
-/// The serialized fields of [`QueueState`], in order (the key index is rebuilt on load).
-#[derive(Serialize)]
-struct StateRef<'a> {
-    now_ms: UnixMs,
-    next_id: TaskId,
-    tasks: &'a Table<Task>,
-    task_names: &'a Interner<Box<str>>,
-    idx: &'a Index,
-    next_node_id: u64,
-    standing: &'a standing::Standing,
-}
-
-#[derive(Deserialize)]
-struct StateOwned {
-    now_ms: UnixMs,
-    next_id: TaskId,
-    tasks: Table<Task>,
-    task_names: Interner<Box<str>>,
-    idx: Index,
-    next_node_id: u64,
-    standing: standing::Standing,
-}
-
-impl Serialize for QueueState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StateRef {
-            now_ms: self.now_ms,
-            next_id: self.next_id,
-            tasks: &self.tasks,
-            task_names: &self.task_names,
-            idx: &self.idx,
-            next_node_id: self.next_node_id,
-            standing: &self.standing,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for QueueState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwned::deserialize(d)?;
-        let idempotency = KeyIndex::build(&o.tasks).map_err(serde::de::Error::custom)?;
-        Ok(Self {
-            now_ms: o.now_ms,
-            next_id: o.next_id,
-            tasks: o.tasks,
-            idempotency,
-            task_names: o.task_names,
-            idx: o.idx,
-            next_node_id: o.next_node_id,
-            standing: o.standing,
-        })
-    }
-}
-
-/// Equal iff the serialized state is (the key index follows from the tasks).
-impl PartialEq for QueueState {
-    fn eq(&self, other: &Self) -> bool {
-        self.now_ms == other.now_ms
-            && self.next_id == other.next_id
-            && self.tasks == other.tasks
-            && self.task_names == other.task_names
-            && self.idx == other.idx
-            && self.next_node_id == other.next_node_id
-            && self.standing == other.standing
-    }
-}
-
-impl Eq for QueueState {}
 
 impl QueueState {
     pub fn new() -> Self {

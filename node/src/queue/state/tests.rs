@@ -3,13 +3,15 @@
 //! Here: the harness ([`H`] applies one entry and checks the invariants after it) and the tests
 //! of `apply` as a whole, the commands `state.rs` keeps (submit, cancel, purge, pause, node
 //! ids) and the reads. The tests of each concern sit in `tests/` under the name of its file:
-//! `lease`, `index`, `interner`, `key_index`, `task`, `table`, `invariants`, `standing`, `v1`
-//! (and `request`, the log entry's size estimates).
+//! `lease`, `index`, `interner`, `key_index`, `task`, `table`, `invariants`, `standing`,
+//! `format`, `v1` (and `request`, the log entry's size estimates). `proptests.rs` drives
+//! `apply` as a whole with random entries.
 
 use bytes::Bytes;
 
 use super::*;
 
+mod format;
 mod index;
 mod interner;
 mod invariants;
@@ -627,24 +629,6 @@ fn huge_numbers_saturate_instead_of_panicking() {
     h.tick(u64::MAX);
     assert_eq!(h.state(1), Some(TaskState::Pending));
     assert_eq!(h.state(2), Some(TaskState::Pending));
-}
-
-#[test]
-fn snapshot_round_trips_through_bincode() {
-    let mut h = H::default();
-    let mut s = spec("a");
-    s.idempotency_key = Some("k".into());
-    s.eta_ms = Some(500);
-    h.submit(0, vec![s, in_queue(spec("b"), "q"), spec("c")]);
-    let l = h.lease(1, 1, 100);
-    h.complete(2, l[0], ok(b"{\"x\":1}"));
-    h.pause(3, "q", true);
-    let cfg = bincode::config::standard();
-    let bytes = bincode::serde::encode_to_vec(&h.s, cfg).unwrap();
-    let (back, read): (QueueState, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
-    assert_eq!(read, bytes.len());
-    assert_eq!(back, h.s);
-    back.check_invariants().unwrap();
 }
 
 #[test]

@@ -47,4 +47,10 @@ fn check_invariants_detects_corruption() {
     let mut bad = h.s.clone();
     bad.task_names.free.push(0);
     assert!(bad.check_invariants().is_err());
+    // A heartbeat that adds the new deadline and leaves the old one behind (the bug switch
+    // `heartbeat-keeps-old-timer` does so, for `sim dst` to catch).
+    let mut bad = h.s.clone();
+    let (_, _, deadline) = bad.current_lease(1).unwrap();
+    bad.idx.timers.insert((deadline + 50, 1));
+    assert!(bad.check_invariants().unwrap_err().contains("timers"));
 }

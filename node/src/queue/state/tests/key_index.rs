@@ -81,3 +81,23 @@ fn idempotency_across_entries_and_within_a_batch() {
         }])]
     );
 }
+
+#[test]
+fn a_state_whose_tasks_share_a_key_does_not_load() {
+    let mut h = H::default();
+    let keyed = |k: &str| {
+        let mut s = spec("a");
+        s.idempotency_key = Some(k.into());
+        s
+    };
+    h.submit(0, vec![keyed("k1"), keyed("k2")]);
+    assert_eq!(KeyIndex::build(&h.s.tasks).unwrap().len(), 2);
+    // Make task 2 carry task 1's key: the index is rebuilt on load and refuses it.
+    let mut bad = h.s.clone();
+    bad.tasks.get_mut(2).unwrap().data = Task::pack(b"k1", b"{}");
+    let err = KeyIndex::build(&bad.tasks).unwrap_err();
+    assert!(err.contains("share an idempotency key"), "{err}");
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&bad, cfg).unwrap();
+    assert!(bincode::serde::decode_from_slice::<QueueState, _>(&bytes, cfg).is_err());
+}

@@ -390,3 +390,83 @@ fn exhausted_attempt_counter_kills_instead_of_reusing_a_token() {
         (TaskState::Dead, Some(ATTEMPTS_EXHAUSTED_ERROR))
     );
 }
+
+/// Complete, heartbeat, release and the pool's `holds` read honour exactly the leases the one
+/// lease check (`Table::held`) honours: the current `(task, attempt)` of a leased task, whoever
+/// names it (the worker is not part of the fence; `holds` asks about a worker besides).
+#[test]
+fn every_command_and_read_that_names_a_lease_honours_exactly_the_current_one() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 3;
+    h.submit(0, vec![s.clone(), s.clone(), s]);
+    // Task 1: leased at attempt 2 (attempt 1 expired). Task 2: pending after a release at
+    // attempt 1. Task 3: succeeded at attempt 1.
+    let first = h.lease_from(0, &[], 1, 100);
+    assert_eq!(first[0].lease, lr(1, 1));
+    h.tick(100);
+    let l = h.lease(100, 3, 1_000);
+    assert_eq!(l, vec![lr(1, 2), lr(2, 1), lr(3, 1)]);
+    assert!(h.release(101, lr(2, 1)).0);
+    assert_eq!(h.complete(102, lr(3, 1), ok(b"")), CompletionResult::Accepted);
+    let names = [
+        lr(1, 2),
+        lr(1, 1),
+        lr(1, 3),
+        lr(1, 0),
+        lr(2, 1),
+        lr(2, 2),
+        lr(3, 1),
+        lr(99, 1),
+        lr(0, 0),
+    ];
+    for lease in names {
+        let current = lease == lr(1, 2);
+        assert_eq!(h.s.tasks.held(lease).is_some(), current, "{lease:?}");
+        assert_eq!(h.s.holds("w1", lease), current, "{lease:?}");
+        assert!(!h.s.holds("w2", lease), "{lease:?} is not w2's");
+        let before = h.s.clone();
+        for cmd in [
+            Command::Heartbeat {
+                worker: "w2".into(),
+                leases: vec![lease],
+                lease_ms: 5_000,
+            },
+            Command::Release {
+                worker: "w2".into(),
+                leases: vec![lease],
+            },
+            Command::Complete {
+                worker: "w2".into(),
+                completions: vec![Completion {
+                    lease,
+                    outcome: ok(b""),
+                }],
+            },
+        ] {
+            let mut s = before.clone();
+            let r = s.apply(
+                &Request {
+                    now_ms: 103,
+                    commands: vec![cmd.clone()],
+                },
+                &mut ApplyEffects::default(),
+            );
+            let honoured = match &r[..] {
+                [Response::Heartbeated(b)] | [Response::Released(b)] => b[0],
+                [Response::Completed(c)] => c[0] == CompletionResult::Accepted,
+                r => panic!("unexpected {r:?}"),
+            };
+            assert_eq!(honoured, current, "{cmd:?}");
+            let mut unchanged = before.clone();
+            unchanged.now_ms = 103;
+            assert_eq!(s == unchanged, !current, "{cmd:?} changes the state iff honoured");
+        }
+        assert_eq!(h.s, before);
+    }
+    // ReleaseWorker releases the current leases of its worker only, through the same check.
+    let (r, _) = h.apply(104, vec![Command::ReleaseWorker { worker: "w1".into() }]);
+    assert_eq!(r, vec![Response::ReleasedWorker(1)]);
+    assert_eq!(h.s.tasks.held(lr(1, 2)).map(|t| t.state), None);
+    assert_eq!(h.state(1), Some(TaskState::Pending));
+}
