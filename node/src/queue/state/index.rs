@@ -21,6 +21,7 @@ use super::Interner;
 use super::Pending;
 use super::Task;
 use super::TaskOptions;
+use crate::bugs;
 use crate::queue::command::DEFAULT_QUEUE;
 use crate::queue::command::TaskId;
 use crate::queue::command::TaskState;
@@ -138,7 +139,10 @@ impl Index {
     /// Move a timed task's timer to `due` without a change of state (a heartbeat moves a lease
     /// deadline; `updated_ms` stays).
     pub(super) fn set_timer(&mut self, id: TaskId, t: &mut Task, due: UnixMs) {
-        self.timers.remove(&(t.timer_ms, id));
+        // A deliberate bug may leave the old entry behind, for the simulator to catch.
+        if !bugs::active(bugs::Bug::HeartbeatKeepsOldTimer) {
+            self.timers.remove(&(t.timer_ms, id));
+        }
         t.timer_ms = due;
         self.timers.insert((due, id));
     }
