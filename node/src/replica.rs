@@ -4,8 +4,8 @@
 //! The state is behind one `RwLock`, taken once per applied entry (an entry is a batch), never
 //! per task. Waiters are keyed by task id so a finished task wakes only its own waiters.
 //! A worker pool subscribes to its own name ([`Replica::subscribe_pool`]): each apply that
-//! granted it tasks (by its ticketed `Lease`s or to its standing capacity) or changed its
-//! standing capacity sends it a [`PoolEvent`], in apply order. This is the only way a pool
+//! granted it tasks (by its ticketed `Lease`s or to its standing capacity), changed or cleared
+//! its standing capacity sends it a [`PoolEvent`], in apply order. This is the only way a pool
 //! hears of its grants (see `worker::core`): [`pool_effects`] derives them, purely, from the
 //! entry, its responses and the state machine's effects.
 
@@ -49,6 +49,8 @@ pub struct PoolApplied {
     pub grants: Vec<Grant>,
     /// Its standing capacity after the apply, if the apply touched it.
     pub standing: Option<u32>,
+    /// A `ClearStanding` of it was applied: every grant to its standing capacity came before.
+    pub cleared: bool,
 }
 
 /// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
@@ -69,40 +71,43 @@ pub fn pool_effects(
                 leases: Vec::new(),
                 grants: fx.grants,
                 standing: fx.standing,
+                cleared: false,
             };
             (pool, applied)
         })
         .collect();
     for (cmd, response) in req.commands.iter().zip(responses) {
-        if let (
-            Command::Lease {
-                worker,
-                standing_ticket: Some(ticket),
-                ..
-            },
-            Response::Leased(grants),
-        ) = (cmd, response)
-            && wanted(worker)
-        {
-            pools
-                .entry(worker.clone())
-                .or_default()
-                .leases
-                .push((*ticket, grants.clone()));
+        match (cmd, response) {
+            (
+                Command::Lease {
+                    worker,
+                    standing_ticket: Some(ticket),
+                    ..
+                },
+                Response::Leased(grants),
+            ) if wanted(worker) => {
+                let pool = pools.entry(worker.clone()).or_default();
+                pool.leases.push((*ticket, grants.clone()));
+            }
+            (Command::ClearStanding { worker }, _) if wanted(worker) => {
+                pools.entry(worker.clone()).or_default().cleared = true;
+            }
+            _ => {}
         }
     }
     pools
 }
 
-/// Whether `req` holds a ticketed `Lease` (whose grants its pool hears of from the apply).
-fn has_ticketed_lease(req: &Request) -> bool {
+/// Whether `req` holds a command its pool hears of from the apply (a ticketed `Lease`, a
+/// `ClearStanding`).
+fn tells_pools(req: &Request) -> bool {
     req.commands.iter().any(|c| {
         matches!(
             c,
             Command::Lease {
                 standing_ticket: Some(_),
                 ..
-            }
+            } | Command::ClearStanding { .. }
         )
     })
 }
@@ -140,7 +145,7 @@ impl Replica {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
             q.apply(req, &mut effects)
         };
-        if !effects.workers.is_empty() || has_ticketed_lease(req) {
+        if !effects.workers.is_empty() || tells_pools(req) {
             self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
         }
         self.notify(effects);

@@ -284,7 +284,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((done, leased), (vec![CompletionResult::Stale], vec![]));
-        let swapped = answer_pair::<Complete, Lease>(vec![Response::Leased(vec![]), Response::Completed(vec![])]);
+        let swapped =
+            answer_pair::<Complete, Lease>(vec![Response::Leased(vec![]), Response::Completed(vec![])]);
         assert_eq!(swapped.unwrap_err().command, "Complete");
         let short = answer_pair::<Complete, Lease>(vec![Response::Completed(vec![])]).unwrap_err();
         assert_eq!(short.answer, "1 responses to an entry of 2 commands");

@@ -74,8 +74,8 @@ mod tickets;
 
 pub use super::pool::DrainReport;
 use drain::DrainState;
-pub use outbox::Proposal;
 use outbox::Outbox;
+pub use outbox::Proposal;
 use outbox::Sent;
 use tickets::Tickets;
 
@@ -184,7 +184,10 @@ pub struct PoolCore {
 impl PoolCore {
     /// A pool that has not started: its first decision releases an earlier run's leases.
     pub fn new(cfg: CoreConfig) -> Self {
-        assert!(cfg.slots >= 1 && cfg.capacity >= cfg.slots, "a pool runs at least one task");
+        assert!(
+            cfg.slots >= 1 && cfg.capacity >= cfg.slots,
+            "a pool runs at least one task"
+        );
         let stats = PoolStats {
             workers: cfg.slots,
             ..PoolStats::default()
@@ -245,10 +248,12 @@ impl PoolCore {
             }),
             Sent::Lease { ticket } => one::<ops::Lease>(reply).map(|_| self.tickets.answered(*ticket)),
             Sent::Complete(batch) => one::<ops::Complete>(reply).map(|r| self.completed(batch.len(), &r)),
-            Sent::CompleteAndLease(batch, ticket) => pair::<ops::Complete, ops::Lease>(reply).map(|(r, _)| {
-                self.completed(batch.len(), &r);
-                self.tickets.answered(*ticket);
-            }),
+            Sent::CompleteAndLease(batch, ticket) => {
+                pair::<ops::Complete, ops::Lease>(reply).map(|(r, _)| {
+                    self.completed(batch.len(), &r);
+                    self.tickets.answered(*ticket);
+                })
+            }
             Sent::Release(batch) => one::<ops::Release>(reply).map(|flags| {
                 let released = flags.iter().filter(|f| **f).count();
                 self.stats.released_total += released as u64;
@@ -265,8 +270,9 @@ impl PoolCore {
                 }
             }),
             Sent::ClearStanding => one::<ops::ClearStanding>(reply).map(|_| {
+                // Done once the replica applied it: the grants before it are heard of then.
                 if let Some(d) = &mut self.drain {
-                    d.standing_cleared = true;
+                    d.clear_committed = true;
                 }
             }),
         };
@@ -300,10 +306,16 @@ impl PoolCore {
                     self.take_grants(grants, &held);
                 }
                 self.take_grants(fx.grants, &held);
+                if fx.cleared {
+                    self.standing_cleared(false);
+                }
             }
             PoolEvent::Resync { standing } => {
                 self.standing = standing as usize;
                 self.tickets.resync();
+                self.standing_cleared(true);
+                // What stood may be gone: lease (and so stand) again.
+                self.work_hint = true;
             }
         }
         self.settle();
@@ -312,14 +324,22 @@ impl PoolCore {
     /// A run ended (exactly once per [`Decision::Run`]).
     pub fn finished(&mut self, lease: LeaseRef, result: RunResult) {
         if self.running.remove(&lease).is_none() {
-            warn!(task = lease.task, attempt = lease.attempt, "a run that was not running ended");
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "a run that was not running ended"
+            );
             return;
         }
         let report = self.drain.as_mut().map(|d| &mut d.report);
         match result {
             _ if self.lost.remove(&lease) => {
                 // Someone else may hold it now; a completion or release would be stale anyway.
-                debug!(task = lease.task, attempt = lease.attempt, "dropped the result of a lost lease");
+                debug!(
+                    task = lease.task,
+                    attempt = lease.attempt,
+                    "dropped the result of a lost lease"
+                );
             }
             RunResult::Finished(outcome) => {
                 match &outcome {
@@ -412,7 +432,9 @@ impl PoolCore {
 
     fn dispatch(&mut self) {
         while self.running.len() < self.cfg.slots {
-            let Some(grant) = self.buffered.pop_front() else { return };
+            let Some(grant) = self.buffered.pop_front() else {
+                return;
+            };
             self.running.insert(grant.lease, Running { aborted: false });
             self.out.push_back(Decision::Run(grant));
         }
@@ -564,7 +586,9 @@ impl PoolCore {
             Sent::Lease { ticket } | Sent::CompleteAndLease(_, ticket) => self.tickets.forget(*ticket),
             _ => {}
         }
-        if let Some(delay) = self.outbox.failed(sent) {
+        if let Some(delay) = self.outbox.failed(sent)
+            && !self.is_done()
+        {
             self.out.push_back(Decision::After(delay, Timer::Retry));
         }
     }
@@ -612,13 +636,21 @@ impl PoolCore {
     /// The log refused to extend `lease` (it expired, or the task is gone): stop working on it.
     fn lease_lost(&mut self, lease: LeaseRef) {
         if let Some(running) = self.running.get_mut(&lease) {
-            warn!(task = lease.task, attempt = lease.attempt, "lease lost; aborting the task");
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost; aborting the task"
+            );
             self.lost.insert(lease);
             if !std::mem::replace(&mut running.aborted, true) {
                 self.out.push_back(Decision::Abort(lease));
             }
         } else if let Some(at) = self.buffered.iter().position(|g| g.lease == lease) {
-            warn!(task = lease.task, attempt = lease.attempt, "lease lost before the task started");
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost before the task started"
+            );
             self.buffered.remove(at);
         }
     }

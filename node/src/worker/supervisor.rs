@@ -132,7 +132,8 @@ impl Supervisor {
                     ctx.stop();
                 }
                 Decision::Stats(stats) => {
-                    self.stats_tx.send_if_modified(|s| std::mem::replace(s, stats) != stats);
+                    self.stats_tx
+                        .send_if_modified(|s| std::mem::replace(s, stats) != stats);
                 }
             }
         }

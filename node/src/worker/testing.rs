@@ -19,8 +19,8 @@ use crate::queue::LeaseRef;
 use crate::queue::Request;
 use crate::queue::Response;
 use crate::queue::TaskSpec;
-use crate::replica::Replica;
 use crate::replica::PoolEvent;
+use crate::replica::Replica;
 
 /// Proposes by applying `Request { now_ms: clock.now_ms(), commands: vec![cmd] }` to a replica.
 #[derive(Clone)]

@@ -220,7 +220,10 @@ mod tests {
         o.completions.push(completion(3));
         let a = o.send(Sent::CompleteAndLease(vec![completion(1), completion(2)], 7));
         let b = o.send(Sent::Release(vec![LeaseRef { task: 9, attempt: 1 }]));
-        assert_eq!((o.completions_held(), o.releases_held(), o.leases_in_flight()), (3, 1, 1));
+        assert_eq!(
+            (o.completions_held(), o.releases_held(), o.leases_in_flight()),
+            (3, 1, 1)
+        );
         let sent = o.answered(a).unwrap();
         assert_eq!(o.failed(sent), Some(RETRY_MIN));
         let tasks: Vec<u64> = o.completions.iter().map(|c| c.lease.task).collect();

@@ -51,6 +51,11 @@ impl Tickets {
         self.held
     }
 
+    /// Whether no lease awaits its apply.
+    pub(super) fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
     /// The lease's reply came back (its grants will come with its apply).
     pub(super) fn answered(&mut self, ticket: u64) {
         if let Some(t) = self.open.get_mut(&ticket) {
