@@ -76,6 +76,9 @@ pub use super::pool::DrainReport;
 use drain::DrainState;
 use outbox::Outbox;
 pub use outbox::Proposal;
+// What the replica tells a pool: the core's input, defined where it is produced.
+pub use crate::replica::PoolApplied;
+pub use crate::replica::PoolEvent;
 use outbox::Sent;
 use tickets::Tickets;
 
