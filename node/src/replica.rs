@@ -143,11 +143,14 @@ impl Replica {
         let mut effects = ApplyEffects::default();
         let responses = {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
-            q.apply(req, &mut effects)
+            let responses = q.apply(req, &mut effects);
+            // Under the lock, so that pools hear of applies in apply order even when entries
+            // are applied from several threads (a local backend).
+            if !effects.workers.is_empty() || tells_pools(req) {
+                self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
+            }
+            responses
         };
-        if !effects.workers.is_empty() || tells_pools(req) {
-            self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
-        }
         self.notify(effects);
         responses
     }
@@ -155,21 +158,30 @@ impl Replica {
     /// A new leader's first entry was applied: see [`QueueState::new_term`].
     pub fn new_term(&self) {
         let mut effects = ApplyEffects::default();
-        self.queue
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .new_term(&mut effects);
-        let no_entry = Request {
-            now_ms: 0,
-            commands: Vec::new(),
-        };
-        self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.workers));
+        {
+            let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+            q.new_term(&mut effects);
+            let no_entry = Request {
+                now_ms: 0,
+                commands: Vec::new(),
+            };
+            self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.workers));
+        }
         self.notify(effects);
     }
 
     /// Replace the whole state (snapshot install). Every waiter is re-checked against it.
     pub fn replace(&self, state: QueueState) {
-        *self.queue.write().unwrap_or_else(|e| e.into_inner()) = state;
+        {
+            let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+            *q = state;
+            // Under the lock, like every pool event (see `apply`).
+            let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
+            for (pool, txs) in txs.iter_mut() {
+                let standing = q.standing_capacity(pool);
+                txs.retain(|tx| tx.send(PoolEvent::Resync { standing }).is_ok());
+            }
+        }
         let ids: Vec<TaskId> = self
             .waiters
             .lock()
@@ -187,14 +199,10 @@ impl Replica {
             became_pending: 1,
             ..ApplyEffects::default()
         });
-        let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
-        for (pool, txs) in txs.iter_mut() {
-            let standing = self.read(|q| q.standing_capacity(pool));
-            txs.retain(|tx| tx.send(PoolEvent::Resync { standing }).is_ok());
-        }
     }
 
-    /// Send each subscribed pool what this apply did for it.
+    /// Send each subscribed pool what this apply did for it. Called under the queue's write
+    /// lock (lock order: queue, then pool senders).
     fn notify_pools(&self, req: &Request, responses: &[Response], workers: BTreeMap<String, WorkerEffects>) {
         let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
         if txs.is_empty() {
