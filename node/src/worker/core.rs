@@ -487,7 +487,7 @@ impl PoolCore {
 
     /// A retried proposal failed: owe it again after the backoff.
     fn failed(&mut self, sent: Sent, e: ProposeError) {
-        warn!(error = %e, proposal = ?std::mem::discriminant(&sent), "proposal failed; retrying");
+        warn!(error = %e, proposal = sent.name(), "proposal failed; retrying");
         match &sent {
             Sent::Lease { ticket } | Sent::CompleteAndLease(_, ticket) => self.tickets.forget(*ticket),
             _ => {}

@@ -67,6 +67,19 @@ pub(super) enum Sent {
 }
 
 impl Sent {
+    /// What was proposed, for logs.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Sent::ReleaseWorker => "release-worker",
+            Sent::Lease { .. } => "lease",
+            Sent::Complete(_) => "complete",
+            Sent::CompleteAndLease(..) => "complete+lease",
+            Sent::Release(_) => "release",
+            Sent::Heartbeat(_) => "heartbeat",
+            Sent::ClearStanding => "clear-standing",
+        }
+    }
+
     fn leases(&self) -> bool {
         matches!(self, Sent::Lease { .. } | Sent::CompleteAndLease(..))
     }
