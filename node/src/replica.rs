@@ -54,12 +54,15 @@ pub struct PoolApplied {
 }
 
 /// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
-/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s, read from
-/// their responses, and its standing capacity and grants to it. Pure, so tests build the
-/// events a replica would send from a bare [`QueueState`].
+/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s, and its
+/// standing capacity and grants to it. The grants of every ticketed `Lease` are *moved* out
+/// of its response (into its pool's event, or dropped for a pool not in `wanted`): a pool
+/// hears of them only from its replica, so its reply carries none (nothing copied, and less
+/// sent back to a follower). Pure, so tests build the events a replica would send from a
+/// bare [`QueueState`].
 pub fn pool_effects(
     req: &Request,
-    responses: &[Response],
+    responses: &mut [Response],
     effects: BTreeMap<String, WorkerEffects>,
     wanted: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, PoolApplied> {
@@ -85,9 +88,12 @@ pub fn pool_effects(
                     ..
                 },
                 Response::Leased(grants),
-            ) if wanted(worker) => {
-                let pool = pools.entry(worker.clone()).or_default();
-                pool.leases.push((*ticket, grants.clone()));
+            ) => {
+                let grants = std::mem::take(grants);
+                if wanted(worker) {
+                    let pool = pools.entry(worker.clone()).or_default();
+                    pool.leases.push((*ticket, grants));
+                }
             }
             (Command::ClearStanding { worker }, _) if wanted(worker) => {
                 pools.entry(worker.clone()).or_default().cleared = true;
@@ -143,11 +149,11 @@ impl Replica {
         let mut effects = ApplyEffects::default();
         let responses = {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
-            let responses = q.apply(req, &mut effects);
+            let mut responses = q.apply(req, &mut effects);
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
             if !effects.workers.is_empty() || tells_pools(req) {
-                self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
+                self.notify_pools(req, &mut responses, std::mem::take(&mut effects.workers));
             }
             responses
         };
@@ -165,7 +171,7 @@ impl Replica {
                 now_ms: 0,
                 commands: Vec::new(),
             };
-            self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.workers));
+            self.notify_pools(&no_entry, &mut [], std::mem::take(&mut effects.workers));
         }
         self.notify(effects);
     }
@@ -201,17 +207,31 @@ impl Replica {
         });
     }
 
-    /// Send each subscribed pool what this apply did for it. Called under the queue's write
-    /// lock (lock order: queue, then pool senders).
-    fn notify_pools(&self, req: &Request, responses: &[Response], workers: BTreeMap<String, WorkerEffects>) {
+    /// Send each subscribed pool what this apply did for it (see [`pool_effects`]). Called
+    /// under the queue's write lock (lock order: queue, then pool senders).
+    fn notify_pools(
+        &self,
+        req: &Request,
+        responses: &mut [Response],
+        workers: BTreeMap<String, WorkerEffects>,
+    ) {
         let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
-        if txs.is_empty() {
-            return;
-        }
         let pools = pool_effects(req, responses, workers, |pool| txs.contains_key(pool));
         for (pool, applied) in pools {
             if let Some(txs) = txs.get_mut(&pool) {
-                txs.retain(|tx| tx.send(PoolEvent::Applied(applied.clone())).is_ok());
+                // Usually one subscriber: the last one gets the original, not a copy.
+                let mut applied = Some(applied);
+                let last = txs.len().saturating_sub(1);
+                let mut i = 0;
+                txs.retain(|tx| {
+                    let event = if i == last {
+                        applied.take()
+                    } else {
+                        applied.clone()
+                    };
+                    i += 1;
+                    event.is_some_and(|e| tx.send(PoolEvent::Applied(e)).is_ok())
+                });
             }
         }
     }

@@ -25,7 +25,8 @@
 //!
 //! **Grants come only from the replica's apply.** Every `Lease` carries a ticket, and the
 //! replica reports each ticketed lease it applies with all its grants (filled or not), next to
-//! grants to the pool's standing capacity; a lease's reply only says it committed. So a
+//! grants to the pool's standing capacity; a lease's reply only says it committed (the replica
+//! moves the grants out of it into the event: nothing is copied, a follower is sent less). So a
 //! ticket is open until its apply is seen, then settled: no reconciling of grants heard in a
 //! reply with standing capacity heard from the apply. The price is that a follower's pool
 //! learns of a lease's grants when its own replica applies the entry rather than when the
@@ -42,7 +43,9 @@
 //!
 //! **Drain** ([`drain`]): stop leasing, release the buffered tasks, let running ones finish
 //! for the grace, then abort them and release their leases; clear the standing capacity once
-//! no lease is in flight; drained when everything owed is accepted, or at the flush deadline.
+//! no lease is in flight; drained when every lease and the `ClearStanding` were seen applied
+//! (so no grant is still on its way) and everything owed is accepted, or at the flush
+//! deadline.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;

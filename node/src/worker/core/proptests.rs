@@ -161,11 +161,11 @@ impl World {
             commands,
         };
         let mut fx = ApplyEffects::default();
-        let responses = self.q.apply(&req, &mut fx);
+        let mut responses = self.q.apply(&req, &mut fx);
         if let Err(e) = self.q.check_invariants() {
             panic!("queue invariants: {e}");
         }
-        let mut pools = pool_effects(&req, &responses, fx.workers, |p| p == POOL);
+        let mut pools = pool_effects(&req, &mut responses, fx.workers, |p| p == POOL);
         if let Some(applied) = pools.remove(POOL) {
             for (ticket, _) in &applied.leases {
                 self.tickets.entry(*ticket).or_default().event_pending = true;
