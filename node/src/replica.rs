@@ -5,9 +5,10 @@
 //! per task. Waiters are keyed by task id so a finished task wakes only its own waiters.
 //! A worker pool subscribes to its own name ([`Replica::subscribe_pool`]): each apply that
 //! granted it tasks (by its ticketed `Lease`s or to its standing capacity), changed or cleared
-//! its standing capacity sends it a [`PoolEvent`], in apply order. This is the only way a pool
-//! hears of its grants (see `worker::core`): [`pool_effects`] derives them, purely, from the
-//! entry, its responses and the state machine's effects.
+//! its standing capacity sends it a [`PoolEvent`], in apply order. Grants to standing capacity
+//! reach a pool only this way; a lease's grants also come with its reply, and the pool takes
+//! whichever comes first (see `worker::core`). [`pool_effects`] derives the events, purely,
+//! from the entry, its responses and the state machine's effects.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -54,15 +55,13 @@ pub struct PoolApplied {
 }
 
 /// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
-/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s, and its
-/// standing capacity and grants to it. The grants of every ticketed `Lease` are *moved* out
-/// of its response (into its pool's event, or dropped for a pool not in `wanted`): a pool
-/// hears of them only from its replica, so its reply carries none (nothing copied, and less
-/// sent back to a follower). Pure, so tests build the events a replica would send from a
-/// bare [`QueueState`].
+/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s (copied
+/// from their responses, which also go back to the proposer), and its standing capacity and
+/// grants to it. Pure, so tests build the events a replica would send from a bare
+/// [`QueueState`].
 pub fn pool_effects(
     req: &Request,
-    responses: &mut [Response],
+    responses: &[Response],
     effects: BTreeMap<String, WorkerEffects>,
     wanted: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, PoolApplied> {
@@ -88,12 +87,9 @@ pub fn pool_effects(
                     ..
                 },
                 Response::Leased(grants),
-            ) => {
-                let grants = std::mem::take(grants);
-                if wanted(worker) {
-                    let pool = pools.entry(worker.clone()).or_default();
-                    pool.leases.push((*ticket, grants));
-                }
+            ) if wanted(worker) => {
+                let pool = pools.entry(worker.clone()).or_default();
+                pool.leases.push((*ticket, grants.clone()));
             }
             (Command::ClearStanding { worker }, _) if wanted(worker) => {
                 pools.entry(worker.clone()).or_default().cleared = true;
@@ -149,11 +145,11 @@ impl Replica {
         let mut effects = ApplyEffects::default();
         let responses = {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
-            let mut responses = q.apply(req, &mut effects);
+            let responses = q.apply(req, &mut effects);
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
             if !effects.workers.is_empty() || tells_pools(req) {
-                self.notify_pools(req, &mut responses, std::mem::take(&mut effects.workers));
+                self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
             }
             responses
         };
@@ -171,7 +167,7 @@ impl Replica {
                 now_ms: 0,
                 commands: Vec::new(),
             };
-            self.notify_pools(&no_entry, &mut [], std::mem::take(&mut effects.workers));
+            self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.workers));
         }
         self.notify(effects);
     }
@@ -209,12 +205,7 @@ impl Replica {
 
     /// Send each subscribed pool what this apply did for it (see [`pool_effects`]). Called
     /// under the queue's write lock (lock order: queue, then pool senders).
-    fn notify_pools(
-        &self,
-        req: &Request,
-        responses: &mut [Response],
-        workers: BTreeMap<String, WorkerEffects>,
-    ) {
+    fn notify_pools(&self, req: &Request, responses: &[Response], workers: BTreeMap<String, WorkerEffects>) {
         let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
         let pools = pool_effects(req, responses, workers, |pool| txs.contains_key(pool));
         for (pool, applied) in pools {

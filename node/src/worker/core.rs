@@ -23,16 +23,17 @@
 //! rest, so grants never outnumber the capacity; a grant that does not fit anyway (a lease
 //! whose reply failed and that applied after all) is released at once, never run beyond it.
 //!
-//! **Grants come only from the replica's apply.** Every `Lease` carries a ticket, and the
-//! replica reports each ticketed lease it applies with all its grants (filled or not), next to
-//! grants to the pool's standing capacity; a lease's reply only says it committed (the replica
-//! moves the grants out of it into the event: nothing is copied, a follower is sent less). So a
-//! ticket is open until its apply is seen, then settled: no reconciling of grants heard in a
-//! reply with standing capacity heard from the apply. The price is that a follower's pool
-//! learns of a lease's grants when its own replica applies the entry rather than when the
-//! leader's reply arrives; `docs/BENCHMARKS.md` ("Issue 10: the pool core") measured it. A
-//! grant runs only if the replica still shows it as this pool's lease (a replayed apply), and
-//! only after this run's `ReleaseWorker` committed (grants before it belong to an earlier run).
+//! **Grants.** Every `Lease` carries a ticket. The replica reports each ticketed lease it
+//! applies with all its grants (filled or not), next to grants to the pool's standing
+//! capacity; the lease's reply brings its grants too, and the pool takes them from whichever
+//! comes first ([`tickets`]: asked, granted by the reply, settled by the apply). The apply
+//! alone would be simpler, but a follower's replica applies an entry after the leader's
+//! reply reaches the follower's pool: that cost ~9 % of 3-node throughput
+//! (`docs/BENCHMARKS.md`, "Issue 10: the pool core"). The apply is what makes a lost reply
+//! harmless: its grants still run, on their first attempt. A grant heard of from the replica
+//! runs only if the replica still shows it as this pool's lease (a replayed apply), never
+//! twice, and only after this run's `ReleaseWorker` committed (grants before it belong to an
+//! earlier run).
 //!
 //! **Proposals** go through one [`outbox`] with one backoff. Completions go out as soon as a
 //! task finishes, with a `Lease` for the capacity they freed in the same entry, up to
@@ -252,12 +253,14 @@ impl PoolCore {
                 }
                 self.recovered = true;
             }),
-            Sent::Lease { ticket } => one::<ops::Lease>(reply).map(|_| self.tickets.answered(*ticket)),
+            Sent::Lease { ticket } => {
+                one::<ops::Lease>(reply).map(|grants| self.lease_granted(*ticket, grants))
+            }
             Sent::Complete(batch) => one::<ops::Complete>(reply).map(|r| self.completed(batch.len(), &r)),
             Sent::CompleteAndLease(batch, ticket) => {
-                pair::<ops::Complete, ops::Lease>(reply).map(|(r, _)| {
+                pair::<ops::Complete, ops::Lease>(reply).map(|(r, grants)| {
                     self.completed(batch.len(), &r);
-                    self.tickets.answered(*ticket);
+                    self.lease_granted(*ticket, grants);
                 })
             }
             Sent::Release(batch) => one::<ops::Release>(reply).map(|flags| {

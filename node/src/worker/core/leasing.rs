@@ -1,6 +1,6 @@
 //! What the pool asks for and what it is given: the free capacity a `Lease` may ask for, the
 //! leases (every one ticketed, see [`super::tickets`]), the renewal of standing capacity, and
-//! the grants heard from the local replica's apply, the only place grants come from.
+//! the grants, from a lease's reply or the local replica's apply.
 
 use tracing::debug;
 use tracing::warn;
@@ -9,6 +9,7 @@ use super::PIPELINE;
 use super::PoolCore;
 use super::Proposal;
 use super::Sent;
+use super::tickets::Settled;
 use crate::queue::Grant;
 use crate::queue::LeaseRef;
 use crate::queue::ops;
@@ -18,23 +19,25 @@ impl PoolCore {
     /// What the local replica's apply did for this pool. `held` says whether the replica still
     /// shows a lease as this pool's current one (a replayed apply may grant what is gone).
     pub fn applied(&mut self, event: PoolEvent, held: impl Fn(LeaseRef) -> bool) {
+        let held: &dyn Fn(LeaseRef) -> bool = &held;
         match event {
             PoolEvent::Applied(fx) => {
                 if let Some(n) = fx.standing {
                     self.standing = n as usize;
                 }
                 for (ticket, grants) in fx.leases {
-                    // A full batch means more may be waiting; a short one means we took it all
-                    // (and later work is granted to the standing capacity it left).
-                    if let Some(max) = self.tickets.settle(ticket)
-                        && max > 0
-                        && grants.len() >= max
-                    {
-                        self.work_hint = true;
+                    match self.tickets.settle(ticket) {
+                        Settled::Asked { max } => {
+                            self.hint_if_full(max, grants.len());
+                            self.take_grants(grants, held, false);
+                        }
+                        // Taken from the reply already.
+                        Settled::Granted => {}
+                        // Its reply failed or it was given up on: maybe taken, maybe not.
+                        Settled::Unknown => self.take_grants(grants, held, true),
                     }
-                    self.take_grants(grants, &held);
                 }
-                self.take_grants(fx.grants, &held);
+                self.take_grants(fx.grants, held, false);
                 if fx.cleared {
                     self.standing_cleared(false);
                 }
@@ -48,6 +51,23 @@ impl PoolCore {
             }
         }
         self.settle();
+    }
+
+    /// A lease's reply brought `grants`: taken unless its apply was seen first.
+    pub(super) fn lease_granted(&mut self, ticket: u64, grants: Vec<Grant>) {
+        if let Some(max) = self.tickets.granted(ticket, grants.len()) {
+            self.hint_if_full(max, grants.len());
+            // Fresh from the log: the local replica may not show them yet.
+            self.take_grants(grants, &|_| true, false);
+        }
+    }
+
+    /// A full batch means more may be waiting; a short one means the lease took it all (and
+    /// later work is granted to the standing capacity it left).
+    fn hint_if_full(&mut self, max: usize, granted: usize) {
+        if max > 0 && granted >= max {
+            self.work_hint = true;
+        }
     }
 
     /// Capacity not yet spoken for: the most the next `Lease` may ask for.
@@ -112,9 +132,16 @@ impl PoolCore {
         }
     }
 
-    /// Grants heard from the replica: buffered where they fit, released where they do not
-    /// (a lease that applied after its reply failed), dropped where no longer ours.
-    pub(super) fn take_grants(&mut self, grants: Vec<Grant>, held: &impl Fn(LeaseRef) -> bool) {
+    /// Grants to take: buffered where they fit, released where they do not (a lease that
+    /// applied after its reply failed), dropped where the replica no longer shows them as
+    /// ours, or (`maybe_taken`: a lease whose ticket ended unseen) where the pool already has
+    /// them.
+    pub(super) fn take_grants(
+        &mut self,
+        grants: Vec<Grant>,
+        held: &dyn Fn(LeaseRef) -> bool,
+        maybe_taken: bool,
+    ) {
         if grants.is_empty() {
             return;
         }
@@ -124,6 +151,9 @@ impl PoolCore {
             return;
         }
         for grant in grants {
+            if maybe_taken && self.has(grant.lease) {
+                continue;
+            }
             if !held(grant.lease) {
                 // Released, expired or completed since (a replayed apply): someone else's now.
                 debug!(task = grant.lease.task, "dropped a grant no longer held");
@@ -141,5 +171,13 @@ impl PoolCore {
                 self.buffered.push_back(grant);
             }
         }
+    }
+
+    /// Whether the pool holds `lease` (buffered, running, or owing its completion or release).
+    fn has(&self, lease: LeaseRef) -> bool {
+        self.running.contains_key(&lease)
+            || self.lost.contains(&lease)
+            || self.buffered.iter().any(|g| g.lease == lease)
+            || self.outbox.owes(lease)
     }
 }

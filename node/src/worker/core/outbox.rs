@@ -204,6 +204,20 @@ impl Outbox {
         self.count(|s| matches!(s, Sent::ClearStanding)) > 0
     }
 
+    /// Whether a completion or release of `lease` is owed (queued or in flight).
+    pub(super) fn owes(&self, lease: LeaseRef) -> bool {
+        let sent = |s: &Sent| match s {
+            Sent::Complete(batch) | Sent::CompleteAndLease(batch, _) => {
+                batch.iter().any(|c| c.lease == lease)
+            }
+            Sent::Release(batch) => batch.contains(&lease),
+            _ => false,
+        };
+        self.completions.iter().any(|c| c.lease == lease)
+            || self.releases.contains(&lease)
+            || self.in_flight.values().any(sent)
+    }
+
     /// Completions owed: queued or in flight.
     pub(super) fn completions_held(&self) -> usize {
         self.completions.len() + self.in_flight.values().map(Sent::completions).sum::<usize>()

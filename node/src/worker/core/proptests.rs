@@ -85,10 +85,25 @@ fn action() -> impl Strategy<Value = Action> {
 /// Per lease ticket: where its apply and reply are.
 #[derive(Default)]
 struct TicketLog {
+    /// Tasks its apply granted.
+    grants: usize,
     /// Its apply's event is queued, not yet delivered.
     event_pending: bool,
-    /// Heartbeat ticks since its reply came back successfully.
+    event_delivered: bool,
+    /// Its successful reply is queued, not yet delivered.
+    reply_pending: bool,
+    /// Heartbeat ticks since its successful reply was delivered.
     ticks_since_reply: Option<u32>,
+}
+
+impl TicketLog {
+    /// Its grants are on their way to the pool: applied, not yet heard of, and something
+    /// still to bring them.
+    fn on_the_way(&self) -> usize {
+        let heard = self.event_delivered || self.ticks_since_reply.is_some();
+        let coming = self.event_pending || self.reply_pending;
+        if !heard && coming { self.grants } else { 0 }
+    }
 }
 
 struct World {
@@ -161,14 +176,16 @@ impl World {
             commands,
         };
         let mut fx = ApplyEffects::default();
-        let mut responses = self.q.apply(&req, &mut fx);
+        let responses = self.q.apply(&req, &mut fx);
         if let Err(e) = self.q.check_invariants() {
             panic!("queue invariants: {e}");
         }
-        let mut pools = pool_effects(&req, &mut responses, fx.workers, |p| p == POOL);
+        let mut pools = pool_effects(&req, &responses, fx.workers, |p| p == POOL);
         if let Some(applied) = pools.remove(POOL) {
-            for (ticket, _) in &applied.leases {
-                self.tickets.entry(*ticket).or_default().event_pending = true;
+            for (ticket, grants) in &applied.leases {
+                let log = self.tickets.entry(*ticket).or_default();
+                log.event_pending = true;
+                log.grants = grants.len();
             }
             self.events.push_back(PoolEvent::Applied(applied));
         }
@@ -265,6 +282,7 @@ impl World {
                     return;
                 }
                 let (token, proposal) = self.unapplied.remove(i % self.unapplied.len());
+                let ticket = self.token_tickets.get(&token).copied();
                 let reply = match fate {
                     Fate::NotApplied => Err(ProposeError::NoLeader),
                     Fate::Applied => Ok(self.log(proposal.into_commands())),
@@ -273,6 +291,9 @@ impl World {
                         Err(ProposeError::Forward("reply lost".into()))
                     }
                 };
+                if let (Some(t), Ok(_)) = (ticket, &reply) {
+                    self.tickets.entry(t).or_default().reply_pending = true;
+                }
                 self.replies.push((token, reply));
             }
             Action::Reply(i) => {
@@ -282,6 +303,7 @@ impl World {
                 let (token, reply) = self.replies.remove(i % self.replies.len());
                 if let Some(ticket) = self.token_tickets.remove(&token) {
                     let log = self.tickets.entry(ticket).or_default();
+                    log.reply_pending = false;
                     match reply {
                         Ok(_) => log.ticks_since_reply = Some(0),
                         Err(_) => self.misinformed |= log.event_pending,
@@ -295,7 +317,9 @@ impl World {
                 };
                 if let PoolEvent::Applied(fx) = &event {
                     for (ticket, _) in &fx.leases {
-                        self.tickets.entry(*ticket).or_default().event_pending = false;
+                        let log = self.tickets.entry(*ticket).or_default();
+                        log.event_pending = false;
+                        log.event_delivered = true;
                     }
                 }
                 let q = &self.q;
@@ -330,7 +354,8 @@ impl World {
             Action::HeartbeatTick => {
                 for log in self.tickets.values_mut() {
                     log.ticks_since_reply = log.ticks_since_reply.map(|t| t + 1);
-                    // The second tick after its reply ends a ticket whose apply was not seen.
+                    // The second tick after its reply ends a ticket whose apply was not seen
+                    // (its grants came with the reply; what it left standing is then unknown).
                     self.misinformed |= log.event_pending && log.ticks_since_reply >= Some(2);
                 }
                 self.core.heartbeat_tick();
@@ -391,19 +416,18 @@ impl World {
     }
 
     /// What the pool may hold, from the log's side: runs, buffered grants, grants on their
-    /// way to it, its standing capacity in the log, and the `max` of its leases not applied
-    /// yet.
+    /// way to it (in a reply or an event not yet heard of), its standing capacity in the log,
+    /// and the `max` of its leases not applied yet.
     fn committed(&self) -> usize {
-        let on_the_way: usize = self
+        let to_standing: usize = self
             .events
             .iter()
             .map(|e| match e {
-                PoolEvent::Applied(fx) => {
-                    fx.grants.len() + fx.leases.iter().map(|(_, g)| g.len()).sum::<usize>()
-                }
+                PoolEvent::Applied(fx) => fx.grants.len(),
                 PoolEvent::Resync { .. } => 0,
             })
             .sum();
+        let leased: usize = self.tickets.values().map(TicketLog::on_the_way).sum();
         let asked: usize = self
             .unapplied
             .iter()
@@ -411,7 +435,8 @@ impl World {
             .map(|(_, max)| max as usize)
             .sum();
         let c = &self.core;
-        c.running.len() + c.buffered.len() + on_the_way + self.q.standing_capacity(POOL) as usize + asked
+        let standing = self.q.standing_capacity(POOL) as usize;
+        c.running.len() + c.buffered.len() + to_standing + leased + standing + asked
     }
 
     /// Faults heal: everything is applied and delivered, runs end, timers fire, until drained.

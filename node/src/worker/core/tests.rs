@@ -139,21 +139,53 @@ fn nothing_is_leased_before_the_earlier_runs_leases_are_released() {
 }
 
 #[test]
-fn grants_come_from_the_apply_and_run_up_to_the_slots() {
+fn a_leases_grants_come_from_its_reply_or_its_apply_whichever_is_first() {
     let mut p = Pool::recovered(config(2));
+    // The reply first (a follower's pool): the grants run; the apply brings nothing new.
     let (token, max, ticket) = p.lease();
     assert_eq!((max, p.spoken_for()), (2, 2));
-    // The reply alone runs nothing: its grants come with the apply.
-    p.core
-        .replied(token, Ok(vec![Response::Leased(vec![grant(1), grant(2)])]));
-    assert!(p.decisions().is_empty());
-    assert_eq!(p.spoken_for(), 2, "an answered lease still holds its max");
-    p.apply(vec![(ticket, vec![grant(1), grant(2)])], vec![], None);
+    let reply = vec![Response::Leased(vec![grant(1), grant(2)])];
+    p.core.replied(token, Ok(reply));
     let d = p.decisions();
     assert_eq!(runs(&d), vec![1, 2]);
     // Full: more may wait, but there is no room until a run ends.
     assert!(!d.iter().any(|d| matches!(d, Decision::Propose(..))), "{d:?}");
+    p.apply(vec![(ticket, vec![grant(1), grant(2)])], vec![], None);
+    assert!(p.decisions().is_empty());
     assert_eq!(p.spoken_for(), 2);
+    // The apply first (the leader's pool): the same, the other way round.
+    p.core.finished(grant(1).lease, success());
+    let (token, proposal) = p.proposal();
+    let Proposal::CompleteAndLease(_, lease) = proposal else {
+        panic!("{proposal:?}")
+    };
+    p.apply(
+        vec![(lease.standing_ticket.unwrap(), vec![grant(3)])],
+        vec![],
+        None,
+    );
+    assert_eq!(runs(&p.decisions()), vec![3]);
+    let reply = vec![
+        Response::Completed(vec![CompletionResult::Accepted]),
+        Response::Leased(vec![grant(3)]),
+    ];
+    p.core.replied(token, Ok(reply));
+    assert!(runs(&p.decisions()).is_empty(), "ran a grant twice");
+}
+
+#[test]
+fn a_partly_filled_lease_holds_its_rest_until_the_apply_shows_it_standing() {
+    let mut p = Pool::recovered(config(3));
+    let (token, _, ticket) = p.lease();
+    p.core.replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    assert_eq!((p.core.tickets.held(), p.spoken_for()), (2, 3));
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(2));
+    assert!(p.decisions().is_empty());
+    assert_eq!(
+        (p.core.tickets.held(), p.core.standing, p.spoken_for()),
+        (0, 2, 3)
+    );
 }
 
 #[test]
@@ -182,25 +214,19 @@ fn a_finished_run_is_completed_with_the_lease_of_the_capacity_it_freed() {
     let Proposal::CompleteAndLease(complete, lease) = proposal else {
         panic!("{proposal:?}")
     };
-    assert_eq!(complete.completions.len(), 1);
-    assert_eq!(lease.max, 1);
-    // The stale answer is counted; the lease's grants wait for its apply.
+    assert_eq!((complete.completions.len(), lease.max), (1, 1));
+    // The stale answer is counted, the lease's grant runs.
     let reply = vec![
         Response::Completed(vec![CompletionResult::Stale]),
-        Response::Leased(vec![]),
+        Response::Leased(vec![grant(3)]),
     ];
     p.core.replied(token, Ok(reply));
+    assert_eq!(runs(&p.decisions()), vec![3]);
     let stats = p.core.stats();
     assert_eq!(
         (stats.completed_total, stats.stale_total, stats.in_flight),
-        (1, 1, 1)
+        (1, 1, 2)
     );
-    p.apply(
-        vec![(lease.standing_ticket.unwrap(), vec![grant(3)])],
-        vec![],
-        None,
-    );
-    assert_eq!(runs(&p.decisions()), vec![3]);
 }
 
 #[test]
@@ -296,6 +322,24 @@ fn grants_no_longer_held_are_dropped_and_grants_beyond_capacity_released() {
 }
 
 #[test]
+fn a_late_apply_of_a_swept_ticket_runs_nothing_twice() {
+    let mut p = Pool::recovered(config(2));
+    let (token, _, ticket) = p.lease();
+    p.core.replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    // Its apply is not seen for two ticks: the ticket ends (the rest no longer held).
+    p.core.heartbeat_tick();
+    p.core.heartbeat_tick();
+    p.decisions();
+    assert_eq!(p.core.tickets.held(), 0);
+    p.core.finished(grant(1).lease, success());
+    p.decisions();
+    // Then it comes: grant 1 is being completed, not run again.
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    assert!(runs(&p.decisions()).is_empty());
+}
+
+#[test]
 fn an_idle_pool_renews_its_standing_capacity_once_per_quiet_tick() {
     let mut p = Pool::recovered(config(2));
     let (_, _, ticket) = p.lease();
@@ -310,11 +354,11 @@ fn an_idle_pool_renews_its_standing_capacity_once_per_quiet_tick() {
 }
 
 #[test]
-fn a_resync_ends_answered_tickets_and_takes_the_standing_capacity_it_reports() {
+fn a_resync_ends_granted_tickets_and_takes_the_standing_capacity_it_reports() {
     let mut p = Pool::recovered(config(2));
     let (token, _, _) = p.lease();
     p.core.replied(token, Ok(vec![Response::Leased(vec![])]));
-    assert_eq!(p.spoken_for(), 2);
+    assert_eq!(p.spoken_for(), 2, "what it did not fill may stand");
     p.core.applied(PoolEvent::Resync { standing: 0 }, |_| true);
     // Free again: it leases at once.
     let (_, max, _) = p.lease();

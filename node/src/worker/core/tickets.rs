@@ -1,13 +1,25 @@
 //! [`Tickets`]: the `Lease`s this pool proposed whose apply it has not seen yet.
 //!
-//! Every `Lease` carries a ticket, and its grants reach the pool only from its replica's apply
-//! of it ([`crate::replica::PoolApplied::leases`]), filled or not. Until then the lease may
-//! still add up to its whole `max` (as grants or as standing capacity), so that much of the
-//! pool's capacity stays spoken for. A ticket ends when its apply is seen (settled), when its
-//! reply failed (the pool cannot tell whether it will ever apply; if it does, its grants are
-//! taken only where they fit), or, as a safety net, when its reply came back and its apply
-//! was still not seen at two heartbeat ticks in a row (a snapshot install, `Resync`, is the
-//! one known way to miss an apply; it ends the answered tickets at once).
+//! Every `Lease` carries a ticket. Its grants reach the pool twice, from its reply and from the
+//! local replica's apply of it ([`crate::replica::PoolApplied::leases`], filled or not), and
+//! are taken from whichever comes first; what it did not fill becomes standing capacity,
+//! which only the apply reports. So a ticket is in one of three states:
+//!
+//! - **asked**: neither seen; the lease may still add up to its whole `max`;
+//! - **granted** by its reply: the grants are taken; the unfilled rest (`max − granted`) may
+//!   still stand, and stays spoken for until the apply shows it in the standing capacity;
+//! - **settled** by its apply: the ticket ends (the grants taken now if the reply did not bring
+//!   them first; a reply after it brings nothing new).
+//!
+//! A ticket also ends, unseen, when its reply failed (whether it will ever apply is unknown;
+//! if it does, its grants are taken only where they fit), when a snapshot replaced the replica
+//! (`Resync`: a granted lease's apply may be inside it), and, as a safety net, when it was
+//! granted and its apply was still not seen at two heartbeat ticks in a row. An apply of a
+//! ticket ended this way never runs a grant twice (see `leasing.rs`).
+//!
+//! Why not the apply alone, which would leave two states: a follower's replica applies an
+//! entry after the leader's reply reaches the follower's pool, and waiting for it cost ~9 % of
+//! 3-node end-to-end throughput (docs/BENCHMARKS.md, "Issue 10: the pool core").
 
 use std::collections::BTreeMap;
 
@@ -16,17 +28,34 @@ use std::collections::BTreeMap;
 pub(super) struct Tickets {
     open: BTreeMap<u64, Ticket>,
     next: u64,
-    /// Sum of the open tickets' `max`.
+    /// What the open tickets may still add: `max`, less the grants a reply brought.
     held: usize,
 }
 
 #[derive(Debug)]
 struct Ticket {
     max: usize,
-    /// The reply came back: only the apply is awaited now.
-    answered: bool,
-    /// Answered and still not seen at a heartbeat tick: ended at the next one.
+    /// Grants its reply brought (and the pool took), once it came.
+    granted: Option<usize>,
+    /// Granted and still not seen at a heartbeat tick: ended at the next one.
     old: bool,
+}
+
+impl Ticket {
+    fn holds(&self) -> usize {
+        self.max.saturating_sub(self.granted.unwrap_or(0))
+    }
+}
+
+/// A ticket's apply was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// Open, its grants not taken: take the apply's.
+    Asked { max: usize },
+    /// Open, its reply brought the grants already.
+    Granted,
+    /// Not open (ended unseen, or never this run's).
+    Unknown,
 }
 
 impl Tickets {
@@ -34,15 +63,13 @@ impl Tickets {
     pub(super) fn open(&mut self, max: usize) -> u64 {
         self.next += 1;
         let ticket = self.next;
-        self.open.insert(
-            ticket,
-            Ticket {
-                max,
-                answered: false,
-                old: false,
-            },
-        );
-        self.held += max;
+        let t = Ticket {
+            max,
+            granted: None,
+            old: false,
+        };
+        self.held += t.holds();
+        self.open.insert(ticket, t);
         ticket
     }
 
@@ -56,18 +83,26 @@ impl Tickets {
         self.open.is_empty()
     }
 
-    /// The lease's reply came back (its grants will come with its apply).
-    pub(super) fn answered(&mut self, ticket: u64) {
-        if let Some(t) = self.open.get_mut(&ticket) {
-            t.answered = true;
-        }
+    /// The lease's reply came back with `grants` tasks: its `max` if the pool should take them
+    /// (the apply was not seen first).
+    pub(super) fn granted(&mut self, ticket: u64, grants: usize) -> Option<usize> {
+        let t = self.open.get_mut(&ticket)?;
+        self.held -= t.holds();
+        t.granted = Some(grants);
+        self.held += t.holds();
+        Some(t.max)
     }
 
-    /// The lease's apply was seen: the ticket ends. Its `max`, if it was open.
-    pub(super) fn settle(&mut self, ticket: u64) -> Option<usize> {
-        let t = self.open.remove(&ticket)?;
-        self.held -= t.max;
-        Some(t.max)
+    /// The lease's apply was seen: the ticket ends.
+    pub(super) fn settle(&mut self, ticket: u64) -> Settled {
+        let Some(t) = self.open.remove(&ticket) else {
+            return Settled::Unknown;
+        };
+        self.held -= t.holds();
+        match t.granted {
+            None => Settled::Asked { max: t.max },
+            Some(_) => Settled::Granted,
+        }
     }
 
     /// The lease's reply failed: stop counting it.
@@ -75,22 +110,22 @@ impl Tickets {
         self.settle(ticket);
     }
 
-    /// Heartbeat tick: end tickets answered a tick ago whose apply was never seen.
+    /// Heartbeat tick: end tickets granted a tick ago whose apply was never seen.
     pub(super) fn sweep(&mut self) {
-        self.retain(|t| !(t.answered && t.old));
+        self.retain(|t| !(t.granted.is_some() && t.old));
         for t in self.open.values_mut() {
-            t.old |= t.answered;
+            t.old |= t.granted.is_some();
         }
     }
 
-    /// The replica's state was replaced: answered leases may have applied inside the snapshot.
+    /// The replica's state was replaced: granted leases may have applied inside the snapshot.
     pub(super) fn resync(&mut self) {
-        self.retain(|t| !t.answered);
+        self.retain(|t| t.granted.is_none());
     }
 
     fn retain(&mut self, keep: impl Fn(&Ticket) -> bool) {
         self.open.retain(|_, t| keep(t));
-        self.held = self.open.values().map(|t| t.max).sum();
+        self.held = self.open.values().map(Ticket::holds).sum();
     }
 }
 
@@ -99,30 +134,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ticket_holds_its_max_until_settled_or_forgotten() {
+    fn a_ticket_holds_its_max_then_the_unfilled_rest_until_settled() {
         let mut t = Tickets::default();
         let (a, b) = (t.open(3), t.open(2));
         assert_eq!(t.held(), 5);
-        t.answered(a);
-        assert_eq!(t.held(), 5, "an answered lease still awaits its apply");
-        assert_eq!(t.settle(a), Some(3));
-        assert_eq!(t.settle(a), None, "settled once");
-        t.forget(b);
+        assert_eq!(t.granted(a, 1), Some(3));
+        assert_eq!(t.held(), 4, "the rest of a still awaits its apply");
+        assert_eq!(t.settle(a), Settled::Granted);
+        assert_eq!(t.settle(a), Settled::Unknown, "settled once");
+        assert_eq!(t.granted(a, 1), None, "a reply after the apply brings nothing");
+        assert_eq!(t.settle(b), Settled::Asked { max: 2 });
         assert_eq!(t.held(), 0);
+        let c = t.open(1);
+        t.forget(c);
+        assert!(t.is_empty());
     }
 
     #[test]
-    fn the_sweep_ends_answered_tickets_at_the_second_tick_and_resync_at_once() {
+    fn the_sweep_ends_granted_tickets_at_the_second_tick_and_resync_at_once() {
         let mut t = Tickets::default();
         let (a, b, c) = (t.open(1), t.open(1), t.open(1));
-        t.answered(a);
+        t.granted(a, 0);
         t.sweep();
         assert_eq!(t.held(), 3, "one tick is not enough");
         t.sweep();
         assert_eq!(t.held(), 2);
-        assert_eq!(t.settle(a), None);
-        t.answered(b);
+        assert_eq!(t.settle(a), Settled::Unknown);
+        t.granted(b, 1);
         t.resync();
-        assert_eq!((t.settle(b), t.settle(c)), (None, Some(1)));
+        assert_eq!(t.settle(b), Settled::Unknown);
+        assert_eq!(t.settle(c), Settled::Asked { max: 1 });
     }
 }
