@@ -6,8 +6,8 @@
 //! A worker pool subscribes to its own name ([`Replica::subscribe_pool`]): each apply that
 //! granted it tasks (by its ticketed `Lease`s or to its standing capacity), changed or cleared
 //! its standing capacity sends it a [`PoolEvent`], in apply order. Grants to standing capacity
-//! reach a pool only this way; a lease's grants also come with its reply, and the pool takes
-//! whichever comes first (see `worker::core`). [`pool_effects`] derives the events, purely,
+//! reach a pool only this way; the grants of a lease that left standing capacity also come
+//! with its reply, and the pool takes whichever comes first (see `worker::core`). [`pool_effects`] derives the events, purely,
 //! from the entry, its responses and the state machine's effects.
 
 use std::collections::BTreeMap;
@@ -44,7 +44,8 @@ pub enum PoolEvent {
 /// What one apply did for one pool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolApplied {
-    /// Each of its ticketed `Lease`s applied, with every task it granted (filled or not).
+    /// Each of its ticketed `Lease`s applied that left standing capacity, with the tasks it
+    /// granted.
     pub leases: Vec<(u64, Vec<Grant>)>,
     /// Tasks granted to its standing capacity, in order.
     pub grants: Vec<Grant>,
@@ -55,10 +56,11 @@ pub struct PoolApplied {
 }
 
 /// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
-/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s (copied
-/// from their responses, which also go back to the proposer), and its standing capacity and
-/// grants to it. Pure, so tests build the events a replica would send from a bare
-/// [`QueueState`].
+/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s that left
+/// standing capacity (copied from their responses, which also go back to the proposer; a
+/// filled lease is settled by its reply, so a busy pool gets no events), and its standing
+/// capacity and grants to it. Pure, so tests build the events a replica would send from a
+/// bare [`QueueState`].
 pub fn pool_effects(
     req: &Request,
     responses: &[Response],
@@ -83,11 +85,12 @@ pub fn pool_effects(
             (
                 Command::Lease {
                     worker,
+                    max,
                     standing_ticket: Some(ticket),
                     ..
                 },
                 Response::Leased(grants),
-            ) if wanted(worker) => {
+            ) if grants.len() < *max as usize && wanted(worker) => {
                 let pool = pools.entry(worker.clone()).or_default();
                 pool.leases.push((*ticket, grants.clone()));
             }
@@ -100,18 +103,12 @@ pub fn pool_effects(
     pools
 }
 
-/// Whether `req` holds a command its pool hears of from the apply (a ticketed `Lease`, a
-/// `ClearStanding`).
-fn tells_pools(req: &Request) -> bool {
-    req.commands.iter().any(|c| {
-        matches!(
-            c,
-            Command::Lease {
-                standing_ticket: Some(_),
-                ..
-            } | Command::ClearStanding { .. }
-        )
-    })
+/// Whether `req` holds a `ClearStanding`, which its pool hears of even when it stood for
+/// nothing. (A lease that left standing capacity shows in the state machine's effects.)
+fn clears_standing(req: &Request) -> bool {
+    req.commands
+        .iter()
+        .any(|c| matches!(c, Command::ClearStanding { .. }))
 }
 
 pub struct Replica {
@@ -148,7 +145,7 @@ impl Replica {
             let responses = q.apply(req, &mut effects);
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
-            if !effects.workers.is_empty() || tells_pools(req) {
+            if !effects.workers.is_empty() || clears_standing(req) {
                 self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
             }
             responses

@@ -23,17 +23,15 @@
 //! rest, so grants never outnumber the capacity; a grant that does not fit anyway (a lease
 //! whose reply failed and that applied after all) is released at once, never run beyond it.
 //!
-//! **Grants.** Every `Lease` carries a ticket. The replica reports each ticketed lease it
-//! applies with all its grants (filled or not), next to grants to the pool's standing
-//! capacity; the lease's reply brings its grants too, and the pool takes them from whichever
-//! comes first ([`tickets`]: asked, granted by the reply, settled by the apply). The apply
-//! alone would be simpler, but a follower's replica applies an entry after the leader's
-//! reply reaches the follower's pool: that cost ~9 % of 3-node throughput
-//! (`docs/BENCHMARKS.md`, "Issue 10: the pool core"). The apply is what makes a lost reply
-//! harmless: its grants still run, on their first attempt. A grant heard of from the replica
-//! runs only if the replica still shows it as this pool's lease (a replayed apply), never
-//! twice, and only after this run's `ReleaseWorker` committed (grants before it belong to an
-//! earlier run).
+//! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that
+//! left standing capacity is also reported by the replica's apply, with its grants, next to
+//! grants to the pool's standing capacity, and the pool takes them from whichever comes first
+//! ([`tickets`]: asked, granted by the reply, settled). A filled lease is settled by its
+//! reply, so a busy pool hears no events. Taking grants only from the apply was measured and
+//! not kept (`docs/BENCHMARKS.md`, "Issue 10: the pool core"). A grant heard of from the
+//! replica runs only if the replica still shows it as this pool's lease (a replayed apply),
+//! never twice, and only after this run's `ReleaseWorker` committed (grants before it belong
+//! to an earlier run).
 //!
 //! **Proposals** go through one [`outbox`] with one backoff. Completions go out as soon as a
 //! task finishes, with a `Lease` for the capacity they freed in the same entry, up to

@@ -413,16 +413,11 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
     assert_eq!(stats.completed_total, 50, "{stats:?}");
 }
 
-fn is_lease_with_room(cmd: &Command) -> bool {
-    matches!(cmd, Command::Lease { max, .. } if *max > 0)
-}
-
-/// A lost reply to a `Lease` does not strand its grants: the pool hears of them from its
-/// replica's apply, which happened, and runs them on their first attempt. (Before the pool
-/// core, grants came with the reply: these waited for their leases to expire and ran again.)
-/// The `Complete` in the same entry loses its reply too: its retry comes back stale.
+/// A lost reply to a `Lease` strands its grants: the pool never learns of them. They come back
+/// when their leases expire (a lost lease, which uses no retry) and then run normally. A
+/// `Complete` in the same entry loses its reply too: its retry comes back stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grants_of_a_lease_whose_reply_is_lost_still_run_once() {
+async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
     let local = local();
     let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
     let cfg = PoolConfig {
@@ -431,9 +426,7 @@ async fn grants_of_a_lease_whose_reply_is_lost_still_run_once() {
         ..config(2)
     };
     let pool = start(cfg, builtins(), recorder.clone());
-    wait_stats(&pool, "standing capacity", |s| s.standing == 2).await;
-    // Standing: the first lease with room is the one proposed with the first completions.
-    recorder.inject(1, Fault::AfterApply, is_lease_with_room);
+    recorder.inject(1, Fault::AfterApply, is_lease);
     let ids = submit(
         &local,
         (0..10)
@@ -444,14 +437,14 @@ async fn grants_of_a_lease_whose_reply_is_lost_still_run_once() {
             .collect(),
     );
     let tasks = wait_final(local.replica(), &ids).await;
-    for t in &tasks {
-        assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
-    }
-    assert_eq!(recorder.pending_faults(), 0, "the lost reply never happened");
-    wait_stats(&pool, "every completion accepted", |s| s.in_flight == 0).await;
-    let stats = pool.stats();
-    assert!((1..=2).contains(&stats.stale_total), "{stats:?}");
-    assert_eq!((stats.leased_total, stats.completed_total), (10, 10), "{stats:?}");
+    assert!(tasks.iter().all(|t| t.state == TaskState::Succeeded), "{tasks:?}");
+    let rerun = tasks.iter().filter(|t| t.attempt == 2).count();
+    assert!(
+        (1..=2).contains(&rerun),
+        "expected the stranded grants to run again: {tasks:?}"
+    );
+    // At most the two workers' completions rode in the entry whose reply was lost.
+    assert!(pool.stats().stale_total <= 2, "{:?}", pool.stats());
 }
 
 #[test]

@@ -140,37 +140,47 @@ fn nothing_is_leased_before_the_earlier_runs_leases_are_released() {
 
 #[test]
 fn a_leases_grants_come_from_its_reply_or_its_apply_whichever_is_first() {
-    let mut p = Pool::recovered(config(2));
-    // The reply first (a follower's pool): the grants run; the apply brings nothing new.
-    let (token, max, ticket) = p.lease();
-    assert_eq!((max, p.spoken_for()), (2, 2));
-    let reply = vec![Response::Leased(vec![grant(1), grant(2)])];
-    p.core.replied(token, Ok(reply));
+    let mut p = Pool::recovered(config(4));
+    // A filled lease is settled by its reply: the grants run, nothing more is awaited.
+    let (token, max, _) = p.lease();
+    assert_eq!((max, p.spoken_for()), (4, 4));
+    p.core
+        .replied(token, Ok(vec![Response::Leased((1..=4).map(grant).collect())]));
     let d = p.decisions();
-    assert_eq!(runs(&d), vec![1, 2]);
+    assert_eq!(runs(&d), vec![1, 2, 3, 4]);
     // Full: more may wait, but there is no room until a run ends.
     assert!(!d.iter().any(|d| matches!(d, Decision::Propose(..))), "{d:?}");
-    p.apply(vec![(ticket, vec![grant(1), grant(2)])], vec![], None);
-    assert!(p.decisions().is_empty());
-    assert_eq!(p.spoken_for(), 2);
-    // The apply first (the leader's pool): the same, the other way round.
+    assert!(p.core.tickets.is_empty());
+    // Unfilled, the reply first (a follower's pool): the apply brings nothing new.
     p.core.finished(grant(1).lease, success());
-    let (token, proposal) = p.proposal();
-    let Proposal::CompleteAndLease(_, lease) = proposal else {
-        panic!("{proposal:?}")
+    p.core.finished(grant(2).lease, success());
+    let proposals = p.proposals();
+    let leases: Vec<(Token, u64)> = proposals
+        .iter()
+        .filter_map(|(t, p)| match p {
+            Proposal::CompleteAndLease(_, l) => Some((*t, l.standing_ticket.unwrap())),
+            _ => None,
+        })
+        .collect();
+    let [(first, t1), (second, t2)] = leases[..] else {
+        panic!("{proposals:?}")
     };
-    p.apply(
-        vec![(lease.standing_ticket.unwrap(), vec![grant(3)])],
-        vec![],
-        None,
-    );
-    assert_eq!(runs(&p.decisions()), vec![3]);
-    let reply = vec![
-        Response::Completed(vec![CompletionResult::Accepted]),
-        Response::Leased(vec![grant(3)]),
-    ];
-    p.core.replied(token, Ok(reply));
-    assert!(runs(&p.decisions()).is_empty(), "ran a grant twice");
+    let reply = |g: Vec<Grant>| {
+        vec![
+            Response::Completed(vec![CompletionResult::Accepted]),
+            Response::Leased(g),
+        ]
+    };
+    p.core.replied(first, Ok(reply(vec![])));
+    assert!(runs(&p.decisions()).is_empty());
+    p.apply(vec![(t1, vec![])], vec![], Some(1));
+    // Unfilled, the apply first (the leader's pool): the reply brings nothing new.
+    p.apply(vec![(t2, vec![])], vec![grant(5)], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![5]);
+    p.core.replied(second, Ok(reply(vec![])));
+    assert!(runs(&p.decisions()).is_empty());
+    assert!(p.core.tickets.is_empty());
+    assert_eq!(p.spoken_for(), 4);
 }
 
 #[test]

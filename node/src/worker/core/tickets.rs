@@ -1,25 +1,27 @@
-//! [`Tickets`]: the `Lease`s this pool proposed whose apply it has not seen yet.
+//! [`Tickets`]: the `Lease`s this pool proposed that may still add to what it holds.
 //!
-//! Every `Lease` carries a ticket. Its grants reach the pool twice, from its reply and from the
-//! local replica's apply of it ([`crate::replica::PoolApplied::leases`], filled or not), and
-//! are taken from whichever comes first; what it did not fill becomes standing capacity,
-//! which only the apply reports. So a ticket is in one of three states:
+//! Every `Lease` carries a ticket. Its grants come with its reply; a lease that leaves
+//! standing capacity (not filled) is also reported by the local replica's apply, with its
+//! grants ([`crate::replica::PoolApplied::leases`]), and the pool takes them from whichever
+//! comes first. So a ticket is in one of three states:
 //!
 //! - **asked**: neither seen; the lease may still add up to its whole `max`;
-//! - **granted** by its reply: the grants are taken; the unfilled rest (`max − granted`) may
-//!   still stand, and stays spoken for until the apply shows it in the standing capacity;
-//! - **settled** by its apply: the ticket ends (the grants taken now if the reply did not bring
-//!   them first; a reply after it brings nothing new).
+//! - **granted** by its reply, not filled: the grants are taken; the rest (`max − granted`)
+//!   may still stand, and stays spoken for until the apply shows it in the standing capacity;
+//! - **settled**: by its reply if filled (it leaves nothing, and the replica reports nothing:
+//!   a busy pool hears no events), else by its apply (the grants taken then if the reply did
+//!   not bring them first; a reply after it brings nothing new).
 //!
-//! A ticket also ends, unseen, when its reply failed (whether it will ever apply is unknown;
+//! A ticket also ends unsettled when its reply failed (whether it will ever apply is unknown;
 //! if it does, its grants are taken only where they fit), when a snapshot replaced the replica
 //! (`Resync`: a granted lease's apply may be inside it), and, as a safety net, when it was
 //! granted and its apply was still not seen at two heartbeat ticks in a row. An apply of a
 //! ticket ended this way never runs a grant twice (see `leasing.rs`).
 //!
-//! Why not the apply alone, which would leave two states: a follower's replica applies an
-//! entry after the leader's reply reaches the follower's pool, and waiting for it cost ~9 % of
-//! 3-node end-to-end throughput (docs/BENCHMARKS.md, "Issue 10: the pool core").
+//! The apply as the only source of grants would leave two states; it was measured and not
+//! kept (docs/BENCHMARKS.md, "Issue 10: the pool core"): a follower's replica applies an entry
+//! after the leader's reply reaches the follower's pool, and an event for every lease costs a
+//! busy pool a wake-up and a replica lock per entry.
 
 use std::collections::BTreeMap;
 
@@ -84,13 +86,18 @@ impl Tickets {
     }
 
     /// The lease's reply came back with `grants` tasks: its `max` if the pool should take them
-    /// (the apply was not seen first).
+    /// (the apply was not seen first). A filled lease is settled here.
     pub(super) fn granted(&mut self, ticket: u64, grants: usize) -> Option<usize> {
         let t = self.open.get_mut(&ticket)?;
+        let max = t.max;
+        if grants >= max {
+            self.settle(ticket);
+            return Some(max);
+        }
         self.held -= t.holds();
         t.granted = Some(grants);
         self.held += t.holds();
-        Some(t.max)
+        Some(max)
     }
 
     /// The lease's apply was seen: the ticket ends.
@@ -136,7 +143,13 @@ mod tests {
     #[test]
     fn a_ticket_holds_its_max_then_the_unfilled_rest_until_settled() {
         let mut t = Tickets::default();
-        let (a, b) = (t.open(3), t.open(2));
+        let (a, b, f) = (t.open(3), t.open(2), t.open(1));
+        assert_eq!(t.granted(f, 1), Some(1));
+        assert_eq!(
+            t.settle(f),
+            Settled::Unknown,
+            "a filled lease is settled by its reply"
+        );
         assert_eq!(t.held(), 5);
         assert_eq!(t.granted(a, 1), Some(3));
         assert_eq!(t.held(), 4, "the rest of a still awaits its apply");
