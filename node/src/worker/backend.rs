@@ -33,4 +33,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether the local replica shows `lease` as the current lease of its task, held by
     /// `pool`. A grant heard of through [`Backend::pool_events`] runs only if so.
     fn holds(&self, pool: &str, lease: LeaseRef) -> bool;
+    /// The log's time on the local replica (the time of the last entry it applied), from
+    /// which a starting pool numbers its lease tickets.
+    fn log_now_ms(&self) -> u64;
 }

@@ -107,6 +107,17 @@ pub struct CoreConfig {
     pub max_batch: usize,
     /// After the drain's grace, how long to keep proposing what the log does not accept.
     pub drain_flush_timeout: Duration,
+    /// This run's first lease ticket: above any ticket an earlier run of the pool (same name)
+    /// used, so that a replayed apply of its lease is never taken for one of this run's. See
+    /// [`first_ticket`].
+    pub first_ticket: u64,
+}
+
+/// A first ticket above every earlier run's, from the log's time on the local replica when
+/// the pool starts: runs are apart by more than a millisecond of log time, and no run leases
+/// 2^20 times per millisecond.
+pub fn first_ticket(log_now_ms: u64) -> u64 {
+    log_now_ms.saturating_mul(1 << 20).max(1)
 }
 
 /// Matches a proposal's reply to the proposal.
@@ -197,13 +208,14 @@ impl PoolCore {
             workers: cfg.slots,
             ..PoolStats::default()
         };
+        let first_ticket = cfg.first_ticket;
         let mut core = Self {
             cfg,
             recovered: false,
             buffered: VecDeque::new(),
             running: BTreeMap::new(),
             lost: BTreeSet::new(),
-            tickets: Tickets::default(),
+            tickets: Tickets::starting_at(first_ticket),
             standing: 0,
             work_hint: true,
             leased_since_tick: false,

@@ -49,4 +49,8 @@ impl Backend for NodeBackend {
     fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
         self.replica.holds(pool, lease)
     }
+
+    fn log_now_ms(&self) -> u64 {
+        self.replica.read(|q| q.now_ms())
+    }
 }

@@ -25,6 +25,7 @@ use super::core::Decision;
 use super::core::PoolCore;
 use super::core::RunResult;
 use super::core::Token;
+use super::core::first_ticket;
 use super::pool::DrainReport;
 use super::pool::PoolConfig;
 use super::pool::PoolStats;
@@ -88,6 +89,7 @@ impl Supervisor {
             capacity: cfg.workers,
             max_batch: cfg.max_completion_batch,
             drain_flush_timeout: Duration::from_millis(cfg.drain_flush_timeout_ms),
+            first_ticket: first_ticket(backend.log_now_ms()),
         });
         Self {
             cfg,

@@ -95,6 +95,10 @@ impl Backend for LocalBackend {
     fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
         self.replica.holds(pool, lease)
     }
+
+    fn log_now_ms(&self) -> u64 {
+        self.replica.read(|q| q.now_ms())
+    }
 }
 
 type Check = Box<dyn Fn(&Command) + Send + Sync>;
@@ -272,6 +276,10 @@ impl Backend for RecordingBackend {
 
     fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
         self.inner.holds(pool, lease)
+    }
+
+    fn log_now_ms(&self) -> u64 {
+        self.inner.log_now_ms()
     }
 }
 

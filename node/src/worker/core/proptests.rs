@@ -148,6 +148,7 @@ impl World {
             capacity: slots + prefetch,
             max_batch: 3,
             drain_flush_timeout: Duration::from_millis(100),
+            first_ticket: first_ticket(1_000),
         });
         let mut w = Self {
             core,

@@ -16,6 +16,7 @@ fn config(slots: usize) -> CoreConfig {
         capacity: slots,
         max_batch: 2,
         drain_flush_timeout: Duration::from_millis(500),
+        first_ticket: 1,
     }
 }
 
@@ -347,6 +348,26 @@ fn a_late_apply_of_a_swept_ticket_runs_nothing_twice() {
     // Then it comes: grant 1 is being completed, not run again.
     p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
     assert!(runs(&p.decisions()).is_empty());
+}
+
+#[test]
+fn a_replayed_lease_of_an_earlier_run_is_not_taken_for_this_runs() {
+    let mut p = Pool::recovered(CoreConfig {
+        first_ticket: first_ticket(5_000),
+        ..config(1)
+    });
+    let (_, _, ticket) = p.lease();
+    assert_eq!(ticket, first_ticket(5_000));
+    // The earlier run numbered its tickets from a lower base: its lease does not settle ours,
+    // and its grant does not fit beside it (it is given back).
+    p.apply(vec![(1, vec![grant(7)])], vec![], Some(0));
+    let d = p.decisions();
+    assert!(runs(&d).is_empty());
+    assert_eq!(p.core.tickets.held(), 1);
+    let released = d
+        .iter()
+        .any(|d| matches!(d, Decision::Propose(_, Proposal::Release(r)) if r.leases == vec![grant(7).lease]));
+    assert!(released, "{d:?}");
 }
 
 #[test]

@@ -28,6 +28,8 @@ use std::collections::BTreeMap;
 /// Open tickets and what they may still add.
 #[derive(Debug, Default)]
 pub(super) struct Tickets {
+    // `next` starts at the run's first ticket (see `CoreConfig::first_ticket`), so that a
+    // replayed apply of an earlier run's lease never matches one of this run's tickets.
     open: BTreeMap<u64, Ticket>,
     next: u64,
     /// What the open tickets may still add: `max`, less the grants a reply brought.
@@ -61,9 +63,17 @@ pub(super) enum Settled {
 }
 
 impl Tickets {
+    /// Tickets numbered from `first` on.
+    pub(super) fn starting_at(first: u64) -> Self {
+        Self {
+            next: first.saturating_sub(1),
+            ..Self::default()
+        }
+    }
+
     /// A ticket for a `Lease` of `max` tasks about to be proposed.
     pub(super) fn open(&mut self, max: usize) -> u64 {
-        self.next += 1;
+        self.next = self.next.wrapping_add(1);
         let ticket = self.next;
         let t = Ticket {
             max,
