@@ -16,35 +16,38 @@
 //!   report), stats changed.
 //!
 //! **Capacity.** The runner has `slots` (worker actors, or a remote worker's declared
-//! concurrency); the pool holds at most `capacity` tasks (`slots` today: lease-ahead makes it
-//! `slots + prefetch`). Spoken for are the running and buffered (granted, waiting for a slot)
-//! tasks, the standing capacity the replica last reported, and whatever a `Lease` whose apply
-//! is not yet seen may still add (its whole `max`, see [`tickets`]). A `Lease` asks for the
-//! rest, so grants never outnumber the capacity; a grant that does not fit anyway (a lease
-//! whose reply failed and that applied after all) is released at once, never run beyond it.
+//! concurrency); the pool holds at most `capacity` tasks (`slots` today; lease-ahead makes it
+//! `slots + prefetch`, and the buffered grants wait for a slot). Spoken for are the running
+//! and buffered tasks, the standing capacity the replica last reported, and what a `Lease` not
+//! yet settled may still add (`core/tickets.rs`). A `Lease` asks for the rest, so grants never
+//! outnumber the capacity; a grant that does not fit anyway (a lease whose reply failed and
+//! that applied after all) is released at once, never run beyond it.
 //!
 //! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that
-//! left standing capacity is also reported by the replica's apply, with its grants, next to
-//! grants to the pool's standing capacity, and the pool takes them from whichever comes first
-//! ([`tickets`]: asked, granted by the reply, settled). A filled lease is settled by its
-//! reply, so a busy pool hears no events. Taking grants only from the apply was measured and
-//! not kept (`docs/BENCHMARKS.md`, "Issue 10: the pool core"). A grant heard of from the
-//! replica runs only if the replica still shows it as this pool's lease (a replayed apply),
-//! never twice, and only after this run's `ReleaseWorker` committed (grants before it belong
-//! to an earlier run).
+//! left standing capacity is also reported by the replica's apply, with its grants, and the
+//! pool takes them from whichever comes first. Grants to standing capacity come only from the
+//! apply. A filled lease is settled by its reply, so a busy pool hears no events. Taking every
+//! grant from the apply alone was measured and not kept (`docs/BENCHMARKS.md`, "Issue 10: the
+//! pool core"). A grant heard of from the replica runs only if the replica still shows it as
+//! this pool's lease (a replayed apply), never twice, and only after this run's
+//! `ReleaseWorker` committed (grants before it belong to an earlier run).
 //!
-//! **Proposals** go through one [`outbox`] with one backoff. Completions go out as soon as a
-//! task finishes, with a `Lease` for the capacity they freed in the same entry, up to
-//! [`PIPELINE`] such entries in flight; what finishes meanwhile is folded into the next (that
-//! is where batching comes from, with no timer adding latency). Releases and heartbeats have
-//! one in flight each. Standing capacity is renewed by every lease (an idle pool proposes a
-//! `Lease` of its free capacity, possibly 0, once per heartbeat interval without one).
+//! **Proposals** go through one outbox with one backoff (`core/outbox.rs`). Completions go out
+//! as soon as a task finishes, with a `Lease` for the capacity they freed in the same entry,
+//! up to [`PIPELINE`] such entries in flight; what finishes meanwhile is folded into the next
+//! (that is where batching comes from, with no timer adding latency). Releases and heartbeats
+//! have one in flight each. Standing capacity is renewed by every lease (an idle pool proposes
+//! a `Lease` of its free capacity, possibly 0, once per heartbeat interval without one).
 //!
-//! **Drain** ([`drain`]): stop leasing, release the buffered tasks, let running ones finish
-//! for the grace, then abort them and release their leases; clear the standing capacity once
-//! no lease is in flight; drained when every lease and the `ClearStanding` were seen applied
-//! (so no grant is still on its way) and everything owed is accepted, or at the flush
-//! deadline.
+//! **Drain** (`core/drain.rs`): stop leasing, release the buffered tasks, let running ones
+//! finish for the grace, then abort them and release their leases; clear the standing
+//! capacity once no lease is in flight; drained when every lease and the `ClearStanding` were
+//! seen applied (no grant is still on its way) and everything owed is accepted, or at the
+//! flush deadline.
+//!
+//! Files: `leasing.rs` (free capacity, leases, grants), `tickets.rs`, `outbox.rs`,
+//! `drain.rs`; `tests.rs` (step by step) and `proptests.rs` (random event orders against the
+//! real state machine).
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
