@@ -3,9 +3,12 @@
 //!
 //! The state is behind one `RwLock`, taken once per applied entry (an entry is a batch), never
 //! per task. Waiters are keyed by task id so a finished task wakes only its own waiters.
-//! A worker pool subscribes to its own name ([`Replica::subscribe_worker`]): each apply that
-//! touched its leases or standing capacity sends it a [`WorkerEvent`] (grants to its standing
-//! capacity among them), in apply order.
+//! A worker pool subscribes to its own name ([`Replica::subscribe_pool`]): each apply that
+//! granted it tasks (by its ticketed `Lease`s or to its standing capacity), changed or cleared
+//! its standing capacity sends it a [`PoolEvent`], in apply order. Grants to standing capacity
+//! reach a pool only this way; the grants of a lease that left standing capacity also come
+//! with its reply, and the pool takes whichever comes first (see `worker::core`). [`pool_effects`] derives the events, purely,
+//! from the entry, its responses and the state machine's effects.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,6 +18,9 @@ use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 use crate::queue::ApplyEffects;
+use crate::queue::Command;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
 use crate::queue::QueueState;
 use crate::queue::Request;
 use crate::queue::Response;
@@ -25,15 +31,84 @@ use crate::queue::WorkerEffects;
 /// more than once; receivers de-duplicate).
 pub type FinishedTx = mpsc::UnboundedSender<TaskId>;
 
-/// What a worker pool hears from its replica, in apply order.
+/// What a pool hears from its replica, in apply order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorkerEvent {
-    /// One apply touched this worker: grants to its standing capacity, its ticketed leases
-    /// applied, its standing capacity after the apply.
-    Applied(WorkerEffects),
-    /// The state was replaced (snapshot install): effects in between were never seen. This is
-    /// the worker's standing capacity now.
+pub enum PoolEvent {
+    /// One apply touched this pool.
+    Applied(PoolApplied),
+    /// The state was replaced (snapshot install): applies in between were never seen. This is
+    /// the pool's standing capacity now.
     Resync { standing: u32 },
+}
+
+/// What one apply did for one pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolApplied {
+    /// Each of its ticketed `Lease`s applied that left standing capacity, with the tasks it
+    /// granted.
+    pub leases: Vec<(u64, Vec<Grant>)>,
+    /// Tasks granted to its standing capacity, in order.
+    pub grants: Vec<Grant>,
+    /// Its standing capacity after the apply, if the apply touched it.
+    pub standing: Option<u32>,
+    /// A `ClearStanding` of it was applied: every grant to its standing capacity came before.
+    pub cleared: bool,
+}
+
+/// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
+/// machine's per-worker `effects`) did for it: the grants of its ticketed `Lease`s that left
+/// standing capacity (copied from their responses, which also go back to the proposer; a
+/// filled lease is settled by its reply, so a busy pool gets no events), and its standing
+/// capacity and grants to it. Pure, so tests build the events a replica would send from a
+/// bare [`QueueState`].
+pub fn pool_effects(
+    req: &Request,
+    responses: &[Response],
+    effects: BTreeMap<String, WorkerEffects>,
+    wanted: impl Fn(&str) -> bool,
+) -> BTreeMap<String, PoolApplied> {
+    let mut pools: BTreeMap<String, PoolApplied> = effects
+        .into_iter()
+        .filter(|(pool, _)| wanted(pool))
+        .map(|(pool, fx)| {
+            let applied = PoolApplied {
+                leases: Vec::new(),
+                grants: fx.grants,
+                standing: fx.standing,
+                cleared: false,
+            };
+            (pool, applied)
+        })
+        .collect();
+    for (cmd, response) in req.commands.iter().zip(responses) {
+        match (cmd, response) {
+            (
+                Command::Lease {
+                    worker,
+                    max,
+                    standing_ticket: Some(ticket),
+                    ..
+                },
+                Response::Leased(grants),
+            ) if grants.len() < *max as usize && wanted(worker) => {
+                let pool = pools.entry(worker.clone()).or_default();
+                pool.leases.push((*ticket, grants.clone()));
+            }
+            (Command::ClearStanding { worker }, _) if wanted(worker) => {
+                pools.entry(worker.clone()).or_default().cleared = true;
+            }
+            _ => {}
+        }
+    }
+    pools
+}
+
+/// Whether `req` holds a `ClearStanding`, which its pool hears of even when it stood for
+/// nothing. (A lease that left standing capacity shows in the state machine's effects.)
+fn clears_standing(req: &Request) -> bool {
+    req.commands
+        .iter()
+        .any(|c| matches!(c, Command::ClearStanding { .. }))
 }
 
 pub struct Replica {
@@ -41,8 +116,8 @@ pub struct Replica {
     waiters: Mutex<BTreeMap<TaskId, Vec<FinishedTx>>>,
     /// Bumped whenever tasks became leasable, so idle worker pools wake without polling.
     work_tx: watch::Sender<u64>,
-    /// Worker name → its pool's event senders.
-    worker_txs: Mutex<BTreeMap<String, Vec<mpsc::UnboundedSender<WorkerEvent>>>>,
+    /// Pool name → its event senders.
+    pool_txs: Mutex<BTreeMap<String, Vec<mpsc::UnboundedSender<PoolEvent>>>>,
 }
 
 impl Default for Replica {
@@ -58,7 +133,7 @@ impl Replica {
             queue: RwLock::new(state),
             waiters: Mutex::new(BTreeMap::new()),
             work_tx,
-            worker_txs: Mutex::new(BTreeMap::new()),
+            pool_txs: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -67,7 +142,13 @@ impl Replica {
         let mut effects = ApplyEffects::default();
         let responses = {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
-            q.apply(req, &mut effects)
+            let responses = q.apply(req, &mut effects);
+            // Under the lock, so that pools hear of applies in apply order even when entries
+            // are applied from several threads (a local backend).
+            if !effects.workers.is_empty() || clears_standing(req) {
+                self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
+            }
+            responses
         };
         self.notify(effects);
         responses
@@ -76,16 +157,30 @@ impl Replica {
     /// A new leader's first entry was applied: see [`QueueState::new_term`].
     pub fn new_term(&self) {
         let mut effects = ApplyEffects::default();
-        self.queue
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .new_term(&mut effects);
+        {
+            let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+            q.new_term(&mut effects);
+            let no_entry = Request {
+                now_ms: 0,
+                commands: Vec::new(),
+            };
+            self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.workers));
+        }
         self.notify(effects);
     }
 
     /// Replace the whole state (snapshot install). Every waiter is re-checked against it.
     pub fn replace(&self, state: QueueState) {
-        *self.queue.write().unwrap_or_else(|e| e.into_inner()) = state;
+        {
+            let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+            *q = state;
+            // Under the lock, like every pool event (see `apply`).
+            let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
+            for (pool, txs) in txs.iter_mut() {
+                let standing = q.standing_capacity(pool);
+                txs.retain(|tx| tx.send(PoolEvent::Resync { standing }).is_ok());
+            }
+        }
         let ids: Vec<TaskId> = self
             .waiters
             .lock()
@@ -103,24 +198,33 @@ impl Replica {
             became_pending: 1,
             ..ApplyEffects::default()
         });
-        let mut txs = self.worker_txs.lock().unwrap_or_else(|e| e.into_inner());
-        for (worker, txs) in txs.iter_mut() {
-            let standing = self.read(|q| q.standing_capacity(worker));
-            txs.retain(|tx| tx.send(WorkerEvent::Resync { standing }).is_ok());
+    }
+
+    /// Send each subscribed pool what this apply did for it (see [`pool_effects`]). Called
+    /// under the queue's write lock (lock order: queue, then pool senders).
+    fn notify_pools(&self, req: &Request, responses: &[Response], workers: BTreeMap<String, WorkerEffects>) {
+        let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
+        let pools = pool_effects(req, responses, workers, |pool| txs.contains_key(pool));
+        for (pool, applied) in pools {
+            if let Some(txs) = txs.get_mut(&pool) {
+                // Usually one subscriber: the last one gets the original, not a copy.
+                let mut applied = Some(applied);
+                let last = txs.len().saturating_sub(1);
+                let mut i = 0;
+                txs.retain(|tx| {
+                    let event = if i == last {
+                        applied.take()
+                    } else {
+                        applied.clone()
+                    };
+                    i += 1;
+                    event.is_some_and(|e| tx.send(PoolEvent::Applied(e)).is_ok())
+                });
+            }
         }
     }
 
     fn notify(&self, effects: ApplyEffects) {
-        if !effects.workers.is_empty() {
-            let mut txs = self.worker_txs.lock().unwrap_or_else(|e| e.into_inner());
-            if !txs.is_empty() {
-                for (worker, fx) in effects.workers {
-                    if let Some(txs) = txs.get_mut(&worker) {
-                        txs.retain(|tx| tx.send(WorkerEvent::Applied(fx.clone())).is_ok());
-                    }
-                }
-            }
-        }
         if !effects.finished.is_empty() {
             let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             if !waiters.is_empty() {
@@ -172,28 +276,32 @@ impl Replica {
         });
     }
 
-    /// Events of the worker (pool) named `worker`, from now on, in apply order.
-    pub fn subscribe_worker(&self, worker: &str) -> mpsc::UnboundedReceiver<WorkerEvent> {
+    /// Events of the pool named `pool` (its `worker` name in commands), from now on, in apply
+    /// order.
+    pub fn subscribe_pool(&self, pool: &str) -> mpsc::UnboundedReceiver<PoolEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.worker_txs
+        self.pool_txs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(worker.to_owned())
+            .entry(pool.to_owned())
             .or_default()
             .push(tx);
         rx
     }
 
-    /// Whether `lease` is the current lease of its task, held by `worker`, on this replica.
-    pub fn holds(&self, worker: &str, lease: crate::queue::LeaseRef) -> bool {
-        self.read(|q| {
-            q.current_lease(lease.task)
-                .is_some_and(|(l, w, _)| l == lease && w == worker)
-        })
+    /// Whether `lease` is the current lease of its task, held by `pool`, on this replica.
+    pub fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
+        self.read(|q| holds(q, pool, lease))
     }
 
     /// Changes whenever new work may be leasable.
     pub fn work_signal(&self) -> watch::Receiver<u64> {
         self.work_tx.subscribe()
     }
+}
+
+/// Whether `q` shows `lease` as the current lease of its task, held by `pool`.
+pub fn holds(q: &QueueState, pool: &str, lease: LeaseRef) -> bool {
+    q.current_lease(lease.task)
+        .is_some_and(|(l, w, _)| l == lease && w == pool)
 }

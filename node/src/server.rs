@@ -19,11 +19,8 @@ use std::time::Duration;
 
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -37,7 +34,6 @@ use crate::cluster::Identity;
 use crate::cluster::join;
 use crate::config::Config;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
-use crate::error::ProposeError;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::queue_service::ApiLimits;
@@ -49,17 +45,14 @@ use crate::network::NetworkFactory;
 use crate::network::Peers;
 use crate::network::TcpConnector;
 use crate::proposer::Proposer;
-use crate::queue::Command;
-use crate::queue::Response;
 use crate::raft::LogStore;
 use crate::raft::Raft;
 use crate::raft::SimDisk;
 use crate::raft::SimLogStore;
 use crate::raft::StateMachineStore;
 use crate::replica::Replica;
-use crate::replica::WorkerEvent;
 use crate::types::NodeInfo;
-use crate::worker::Backend;
+use crate::worker::NodeBackend;
 use crate::worker::PoolConfig;
 use crate::worker::PoolHandle;
 use crate::worker::TaskRegistry;
@@ -80,35 +73,6 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
-}
-
-/// The worker pool's view of the node: proposals through the log, wake-ups from the replica.
-struct NodeBackend {
-    proposer: Proposer,
-    replica: Arc<Replica>,
-}
-
-impl Backend for NodeBackend {
-    fn propose_many(&self, cmds: Vec<Command>) -> BoxFuture<'static, Result<Vec<Response>, ProposeError>> {
-        let proposer = self.proposer.clone();
-        async move { proposer.propose_many(cmds).await }.boxed()
-    }
-
-    fn work_signal(&self) -> watch::Receiver<u64> {
-        self.replica.work_signal()
-    }
-
-    fn may_have_work(&self, queues: &[String]) -> bool {
-        self.replica.read(|q| q.leasable(queues) > 0)
-    }
-
-    fn worker_events(&self, worker: &str) -> Option<tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>> {
-        Some(self.replica.subscribe_worker(worker))
-    }
-
-    fn holds(&self, worker: &str, lease: crate::queue::LeaseRef) -> bool {
-        self.replica.holds(worker, lease)
-    }
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
@@ -434,10 +398,7 @@ fn start_pool(
             default_time_limit_ms: config.default_time_limit_ms,
             ..PoolConfig::default()
         };
-        let backend = Arc::new(NodeBackend {
-            proposer: proposer.clone(),
-            replica: replica.clone(),
-        });
+        let backend = Arc::new(NodeBackend::new(proposer.clone(), replica.clone()));
         let runtime = tokio::runtime::Handle::current();
         let pool = if env.local_workers {
             WorkerPool::start_local(pool_config, registry.clone(), backend, runtime)

@@ -30,6 +30,25 @@ pub trait Op {
     fn answer(response: Response) -> Result<Self::Answer, WrongAnswer>;
 }
 
+/// The typed answer of an entry that held `O` alone, from the responses `apply` gave it.
+pub fn answer_one<O: Op>(responses: Vec<Response>) -> Result<O::Answer, WrongAnswer> {
+    let [response] = <[Response; 1]>::try_from(responses).map_err(|r| miscounted::<O>(r.len(), 1))?;
+    O::answer(response)
+}
+
+/// The typed answers of an entry that held `A` then `B` (applied together, all or none).
+pub fn answer_pair<A: Op, B: Op>(responses: Vec<Response>) -> Result<(A::Answer, B::Answer), WrongAnswer> {
+    let [a, b] = <[Response; 2]>::try_from(responses).map_err(|r| miscounted::<A>(r.len(), 2))?;
+    Ok((A::answer(a)?, B::answer(b)?))
+}
+
+fn miscounted<O: Op>(got: usize, commands: usize) -> WrongAnswer {
+    WrongAnswer {
+        command: O::NAME,
+        answer: format!("{got} responses to an entry of {commands} commands"),
+    }
+}
+
 /// Builds a `WrongAnswer` for `Op` `O`.
 fn wrong<O: Op>(response: &Response) -> WrongAnswer {
     WrongAnswer {
@@ -253,6 +272,24 @@ mod tests {
         .unwrap();
         run(&mut q, Tick).unwrap();
         assert_eq!(run(&mut q, AllocateNodeId {}).unwrap(), 2);
+    }
+
+    #[test]
+    fn entries_of_one_and_two_ops_decode_in_order_and_refuse_a_miscount() {
+        let grants = answer_one::<Lease>(vec![Response::Leased(vec![])]).unwrap();
+        assert!(grants.is_empty());
+        let (done, leased) = answer_pair::<Complete, Lease>(vec![
+            Response::Completed(vec![CompletionResult::Stale]),
+            Response::Leased(vec![]),
+        ])
+        .unwrap();
+        assert_eq!((done, leased), (vec![CompletionResult::Stale], vec![]));
+        let swapped =
+            answer_pair::<Complete, Lease>(vec![Response::Leased(vec![]), Response::Completed(vec![])]);
+        assert_eq!(swapped.unwrap_err().command, "Complete");
+        let short = answer_pair::<Complete, Lease>(vec![Response::Completed(vec![])]).unwrap_err();
+        assert_eq!(short.answer, "1 responses to an entry of 2 commands");
+        assert!(answer_one::<Tick>(vec![]).is_err());
     }
 
     #[test]

@@ -4,16 +4,22 @@
 //! task handlers and proposals run on that runtime, the actors only coordinate.
 //!
 //! - [`pool`]: [`WorkerPool::start`], [`PoolConfig`], and the [`PoolHandle`] (stats, drain).
-//! - [`supervisor`]: the pool supervisor actor: leases batches sized to free capacity, hands
-//!   grants to idle workers, heartbeats, batches completions, releases and drains.
+//! - [`core`]: [`PoolCore`], the pool's decisions with no IO (leasing to capacity, tickets and
+//!   standing capacity, completions, releases, heartbeats, retries, drain): events in,
+//!   decisions out. A remote worker's session will be the same core with another runner.
+//! - [`supervisor`]: the actix shell that carries the core's decisions out: worker actors,
+//!   proposals through the [`Backend`], timers.
 //! - [`worker`]: a worker actor: one task at a time, under a time limit and an abort signal.
 //! - [`registry`]: [`TaskRegistry`] of async handlers with serde-typed arguments and results.
 //! - [`builtins`]: `noop`, `echo`, `sleep`, `fail`.
-//! - [`backend`]: the [`Backend`] seam to the node (propose a command; the work signal).
+//! - [`backend`]: the [`Backend`] seam to the node (propose an entry; pool events, the work
+//!   signal); [`node_backend`]: the node's implementation (proposer and replica).
 //! - [`testing`]: [`testing::LocalBackend`] and wrappers, for tests and the simulator.
 
 pub mod backend;
 pub mod builtins;
+pub mod core;
+pub mod node_backend;
 pub mod pool;
 pub mod registry;
 pub mod supervisor;
@@ -26,6 +32,8 @@ mod tests;
 
 pub use backend::Backend;
 pub use builtins::register_builtins;
+pub use core::PoolCore;
+pub use node_backend::NodeBackend;
 pub use pool::DrainReport;
 pub use pool::PoolConfig;
 pub use pool::PoolHandle;

@@ -19,8 +19,8 @@ use crate::queue::LeaseRef;
 use crate::queue::Request;
 use crate::queue::Response;
 use crate::queue::TaskSpec;
+use crate::replica::PoolEvent;
 use crate::replica::Replica;
-use crate::replica::WorkerEvent;
 
 /// Proposes by applying `Request { now_ms: clock.now_ms(), commands: vec![cmd] }` to a replica.
 #[derive(Clone)]
@@ -88,12 +88,16 @@ impl Backend for LocalBackend {
             .read(|q| q.leasable(queues) > 0 || q.next_deadline_ms().is_some_and(|d| d <= now))
     }
 
-    fn worker_events(&self, worker: &str) -> Option<mpsc::UnboundedReceiver<WorkerEvent>> {
-        Some(self.replica.subscribe_worker(worker))
+    fn pool_events(&self, pool: &str) -> mpsc::UnboundedReceiver<PoolEvent> {
+        self.replica.subscribe_pool(pool)
     }
 
-    fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
-        self.replica.holds(worker, lease)
+    fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
+        self.replica.holds(pool, lease)
+    }
+
+    fn log_now_ms(&self) -> u64 {
+        self.replica.read(|q| q.now_ms())
     }
 }
 
@@ -266,12 +270,16 @@ impl Backend for RecordingBackend {
         self.inner.may_have_work(queues)
     }
 
-    fn worker_events(&self, worker: &str) -> Option<mpsc::UnboundedReceiver<WorkerEvent>> {
-        self.inner.worker_events(worker)
+    fn pool_events(&self, pool: &str) -> mpsc::UnboundedReceiver<PoolEvent> {
+        self.inner.pool_events(pool)
     }
 
-    fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
-        self.inner.holds(worker, lease)
+    fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
+        self.inner.holds(pool, lease)
+    }
+
+    fn log_now_ms(&self) -> u64 {
+        self.inner.log_now_ms()
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::supervisor::PIPELINE;
+use super::core::PIPELINE;
 use super::testing::Fault;
 use super::testing::LocalBackend;
 use super::testing::RecordingBackend;

@@ -22,6 +22,7 @@ use tracing::debug;
 use tracing::error;
 use tracing::warn;
 
+pub use super::core::RunResult;
 use super::registry::TaskRegistry;
 use crate::queue::Grant;
 use crate::queue::LeaseRef;
@@ -93,16 +94,6 @@ impl Drop for Report {
             });
         }
     }
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunResult {
-    /// The attempt has an outcome to record (success, failure, panic, time limit).
-    Finished(Outcome),
-    /// Stopped before it finished, on request or because the runtime is shutting down: the
-    /// lease should be released, not failed.
-    Aborted,
 }
 
 /// A snapshot of a worker for tests and stats.

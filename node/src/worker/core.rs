@@ -1,0 +1,563 @@
+//! [`PoolCore`]: every decision of a worker pool, with no IO, no runtime and no clock.
+//!
+//! The core is fed events and answers with [`Decision`]s, which its shell carries out (the
+//! actix [`super::supervisor::Supervisor`] today; a remote worker's stream session next, where
+//! "run" sends the grant down the stream, "abort" tells the worker, a result message is
+//! [`PoolCore::finished`], and a broken stream is a drain with no grace). Time enters only as
+//! events: the shell owns the timers ([`Decision::After`]) and the periodic ticks.
+//!
+//! - **Events in**: [`PoolCore::replied`] (the outcome of a proposal, matched by its
+//!   [`Token`]), [`PoolCore::applied`] (what the local replica's apply did for this pool, or a
+//!   resync after a snapshot), [`PoolCore::finished`] (a run ended, or was aborted),
+//!   [`PoolCore::heartbeat_tick`], [`PoolCore::idle_poll`], [`PoolCore::work_signal`],
+//!   [`PoolCore::drain`] and [`PoolCore::timer`] (retry due, grace over, flush deadline).
+//! - **Decisions out**: propose a typed op or a `Complete` + `Lease` pair in one entry
+//!   ([`Proposal`]), run a grant, abort a run, call back after a delay, drained (with its
+//!   report), stats changed.
+//!
+//! **Capacity.** The runner has `slots` (worker actors, or a remote worker's declared
+//! concurrency); the pool holds at most `capacity` tasks (`slots` today; lease-ahead makes it
+//! `slots + prefetch`, and the buffered grants wait for a slot). Spoken for are the running
+//! and buffered tasks, the standing capacity the replica last reported, and what a `Lease` not
+//! yet settled may still add (`core/tickets.rs`). A `Lease` asks for the rest, so grants never
+//! outnumber the capacity; a grant that does not fit anyway (a lease whose reply failed and
+//! that applied after all) is released at once, never run beyond it.
+//!
+//! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that
+//! left standing capacity is also reported by the replica's apply, with its grants, and the
+//! pool takes them from whichever comes first. Grants to standing capacity come only from the
+//! apply. A filled lease is settled by its reply, so a busy pool hears no events. Taking every
+//! grant from the apply alone was measured and not kept (`docs/BENCHMARKS.md`, "Issue 10: the
+//! pool core"). A grant heard of from the replica runs only if the replica still shows it as
+//! this pool's lease (a replayed apply), never twice, and only after this run's
+//! `ReleaseWorker` committed (grants before it belong to an earlier run).
+//!
+//! **Proposals** go through one outbox with one backoff (`core/outbox.rs`). Completions go out
+//! as soon as a task finishes, with a `Lease` for the capacity they freed in the same entry,
+//! up to [`PIPELINE`] such entries in flight; what finishes meanwhile is folded into the next
+//! (that is where batching comes from, with no timer adding latency). Releases and heartbeats
+//! have one in flight each. Standing capacity is renewed by every lease (an idle pool proposes
+//! a `Lease` of its free capacity, possibly 0, once per heartbeat interval without one).
+//!
+//! **Drain** (`core/drain.rs`): stop leasing, release the buffered tasks, let running ones
+//! finish for the grace, then abort them and release their leases; clear the standing
+//! capacity once no lease is in flight; drained when every lease and the `ClearStanding` were
+//! seen applied (no grant is still on its way) and everything owed is accepted, or at the
+//! flush deadline.
+//!
+//! Files: `leasing.rs` (free capacity, leases, grants), `tickets.rs`, `outbox.rs`,
+//! `drain.rs`; `tests.rs` (step by step) and `proptests.rs` (random event orders against the
+//! real state machine).
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tracing::debug;
+use tracing::info;
+use tracing::warn;
+
+use super::pool::PoolStats;
+use crate::error::ProposeError;
+use crate::queue::Completion;
+use crate::queue::CompletionResult;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
+use crate::queue::Outcome;
+use crate::queue::Response;
+use crate::queue::ops;
+
+mod drain;
+mod leasing;
+mod outbox;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+mod tickets;
+
+pub use super::pool::DrainReport;
+use drain::DrainState;
+use outbox::Outbox;
+pub use outbox::Proposal;
+// What the replica tells a pool: the core's input, defined where it is produced.
+pub use crate::replica::PoolApplied;
+pub use crate::replica::PoolEvent;
+use outbox::Sent;
+use tickets::Tickets;
+
+/// Most completion (and lease) proposals in flight at once. Two workers finishing one after
+/// the other each get their next task one commit later instead of two; beyond this, batches
+/// grow instead of entries.
+pub const PIPELINE: usize = 4;
+
+/// What the core needs to know about its pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// The pool's name in the queue's commands (their `worker` field).
+    pub pool: String,
+    /// Queues to lease from, in order of preference; empty means all.
+    pub queues: Vec<String>,
+    /// Lease length of each grant and heartbeat extension.
+    pub lease_ms: u64,
+    /// Tasks the runner runs at once.
+    pub slots: usize,
+    /// Tasks the pool holds at once (running, buffered, standing, asked for); at least
+    /// `slots`. Equal to it today (no prefetch).
+    pub capacity: usize,
+    /// Most completions (or releases) in one command.
+    pub max_batch: usize,
+    /// After the drain's grace, how long to keep proposing what the log does not accept.
+    pub drain_flush_timeout: Duration,
+    /// This run's first lease ticket: above any ticket an earlier run of the pool (same name)
+    /// used, so that a replayed apply of its lease is never taken for one of this run's. See
+    /// [`first_ticket`].
+    pub first_ticket: u64,
+}
+
+/// A first ticket above every earlier run's, from the log's time on the local replica when
+/// the pool starts: runs are apart by more than a millisecond of log time, and no run leases
+/// 2^20 times per millisecond.
+pub fn first_ticket(log_now_ms: u64) -> u64 {
+    log_now_ms.saturating_mul(1 << 20).max(1)
+}
+
+/// Matches a proposal's reply to the proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Token(u64);
+
+/// A callback the core asked for with [`Decision::After`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// A failed proposal's backoff has passed: send what is owed again.
+    Retry,
+    /// The drain's grace is over: abort what still runs.
+    GraceOver,
+    /// The drain's flush deadline passed: give up on what the log did not accept.
+    FlushDeadline,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// The attempt has an outcome to record (success, failure, panic, time limit).
+    Finished(Outcome),
+    /// Stopped before it finished, on request or because the runner is going away: the lease
+    /// is released, not failed.
+    Aborted,
+}
+
+/// What the shell must do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Propose this as one log entry; hand its outcome to [`PoolCore::replied`] with the token.
+    Propose(Token, Proposal),
+    /// Run this grant on a free slot; its end comes back through [`PoolCore::finished`].
+    Run(Grant),
+    /// Stop the run of this lease; it still comes back through [`PoolCore::finished`].
+    Abort(LeaseRef),
+    /// Call [`PoolCore::timer`] with this timer after this long.
+    After(Duration, Timer),
+    /// The drain is over: answer whoever asked. The pool decides nothing more.
+    Drained(DrainReport),
+    /// The pool's stats changed.
+    Stats(PoolStats),
+}
+
+#[derive(Debug)]
+struct Running {
+    /// The abort was decided already.
+    aborted: bool,
+}
+
+/// A pool's state and decisions (see the module doc).
+#[derive(Debug)]
+pub struct PoolCore {
+    cfg: CoreConfig,
+    /// Set once the leases of an earlier run of this pool (same name) are released; no lease
+    /// is taken before, so the release cannot hit this run's own leases.
+    recovered: bool,
+    /// Granted, waiting for a slot.
+    buffered: VecDeque<Grant>,
+    running: BTreeMap<LeaseRef, Running>,
+    /// Running leases the log no longer holds for us (a heartbeat was refused): aborted, and
+    /// their result dropped.
+    lost: BTreeSet<LeaseRef>,
+    tickets: Tickets,
+    /// This pool's standing capacity as its replica last reported it.
+    standing: usize,
+    /// Work may be leasable: the signal changed, the last lease came back full, the idle poll
+    /// saw work, or a retry is due. Cleared when a `Lease` is proposed.
+    work_hint: bool,
+    /// A `Lease` was proposed since the last heartbeat tick (which renews standing capacity).
+    leased_since_tick: bool,
+    outbox: Outbox,
+    drain: Option<DrainState>,
+    /// Counters; the rest of [`PoolStats`] is derived in [`PoolCore::stats`].
+    stats: PoolStats,
+    published: Option<PoolStats>,
+    out: VecDeque<Decision>,
+}
+
+impl PoolCore {
+    /// A pool that has not started: its first decision releases an earlier run's leases.
+    pub fn new(cfg: CoreConfig) -> Self {
+        assert!(
+            cfg.slots >= 1 && cfg.capacity >= cfg.slots,
+            "a pool runs at least one task"
+        );
+        let stats = PoolStats {
+            workers: cfg.slots,
+            ..PoolStats::default()
+        };
+        let first_ticket = cfg.first_ticket;
+        let mut core = Self {
+            cfg,
+            recovered: false,
+            buffered: VecDeque::new(),
+            running: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            tickets: Tickets::starting_at(first_ticket),
+            standing: 0,
+            work_hint: true,
+            leased_since_tick: false,
+            outbox: Outbox::default(),
+            drain: None,
+            stats,
+            published: None,
+            out: VecDeque::new(),
+        };
+        core.settle();
+        core
+    }
+
+    /// The next decision to carry out, oldest first.
+    pub fn next_decision(&mut self) -> Option<Decision> {
+        self.out.pop_front()
+    }
+
+    /// A snapshot of the pool.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            busy: self.running.len(),
+            in_flight: self.buffered.len()
+                + self.running.len()
+                + self.outbox.completions_held()
+                + self.outbox.releases_held(),
+            draining: self.drain.is_some(),
+            standing: self.standing,
+            ..self.stats
+        }
+    }
+
+    // ---- events ----
+
+    /// The outcome of the proposal sent with `token`.
+    pub fn replied(&mut self, token: Token, reply: Result<Vec<Response>, ProposeError>) {
+        let Some(sent) = self.outbox.answered(token) else {
+            warn!(?token, "reply to no proposal in flight");
+            return;
+        };
+        let result = match &sent {
+            Sent::ReleaseWorker => one::<ops::ReleaseWorker>(reply).map(|released| {
+                if released > 0 {
+                    info!(pool = %self.cfg.pool, released, "released the leases of an earlier run");
+                }
+                self.recovered = true;
+            }),
+            Sent::Lease { ticket } => {
+                one::<ops::Lease>(reply).map(|grants| self.lease_granted(*ticket, grants))
+            }
+            Sent::Complete(batch) => one::<ops::Complete>(reply).map(|r| self.completed(batch.len(), &r)),
+            Sent::CompleteAndLease(batch, ticket) => {
+                pair::<ops::Complete, ops::Lease>(reply).map(|(r, grants)| {
+                    self.completed(batch.len(), &r);
+                    self.lease_granted(*ticket, grants);
+                })
+            }
+            Sent::Release(batch) => one::<ops::Release>(reply).map(|flags| {
+                let released = flags.iter().filter(|f| **f).count();
+                self.stats.released_total += released as u64;
+                if let Some(d) = &mut self.drain {
+                    d.report.released += released;
+                }
+                debug!(count = batch.len(), released, "released leases");
+            }),
+            Sent::Heartbeat(leases) => one::<ops::Heartbeat>(reply).map(|extended| {
+                for (lease, ok) in leases.iter().zip(extended) {
+                    if !ok {
+                        self.lease_lost(*lease);
+                    }
+                }
+            }),
+            Sent::ClearStanding => one::<ops::ClearStanding>(reply).map(|_| {
+                // Done once the replica applied it: the grants before it are heard of then.
+                if let Some(d) = &mut self.drain {
+                    d.clear_committed = true;
+                }
+            }),
+        };
+        match result {
+            Ok(()) if !matches!(sent, Sent::Heartbeat(_)) => self.outbox.succeeded(),
+            Ok(()) => {}
+            // The next tick tries again; a lease outlives several missed heartbeats.
+            Err(e) if matches!(sent, Sent::Heartbeat(_)) => warn!(error = %e, "heartbeat failed"),
+            Err(e) => self.failed(sent, e),
+        }
+        self.settle();
+    }
+
+    /// A run ended (exactly once per [`Decision::Run`]).
+    pub fn finished(&mut self, lease: LeaseRef, result: RunResult) {
+        if self.running.remove(&lease).is_none() {
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "a run that was not running ended"
+            );
+            return;
+        }
+        let report = self.drain.as_mut().map(|d| &mut d.report);
+        match result {
+            _ if self.lost.remove(&lease) => {
+                // Someone else may hold it now; a completion or release would be stale anyway.
+                debug!(
+                    task = lease.task,
+                    attempt = lease.attempt,
+                    "dropped the result of a lost lease"
+                );
+            }
+            RunResult::Finished(outcome) => {
+                match &outcome {
+                    Outcome::Success(_) => self.stats.succeeded_total += 1,
+                    Outcome::Failure { error, retry } => {
+                        self.stats.failed_total += 1;
+                        debug!(task = lease.task, attempt = lease.attempt, %error, retry, "task failed");
+                    }
+                }
+                if let Some(r) = report {
+                    r.finished += 1;
+                }
+                self.outbox.completions.push(Completion { lease, outcome });
+            }
+            RunResult::Aborted => {
+                if let Some(r) = report {
+                    r.aborted += 1;
+                }
+                self.outbox.releases.push(lease);
+            }
+        }
+        self.settle();
+    }
+
+    /// Heartbeat interval: extend every lease held, end stale tickets, renew standing capacity.
+    pub fn heartbeat_tick(&mut self) {
+        if !self.is_done() {
+            self.heartbeat();
+            self.tickets.sweep();
+            self.renew_standing();
+        }
+        self.settle();
+    }
+
+    /// Idle poll (a fallback for a missed work signal): `shows_work` if the local replica
+    /// shows leasable work (or, with no ticker, a timer due).
+    pub fn idle_poll(&mut self, shows_work: bool) {
+        if shows_work && !self.is_done() {
+            self.work_hint = true;
+            self.maybe_lease();
+            // No room to lease, but standing capacity: an entry that applies due timers grants
+            // what came due to it (the node's ticker does this too; a local backend has none).
+            if self.work_hint && self.standing > 0 && self.outbox.leases_in_flight() == 0 {
+                self.leased_since_tick = false;
+                self.renew_standing();
+            }
+        }
+        self.settle();
+    }
+
+    /// Tasks may have become leasable.
+    pub fn work_signal(&mut self) {
+        self.work_hint = true;
+        self.settle();
+    }
+
+    /// A timer asked for with [`Decision::After`] fired.
+    pub fn timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Retry => {
+                self.outbox.retry_due();
+                self.work_hint = true;
+            }
+            Timer::GraceOver => self.grace_over(),
+            Timer::FlushDeadline => {
+                if let Some(d) = &mut self.drain {
+                    d.flush_expired = true;
+                }
+            }
+        }
+        self.settle();
+    }
+
+    // ---- decisions ----
+
+    /// After every event: hand buffered grants to free slots, propose what is owed, see
+    /// whether the drain is over, publish the stats.
+    fn settle(&mut self) {
+        if !self.is_done() {
+            self.dispatch();
+            self.flush();
+            self.check_drain();
+        }
+        let now = self.stats();
+        if self.published != Some(now) {
+            self.published = Some(now);
+            self.out.push_back(Decision::Stats(now));
+        }
+    }
+
+    fn dispatch(&mut self) {
+        while self.running.len() < self.cfg.slots {
+            let Some(grant) = self.buffered.pop_front() else {
+                return;
+            };
+            self.running.insert(grant.lease, Running { aborted: false });
+            self.out.push_back(Decision::Run(grant));
+        }
+    }
+
+    fn propose(&mut self, sent: Sent, proposal: Proposal) {
+        let token = self.outbox.send(sent);
+        self.out.push_back(Decision::Propose(token, proposal));
+    }
+
+    /// Propose what is owed and may go out now: at most one proposal of each kind per event.
+    fn flush(&mut self) {
+        if !self.outbox.may_send() {
+            return;
+        }
+        if !self.recovered && !self.outbox.recovering() {
+            let op = ops::ReleaseWorker {
+                worker: self.cfg.pool.clone(),
+            };
+            self.propose(Sent::ReleaseWorker, Proposal::ReleaseWorker(op));
+        }
+        let expired = self.drain.as_ref().is_some_and(|d| d.flush_expired);
+        if !expired && !self.outbox.completions.is_empty() && self.outbox.completes_in_flight() < PIPELINE {
+            self.flush_completions();
+        }
+        self.maybe_lease();
+        if !expired && !self.outbox.releases.is_empty() && self.outbox.releases_in_flight() == 0 {
+            let n = self.outbox.releases.len().min(self.cfg.max_batch.max(1));
+            let batch: Vec<LeaseRef> = self.outbox.releases.drain(..n).collect();
+            let op = ops::Release {
+                worker: self.cfg.pool.clone(),
+                leases: batch.clone(),
+            };
+            self.propose(Sent::Release(batch), Proposal::Release(op));
+        }
+    }
+
+    /// Propose everything finished so far as one `Complete` (up to the batch cap), with the
+    /// `Lease` of the capacity it frees in the same entry (`Complete` first), so a busy pool
+    /// writes one entry per round instead of two, and leases no more than it can hold.
+    fn flush_completions(&mut self) {
+        let n = self.outbox.completions.len().min(self.cfg.max_batch.max(1));
+        let batch: Vec<Completion> = self.outbox.completions.drain(..n).collect();
+        let complete = ops::Complete {
+            worker: self.cfg.pool.clone(),
+            completions: batch.clone(),
+        };
+        match self.lease_room() {
+            Some(max) => {
+                let (lease, ticket) = self.lease_op(max);
+                let proposal = Proposal::CompleteAndLease(complete, lease);
+                self.propose(Sent::CompleteAndLease(batch, ticket), proposal);
+            }
+            None => self.propose(Sent::Complete(batch), Proposal::Complete(complete)),
+        }
+    }
+
+    /// Extend every lease held (running or buffered) in one command.
+    fn heartbeat(&mut self) {
+        if self.outbox.heartbeat_in_flight() {
+            return;
+        }
+        let leases: Vec<LeaseRef> = self
+            .running
+            .keys()
+            .filter(|l| !self.lost.contains(l))
+            .copied()
+            .chain(self.buffered.iter().map(|g| g.lease))
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        let op = ops::Heartbeat {
+            worker: self.cfg.pool.clone(),
+            leases: leases.clone(),
+            lease_ms: self.cfg.lease_ms,
+        };
+        self.propose(Sent::Heartbeat(leases), Proposal::Heartbeat(op));
+    }
+
+    // ---- reactions ----
+
+    /// A retried proposal failed: owe it again after the backoff.
+    fn failed(&mut self, sent: Sent, e: ProposeError) {
+        warn!(error = %e, proposal = sent.name(), "proposal failed; retrying");
+        match &sent {
+            Sent::Lease { ticket } | Sent::CompleteAndLease(_, ticket) => self.tickets.forget(*ticket),
+            _ => {}
+        }
+        if let Some(delay) = self.outbox.failed(sent)
+            && !self.is_done()
+        {
+            self.out.push_back(Decision::After(delay, Timer::Retry));
+        }
+    }
+
+    fn completed(&mut self, count: usize, results: &[CompletionResult]) {
+        let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
+        self.stats.stale_total += stale as u64;
+        if stale > 0 {
+            debug!(stale, "stale completions ignored by the queue");
+        }
+        self.stats.completed_total += count as u64;
+    }
+
+    /// The log refused to extend `lease` (it expired, or the task is gone): stop working on it.
+    fn lease_lost(&mut self, lease: LeaseRef) {
+        if let Some(running) = self.running.get_mut(&lease) {
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost; aborting the task"
+            );
+            self.lost.insert(lease);
+            if !std::mem::replace(&mut running.aborted, true) {
+                self.out.push_back(Decision::Abort(lease));
+            }
+        } else if let Some(at) = self.buffered.iter().position(|g| g.lease == lease) {
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost before the task started"
+            );
+            self.buffered.remove(at);
+        }
+    }
+}
+
+/// The typed answer of a one-op entry.
+fn one<O: ops::Op>(reply: Result<Vec<Response>, ProposeError>) -> Result<O::Answer, ProposeError> {
+    Ok(ops::answer_one::<O>(reply?)?)
+}
+
+/// The typed answers of a two-op entry.
+fn pair<A: ops::Op, B: ops::Op>(
+    reply: Result<Vec<Response>, ProposeError>,
+) -> Result<(A::Answer, B::Answer), ProposeError> {
+    Ok(ops::answer_pair::<A, B>(reply?)?)
+}

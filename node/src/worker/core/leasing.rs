@@ -1,0 +1,183 @@
+//! What the pool asks for and what it is given: the free capacity a `Lease` may ask for, the
+//! leases (every one ticketed, see [`super::tickets`]), the renewal of standing capacity, and
+//! the grants, from a lease's reply or the local replica's apply.
+
+use tracing::debug;
+use tracing::warn;
+
+use super::PIPELINE;
+use super::PoolCore;
+use super::Proposal;
+use super::Sent;
+use super::tickets::Settled;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
+use crate::queue::ops;
+use crate::replica::PoolEvent;
+
+impl PoolCore {
+    /// What the local replica's apply did for this pool. `held` says whether the replica still
+    /// shows a lease as this pool's current one (a replayed apply may grant what is gone).
+    pub fn applied(&mut self, event: PoolEvent, held: impl Fn(LeaseRef) -> bool) {
+        let held: &dyn Fn(LeaseRef) -> bool = &held;
+        match event {
+            PoolEvent::Applied(fx) => {
+                if let Some(n) = fx.standing {
+                    self.standing = n as usize;
+                }
+                for (ticket, grants) in fx.leases {
+                    match self.tickets.settle(ticket) {
+                        Settled::Asked { max } => {
+                            self.hint_if_full(max, grants.len());
+                            self.take_grants(grants, held, false);
+                        }
+                        // Taken from the reply already.
+                        Settled::Granted => {}
+                        // Its reply failed or it was given up on: maybe taken, maybe not.
+                        Settled::Unknown => self.take_grants(grants, held, true),
+                    }
+                }
+                self.take_grants(fx.grants, held, false);
+                if fx.cleared {
+                    self.standing_cleared(false);
+                }
+            }
+            PoolEvent::Resync { standing } => {
+                self.standing = standing as usize;
+                self.tickets.resync();
+                self.standing_cleared(true);
+                // What stood may be gone: lease (and so stand) again.
+                self.work_hint = true;
+            }
+        }
+        self.settle();
+    }
+
+    /// A lease's reply brought `grants`: taken unless its apply was seen first.
+    pub(super) fn lease_granted(&mut self, ticket: u64, grants: Vec<Grant>) {
+        if let Some(max) = self.tickets.granted(ticket, grants.len()) {
+            self.hint_if_full(max, grants.len());
+            // Fresh from the log: the local replica may not show them yet.
+            self.take_grants(grants, &|_| true, false);
+        }
+    }
+
+    /// A full batch means more may be waiting; a short one means the lease took it all (and
+    /// later work is granted to the standing capacity it left).
+    fn hint_if_full(&mut self, max: usize, granted: usize) {
+        if max > 0 && granted >= max {
+            self.work_hint = true;
+        }
+    }
+
+    /// Capacity not yet spoken for: the most the next `Lease` may ask for.
+    pub(super) fn free(&self) -> usize {
+        let held = self.running.len() + self.buffered.len() + self.standing + self.tickets.held();
+        self.cfg.capacity.saturating_sub(held)
+    }
+
+    /// Whether a `Lease` may be proposed now (recovered, not draining, pipeline and retry
+    /// allow it).
+    pub(super) fn may_lease(&self) -> bool {
+        self.recovered
+            && self.drain.is_none()
+            && self.outbox.leases_in_flight() < PIPELINE
+            && self.outbox.may_send()
+    }
+
+    /// The `max` of a `Lease` that may be proposed now (free capacity), if one may.
+    pub(super) fn lease_room(&self) -> Option<u32> {
+        match self.free() {
+            0 => None,
+            _ if !self.may_lease() => None,
+            free => Some(u32::try_from(free).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// A ticketed `Lease` of `max` tasks, counted from now on.
+    pub(super) fn lease_op(&mut self, max: u32) -> (ops::Lease, u64) {
+        self.work_hint = false;
+        self.leased_since_tick = true;
+        let ticket = self.tickets.open(max as usize);
+        let op = ops::Lease {
+            worker: self.cfg.pool.clone(),
+            queues: self.cfg.queues.clone(),
+            max,
+            lease_ms: self.cfg.lease_ms,
+            standing_ticket: Some(ticket),
+        };
+        (op, ticket)
+    }
+
+    pub(super) fn lease(&mut self, max: u32) {
+        let (op, ticket) = self.lease_op(max);
+        self.propose(Sent::Lease { ticket }, Proposal::Lease(op));
+    }
+
+    pub(super) fn maybe_lease(&mut self) {
+        if self.work_hint
+            && let Some(max) = self.lease_room()
+        {
+            self.lease(max);
+        }
+    }
+
+    /// Keep standing capacity from expiring while the pool is idle: a `Lease` of the free
+    /// capacity, often 0, when none was proposed since the last heartbeat tick.
+    pub(super) fn renew_standing(&mut self) {
+        let quiet = !std::mem::take(&mut self.leased_since_tick);
+        if quiet && self.standing > 0 && self.may_lease() {
+            let max = u32::try_from(self.free()).unwrap_or(u32::MAX);
+            self.lease(max);
+        }
+    }
+
+    /// Grants to take: buffered where they fit, released where they do not (a lease that
+    /// applied after its reply failed), dropped where the replica no longer shows them as
+    /// ours, or (`maybe_taken`: a lease whose ticket ended unseen) where the pool already has
+    /// them.
+    pub(super) fn take_grants(
+        &mut self,
+        grants: Vec<Grant>,
+        held: &dyn Fn(LeaseRef) -> bool,
+        maybe_taken: bool,
+    ) {
+        if grants.is_empty() {
+            return;
+        }
+        if !self.recovered {
+            // An earlier run's (replayed): this run's `ReleaseWorker` gives them back.
+            debug!(count = grants.len(), "dropped grants from before this run");
+            return;
+        }
+        for grant in grants {
+            if maybe_taken && self.has(grant.lease) {
+                continue;
+            }
+            if !held(grant.lease) {
+                // Released, expired or completed since (a replayed apply): someone else's now.
+                debug!(task = grant.lease.task, "dropped a grant no longer held");
+                self.stats.stale_grants_total += 1;
+                continue;
+            }
+            self.stats.leased_total += 1;
+            let full = self.free() == 0;
+            if self.drain.is_some() || full {
+                if full {
+                    warn!(task = grant.lease.task, "granted beyond capacity; releasing it");
+                }
+                self.outbox.releases.push(grant.lease);
+            } else {
+                self.buffered.push_back(grant);
+            }
+        }
+    }
+
+    /// Whether the pool holds `lease` (buffered, running, or owing its completion or release).
+    fn has(&self, lease: LeaseRef) -> bool {
+        self.running.contains_key(&lease)
+            || self.lost.contains(&lease)
+            || self.buffered.iter().any(|g| g.lease == lease)
+            || self.outbox.owes(lease)
+    }
+}
