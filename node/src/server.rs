@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
+use flotilla_tls::NodeTls;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
@@ -38,6 +39,7 @@ use crate::cluster::join;
 use crate::config::Config;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::error::ProposeError;
+use crate::grpc::NodeGate;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::queue_service::ApiLimits;
@@ -48,6 +50,7 @@ use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::Peers;
 use crate::network::TcpConnector;
+use crate::network::TlsConnector;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::queue::Response;
@@ -80,6 +83,8 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] flotilla_tls::TlsError),
 }
 
 /// The worker pool's view of the node: proposals through the log, wake-ups from the replica.
@@ -134,7 +139,8 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
     rc.validate().map_err(|e| ServerError::Raft(e.to_string()))
 }
 
-/// Run a node on `listener` until `shutdown` resolves.
+/// Run a node on `listener` until `shutdown` resolves: over TLS when `config.tls` names the
+/// files (the port then serves TLS only, and peers are dialled with mutual TLS).
 pub async fn run(
     config: Config,
     registry: TaskRegistry,
@@ -150,7 +156,19 @@ pub async fn run(
             }
         })
     });
-    run_with(config, registry, NodeEnv::default(), incoming, shutdown).await
+    let Some(files) = &config.tls else {
+        return run_with(config, registry, NodeEnv::default(), incoming, shutdown).await;
+    };
+    let tls = Arc::new(NodeTls::load(&files.cert, &files.key, &files.ca)?);
+    info!(cluster = tls.cluster(), cert = %files.cert.display(), "tls on; peers need a node certificate of this cluster");
+    let server_config = tls.grpc_server_config()?;
+    let env = NodeEnv {
+        connector: Arc::new(TlsConnector::new(TcpConnector::default(), tls.clone())),
+        tls: Some(tls),
+        ..NodeEnv::default()
+    };
+    let incoming = flotilla_tls::accept(incoming, server_config, flotilla_tls::accept::HANDSHAKE_TIMEOUT);
+    run_with(config, registry, env, incoming, shutdown).await
 }
 
 /// What a node takes from the world outside the process: the clock, how it dials peers, where
@@ -167,6 +185,9 @@ pub struct NodeEnv {
     /// Called once Raft is up, with the node's Raft handle and replica: the simulator watches
     /// roles, terms and applied state through them.
     pub observer: Option<Observer>,
+    /// The node's TLS, when `incoming` and `connector` carry it (`run` sets all three from
+    /// `config.tls`): peer calls are then taken only from nodes of its cluster ([`NodeGate`]).
+    pub tls: Option<Arc<NodeTls>>,
 }
 
 /// See [`NodeEnv::observer`].
@@ -190,6 +211,7 @@ impl Default for NodeEnv {
             storage: LogStorage::Disk,
             local_workers: false,
             observer: None,
+            tls: None,
         }
     }
 }
@@ -223,6 +245,12 @@ where
     IO: Connection,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if config.tls.is_some() && env.tls.is_none() {
+        // Never serve plaintext to a config that asked for TLS (`run` sets both).
+        return Err(ServerError::Tls(flotilla_tls::TlsError::Invalid(
+            "config.tls is set but the node's connections carry no tls".into(),
+        )));
+    }
     let anonymous = Peers::new(env.connector.clone());
     let identity = open_identity(&config, &anonymous).await?;
     let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id);
@@ -338,6 +366,8 @@ struct Serving {
     raft: Raft,
     queue_api: QueueApi,
     raft_api: RaftApi,
+    /// Who may call `raft_api` (with TLS: nodes of this cluster only).
+    gate: NodeGate,
     pool: Option<PoolHandle>,
     /// Resolves with the error if a pending join fails.
     join_failed: Option<oneshot::Receiver<join::JoinError>>,
@@ -407,6 +437,7 @@ fn start_services(
         raft: raft.clone(),
         queue_api,
         raft_api,
+        gate: NodeGate::new(env.tls.as_deref()),
         pool,
         join_failed,
     };
@@ -500,6 +531,7 @@ where
         raft,
         queue_api,
         raft_api,
+        gate,
         pool,
         join_failed,
     } = serving;
@@ -542,11 +574,12 @@ where
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             RaftServiceServer::new(raft_api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        )
+            gate,
+        ))
         .serve_with_incoming_shutdown(incoming, async {
             join_error = stop_rx.await.ok().flatten();
         })

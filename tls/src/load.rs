@@ -35,12 +35,12 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// A node's TLS: its certificate (naming its cluster), its key, and the CA it trusts for peers
 /// and client certificates.
-#[derive(Debug)]
 pub struct NodeTls {
     cluster: String,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
+    peer_verifier: Arc<PeerVerifier>,
     /// For tonic's client identity, which takes PEM.
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
@@ -80,11 +80,16 @@ impl NodeTls {
                 path: cert.to_path_buf(),
                 reason: format!("is not valid under the CA {}: {e}", ca.display()),
             })?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| TlsError::Invalid(format!("CA {}: {e}", ca.display())))?;
+        let peer_verifier = Arc::new(PeerVerifier::new(webpki, cluster.clone()));
         let tls = NodeTls {
             cluster,
             chain,
             key: key_der,
             roots,
+            peer_verifier,
             cert_pem,
             key_pem,
         };
@@ -127,21 +132,15 @@ impl NodeTls {
     /// Dial a peer over mutual TLS: present this node's certificate, and accept only a peer
     /// whose certificate the CA signed for the dialled host and that names this node's
     /// cluster. `endpoint` must be an `https://` one.
-    pub fn dial(&self, endpoint: Endpoint) -> Result<Endpoint, TlsError> {
-        let verifier = self.peer_verifier()?;
+    pub fn dial(&self, endpoint: Endpoint) -> Result<Endpoint, tonic::transport::Error> {
         let config =
             ClientTlsConfig::new().identity(Identity::from_pem(self.cert_pem.clone(), self.key_pem.clone()));
-        endpoint
-            .tls_config_with_verifier(config, verifier)
-            .map_err(|e| TlsError::Invalid(format!("peer tls: {e}")))
+        endpoint.tls_config_with_verifier(config, self.peer_verifier())
     }
 
     /// The check of a dialled peer (see [`PeerVerifier`]).
-    pub fn peer_verifier(&self) -> Result<Arc<PeerVerifier>, TlsError> {
-        let webpki = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
-            .build()
-            .map_err(|e| TlsError::Invalid(format!("peer verifier: {e}")))?;
-        Ok(Arc::new(PeerVerifier::new(webpki, self.cluster.clone())))
+    pub fn peer_verifier(&self) -> Arc<PeerVerifier> {
+        self.peer_verifier.clone()
     }
 
     /// The rustls client side of [`NodeTls::dial`], for a dialler other than tonic's.
@@ -149,18 +148,36 @@ impl NodeTls {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(self.peer_verifier()?)
+            .with_custom_certificate_verifier(self.peer_verifier())
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(config))
     }
 }
 
+/// Never prints the key.
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTls")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client's TLS: the CA that signed the nodes, and optionally a client certificate.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientTls {
     ca_pem: Vec<u8>,
     identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientTls {
@@ -186,14 +203,12 @@ impl ClientTls {
 
     /// TLS on `endpoint` (an `https://` one): nodes must present a certificate of the CA for
     /// the host dialled.
-    pub fn apply(&self, endpoint: Endpoint) -> Result<Endpoint, TlsError> {
+    pub fn apply(&self, endpoint: Endpoint) -> Result<Endpoint, tonic::transport::Error> {
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
         if let Some((cert, key)) = &self.identity {
             config = config.identity(Identity::from_pem(cert, key));
         }
-        endpoint
-            .tls_config(config)
-            .map_err(|e| TlsError::Invalid(format!("client tls: {e}")))
+        endpoint.tls_config(config)
     }
 }
 

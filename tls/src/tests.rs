@@ -135,7 +135,7 @@ async fn a_node_of_another_ca_is_refused_both_ways() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(a1.peer_verifier().unwrap())
+        .with_custom_certificate_verifier(a1.peer_verifier())
         .with_client_auth_cert(
             rustls::pki_types::pem::PemObject::pem_file_iter(pki.path("x1/node.pem"))
                 .unwrap()
