@@ -33,13 +33,20 @@ impl PeerVerifier {
 }
 
 /// A peer's certificate, valid for the CA, that is not a node of our cluster.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("the peer's certificate is {}, not a node of cluster '{ours}'", describe(.named))]
 pub struct NotOurCluster {
     /// What the certificate names, if anything.
     pub named: Option<Role>,
     /// The cluster this node belongs to.
     pub ours: String,
+}
+
+/// As its message: rustls shows this error with `{:?}` inside its own, and an operator reads it.
+impl std::fmt::Debug for NotOurCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// A role, or the lack of one, for messages.
