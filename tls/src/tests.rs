@@ -229,3 +229,25 @@ async fn the_accept_stream_drops_failed_handshakes_and_serves_the_rest() {
     tokio::time::pause();
     assert!(accepted.next().await.is_none());
 }
+
+#[tokio::test]
+async fn a_ca_bundle_trusts_old_and_new_during_a_rotation() {
+    let pki = Pki::new();
+    let bundle = pki.path("bundle.pem");
+    let mut both = std::fs::read(pki.path("ca1/ca.pem")).unwrap();
+    both.extend(std::fs::read(pki.path("ca2/ca.pem")).unwrap());
+    std::fs::write(&bundle, both).unwrap();
+    let load = |dir: &str| {
+        let dir = pki.path(dir);
+        NodeTls::load(&dir.join("node.pem"), &dir.join("node.key"), &bundle).unwrap()
+    };
+    // a1 (old CA) and x1 (new CA), both of cluster "a", talk while both trust the bundle.
+    let (old, new) = (load("a1"), load("x1"));
+    let (served, dialled) = handshake(
+        old.peer_client_config().unwrap(),
+        new.grpc_server_config().unwrap(),
+    )
+    .await;
+    served.unwrap();
+    dialled.unwrap();
+}
