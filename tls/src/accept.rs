@@ -44,10 +44,13 @@ where
     }
 }
 
+/// The accepted connections (or accept errors) that [`accept`] wraps.
+type Connections<IO, E> = Pin<Box<dyn Stream<Item = Result<IO, E>> + Send>>;
+
 /// See [`accept`].
 pub struct TlsIncoming<IO, E> {
     /// `None` once the underlying stream ended.
-    incoming: Option<Pin<Box<dyn Stream<Item = Result<IO, E>> + Send>>>,
+    incoming: Option<Connections<IO, E>>,
     handshakes: FuturesUnordered<BoxFuture<'static, Option<TlsStream<IO>>>>,
     acceptor: TlsAcceptor,
     timeout: Duration,

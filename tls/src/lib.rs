@@ -8,7 +8,7 @@
 //!   to its peers) and [`ClientTls`]; both checked when loaded.
 //! - [`verify`]: [`verify::PeerVerifier`], the check a node makes of the peer it dials: the
 //!   CA's, then that the peer is a node of the same cluster.
-//! - [`accept`]: TLS on a stream of accepted connections (concurrent handshakes, each under a
+//! - [`mod@accept`]: TLS on a stream of accepted connections (concurrent handshakes, each under a
 //!   deadline), for tonic's `serve_with_incoming` or an HTTP server.
 //! - [`generate`]: the quick start's CA, node and client certificates (rcgen).
 //!

@@ -2,7 +2,6 @@
 //! `flotilla_tls::generate`'s, this prints what was written and what to do with it.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use flotilla_tls::generate;
 
@@ -48,7 +47,7 @@ pub fn run(action: CertsAction, out: &mut impl Write) -> anyhow::Result<()> {
         ),
     };
     for path in written {
-        writeln!(out, "wrote {}", PathBuf::from(path).display())?;
+        writeln!(out, "wrote {}", path.display())?;
     }
     writeln!(out, "{next}")?;
     Ok(())
