@@ -42,6 +42,7 @@ use crate::error::ProposeError;
 use crate::grpc::NodeGate;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
+use crate::grpc::peer_identity::PeerCertificates;
 use crate::grpc::queue_service::ApiLimits;
 use crate::leader;
 use crate::leader::Duties;
@@ -216,16 +217,22 @@ impl Default for NodeEnv {
     }
 }
 
-/// A connection the node serves (TCP, or the simulator's).
+/// A connection the node serves (TCP, TLS, or the simulator's). Its info says whether the peer
+/// showed a certificate ([`PeerCertificates`]): a wrapper of connections must forward it.
 pub trait Connection:
-    tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static
+    tokio::io::AsyncRead
+    + tokio::io::AsyncWrite
+    + tonic::transport::server::Connected<ConnectInfo: PeerCertificates>
+    + Unpin
+    + Send
+    + 'static
 {
 }
 
 impl<T> Connection for T where
     T: tokio::io::AsyncRead
         + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
+        + tonic::transport::server::Connected<ConnectInfo: PeerCertificates>
         + Unpin
         + Send
         + 'static
@@ -366,8 +373,8 @@ struct Serving {
     raft: Raft,
     queue_api: QueueApi,
     raft_api: RaftApi,
-    /// Who may call `raft_api` (with TLS: nodes of this cluster only).
-    gate: NodeGate,
+    /// Who may call `raft_api`: with TLS, nodes of this cluster only (`None` without TLS).
+    tls: Option<Arc<NodeTls>>,
     pool: Option<PoolHandle>,
     /// Resolves with the error if a pending join fails.
     join_failed: Option<oneshot::Receiver<join::JoinError>>,
@@ -437,7 +444,7 @@ fn start_services(
         raft: raft.clone(),
         queue_api,
         raft_api,
-        gate: NodeGate::new(env.tls.as_deref()),
+        tls: env.tls.clone(),
         pool,
         join_failed,
     };
@@ -531,10 +538,11 @@ where
         raft,
         queue_api,
         raft_api,
-        gate,
+        tls,
         pool,
         join_failed,
     } = serving;
+    let gate = NodeGate::<IO::ConnectInfo>::new(tls.as_deref());
     let node_id = *raft.node_id();
     // Serving stops when this task says so, after the workers have drained.
     let (stop_tx, stop_rx) = oneshot::channel::<Option<join::JoinError>>();

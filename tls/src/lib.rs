@@ -8,6 +8,8 @@
 //!   to its peers) and [`ClientTls`]; both checked when loaded.
 //! - [`verify`]: [`verify::PeerVerifier`], the check a node makes of the peer it dials: the
 //!   CA's, then that the peer is a node of the same cluster.
+//! - [`peer`]: [`peer::PeerCertificates`], how a served call reaches its connection's verified
+//!   certificate, and [`peer::caller_role`].
 //! - [`mod@accept`]: TLS on a stream of accepted connections (concurrent handshakes, each under a
 //!   deadline), for tonic's `serve_with_incoming` or an HTTP server.
 //! - [`generate`]: the quick start's CA, node and client certificates (rcgen).
@@ -20,6 +22,7 @@ pub mod accept;
 pub mod generate;
 pub mod load;
 pub mod names;
+pub mod peer;
 pub mod verify;
 
 #[cfg(test)]
@@ -31,6 +34,7 @@ pub use accept::accept;
 pub use load::ClientTls;
 pub use load::NodeTls;
 pub use names::Role;
+pub use peer::PeerCertificates;
 
 /// Why TLS could not be set up (at start, or by `flotilla certs`).
 #[derive(Debug, thiserror::Error)]

@@ -11,12 +11,15 @@ use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use tokio::io::DuplexStream;
 use tokio_rustls::TlsConnector;
+use tonic::transport::server::TlsConnectInfo;
 
 use crate::NodeTls;
+use crate::PeerCertificates;
 use crate::Role;
 use crate::generate;
 use crate::generate::LEAF_DAYS;
 use crate::load::ALPN_H2;
+use crate::peer::caller_role;
 use crate::verify::NotOurCluster;
 
 /// Two CAs, and node certificates of clusters "a" and "b" under the first, "a" under the second.
@@ -99,11 +102,24 @@ async fn nodes_of_one_cluster_talk_with_mutual_tls() {
     dialled.unwrap();
     let (_, session) = served.get_ref();
     assert_eq!(session.alpn_protocol(), Some(ALPN_H2));
-    let certs = session.peer_certificates().unwrap();
-    assert_eq!(
-        Role::of_certificate(&certs[0]),
-        Some(Role::Node { cluster: "a".into() })
-    );
+
+    // What a call on this connection reads: tonic stores the connection's info in the request,
+    // here wrapped once more (as a connection guard would), forwarding the certificates.
+    #[derive(Clone)]
+    struct Wrapped<C>(C);
+    impl<C: PeerCertificates> PeerCertificates for Wrapped<C> {
+        fn peer_certificates(&self) -> Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>> {
+            self.0.peer_certificates()
+        }
+    }
+    let info = Wrapped(tonic::transport::server::Connected::connect_info(&served));
+    let mut req = tonic::Request::new(());
+    req.extensions_mut().insert(info);
+    let a = Some(Role::Node { cluster: "a".into() });
+    assert_eq!(caller_role::<Wrapped<TlsConnectInfo<()>>, _>(&req), a);
+    // Under another type (tonic's own `peer_certs` looks for TLS over TCP) nothing is found.
+    assert!(req.peer_certs().is_none());
+    assert_eq!(caller_role::<TlsConnectInfo<()>, _>(&req), None);
 }
 
 #[tokio::test]

@@ -6,11 +6,18 @@
 //! a cluster, or a client. [`caller_role`] is for any service that wants to know (tokens, not
 //! certificates, decide what a client may do); [`NodeGate`] refuses a peer call, before its
 //! body is decoded, unless the caller is a node of this cluster.
+//!
+//! Both are generic over `C`, the connection info tonic stores in each request (the served
+//! connections' `Connected::ConnectInfo`): a wrapper of connections must forward
+//! [`PeerCertificates`], or no caller shows a certificate and a TLS node refuses every peer.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use flotilla_tls::NodeTls;
+pub use flotilla_tls::PeerCertificates;
 use flotilla_tls::Role;
+pub use flotilla_tls::peer::caller_role;
 use tonic::Request;
 use tonic::Status;
 use tonic::service::Interceptor;
@@ -19,26 +26,29 @@ use tracing::warn;
 
 use super::status::PeerCallError;
 
-/// What the caller's verified certificate names: `None` without TLS, without a client
-/// certificate, or with one that names no role.
-pub fn caller_role<T>(req: &Request<T>) -> Option<Role> {
-    let certs = req.peer_certs()?;
-    Role::of_certificate(certs.first()?)
-}
-
 /// Lets a peer call through only from a node of this cluster, when the node has TLS; without
 /// TLS (a loopback node, the simulator) it lets everything through, and the calls' own checks
 /// (cluster id, membership, tokens) are all there is.
-#[derive(Clone, Debug)]
-pub struct NodeGate {
+pub struct NodeGate<C> {
     /// The cluster a caller's certificate must name; `None`: no TLS.
     cluster: Option<Arc<str>>,
+    info: PhantomData<fn() -> C>,
 }
 
-impl NodeGate {
+impl<C> Clone for NodeGate<C> {
+    fn clone(&self) -> Self {
+        Self {
+            cluster: self.cluster.clone(),
+            info: PhantomData,
+        }
+    }
+}
+
+impl<C> NodeGate<C> {
     pub fn new(tls: Option<&NodeTls>) -> Self {
         Self {
             cluster: tls.map(|t| t.cluster().into()),
+            info: PhantomData,
         }
     }
 
@@ -65,9 +75,9 @@ impl NodeGate {
     }
 }
 
-impl Interceptor for NodeGate {
+impl<C: PeerCertificates> Interceptor for NodeGate<C> {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        self.check(caller_role(&req).as_ref())?;
+        self.check(caller_role::<C, _>(&req).as_ref())?;
         Ok(req)
     }
 }
@@ -76,32 +86,38 @@ impl Interceptor for NodeGate {
 mod tests {
     use super::*;
 
+    /// The simulator's connections tell nothing: `()`.
+    fn gate(cluster: Option<&str>) -> NodeGate<()> {
+        NodeGate {
+            cluster: cluster.map(Into::into),
+            info: PhantomData,
+        }
+    }
+
     #[test]
     fn only_a_node_of_this_cluster_passes_a_tls_gate() {
         let node = |c: &str| Role::Node { cluster: c.into() };
-        let gate = NodeGate {
-            cluster: Some("a".into()),
-        };
-        assert!(gate.check(Some(&node("a"))).is_ok());
-        let refused = |role: Option<&Role>| Status::from(gate.check(role).unwrap_err());
+        let gate_a = gate(Some("a"));
+        assert!(gate_a.check(Some(&node("a"))).is_ok());
+        let refused = |role: Option<&Role>| Status::from(gate_a.check(role).unwrap_err());
         assert_eq!(refused(None).code(), tonic::Code::Unauthenticated);
         assert_eq!(refused(Some(&node("b"))).code(), tonic::Code::PermissionDenied);
         let client = Role::Client { name: "a".into() };
         assert_eq!(refused(Some(&client)).code(), tonic::Code::PermissionDenied);
         assert!(!refused(Some(&node("b"))).message().contains("'a'"));
 
-        let open = NodeGate::new(None);
+        let open = gate(None);
         assert!(open.check(None).is_ok());
         assert!(open.check(Some(&client)).is_ok());
     }
 
     #[test]
     fn a_plaintext_request_names_no_role() {
-        assert_eq!(caller_role(&Request::new(())), None);
-        let mut gate = NodeGate {
-            cluster: Some("a".into()),
-        };
-        let status = gate.call(Request::new(())).unwrap_err();
+        let mut req = Request::new(());
+        assert_eq!(caller_role::<(), _>(&req), None);
+        req.extensions_mut().insert(());
+        assert_eq!(caller_role::<(), _>(&req), None);
+        let status = gate(Some("a")).call(req).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
     }
 }
