@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::queue_service_client::QueueServiceClient;
+use flotilla_tls::ClientTls;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::time::Instant;
 use tonic::Status;
@@ -69,6 +70,7 @@ pub struct ClientBuilder {
     config: Config,
     seed: Option<u64>,
     channels: Option<ChannelFactory>,
+    tls: Option<ClientTls>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -78,6 +80,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("config", &self.config)
             .field("seed", &self.seed)
             .field("custom_channels", &self.channels.is_some())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -134,6 +137,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Talk to the nodes over TLS (nodes started with `--tls-*`): `https://` to every address,
+    /// and a node must present a certificate of the CA in `tls` for the address dialled.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Creates the client. Connections are opened lazily, on the first call to each node, so
     /// this only fails on bad options; it must run inside a tokio runtime.
     pub async fn build(self) -> Result<Client> {
@@ -155,7 +165,7 @@ impl ClientBuilder {
             .addrs
             .into_iter()
             .map(|addr| {
-                let endpoint = endpoint(&addr, &self.config)?;
+                let endpoint = endpoint(&addr, &self.config, self.tls.as_ref())?;
                 let channel = match &self.channels {
                     Some(factory) => factory(endpoint),
                     None => endpoint.connect_lazy(),
@@ -174,15 +184,25 @@ impl ClientBuilder {
     }
 }
 
-/// The endpoint for `addr` ("host:port", or a full `http://` URI).
-fn endpoint(addr: &str, config: &Config) -> Result<Endpoint> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
+/// The endpoint for `addr` ("host:port", or a full `http://` or, with TLS, `https://` URI).
+fn endpoint(addr: &str, config: &Config, tls: Option<&ClientTls>) -> Result<Endpoint> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = match addr.split_once("://") {
+        None => format!("{scheme}://{addr}"),
+        // With TLS, a plaintext address would silently go without it.
+        Some((given, _)) if tls.is_some() && given != "https" => {
+            return Err(ClientError::Config(format!(
+                "node address `{addr}` is not https:// but TLS is configured"
+            )));
+        }
+        Some(_) => addr.to_owned(),
     };
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ClientError::Config(format!("invalid node address `{addr}`: {e}")))?;
+    let invalid =
+        |e: tonic::transport::Error| ClientError::Config(format!("invalid node address `{addr}`: {e}"));
+    let mut endpoint = Endpoint::from_shared(uri).map_err(invalid)?;
+    if let Some(tls) = tls {
+        endpoint = tls.apply(endpoint).map_err(invalid)?;
+    }
     Ok(endpoint
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
@@ -208,6 +228,7 @@ impl Client {
             },
             seed: None,
             channels: None,
+            tls: None,
         }
     }
 
@@ -531,5 +552,23 @@ mod tests {
             c.nodes().collect::<Vec<_>>(),
             ["127.0.0.1:7000", "http://[::1]:7001"]
         );
+    }
+
+    #[tokio::test]
+    async fn with_tls_every_address_is_https() {
+        let dir = tempfile::tempdir().unwrap();
+        flotilla_tls::generate::make_ca(dir.path(), 1).unwrap();
+        let tls = ClientTls::load(&dir.path().join(flotilla_tls::generate::CA_CERT), None).unwrap();
+        let err = Client::builder(["http://127.0.0.1:7000"])
+            .tls(tls.clone())
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not https://"), "{err}");
+        Client::builder(["127.0.0.1:7000", "https://localhost:7001"])
+            .tls(tls)
+            .build()
+            .await
+            .unwrap();
     }
 }

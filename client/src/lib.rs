@@ -13,7 +13,8 @@
 //!
 //! Module map:
 //! - [`client`]: [`Client`], [`ClientBuilder`]; node rotation and the retry loop of unary calls;
-//!   `submit_batch` splits and pipelines batches.
+//!   `submit_batch` splits and pipelines batches. [`ClientBuilder::tls`] takes a [`ClientTls`]
+//!   (the CA of the nodes, and a client certificate if they ask for one).
 //! - [`task`]: [`TaskRequest`] (the fluent builder; every request carries an idempotency key),
 //!   [`TaskId`], [`Submitted`].
 //! - [`info`]: [`TaskInfo`], [`TaskState`]: a task as the cluster reports it.
@@ -41,6 +42,7 @@ mod wait;
 pub use client::{ChannelFactory, Client, ClientBuilder};
 pub use cluster::{ClusterStatus, Member, QueueStats};
 pub use error::{ClientError, Result};
+pub use flotilla_tls::ClientTls;
 pub use info::{TaskInfo, TaskState};
 pub use retry::RetryPolicy;
 pub use task::{Submitted, TaskId, TaskRequest};

@@ -98,6 +98,33 @@ pub struct Config {
     /// Also build a snapshot after this many log entries, whatever their size.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_EVERY_ENTRIES", default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
+
+    /// TLS on this node's port and mutual TLS to its peers: `None` serves plaintext.
+    #[command(flatten)]
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A node's TLS files (`flotilla certs ca|node` makes them; docs/OPERATIONS.md "TLS"). All
+/// three or none (each flag requires the others; with none, clap leaves `Config::tls` empty):
+/// with them, the port serves TLS only, and calls between nodes need mutual
+/// TLS with certificates naming the same cluster.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// This node's certificate (PEM), naming its cluster and every name it is reached by
+    /// (--advertise, --join): served to clients and peers, and shown to the peers it dials.
+    #[arg(long = "tls-cert", env = "FLOTILLA_TLS_CERT", required = false, requires_all = ["key", "ca"])]
+    pub cert: PathBuf,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", env = "FLOTILLA_TLS_KEY", required = false, requires_all = ["cert", "ca"])]
+    pub key: PathBuf,
+
+    /// The CA certificate (PEM) that signed the cluster's nodes: peers and client certificates
+    /// are verified against it.
+    #[arg(long = "tls-ca", env = "FLOTILLA_TLS_CA", required = false, requires_all = ["cert", "key"])]
+    pub ca: PathBuf,
 }
 
 /// A setting that cannot work.
@@ -264,6 +291,27 @@ mod tests {
                 .contains("--advertise")
         );
         assert!(parse(&["--listen", "0.0.0.0:7000", "--advertise", "10.1.2.3:7000"]).is_ok());
+    }
+
+    #[test]
+    fn tls_takes_all_three_files_or_none() {
+        assert_eq!(parse(&[]).unwrap().tls, None);
+        let c = parse(&["--tls-cert", "n.pem", "--tls-key", "n.key", "--tls-ca", "ca.pem"]).unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsConfig {
+                cert: "n.pem".into(),
+                key: "n.key".into(),
+                ca: "ca.pem".into(),
+            })
+        );
+        let err = parse(&["--tls-cert", "n.pem", "--tls-ca", "ca.pem"]).unwrap_err();
+        assert!(err.contains("--tls-key"), "{err}");
+        let json = r#"{"tls": {"cert": "n.pem", "key": "n.key", "ca": "ca.pem"}}"#;
+        let mut doc: serde_json::Value = serde_json::to_value(Config::default()).unwrap();
+        doc["tls"] = serde_json::from_str::<serde_json::Value>(json).unwrap()["tls"].clone();
+        let back: Config = serde_json::from_value(doc).unwrap();
+        assert_eq!(back.tls, c.tls);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
+use flotilla_tls::NodeTls;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,8 +35,10 @@ use crate::cluster::Identity;
 use crate::cluster::join;
 use crate::config::Config;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
+use crate::grpc::NodeGate;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
+use crate::grpc::peer_identity::PeerCertificates;
 use crate::grpc::queue_service::ApiLimits;
 use crate::leader;
 use crate::leader::Duties;
@@ -44,6 +47,7 @@ use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::Peers;
 use crate::network::TcpConnector;
+use crate::network::TlsConnector;
 use crate::proposer::Proposer;
 use crate::raft::LogStore;
 use crate::raft::Raft;
@@ -73,6 +77,8 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] flotilla_tls::TlsError),
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
@@ -98,7 +104,8 @@ fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
     rc.validate().map_err(|e| ServerError::Raft(e.to_string()))
 }
 
-/// Run a node on `listener` until `shutdown` resolves.
+/// Run a node on `listener` until `shutdown` resolves: over TLS when `config.tls` names the
+/// files (the port then serves TLS only, and peers are dialled with mutual TLS).
 pub async fn run(
     config: Config,
     registry: TaskRegistry,
@@ -114,7 +121,19 @@ pub async fn run(
             }
         })
     });
-    run_with(config, registry, NodeEnv::default(), incoming, shutdown).await
+    let Some(files) = &config.tls else {
+        return run_with(config, registry, NodeEnv::default(), incoming, shutdown).await;
+    };
+    let tls = Arc::new(NodeTls::load(&files.cert, &files.key, &files.ca)?);
+    info!(cluster = tls.cluster(), cert = %files.cert.display(), "tls on; peers need a node certificate of this cluster");
+    let server_config = tls.grpc_server_config()?;
+    let env = NodeEnv {
+        connector: Arc::new(TlsConnector::new(TcpConnector::default(), tls.clone())),
+        tls: Some(tls),
+        ..NodeEnv::default()
+    };
+    let incoming = flotilla_tls::accept(incoming, server_config, flotilla_tls::accept::HANDSHAKE_TIMEOUT);
+    run_with(config, registry, env, incoming, shutdown).await
 }
 
 /// What a node takes from the world outside the process: the clock, how it dials peers, where
@@ -131,6 +150,9 @@ pub struct NodeEnv {
     /// Called once Raft is up, with the node's Raft handle and replica: the simulator watches
     /// roles, terms and applied state through them.
     pub observer: Option<Observer>,
+    /// The node's TLS, when `incoming` and `connector` carry it (`run` sets all three from
+    /// `config.tls`): peer calls are then taken only from nodes of its cluster ([`NodeGate`]).
+    pub tls: Option<Arc<NodeTls>>,
 }
 
 /// See [`NodeEnv::observer`].
@@ -154,20 +176,27 @@ impl Default for NodeEnv {
             storage: LogStorage::Disk,
             local_workers: false,
             observer: None,
+            tls: None,
         }
     }
 }
 
-/// A connection the node serves (TCP, or the simulator's).
+/// A connection the node serves (TCP, TLS, or the simulator's). Its info says whether the peer
+/// showed a certificate ([`PeerCertificates`]): a wrapper of connections must forward it.
 pub trait Connection:
-    tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static
+    tokio::io::AsyncRead
+    + tokio::io::AsyncWrite
+    + tonic::transport::server::Connected<ConnectInfo: PeerCertificates>
+    + Unpin
+    + Send
+    + 'static
 {
 }
 
 impl<T> Connection for T where
     T: tokio::io::AsyncRead
         + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
+        + tonic::transport::server::Connected<ConnectInfo: PeerCertificates>
         + Unpin
         + Send
         + 'static
@@ -187,6 +216,12 @@ where
     IO: Connection,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if config.tls.is_some() && env.tls.is_none() {
+        // Never serve plaintext to a config that asked for TLS (`run` sets both).
+        return Err(ServerError::Tls(flotilla_tls::TlsError::Invalid(
+            "config.tls is set but the node's connections carry no tls".into(),
+        )));
+    }
     let anonymous = Peers::new(env.connector.clone());
     let identity = open_identity(&config, &anonymous).await?;
     let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id);
@@ -302,6 +337,8 @@ struct Serving {
     raft: Raft,
     queue_api: QueueApi,
     raft_api: RaftApi,
+    /// Who may call `raft_api`: with TLS, nodes of this cluster only (`None` without TLS).
+    tls: Option<Arc<NodeTls>>,
     pool: Option<PoolHandle>,
     /// Resolves with the error if a pending join fails.
     join_failed: Option<oneshot::Receiver<join::JoinError>>,
@@ -371,6 +408,7 @@ fn start_services(
         raft: raft.clone(),
         queue_api,
         raft_api,
+        tls: env.tls.clone(),
         pool,
         join_failed,
     };
@@ -461,9 +499,11 @@ where
         raft,
         queue_api,
         raft_api,
+        tls,
         pool,
         join_failed,
     } = serving;
+    let gate = NodeGate::<IO::ConnectInfo>::new(tls.as_deref());
     let node_id = *raft.node_id();
     // Serving stops when this task says so, after the workers have drained.
     let (stop_tx, stop_rx) = oneshot::channel::<Option<join::JoinError>>();
@@ -503,11 +543,12 @@ where
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             RaftServiceServer::new(raft_api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
-        )
+            gate,
+        ))
         .serve_with_incoming_shutdown(incoming, async {
             join_error = stop_rx.await.ok().flatten();
         })

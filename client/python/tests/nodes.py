@@ -33,6 +33,21 @@ def node_binary() -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def cli_binary() -> Path:
+    """The ``flotilla`` CLI: ``$FLOTILLA_CLI_BIN`` (set by the cargo harness), else the newer of
+    this repository's debug and release builds."""
+    env = os.environ.get("FLOTILLA_CLI_BIN")
+    if env:
+        return Path(env)
+    built = [REPO / "target" / p / "flotilla" for p in ("debug", "release")]
+    found = [p for p in built if p.exists()]
+    if not found:
+        raise RuntimeError(
+            "no flotilla binary: set FLOTILLA_CLI_BIN or run `cargo build -p flotilla-client`"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -43,8 +58,10 @@ def free_port() -> int:
 class NodeProcess:
     """One single-node cluster; ``addr`` is ``127.0.0.1:PORT``."""
 
-    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, tls_ca: Optional[str] = None) -> None:
         self.addr = f"127.0.0.1:{free_port()}"
+        #: The CA a client needs when ``extra_args`` start the node with TLS.
+        self.tls_ca = tls_ca
         self.data_dir = data_dir
         self.log_path = data_dir.with_suffix(".log")
         self.extra_args = extra_args
@@ -72,7 +89,9 @@ class NodeProcess:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the node knows a leader (a fresh single node elects itself)."""
-        client = flotilla.Client(self.addr, retry=flotilla.RetryPolicy(max_elapsed=timeout))
+        client = flotilla.Client(
+            self.addr, retry=flotilla.RetryPolicy(max_elapsed=timeout), tls_ca=self.tls_ca
+        )
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

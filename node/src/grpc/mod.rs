@@ -2,14 +2,18 @@
 //!
 //! - [`queue_service`]: `flotilla.v1.QueueService`, for clients.
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
+//! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
+//!   `raft_service` to nodes of this cluster when the node has TLS.
 //! - [`convert`]: protobuf ⇄ domain conversions (generated types stop at this boundary).
 //! - [`status`]: [`status::ApiError`] and its mapping to gRPC codes — the only place that
 //!   decides which error becomes which code.
 
 pub mod convert;
+pub mod peer_identity;
 pub mod queue_service;
 pub mod raft_service;
 pub mod status;
 
+pub use peer_identity::NodeGate;
 pub use queue_service::QueueApi;
 pub use raft_service::RaftApi;

@@ -71,6 +71,13 @@ pub enum PeerCallError {
     /// a stranger must not learn it.
     #[error("peer call with a wrong cluster id")]
     WrongCluster,
+    /// With TLS: a peer call without a client certificate.
+    #[error("peer calls need a node certificate of this cluster")]
+    NoNodeCertificate,
+    /// With TLS: a peer call whose certificate (valid for the CA) is not a node of this
+    /// cluster: a client's, or another cluster's node. The cluster is not quoted.
+    #[error("peer call with a certificate that is not a node of this cluster")]
+    NotANodeOfThisCluster,
     /// A node that is not a member (a removed one) forwarded a write.
     #[error(
         "node {} is not a member of this cluster; its writes are refused",
@@ -90,9 +97,11 @@ impl PeerCallError {
     /// is not a member" (`network::peer`).
     pub fn code(&self) -> Code {
         match self {
-            PeerCallError::NoClusterId | PeerCallError::WrongCluster | PeerCallError::NotAMember(_) => {
-                Code::PermissionDenied
-            }
+            PeerCallError::NoClusterId
+            | PeerCallError::WrongCluster
+            | PeerCallError::NotANodeOfThisCluster
+            | PeerCallError::NotAMember(_) => Code::PermissionDenied,
+            PeerCallError::NoNodeCertificate => Code::Unauthenticated,
             PeerCallError::Decode(_) => Code::InvalidArgument,
             PeerCallError::Encode(_) => Code::Internal,
         }

@@ -9,7 +9,7 @@
 //!   (typed by [`peer::AdminCall`]) that `cluster` carries out.
 //! - [`codec`]: bincode (serde) encoding of the messages inside `RaftMessage`.
 //! - [`transport`]: the injectable [`transport::Connector`] that turns an address into a tonic
-//!   channel; the simulator swaps in its own.
+//!   channel (plain TCP, or mutual TLS); the simulator swaps in its own.
 //!
 //! This layer sits below `cluster`, `proposer` and `grpc`, and imports none of them.
 
@@ -26,3 +26,4 @@ pub use peer::PeerClient;
 pub use raft_network::NetworkFactory;
 pub use transport::Connector;
 pub use transport::TcpConnector;
+pub use transport::TlsConnector;

@@ -155,6 +155,8 @@ impl NodeSlot {
                         replica: replica.clone(),
                     });
                 })),
+                // The simulated network is plaintext (turmoil streams); TLS is tested on loopback.
+                tls: None,
             };
             let (exited, name, shared) = (exited.clone(), name.clone(), shared.clone());
             Box::pin(async move {

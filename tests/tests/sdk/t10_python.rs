@@ -27,6 +27,8 @@ fn pytest_passes_against_a_real_node_and_the_fake_worker_service() -> Result<()>
         Command::new(venv_tool("pytest")?)
             .args(["-q", "-p", "no:cacheprovider"])
             .env("FLOTILLA_NODE_BIN", &node)
+            // `flotilla certs` makes the TLS tests' certificates.
+            .env("FLOTILLA_CLI_BIN", binary("flotilla")?)
             .current_dir(sdk_dir()),
     )?;
     let summary = String::from_utf8_lossy(&out.stdout);

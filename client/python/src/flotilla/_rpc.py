@@ -7,7 +7,8 @@ and these few lines are all the SDK needs of it.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import os
+from typing import Optional, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -86,6 +87,32 @@ def channel_options() -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+
+
+#: The environment variable naming the CA file when ``tls_ca`` is not given.
+TLS_CA_ENV = "FLOTILLA_TLS_CA"
+
+
+def tls_root(tls_ca: Optional[str]) -> Optional[bytes]:
+    """The CA certificate (PEM) that signed the nodes, read from ``tls_ca`` or else from
+    ``$FLOTILLA_TLS_CA``; ``None``: plaintext. Read once, so a wrong path fails at once."""
+    path = tls_ca if tls_ca is not None else os.environ.get(TLS_CA_ENV)
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        pem = f.read()
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError(f"{path}: no PEM certificate in it")
+    return pem
+
+
+def open_channel(addr: str, root: Optional[bytes]) -> grpc.Channel:
+    """A channel to one node: TLS trusting ``root`` (nodes started with ``--tls-*``; a node must
+    present a certificate of that CA for ``addr``'s host), or plaintext when ``root`` is None."""
+    if root is None:
+        return grpc.insecure_channel(addr, options=channel_options())
+    credentials = grpc.ssl_channel_credentials(root_certificates=root)
+    return grpc.secure_channel(addr, credentials, options=channel_options())
 
 
 def target(addr: str) -> str:

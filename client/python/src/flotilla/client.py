@@ -46,7 +46,8 @@ def new_idempotency_key() -> str:
 
 
 class Client:
-    """A connection to the cluster at ``nodes``; channels open lazily on first use."""
+    """A connection to the cluster at ``nodes``; channels open lazily on first use. With
+    ``tls_ca`` (a CA certificate file, PEM; default ``$FLOTILLA_TLS_CA``) it talks TLS."""
 
     def __init__(
         self,
@@ -55,10 +56,13 @@ class Client:
         retry: Optional[RetryPolicy] = None,
         request_timeout: float = 10.0,
         max_batch_size: int = 1000,
+        tls_ca: Optional[str] = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.addrs = parse_nodes(nodes)
+        #: The CA (PEM) that nodes' certificates must chain to; None: plaintext.
+        self.tls_root = _rpc.tls_root(tls_ca)
         self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.max_batch_size = max_batch_size
@@ -83,7 +87,7 @@ class Client:
         with self._lock:
             stub = self._stubs[node]
             if stub is None:
-                channel = grpc.insecure_channel(self.addrs[node], options=_rpc.channel_options())
+                channel = _rpc.open_channel(self.addrs[node], self.tls_root)
                 stub = _rpc.QueueStub(channel)
                 self._channels[node], self._stubs[node] = channel, stub
             return stub

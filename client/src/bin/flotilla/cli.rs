@@ -1,6 +1,9 @@
 //! The command line: clap definitions only, so parsing is testable without a cluster.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
+use flotilla_tls::generate::{CA_DAYS, LEAF_DAYS};
 
 /// Submit tasks to a Flotilla cluster, wait for their results, and inspect the cluster.
 #[derive(Debug, Parser)]
@@ -19,6 +22,18 @@ pub struct Cli {
     /// Give up on an unreachable cluster after this many seconds of retries.
     #[arg(long, global = true, default_value_t = 10)]
     pub retry_s: u64,
+
+    /// Talk TLS to the nodes (started with --tls-*), trusting this CA certificate (PEM).
+    #[arg(long, global = true, env = "FLOTILLA_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// With --tls-ca: also show this client certificate (PEM) to the nodes.
+    #[arg(long, global = true, env = "FLOTILLA_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, global = true, env = "FLOTILLA_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -55,6 +70,60 @@ pub enum Command {
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
+    },
+    /// Make a CA and the certificates of nodes and clients, for TLS (no cluster needed).
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// A new CA: DIR/ca.pem (give it to every node and client) and DIR/ca.key (keep it apart).
+    Ca {
+        /// Directory to write to (created; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Lifetime, in days.
+        #[arg(long, default_value_t = CA_DAYS)]
+        days: u32,
+    },
+    /// A node's certificate, naming its cluster and the names it is reached by:
+    /// DIR/node.pem, DIR/node.key and a copy of the CA's ca.pem.
+    Node {
+        /// Directory of the CA (ca.pem, ca.key).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The cluster's name (1-64 of A-Z a-z 0-9 - _ .): only nodes of the same cluster talk.
+        #[arg(long)]
+        cluster: String,
+        /// Host names and IP addresses the node is reached by (its --advertise and the
+        /// addresses others --join), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        name: Vec<String>,
+        /// Directory to write to (created; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Lifetime, in days.
+        #[arg(long, default_value_t = LEAF_DAYS)]
+        days: u32,
+    },
+    /// A client certificate (only where nodes should see one; tokens authorize clients):
+    /// DIR/client.pem, DIR/client.key and a copy of the CA's ca.pem.
+    Client {
+        /// Directory of the CA (ca.pem, ca.key).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The client's name (1-64 of A-Z a-z 0-9 - _ .).
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// Directory to write to (created; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Lifetime, in days.
+        #[arg(long, default_value_t = LEAF_DAYS)]
+        days: u32,
     },
 }
 
@@ -217,6 +286,40 @@ mod tests {
             parse(&["status"]).unwrap().command,
             Command::Status { json: false }
         ));
+    }
+
+    #[test]
+    fn tls_and_certs_parse() {
+        let cli = parse(&["--tls-ca", "ca.pem", "status"]).unwrap();
+        assert_eq!(cli.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(
+            parse(&["status", "--tls-cert", "c.pem"]).unwrap_err().exit_code(),
+            2
+        );
+        let cli = parse(&[
+            "certs",
+            "node",
+            "--ca",
+            "ca",
+            "--cluster",
+            "prod",
+            "--name",
+            "n1.example,10.0.0.1",
+            "--out",
+            "n1",
+        ])
+        .unwrap();
+        let Command::Certs {
+            action: CertsAction::Node { name, days, .. },
+        } = cli.command
+        else {
+            panic!("not certs node")
+        };
+        assert_eq!(
+            (name, days),
+            (vec!["n1.example".to_string(), "10.0.0.1".to_string()], LEAF_DAYS)
+        );
+        assert!(parse(&["certs", "node", "--ca", "ca", "--cluster", "c", "--out", "o"]).is_err());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! `flotilla`: submit tasks to a Flotilla cluster, wait for results, and inspect the cluster.
 //!
 //! - `cli`: the clap definitions.
+//! - `certs`: `flotilla certs`, the TLS quick start.
 //! - `output`: JSON lines and human text (pure functions).
 //!
 //! Exit status: 0 on success; 1 when a call failed (message on stderr) or a waited-for task did
 //! not succeed; 2 for usage errors.
 
+mod certs;
 mod cli;
 mod output;
 
@@ -19,7 +21,7 @@ use tokio::time::Instant;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use flotilla_client::{Client, ClientError, RetryPolicy, TaskId, TaskInfo, TaskState};
+use flotilla_client::{Client, ClientError, ClientTls, RetryPolicy, TaskId, TaskInfo, TaskState};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -59,13 +61,23 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         max_elapsed: Duration::from_secs(cli.retry_s),
         ..RetryPolicy::default()
     };
-    let client = Client::builder(cli.nodes.iter().map(|n| n.trim().to_owned()))
-        .retry_policy(policy)
-        .build()
-        .await
-        .context("cannot set up the client")?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let outcome = match cli.command {
+    let command = match cli.command {
+        Command::Certs { action } => {
+            certs::run(action, &mut out)?;
+            out.flush()?;
+            return Ok(Outcome::AllSucceeded);
+        }
+        command => command,
+    };
+    let mut builder = Client::builder(cli.nodes.iter().map(|n| n.trim().to_owned())).retry_policy(policy);
+    if let Some(ca) = &cli.tls_ca {
+        let cert_and_key = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
+        builder = builder.tls(ClientTls::load(ca, cert_and_key).context("cannot load the TLS files")?);
+    }
+    let client = builder.build().await.context("cannot set up the client")?;
+    let outcome = match command {
+        Command::Certs { .. } => unreachable!("handled above"),
         Command::Submit(args) => submit(&client, args, &mut out).await?,
         Command::Get(args) => get(&client, args, &mut out).await?,
         Command::Cancel { ids, json } => {
