@@ -34,7 +34,7 @@ use crate::queue::Command;
 use crate::queue::Response;
 use crate::raft::snapshot;
 use crate::raft::tests::format::fixture_dir;
-use crate::raft::tests::format::fixture_entries;
+use crate::raft::tests::format::fixture_entries_v2;
 use crate::raft::wal;
 use crate::types::NodeInfo;
 use crate::types::SnapshotData;
@@ -131,9 +131,9 @@ fn every_disk_format(bytes: &[u8]) {
     let _ = wal::Bin::<VoteOf<TypeConfig>>::decode(Cursor::new(bytes));
 }
 
-/// A valid AppendEntries of the fixture's entries (every command kind).
+/// A valid AppendEntries of the fixture's entries (every command kind, both entry formats).
 fn append_entries() -> Vec<u8> {
-    let entries: Vec<EntryOf<TypeConfig>> = fixture_entries();
+    let entries: Vec<EntryOf<TypeConfig>> = fixture_entries_v2();
     let req = AppendEntriesRequest::<TypeConfig> {
         vote: VoteOf::<TypeConfig>::new(2, 1),
         prev_log_id: None,
@@ -224,7 +224,7 @@ proptest! {
 fn the_fuzzed_messages_are_valid_to_start_with() {
     // Otherwise the damage tests would only ever test the first byte.
     let req: AppendEntriesRequest<TypeConfig> = codec::decode(&append_entries()).unwrap();
-    assert_eq!(req.entries, fixture_entries());
+    assert_eq!(req.entries, fixture_entries_v2());
     let (_, _, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) =
         codec::decode(&snapshot_message()).unwrap();
     snapshot::decode(&data).unwrap();
