@@ -42,6 +42,7 @@ pub mod queue;
 pub mod raft;
 pub mod replica;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod types;
 pub mod worker;

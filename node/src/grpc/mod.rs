@@ -6,6 +6,7 @@
 //! - [`status`]: [`status::ApiError`] and its mapping to gRPC codes — the only place that
 //!   decides which error becomes which code.
 
+pub mod auth;
 pub mod convert;
 pub mod queue_service;
 pub mod raft_service;
