@@ -107,10 +107,6 @@ mod tests {
         assert!(!ct_eq(&h, &hash(b"flt_y")));
         assert!(!ct_eq(b"ab", b"abc"));
         // SHA-256 of "abc" (FIPS 180-2 test vector).
-        assert_eq!(
-            hash(b"abc")[..4],
-            [0xba, 0x78, 0x16, 0xbf],
-            "the hash is SHA-256"
-        );
+        assert_eq!(hash(b"abc")[..4], [0xba, 0x78, 0x16, 0xbf], "the hash is SHA-256");
     }
 }

@@ -251,13 +251,17 @@ where
 /// Step 1: this data directory's identity and peer secret: read back, or a new cluster founded
 /// here (with a new secret), or an id and the secret asked of the cluster named by `--join`
 /// (stored, with the join still pending). `anonymous` shows the join token.
-async fn open_identity(config: &Config, anonymous: &Peers) -> Result<(Identity, Arc<SharedSecret>), ServerError> {
+async fn open_identity(
+    config: &Config,
+    anonymous: &Peers,
+) -> Result<(Identity, Arc<SharedSecret>), ServerError> {
     let data_dir = &config.data_dir;
     let (identity, secret, founded) = match Identity::load(data_dir)? {
         Some(identity) => {
             let secret = secrets::load_peer_secret(data_dir)?;
             if !config.join.is_empty() {
-                let member = anonymous.with_identity(&identity.cluster_id, identity.node_id, shared_secret(&secret)?);
+                let member =
+                    anonymous.with_identity(&identity.cluster_id, identity.node_id, shared_secret(&secret)?);
                 join::check_same_cluster(&member, &config.join, &identity.cluster_id).await?;
             }
             (identity, secret, false)
@@ -290,12 +294,12 @@ async fn open_identity(config: &Config, anonymous: &Peers) -> Result<(Identity, 
 }
 
 fn shared_secret(secret: &str) -> Result<Arc<SharedSecret>, ServerError> {
-    SharedSecret::new(secret)
-        .map(Arc::new)
-        .map_err(|e| ServerError::Cluster(crate::cluster::ClusterError::BadIdentity {
+    SharedSecret::new(secret).map(Arc::new).map_err(|e| {
+        ServerError::Cluster(crate::cluster::ClusterError::BadIdentity {
             path: "cluster.secret".into(),
             reason: e.to_string(),
-        }))
+        })
+    })
 }
 
 /// Raft, started over this node's storage.

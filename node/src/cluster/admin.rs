@@ -72,7 +72,13 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn new(raft: Raft, proposer: Proposer, peers: Peers, cluster_id: Arc<str>, peer_secret: Secret) -> Self {
+    pub fn new(
+        raft: Raft,
+        proposer: Proposer,
+        peers: Peers,
+        cluster_id: Arc<str>,
+        peer_secret: Secret,
+    ) -> Self {
         Self {
             raft,
             proposer,

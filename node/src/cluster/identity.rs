@@ -77,11 +77,7 @@ impl Identity {
                 // the directory is still new.
                 // A crash while founding may also have left the peer secret (written first).
                 let tmp = format!("{FILE}.tmp");
-                let leftovers = [
-                    tmp.as_str(),
-                    super::secrets::SECRET_FILE,
-                    "cluster.tmp",
-                ];
+                let leftovers = [tmp.as_str(), super::secrets::SECRET_FILE, "cluster.tmp"];
                 let non_empty = match fs::read_dir(dir) {
                     Ok(entries) => entries
                         .filter_map(Result::ok)

@@ -31,17 +31,17 @@ use std::task::Context;
 use std::task::Poll;
 
 use futures::future::BoxFuture;
+use tonic::Status;
 use tonic::codegen::http;
 use tonic::codegen::http::Extensions;
 use tonic::codegen::http::HeaderMap;
-use tonic::Status;
 use tracing::debug;
 use tracing::warn;
 
 use super::status::AuthError;
 use crate::clock::SharedClock;
-pub use crate::config::ClientAuth;
 use crate::cluster::tokens::token_hash;
+pub use crate::config::ClientAuth;
 use crate::network::headers;
 use crate::network::headers::CallerCluster;
 use crate::network::peer_auth::PeerAuth;
@@ -155,7 +155,12 @@ pub struct Auth {
 
 impl Auth {
     /// Judge a call to `path` from its headers and connection alone.
-    pub fn check(&self, path: &str, headers: &HeaderMap, extensions: &Extensions) -> Result<Caller, AuthError> {
+    pub fn check(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<Caller, AuthError> {
         let need = need(path);
         match need {
             Need::Nothing => Ok(Caller::Anyone),

@@ -39,14 +39,14 @@ use crate::cluster::Admin;
 use crate::network::codec;
 use crate::network::headers;
 use crate::network::headers::CallerCluster;
-use tracing::warn;
 use crate::network::peer::AdminRequest;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
-use crate::types::SnapshotData;
 use crate::types::NodeId;
+use crate::types::SnapshotData;
 use crate::types::TypeConfig;
+use tracing::warn;
 
 /// How far ahead of this node's term a message's term may be (see the module docs).
 pub const MAX_TERM_AHEAD: u64 = 1 << 32;
@@ -112,7 +112,13 @@ impl RaftApi {
         if term_is_credible(term, ours) {
             return Ok(());
         }
-        warn!(term, ours, what, ?sender, "refused a raft message with an incredible term");
+        warn!(
+            term,
+            ours,
+            what,
+            ?sender,
+            "refused a raft message with an incredible term"
+        );
         Err(PeerCallError::TermTooFar { term, ours })
     }
 
@@ -128,7 +134,10 @@ impl RaftApi {
             });
         }
         if rpc.leadership_transfer && !self.is_voter(candidate) {
-            warn!(candidate, "refused a leadership transfer from a node that is not a voter");
+            warn!(
+                candidate,
+                "refused a leadership transfer from a node that is not a voter"
+            );
             return Err(PeerCallError::TransferFromNonVoter(candidate));
         }
         Ok(())

@@ -7,6 +7,7 @@
 use tonic::Code;
 use tonic::Status;
 
+use crate::cluster::tokens::TokenError;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
@@ -34,6 +35,8 @@ pub enum ApiError {
     Propose(#[from] ProposeError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 impl ApiError {
@@ -50,15 +53,25 @@ impl ApiError {
                 AdminError::Raft(_) => Code::Internal,
                 AdminError::Unauthorized(_) => Code::PermissionDenied,
             },
-            ApiError::Propose(e) => match e {
-                ProposeError::NoLeader
-                | ProposeError::NotLeader { .. }
-                | ProposeError::Forward(_)
-                | ProposeError::ShuttingDown => Code::Unavailable,
-                ProposeError::Invalid(_) => Code::InvalidArgument,
-                ProposeError::NotAMember => Code::FailedPrecondition,
-                ProposeError::Fatal(_) => Code::Internal,
+            ApiError::Token(e) => match e {
+                TokenError::Propose(e) => ApiError::propose_code(e),
+                TokenError::Taken => Code::AlreadyExists,
+                TokenError::Entropy(_) | TokenError::File(_) => Code::Internal,
             },
+            ApiError::Propose(e) => Self::propose_code(e),
+        }
+    }
+
+    /// The code of a failed proposal.
+    fn propose_code(e: &ProposeError) -> Code {
+        match e {
+            ProposeError::NoLeader
+            | ProposeError::NotLeader { .. }
+            | ProposeError::Forward(_)
+            | ProposeError::ShuttingDown => Code::Unavailable,
+            ProposeError::Invalid(_) => Code::InvalidArgument,
+            ProposeError::NotAMember => Code::FailedPrecondition,
+            ProposeError::Fatal(_) => Code::Internal,
         }
     }
 }

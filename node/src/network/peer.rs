@@ -240,7 +240,10 @@ mod tests {
             ("c".to_string(), 4, Secret("s".into()))
         );
         let err = ReadIndex::answer(allocated).unwrap_err();
-        assert!(!err.to_string().contains("\"s\""), "an error shows the secret: {err}");
+        assert!(
+            !err.to_string().contains("\"s\""),
+            "an error shows the secret: {err}"
+        );
         assert!(matches!(err, AdminError::Raft(_)), "{err:?}");
         assert!(
             err.to_string().contains("ReadIndex was answered with Joined"),

@@ -115,6 +115,10 @@ mod tests {
         assert_eq!(theirs.verify(&headers, &ext), PeerVerdict::BadProof);
         assert_eq!(ours.verify(&HeaderMap::new(), &ext), PeerVerdict::NoProof);
         assert!(SharedSecret::new("new\nline").is_err());
-        assert_eq!(format!("{ours:?}"), "SharedSecret(..)", "debug output hides the secret");
+        assert_eq!(
+            format!("{ours:?}"),
+            "SharedSecret(..)",
+            "debug output hides the secret"
+        );
     }
 }

@@ -83,11 +83,23 @@ const FORWARD_PATH: &str = "/flotilla.v1.RaftService/Forward";
 #[test]
 fn every_method_needs_something_and_unknown_ones_need_admin() {
     assert_eq!(need(SUBMIT_PATH), Need::Client(Right::Submit));
-    assert_eq!(need("/flotilla.v1.QueueService/GetTask"), Need::Client(Right::Read));
+    assert_eq!(
+        need("/flotilla.v1.QueueService/GetTask"),
+        Need::Client(Right::Read)
+    );
     assert_eq!(need(REMOVE_PATH), Need::Client(Right::Admin));
-    assert_eq!(need("/flotilla.v1.QueueService/CreateToken"), Need::Client(Right::Admin));
-    assert_eq!(need("/flotilla.v1.QueueService/SomethingNew"), Need::Client(Right::Admin));
-    assert_eq!(need("/flotilla.v1.WorkerService/Session"), Need::Client(Right::Work));
+    assert_eq!(
+        need("/flotilla.v1.QueueService/CreateToken"),
+        Need::Client(Right::Admin)
+    );
+    assert_eq!(
+        need("/flotilla.v1.QueueService/SomethingNew"),
+        Need::Client(Right::Admin)
+    );
+    assert_eq!(
+        need("/flotilla.v1.WorkerService/Session"),
+        Need::Client(Right::Work)
+    );
     assert_eq!(need(ADMIN_PATH), Need::PeerOrJoin);
     assert_eq!(need(VOTE_PATH), Need::Peer);
     assert_eq!(need("/"), Need::Client(Right::Admin));
@@ -98,7 +110,12 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
 fn roles_grant_their_rights_only() {
     use Right::*;
     let all = [Read, Submit, Work, Admin, Join];
-    let has = |role| all.iter().copied().filter(|r| grants(role, *r)).collect::<Vec<_>>();
+    let has = |role| {
+        all.iter()
+            .copied()
+            .filter(|r| grants(role, *r))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(has(Role::Submit), [Read, Submit]);
     assert_eq!(has(Role::Worker), [Read, Work]);
     assert_eq!(has(Role::Admin), all);
@@ -111,12 +128,21 @@ fn clients_need_a_live_token_with_the_right_role() {
     let err = check(&a, SUBMIT_PATH, &headers(None, None)).unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     let ok = check(&a, SUBMIT_PATH, &headers(Some(SUBMIT), None)).unwrap();
-    assert!(matches!(ok, Caller::Token { role: Role::Submit, .. }));
+    assert!(matches!(
+        ok,
+        Caller::Token {
+            role: Role::Submit,
+            ..
+        }
+    ));
     // Wrong role: PERMISSION_DENIED, naming the token by id only.
     let err = check(&a, REMOVE_PATH, &headers(Some(SUBMIT), None)).unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     let message = Status::from(err).message().to_string();
-    assert!(message.contains("token 2") && message.contains("admin"), "{message}");
+    assert!(
+        message.contains("token 2") && message.contains("admin"),
+        "{message}"
+    );
     assert!(!message.contains(SUBMIT), "{message}");
     assert!(check(&a, REMOVE_PATH, &headers(Some(ADMIN), None)).is_ok());
     // Unknown and expired tokens are the same refusal; a join token submits nothing.
@@ -132,9 +158,22 @@ fn clients_need_a_live_token_with_the_right_role() {
 #[test]
 fn an_open_node_serves_anonymous_local_callers_but_still_checks_tokens() {
     let a = auth(ClientAuth::Open);
-    assert_eq!(check(&a, REMOVE_PATH, &headers(None, None)).unwrap(), Caller::Local);
-    assert_eq!(check(&a, ADMIN_PATH, &headers(None, None)).unwrap(), Caller::Local);
-    assert!(check(&a, SUBMIT_PATH, &headers(Some("flt_bad_token_0123456789abcdef0123"), None)).is_err());
+    assert_eq!(
+        check(&a, REMOVE_PATH, &headers(None, None)).unwrap(),
+        Caller::Local
+    );
+    assert_eq!(
+        check(&a, ADMIN_PATH, &headers(None, None)).unwrap(),
+        Caller::Local
+    );
+    assert!(
+        check(
+            &a,
+            SUBMIT_PATH,
+            &headers(Some("flt_bad_token_0123456789abcdef0123"), None)
+        )
+        .is_err()
+    );
     assert!(check(&a, REMOVE_PATH, &headers(Some(SUBMIT), None)).is_err());
     // Peers' own methods never take an anonymous caller, open or not.
     assert!(matches!(
@@ -193,7 +232,10 @@ impl Service<HttpRequest<String>> for Behind {
 
     fn call(&mut self, req: HttpRequest<String>) -> Self::Future {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        assert!(req.extensions().get::<Caller>().is_some(), "no decision passed on");
+        assert!(
+            req.extensions().get::<Caller>().is_some(),
+            "no decision passed on"
+        );
         futures::future::ready(Ok(HttpResponse::new(tonic::body::Body::default())))
     }
 }
@@ -208,9 +250,16 @@ async fn a_refused_call_never_reaches_the_service() {
     let resp = svc.call(req).await.unwrap();
     let status = Status::from_header_map(resp.headers()).expect("a grpc status");
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert_eq!(behind.calls.load(Ordering::SeqCst), 0, "the body reached the service");
+    assert_eq!(
+        behind.calls.load(Ordering::SeqCst),
+        0,
+        "the body reached the service"
+    );
 
-    let mut req = HttpRequest::builder().uri(SUBMIT_PATH).body(String::new()).unwrap();
+    let mut req = HttpRequest::builder()
+        .uri(SUBMIT_PATH)
+        .body(String::new())
+        .unwrap();
     *req.headers_mut() = headers(Some(SUBMIT), None);
     svc.call(req).await.unwrap();
     assert_eq!(behind.calls.load(Ordering::SeqCst), 1);
