@@ -29,7 +29,7 @@ use crate::replica::Replica;
 use crate::secret;
 
 /// How often the leader checks that an admin token exists.
-const ADMIN_CHECK_EVERY: Duration = Duration::from_secs(1);
+const ADMIN_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// Why a token could not be made.
 #[derive(Debug, thiserror::Error)]
