@@ -7,7 +7,8 @@ and these few lines are all the SDK needs of it.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import os
+from typing import Any, Optional, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -86,6 +87,58 @@ def channel_options() -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+
+
+class _ClientCallDetails(grpc.ClientCallDetails):
+    """The details of a call with metadata added (grpc's own type has no public constructor)."""
+
+    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+class _Token(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [m for m in (details.metadata or ()) if m[0] != "authorization"]
+        metadata.append(self._header)
+        return _ClientCallDetails(details, metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def resolve_token(token: Optional[str]) -> Optional[str]:
+    """The token to present: ``token``, else ``$FLOTILLA_TOKEN``, else none. A node that is not
+    on loopback (or runs with ``--require-token``) refuses calls without one."""
+    chosen = token if token is not None else os.environ.get("FLOTILLA_TOKEN")
+    return chosen.strip() if chosen and chosen.strip() else None
+
+
+def open_channel(addr: str, token: Optional[str]) -> grpc.Channel:
+    """A channel to ``addr`` (opened lazily by grpc) that presents ``token`` on every call."""
+    channel = grpc.insecure_channel(addr, options=channel_options())
+    if token is None:
+        return channel
+    return grpc.intercept_channel(channel, _Token(token))
 
 
 def target(addr: str) -> str:

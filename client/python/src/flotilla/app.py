@@ -27,7 +27,9 @@ def current_app() -> Flotilla:
 
 class Flotilla:
     """A Flotilla application on the cluster at ``nodes`` (``"host:port"``, a comma-separated
-    list, or a list of them); calls fail over between the nodes."""
+    list, or a list of them); calls fail over between the nodes. ``token`` (default:
+    ``$FLOTILLA_TOKEN``) is presented on every call: a submit token for an app that submits,
+    a worker token for a worker."""
 
     def __init__(
         self,
@@ -36,11 +38,16 @@ class Flotilla:
         retry: Optional[RetryPolicy] = None,
         request_timeout: float = 10.0,
         max_batch_size: int = 1000,
+        token: Optional[str] = None,
     ) -> None:
         global _current_app
         self.nodes = nodes
         self.client = Client(
-            nodes, retry=retry, request_timeout=request_timeout, max_batch_size=max_batch_size
+            nodes,
+            retry=retry,
+            request_timeout=request_timeout,
+            max_batch_size=max_batch_size,
+            token=token,
         )
         #: Tasks defined on this app, by name.
         self.tasks: dict[str, Task] = {}

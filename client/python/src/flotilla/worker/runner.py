@@ -235,7 +235,7 @@ class Worker:
         addr = self.addrs[self._node]
         channel = self._channels.get(self._node)
         if channel is None:
-            channel = grpc.insecure_channel(addr, options=_rpc.channel_options())
+            channel = _rpc.open_channel(addr, self.app.client.token)
             self._channels[self._node] = channel
         log.info("connecting: node=%s", addr)
         self._stream = _Stream(_rpc.WorkerStub(channel), self._conn, self._events)
