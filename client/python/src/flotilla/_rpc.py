@@ -92,7 +92,9 @@ def channel_options() -> list[tuple[str, int]]:
 class _ClientCallDetails(grpc.ClientCallDetails):
     """The details of a call with metadata added (grpc's own type has no public constructor)."""
 
-    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, base: grpc.ClientCallDetails, metadata: tuple[tuple[str, str | bytes], ...]
+    ) -> None:
         self.method = base.method
         self.timeout = base.timeout
         self.metadata = metadata
@@ -102,19 +104,18 @@ class _ClientCallDetails(grpc.ClientCallDetails):
 
 
 class _Token(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
 ):
     """Adds ``authorization: Bearer <token>`` to every call of a channel."""
 
     def __init__(self, token: str) -> None:
-        self._header = ("authorization", f"Bearer {token}")
+        self._header: tuple[str, str | bytes] = ("authorization", f"Bearer {token}")
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = [m for m in (details.metadata or ()) if m[0] != "authorization"]
-        metadata.append(self._header)
-        return _ClientCallDetails(details, metadata)
+        kept = tuple(m for m in (details.metadata or ()) if m[0] != "authorization")
+        return _ClientCallDetails(details, (*kept, self._header))
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
