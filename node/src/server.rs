@@ -85,6 +85,8 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Entropy(#[from] crate::secret::EntropyError),
 }
 
 /// The worker pool's view of the node: proposals through the log, wake-ups from the replica.
@@ -260,8 +262,8 @@ async fn open_identity(
         Some(identity) => {
             let secret = secrets::load_peer_secret(data_dir)?;
             if !config.join.is_empty() {
-                let member =
-                    anonymous.with_identity(&identity.cluster_id, identity.node_id, shared_secret(&secret)?);
+                let proof = shared_secret(data_dir, &secret)?;
+                let member = anonymous.with_identity(&identity.cluster_id, identity.node_id, proof);
                 join::check_same_cluster(&member, &config.join, &identity.cluster_id).await?;
             }
             (identity, secret, false)
@@ -269,7 +271,7 @@ async fn open_identity(
         None if config.join.is_empty() => {
             let identity = Identity::found();
             // The secret first: a directory with only a secret is still new (identity.rs).
-            let secret = crate::secret::random_token().map_err(|e| ServerError::Raft(e.to_string()))?;
+            let secret = crate::secret::random_token()?;
             secrets::store_peer_secret(data_dir, &secret)?;
             identity.store(data_dir)?;
             (identity, secret, true)
@@ -290,13 +292,14 @@ async fn open_identity(
         )));
     }
     info!(node_id = identity.node_id, cluster_id = %identity.cluster_id, founded, pending_join = identity.pending_join, data_dir = %data_dir.display(), "opening node");
-    Ok((identity, shared_secret(&secret)?))
+    Ok((identity, shared_secret(data_dir, &secret)?))
 }
 
-fn shared_secret(secret: &str) -> Result<Arc<SharedSecret>, ServerError> {
+/// The peer proof of `secret` (read from, or stored in, `data_dir`).
+fn shared_secret(data_dir: &std::path::Path, secret: &str) -> Result<Arc<SharedSecret>, ServerError> {
     SharedSecret::new(secret).map(Arc::new).map_err(|e| {
         ServerError::Cluster(crate::cluster::ClusterError::BadIdentity {
-            path: "cluster.secret".into(),
+            path: secrets::secret_path(data_dir),
             reason: e.to_string(),
         })
     })
