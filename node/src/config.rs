@@ -108,7 +108,7 @@ pub struct Config {
     pub token: Option<Secret>,
 
     /// Where the first admin token is kept: used as it is if the file exists, else written
-    /// there (mode 0600) when the cluster has no admin token [default: <data-dir>/admin.token].
+    /// there (mode 0600) when the cluster has no admin token (default: admin.token in --data-dir).
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,

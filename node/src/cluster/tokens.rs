@@ -8,6 +8,7 @@
 //!   it exists (an operator may choose it), else a fresh one written there first (mode 0600).
 //!   The token is never logged; the log names the file.
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +112,7 @@ pub async fn keep_an_admin_token(
 }
 
 /// Store the admin token file's token (writing a fresh one there first if there is none).
-async fn first_admin_token(proposer: &Proposer, file: &PathBuf) -> Result<TokenId, TokenError> {
+async fn first_admin_token(proposer: &Proposer, file: &Path) -> Result<TokenId, TokenError> {
     let token = match secrets::read_secret(file)? {
         Some(token) => token,
         None => {

@@ -46,8 +46,11 @@ use crate::raft::wal;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
 
+/// A fuzz target: decode these bytes, every way its kind of input can be read.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Target); 4] = [
     ("peer_message", peer_message),
     ("disk", disk),
     ("protobuf_request", protobuf_request),

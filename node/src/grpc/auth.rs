@@ -8,7 +8,7 @@
 //!   secret, or mutual TLS). Only peers may call `RaftService`, except `Admin`, where a caller
 //!   with the join right may ask for an id (`raft_service.rs` allows it nothing else).
 //! - **Clients** present a token (`authorization: Bearer <token>`), looked up by its SHA-256 in
-//!   this node's replica of the token table ([`crate::queue::Tokens`]); its role gives rights:
+//!   this node's replica of the token table ([`crate::queue::state::Tokens`]); its role gives rights:
 //!
 //! | role | rights |
 //! |---|---|
