@@ -11,6 +11,7 @@ use flotilla_tls::ClientTls;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::time::Instant;
 use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tracing::debug;
 
@@ -20,7 +21,11 @@ use crate::error::{ClientError, Result};
 use crate::info::{TaskInfo, TaskState};
 use crate::retry::{Backoff, RetryPolicy, is_transient};
 use crate::task::{Submitted, TaskId, TaskRequest};
+use crate::token::BearerToken;
 use crate::wait;
+
+/// A stub of one node that presents the client's token on every call.
+pub(crate) type Grpc = QueueServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// Largest reply accepted from a node (results can be large JSON documents).
 const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -58,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) max_batch_size: usize,
     pub(crate) max_in_flight_batches: usize,
     pub(crate) wait_chunk_size: usize,
+    pub(crate) token: BearerToken,
 }
 
 /// Opens a connection to a node from its endpoint (address and options already set).
@@ -121,6 +127,14 @@ impl ClientBuilder {
     pub fn wait_chunk_size(mut self, size: usize) -> Self {
         self.config.wait_chunk_size = size;
         self
+    }
+
+    /// Present `token` on every call (`authorization: Bearer <token>`): a node that is not on
+    /// loopback, or runs with `--require-token`, refuses calls without one. The `flotilla` CLI
+    /// reads it from `--token` or `FLOTILLA_TOKEN`.
+    pub fn token(mut self, token: &str) -> Result<Self> {
+        self.config.token = BearerToken::new(token)?;
+        Ok(self)
     }
 
     /// Seed the generator of idempotency keys and retry jitter (default: from the OS), so a
@@ -225,6 +239,7 @@ impl Client {
                 max_batch_size: 1000,
                 max_in_flight_batches: 8,
                 wait_chunk_size: 10_000,
+                token: BearerToken::default(),
             },
             seed: None,
             channels: None,
@@ -415,9 +430,9 @@ impl Client {
     /// Runs one unary call: on the current node first, then, after each transient failure,
     /// on the next node after a backoff, until it succeeds, fails for good, or the retry
     /// policy's time is up. `id` is the task a `NOT_FOUND` refers to.
-    async fn unary<T, F, Fut>(&self, id: Option<TaskId>, mut call: F) -> Result<T>
+    pub(crate) async fn unary<T, F, Fut>(&self, id: Option<TaskId>, mut call: F) -> Result<T>
     where
-        F: FnMut(QueueServiceClient<Channel>, Duration) -> Fut,
+        F: FnMut(Grpc, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let timeout = self.config().request_timeout;
@@ -473,8 +488,9 @@ impl Client {
     }
 
     /// A stub over node `node`'s channel (cheap: channels are shared handles).
-    pub(crate) fn grpc(&self, node: usize) -> QueueServiceClient<Channel> {
-        QueueServiceClient::new(self.inner.nodes[node].channel.clone())
+    pub(crate) fn grpc(&self, node: usize) -> Grpc {
+        let channel = self.inner.nodes[node].channel.clone();
+        QueueServiceClient::with_interceptor(channel, self.config().token.clone())
             .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
     }
 }

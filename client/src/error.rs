@@ -39,6 +39,13 @@ pub enum ClientError {
     /// Arguments or results could not be encoded or decoded as JSON.
     #[error("serialization error: {0}")]
     Serialization(#[from] serde_json::Error),
+    /// The call carried no token, or one the cluster does not know (or that was revoked or
+    /// expired): give a valid token (`--token`, `FLOTILLA_TOKEN`).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The token is valid but its role may not make this call.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// Any other gRPC status the server returned (e.g. `INTERNAL`).
     #[error("server error ({code:?}): {message}")]
     Server {
@@ -57,6 +64,8 @@ impl ClientError {
             (Code::InvalidArgument, _) => ClientError::InvalidArgument(status.message().to_owned()),
             (Code::NotFound, Some(id)) => ClientError::NotFound(id),
             (Code::DeadlineExceeded, _) => ClientError::Timeout,
+            (Code::Unauthenticated, _) => ClientError::Unauthenticated(status.message().to_owned()),
+            (Code::PermissionDenied, _) => ClientError::PermissionDenied(status.message().to_owned()),
             (code, _) => ClientError::Server {
                 code,
                 message: status.message().to_owned(),
@@ -93,6 +102,10 @@ mod tests {
         ));
         let e = ClientError::from_status(&Status::deadline_exceeded("wait timed out"), None);
         assert!(matches!(e, ClientError::Timeout));
+        let e = ClientError::from_status(&Status::unauthenticated("no token"), None);
+        assert!(matches!(e, ClientError::Unauthenticated(ref m) if m == "no token"));
+        let e = ClientError::from_status(&Status::permission_denied("needs admin"), None);
+        assert_eq!(e.to_string(), "permission denied: needs admin");
         let e = ClientError::from_status(&Status::internal("storage failed"), None);
         assert_eq!(e.to_string(), "server error (Internal): storage failed");
     }

@@ -24,6 +24,8 @@
 //! - [`error`]: [`ClientError`], and the one mapping from gRPC status codes.
 //! - `convert`: `From` impls between wire (prost) and domain types.
 //! - `entropy`: the seedable generator of idempotency keys and retry jitter.
+//! - `token`: the token presented on every call ([`ClientBuilder::token`]).
+//! - [`tokens`]: creating, listing and revoking API tokens (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
 //! retried, and the cluster may already have committed it. The key makes the retry return the
@@ -37,6 +39,8 @@ pub mod error;
 pub mod info;
 pub mod retry;
 pub mod task;
+mod token;
+pub mod tokens;
 mod wait;
 
 pub use client::{ChannelFactory, Client, ClientBuilder};
@@ -46,3 +50,4 @@ pub use flotilla_tls::ClientTls;
 pub use info::{TaskInfo, TaskState};
 pub use retry::RetryPolicy;
 pub use task::{Submitted, TaskId, TaskRequest};
+pub use tokens::{ApiToken, TokenRole};

@@ -8,6 +8,8 @@ use clap::Parser;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::secret::Secret;
+
 /// Largest task payload accepted by default (args of one task): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
@@ -99,6 +101,30 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_SNAPSHOT_EVERY_ENTRIES", default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
 
+    /// The token this node shows when it joins a cluster (--join): a join or admin token
+    /// (`flotilla token create --role join`). Not needed to restart a member.
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    #[serde(default)]
+    pub token: Option<Secret>,
+
+    /// Where the first admin token is kept: used as it is if the file exists, else written
+    /// there (mode 0600) when the cluster has no admin token (default: admin.token in --data-dir).
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Require a token from every client, also when listening on loopback only (where
+    /// anonymous local clients are otherwise served with every right).
+    #[arg(long, env = "FLOTILLA_REQUIRE_TOKEN")]
+    #[serde(default)]
+    pub require_token: bool,
+
+    /// Listen on an address other machines can reach without TLS, on purpose: the peer secret
+    /// and client tokens then cross the network in the clear.
+    #[arg(long, env = "FLOTILLA_INSECURE")]
+    #[serde(default)]
+    pub insecure: bool,
+
     /// TLS on this node's port and mutual TLS to its peers: `None` serves plaintext.
     #[command(flatten)]
     #[serde(default)]
@@ -125,6 +151,15 @@ pub struct TlsConfig {
     /// are verified against it.
     #[arg(long = "tls-ca", env = "FLOTILLA_TLS_CA", required = false, requires_all = ["cert", "key"])]
     pub ca: PathBuf,
+}
+
+/// Whether clients without a token are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Anonymous callers are local users with every right (a node on loopback only).
+    Open,
+    /// Every client call needs a token.
+    Tokens,
 }
 
 /// A setting that cannot work.
@@ -223,7 +258,68 @@ impl Config {
         if self.snapshot_every_entries == 0 {
             return Err(invalid("snapshot-every-entries", "must be at least 1"));
         }
+        self.check_exposure(self.has_tls())?;
         Ok(self)
+    }
+
+    /// Whether this node serves TLS (the TLS flags).
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The secure-defaults rule: a node that other machines can reach serves TLS, unless
+    /// `--insecure` says it should not on purpose. (Off loopback, clients always need tokens.)
+    pub fn check_exposure(&self, tls: bool) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback() || tls || self.insecure {
+            return Ok(());
+        }
+        Err(invalid(
+            "insecure",
+            format!(
+                "--listen {} is reachable from other machines, but this node has no TLS: the \
+                 cluster's peer secret and client tokens would cross the network in the clear. \
+                 Give --tls-cert, --tls-key and --tls-ca (`flotilla certs` makes them), or \
+                 --insecure to run without TLS on purpose (docs/SECURITY.md)",
+                self.listen
+            ),
+        ))
+    }
+
+    /// Whether clients need tokens: always, unless the node listens on loopback only and
+    /// `--require-token` is not given.
+    pub fn client_auth(&self) -> ClientAuth {
+        if self.listen.ip().is_loopback() && !self.require_token {
+            ClientAuth::Open
+        } else {
+            ClientAuth::Tokens
+        }
+    }
+
+    /// One line on how this node is exposed, for its log at start: the secure-defaults rule
+    /// said either way. `true` when it deserves a warning.
+    pub fn exposure_summary(&self) -> (bool, String) {
+        match (self.client_auth(), self.has_tls()) {
+            (ClientAuth::Open, _) => (
+                false,
+                format!(
+                    "listening on loopback {} only: local clients need no token (--require-token to ask for one)",
+                    self.listen
+                ),
+            ),
+            (ClientAuth::Tokens, true) => (false, "TLS on; every client needs a token".into()),
+            (ClientAuth::Tokens, false) if !self.listen.ip().is_loopback() => (
+                true,
+                "--insecure: no TLS on an address other machines can reach; the peer secret and tokens cross the network in the clear".into(),
+            ),
+            (ClientAuth::Tokens, false) => (false, "every client needs a token (--require-token)".into()),
+        }
+    }
+
+    /// The first admin token's file.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.token"))
     }
 
     /// The advertised address (after [`Config::validate`]).
@@ -286,11 +382,49 @@ mod tests {
                 .contains("--join")
         );
         assert!(
-            parse(&["--listen", "0.0.0.0:7000"])
+            parse(&["--listen", "0.0.0.0:7000", "--insecure"])
                 .unwrap_err()
                 .contains("--advertise")
         );
-        assert!(parse(&["--listen", "0.0.0.0:7000", "--advertise", "10.1.2.3:7000"]).is_ok());
+        assert!(
+            parse(&[
+                "--listen",
+                "0.0.0.0:7000",
+                "--advertise",
+                "10.1.2.3:7000",
+                "--insecure"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn off_loopback_a_node_needs_tls_or_insecure_and_clients_need_tokens() {
+        let exposed = ["--listen", "0.0.0.0:7000", "--advertise", "10.1.2.3:7000"];
+        let err = parse(&exposed).unwrap_err();
+        assert!(err.contains("--insecure") && err.contains("--tls-cert"), "{err}");
+        let mut insecure = exposed.to_vec();
+        insecure.push("--insecure");
+        let c = parse(&insecure).unwrap();
+        assert_eq!(c.client_auth(), ClientAuth::Tokens);
+        assert!(c.exposure_summary().0, "--insecure is a warning");
+        let c = Config::try_parse_from(["node", "--listen", "10.0.0.1:7000"]).unwrap();
+        assert!(c.check_exposure(true).is_ok(), "TLS is enough");
+
+        let local = parse(&[]).unwrap();
+        assert_eq!(local.client_auth(), ClientAuth::Open);
+        assert!(!local.exposure_summary().0);
+        let strict = parse(&["--require-token"]).unwrap();
+        assert_eq!(strict.client_auth(), ClientAuth::Tokens);
+        let ipv6 = parse(&["--listen", "[::1]:7000"]).unwrap();
+        assert_eq!(ipv6.client_auth(), ClientAuth::Open);
+    }
+
+    #[test]
+    fn the_join_token_is_never_shown() {
+        let c = parse(&["--token", "flt_0123456789abcdef0123456789abcdef"]).unwrap();
+        assert!(c.token.is_some());
+        assert!(!format!("{c:?}").contains("flt_0123"), "{c:?}");
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //! their preallocation at 1 MiB; each element consumes at least a byte), so a message can still
 //! cost its length times the in-memory size of one element. The gRPC message limit
 //! (`config::MAX_GRPC_MESSAGE_BYTES`) bounds that.
+//!
+//! [`fuzz`] lists every decoder a stranger or a disk can reach, for the fuzz tests.
 
 use bincode::config::Configuration;
 use bincode::error::DecodeError;
@@ -83,6 +85,11 @@ const STEPS: [usize; 8] = [
     usize::MAX,
 ];
 
+/// The limit [`decode`] applies to an input of `len` bytes.
+pub fn limit_for(len: usize) -> usize {
+    STEPS[step(len)]
+}
+
 /// Index of the smallest step that allows [`CLAIM_PER_BYTE`] × `len`.
 fn step(len: usize) -> usize {
     let budget = len.saturating_mul(CLAIM_PER_BYTE);
@@ -96,5 +103,6 @@ fn limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, 
     bincode::serde::decode_from_slice(bytes, config().with_limit::<LIMIT>())
 }
 
+pub mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,10 @@
 //! Module map (data flows top to bottom on a submit, bottom to top on a result):
 //!
 //! - [`grpc`]: the two tonic services. `queue_service` serves clients (submit, get, wait,
-//!   cancel, stats, status); `raft_service` serves peers (openraft RPCs as bincode). `status`
-//!   maps every error to a gRPC code: the only place that builds a gRPC `Status`.
+//!   cancel, stats, status, tokens); `raft_service` serves peers (openraft RPCs as bincode).
+//!   `auth` decides who may call what before a body is read (tokens with roles, the peer
+//!   proof). `status` maps every error to a gRPC code: the only place that builds a gRPC
+//!   `Status`.
 //! - [`proposer`]: coalesces concurrent writes into one log entry and forwards them to the
 //!   leader when this node does not lead.
 //! - [`raft`]: openraft glue. `log_store` is the durable log (raft-log WAL: group commit,
@@ -17,15 +19,17 @@
 //!   `peer` (forwarding, and the admin messages `cluster` carries out).
 //! - [`worker`]: actix actors: a pool supervisor leasing batches, workers running registered
 //!   handlers ([`worker::registry`]), heartbeats, time limits, drain on SIGTERM.
-//! - [`cluster`]: the identity of a data directory, joining, and leader-run administration.
+//! - [`cluster`]: the identity of a data directory and its secrets, joining, leader-run
+//!   administration, API tokens through the log. `docs/SECURITY.md` says who may do what.
 //! - [`leader`]: the node's duties beside calls: the leader's ticks, clearing a lost pool's
 //!   standing capacity, hand-off on shutdown; every node's compaction by size.
 //! - [`server`]: `run_with` in five named steps (identity, Raft, services, serve, stop).
 //! - [`encoding`]: the one bincode configuration; every decode of peer or disk bytes is
 //!   size-limited there. Format versions: `docs/adr/002-format-versions.md`.
+//! - [`secret`]: drawing, hashing and comparing secrets (tokens, the peer secret).
 //! - [`config`], [`clock`], [`error`], [`types`]: shared pieces.
 //!
-//! Layers import downwards only: `encoding` < `queue` < `replica` < `raft` < `network` < `proposer` <
+//! Layers import downwards only: `encoding`, `secret` < `queue` < `replica` < `raft` < `network` < `proposer` <
 //! `cluster` < `grpc`, `leader` < `server` (`worker` sits beside `grpc`, on `replica`).
 
 pub mod bugs;
@@ -42,6 +46,7 @@ pub mod queue;
 pub mod raft;
 pub mod replica;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod types;
 pub mod worker;

@@ -33,11 +33,15 @@ use crate::clock::SystemClock;
 use crate::cluster::Admin;
 use crate::cluster::Identity;
 use crate::cluster::join;
+use crate::cluster::secrets;
+use crate::cluster::tokens;
 use crate::config::Config;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::grpc::NodeGate;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
+use crate::grpc::auth::Auth;
+use crate::grpc::auth::AuthLayer;
 use crate::grpc::peer_identity::PeerCertificates;
 use crate::grpc::queue_service::ApiLimits;
 use crate::leader;
@@ -46,6 +50,7 @@ use crate::leader::pool_name;
 use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::Peers;
+use crate::network::SharedSecret;
 use crate::network::TcpConnector;
 use crate::network::TlsConnector;
 use crate::proposer::Proposer;
@@ -79,6 +84,8 @@ pub enum ServerError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Tls(#[from] flotilla_tls::TlsError),
+    #[error(transparent)]
+    Entropy(#[from] crate::secret::EntropyError),
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
@@ -222,11 +229,18 @@ where
             "config.tls is set but the node's connections carry no tls".into(),
         )));
     }
-    let anonymous = Peers::new(env.connector.clone());
-    let identity = open_identity(&config, &anonymous).await?;
-    let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id);
+    let (warn_exposure, exposure) = config.exposure_summary();
+    if warn_exposure {
+        warn!(listen = %config.listen, "{exposure}");
+    } else {
+        info!(listen = %config.listen, "{exposure}");
+    }
+    // A joining node shows its join token until it has its id and the peer secret.
+    let anonymous = Peers::new(env.connector.clone()).with_token(config.token.as_ref().map(|t| t.0.as_str()));
+    let (identity, secret) = open_identity(&config, &anonymous).await?;
+    let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id, secret.clone());
     let opened = open_raft(&config, &env, &identity, peers.clone()).await?;
-    let (serving, stopping) = start_services(&config, registry, &env, &identity, opened, peers)?;
+    let (serving, stopping) = start_services(&config, registry, &env, &identity, opened, peers, secret)?;
     let (served, join_error) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
     stop(stopping).await;
     if let Some(e) = join_error {
@@ -235,29 +249,40 @@ where
     served.map_err(ServerError::from)
 }
 
-/// Step 1: this data directory's identity: read back, or a new cluster founded here, or an
-/// id asked of the cluster named by `--join` (stored, with the join still pending).
-async fn open_identity(config: &Config, anonymous: &Peers) -> Result<Identity, ServerError> {
+/// Step 1: this data directory's identity and peer secret: read back, or a new cluster founded
+/// here (with a new secret), or an id and the secret asked of the cluster named by `--join`
+/// (stored, with the join still pending). `anonymous` shows the join token.
+async fn open_identity(
+    config: &Config,
+    anonymous: &Peers,
+) -> Result<(Identity, Arc<SharedSecret>), ServerError> {
     let data_dir = &config.data_dir;
-    let (identity, founded) = match Identity::load(data_dir)? {
+    let (identity, secret, founded) = match Identity::load(data_dir)? {
         Some(identity) => {
+            let secret = secrets::load_peer_secret(data_dir)?;
             if !config.join.is_empty() {
-                join::check_same_cluster(anonymous, &config.join, &identity.cluster_id).await?;
+                let proof = shared_secret(data_dir, &secret)?;
+                let member = anonymous.with_identity(&identity.cluster_id, identity.node_id, proof);
+                join::check_same_cluster(&member, &config.join, &identity.cluster_id).await?;
             }
-            (identity, false)
+            (identity, secret, false)
         }
         None if config.join.is_empty() => {
             let identity = Identity::found();
+            // The secret first: a directory with only a secret is still new (identity.rs).
+            let secret = crate::secret::random_token()?;
+            secrets::store_peer_secret(data_dir, &secret)?;
             identity.store(data_dir)?;
-            (identity, true)
+            (identity, secret, true)
         }
         None => {
             let advertise = config.advertise_addr();
-            let (cluster_id, node_id) =
+            let (cluster_id, node_id, secret) =
                 join::allocate_id(anonymous, &config.join, &advertise, &config.zone).await?;
             let identity = Identity::joining(cluster_id, node_id);
+            secrets::store_peer_secret(data_dir, &secret.0)?;
             identity.store(data_dir)?;
-            (identity, false)
+            (identity, secret.0, false)
         }
     };
     if identity.pending_join && config.join.is_empty() {
@@ -266,7 +291,17 @@ async fn open_identity(config: &Config, anonymous: &Peers) -> Result<Identity, S
         )));
     }
     info!(node_id = identity.node_id, cluster_id = %identity.cluster_id, founded, pending_join = identity.pending_join, data_dir = %data_dir.display(), "opening node");
-    Ok(identity)
+    Ok((identity, shared_secret(data_dir, &secret)?))
+}
+
+/// The peer proof of `secret` (read from, or stored in, `data_dir`).
+fn shared_secret(data_dir: &std::path::Path, secret: &str) -> Result<Arc<SharedSecret>, ServerError> {
+    SharedSecret::new(secret).map(Arc::new).map_err(|e| {
+        ServerError::Cluster(crate::cluster::ClusterError::BadIdentity {
+            path: secrets::secret_path(data_dir),
+            reason: e.to_string(),
+        })
+    })
 }
 
 /// Raft, started over this node's storage.
@@ -339,6 +374,8 @@ struct Serving {
     raft_api: RaftApi,
     /// Who may call `raft_api`: with TLS, nodes of this cluster only (`None` without TLS).
     tls: Option<Arc<NodeTls>>,
+    /// Who may call what, in front of every service.
+    auth: AuthLayer,
     pool: Option<PoolHandle>,
     /// Resolves with the error if a pending join fails.
     join_failed: Option<oneshot::Receiver<join::JoinError>>,
@@ -349,6 +386,8 @@ struct Stopping {
     raft: Raft,
     duties: Duties,
     joiner: Option<JoinHandle<()>>,
+    /// Keeps an admin token in the cluster (`cluster::tokens`).
+    admin_keeper: JoinHandle<()>,
 }
 
 /// Step 3: the proposer, the admin, the node's duties, the worker pool, the gRPC services, and
@@ -360,6 +399,7 @@ fn start_services(
     identity: &Identity,
     opened: Opened,
     peers: Peers,
+    secret: Arc<SharedSecret>,
 ) -> Result<(Serving, Stopping), ServerError> {
     let Opened {
         raft,
@@ -374,7 +414,22 @@ fn start_services(
         proposer.clone(),
         peers.clone(),
         identity.cluster_id.as_str().into(),
+        secret.value(),
     );
+    let admin_keeper = tokio::spawn(tokens::keep_an_admin_token(
+        raft.clone(),
+        replica.clone(),
+        proposer.clone(),
+        clock.clone(),
+        config.admin_token_path(),
+    ));
+    let auth = AuthLayer::new(Auth {
+        client_auth: config.client_auth(),
+        peer: secret.clone(),
+        replica: replica.clone(),
+        clock: clock.clone(),
+        cluster_id: identity.cluster_id.as_str().into(),
+    });
     let duties = Duties::start(
         raft.clone(),
         replica.clone(),
@@ -409,10 +464,16 @@ fn start_services(
         queue_api,
         raft_api,
         tls: env.tls.clone(),
+        auth,
         pool,
         join_failed,
     };
-    let stopping = Stopping { raft, duties, joiner };
+    let stopping = Stopping {
+        raft,
+        duties,
+        joiner,
+        admin_keeper,
+    };
     Ok((serving, stopping))
 }
 
@@ -500,6 +561,7 @@ where
         queue_api,
         raft_api,
         tls,
+        auth,
         pool,
         join_failed,
     } = serving;
@@ -538,6 +600,7 @@ where
     info!(node_id, listen = %config.listen, advertise = %config.advertise_addr(), workers, "node ready");
     let mut join_error = None;
     let served = tonic::transport::Server::builder()
+        .layer(auth)
         .add_service(
             QueueServiceServer::new(queue_api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -559,8 +622,14 @@ where
 
 /// Step 5: end the node's duties and a join still running, and stop Raft.
 async fn stop(stopping: Stopping) {
-    let Stopping { raft, duties, joiner } = stopping;
+    let Stopping {
+        raft,
+        duties,
+        joiner,
+        admin_keeper,
+    } = stopping;
     drop(duties);
+    admin_keeper.abort();
     if let Some(joiner) = joiner {
         joiner.abort();
     }

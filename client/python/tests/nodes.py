@@ -87,18 +87,35 @@ class NodeProcess:
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info,openraft=warn")},
             )
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the node knows a leader (a fresh single node elects itself)."""
+    def admin_token(self, timeout: float = 30.0) -> str:
+        """The first admin token, once the node has written it to its data directory."""
+        deadline = time.monotonic() + timeout
+        path = self.data_dir / "admin.token"
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_text().strip():
+                return path.read_text().strip()
+            time.sleep(0.05)
+        raise RuntimeError(f"no admin token within {timeout} s: {self.log()}")
+
+    def wait_ready(self, timeout: float = 30.0, token: Optional[str] = None) -> None:
+        """Until the node knows a leader (a fresh single node elects itself) and, with a token,
+        accepts it."""
         client = flotilla.Client(
-            self.addr, retry=flotilla.RetryPolicy(max_elapsed=timeout), tls_ca=self.tls_ca
+            self.addr,
+            retry=flotilla.RetryPolicy(max_elapsed=timeout),
+            tls_ca=self.tls_ca,
+            token=token,
         )
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise RuntimeError(f"node exited: {self.log()}")
-                if client.status().leader_id is not None:
-                    return
+                try:
+                    if client.status().leader_id is not None:
+                        return
+                except flotilla.Unauthenticated:
+                    pass  # the token is written before the cluster has applied it
                 time.sleep(0.05)
             raise RuntimeError(f"node not ready within {timeout} s: {self.log()}")
         finally:

@@ -412,6 +412,54 @@ impl QueueService for Fake {
             id => Err(Status::failed_precondition(format!("node {id} is not a member"))),
         }
     }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        self.enter()?;
+        match pb::TokenRole::try_from(request.into_inner().role) {
+            Ok(pb::TokenRole::Unspecified) | Err(_) => Err(Status::invalid_argument("no role")),
+            Ok(_) => Ok(Response::new(pb::CreateTokenResponse {
+                id: 7,
+                token: "flt_fake".into(),
+            })),
+        }
+    }
+
+    /// One token, whose label is the `authorization` header this call carried (so a test sees
+    /// what the client sends).
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        self.enter()?;
+        let seen = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("<none>")
+            .to_string();
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: vec![pb::ApiToken {
+                id: 7,
+                role: pb::TokenRole::Submit as i32,
+                label: seen,
+                created_unix_ms: 1_000,
+                expires_unix_ms: None,
+            }],
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        self.enter()?;
+        Ok(Response::new(pb::RevokeTokenResponse {
+            revoked: request.into_inner().id == 7,
+        }))
+    }
 }
 
 /// An address on which nothing listens: connections to it are refused.

@@ -164,3 +164,27 @@ async fn remove_node_returns_the_members_left_and_refusals_are_not_retried() -> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_token_is_sent_on_every_call_and_token_calls_are_typed() -> anyhow::Result<()> {
+    use flotilla_client::TokenRole;
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let anonymous = client_of(std::slice::from_ref(&addr)).await;
+    assert_eq!(anonymous.list_tokens().await?[0].label, "<none>");
+    let client = Client::builder([addr.to_string()])
+        .token("flt_mine")?
+        .build()
+        .await?;
+    let tokens = client.list_tokens().await?;
+    assert_eq!(tokens[0].label, "Bearer flt_mine");
+    assert_eq!(tokens[0].role, Some(TokenRole::Submit));
+    assert_eq!(
+        client.create_token(TokenRole::Join, "node 4", None).await?,
+        (7, "flt_fake".to_string())
+    );
+    assert!(client.revoke_token(7).await?);
+    assert!(!client.revoke_token(8).await?);
+    assert!(Client::builder(["127.0.0.1:1"]).token("bad\ntoken").is_err());
+    Ok(())
+}

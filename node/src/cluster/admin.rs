@@ -25,6 +25,7 @@ use crate::network::peer::ReadIndex;
 use crate::proposer::Proposer;
 use crate::queue::ops;
 use crate::raft::Raft;
+use crate::secret::Secret;
 use crate::types::NodeId;
 use crate::types::NodeInfo;
 use crate::types::TypeConfig;
@@ -66,15 +67,24 @@ pub struct Admin {
     proposer: Proposer,
     peers: Peers,
     cluster_id: Arc<str>,
+    /// Handed to a joining node with its id (it came with a valid join token).
+    peer_secret: Secret,
 }
 
 impl Admin {
-    pub fn new(raft: Raft, proposer: Proposer, peers: Peers, cluster_id: Arc<str>) -> Self {
+    pub fn new(
+        raft: Raft,
+        proposer: Proposer,
+        peers: Peers,
+        cluster_id: Arc<str>,
+        peer_secret: Secret,
+    ) -> Self {
         Self {
             raft,
             proposer,
             peers,
             cluster_id,
+            peer_secret,
         }
     }
 
@@ -137,9 +147,10 @@ impl Admin {
                     .await
                     .map_err(propose_err)?;
                 info!(node_id, %addr, %zone, "allocated a node id for a joining node");
-                Ok(AdminResponse::NodeId {
+                Ok(AdminResponse::Joined {
                     cluster_id: self.cluster_id.to_string(),
                     node_id,
+                    peer_secret: self.peer_secret.clone(),
                 })
             }
             AdminRequest::AddMember { node_id, addr, zone } => {

@@ -39,6 +39,12 @@ pub enum ClusterError {
     BadIdentity { path: PathBuf, reason: String },
     #[error("data directory {path} holds other files but no {FILE}; use an empty or new directory")]
     Foreign { path: PathBuf },
+    #[error(
+        "{path} is missing: this data directory predates peer authentication. Give every member \
+         the same secret (e.g. `openssl rand -hex 32 > FILE; chmod 600 FILE` on one node, copied \
+         to the others) and start them again"
+    )]
+    NoPeerSecret { path: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
@@ -69,11 +75,13 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A crash while the identity was first written leaves only its temporary file:
                 // the directory is still new.
+                // A crash while founding may also have left the peer secret (written first).
                 let tmp = format!("{FILE}.tmp");
+                let leftovers = [tmp.as_str(), super::secrets::SECRET_FILE, "cluster.tmp"];
                 let non_empty = match fs::read_dir(dir) {
                     Ok(entries) => entries
                         .filter_map(Result::ok)
-                        .any(|e| e.file_name() != tmp.as_str()),
+                        .any(|e| !leftovers.iter().any(|l| e.file_name() == *l)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                     Err(e) => return Err(io(dir)(e)),
                 };

@@ -22,6 +22,7 @@ use crate::network::peer::AdminError;
 use crate::network::peer::AllocateNodeId;
 use crate::network::peer::ClusterId;
 use crate::network::peer::RemoveMember;
+use crate::secret::Secret;
 use crate::types::NodeId;
 
 /// Rounds over the peer list before a join gives up on unreachable peers.
@@ -35,12 +36,17 @@ pub enum JoinError {
     Unreachable { peers: String, last: String },
     #[error("cannot join: {0}")]
     Refused(String),
-    #[error("data directory belongs to cluster {ours}, but {peer} is in cluster {theirs}")]
-    OtherCluster {
-        ours: String,
-        peer: String,
-        theirs: String,
-    },
+    /// The peer refused this node's credentials. A stranger is not told why in detail.
+    #[error(
+        "cannot join: {peer} refused this node ({reason}); a joining node needs a join token \
+         (--token or FLOTILLA_TOKEN), made with `flotilla token create --role join`"
+    )]
+    Unauthorized { peer: String, reason: String },
+    /// A member of another cluster refuses this node's proof of membership.
+    #[error(
+        "data directory belongs to cluster {ours}, but {peer} is in another cluster (it refused this node's credentials)"
+    )]
+    OtherCluster { ours: String, peer: String },
     #[error("could not become a member within {secs} s: {last}")]
     Timeout { secs: u64, last: String },
 }
@@ -59,6 +65,12 @@ async fn ask_any<C: AdminCall + Clone>(
             match network.client(0, peer).admin(call.clone()).await {
                 Ok(resp) => return Ok((peer.clone(), resp)),
                 Err(AdminError::Refused(msg)) => return Err(JoinError::Refused(msg)),
+                Err(AdminError::Unauthorized(reason)) => {
+                    return Err(JoinError::Unauthorized {
+                        peer: peer.clone(),
+                        reason,
+                    });
+                }
                 Err(e) => {
                     warn!(%peer, round, error = %e, "join request failed");
                     last = format!("{peer}: {e}");
@@ -73,30 +85,36 @@ async fn ask_any<C: AdminCall + Clone>(
     })
 }
 
-/// Step 1: an id for this node in the peers' cluster. Returns `(cluster_id, node_id)`.
+/// Step 1: an id for this node in the peers' cluster, and the peer secret it proves its
+/// membership with. `network` presents the join token. Returns `(cluster_id, node_id, secret)`.
 pub async fn allocate_id(
     network: &Peers,
     peers: &[String],
     addr: &str,
     zone: &str,
-) -> Result<(String, NodeId), JoinError> {
+) -> Result<(String, NodeId, Secret), JoinError> {
     let call = AllocateNodeId {
         addr: addr.to_string(),
         zone: zone.to_string(),
     };
-    let (_, (cluster_id, node_id)) = ask_any(network, peers, &call, ALLOCATE_ROUNDS).await?;
+    let (_, (cluster_id, node_id, secret)) = ask_any(network, peers, &call, ALLOCATE_ROUNDS).await?;
     info!(%cluster_id, node_id, "the cluster gave this node its id");
-    Ok((cluster_id, node_id))
+    Ok((cluster_id, node_id, secret))
 }
 
 /// Refuse to run a data directory of one cluster against peers of another. Unreachable peers
 /// are not an error here: a restarting member does not depend on them.
+/// `network` must carry this node's identity and proof: a member of another cluster refuses
+/// it, which is the answer.
 pub async fn check_same_cluster(network: &Peers, peers: &[String], ours: &str) -> Result<(), JoinError> {
     match ask_any(network, peers, &ClusterId {}, 1).await {
         Ok((peer, theirs)) if theirs != ours => Err(JoinError::OtherCluster {
             ours: ours.to_string(),
             peer,
-            theirs,
+        }),
+        Err(JoinError::Unauthorized { peer, .. }) => Err(JoinError::OtherCluster {
+            ours: ours.to_string(),
+            peer,
         }),
         Ok(_) => Ok(()),
         Err(e) => {

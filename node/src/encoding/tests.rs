@@ -4,38 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::io::Cursor;
 
 use bincode::error::DecodeError;
 use openraft::Membership;
 use openraft::alias::EntryOf;
-use openraft::alias::LogIdOf;
 use openraft::alias::SnapshotMetaOf;
 use openraft::alias::VoteOf;
-use openraft::error::Fatal;
-use openraft::error::RaftError;
 use openraft::raft::AppendEntriesRequest;
-use openraft::raft::AppendEntriesResponse;
-use openraft::raft::SnapshotResponse;
-use openraft::raft::TransferLeaderRequest;
-use openraft::raft::TransferLeaderResponse;
-use openraft::raft::VoteRequest;
-use openraft::raft::VoteResponse;
 use proptest::prelude::*;
-use raft_log::codeq::Decode as _;
 
+use super::fuzz::disk as every_disk_format;
+use super::fuzz::peer_message as every_peer_message;
+use super::fuzz::protobuf_request as every_protobuf_request;
 use super::*;
-use crate::error::ProposeError;
 use crate::network::codec;
-use crate::network::peer::AdminError;
 use crate::network::peer::AdminRequest;
-use crate::network::peer::AdminResponse;
-use crate::queue::Command;
-use crate::queue::Response;
 use crate::raft::snapshot;
 use crate::raft::tests::format::fixture_dir;
-use crate::raft::tests::format::fixture_entries;
-use crate::raft::wal;
+use crate::raft::tests::format::fixture_entries_v2;
 use crate::types::NodeInfo;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
@@ -97,43 +83,9 @@ fn limit_steps_follow_the_input() {
     assert_eq!(limit_for(usize::MAX), usize::MAX);
 }
 
-/// Decode `bytes` as every peer message (request, reply and error types).
-fn every_peer_message(bytes: &[u8]) {
-    macro_rules! each {
-        ($($t:ty),* $(,)?) => { $( let _ = codec::decode::<$t>(bytes); )* };
-    }
-    each!(
-        AppendEntriesRequest<TypeConfig>,
-        AppendEntriesResponse<TypeConfig>,
-        VoteRequest<TypeConfig>,
-        VoteResponse<TypeConfig>,
-        (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData),
-        SnapshotResponse<TypeConfig>,
-        TransferLeaderRequest<TypeConfig>,
-        TransferLeaderResponse<TypeConfig>,
-        RaftError<TypeConfig>,
-        Fatal<TypeConfig>,
-        Vec<Command>,
-        Vec<Response>,
-        ProposeError,
-        (bool, AdminRequest),
-        AdminResponse,
-        AdminError,
-    );
-}
-
-/// Decode `bytes` as everything read from disk: a snapshot, a WAL chunk, each WAL field.
-fn every_disk_format(bytes: &[u8]) {
-    let _ = snapshot::decode(bytes);
-    let _ = wal::valid_prefix(bytes);
-    let _ = wal::Bin::<openraft::alias::EntryPayloadOf<TypeConfig>>::decode(Cursor::new(bytes));
-    let _ = wal::Bin::<LogIdOf<TypeConfig>>::decode(Cursor::new(bytes));
-    let _ = wal::Bin::<VoteOf<TypeConfig>>::decode(Cursor::new(bytes));
-}
-
-/// A valid AppendEntries of the fixture's entries (every command kind).
+/// A valid AppendEntries of the fixture's entries (every command kind, both entry formats).
 fn append_entries() -> Vec<u8> {
-    let entries: Vec<EntryOf<TypeConfig>> = fixture_entries();
+    let entries: Vec<EntryOf<TypeConfig>> = fixture_entries_v2();
     let req = AppendEntriesRequest::<TypeConfig> {
         vote: VoteOf::<TypeConfig>::new(2, 1),
         prev_log_id: None,
@@ -198,6 +150,13 @@ proptest! {
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         every_peer_message(&bytes);
         every_disk_format(&bytes);
+        every_protobuf_request(&bytes);
+        super::fuzz::auth_headers(&bytes);
+    }
+
+    #[test]
+    fn damaged_protobuf_requests_never_panic(d in damages()) {
+        every_protobuf_request(&damage(submit_request(), &d));
     }
 
     #[test]
@@ -220,11 +179,43 @@ proptest! {
     }
 }
 
+/// A valid `SubmitRequest` with every field set.
+fn submit_request() -> Vec<u8> {
+    use flotilla_proto::v1 as pb;
+    use prost::Message;
+    let task = pb::TaskSpec {
+        name: "email.send".into(),
+        queue: "q".into(),
+        args: b"{\"to\":\"a@example.com\"}".to_vec().into(),
+        priority: 5,
+        eta_unix_ms: 1,
+        countdown_ms: 2,
+        max_retries: 3,
+        retry_backoff_ms: 4,
+        time_limit_ms: 5,
+        idempotency_key: "k".into(),
+        result_ttl_ms: 6,
+        headers: [("traceparent".to_string(), "00-01".to_string())].into(),
+    };
+    pb::SubmitRequest {
+        tasks: vec![task.clone(), task],
+    }
+    .encode_to_vec()
+}
+
 #[test]
 fn the_fuzzed_messages_are_valid_to_start_with() {
+    use prost::Message;
+    assert_eq!(
+        flotilla_proto::v1::SubmitRequest::decode(&submit_request()[..])
+            .unwrap()
+            .tasks
+            .len(),
+        2
+    );
     // Otherwise the damage tests would only ever test the first byte.
     let req: AppendEntriesRequest<TypeConfig> = codec::decode(&append_entries()).unwrap();
-    assert_eq!(req.entries, fixture_entries());
+    assert_eq!(req.entries, fixture_entries_v2());
     let (_, _, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) =
         codec::decode(&snapshot_message()).unwrap();
     snapshot::decode(&data).unwrap();

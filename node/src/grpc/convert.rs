@@ -60,3 +60,39 @@ pub fn queue_stats(queue: String, c: QueueCounts) -> pb::QueueStats {
         paused: c.paused,
     }
 }
+
+impl From<crate::queue::Role> for pb::TokenRole {
+    fn from(r: crate::queue::Role) -> Self {
+        use crate::queue::Role;
+        match r {
+            Role::Submit => pb::TokenRole::Submit,
+            Role::Worker => pb::TokenRole::Worker,
+            Role::Admin => pb::TokenRole::Admin,
+            Role::Join => pb::TokenRole::Join,
+        }
+    }
+}
+
+/// The role of a request, if it names one.
+pub fn role(r: pb::TokenRole) -> Option<crate::queue::Role> {
+    use crate::queue::Role;
+    match r {
+        pb::TokenRole::Unspecified => None,
+        pb::TokenRole::Submit => Some(Role::Submit),
+        pb::TokenRole::Worker => Some(Role::Worker),
+        pb::TokenRole::Admin => Some(Role::Admin),
+        pb::TokenRole::Join => Some(Role::Join),
+    }
+}
+
+impl From<crate::queue::TokenInfo> for pb::ApiToken {
+    fn from(t: crate::queue::TokenInfo) -> Self {
+        pb::ApiToken {
+            id: t.id,
+            role: pb::TokenRole::from(t.role) as i32,
+            label: t.label,
+            created_unix_ms: t.created_ms,
+            expires_unix_ms: t.expires_ms,
+        }
+    }
+}

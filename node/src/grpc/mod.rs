@@ -4,10 +4,13 @@
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
+//! - [`auth`]: the tower layer in front of every service: who may call what (tokens with
+//!   roles for clients, the peer proof for members), decided before a body is read.
 //! - [`convert`]: protobuf ⇄ domain conversions (generated types stop at this boundary).
 //! - [`status`]: [`status::ApiError`] and its mapping to gRPC codes — the only place that
 //!   decides which error becomes which code.
 
+pub mod auth;
 pub mod convert;
 pub mod peer_identity;
 pub mod queue_service;

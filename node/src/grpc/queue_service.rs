@@ -21,6 +21,7 @@ use tracing::debug;
 use super::convert;
 use super::status::ApiError;
 use crate::cluster::Admin;
+use crate::cluster::tokens;
 use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
@@ -41,6 +42,9 @@ pub struct ApiLimits {
 
 /// Longest accepted task name, queue name or idempotency key.
 const MAX_NAME_LEN: usize = 256;
+
+/// Longest accepted token label.
+const MAX_TOKEN_LABEL_LEN: usize = 128;
 
 /// The client-facing service.
 #[derive(Clone)]
@@ -334,6 +338,54 @@ impl QueueService for QueueApi {
             snapshot_index: m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0),
             purged_index: m.purged.as_ref().map(|l| l.index()).unwrap_or(0),
         }))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let req = request.into_inner();
+        let role = pb::TokenRole::try_from(req.role)
+            .ok()
+            .and_then(convert::role)
+            .ok_or_else(|| {
+                ApiError::InvalidArgument("a token needs a role: submit, worker, admin or join".into())
+            })?;
+        if req.label.len() > MAX_TOKEN_LABEL_LEN {
+            return Err(ApiError::InvalidArgument(format!(
+                "a token label is limited to {MAX_TOKEN_LABEL_LEN} bytes"
+            ))
+            .into());
+        }
+        let ttl_ms = (req.ttl_ms > 0).then_some(req.ttl_ms);
+        let (id, token) = tokens::create(&self.proposer, role, req.label, ttl_ms)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::CreateTokenResponse { id, token }))
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        self.read_barrier().await?;
+        let tokens = self.replica.read(|q| q.tokens().list());
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens.into_iter().map(pb::ApiToken::from).collect(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let id = request.into_inner().id;
+        let revoked = self
+            .proposer
+            .op(ops::RevokeToken { id })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::RevokeTokenResponse { revoked }))
     }
 
     async fn remove_node(

@@ -1,6 +1,21 @@
 //! `flotilla.v1.RaftService`: peers only. Decodes openraft messages (bincode), hands them to
 //! the local Raft, and encodes the reply or the error. Forwarded writes enter the local
 //! proposer and are coalesced with this node's own traffic.
+//!
+//! Who gets here was decided before the body was read (`auth.rs`): a proven member, or, on
+//! `Admin` only, a caller with the join right, which may ask for a node id and nothing else.
+//! After decoding, Raft messages are checked against what a member could legitimately send:
+//!
+//! - **Terms**: a message whose term is more than [`MAX_TERM_AHEAD`] beyond this node's, or at
+//!   or above [`TERM_CEILING`], is refused and logged. Terms grow by one per election, and an
+//!   election takes at least an election timeout (over 1 ms: `config.rs` keeps the heartbeat
+//!   above 0 and below it): 2^32 elections are 49 days of back-to-back failed elections at
+//!   1 ms each, far beyond any outage this node could have slept through, while one forged
+//!   vote with a term near `u64::MAX` used to leave no term for any later election. The
+//!   ceiling keeps 3/4 of the term space free whatever happens.
+//! - **Votes** name their candidate: it must be the node that sent the call, and a vote that
+//!   claims to be a leadership transfer (which bypasses the leader lease) must come from a
+//!   voter of this cluster.
 
 use flotilla_proto::v1::RaftMessage;
 use flotilla_proto::v1::raft_service_server::RaftService;
@@ -18,6 +33,7 @@ use tonic::Response;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use super::auth::Caller;
 use super::status::PeerCallError;
 use crate::cluster::Admin;
 use crate::network::codec;
@@ -27,8 +43,20 @@ use crate::network::peer::AdminRequest;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
+use crate::types::NodeId;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
+use tracing::warn;
+
+/// How far ahead of this node's term a message's term may be (see the module docs).
+pub const MAX_TERM_AHEAD: u64 = 1 << 32;
+/// No message may carry a term at or above this (see the module docs).
+pub const TERM_CEILING: u64 = 1 << 62;
+
+/// Whether `term` is credible for a node whose own term is `ours`.
+pub fn term_is_credible(term: u64, ours: u64) -> bool {
+    term < TERM_CEILING && term <= ours.saturating_add(MAX_TERM_AHEAD)
+}
 
 #[derive(Clone)]
 pub struct RaftApi {
@@ -46,9 +74,13 @@ impl RaftApi {
         }
     }
 
-    /// Decode a call of a member of this cluster.
+    /// Decode a call of a member of this cluster (as the auth layer found it, and as the call
+    /// says itself): nothing else is decoded.
     fn decode<T: DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, PeerCallError> {
-        check_caller(req.metadata(), self.admin.cluster_id(), false)?;
+        if req.extensions().get::<Caller>() != Some(&Caller::Peer) {
+            return Err(PeerCallError::NoClusterId);
+        }
+        check_caller(req.metadata(), self.admin.cluster_id())?;
         decode(req)
     }
 
@@ -62,13 +94,60 @@ impl RaftApi {
             .get_node(&id)
             .is_some()
     }
+
+    /// Whether `id` is a voter of this cluster now.
+    fn is_voter(&self, id: u64) -> bool {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    }
+
+    /// Refuse (and log) a message whose term no member could have reached.
+    fn check_term(&self, term: u64, what: &'static str, sender: Option<NodeId>) -> Result<(), PeerCallError> {
+        let ours = self.raft.metrics().borrow_watched().current_term;
+        if term_is_credible(term, ours) {
+            return Ok(());
+        }
+        warn!(
+            term,
+            ours,
+            what,
+            ?sender,
+            "refused a raft message with an incredible term"
+        );
+        Err(PeerCallError::TermTooFar { term, ours })
+    }
+
+    /// A vote's candidate is its sender; a leadership transfer comes from a voter.
+    fn check_vote(&self, rpc: &VoteRequest<TypeConfig>, sender: Option<NodeId>) -> Result<(), PeerCallError> {
+        let candidate = rpc.vote.leader_id.voted_for;
+        self.check_term(rpc.vote.leader_id.term, "vote", sender)?;
+        if sender != Some(candidate) {
+            warn!(candidate, ?sender, "refused a vote request sent for another node");
+            return Err(PeerCallError::NotTheCandidate {
+                candidate,
+                sender: sender.map_or_else(|| "<unknown>".into(), |s| s.to_string()),
+            });
+        }
+        if rpc.leadership_transfer && !self.is_voter(candidate) {
+            warn!(
+                candidate,
+                "refused a leadership transfer from a node that is not a voter"
+            );
+            return Err(PeerCallError::TransferFromNonVoter(candidate));
+        }
+        Ok(())
+    }
 }
 
-/// Refuse calls from another cluster (or from no cluster, unless `anonymous_ok`).
-fn check_caller(metadata: &MetadataMap, ours: &str, anonymous_ok: bool) -> Result<(), PeerCallError> {
+/// Refuse calls from another cluster, or from no cluster.
+fn check_caller(metadata: &MetadataMap, ours: &str) -> Result<(), PeerCallError> {
     match headers::cluster_id(metadata) {
         CallerCluster::Id(id) if id == ours => Ok(()),
-        CallerCluster::Anonymous if anonymous_ok => Ok(()),
         CallerCluster::Anonymous => Err(PeerCallError::NoClusterId),
         CallerCluster::Id(_) | CallerCluster::Unreadable => Err(PeerCallError::WrongCluster),
     }
@@ -101,29 +180,39 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, PeerCallError> {
 #[tonic::async_trait]
 impl RaftService for RaftApi {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let sender = headers::node_id(req.metadata());
         let rpc: AppendEntriesRequest<TypeConfig> = self.decode(req)?;
+        self.check_term(rpc.vote.leader_id.term, "append entries", sender)?;
         reply(self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let sender = headers::node_id(req.metadata());
         let rpc: VoteRequest<TypeConfig> = self.decode(req)?;
+        self.check_vote(&rpc, sender)?;
         reply(self.raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let sender = headers::node_id(req.metadata());
         let rpc: VoteRequest<TypeConfig> = self.decode(req)?;
+        self.check_vote(&rpc, sender)?;
         reply(self.raft.pre_vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let sender = headers::node_id(req.metadata());
         let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) =
             self.decode(req)?;
+        self.check_term(vote.leader_id.term, "install snapshot", sender)?;
         let snapshot = Snapshot { meta, snapshot: data };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }
 
     async fn transfer_leader(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let sender = headers::node_id(req.metadata());
         let rpc: TransferLeaderRequest<TypeConfig> = self.decode(req)?;
+        self.check_term(rpc.from_leader().leader_id.term, "transfer leader", sender)?;
         reply(self.raft.handle_transfer_leader(rpc).await)
     }
 
@@ -138,18 +227,17 @@ impl RaftService for RaftApi {
     }
 
     async fn admin(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        // A node that is joining does not know the cluster yet: it may ask which cluster this
-        // is and for an id, and nothing else.
-        let anonymous = headers::cluster_id(req.metadata()) == CallerCluster::Anonymous;
-        check_caller(req.metadata(), self.admin.cluster_id(), true)?;
+        // A member may ask anything. A node that is joining (it showed a join token, or it is
+        // a local caller of an open node) does not know the cluster yet: it may ask for an id
+        // (which brings the peer secret), and nothing else. No decision here means no layer
+        // decided: treated as a stranger.
+        let member = req.extensions().get::<Caller>() == Some(&Caller::Peer);
+        if member {
+            check_caller(req.metadata(), self.admin.cluster_id())?;
+        }
         let (forwarded, admin): (bool, AdminRequest) = decode(req)?;
-        if anonymous
-            && !matches!(
-                admin,
-                AdminRequest::ClusterId | AdminRequest::AllocateNodeId { .. }
-            )
-        {
-            return Err(PeerCallError::NoClusterId.into());
+        if !member && (forwarded || !matches!(admin, AdminRequest::AllocateNodeId { .. })) {
+            return Err(PeerCallError::JoinOnly.into());
         }
         reply(self.admin.handle(admin, forwarded).await)
     }
@@ -165,17 +253,29 @@ mod tests {
         let ours = "ours-1234";
         let mut member = MetadataMap::new();
         Stamp::new(ours, 2).unwrap().apply(&mut member);
-        assert!(check_caller(&member, ours, false).is_ok());
+        assert!(check_caller(&member, ours).is_ok());
         let anonymous = MetadataMap::new();
-        assert!(check_caller(&anonymous, ours, true).is_ok());
         assert!(matches!(
-            check_caller(&anonymous, ours, false),
+            check_caller(&anonymous, ours),
             Err(PeerCallError::NoClusterId)
         ));
         let mut stranger = MetadataMap::new();
         Stamp::new("theirs", 2).unwrap().apply(&mut stranger);
-        let refused = Status::from(check_caller(&stranger, ours, true).unwrap_err());
+        let refused = Status::from(check_caller(&stranger, ours).unwrap_err());
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         assert!(!refused.message().contains(ours), "{}", refused.message());
+    }
+
+    #[test]
+    fn terms_far_ahead_or_near_the_end_are_not_credible() {
+        assert!(term_is_credible(1, 0));
+        assert!(term_is_credible(MAX_TERM_AHEAD, 0));
+        assert!(!term_is_credible(MAX_TERM_AHEAD + 1, 0));
+        assert!(term_is_credible(5 + MAX_TERM_AHEAD, 5));
+        // The forged vote of issue 14: u64::MAX - 1.
+        assert!(!term_is_credible(u64::MAX - 1, 0));
+        assert!(!term_is_credible(u64::MAX - 1, u64::MAX - 2));
+        assert!(!term_is_credible(TERM_CEILING, TERM_CEILING - 1));
+        assert!(term_is_credible(TERM_CEILING - 1, TERM_CEILING - 2));
     }
 }

@@ -1,15 +1,22 @@
 //! Every error a caller can see, and the one mapping from errors to gRPC status codes: the
 //! node builds a [`Status`] nowhere else. [`ApiError`] is what clients of `QueueService` see;
-//! [`PeerCallError`] is why `RaftService` refused a peer's call before Raft saw it.
+//! [`PeerCallError`] is why `RaftService` refused a peer's call before Raft saw it;
+//! [`AuthError`] is why the auth layer (`auth.rs`) refused a call before its body was read.
+//! None of them quotes a secret: a token is named by its id.
 
 use tonic::Code;
 use tonic::Status;
 
+use crate::cluster::tokens::TokenError;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
+use crate::queue::Role;
 use crate::queue::TaskId;
+use crate::queue::TokenId;
 use crate::types::NodeId;
+
+use super::auth::Right;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +35,8 @@ pub enum ApiError {
     Propose(#[from] ProposeError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 impl ApiError {
@@ -42,16 +51,27 @@ impl ApiError {
                 AdminError::NoLeader | AdminError::Forward(_) => Code::Unavailable,
                 AdminError::Refused(_) => Code::FailedPrecondition,
                 AdminError::Raft(_) => Code::Internal,
+                AdminError::Unauthorized(_) => Code::PermissionDenied,
             },
-            ApiError::Propose(e) => match e {
-                ProposeError::NoLeader
-                | ProposeError::NotLeader { .. }
-                | ProposeError::Forward(_)
-                | ProposeError::ShuttingDown => Code::Unavailable,
-                ProposeError::Invalid(_) => Code::InvalidArgument,
-                ProposeError::NotAMember => Code::FailedPrecondition,
-                ProposeError::Fatal(_) => Code::Internal,
+            ApiError::Token(e) => match e {
+                TokenError::Propose(e) => ApiError::propose_code(e),
+                TokenError::Taken => Code::AlreadyExists,
+                TokenError::Entropy(_) | TokenError::File(_) => Code::Internal,
             },
+            ApiError::Propose(e) => Self::propose_code(e),
+        }
+    }
+
+    /// The code of a failed proposal.
+    fn propose_code(e: &ProposeError) -> Code {
+        match e {
+            ProposeError::NoLeader
+            | ProposeError::NotLeader { .. }
+            | ProposeError::Forward(_)
+            | ProposeError::ShuttingDown => Code::Unavailable,
+            ProposeError::Invalid(_) => Code::InvalidArgument,
+            ProposeError::NotAMember => Code::FailedPrecondition,
+            ProposeError::Fatal(_) => Code::Internal,
         }
     }
 }
@@ -87,6 +107,20 @@ pub enum PeerCallError {
     /// The request did not decode.
     #[error("{0}")]
     Decode(CodecError),
+    /// A caller that is not a member (a joining node with a join token) asked for more than a
+    /// node id.
+    #[error("a caller that is not a member may only ask for a node id")]
+    JoinOnly,
+    /// A Raft message whose term is absurdly far ahead of this node's: forged, or a bug. See
+    /// `raft_service.rs` for the bound.
+    #[error("term {term} is too far ahead of this node's term {ours}")]
+    TermTooFar { term: u64, ours: u64 },
+    /// A vote request whose candidate is not the node that sent it.
+    #[error("vote for node {candidate} sent by node {sender}")]
+    NotTheCandidate { candidate: NodeId, sender: String },
+    /// A leadership-transfer vote from a node that is not a voter of this cluster.
+    #[error("leadership transfer requested by node {0}, which is not a voter")]
+    TransferFromNonVoter(NodeId),
     /// The reply did not encode.
     #[error("{0}")]
     Encode(CodecError),
@@ -104,7 +138,64 @@ impl PeerCallError {
             PeerCallError::NoNodeCertificate => Code::Unauthenticated,
             PeerCallError::Decode(_) => Code::InvalidArgument,
             PeerCallError::Encode(_) => Code::Internal,
+            PeerCallError::JoinOnly
+            | PeerCallError::NotTheCandidate { .. }
+            | PeerCallError::TransferFromNonVoter(_) => Code::PermissionDenied,
+            PeerCallError::TermTooFar { .. } => Code::InvalidArgument,
         }
+    }
+}
+
+/// Why the auth layer refused a call, before reading its body.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "this call needs a token (authorization: Bearer <token>; --token or FLOTILLA_TOKEN); \
+         an admin makes one with `flotilla token create`"
+    )]
+    NoToken,
+    #[error("unknown, revoked or expired token")]
+    BadToken,
+    #[error("token {token} (role {role}) may not call {method}: it needs the {} right", right.name())]
+    Denied {
+        token: TokenId,
+        role: Role,
+        right: Right,
+        method: String,
+    },
+    /// The message does not quote this node's cluster id: a stranger must not learn it.
+    #[error("peer call with a wrong cluster id")]
+    WrongCluster,
+    #[error("peer call with a wrong peer secret or certificate")]
+    BadPeerProof,
+    #[error("peer calls need this cluster's peer credentials")]
+    NotAPeer,
+}
+
+impl AuthError {
+    /// A refused peer call (worth a warning: a misconfigured member, or an attack).
+    pub fn is_peer(&self) -> bool {
+        matches!(
+            self,
+            AuthError::WrongCluster | AuthError::BadPeerProof | AuthError::NotAPeer
+        )
+    }
+
+    /// UNAUTHENTICATED: who the caller is was not established; PERMISSION_DENIED: it was, and
+    /// it may not do this.
+    pub fn code(&self) -> Code {
+        match self {
+            AuthError::NoToken | AuthError::BadToken | AuthError::BadPeerProof | AuthError::NotAPeer => {
+                Code::Unauthenticated
+            }
+            AuthError::Denied { .. } | AuthError::WrongCluster => Code::PermissionDenied,
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Status {
+        Status::new(e.code(), e.to_string())
     }
 }
 

@@ -17,34 +17,54 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
 use super::codec;
+use super::headers;
 use super::headers::Stamp;
+use super::peer_auth::PeerAuth;
 use super::transport::Connector;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::types::NodeId;
 
-/// How this node reaches its peers: the connector, and the identity it stamps on every call.
+/// How this node reaches its peers: the connector, and the identity and proof it stamps on
+/// every call.
 #[derive(Clone)]
 pub struct Peers {
     connector: Arc<dyn Connector>,
     /// `None` only while a new node asks to join (it does not know its cluster yet): peers of
     /// a cluster refuse such calls, except the questions a joining node may ask.
     stamp: Option<Stamp>,
+    /// This member's proof of membership (`None` while joining).
+    auth: Option<Arc<dyn PeerAuth>>,
+    /// A joining node's join token (`authorization: Bearer ..`).
+    token: Option<headers::Bearer>,
 }
 
 impl Peers {
-    /// Anonymous peers: calls carry no cluster or node id.
+    /// Anonymous peers: calls carry no cluster or node id and no proof.
     pub fn new(connector: Arc<dyn Connector>) -> Self {
         Self {
             connector,
             stamp: None,
+            auth: None,
+            token: None,
         }
     }
 
-    /// The same peers, stamping calls with this node's cluster and id.
-    pub fn with_identity(&self, cluster_id: &str, node_id: NodeId) -> Self {
+    /// The same peers, presenting `token` (a joining node's join token) on every call.
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Self {
+            token: token.and_then(headers::Bearer::new),
+            ..self.clone()
+        }
+    }
+
+    /// The same peers, stamping calls with this node's cluster and id and proving membership
+    /// with `auth`.
+    pub fn with_identity(&self, cluster_id: &str, node_id: NodeId, auth: Arc<dyn PeerAuth>) -> Self {
         Self {
             connector: self.connector.clone(),
             stamp: Stamp::new(cluster_id, node_id),
+            auth: Some(auth),
+            token: None,
         }
     }
 
@@ -63,6 +83,8 @@ impl Peers {
             target,
             addr: addr.to_string(),
             stamp: self.stamp.clone(),
+            auth: self.auth.clone(),
+            token: self.token.clone(),
             client,
         }
     }
@@ -120,6 +142,8 @@ pub struct PeerChannel {
     target: NodeId,
     addr: String,
     stamp: Option<Stamp>,
+    auth: Option<Arc<dyn PeerAuth>>,
+    token: Option<headers::Bearer>,
     client: Result<RaftServiceClient<Channel>, Arc<tonic::transport::Error>>,
 }
 
@@ -162,6 +186,12 @@ impl PeerChannel {
         request.set_timeout(timeout);
         if let Some(stamp) = &self.stamp {
             stamp.apply(request.metadata_mut());
+        }
+        if let Some(auth) = &self.auth {
+            auth.stamp(request.metadata_mut());
+        }
+        if let Some(token) = &self.token {
+            token.apply(request.metadata_mut());
         }
         let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
             Err(_) => {

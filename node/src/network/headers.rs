@@ -1,6 +1,8 @@
 //! The gRPC metadata of peer calls, in one place: the sender stamps its cluster id and node id
 //! on every call ([`Stamp`]); the receiving service reads them back ([`cluster_id`],
-//! [`node_id`]) to refuse calls from another cluster and writes from non-members.
+//! [`node_id`]) to refuse calls from another cluster and writes from non-members. A client's
+//! (or a joining node's) token travels as `authorization: Bearer <token>` ([`Bearer`],
+//! [`bearer_token`]). The peer secret's header is in `peer_auth.rs`.
 
 use tonic::metadata::Ascii;
 use tonic::metadata::MetadataMap;
@@ -12,6 +14,36 @@ use crate::types::NodeId;
 pub const CLUSTER_ID: &str = "flotilla-cluster-id";
 /// Names the sending node on every peer call.
 pub const NODE_ID: &str = "flotilla-node-id";
+
+/// The header of a client's token.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// `authorization: Bearer <token>`, ready to stamp (marked sensitive: never logged by tonic).
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    /// `None` when the token cannot be sent as a header (not printable ASCII).
+    pub fn new(token: &str) -> Option<Self> {
+        let mut value: MetadataValue<Ascii> = format!("Bearer {token}").parse().ok()?;
+        value.set_sensitive(true);
+        Some(Self(value))
+    }
+
+    pub fn apply(&self, metadata: &mut MetadataMap) {
+        metadata.insert(AUTHORIZATION, self.0.clone());
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` header: `None` without the header,
+/// `Some(Err(()))` when it is not a bearer token.
+pub fn bearer_token(headers: &tonic::codegen::http::HeaderMap) -> Option<Result<&[u8], ()>> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let token = value
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.strip_prefix(b"bearer "));
+    Some(token.map(<[u8]>::trim_ascii).filter(|t| !t.is_empty()).ok_or(()))
+}
 
 /// What a member stamps on each of its peer calls.
 #[derive(Clone, Debug)]
@@ -47,7 +79,12 @@ pub enum CallerCluster<'a> {
 
 /// The cluster id a call carries.
 pub fn cluster_id(metadata: &MetadataMap) -> CallerCluster<'_> {
-    match metadata.get(CLUSTER_ID).map(|v| v.to_str()) {
+    cluster_id_of(metadata.as_ref())
+}
+
+/// The cluster id a call carries, from its HTTP headers (before tonic reads the request).
+pub fn cluster_id_of(headers: &tonic::codegen::http::HeaderMap) -> CallerCluster<'_> {
+    match headers.get(CLUSTER_ID).map(|v| v.to_str()) {
         None => CallerCluster::Anonymous,
         Some(Err(_)) => CallerCluster::Unreadable,
         Some(Ok(id)) => CallerCluster::Id(id),
@@ -72,5 +109,18 @@ mod tests {
         assert_eq!(cluster_id(&metadata), CallerCluster::Id("c-1"));
         assert_eq!(node_id(&metadata), Some(7));
         assert!(Stamp::new("not\nascii", 1).is_none());
+    }
+
+    #[test]
+    fn a_bearer_token_reads_back() {
+        let mut metadata = MetadataMap::new();
+        Bearer::new("flt_abc").unwrap().apply(&mut metadata);
+        let headers = metadata.into_headers();
+        assert_eq!(bearer_token(&headers), Some(Ok(&b"flt_abc"[..])));
+        let mut other = tonic::codegen::http::HeaderMap::new();
+        assert_eq!(bearer_token(&other), None);
+        other.insert(AUTHORIZATION, "Basic xyz".parse().unwrap());
+        assert_eq!(bearer_token(&other), Some(Err(())));
+        assert!(Bearer::new("a\nb").is_none());
     }
 }

@@ -4,6 +4,8 @@
 //!   a [`PeerChannel`]; a call has a deadline, carries the identity, and shapes its failures.
 //! - [`headers`]: the gRPC metadata names of peer calls (cluster id, node id), stamped on one
 //!   side and read on the other.
+//! - [`peer_auth`]: [`peer_auth::PeerAuth`], how a member proves its membership on every peer
+//!   call (the cluster's shared secret here; mutual TLS fills the same interface).
 //! - [`raft_network`]: openraft's `RaftNetworkFactory` / `RaftNetworkV2`, and nothing else.
 //! - [`peer`]: Flotilla's own calls: forwarding writes to the leader, and the admin messages
 //!   (typed by [`peer::AdminCall`]) that `cluster` carries out.
@@ -17,12 +19,15 @@ pub mod call;
 pub mod codec;
 pub mod headers;
 pub mod peer;
+pub mod peer_auth;
 pub mod raft_network;
 pub mod transport;
 
 pub use call::PeerChannel;
 pub use call::Peers;
 pub use peer::PeerClient;
+pub use peer_auth::PeerAuth;
+pub use peer_auth::SharedSecret;
 pub use raft_network::NetworkFactory;
 pub use transport::Connector;
 pub use transport::TcpConnector;

@@ -19,6 +19,7 @@ use super::call::Rpc;
 use crate::error::ProposeError;
 use crate::queue::Command;
 use crate::queue::Response;
+use crate::secret::Secret;
 use crate::types::NodeId;
 
 /// Deadline of a forwarded write (it waits for a commit, so longer than a heartbeat).
@@ -31,7 +32,8 @@ pub const ADD_MEMBER_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum AdminRequest {
     /// Which cluster is this? Answered locally (no leader needed).
     ClusterId,
-    /// A joining node asks for its id before it starts Raft.
+    /// A joining node asks for its id (and the cluster's peer secret) before it starts Raft.
+    /// The only request a caller that is not a member may make, with a join token.
     AllocateNodeId { addr: String, zone: String },
     /// Add a node as a learner, let it catch up, then make it a voter.
     AddMember {
@@ -55,6 +57,13 @@ pub enum AdminResponse {
     /// Voters and learners after the change, sorted.
     Members(Vec<NodeId>),
     ReadIndex(u64),
+    /// The answer to `AllocateNodeId` (issue 14 on): the joining node's id, and the peer
+    /// secret it proves its membership with from then on.
+    Joined {
+        cluster_id: String,
+        node_id: NodeId,
+        peer_secret: Secret,
+    },
 }
 
 #[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
@@ -67,6 +76,10 @@ pub enum AdminError {
     Raft(String),
     #[error("forwarding to the leader failed: {0}")]
     Forward(String),
+    /// The peer refused this node's credentials (made on the calling side from the peer's
+    /// UNAUTHENTICATED or PERMISSION_DENIED; never sent).
+    #[error("refused: {0}")]
+    Unauthorized(String),
 }
 
 impl AdminError {
@@ -118,9 +131,10 @@ admin_call!(
     ClusterId {} => String, AdminResponse::ClusterId(id) => id
 );
 admin_call!(
-    /// [`AdminRequest::AllocateNodeId`]: `(cluster_id, node_id)` for the joining node.
-    AllocateNodeId { addr: String, zone: String } => (String, NodeId),
-    AdminResponse::NodeId { cluster_id, node_id } => (cluster_id, node_id)
+    /// [`AdminRequest::AllocateNodeId`]: `(cluster_id, node_id, peer_secret)` for the joining
+    /// node.
+    AllocateNodeId { addr: String, zone: String } => (String, NodeId, Secret),
+    AdminResponse::Joined { cluster_id, node_id, peer_secret } => (cluster_id, node_id, peer_secret)
 );
 admin_call!(
     /// [`AdminRequest::AddMember`]: the members after the change.
@@ -192,6 +206,14 @@ impl PeerClient {
             .await
         {
             Ok(result) => result,
+            Err(PeerError::Call { source, .. })
+                if matches!(
+                    source.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Err(AdminError::Unauthorized(source.message().to_string()))
+            }
             Err(e) => Err(AdminError::Forward(e.to_string())),
         }
     }
@@ -208,19 +230,30 @@ mod tests {
         assert_eq!(ReadIndex::answer(AdminResponse::ReadIndex(9)).unwrap(), 9);
         let remove = RemoveMember { node_id: 3 };
         assert_eq!(remove.request(), AdminRequest::RemoveMember { node_id: 3 });
-        let allocated = AdminResponse::NodeId {
+        let allocated = AdminResponse::Joined {
             cluster_id: "c".into(),
             node_id: 4,
+            peer_secret: Secret("s".into()),
         };
         assert_eq!(
             AllocateNodeId::answer(allocated.clone()).unwrap(),
-            ("c".to_string(), 4)
+            ("c".to_string(), 4, Secret("s".into()))
         );
         let err = ReadIndex::answer(allocated).unwrap_err();
+        assert!(
+            !err.to_string().contains("\"s\""),
+            "an error shows the secret: {err}"
+        );
         assert!(matches!(err, AdminError::Raft(_)), "{err:?}");
         assert!(
-            err.to_string().contains("ReadIndex was answered with NodeId"),
+            err.to_string().contains("ReadIndex was answered with Joined"),
             "{err}"
         );
+        // A build before issue 14 answers without a secret: an error, not a half join.
+        let old = AdminResponse::NodeId {
+            cluster_id: "c".into(),
+            node_id: 4,
+        };
+        assert!(AllocateNodeId::answer(old).is_err());
     }
 }

@@ -14,9 +14,14 @@ use serde::Deserialize;
 use serde::Serialize;
 
 pub mod entry_format;
+mod token;
 
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
+pub use token::Role;
+pub use token::TokenHash;
+pub use token::TokenId;
+pub use token::TokenInfo;
 
 /// Cluster-assigned task id: a sequence number, unique for the life of the cluster.
 pub type TaskId = u64;
@@ -67,6 +72,7 @@ impl Request {
                     32 + 12 * leases.len() as u64
                 }
                 Command::Cancel { ids } => 16 + 8 * ids.len() as u64,
+                Command::CreateToken { label, .. } => 64 + len(label),
                 _ => 32,
             }
         };
@@ -126,7 +132,8 @@ impl Request {
                 Command::ReleaseWorker { worker } | Command::ClearStanding { worker } => s(worker),
                 Command::Cancel { ids } => vec(ids),
                 Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
-                Command::Tick | Command::AllocateNodeId => 0,
+                Command::Tick | Command::AllocateNodeId | Command::RevokeToken { .. } => 0,
+                Command::CreateToken { label, .. } => s(label),
             }
         };
         std::mem::size_of::<Self>() as u64
@@ -210,6 +217,17 @@ pub enum Command {
     /// Hand out the next node id for a joining node. Ids come from the replicated state so they
     /// are unique and never reused, even after a member is removed.
     AllocateNodeId,
+    /// Store an API token: its role and the SHA-256 of its secret (never the secret), valid for
+    /// `ttl_ms` from now (`None`: until revoked). Entry format 2.
+    CreateToken {
+        role: Role,
+        hash: TokenHash,
+        /// The operator's note (`token create --label`), shown by `token list`.
+        label: String,
+        ttl_ms: Option<u64>,
+    },
+    /// Remove an API token: it grants nothing from this entry on. Entry format 2.
+    RevokeToken { id: TokenId },
 }
 
 /// A task to enqueue, as the client describes it.
@@ -321,6 +339,10 @@ pub enum Response {
     Paused,
     /// The id allocated by `AllocateNodeId`.
     NodeId(u64),
+    /// The new token's id; `None` when a token with the same hash exists (nothing stored).
+    TokenCreated(Option<TokenId>),
+    /// Whether `RevokeToken` found the token.
+    TokenRevoked(bool),
 }
 
 /// Lifecycle state of a task.

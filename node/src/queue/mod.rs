@@ -21,4 +21,6 @@ pub use command::*;
 pub use state::ApplyEffects;
 pub use state::QueueState;
 pub use state::QueueStateV1;
+pub use state::QueueStateV2;
+pub use state::WithoutTokens;
 pub use state::WorkerEffects;

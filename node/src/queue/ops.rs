@@ -121,6 +121,15 @@ op!(
     /// [`Command::AllocateNodeId`]: the id handed out.
     AllocateNodeId {} => NodeId(u64)
 );
+op!(
+    /// [`Command::CreateToken`]: the new token's id (`None`: its hash is taken).
+    CreateToken { role: Role, hash: TokenHash, label: String, ttl_ms: Option<u64> }
+        => TokenCreated(Option<TokenId>)
+);
+op!(
+    /// [`Command::RevokeToken`]: whether the token existed.
+    RevokeToken { id: TokenId } => TokenRevoked(bool)
+);
 
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -57,6 +57,9 @@
 //! - **Cancel** turns `Scheduled`/`Pending`/`Retrying` into `Cancelled`; a leased, final or
 //!   unknown task answers `false`. **PurgeQueue** cancels every scheduled, pending and retrying
 //!   task of the queue and returns how many. **PauseQueue** makes `Lease` skip the queue.
+//! - **Tokens** (`state/tokens.rs`): `CreateToken` stores a token's role and hash under the
+//!   next id (a hash already stored answers `None`), expiring at `now + ttl_ms`; `RevokeToken`
+//!   removes it. Expiry is judged where a token is checked, not by a timer.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -91,9 +94,11 @@
 //! - `lease.rs`: the lease rules (lease, complete, heartbeat, release, release worker, expiry,
 //!   retries), all fenced by the one lease check `(task, attempt)`.
 //! - `standing.rs`: idle pools' standing capacity and granting to it.
+//! - `tokens.rs`: API tokens (role, hash of the secret, expiry), checked by `grpc/auth.rs`.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 2: everything as held, except the key
-//!   index); `v1.rs` converts snapshots of format version 1.
+//! - `format.rs`: the serialized form (format version 3: everything as held, except the key
+//!   index; version 2 is the same without the token table); `v1.rs` converts snapshots of
+//!   format version 1.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -126,11 +131,16 @@ mod table;
 mod task;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod v1;
 
+pub use format::QueueStateV2;
+pub use format::WithoutTokens;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
 pub use standing::WorkerEffects;
+pub use tokens::TokenRecord;
+pub use tokens::Tokens;
 pub use v1::QueueStateV1;
 #[cfg(test)]
 pub(crate) use v1::downgrade as downgrade_to_v1;
@@ -164,6 +174,8 @@ pub struct QueueState {
     next_node_id: u64,
     /// Idle pools' standing capacity (see [`standing`]).
     standing: standing::Standing,
+    /// API tokens (see [`tokens`]).
+    tokens: tokens::Tokens,
 }
 
 impl Default for QueueState {
@@ -177,6 +189,7 @@ impl Default for QueueState {
             idx: Index::default(),
             next_node_id: 2,
             standing: standing::Standing::default(),
+            tokens: tokens::Tokens::default(),
         }
     }
 }
@@ -317,6 +330,13 @@ impl QueueState {
                 self.pause_queue(queue, *paused, effects);
                 Response::Paused
             }
+            Command::CreateToken {
+                role,
+                hash,
+                label,
+                ttl_ms,
+            } => Response::TokenCreated(self.tokens.create(*role, *hash, label, *ttl_ms, self.now_ms)),
+            Command::RevokeToken { id } => Response::TokenRevoked(self.tokens.revoke(*id)),
         }
     }
 
@@ -502,6 +522,11 @@ impl QueueState {
     /// an already-due timer (lease_ms or result TTL of 0): the next apply fires it.
     pub fn next_deadline_ms(&self) -> Option<UnixMs> {
         self.timers_first().map(|(due, _)| *due)
+    }
+
+    /// The API tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// Number of tasks that could be leased now from these queues (all queues when empty).

@@ -1,11 +1,15 @@
 //! The snapshot format and the one snapshot file a node keeps.
 //!
-//! # Format (version 2)
+//! # Format (version 3)
 //!
 //! ```text
-//! b"FLQS" | version: u32 LE = 2 | crc32(body): u32 LE | body
+//! b"FLQS" | version: u32 LE = 3 | crc32(body): u32 LE | body
 //! body = bincode (crate::encoding) of SnapshotImage { last_applied, last_membership, state }
 //! ```
+//!
+//! Version 3 added the token table at the end of the state. A state that never held a token
+//! is still written as version 2 (the oldest format that holds it: a node of the build before
+//! tokens reads it), and versions 2 and 1 are read.
 //!
 //! The body is decoded under a limit that follows its length ([`crate::encoding`]).
 //!
@@ -41,15 +45,20 @@ use super::error::StorageError;
 use crate::encoding;
 use crate::queue::QueueState;
 use crate::queue::QueueStateV1;
+use crate::queue::QueueStateV2;
+use crate::queue::WithoutTokens;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The format this build writes and reads. 2: the dense task layout (task options interned, key
-/// and args in one byte string, pending sets as bitmaps, no key index: it is rebuilt on load).
-/// Version 1 is still read (and converted), so nodes can be upgraded over old data.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format this build writes and reads. 3: version 2 and the token table. 2: the
+/// dense task layout (task options interned, key and args in one byte string, pending sets as
+/// bitmaps, no key index: it is rebuilt on load). Versions 2 and 1 are still read (1 is
+/// converted), so nodes can be upgraded over old data; a state without tokens is written as 2.
+pub const FORMAT_VERSION: u32 = 3;
+/// The format of a state that never held a token.
+pub const FORMAT_WITHOUT_TOKENS: u32 = 2;
 /// Magic, version, crc32.
 pub const HEADER_LEN: usize = 12;
 
@@ -76,12 +85,12 @@ impl SnapshotImage {
 }
 
 /// Borrowed form of [`SnapshotImage`]: serializes to exactly the same bytes, without a copy of
-/// the queue.
+/// the queue. `S` is the state in the format written (with or without its token table).
 #[derive(Serialize)]
-struct SnapshotImageRef<'a> {
+struct SnapshotImageRef<'a, S> {
     last_applied: &'a Option<LogIdOf<TypeConfig>>,
     last_membership: &'a StoredMembershipOf<TypeConfig>,
-    state: &'a QueueState,
+    state: S,
 }
 
 /// Serialize `image` in the current format.
@@ -96,17 +105,31 @@ pub fn encode_parts(
     last_membership: &StoredMembershipOf<TypeConfig>,
     state: &QueueState,
 ) -> Result<SnapshotData, SnapshotFormatError> {
-    let image = SnapshotImageRef {
-        last_applied,
-        last_membership,
-        state,
-    };
     let mut out = Vec::with_capacity(HEADER_LEN + 4096);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let version = if state.tokens().is_pristine() {
+        FORMAT_WITHOUT_TOKENS
+    } else {
+        FORMAT_VERSION
+    };
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(&image, &mut out, encoding::config())
-        .map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
+    let written = if version == FORMAT_VERSION {
+        let image = SnapshotImageRef {
+            last_applied,
+            last_membership,
+            state,
+        };
+        bincode::serde::encode_into_std_write(&image, &mut out, encoding::config())
+    } else {
+        let image = SnapshotImageRef {
+            last_applied,
+            last_membership,
+            state: WithoutTokens(state),
+        };
+        bincode::serde::encode_into_std_write(&image, &mut out, encoding::config())
+    };
+    written.map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&out[HEADER_LEN..]);
     out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
@@ -120,7 +143,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         });
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION && version != 1 {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(SnapshotFormatError::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -146,7 +169,23 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
             state: QueueState::try_from(old.state).map_err(SnapshotFormatError::Decode)?,
         });
     }
+    if version == FORMAT_WITHOUT_TOKENS {
+        let old: SnapshotImageV2 = decode_body(body)?;
+        return Ok(SnapshotImage {
+            last_applied: old.last_applied,
+            last_membership: old.last_membership,
+            state: old.state.0,
+        });
+    }
     decode_body(body)
+}
+
+/// A version 2 snapshot: the state without its token table.
+#[derive(Deserialize)]
+struct SnapshotImageV2 {
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    last_membership: StoredMembershipOf<TypeConfig>,
+    state: QueueStateV2,
 }
 
 /// A version 1 snapshot: the same image around the queue's old layout.

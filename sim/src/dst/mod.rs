@@ -203,8 +203,10 @@ impl faults::Cluster for World {
         self.replacements += 1;
         let shared = self.shared.clone();
         let deadline = (self.plan.faulty_phase + self.plan.heal_limit).as_millis() as u64;
+        let token = node::admin_token(self.plan.seed);
         sim.client(format!("admin{}", self.replacements).as_str(), async move {
             let client = Client::builder(peers)
+                .token(&token)?
                 .channel_factory(Arc::new(net::channel))
                 .seed(old_id)
                 .request_timeout(Duration::from_secs(2))
@@ -255,6 +257,15 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
         Ok(dir) => dir,
         Err(e) => return harness_failure(opts, &plan, &shared, format!("no temporary directory: {e}")),
     };
+    let token_file = node::admin_token_file(dir.path());
+    if let Err(e) = std::fs::write(&token_file, node::admin_token(plan.seed)) {
+        return harness_failure(
+            opts,
+            &plan,
+            &shared,
+            format!("cannot write {}: {e}", token_file.display()),
+        );
+    }
     let mut world = World {
         slots: Vec::new(),
         plan: plan.clone(),

@@ -33,6 +33,23 @@ use super::workload::Shared;
 /// real date).
 pub const EPOCH_MS: u64 = 1_800_000_000_000;
 
+/// The admin token of a run, derived from its seed (so the token table's hashes, and with them
+/// the replicas' state, are the same every time the seed is replayed). Every node reads it from
+/// [`admin_token_file`] when the cluster has no admin token, joins with it, and the clients
+/// present it: the simulator runs with authentication on, as a node off loopback must.
+pub fn admin_token(seed: u64) -> String {
+    format!(
+        "flt_sim_{seed:016x}{:016x}",
+        seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15
+    )
+}
+
+/// Where a run keeps its admin token: beside the nodes' data directories (a data directory
+/// must be empty before its node founds or joins).
+pub fn admin_token_file(run_dir: &std::path::Path) -> PathBuf {
+    run_dir.join("admin.token")
+}
+
 /// The one task the simulated workers run.
 pub const TASK: &str = "sim";
 
@@ -180,7 +197,10 @@ impl NodeSlot {
 }
 
 fn node_config(plan: &Plan, slot: &NodeSlot) -> Config {
+    let run_dir = slot.dir.parent().unwrap_or(&slot.dir);
     Config {
+        token: Some(flotilla_node::secret::Secret(admin_token(plan.seed))),
+        admin_token_file: Some(admin_token_file(run_dir)),
         listen: std::net::SocketAddr::from(([0, 0, 0, 0], net::PORT)),
         advertise: Some(slot.addr()),
         data_dir: slot.dir.clone(),

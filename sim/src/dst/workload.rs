@@ -122,6 +122,7 @@ pub async fn client(index: usize, addrs: Vec<String>, shared: Arc<Shared>) -> tu
     let who = format!("c{index}");
     let mut rng = SmallRng::seed_from_u64(plan.seed.wrapping_mul(31).wrapping_add(index as u64 + 1));
     let client = Client::builder(addrs)
+        .token(&super::node::admin_token(plan.seed))?
         .channel_factory(Arc::new(net::channel))
         .seed(rng.random())
         .request_timeout(Duration::from_secs(2))

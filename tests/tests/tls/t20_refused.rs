@@ -39,16 +39,24 @@ fn join_refused(node: &NodeProcess, data: &Path, certs_dir: &Path) -> Result<Str
 }
 
 /// One `RaftService` call (a vote with garbage in it) to `addr` over TLS, showing `identity`'s
-/// certificate (`dir/<cert>`, `dir/<key>`) if given.
-async fn peer_call(addr: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Result<tonic::Status> {
+/// certificate (`dir/<cert>`, `dir/<key>`) if given, and the cluster's real peer secret
+/// `secret`: as if it had leaked, so that only the certificate gate stands in the way.
+async fn peer_call(
+    addr: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    secret: &str,
+) -> Result<tonic::Status> {
     let endpoint = ClientTls::load(ca, identity)?.apply(Endpoint::from_shared(format!("https://{addr}"))?)?;
     let channel = endpoint.connect_timeout(Duration::from_secs(5)).connect().await?;
-    let reply = RaftServiceClient::new(channel)
-        .vote(RaftMessage {
-            data: vec![1, 2, 3].into(),
-            error: Default::default(),
-        })
-        .await;
+    let mut request = tonic::Request::new(RaftMessage {
+        data: vec![1, 2, 3].into(),
+        error: Default::default(),
+    });
+    request
+        .metadata_mut()
+        .insert("flotilla-peer-secret", secret.parse()?);
+    let reply = RaftServiceClient::new(channel).vote(request).await;
     Ok(reply.expect_err("a vote from a stranger was answered"))
 }
 
@@ -73,15 +81,19 @@ async fn another_ca_or_another_cluster_is_refused_at_both_ends() -> Result<()> {
         "stderr: {stderr}"
     );
 
-    // Accepting end: a caller that trusts the CA still needs a node certificate of the cluster.
+    // Accepting end: a caller that trusts the CA, even one holding the leaked peer secret,
+    // still needs a node certificate of the cluster.
+    let secret = std::fs::read_to_string(root.join("n1").join("cluster.secret"))?;
+    let secret = secret.trim();
     let gate =
         |s: &tonic::Status| s.message().contains("node certificate") || s.message().contains("not a node");
-    let none = peer_call(&node.addr, &ca, None).await?;
+    let none = peer_call(&node.addr, &ca, None, secret).await?;
     ensure!(none.code() == Code::Unauthenticated && gate(&none), "{none:?}");
     let other = peer_call(
         &node.addr,
         &ca,
         Some((&neighbour.join("node.pem"), &neighbour.join("node.key"))),
+        secret,
     )
     .await?;
     ensure!(
@@ -100,6 +112,7 @@ async fn another_ca_or_another_cluster_is_refused_at_both_ends() -> Result<()> {
         &node.addr,
         &ca,
         Some((&client_dir.join("client.pem"), &client_dir.join("client.key"))),
+        secret,
     )
     .await?;
     ensure!(
@@ -112,6 +125,7 @@ async fn another_ca_or_another_cluster_is_refused_at_both_ends() -> Result<()> {
         &node.addr,
         &ca,
         Some((&member.join("node.pem"), &member.join("node.key"))),
+        secret,
     )
     .await?;
     ensure!(!gate(&passed), "{passed:?}");

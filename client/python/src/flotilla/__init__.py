@@ -33,6 +33,7 @@ from flotilla.errors import (
     FlotillaError,
     InvalidArgument,
     PayloadError,
+    PermissionDenied,
     Reject,
     ResultTimeout,
     Retry,
@@ -40,6 +41,7 @@ from flotilla.errors import (
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
+    Unauthenticated,
     Unavailable,
 )
 from flotilla.info import QueueStats, Submitted, TaskInfo, TaskState
@@ -57,6 +59,7 @@ __all__ = [
     "FlotillaError",
     "InvalidArgument",
     "PayloadError",
+    "PermissionDenied",
     "QueueStats",
     "Reject",
     "ResultTimeout",
@@ -73,6 +76,7 @@ __all__ = [
     "TaskInfo",
     "TaskNotFound",
     "TaskState",
+    "Unauthenticated",
     "Unavailable",
     "__version__",
     "current_app",

@@ -8,7 +8,7 @@ and these few lines are all the SDK needs of it.
 from __future__ import annotations
 
 import os
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -106,13 +106,63 @@ def tls_root(tls_ca: Optional[str]) -> Optional[bytes]:
     return pem
 
 
-def open_channel(addr: str, root: Optional[bytes]) -> grpc.Channel:
-    """A channel to one node: TLS trusting ``root`` (nodes started with ``--tls-*``; a node must
-    present a certificate of that CA for ``addr``'s host), or plaintext when ``root`` is None."""
+class _ClientCallDetails(grpc.ClientCallDetails):
+    """The details of a call with metadata added (grpc's own type has no public constructor)."""
+
+    def __init__(
+        self, base: grpc.ClientCallDetails, metadata: tuple[tuple[str, str | bytes], ...]
+    ) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+class _Token(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to every call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self._header: tuple[str, str | bytes] = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        kept = tuple(m for m in (details.metadata or ()) if m[0] != "authorization")
+        return _ClientCallDetails(details, (*kept, self._header))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def resolve_token(token: Optional[str]) -> Optional[str]:
+    """The token to present: ``token``, else ``$FLOTILLA_TOKEN``, else none. A node that is not
+    on loopback (or runs with ``--require-token``) refuses calls without one."""
+    chosen = token if token is not None else os.environ.get("FLOTILLA_TOKEN")
+    return chosen.strip() if chosen and chosen.strip() else None
+
+
+def open_channel(addr: str, root: Optional[bytes], token: Optional[str]) -> grpc.Channel:
+    """A channel to one node (opened lazily by grpc): TLS trusting ``root`` (nodes started with
+    ``--tls-*``; a node must present a certificate of that CA for ``addr``'s host), or plaintext
+    when ``root`` is None; ``token``, when given, is presented on every call."""
     if root is None:
-        return grpc.insecure_channel(addr, options=channel_options())
-    credentials = grpc.ssl_channel_credentials(root_certificates=root)
-    return grpc.secure_channel(addr, credentials, options=channel_options())
+        channel = grpc.insecure_channel(addr, options=channel_options())
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=root)
+        channel = grpc.secure_channel(addr, credentials, options=channel_options())
+    if token is None:
+        return channel
+    return grpc.intercept_channel(channel, _Token(token))
 
 
 def target(addr: str) -> str:

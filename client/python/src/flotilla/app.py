@@ -27,7 +27,9 @@ def current_app() -> Flotilla:
 
 class Flotilla:
     """A Flotilla application on the cluster at ``nodes`` (``"host:port"``, a comma-separated
-    list, or a list of them); calls fail over between the nodes. ``tls_ca``: see ``Client``."""
+    list, or a list of them); calls fail over between the nodes. ``tls_ca``: see ``Client``.
+    ``token`` (default: ``$FLOTILLA_TOKEN``) is presented on every call: a submit token for an
+    app that submits, a worker token for a worker."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class Flotilla:
         request_timeout: float = 10.0,
         max_batch_size: int = 1000,
         tls_ca: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> None:
         global _current_app
         self.nodes = nodes
@@ -46,6 +49,7 @@ class Flotilla:
             request_timeout=request_timeout,
             max_batch_size=max_batch_size,
             tls_ca=tls_ca,
+            token=token,
         )
         #: Tasks defined on this app, by name.
         self.tasks: dict[str, Task] = {}

@@ -1,6 +1,7 @@
 """[`Client`]: the low-level connection to a cluster. Any node serves any call, so the client
 keeps a list of nodes, sends each call to its current node and moves on to the next one when a
-call fails transiently (the rules of ``retry.py``), like the Rust client.
+call fails transiently (the rules of ``retry.py``), like the Rust client. It presents its token
+(``token=`` or ``$FLOTILLA_TOKEN``) on every call.
 
 Thread-safe: one client (its channels, node preference and random source) serves every thread.
 """
@@ -18,7 +19,15 @@ from typing import Callable, Optional, TypeVar, Union
 import grpc
 
 from flotilla import _rpc
-from flotilla.errors import InvalidArgument, ResultTimeout, ServerError, TaskNotFound, Unavailable
+from flotilla.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ResultTimeout,
+    ServerError,
+    TaskNotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from flotilla.info import ClusterStatus, QueueStats, Submitted, TaskInfo
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
 from flotilla.v1 import queue_pb2 as qpb
@@ -57,12 +66,15 @@ class Client:
         request_timeout: float = 10.0,
         max_batch_size: int = 1000,
         tls_ca: Optional[str] = None,
+        token: Optional[str] = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.addrs = parse_nodes(nodes)
         #: The CA (PEM) that nodes' certificates must chain to; None: plaintext.
         self.tls_root = _rpc.tls_root(tls_ca)
+        #: Presented on every call (``token=``, else ``$FLOTILLA_TOKEN``); never printed.
+        self.token = _rpc.resolve_token(token)
         self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.max_batch_size = max_batch_size
@@ -87,7 +99,7 @@ class Client:
         with self._lock:
             stub = self._stubs[node]
             if stub is None:
-                channel = _rpc.open_channel(self.addrs[node], self.tls_root)
+                channel = _rpc.open_channel(self.addrs[node], self.tls_root, self.token)
                 stub = _rpc.QueueStub(channel)
                 self._channels[node], self._stubs[node] = channel, stub
             return stub
@@ -246,6 +258,10 @@ def _final_error(e: grpc.RpcError, task_id: Optional[int]) -> Exception:
     details = (e.details() if isinstance(e, grpc.Call) else None) or str(e)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(details)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(code.name, details)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(code.name, details)
     if code == grpc.StatusCode.NOT_FOUND and task_id is not None:
         return TaskNotFound(task_id)
     return ServerError(code.name if code is not None else "UNKNOWN", details)

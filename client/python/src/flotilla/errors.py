@@ -38,6 +38,16 @@ class ServerError(FlotillaError):
         self.message = message
 
 
+class Unauthenticated(ServerError):
+    """The call carried no token, or one the cluster does not know (revoked, expired): give a
+    valid one (``token=`` or ``$FLOTILLA_TOKEN``)."""
+
+
+class PermissionDenied(ServerError):
+    """The token is valid, but its role may not make this call (e.g. a submit token removing a
+    node)."""
+
+
 class PayloadError(FlotillaError, ValueError):
     """Arguments or a result that are not JSON (see docs/PAYLOADS.md)."""
 

@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "FLOTILLA_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
     pub tls_key: Option<PathBuf>,
 
+    /// The token to present (`authorization: Bearer`): needed by nodes that are not on
+    /// loopback. An admin token is in the founding node's data directory (admin.token).
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +80,11 @@ pub enum Command {
     Certs {
         #[command(subcommand)]
         action: CertsAction,
+    },
+    /// Create, list and revoke API tokens (needs an admin token).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
 }
 
@@ -125,6 +135,57 @@ pub enum CertsAction {
         #[arg(long, default_value_t = LEAF_DAYS)]
         days: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print its secret (shown once: the cluster keeps only its hash).
+    Create {
+        /// What it may do: submit (submit and read), worker, admin, or join (add a node).
+        #[arg(long)]
+        role: flotilla_client::TokenRole,
+        /// It expires this long after its creation: a number and a unit (s, m, h, d), e.g.
+        /// 30m or 7d [default: never].
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
+        /// A note shown by `token list`.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Print JSON ({"id", "token"}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens: id, role, label, created, expires (never a secret).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it grants nothing from then on.
+    Revoke {
+        /// The token's id (see `token list`).
+        id: u64,
+    },
+}
+
+/// `30s`, `10m`, `24h`, `7d`.
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 30m or 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{s}': the unit must be s, m, h or d")),
+    };
+    if n == 0 {
+        return Err("a ttl must be above 0".into());
+    }
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,6 +381,32 @@ mod tests {
             (vec!["n1.example".to_string(), "10.0.0.1".to_string()], LEAF_DAYS)
         );
         assert!(parse(&["certs", "node", "--ca", "ca", "--cluster", "c", "--out", "o"]).is_err());
+    }
+
+    #[test]
+    fn token_commands_parse() {
+        let cli = parse(&["token", "create", "--role", "join", "--ttl", "2h", "--token", "t"]).unwrap();
+        assert_eq!(cli.token.as_deref(), Some("t"));
+        let Command::Token {
+            action: TokenAction::Create { role, ttl, .. },
+        } = cli.command
+        else {
+            panic!("not token create")
+        };
+        assert_eq!(role, flotilla_client::TokenRole::Join);
+        assert_eq!(ttl, Some(std::time::Duration::from_secs(7200)));
+        assert!(parse(&["token", "create", "--role", "root"]).is_err());
+        assert!(parse(&["token", "create", "--role", "admin", "--ttl", "5y"]).is_err());
+        assert!(parse(&["token", "create", "--role", "admin", "--ttl", "0s"]).is_err());
+        assert!(matches!(
+            parse(&["token", "revoke", "3"]).unwrap().command,
+            Command::Token {
+                action: TokenAction::Revoke { id: 3 }
+            }
+        ));
+        let cmd = Cli::command();
+        let token = cmd.get_arguments().find(|a| a.get_id() == "token").unwrap();
+        assert_eq!(token.get_env().and_then(|e| e.to_str()), Some("FLOTILLA_TOKEN"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use flotilla_client::{Client, ClientError, ClientTls, RetryPolicy, TaskId, TaskI
 use futures::StreamExt;
 use serde_json::Value;
 
-use cli::{Cli, ClusterAction, Command, GetArgs, SubmitArgs};
+use cli::{Cli, ClusterAction, Command, GetArgs, SubmitArgs, TokenAction};
 
 /// Up to this many tasks, a human-readable submit prints every id.
 const LIST_IDS_UP_TO: usize = 20;
@@ -75,6 +75,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         let cert_and_key = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
         builder = builder.tls(ClientTls::load(ca, cert_and_key).context("cannot load the TLS files")?);
     }
+    if let Some(token) = cli.token.as_deref().filter(|t| !t.is_empty()) {
+        builder = builder.token(token)?;
+    }
     let client = builder.build().await.context("cannot set up the client")?;
     let outcome = match command {
         Command::Certs { .. } => unreachable!("handled above"),
@@ -113,6 +116,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             writeln!(out, "removed node {id}; members now {members:?}")?;
             Outcome::AllSucceeded
         }
+        Command::Token { action } => {
+            token(&client, action, &mut out).await?;
+            Outcome::AllSucceeded
+        }
         Command::Status { json } => {
             let status = client.status().await.context("status failed")?;
             if json {
@@ -125,6 +132,47 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     out.flush()?;
     Ok(outcome)
+}
+
+async fn token(client: &Client, action: TokenAction, out: &mut impl Write) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create {
+            role,
+            ttl,
+            label,
+            json,
+        } => {
+            let (id, token) = client
+                .create_token(role, &label, ttl)
+                .await
+                .context("token create failed")?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({"id": id, "token": token}))?;
+            } else {
+                writeln!(out, "{token}")?;
+                eprintln!(
+                    "token {id} ({}): shown once; the cluster keeps only its hash",
+                    role.name()
+                );
+            }
+        }
+        TokenAction::List { json } => {
+            let tokens = client.list_tokens().await.context("token list failed")?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "tokens": tokens }))?;
+            } else {
+                write!(out, "{}", output::tokens_human(&tokens))?;
+            }
+        }
+        TokenAction::Revoke { id } => {
+            if client.revoke_token(id).await.context("token revoke failed")? {
+                writeln!(out, "token {id} revoked")?;
+            } else {
+                anyhow::bail!("no token {id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {

@@ -88,6 +88,29 @@ pub fn stats_human(stats: &[QueueStats]) -> String {
 }
 
 /// The cluster as text: who answered, the leader, then one line per member.
+/// `token list` as a table: id, role, label, created, expires (times in s since the epoch).
+pub fn tokens_human(tokens: &[flotilla_client::ApiToken]) -> String {
+    let mut out = format!(
+        "{:>4}  {:<7} {:<24} {:>14} {:>14}\n",
+        "id", "role", "label", "created_s", "expires_s"
+    );
+    for t in tokens {
+        let role = t.role.map_or("?", |r| r.name());
+        let expires = t
+            .expires_unix_ms
+            .map_or_else(|| "never".to_string(), |e| (e / 1000).to_string());
+        out.push_str(&format!(
+            "{:>4}  {:<7} {:<24} {:>14} {:>14}\n",
+            t.id,
+            role,
+            t.label,
+            t.created_unix_ms / 1000,
+            expires
+        ));
+    }
+    out
+}
+
 pub fn status_human(s: &ClusterStatus) -> String {
     let leader = s.leader_id.map_or_else(|| "none".to_owned(), |id| id.to_string());
     let mut out = format!(

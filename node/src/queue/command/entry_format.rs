@@ -5,6 +5,9 @@
 //!
 //! # Formats
 //!
+//! Format 2 added `CreateToken` and `RevokeToken` (API tokens); every other command is still
+//! written in format 1.
+//!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
 //! format N ≥ 2:       0xFF | varint N | varint now_ms | varint n | n × command
@@ -58,7 +61,7 @@ use super::Command;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 1;
+pub const ENTRY_FORMAT: u32 = 2;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -109,6 +112,8 @@ impl Command {
             | Command::PurgeQueue { .. }
             | Command::PauseQueue { .. }
             | Command::AllocateNodeId => 1,
+            // Format 2: API tokens (issue 14).
+            Command::CreateToken { .. } | Command::RevokeToken { .. } => 2,
         }
     }
 }
@@ -278,6 +283,18 @@ mod tests {
         let r = req(1_700_000_000_000);
         assert_eq!(r.format(), 1);
         assert_ne!(encoding::encode(&r).unwrap()[0], TAG);
+    }
+
+    #[test]
+    fn an_entry_with_a_token_command_is_written_as_format_2() {
+        let mut r = req(42);
+        r.commands.push(Command::RevokeToken { id: 1 });
+        assert_eq!(r.format(), 2);
+        let bytes = encoding::encode(&r).unwrap();
+        assert_eq!(bytes[..2], [TAG, 2]);
+        assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
+        // The build before tokens refuses it by name (as `Newer`), never misreads it.
+        assert!(encoding::decode::<Derived>(&bytes).is_err());
     }
 
     #[test]

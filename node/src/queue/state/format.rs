@@ -1,5 +1,11 @@
-//! The serialized form of [`QueueState`] (snapshot format version 2; `state/v1.rs` reads
+//! The serialized form of [`QueueState`] (snapshot format version 3; `state/v1.rs` reads
 //! version 1), and the equality that follows it.
+//!
+//! Version 3 is version 2 followed by the token table. A state that never held a token is
+//! still written as version 2 ([`WithoutTokens`]), so a cluster that does not use tokens
+//! keeps writing snapshots the build before tokens reads (the rule of
+//! `docs/adr/002-format-versions.md`: the oldest format that holds the value);
+//! [`QueueStateV2`] reads version 2 back.
 //!
 //! Every field is serialized as it is held, in the order below (bincode is positional), except
 //! the key index: it is derived from the tasks, not ordered, and rebuilt on load, so its random
@@ -16,6 +22,7 @@ use super::KeyIndex;
 use super::QueueState;
 use super::Table;
 use super::Task;
+use super::Tokens;
 use super::standing;
 use crate::queue::command::TaskId;
 use crate::queue::command::UnixMs;
@@ -32,6 +39,13 @@ struct StateRef<'a> {
     standing: &'a standing::Standing,
 }
 
+/// Version 3: version 2, then the token table.
+#[derive(Serialize)]
+struct StateRefV3<'a> {
+    v2: StateRef<'a>,
+    tokens: &'a Tokens,
+}
+
 #[derive(Deserialize)]
 struct StateOwned {
     now_ms: UnixMs,
@@ -43,8 +57,14 @@ struct StateOwned {
     standing: standing::Standing,
 }
 
-impl Serialize for QueueState {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+#[derive(Deserialize)]
+struct StateOwnedV3 {
+    v2: StateOwned,
+    tokens: Tokens,
+}
+
+impl QueueState {
+    fn v2_ref(&self) -> StateRef<'_> {
         StateRef {
             now_ms: self.now_ms,
             next_id: self.next_id,
@@ -54,14 +74,10 @@ impl Serialize for QueueState {
             next_node_id: self.next_node_id,
             standing: &self.standing,
         }
-        .serialize(s)
     }
-}
 
-impl<'de> Deserialize<'de> for QueueState {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwned::deserialize(d)?;
-        let idempotency = KeyIndex::build(&o.tasks).map_err(serde::de::Error::custom)?;
+    fn from_owned(o: StateOwned, tokens: Tokens) -> Result<Self, String> {
+        let idempotency = KeyIndex::build(&o.tasks)?;
         Ok(Self {
             now_ms: o.now_ms,
             next_id: o.next_id,
@@ -71,7 +87,53 @@ impl<'de> Deserialize<'de> for QueueState {
             idx: o.idx,
             next_node_id: o.next_node_id,
             standing: o.standing,
+            tokens,
         })
+    }
+}
+
+impl Serialize for QueueState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StateRefV3 {
+            v2: self.v2_ref(),
+            tokens: &self.tokens,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = StateOwnedV3::deserialize(d)?;
+        Self::from_owned(o.v2, o.tokens).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A state serialized in format version 2 (no token table). Only for a state whose token
+/// table is pristine ([`Tokens::is_pristine`]): anything else would lose tokens, so
+/// serializing it fails.
+pub struct WithoutTokens<'a>(pub &'a QueueState);
+
+impl Serialize for WithoutTokens<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.tokens.is_pristine() {
+            return Err(serde::ser::Error::custom(
+                "a state holding tokens needs snapshot format 3",
+            ));
+        }
+        self.0.v2_ref().serialize(s)
+    }
+}
+
+/// A state read from format version 2: an empty token table.
+pub struct QueueStateV2(pub QueueState);
+
+impl<'de> Deserialize<'de> for QueueStateV2 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = StateOwned::deserialize(d)?;
+        QueueState::from_owned(o, Tokens::default())
+            .map(QueueStateV2)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -85,6 +147,7 @@ impl PartialEq for QueueState {
             && self.idx == other.idx
             && self.next_node_id == other.next_node_id
             && self.standing == other.standing
+            && self.tokens == other.tokens
     }
 }
 

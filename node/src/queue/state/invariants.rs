@@ -20,6 +20,7 @@ impl QueueState {
     /// between commands.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_indexes()?;
+        self.tokens.check()?;
         self.check_standing()
     }
 

@@ -45,6 +45,9 @@ enum Op {
     Tick,
     PurgeQueue(&'static str),
     PauseQueue(&'static str, bool),
+    /// A token with one of a few hashes (so some repeat), a role and an optional ttl.
+    CreateToken(u8, Role, Option<u64>),
+    RevokeToken(TokenId),
 }
 
 #[derive(Clone, Debug)]
@@ -156,6 +159,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Tick),
         1 => prop::sample::select(QUEUES.to_vec()).prop_map(Op::PurgeQueue),
         1 => (prop::sample::select(QUEUES.to_vec()), any::<bool>()).prop_map(|(q, p)| Op::PauseQueue(q, p)),
+        1 => (0u8..4, prop::sample::select(Role::ALL.to_vec()), prop::option::of(big_u64(0..400)))
+            .prop_map(|(h, role, ttl)| Op::CreateToken(h, role, ttl)),
+        1 => (0u64..6).prop_map(Op::RevokeToken),
     ]
 }
 
@@ -259,6 +265,13 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 queue: q.to_string(),
                 paused: *p,
             },
+            Op::CreateToken(h, role, ttl_ms) => Command::CreateToken {
+                role: *role,
+                hash: TokenHash([*h; 32]),
+                label: format!("t{h}"),
+                ttl_ms: *ttl_ms,
+            },
+            Op::RevokeToken(id) => Command::RevokeToken { id: *id },
         })
         .collect();
     Request { now_ms, commands }
@@ -277,6 +290,8 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::AllocateNodeId, Response::NodeId(_)) => true,
         (Command::Tick, Response::Ticked) | (Command::PauseQueue { .. }, Response::Paused) => true,
         (Command::PurgeQueue { .. }, Response::Purged(_)) => true,
+        (Command::CreateToken { .. }, Response::TokenCreated(_)) => true,
+        (Command::RevokeToken { .. }, Response::TokenRevoked(_)) => true,
         _ => false,
     }
 }
@@ -472,6 +487,41 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     "standing capacity after a lease"
                 );
                 s.check_indexes().unwrap();
+                r
+            }
+            Command::CreateToken {
+                role, hash, ttl_ms, ..
+            } => {
+                let taken = s.tokens.id_of(hash).is_some();
+                let before = s.tokens.clone();
+                let r = s.apply_command(cmd, &mut fx);
+                match &r {
+                    Response::TokenCreated(Some(id)) => {
+                        assert!(!taken, "a repeated hash was stored");
+                        assert_eq!(s.tokens.id_of(hash), Some(*id));
+                        let rec = s.tokens.get(*id).expect("the new token is stored");
+                        assert_eq!(rec.role, *role);
+                        assert_eq!(rec.expires_ms, ttl_ms.map(|t| s.now_ms.saturating_add(t)));
+                        assert_eq!(
+                            s.tokens.find(hash, s.now_ms).is_some(),
+                            ttl_ms.is_none_or(|t| s.now_ms < s.now_ms.saturating_add(t)),
+                            "live from its creation until its ttl ends"
+                        );
+                    }
+                    Response::TokenCreated(None) => {
+                        assert!(taken, "a new hash was refused");
+                        assert_eq!(s.tokens, before, "a refused create changed tokens");
+                    }
+                    other => panic!("create token answered {other:?}"),
+                }
+                s.check_invariants().unwrap();
+                r
+            }
+            Command::RevokeToken { id } => {
+                let existed = s.tokens.get(*id).is_some();
+                let r = s.apply_command(cmd, &mut fx);
+                assert_eq!(r, Response::TokenRevoked(existed));
+                assert!(s.tokens.get(*id).is_none(), "a revoked token is still stored");
                 r
             }
             _ => {

@@ -170,6 +170,8 @@ impl TryFrom<QueueStateV1> for QueueState {
             next_node_id: old.next_node_id,
             // Version 1 had no standing capacity: idle pools stand again when they next lease.
             standing: Default::default(),
+            // Nor tokens.
+            tokens: Default::default(),
         })
     }
 }

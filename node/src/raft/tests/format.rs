@@ -1,6 +1,9 @@
 //! Data written by an older build stays readable: a WAL and a snapshot written by the format of
 //! issue 10 (log entries untagged = entry format 1, snapshot format 2) are checked in under
 //! `fixtures/entries-v1-snapshot-v2/`, and this build must open them and reach the same state.
+//! Issue 14's format (API tokens: entry format 2 for the token commands, snapshot format 3 with
+//! the token table) is under `fixtures/entries-v2-snapshot-v3/`: the same log with tokens
+//! created and revoked in it.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -43,12 +46,13 @@ use crate::queue::ENTRY_FORMAT;
 use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 use crate::queue::Request;
+use crate::queue::Role;
 use crate::queue::TaskSpec;
 use crate::queue::TaskState;
+use crate::queue::TokenHash;
 use crate::queue::entry_format::AsFormat;
 use crate::raft::error::StorageError;
 use crate::raft::log_store::LogStore;
-use crate::raft::snapshot;
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::wal::Bin;
 use crate::raft::wal::WalCallback;
@@ -58,6 +62,8 @@ use crate::types::TypeConfig;
 
 /// The fixture of issue 10's format.
 const V1_DIR: &str = "entries-v1-snapshot-v2";
+/// The fixture of issue 14's format (tokens).
+const V2_DIR: &str = "entries-v2-snapshot-v3";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -70,6 +76,50 @@ fn fixtures_dir() -> PathBuf {
 /// The data directory of today's fixture (read only: copy it before opening a store on it).
 pub(crate) fn fixture_dir() -> PathBuf {
     fixtures_dir().join(V1_DIR)
+}
+
+/// The data directory of issue 14's fixture.
+fn fixture_dir_v2() -> PathBuf {
+    fixtures_dir().join(V2_DIR)
+}
+
+/// The entries of the fixture in directory `name`.
+fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
+    match name {
+        V1_DIR => fixture_entries(),
+        V2_DIR => fixture_entries_v2(),
+        other => panic!("no fixture named {other}"),
+    }
+}
+
+/// Issue 14's fixture: issue 10's log with tokens created (entry 3, before the snapshot; entry
+/// 7, after it) and revoked (entry 5), so both the snapshot's token table and the re-applied
+/// tail hold some.
+pub(crate) fn fixture_entries_v2() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries();
+    let token = |b: u8, role, ttl_ms| Command::CreateToken {
+        role,
+        hash: TokenHash([b; 32]),
+        label: format!("token {b}"),
+        ttl_ms,
+    };
+    let mut add = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
+        other => panic!("entry {index} is {other:?}"),
+    };
+    add(
+        3,
+        vec![token(1, Role::Admin, None), token(2, Role::Join, Some(60_000))],
+    );
+    add(
+        5,
+        vec![token(3, Role::Submit, None), Command::RevokeToken { id: 3 }],
+    );
+    add(
+        7,
+        vec![token(4, Role::Worker, Some(1_000)), token(1, Role::Submit, None)],
+    );
+    entries
 }
 
 /// A task with every option at its zero. Written out here, not taken from a shared test
@@ -256,9 +306,9 @@ async fn apply(sm: &mut StateMachineStore, entries: Vec<EntryOf<TypeConfig>>) {
         .expect("apply");
 }
 
-/// Write the fixture's data directory into `dir` with this build's encoders.
-async fn write_data_dir(dir: &Path) {
-    let entries = fixture_entries();
+/// Write the data directory of fixture `name` into `dir` with this build's encoders.
+async fn write_data_dir(dir: &Path, name: &str) {
+    let entries = entries_of(name);
     let last = entries.last().expect("entries").log_id;
     let mut log = LogStore::open(dir).expect("open log");
     log.save_vote(&fixture_vote()).await.expect("vote");
@@ -284,13 +334,13 @@ async fn write_data_dir(dir: &Path) {
 #[ignore = "writes a fixture into the source tree; run by hand"]
 async fn write_fixtures() {
     let name = std::env::var("FLOTILLA_WRITE_FIXTURE").expect("FLOTILLA_WRITE_FIXTURE=<dir name>");
-    let dir = fixtures_dir().join(name);
+    let dir = fixtures_dir().join(&name);
     assert!(
         !dir.exists(),
         "{} exists: fixtures are never rewritten",
         dir.display()
     );
-    write_data_dir(&dir).await;
+    write_data_dir(&dir, &name).await;
     // The lock file belongs to a running store, not to the format.
     let _ = fs::remove_file(dir.join("wal/LOCK"));
 }
@@ -339,11 +389,12 @@ fn all_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-#[tokio::test]
-async fn opens_a_log_and_snapshot_written_by_entry_format_1() {
+/// Opens fixture `name` with this build, checks every entry and the snapshot's state, and
+/// re-applies the tail as a restart does; returns the replica.
+async fn open_fixture(name: &str) -> Arc<Replica> {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&fixture_dir(), dir.path());
-    let expected = fixture_entries();
+    copy_dir(&fixtures_dir().join(name), dir.path());
+    let expected = entries_of(name);
 
     let mut log = LogStore::open(dir.path()).expect("open the fixture's log");
     assert_eq!(log.read_vote().await.expect("vote"), Some(fixture_vote()));
@@ -387,24 +438,54 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_1() {
             "purged from the paused queue"
         );
     });
+    replica
+}
+
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_1() {
+    let replica = open_fixture(V1_DIR).await;
+    replica.read(|q| assert!(q.tokens().is_pristine()));
+}
+
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_2() {
+    let snap = fs::read(fixture_dir_v2().join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        3u32.to_le_bytes(),
+        "the fixture's snapshot is format 3"
+    );
+    let replica = open_fixture(V2_DIR).await;
+    replica.read(|q| {
+        let tokens = q.tokens().list();
+        let summary: Vec<(u64, Role)> = tokens.iter().map(|t| (t.id, t.role)).collect();
+        // Token 3 was revoked; the second create of hash 1 was refused.
+        assert_eq!(summary, [(1, Role::Admin), (2, Role::Join), (4, Role::Worker)]);
+        assert_eq!(tokens[1].expires_ms, Some(T0 + 60_000));
+        let now = q.now_ms();
+        assert!(q.tokens().find(&TokenHash([1; 32]), now).is_some());
+        assert!(q.tokens().find(&TokenHash([4; 32]), now).is_none(), "expired");
+    });
 }
 
 /// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
 /// so this build writes what that build reads. Entries whose commands all have their entry
-/// format 1 layout are written untagged, byte for byte as before; so is the snapshot while its
-/// format is still 2.
+/// format 1 layout are written untagged, byte for byte as before; so is the snapshot of a
+/// state without tokens (format 2). And what issue 14's build wrote, this one writes too.
 #[tokio::test]
-async fn writes_the_bytes_of_the_fixture() {
+async fn writes_the_bytes_of_the_fixtures() {
+    for name in [V1_DIR, V2_DIR] {
+        writes_the_bytes_of(name).await;
+    }
+}
+
+async fn writes_the_bytes_of(name: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_data_dir(dir.path()).await;
-    let fixture = fixture_dir();
+    write_data_dir(dir.path(), name).await;
+    let fixture = fixtures_dir().join(name);
     let files = all_files(&fixture);
     assert_eq!(all_files(dir.path()), files);
     for file in files {
-        let is_snapshot = file.starts_with("snapshot");
-        if is_snapshot && snapshot::FORMAT_VERSION != 2 {
-            continue;
-        }
         assert!(
             fs::read(dir.path().join(&file)).expect("read") == fs::read(fixture.join(&file)).expect("read"),
             "{} differs from the fixture",

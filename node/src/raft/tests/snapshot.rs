@@ -127,14 +127,17 @@ async fn unknown_format_version_is_refused() {
     let (_, mut sm_l) = leader(dir_l.path()).await;
     let snap = sm_l.get_snapshot_builder().await.build_snapshot().await.unwrap();
     // A version from a newer build.
+    let newer = snapshot::FORMAT_VERSION + 1;
     let mut v3 = snap.snapshot.clone();
-    v3[4..8].copy_from_slice(&3u32.to_le_bytes());
+    v3[4..8].copy_from_slice(&newer.to_le_bytes());
 
     let (replica_f, mut sm_f) = open(dir_f.path());
     let err = sm_f.install_snapshot(&snap.meta, v3.clone()).await.unwrap_err();
     assert!(
-        err.to_string()
-            .contains("unsupported snapshot format version 3; this build reads version 2"),
+        err.to_string().contains(&format!(
+            "unsupported snapshot format version {newer}; this build reads version {}",
+            snapshot::FORMAT_VERSION
+        )),
         "{err}"
     );
     assert_eq!(
@@ -155,7 +158,7 @@ async fn unknown_format_version_is_refused() {
         Err(e @ StorageError::SnapshotFile { .. }) => {
             let msg = e.to_string();
             assert!(
-                msg.contains(&path.display().to_string()) && msg.contains("version 3"),
+                msg.contains(&path.display().to_string()) && msg.contains(&format!("version {newer}")),
                 "{msg}"
             );
         }
@@ -254,4 +257,38 @@ async fn format_version_1_is_read_and_converted() {
     let replica = Arc::new(Replica::default());
     let _sm = StateMachineStore::open(dir_f.path(), replica.clone()).unwrap();
     assert_eq!(state_bytes(&replica), state_bytes(&replica_l));
+}
+
+/// The oldest format that holds the state: format 2 until a token exists, then format 3; both
+/// read back to the same state.
+#[test]
+fn a_state_with_tokens_is_written_as_format_3_and_one_without_as_format_2() {
+    use crate::queue::ApplyEffects;
+    use crate::queue::Command;
+    use crate::queue::QueueState;
+    use crate::queue::Request;
+    use crate::queue::Role;
+    use crate::queue::TokenHash;
+
+    let membership = openraft::StoredMembership::default();
+    let mut state = QueueState::new();
+    let plain = snapshot::encode_parts(&None, &membership, &state).unwrap();
+    assert_eq!(plain[4..8], 2u32.to_le_bytes());
+    assert_eq!(snapshot::decode(&plain).unwrap().state, state);
+    let create = Command::CreateToken {
+        role: Role::Admin,
+        hash: TokenHash([7; 32]),
+        label: "first".into(),
+        ttl_ms: None,
+    };
+    for commands in [vec![create], vec![Command::RevokeToken { id: 1 }]] {
+        state.apply(&Request { now_ms: 5, commands }, &mut ApplyEffects::default());
+        // Revoked, the table still remembers its next id: still format 3.
+        let with = snapshot::encode_parts(&None, &membership, &state).unwrap();
+        assert_eq!(with[4..8], 3u32.to_le_bytes());
+        assert_eq!(snapshot::decode(&with).unwrap().state, state);
+    }
+    // The state's own encoding refuses to drop tokens.
+    let err = crate::encoding::encode(&crate::queue::WithoutTokens(&state)).unwrap_err();
+    assert!(err.to_string().contains("format 3"), "{err}");
 }

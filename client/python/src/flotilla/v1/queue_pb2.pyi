@@ -17,6 +17,14 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_SUCCEEDED: _ClassVar[TaskState]
     TASK_STATE_DEAD: _ClassVar[TaskState]
     TASK_STATE_CANCELLED: _ClassVar[TaskState]
+
+class TokenRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_ROLE_UNSPECIFIED: _ClassVar[TokenRole]
+    TOKEN_ROLE_SUBMIT: _ClassVar[TokenRole]
+    TOKEN_ROLE_WORKER: _ClassVar[TokenRole]
+    TOKEN_ROLE_ADMIN: _ClassVar[TokenRole]
+    TOKEN_ROLE_JOIN: _ClassVar[TokenRole]
 TASK_STATE_UNSPECIFIED: TaskState
 TASK_STATE_SCHEDULED: TaskState
 TASK_STATE_PENDING: TaskState
@@ -25,6 +33,11 @@ TASK_STATE_RETRYING: TaskState
 TASK_STATE_SUCCEEDED: TaskState
 TASK_STATE_DEAD: TaskState
 TASK_STATE_CANCELLED: TaskState
+TOKEN_ROLE_UNSPECIFIED: TokenRole
+TOKEN_ROLE_SUBMIT: TokenRole
+TOKEN_ROLE_WORKER: TokenRole
+TOKEN_ROLE_ADMIN: TokenRole
+TOKEN_ROLE_JOIN: TokenRole
 
 class TaskSpec(_message.Message):
     __slots__ = ("name", "queue", "args", "priority", "eta_unix_ms", "countdown_ms", "max_retries", "retry_backoff_ms", "time_limit_ms", "idempotency_key", "result_ttl_ms", "headers")
@@ -222,3 +235,57 @@ class ClusterStatusResponse(_message.Message):
     snapshot_index: int
     purged_index: int
     def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., snapshot_index: _Optional[int] = ..., purged_index: _Optional[int] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("role", "label", "ttl_ms")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    role: TokenRole
+    label: str
+    ttl_ms: int
+    def __init__(self, role: _Optional[_Union[TokenRole, str]] = ..., label: _Optional[str] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("id", "token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    token: str
+    def __init__(self, id: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ApiToken(_message.Message):
+    __slots__ = ("id", "role", "label", "created_unix_ms", "expires_unix_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    role: TokenRole
+    label: str
+    created_unix_ms: int
+    expires_unix_ms: int
+    def __init__(self, id: _Optional[int] = ..., role: _Optional[_Union[TokenRole, str]] = ..., label: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[ApiToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[ApiToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    def __init__(self, revoked: bool = ...) -> None: ...

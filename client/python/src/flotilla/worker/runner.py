@@ -235,8 +235,8 @@ class Worker:
         addr = self.addrs[self._node]
         channel = self._channels.get(self._node)
         if channel is None:
-            # The app's TLS (its client's CA) for the worker's nodes too.
-            channel = _rpc.open_channel(addr, self.app.client.tls_root)
+            # The app's client's TLS (its CA) and token for the worker's nodes too.
+            channel = _rpc.open_channel(addr, self.app.client.tls_root, self.app.client.token)
             self._channels[self._node] = channel
         log.info("connecting: node=%s", addr)
         self._stream = _Stream(_rpc.WorkerStub(channel), self._conn, self._events)

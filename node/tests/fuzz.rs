@@ -1,0 +1,181 @@
+//! Fuzzing every decoder a stranger or a disk can reach (`flotilla_node::encoding::fuzz`) under
+//! an allocation cap: each input is decoded with the global allocator limited to what the
+//! target may take ([`fuzz::allocation_budget`]); one allocation past it aborts this test.
+//! Inputs are random bytes and valid encodings (the checked-in WAL and snapshot fixtures, a
+//! submit, a worker hello) with random damage, drawn by proptest from a fixed seed.
+//!
+//! `cargo test -p flotilla-node --test fuzz` runs a few thousand cases per target (seconds).
+//! Longer runs: `FLOTILLA_FUZZ_CASES=1000000 FLOTILLA_FUZZ_SEED=7 cargo test --release -p
+//! flotilla-node --test fuzz -- --nocapture` (docs/TESTING.md, "Fuzzing"). If it aborts, the
+//! input that did it is in `target/tmp/fuzz-last-input`.
+
+use std::alloc::System;
+use std::path::Path;
+use std::path::PathBuf;
+
+use cap::Cap;
+use flotilla_node::encoding::fuzz;
+use flotilla_proto::v1 as pb;
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use proptest::test_runner::RngAlgorithm;
+use proptest::test_runner::TestRng;
+use proptest::test_runner::TestRunner;
+use prost::Message;
+
+#[global_allocator]
+static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
+
+/// Run `f` with the allocator limited to `budget` bytes beyond what is allocated now.
+fn capped<T>(budget: usize, f: impl FnOnce() -> T) -> T {
+    let base = ALLOC.allocated();
+    ALLOC
+        .set_limit(base.saturating_add(budget))
+        .expect("a limit above what is allocated");
+    let out = f();
+    ALLOC.set_limit(usize::MAX).expect("no limit");
+    out
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fixture_files() -> Vec<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/raft/tests/fixtures");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for fixture in std::fs::read_dir(&root).expect("fixtures") {
+        let dir = fixture.expect("fixture").path();
+        files.push(dir.join("snapshot/current.snap"));
+        for chunk in std::fs::read_dir(dir.join("wal")).expect("wal") {
+            files.push(chunk.expect("chunk").path());
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| std::fs::read(f).expect("read"))
+        .collect()
+}
+
+/// Valid inputs to damage: the fixtures (log entries of every command, snapshots) and
+/// protobuf requests with every field set.
+fn seeds() -> Vec<Vec<u8>> {
+    let task = pb::TaskSpec {
+        name: "email.send".into(),
+        queue: "q".into(),
+        args: b"{\"to\":\"a@example.com\"}".to_vec().into(),
+        priority: 5,
+        eta_unix_ms: 1,
+        countdown_ms: 2,
+        max_retries: 3,
+        retry_backoff_ms: 4,
+        time_limit_ms: 5,
+        idempotency_key: "k".into(),
+        result_ttl_ms: 6,
+        headers: [("traceparent".to_string(), "00-01".to_string())].into(),
+    };
+    let submit = pb::SubmitRequest {
+        tasks: vec![task.clone(), task],
+    };
+    let hello = pb::WorkerMessage {
+        msg: Some(pb::worker_message::Msg::Hello(pb::Hello {
+            name: "w".into(),
+            queues: vec!["q".into()],
+            tasks: vec![pb::TaskDecl {
+                name: "t".into(),
+                ..Default::default()
+            }],
+            concurrency: 4,
+            ..Default::default()
+        })),
+    };
+    let mut seeds = fixture_files();
+    seeds.push(submit.encode_to_vec());
+    seeds.push(hello.encode_to_vec());
+    seeds.push(b"Bearer flt_0123456789abcdef0123456789abcdef".to_vec());
+    seeds
+}
+
+#[derive(Clone, Debug)]
+enum Damage {
+    Set(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+}
+
+fn damaged(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
+    for d in damages {
+        let len = bytes.len().max(1);
+        match *d {
+            Damage::Set(at, b) if !bytes.is_empty() => bytes[at % len] = b,
+            Damage::Insert(at, b) => bytes.insert(at % (bytes.len() + 1), b),
+            Damage::Delete(at) if !bytes.is_empty() => {
+                bytes.remove(at % len);
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+fn input(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let damage = prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Set(at, b)),
+        // Bytes that start long lengths and wide varints.
+        (
+            any::<usize>(),
+            prop_oneof![Just(0xFFu8), Just(0xFD), Just(0xFC), Just(0xFB)]
+        )
+            .prop_map(|(at, b)| Damage::Set(at, b)),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Insert(at, b)),
+        any::<usize>().prop_map(Damage::Delete),
+    ];
+    prop_oneof![
+        1 => prop::collection::vec(any::<u8>(), 0..512),
+        3 => (prop::sample::select(seeds), prop::collection::vec(damage, 1..16))
+            .prop_map(|(seed, d)| damaged(seed, &d)),
+    ]
+}
+
+/// One test only: the cap is global, so nothing else may allocate while it is set.
+#[test]
+fn every_decoder_survives_hostile_bytes_within_its_allocation_budget() {
+    // A target allocating past its budget would not pass unnoticed: a 64 MiB request under a
+    // 1 MiB cap is refused (`try_reserve` reports it where a plain allocation would abort).
+    let refused = capped(1 << 20, || Vec::<u8>::new().try_reserve(64 << 20).is_err());
+    assert!(refused, "the cap is not enforced");
+
+    let cases = u32::try_from(env("FLOTILLA_FUZZ_CASES", 1_000)).unwrap_or(u32::MAX);
+    let seed = env("FLOTILLA_FUZZ_SEED", 14);
+    let last_input = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-last-input");
+    let strategy = input(seeds());
+    for (name, target) in fuzz::TARGETS {
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let tag = &name.as_bytes()[..name.len().min(24)];
+        seed_bytes[8..8 + tag.len()].copy_from_slice(tag);
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        let largest = std::cell::Cell::new(0);
+        let result = runner.run(&strategy, |bytes| {
+            std::fs::write(&last_input, &bytes).expect("write the input");
+            largest.set(largest.get().max(bytes.len()));
+            capped(fuzz::allocation_budget(bytes.len()), || target(&bytes));
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{name}: {e}");
+        }
+        let largest = largest.get();
+        println!("{name}: {cases} cases, inputs up to {largest} bytes, no panic, within budget");
+    }
+}
