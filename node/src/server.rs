@@ -26,7 +26,6 @@ use tokio::sync::oneshot;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 use tracing::warn;
 
@@ -40,6 +39,11 @@ use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::error::ProposeError;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
+use crate::grpc::calls::CallsLayer;
+use crate::grpc::calls::MAX_CLIENT_CALLS;
+use crate::grpc::conn;
+use crate::grpc::conn::ConnLimits;
+use crate::grpc::conn::Guarded;
 use crate::grpc::queue_service::ApiLimits;
 use crate::leader;
 use crate::leader::Duties;
@@ -64,6 +68,13 @@ use crate::worker::PoolConfig;
 use crate::worker::PoolHandle;
 use crate::worker::TaskRegistry;
 use crate::worker::WorkerPool;
+
+/// How often the server pings a connection's peer (HTTP/2), and how long it waits for the
+/// answer before it drops the connection and the calls on it.
+const SERVER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 streams (calls) open at once on one connection; a client waits for a free one.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -141,16 +152,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    // tonic ignores `tcp_nodelay` for an incoming stream: set it on each connection, or small
-    // replies wait for the peer's delayed ACK (Nagle), tens of ms per call.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                warn!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
-    });
-    run_with(config, registry, NodeEnv::default(), incoming, shutdown).await
+    run_with(
+        config,
+        registry,
+        NodeEnv::default(),
+        conn::accept(listener),
+        shutdown,
+    )
+    .await
 }
 
 /// What a node takes from the world outside the process: the clock, how it dials peers, where
@@ -228,6 +237,12 @@ where
     let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id);
     let opened = open_raft(&config, &env, &identity, peers.clone()).await?;
     let (serving, stopping) = start_services(&config, registry, &env, &identity, opened, peers)?;
+    // Every connection, TCP or simulated, is closed when it stays silent or idle too long.
+    let limits = ConnLimits {
+        handshake: Duration::from_millis(config.handshake_timeout_ms),
+        idle: Duration::from_millis(config.idle_timeout_ms),
+    };
+    let incoming = incoming.map(move |conn| conn.map(|io| Guarded::new(io, limits)));
     let (served, join_error) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
     stop(stopping).await;
     if let Some(e) = join_error {
@@ -537,9 +552,16 @@ where
     info!(node_id, listen = %config.listen, advertise = %config.advertise_addr(), workers, "node ready");
     let mut join_error = None;
     let served = tonic::transport::Server::builder()
+        // A peer that stopped answering (frozen, cut off) is noticed and its calls dropped.
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
+        // Calls in progress per connection (HTTP/2 streams); node-wide, see `CallsLayer`.
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .layer(CallsLayer::<IO::ConnectInfo>::new(MAX_CLIENT_CALLS))
         .add_service(
             QueueServiceServer::new(queue_api)
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                // A client request needs no more than a full batch of full payloads (capped).
+                .max_decoding_message_size(config.max_request_bytes())
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(

@@ -5,11 +5,13 @@
 //!
 //! - [`command`]: the log entry ([`Request`]) and its commands and responses.
 //! - [`ops`]: typed proposals: each command paired with the type of its answer.
+//! - [`name`]: the rule for queue names, checked wherever a name enters (not by `apply`).
 //! - [`state`]: [`QueueState`] and `apply`; inside it, the task table (`state/table.rs`), the
 //!   pending sets (`state/pending.rs`), standing capacity (`state/standing.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).
 
 pub mod command;
+pub mod name;
 pub mod ops;
 pub mod state;
 
