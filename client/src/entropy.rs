@@ -19,6 +19,9 @@ impl Entropy {
     pub(crate) fn new(seed: Option<u64>) -> Self {
         let rng = match seed {
             Some(seed) => StdRng::seed_from_u64(seed),
+            // Unseeded on purpose (clippy.toml bans OS seeding elsewhere): a real client's keys
+            // must differ from every other process's.
+            #[allow(clippy::disallowed_methods)]
             None => rand::make_rng(),
         };
         Entropy { rng: Mutex::new(rng) }
@@ -43,6 +46,8 @@ impl Entropy {
 
 /// A key for a request built without a client (see [`crate::TaskRequest::new`]).
 pub(crate) fn thread_idempotency_key() -> String {
+    // OS-seeded on purpose, as an unseeded client's keys (no client, so no seed to take).
+    #[allow(clippy::disallowed_methods)]
     let bytes: [u8; 16] = rand::random();
     hex(&bytes)
 }

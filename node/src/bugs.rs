@@ -13,11 +13,19 @@ pub enum Bug {
     AcceptStaleCompletion,
     /// The log store keeps a saved vote in memory only: a restarted node forgets it voted.
     ForgetVote,
+    /// A heartbeat adds the lease's new deadline to the timer index without removing the old
+    /// one: an index that no longer agrees with the task table (and a lease that expires early).
+    HeartbeatKeepsOldTimer,
 }
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 3] = [Bug::AckBeforeFsync, Bug::AcceptStaleCompletion, Bug::ForgetVote];
+    pub const ALL: [Bug; 4] = [
+        Bug::AckBeforeFsync,
+        Bug::AcceptStaleCompletion,
+        Bug::ForgetVote,
+        Bug::HeartbeatKeepsOldTimer,
+    ];
 
     /// Its command-line name.
     pub fn name(self) -> &'static str {
@@ -25,6 +33,7 @@ impl Bug {
             Bug::AckBeforeFsync => "ack-before-fsync",
             Bug::AcceptStaleCompletion => "accept-stale-completion",
             Bug::ForgetVote => "forget-vote",
+            Bug::HeartbeatKeepsOldTimer => "heartbeat-keeps-old-timer",
         }
     }
 
@@ -44,6 +53,7 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::AckBeforeFsync) => 1,
         Some(Bug::AcceptStaleCompletion) => 2,
         Some(Bug::ForgetVote) => 3,
+        Some(Bug::HeartbeatKeepsOldTimer) => 4,
     }
 }
 

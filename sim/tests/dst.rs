@@ -103,3 +103,10 @@ fn acknowledging_before_fsync_is_caught() -> Result<()> {
 fn forgetting_the_vote_is_caught() -> Result<()> {
     caught("forget-vote", 10, &["durable_vote", "one_leader_per_term"])
 }
+
+#[test]
+fn an_index_that_drifts_from_the_tasks_is_caught() -> Result<()> {
+    // Every replica applies the same bad heartbeat alike, so only a look inside each one
+    // (`QueueState::check_invariants`) sees the stale timer before it expires a lease early.
+    caught("heartbeat-keeps-old-timer", 5, &["state_consistent"])
+}

@@ -25,11 +25,11 @@ use proptest::prelude::*;
 use raft_log::codeq::Decode as _;
 
 use super::*;
-use crate::cluster::AdminError;
-use crate::cluster::AdminRequest;
-use crate::cluster::AdminResponse;
 use crate::error::ProposeError;
 use crate::network::codec;
+use crate::network::peer::AdminError;
+use crate::network::peer::AdminRequest;
+use crate::network::peer::AdminResponse;
 use crate::queue::Command;
 use crate::queue::Response;
 use crate::raft::snapshot;

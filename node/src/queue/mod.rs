@@ -6,8 +6,12 @@
 //! - [`command`]: the log entry ([`Request`]) and its commands and responses.
 //! - [`ops`]: typed proposals: each command paired with the type of its answer.
 //! - [`name`]: the rule for queue names, checked wherever a name enters (not by `apply`).
-//! - [`state`]: [`QueueState`] and `apply`; inside it, the task table (`state/table.rs`), the
-//!   pending sets (`state/pending.rs`), standing capacity (`state/standing.rs`) and the reader of
+//! - [`state`]: [`QueueState`] and `apply`; inside it, one file per concern: the task record
+//!   (`state/task.rs`), the task table (`state/table.rs`), the interner (`state/interner.rs`),
+//!   the indexes (`state/index.rs`, with the pending sets of `state/pending.rs`), the key index
+//!   (`state/key_index.rs`, the one randomly keyed structure), the lease rules and the one lease
+//!   check (`state/lease.rs`), standing capacity (`state/standing.rs`), the invariants
+//!   (`state/invariants.rs`), the serialized form (`state/format.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).
 
 pub mod command;

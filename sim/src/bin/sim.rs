@@ -81,8 +81,8 @@ struct DstArgs {
     /// Run a range of seeds, `A..B` (B excluded), one child process each.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<std::ops::Range<u64>>,
-    /// Switch on a deliberate bug (ack-before-fsync, accept-stale-completion, forget-vote), to
-    /// see the checker catch it.
+    /// Switch on a deliberate bug (ack-before-fsync, accept-stale-completion, forget-vote,
+    /// heartbeat-keeps-old-timer), to see the checker catch it.
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Only these faults (comma-separated; default: a mix drawn from the seed).
@@ -259,6 +259,9 @@ async fn chaos_cmd(args: ChaosArgs) -> Result<ExitCode> {
         args.duration_s.is_finite() && args.duration_s > 0.0,
         "--duration-s must be above 0"
     );
+    // A fresh seed when none is given (printed, so the run can be repeated): the one draw
+    // that is meant to differ from run to run.
+    #[allow(clippy::disallowed_methods)]
     let seed = args.seed.unwrap_or_else(rand::random);
     eprintln!("sim chaos: seed {seed}");
     let mut opts = ChaosOptions::new(locate_node_bin(args.node_bin.as_deref())?, seed);

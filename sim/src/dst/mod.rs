@@ -277,6 +277,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     let mut injector = Injector::new(&plan);
     let mut leaders = LeaderLog::default();
     let mut votes = invariants::durable_vote::VoteCheck::default();
+    let mut states = invariants::state_consistent::StateCheck::default();
     let mut violations: Vec<Violation> = Vec::new();
     let mut healed = false;
     let mut last_term = 0;
@@ -293,7 +294,8 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
         let found = leaders
             .observe(&world.slots, now)
             .into_iter()
-            .chain(votes.observe(&world.slots, now));
+            .chain(votes.observe(&world.slots, now))
+            .chain(states.observe(&world.slots, now));
         for v in found {
             shared.event(format!("VIOLATION {v}"));
             violations.push(v);
@@ -323,6 +325,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     let converged = converge(&mut sim, &mut world, &mut injector, &shared, end + 30_000);
     let at = sim.elapsed().as_millis() as u64;
     workload::set_driver_now(at);
+    violations.extend(states.check_all(&world.slots, at));
     match converged {
         Some(nodes) => violations.extend(invariants::replicas_agree::check(&nodes, at)),
         None => violations.push(Violation::new(

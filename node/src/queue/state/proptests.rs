@@ -2,6 +2,7 @@
 //! and ids, time moving forward, backward and jumping to the end of time), checked after every
 //! entry, command and individual completion.
 
+use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::tests::spec;

@@ -2,6 +2,8 @@
 //! [`Violation`]s it found; the driver gathers them.
 //!
 //! - [`one_leader_per_term`]: at most one leader per term (checked at every step).
+//! - [`state_consistent`]: every replica's task table and indexes agree (the queue's own
+//!   `check_invariants`, at a bounded cadence while the run goes on and at the end).
 //! - [`durable_vote`]: a node's term never lags what it applied (the vote survives crashes).
 //! - [`durable_log`]: a follower's log never goes back past what it acknowledged (openraft's
 //!   own debug check; its panic ends the run, read from the run's stderr).
@@ -19,6 +21,7 @@ pub mod no_stale_completion;
 pub mod one_leader_per_term;
 pub mod one_result;
 pub mod replicas_agree;
+pub mod state_consistent;
 
 use serde::Deserialize;
 use serde::Serialize;

@@ -1,0 +1,240 @@
+//! The lease rules: granting tasks (`Lease`), and everything that names a lease afterwards
+//! (`Complete`, `Heartbeat`, `Release`, `ReleaseWorker`, expiry), with the retry rules a
+//! failed attempt follows.
+//!
+//! A lease is `(task, attempt)`; the attempt is the fencing token. One function says what a
+//! task's current lease is (`Task::lease`: its id and attempt while it is `Leased`), and
+//! **`Table::held` is the lease check**: a lease is honoured iff it is its task's current
+//! lease. Every command that names a lease goes through it (complete, heartbeat, release; and
+//! release_worker, which releases its worker's current leases), and so does the read a pool
+//! makes before it runs a grant ([`QueueState::holds`]). The worker name is not part of the
+//! fence.
+
+use bytes::Bytes;
+
+use super::ApplyEffects;
+use super::Index;
+use super::Output;
+use super::QueueState;
+use super::Table;
+use super::Task;
+use super::To;
+use crate::bugs;
+use crate::queue::command::*;
+
+/// Error recorded when a lease runs out.
+pub const LEASE_EXPIRED_ERROR: &str = "lease expired (worker lost)";
+/// Error recorded when a task's attempt counter is exhausted.
+pub const ATTEMPTS_EXHAUSTED_ERROR: &str = "attempt counter exhausted";
+
+impl Task {
+    /// **The lease rule**: the current lease of this task (`id`): `(id, attempt)` while it is
+    /// `Leased`, none otherwise. A lease named by a command or a read is honoured iff it equals
+    /// this ([`Table::held`]).
+    pub(super) fn lease(&self, id: TaskId) -> Option<LeaseRef> {
+        (self.state == TaskState::Leased).then_some(LeaseRef {
+            task: id,
+            attempt: self.attempt,
+        })
+    }
+}
+
+impl Table<Task> {
+    /// **The lease check**: the task `lease` names, if `lease` is its current lease.
+    pub(super) fn held(&self, lease: LeaseRef) -> Option<&Task> {
+        self.get(lease.task)
+            .filter(|t| t.lease(lease.task) == Some(lease))
+    }
+
+    /// [`Self::held`], for a command that changes the task.
+    pub(super) fn held_mut(&mut self, lease: LeaseRef) -> Option<&mut Task> {
+        self.get_mut(lease.task)
+            .filter(|t| t.lease(lease.task) == Some(lease))
+    }
+}
+
+/// Delay before retry number `failures` (≥ 1): `backoff_ms * 2^(failures-1)`, capped.
+pub(super) fn backoff_delay(backoff_ms: u64, failures: u32) -> u64 {
+    let exp = failures.saturating_sub(1).min(63);
+    backoff_ms.saturating_mul(1u64 << exp).min(MAX_BACKOFF_MS)
+}
+
+/// Record a failed attempt and move the task on by the retry rules.
+fn fail(
+    idx: &mut Index,
+    id: TaskId,
+    t: &mut Task,
+    error: &str,
+    retry: bool,
+    now: UnixMs,
+    effects: &mut ApplyEffects,
+) {
+    t.failures = t.failures.saturating_add(1);
+    t.set_output(Output::Error(error.into()));
+    let opts = idx.options(t);
+    if retry && t.failures <= opts.max_retries {
+        if opts.backoff_ms == 0 {
+            idx.set_state(id, t, To::Pending, now);
+            effects.became_pending += 1;
+        } else {
+            let due = now.saturating_add(backoff_delay(opts.backoff_ms, t.failures));
+            idx.set_state(id, t, To::Retrying { due }, now);
+        }
+    } else {
+        idx.set_state(id, t, To::Final(TaskState::Dead), now);
+        effects.finished.push(id);
+    }
+}
+
+/// A leased task's deadline passed (its worker was lost): pending again without using a
+/// retry, or `Dead` at the [`MAX_LOST_LEASES`]-th loss.
+pub(super) fn expire(idx: &mut Index, id: TaskId, t: &mut Task, now: UnixMs, effects: &mut ApplyEffects) {
+    t.lost_leases = t.lost_leases.saturating_add(1);
+    t.set_output(Output::Error(LEASE_EXPIRED_ERROR.into()));
+    if t.lost_leases >= MAX_LOST_LEASES {
+        idx.set_state(id, t, To::Final(TaskState::Dead), now);
+        effects.finished.push(id);
+    } else {
+        idx.set_state(id, t, To::Pending, now);
+        effects.became_pending += 1;
+    }
+}
+
+impl QueueState {
+    pub(super) fn lease(
+        &mut self,
+        worker: &str,
+        queues: &[String],
+        max: u32,
+        lease_ms: u64,
+        effects: &mut ApplyEffects,
+    ) -> Vec<Grant> {
+        let now = self.now_ms;
+        let deadline = now.saturating_add(lease_ms);
+        let max = max as usize;
+        let mut grants = Vec::new();
+        if max == 0 {
+            return grants;
+        }
+        // The worker name is interned once for the whole command, held by `hold` meanwhile.
+        let mut hold: Option<u32> = None;
+        for q in self.idx.lease_order(queues) {
+            while grants.len() < max {
+                let Some((priority, id)) = self.idx.queues.get(q as usize).and_then(|d| d.pending.first())
+                else {
+                    break;
+                };
+                let Some(t) = self.tasks.get_mut(id) else {
+                    // Cannot happen while the invariants hold; drop the entry so the loop ends.
+                    self.idx.queues[q as usize].pending.remove(priority, id);
+                    continue;
+                };
+                if t.attempt == u32::MAX {
+                    t.set_output(Output::Error(ATTEMPTS_EXHAUSTED_ERROR.into()));
+                    self.idx.set_state(id, t, To::Final(TaskState::Dead), now);
+                    effects.finished.push(id);
+                    continue;
+                }
+                let worker = *hold.get_or_insert_with(|| self.idx.workers.acquire(worker));
+                t.attempt += 1;
+                self.idx.set_state(id, t, To::Leased { worker, deadline }, now);
+                grants.push(Grant {
+                    lease: LeaseRef {
+                        task: id,
+                        attempt: t.attempt,
+                    },
+                    name: self.task_names.name(t.name).to_owned(),
+                    queue: self.idx.queue_names.name(q).to_owned(),
+                    args: Bytes::copy_from_slice(t.args()),
+                    time_limit_ms: self.idx.options(t).time_limit_ms,
+                    lease_deadline_ms: deadline,
+                });
+            }
+        }
+        if let Some(w) = hold {
+            self.idx.workers.release(w);
+        }
+        grants
+    }
+
+    pub(super) fn complete(&mut self, c: &Completion, effects: &mut ApplyEffects) -> CompletionResult {
+        let now = self.now_ms;
+        let id = c.lease.task;
+        let lease = if bugs::active(bugs::Bug::AcceptStaleCompletion) {
+            // The deliberate bug (for the simulator to catch) drops the fence: the completion is
+            // taken for whatever attempt holds the task now.
+            self.tasks.get(id).map_or(c.lease, |t| LeaseRef {
+                task: id,
+                attempt: t.attempt,
+            })
+        } else {
+            c.lease
+        };
+        let Some(t) = self.tasks.held_mut(lease) else {
+            return CompletionResult::Stale;
+        };
+        match &c.outcome {
+            Outcome::Success(result) => {
+                t.set_output(Output::Result(result.clone()));
+                self.idx.set_state(id, t, To::Final(TaskState::Succeeded), now);
+                effects.finished.push(id);
+            }
+            Outcome::Failure { error, retry } => fail(&mut self.idx, id, t, error, *retry, now, effects),
+        }
+        CompletionResult::Accepted
+    }
+
+    pub(super) fn heartbeat(&mut self, lease: LeaseRef, lease_ms: u64) -> bool {
+        let deadline = self.now_ms.saturating_add(lease_ms);
+        let Some(t) = self.tasks.held_mut(lease) else {
+            return false;
+        };
+        // Not a change of state (`updated_ms` stays): only the deadline moves.
+        self.idx.set_timer(lease.task, t, deadline);
+        true
+    }
+
+    pub(super) fn release(&mut self, lease: LeaseRef, effects: &mut ApplyEffects) -> bool {
+        let now = self.now_ms;
+        let Some(t) = self.tasks.held_mut(lease) else {
+            return false;
+        };
+        self.idx.set_state(lease.task, t, To::Pending, now);
+        effects.became_pending += 1;
+        true
+    }
+
+    pub(super) fn release_worker(&mut self, worker: &str, effects: &mut ApplyEffects) -> u64 {
+        let Some(slot) = self.idx.workers.get(worker) else {
+            return 0;
+        };
+        // Leased tasks are indexed only by deadline: scan the timers (once per pool start).
+        let leases: Vec<LeaseRef> = self
+            .idx
+            .timers
+            .iter()
+            .filter_map(|(_, id)| {
+                let t = self.tasks.get(*id)?;
+                t.lease(*id).filter(|_| t.worker == slot)
+            })
+            .collect();
+        leases
+            .into_iter()
+            .map(|l| u64::from(self.release(l, effects)))
+            .sum()
+    }
+
+    /// The current lease of a task: `(lease, worker, deadline)`, if it is leased.
+    pub fn current_lease(&self, id: TaskId) -> Option<(LeaseRef, &str, UnixMs)> {
+        let t = self.tasks.get(id)?;
+        Some((t.lease(id)?, self.idx.workers.name(t.worker), t.timer_ms))
+    }
+
+    /// Whether `lease` is the current lease of its task, held by `worker`: what a pool checks
+    /// on its own replica before it runs a grant.
+    pub fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
+        self.tasks
+            .held(lease)
+            .is_some_and(|t| self.idx.workers.name(t.worker) == worker)
+    }
+}
