@@ -398,6 +398,7 @@ impl QueueService for Fake {
             members: vec![member(1, "leader", Some(0)), member(2, "follower", Some(5))],
             snapshot_index: 30,
             purged_index: 20,
+            voter_sets: vec![pb::VoterSet { ids: vec![1, 2] }],
         }))
     }
 

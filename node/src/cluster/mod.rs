@@ -6,10 +6,12 @@
 //!   read indexes for followers' linearizable reads). Its messages are the network's
 //!   ([`crate::network::peer`]): this layer imports them, never the reverse.
 //! - [`join`]: the joining node's side of `node --join PEER`.
+//! - [`liveness`]: which members the leader hears from (one rule for admin and leader duties).
 
 pub mod admin;
 pub mod identity;
 pub mod join;
+pub mod liveness;
 
 pub use admin::Admin;
 pub use identity::ClusterError;

@@ -350,6 +350,13 @@ impl QueueService for QueueApi {
             members,
             snapshot_index: m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0),
             purged_index: m.purged.as_ref().map(|l| l.index()).unwrap_or(0),
+            voter_sets: membership
+                .get_joint_config()
+                .iter()
+                .map(|set| pb::VoterSet {
+                    ids: set.iter().copied().collect(),
+                })
+                .collect(),
         }))
     }
 
