@@ -12,8 +12,9 @@
 //! - **hand off on shutdown**: a leader that stops hands leadership to its most caught-up voter
 //!   ([`hand_off_leadership`], called by the server's shutdown).
 //!
-//! And one every node has: **compaction by size** (`compact_by_size`): snapshot (and so purge
-//! the log) whenever enough bytes of log were applied since the last snapshot.
+//! And every node's: **compaction by size** (`compact_by_size`): snapshot (and so purge the
+//! log) whenever enough bytes of log were applied since the last snapshot; and noticing that
+//! Raft stopped by itself ([`raft_failed`]), on which the node exits.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -110,6 +111,21 @@ pub async fn hand_off_leadership(raft: &Raft) {
         .await
         .is_ok();
     info!(to = target, handed, "leadership hand-off on shutdown");
+}
+
+/// Resolves with Raft's fatal error once Raft stops by itself (a failed write: a full disk, an
+/// IO error). Such a node must not linger: it would keep answering calls and saying it leads
+/// while nothing it does can commit. The server exits on it (see `server.rs`).
+pub async fn raft_failed(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_watched().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "raft stopped".into();
+        }
+    }
 }
 
 /// Snapshot (and so purge the log) whenever about `threshold` bytes of log were applied since

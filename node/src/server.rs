@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
+use tracing::error;
 use tracing::info;
 use tracing::warn;
 
@@ -75,6 +76,8 @@ const SERVER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 streams (calls) open at once on one connection; a client waits for a free one.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Once serving stops, how long open calls get to finish before the node stops anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,13 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// Raft stopped by itself (a write failed: a full disk, an IO error). The node exits so
+    /// that a service manager restarts it, instead of lingering without a working log.
+    #[error(
+        "raft stopped: {0}; this node exits so it can be restarted (free disk space first if \
+         it is full)"
+    )]
+    RaftFailed(String),
 }
 
 /// The worker pool's view of the node: proposals through the log, wake-ups from the replica.
@@ -243,10 +253,10 @@ where
         idle: Duration::from_millis(config.idle_timeout_ms),
     };
     let incoming = incoming.map(move |conn| conn.map(|io| Guarded::new(io, limits)));
-    let (served, join_error) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
+    let (served, failure) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
     stop(stopping).await;
-    if let Some(e) = join_error {
-        return Err(ServerError::Join(e));
+    if let Some(e) = failure {
+        return Err(e);
     }
     served.map_err(ServerError::from)
 }
@@ -497,15 +507,15 @@ fn finish_join(
     Some((task, failed_rx))
 }
 
-/// Step 4: serve until `shutdown` fires (or the join fails); then drain the workers, hand
-/// leadership off, and stop serving. Returns how serving ended and the join's failure, if that
-/// is what stopped it.
+/// Step 4: serve until `shutdown` fires, the join fails or Raft stops by itself; then drain the
+/// workers (unless Raft stopped: they could not hand anything back), hand leadership off, and
+/// stop serving. Returns how serving ended and the failure that stopped it, if one did.
 async fn serve_until_shutdown<I, IO, IE>(
     config: &Config,
     serving: Serving,
     incoming: I,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (Result<(), tonic::transport::Error>, Option<join::JoinError>)
+) -> (Result<(), tonic::transport::Error>, Option<ServerError>)
 where
     I: futures::Stream<Item = Result<IO, IE>>,
     IO: Connection,
@@ -520,7 +530,7 @@ where
     } = serving;
     let node_id = *raft.node_id();
     // Serving stops when this task says so, after the workers have drained.
-    let (stop_tx, stop_rx) = oneshot::channel::<Option<join::JoinError>>();
+    let (stop_tx, stop_rx) = oneshot::channel::<Option<ServerError>>();
     let grace = Duration::from_millis(config.drain_grace_ms);
     let drainer = tokio::spawn(async move {
         let join_failed = async {
@@ -532,26 +542,33 @@ where
                 None => std::future::pending().await,
             }
         };
-        let mut join_error = None;
-        tokio::select! {
-            _ = shutdown => info!("shutdown requested; draining workers"),
+        let failure = tokio::select! {
+            _ = shutdown => {
+                info!("shutdown requested; draining workers");
+                None
+            }
             e = join_failed => {
                 warn!(error = %e, "join failed; stopping");
-                join_error = Some(e);
+                Some(ServerError::Join(e))
             }
-        }
+            fatal = leader::raft_failed(raft.clone()) => {
+                error!(error = %fatal, "raft stopped; exiting so this node can be restarted");
+                let _ = stop_tx.send(Some(ServerError::RaftFailed(fatal)));
+                return;
+            }
+        };
         if let Some(pool) = pool {
             let report = pool.drain(grace).await;
             info!(?report, "workers drained");
         }
         leader::hand_off_leadership(&raft).await;
-        let _ = stop_tx.send(join_error);
+        let _ = stop_tx.send(failure);
     });
 
     let workers = config.worker_count();
     info!(node_id, listen = %config.listen, advertise = %config.advertise_addr(), workers, "node ready");
-    let mut join_error = None;
-    let served = tonic::transport::Server::builder()
+    let (stopping_tx, mut stopping_rx) = oneshot::channel::<Option<ServerError>>();
+    let serve = tonic::transport::Server::builder()
         // A peer that stopped answering (frozen, cut off) is noticed and its calls dropped.
         .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
@@ -569,12 +586,20 @@ where
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming, async {
-            join_error = stop_rx.await.ok().flatten();
-        })
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopping_tx.send(stop_rx.await.ok().flatten());
+        });
+    tokio::pin!(serve);
+    let (served, failure) = tokio::select! {
+        served = &mut serve => (served, stopping_rx.try_recv().ok().flatten()),
+        // Open calls get a moment to finish; a wait stream may never end by itself.
+        failure = &mut stopping_rx => {
+            let served = tokio::time::timeout(CLOSE_GRACE, &mut serve).await.unwrap_or(Ok(()));
+            (served, failure.ok().flatten())
+        }
+    };
     drainer.abort();
-    (served, join_error)
+    (served, failure)
 }
 
 /// Step 5: end the node's duties and a join still running, and stop Raft.
