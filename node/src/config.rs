@@ -97,6 +97,14 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_SNAPSHOT_LOG_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub snapshot_log_bytes: u64,
 
+    /// Snapshots go to lagging followers in messages of this many bytes.
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_CHUNK_BYTES", default_value_t = 1024 * 1024)]
+    pub snapshot_chunk_bytes: usize,
+
+    /// Largest snapshot this node accepts from a leader, in bytes (held in memory as it arrives).
+    #[arg(long, env = "FLOTILLA_MAX_SNAPSHOT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
+    pub max_snapshot_bytes: u64,
+
     /// A connection that sends nothing (no HTTP/2 or TLS handshake) is closed after this, in ms.
     #[arg(long, env = "FLOTILLA_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
     pub handshake_timeout_ms: u64,
@@ -202,6 +210,12 @@ impl Config {
         }
         if self.snapshot_log_bytes == 0 {
             return Err(invalid("snapshot-log-bytes", "must be at least 1"));
+        }
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("snapshot-chunk-bytes", "must be between 1 and 67108864"));
+        }
+        if self.max_snapshot_bytes == 0 {
+            return Err(invalid("max-snapshot-bytes", "must be at least 1"));
         }
         if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
             return Err(invalid(

@@ -316,7 +316,7 @@ async fn open_raft(
     let replica = Arc::new(Replica::default());
     let mut state_machine = StateMachineStore::open(data_dir, replica.clone())?;
     let log_bytes = state_machine.log_bytes_since_snapshot();
-    let network = NetworkFactory::new(peers);
+    let network = NetworkFactory::new(peers).snapshot_chunk_bytes(config.snapshot_chunk_bytes);
     let raft_config = Arc::new(raft_config(config)?);
     let raft = match &env.storage {
         LogStorage::Disk => {
@@ -426,7 +426,7 @@ fn start_services(
         known_tasks,
         limits,
     );
-    let raft_api = RaftApi::new(raft.clone(), proposer, admin);
+    let raft_api = RaftApi::new(raft.clone(), proposer, admin).max_snapshot_bytes(config.max_snapshot_bytes);
     let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
     let serving = Serving {
         raft: raft.clone(),

@@ -1,6 +1,8 @@
 //! `flotilla.v1.RaftService`: peers only. Decodes openraft messages (bincode), hands them to
 //! the local Raft, and encodes the reply or the error. Forwarded writes enter the local
-//! proposer and are coalesced with this node's own traffic.
+//! proposer and are coalesced with this node's own traffic. A snapshot arrives in chunks
+//! (`InstallSnapshotStream`, bounded by `--max-snapshot-bytes`) or, from a sender of an older
+//! build, whole (`InstallSnapshot`).
 
 use flotilla_proto::v1::RaftMessage;
 use flotilla_proto::v1::raft_service_server::RaftService;
@@ -16,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::Streaming;
 use tonic::metadata::MetadataMap;
 
 use super::status::PeerCallError;
@@ -24,6 +27,8 @@ use crate::network::codec;
 use crate::network::headers;
 use crate::network::headers::CallerCluster;
 use crate::network::peer::AdminRequest;
+use crate::network::snapshot_stream;
+use crate::network::snapshot_stream::ReceiveLimits;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
@@ -35,6 +40,8 @@ pub struct RaftApi {
     raft: Raft,
     proposer: Proposer,
     admin: Admin,
+    /// What a snapshot from a leader may be (it is held in memory whole).
+    snapshot_limits: ReceiveLimits,
 }
 
 impl RaftApi {
@@ -43,7 +50,14 @@ impl RaftApi {
             raft,
             proposer,
             admin,
+            snapshot_limits: ReceiveLimits::default(),
         }
+    }
+
+    /// Refuse snapshots larger than `bytes` (`--max-snapshot-bytes`).
+    pub fn max_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.snapshot_limits.max_bytes = bytes;
+        self
     }
 
     /// Decode a call of a member of this cluster.
@@ -118,7 +132,22 @@ impl RaftService for RaftApi {
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) =
             self.decode(req)?;
+        // Already in memory (bounded only by the message limit), but refused all the same.
+        self.snapshot_limits
+            .check_size(data.len() as u64)
+            .map_err(PeerCallError::from)?;
         let snapshot = Snapshot { meta, snapshot: data };
+        reply(self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn install_snapshot_stream(
+        &self,
+        req: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        check_caller(req.metadata(), self.admin.cluster_id(), false)?;
+        let (vote, snapshot) = snapshot_stream::receive(req.into_inner(), self.snapshot_limits)
+            .await
+            .map_err(PeerCallError::from)?;
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }
 

@@ -8,6 +8,7 @@ use tonic::Status;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
+use crate::network::snapshot_stream::SnapshotStreamError;
 use crate::queue::TaskId;
 use crate::types::NodeId;
 
@@ -79,7 +80,7 @@ const UNDECODABLE: [(Code, &str); 6] = [
 ];
 
 /// The client's error for `status`, if it is tonic's answer to a request that did not decode
-/// (see [`UNDECODABLE`]): the request is invalid, not the node broken.
+/// (see `UNDECODABLE`): the request is invalid, not the node broken.
 pub fn undecodable_request(status: &Status) -> Option<ApiError> {
     let message = status.message();
     UNDECODABLE
@@ -109,6 +110,9 @@ pub enum PeerCallError {
     /// The reply did not encode.
     #[error("{0}")]
     Encode(CodecError),
+    /// A snapshot refused: over this node's size limit, or a stream that broke off.
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotStreamError),
 }
 
 impl PeerCallError {
@@ -121,6 +125,14 @@ impl PeerCallError {
             }
             PeerCallError::Decode(_) => Code::InvalidArgument,
             PeerCallError::Encode(_) => Code::Internal,
+            PeerCallError::Snapshot(e) => match e {
+                SnapshotStreamError::NoHead
+                | SnapshotStreamError::Decode(_)
+                | SnapshotStreamError::WrongSize { .. } => Code::InvalidArgument,
+                SnapshotStreamError::TooLarge { .. } => Code::ResourceExhausted,
+                SnapshotStreamError::Stalled(_) => Code::DeadlineExceeded,
+                SnapshotStreamError::Stream(status) => status.code(),
+            },
         }
     }
 }

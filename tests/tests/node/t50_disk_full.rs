@@ -57,8 +57,8 @@ impl Drop for SmallDisk {
 }
 
 fn wait_exit(node: &mut NodeProcess, within: Duration) -> Option<()> {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
         if !node.is_running() {
             return Some(());
         }

@@ -8,7 +8,7 @@ use std::process::Child;
 use std::process::Command;
 use std::process::Stdio;
 use std::time::Duration;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use anyhow::Context;
 use anyhow::Result;

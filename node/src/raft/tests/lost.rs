@@ -5,7 +5,7 @@
 use std::fs;
 use std::fs::OpenOptions;
 use std::path::Path;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use openraft::storage::RaftLogStorage;
 use raft_log::RaftLogAction;
