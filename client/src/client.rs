@@ -59,6 +59,9 @@ struct Node {
 pub(crate) struct Config {
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) first_response_timeout: Duration,
+    /// HTTP/2 ping interval and how long a ping may go unanswered; `None`: no pings.
+    pub(crate) keepalive: Option<(Duration, Duration)>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_batch_size: usize,
     pub(crate) max_in_flight_batches: usize,
@@ -101,6 +104,24 @@ impl ClientBuilder {
     /// Deadline for opening a connection to a node (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Deadline for a node to start answering a `WaitResults` stream (default 1 s, never more
+    /// than the request timeout). A live node answers at once and then reports as tasks
+    /// finish; one that does not answer is left for the next node.
+    pub fn first_response_timeout(mut self, timeout: Duration) -> Self {
+        self.config.first_response_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 pings on every connection: one after `interval` without a frame from the node,
+    /// and the connection is closed (its calls retried on the next node) when the node does
+    /// not answer within `timeout`. Default 500 ms and 500 ms, so a node that stopped
+    /// answering (SIGSTOPped, frozen, cut off without a reset) is left within about a second,
+    /// whatever the request timeout. `None` sends no pings.
+    pub fn keepalive(mut self, ping: Option<(Duration, Duration)>) -> Self {
+        self.config.keepalive = ping;
         self
     }
 
@@ -217,14 +238,17 @@ fn endpoint(addr: &str, config: &Config, tls: Option<&ClientTls>) -> Result<Endp
     if let Some(tls) = tls {
         endpoint = tls.apply(endpoint).map_err(invalid)?;
     }
-    Ok(endpoint
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        // A peer that vanished without closing the connection is noticed within seconds, even
-        // while a long wait stream is quiet, and the call is retried elsewhere.
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true))
+    let endpoint = endpoint.connect_timeout(config.connect_timeout).tcp_nodelay(true);
+    Ok(match config.keepalive {
+        // A node that stopped answering without closing the connection is noticed within
+        // `interval + timeout`, in a call (a quiet wait stream too) or before the next one, and
+        // the call is retried elsewhere instead of waiting out its deadline.
+        Some((interval, timeout)) => endpoint
+            .http2_keep_alive_interval(interval)
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(true),
+        None => endpoint,
+    })
 }
 
 impl Client {
@@ -235,6 +259,8 @@ impl Client {
             config: Config {
                 request_timeout: Duration::from_secs(10),
                 connect_timeout: Duration::from_secs(2),
+                first_response_timeout: Duration::from_secs(1),
+                keepalive: Some((Duration::from_millis(500), Duration::from_millis(500))),
                 retry: RetryPolicy::default(),
                 max_batch_size: 1000,
                 max_in_flight_batches: 8,

@@ -21,6 +21,17 @@ pub struct ClusterStatus {
     pub snapshot_index: u64,
     /// The node's log is purged up to and including this index (0: nothing purged).
     pub purged_index: u64,
+    /// The voter sets of the membership: one, or two while a membership change is in progress
+    /// (the voters before the change, then after it). Each is sorted.
+    pub voter_sets: Vec<Vec<u64>>,
+}
+
+impl ClusterStatus {
+    /// Whether a membership change is in progress (a joint configuration: writes need a
+    /// majority of the old voters and of the new ones).
+    pub fn is_joint(&self) -> bool {
+        self.voter_sets.len() > 1
+    }
 }
 
 /// One member of the cluster.

@@ -97,6 +97,7 @@ impl From<pb::ClusterStatusResponse> for ClusterStatus {
             members: s.members.into_iter().map(Member::from).collect(),
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
+            voter_sets: s.voter_sets.into_iter().map(|v| v.ids).collect(),
         }
     }
 }

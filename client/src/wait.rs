@@ -114,7 +114,9 @@ impl Chunk {
         let Some(left) = self.deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
             return Err(Step::Fail(ClientError::Timeout));
         };
-        let open_timeout = self.client.config().request_timeout;
+        // A live node answers at once (it only confirms its read index first).
+        let config = self.client.config();
+        let open_timeout = config.first_response_timeout.min(config.request_timeout);
         let request = pb::WaitResultsRequest {
             ids: self.pending.iter().copied().collect(),
             // Whole ms, rounded up: 0 would mean "no limit".

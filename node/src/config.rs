@@ -8,6 +8,7 @@ use clap::Parser;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::queue::name::check_queue_name;
 use crate::secret::Secret;
 
 /// Largest task payload accepted by default (args of one task): 1 MiB.
@@ -97,6 +98,22 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_SNAPSHOT_LOG_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub snapshot_log_bytes: u64,
 
+    /// Snapshots go to lagging followers in messages of this many bytes.
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_CHUNK_BYTES", default_value_t = 1024 * 1024)]
+    pub snapshot_chunk_bytes: usize,
+
+    /// Largest snapshot this node accepts from a leader, in bytes (held in memory as it arrives).
+    #[arg(long, env = "FLOTILLA_MAX_SNAPSHOT_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
+    pub max_snapshot_bytes: u64,
+
+    /// A connection that sends nothing (no HTTP/2 or TLS handshake) is closed after this, in ms.
+    #[arg(long, env = "FLOTILLA_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+
+    /// A connection with no call in progress is closed after this, in ms.
+    #[arg(long, env = "FLOTILLA_IDLE_TIMEOUT_MS", default_value_t = 300_000)]
+    pub idle_timeout_ms: u64,
+
     /// Also build a snapshot after this many log entries, whatever their size.
     #[arg(long, env = "FLOTILLA_SNAPSHOT_EVERY_ENTRIES", default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
@@ -179,6 +196,14 @@ fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
 /// Largest message the gRPC services accept; a submit batch or a snapshot must fit.
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 
+/// What one task of a submit may take besides its payload: name, queue and idempotency key
+/// (each bounded), options, headers and protobuf framing.
+pub const TASK_OVERHEAD_BYTES: usize = 4 * 1024;
+
+/// A client request is bounded by a full batch of full payloads, but never above this unless
+/// one task alone needs more (`--max-payload-bytes` up to 64 MiB).
+pub const MAX_REQUEST_BYTES_CAP: usize = 64 * 1024 * 1024;
+
 impl Default for Config {
     fn default() -> Self {
         // One source of defaults: clap's.
@@ -221,15 +246,7 @@ impl Config {
         }
         self.workers = Some(workers);
         for q in &self.queues {
-            if q.is_empty()
-                || q.len() > 128
-                || !q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-            {
-                return Err(invalid(
-                    "queues",
-                    format!("'{q}' is not a queue name (1-128 of A-Z a-z 0-9 - _ . :)"),
-                ));
-            }
+            check_queue_name(q).map_err(|e| invalid("queues", e.to_string()))?;
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
             return Err(invalid("max-payload-bytes", "must be between 1 and 67108864"));
@@ -254,6 +271,22 @@ impl Config {
         }
         if self.snapshot_log_bytes == 0 {
             return Err(invalid("snapshot-log-bytes", "must be at least 1"));
+        }
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("snapshot-chunk-bytes", "must be between 1 and 67108864"));
+        }
+        if self.max_snapshot_bytes == 0 {
+            return Err(invalid("max-snapshot-bytes", "must be at least 1"));
+        }
+        if self.handshake_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return Err(invalid(
+                if self.handshake_timeout_ms == 0 {
+                    "handshake-timeout-ms"
+                } else {
+                    "idle-timeout-ms"
+                },
+                "must be at least 1",
+            ));
         }
         if self.snapshot_every_entries == 0 {
             return Err(invalid("snapshot-every-entries", "must be at least 1"));
@@ -325,6 +358,15 @@ impl Config {
     /// The advertised address (after [`Config::validate`]).
     pub fn advertise_addr(&self) -> String {
         self.advertise.clone().unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// Largest client request the node decodes: what `--max-batch-tasks` tasks of
+    /// `--max-payload-bytes` each need, capped at [`MAX_REQUEST_BYTES_CAP`] (or one full task,
+    /// if that is larger). A larger request is refused before it is buffered whole.
+    pub fn max_request_bytes(&self) -> usize {
+        let task = self.max_payload_bytes.saturating_add(TASK_OVERHEAD_BYTES);
+        let cap = MAX_REQUEST_BYTES_CAP.max(task);
+        self.max_batch_tasks.saturating_mul(task).min(cap)
     }
 
     /// Worker count (after [`Config::validate`]).
@@ -446,6 +488,21 @@ mod tests {
         doc["tls"] = serde_json::from_str::<serde_json::Value>(json).unwrap()["tls"].clone();
         let back: Config = serde_json::from_value(doc).unwrap();
         assert_eq!(back.tls, c.tls);
+    }
+
+    #[test]
+    fn a_client_request_is_bounded_by_a_full_batch_of_full_payloads() {
+        let c = |args: &[&str]| parse(args).unwrap().max_request_bytes();
+        // Small limits: exactly what a full batch needs.
+        assert_eq!(
+            c(&["--max-payload-bytes", "1000", "--max-batch-tasks", "10"]),
+            10 * (1000 + TASK_OVERHEAD_BYTES)
+        );
+        // The defaults (1 MiB x 10,000) would allow 10 GB: capped.
+        assert_eq!(c(&[]), MAX_REQUEST_BYTES_CAP);
+        // One task alone may always be as large as its payload limit allows.
+        let big = c(&["--max-payload-bytes", "67108864", "--max-batch-tasks", "5"]);
+        assert_eq!(big, 64 * 1024 * 1024 + TASK_OVERHEAD_BYTES);
     }
 
     #[test]

@@ -7,18 +7,22 @@
 //! - **clear a lost pool's standing capacity**: a node that has not acknowledged a heartbeat for
 //!   a few election timeouts loses its pool's standing capacity, so tasks submitted after it is
 //!   lost are not granted to it (`clear_lost_standing`).
+//! - **finish a membership change left half done** (a committed joint configuration whose
+//!   final entry was never written: `JointWatch`).
 //! - **hand off on shutdown**: a leader that stops hands leadership to its most caught-up voter
 //!   ([`hand_off_leadership`], called by the server's shutdown).
 //!
-//! And one every node has: **compaction by size** (`compact_by_size`): snapshot (and so purge
-//! the log) whenever enough bytes of log were applied since the last snapshot.
+//! And every node's: **compaction by size** (`compact_by_size`): snapshot (and so purge the
+//! log) whenever enough bytes of log were applied since the last snapshot; and noticing that
+//! Raft stopped by itself ([`raft_failed`]), on which the node exits.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use openraft::ChangeMembers;
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use tokio::task::JoinHandle;
@@ -26,6 +30,8 @@ use tracing::info;
 use tracing::warn;
 
 use crate::clock::SharedClock;
+use crate::cluster::liveness;
+use crate::cluster::liveness::RaftInstant;
 use crate::proposer::Proposer;
 use crate::queue::ops;
 use crate::raft::Raft;
@@ -36,9 +42,6 @@ use crate::types::NodeId;
 const TICK_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the compactor looks at the log's size.
 const COMPACT_INTERVAL: Duration = Duration::from_millis(200);
-
-/// openraft's clock (simulated time under the simulator), which its heartbeat metrics use.
-type RaftInstant = openraft::alias::InstantOf<crate::types::TypeConfig>;
 
 /// The name a node's own worker pool leases under.
 pub fn pool_name(node_id: NodeId) -> String {
@@ -110,6 +113,21 @@ pub async fn hand_off_leadership(raft: &Raft) {
     info!(to = target, handed, "leadership hand-off on shutdown");
 }
 
+/// Resolves with Raft's fatal error once Raft stops by itself (a failed write: a full disk, an
+/// IO error). Such a node must not linger: it would keep answering calls and saying it leads
+/// while nothing it does can commit. The server exits on it (see `server.rs`).
+pub async fn raft_failed(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_watched().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "raft stopped".into();
+        }
+    }
+}
+
 /// Snapshot (and so purge the log) whenever about `threshold` bytes of log were applied since
 /// the last snapshot; openraft's own policy counts entries, whose size varies a thousandfold.
 async fn compact_by_size(raft: Raft, log_bytes: Arc<AtomicU64>, threshold: u64) {
@@ -135,6 +153,7 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_member = false;
     let mut leader_since: Option<RaftInstant> = None;
+    let mut joint = JointWatch::default();
     loop {
         interval.tick().await;
         was_member = warn_once_removed(&raft, was_member);
@@ -145,6 +164,7 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
         }
         if let Some(since) = leader_since {
             clear_lost_standing(&raft, &replica, &proposer, since).await;
+            joint.finish_left_behind(&raft);
         }
         let due = replica
             .read(|q| q.next_deadline_ms())
@@ -155,6 +175,66 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
         {
             warn!(error = %e, "tick not proposed");
         }
+    }
+}
+
+/// How long a committed joint configuration may stand before the leader finishes it itself:
+/// the change that wrote it proposes its second entry at once, unless it was cut off.
+const JOINT_GRACE: Duration = Duration::from_secs(2);
+
+/// Finishes a membership change that was left half done: a committed joint configuration
+/// (old and new voters) whose second, final entry was never written because its leader lost
+/// leadership or crashed in between. Left alone, the cluster would need majorities of both
+/// voter sets for ever.
+#[derive(Default)]
+struct JointWatch {
+    /// The joint configuration seen committed (its log index), and since when.
+    seen: Option<(u64, RaftInstant)>,
+    finishing: Option<JoinHandle<()>>,
+}
+
+impl JointWatch {
+    fn finish_left_behind(&mut self, raft: &Raft) {
+        if self.finishing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let metrics = raft.metrics().borrow_watched().clone();
+        let committed = &metrics.committed_membership_config;
+        let settled = metrics.membership_config.log_id() == committed.log_id();
+        let voter_sets = committed.membership().get_joint_config().clone();
+        let Some(index) = committed.log_id().as_ref().map(|l| l.index) else {
+            return;
+        };
+        if !settled || voter_sets.len() < 2 {
+            self.seen = None;
+            return;
+        }
+        let now = RaftInstant::now();
+        let since = match self.seen {
+            Some((seen, since)) if seen == index => since,
+            _ => {
+                self.seen = Some((index, now));
+                now
+            }
+        };
+        if now.saturating_duration_since(since) < JOINT_GRACE {
+            return;
+        }
+        warn!(
+            ?voter_sets,
+            "a membership change was left half done; finishing it"
+        );
+        let raft = raft.clone();
+        self.seen = None;
+        self.finishing = Some(tokio::spawn(async move {
+            // An empty change flattens the joint configuration to its new voters: openraft's
+            // own second step of a change.
+            let flatten = ChangeMembers::AddVoterIds(BTreeSet::new());
+            match raft.change_membership(flatten, false).await {
+                Ok(resp) => info!(log_id = %resp.log_id, "finished the membership change"),
+                Err(e) => warn!(error = %e, "could not finish the membership change"),
+            }
+        }));
     }
 }
 
@@ -183,17 +263,17 @@ fn warn_once_removed(raft: &Raft, was_member: bool) -> bool {
 /// are not granted to it, where they would wait out a whole lease. Wrongly suspecting a slow
 /// node costs little: its pool loses the fast path until its next lease stands again.
 async fn clear_lost_standing(raft: &Raft, replica: &Replica, proposer: &Proposer, leader_since: RaftInstant) {
-    // A few election timeouts: well past a missed heartbeat or a slow fsync.
-    let after = (raft.config().election_timeout_max * 4).max(1000);
-    let after = Duration::from_millis(after);
-    let Some(acked) = raft.metrics().borrow_watched().heartbeat.clone() else {
+    let Some(acked) = liveness::acknowledged(raft) else {
         return;
     };
-    let acked: BTreeMap<NodeId, Option<RaftInstant>> = acked
-        .into_iter()
-        .map(|(id, last)| (id, last.map(|t| t.into_inner())))
-        .collect();
-    let lost = silent_nodes(&acked, *raft.node_id(), leader_since, RaftInstant::now(), after);
+    let after = liveness::silent_after(raft);
+    let lost = liveness::silent_nodes(
+        &acked,
+        *raft.node_id(),
+        Some(leader_since),
+        RaftInstant::now(),
+        after,
+    );
     for id in lost {
         let name = pool_name(id);
         if replica.read(|q| q.standing_capacity(&name)) == 0 {
@@ -203,46 +283,5 @@ async fn clear_lost_standing(raft: &Raft, replica: &Replica, proposer: &Proposer
         if let Err(e) = proposer.op(ops::ClearStanding { worker: name }).await {
             warn!(error = %e, "ClearStanding not proposed");
         }
-    }
-}
-
-/// The peers (never `me`) whose last acknowledged heartbeat is at least `after` old at `now`;
-/// a peer never heard from counts from `leader_since`, when this node became leader.
-fn silent_nodes(
-    acked: &BTreeMap<NodeId, Option<RaftInstant>>,
-    me: NodeId,
-    leader_since: RaftInstant,
-    now: RaftInstant,
-    after: Duration,
-) -> Vec<NodeId> {
-    acked
-        .iter()
-        .filter(|(id, _)| **id != me)
-        .filter(|(_, last)| now.saturating_duration_since(last.unwrap_or(leader_since)) >= after)
-        .map(|(id, _)| *id)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_peer_is_lost_once_silent_for_the_whole_window_and_never_heard_counts_from_leading() {
-        let since = RaftInstant::now();
-        let after = Duration::from_secs(4);
-        let at = |ms: u64| since + Duration::from_millis(ms);
-        let acked = BTreeMap::from([
-            (1, Some(at(0))),   // me: never lost
-            (2, Some(at(500))), // heard 3.5 s before `now`: still fine
-            (3, Some(at(0))),   // heard 4 s before `now`: lost
-            (4, None),          // never heard since this node leads (4 s): lost
-        ]);
-        assert_eq!(silent_nodes(&acked, 1, since, at(4_000), after), vec![3, 4]);
-        assert_eq!(
-            silent_nodes(&acked, 1, since, at(3_999), after),
-            Vec::<NodeId>::new()
-        );
-        assert_eq!(silent_nodes(&acked, 1, since, at(4_500), after), vec![2, 3, 4]);
     }
 }

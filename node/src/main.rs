@@ -25,6 +25,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Every client and peer connection is a file descriptor: use all the hard limit allows.
+    match flotilla_node::grpc::conn::raise_open_files_limit() {
+        Ok((before, after)) => tracing::info!(?before, ?after, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

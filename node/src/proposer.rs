@@ -24,6 +24,7 @@ use crate::network::Peers;
 use crate::queue::Command;
 use crate::queue::Request;
 use crate::queue::Response;
+use crate::queue::name::check_commands;
 use crate::queue::ops::Op;
 use crate::raft::Raft;
 
@@ -111,6 +112,9 @@ impl Proposer {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
+        // Every write passes here, a peer's forwarded ones too: the one place that keeps names
+        // no entry point checked (a lease's, a purge's) out of the log.
+        check_commands(&commands).map_err(|e| ProposeError::Invalid(e.to_string()))?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Proposal {

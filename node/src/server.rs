@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
+use tracing::error;
 use tracing::info;
 use tracing::warn;
 
@@ -42,6 +42,11 @@ use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::auth::AuthLayer;
+use crate::grpc::calls::CallsLayer;
+use crate::grpc::calls::MAX_CLIENT_CALLS;
+use crate::grpc::conn;
+use crate::grpc::conn::ConnLimits;
+use crate::grpc::conn::Guarded;
 use crate::grpc::peer_identity::PeerCertificates;
 use crate::grpc::queue_service::ApiLimits;
 use crate::leader;
@@ -67,6 +72,15 @@ use crate::worker::PoolHandle;
 use crate::worker::TaskRegistry;
 use crate::worker::WorkerPool;
 
+/// How often the server pings a connection's peer (HTTP/2), and how long it waits for the
+/// answer before it drops the connection and the calls on it.
+const SERVER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 streams (calls) open at once on one connection; a client waits for a free one.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Once serving stops, how long open calls get to finish before the node stops anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -86,6 +100,13 @@ pub enum ServerError {
     Tls(#[from] flotilla_tls::TlsError),
     #[error(transparent)]
     Entropy(#[from] crate::secret::EntropyError),
+    /// Raft stopped by itself (a write failed: a full disk, an IO error). The node exits so
+    /// that a service manager restarts it, instead of lingering without a working log.
+    #[error(
+        "raft stopped: {0}; this node exits so it can be restarted (free disk space first if \
+         it is full)"
+    )]
+    RaftFailed(String),
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
@@ -119,15 +140,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    // tonic ignores `tcp_nodelay` for an incoming stream: set it on each connection, or small
-    // replies wait for the peer's delayed ACK (Nagle), tens of ms per call.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                warn!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
-    });
+    let incoming = conn::accept(listener);
     let Some(files) = &config.tls else {
         return run_with(config, registry, NodeEnv::default(), incoming, shutdown).await;
     };
@@ -241,10 +254,16 @@ where
     let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id, secret.clone());
     let opened = open_raft(&config, &env, &identity, peers.clone()).await?;
     let (serving, stopping) = start_services(&config, registry, &env, &identity, opened, peers, secret)?;
-    let (served, join_error) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
+    // Every connection, TCP or simulated, is closed when it stays silent or idle too long.
+    let limits = ConnLimits {
+        handshake: Duration::from_millis(config.handshake_timeout_ms),
+        idle: Duration::from_millis(config.idle_timeout_ms),
+    };
+    let incoming = incoming.map(move |conn| conn.map(|io| Guarded::new(io, limits)));
+    let (served, failure) = serve_until_shutdown(&config, serving, incoming, shutdown).await;
     stop(stopping).await;
-    if let Some(e) = join_error {
-        return Err(ServerError::Join(e));
+    if let Some(e) = failure {
+        return Err(e);
     }
     served.map_err(ServerError::from)
 }
@@ -325,7 +344,7 @@ async fn open_raft(
     let replica = Arc::new(Replica::default());
     let mut state_machine = StateMachineStore::open(data_dir, replica.clone())?;
     let log_bytes = state_machine.log_bytes_since_snapshot();
-    let network = NetworkFactory::new(peers);
+    let network = NetworkFactory::new(peers).snapshot_chunk_bytes(config.snapshot_chunk_bytes);
     let raft_config = Arc::new(raft_config(config)?);
     let raft = match &env.storage {
         LogStorage::Disk => {
@@ -457,7 +476,7 @@ fn start_services(
         known_tasks,
         limits,
     );
-    let raft_api = RaftApi::new(raft.clone(), proposer, admin);
+    let raft_api = RaftApi::new(raft.clone(), proposer, admin).max_snapshot_bytes(config.max_snapshot_bytes);
     let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
     let serving = Serving {
         raft: raft.clone(),
@@ -542,15 +561,15 @@ fn finish_join(
     Some((task, failed_rx))
 }
 
-/// Step 4: serve until `shutdown` fires (or the join fails); then drain the workers, hand
-/// leadership off, and stop serving. Returns how serving ended and the join's failure, if that
-/// is what stopped it.
+/// Step 4: serve until `shutdown` fires, the join fails or Raft stops by itself; then drain the
+/// workers (unless Raft stopped: they could not hand anything back), hand leadership off, and
+/// stop serving. Returns how serving ended and the failure that stopped it, if one did.
 async fn serve_until_shutdown<I, IO, IE>(
     config: &Config,
     serving: Serving,
     incoming: I,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (Result<(), tonic::transport::Error>, Option<join::JoinError>)
+) -> (Result<(), tonic::transport::Error>, Option<ServerError>)
 where
     I: futures::Stream<Item = Result<IO, IE>>,
     IO: Connection,
@@ -568,7 +587,7 @@ where
     let gate = NodeGate::<IO::ConnectInfo>::new(tls.as_deref());
     let node_id = *raft.node_id();
     // Serving stops when this task says so, after the workers have drained.
-    let (stop_tx, stop_rx) = oneshot::channel::<Option<join::JoinError>>();
+    let (stop_tx, stop_rx) = oneshot::channel::<Option<ServerError>>();
     let grace = Duration::from_millis(config.drain_grace_ms);
     let drainer = tokio::spawn(async move {
         let join_failed = async {
@@ -580,30 +599,44 @@ where
                 None => std::future::pending().await,
             }
         };
-        let mut join_error = None;
-        tokio::select! {
-            _ = shutdown => info!("shutdown requested; draining workers"),
+        let failure = tokio::select! {
+            _ = shutdown => {
+                info!("shutdown requested; draining workers");
+                None
+            }
             e = join_failed => {
                 warn!(error = %e, "join failed; stopping");
-                join_error = Some(e);
+                Some(ServerError::Join(e))
             }
-        }
+            fatal = leader::raft_failed(raft.clone()) => {
+                error!(error = %fatal, "raft stopped; exiting so this node can be restarted");
+                let _ = stop_tx.send(Some(ServerError::RaftFailed(fatal)));
+                return;
+            }
+        };
         if let Some(pool) = pool {
             let report = pool.drain(grace).await;
             info!(?report, "workers drained");
         }
         leader::hand_off_leadership(&raft).await;
-        let _ = stop_tx.send(join_error);
+        let _ = stop_tx.send(failure);
     });
 
     let workers = config.worker_count();
     info!(node_id, listen = %config.listen, advertise = %config.advertise_addr(), workers, "node ready");
-    let mut join_error = None;
-    let served = tonic::transport::Server::builder()
+    let (stopping_tx, mut stopping_rx) = oneshot::channel::<Option<ServerError>>();
+    let serve = tonic::transport::Server::builder()
+        // A peer that stopped answering (frozen, cut off) is noticed and its calls dropped.
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
+        // Calls in progress per connection (HTTP/2 streams); node-wide, see `CallsLayer`.
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .layer(auth)
+        .layer(CallsLayer::<IO::ConnectInfo>::new(MAX_CLIENT_CALLS))
         .add_service(
             QueueServiceServer::new(queue_api)
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                // A client request needs no more than a full batch of full payloads (capped).
+                .max_decoding_message_size(config.max_request_bytes())
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -612,12 +645,20 @@ where
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
             gate,
         ))
-        .serve_with_incoming_shutdown(incoming, async {
-            join_error = stop_rx.await.ok().flatten();
-        })
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopping_tx.send(stop_rx.await.ok().flatten());
+        });
+    tokio::pin!(serve);
+    let (served, failure) = tokio::select! {
+        served = &mut serve => (served, stopping_rx.try_recv().ok().flatten()),
+        // Open calls get a moment to finish; a wait stream may never end by itself.
+        failure = &mut stopping_rx => {
+            let served = tokio::time::timeout(CLOSE_GRACE, &mut serve).await.unwrap_or(Ok(()));
+            (served, failure.ok().flatten())
+        }
+    };
     drainer.abort();
-    (served, join_error)
+    (served, failure)
 }
 
 /// Step 5: end the node's duties and a join still running, and stop Raft.

@@ -17,8 +17,14 @@ use anyhow::Result;
 use anyhow::bail;
 
 /// Path of a workspace binary (`node`, `flotilla`), built once per test process with the same
-/// profile as the tests.
+/// profile as the tests. `FLOTILLA_TEST_NODE_BIN` runs the tests against another `node` (an
+/// older build, to see a test fail without the change it covers).
 pub fn binary(name: &str) -> Result<PathBuf> {
+    if name == "node"
+        && let Some(path) = std::env::var_os("FLOTILLA_TEST_NODE_BIN")
+    {
+        return Ok(PathBuf::from(path));
+    }
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT
         .get_or_init(|| {

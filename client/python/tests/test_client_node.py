@@ -4,6 +4,7 @@ remote workers and the task catalogue land."""
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -125,6 +126,27 @@ def test_calls_fail_over_past_a_dead_node(node: NodeProcess) -> None:
         assert app.client._node() == 1, "the preference moved past the dead node"
     finally:
         app.close()
+
+
+def test_calls_leave_a_node_that_stopped_answering_within_seconds(node: NodeProcess) -> None:
+    # As a SIGSTOPped node looks from outside: connections complete into the listen backlog,
+    # and nothing ever reads or answers them.
+    with socket.socket() as frozen:
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(8)
+        addr = f"127.0.0.1:{frozen.getsockname()[1]}"
+        app = Flotilla([addr, node.addr], request_timeout=30.0)
+        try:
+            started = time.monotonic()
+            assert app.send_task("echo", ["past the frozen node"]).get(timeout=10) == (
+                "past the frozen node"
+            )
+            # Keepalive pings go unanswered: far sooner than the 30 s request timeout.
+            took = time.monotonic() - started
+            assert took < 5, took
+            assert app.client._node() == 1
+        finally:
+            app.close()
 
 
 def test_an_unreachable_cluster_gives_up_after_the_policy() -> None:

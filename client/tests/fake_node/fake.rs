@@ -398,6 +398,7 @@ impl QueueService for Fake {
             members: vec![member(1, "leader", Some(0)), member(2, "follower", Some(5))],
             snapshot_index: 30,
             purged_index: 20,
+            voter_sets: vec![pb::VoterSet { ids: vec![1, 2] }],
         }))
     }
 
@@ -466,4 +467,13 @@ impl QueueService for Fake {
 pub async fn refused_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     listener.local_addr().expect("local addr")
+}
+
+/// A node that stopped answering, as a SIGSTOPped process looks from outside: the kernel
+/// completes TCP handshakes into the listen backlog, but nothing accepts, reads or writes.
+/// Connections to the address stay open and silent while the listener lives.
+pub async fn frozen_addr() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
 }

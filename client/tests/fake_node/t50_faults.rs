@@ -4,7 +4,7 @@ use std::time::Duration;
 use flotilla_client::{Client, ClientError, RetryPolicy, TaskId, TaskState};
 
 use crate::client_of;
-use crate::fake::{Fake, refused_addr};
+use crate::fake::{Fake, frozen_addr, refused_addr};
 
 #[tokio::test]
 async fn unavailable_is_retried_until_the_node_serves() -> anyhow::Result<()> {
@@ -138,6 +138,67 @@ async fn a_broken_wait_stream_resumes_with_only_unreported_ids() -> anyhow::Resu
             .await?
             .len(),
         2
+    );
+    Ok(())
+}
+
+/// Issue 14, item 15: a call to a node that stopped answering (a SIGSTOPped process) moves to
+/// the next node within about a second (HTTP/2 keepalive; a first-response deadline for wait
+/// streams), not after its 10 s request timeout.
+#[tokio::test]
+async fn a_node_that_stopped_answering_is_left_within_a_second() -> anyhow::Result<()> {
+    let (_frozen, frozen) = frozen_addr().await;
+    let fake = Fake::default();
+    let live = fake.serve().await;
+    let builder = || {
+        Client::builder([frozen.to_string(), live.to_string()])
+            .request_timeout(Duration::from_secs(10))
+            .retry_policy(RetryPolicy {
+                max_elapsed: Duration::from_secs(20),
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(50),
+            })
+    };
+    let within = Duration::from_millis(1_500);
+
+    // A single attempt: it is the keepalive that ends it, long before the request timeout.
+    let once = builder().retry_policy(RetryPolicy::never()).build().await?;
+    let started = tokio::time::Instant::now();
+    let err = once.status().await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, ClientError::Unavailable { attempts: 1, .. }),
+        "{err}"
+    );
+    assert!(took < within, "{took:?}: {err}");
+
+    let client = builder().build().await?;
+    let started = tokio::time::Instant::now();
+    let id = client.submit(client.task("echo")).await?;
+    assert!(started.elapsed() < within, "{:?}", started.elapsed());
+    assert_eq!(fake.task_count(), 1);
+
+    // A wait stream opened on the frozen node, with keepalive off: the first-response
+    // deadline alone moves it on.
+    let client = builder().keepalive(None).build().await?;
+    let started = tokio::time::Instant::now();
+    let info = client.wait(id, Duration::from_secs(10)).await?;
+    assert_eq!(info.state, TaskState::Succeeded);
+    assert!(started.elapsed() < within, "{:?}", started.elapsed());
+
+    // Without either, the frozen node holds a call for its whole request timeout.
+    let slow = builder()
+        .keepalive(None)
+        .request_timeout(Duration::from_secs(2))
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .await?;
+    let started = tokio::time::Instant::now();
+    let err = slow.status().await.unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}: {err}",
+        started.elapsed()
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! linearizable reads. Any node accepts these; a follower forwards once to the leader.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use crate::types::TypeConfig;
 const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A membership change failed: "no leader" (retry elsewhere) when leadership moved under it.
+/// Another change in progress stays a Raft error: a joining node retries those.
 fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> AdminError {
     match e {
         RaftError::APIError(
@@ -41,6 +43,24 @@ fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> AdminErr
         ) => AdminError::NoLeader,
         other => AdminError::Raft(other.to_string()),
     }
+}
+
+/// A change of voters must leave a majority of the new voters answering the leader: else the
+/// change cannot commit and the cluster waits in a joint configuration until they come back.
+fn check_live_majority(
+    new_voters: &BTreeSet<NodeId>,
+    answering: &BTreeSet<NodeId>,
+) -> Result<(), AdminError> {
+    let up: BTreeSet<NodeId> = new_voters.intersection(answering).copied().collect();
+    if up.len() * 2 > new_voters.len() {
+        return Ok(());
+    }
+    let down: Vec<NodeId> = new_voters.difference(answering).copied().collect();
+    Err(AdminError::Refused(format!(
+        "the voters after this change would be {new_voters:?}, of which only {up:?} answer \
+         (down: {down:?}): no majority, so the change could not finish; bring those nodes back \
+         first, or remove a node that is down"
+    )))
 }
 
 /// A read index could not be had: "no leader" unless Raft itself stopped.
@@ -159,22 +179,26 @@ impl Admin {
                         members.nodes().map(|(id, _)| *id).collect(),
                     ));
                 }
+                let mut new_voters = voters.clone();
+                new_voters.insert(node_id);
                 let node = NodeInfo {
                     addr: addr.clone(),
                     zone,
                 };
-                // Blocking: returns once the learner has caught up with the log as of now.
-                self.raft
-                    .add_learner(node_id, node, true)
-                    .await
-                    .map_err(write_err)?;
-                info!(node_id, %addr, "learner caught up; promoting to voter");
-                let resp = self
-                    .raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false)
-                    .await
-                    .map_err(write_err)?;
-                Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
+                let raft = self.raft.clone();
+                // The new node counts as up: it is the one asking. The others must answer.
+                let mut up = self.answering(&voters)?;
+                up.insert(node_id);
+                check_live_majority(&new_voters, &up)?;
+                finish_apart(async move {
+                    // Blocking: returns once the learner has caught up with the log as of now.
+                    raft.add_learner(node_id, node, true).await.map_err(write_err)?;
+                    info!(node_id, %addr, "learner caught up; promoting to voter");
+                    let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
+                    let resp = raft.change_membership(change, false).await.map_err(write_err)?;
+                    Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
+                })
+                .await
             }
             AdminRequest::RemoveMember { node_id } => {
                 let change = if voters.contains(&node_id) {
@@ -183,19 +207,22 @@ impl Admin {
                             "node {node_id} is the last voter; it cannot be removed"
                         )));
                     }
+                    let mut new_voters = voters.clone();
+                    new_voters.remove(&node_id);
+                    check_live_majority(&new_voters, &self.answering(&voters)?)?;
                     ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
                 } else if members.get_node(&node_id).is_some() {
                     ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
                 } else {
                     return Err(AdminError::Refused(format!("node {node_id} is not a member")));
                 };
-                let resp = self
-                    .raft
-                    .change_membership(change, false)
-                    .await
-                    .map_err(write_err)?;
-                info!(node_id, "removed member");
-                Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
+                let raft = self.raft.clone();
+                finish_apart(async move {
+                    let resp = raft.change_membership(change, false).await.map_err(write_err)?;
+                    info!(node_id, "removed member");
+                    Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
+                })
+                .await
             }
             AdminRequest::ReadIndex => {
                 let read = self
@@ -206,6 +233,11 @@ impl Admin {
                 Ok(AdminResponse::ReadIndex(read.index()))
             }
         }
+    }
+
+    /// Which of `voters` answer this leader now (see [`super::liveness`]).
+    fn answering(&self, voters: &BTreeSet<NodeId>) -> Result<BTreeSet<NodeId>, AdminError> {
+        super::liveness::answering(&self.raft, voters).ok_or(AdminError::NoLeader)
     }
 
     /// Make a following read linearizable: learn the leader's read index, then wait until this
@@ -219,6 +251,18 @@ impl Admin {
             .map_err(|e| AdminError::Raft(format!("replica did not catch up for a read: {e}")))?;
         Ok(())
     }
+}
+
+/// Run a membership change in a task of its own, and wait for it. A change is two log entries
+/// (joint, then final); were it run in the caller's future, a caller that leaves (a client's
+/// deadline) would cancel it between the two and leave the cluster in the joint configuration.
+/// (A leader change between the two is finished by the new leader: `leader.rs`.)
+async fn finish_apart(
+    change: impl Future<Output = Result<AdminResponse, AdminError>> + Send + 'static,
+) -> Result<AdminResponse, AdminError> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| AdminError::Raft(format!("membership change task failed: {e}")))?
 }
 
 fn member_ids(m: Option<&openraft::Membership<NodeId, NodeInfo>>) -> Vec<NodeId> {

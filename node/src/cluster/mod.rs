@@ -6,6 +6,7 @@
 //!   read indexes for followers' linearizable reads). Its messages are the network's
 //!   ([`crate::network::peer`]): this layer imports them, never the reverse.
 //! - [`join`]: the joining node's side of `node --join PEER`.
+//! - [`liveness`]: which members the leader hears from (one rule for admin and leader duties).
 //! - [`secrets`]: the peer secret (`cluster.secret`) and the first admin token's file, mode
 //!   0600 in the data directory.
 //! - [`tokens`]: API tokens made and revoked through the log, and the first admin token.
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod identity;
 pub mod join;
+pub mod liveness;
 pub mod secrets;
 pub mod tokens;
 

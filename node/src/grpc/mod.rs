@@ -7,10 +7,16 @@
 //! - [`auth`]: the tower layer in front of every service: who may call what (tokens with
 //!   roles for clients, the peer proof for members), decided before a body is read.
 //! - [`convert`]: protobuf ⇄ domain conversions (generated types stop at this boundary).
+//! - [`conn`]: connections before HTTP/2: the accept loop (backs off on errors), handshake
+//!   and idle timeouts, the open-files limit.
+//! - [`calls`]: every call: a node-wide bound on client calls in progress, connection
+//!   activity, undecodable requests answered as `INVALID_ARGUMENT`.
 //! - [`status`]: [`status::ApiError`] and its mapping to gRPC codes — the only place that
 //!   decides which error becomes which code.
 
 pub mod auth;
+pub mod calls;
+pub mod conn;
 pub mod convert;
 pub mod peer_identity;
 pub mod queue_service;

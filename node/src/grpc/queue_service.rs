@@ -27,6 +27,7 @@ use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
 use crate::queue::TaskId;
 use crate::queue::TaskSpec;
+use crate::queue::name::check_queue_name;
 use crate::queue::ops;
 use crate::raft::Raft;
 use crate::replica::Replica;
@@ -40,7 +41,7 @@ pub struct ApiLimits {
     pub default_retry_backoff_ms: u64,
 }
 
-/// Longest accepted task name, queue name or idempotency key.
+/// Longest accepted idempotency key.
 const MAX_NAME_LEN: usize = 256;
 
 /// Longest accepted token label.
@@ -94,10 +95,12 @@ impl QueueApi {
                 self.limits.max_payload_bytes
             )));
         }
-        if t.queue.len() > MAX_NAME_LEN || t.idempotency_key.len() > MAX_NAME_LEN {
-            return Err(bad(format!(
-                "queue name and idempotency key are limited to {MAX_NAME_LEN} bytes"
-            )));
+        // Empty means the default queue; any other name follows the rule of `--queues`.
+        if !t.queue.is_empty() {
+            check_queue_name(&t.queue).map_err(|e| bad(e.to_string()))?;
+        }
+        if t.idempotency_key.len() > MAX_NAME_LEN {
+            return Err(bad(format!("idempotency key is limited to {MAX_NAME_LEN} bytes")));
         }
         let priority =
             u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
@@ -126,6 +129,18 @@ impl QueueApi {
                 self.limits.default_result_ttl_ms
             },
         })
+    }
+
+    /// A call names at most `--max-batch-tasks` ids, like a submit carries at most that many
+    /// tasks: each id costs a waiter or a command.
+    fn check_ids(&self, n: usize) -> Result<(), ApiError> {
+        if n > self.limits.max_batch_tasks {
+            return Err(ApiError::InvalidArgument(format!(
+                "{n} ids in one request is over the limit of {} (--max-batch-tasks)",
+                self.limits.max_batch_tasks
+            )));
+        }
+        Ok(())
     }
 
     /// Wait until this node's replica reflects everything committed before the call (the
@@ -211,6 +226,7 @@ impl QueueService for QueueApi {
         request: Request<pb::WaitResultsRequest>,
     ) -> Result<Response<Self::WaitResultsStream>, Status> {
         let req = request.into_inner();
+        self.check_ids(req.ids.len())?;
         // Linearizable: a task acknowledged before this call (maybe by another node) must be
         // known here, not reported as not found because this replica lags.
         self.read_barrier().await?;
@@ -267,6 +283,7 @@ impl QueueService for QueueApi {
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
         let ids = request.into_inner().ids;
+        self.check_ids(ids.len())?;
         if ids.is_empty() {
             return Ok(Response::new(pb::CancelResponse::default()));
         }
@@ -337,6 +354,13 @@ impl QueueService for QueueApi {
             members,
             snapshot_index: m.snapshot.as_ref().map(|l| l.index()).unwrap_or(0),
             purged_index: m.purged.as_ref().map(|l| l.index()).unwrap_or(0),
+            voter_sets: membership
+                .get_joint_config()
+                .iter()
+                .map(|set| pb::VoterSet {
+                    ids: set.iter().copied().collect(),
+                })
+                .collect(),
         }))
     }
 

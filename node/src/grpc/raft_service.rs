@@ -1,6 +1,8 @@
 //! `flotilla.v1.RaftService`: peers only. Decodes openraft messages (bincode), hands them to
 //! the local Raft, and encodes the reply or the error. Forwarded writes enter the local
-//! proposer and are coalesced with this node's own traffic.
+//! proposer and are coalesced with this node's own traffic. A snapshot arrives in chunks
+//! (`InstallSnapshotStream`, bounded by `--max-snapshot-bytes`) or, from a sender of an older
+//! build, whole (`InstallSnapshot`).
 //!
 //! Who gets here was decided before the body was read (`auth.rs`): a proven member, or, on
 //! `Admin` only, a caller with the join right, which may ask for a node id and nothing else.
@@ -31,6 +33,7 @@ use serde::de::DeserializeOwned;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::Streaming;
 use tonic::metadata::MetadataMap;
 
 use super::auth::Caller;
@@ -40,6 +43,8 @@ use crate::network::codec;
 use crate::network::headers;
 use crate::network::headers::CallerCluster;
 use crate::network::peer::AdminRequest;
+use crate::network::snapshot_stream;
+use crate::network::snapshot_stream::ReceiveLimits;
 use crate::proposer::Proposer;
 use crate::queue::Command;
 use crate::raft::Raft;
@@ -63,6 +68,8 @@ pub struct RaftApi {
     raft: Raft,
     proposer: Proposer,
     admin: Admin,
+    /// What a snapshot from a leader may be (it is held in memory whole).
+    snapshot_limits: ReceiveLimits,
 }
 
 impl RaftApi {
@@ -71,17 +78,29 @@ impl RaftApi {
             raft,
             proposer,
             admin,
+            snapshot_limits: ReceiveLimits::default(),
         }
+    }
+
+    /// Refuse snapshots larger than `bytes` (`--max-snapshot-bytes`).
+    pub fn max_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.snapshot_limits.max_bytes = bytes;
+        self
     }
 
     /// Decode a call of a member of this cluster (as the auth layer found it, and as the call
     /// says itself): nothing else is decoded.
     fn decode<T: DeserializeOwned>(&self, req: Request<RaftMessage>) -> Result<T, PeerCallError> {
+        self.check_member(&req)?;
+        decode(req)
+    }
+
+    /// A call of a member of this cluster, as the auth layer found it and as the call says.
+    fn check_member<M>(&self, req: &Request<M>) -> Result<(), PeerCallError> {
         if req.extensions().get::<Caller>() != Some(&Caller::Peer) {
             return Err(PeerCallError::NoClusterId);
         }
-        check_caller(req.metadata(), self.admin.cluster_id())?;
-        decode(req)
+        check_caller(req.metadata(), self.admin.cluster_id())
     }
 
     /// Whether `id` is a member of this cluster now.
@@ -205,7 +224,24 @@ impl RaftService for RaftApi {
         let (vote, meta, data): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, SnapshotData) =
             self.decode(req)?;
         self.check_term(vote.leader_id.term, "install snapshot", sender)?;
+        // Already in memory (bounded only by the message limit), but refused all the same.
+        self.snapshot_limits
+            .check_size(data.len() as u64)
+            .map_err(PeerCallError::from)?;
         let snapshot = Snapshot { meta, snapshot: data };
+        reply(self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn install_snapshot_stream(
+        &self,
+        req: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        self.check_member(&req)?;
+        let sender = headers::node_id(req.metadata());
+        let (vote, snapshot) = snapshot_stream::receive(req.into_inner(), self.snapshot_limits)
+            .await
+            .map_err(PeerCallError::from)?;
+        self.check_term(vote.leader_id.term, "install snapshot", sender)?;
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }
 

@@ -11,6 +11,7 @@ use crate::cluster::tokens::TokenError;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
+use crate::network::snapshot_stream::SnapshotStreamError;
 use crate::queue::Role;
 use crate::queue::TaskId;
 use crate::queue::TokenId;
@@ -37,6 +38,9 @@ pub enum ApiError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Too many client calls are in progress on this node (the limit is the field).
+    #[error("node is busy: {0} client calls in progress; retry, on another node if you can")]
+    Overloaded(usize),
 }
 
 impl ApiError {
@@ -46,7 +50,7 @@ impl ApiError {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::WaitTimeout(_) => Code::DeadlineExceeded,
-            ApiError::ReadBarrier(_) => Code::Unavailable,
+            ApiError::ReadBarrier(_) | ApiError::Overloaded(_) => Code::Unavailable,
             ApiError::Admin(e) => match e {
                 AdminError::NoLeader | AdminError::Forward(_) => Code::Unavailable,
                 AdminError::Refused(_) => Code::FailedPrecondition,
@@ -80,6 +84,29 @@ impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
         Status::new(e.code(), e.to_string())
     }
+}
+
+/// What tonic says when a request does not decode, by the start of its message: `INTERNAL`
+/// for a body that is not the method's protobuf message (or a broken gRPC frame),
+/// `OUT_OF_RANGE` for one over the size limit. In a server's answer these are always the
+/// caller's fault.
+const UNDECODABLE: [(Code, &str); 6] = [
+    (Code::Internal, "failed to decode Protobuf message"),
+    (Code::Internal, "protocol error: received message with"),
+    (Code::Internal, "Unexpected EOF decoding stream"),
+    (Code::Internal, "Missing request message"),
+    (Code::Internal, "Error decompressing"),
+    (Code::OutOfRange, "Error, decoded message length too large"),
+];
+
+/// The client's error for `status`, if it is tonic's answer to a request that did not decode
+/// (see `UNDECODABLE`): the request is invalid, not the node broken.
+pub fn undecodable_request(status: &Status) -> Option<ApiError> {
+    let message = status.message();
+    UNDECODABLE
+        .iter()
+        .any(|(code, start)| status.code() == *code && message.starts_with(start))
+        .then(|| ApiError::InvalidArgument(format!("request does not decode: {message}")))
 }
 
 /// Why the peers-only service refused a call.
@@ -124,6 +151,9 @@ pub enum PeerCallError {
     /// The reply did not encode.
     #[error("{0}")]
     Encode(CodecError),
+    /// A snapshot refused: over this node's size limit, or a stream that broke off.
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotStreamError),
 }
 
 impl PeerCallError {
@@ -142,6 +172,14 @@ impl PeerCallError {
             | PeerCallError::NotTheCandidate { .. }
             | PeerCallError::TransferFromNonVoter(_) => Code::PermissionDenied,
             PeerCallError::TermTooFar { .. } => Code::InvalidArgument,
+            PeerCallError::Snapshot(e) => match e {
+                SnapshotStreamError::NoHead
+                | SnapshotStreamError::Decode(_)
+                | SnapshotStreamError::WrongSize { .. } => Code::InvalidArgument,
+                SnapshotStreamError::TooLarge { .. } => Code::ResourceExhausted,
+                SnapshotStreamError::Stalled(_) => Code::DeadlineExceeded,
+                SnapshotStreamError::Stream(status) => status.code(),
+            },
         }
     }
 }

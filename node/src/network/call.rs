@@ -20,6 +20,7 @@ use super::codec;
 use super::headers;
 use super::headers::Stamp;
 use super::peer_auth::PeerAuth;
+use super::snapshot_stream;
 use super::transport::Connector;
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::types::NodeId;
@@ -148,6 +149,11 @@ pub struct PeerChannel {
 }
 
 impl PeerChannel {
+    /// The node this channel reaches.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
     /// The peer's error for a failure it reported in its reply (`message`).
     pub fn remote(&self, message: String) -> PeerError {
         PeerError::Remote {
@@ -201,29 +207,123 @@ impl PeerChannel {
                     timeout,
                 });
             }
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                return Err(PeerError::Unreachable {
-                    target,
-                    addr,
-                    source: status,
-                });
-            }
-            Ok(Err(status)) => {
-                return Err(PeerError::Call {
-                    target,
-                    addr,
-                    source: status,
-                });
-            }
+            Ok(Err(status)) => return Err(self.failed(status)),
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        if !reply.error.is_empty() {
-            let err: Err =
-                codec::decode(&reply.error).map_err(|source| PeerError::Codec { target, addr, source })?;
-            return Ok(Err(err));
+        self.decode_reply(reply)
+    }
+
+    /// A streamed snapshot (`InstallSnapshotStream`): `head`, then `body` in chunks of
+    /// `chunk_bytes` (see [`snapshot_stream`]). No deadline covers the whole transfer, which
+    /// may be long; instead each chunk must be taken by the transport within `progress` (it
+    /// takes one only once the peer has read what fills HTTP/2's flow-control windows), and
+    /// the reply must come within `reply_timeout` of the last chunk.
+    pub async fn call_snapshot_stream<Resp, Err>(
+        &self,
+        head: &snapshot_stream::Head,
+        body: bytes::Bytes,
+        chunk_bytes: usize,
+        progress: Duration,
+        reply_timeout: Duration,
+    ) -> Result<Result<Resp, Err>, PeerError>
+    where
+        Resp: DeserializeOwned,
+        Err: DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(self.remote(format!("bad address: {e}"))),
+        };
+        let head = codec::encode(head).map_err(|source| PeerError::Codec {
+            target: self.target,
+            addr: self.addr.clone(),
+            source,
+        })?;
+        // Room for one message: a send returns once the transport took the one before it.
+        let (tx, rx) = tokio::sync::mpsc::channel::<RaftMessage>(1);
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        if let Some(stamp) = &self.stamp {
+            stamp.apply(request.metadata_mut());
         }
-        let resp: Resp =
-            codec::decode(&reply.data).map_err(|source| PeerError::Codec { target, addr, source })?;
-        Ok(Ok(resp))
+        let call = async move {
+            let mut client = client;
+            client.install_snapshot_stream(request).await
+        };
+        tokio::pin!(call);
+        let chunks =
+            std::iter::once(bytes::Bytes::from(head)).chain(snapshot_stream::chunks(body, chunk_bytes));
+        let feed = async {
+            for data in chunks {
+                let msg = RaftMessage {
+                    data,
+                    error: Default::default(),
+                };
+                match tokio::time::timeout(progress, tx.send(msg)).await {
+                    Err(_) => return Err(self.stalled(progress)),
+                    // The call ended early (refused, or failed): its result says why.
+                    Ok(Err(_)) => return Ok(()),
+                    Ok(Ok(())) => {}
+                }
+            }
+            Ok(())
+        };
+        let ended = tokio::select! {
+            reply = &mut call => Some(reply),
+            fed = feed => {
+                fed?;
+                None
+            }
+        };
+        drop(tx);
+        let reply = match ended {
+            Some(reply) => reply,
+            None => tokio::time::timeout(reply_timeout, call)
+                .await
+                .map_err(|_| self.stalled(reply_timeout))?,
+        };
+        self.decode_reply(reply.map_err(|status| self.failed(status))?.into_inner())
+    }
+
+    fn stalled(&self, timeout: Duration) -> PeerError {
+        PeerError::Timeout {
+            target: self.target,
+            addr: self.addr.clone(),
+            timeout,
+        }
+    }
+
+    /// A call the peer (or the transport) failed.
+    fn failed(&self, status: tonic::Status) -> PeerError {
+        let (target, addr) = (self.target, self.addr.clone());
+        if status.code() == tonic::Code::Unavailable {
+            PeerError::Unreachable {
+                target,
+                addr,
+                source: status,
+            }
+        } else {
+            PeerError::Call {
+                target,
+                addr,
+                source: status,
+            }
+        }
+    }
+
+    /// The reply's `Ok` data, or the peer's own error.
+    fn decode_reply<Resp, Err>(&self, reply: RaftMessage) -> Result<Result<Resp, Err>, PeerError>
+    where
+        Resp: DeserializeOwned,
+        Err: DeserializeOwned,
+    {
+        let codec_err = |source| PeerError::Codec {
+            target: self.target,
+            addr: self.addr.clone(),
+            source,
+        };
+        if !reply.error.is_empty() {
+            return Ok(Err(codec::decode(&reply.error).map_err(codec_err)?));
+        }
+        Ok(Ok(codec::decode(&reply.data).map_err(codec_err)?))
     }
 }

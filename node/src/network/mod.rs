@@ -9,6 +9,8 @@
 //! - [`raft_network`]: openraft's `RaftNetworkFactory` / `RaftNetworkV2`, and nothing else.
 //! - [`peer`]: Flotilla's own calls: forwarding writes to the leader, and the admin messages
 //!   (typed by [`peer::AdminCall`]) that `cluster` carries out.
+//! - [`snapshot_stream`]: the wire format of a streamed snapshot, both ends: chunks out, and
+//!   back in within a size limit and a wait per chunk.
 //! - [`codec`]: bincode (serde) encoding of the messages inside `RaftMessage`.
 //! - [`transport`]: the injectable [`transport::Connector`] that turns an address into a tonic
 //!   channel (plain TCP, or mutual TLS); the simulator swaps in its own.
@@ -21,6 +23,7 @@ pub mod headers;
 pub mod peer;
 pub mod peer_auth;
 pub mod raft_network;
+pub mod snapshot_stream;
 pub mod transport;
 
 pub use call::PeerChannel;
@@ -32,3 +35,6 @@ pub use raft_network::NetworkFactory;
 pub use transport::Connector;
 pub use transport::TcpConnector;
 pub use transport::TlsConnector;
+
+#[cfg(test)]
+mod tests;

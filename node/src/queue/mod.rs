@@ -5,6 +5,7 @@
 //!
 //! - [`command`]: the log entry ([`Request`]) and its commands and responses.
 //! - [`ops`]: typed proposals: each command paired with the type of its answer.
+//! - [`name`]: the rule for queue names, checked wherever a name enters (not by `apply`).
 //! - [`state`]: [`QueueState`] and `apply`; inside it, one file per concern: the task record
 //!   (`state/task.rs`), the task table (`state/table.rs`), the interner (`state/interner.rs`),
 //!   the indexes (`state/index.rs`, with the pending sets of `state/pending.rs`), the key index
@@ -14,6 +15,7 @@
 //!   version-1 snapshots (`state/v1.rs`).
 
 pub mod command;
+pub mod name;
 pub mod ops;
 pub mod state;
 

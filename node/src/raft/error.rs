@@ -62,6 +62,23 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// The log ends before an entry this node acknowledged to the cluster (see
+    /// [`super::acked`]): entries it reported durable are gone. Voting with such a log can
+    /// lose committed data, so the node does not start.
+    #[error(
+        "raft log in {dir} ends at index {log_end}, but this node acknowledged entries up to \
+         index {acked} to the cluster: entries it reported durable are gone (a deleted or \
+         truncated log file?), and a node that forgot acknowledged entries can lose committed \
+         data if it votes, so it will not start; remove it from the cluster (`flotilla cluster \
+         remove ID`) and start it again on an empty data directory with --join; if this node \
+         holds the only copy of the data, delete {acked_file} to start with what is left"
+    )]
+    LostAcknowledged {
+        dir: PathBuf,
+        log_end: u64,
+        acked: u64,
+        acked_file: PathBuf,
+    },
     /// Reading or writing a snapshot file failed.
     #[error("snapshot file {path}: {source}")]
     SnapshotIo { path: PathBuf, source: io::Error },
@@ -77,7 +94,9 @@ impl StorageError {
     /// For openraft's traits, which speak `io::Error`.
     pub fn into_io(self) -> io::Error {
         let kind = match &self {
-            StorageError::CorruptLog { .. } | StorageError::SnapshotFile { .. } => io::ErrorKind::InvalidData,
+            StorageError::CorruptLog { .. }
+            | StorageError::SnapshotFile { .. }
+            | StorageError::LostAcknowledged { .. } => io::ErrorKind::InvalidData,
             StorageError::NewerFormat { .. } => io::ErrorKind::Unsupported,
             StorageError::Dir { source, .. }
             | StorageError::OpenLog { source, .. }

@@ -22,6 +22,9 @@
 //!   batch. Losing it only means re-applying fewer entries after a restart, which openraft
 //!   catches up on. `read_committed` returns it so openraft re-applies committed entries to our
 //!   in-memory state machine after a restart.
+//! - After each synced append, before openraft hears of it, the index of its last entry goes to
+//!   `<data dir>/acked` (no fsync of its own: [`super::acked`]). [`LogStore::open`] refuses a log
+//!   that ends before that index: entries this node acknowledged are gone.
 //! - `purge`: whole chunk files behind the purge point are unlinked by the flush thread after the
 //!   purge record is synced (chunks default to 4 MiB, so purge frees space in those steps).
 //!
@@ -58,6 +61,7 @@ use openraft::storage::RaftLogStorage;
 use raft_log::RaftLog;
 use raft_log::api::raft_log_writer::RaftLogWriter;
 
+use super::acked::AckedFile;
 use super::error::StorageError;
 use super::wal::Bin;
 use super::wal::TailCheck;
@@ -120,6 +124,8 @@ type Wal = RaftLog<WalTypes>;
 pub struct LogStore {
     wal: Arc<Mutex<Wal>>,
     dir: PathBuf,
+    /// The highest index acknowledged to the cluster ([`super::acked`]).
+    acked: Arc<AckedFile>,
 }
 
 /// A cloneable reader sharing the store's WAL: it sees every entry once `append` returned.
@@ -177,9 +183,27 @@ impl LogStore {
             committed = ?st.committed().map(|l| &l.0),
             "opened raft log"
         );
+        let (acked, acked_index) = AckedFile::open(dir)?;
+        // After a purge past the last entry the log is empty: it ends at the purged index.
+        let log_end = st
+            .last()
+            .map(|l| l.0.index)
+            .max(st.purged().map(|l| l.0.index))
+            .unwrap_or(0);
+        if acked_index > log_end {
+            let e = StorageError::LostAcknowledged {
+                dir: wal_dir,
+                log_end,
+                acked: acked_index,
+                acked_file: acked.path().to_path_buf(),
+            };
+            tracing::error!(error = %e, "raft log lost acknowledged entries");
+            return Err(e);
+        }
         Ok(LogStore {
             wal: Arc::new(Mutex::new(wal)),
             dir: wal_dir,
+            acked: Arc::new(acked),
         })
     }
 
@@ -304,9 +328,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut wal = lock(&self.wal);
-        wal.append(entries.into_iter().map(|e| (Bin(e.log_id), Bin(e.payload))))?;
-        // Returns at once; the flush thread calls `callback` after the fsync.
-        wal.flush(true, Some(WalCallback::Raft(callback)))
+        let mut last_index = None;
+        wal.append(entries.into_iter().map(|e| {
+            last_index = Some(e.log_id.index);
+            (Bin(e.log_id), Bin(e.payload))
+        }))?;
+        // Returns at once; the flush thread records the acknowledged index and calls
+        // `callback` after the fsync.
+        let callback = WalCallback::Raft {
+            callback,
+            last_index,
+            acked: self.acked.clone(),
+        };
+        wal.flush(true, Some(callback))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
@@ -319,6 +353,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         tracing::info!(keep_upto = ?keep_upto, "truncating raft log");
+        // The acknowledged index must not stay above the log's new end: first let earlier
+        // appends' flushes (which raise it) finish, then lower it durably, then cut.
+        self.write_synced(|_| Ok(())).await?;
+        self.acked.lower(keep_upto.unwrap_or(0))?;
         let index = keep_upto.map_or(0, |i| i + 1);
         self.write_synced(|wal| wal.truncate(index).map(drop)).await
     }

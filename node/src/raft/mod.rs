@@ -9,8 +9,11 @@
 //!   what was synced when its node crashes.
 //! - [`state_machine`]: `RaftStateMachine`: applies entries, builds and installs snapshots.
 //! - [`snapshot`]: the versioned snapshot format and its atomically replaced file.
+//! - [`acked`]: the highest log index this node acknowledged, kept beside the log, so a log
+//!   that lost acknowledged entries is refused at start.
 //! - [`error`]: [`StorageError`], fatal storage errors.
 
+pub mod acked;
 pub mod error;
 pub mod log_store;
 pub mod sim_log;

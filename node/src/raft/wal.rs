@@ -27,6 +27,7 @@ use std::io::Read;
 use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bincode::error::DecodeError;
 use openraft::EntryPayload;
@@ -38,6 +39,7 @@ use raft_log::codeq;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::acked::AckedFile;
 use super::error::StorageError;
 use crate::encoding;
 use crate::queue::EntryFormatError;
@@ -83,8 +85,13 @@ impl<T: DeserializeOwned> codeq::Decode for Bin<T> {
 
 /// How raft-log is told to report a finished flush.
 pub enum WalCallback {
-    /// openraft's append callback: entries are on disk.
-    Raft(IOFlushed<TypeConfig>),
+    /// openraft's append callback: entries up to `last_index` are on disk, recorded in `acked`
+    /// before openraft hears it (and acknowledges them to the leader).
+    Raft {
+        callback: IOFlushed<TypeConfig>,
+        last_index: Option<u64>,
+        acked: Arc<AckedFile>,
+    },
     /// Our own waits (vote, truncate, purge).
     Done(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
@@ -92,7 +99,16 @@ pub enum WalCallback {
 impl raft_log::Callback for WalCallback {
     fn send(self, res: Result<(), io::Error>) {
         match self {
-            WalCallback::Raft(cb) => cb.io_completed(res),
+            WalCallback::Raft {
+                callback,
+                last_index,
+                acked,
+            } => {
+                if let (Ok(()), Some(index)) = (&res, last_index) {
+                    acked.record(index);
+                }
+                callback.io_completed(res)
+            }
             WalCallback::Done(tx) => {
                 // The waiter may have been dropped (its future cancelled): nothing to tell.
                 let _ = tx.send(res);

@@ -35,6 +35,8 @@ pub use load::ClientTls;
 pub use load::NodeTls;
 pub use names::Role;
 pub use peer::PeerCertificates;
+/// The certificate type of [`PeerCertificates`], for implementers outside this crate.
+pub use rustls::pki_types::CertificateDer;
 
 /// Why TLS could not be set up (at start, or by `flotilla certs`).
 #[derive(Debug, thiserror::Error)]

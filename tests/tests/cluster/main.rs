@@ -6,6 +6,7 @@ mod t10_failover;
 mod t20_snapshot;
 mod t30_membership;
 mod t40_standing;
+mod t50_membership_faults;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,3 +2,5 @@
 //! SIGKILL. Files by priority: t10 basic, t50 environment, t90 regressions.
 
 mod t10_basic;
+mod t50_disk_full;
+mod t50_limits;

@@ -14,7 +14,7 @@ use flotilla_tests::NodeProcess;
 use flotilla_tests::run_node;
 
 /// A client that keeps retrying long enough for a node to (re)start.
-async fn connect(node: &NodeProcess) -> Result<Client> {
+pub async fn connect(node: &NodeProcess) -> Result<Client> {
     let policy = RetryPolicy {
         max_elapsed: Duration::from_secs(60),
         initial_backoff: Duration::from_millis(20),
@@ -27,7 +27,7 @@ async fn connect(node: &NodeProcess) -> Result<Client> {
 }
 
 /// Wait until the node leads its single-node cluster.
-async fn ready(client: &Client, node: &NodeProcess) -> Result<()> {
+pub async fn ready(client: &Client, node: &NodeProcess) -> Result<()> {
     for _ in 0..600 {
         if let Ok(s) = client.status().await
             && s.leader_id == Some(s.node_id)

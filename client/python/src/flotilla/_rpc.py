@@ -78,12 +78,17 @@ class WorkerStub:
 
 def channel_options() -> list[tuple[str, int]]:
     """Options of every channel the SDK opens: large replies, and keepalive pings so a node that
-    vanished without closing the connection is noticed within seconds (as the Rust client)."""
+    stopped answering without closing the connection (SIGSTOPped, frozen) is noticed within
+    about a second and the call retried on another node, whatever its timeout (as the Rust
+    client)."""
     return [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 5_000),
+        # gRPC waits for a new connection's HTTP/2 handshake for this long (20 s by default),
+        # holding calls meanwhile: a node that accepts and never answers would hold them too.
+        ("grpc.min_reconnect_backoff_ms", 1_000),
+        ("grpc.keepalive_time_ms", 500),
+        ("grpc.keepalive_timeout_ms", 500),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]

@@ -117,6 +117,11 @@ pub fn status_human(s: &ClusterStatus) -> String {
         "node {} leader {leader} term {} commit {} applied {}\n{:<6} {:<24} {:<9} {:<8} {:>6}\n",
         s.node_id, s.term, s.commit_index, s.applied_index, "id", "addr", "role", "zone", "lag"
     );
+    if let [old, new] = s.voter_sets.as_slice() {
+        out = format!(
+            "membership change in progress: voters {old:?} -> {new:?} (writes need a majority of both)\n{out}"
+        );
+    }
     for m in &s.members {
         let lag = m.lag.map_or_else(|| "-".to_owned(), |l| l.to_string());
         out.push_str(&format!(
@@ -212,6 +217,7 @@ mod tests {
             applied_index: 5,
             snapshot_index: 0,
             purged_index: 0,
+            voter_sets: vec![vec![2]],
             members: vec![Member {
                 id: 2,
                 addr: "h:1".into(),
@@ -223,5 +229,14 @@ mod tests {
         let text = status_human(&status);
         assert!(text.starts_with("node 2 leader none term 1"), "{text}");
         assert!(text.lines().nth(2).unwrap().contains("follower"), "{text}");
+        let joint = ClusterStatus {
+            voter_sets: vec![vec![1, 2, 3], vec![1, 3]],
+            ..status
+        };
+        let text = status_human(&joint);
+        assert!(
+            text.starts_with("membership change in progress: voters [1, 2, 3] -> [1, 3]"),
+            "{text}"
+        );
     }
 }

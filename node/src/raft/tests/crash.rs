@@ -70,6 +70,18 @@ fn append_record_offset(path: &Path, index: u64) -> usize {
     }
 }
 
+/// Make the store in `dir` remember that only entries up to `index` were acknowledged: what a
+/// crash during the write of the entries after it leaves (their flush never completed, so
+/// openraft never acknowledged them). Tests that cut an fsync'd tail to fake a torn write need
+/// this; without it the cut is a loss of acknowledged entries, which opening refuses.
+fn unacknowledge_after(dir: &Path, index: u64) {
+    crate::raft::acked::AckedFile::open(dir)
+        .unwrap()
+        .0
+        .lower(index)
+        .unwrap();
+}
+
 /// A store in a fresh tempdir holding entries 1..=10, closed again.
 async fn ten_entries() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +145,7 @@ async fn torn_tail_mid_record_is_truncated_to_last_valid_entry() {
         .set_len(cut)
         .unwrap();
     assert!(cut < len);
+    unacknowledge_after(dir.path(), 9);
 
     let mut store = LogStore::open(dir.path()).unwrap();
     assert_eq!(indexes(&mut store).await, (1..=9).collect::<Vec<_>>());

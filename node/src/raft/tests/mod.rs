@@ -3,6 +3,7 @@
 
 mod crash;
 pub(crate) mod format;
+mod lost;
 mod restart;
 mod snapshot;
 mod suite;

@@ -217,7 +217,7 @@ class Member(_message.Message):
     def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., role: _Optional[str] = ..., zone: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("node_id", "leader_id", "term", "commit_index", "applied_index", "members", "snapshot_index", "purged_index")
+    __slots__ = ("node_id", "leader_id", "term", "commit_index", "applied_index", "members", "snapshot_index", "purged_index", "voter_sets")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +226,7 @@ class ClusterStatusResponse(_message.Message):
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
     PURGED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VOTER_SETS_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     leader_id: int
     term: int
@@ -234,7 +235,14 @@ class ClusterStatusResponse(_message.Message):
     members: _containers.RepeatedCompositeFieldContainer[Member]
     snapshot_index: int
     purged_index: int
-    def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., snapshot_index: _Optional[int] = ..., purged_index: _Optional[int] = ...) -> None: ...
+    voter_sets: _containers.RepeatedCompositeFieldContainer[VoterSet]
+    def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., snapshot_index: _Optional[int] = ..., purged_index: _Optional[int] = ..., voter_sets: _Optional[_Iterable[_Union[VoterSet, _Mapping]]] = ...) -> None: ...
+
+class VoterSet(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
     __slots__ = ("role", "label", "ttl_ms")
