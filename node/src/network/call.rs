@@ -190,15 +190,7 @@ impl PeerChannel {
             error: Default::default(),
         });
         request.set_timeout(timeout);
-        if let Some(stamp) = &self.stamp {
-            stamp.apply(request.metadata_mut());
-        }
-        if let Some(auth) = &self.auth {
-            auth.stamp(request.metadata_mut());
-        }
-        if let Some(token) = &self.token {
-            token.apply(request.metadata_mut());
-        }
+        self.stamp(request.metadata_mut());
         let reply = match tokio::time::timeout(timeout, rpc(client, request)).await {
             Err(_) => {
                 return Err(PeerError::Timeout {
@@ -242,9 +234,7 @@ impl PeerChannel {
         // Room for one message: a send returns once the transport took the one before it.
         let (tx, rx) = tokio::sync::mpsc::channel::<RaftMessage>(1);
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        if let Some(stamp) = &self.stamp {
-            stamp.apply(request.metadata_mut());
-        }
+        self.stamp(request.metadata_mut());
         let call = async move {
             let mut client = client;
             client.install_snapshot_stream(request).await
@@ -282,6 +272,20 @@ impl PeerChannel {
                 .map_err(|_| self.stalled(reply_timeout))?,
         };
         self.decode_reply(reply.map_err(|status| self.failed(status))?.into_inner())
+    }
+
+    /// Who is calling, on every call of this channel: the cluster and node id, the proof of
+    /// membership, and a joining node's token.
+    fn stamp(&self, metadata: &mut tonic::metadata::MetadataMap) {
+        if let Some(stamp) = &self.stamp {
+            stamp.apply(metadata);
+        }
+        if let Some(auth) = &self.auth {
+            auth.stamp(metadata);
+        }
+        if let Some(token) = &self.token {
+            token.apply(metadata);
+        }
     }
 
     fn stalled(&self, timeout: Duration) -> PeerError {
