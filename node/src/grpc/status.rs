@@ -8,6 +8,7 @@ use tonic::Code;
 use tonic::Status;
 
 use crate::cluster::tokens::TokenError;
+use crate::cluster::catalog::DeclareError;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
@@ -37,6 +38,15 @@ pub enum ApiError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Token(#[from] TokenError),
+}
+
+impl From<DeclareError> for ApiError {
+    fn from(e: DeclareError) -> Self {
+        match e {
+            DeclareError::Refused(r) => ApiError::InvalidArgument(r.to_string()),
+            DeclareError::Propose(e) => ApiError::Propose(e),
+        }
+    }
 }
 
 impl ApiError {
