@@ -445,7 +445,13 @@ fn start_services(
 
     let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();
     let built_ins = catalog::built_ins(registry.names());
-    let declarer = catalog::declare_built_ins(admin.clone(), replica.clone(), proposer.clone(), node_id, built_ins);
+    let declarer = catalog::declare_built_ins(
+        admin.clone(),
+        replica.clone(),
+        proposer.clone(),
+        node_id,
+        built_ins,
+    );
     let registry = Arc::new(registry);
     let pool = start_pool(config, env, node_id, registry, &proposer, &replica)?;
 

@@ -198,7 +198,10 @@ async fn task_names_are_listed_and_declared_typed() -> anyhow::Result<()> {
     let names = client.task_names().await?;
     assert_eq!(names.len(), 1);
     let t = &names[0];
-    assert_eq!((t.name.as_str(), t.default_queue.as_str(), t.held), ("tasks.add", "math", 3));
+    assert_eq!(
+        (t.name.as_str(), t.default_queue.as_str(), t.held),
+        ("tasks.add", "math", 3)
+    );
     assert_eq!(
         t.declarers[0],
         Declarer {

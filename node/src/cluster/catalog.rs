@@ -106,7 +106,12 @@ pub fn declare_built_ins(
             };
             match declared {
                 Ok(recorded) => {
-                    info!(declarer, names = tasks.len(), recorded, "built-in task names declared");
+                    info!(
+                        declarer,
+                        names = tasks.len(),
+                        recorded,
+                        "built-in task names declared"
+                    );
                     return;
                 }
                 Err(DeclareError::Refused(e)) => {

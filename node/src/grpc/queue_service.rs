@@ -35,8 +35,8 @@ use crate::cluster::tokens;
 use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
-use crate::queue::TaskId;
 use crate::queue::TaskDecl;
+use crate::queue::TaskId;
 use crate::queue::TaskSpec;
 use crate::queue::name_prefix;
 use crate::queue::ops;
@@ -131,7 +131,12 @@ impl QueueApi {
 
     /// Turn a protobuf task into a domain task, or say exactly what is wrong with it.
     /// `default_queue`: where it goes if it names no queue; `None` if its name is unknown.
-    fn validate(&self, index: usize, t: pb::TaskSpec, default_queue: Option<String>) -> Result<TaskSpec, ApiError> {
+    fn validate(
+        &self,
+        index: usize,
+        t: pb::TaskSpec,
+        default_queue: Option<String>,
+    ) -> Result<TaskSpec, ApiError> {
         let bad = |msg: String| ApiError::InvalidArgument(format!("task {index}: {msg}"));
         if t.name.is_empty() {
             return Err(bad("task name is empty".into()));
@@ -158,7 +163,11 @@ impl QueueApi {
             u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
         Ok(TaskSpec {
             name: t.name,
-            queue: if t.queue.is_empty() { default_queue } else { t.queue },
+            queue: if t.queue.is_empty() {
+                default_queue
+            } else {
+                t.queue
+            },
             args: t.args,
             priority,
             eta_ms: (t.eta_unix_ms > 0).then_some(t.eta_unix_ms),

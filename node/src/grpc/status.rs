@@ -7,8 +7,8 @@
 use tonic::Code;
 use tonic::Status;
 
-use crate::cluster::tokens::TokenError;
 use crate::cluster::catalog::DeclareError;
+use crate::cluster::tokens::TokenError;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;

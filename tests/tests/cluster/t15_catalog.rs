@@ -59,7 +59,8 @@ async fn submit_through_each(nodes: &[NodeProcess], name: &str) -> Result<Vec<Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn declared_names_are_accepted_everywhere_unknown_ones_refused_and_both_survive_restart() -> Result<()> {
+async fn declared_names_are_accepted_everywhere_unknown_ones_refused_and_both_survive_restart() -> Result<()>
+{
     let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
     // No workers: a declared name nobody runs stays pending. Frequent snapshots: the
@@ -77,13 +78,24 @@ async fn declared_names_are_accepted_everywhere_unknown_ones_refused_and_both_su
     // A worker's declaration, through the last node.
     let worker = connect(std::slice::from_ref(&addrs[2]), Duration::from_secs(20)).await?;
     let names = ["tasks.add".to_string()];
-    ensure!(worker.declare_task_names("py-worker@host", "math", &names).await? == 1);
     ensure!(
-        worker.declare_task_names("py-worker@host", "math", &names).await? == 0,
+        worker
+            .declare_task_names("py-worker@host", "math", &names)
+            .await?
+            == 1
+    );
+    ensure!(
+        worker
+            .declare_task_names("py-worker@host", "math", &names)
+            .await?
+            == 0,
         "declaring again records nothing"
     );
     for queue in submit_through_each(&nodes, "tasks.add").await? {
-        ensure!(queue? == "math", "a submit naming no queue goes to the declared one");
+        ensure!(
+            queue? == "math",
+            "a submit naming no queue goes to the declared one"
+        );
     }
     for refused in submit_through_each(&nodes, "tasks.nope").await? {
         match refused {
@@ -101,8 +113,14 @@ async fn declared_names_are_accepted_everywhere_unknown_ones_refused_and_both_su
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let row = text.lines().find(|l| l.starts_with("tasks.add ")).unwrap_or_default();
-    ensure!(row.contains("math") && row.contains("py-worker@host=math"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("tasks.add "))
+        .unwrap_or_default();
+    ensure!(
+        row.contains("math") && row.contains("py-worker@host=math"),
+        "{text}"
+    );
 
     // The whole cluster restarts: the catalogue is still there, and no node declares anything.
     for node in &mut nodes {

@@ -448,17 +448,23 @@ mod tests {
             Command::Tasks { json: true, .. }
         ));
         let Command::Tasks {
-            action: Some(TasksAction::Declare {
-                names,
-                queue,
-                declarer,
-            }),
+            action:
+                Some(TasksAction::Declare {
+                    names,
+                    queue,
+                    declarer,
+                }),
             ..
-        } = parse(&["tasks", "declare", "a", "b", "--queue", "q"]).unwrap().command
+        } = parse(&["tasks", "declare", "a", "b", "--queue", "q"])
+            .unwrap()
+            .command
         else {
             panic!("not tasks declare")
         };
-        assert_eq!((names, queue, declarer.as_str()), (vec!["a".into(), "b".into()], "q".into(), "operator"));
+        assert_eq!(
+            (names, queue, declarer.as_str()),
+            (vec!["a".into(), "b".into()], "q".into(), "operator")
+        );
         assert!(parse(&["tasks", "declare"]).is_err());
     }
 

@@ -165,7 +165,11 @@ async fn tasks(
             if json {
                 writeln!(out, "{}", serde_json::json!({ "recorded": recorded }))?;
             } else {
-                writeln!(out, "{} names declared by {declarer} on queue {queue} ({recorded} new)", names.len())?;
+                writeln!(
+                    out,
+                    "{} names declared by {declarer} on queue {queue} ({recorded} new)",
+                    names.len()
+                )?;
             }
         }
     }

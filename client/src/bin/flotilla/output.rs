@@ -89,7 +89,10 @@ pub fn stats_human(stats: &[QueueStats]) -> String {
 
 /// `tasks` as a table: name, default queue, tasks held, declarers (`who=queue`, latest first).
 pub fn task_names_human(names: &[flotilla_client::TaskName]) -> String {
-    let mut out = format!("{:<32} {:<16} {:>8}  {}\n", "task", "queue", "held", "declared by");
+    let mut out = format!(
+        "{:<32} {:<16} {:>8}  {}\n",
+        "task", "queue", "held", "declared by"
+    );
     for t in names {
         let declarers: Vec<String> = t
             .declarers

@@ -81,10 +81,7 @@ impl Catalog {
     /// The queue a submit of `name` goes to when it names none, if `name` is declared.
     pub fn default_queue(&self, name: &str) -> Option<&str> {
         let declarers = self.names.get(name)?;
-        declarers
-            .values()
-            .max_by_key(|d| d.seq)
-            .map(|d| d.queue.as_str())
+        declarers.values().max_by_key(|d| d.seq).map(|d| d.queue.as_str())
     }
 
     /// The declarations of `tasks` that `declarer` has not made (with that queue): what a
@@ -257,11 +254,7 @@ mod tests {
             listed,
             vec![
                 ("echo", "default", vec![("node:1", "default")]),
-                (
-                    "noop",
-                    "images",
-                    vec![("py-1", "images"), ("node:1", "default")]
-                ),
+                ("noop", "images", vec![("py-1", "images"), ("node:1", "default")]),
             ]
         );
         c.check().unwrap();

@@ -732,7 +732,10 @@ fn check_transition(
             .filter(|t| t.name == info.name)
             .count();
         assert_eq!(info.held, held as u64, "tasks held of {}", info.name);
-        assert_eq!(after.catalog.default_queue(&info.name), Some(info.default_queue.as_str()));
+        assert_eq!(
+            after.catalog.default_queue(&info.name),
+            Some(info.default_queue.as_str())
+        );
     }
     // Declared names are never forgotten.
     for (name, _, _) in before.catalog.iter() {

@@ -152,12 +152,19 @@ pub(crate) fn fixture_entries_v3() -> Vec<EntryOf<TypeConfig>> {
         4,
         vec![declare(
             "node:1",
-            &[("email.send", ""), ("report.build", "default"), ("cleanup", "other")],
+            &[
+                ("email.send", ""),
+                ("report.build", "default"),
+                ("cleanup", "other"),
+            ],
         )],
     );
     add(
         6,
-        vec![declare("py-worker@host", &[("tasks.add", "math"), ("email.send", "mail")])],
+        vec![declare(
+            "py-worker@host",
+            &[("tasks.add", "math"), ("email.send", "mail")],
+        )],
     );
     add(
         8,

@@ -319,7 +319,13 @@ fn a_state_with_declared_names_is_written_as_format_4() {
     };
     for before in [vec![], vec![create, revoke]] {
         let mut state = QueueState::new();
-        state.apply(&Request { now_ms: 5, commands: before }, &mut ApplyEffects::default());
+        state.apply(
+            &Request {
+                now_ms: 5,
+                commands: before,
+            },
+            &mut ApplyEffects::default(),
+        );
         let without = snapshot::encode_parts(&None, &membership, &state).unwrap();
         assert_ne!(without[4..8], 4u32.to_le_bytes());
         state.apply(
