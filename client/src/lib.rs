@@ -26,11 +26,13 @@
 //! - `entropy`: the seedable generator of idempotency keys and retry jitter.
 //! - `token`: the token presented on every call ([`ClientBuilder::token`]).
 //! - [`tokens`]: creating, listing and revoking API tokens (admin).
+//! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
 //! retried, and the cluster may already have committed it. The key makes the retry return the
 //! first task's id instead of enqueuing a second task.
 
+pub mod catalog;
 pub mod client;
 pub mod cluster;
 mod convert;
@@ -43,6 +45,7 @@ mod token;
 pub mod tokens;
 mod wait;
 
+pub use catalog::{Declarer, TaskName};
 pub use client::{ChannelFactory, Client, ClientBuilder};
 pub use cluster::{ClusterStatus, Member, QueueStats};
 pub use error::{ClientError, Result};

@@ -4,7 +4,8 @@
 //!    an id (`--join`);
 //! 2. `open_raft`: open the log and the state machine, start Raft, initialize a founder;
 //! 3. `start_services`: the proposer, the admin, the node's duties ([`crate::leader`]), the
-//!    worker pool, the gRPC services, and a join that still has to finish;
+//!    declaration of its built-in task names ([`crate::cluster::catalog`]), the worker pool,
+//!    the gRPC services, and a join that still has to finish;
 //! 4. `serve_until_shutdown`: serve until shutdown is asked (or the join fails); then drain
 //!    the workers first (they still need the log to hand tasks back), hand leadership off, and
 //!    stop serving;
@@ -32,6 +33,7 @@ use crate::clock::SharedClock;
 use crate::clock::SystemClock;
 use crate::cluster::Admin;
 use crate::cluster::Identity;
+use crate::cluster::catalog;
 use crate::cluster::join;
 use crate::cluster::secrets;
 use crate::cluster::tokens;
@@ -407,6 +409,8 @@ struct Stopping {
     joiner: Option<JoinHandle<()>>,
     /// Keeps an admin token in the cluster (`cluster::tokens`).
     admin_keeper: JoinHandle<()>,
+    /// Declares the built-in task names once (`cluster::catalog`).
+    declarer: JoinHandle<()>,
 }
 
 /// Step 3: the proposer, the admin, the node's duties, the worker pool, the gRPC services, and
@@ -459,6 +463,14 @@ fn start_services(
     );
 
     let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();
+    let built_ins = catalog::built_ins(registry.names());
+    let declarer = catalog::declare_built_ins(
+        admin.clone(),
+        replica.clone(),
+        proposer.clone(),
+        node_id,
+        built_ins,
+    );
     let registry = Arc::new(registry);
     let pool = start_pool(config, env, node_id, registry, &proposer, &replica)?;
 
@@ -492,6 +504,7 @@ fn start_services(
         duties,
         joiner,
         admin_keeper,
+        declarer,
     };
     Ok((serving, stopping))
 }
@@ -668,9 +681,11 @@ async fn stop(stopping: Stopping) {
         duties,
         joiner,
         admin_keeper,
+        declarer,
     } = stopping;
     drop(duties);
     admin_keeper.abort();
+    declarer.abort();
     if let Some(joiner) = joiner {
         joiner.abort();
     }

@@ -461,6 +461,37 @@ impl QueueService for Fake {
             revoked: request.into_inner().id == 7,
         }))
     }
+
+    /// One name, declared by a node and a worker.
+    async fn list_task_names(
+        &self,
+        _request: Request<pb::ListTaskNamesRequest>,
+    ) -> Result<Response<pb::ListTaskNamesResponse>, Status> {
+        self.enter()?;
+        let declarer = |declarer: &str, queue: &str| pb::TaskNameDeclarer {
+            declarer: declarer.into(),
+            queue: queue.into(),
+        };
+        Ok(Response::new(pb::ListTaskNamesResponse {
+            tasks: vec![pb::TaskName {
+                name: "tasks.add".into(),
+                default_queue: "math".into(),
+                declarers: vec![declarer("py-1", "math"), declarer("node:1", "default")],
+                held: 3,
+            }],
+        }))
+    }
+
+    /// Records every name as new.
+    async fn declare_task_names(
+        &self,
+        request: Request<pb::DeclareTaskNamesRequest>,
+    ) -> Result<Response<pb::DeclareTaskNamesResponse>, Status> {
+        self.enter()?;
+        Ok(Response::new(pb::DeclareTaskNamesResponse {
+            recorded: request.into_inner().names.len() as u32,
+        }))
+    }
 }
 
 /// An address on which nothing listens: connections to it are refused.

@@ -188,3 +188,28 @@ async fn the_token_is_sent_on_every_call_and_token_calls_are_typed() -> anyhow::
     assert!(Client::builder(["127.0.0.1:1"]).token("bad\ntoken").is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn task_names_are_listed_and_declared_typed() -> anyhow::Result<()> {
+    use flotilla_client::Declarer;
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let client = client_of(std::slice::from_ref(&addr)).await;
+    let names = client.task_names().await?;
+    assert_eq!(names.len(), 1);
+    let t = &names[0];
+    assert_eq!(
+        (t.name.as_str(), t.default_queue.as_str(), t.held),
+        ("tasks.add", "math", 3)
+    );
+    assert_eq!(
+        t.declarers[0],
+        Declarer {
+            declarer: "py-1".into(),
+            queue: "math".into()
+        }
+    );
+    let two = ["a".to_string(), "b".to_string()];
+    assert_eq!(client.declare_task_names("ops", "q", &two).await?, 2);
+    Ok(())
+}

@@ -10,8 +10,10 @@
 //! - [`secrets`]: the peer secret (`cluster.secret`) and the first admin token's file, mode
 //!   0600 in the data directory.
 //! - [`tokens`]: API tokens made and revoked through the log, and the first admin token.
+//! - [`catalog`]: task names declared through the log (a worker's, a node's built-in ones).
 
 pub mod admin;
+pub mod catalog;
 pub mod identity;
 pub mod join;
 pub mod liveness;

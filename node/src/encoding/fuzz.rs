@@ -117,6 +117,8 @@ pub fn protobuf_request(bytes: &[u8]) {
         pb::CreateTokenRequest,
         pb::ListTokensRequest,
         pb::RevokeTokenRequest,
+        pb::ListTaskNamesRequest,
+        pb::DeclareTaskNamesRequest,
         pb::WorkerMessage,
         pb::RaftMessage,
     );

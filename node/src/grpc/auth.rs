@@ -111,9 +111,10 @@ pub fn need(path: &str) -> Need {
         ("flotilla.v1.RaftService", "Admin") => Need::PeerOrJoin,
         ("flotilla.v1.RaftService", _) => Need::Peer,
         ("flotilla.v1.QueueService", "Submit" | "Cancel") => Need::Client(Right::Submit),
-        ("flotilla.v1.QueueService", "GetTask" | "WaitResults" | "QueueStats" | "ClusterStatus") => {
-            Need::Client(Right::Read)
-        }
+        (
+            "flotilla.v1.QueueService",
+            "GetTask" | "WaitResults" | "QueueStats" | "ClusterStatus" | "ListTaskNames",
+        ) => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         _ => Need::Client(Right::Admin),

@@ -96,3 +96,18 @@ impl From<crate::queue::TokenInfo> for pb::ApiToken {
         }
     }
 }
+
+impl From<crate::queue::TaskNameInfo> for pb::TaskName {
+    fn from(t: crate::queue::TaskNameInfo) -> Self {
+        pb::TaskName {
+            name: t.name,
+            default_queue: t.default_queue,
+            declarers: t
+                .declarers
+                .into_iter()
+                .map(|(declarer, queue)| pb::TaskNameDeclarer { declarer, queue })
+                .collect(),
+            held: t.held,
+        }
+    }
+}

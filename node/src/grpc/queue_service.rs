@@ -1,7 +1,16 @@
 //! `flotilla.v1.QueueService`: what clients call. Validates input before anything reaches the
 //! log (an invalid request stores nothing), proposes writes through the [`Proposer`], and reads
 //! from the local [`Replica`] behind a read-index barrier unless the caller accepts stale data.
+//!
+//! A submitted task name must be known: in this node's registry or in the replicated task
+//! catalogue (`queue/state/catalog.rs`), read from this node's replica. A name the replica does
+//! not know may have been declared a moment ago through another node, so before refusing it
+//! the node takes one read barrier and looks again: a declaration acknowledged before the
+//! submit was sent is always seen. The state machine itself does not check names (it never
+//! did, and an apply does not change meaning); since names are never removed from the
+//! catalogue, a name accepted here cannot become unknown before the submit is applied.
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,13 +30,16 @@ use tracing::debug;
 use super::convert;
 use super::status::ApiError;
 use crate::cluster::Admin;
+use crate::cluster::catalog;
 use crate::cluster::tokens;
 use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
+use crate::queue::TaskDecl;
 use crate::queue::TaskId;
 use crate::queue::TaskSpec;
 use crate::queue::name::check_queue_name;
+use crate::queue::name_prefix;
 use crate::queue::ops;
 use crate::raft::Raft;
 use crate::replica::Replica;
@@ -44,6 +56,9 @@ pub struct ApiLimits {
 /// Longest accepted idempotency key.
 const MAX_NAME_LEN: usize = 256;
 
+/// The declarer of `DeclareTaskNames` when the request names none.
+const OPERATOR_DECLARER: &str = "operator";
+
 /// Longest accepted token label.
 const MAX_TOKEN_LABEL_LEN: usize = 128;
 
@@ -54,8 +69,8 @@ pub struct QueueApi {
     replica: Arc<Replica>,
     proposer: Proposer,
     admin: Admin,
-    /// Task names some handler on this node is registered for. Submitting another name is
-    /// refused: every node of a cluster runs the same task registry (documented).
+    /// Task names some handler on this node is registered for: accepted even before the
+    /// node's declaration of them is applied. Other names must be in the catalogue.
     known_tasks: Arc<BTreeSet<String>>,
     limits: ApiLimits,
 }
@@ -79,15 +94,60 @@ impl QueueApi {
         }
     }
 
+    /// For each distinct name of `tasks`, the queue a task of it naming none goes to; `None`
+    /// for a name that neither this node's registry nor its replica's catalogue knows.
+    fn default_queues(&self, tasks: &[pb::TaskSpec]) -> BTreeMap<String, Option<String>> {
+        let names: BTreeSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+        self.replica.read(|q| {
+            names
+                .into_iter()
+                .map(|name| {
+                    let queue = match q.catalog().default_queue(name) {
+                        Some(queue) => Some(queue.to_string()),
+                        None => self.known_tasks.contains(name).then(|| DEFAULT_QUEUE.to_string()),
+                    };
+                    (name.to_string(), queue)
+                })
+                .collect()
+        })
+    }
+
+    /// Validate a submit's tasks against the limits and the known names (see the module docs:
+    /// one read barrier before a name is refused as unknown).
+    async fn validate_all(&self, tasks: Vec<pb::TaskSpec>) -> Result<Vec<TaskSpec>, ApiError> {
+        let mut queues = self.default_queues(&tasks);
+        if queues.values().any(Option::is_none) {
+            self.read_barrier().await?;
+            queues = self.default_queues(&tasks);
+        }
+        tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let queue = queues.get(&t.name).cloned().flatten();
+                self.validate(i, t, queue)
+            })
+            .collect()
+    }
+
     /// Turn a protobuf task into a domain task, or say exactly what is wrong with it.
-    fn validate(&self, index: usize, t: pb::TaskSpec) -> Result<TaskSpec, ApiError> {
+    /// `default_queue`: where it goes if it names no queue; `None` if its name is unknown.
+    fn validate(
+        &self,
+        index: usize,
+        t: pb::TaskSpec,
+        default_queue: Option<String>,
+    ) -> Result<TaskSpec, ApiError> {
         let bad = |msg: String| ApiError::InvalidArgument(format!("task {index}: {msg}"));
         if t.name.is_empty() {
             return Err(bad("task name is empty".into()));
         }
-        if !self.known_tasks.contains(&t.name) {
-            return Err(bad(format!("unknown task name '{}'", truncate(&t.name))));
-        }
+        let Some(default_queue) = default_queue else {
+            return Err(bad(format!(
+                "unknown task name '{}': no node runs it and no worker declared it",
+                name_prefix(&t.name)
+            )));
+        };
         if t.args.len() > self.limits.max_payload_bytes {
             return Err(bad(format!(
                 "payload of {} bytes is over the limit of {} bytes (--max-payload-bytes)",
@@ -107,7 +167,7 @@ impl QueueApi {
         Ok(TaskSpec {
             name: t.name,
             queue: if t.queue.is_empty() {
-                DEFAULT_QUEUE.to_string()
+                default_queue
             } else {
                 t.queue
             },
@@ -153,14 +213,6 @@ impl QueueApi {
     }
 }
 
-fn truncate(s: &str) -> &str {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 type InfoStream = Pin<Box<dyn Stream<Item = Result<pb::TaskInfo, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -181,11 +233,7 @@ impl QueueService for QueueApi {
             ))
             .into());
         }
-        let specs = tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| self.validate(i, t))
-            .collect::<Result<Vec<_>, _>>()?;
+        let specs = self.validate_all(tasks).await?;
         let results = self
             .proposer
             .op(ops::Submit { tasks: specs.into() })
@@ -410,6 +458,43 @@ impl QueueService for QueueApi {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::RevokeTokenResponse { revoked }))
+    }
+
+    async fn list_task_names(
+        &self,
+        _request: Request<pb::ListTaskNamesRequest>,
+    ) -> Result<Response<pb::ListTaskNamesResponse>, Status> {
+        self.read_barrier().await?;
+        let tasks = self.replica.read(|q| q.task_names());
+        Ok(Response::new(pb::ListTaskNamesResponse {
+            tasks: tasks.into_iter().map(pb::TaskName::from).collect(),
+        }))
+    }
+
+    async fn declare_task_names(
+        &self,
+        request: Request<pb::DeclareTaskNamesRequest>,
+    ) -> Result<Response<pb::DeclareTaskNamesResponse>, Status> {
+        let req = request.into_inner();
+        let declarer = if req.declarer.is_empty() {
+            OPERATOR_DECLARER.to_string()
+        } else {
+            req.declarer
+        };
+        let tasks: Vec<TaskDecl> = req
+            .names
+            .into_iter()
+            .map(|name| TaskDecl {
+                name,
+                queue: req.queue.clone(),
+            })
+            .collect();
+        // What this node's replica lacks is proposed: read it as of now.
+        self.read_barrier().await?;
+        let recorded = catalog::declare_tasks(&self.proposer, &self.replica, &declarer, &tasks)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::DeclareTaskNamesResponse { recorded }))
     }
 
     async fn remove_node(

@@ -7,6 +7,7 @@
 use tonic::Code;
 use tonic::Status;
 
+use crate::cluster::catalog::DeclareError;
 use crate::cluster::tokens::TokenError;
 use crate::error::ProposeError;
 use crate::network::codec::CodecError;
@@ -41,6 +42,15 @@ pub enum ApiError {
     /// Too many client calls are in progress on this node (the limit is the field).
     #[error("node is busy: {0} client calls in progress; retry, on another node if you can")]
     Overloaded(usize),
+}
+
+impl From<DeclareError> for ApiError {
+    fn from(e: DeclareError) -> Self {
+        match e {
+            DeclareError::Refused(r) => ApiError::InvalidArgument(r.to_string()),
+            DeclareError::Propose(e) => ApiError::Propose(e),
+        }
+    }
 }
 
 impl ApiError {

@@ -13,9 +13,19 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::Serialize;
 
+mod catalog;
 pub mod entry_format;
 mod token;
 
+pub use catalog::CatalogRefusal;
+pub use catalog::MAX_CATALOG_NAME_LEN;
+pub use catalog::MAX_DECLARERS_PER_NAME;
+pub use catalog::MAX_TASK_NAMES;
+pub use catalog::NODE_DECLARER_PREFIX;
+pub use catalog::TaskDecl;
+pub use catalog::TaskNameInfo;
+pub use catalog::name_prefix;
+pub use catalog::node_declarer;
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
 pub use token::Role;
@@ -73,6 +83,13 @@ impl Request {
                 }
                 Command::Cancel { ids } => 16 + 8 * ids.len() as u64,
                 Command::CreateToken { label, .. } => 64 + len(label),
+                Command::DeclareTasks { declarer, tasks } => {
+                    32 + len(declarer)
+                        + tasks
+                            .iter()
+                            .map(|t| 8 + len(&t.name) + len(&t.queue))
+                            .sum::<u64>()
+                }
                 _ => 32,
             }
         };
@@ -134,6 +151,9 @@ impl Request {
                 Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
                 Command::Tick | Command::AllocateNodeId | Command::RevokeToken { .. } => 0,
                 Command::CreateToken { label, .. } => s(label),
+                Command::DeclareTasks { declarer, tasks } => {
+                    s(declarer) + vec(tasks) + tasks.iter().map(|t| s(&t.name) + s(&t.queue)).sum::<u64>()
+                }
             }
         };
         std::mem::size_of::<Self>() as u64
@@ -228,6 +248,10 @@ pub enum Command {
     },
     /// Remove an API token: it grants nothing from this entry on. Entry format 2.
     RevokeToken { id: TokenId },
+    /// Declare task names in the catalogue (`state/catalog.rs`): `declarer` runs them (a node's
+    /// built-in registry, `node:<id>`, or a remote worker's name), each with its default queue.
+    /// All or nothing; re-declaring what is declared changes nothing. Entry format 3.
+    DeclareTasks { declarer: String, tasks: Vec<TaskDecl> },
 }
 
 /// A task to enqueue, as the client describes it.
@@ -343,6 +367,9 @@ pub enum Response {
     TokenCreated(Option<TokenId>),
     /// Whether `RevokeToken` found the token.
     TokenRevoked(bool),
+    /// How many of `DeclareTasks`' declarations were new or changed a queue; or why it
+    /// changed nothing.
+    TasksDeclared(Result<u32, CatalogRefusal>),
 }
 
 /// Lifecycle state of a task.

@@ -24,5 +24,7 @@ pub use state::ApplyEffects;
 pub use state::QueueState;
 pub use state::QueueStateV1;
 pub use state::QueueStateV2;
+pub use state::QueueStateV3;
+pub use state::WithoutCatalog;
 pub use state::WithoutTokens;
 pub use state::WorkerEffects;

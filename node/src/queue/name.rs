@@ -66,6 +66,11 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             | Command::AllocateNodeId
             | Command::CreateToken { .. }
             | Command::RevokeToken { .. } => {}
+            Command::DeclareTasks { tasks, .. } => {
+                for task in tasks.iter().filter(|t| !t.queue.is_empty()) {
+                    check_queue_name(&task.queue)?;
+                }
+            }
         }
     }
     Ok(())

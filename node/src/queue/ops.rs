@@ -131,6 +131,12 @@ op!(
     RevokeToken { id: TokenId } => TokenRevoked(bool)
 );
 
+op!(
+    /// [`Command::DeclareTasks`]: how many declarations were new or changed a queue, or why
+    /// nothing changed.
+    DeclareTasks { declarer: String, tasks: Vec<TaskDecl> } => TasksDeclared(Result<u32, CatalogRefusal>)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;
@@ -281,6 +287,15 @@ mod tests {
         .unwrap();
         run(&mut q, Tick).unwrap();
         assert_eq!(run(&mut q, AllocateNodeId {}).unwrap(), 2);
+        let declare = || DeclareTasks {
+            declarer: "node:1".into(),
+            tasks: vec![TaskDecl {
+                name: "t".into(),
+                queue: String::new(),
+            }],
+        };
+        assert_eq!(run(&mut q, declare()).unwrap(), Ok(1));
+        assert_eq!(run(&mut q, declare()).unwrap(), Ok(0));
     }
 
     #[test]

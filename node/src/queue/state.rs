@@ -60,6 +60,9 @@
 //! - **Tokens** (`state/tokens.rs`): `CreateToken` stores a token's role and hash under the
 //!   next id (a hash already stored answers `None`), expiring at `now + ttl_ms`; `RevokeToken`
 //!   removes it. Expiry is judged where a token is checked, not by a timer.
+//! - **Catalogue** (`state/catalog.rs`): `DeclareTasks` records task names with their
+//!   declarer and default queue, all or nothing, idempotently, within fixed bounds. Submits
+//!   are checked against it at the gRPC edge, never in `apply`.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -95,10 +98,12 @@
 //!   retries), all fenced by the one lease check `(task, attempt)`.
 //! - `standing.rs`: idle pools' standing capacity and granting to it.
 //! - `tokens.rs`: API tokens (role, hash of the secret, expiry), checked by `grpc/auth.rs`.
+//! - `catalog.rs`: the task catalogue (declared task names, their declarers and default
+//!   queues), checked by `grpc/queue_service.rs`.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 3: everything as held, except the key
-//!   index; version 2 is the same without the token table); `v1.rs` converts snapshots of
-//!   format version 1.
+//! - `format.rs`: the serialized form (format version 4: everything as held, except the key
+//!   index; version 3 is the same without the catalogue, version 2 also without the token
+//!   table); `v1.rs` converts snapshots of format version 1.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -117,6 +122,7 @@ use task::Output;
 use task::Task;
 use task::TaskOptions;
 
+mod catalog;
 mod format;
 mod index;
 mod interner;
@@ -134,7 +140,10 @@ mod tests;
 mod tokens;
 mod v1;
 
+pub use catalog::Catalog;
 pub use format::QueueStateV2;
+pub use format::QueueStateV3;
+pub use format::WithoutCatalog;
 pub use format::WithoutTokens;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
@@ -176,6 +185,8 @@ pub struct QueueState {
     standing: standing::Standing,
     /// API tokens (see [`tokens`]).
     tokens: tokens::Tokens,
+    /// Declared task names (see [`catalog`]).
+    catalog: Catalog,
 }
 
 impl Default for QueueState {
@@ -190,6 +201,7 @@ impl Default for QueueState {
             next_node_id: 2,
             standing: standing::Standing::default(),
             tokens: tokens::Tokens::default(),
+            catalog: Catalog::default(),
         }
     }
 }
@@ -337,6 +349,9 @@ impl QueueState {
                 ttl_ms,
             } => Response::TokenCreated(self.tokens.create(*role, *hash, label, *ttl_ms, self.now_ms)),
             Command::RevokeToken { id } => Response::TokenRevoked(self.tokens.revoke(*id)),
+            Command::DeclareTasks { declarer, tasks } => {
+                Response::TasksDeclared(self.catalog.declare(declarer, tasks))
+            }
         }
     }
 
@@ -527,6 +542,27 @@ impl QueueState {
     /// The API tokens.
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// The task catalogue.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Every declared task name with its default queue, declarers and the tasks held of it.
+    pub fn task_names(&self) -> Vec<TaskNameInfo> {
+        self.catalog
+            .iter()
+            .map(|(name, default_queue, declarers)| TaskNameInfo {
+                name: name.to_string(),
+                default_queue: default_queue.to_string(),
+                declarers: declarers
+                    .into_iter()
+                    .map(|(who, queue)| (who.to_string(), queue.to_string()))
+                    .collect(),
+                held: self.task_names.get(name).map_or(0, |id| self.task_names.refs(id)),
+            })
+            .collect()
     }
 
     /// Number of tasks that could be leased now from these queues (all queues when empty).

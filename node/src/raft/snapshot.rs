@@ -1,15 +1,16 @@
 //! The snapshot format and the one snapshot file a node keeps.
 //!
-//! # Format (version 3)
+//! # Format (version 4)
 //!
 //! ```text
-//! b"FLQS" | version: u32 LE = 3 | crc32(body): u32 LE | body
+//! b"FLQS" | version: u32 LE = 4 | crc32(body): u32 LE | body
 //! body = bincode (crate::encoding) of SnapshotImage { last_applied, last_membership, state }
 //! ```
 //!
-//! Version 3 added the token table at the end of the state. A state that never held a token
-//! is still written as version 2 (the oldest format that holds it: a node of the build before
-//! tokens reads it), and versions 2 and 1 are read.
+//! Version 3 added the token table at the end of the state, version 4 the task catalogue
+//! after it. A state is written in the oldest version that holds it (a node of the build
+//! before the table it lacks reads it): without declared task names as version 3, without
+//! tokens either as version 2. Versions 3, 2 and 1 are read.
 //!
 //! The body is decoded under a limit that follows its length ([`crate::encoding`]).
 //!
@@ -46,18 +47,23 @@ use crate::encoding;
 use crate::queue::QueueState;
 use crate::queue::QueueStateV1;
 use crate::queue::QueueStateV2;
+use crate::queue::QueueStateV3;
+use crate::queue::WithoutCatalog;
 use crate::queue::WithoutTokens;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The newest format this build writes and reads. 3: version 2 and the token table. 2: the
-/// dense task layout (task options interned, key and args in one byte string, pending sets as
-/// bitmaps, no key index: it is rebuilt on load). Versions 2 and 1 are still read (1 is
-/// converted), so nodes can be upgraded over old data; a state without tokens is written as 2.
-pub const FORMAT_VERSION: u32 = 3;
-/// The format of a state that never held a token.
+/// The newest format this build writes and reads. 4: version 3 and the task catalogue. 3:
+/// version 2 and the token table. 2: the dense task layout (task options interned, key and
+/// args in one byte string, pending sets as bitmaps, no key index: it is rebuilt on load).
+/// Versions 3, 2 and 1 are still read (1 is converted), so nodes can be upgraded over old
+/// data; a state without declared names is written as 3, one without tokens either as 2.
+pub const FORMAT_VERSION: u32 = 4;
+/// The format of a state that never declared a task name.
+pub const FORMAT_WITHOUT_CATALOG: u32 = 3;
+/// The format of a state that never declared a task name nor held a token.
 pub const FORMAT_WITHOUT_TOKENS: u32 = 2;
 /// Magic, version, crc32.
 pub const HEADER_LEN: usize = 12;
@@ -107,32 +113,37 @@ pub fn encode_parts(
 ) -> Result<SnapshotData, SnapshotFormatError> {
     let mut out = Vec::with_capacity(HEADER_LEN + 4096);
     out.extend_from_slice(&MAGIC);
-    let version = if state.tokens().is_pristine() {
-        FORMAT_WITHOUT_TOKENS
-    } else {
-        FORMAT_VERSION
+    let version = match (state.catalog().is_pristine(), state.tokens().is_pristine()) {
+        (false, _) => FORMAT_VERSION,
+        (true, false) => FORMAT_WITHOUT_CATALOG,
+        (true, true) => FORMAT_WITHOUT_TOKENS,
     };
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    let written = if version == FORMAT_VERSION {
-        let image = SnapshotImageRef {
-            last_applied,
-            last_membership,
-            state,
-        };
-        bincode::serde::encode_into_std_write(&image, &mut out, encoding::config())
-    } else {
-        let image = SnapshotImageRef {
-            last_applied,
-            last_membership,
-            state: WithoutTokens(state),
-        };
-        bincode::serde::encode_into_std_write(&image, &mut out, encoding::config())
+    let written = match version {
+        FORMAT_VERSION => write_image(&mut out, last_applied, last_membership, state),
+        FORMAT_WITHOUT_CATALOG => write_image(&mut out, last_applied, last_membership, WithoutCatalog(state)),
+        _ => write_image(&mut out, last_applied, last_membership, WithoutTokens(state)),
     };
     written.map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&out[HEADER_LEN..]);
     out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
+}
+
+/// Append the image of `state` (in the format its type writes) to `out`.
+fn write_image<S: Serialize>(
+    out: &mut Vec<u8>,
+    last_applied: &Option<LogIdOf<TypeConfig>>,
+    last_membership: &StoredMembershipOf<TypeConfig>,
+    state: S,
+) -> Result<usize, bincode::error::EncodeError> {
+    let image = SnapshotImageRef {
+        last_applied,
+        last_membership,
+        state,
+    };
+    bincode::serde::encode_into_std_write(&image, out, encoding::config())
 }
 
 /// Validate and deserialize snapshot bytes.
@@ -170,22 +181,32 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         });
     }
     if version == FORMAT_WITHOUT_TOKENS {
-        let old: SnapshotImageV2 = decode_body(body)?;
-        return Ok(SnapshotImage {
-            last_applied: old.last_applied,
-            last_membership: old.last_membership,
-            state: old.state.0,
-        });
+        let old: SnapshotImageOf<QueueStateV2> = decode_body(body)?;
+        return Ok(old.map(|s| s.0));
+    }
+    if version == FORMAT_WITHOUT_CATALOG {
+        let old: SnapshotImageOf<QueueStateV3> = decode_body(body)?;
+        return Ok(old.map(|s| s.0));
     }
     decode_body(body)
 }
 
-/// A version 2 snapshot: the state without its token table.
+/// A version 2 or 3 snapshot: the state without its newer tables, read as `S`.
 #[derive(Deserialize)]
-struct SnapshotImageV2 {
+struct SnapshotImageOf<S> {
     last_applied: Option<LogIdOf<TypeConfig>>,
     last_membership: StoredMembershipOf<TypeConfig>,
-    state: QueueStateV2,
+    state: S,
+}
+
+impl<S> SnapshotImageOf<S> {
+    fn map(self, state: impl FnOnce(S) -> QueueState) -> SnapshotImage {
+        SnapshotImage {
+            last_applied: self.last_applied,
+            last_membership: self.last_membership,
+            state: state(self.state),
+        }
+    }
 }
 
 /// A version 1 snapshot: the same image around the queue's old layout.

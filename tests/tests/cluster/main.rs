@@ -1,8 +1,9 @@
-//! Integration tests of real 3-node clusters on loopback: failover under load, catch-up from a
-//! snapshot, joining and removing members, a lost node's standing capacity. Files by priority:
-//! t10 basic, t50 environment, t90 regressions.
+//! Integration tests of real 3-node clusters on loopback: failover under load, the task
+//! catalogue, catch-up from a snapshot, joining and removing members, a lost node's standing
+//! capacity. Files by priority: t10 basic, t50 environment, t90 regressions.
 
 mod t10_failover;
+mod t15_catalog;
 mod t20_snapshot;
 mod t30_membership;
 mod t40_standing;

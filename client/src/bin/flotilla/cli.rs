@@ -86,6 +86,31 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The task names submits may use: each with its default queue and who declared it.
+    Tasks {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<TasksAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksAction {
+    /// Declare task names (needs an admin token), so submits of them are accepted before a
+    /// worker running them connects.
+    Declare {
+        /// The task names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Their default queue (where a submit naming no queue goes).
+        #[arg(long, default_value = "default")]
+        queue: String,
+        /// Who declares them, as `flotilla tasks` shows it.
+        #[arg(long, default_value = "operator")]
+        declarer: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -407,6 +432,40 @@ mod tests {
         let cmd = Cli::command();
         let token = cmd.get_arguments().find(|a| a.get_id() == "token").unwrap();
         assert_eq!(token.get_env().and_then(|e| e.to_str()), Some("FLOTILLA_TOKEN"));
+    }
+
+    #[test]
+    fn tasks_commands_parse() {
+        assert!(matches!(
+            parse(&["tasks"]).unwrap().command,
+            Command::Tasks {
+                json: false,
+                action: None
+            }
+        ));
+        assert!(matches!(
+            parse(&["tasks", "--json"]).unwrap().command,
+            Command::Tasks { json: true, .. }
+        ));
+        let Command::Tasks {
+            action:
+                Some(TasksAction::Declare {
+                    names,
+                    queue,
+                    declarer,
+                }),
+            ..
+        } = parse(&["tasks", "declare", "a", "b", "--queue", "q"])
+            .unwrap()
+            .command
+        else {
+            panic!("not tasks declare")
+        };
+        assert_eq!(
+            (names, queue, declarer.as_str()),
+            (vec!["a".into(), "b".into()], "q".into(), "operator")
+        );
+        assert!(parse(&["tasks", "declare"]).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use flotilla_client::{Client, ClientError, ClientTls, RetryPolicy, TaskId, TaskI
 use futures::StreamExt;
 use serde_json::Value;
 
-use cli::{Cli, ClusterAction, Command, GetArgs, SubmitArgs, TokenAction};
+use cli::{Cli, ClusterAction, Command, GetArgs, SubmitArgs, TasksAction, TokenAction};
 
 /// Up to this many tasks, a human-readable submit prints every id.
 const LIST_IDS_UP_TO: usize = 20;
@@ -120,6 +120,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             token(&client, action, &mut out).await?;
             Outcome::AllSucceeded
         }
+        Command::Tasks { json, action } => {
+            tasks(&client, json, action, &mut out).await?;
+            Outcome::AllSucceeded
+        }
         Command::Status { json } => {
             let status = client.status().await.context("status failed")?;
             if json {
@@ -132,6 +136,44 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     out.flush()?;
     Ok(outcome)
+}
+
+async fn tasks(
+    client: &Client,
+    json: bool,
+    action: Option<TasksAction>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match action {
+        None => {
+            let names = client.task_names().await.context("tasks failed")?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "tasks": names }))?;
+            } else {
+                write!(out, "{}", output::task_names_human(&names))?;
+            }
+        }
+        Some(TasksAction::Declare {
+            names,
+            queue,
+            declarer,
+        }) => {
+            let recorded = client
+                .declare_task_names(&declarer, &queue, &names)
+                .await
+                .context("tasks declare failed")?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "recorded": recorded }))?;
+            } else {
+                writeln!(
+                    out,
+                    "{} names declared by {declarer} on queue {queue} ({recorded} new)",
+                    names.len()
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn token(client: &Client, action: TokenAction, out: &mut impl Write) -> anyhow::Result<()> {

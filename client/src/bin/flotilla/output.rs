@@ -87,7 +87,32 @@ pub fn stats_human(stats: &[QueueStats]) -> String {
     out
 }
 
-/// The cluster as text: who answered, the leader, then one line per member.
+/// `tasks` as a table: name, default queue, tasks held, declarers (`who=queue`, latest first).
+pub fn task_names_human(names: &[flotilla_client::TaskName]) -> String {
+    let mut out = format!(
+        "{:<32} {:<16} {:>8}  {}\n",
+        "task", "queue", "held", "declared by"
+    );
+    for t in names {
+        let declarers: Vec<String> = t
+            .declarers
+            .iter()
+            .map(|d| format!("{}={}", d.declarer, d.queue))
+            .collect();
+        out.push_str(&format!(
+            "{:<32} {:<16} {:>8}  {}\n",
+            t.name,
+            t.default_queue,
+            t.held,
+            declarers.join(", ")
+        ));
+    }
+    if names.is_empty() {
+        out.push_str("(no task names declared)\n");
+    }
+    out
+}
+
 /// `token list` as a table: id, role, label, created, expires (times in s since the epoch).
 pub fn tokens_human(tokens: &[flotilla_client::ApiToken]) -> String {
     let mut out = format!(
@@ -111,6 +136,7 @@ pub fn tokens_human(tokens: &[flotilla_client::ApiToken]) -> String {
     out
 }
 
+/// The cluster as text: who answered, the leader, then one line per member.
 pub fn status_human(s: &ClusterStatus) -> String {
     let leader = s.leader_id.map_or_else(|| "none".to_owned(), |id| id.to_string());
     let mut out = format!(
@@ -191,6 +217,25 @@ mod tests {
             line.to_string(),
             r#"{"error":"timed out","id":4,"result":null,"state":"timed_out"}"#
         );
+    }
+
+    #[test]
+    fn task_names_table() {
+        use flotilla_client::{Declarer, TaskName};
+        let d = |who: &str, queue: &str| Declarer {
+            declarer: who.into(),
+            queue: queue.into(),
+        };
+        let text = task_names_human(&[TaskName {
+            name: "tasks.add".into(),
+            default_queue: "math".into(),
+            declarers: vec![d("py-1", "math"), d("node:1", "default")],
+            held: 2,
+        }]);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.starts_with("tasks.add "), "{text}");
+        assert!(row.ends_with("  py-1=math, node:1=default"), "{text}");
+        assert!(task_names_human(&[]).contains("(no task names declared)"));
     }
 
     #[test]

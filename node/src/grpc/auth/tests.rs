@@ -93,6 +93,14 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
         Need::Client(Right::Admin)
     );
     assert_eq!(
+        need("/flotilla.v1.QueueService/ListTaskNames"),
+        Need::Client(Right::Read)
+    );
+    assert_eq!(
+        need("/flotilla.v1.QueueService/DeclareTaskNames"),
+        Need::Client(Right::Admin)
+    );
+    assert_eq!(
         need("/flotilla.v1.QueueService/SomethingNew"),
         Need::Client(Right::Admin)
     );

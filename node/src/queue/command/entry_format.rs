@@ -61,7 +61,7 @@ use super::Command;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 2;
+pub const ENTRY_FORMAT: u32 = 3;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -114,6 +114,8 @@ impl Command {
             | Command::AllocateNodeId => 1,
             // Format 2: API tokens (issue 14).
             Command::CreateToken { .. } | Command::RevokeToken { .. } => 2,
+            // Format 3: the task catalogue (issue 11).
+            Command::DeclareTasks { .. } => 3,
         }
     }
 }
@@ -295,6 +297,26 @@ mod tests {
         assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
         // The build before tokens refuses it by name (as `Newer`), never misreads it.
         assert!(encoding::decode::<Derived>(&bytes).is_err());
+    }
+
+    #[test]
+    fn an_entry_with_a_declaration_is_written_as_format_3() {
+        let mut r = req(42);
+        r.commands.push(Command::RevokeToken { id: 1 });
+        r.commands.push(Command::DeclareTasks {
+            declarer: "node:1".into(),
+            tasks: vec![super::super::TaskDecl {
+                name: "noop".into(),
+                queue: String::new(),
+            }],
+        });
+        assert_eq!(r.format(), 3);
+        let bytes = encoding::encode(&r).unwrap();
+        assert_eq!(bytes[..2], [TAG, 3]);
+        assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
+        // Without the declaration, the same entry keeps format 2's bytes.
+        r.commands.pop();
+        assert_eq!(encoding::encode(&r).unwrap()[..2], [TAG, 2]);
     }
 
     #[test]

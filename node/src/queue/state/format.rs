@@ -1,11 +1,12 @@
-//! The serialized form of [`QueueState`] (snapshot format version 3; `state/v1.rs` reads
+//! The serialized form of [`QueueState`] (snapshot format version 4; `state/v1.rs` reads
 //! version 1), and the equality that follows it.
 //!
-//! Version 3 is version 2 followed by the token table. A state that never held a token is
-//! still written as version 2 ([`WithoutTokens`]), so a cluster that does not use tokens
-//! keeps writing snapshots the build before tokens reads (the rule of
-//! `docs/adr/002-format-versions.md`: the oldest format that holds the value);
-//! [`QueueStateV2`] reads version 2 back.
+//! Version 3 is version 2 followed by the token table; version 4 is version 3 followed by the
+//! task catalogue. A state is written in the oldest version that holds it (the rule of
+//! `docs/adr/002-format-versions.md`): one that never declared a task name as version 3
+//! ([`WithoutCatalog`]), one that also never held a token as version 2 ([`WithoutTokens`]), so
+//! a cluster that does not use the new tables keeps writing snapshots the builds before them
+//! read; [`QueueStateV3`] and [`QueueStateV2`] read those versions back.
 //!
 //! Every field is serialized as it is held, in the order below (bincode is positional), except
 //! the key index: it is derived from the tasks, not ordered, and rebuilt on load, so its random
@@ -16,6 +17,7 @@
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::Catalog;
 use super::Index;
 use super::Interner;
 use super::KeyIndex;
@@ -46,6 +48,13 @@ struct StateRefV3<'a> {
     tokens: &'a Tokens,
 }
 
+/// Version 4: version 3, then the task catalogue.
+#[derive(Serialize)]
+struct StateRefV4<'a> {
+    v3: StateRefV3<'a>,
+    catalog: &'a Catalog,
+}
+
 #[derive(Deserialize)]
 struct StateOwned {
     now_ms: UnixMs,
@@ -63,6 +72,12 @@ struct StateOwnedV3 {
     tokens: Tokens,
 }
 
+#[derive(Deserialize)]
+struct StateOwnedV4 {
+    v3: StateOwnedV3,
+    catalog: Catalog,
+}
+
 impl QueueState {
     fn v2_ref(&self) -> StateRef<'_> {
         StateRef {
@@ -76,8 +91,16 @@ impl QueueState {
         }
     }
 
-    fn from_owned(o: StateOwned, tokens: Tokens) -> Result<Self, String> {
+    fn v3_ref(&self) -> StateRefV3<'_> {
+        StateRefV3 {
+            v2: self.v2_ref(),
+            tokens: &self.tokens,
+        }
+    }
+
+    fn from_owned(o: StateOwned, tokens: Tokens, catalog: Catalog) -> Result<Self, String> {
         let idempotency = KeyIndex::build(&o.tasks)?;
+        let catalog = super::catalog::checked(catalog)?;
         Ok(Self {
             now_ms: o.now_ms,
             next_id: o.next_id,
@@ -88,15 +111,16 @@ impl QueueState {
             next_node_id: o.next_node_id,
             standing: o.standing,
             tokens,
+            catalog,
         })
     }
 }
 
 impl Serialize for QueueState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StateRefV3 {
-            v2: self.v2_ref(),
-            tokens: &self.tokens,
+        StateRefV4 {
+            v3: self.v3_ref(),
+            catalog: &self.catalog,
         }
         .serialize(s)
     }
@@ -104,14 +128,42 @@ impl Serialize for QueueState {
 
 impl<'de> Deserialize<'de> for QueueState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwnedV3::deserialize(d)?;
-        Self::from_owned(o.v2, o.tokens).map_err(serde::de::Error::custom)
+        let o = StateOwnedV4::deserialize(d)?;
+        Self::from_owned(o.v3.v2, o.v3.tokens, o.catalog).map_err(serde::de::Error::custom)
     }
 }
 
-/// A state serialized in format version 2 (no token table). Only for a state whose token
-/// table is pristine ([`Tokens::is_pristine`]): anything else would lose tokens, so
+/// A state serialized in format version 3 (no catalogue). Only for a state whose catalogue is
+/// pristine ([`Catalog::is_pristine`]): anything else would lose declared names, so
 /// serializing it fails.
+pub struct WithoutCatalog<'a>(pub &'a QueueState);
+
+impl Serialize for WithoutCatalog<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.catalog.is_pristine() {
+            return Err(serde::ser::Error::custom(
+                "a state holding declared task names needs snapshot format 4",
+            ));
+        }
+        self.0.v3_ref().serialize(s)
+    }
+}
+
+/// A state read from format version 3: an empty catalogue.
+pub struct QueueStateV3(pub QueueState);
+
+impl<'de> Deserialize<'de> for QueueStateV3 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = StateOwnedV3::deserialize(d)?;
+        QueueState::from_owned(o.v2, o.tokens, Catalog::default())
+            .map(QueueStateV3)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A state serialized in format version 2 (no token table, no catalogue). Only for a state
+/// whose token table and catalogue are pristine ([`Tokens::is_pristine`],
+/// [`Catalog::is_pristine`]): anything else would lose them, so serializing it fails.
 pub struct WithoutTokens<'a>(pub &'a QueueState);
 
 impl Serialize for WithoutTokens<'_> {
@@ -119,6 +171,11 @@ impl Serialize for WithoutTokens<'_> {
         if !self.0.tokens.is_pristine() {
             return Err(serde::ser::Error::custom(
                 "a state holding tokens needs snapshot format 3",
+            ));
+        }
+        if !self.0.catalog.is_pristine() {
+            return Err(serde::ser::Error::custom(
+                "a state holding declared task names needs snapshot format 4",
             ));
         }
         self.0.v2_ref().serialize(s)
@@ -131,7 +188,7 @@ pub struct QueueStateV2(pub QueueState);
 impl<'de> Deserialize<'de> for QueueStateV2 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwned::deserialize(d)?;
-        QueueState::from_owned(o, Tokens::default())
+        QueueState::from_owned(o, Tokens::default(), Catalog::default())
             .map(QueueStateV2)
             .map_err(serde::de::Error::custom)
     }
@@ -148,6 +205,7 @@ impl PartialEq for QueueState {
             && self.next_node_id == other.next_node_id
             && self.standing == other.standing
             && self.tokens == other.tokens
+            && self.catalog == other.catalog
     }
 }
 

@@ -41,6 +41,11 @@ impl<K: Ord + Default + fmt::Debug> Interner<K> {
         self.ids.get(name).copied()
     }
 
+    /// How many references `id` holds (0 for a free or unknown slot).
+    pub(super) fn refs(&self, id: u32) -> u64 {
+        self.slots.get(id as usize).map_or(0, |s| s.refs)
+    }
+
     pub(super) fn value(&self, id: u32) -> Option<&K> {
         self.slots.get(id as usize).map(|s| &s.name)
     }

@@ -21,6 +21,7 @@ impl QueueState {
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_indexes()?;
         self.tokens.check()?;
+        self.catalog.check()?;
         self.check_standing()
     }
 

@@ -48,6 +48,8 @@ enum Op {
     /// A token with one of a few hashes (so some repeat), a role and an optional ttl.
     CreateToken(u8, Role, Option<u64>),
     RevokeToken(TokenId),
+    /// A declaration by one of a few declarers of a few names (some too long) and queues.
+    DeclareTasks(&'static str, Vec<(&'static str, &'static str)>),
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +67,15 @@ struct Step {
 }
 
 const QUEUES: [&str; 4] = ["", "default", "q1", "q2"];
+
+/// A task name one byte over the catalogue's limit.
+const LONG_NAME: &str = concat!(
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "!"
+);
 
 fn big_u64(small: std::ops::Range<u64>) -> impl Strategy<Value = u64> {
     prop_oneof![20 => small, 1 => Just(u64::MAX), 1 => Just(0u64)]
@@ -162,6 +173,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4, prop::sample::select(Role::ALL.to_vec()), prop::option::of(big_u64(0..400)))
             .prop_map(|(h, role, ttl)| Op::CreateToken(h, role, ttl)),
         1 => (0u64..6).prop_map(Op::RevokeToken),
+        1 => (
+            prop::sample::select(vec!["node:1", "w1", "w2", ""]),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec!["a", "b", "c", "", LONG_NAME]),
+                    prop::sample::select(vec!["", "q1", "images"]),
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(declarer, tasks)| Op::DeclareTasks(declarer, tasks)),
     ]
 }
 
@@ -272,6 +294,16 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 ttl_ms: *ttl_ms,
             },
             Op::RevokeToken(id) => Command::RevokeToken { id: *id },
+            Op::DeclareTasks(declarer, tasks) => Command::DeclareTasks {
+                declarer: declarer.to_string(),
+                tasks: tasks
+                    .iter()
+                    .map(|(name, queue)| TaskDecl {
+                        name: name.to_string(),
+                        queue: queue.to_string(),
+                    })
+                    .collect(),
+            },
         })
         .collect();
     Request { now_ms, commands }
@@ -292,6 +324,9 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::PurgeQueue { .. }, Response::Purged(_)) => true,
         (Command::CreateToken { .. }, Response::TokenCreated(_)) => true,
         (Command::RevokeToken { .. }, Response::TokenRevoked(_)) => true,
+        (Command::DeclareTasks { tasks, .. }, Response::TasksDeclared(r)) => {
+            r.as_ref().map_or(true, |n| *n as usize <= tasks.len())
+        }
         _ => false,
     }
 }
@@ -524,6 +559,34 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                 assert!(s.tokens.get(*id).is_none(), "a revoked token is still stored");
                 r
             }
+            Command::DeclareTasks { declarer, tasks } => {
+                let before = s.catalog.clone();
+                let missing = before.missing(declarer, tasks);
+                let r = s.apply_command(cmd, &mut fx);
+                match &r {
+                    Response::TasksDeclared(Ok(n)) => {
+                        // Each name ends declared by `declarer` with the queue it was given
+                        // last in the command; what was declared already counts nothing.
+                        let mut last = BTreeMap::new();
+                        for t in tasks {
+                            last.insert(t.name.clone(), t.clone());
+                        }
+                        let last: Vec<TaskDecl> = last.into_values().collect();
+                        assert!(s.catalog.missing(declarer, &last).is_empty(), "not declared");
+                        assert!(*n as usize >= missing.len().min(1) && *n as usize <= tasks.len());
+                        if missing.is_empty() {
+                            assert_eq!(s.catalog, before, "re-declaring changed the catalogue");
+                        }
+                    }
+                    Response::TasksDeclared(Err(_)) => {
+                        assert_eq!(s.catalog, before, "a refused declaration changed the catalogue");
+                        assert!(before.check_declaration(declarer, tasks).is_err());
+                    }
+                    other => panic!("declare answered {other:?}"),
+                }
+                s.check_invariants().unwrap();
+                r
+            }
             _ => {
                 let r = s.apply_command(cmd, &mut fx);
                 s.check_indexes().unwrap();
@@ -662,6 +725,22 @@ fn check_transition(
     }
     let pending = |s: &QueueState| s.stats().values().map(|c| c.pending).sum::<u64>();
     assert!(fx.became_pending >= pending(after).saturating_sub(pending(before)));
+    // The catalogue's view counts the tasks held under each name.
+    for info in after.task_names() {
+        let held = (0..after.next_id)
+            .filter_map(|id| after.task(id))
+            .filter(|t| t.name == info.name)
+            .count();
+        assert_eq!(info.held, held as u64, "tasks held of {}", info.name);
+        assert_eq!(
+            after.catalog.default_queue(&info.name),
+            Some(info.default_queue.as_str())
+        );
+    }
+    // Declared names are never forgotten.
+    for (name, _, _) in before.catalog.iter() {
+        assert!(after.catalog.contains(name), "{name} left the catalogue");
+    }
 }
 
 fn run(steps: &[Step], roundtrip_at: usize) {

@@ -172,6 +172,7 @@ impl TryFrom<QueueStateV1> for QueueState {
             standing: Default::default(),
             // Nor tokens.
             tokens: Default::default(),
+            catalog: Default::default(),
         })
     }
 }

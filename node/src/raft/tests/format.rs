@@ -3,7 +3,9 @@
 //! `fixtures/entries-v1-snapshot-v2/`, and this build must open them and reach the same state.
 //! Issue 14's format (API tokens: entry format 2 for the token commands, snapshot format 3 with
 //! the token table) is under `fixtures/entries-v2-snapshot-v3/`: the same log with tokens
-//! created and revoked in it.
+//! created and revoked in it. Issue 11's format (the task catalogue: entry format 3 for
+//! `DeclareTasks`, snapshot format 4 with the catalogue) is under
+//! `fixtures/entries-v3-snapshot-v4/`: issue 14's log with task names declared in it.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -47,6 +49,7 @@ use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 use crate::queue::Request;
 use crate::queue::Role;
+use crate::queue::TaskDecl;
 use crate::queue::TaskSpec;
 use crate::queue::TaskState;
 use crate::queue::TokenHash;
@@ -64,6 +67,8 @@ use crate::types::TypeConfig;
 const V1_DIR: &str = "entries-v1-snapshot-v2";
 /// The fixture of issue 14's format (tokens).
 const V2_DIR: &str = "entries-v2-snapshot-v3";
+/// The fixture of issue 11's format (the task catalogue).
+const V3_DIR: &str = "entries-v3-snapshot-v4";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -88,6 +93,7 @@ fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
     match name {
         V1_DIR => fixture_entries(),
         V2_DIR => fixture_entries_v2(),
+        V3_DIR => fixture_entries_v3(),
         other => panic!("no fixture named {other}"),
     }
 }
@@ -118,6 +124,55 @@ pub(crate) fn fixture_entries_v2() -> Vec<EntryOf<TypeConfig>> {
     add(
         7,
         vec![token(4, Role::Worker, Some(1_000)), token(1, Role::Submit, None)],
+    );
+    entries
+}
+
+/// Issue 11's fixture: issue 14's log with task names declared by a node (entry 4, before the
+/// snapshot) and by a worker (entry 6), re-declared unchanged, with a queue changed and one
+/// declaration refused (entry 8, after it), so both the snapshot's catalogue and the
+/// re-applied tail hold some.
+pub(crate) fn fixture_entries_v3() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries_v2();
+    let declare = |declarer: &str, tasks: &[(&str, &str)]| Command::DeclareTasks {
+        declarer: declarer.into(),
+        tasks: tasks
+            .iter()
+            .map(|(name, queue)| TaskDecl {
+                name: (*name).into(),
+                queue: (*queue).into(),
+            })
+            .collect(),
+    };
+    let mut add = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
+        other => panic!("entry {index} is {other:?}"),
+    };
+    add(
+        4,
+        vec![declare(
+            "node:1",
+            &[
+                ("email.send", ""),
+                ("report.build", "default"),
+                ("cleanup", "other"),
+            ],
+        )],
+    );
+    add(
+        6,
+        vec![declare(
+            "py-worker@host",
+            &[("tasks.add", "math"), ("email.send", "mail")],
+        )],
+    );
+    add(
+        8,
+        vec![
+            declare("node:1", &[("email.send", ""), ("cleanup", "other")]),
+            declare("py-worker@host", &[("tasks.add", "math2")]),
+            declare("", &[("never", "")]),
+        ],
     );
     entries
 }
@@ -468,13 +523,43 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_2() {
     });
 }
 
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_3() {
+    let snap = fs::read(fixtures_dir().join(V3_DIR).join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        4u32.to_le_bytes(),
+        "the fixture's snapshot is format 4"
+    );
+    let replica = open_fixture(V3_DIR).await;
+    replica.read(|q| {
+        assert_eq!(q.tokens().list().len(), 3, "issue 14's tokens are all there");
+        let names: Vec<(String, String, usize)> = q
+            .task_names()
+            .into_iter()
+            .map(|t| (t.name, t.default_queue, t.declarers.len()))
+            .collect();
+        let row = |n: &str, q: &str, d| (n.to_string(), q.to_string(), d);
+        assert_eq!(
+            names,
+            [
+                row("cleanup", "other", 1),
+                row("email.send", "mail", 2),
+                row("report.build", "default", 1),
+                row("tasks.add", "math2", 1),
+            ]
+        );
+        assert!(!q.catalog().contains("never"), "the refused declaration");
+    });
+}
+
 /// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
 /// so this build writes what that build reads. Entries whose commands all have their entry
 /// format 1 layout are written untagged, byte for byte as before; so is the snapshot of a
-/// state without tokens (format 2). And what issue 14's build wrote, this one writes too.
+/// state without tokens (format 2). And what issues 14 and 11's builds wrote, this one writes too.
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
-    for name in [V1_DIR, V2_DIR] {
+    for name in [V1_DIR, V2_DIR, V3_DIR] {
         writes_the_bytes_of(name).await;
     }
 }

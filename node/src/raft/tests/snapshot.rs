@@ -292,3 +292,57 @@ fn a_state_with_tokens_is_written_as_format_3_and_one_without_as_format_2() {
     let err = crate::encoding::encode(&crate::queue::WithoutTokens(&state)).unwrap_err();
     assert!(err.to_string().contains("format 3"), "{err}");
 }
+
+/// A declared task name takes the state to format 4 (from 2 or from 3), and it reads back.
+#[test]
+fn a_state_with_declared_names_is_written_as_format_4() {
+    use crate::queue::ApplyEffects;
+    use crate::queue::Command;
+    use crate::queue::QueueState;
+    use crate::queue::Request;
+    use crate::queue::TaskDecl;
+
+    let membership = openraft::StoredMembership::default();
+    let declare = Command::DeclareTasks {
+        declarer: "node:1".into(),
+        tasks: vec![TaskDecl {
+            name: "noop".into(),
+            queue: String::new(),
+        }],
+    };
+    let revoke = Command::RevokeToken { id: 1 };
+    let create = Command::CreateToken {
+        role: crate::queue::Role::Admin,
+        hash: crate::queue::TokenHash([7; 32]),
+        label: String::new(),
+        ttl_ms: None,
+    };
+    for before in [vec![], vec![create, revoke]] {
+        let mut state = QueueState::new();
+        state.apply(
+            &Request {
+                now_ms: 5,
+                commands: before,
+            },
+            &mut ApplyEffects::default(),
+        );
+        let without = snapshot::encode_parts(&None, &membership, &state).unwrap();
+        assert_ne!(without[4..8], 4u32.to_le_bytes());
+        state.apply(
+            &Request {
+                now_ms: 6,
+                commands: vec![declare.clone()],
+            },
+            &mut ApplyEffects::default(),
+        );
+        let with = snapshot::encode_parts(&None, &membership, &state).unwrap();
+        assert_eq!(with[4..8], 4u32.to_le_bytes());
+        let back = snapshot::decode(&with).unwrap().state;
+        assert_eq!(back, state);
+        assert!(back.catalog().contains("noop"));
+        // The older formats' writers refuse to drop the catalogue.
+        let err = crate::encoding::encode(&crate::queue::WithoutCatalog(&state)).unwrap_err();
+        assert!(err.to_string().contains("format 4"), "{err}");
+        assert!(crate::encoding::encode(&crate::queue::WithoutTokens(&state)).is_err());
+    }
+}

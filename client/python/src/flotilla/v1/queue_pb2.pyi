@@ -297,3 +297,49 @@ class RevokeTokenResponse(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     revoked: bool
     def __init__(self, revoked: bool = ...) -> None: ...
+
+class ListTaskNamesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TaskNameDeclarer(_message.Message):
+    __slots__ = ("declarer", "queue")
+    DECLARER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    declarer: str
+    queue: str
+    def __init__(self, declarer: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class TaskName(_message.Message):
+    __slots__ = ("name", "default_queue", "declarers", "held")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    DECLARERS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    default_queue: str
+    declarers: _containers.RepeatedCompositeFieldContainer[TaskNameDeclarer]
+    held: int
+    def __init__(self, name: _Optional[str] = ..., default_queue: _Optional[str] = ..., declarers: _Optional[_Iterable[_Union[TaskNameDeclarer, _Mapping]]] = ..., held: _Optional[int] = ...) -> None: ...
+
+class ListTaskNamesResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskName]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskName, _Mapping]]] = ...) -> None: ...
+
+class DeclareTaskNamesRequest(_message.Message):
+    __slots__ = ("declarer", "names", "queue")
+    DECLARER_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    declarer: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    queue: str
+    def __init__(self, declarer: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class DeclareTaskNamesResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...
