@@ -13,6 +13,18 @@ use crate::secret::Secret;
 /// Largest task payload accepted by default (args of one task): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
+/// Largest result a remote worker may send by default: 1 MiB, like a payload (a result is
+/// kept in the replicated state until its TTL, on every node).
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+/// Whether `q` is a queue name (`--queues`, a remote worker's `Hello.queues`).
+pub fn is_queue_name(q: &str) -> bool {
+    !q.is_empty() && q.len() <= 128 && q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+/// What [`is_queue_name`] accepts, for error messages.
+pub const QUEUE_NAME_RULE: &str = "1-128 of A-Z a-z 0-9 - _ . :";
+
 /// Run a Flotilla node: a member of a Raft cluster whose replicated log is the task queue, with
 /// worker actors that run the tasks.
 #[derive(Parser, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +67,11 @@ pub struct Config {
     /// Largest accepted task payload (its JSON arguments), in bytes.
     #[arg(long, env = "FLOTILLA_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
     pub max_payload_bytes: usize,
+
+    /// Largest result (or failure message) a remote worker may record, in bytes: a larger one
+    /// fails its task, not retried, with an error saying so.
+    #[arg(long, env = "FLOTILLA_MAX_RESULT_BYTES", default_value_t = DEFAULT_MAX_RESULT_BYTES)]
+    pub max_result_bytes: usize,
 
     /// Most tasks accepted in one submit request.
     #[arg(long, env = "FLOTILLA_MAX_BATCH_TASKS", default_value_t = 10_000)]
@@ -221,18 +238,18 @@ impl Config {
         }
         self.workers = Some(workers);
         for q in &self.queues {
-            if q.is_empty()
-                || q.len() > 128
-                || !q.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-            {
+            if !is_queue_name(q) {
                 return Err(invalid(
                     "queues",
-                    format!("'{q}' is not a queue name (1-128 of A-Z a-z 0-9 - _ . :)"),
+                    format!("'{q}' is not a queue name ({QUEUE_NAME_RULE})"),
                 ));
             }
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
             return Err(invalid("max-payload-bytes", "must be between 1 and 67108864"));
+        }
+        if self.max_result_bytes == 0 || self.max_result_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("max-result-bytes", "must be between 1 and 67108864"));
         }
         if self.max_batch_tasks == 0 {
             return Err(invalid("max-batch-tasks", "must be at least 1"));
