@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_MAX_RESULT_BYTES", default_value_t = DEFAULT_MAX_RESULT_BYTES)]
     pub max_result_bytes: usize,
 
+    /// The node pings each remote worker this often, in ms; a worker silent for three pings
+    /// loses its stream and its tasks are released.
+    #[arg(long, env = "FLOTILLA_WORKER_PING_INTERVAL_MS", default_value_t = 5_000)]
+    pub worker_ping_interval_ms: u64,
+
     /// Most tasks accepted in one submit request.
     #[arg(long, env = "FLOTILLA_MAX_BATCH_TASKS", default_value_t = 10_000)]
     pub max_batch_tasks: usize,
@@ -250,6 +255,9 @@ impl Config {
         }
         if self.max_result_bytes == 0 || self.max_result_bytes > 64 * 1024 * 1024 {
             return Err(invalid("max-result-bytes", "must be between 1 and 67108864"));
+        }
+        if self.worker_ping_interval_ms == 0 {
+            return Err(invalid("worker-ping-interval-ms", "must be at least 1"));
         }
         if self.max_batch_tasks == 0 {
             return Err(invalid("max-batch-tasks", "must be at least 1"));

@@ -195,8 +195,13 @@ where
             if let Err(e) = (node.barrier)().await {
                 warn!(error = %e, "read barrier failed; resuming from this replica");
             }
-            let held: BTreeSet<LeaseRef> = node.replica.read(|q| q.leases_of(&hello.name)).into_iter().collect();
-            let (kept, gone): (Vec<LeaseRef>, Vec<LeaseRef>) = hello.resume.iter().partition(|l| held.contains(*l));
+            let held: BTreeSet<LeaseRef> = node
+                .replica
+                .read(|q| q.leases_of(&hello.name))
+                .into_iter()
+                .collect();
+            let (kept, gone): (Vec<LeaseRef>, Vec<LeaseRef>) =
+                hello.resume.iter().partition(|l| held.contains(*l));
             let release = held.iter().filter(|l| !kept.contains(l)).copied().collect();
             (PoolCore::resuming(cfg, kept.clone(), release), kept, gone)
         };
@@ -404,7 +409,10 @@ where
             return;
         }
         let limit_ms = grant.time_limit_ms.unwrap_or(self.settings.default_time_limit_ms);
-        self.track(lease, Instant::now() + Duration::from_millis(limit_ms) + TIME_LIMIT_SLACK);
+        self.track(
+            lease,
+            Instant::now() + Duration::from_millis(limit_ms) + TIME_LIMIT_SLACK,
+        );
         tasks.push(pb::Task {
             task_id: lease.task,
             attempt: lease.attempt,
@@ -467,7 +475,12 @@ where
             let acks = node.replica.read(|q| {
                 checked
                     .iter()
-                    .map(|c| ack(c.lease, results::stale_status(q.task(c.lease.task).as_ref(), c.lease, c)))
+                    .map(|c| {
+                        ack(
+                            c.lease,
+                            results::stale_status(q.task(c.lease.task).as_ref(), c.lease, c),
+                        )
+                    })
                     .collect()
             });
             let _ = out.send(Ok(message(Out::Acks(pb::Acks { acks }))));
@@ -479,11 +492,13 @@ where
             return;
         }
         self.remember_end(lease);
-        self.send(Out::Abort(pb::Abort {
-            task_id: lease.task,
-            attempt: lease.attempt,
-            reason: reason.into(),
-        }));
+        if self.phase != Phase::Broken {
+            self.send(Out::Abort(pb::Abort {
+                task_id: lease.task,
+                attempt: lease.attempt,
+                reason: reason.into(),
+            }));
+        }
         self.core.finished(lease, result);
     }
 

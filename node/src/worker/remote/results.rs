@@ -179,7 +179,10 @@ mod tests {
         let Answer::Outcome(Outcome::Failure { error, retry: false }) = &c.answer else {
             panic!("{c:?}");
         };
-        assert!(error.contains("result of 5 bytes is over the limit of 4 bytes"), "{error}");
+        assert!(
+            error.contains("result of 5 bytes is over the limit of 4 bytes"),
+            "{error}"
+        );
         assert!(!check(success(1, 2, b"1234"), 4).unwrap().too_large);
     }
 
