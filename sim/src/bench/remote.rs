@@ -60,7 +60,7 @@ async fn session(addr: &str, name: String, concurrency: u32) -> Result<JoinHandl
         protocol_version: 1,
         agent: "flotilla-sim bench".into(),
     };
-    let send = |msg| tx.send(pb::WorkerMessage { msg: Some(msg) });
+    let send = move |msg| tx.send(pb::WorkerMessage { msg: Some(msg) });
     send(In::Hello(hello))?;
     let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let mut inbound = client.session(outbound).await?.into_inner();
