@@ -348,6 +348,19 @@ impl PoolCore {
 
     /// A run ended (exactly once per [`Decision::Run`]).
     pub fn finished(&mut self, lease: LeaseRef, result: RunResult) {
+        self.finished_all([(lease, result)]);
+    }
+
+    /// Runs ended together (a remote worker's batch of results): one decision round, so their
+    /// completions go out in one entry instead of one entry each.
+    pub fn finished_all(&mut self, runs: impl IntoIterator<Item = (LeaseRef, RunResult)>) {
+        for (lease, result) in runs {
+            self.end_run(lease, result);
+        }
+        self.settle();
+    }
+
+    fn end_run(&mut self, lease: LeaseRef, result: RunResult) {
         if self.running.remove(&lease).is_none() {
             warn!(
                 task = lease.task,
@@ -386,7 +399,6 @@ impl PoolCore {
                 self.outbox.releases.push(lease);
             }
         }
-        self.settle();
     }
 
     /// Heartbeat interval: extend every lease held, end stale tickets, renew standing capacity.

@@ -328,6 +328,7 @@ where
 
     fn results(&mut self, results: Vec<pb::TaskResult>) {
         let mut late = Vec::new();
+        let mut runs = Vec::with_capacity(results.len());
         for r in results {
             let lease = results::lease_of(&r);
             if self.answering.contains_key(&lease) {
@@ -335,6 +336,7 @@ where
                 continue;
             }
             if !self.running.contains_key(&lease) && !self.known_end(lease) {
+                self.core.finished_all(runs);
                 return self.refuse(format!(
                     "result for task {} attempt {}, which this session never sent",
                     lease.task, lease.attempt
@@ -342,7 +344,10 @@ where
             }
             let checked = match results::check(r, self.settings.max_result_bytes) {
                 Ok(c) => c,
-                Err(why) => return self.refuse(why),
+                Err(why) => {
+                    self.core.finished_all(runs);
+                    return self.refuse(why);
+                }
             };
             if self.untrack(lease).is_none() {
                 late.push(checked);
@@ -353,8 +358,9 @@ where
                 Answer::Released => RunResult::Aborted,
             };
             self.answering.insert(lease, checked);
-            self.core.finished(lease, run);
+            runs.push((lease, run));
         }
+        self.core.finished_all(runs);
         if !late.is_empty() {
             self.resolve_stale(late);
         }
