@@ -163,7 +163,12 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
     };
 
     // (b) End-to-end throughput on a fresh cluster with workers.
-    info!(tasks = opts.tasks, workers = opts.workers, remote = opts.remote_workers, "phase: end-to-end");
+    info!(
+        tasks = opts.tasks,
+        workers = opts.workers,
+        remote = opts.remote_workers,
+        "phase: end-to-end"
+    );
     let pool = if opts.remote_workers > 0 { 0 } else { opts.workers };
     let cluster = Cluster::start(opts.nodes, &opts.cluster(pool)).await?;
     let _remote = match opts.remote_workers {

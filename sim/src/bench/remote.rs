@@ -60,12 +60,17 @@ async fn session(addr: &str, name: String, concurrency: u32) -> Result<JoinHandl
         protocol_version: 1,
         agent: "flotilla-sim bench".into(),
     };
-    let send = move |msg| tx.send(pb::WorkerMessage { msg: Some(msg) });
-    send(In::Hello(hello))?;
+    // Whether the stream still takes messages.
+    let send = move |msg| tx.send(pb::WorkerMessage { msg: Some(msg) }).is_ok();
+    if !send(In::Hello(hello)) {
+        bail!("remote worker stream closed before its Hello");
+    }
     let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let mut inbound = client.session(outbound).await?.into_inner();
     match inbound.next().await {
-        Some(Ok(pb::NodeMessage { msg: Some(Out::Welcome(_)) })) => {}
+        Some(Ok(pb::NodeMessage {
+            msg: Some(Out::Welcome(_)),
+        })) => {}
         other => bail!("remote worker not welcomed: {other:?}"),
     }
     Ok(tokio::spawn(async move {
@@ -93,7 +98,7 @@ async fn session(addr: &str, name: String, concurrency: u32) -> Result<JoinHandl
                 Out::Ping(p) => In::Pong(pb::Pong { nonce: p.nonce }),
                 _ => continue,
             };
-            if send(reply).is_err() {
+            if !send(reply) {
                 return;
             }
         }

@@ -265,7 +265,10 @@ impl ThroughputReport {
         );
         if self.remote_workers_per_node > 0 {
             let n = self.remote_workers_per_node;
-            let _ = writeln!(s, "  tasks run by {n} remote worker session(s) per node (worker stream)");
+            let _ = writeln!(
+                s,
+                "  tasks run by {n} remote worker session(s) per node (worker stream)"
+            );
         }
         let _ = writeln!(s, "  {}", self.env.describe());
         let _ = writeln!(

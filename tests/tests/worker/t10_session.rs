@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use anyhow::Result;
 use anyhow::ensure;
