@@ -82,6 +82,8 @@ pub use super::pool::DrainReport;
 use drain::DrainState;
 use outbox::Outbox;
 pub use outbox::Proposal;
+use outbox::one;
+use outbox::pair;
 // What the replica tells a pool: the core's input, defined where it is produced.
 pub use crate::replica::PoolApplied;
 pub use crate::replica::PoolEvent;
@@ -600,16 +602,4 @@ impl PoolCore {
             self.buffered.remove(at);
         }
     }
-}
-
-/// The typed answer of a one-op entry.
-fn one<O: ops::Op>(reply: Result<Vec<Response>, ProposeError>) -> Result<O::Answer, ProposeError> {
-    Ok(ops::answer_one::<O>(reply?)?)
-}
-
-/// The typed answers of a two-op entry.
-fn pair<A: ops::Op, B: ops::Op>(
-    reply: Result<Vec<Response>, ProposeError>,
-) -> Result<(A::Answer, B::Answer), ProposeError> {
-    Ok(ops::answer_pair::<A, B>(reply?)?)
 }

@@ -19,7 +19,7 @@
 //! - when the node shuts down: a drain with the node's grace, then `UNAVAILABLE`.
 //!
 //! Files: `results.rs` (what a result means and what it is answered; shared with the unary
-//! `Complete`), `sessions.rs` (the names of the live sessions), `tests.rs`.
+//! `Complete`), `sessions.rs` (the names of the live sessions), `wire.rs`, `tests.rs`.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -63,11 +63,16 @@ pub mod results;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use results::Answer;
 use results::Checked;
 pub use sessions::Claim;
 pub use sessions::Sessions;
+use wire::ack;
+use wire::is_decode_error;
+use wire::message;
+use wire::sleep_until;
 
 /// Protocol version this node speaks (worker.proto).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -600,29 +605,5 @@ where
                 self.ended.remove(&old);
             }
         }
-    }
-}
-
-fn message(msg: Out) -> pb::NodeMessage {
-    pb::NodeMessage { msg: Some(msg) }
-}
-
-fn ack(lease: LeaseRef, status: pb::result_ack::Status) -> pb::ResultAck {
-    pb::ResultAck {
-        task_id: lease.task,
-        attempt: lease.attempt,
-        status: status as i32,
-    }
-}
-
-/// Whether tonic failed to decode a message (rather than lose the stream).
-fn is_decode_error(status: &Status) -> bool {
-    status.code() == tonic::Code::Internal && status.message().contains("decode")
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

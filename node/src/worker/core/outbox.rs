@@ -14,9 +14,11 @@ use std::time::Duration;
 use flotilla_proto::backoff::Backoff;
 
 use super::Token;
+use crate::error::ProposeError;
 use crate::queue::Command;
 use crate::queue::Completion;
 use crate::queue::LeaseRef;
+use crate::queue::Response;
 use crate::queue::ops;
 use crate::queue::ops::Op;
 
@@ -237,6 +239,18 @@ impl Outbox {
     pub(super) fn releases_held(&self) -> usize {
         self.releases.len() + self.in_flight.values().map(Sent::releases).sum::<usize>()
     }
+}
+
+/// The typed answer of a one-op entry.
+pub(super) fn one<O: ops::Op>(reply: Result<Vec<Response>, ProposeError>) -> Result<O::Answer, ProposeError> {
+    Ok(ops::answer_one::<O>(reply?)?)
+}
+
+/// The typed answers of a two-op entry.
+pub(super) fn pair<A: ops::Op, B: ops::Op>(
+    reply: Result<Vec<Response>, ProposeError>,
+) -> Result<(A::Answer, B::Answer), ProposeError> {
+    Ok(ops::answer_pair::<A, B>(reply?)?)
 }
 
 #[cfg(test)]

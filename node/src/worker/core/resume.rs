@@ -11,7 +11,7 @@ use super::CoreConfig;
 use super::PoolCore;
 use super::Proposal;
 use super::Sent;
-use super::pair;
+use super::outbox::pair;
 use crate::error::ProposeError;
 use crate::queue::LeaseRef;
 use crate::queue::Response;
