@@ -14,6 +14,10 @@ use crate::secret::Secret;
 /// Largest task payload accepted by default (args of one task): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
+/// Largest result a remote worker may send by default: 1 MiB, like a payload (a result is
+/// kept in the replicated state until its TTL, on every node).
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1024 * 1024;
+
 /// Run a Flotilla node: a member of a Raft cluster whose replicated log is the task queue, with
 /// worker actors that run the tasks.
 #[derive(Parser, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +60,16 @@ pub struct Config {
     /// Largest accepted task payload (its JSON arguments), in bytes.
     #[arg(long, env = "FLOTILLA_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
     pub max_payload_bytes: usize,
+
+    /// Largest result (or failure message) a remote worker may record, in bytes: a larger one
+    /// fails its task, not retried, with an error saying so.
+    #[arg(long, env = "FLOTILLA_MAX_RESULT_BYTES", default_value_t = DEFAULT_MAX_RESULT_BYTES)]
+    pub max_result_bytes: usize,
+
+    /// The node pings each remote worker this often, in ms; a worker silent for three pings
+    /// loses its stream and its tasks are released.
+    #[arg(long, env = "FLOTILLA_WORKER_PING_INTERVAL_MS", default_value_t = 5_000)]
+    pub worker_ping_interval_ms: u64,
 
     /// Most tasks accepted in one submit request.
     #[arg(long, env = "FLOTILLA_MAX_BATCH_TASKS", default_value_t = 10_000)]
@@ -250,6 +264,12 @@ impl Config {
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 64 * 1024 * 1024 {
             return Err(invalid("max-payload-bytes", "must be between 1 and 67108864"));
+        }
+        if self.max_result_bytes == 0 || self.max_result_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("max-result-bytes", "must be between 1 and 67108864"));
+        }
+        if self.worker_ping_interval_ms == 0 {
+            return Err(invalid("worker-ping-interval-ms", "must be at least 1"));
         }
         if self.max_batch_tasks == 0 {
             return Err(invalid("max-batch-tasks", "must be at least 1"));

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
+use flotilla_proto::v1::worker_service_server::WorkerServiceServer;
 use flotilla_tls::NodeTls;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,6 +43,7 @@ use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::grpc::NodeGate;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
+use crate::grpc::WorkerApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::auth::AuthLayer;
 use crate::grpc::calls::CallsLayer;
@@ -51,6 +53,7 @@ use crate::grpc::conn::ConnLimits;
 use crate::grpc::conn::Guarded;
 use crate::grpc::peer_identity::PeerCertificates;
 use crate::grpc::queue_service::ApiLimits;
+use crate::grpc::worker_service;
 use crate::leader;
 use crate::leader::Duties;
 use crate::leader::pool_name;
@@ -73,6 +76,7 @@ use crate::worker::PoolConfig;
 use crate::worker::PoolHandle;
 use crate::worker::TaskRegistry;
 use crate::worker::WorkerPool;
+use crate::worker::remote::Sessions;
 
 /// How often the server pings a connection's peer (HTTP/2), and how long it waits for the
 /// answer before it drops the connection and the calls on it.
@@ -393,6 +397,9 @@ struct Serving {
     raft: Raft,
     queue_api: QueueApi,
     raft_api: RaftApi,
+    worker_api: WorkerApi,
+    /// The remote workers' sessions, drained with the pool.
+    sessions: Sessions,
     /// Who may call `raft_api`: with TLS, nodes of this cluster only (`None` without TLS).
     tls: Option<Arc<NodeTls>>,
     /// Who may call what, in front of every service.
@@ -482,11 +489,18 @@ fn start_services(
     };
     let queue_api = QueueApi::new(
         raft.clone(),
-        replica,
+        replica.clone(),
         proposer.clone(),
         admin.clone(),
         known_tasks,
         limits,
+    );
+    let sessions = Sessions::default();
+    let worker_api = WorkerApi::new(
+        worker_service::settings(config, node_id),
+        worker_service::session_node(&proposer, &replica, &admin),
+        sessions.clone(),
+        proposer.clone(),
     );
     let raft_api = RaftApi::new(raft.clone(), proposer, admin).max_snapshot_bytes(config.max_snapshot_bytes);
     let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
@@ -494,6 +508,8 @@ fn start_services(
         raft: raft.clone(),
         queue_api,
         raft_api,
+        worker_api,
+        sessions,
         tls: env.tls.clone(),
         auth,
         pool,
@@ -592,6 +608,8 @@ where
         raft,
         queue_api,
         raft_api,
+        worker_api,
+        sessions,
         tls,
         auth,
         pool,
@@ -627,10 +645,13 @@ where
                 return;
             }
         };
-        if let Some(pool) = pool {
-            let report = pool.drain(grace).await;
-            info!(?report, "workers drained");
-        }
+        let local = async {
+            if let Some(pool) = pool {
+                let report = pool.drain(grace).await;
+                info!(?report, "workers drained");
+            }
+        };
+        tokio::join!(local, sessions.drain_all(grace));
         leader::hand_off_leadership(&raft).await;
         let _ = stop_tx.send(failure);
     });
@@ -650,6 +671,11 @@ where
             QueueServiceServer::new(queue_api)
                 // A client request needs no more than a full batch of full payloads (capped).
                 .max_decoding_message_size(config.max_request_bytes())
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            WorkerServiceServer::new(worker_api)
+                .max_decoding_message_size(worker_service::max_message_bytes(config))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(tonic::service::interceptor::InterceptedService::new(

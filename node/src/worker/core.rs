@@ -73,6 +73,7 @@ mod leasing;
 mod outbox;
 #[cfg(test)]
 mod proptests;
+mod resume;
 #[cfg(test)]
 mod tests;
 mod tickets;
@@ -81,6 +82,8 @@ pub use super::pool::DrainReport;
 use drain::DrainState;
 use outbox::Outbox;
 pub use outbox::Proposal;
+use outbox::one;
+use outbox::pair;
 // What the replica tells a pool: the core's input, defined where it is produced.
 pub use crate::replica::PoolApplied;
 pub use crate::replica::PoolEvent;
@@ -163,6 +166,17 @@ pub enum Decision {
     Drained(DrainReport),
     /// The pool's stats changed.
     Stats(PoolStats),
+    /// What the log answered to these completions and releases (only from a core made
+    /// [`PoolCore::with_acks`]: a remote worker is told).
+    Acked(Vec<(LeaseRef, Acked)>),
+}
+
+/// The log's answer to one completion or release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acked {
+    Completed(CompletionResult),
+    /// Whether the lease was released (false: it was not current any more).
+    Released(bool),
 }
 
 #[derive(Debug)]
@@ -178,6 +192,11 @@ pub struct PoolCore {
     /// Set once the leases of an earlier run of this pool (same name) are released; no lease
     /// is taken before, so the release cannot hit this run's own leases.
     recovered: bool,
+    /// `Some`: recover by releasing these leases (and the standing capacity) instead of every
+    /// lease of the name: a resuming remote worker keeps the rest (`core/resume.rs`).
+    resume_release: Option<Vec<LeaseRef>>,
+    /// Report the log's answers to completions and releases ([`Decision::Acked`]).
+    acks: bool,
     /// Granted, waiting for a slot.
     buffered: VecDeque<Grant>,
     running: BTreeMap<LeaseRef, Running>,
@@ -203,6 +222,11 @@ pub struct PoolCore {
 impl PoolCore {
     /// A pool that has not started: its first decision releases an earlier run's leases.
     pub fn new(cfg: CoreConfig) -> Self {
+        Self::start(cfg, None, Vec::new())
+    }
+
+    /// `resume_release`: see the field; `running`: leases the runner already runs.
+    fn start(cfg: CoreConfig, resume_release: Option<Vec<LeaseRef>>, running: Vec<LeaseRef>) -> Self {
         assert!(
             cfg.slots >= 1 && cfg.capacity >= cfg.slots,
             "a pool runs at least one task"
@@ -215,8 +239,13 @@ impl PoolCore {
         let mut core = Self {
             cfg,
             recovered: false,
+            resume_release,
+            acks: false,
             buffered: VecDeque::new(),
-            running: BTreeMap::new(),
+            running: running
+                .into_iter()
+                .map(|l| (l, Running { aborted: false }))
+                .collect(),
             lost: BTreeSet::new(),
             tickets: Tickets::starting_at(first_ticket),
             standing: 0,
@@ -230,6 +259,12 @@ impl PoolCore {
         };
         core.settle();
         core
+    }
+
+    /// Report the log's answer to every completion and release ([`Decision::Acked`]).
+    pub fn with_acks(mut self) -> Self {
+        self.acks = true;
+        self
     }
 
     /// The next decision to carry out, oldest first.
@@ -266,13 +301,14 @@ impl PoolCore {
                 }
                 self.recovered = true;
             }),
+            Sent::Resume => self.resumed(reply),
             Sent::Lease { ticket } => {
                 one::<ops::Lease>(reply).map(|grants| self.lease_granted(*ticket, grants))
             }
-            Sent::Complete(batch) => one::<ops::Complete>(reply).map(|r| self.completed(batch.len(), &r)),
+            Sent::Complete(batch) => one::<ops::Complete>(reply).map(|r| self.completed(batch, &r)),
             Sent::CompleteAndLease(batch, ticket) => {
                 pair::<ops::Complete, ops::Lease>(reply).map(|(r, grants)| {
-                    self.completed(batch.len(), &r);
+                    self.completed(batch, &r);
                     self.lease_granted(*ticket, grants);
                 })
             }
@@ -283,6 +319,10 @@ impl PoolCore {
                     d.report.released += released;
                 }
                 debug!(count = batch.len(), released, "released leases");
+                if self.acks {
+                    let acks = batch.iter().zip(flags).map(|(l, f)| (*l, Acked::Released(f)));
+                    self.out.push_back(Decision::Acked(acks.collect()));
+                }
             }),
             Sent::Heartbeat(leases) => one::<ops::Heartbeat>(reply).map(|extended| {
                 for (lease, ok) in leases.iter().zip(extended) {
@@ -310,6 +350,19 @@ impl PoolCore {
 
     /// A run ended (exactly once per [`Decision::Run`]).
     pub fn finished(&mut self, lease: LeaseRef, result: RunResult) {
+        self.finished_all([(lease, result)]);
+    }
+
+    /// Runs ended together (a remote worker's batch of results): one decision round, so their
+    /// completions go out in one entry instead of one entry each.
+    pub fn finished_all(&mut self, runs: impl IntoIterator<Item = (LeaseRef, RunResult)>) {
+        for (lease, result) in runs {
+            self.end_run(lease, result);
+        }
+        self.settle();
+    }
+
+    fn end_run(&mut self, lease: LeaseRef, result: RunResult) {
         if self.running.remove(&lease).is_none() {
             warn!(
                 task = lease.task,
@@ -348,7 +401,6 @@ impl PoolCore {
                 self.outbox.releases.push(lease);
             }
         }
-        self.settle();
     }
 
     /// Heartbeat interval: extend every lease held, end stale tickets, renew standing capacity.
@@ -438,10 +490,7 @@ impl PoolCore {
             return;
         }
         if !self.recovered && !self.outbox.recovering() {
-            let op = ops::ReleaseWorker {
-                worker: self.cfg.pool.clone(),
-            };
-            self.propose(Sent::ReleaseWorker, Proposal::ReleaseWorker(op));
+            self.recover();
         }
         let expired = self.drain.as_ref().is_some_and(|d| d.flush_expired);
         if !expired && !self.outbox.completions.is_empty() && self.outbox.completes_in_flight() < PIPELINE {
@@ -518,13 +567,18 @@ impl PoolCore {
         }
     }
 
-    fn completed(&mut self, count: usize, results: &[CompletionResult]) {
+    fn completed(&mut self, batch: &[Completion], results: &[CompletionResult]) {
         let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
         self.stats.stale_total += stale as u64;
         if stale > 0 {
             debug!(stale, "stale completions ignored by the queue");
         }
-        self.stats.completed_total += count as u64;
+        self.stats.completed_total += batch.len() as u64;
+        if self.acks {
+            let acks = batch.iter().zip(results);
+            let acks = acks.map(|(c, r)| (c.lease, Acked::Completed(*r)));
+            self.out.push_back(Decision::Acked(acks.collect()));
+        }
     }
 
     /// The log refused to extend `lease` (it expired, or the task is gone): stop working on it.
@@ -548,16 +602,4 @@ impl PoolCore {
             self.buffered.remove(at);
         }
     }
-}
-
-/// The typed answer of a one-op entry.
-fn one<O: ops::Op>(reply: Result<Vec<Response>, ProposeError>) -> Result<O::Answer, ProposeError> {
-    Ok(ops::answer_one::<O>(reply?)?)
-}
-
-/// The typed answers of a two-op entry.
-fn pair<A: ops::Op, B: ops::Op>(
-    reply: Result<Vec<Response>, ProposeError>,
-) -> Result<(A::Answer, B::Answer), ProposeError> {
-    Ok(ops::answer_pair::<A, B>(reply?)?)
 }

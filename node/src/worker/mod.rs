@@ -6,10 +6,11 @@
 //! - [`pool`]: [`WorkerPool::start`], [`PoolConfig`], and the [`PoolHandle`] (stats, drain).
 //! - [`core`]: [`PoolCore`], the pool's decisions with no IO (leasing to capacity, tickets and
 //!   standing capacity, completions, releases, heartbeats, retries, drain): events in,
-//!   decisions out. A remote worker's session will be the same core with another runner.
+//!   decisions out. A remote worker's session is the same core with another runner.
 //! - [`supervisor`]: the actix shell that carries the core's decisions out: worker actors,
 //!   proposals through the [`Backend`], timers.
 //! - [`worker`]: a worker actor: one task at a time, under a time limit and an abort signal.
+//! - [`remote`]: a remote worker's session: the same core, run by a gRPC stream.
 //! - [`registry`]: [`TaskRegistry`] of async handlers with serde-typed arguments and results.
 //! - [`builtins`]: `noop`, `echo`, `sleep`, `fail`.
 //! - [`backend`]: the [`Backend`] seam to the node (propose an entry; pool events, the work
@@ -22,6 +23,7 @@ pub mod core;
 pub mod node_backend;
 pub mod pool;
 pub mod registry;
+pub mod remote;
 pub mod supervisor;
 pub mod testing;
 #[allow(clippy::module_inception)] // `worker::worker` is the worker actor of the worker subsystem

@@ -133,6 +133,8 @@ impl Supervisor {
                     // The stopped actor drops the workers with it.
                     ctx.stop();
                 }
+                // Only a core made `with_acks` reports them (a remote worker's).
+                Decision::Acked(_) => {}
                 Decision::Stats(stats) => {
                     self.stats_tx
                         .send_if_modified(|s| std::mem::replace(s, stats) != stats);

@@ -7,11 +7,16 @@
 //! - [`run_backlog`]: memory per pending task, and the time a node with that backlog takes to
 //!   serve again after SIGKILL and restart.
 //!
+//! With `remote_workers` > 0, (b) and (c) run on Rust remote workers over the worker stream
+//! instead (`remote.rs`): nodes with no pool of their own, that many sessions per node, each
+//! holding up to `workers` tasks.
+//!
 //! Figures are only meaningful with release builds of both `sim` and `node`.
 
 pub mod cluster;
 pub mod load;
 pub mod procfs;
+pub mod remote;
 pub mod report;
 
 use std::path::PathBuf;
@@ -47,6 +52,9 @@ pub struct BenchOptions {
     pub latency_s: f64,
     /// Workers per node in the end-to-end and latency phases.
     pub workers: usize,
+    /// Remote worker sessions per node instead of the in-process pool (0: the pool), each
+    /// holding up to `workers` tasks.
+    pub remote_workers: usize,
     /// The `node` executable.
     pub node_bin: PathBuf,
     /// Upper bound on each phase (and on a node's start).
@@ -67,6 +75,7 @@ impl BenchOptions {
             latency_rate: 200.0,
             latency_s: 5.0,
             workers: cores(),
+            remote_workers: 0,
             node_bin,
             phase_timeout: Duration::from_secs(600),
             progress: false,
@@ -154,8 +163,18 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
     };
 
     // (b) End-to-end throughput on a fresh cluster with workers.
-    info!(tasks = opts.tasks, workers = opts.workers, "phase: end-to-end");
-    let cluster = Cluster::start(opts.nodes, &opts.cluster(opts.workers)).await?;
+    info!(
+        tasks = opts.tasks,
+        workers = opts.workers,
+        remote = opts.remote_workers,
+        "phase: end-to-end"
+    );
+    let pool = if opts.remote_workers > 0 { 0 } else { opts.workers };
+    let cluster = Cluster::start(opts.nodes, &opts.cluster(pool)).await?;
+    let _remote = match opts.remote_workers {
+        0 => None,
+        n => Some(remote::start(&cluster.addrs(), n, u32::try_from(opts.workers)?).await?),
+    };
     let clients = opts.clients(&cluster).await?;
     let spec = Batches {
         tasks: opts.tasks,
@@ -206,6 +225,7 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
         in_flight: opts.in_flight,
         node_count: opts.nodes,
         workers_per_node: opts.workers,
+        remote_workers_per_node: opts.remote_workers,
         submit_tasks_per_s: per_s(opts.tasks, submit.elapsed_s),
         e2e_tasks_per_s: per_s(e2e.succeeded, e2e_phase.elapsed_s),
         latency_ms: latency.percentiles,

@@ -20,6 +20,8 @@ pub struct ThroughputReport {
     pub in_flight: usize,
     pub node_count: usize,
     pub workers_per_node: usize,
+    /// Rust remote worker sessions per node running the tasks (0: the in-process pool).
+    pub remote_workers_per_node: usize,
     /// Tasks acknowledged per second, against a node without workers.
     pub submit_tasks_per_s: f64,
     /// Tasks succeeded per second, first submit to last result.
@@ -261,6 +263,13 @@ impl ThroughputReport {
             "sim bench: {} node(s), {} workers each, {} tasks, {} clients, batch {}, {} in flight",
             self.node_count, self.workers_per_node, self.tasks, self.clients, self.batch, self.in_flight
         );
+        if self.remote_workers_per_node > 0 {
+            let n = self.remote_workers_per_node;
+            let _ = writeln!(
+                s,
+                "  tasks run by {n} remote worker session(s) per node (worker stream)"
+            );
+        }
         let _ = writeln!(s, "  {}", self.env.describe());
         let _ = writeln!(
             s,

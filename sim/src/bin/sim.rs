@@ -187,6 +187,10 @@ struct BenchArgs {
     /// Workers per node in the end-to-end and latency phases (default: the number of cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Run the end-to-end and latency phases on this many Rust remote workers per node (over
+    /// the worker stream, each holding up to --workers tasks) instead of the in-process pool.
+    #[arg(long, default_value_t = 0)]
+    remote_workers: usize,
     /// The `node` executable (default: `node` next to this executable).
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -490,6 +494,7 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
     opts.latency_rate = args.latency_rate;
     opts.latency_s = args.latency_s;
     opts.workers = args.workers.unwrap_or_else(bench::cores);
+    opts.remote_workers = args.remote_workers;
     opts.phase_timeout = Duration::from_secs(args.timeout_s);
     opts.progress = true;
     let (json, text, ok) = match args.scenario {

@@ -205,23 +205,26 @@ impl QueueState {
     }
 
     pub(super) fn release_worker(&mut self, worker: &str, effects: &mut ApplyEffects) -> u64 {
+        self.leases_of(worker)
+            .into_iter()
+            .map(|l| u64::from(self.release(l, effects)))
+            .sum()
+    }
+
+    /// Every current lease held by `worker`, in deadline order. Leased tasks are indexed only
+    /// by deadline: this scans the timers (once per pool start, or a remote worker's resume).
+    pub fn leases_of(&self, worker: &str) -> Vec<LeaseRef> {
         let Some(slot) = self.idx.workers.get(worker) else {
-            return 0;
+            return Vec::new();
         };
-        // Leased tasks are indexed only by deadline: scan the timers (once per pool start).
-        let leases: Vec<LeaseRef> = self
-            .idx
+        self.idx
             .timers
             .iter()
             .filter_map(|(_, id)| {
                 let t = self.tasks.get(*id)?;
                 t.lease(*id).filter(|_| t.worker == slot)
             })
-            .collect();
-        leases
-            .into_iter()
-            .map(|l| u64::from(self.release(l, effects)))
-            .sum()
+            .collect()
     }
 
     /// The current lease of a task: `(lease, worker, deadline)`, if it is leased.

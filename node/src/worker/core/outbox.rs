@@ -2,7 +2,7 @@
 //! one [`Backoff`] that paces retries of all of them.
 //!
 //! Completions and releases queue here until proposed; a proposal that fails puts its items
-//! back in front, and the `ReleaseWorker`, `Lease` or `ClearStanding` it carried is owed
+//! back in front, and the `ReleaseWorker` (or `Resume`), `Lease` or `ClearStanding` it carried is owed
 //! again (the core proposes those from its state: not recovered, work hinted, drain not
 //! cleared). One failure holds every retried proposal until one timer fires, then all that is
 //! owed goes out again; a success resets the delay. Heartbeats are not retried (the next tick
@@ -14,9 +14,11 @@ use std::time::Duration;
 use flotilla_proto::backoff::Backoff;
 
 use super::Token;
+use crate::error::ProposeError;
 use crate::queue::Command;
 use crate::queue::Completion;
 use crate::queue::LeaseRef;
+use crate::queue::Response;
 use crate::queue::ops;
 use crate::queue::ops::Op;
 
@@ -30,6 +32,9 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 pub enum Proposal {
     /// Release whatever an earlier run of this pool still holds (proposed first, once).
     ReleaseWorker(ops::ReleaseWorker),
+    /// Instead of `ReleaseWorker`, for a remote worker that resumes leases after its node
+    /// failed: drop its standing capacity and release the leases it does not keep.
+    Resume(ops::ClearStanding, ops::Release),
     Lease(ops::Lease),
     Complete(ops::Complete),
     CompleteAndLease(ops::Complete, ops::Lease),
@@ -43,6 +48,7 @@ impl Proposal {
     pub fn into_commands(self) -> Vec<Command> {
         match self {
             Proposal::ReleaseWorker(op) => vec![op.command()],
+            Proposal::Resume(clear, release) => vec![clear.command(), release.command()],
             Proposal::Lease(op) => vec![op.command()],
             Proposal::Complete(op) => vec![op.command()],
             Proposal::CompleteAndLease(complete, lease) => vec![complete.command(), lease.command()],
@@ -58,6 +64,7 @@ impl Proposal {
 #[derive(Debug)]
 pub(super) enum Sent {
     ReleaseWorker,
+    Resume,
     Lease { ticket: u64 },
     Complete(Vec<Completion>),
     CompleteAndLease(Vec<Completion>, u64),
@@ -71,6 +78,7 @@ impl Sent {
     pub(super) fn name(&self) -> &'static str {
         match self {
             Sent::ReleaseWorker => "release-worker",
+            Sent::Resume => "resume",
             Sent::Lease { .. } => "lease",
             Sent::Complete(_) => "complete",
             Sent::CompleteAndLease(..) => "complete+lease",
@@ -160,7 +168,11 @@ impl Outbox {
                 self.releases.splice(0..0, batch);
             }
             // Owed again from the core's state; a heartbeat is never retried.
-            Sent::ReleaseWorker | Sent::Lease { .. } | Sent::Heartbeat(_) | Sent::ClearStanding => {}
+            Sent::ReleaseWorker
+            | Sent::Resume
+            | Sent::Lease { .. }
+            | Sent::Heartbeat(_)
+            | Sent::ClearStanding => {}
         }
         if self.retry_pending {
             return None;
@@ -197,7 +209,7 @@ impl Outbox {
     }
 
     pub(super) fn recovering(&self) -> bool {
-        self.count(|s| matches!(s, Sent::ReleaseWorker)) > 0
+        self.count(|s| matches!(s, Sent::ReleaseWorker | Sent::Resume)) > 0
     }
 
     pub(super) fn clearing(&self) -> bool {
@@ -227,6 +239,18 @@ impl Outbox {
     pub(super) fn releases_held(&self) -> usize {
         self.releases.len() + self.in_flight.values().map(Sent::releases).sum::<usize>()
     }
+}
+
+/// The typed answer of a one-op entry.
+pub(super) fn one<O: ops::Op>(reply: Result<Vec<Response>, ProposeError>) -> Result<O::Answer, ProposeError> {
+    Ok(ops::answer_one::<O>(reply?)?)
+}
+
+/// The typed answers of a two-op entry.
+pub(super) fn pair<A: ops::Op, B: ops::Op>(
+    reply: Result<Vec<Response>, ProposeError>,
+) -> Result<(A::Answer, B::Answer), ProposeError> {
+    Ok(ops::answer_pair::<A, B>(reply?)?)
 }
 
 #[cfg(test)]

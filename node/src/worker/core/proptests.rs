@@ -241,7 +241,7 @@ impl World {
                 }
                 Decision::After(_, timer) => self.timers.push(timer),
                 Decision::Drained(report) => self.drained = Some(report),
-                Decision::Stats(_) => {}
+                Decision::Stats(_) | Decision::Acked(_) => {}
             }
         }
     }

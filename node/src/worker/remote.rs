@@ -1,0 +1,609 @@
+//! Remote workers: a worker process connected over `WorkerService.Session` is a *pool*, the same
+//! [`PoolCore`] as the node's own, whose runner is the stream (docs/WORKERS.md). [`Session`] is
+//! that runner: a tokio task that feeds the core the worker's messages, the replica's pool
+//! events, the work signal, ticks and timers, and carries out its decisions:
+//!
+//! - **Run** a grant: send it down the stream (the grants of one event go in one `Tasks`);
+//! - **Propose**: through the [`Backend`] (the node's proposer: a follower forwards to the
+//!   leader, like a local pool); completions the worker sends are the core's finished runs;
+//! - **Acked** (the log's answer to completions and releases): `Acks` to the worker. A stale
+//!   answer is judged on the replica after a read barrier ([`results::stale_status`]): a
+//!   repeat of the committed result is `ACCEPTED`, anything else `STALE`;
+//! - **Abort**: tell the worker (it sends no result) and end the run as aborted.
+//!
+//! The core heartbeats every lease the session holds while it runs. The session ends:
+//! - when the stream breaks, a ping goes unanswered for [`SessionSettings::missed_pings`]
+//!   intervals, or the worker breaks the protocol (a `WorkerError`, then an error status):
+//!   the core drains with no grace, so every lease is released at once;
+//! - when the worker drains (`Drain`): no more tasks, its answers are committed, `Drained`;
+//! - when the node shuts down: a drain with the node's grace, then `UNAVAILABLE`.
+//!
+//! Files: `results.rs` (what a result means and what it is answered; shared with the unary
+//! `Complete`), `sessions.rs` (the names of the live sessions), `wire.rs`, `tests.rs`.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1 as pb;
+use flotilla_proto::v1::node_message::Msg as Out;
+use flotilla_proto::v1::worker_message::Msg as In;
+use futures::FutureExt;
+use futures::Stream;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::Status;
+use tracing::debug;
+use tracing::info;
+use tracing::warn;
+
+use super::backend::Backend;
+use super::core::Acked;
+use super::core::CoreConfig;
+use super::core::Decision;
+use super::core::PoolCore;
+use super::core::RunResult;
+use super::core::Timer;
+use super::core::Token;
+use super::core::first_ticket;
+use crate::error::ProposeError;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
+use crate::queue::Outcome;
+use crate::queue::Response;
+use crate::replica::Replica;
+
+pub mod results;
+pub mod sessions;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use results::Answer;
+use results::Checked;
+pub use sessions::Claim;
+pub use sessions::Sessions;
+use wire::ack;
+use wire::is_decode_error;
+use wire::message;
+use wire::sleep_until;
+
+/// Protocol version this node speaks (worker.proto).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How many ended leases a session remembers, to tell a late or repeated result (answered)
+/// from a result for a task it never sent (a protocol error).
+const REMEMBERED_ENDS: usize = 65_536;
+
+/// A node's remote worker settings (the same for every session).
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    pub node_id: u64,
+    pub lease_ms: u64,
+    pub heartbeat_interval: Duration,
+    pub idle_poll: Duration,
+    pub ping_interval: Duration,
+    /// Pings in a row without a pong before the stream counts as broken.
+    pub missed_pings: u32,
+    pub max_result_bytes: usize,
+    /// Time limit of a task that sets none; the node aborts a run this long after sending it
+    /// (plus [`TIME_LIMIT_SLACK`]).
+    pub default_time_limit_ms: u64,
+    /// How long a worker's own drain may take (its running tasks get this long).
+    pub worker_drain_grace: Duration,
+    pub drain_flush_timeout: Duration,
+    pub max_batch: usize,
+}
+
+/// The worker's own time limit comes first; the node aborts this much later.
+pub const TIME_LIMIT_SLACK: Duration = Duration::from_secs(1);
+
+/// What reads the session does besides its backend: the replica (task views, leases of a
+/// name), and a barrier after which it reflects everything committed before.
+#[derive(Clone)]
+pub struct SessionNode {
+    pub backend: Arc<dyn Backend>,
+    pub replica: Arc<Replica>,
+    pub barrier: Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
+}
+
+/// A worker's Hello, validated (`grpc/worker_service.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub name: String,
+    /// In order of preference; never empty.
+    pub queues: Vec<String>,
+    /// At least 1, or 0 for a session that only resumes.
+    pub concurrency: u32,
+    pub resume: Vec<LeaseRef>,
+}
+
+/// Messages to the worker; an `Err` ends the stream with that status.
+pub type Outbound = mpsc::UnboundedSender<Result<pb::NodeMessage, Status>>;
+
+/// Why a session ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading the worker's messages.
+    Open,
+    /// The worker asked to drain: still reading (its answers), `Drained` at the end.
+    WorkerDrain,
+    /// The node shuts down: still reading, `UNAVAILABLE` at the end.
+    NodeDrain,
+    /// The stream is gone (or refused): releasing everything, reading nothing.
+    Broken,
+}
+
+/// One worker session: the core and the stream's state.
+pub struct Session<S> {
+    settings: SessionSettings,
+    node: SessionNode,
+    core: PoolCore,
+    name: String,
+    queues: Vec<String>,
+    inbound: S,
+    out: Outbound,
+    phase: Phase,
+    /// Sent to the worker, not yet answered, with its time-limit deadline.
+    running: BTreeMap<LeaseRef, Instant>,
+    deadlines: BTreeSet<(Instant, LeaseRef)>,
+    /// Answered, not yet acked: what the worker answered.
+    answering: BTreeMap<LeaseRef, Checked>,
+    /// Ended here (aborted, answered) or resumed but no longer held: a result for one of
+    /// these is answered, never a protocol error. Bounded, oldest forgotten first.
+    ended: BTreeSet<LeaseRef>,
+    ended_order: VecDeque<LeaseRef>,
+    last_pong: Instant,
+    nonce: u64,
+    drained: bool,
+    /// Held for as long as the session runs.
+    _claim: Claim,
+}
+
+type Reply = (Token, Result<Vec<Response>, ProposeError>);
+
+impl<S> Session<S>
+where
+    S: Stream<Item = Result<pb::WorkerMessage, Status>> + Unpin + Send,
+{
+    /// The session of an accepted Hello (its name claimed, Welcome sent). A resuming worker
+    /// keeps the leases of `hello.resume` its name still holds; the others of its name are
+    /// released, and results for the resumed ones it no longer holds are answered all the
+    /// same (accepted if they are what committed).
+    pub async fn open(
+        settings: SessionSettings,
+        node: SessionNode,
+        hello: Hello,
+        claim: Claim,
+        (inbound, out): (S, Outbound),
+    ) -> Self {
+        let slots = (hello.concurrency as usize).max(1);
+        let cfg = CoreConfig {
+            pool: hello.name.clone(),
+            queues: hello.queues.clone(),
+            lease_ms: settings.lease_ms,
+            slots,
+            capacity: slots,
+            max_batch: settings.max_batch,
+            drain_flush_timeout: settings.drain_flush_timeout,
+            first_ticket: first_ticket(node.backend.log_now_ms()),
+        };
+        let (core, kept, gone) = if hello.resume.is_empty() {
+            (PoolCore::new(cfg), Vec::new(), Vec::new())
+        } else {
+            if let Err(e) = (node.barrier)().await {
+                warn!(error = %e, "read barrier failed; resuming from this replica");
+            }
+            let held: BTreeSet<LeaseRef> = node
+                .replica
+                .read(|q| q.leases_of(&hello.name))
+                .into_iter()
+                .collect();
+            let (kept, gone): (Vec<LeaseRef>, Vec<LeaseRef>) =
+                hello.resume.iter().partition(|l| held.contains(*l));
+            let release = held.iter().filter(|l| !kept.contains(l)).copied().collect();
+            (PoolCore::resuming(cfg, kept.clone(), release), kept, gone)
+        };
+        let now = Instant::now();
+        let mut s = Self {
+            core: core.with_acks(),
+            name: hello.name,
+            queues: hello.queues,
+            inbound,
+            out,
+            phase: Phase::Open,
+            running: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            answering: BTreeMap::new(),
+            ended: BTreeSet::new(),
+            ended_order: VecDeque::new(),
+            last_pong: now,
+            nonce: 0,
+            drained: false,
+            _claim: claim,
+            node,
+            settings,
+        };
+        let limit = Duration::from_millis(s.settings.default_time_limit_ms) + TIME_LIMIT_SLACK;
+        for lease in kept {
+            s.track(lease, now + limit);
+        }
+        for lease in gone {
+            s.remember_end(lease);
+        }
+        if hello.concurrency == 0 {
+            // Only delivers the results of what it resumed.
+            s.phase = Phase::WorkerDrain;
+            s.core.drain(s.settings.worker_drain_grace);
+        }
+        s
+    }
+
+    /// Run until the session is over.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<Option<Duration>>) {
+        let s = &self.settings;
+        let mut heartbeat = tokio::time::interval(s.heartbeat_interval);
+        let mut idle_poll = tokio::time::interval(s.idle_poll);
+        let mut ping = tokio::time::interval(s.ping_interval);
+        for i in [&mut heartbeat, &mut idle_poll, &mut ping] {
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let mut pool_events = self.node.backend.pool_events(&self.name);
+        let mut work = self.node.backend.work_signal();
+        let mut proposals: FuturesUnordered<BoxFuture<'static, Reply>> = FuturesUnordered::new();
+        let mut timers: FuturesUnordered<BoxFuture<'static, Timer>> = FuturesUnordered::new();
+        info!(worker = %self.name, queues = ?self.queues, "worker session started");
+        if let Some(grace) = *shutdown.borrow_and_update() {
+            self.node_drain(grace);
+        }
+        self.execute(&mut proposals, &mut timers);
+        while !self.drained {
+            let reading = matches!(self.phase, Phase::Open | Phase::WorkerDrain | Phase::NodeDrain);
+            let next_limit = self.deadlines.first().map(|(at, _)| *at);
+            tokio::select! {
+                msg = self.inbound.next(), if reading => self.inbound_message(msg),
+                Some((token, reply)) = proposals.next() => self.core.replied(token, reply),
+                Some(timer) = timers.next() => self.core.timer(timer),
+                Some(event) = pool_events.recv() => {
+                    let (node, name) = (&self.node, &self.name);
+                    self.core.applied(event, |lease| node.backend.holds(name, lease));
+                }
+                Ok(()) = work.changed() => self.core.work_signal(),
+                _ = heartbeat.tick() => self.core.heartbeat_tick(),
+                _ = idle_poll.tick() => {
+                    let shows_work = self.node.backend.may_have_work(&self.queues);
+                    self.core.idle_poll(shows_work);
+                }
+                _ = ping.tick(), if reading => self.ping(),
+                () = sleep_until(next_limit) => self.time_limits(),
+                Ok(()) = shutdown.changed() => {
+                    if let Some(grace) = *shutdown.borrow_and_update() {
+                        self.node_drain(grace);
+                    }
+                }
+            }
+            self.execute(&mut proposals, &mut timers);
+        }
+        info!(worker = %self.name, phase = ?self.phase, "worker session ended");
+    }
+
+    // ---- the worker's messages ----
+
+    fn inbound_message(&mut self, msg: Option<Result<pb::WorkerMessage, Status>>) {
+        let msg = match msg {
+            None => return self.broken("the worker closed the stream"),
+            Some(Err(status)) if is_decode_error(&status) => {
+                return self.refuse(format!("a message did not decode: {}", status.message()));
+            }
+            Some(Err(status)) => return self.broken(&format!("stream error: {status}")),
+            Some(Ok(msg)) => msg,
+        };
+        match msg.msg {
+            Some(In::Results(results)) => self.results(results.results),
+            Some(In::Pong(_)) => self.last_pong = Instant::now(),
+            Some(In::Progress(p)) => {
+                let lease = LeaseRef {
+                    task: p.task_id,
+                    attempt: p.attempt,
+                };
+                // Not kept yet: the queue has no command for it.
+                if !self.running.contains_key(&lease) && !self.known_end(lease) {
+                    self.refuse(format!(
+                        "progress for task {} attempt {}, which this session never sent",
+                        lease.task, lease.attempt
+                    ));
+                }
+            }
+            Some(In::Drain(_)) if self.phase == Phase::Open => {
+                info!(worker = %self.name, running = self.running.len(), "the worker drains");
+                self.phase = Phase::WorkerDrain;
+                self.core.drain(self.settings.worker_drain_grace);
+            }
+            Some(In::Drain(_)) => {}
+            Some(In::Hello(_)) => self.refuse("a second Hello".into()),
+            None => self.refuse("a message with no content".into()),
+        }
+    }
+
+    fn results(&mut self, results: Vec<pb::TaskResult>) {
+        let mut late = Vec::new();
+        let mut runs = Vec::with_capacity(results.len());
+        for r in results {
+            let lease = results::lease_of(&r);
+            if self.answering.contains_key(&lease) {
+                // A repeat while the first is being committed: its ack answers both.
+                continue;
+            }
+            if !self.running.contains_key(&lease) && !self.known_end(lease) {
+                self.core.finished_all(runs);
+                return self.refuse(format!(
+                    "result for task {} attempt {}, which this session never sent",
+                    lease.task, lease.attempt
+                ));
+            }
+            let checked = match results::check(r, self.settings.max_result_bytes) {
+                Ok(c) => c,
+                Err(why) => {
+                    self.core.finished_all(runs);
+                    return self.refuse(why);
+                }
+            };
+            if self.untrack(lease).is_none() {
+                late.push(checked);
+                continue;
+            }
+            let run = match &checked.answer {
+                Answer::Outcome(outcome) => RunResult::Finished(outcome.clone()),
+                Answer::Released => RunResult::Aborted,
+            };
+            self.answering.insert(lease, checked);
+            runs.push((lease, run));
+        }
+        self.core.finished_all(runs);
+        if !late.is_empty() {
+            self.resolve_stale(late);
+        }
+    }
+
+    // ---- the core's decisions ----
+
+    fn execute(
+        &mut self,
+        proposals: &mut FuturesUnordered<BoxFuture<'static, Reply>>,
+        timers: &mut FuturesUnordered<BoxFuture<'static, Timer>>,
+    ) {
+        let mut tasks = Vec::new();
+        while let Some(decision) = self.core.next_decision() {
+            match decision {
+                Decision::Propose(token, proposal) => {
+                    let reply = self.node.backend.propose_many(proposal.into_commands());
+                    proposals.push(reply.map(move |r| (token, r)).boxed());
+                }
+                Decision::Run(grant) => self.run_grant(grant, &mut tasks),
+                Decision::Abort(lease) => {
+                    let reason = if self.phase == Phase::Open {
+                        "lease lost"
+                    } else {
+                        "draining"
+                    };
+                    self.abort(lease, reason, RunResult::Aborted);
+                }
+                Decision::After(delay, timer) => {
+                    timers.push(tokio::time::sleep(delay).map(move |()| timer).boxed());
+                }
+                Decision::Acked(acks) => self.acked(acks),
+                Decision::Drained(report) => {
+                    debug!(worker = %self.name, ?report, "session drained");
+                    self.finish();
+                }
+                Decision::Stats(_) => {}
+            }
+        }
+        if !tasks.is_empty() {
+            self.fill_in(&mut tasks);
+            self.send(Out::Tasks(pb::Tasks { tasks }));
+        }
+    }
+
+    fn run_grant(&mut self, grant: Grant, tasks: &mut Vec<pb::Task>) {
+        let lease = grant.lease;
+        if self.phase == Phase::Broken {
+            // Nobody to run it: hand it back.
+            self.remember_end(lease);
+            self.core.finished(lease, RunResult::Aborted);
+            return;
+        }
+        let limit_ms = grant.time_limit_ms.unwrap_or(self.settings.default_time_limit_ms);
+        self.track(
+            lease,
+            Instant::now() + Duration::from_millis(limit_ms) + TIME_LIMIT_SLACK,
+        );
+        tasks.push(pb::Task {
+            task_id: lease.task,
+            attempt: lease.attempt,
+            name: grant.name,
+            queue: grant.queue,
+            args: grant.args,
+            // Not stored by the queue yet (TaskSpec has no headers).
+            headers: Default::default(),
+            time_limit_ms: limit_ms,
+            retries_left: 0,
+            created_unix_ms: 0,
+        });
+    }
+
+    /// Submit time and retries left, from the replica (a follower's may not show a fresh
+    /// grant yet: then 0). Retries left is a lower bound: released and expired attempts count
+    /// as attempts but not as failures.
+    fn fill_in(&self, tasks: &mut [pb::Task]) {
+        self.node.replica.read(|q| {
+            for t in tasks.iter_mut() {
+                if let Some(v) = q.task(t.task_id) {
+                    t.created_unix_ms = v.created_ms;
+                    let failures_at_most = t.attempt.saturating_sub(1);
+                    t.retries_left = v.max_retries.saturating_sub(failures_at_most);
+                }
+            }
+        });
+    }
+
+    fn acked(&mut self, acks: Vec<(LeaseRef, Acked)>) {
+        let mut now = Vec::with_capacity(acks.len());
+        let mut stale = Vec::new();
+        for (lease, acked) in acks {
+            let Some(checked) = self.answering.remove(&lease) else {
+                // Released by the node itself (drain, a grant it could not run): no answer.
+                continue;
+            };
+            self.remember_end(lease);
+            match results::status(acked, checked.too_large) {
+                Some(status) => now.push(ack(lease, status)),
+                None => stale.push(checked),
+            }
+        }
+        if !now.is_empty() {
+            self.send(Out::Acks(pb::Acks { acks: now }));
+        }
+        if !stale.is_empty() {
+            self.resolve_stale(stale);
+        }
+    }
+
+    /// Answer results the log found stale (or that came after their lease ended here), once
+    /// the replica has seen everything committed: accepted if they are what committed.
+    fn resolve_stale(&self, checked: Vec<Checked>) {
+        let (node, out) = (self.node.clone(), self.out.clone());
+        tokio::spawn(async move {
+            if let Err(e) = (node.barrier)().await {
+                debug!(error = %e, "read barrier failed; judging stale results on this replica");
+            }
+            let acks = node.replica.read(|q| {
+                checked
+                    .iter()
+                    .map(|c| {
+                        ack(
+                            c.lease,
+                            results::stale_status(q.task(c.lease.task).as_ref(), c.lease, c),
+                        )
+                    })
+                    .collect()
+            });
+            let _ = out.send(Ok(message(Out::Acks(pb::Acks { acks }))));
+        });
+    }
+
+    fn abort(&mut self, lease: LeaseRef, reason: &str, result: RunResult) {
+        if self.untrack(lease).is_none() {
+            return;
+        }
+        self.remember_end(lease);
+        if self.phase != Phase::Broken {
+            self.send(Out::Abort(pb::Abort {
+                task_id: lease.task,
+                attempt: lease.attempt,
+                reason: reason.into(),
+            }));
+        }
+        self.core.finished(lease, result);
+    }
+
+    fn time_limits(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, lease)) = self.deadlines.first()
+            && at <= now
+        {
+            warn!(worker = %self.name, task = lease.task, attempt = lease.attempt, "time limit exceeded; aborting the task");
+            let error = "time limit exceeded (the worker did not answer in time)".to_string();
+            let outcome = Outcome::Failure { error, retry: true };
+            self.abort(lease, "time limit", RunResult::Finished(outcome));
+        }
+    }
+
+    fn ping(&mut self) {
+        let silent = self.last_pong.elapsed();
+        if silent > self.settings.ping_interval * self.settings.missed_pings {
+            return self.broken(&format!("no pong for {} ms", silent.as_millis()));
+        }
+        self.nonce += 1;
+        self.send(Out::Ping(pb::Ping { nonce: self.nonce }));
+    }
+
+    fn node_drain(&mut self, grace: Duration) {
+        if matches!(self.phase, Phase::Open | Phase::WorkerDrain) {
+            self.phase = Phase::NodeDrain;
+            self.core.drain(grace);
+        }
+    }
+
+    /// The stream is gone: release everything now.
+    fn broken(&mut self, why: &str) {
+        if self.phase == Phase::Broken {
+            return;
+        }
+        info!(worker = %self.name, why, running = self.running.len(), "worker stream lost; releasing its tasks");
+        self.phase = Phase::Broken;
+        // The drain aborts every run at once; a drain under way has its grace cut short.
+        self.core.drain(Duration::ZERO);
+        self.core.timer(Timer::GraceOver);
+    }
+
+    /// A protocol error: say why, end the stream, release everything.
+    fn refuse(&mut self, why: String) {
+        warn!(worker = %self.name, error = %why, "worker protocol error; ending its stream");
+        self.send(Out::Error(pb::WorkerError { message: why.clone() }));
+        let _ = self.out.send(Err(Status::invalid_argument(why.clone())));
+        self.broken(&why);
+    }
+
+    fn finish(&mut self) {
+        self.drained = true;
+        match self.phase {
+            Phase::WorkerDrain => self.send(Out::Drained(pb::Drained {})),
+            Phase::NodeDrain => {
+                let why = "the node is shutting down; connect to another node";
+                self.send(Out::Error(pb::WorkerError { message: why.into() }));
+                let _ = self.out.send(Err(Status::unavailable(why)));
+            }
+            Phase::Open | Phase::Broken => {}
+        }
+    }
+
+    // ---- bookkeeping ----
+
+    fn send(&self, msg: Out) {
+        // A closed stream is noticed on the inbound side.
+        let _ = self.out.send(Ok(message(msg)));
+    }
+
+    fn track(&mut self, lease: LeaseRef, deadline: Instant) {
+        self.running.insert(lease, deadline);
+        self.deadlines.insert((deadline, lease));
+    }
+
+    fn untrack(&mut self, lease: LeaseRef) -> Option<Instant> {
+        let at = self.running.remove(&lease)?;
+        self.deadlines.remove(&(at, lease));
+        Some(at)
+    }
+
+    fn known_end(&self, lease: LeaseRef) -> bool {
+        self.ended.contains(&lease)
+    }
+
+    fn remember_end(&mut self, lease: LeaseRef) {
+        if self.ended.insert(lease) {
+            self.ended_order.push_back(lease);
+            if self.ended_order.len() > REMEMBERED_ENDS
+                && let Some(old) = self.ended_order.pop_front()
+            {
+                self.ended.remove(&old);
+            }
+        }
+    }
+}

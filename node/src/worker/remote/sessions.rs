@@ -1,0 +1,121 @@
+//! [`Sessions`]: the remote worker sessions live on this node. A name is held from the Hello
+//! until the session has released everything it held ([`Claim`] dropped), so a worker that
+//! reconnects at once under the same name is told `ALREADY_EXISTS` until its old session is
+//! gone, and two sessions never hear the same pool's grants. Shutting the node down drains
+//! every session ([`Sessions::drain_all`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Inner {
+    /// Name → session id.
+    live: BTreeMap<String, u64>,
+    next_id: u64,
+}
+
+/// The live sessions of a node; cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Mutex<Inner>>,
+    /// How many sessions are live, to wait for none.
+    count: Arc<watch::Sender<usize>>,
+    /// `Some(grace)` once the node shuts down.
+    shutdown: Arc<watch::Sender<Option<Duration>>>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            count: Arc::new(watch::channel(0).0),
+            shutdown: Arc::new(watch::channel(None).0),
+        }
+    }
+}
+
+/// A name held by a live session; dropping it frees the name.
+pub struct Claim {
+    sessions: Sessions,
+    name: String,
+    pub id: u64,
+}
+
+impl Sessions {
+    /// Hold `name` for a new session; `None` if a live session has it.
+    pub fn claim(&self, name: &str) -> Option<Claim> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.live.contains_key(name) {
+            return None;
+        }
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.live.insert(name.to_string(), id);
+        self.count.send_replace(inner.live.len());
+        Some(Claim {
+            sessions: self.clone(),
+            name: name.to_string(),
+            id,
+        })
+    }
+
+    /// Names of the live sessions.
+    pub fn names(&self) -> Vec<String> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.live.keys().cloned().collect()
+    }
+
+    /// Resolves to the drain grace once the node shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<Option<Duration>> {
+        self.shutdown.subscribe()
+    }
+
+    /// Drain every session (running tasks get `grace` to finish) and wait until none is left.
+    /// Sessions that start afterwards are drained at once.
+    pub async fn drain_all(&self, grace: Duration) {
+        self.shutdown.send_replace(Some(grace));
+        let mut count = self.count.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut inner = self.sessions.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.live.get(&self.name) == Some(&self.id) {
+            inner.live.remove(&self.name);
+        }
+        self.sessions.count.send_replace(inner.live.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_name_is_held_until_its_claim_drops_and_drain_waits_for_all() {
+        let s = Sessions::default();
+        let a = s.claim("w").unwrap();
+        assert!(s.claim("w").is_none());
+        let b = s.claim("v").unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(s.names(), vec!["v".to_string(), "w".to_string()]);
+        let mut signal = s.shutdown_signal();
+        let drain = tokio::spawn({
+            let s = s.clone();
+            async move { s.drain_all(Duration::from_millis(5)).await }
+        });
+        signal.changed().await.unwrap();
+        assert_eq!(*signal.borrow(), Some(Duration::from_millis(5)));
+        drop(a);
+        assert!(s.claim("w").is_some(), "the name is free again");
+        assert!(!drain.is_finished());
+        drop(b);
+        drain.await.unwrap();
+    }
+}

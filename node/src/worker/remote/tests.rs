@@ -1,0 +1,360 @@
+//! A session against the real state machine ([`LocalBackend`]), the worker played by the test
+//! through channels; time is paused (tokio advances it only when everything waits).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1::result_ack::Status as AckStatus;
+use flotilla_proto::v1::task_result::Outcome as PbOutcome;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::results::success;
+use super::*;
+use crate::clock::SystemClock;
+use crate::queue::Command;
+use crate::queue::TaskState;
+use crate::queue::ops;
+use crate::queue::ops::Op;
+use crate::worker::testing::LocalBackend;
+use crate::worker::testing::task_spec;
+
+const NAME: &str = "w-1";
+
+fn settings() -> SessionSettings {
+    SessionSettings {
+        node_id: 1,
+        lease_ms: 30_000,
+        heartbeat_interval: Duration::from_secs(10),
+        idle_poll: Duration::from_secs(1),
+        ping_interval: Duration::from_secs(5),
+        missed_pings: 3,
+        max_result_bytes: 8,
+        default_time_limit_ms: 300_000,
+        worker_drain_grace: Duration::from_secs(60),
+        drain_flush_timeout: Duration::from_secs(10),
+        max_batch: 1024,
+    }
+}
+
+fn hello(concurrency: u32) -> Hello {
+    Hello {
+        name: NAME.into(),
+        queues: vec!["default".into()],
+        concurrency,
+        resume: Vec::new(),
+    }
+}
+
+/// The node side of one session, and the test's ends of its stream.
+struct Worker {
+    backend: LocalBackend,
+    sessions: Sessions,
+    to_node: Option<mpsc::Sender<Result<pb::WorkerMessage, Status>>>,
+    from_node: mpsc::UnboundedReceiver<Result<pb::NodeMessage, Status>>,
+    session: JoinHandle<()>,
+    /// Tasks that came while acks were awaited.
+    early: Vec<pb::Task>,
+}
+
+impl Worker {
+    async fn start(backend: &LocalBackend, hello: Hello) -> Worker {
+        let sessions = Sessions::default();
+        let (to_node, inbound) = mpsc::channel(64);
+        let (out, from_node) = mpsc::unbounded_channel();
+        let node = SessionNode {
+            backend: Arc::new(backend.clone()),
+            replica: backend.replica().clone(),
+            barrier: Arc::new(|| Box::pin(async { Ok(()) })),
+        };
+        let claim = sessions.claim(&hello.name).unwrap();
+        let stream = (ReceiverStream::new(inbound), out);
+        let session = Session::open(settings(), node, hello, claim, stream).await;
+        let session = tokio::spawn(session.run(sessions.shutdown_signal()));
+        Worker {
+            backend: backend.clone(),
+            sessions,
+            to_node: Some(to_node),
+            from_node,
+            session,
+            early: Vec::new(),
+        }
+    }
+
+    async fn send(&self, msg: In) {
+        let msg = pb::WorkerMessage { msg: Some(msg) };
+        self.to_node.as_ref().unwrap().send(Ok(msg)).await.unwrap();
+    }
+
+    async fn results(&self, results: Vec<pb::TaskResult>) {
+        self.send(In::Results(pb::Results { results })).await;
+    }
+
+    /// The next message that is not a ping (pings are answered).
+    async fn next(&mut self) -> Result<Out, Status> {
+        loop {
+            let msg = self.from_node.recv().await.expect("stream open")?;
+            match msg.msg.unwrap() {
+                Out::Ping(p) => self.send(In::Pong(pb::Pong { nonce: p.nonce })).await,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn tasks(&mut self) -> Vec<pb::Task> {
+        if !self.early.is_empty() {
+            return std::mem::take(&mut self.early);
+        }
+        match self.next().await {
+            Ok(Out::Tasks(t)) => t.tasks,
+            other => panic!("expected tasks, got {other:?}"),
+        }
+    }
+
+    /// Acks until `n` came (they may come in several messages).
+    async fn acks(&mut self, n: usize) -> Vec<(u64, AckStatus)> {
+        let mut acks = Vec::new();
+        while acks.len() < n {
+            match self.next().await {
+                Ok(Out::Acks(a)) => acks.extend(a.acks.iter().map(|a| (a.task_id, a.status()))),
+                Ok(Out::Tasks(t)) => self.early.extend(t.tasks),
+                other => panic!("expected acks, got {other:?}"),
+            }
+        }
+        acks.sort();
+        acks
+    }
+
+    fn state(&self, id: u64) -> TaskState {
+        self.backend.replica().read(|q| q.task(id).unwrap().state)
+    }
+
+    /// The session ended and freed its name.
+    async fn ended(self) {
+        self.session.await.unwrap();
+        assert!(self.sessions.names().is_empty());
+    }
+}
+
+fn submit(backend: &LocalBackend, n: usize) {
+    let tasks: Vec<_> = (0..n).map(|_| task_spec("noop", "null")).collect();
+    backend.apply(ops::Submit { tasks: tasks.into() }.command());
+}
+
+fn backend() -> LocalBackend {
+    LocalBackend::new(Arc::new(Replica::default()), Arc::new(SystemClock))
+}
+
+#[tokio::test(start_paused = true)]
+async fn grants_go_down_in_batches_results_come_back_acked() {
+    let b = backend();
+    submit(&b, 3);
+    let mut w = Worker::start(&b, hello(2)).await;
+    let first = w.tasks().await;
+    assert_eq!(first.iter().map(|t| t.task_id).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!((first[0].attempt, first[0].name.as_str()), (1, "noop"));
+    w.results(vec![success(1, 1, b"1"), success(2, 1, b"2")]).await;
+    assert_eq!(
+        w.acks(2).await,
+        vec![(1, AckStatus::Accepted), (2, AckStatus::Accepted)]
+    );
+    let third = w.tasks().await;
+    assert_eq!(third[0].task_id, 3);
+    assert_eq!(w.state(1), TaskState::Succeeded);
+    // A repeat of a committed result is accepted again (a retry after a lost ack).
+    w.results(vec![success(1, 1, b"1")]).await;
+    assert_eq!(w.acks(1).await, vec![(1, AckStatus::Accepted)]);
+    // A different result for that attempt is not what committed.
+    w.results(vec![success(2, 1, b"other")]).await;
+    assert_eq!(w.acks(1).await, vec![(2, AckStatus::Stale)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_stream_releases_every_lease_at_once() {
+    let b = backend();
+    submit(&b, 2);
+    let mut w = Worker::start(&b, hello(4)).await;
+    assert_eq!(w.tasks().await.len(), 2);
+    assert_eq!(w.state(1), TaskState::Leased);
+    w.to_node = None;
+    let (s1, s2) = (w.backend.clone(), w.backend.clone());
+    w.ended().await;
+    let state = |b: &LocalBackend, id| b.replica().read(|q| q.task(id).unwrap());
+    for (b, id) in [(&s1, 1), (&s2, 2)] {
+        let t = state(b, id);
+        assert_eq!(
+            (t.state, t.error),
+            (TaskState::Pending, None),
+            "released, not expired"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_worker_loses_its_stream_after_missed_pings() {
+    let b = backend();
+    submit(&b, 1);
+    let mut w = Worker::start(&b, hello(1)).await;
+    assert_eq!(w.tasks().await.len(), 1);
+    // Read without answering pings: the session gives up after three intervals.
+    let start = tokio::time::Instant::now();
+    while let Some(msg) = w.from_node.recv().await {
+        assert!(
+            matches!(
+                msg,
+                Ok(pb::NodeMessage {
+                    msg: Some(Out::Ping(_))
+                })
+            ),
+            "{msg:?}"
+        );
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(15) && waited <= Duration::from_secs(21),
+        "{waited:?}"
+    );
+    assert_eq!(w.state(1), TaskState::Pending);
+    w.ended().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_for_a_task_never_sent_ends_only_this_stream() {
+    let b = backend();
+    submit(&b, 2);
+    let mut w = Worker::start(&b, hello(1)).await;
+    assert_eq!(w.tasks().await.len(), 1);
+    w.results(vec![success(2, 1, b"1")]).await;
+    match w.next().await {
+        Ok(Out::Error(e)) => assert!(e.message.contains("never sent"), "{}", e.message),
+        other => panic!("{other:?}"),
+    }
+    let status = w.next().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    w.to_node = None;
+    let b2 = w.backend.clone();
+    w.ended().await;
+    // Its lease released; the other task untouched (pending, attempt 0).
+    let t = |id| b2.replica().read(|q| q.task(id).unwrap());
+    assert_eq!((t(1).state, t(1).attempt), (TaskState::Pending, 1));
+    assert_eq!((t(2).state, t(2).attempt), (TaskState::Pending, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_over_the_limit_fails_the_task_for_good() {
+    let b = backend();
+    submit(&b, 1);
+    let mut w = Worker::start(&b, hello(1)).await;
+    w.tasks().await;
+    w.results(vec![success(1, 1, b"123456789")]).await;
+    assert_eq!(w.acks(1).await, vec![(1, AckStatus::TooLarge)]);
+    let t = b.replica().read(|q| q.task(1).unwrap());
+    assert_eq!(t.state, TaskState::Dead);
+    assert!(t.error.unwrap().contains("over the limit of 8 bytes"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_for_a_lost_lease_is_stale() {
+    let b = backend();
+    submit(&b, 1);
+    let mut w = Worker::start(&b, hello(1)).await;
+    let lease = LeaseRef { task: 1, attempt: 1 };
+    w.tasks().await;
+    b.apply(
+        ops::Release {
+            worker: "other".into(),
+            leases: vec![lease],
+        }
+        .command(),
+    );
+    let failure = pb::TaskResult {
+        task_id: 1,
+        attempt: 1,
+        outcome: Some(PbOutcome::Failure(pb::Failure {
+            message: "boom".into(),
+            retryable: true,
+            ..Default::default()
+        })),
+    };
+    w.results(vec![failure]).await;
+    assert_eq!(w.acks(1).await, vec![(1, AckStatus::Stale)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_draining_worker_answers_what_it_holds_then_is_drained() {
+    let b = backend();
+    submit(&b, 3);
+    let mut w = Worker::start(&b, hello(2)).await;
+    assert_eq!(w.tasks().await.len(), 2);
+    w.send(In::Drain(pb::Drain {})).await;
+    let released = pb::TaskResult {
+        task_id: 2,
+        attempt: 1,
+        outcome: Some(PbOutcome::Released(pb::Released {})),
+    };
+    w.results(vec![success(1, 1, b"1"), released]).await;
+    assert_eq!(
+        w.acks(2).await,
+        vec![(1, AckStatus::Accepted), (2, AckStatus::Accepted)]
+    );
+    loop {
+        match w.next().await {
+            Ok(Out::Drained(_)) => break,
+            Ok(Out::Acks(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(w.from_node.recv().await.is_none(), "the node closes its side");
+    assert_eq!(
+        (w.state(1), w.state(2), w.state(3)),
+        (TaskState::Succeeded, TaskState::Pending, TaskState::Pending)
+    );
+    w.ended().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_session_keeps_its_leases_and_releases_the_others() {
+    let b = backend();
+    submit(&b, 3);
+    let lease = Command::Lease {
+        worker: NAME.into(),
+        queues: vec![],
+        max: 2,
+        lease_ms: 30_000,
+        standing_ticket: None,
+    };
+    b.apply(lease);
+    // Task 1 is still running on the worker; task 2's run was lost; 3 was never granted.
+    let hello = Hello {
+        resume: vec![LeaseRef { task: 1, attempt: 1 }, LeaseRef { task: 3, attempt: 1 }],
+        ..hello(1)
+    };
+    let mut w = Worker::start(&b, hello).await;
+    w.results(vec![success(1, 1, b"1"), success(3, 1, b"3")]).await;
+    assert_eq!(
+        w.acks(2).await,
+        vec![(1, AckStatus::Accepted), (3, AckStatus::Stale)]
+    );
+    assert_eq!(w.state(1), TaskState::Succeeded);
+    let t2 = b.replica().read(|q| q.task(2).unwrap());
+    assert!(t2.state == TaskState::Pending || t2.attempt > 1, "{t2:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_shutdown_drains_the_session_and_says_unavailable() {
+    let b = backend();
+    submit(&b, 1);
+    let mut w = Worker::start(&b, hello(1)).await;
+    w.tasks().await;
+    let sessions = w.sessions.clone();
+    let drain = tokio::spawn(async move { sessions.drain_all(Duration::from_secs(5)).await });
+    w.results(vec![success(1, 1, b"1")]).await;
+    assert_eq!(w.acks(1).await, vec![(1, AckStatus::Accepted)]);
+    match w.next().await {
+        Ok(Out::Error(e)) => assert!(e.message.contains("shutting down")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.next().await.unwrap_err().code(), tonic::Code::Unavailable);
+    drain.await.unwrap();
+}
