@@ -49,6 +49,11 @@ WELCOME_TIMEOUT_S = 10.0
 RELEASED = Released()
 
 
+#: ``(task_id, attempt)``: what the core keys attempts by. Plain tuples on the hot paths (a
+#: NamedTuple's constructor costs a Python call); a :class:`Lease` is one too.
+Key = tuple[int, int]
+
+
 class Lease(NamedTuple):
     """One attempt of one task: the fencing token ``(task_id, attempt)``."""
 
@@ -78,7 +83,7 @@ class Abandon:
     """Stop caring about this run (its result will be discarded); tell the handler."""
 
     run: int
-    lease: Lease
+    lease: Key
     reason: str
 
 
@@ -127,14 +132,15 @@ class SessionCore:
             raise ValueError("prefetch must not be negative")
         self.identity = identity
         #: Attempts started and not finished, with the id of their run.
-        self.running: dict[Lease, int] = {}
+        self.running: dict[Key, int] = {}
         #: Tasks held and not started yet (prefetched), in grant order.
         self.waiting: deque[wpb.Task] = deque()
-        self._waiting_leases: set[Lease] = set()
+        self._waiting_leases: set[Key] = set()
         #: Outcomes not acknowledged yet (sent in this or an earlier session, or not yet).
-        self.unacked: dict[Lease, Outcome] = {}
-        #: Leases in ``unacked`` whose result this session has not sent yet, in order.
-        self._outgoing: list[Lease] = []
+        self.unacked: dict[Key, Outcome] = {}
+        #: Leases in ``unacked`` whose result this session has not sent yet, in order (a dict:
+        #: a lease answered again before a flush is sent once).
+        self._outgoing: dict[Key, None] = {}
         #: Runs the node took back while they ran: their results are dropped. By run, not
         #: lease: the same lease may be granted again while its abandoned run goes on.
         self.abandoned: set[int] = set()
@@ -153,7 +159,7 @@ class SessionCore:
     def connect(self, now: float) -> list[Action]:
         """A new stream is open: say Hello (and Drain, when draining)."""
         self.connected, self.welcome, self._refusal = True, None, None
-        self._outgoing = []
+        self._outgoing = {}
         self._last_heard = now
         resume = sorted(self.held()) if self._resume_next else []
         hello = wpb.Hello(
@@ -162,7 +168,7 @@ class SessionCore:
             tasks=[wpb.TaskDecl(name=n, queue=q) for n, q in self.identity.tasks],
             # A draining worker takes nothing new: its session only resumes.
             concurrency=0 if self.draining else self.identity.concurrency + self.identity.prefetch,
-            resume=[wpb.LeaseId(task_id=lease.task_id, attempt=lease.attempt) for lease in resume],
+            resume=[wpb.LeaseId(task_id=t, attempt=a) for t, a in resume],
             protocol_version=PROTOCOL_VERSION,
             agent=self.identity.agent,
         )
@@ -171,7 +177,7 @@ class SessionCore:
             actions.append(Send(wpb.WorkerMessage(drain=wpb.Drain())))
         return actions
 
-    def held(self) -> set[Lease]:
+    def held(self) -> set[Key]:
         """Every lease this worker holds: running, waiting, or answered without an ack."""
         return set(self.running) | self._waiting_leases | set(self.unacked)
 
@@ -192,7 +198,7 @@ class SessionCore:
             log.info("session open: node=%d session=%d", msg.welcome.node_id, msg.welcome.session)
             # Results of earlier sessions (resumed leases) and of attempts that ended while no
             # stream was up go out with the next flush.
-            self._outgoing = sorted(self.unacked)
+            self._outgoing = dict.fromkeys(sorted(self.unacked))
             return []
         if kind == "abort":
             return self._on_abort(msg.abort)
@@ -207,12 +213,12 @@ class SessionCore:
         log.warning("unknown node message ignored: %s", kind)
         return []
 
-    def on_done(self, run: int, lease: Lease, outcome: Outcome) -> list[Action]:
+    def on_done(self, run: int, lease: Key, outcome: Outcome) -> list[Action]:
         """Run ``run`` of ``lease`` ended: its handler returned (or raised). Its result goes
         out with the next :meth:`flush`."""
         if run in self.abandoned:
             self.abandoned.discard(run)
-            log.info("result dropped: task=%d attempt=%d (aborted)", lease.task_id, lease.attempt)
+            log.info("result dropped: task=%d attempt=%d (aborted)", *lease)
             return []
         if self.running.get(lease) != run:
             return []
@@ -231,21 +237,21 @@ class SessionCore:
             outcome = unacked.get(lease)
             if outcome is None:
                 continue  # acknowledged before it was sent again
+            task_id, attempt = lease
             if type(outcome) is Success:
-                add(task_id=lease.task_id, attempt=lease.attempt, success=outcome.data)
+                add(task_id=task_id, attempt=attempt, success=outcome.data)
             elif type(outcome) is Failure:
-                r = add(task_id=lease.task_id, attempt=lease.attempt)
-                f = r.failure
+                f = add(task_id=task_id, attempt=attempt).failure
                 f.message, f.retryable, f.kind = outcome.message, outcome.retryable, outcome.kind
                 f.retry_delay_ms = outcome.retry_delay_ms
             else:
-                add(task_id=lease.task_id, attempt=lease.attempt).released.SetInParent()
-        self._outgoing = []
+                add(task_id=task_id, attempt=attempt).released.SetInParent()
+        self._outgoing = {}
         return [Send(msg)] if msg.results.results else []
 
     def on_stream_end(self, code: str, details: str, now: float) -> list[Action]:
         """The stream ended (``code`` is the gRPC status name; "OK" for a clean end)."""
-        self.connected, self.welcome, self._outgoing = False, None, []
+        self.connected, self.welcome, self._outgoing = False, None, {}
         if self.exited:
             return []
         refused = code != "ALREADY_EXISTS" and (
@@ -300,7 +306,7 @@ class SessionCore:
         else:
             limit = SILENT_PINGS * max(self.welcome.ping_interval_ms, 1) / 1000
         if now - self._last_heard > limit:
-            self.connected, self.welcome, self._outgoing = False, None, []
+            self.connected, self.welcome, self._outgoing = False, None, {}
             self._resume_next = True
             return [Reconnect(f"node silent for {now - self._last_heard:.1f} s")]
         return []
@@ -310,7 +316,7 @@ class SessionCore:
     def _on_tasks(self, tasks: Sequence[wpb.Task]) -> list[Action]:
         running, waiting = self.running, self._waiting_leases
         for task in tasks:
-            lease = Lease(task.task_id, task.attempt)
+            lease = (task.task_id, task.attempt)
             if lease in running or lease in waiting or lease in self.unacked:
                 continue  # already ours (a resumed lease granted again): one run, one result
             if self.draining:
@@ -326,7 +332,7 @@ class SessionCore:
         slots = self.identity.concurrency
         while self.waiting and len(self.running) < slots:
             task = self.waiting.popleft()
-            lease = Lease(task.task_id, task.attempt)
+            lease = (task.task_id, task.attempt)
             self._waiting_leases.discard(lease)
             self._runs += 1
             self.running[lease] = self._runs
@@ -335,17 +341,17 @@ class SessionCore:
 
     def _release_waiting(self) -> None:
         for task in self.waiting:
-            self._answer(Lease(task.task_id, task.attempt), RELEASED)
+            self._answer((task.task_id, task.attempt), RELEASED)
         self.waiting.clear()
         self._waiting_leases.clear()
 
-    def _answer(self, lease: Lease, outcome: Outcome) -> None:
+    def _answer(self, lease: Key, outcome: Outcome) -> None:
         self.unacked[lease] = outcome
         if self.welcome is not None:
-            self._outgoing.append(lease)
+            self._outgoing[lease] = None
 
     def _on_ack(self, ack: wpb.ResultAck) -> None:
-        lease = Lease(ack.task_id, ack.attempt)
+        lease = (ack.task_id, ack.attempt)
         if self.unacked.pop(lease, None) is None:
             return
         if ack.status == wpb.ResultAck.STATUS_STALE:
@@ -354,11 +360,11 @@ class SessionCore:
             log.error("result too large, the task failed: task=%d attempt=%d", *lease)
 
     def _on_abort(self, abort: wpb.Abort) -> list[Action]:
-        lease = Lease(abort.task_id, abort.attempt)
+        lease = (abort.task_id, abort.attempt)
         if lease in self._waiting_leases:
             # Not started: forget it, no result (the node took it back).
             self._waiting_leases.discard(lease)
-            self.waiting = deque(t for t in self.waiting if Lease.of(t) != lease)
+            self.waiting = deque(t for t in self.waiting if (t.task_id, t.attempt) != lease)
             log.info("aborted before it started: task=%d attempt=%d", *lease)
             return []
         run = self.running.pop(lease, None)

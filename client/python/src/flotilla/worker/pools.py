@@ -147,7 +147,7 @@ def process_pool(app_ref: str, concurrency: int, report: Report) -> Pool:
 
     def run(ctx: TaskContext, args: bytes) -> Future[Outcome]:
         # Not `asdict`: it deep-copies, and the abort Event does not cross processes anyway.
-        picklable = {f.name: getattr(ctx, f.name) for f in fields(ctx) if f.name != "aborted"}
+        picklable = {f.name: getattr(ctx, f.name) for f in fields(ctx) if f.name != "_aborted"}
         return executor.submit(_child_run, picklable, args)
 
     return ExecutorPool(executor, run, report)

@@ -35,7 +35,6 @@ from flotilla.worker.core import (
     CloseSend,
     Exit,
     Identity,
-    Lease,
     Reconnect,
     Run,
     Send,
@@ -251,7 +250,7 @@ class Worker:
             time_limit_ms=task.time_limit_ms,
         )
         self._contexts[run] = ctx
-        self.pool.submit((run, Lease(task.task_id, task.attempt)), ctx, task.args)
+        self.pool.submit((run, (task.task_id, task.attempt)), ctx, task.args)
 
     def _open(self) -> None:
         self._reconnect_at = None
