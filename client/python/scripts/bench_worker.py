@@ -148,10 +148,8 @@ def child(addr: str, concurrency: int, profile: Optional[str]) -> None:
     def noop() -> None:
         return None
 
-    worker = Worker(app, nodes=[addr], name="bench", concurrency=concurrency)
-    signal.signal(signal.SIGTERM, lambda *_: worker.drain())
     profilers: list[Any] = []
-    if profile:
+    if profile:  # before the worker starts its threads
         import cProfile
 
         def per_thread(*_: object) -> None:
@@ -162,6 +160,8 @@ def child(addr: str, concurrency: int, profile: Optional[str]) -> None:
 
         threading.setprofile(per_thread)
         per_thread()
+    worker = Worker(app, nodes=[addr], name="bench", concurrency=concurrency)
+    signal.signal(signal.SIGTERM, lambda *_: worker.drain())
     cpu = time.process_time()
     code = worker.run()
     cpu = time.process_time() - cpu
