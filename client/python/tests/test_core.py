@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from flotilla.v1 import worker_pb2 as wpb
 from flotilla.worker.core import (
+    MAX_RESULTS_BYTES,
     Abandon,
     Action,
     CloseSend,
@@ -85,6 +86,16 @@ def test_results_that_end_between_flushes_leave_in_one_message() -> None:
     assert (f.kind, f.message, f.retryable, f.retry_delay_ms) == ("ValueError", "boom", True, 5)
     core.on_done(runs[2].run, Lease(3, 1), Success(b"3"))
     assert [r.task_id for r in results(core.flush())] == [3]
+
+
+def test_large_results_are_split_across_messages() -> None:
+    core = welcomed(identity=Identity("w", ["q"], [("t", "")], 3, "test"))
+    core.on_message(tasks((1, 1), (2, 1), (3, 1)), 0)
+    big = b'"' + b"x" * MAX_RESULTS_BYTES + b'"'
+    for run, task_id in enumerate((1, 2, 3), start=1):
+        core.on_done(run, Lease(task_id, 1), Success(big if task_id == 1 else b"1"))
+    messages = sent(core.flush(), "results")
+    assert [[r.task_id for r in m.results] for m in messages] == [[1], [2, 3]]
 
 
 def test_results_of_attempts_that_end_while_disconnected_wait_for_the_next_welcome() -> None:

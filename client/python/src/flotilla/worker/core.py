@@ -45,6 +45,10 @@ SILENT_PINGS = 3
 #: Before a Welcome (no ping interval known yet), wait this long for one.
 WELCOME_TIMEOUT_S = 10.0
 
+#: A ``Results`` message is cut after this many bytes of results: a batch of large results must
+#: stay under the node's message limit (tonic's default is 4 MiB).
+MAX_RESULTS_BYTES = 1 << 20
+
 #: The outcome of a task given back unstarted.
 RELEASED = Released()
 
@@ -227,27 +231,39 @@ class SessionCore:
         return self._start_waiting()
 
     def flush(self) -> list[Action]:
-        """One ``Results`` message with every result not sent in this session yet."""
+        """One ``Results`` message with every result not sent in this session yet (more when
+        they exceed ``MAX_RESULTS_BYTES`` together)."""
         if not self._outgoing or self.welcome is None:
             return []
+        sends: list[Action] = []
         msg = wpb.WorkerMessage()
         add = msg.results.results.add
+        size = 0
         unacked = self.unacked
         for lease in self._outgoing:
             outcome = unacked.get(lease)
             if outcome is None:
                 continue  # acknowledged before it was sent again
+            if size >= MAX_RESULTS_BYTES:
+                sends.append(Send(msg))
+                msg = wpb.WorkerMessage()
+                add = msg.results.results.add
+                size = 0
             task_id, attempt = lease
             if type(outcome) is Success:
                 add(task_id=task_id, attempt=attempt, success=outcome.data)
+                size += len(outcome.data)
             elif type(outcome) is Failure:
                 f = add(task_id=task_id, attempt=attempt).failure
                 f.message, f.retryable, f.kind = outcome.message, outcome.retryable, outcome.kind
                 f.retry_delay_ms = outcome.retry_delay_ms
+                size += len(outcome.message)
             else:
                 add(task_id=task_id, attempt=attempt).released.SetInParent()
         self._outgoing = {}
-        return [Send(msg)] if msg.results.results else []
+        if msg.results.results:
+            sends.append(Send(msg))
+        return sends
 
     def on_stream_end(self, code: str, details: str, now: float) -> list[Action]:
         """The stream ended (``code`` is the gRPC status name; "OK" for a clean end)."""
