@@ -51,6 +51,9 @@ class FakeSession:
         self.unanswered: set[tuple[int, int]] = set()
         self.answered: set[tuple[int, int]] = set()
         self.drain_seen = False
+        #: The call ended by the node's own end (``end``), or by the worker's cancel.
+        self.ended_by_node = threading.Event()
+        self.cancelled = threading.Event()
         self._lock = threading.Lock()
 
     # ---- the node's messages -------------------------------------------------------------
@@ -209,7 +212,13 @@ class FakeNode:
         self, requests: Iterator[wpb.WorkerMessage], context: grpc.ServicerContext
     ) -> Iterator[wpb.NodeMessage]:
         s = FakeSession()
-        context.add_callback(lambda: s.outbox.put(None))  # unblock when the call ends
+
+        def ended() -> None:
+            if not s.ended_by_node.is_set():
+                s.cancelled.set()  # the worker cancelled, or the connection broke
+            s.outbox.put(None)  # unblock
+
+        context.add_callback(ended)
 
         def read() -> None:
             try:
@@ -225,6 +234,7 @@ class FakeNode:
         while True:
             item = s.outbox.get()
             if item is None:
+                s.ended_by_node.set()
                 return
             if isinstance(item, tuple):
                 context.abort(item[0], item[1])

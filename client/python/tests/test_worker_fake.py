@@ -297,6 +297,7 @@ def test_drain_answers_what_runs_keeps_its_side_open_and_exits_on_drained(
     s.expect_closed()
     s.end()
     assert w.join() == 0
+    assert not s.cancelled.is_set(), "the worker let the node end the call after Drained"
 
 
 def test_a_task_granted_after_drain_is_released_unstarted(fake: FakeNode) -> None:

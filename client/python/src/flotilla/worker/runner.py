@@ -50,6 +50,8 @@ RECONNECT = RetryPolicy(max_elapsed=float("inf"), initial_backoff=0.1, max_backo
 TICK_S = 0.25
 #: Most events handled before a flush, so a flood of events cannot hold results back.
 MAX_EVENTS_PER_FLUSH = 1000
+#: After Drained, how long the node gets to end the call before the worker cancels it.
+CLOSE_WAIT_S = 1.0
 
 _Event = tuple[Any, ...]
 
@@ -265,6 +267,18 @@ class Worker:
         self._stream = _Stream(_rpc.WorkerStub(channel), self._conn, self._events)
         self._perform(self.core.connect(time.monotonic()))
 
+    def _await_end(self, timeout: float) -> None:
+        """Drained: both sides close; let the node end the call itself rather than cancel it
+        (a cancel is an error on the node's side)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self._events.get(timeout=left)
+            except queue.Empty:
+                return
+            if event[0] == "end" and event[1] == self._conn:
+                return
+
     def _schedule_reconnect(self, reason: str) -> None:
         if self._stream is not None:
             self._stream.cancel()
@@ -277,6 +291,8 @@ class Worker:
 
     def _close(self) -> None:
         if self._stream is not None:
+            if self.core.exited:
+                self._await_end(CLOSE_WAIT_S)
             self._stream.cancel()
             self._stream = None
         self.pool.shutdown()
