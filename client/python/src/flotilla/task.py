@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from flotilla.result import AsyncResult
 
 
+_ABORTED_LOCK = threading.Lock()
+
+
 @dataclass
 class TaskContext:
     """The attempt a worker is running: ``task.request`` inside a handler."""
@@ -28,9 +31,21 @@ class TaskContext:
     retries_left: int
     headers: dict[str, str] = field(default_factory=dict)
     time_limit_ms: int = 0
-    #: Set when the node aborted the attempt (lease lost, revoked, time limit): the worker
-    #: discards its result, so a long handler may check it and stop early.
-    aborted: threading.Event = field(default_factory=threading.Event)
+    # Made on first use: few handlers look at it, and an Event (a Condition and a Lock) per
+    # attempt is a noticeable part of a short task's cost in the worker.
+    _aborted: Optional[threading.Event] = field(default=None, repr=False, compare=False)
+
+    @property
+    def aborted(self) -> threading.Event:
+        """Set when the node aborted the attempt (lease lost, revoked, time limit): the worker
+        discards its result, so a long handler may check it and stop early."""
+        event = self._aborted
+        if event is None:
+            with _ABORTED_LOCK:  # the worker's loop and the handler may both be first
+                if self._aborted is None:
+                    self._aborted = threading.Event()
+                event = self._aborted
+        return event
 
     @property
     def retries(self) -> int:

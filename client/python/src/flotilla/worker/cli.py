@@ -24,6 +24,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flotilla-worker", description=__doc__.split("\n")[0])
     p.add_argument("-A", "--app", required=True, help="module[:attr] of the Flotilla app")
     p.add_argument("-c", "--concurrency", type=int, default=8, help="tasks run at once (8)")
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        help="tasks held beyond -c, waiting for a free slot (default: as many as -c)",
+    )
     p.add_argument("-Q", "--queues", help="queues in order of preference (default: the tasks')")
     p.add_argument("--pool", choices=("threads", "processes"), default="threads")
     p.add_argument("--nodes", help="host:port[,host:port] (default: the app's)")
@@ -47,6 +52,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             nodes=args.nodes,
             queues=[q for q in args.queues.split(",") if q] if args.queues else None,
             concurrency=args.concurrency,
+            prefetch=args.prefetch,
             pool=args.pool,
             app_ref=args.app,
             name=args.name,

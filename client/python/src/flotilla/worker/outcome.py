@@ -1,5 +1,6 @@
-"""[`Success`] and [`Failure`]: the outcome of one attempt, and [`execute`], which runs a
-handler and turns whatever happens into one of them. Picklable, so a process pool returns them.
+"""[`Success`] and [`Failure`]: the outcome of one attempt (or [`Released`]: not run), and
+[`execute`], which runs a handler and turns whatever happens into one of the first two.
+Picklable, so a process pool returns them.
 
 Mapping (docs/PYTHON.md): a return value is JSON-encoded; :class:`~flotilla.Reject`, bad
 arguments, an unknown name or a result that is not JSON are fatal (the task is dead at once);
@@ -39,10 +40,16 @@ class Failure:
     retry_delay_ms: int = 0
 
 
-Outcome = Union[Success, Failure]
+@dataclass(frozen=True)
+class Released:
+    """Not run: the task goes back to the queue, no attempt counted (a draining worker's
+    prefetched tasks)."""
 
 
-def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Outcome:
+Outcome = Union[Success, Failure, Released]
+
+
+def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[Success, Failure]:
     """Runs attempt ``ctx`` of the task ``ctx.name`` with the JSON ``args``."""
     task = tasks.get(ctx.name)
     if task is None:

@@ -1,6 +1,11 @@
 """[`Worker`]: the shell around ``SessionCore``: the gRPC stream, the pool, the clock, the
 reconnect backoff. One thread (the caller of :meth:`Worker.run`) owns the core; the stream's
-reader thread, the pool's callbacks and signal handlers only put events on its queue.
+reader thread, the pool's threads and signal handlers only put events on its queue.
+
+Batching: the loop handles every event waiting in the queue (carrying out each one's actions
+at once, so attempts start without delay), and only then flushes the core: the results of
+everything that ended meanwhile leave in one ``Results`` message. No timer: an idle worker
+answers at once, a busy one in batches as large as its backlog.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import grpc
 
@@ -30,7 +35,6 @@ from flotilla.worker.core import (
     CloseSend,
     Exit,
     Identity,
-    Lease,
     Reconnect,
     Run,
     Send,
@@ -44,14 +48,20 @@ log = logging.getLogger("flotilla.worker")
 #: Reconnect waits: from 100 ms doubling to 5 s, for ever (a worker outlives node restarts).
 RECONNECT = RetryPolicy(max_elapsed=float("inf"), initial_backoff=0.1, max_backoff=5.0)
 TICK_S = 0.25
+#: Most events handled before a flush, so a flood of events cannot hold results back.
+MAX_EVENTS_PER_FLUSH = 1000
+#: After Drained, how long the node gets to end the call before the worker cancels it.
+CLOSE_WAIT_S = 1.0
+
+_Event = tuple[Any, ...]
 
 
 class _Stream:
     """One session's gRPC call: a request queue feeding the stream, a thread reading it."""
 
-    def __init__(self, stub: _rpc.WorkerStub, conn: int, events: queue.Queue[tuple[object, ...]]):
+    def __init__(self, stub: _rpc.WorkerStub, conn: int, events: queue.SimpleQueue[_Event]):
         self.conn = conn
-        self._outbox: queue.Queue[Optional[wpb.WorkerMessage]] = queue.Queue()
+        self._outbox: queue.SimpleQueue[Optional[wpb.WorkerMessage]] = queue.SimpleQueue()
         self._events = events
         self._call = stub.session(self._requests())
         threading.Thread(target=self._read, name=f"flotilla-stream-{conn}", daemon=True).start()
@@ -82,7 +92,11 @@ class _Stream:
 
 
 class Worker:
-    """Runs ``app``'s tasks for the cluster at ``nodes`` (default: the app's)."""
+    """Runs ``app``'s tasks for the cluster at ``nodes`` (default: the app's).
+
+    ``concurrency`` attempts run at once; ``prefetch`` more tasks may wait in the worker for a
+    free slot (default as many as ``concurrency``), so the next task is at hand when one ends.
+    """
 
     def __init__(
         self,
@@ -91,6 +105,7 @@ class Worker:
         nodes: Optional[Nodes] = None,
         queues: Optional[Sequence[str]] = None,
         concurrency: int = 8,
+        prefetch: Optional[int] = None,
         pool: str = "threads",
         app_ref: Optional[str] = None,
         name: Optional[str] = None,
@@ -106,19 +121,20 @@ class Worker:
             queues=queues,
             tasks=tasks,
             concurrency=concurrency,
+            prefetch=concurrency if prefetch is None else prefetch,
             agent=f"flotilla-python/{__version__} "
             f"{platform.python_implementation()}/{platform.python_version()}",
         )
         self.core = SessionCore(self.identity)
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         if pool == "threads":
-            self.pool: Pool = thread_pool(app.tasks, concurrency)
+            self.pool: Pool = thread_pool(app.tasks, concurrency, self._report)
         elif pool == "processes":
             if app_ref is None:
                 raise ValueError("a process pool needs the app's import path (app_ref)")
-            self.pool = process_pool(app_ref, concurrency)
+            self.pool = process_pool(app_ref, concurrency, self._report)
         else:
             raise ValueError(f"unknown pool {pool!r}: threads or processes")
-        self._events: queue.Queue[tuple[object, ...]] = queue.Queue()
         self._channels: dict[int, grpc.Channel] = {}
         self._stream: Optional[_Stream] = None
         self._conn = 0
@@ -137,6 +153,10 @@ class Worker:
         """Return from :meth:`run` now (code 1); the node releases what the worker held."""
         self._events.put(("stop",))
 
+    def _report(self, token: Any, outcome: Outcome) -> None:
+        # From a pool thread: `token` is (run, lease).
+        self._events.put(("done", token, outcome))
+
     # ---- the loop ----------------------------------------------------------------------
 
     def run(self) -> int:
@@ -148,16 +168,27 @@ class Worker:
             ",".join(self.addrs),
         )
         self._open()
+        events, core = self._events, self.core
         try:
             while True:
                 try:
-                    event: Optional[tuple[object, ...]] = self._events.get(timeout=TICK_S)
+                    event: Optional[_Event] = events.get(timeout=TICK_S)
                 except queue.Empty:
                     event = None
+                handled = 0
+                while event is not None:
+                    code = self._perform(self._handle(event))
+                    if code is not None:
+                        return code
+                    handled += 1
+                    if handled >= MAX_EVENTS_PER_FLUSH:
+                        break
+                    try:
+                        event = events.get_nowait()
+                    except queue.Empty:
+                        event = None
                 now = time.monotonic()
-                actions = self._handle(event, now) if event is not None else []
-                actions += self.core.on_tick(now)
-                code = self._perform(actions)
+                code = self._perform(core.flush() + core.on_tick(now))
                 if code is not None:
                     return code
                 if self._reconnect_at is not None and now >= self._reconnect_at:
@@ -165,13 +196,17 @@ class Worker:
         finally:
             self._close()
 
-    def _handle(self, event: tuple[object, ...], now: float) -> list[Action]:
+    def _handle(self, event: _Event) -> list[Action]:
         kind = event[0]
+        if kind == "done":
+            (run, lease), outcome = event[1], event[2]
+            self._contexts.pop(run, None)
+            return self.core.on_done(run, lease, outcome)
         if kind == "msg":
             if event[1] != self._conn:
                 return []
-            msg = event[2]
-            assert isinstance(msg, wpb.NodeMessage)
+            msg: wpb.NodeMessage = event[2]
+            now = time.monotonic()
             if msg.WhichOneof("msg") == "welcome":
                 self._backoff.reset(now)
             return self.core.on_message(msg, now)
@@ -179,12 +214,7 @@ class Worker:
             if event[1] != self._conn:
                 return []
             self._stream = None
-            return self.core.on_stream_end(str(event[2]), str(event[3]), now)
-        if kind == "done":
-            run, lease, outcome = event[1], event[2], event[3]
-            assert isinstance(run, int) and isinstance(lease, Lease)
-            self._contexts.pop(run, None)
-            return self.core.on_done(run, lease, outcome)  # type: ignore[arg-type]
+            return self.core.on_stream_end(str(event[2]), str(event[3]), time.monotonic())
         if kind == "drain":
             return self.core.drain()
         if kind == "stop":
@@ -193,11 +223,11 @@ class Worker:
 
     def _perform(self, actions: list[Action]) -> Optional[int]:
         for a in actions:
-            if isinstance(a, Send):
+            if type(a) is Run:
+                self._run(a.run, a.task)
+            elif isinstance(a, Send):
                 if self._stream is not None:
                     self._stream.send(a.message)
-            elif isinstance(a, Run):
-                self._run(a.run, a.task)
             elif isinstance(a, Abandon):
                 ctx = self._contexts.get(a.run)
                 if ctx is not None:
@@ -212,7 +242,6 @@ class Worker:
         return None
 
     def _run(self, run: int, task: wpb.Task) -> None:
-        lease = Lease.of(task)
         ctx = TaskContext(
             id=task.task_id,
             attempt=task.attempt,
@@ -223,11 +252,7 @@ class Worker:
             time_limit_ms=task.time_limit_ms,
         )
         self._contexts[run] = ctx
-
-        def done(outcome: Outcome) -> None:
-            self._events.put(("done", run, lease, outcome))
-
-        self.pool.submit(ctx, task.args, done)
+        self.pool.submit((run, (task.task_id, task.attempt)), ctx, task.args)
 
     def _open(self) -> None:
         self._reconnect_at = None
@@ -242,6 +267,18 @@ class Worker:
         self._stream = _Stream(_rpc.WorkerStub(channel), self._conn, self._events)
         self._perform(self.core.connect(time.monotonic()))
 
+    def _await_end(self, timeout: float) -> None:
+        """Drained: both sides close; let the node end the call itself rather than cancel it
+        (a cancel is an error on the node's side)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self._events.get(timeout=left)
+            except queue.Empty:
+                return
+            if event[0] == "end" and event[1] == self._conn:
+                return
+
     def _schedule_reconnect(self, reason: str) -> None:
         if self._stream is not None:
             self._stream.cancel()
@@ -254,6 +291,8 @@ class Worker:
 
     def _close(self) -> None:
         if self._stream is not None:
+            if self.core.exited:
+                self._await_end(CLOSE_WAIT_S)
             self._stream.cancel()
             self._stream = None
         self.pool.shutdown()
