@@ -53,7 +53,8 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Queues this node's workers take tasks from, in order of preference (default: all).
+    /// Queues this node's workers take tasks from, in order of preference (default: `default`,
+    /// where the node's own task names are declared; other queues are for remote workers).
     #[arg(long, env = "FLOTILLA_QUEUES", value_delimiter = ',')]
     pub queues: Vec<String>,
 
@@ -387,6 +388,17 @@ impl Config {
         let task = self.max_payload_bytes.saturating_add(TASK_OVERHEAD_BYTES);
         let cap = MAX_REQUEST_BYTES_CAP.max(task);
         self.max_batch_tasks.saturating_mul(task).min(cap)
+    }
+
+    /// The queues of this node's own pool: `--queues`, or the default queue, where the node
+    /// declares its built-in task names. Never every queue: a pool takes every task of the
+    /// queues it serves, and a Python worker's queue holds names this node cannot run.
+    pub fn pool_queues(&self) -> Vec<String> {
+        if self.queues.is_empty() {
+            vec![crate::queue::DEFAULT_QUEUE.to_string()]
+        } else {
+            self.queues.clone()
+        }
     }
 
     /// Worker count (after [`Config::validate`]).

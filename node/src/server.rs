@@ -539,7 +539,7 @@ fn start_pool(
         let pool_config = PoolConfig {
             worker_name: pool_name(node_id),
             workers,
-            queues: config.queues.clone(),
+            queues: config.pool_queues(),
             lease_ms: config.lease_ms,
             heartbeat_interval_ms: config.lease_ms / 3,
             default_time_limit_ms: config.default_time_limit_ms,

@@ -88,7 +88,7 @@ def test_hello_declares_the_worker_and_each_task_gets_one_result(fake: FakeNode)
     assert hello.concurrency == 3, "two threads and one prefetched task"
     assert (hello.protocol_version, list(hello.resume)) == (1, [])
     assert hello.agent.startswith("flotilla-python/")
-    assert ("t.add", "") in {(t.name, t.queue) for t in hello.tasks}
+    assert ("t.add", "python") in {(t.name, t.queue) for t in hello.tasks}, "the default queue"
     assert ("t.big", "other") in {(t.name, t.queue) for t in hello.tasks}
 
     s.grant_many([task(1, "t.add", encode_call([2, 2])), task(2, "t.request", b"null", 3)])

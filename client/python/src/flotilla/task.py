@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 _ABORTED_LOCK = threading.Lock()
 
 
+#: The queue of a Python task that names none. Not the nodes' ``default`` queue: a node's own
+#: pool serves ``default`` with the node's built-in tasks, and a pool takes every task of the
+#: queues it serves, so a Python task there could go to a pool that cannot run it (leases are
+#: by queue; a pool that runs only some names of a queue is not supported yet).
+DEFAULT_QUEUE = "python"
+
+
 @dataclass
 class TaskContext:
     """The attempt a worker is running: ``task.request`` inside a handler."""
@@ -91,8 +98,9 @@ class Task:
 
     @property
     def queue(self) -> str:
-        """The queue the task is submitted to unless a call names another."""
-        return self.options.queue or "default"
+        """The queue the task is submitted to unless a call names another: its own, or
+        :data:`DEFAULT_QUEUE`."""
+        return self.options.queue or DEFAULT_QUEUE
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.bind:

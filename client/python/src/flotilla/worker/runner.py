@@ -112,7 +112,9 @@ class Worker:
     ) -> None:
         self.app = app
         self.addrs = parse_nodes(nodes if nodes is not None else app.nodes)
-        tasks = [(t.name, t.options.queue or "") for t in app.tasks.values()]
+        # Declared on the queue the worker serves them from: a submit that names no queue goes
+        # there (the node reads a name's default queue from the catalogue).
+        tasks = [(t.name, t.queue) for t in app.tasks.values()]
         if not tasks:
             raise ValueError("the app defines no task")
         queues = list(queues or dict.fromkeys(t.queue for t in app.tasks.values()))
