@@ -27,8 +27,9 @@
 //! left standing capacity is also reported by the replica's apply, with its grants, and the
 //! pool takes them from whichever comes first. Grants to standing capacity come only from the
 //! apply. A filled lease is settled by its reply, so a busy pool hears no events. Taking every
-//! grant from the apply alone was measured and not kept (`docs/BENCHMARKS.md`, "Issue 10: the
-//! pool core"). A grant heard of from the replica runs only if the replica still shows it as
+//! grant from the apply alone was tried and not kept: in one run of `sim bench --nodes 3` it
+//! cost ~9% of throughput, because a follower applies after the leader's reply (a single run on
+//! a shared machine, not yet an interleaved comparison in docs/BENCHMARKS.md). A grant heard of from the replica runs only if the replica still shows it as
 //! this pool's lease (a replayed apply), never twice, and only after this run's
 //! `ReleaseWorker` committed (grants before it belong to an earlier run).
 //!
