@@ -190,3 +190,25 @@ impl NodeProcess {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
+
+/// Poll the status `client` reads from `node` until `ok` holds (bounded: 60 s); the error
+/// carries the node's log.
+pub async fn wait_for_status(
+    node: &NodeProcess,
+    client: &flotilla_client::Client,
+    ok: impl Fn(&flotilla_client::ClusterStatus) -> bool,
+) -> Result<flotilla_client::ClusterStatus> {
+    for _ in 0..600 {
+        if let Ok(s) = client.status().await
+            && ok(&s)
+        {
+            return Ok(s);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!(
+        "node {} never reached the expected status; log:\n{}",
+        node.addr,
+        node.log()
+    )
+}

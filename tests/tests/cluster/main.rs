@@ -73,19 +73,7 @@ pub async fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> Result<Vec<N
 /// Poll `node`'s status until `ok` holds (bounded: 60 s).
 pub async fn wait_status(node: &NodeProcess, ok: impl Fn(&ClusterStatus) -> bool) -> Result<ClusterStatus> {
     let client = connect(std::slice::from_ref(&node.addr), Duration::from_secs(2)).await?;
-    for _ in 0..600 {
-        if let Ok(s) = client.status().await
-            && ok(&s)
-        {
-            return Ok(s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "node {} never reached the expected status; log:\n{}",
-        node.addr,
-        node.log()
-    )
+    flotilla_tests::wait_for_status(node, &client, ok).await
 }
 
 /// Index in `nodes` of the current leader, as `nodes[0..]` agree.

@@ -55,19 +55,7 @@ pub async fn wait_status(
     client: &Client,
     ok: impl Fn(&ClusterStatus) -> bool,
 ) -> Result<ClusterStatus> {
-    for _ in 0..600 {
-        if let Ok(s) = client.status().await
-            && ok(&s)
-        {
-            return Ok(s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "node {} never reached the expected status; log:\n{}",
-        node.addr,
-        node.log()
-    )
+    flotilla_tests::wait_for_status(node, client, ok).await
 }
 
 /// The first admin token, once the founding node has written it (bounded: 30 s).

@@ -12,7 +12,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use anyhow::bail;
 use anyhow::ensure;
 use flotilla_client::Client;
 use flotilla_client::ClientTls;
@@ -116,17 +115,5 @@ pub async fn wait_status(
     ok: impl Fn(&ClusterStatus) -> bool,
 ) -> Result<ClusterStatus> {
     let client = tls_client(std::slice::from_ref(&node.addr), ca, Duration::from_secs(2)).await?;
-    for _ in 0..600 {
-        if let Ok(s) = client.status().await
-            && ok(&s)
-        {
-            return Ok(s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "node {} never reached the expected status; log:\n{}",
-        node.addr,
-        node.log()
-    )
+    flotilla_tests::wait_for_status(node, &client, ok).await
 }
