@@ -23,7 +23,10 @@ from nodes import NodeProcess
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     data: Path = tmp_path_factory.mktemp("node") / "n1"
-    n = NodeProcess(data)
+    # The node's own pool runs the Rust built-ins these tests call, also on Celery's queue
+    # and on a named one (a node serves only `default` unless told); never on `python`,
+    # where the Python worker's tasks go.
+    n = NodeProcess(data, "--queues", "default,celery,py-stats")
     try:
         n.wait_ready()
         yield n
