@@ -106,6 +106,13 @@ def test_countdown_and_eta_delay_the_task(app: Flotilla) -> None:
     assert soon.get(timeout=10) == 1
 
 
+def test_waiting_for_more_ids_than_one_request_takes(app: Flotilla) -> None:
+    n = flotilla.client.MAX_WAIT_IDS + 50
+    results = app.submit_many(app.signature("noop") for _ in range(n))
+    ids = [r.id for r in results]
+    assert sorted(i.id for i in app.client.wait(ids, timeout=120)) == sorted(ids)
+
+
 def test_stats_and_status(app: Flotilla, node: NodeProcess) -> None:
     app.send_task("noop", queue="py-stats").get(timeout=10)
     queues = {q.queue: q for q in app.client.stats()}

@@ -54,6 +54,10 @@ def new_idempotency_key() -> str:
     return secrets.token_hex(16)
 
 
+#: Most ids one WaitResults request may carry (the nodes' default ``--max-batch-tasks``).
+MAX_WAIT_IDS = 10_000
+
+
 class Client:
     """A connection to the cluster at ``nodes``; channels open lazily on first use. With
     ``tls_ca`` (a CA certificate file, PEM; default ``$FLOTILLA_TLS_CA``) it talks TLS."""
@@ -171,8 +175,11 @@ class Client:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise ResultTimeout(f"{len(pending)} tasks not final within {timeout} s")
+            # At most one request's worth of ids at a time (a node refuses more); the next
+            # ones are asked for once these are reported.
+            asked = sorted(pending)[:MAX_WAIT_IDS]
             request = qpb.WaitResultsRequest(
-                ids=sorted(pending),
+                ids=asked,
                 # Whole ms rounded up: 0 would mean "no limit".
                 timeout_ms=0 if left is None else max(1, int(left * 1000 + 0.999)),
             )
@@ -185,6 +192,8 @@ class Client:
                         yield TaskInfo.from_wire(info)
                 if not pending:
                     return
+                if pending.isdisjoint(asked):
+                    continue
                 failure = f"stream ended with {len(pending)} ids unreported"
             except grpc.RpcError as e:
                 code = e.code() if isinstance(e, grpc.Call) else None
