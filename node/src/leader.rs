@@ -115,7 +115,7 @@ pub async fn hand_off_leadership(raft: &Raft) {
 
 /// Resolves with Raft's fatal error once Raft stops by itself (a failed write: a full disk, an
 /// IO error). Such a node must not linger: it would keep answering calls and saying it leads
-/// while nothing it does can commit. The server exits on it (see `server.rs`).
+/// while nothing it does can commit. The server exits on it (see `server/serve.rs`).
 pub async fn raft_failed(raft: Raft) -> String {
     let mut metrics = raft.metrics();
     loop {

@@ -100,44 +100,12 @@ fn seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
-#[derive(Clone, Debug)]
-enum Damage {
-    Set(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-}
-
-fn damaged(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
-    for d in damages {
-        let len = bytes.len().max(1);
-        match *d {
-            Damage::Set(at, b) if !bytes.is_empty() => bytes[at % len] = b,
-            Damage::Insert(at, b) => bytes.insert(at % (bytes.len() + 1), b),
-            Damage::Delete(at) if !bytes.is_empty() => {
-                bytes.remove(at % len);
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
 fn input(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
-    let damage = prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Set(at, b)),
-        // Bytes that start long lengths and wide varints.
-        (
-            any::<usize>(),
-            prop_oneof![Just(0xFFu8), Just(0xFD), Just(0xFC), Just(0xFB)]
-        )
-            .prop_map(|(at, b)| Damage::Set(at, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Insert(at, b)),
-        any::<usize>().prop_map(Damage::Delete),
-    ];
+    let damage = (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(fuzz::Damage::draw);
     prop_oneof![
         1 => prop::collection::vec(any::<u8>(), 0..512),
         3 => (prop::sample::select(seeds), prop::collection::vec(damage, 1..16))
-            .prop_map(|(seed, d)| damaged(seed, &d)),
+            .prop_map(|(seed, d)| fuzz::damaged(seed, &d)),
     ]
 }
 

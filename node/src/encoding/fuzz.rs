@@ -9,6 +9,7 @@
 //! - [`protobuf_request`]: the request message of every RPC of every service (prost).
 //! - [`auth_headers`]: what the auth layer reads of a call before its body (bearer token,
 //!   cluster id, peer secret).
+//! - [`Damage`], [`damaged`]: random damage to a valid encoding, for the tests' inputs.
 
 use std::io::Cursor;
 
@@ -138,4 +139,43 @@ pub fn auth_headers(bytes: &[u8]) {
     if let Ok(secret) = SharedSecret::new("flt_fuzz_secret_0123456789abcdef") {
         let _ = secret.verify(&map, &Default::default());
     }
+}
+
+/// One random change to a valid encoding, drawn from three numbers (so a test's strategy is
+/// one line: `(any::<u8>(), any::<usize>(), any::<u8>()).prop_map(Damage::draw)`).
+#[derive(Clone, Copy, Debug)]
+pub enum Damage {
+    Set(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+}
+
+impl Damage {
+    /// `kind` picks the change; one kind in four writes a byte that starts a long length or a
+    /// wide varint (`0xFF`, `0xFD`, `0xFC`, `0xFB`), the bytes that make decoders allocate.
+    pub fn draw((kind, at, byte): (u8, usize, u8)) -> Self {
+        const WIDE: [u8; 4] = [0xFF, 0xFD, 0xFC, 0xFB];
+        match kind % 4 {
+            0 => Damage::Set(at, byte),
+            1 => Damage::Set(at, WIDE[usize::from(byte % 4)]),
+            2 => Damage::Insert(at, byte),
+            _ => Damage::Delete(at),
+        }
+    }
+}
+
+/// `bytes` with `damages` applied in order (positions wrap around the current length).
+pub fn damaged(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
+    for d in damages {
+        let len = bytes.len().max(1);
+        match *d {
+            Damage::Set(at, b) if !bytes.is_empty() => bytes[at % len] = b,
+            Damage::Insert(at, b) => bytes.insert(at % (bytes.len() + 1), b),
+            Damage::Delete(at) if !bytes.is_empty() => {
+                bytes.remove(at % len);
+            }
+            _ => {}
+        }
+    }
+    bytes
 }

@@ -13,6 +13,8 @@ use openraft::alias::VoteOf;
 use openraft::raft::AppendEntriesRequest;
 use proptest::prelude::*;
 
+use super::fuzz::Damage;
+use super::fuzz::damaged;
 use super::fuzz::disk as every_disk_format;
 use super::fuzz::peer_message as every_peer_message;
 use super::fuzz::protobuf_request as every_protobuf_request;
@@ -108,39 +110,11 @@ fn snapshot_message() -> Vec<u8> {
     codec::encode(&(VoteOf::<TypeConfig>::new(2, 1), meta, bytes)).unwrap()
 }
 
-/// Random damage to a valid encoding: overwrite, insert or delete bytes.
-#[derive(Debug, Clone)]
-enum Damage {
-    Set(usize, u8),
-    Insert(usize, u8),
-    Delete(usize),
-}
-
-fn damage(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
-    for d in damages {
-        let len = bytes.len().max(1);
-        match *d {
-            Damage::Set(at, b) if !bytes.is_empty() => bytes[at % len] = b,
-            Damage::Insert(at, b) => bytes.insert(at % (bytes.len() + 1), b),
-            Damage::Delete(at) if !bytes.is_empty() => {
-                bytes.remove(at % len);
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
 fn damages() -> impl Strategy<Value = Vec<Damage>> {
-    let one = prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Set(at, b)),
-        // Bytes that start long lengths and wide varints.
-        (any::<usize>(), prop_oneof![Just(0xFFu8), Just(0xFD), Just(0xFC)])
-            .prop_map(|(at, b)| Damage::Set(at, b)),
-        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Damage::Insert(at, b)),
-        any::<usize>().prop_map(Damage::Delete),
-    ];
-    prop::collection::vec(one, 1..8)
+    prop::collection::vec(
+        (any::<u8>(), any::<usize>(), any::<u8>()).prop_map(Damage::draw),
+        1..8,
+    )
 }
 
 proptest! {
@@ -156,20 +130,20 @@ proptest! {
 
     #[test]
     fn damaged_protobuf_requests_never_panic(d in damages()) {
-        every_protobuf_request(&damage(submit_request(), &d));
+        every_protobuf_request(&damaged(submit_request(), &d));
     }
 
     #[test]
     fn damaged_peer_messages_never_panic(d in damages()) {
-        every_peer_message(&damage(append_entries(), &d));
-        every_peer_message(&damage(snapshot_message(), &d));
+        every_peer_message(&damaged(append_entries(), &d));
+        every_peer_message(&damaged(snapshot_message(), &d));
     }
 
     #[test]
     fn damaged_files_never_panic(d in damages(), fix_crc in any::<bool>()) {
         let wal_file = std::fs::read(crate::raft::wal::chunk_files(&fixture_dir().join("wal")).unwrap()[0].clone()).unwrap();
-        every_disk_format(&damage(wal_file, &d));
-        let mut snap = damage(std::fs::read(fixture_dir().join("snapshot/current.snap")).unwrap(), &d);
+        every_disk_format(&damaged(wal_file, &d));
+        let mut snap = damaged(std::fs::read(fixture_dir().join("snapshot/current.snap")).unwrap(), &d);
         if fix_crc && snap.len() >= snapshot::HEADER_LEN {
             // Past the checksum, so the body's decoder sees the damage.
             let crc = crc32fast::hash(&snap[snapshot::HEADER_LEN..]);

@@ -115,7 +115,7 @@ pub struct NodeEnv {
     /// roles, terms and applied state through them.
     pub observer: Option<Observer>,
     /// The node's TLS, when `incoming` and `connector` carry it (`run` sets all three from
-    /// `config.tls`): peer calls are then taken only from nodes of its cluster ([`NodeGate`]).
+    /// `config.tls`): peer calls are then taken only from nodes of its cluster ([`crate::grpc::NodeGate`]).
     pub tls: Option<Arc<NodeTls>>,
 }
 
