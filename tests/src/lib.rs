@@ -212,3 +212,23 @@ pub async fn wait_for_status(
         node.log()
     )
 }
+
+/// A client of `node` that keeps retrying long enough for a node to (re)start.
+pub async fn connect(node: &NodeProcess) -> Result<flotilla_client::Client> {
+    let policy = flotilla_client::RetryPolicy {
+        max_elapsed: std::time::Duration::from_secs(60),
+        initial_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(500),
+    };
+    Ok(flotilla_client::Client::builder([node.addr.clone()])
+        .retry_policy(policy)
+        .build()
+        .await?)
+}
+
+/// Wait (bounded: 60 s) until `node` leads its single-node cluster.
+pub async fn ready(client: &flotilla_client::Client, node: &NodeProcess) -> Result<()> {
+    wait_for_status(node, client, |s| s.leader_id == Some(s.node_id))
+        .await
+        .map(drop)
+}

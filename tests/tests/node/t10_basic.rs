@@ -7,37 +7,12 @@ use anyhow::Result;
 use anyhow::ensure;
 use flotilla_client::Client;
 use flotilla_client::ClientError;
-use flotilla_client::RetryPolicy;
 use flotilla_client::TaskId;
 use flotilla_client::TaskState;
 use flotilla_tests::NodeProcess;
+use flotilla_tests::connect;
+use flotilla_tests::ready;
 use flotilla_tests::run_node;
-
-/// A client that keeps retrying long enough for a node to (re)start.
-pub async fn connect(node: &NodeProcess) -> Result<Client> {
-    let policy = RetryPolicy {
-        max_elapsed: Duration::from_secs(60),
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(500),
-    };
-    Ok(Client::builder([node.addr.clone()])
-        .retry_policy(policy)
-        .build()
-        .await?)
-}
-
-/// Wait until the node leads its single-node cluster.
-pub async fn ready(client: &Client, node: &NodeProcess) -> Result<()> {
-    for _ in 0..600 {
-        if let Ok(s) = client.status().await
-            && s.leader_id == Some(s.node_id)
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("node did not become ready; log:\n{}", node.log())
-}
 
 async fn submit_noops(client: &Client, n: usize) -> Result<Vec<TaskId>> {
     let tasks = (0..n).map(|_| client.task("noop")).collect();

@@ -12,8 +12,8 @@ use anyhow::Result;
 use anyhow::ensure;
 use flotilla_tests::NodeProcess;
 
-use super::t10_basic::connect;
-use super::t10_basic::ready;
+use flotilla_tests::connect;
+use flotilla_tests::ready;
 
 /// A tmpfs of `size` mounted on a fresh directory (a node's data directory; its log file is
 /// written beside it, on the real disk); unmounted on drop.

@@ -18,11 +18,10 @@ use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::queue_service_client::QueueServiceClient;
 use flotilla_tests::NodeProcess;
 use flotilla_tests::binary;
+use flotilla_tests::connect;
 use flotilla_tests::free_port;
+use flotilla_tests::ready;
 use tonic::Code;
-
-use super::t10_basic::connect;
-use super::t10_basic::ready;
 
 async fn channel(node: &NodeProcess) -> Result<tonic::transport::Channel> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))?;

@@ -8,7 +8,6 @@ use tokio::time::Instant;
 use anyhow::Result;
 use anyhow::ensure;
 use flotilla_client::Client;
-use flotilla_client::RetryPolicy;
 use flotilla_client::TaskId;
 use flotilla_client::TaskState;
 use flotilla_proto::v1 as pb;
@@ -16,6 +15,8 @@ use flotilla_proto::v1::node_message::Msg as Out;
 use flotilla_proto::v1::result_ack::Status as Ack;
 use flotilla_proto::v1::worker_message::Msg as In;
 use flotilla_tests::NodeProcess;
+use flotilla_tests::connect;
+use flotilla_tests::ready;
 
 use crate::remote::Worker;
 use crate::remote::client as worker_client;
@@ -35,24 +36,9 @@ async fn node(dir: &tempfile::TempDir) -> Result<(NodeProcess, Client)> {
         "16",
     ];
     let node = NodeProcess::start(&dir.path().join("n1"), &args)?;
-    let policy = RetryPolicy {
-        max_elapsed: Duration::from_secs(60),
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(500),
-    };
-    let client = Client::builder([node.addr.clone()])
-        .retry_policy(policy)
-        .build()
-        .await?;
-    for _ in 0..600 {
-        if let Ok(s) = client.status().await
-            && s.leader_id == Some(s.node_id)
-        {
-            return Ok((node, client));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("node did not become ready; log:\n{}", node.log())
+    let client = connect(&node).await?;
+    ready(&client, &node).await?;
+    Ok((node, client))
 }
 
 async fn submit(client: &Client, n: usize) -> Result<Vec<TaskId>> {
