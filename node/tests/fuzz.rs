@@ -64,23 +64,7 @@ fn fixture_files() -> Vec<Vec<u8>> {
 /// Valid inputs to damage: the fixtures (log entries of every command, snapshots) and
 /// protobuf requests with every field set.
 fn seeds() -> Vec<Vec<u8>> {
-    let task = pb::TaskSpec {
-        name: "email.send".into(),
-        queue: "q".into(),
-        args: b"{\"to\":\"a@example.com\"}".to_vec().into(),
-        priority: 5,
-        eta_unix_ms: 1,
-        countdown_ms: 2,
-        max_retries: 3,
-        retry_backoff_ms: 4,
-        time_limit_ms: 5,
-        idempotency_key: "k".into(),
-        result_ttl_ms: 6,
-        headers: [("traceparent".to_string(), "00-01".to_string())].into(),
-    };
-    let submit = pb::SubmitRequest {
-        tasks: vec![task.clone(), task],
-    };
+    let submit = fuzz::full_submit();
     let hello = pb::WorkerMessage {
         msg: Some(pb::worker_message::Msg::Hello(pb::Hello {
             name: "w".into(),

@@ -232,3 +232,17 @@ pub async fn ready(client: &flotilla_client::Client, node: &NodeProcess) -> Resu
         .await
         .map(drop)
 }
+
+/// Submit `n` `noop` tasks in one batch; their ids in order.
+pub async fn submit_noops(
+    client: &flotilla_client::Client,
+    n: usize,
+) -> Result<Vec<flotilla_client::TaskId>> {
+    let tasks = (0..n).map(|_| client.task("noop")).collect();
+    Ok(client
+        .submit_batch(tasks)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}

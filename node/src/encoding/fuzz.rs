@@ -9,7 +9,8 @@
 //! - [`protobuf_request`]: the request message of every RPC of every service (prost).
 //! - [`auth_headers`]: what the auth layer reads of a call before its body (bearer token,
 //!   cluster id, peer secret).
-//! - [`Damage`], [`damaged`]: random damage to a valid encoding, for the tests' inputs.
+//! - [`Damage`], [`damaged`], [`full_submit`]: random damage to valid encodings, and a seed,
+//!   for the tests' inputs.
 
 use std::io::Cursor;
 
@@ -178,4 +179,25 @@ pub fn damaged(mut bytes: Vec<u8>, damages: &[Damage]) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// A valid `SubmitRequest` with every field set: a seed for damage.
+pub fn full_submit() -> pb::SubmitRequest {
+    let task = pb::TaskSpec {
+        name: "email.send".into(),
+        queue: "q".into(),
+        args: b"{\"to\":\"a@example.com\"}".to_vec().into(),
+        priority: 5,
+        eta_unix_ms: 1,
+        countdown_ms: 2,
+        max_retries: 3,
+        retry_backoff_ms: 4,
+        time_limit_ms: 5,
+        idempotency_key: "k".into(),
+        result_ttl_ms: 6,
+        headers: [("traceparent".to_string(), "00-01".to_string())].into(),
+    };
+    pb::SubmitRequest {
+        tasks: vec![task.clone(), task],
+    }
 }

@@ -155,26 +155,8 @@ proptest! {
 
 /// A valid `SubmitRequest` with every field set.
 fn submit_request() -> Vec<u8> {
-    use flotilla_proto::v1 as pb;
     use prost::Message;
-    let task = pb::TaskSpec {
-        name: "email.send".into(),
-        queue: "q".into(),
-        args: b"{\"to\":\"a@example.com\"}".to_vec().into(),
-        priority: 5,
-        eta_unix_ms: 1,
-        countdown_ms: 2,
-        max_retries: 3,
-        retry_backoff_ms: 4,
-        time_limit_ms: 5,
-        idempotency_key: "k".into(),
-        result_ttl_ms: 6,
-        headers: [("traceparent".to_string(), "00-01".to_string())].into(),
-    };
-    pb::SubmitRequest {
-        tasks: vec![task.clone(), task],
-    }
-    .encode_to_vec()
+    super::fuzz::full_submit().encode_to_vec()
 }
 
 #[test]

@@ -24,14 +24,40 @@ async fn ids(nodes: &[flotilla_tests::NodeProcess]) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// A 3-node cluster without workers: its nodes and their ids, the leader's position, the
+/// node a test takes down and the one left beside the leader.
+struct Three {
+    nodes: Vec<flotilla_tests::NodeProcess>,
+    ids: Vec<u64>,
+    lead: usize,
+    down: usize,
+    other: usize,
+}
+
+async fn three(dir: &tempfile::TempDir) -> Result<Three> {
+    let nodes = start_cluster(dir.path(), 3, &["--workers", "0"]).await?;
+    let ids = ids(&nodes).await?;
+    let lead = leader(&nodes).await?;
+    Ok(Three {
+        nodes,
+        ids,
+        lead,
+        down: (lead + 1) % 3,
+        other: (lead + 2) % 3,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_node_while_another_is_down_is_refused_not_left_half_done() -> Result<()> {
     let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
-    let mut nodes = start_cluster(dir.path(), 3, &["--workers", "0"]).await?;
-    let ids = ids(&nodes).await?;
-    let lead = leader(&nodes).await?;
-    let (down, other) = ((lead + 1) % 3, (lead + 2) % 3);
+    let Three {
+        mut nodes,
+        ids,
+        lead,
+        down,
+        other,
+    } = three(&dir).await?;
     nodes[down].kill9()?;
     // The leader counts a node as down once it missed heartbeats for 4 election timeouts
     // (4 s with these tests' timing).
@@ -63,10 +89,13 @@ async fn removing_a_node_while_another_is_down_is_refused_not_left_half_done() -
 async fn a_change_whose_caller_left_is_finished_once_its_voters_are_back() -> Result<()> {
     let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::tempdir()?;
-    let mut nodes = start_cluster(dir.path(), 3, &["--workers", "0"]).await?;
-    let ids = ids(&nodes).await?;
-    let lead = leader(&nodes).await?;
-    let (down, other) = ((lead + 1) % 3, (lead + 2) % 3);
+    let Three {
+        mut nodes,
+        ids,
+        lead,
+        down,
+        other,
+    } = three(&dir).await?;
     // Down for less than the leader needs to notice: the change starts, and cannot commit.
     nodes[down].kill9()?;
     let impatient = Client::builder([nodes[lead].addr.clone()])

@@ -5,24 +5,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use anyhow::ensure;
-use flotilla_client::Client;
 use flotilla_client::ClientError;
-use flotilla_client::TaskId;
 use flotilla_client::TaskState;
 use flotilla_tests::NodeProcess;
 use flotilla_tests::connect;
 use flotilla_tests::ready;
 use flotilla_tests::run_node;
-
-async fn submit_noops(client: &Client, n: usize) -> Result<Vec<TaskId>> {
-    let tasks = (0..n).map(|_| client.task("noop")).collect();
-    Ok(client
-        .submit_batch(tasks)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect())
-}
+use flotilla_tests::submit_noops;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_task_survives_sigkill_and_restart() -> Result<()> {

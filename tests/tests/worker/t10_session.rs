@@ -8,7 +8,6 @@ use tokio::time::Instant;
 use anyhow::Result;
 use anyhow::ensure;
 use flotilla_client::Client;
-use flotilla_client::TaskId;
 use flotilla_client::TaskState;
 use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::node_message::Msg as Out;
@@ -17,6 +16,7 @@ use flotilla_proto::v1::worker_message::Msg as In;
 use flotilla_tests::NodeProcess;
 use flotilla_tests::connect;
 use flotilla_tests::ready;
+use flotilla_tests::submit_noops;
 
 use crate::remote::Worker;
 use crate::remote::client as worker_client;
@@ -41,16 +41,6 @@ async fn node(dir: &tempfile::TempDir) -> Result<(NodeProcess, Client)> {
     Ok((node, client))
 }
 
-async fn submit(client: &Client, n: usize) -> Result<Vec<TaskId>> {
-    let tasks = (0..n).map(|_| client.task("noop")).collect();
-    Ok(client
-        .submit_batch(tasks)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect())
-}
-
 fn statuses(acks: &[pb::ResultAck]) -> Vec<Ack> {
     acks.iter().map(|a| a.status()).collect()
 }
@@ -59,7 +49,7 @@ fn statuses(acks: &[pb::ResultAck]) -> Vec<Ack> {
 async fn a_thousand_tasks_run_and_a_killed_stream_hands_its_tasks_over_at_once() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (node, client) = node(&dir).await?;
-    let ids = submit(&client, 1000).await?;
+    let ids = submit_noops(&client, 1000).await?;
     let mut a = Worker::open(&node.addr, hello("a", 50)).await?;
     // A answers 300 tasks, then holds what it has and its stream is killed.
     let (mut answered, mut acks) = (0, Vec::new());
@@ -116,7 +106,7 @@ async fn a_thousand_tasks_run_and_a_killed_stream_hands_its_tasks_over_at_once()
 async fn stale_results_are_refused_repeats_accepted_and_large_results_fail() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (node, client) = node(&dir).await?;
-    let id = submit(&client, 1).await?[0];
+    let id = submit_noops(&client, 1).await?[0];
     let mut a = Worker::open(&node.addr, hello("a", 1)).await?;
     let (mut acks, mut tasks) = (Vec::new(), Vec::new());
     let first = a.tasks(&mut acks).await?.remove(0);
@@ -149,7 +139,7 @@ async fn stale_results_are_refused_repeats_accepted_and_large_results_fail() -> 
     ensure!(info.state == TaskState::Succeeded && &info.result[..] == b"2");
 
     // Over --max-result-bytes (16): the task fails for good, the worker is told.
-    let big = submit(&client, 1).await?[0];
+    let big = submit_noops(&client, 1).await?[0];
     let t = if tasks.is_empty() {
         b.tasks(&mut acks).await?.remove(0)
     } else {
@@ -189,7 +179,7 @@ async fn garbage_ends_only_its_own_stream_and_a_live_name_is_refused() -> Result
     }
     ensure!(bad.next_status().await.unwrap_err().code() == tonic::Code::InvalidArgument);
     // The good worker still runs tasks.
-    let id = submit(&client, 1).await?[0];
+    let id = submit_noops(&client, 1).await?[0];
     let mut acks = Vec::new();
     let t = good.tasks(&mut acks).await?.remove(0);
     ensure!(t.task_id == id.0);

@@ -138,12 +138,7 @@ async fn torn_tail_mid_record_is_truncated_to_last_valid_entry() {
     let len = fs::metadata(&chunk).unwrap().len();
     // Cut into the middle of the last record (entry 10), as a crash during its write would.
     let cut = find(&chunk, &marker(10)) as u64 + 3;
-    OpenOptions::new()
-        .write(true)
-        .open(&chunk)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    super::truncate(&chunk, cut);
     assert!(cut < len);
     unacknowledge_after(dir.path(), 9);
 

@@ -110,12 +110,7 @@ async fn a_tail_cut_far_beyond_one_batch_is_refused() {
     // Cut at a record boundary before entry 21: ten acknowledged entries, in four batches.
     let chunk = chunk_with(dir.path(), 30);
     let cut = record_offset(&chunk, 21);
-    OpenOptions::new()
-        .write(true)
-        .open(&chunk)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    super::truncate(&chunk, cut);
     assert_lost(LogStore::open(dir.path()), 30);
 }
 
@@ -147,12 +142,7 @@ async fn deleting_the_acked_file_is_the_operators_way_to_accept_the_loss() {
     thirty_entries(dir.path(), &LogStoreOptions::default()).await;
     let chunk = chunk_with(dir.path(), 30);
     let cut = record_offset(&chunk, 30);
-    OpenOptions::new()
-        .write(true)
-        .open(&chunk)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    super::truncate(&chunk, cut);
     assert_lost(LogStore::open(dir.path()), 30);
     fs::remove_file(dir.path().join(ACKED_FILE)).unwrap();
     let mut store = LogStore::open(dir.path()).unwrap();

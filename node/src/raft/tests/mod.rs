@@ -65,3 +65,13 @@ pub(crate) async fn indexes(store: &mut LogStore) -> Vec<u64> {
         .map(|e| e.log_id.index)
         .collect()
 }
+
+/// Cut `file` to `len` bytes, as a crash or an operator's mistake would.
+pub(crate) fn truncate(file: &std::path::Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .expect("open")
+        .set_len(len)
+        .expect("set_len");
+}
