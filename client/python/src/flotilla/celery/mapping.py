@@ -103,8 +103,10 @@ def message_from_task(task: wpb.Task) -> dict[str, Any]:
     lease as its delivery tag, ``redelivered`` after the first attempt, and ``retries`` raised
     by the earlier attempts (Celery's ``request.retries``; a retry is the same task's next
     attempt, see docs/CELERY.md)."""
-    message: dict[str, Any] = json.loads(task.args)
-    headers = message.setdefault("headers", {})
+    message = json.loads(task.args)
+    if not isinstance(message, dict) or not isinstance(message.get("headers"), dict):
+        raise ValueError("not a Kombu message (no headers)")
+    headers = message["headers"]
     properties = message.setdefault("properties", {})
     properties["delivery_tag"] = lease_tag(task.task_id, task.attempt)
     info = properties.setdefault("delivery_info", {})

@@ -103,6 +103,10 @@ class ConsumerSession:
         committed (or at once when nothing is held)."""
         self._events.put(("drain",))
 
+    def stop(self) -> None:
+        """End now, answering nothing more: the node releases what the session held."""
+        self._events.put(("stop",))
+
     def take(self, queues: Sequence[str], timeout: float, room: Any) -> Optional[Ready]:
         """The next ready message of ``queues`` once ``room()`` (Kombu's prefetch) allows one,
         waiting up to ``timeout`` seconds; ``None`` if none came."""
@@ -184,6 +188,8 @@ class ConsumerSession:
                 return []
             self._stream = None
             return self.core.on_stream_end(str(event[2]), str(event[3]), time.monotonic())
+        if kind == "stop":
+            return [Exit(1)]
         if kind == "drain":
             actions = self.core.drain()
             with self.changed:
@@ -206,8 +212,8 @@ class ConsumerSession:
             elif isinstance(a, Abandon):
                 # The node took the lease back (lost, or over its time limit): undelivered, it
                 # is dropped; delivered, Celery runs it and its outcome is dropped.
-                self._runs.pop(a.lease, None)
                 self._unready(a.lease)
+                self._runs.pop(a.lease, None)
             elif isinstance(a, CloseSend):
                 if self._stream is not None:
                     self._stream.close_send()
@@ -357,6 +363,7 @@ def _at_exit() -> None:
         session.drain()
     deadline = time.monotonic() + EXIT_WAIT_S
     for session in live:
-        session.finished.wait(max(0.0, deadline - time.monotonic()))
+        if not session.finished.wait(max(0.0, deadline - time.monotonic())):
+            session.stop()
     if _inbox is not None and _inbox[0] == pid:
         _inbox[1].close()
