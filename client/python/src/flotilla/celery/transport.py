@@ -23,6 +23,7 @@ import json
 from queue import Empty
 from typing import Any, Optional
 
+from kombu.exceptions import ConnectionError as KombuConnectionError
 from kombu.transport import virtual
 
 from flotilla.celery import outcomes
@@ -75,6 +76,11 @@ class Channel(virtual.Channel):
         if not self._consumers:
             raise Empty()
         session = self._session or self._open_session()
+        if session.finished.is_set():
+            # Ended on its own (not by our close): Celery's consumer restarts on this error,
+            # with a new connection and session.
+            self._session = None
+            raise KombuConnectionError("the Flotilla worker session ended")
         deliver = callback or self.connection._deliver
         queues = list(self._active_queues)
         wait = MAX_WAIT_S if timeout is None else min(float(timeout), MAX_WAIT_S)
