@@ -70,8 +70,8 @@ def spec_from_message(queue: str, message: Mapping[str, Any]) -> qpb.TaskSpec:
         eta_unix_ms=_eta_ms(headers.get("eta")),
         max_retries=CELERY_MAX_RETRIES,
         time_limit_ms=_time_limit_ms(headers.get("timelimit")),
-        # Celery's own retry publishes the message again under the same id: a duplicate here,
-        # on purpose (the retry happens through the attempt's outcome; docs/CELERY.md).
+        # One Celery id is one task: a publish of the same id again is a duplicate (a worker's
+        # own retry is held back before it: the retry is this task's next attempt).
         idempotency_key=f"celery:{celery_id}",
         headers={k: v if isinstance(v, str) else json.dumps(v) for k, v in headers.items()},
     )
