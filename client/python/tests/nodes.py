@@ -128,10 +128,19 @@ class NodeProcess:
             self.proc = None
 
     def stop(self) -> None:
+        self.terminate()
+        self.join()
+
+    def terminate(self) -> None:
+        """SIGTERM: the node shuts down gracefully (``join`` waits for it)."""
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def join(self, timeout: float = 15.0) -> None:
+        """Wait for the node to exit; SIGKILL past ``timeout``."""
+        if self.proc is not None:
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill9()
             self.proc = None
@@ -141,3 +150,76 @@ class NodeProcess:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
+
+
+#: Raft timing of test clusters (tests/tests/cluster/main.rs): tolerant of a loaded machine.
+TOLERANT_TIMING = (
+    "--heartbeat-interval-ms",
+    "100",
+    "--election-timeout-ms-min",
+    "500",
+    "--election-timeout-ms-max",
+    "1000",
+)
+
+
+class Cluster:
+    """``n`` nodes on loopback: the first founds the cluster, the others join through it;
+    ready once every node sees ``n`` voters under one leader."""
+
+    def __init__(self, base: Path, n: int, *extra_args: str) -> None:
+        self.nodes: list[NodeProcess] = []
+        base.mkdir(parents=True, exist_ok=True)
+        try:
+            first = NodeProcess(base / "n1", *extra_args, *TOLERANT_TIMING)
+            self.nodes.append(first)
+            first.wait_ready()
+            for i in range(2, n + 1):
+                self.nodes.append(
+                    NodeProcess(base / f"n{i}", "--join", first.addr, *extra_args, *TOLERANT_TIMING)
+                )
+            for node in self.nodes:
+                self._wait_formed(node, n)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def addrs(self) -> list[str]:
+        return [n.addr for n in self.nodes]
+
+    def _wait_formed(self, node: NodeProcess, n: int, timeout: float = 60.0) -> None:
+        client = flotilla.Client(node.addr, retry=flotilla.RetryPolicy(max_elapsed=2.0))
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    s = client.status()
+                    voters = [m for m in s.members if m.role != "learner"]
+                    if len(voters) == n and len(s.members) == n and s.leader_id is not None:
+                        return
+                except flotilla.FlotillaError:
+                    pass
+                time.sleep(0.1)
+            raise RuntimeError(f"cluster not formed within {timeout} s: {node.log()}")
+        finally:
+            client.close()
+
+    def leader(self) -> int:
+        """Index in ``nodes`` of the leader, as the live nodes see it."""
+        client = flotilla.Client(self.addrs, retry=flotilla.RetryPolicy(max_elapsed=10.0))
+        try:
+            s = client.status()
+        finally:
+            client.close()
+        by_id = {m.id: m.addr for m in s.members}
+        if s.leader_id is None or s.leader_id not in by_id:
+            raise RuntimeError("no leader")
+        return self.addrs.index(by_id[s.leader_id])
+
+    def stop(self) -> None:
+        """Every node at once."""
+        for node in self.nodes:
+            node.terminate()
+        for node in self.nodes:
+            node.join()

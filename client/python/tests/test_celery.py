@@ -1,12 +1,18 @@
-"""Celery on Flotilla, the parts that need no WorkerService: the mapping rules, the transport
-found from the URL alone, publishing to a real node and reading results back through the
-backend. The node's built-in ``echo`` stands in for a consumer: it returns the Kombu message
-it was given, which shows exactly what a Celery worker will receive."""
+"""Celery on Flotilla without a Celery worker: the mapping rules (messages, leases, outcomes),
+the inbox's frames, the publishers' group commit, the transport found from the URL alone,
+publishing to a real node and reading results back through the backend. The node's built-in
+``echo`` stands in for a consumer: it returns the Kombu message it was given, which is what a
+Celery worker receives. Consuming: test_celery_channel.py (Kombu against the fake node) and
+test_celery_worker.py (stock workers against real clusters)."""
 
 from __future__ import annotations
 
+import json
+import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -15,6 +21,8 @@ import pytest
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+import flotilla
+from flotilla.celery import inbox, outcomes
 from flotilla.celery.mapping import (
     CELERY_MAX_RETRIES,
     LIMIT_GRACE_MS,
@@ -22,11 +30,17 @@ from flotilla.celery.mapping import (
     SUBMITTED,
     UnsupportedMessage,
     celery_meta,
+    lease_of,
+    lease_tag,
+    message_from_task,
     spec_from_message,
 )
-from flotilla.celery.nodes import nodes_from_urls
+from flotilla.celery.nodes import Submitter, nodes_from_urls
 from flotilla.celery.transport import message_body
-from flotilla.info import TaskInfo, TaskState
+from flotilla.info import Submitted, TaskInfo, TaskState
+from flotilla.v1 import queue_pb2 as qpb
+from flotilla.v1 import worker_pb2 as wpb
+from flotilla.worker.outcome import Failure, Released, Success
 from nodes import NodeProcess, free_port
 
 
@@ -170,8 +184,135 @@ def test_several_nodes_in_the_url_fail_over(node: NodeProcess) -> None:
         app.close()
 
 
-def test_a_worker_cannot_consume_yet_and_says_why(celery_app: Celery) -> None:
-    with celery_app.connection_for_read() as conn:
-        channel = conn.default_channel
-        with pytest.raises(NotImplementedError, match="WorkerService"):
-            channel.basic_consume("celery", False, lambda m: None, "tag")
+def test_a_lease_travels_as_the_delivery_tag() -> None:
+    assert lease_tag(12, 3) == "flotilla:12:3"
+    assert lease_of(lease_tag(12, 3)) == (12, 3)
+    for tag in ("kombu-uuid", "flotilla:x:1", "flotilla:1", None, 7):
+        assert lease_of(tag) is None
+
+
+def test_a_granted_task_becomes_the_message_it_was_published_as() -> None:
+    published = message(retries=1)
+    published["properties"]["delivery_tag"] = "kombu-uuid"
+    published["properties"]["delivery_info"] = {"exchange": "", "routing_key": "celery"}
+    task = wpb.Task(task_id=4, attempt=1, queue="celery", args=json.dumps(published).encode())
+    m = message_from_task(task)
+    assert m["properties"]["delivery_tag"] == "flotilla:4:1"
+    assert m["headers"]["retries"] == 1 and m["properties"]["delivery_info"]["redelivered"] is False
+    assert m["body"] == published["body"]
+    again = message_from_task(wpb.Task(task_id=4, attempt=3, queue="celery", args=task.args))
+    assert again["headers"]["retries"] == 3 and again["properties"]["delivery_info"]["redelivered"]
+    with pytest.raises(ValueError, match="not a Kombu message"):
+        message_from_task(wpb.Task(task_id=5, attempt=1, args=b"[1, 2]"))
+
+
+def test_what_the_backend_stores_answers_the_lease() -> None:
+    def encode(value: Any) -> str:
+        return json.dumps(value)
+
+    assert outcomes.stored("SUCCESS", {"a": 1}, encode, "c") == Success(b'{"a": 1}')
+    failed = outcomes.stored("FAILURE", ValueError("bad", 2), encode, "c")
+    assert isinstance(failed, Failure) and not failed.retryable and failed.kind == ""
+    assert json.loads(failed.message) == {
+        "exc_type": "ValueError",
+        "exc_message": ["bad", 2],
+        "exc_module": "builtins",
+    }
+    document = {"exc_type": "TaskRevokedError", "exc_message": ["expired"], "exc_module": "x"}
+    revoked = outcomes.stored("REVOKED", document, encode, "c")
+    assert isinstance(revoked, Failure) and json.loads(revoked.message) == document
+    retry = outcomes.stored("RETRY", KeyError("k"), encode, "c")
+    assert isinstance(retry, Failure) and retry.retryable
+    assert outcomes.stored("STARTED", {"pid": 1}, encode, "c") is None
+
+
+def test_a_task_that_stored_nothing_is_settled_by_its_final_state() -> None:
+    assert outcomes.settled("SUCCESS", 5, "c") == Success(b"null")
+    assert outcomes.settled("IGNORED", None, "c") == Success(b"null")
+    assert outcomes.settled("REJECTED", None, "c") is None  # the main process rejects it
+    failed = outcomes.settled("FAILURE", RuntimeError("x"), "c")
+    assert isinstance(failed, Failure) and not failed.retryable
+    retried = outcomes.settled("RETRY", RuntimeError("x"), "c")
+    assert isinstance(retried, Failure) and retried.retryable
+
+
+def test_a_request_names_its_lease_only_when_delivered_by_flotilla() -> None:
+    class Context:
+        def __init__(self) -> None:
+            self.properties = {"delivery_tag": "flotilla:3:2"}
+
+    assert outcomes.lease_of_request(Context()) == (3, 2)
+    assert outcomes.lease_of_request({"properties": {"delivery_tag": "flotilla:3:2"}}) == (3, 2)
+    assert outcomes.lease_of_request({"properties": {"delivery_tag": "amqp-7"}}) is None
+    assert outcomes.lease_of_request(None) is None
+
+
+def test_a_revoked_task_reads_as_revoked() -> None:
+    error = '{"exc_type": "TaskRevokedError", "exc_message": ["expired"], "exc_module": "x"}'
+    meta = celery_meta(info(TaskState.DEAD, error=error), "c", bytes, lambda d: d)
+    assert meta["status"] == "REVOKED"
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [Success(b"\x00 bytes"), Failure("m", "Kind", False, 250), Failure("", "", True), Released()],
+)
+def test_inbox_frames_carry_every_outcome(outcome: Any) -> None:
+    frame = inbox.encode((2**40, 7), outcome)
+    head_len, data_len = struct.unpack("!II", frame[:8])
+    head, data = frame[8 : 8 + head_len], frame[8 + head_len :]
+    assert len(data) == data_len
+    assert inbox.decode(head, data) == ((2**40, 7), outcome)
+
+
+class SlowClient:
+    """Submits after the test lets it (the first call waits for ``gate``); records batches."""
+
+    def __init__(self) -> None:
+        self.addrs = ["fake"]
+        self.gate = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def submit(self, specs: list[qpb.TaskSpec]) -> list[Submitted]:
+        if not self.batches:
+            self.batches.append([])  # the first call is in flight
+            assert self.gate.wait(10)
+            self.batches[0] = [s.name for s in specs]
+        else:
+            self.batches.append([s.name for s in specs])
+        if any(s.name == "bad" for s in specs):
+            raise flotilla.InvalidArgument("unknown task name 'bad'")
+        return [Submitted(len(self.batches) * 100 + i, False) for i in range(len(specs))]
+
+
+def test_messages_published_while_a_submit_is_in_flight_share_the_next_one() -> None:
+    client = SlowClient()
+    submitter = Submitter(client)  # type: ignore[arg-type]
+    results: dict[str, Any] = {}
+
+    def publish(name: str) -> None:
+        try:
+            results[name] = submitter.submit(qpb.TaskSpec(name=name))
+        except flotilla.InvalidArgument as e:
+            results[name] = e
+
+    threads = [threading.Thread(target=publish, args=(n,)) for n in ("first", "a", "bad", "b")]
+    threads[0].start()
+    deadline = time.monotonic() + 10
+    while not client.batches:  # the first submit is in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for t in threads[1:]:
+        t.start()
+    while len(submitter._pending) < 3:  # the others wait for it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    client.gate.set()
+    for t in threads:
+        t.join(10)
+    assert client.batches[0] == ["first"]
+    # The three waiting went in one Submit; "bad" refused it, so each was sent alone to find it.
+    assert sorted(client.batches[1]) == ["a", "b", "bad"]
+    assert sorted(map(tuple, client.batches[2:])) == [("a",), ("b",), ("bad",)]
+    assert isinstance(results["bad"], flotilla.InvalidArgument)
+    assert all(isinstance(results[n], Submitted) for n in ("first", "a", "b"))

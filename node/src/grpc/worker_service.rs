@@ -134,6 +134,17 @@ impl WorkerApi {
             );
             return refuse(&out, Code::AlreadyExists, &why);
         };
+        // A resume is judged on this replica (which leases the name still holds): it must have
+        // seen everything committed, or a follower behind the dead leader's last entries would
+        // drop live leases, and their tasks would run twice. No barrier (no leader yet): the
+        // worker retries with the same resume; not a refusal of it, so no WorkerError.
+        if !hello.resume.is_empty()
+            && let Err(e) = (self.node.barrier)().await
+        {
+            info!(worker = %hello.name, error = %e, "resume deferred: no read barrier");
+            let _ = out.send(Err(Status::unavailable(format!("cannot resume yet: {e}"))));
+            return;
+        }
         // Declared before the Welcome: once the worker is up, submits of its names are accepted.
         if let Err((code, why)) = declare_tasks(&self.proposer, &self.node.replica, &hello.name, &tasks).await
         {

@@ -1,15 +1,18 @@
 """Celery apps on Flotilla with a URL change (docs/CELERY.md):
 ``Celery('tasks', broker='flotilla://127.0.0.1:7000', backend='flotilla://127.0.0.1:7000')``.
 
-- ``transport``: the ``flotilla://`` Kombu transport. Submit side done: a published Celery
-  message becomes one Flotilla task (idempotency key = the Celery task id, eta kept, headers
-  kept). The consuming side waits for the node's WorkerService (see docs/CELERY.md).
-- ``backend``: the ``flotilla://`` Celery result backend. Read side done: a Celery task id's
-  state and result come from the node (GetTask, WaitResults). Storing results from the worker
-  waits for the node's lease completion RPC.
-- ``mapping``: the pure rules between Celery's and Flotilla's views (message → TaskSpec, task
-  state → Celery meta), shared by both and tested without a node.
-- ``nodes``: node lists from ``flotilla://`` URLs and one client per process.
+- ``transport``: the ``flotilla://`` Kombu transport. Publishing: a Celery message becomes one
+  Flotilla task (idempotency key = the Celery task id, eta kept, headers kept). Consuming: a
+  ``WorkerService`` session per consuming channel (``session``); a granted task is delivered
+  as its message, the lease in the delivery tag.
+- ``backend``: the ``flotilla://`` Celery result backend: a task's state and result are read
+  from the node; a worker's store answers the lease of the message being run (``outcomes``).
+- ``outcomes``: what a lease is answered with, in the process that ran or settled the task;
+  ``inbox``: from a prefork child to its main process, whose session holds the lease.
+- ``mapping``: the pure rules between Celery's and Flotilla's views (message ↔ task, task
+  state → Celery meta), tested without a node.
+- ``nodes``: node lists from ``flotilla://`` URLs, one client per process, and the publishers'
+  group commit.
 
 Kombu has no plugin entry points for transports: the wheel's ``flotilla_kombu.pth`` adds the
 ``flotilla`` alias when Kombu is imported; importing this package does it too. The backend is

@@ -1,9 +1,10 @@
 """The ``flotilla://`` Celery result backend: a Celery task's state and result are the
 Flotilla task's (one record, replicated with the queue; no second store).
 
-Read side (done): ``get_task_meta`` reads the task (GetTask) and ``wait_for`` waits on a
-``WaitResults`` stream instead of polling. Write side: a Celery worker's outcome completes the
-task's lease (docs/CELERY.md), which needs the node's unary completion call; ``forget`` is a
+Read side: ``get_task_meta`` reads the task (GetTask) and ``wait_for`` waits on a
+``WaitResults`` stream instead of polling. Write side: a store from a Celery worker answers the
+lease of the message being run (``outcomes.stored``; the lease is in the request's delivery
+tag), so the task's result *is* its completion, committed with the lease; ``forget`` is a
 no-op (results expire with the task's result TTL).
 """
 
@@ -15,15 +16,18 @@ from celery import states
 from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
+from flotilla.celery import outcomes
 from flotilla.celery.mapping import SUBMITTED, celery_meta
 from flotilla.celery.nodes import client_for, nodes_from_urls
 from flotilla.errors import ResultTimeout
 from flotilla.info import TaskInfo, TaskState
 
-STORE_PENDING = (
-    "storing a Celery result on flotilla:// needs the node's lease completion call, which "
-    "this cluster does not serve yet (docs/CELERY.md)"
+NOT_DELIVERED = (
+    "the flotilla:// result backend stores the outcomes of tasks delivered by the flotilla:// "
+    "broker (a task's result is its completion); task {id} came from elsewhere"
 )
+
+outcomes.connect_signals()
 
 
 class FlotillaBackend(BaseBackend):  # type: ignore[misc]
@@ -93,7 +97,15 @@ class FlotillaBackend(BaseBackend):  # type: ignore[misc]
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        raise NotImplementedError(STORE_PENDING)
+        """Answer the lease of the message being run: its result, failure or retry."""
+        outcome = outcomes.stored(state, result, self.encode, str(task_id))
+        if outcome is None:
+            return result  # STARTED and the like: the node shows LEASED already
+        lease = outcomes.lease_of_request(request)
+        if lease is None:
+            raise ValueError(NOT_DELIVERED.format(id=task_id))
+        outcomes.answer(lease, outcome)
+        return result
 
     def _forget(self, task_id: str) -> None:
         """Results expire with their task; nothing to delete early."""

@@ -2,6 +2,8 @@
 
 - :func:`spec_from_message`: a Kombu message (what ``Channel._put`` gets) → a ``TaskSpec``.
   The whole message is the task's JSON args, so a consumer hands Celery the message it sent.
+- :func:`message_from_task`: a granted ``Task`` → the Kombu message a consumer delivers, the
+  lease in its delivery tag (:func:`lease_tag`, :func:`lease_of`).
 - :func:`celery_meta`: a Flotilla ``TaskInfo`` → the meta dict of Celery's result backends.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Optional
 from flotilla.info import TaskInfo, TaskState
 from flotilla.spec import millis_ceil
 from flotilla.v1 import queue_pb2 as qpb
+from flotilla.v1 import worker_pb2 as wpb
 
 #: Celery decides when a task is retried (``Task.retry``, ``autoretry_for``) and says so in its
 #: outcome; Flotilla's own retry budget must never end a Celery task first.
@@ -38,6 +41,10 @@ CELERY_STATES = {
     TaskState.NOT_FOUND: "PENDING",  # Celery's answer for an id it does not know
     TaskState.UNKNOWN: "PENDING",
 }
+
+
+#: The exception type Celery stores for a revoked (or expired) task.
+REVOKED_TYPE = "TaskRevokedError"
 
 
 class UnsupportedMessage(ValueError):
@@ -63,11 +70,51 @@ def spec_from_message(queue: str, message: Mapping[str, Any]) -> qpb.TaskSpec:
         eta_unix_ms=_eta_ms(headers.get("eta")),
         max_retries=CELERY_MAX_RETRIES,
         time_limit_ms=_time_limit_ms(headers.get("timelimit")),
-        # Celery's own retry publishes the message again under the same id: a duplicate here,
-        # on purpose (the retry happens through the attempt's outcome; docs/CELERY.md).
+        # One Celery id is one task: a publish of the same id again is a duplicate (a worker's
+        # own retry is held back before it: the retry is this task's next attempt).
         idempotency_key=f"celery:{celery_id}",
         headers={k: v if isinstance(v, str) else json.dumps(v) for k, v in headers.items()},
     )
+
+
+#: A delivered message's ``delivery_tag`` is ``flotilla:<task id>:<attempt>``: the lease travels
+#: with the message, and Celery copies the message's properties into the request a prefork
+#: child runs, so whichever process stores the outcome knows the lease it completes.
+TAG_PREFIX = "flotilla:"
+
+
+def lease_tag(task_id: int, attempt: int) -> str:
+    return f"{TAG_PREFIX}{task_id}:{attempt}"
+
+
+def lease_of(tag: Any) -> Optional[tuple[int, int]]:
+    """The lease ``(task_id, attempt)`` of a delivery tag; ``None`` if it is not ours."""
+    if not isinstance(tag, str) or not tag.startswith(TAG_PREFIX):
+        return None
+    task_id, _, attempt = tag[len(TAG_PREFIX) :].partition(":")
+    try:
+        return int(task_id), int(attempt)
+    except ValueError:
+        return None
+
+
+def message_from_task(task: wpb.Task) -> dict[str, Any]:
+    """The Kombu message a granted task is delivered as: the message as published, with the
+    lease as its delivery tag, ``redelivered`` after the first attempt, and ``retries`` raised
+    by the earlier attempts (Celery's ``request.retries``; a retry is the same task's next
+    attempt, see docs/CELERY.md)."""
+    message = json.loads(task.args)
+    if not isinstance(message, dict) or not isinstance(message.get("headers"), dict):
+        raise ValueError("not a Kombu message (no headers)")
+    headers = message["headers"]
+    properties = message.setdefault("properties", {})
+    properties["delivery_tag"] = lease_tag(task.task_id, task.attempt)
+    info = properties.setdefault("delivery_info", {})
+    info.setdefault("exchange", "")
+    info.setdefault("routing_key", task.queue)
+    info["redelivered"] = task.attempt > 1
+    headers["retries"] = int(headers.get("retries") or 0) + max(task.attempt - 1, 0)
+    return message
 
 
 def _eta_ms(eta: Any) -> int:
@@ -96,10 +143,13 @@ def celery_meta(
     if info.state is TaskState.SUCCEEDED:
         result = decode(info.result_bytes) if info.result_bytes else None
     elif info.state in (TaskState.DEAD, TaskState.RETRYING):
-        result = exception_to_python(_exception_dict(info.error))
+        error = _exception_dict(info.error)
+        result = exception_to_python(error)
+        if error["exc_type"] == REVOKED_TYPE:
+            status = "REVOKED"  # revoked or expired in a Celery worker, stored as a failure
     elif info.state is TaskState.CANCELLED:
         result = exception_to_python(
-            {"exc_type": "TaskRevokedError", "exc_message": "cancelled", "exc_module": None}
+            {"exc_type": REVOKED_TYPE, "exc_message": "cancelled", "exc_module": None}
         )
     done = info.state.is_final and info.state is not TaskState.NOT_FOUND
     return {
