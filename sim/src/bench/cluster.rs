@@ -92,7 +92,13 @@ impl Cluster {
         args.extend(opts.node_args.iter().cloned());
         let mut placements = placements.into_iter();
         let first = placements.next().context("no placement")?;
-        let first = NodeProcess::start(&opts.node_bin, &dir.path().join("n1"), first, args.clone(), &token)?;
+        let first = NodeProcess::start(
+            &opts.node_bin,
+            &dir.path().join("n1"),
+            first,
+            args.clone(),
+            &token,
+        )?;
         info!(addr = %first.addr, pid = first.pid(), workers = opts.workers, dir = %dir.path().display(), "started node");
         let join = first.addr.clone();
         let mut cluster = Cluster {
@@ -100,6 +106,9 @@ impl Cluster {
             dir,
             token: token.clone(),
         };
+        // The founder serves first: a joiner is refused until the founder's admin token (the
+        // one a joiner shows) is in force.
+        cluster.wait_ready(opts.ready_timeout).await?;
         // One at a time: each joins (catches up, becomes a voter) before the next starts.
         for (i, place) in (2..=nodes).zip(placements) {
             let mut args = args.clone();
@@ -346,12 +355,14 @@ impl NodeProcess {
 
     /// A client of this node alone that makes one attempt per call.
     async fn status_client(&self, timeout: Duration) -> Result<Client> {
-        Ok(with_token(Client::builder([self.addr.clone()]), self.token.as_deref())?
-            .retry_policy(RetryPolicy::never())
-            .request_timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .await?)
+        Ok(
+            with_token(Client::builder([self.addr.clone()]), self.token.as_deref())?
+                .retry_policy(RetryPolicy::never())
+                .request_timeout(timeout)
+                .connect_timeout(timeout)
+                .build()
+                .await?,
+        )
     }
 
     /// Whether this node answers that it sees `members` members, all voters (a joiner is a

@@ -449,7 +449,12 @@ fn heal(cluster: &mut Cluster, net: Option<&Net>, a: &Active) -> Result<()> {
 /// For a healed fault: `Some(true)` when all its nodes serve again, `Some(false)` when one
 /// did not in time or exited (a violation, logged), `None` while they are still recovering
 /// (or the fault is not healed yet).
-async fn recovery(cluster: &mut Cluster, a: &Active, log: &mut FaultLog, ready_timeout: Duration) -> Option<bool> {
+async fn recovery(
+    cluster: &mut Cluster,
+    a: &Active,
+    log: &mut FaultLog,
+    ready_timeout: Duration,
+) -> Option<bool> {
     let Phase::Recovering { give_up_at, .. } = a.phase else {
         return None;
     };
@@ -469,8 +474,10 @@ async fn recovery(cluster: &mut Cluster, a: &Active, log: &mut FaultLog, ready_t
             }
             Err(e) => {
                 warn!(node, error = %format!("{e:#}"), "node exited while recovering");
-                log.violations
-                    .push(format!("node {node} exited after its {}: {e:#}", a.kind.recovery()));
+                log.violations.push(format!(
+                    "node {node} exited after its {}: {e:#}",
+                    a.kind.recovery()
+                ));
                 return Some(false);
             }
         }
@@ -592,7 +599,15 @@ mod tests {
         let names: Vec<String> = FaultKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(
             names,
-            ["kill", "stop", "partition", "zone-partition", "one-way", "loss", "delay"]
+            [
+                "kill",
+                "stop",
+                "partition",
+                "zone-partition",
+                "one-way",
+                "loss",
+                "delay"
+            ]
         );
         assert_eq!(FaultKind::Crash.name(), "crash");
         assert!(FaultKind::PROCESS.iter().all(|k| !k.is_network() && k.unseats()));

@@ -42,8 +42,8 @@ use crate::bench::cluster::{Cluster, ClusterOptions};
 use crate::bench::report::Environment;
 use crate::history::{Availability, History};
 pub use faults::{FaultEvent, FaultKind};
-pub use report::ChaosReport;
 use net::{Net, NetOptions, NetReport};
+pub use report::ChaosReport;
 use workload::{ClientState, Shared};
 
 /// A chaos run that could not be carried out (as opposed to one that found a violation, which
@@ -193,7 +193,10 @@ impl ChaosOptions {
             let names: Vec<String> = self.faults.iter().map(|k| k.name()).collect();
             ("--faults", names.join(","))
         }))
-        .chain((!self.node_args.is_empty()).then(|| ("--node-args", self.node_args.join(" "))))
+        // Quoted: the rerun line is copied into a shell.
+        .chain(
+            (!self.node_args.is_empty()).then(|| ("--node-args", format!("'{}'", self.node_args.join(" ")))),
+        )
         .flat_map(|(flag, value)| [flag.to_owned(), value])
         .chain(self.net.is_some().then(|| "--net".to_owned()))
         .collect()
@@ -205,6 +208,21 @@ impl ChaosOptions {
             Some(_) => FaultKind::ALL.to_vec(),
             None => FaultKind::PROCESS.to_vec(),
         }
+    }
+
+    /// The extra node flags: `node_args`, and on a WAN the Raft timeouts its longest round
+    /// trip needs ([`net::RaftTimeouts::for_rtt`]) unless `node_args` sets any of them.
+    pub fn effective_node_args(&self) -> Vec<String> {
+        let mut args = self.node_args.clone();
+        let sets_timeouts = args
+            .iter()
+            .any(|a| a.starts_with("--heartbeat-interval-ms") || a.starts_with("--election-timeout-ms"));
+        if let Some(net) = &self.net
+            && !sets_timeouts
+        {
+            args.extend(net::RaftTimeouts::for_rtt(*net.wan_rtt_ms.end()).node_args());
+        }
+        args
     }
 
     /// Most nodes faulty at once: a minority.
@@ -239,7 +257,7 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
 /// How the nodes of a run start.
 fn cluster_options(opts: &ChaosOptions) -> ClusterOptions {
     let mut node_args = vec!["--lease-ms".to_owned(), opts.lease_ms.to_string()];
-    node_args.extend(opts.node_args.iter().cloned());
+    node_args.extend(opts.effective_node_args());
     ClusterOptions {
         node_bin: opts.node_bin.clone(),
         workers: opts.workers,
@@ -379,5 +397,44 @@ mod tests {
         );
         o.duration = Duration::ZERO;
         assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn network_options_are_validated_and_rerun() {
+        let mut o = ChaosOptions::new(PathBuf::from("node"), 1);
+        o.faults = vec![FaultKind::Kill, FaultKind::Partition];
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("--faults partition needs --net"), "{e}");
+        let mut o = ChaosOptions::new(PathBuf::from("node"), 1).on_network(NetOptions::default());
+        assert!(o.validate().is_ok());
+        assert_eq!(
+            o.rerun_args().join(" "),
+            "--nodes 3 --duration-s 30 --clients 3 --seed 1 --zones 3 --wan-rtt-ms 30..80 --net"
+        );
+        // On a WAN the nodes get timeouts for its longest round trip, unless told otherwise.
+        assert!(
+            o.effective_node_args()
+                .join(" ")
+                .contains("--heartbeat-interval-ms 160")
+        );
+        o.node_args = vec!["--election-timeout-ms-min".into(), "900".into()];
+        assert_eq!(o.effective_node_args(), o.node_args);
+        o.faults = vec![FaultKind::ZonePartition, FaultKind::Loss];
+        assert!(o.rerun_args().join(" ").contains("--faults zone-partition,loss"));
+        assert!(
+            o.rerun_args()
+                .join(" ")
+                .contains("--node-args '--election-timeout-ms-min 900'")
+        );
+        // 4 nodes in 2 zones: a zone of 2 is more than the 1 node a majority can lose.
+        o.nodes = 4;
+        o.net = Some(NetOptions {
+            zones: 2,
+            wan_rtt_ms: 30..=80,
+        });
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("smallest zone has 2 nodes"), "{e}");
+        o.faults = vec![FaultKind::Partition];
+        assert!(o.validate().is_ok());
     }
 }

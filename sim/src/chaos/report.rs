@@ -24,6 +24,8 @@ pub struct ChaosReport {
     pub clients: usize,
     pub workers_per_node: usize,
     pub lease_ms: u64,
+    /// Further flags every node ran with (on a WAN, the Raft timeouts its round trip needs).
+    pub node_args: Vec<String>,
     /// Distinct tasks acknowledged.
     pub acknowledged: usize,
     pub succeeded: usize,
@@ -89,6 +91,7 @@ impl ChaosReport {
             clients: opts.clients,
             workers_per_node: opts.workers,
             lease_ms: opts.lease_ms,
+            node_args: opts.effective_node_args(),
             acknowledged: verdict.acknowledged,
             succeeded: verdict.succeeded,
             dead: verdict.dead,
@@ -147,6 +150,9 @@ impl ChaosReport {
                 net.frames.lost
             );
         }
+        if !self.node_args.is_empty() {
+            let _ = writeln!(s, "nodes ran: {}", self.node_args.join(" "));
+        }
         let kinds: Vec<String> = self
             .faults_by_kind
             .iter()
@@ -160,8 +166,9 @@ impl ChaosReport {
         );
         let f = &self.failover;
         let figures = |p: &Option<crate::bench::load::Percentiles>| {
-            p.as_ref()
-                .map_or("-".to_owned(), |p| format!("p50 {:.0} ms, max {:.0} ms", p.p50, p.max))
+            p.as_ref().map_or("-".to_owned(), |p| {
+                format!("p50 {:.0} ms, max {:.0} ms", p.p50, p.max)
+            })
         };
         let _ = writeln!(
             s,

@@ -40,7 +40,10 @@ pub enum Overlay {
     /// frames within either side still flow.
     Split { side: BTreeSet<usize> },
     /// Frames from any node of `from` to any node of `to` are dropped (one way).
-    Cut { from: BTreeSet<usize>, to: BTreeSet<usize> },
+    Cut {
+        from: BTreeSet<usize>,
+        to: BTreeSet<usize>,
+    },
     /// Frames between any of `nodes` and any other node are lost with chance `chance`.
     Loss { nodes: BTreeSet<usize>, chance: f64 },
     /// Frames between any of `nodes` and any other node take `extra` longer, plus up to
@@ -237,7 +240,15 @@ mod tests {
         let (_, mut l) = links(5);
         let now = Instant::now();
         l.add(1, Overlay::Split { side: set(&[0, 3]) });
-        for (from, to, cut) in [(0, 1, true), (1, 0, true), (3, 4, true), (2, 3, true), (0, 3, false), (3, 0, false), (1, 2, false)] {
+        for (from, to, cut) in [
+            (0, 1, true),
+            (1, 0, true),
+            (3, 4, true),
+            (2, 3, true),
+            (0, 3, false),
+            (3, 0, false),
+            (1, 2, false),
+        ] {
             assert_eq!(l.verdict(from, to, now) == Verdict::Drop, cut, "{from} -> {to}");
         }
         l.remove(1);
@@ -328,6 +339,9 @@ mod tests {
         l.remove(3);
         // The next frame would be due at once, but the held one goes first.
         assert_eq!(l.verdict(0, 1, now), held);
-        assert_eq!(l.verdict(0, 1, now + Duration::from_secs(2)), Verdict::At(now + Duration::from_secs(2) + t.one_way(0, 1)));
+        assert_eq!(
+            l.verdict(0, 1, now + Duration::from_secs(2)),
+            Verdict::At(now + Duration::from_secs(2) + t.one_way(0, 1))
+        );
     }
 }

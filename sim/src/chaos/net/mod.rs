@@ -61,6 +61,44 @@ impl Default for NetOptions {
     }
 }
 
+/// Raft timeouts for a WAN whose longest round trip is `max_rtt_ms`: the rule of the 3-DC
+/// runbook (docs/OPERATIONS.md).
+///
+/// openraft gives a heartbeat RPC the heartbeat interval as its deadline, so the interval must
+/// exceed the round trip with room to spare (twice it); the election timeout is at least three
+/// heartbeats (openraft's own rule of thumb), and its upper bound twice its lower bound. Never
+/// below the node's LAN defaults (50 ms, 150-300 ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RaftTimeouts {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+}
+
+impl RaftTimeouts {
+    pub fn for_rtt(max_rtt_ms: u64) -> RaftTimeouts {
+        let heartbeat = (2 * max_rtt_ms).max(50);
+        let election = (3 * heartbeat).max(150);
+        RaftTimeouts {
+            heartbeat_interval_ms: heartbeat,
+            election_timeout_ms_min: election,
+            election_timeout_ms_max: 2 * election,
+        }
+    }
+
+    /// The node flags that set them.
+    pub fn node_args(&self) -> Vec<String> {
+        [
+            ("--heartbeat-interval-ms", self.heartbeat_interval_ms),
+            ("--election-timeout-ms-min", self.election_timeout_ms_min),
+            ("--election-timeout-ms-max", self.election_timeout_ms_max),
+        ]
+        .into_iter()
+        .flat_map(|(flag, ms)| [flag.to_owned(), ms.to_string()])
+        .collect()
+    }
+}
+
 /// The network as the fault loop sees it: the layout, and the links to lay faults on.
 pub struct Net {
     pub topology: Topology,
@@ -110,12 +148,18 @@ pub fn overlay(kind: FaultKind, victims: &[usize], topology: &Topology, aux: u64
             };
             (Overlay::Split { side: set }, detail)
         }
-        FaultKind::OneWay if aux % 2 == 0 => (
-            Overlay::Cut { from: set, to: others },
+        FaultKind::OneWay if aux.is_multiple_of(2) => (
+            Overlay::Cut {
+                from: set,
+                to: others,
+            },
             "its frames to the other nodes dropped".to_owned(),
         ),
         FaultKind::OneWay => (
-            Overlay::Cut { from: others, to: set },
+            Overlay::Cut {
+                from: others,
+                to: set,
+            },
             "the other nodes' frames to it dropped".to_owned(),
         ),
         FaultKind::Loss => {
@@ -206,7 +250,11 @@ fn in_clients_namespace(
 }
 
 /// Inside the clients' namespace: the switch, the cluster, then the run itself.
-async fn on_the_network(opts: &ChaosOptions, topology: Topology, began: Instant) -> Result<ChaosReport, ChaosError> {
+async fn on_the_network(
+    opts: &ChaosOptions,
+    topology: Topology,
+    began: Instant,
+) -> Result<ChaosReport, ChaosError> {
     let links = Links::new(&topology, StdRng::seed_from_u64(derive_seed(opts.seed, 2)));
     let links = Arc::new(Mutex::new(links));
     let ports = netns::make_ports(&topology).map_err(ChaosError::Net)?;
@@ -220,7 +268,8 @@ async fn on_the_network(opts: &ChaosOptions, topology: Topology, began: Instant)
         .map_err(|e| ChaosError::Net(e.into()))?;
     let token = flotilla_node::secret::random_token().map_err(|e| ChaosError::Net(e.into()))?;
     let token_file = secrets.path().join("admin.token");
-    flotilla_node::cluster::secrets::write_private(&token_file, &token).map_err(|e| ChaosError::Net(e.into()))?;
+    flotilla_node::cluster::secrets::write_private(&token_file, &token)
+        .map_err(|e| ChaosError::Net(e.into()))?;
     let mut cluster_opts = super::cluster_options(opts);
     cluster_opts.node_args.extend([
         "--insecure".to_owned(),
@@ -255,6 +304,83 @@ impl Drop for CancelOnDrop {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn wan_timeouts_keep_a_heartbeat_above_twice_the_round_trip_and_lan_defaults_below() {
+        let wan = RaftTimeouts::for_rtt(80);
+        assert_eq!(
+            (
+                wan.heartbeat_interval_ms,
+                wan.election_timeout_ms_min,
+                wan.election_timeout_ms_max
+            ),
+            (160, 480, 960)
+        );
+        assert_eq!(
+            wan.node_args().join(" "),
+            "--heartbeat-interval-ms 160 --election-timeout-ms-min 480 --election-timeout-ms-max 960"
+        );
+        let lan = RaftTimeouts::for_rtt(1);
+        assert_eq!(
+            (
+                lan.heartbeat_interval_ms,
+                lan.election_timeout_ms_min,
+                lan.election_timeout_ms_max
+            ),
+            (50, 150, 300),
+            "the node's defaults"
+        );
+        let defaults = flotilla_node::config::Config::default();
+        assert_eq!(defaults.heartbeat_interval_ms, lan.heartbeat_interval_ms);
+        assert_eq!(defaults.election_timeout_ms_min, lan.election_timeout_ms_min);
+        assert_eq!(defaults.election_timeout_ms_max, lan.election_timeout_ms_max);
+    }
+
+    #[test]
+    fn network_faults_become_overlays_on_their_victims() {
+        let topology = Topology::new(1, 5, 3, 30..=80, &mut StdRng::seed_from_u64(1));
+        let set = |v: &[usize]| v.iter().copied().collect::<BTreeSet<usize>>();
+        let (o, d) = overlay(FaultKind::ZonePartition, &[0, 3], &topology, 0);
+        assert_eq!(o, Overlay::Split { side: set(&[0, 3]) });
+        assert!(d.contains("dc1"), "{d}");
+        let (o, _) = overlay(FaultKind::OneWay, &[2], &topology, 0);
+        assert_eq!(
+            o,
+            Overlay::Cut {
+                from: set(&[2]),
+                to: set(&[0, 1, 3, 4])
+            }
+        );
+        let (o, _) = overlay(FaultKind::OneWay, &[2], &topology, 1);
+        assert_eq!(
+            o,
+            Overlay::Cut {
+                from: set(&[0, 1, 3, 4]),
+                to: set(&[2])
+            }
+        );
+        for aux in [0, 25, 1_000_003] {
+            let (Overlay::Loss { chance, .. }, _) = overlay(FaultKind::Loss, &[1], &topology, aux) else {
+                panic!("not a loss");
+            };
+            assert!((0.05..=0.30).contains(&chance), "{chance}");
+            let (Overlay::Delay { extra, jitter, .. }, _) = overlay(FaultKind::Delay, &[1], &topology, aux)
+            else {
+                panic!("not a delay");
+            };
+            assert!(
+                (50..=300).contains(&extra.as_millis()) && jitter == extra,
+                "{extra:?}"
+            );
         }
     }
 }

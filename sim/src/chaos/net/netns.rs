@@ -114,9 +114,16 @@ pub fn clean_stale() -> Result<Vec<String>> {
         if std::path::Path::new(&format!("/proc/{owner}")).exists() {
             continue;
         }
-        for pid in ip(&["netns", "pids", name]).unwrap_or_default().split_whitespace() {
+        for pid in ip(&["netns", "pids", name])
+            .unwrap_or_default()
+            .split_whitespace()
+        {
             if let Some(pid) = pid.parse::<i32>().ok().and_then(Pid::from_raw) {
-                warn!(netns = name, pid = pid.as_raw_nonzero().get(), "killing a process of a dead run");
+                warn!(
+                    netns = name,
+                    pid = pid.as_raw_nonzero().get(),
+                    "killing a process of a dead run"
+                );
                 let _ = kill_process(pid, Signal::KILL);
             }
         }
@@ -132,7 +139,8 @@ pub fn clean_stale() -> Result<Vec<String>> {
 /// Moves the calling thread into namespace `name`; threads it spawns afterwards start there
 /// too, and so do the sockets they open.
 pub fn enter(name: &str) -> Result<()> {
-    let file = File::open(format!("/run/netns/{name}")).with_context(|| format!("opening namespace {name}"))?;
+    let file =
+        File::open(format!("/run/netns/{name}")).with_context(|| format!("opening namespace {name}"))?;
     move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
         .with_context(|| format!("entering namespace {name}"))?;
     Ok(())
@@ -146,7 +154,11 @@ pub fn make_ports(topology: &Topology) -> Result<Vec<Tun>> {
     for port in 0..=topology.client_port() {
         let client = port == topology.client_port();
         // Made here, in the clients' namespace, under a name no other port has.
-        let made_as = if client { "eth0".to_owned() } else { format!("port{port}") };
+        let made_as = if client {
+            "eth0".to_owned()
+        } else {
+            format!("port{port}")
+        };
         let tun = Tun::builder()
             .name(&made_as)
             .tap()
@@ -158,7 +170,15 @@ pub fn make_ports(topology: &Topology) -> Result<Vec<Tun>> {
             topology.client_ns()
         } else {
             let netns = topology.node_ns(port);
-            ip(&["-n", &topology.client_ns(), "link", "set", &made_as, "netns", &netns])?;
+            ip(&[
+                "-n",
+                &topology.client_ns(),
+                "link",
+                "set",
+                &made_as,
+                "netns",
+                &netns,
+            ])?;
             netns
         };
         let mut commands = String::new();

@@ -136,7 +136,10 @@ async fn read_port(
         };
         let now = Instant::now();
         for to in targets {
-            let verdict = links.lock().unwrap_or_else(|e| e.into_inner()).verdict(from, to, now);
+            let verdict = links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .verdict(from, to, now);
             match verdict {
                 Verdict::Drop => {}
                 Verdict::Now => send(&ports[to], to, frame),

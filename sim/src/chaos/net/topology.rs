@@ -44,15 +44,23 @@ pub struct Topology {
 impl Topology {
     /// `nodes` nodes in `zones` zones for the run of process `pid`; the round trip of each
     /// pair of zones is drawn from `rtt_ms`.
-    pub fn new(pid: u32, nodes: usize, zones: usize, rtt_ms: RangeInclusive<u64>, rng: &mut StdRng) -> Topology {
+    pub fn new(
+        pid: u32,
+        nodes: usize,
+        zones: usize,
+        rtt_ms: RangeInclusive<u64>,
+        rng: &mut StdRng,
+    ) -> Topology {
         let zones = zones.clamp(1, nodes.max(1));
+        // Drawn for each pair a < b in a fixed order, then mirrored.
+        let pairs: Vec<(usize, usize)> = (0..zones)
+            .flat_map(|a| (a + 1..zones).map(move |b| (a, b)))
+            .collect();
         let mut rtt = vec![vec![0; zones]; zones];
-        for a in 0..zones {
-            for b in a + 1..zones {
-                let ms = rng.random_range(rtt_ms.clone());
-                rtt[a][b] = ms;
-                rtt[b][a] = ms;
-            }
+        for (a, b) in pairs {
+            let ms = rng.random_range(rtt_ms.clone());
+            rtt[a][b] = ms;
+            rtt[b][a] = ms;
         }
         Topology {
             run: format!("{PREFIX}{pid}"),
@@ -148,7 +156,10 @@ impl Topology {
 
 /// `aa:bb:…` of `mac`, as `ip link set … address` takes it.
 pub fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The pid of the `sim` process that made namespace `name`, if it is one of ours.
