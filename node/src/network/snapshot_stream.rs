@@ -6,7 +6,10 @@
 //! its total size in bytes); each later message's `data` is the next piece of the snapshot. The
 //! receiver refuses a snapshot over its size limit from the head, before it holds any of it,
 //! and its buffer never grows past the size the head announced, so a sender (broken, or lying
-//! in its head) cannot make it allocate more than the limit. It waits for each chunk at most
+//! in its head) cannot make it allocate more than the limit. Each message is also bounded on
+//! its own ([`ReceiveLimits::max_chunk_bytes`], [`MAX_CHUNK_BYTES`] unless set lower): the
+//! peer service decodes messages of up to 1 GiB (a whole snapshot from a peer of an older build
+//! must fit), far more than a chunk of this build ever is. It waits for each chunk at most
 //! [`ReceiveLimits::chunk_wait`]: progress, not the length of the whole transfer, is what
 //! is bounded.
 
@@ -28,6 +31,19 @@ use crate::types::TypeConfig;
 /// how many bytes of snapshot follow.
 pub type Head = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, u64);
 
+/// Largest message of a streamed snapshot a receiver accepts by default: the largest chunk a
+/// sender of this build sends (`--snapshot-chunk-bytes` is at most this, `config.rs`).
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+
+/// What was over its limit, in [`SnapshotStreamError::TooLarge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Oversized {
+    /// The whole snapshot, as its head announced it (`--max-snapshot-bytes`).
+    Snapshot,
+    /// One message of the stream (its head or a chunk).
+    Chunk,
+}
+
 /// Why a receiver refused a streamed snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotStreamError {
@@ -35,8 +51,8 @@ pub enum SnapshotStreamError {
     NoHead,
     #[error("snapshot head: {0}")]
     Decode(CodecError),
-    #[error("snapshot of {size} bytes is over this node's limit of {limit} bytes (--max-snapshot-bytes)")]
-    TooLarge { size: u64, limit: u64 },
+    #[error("{}", too_large(*.what, *.size, *.limit))]
+    TooLarge { what: Oversized, size: u64, limit: u64 },
     /// The chunks carried more or fewer bytes than the head announced (`got` counts up to the
     /// first chunk that went past it).
     #[error("snapshot stream announced {announced} bytes but carried {got}")]
@@ -53,6 +69,8 @@ pub enum SnapshotStreamError {
 pub struct ReceiveLimits {
     /// Largest snapshot, in bytes (`--max-snapshot-bytes`); it is held in memory whole.
     pub max_bytes: u64,
+    /// Largest message of the stream (the head or one chunk), in bytes.
+    pub max_chunk_bytes: usize,
     /// Longest wait for the next message before the transfer is given up.
     pub chunk_wait: Duration,
 }
@@ -61,6 +79,7 @@ impl Default for ReceiveLimits {
     fn default() -> Self {
         Self {
             max_bytes: u64::MAX,
+            max_chunk_bytes: MAX_CHUNK_BYTES,
             // Far longer than a sender waits for a chunk to be taken (5 s): the sender notices a
             // stall first and says so; this only frees a receiver whose sender vanished.
             chunk_wait: Duration::from_secs(30),
@@ -73,11 +92,38 @@ impl ReceiveLimits {
     pub fn check_size(&self, size: u64) -> Result<(), SnapshotStreamError> {
         if size > self.max_bytes {
             return Err(SnapshotStreamError::TooLarge {
+                what: Oversized::Snapshot,
                 size,
                 limit: self.max_bytes,
             });
         }
         Ok(())
+    }
+
+    /// `Ok` if a message of the stream carrying `size` bytes may be taken.
+    fn check_chunk(&self, size: usize) -> Result<(), SnapshotStreamError> {
+        if size > self.max_chunk_bytes {
+            return Err(SnapshotStreamError::TooLarge {
+                what: Oversized::Chunk,
+                size: size as u64,
+                limit: self.max_chunk_bytes as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The message of [`SnapshotStreamError::TooLarge`]: what was too large, and which setting
+/// bounds it.
+fn too_large(what: Oversized, size: u64, limit: u64) -> String {
+    match what {
+        Oversized::Snapshot => format!(
+            "snapshot of {size} bytes is over this node's limit of {limit} bytes (--max-snapshot-bytes)"
+        ),
+        Oversized::Chunk => format!(
+            "snapshot stream message of {size} bytes is over the limit of {limit} bytes per chunk \
+             (a sender cuts snapshots into --snapshot-chunk-bytes, at most {MAX_CHUNK_BYTES})"
+        ),
     }
 }
 
@@ -102,9 +148,11 @@ where
     let head = next(&mut messages, limits.chunk_wait)
         .await?
         .ok_or(SnapshotStreamError::NoHead)?;
+    limits.check_chunk(head.data.len())?;
     let (vote, meta, announced): Head = codec::decode(&head.data).map_err(SnapshotStreamError::Decode)?;
     limits.check_size(announced)?;
     let total = usize::try_from(announced).map_err(|_| SnapshotStreamError::TooLarge {
+        what: Oversized::Snapshot,
         size: announced,
         limit: usize::MAX as u64,
     })?;
@@ -112,6 +160,9 @@ where
     // nothing, and a sender that lies about the size is cut off at it.
     let mut data: SnapshotData = Vec::new();
     while let Some(chunk) = next(&mut messages, limits.chunk_wait).await? {
+        // Before its bytes are counted: an oversized chunk is refused for what it is, even
+        // when the head announced enough room for it.
+        limits.check_chunk(chunk.data.len())?;
         let got = data.len() + chunk.data.len();
         if got > total {
             return Err(SnapshotStreamError::WrongSize {
@@ -215,6 +266,7 @@ mod tests {
         assert!(matches!(
             refused(take(stream(10_001, 10_001, 1_000), 10_000).await),
             SnapshotStreamError::TooLarge {
+                what: Oversized::Snapshot,
                 size: 10_001,
                 limit: 10_000
             }
@@ -244,11 +296,71 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn a_message_over_the_chunk_limit_is_refused_even_with_room_announced() {
+        let limits = |max_chunk_bytes| ReceiveLimits {
+            max_bytes: 100_000,
+            max_chunk_bytes,
+            ..Default::default()
+        };
+        let receive_with = |messages, max_chunk| receive(futures::stream::iter(messages), limits(max_chunk));
+        // Chunks at the limit pass; one byte more is refused at the first such chunk, although
+        // the head announced room for all of it.
+        let (_, ok) = receive_with(stream(10_000, 10_000, 1_000), 1_000).await.unwrap();
+        assert_eq!(ok.snapshot.len(), 10_000);
+        let err = receive_with(stream(10_000, 10_000, 1_001), 1_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SnapshotStreamError::TooLarge {
+                    what: Oversized::Chunk,
+                    size: 1_001,
+                    limit: 1_000
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--snapshot-chunk-bytes"), "{err}");
+        // The head is a message like any other.
+        let err = receive_with(stream(10_000, 10_000, 1_000), 8).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SnapshotStreamError::TooLarge {
+                    what: Oversized::Chunk,
+                    limit: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // The snapshot limit keeps its own message.
+        let err = take(stream(10_001, 10_001, 1_000), 10_000).await.unwrap_err();
+        assert!(err.to_string().contains("--max-snapshot-bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_default_chunk_limit_is_the_largest_chunk_a_sender_may_be_configured_with() {
+        assert_eq!(ReceiveLimits::default().max_chunk_bytes, MAX_CHUNK_BYTES);
+        let with_chunk = |bytes| {
+            crate::config::Config {
+                snapshot_chunk_bytes: bytes,
+                ..Default::default()
+            }
+            .validate()
+        };
+        assert!(with_chunk(MAX_CHUNK_BYTES).is_ok());
+        assert!(with_chunk(MAX_CHUNK_BYTES + 1).is_err());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_sender_that_stops_sending_is_given_up() {
         let limits = ReceiveLimits {
             max_bytes: 10_000,
             chunk_wait: Duration::from_secs(30),
+            ..Default::default()
         };
         let stuck = futures::stream::iter(stream(5_000, 1_000, 1_000)).chain(futures::stream::pending());
         let started = tokio::time::Instant::now();

@@ -4,6 +4,10 @@
 //!
 //! Faults for `sim failover` and `sim chaos`: SIGKILL and restart a node, or freeze it with
 //! SIGSTOP and thaw it with SIGCONT. Signals only ever go to the pids this harness spawned.
+//!
+//! [`Cluster::start_placed`] puts nodes elsewhere than on loopback (`sim chaos --net`: each in
+//! its own network namespace, at its own address); nodes off loopback want a token from every
+//! client, so the harness presents the one it is given.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -12,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use flotilla_client::{Client, RetryPolicy};
+use flotilla_client::{Client, ClientBuilder, RetryPolicy};
 use rustix::process::{Pid, Signal, kill_process};
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -33,17 +37,50 @@ pub struct ClusterOptions {
     pub node_args: Vec<String>,
 }
 
+/// Where a node of [`Cluster::start_placed`] runs.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// The address it listens on, and is reached at.
+    pub addr: String,
+    /// The network namespace it runs in (through `ip netns exec`); `None`: this process's.
+    pub netns: Option<String>,
+    /// Flags for this node alone (e.g. `--zone`).
+    pub args: Vec<String>,
+}
+
 /// Running nodes and their data directories. Dropping it kills the nodes, then removes the
 /// directories (fields drop in declaration order).
 pub struct Cluster {
     nodes: Vec<NodeProcess>,
     dir: TempDir,
+    token: Option<String>,
 }
 
 impl Cluster {
     /// Starts `nodes` nodes (the first founds the cluster, the others `--join` it) and waits
     /// until every node sees all of them as members under one leader.
     pub async fn start(nodes: usize, opts: &ClusterOptions) -> Result<Cluster> {
+        let placements = (0..nodes)
+            .map(|_| {
+                Ok(Placement {
+                    addr: format!("127.0.0.1:{}", free_port()?),
+                    netns: None,
+                    args: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Cluster::start_placed(placements, None, opts).await
+    }
+
+    /// Starts a node at each placement, like [`Cluster::start`]. With a `token`, joining nodes
+    /// show it (`--token`) and every call of the harness presents it: the first node must make
+    /// it its admin token (`--admin-token-file` in `opts.node_args`).
+    pub async fn start_placed(
+        placements: Vec<Placement>,
+        token: Option<String>,
+        opts: &ClusterOptions,
+    ) -> Result<Cluster> {
+        let nodes = placements.len();
         if nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -53,18 +90,34 @@ impl Cluster {
             .context("creating a temporary data directory")?;
         let mut args = vec!["--workers".to_owned(), opts.workers.to_string()];
         args.extend(opts.node_args.iter().cloned());
-        let first = NodeProcess::start(&opts.node_bin, &dir.path().join("n1"), args.clone())?;
+        let mut placements = placements.into_iter();
+        let first = placements.next().context("no placement")?;
+        let first = NodeProcess::start(
+            &opts.node_bin,
+            &dir.path().join("n1"),
+            first,
+            args.clone(),
+            &token,
+        )?;
         info!(addr = %first.addr, pid = first.pid(), workers = opts.workers, dir = %dir.path().display(), "started node");
         let join = first.addr.clone();
         let mut cluster = Cluster {
             nodes: vec![first],
             dir,
+            token: token.clone(),
         };
+        // The founder serves first: a joiner is refused until the founder's admin token (the
+        // one a joiner shows) is in force.
+        cluster.wait_ready(opts.ready_timeout).await?;
         // One at a time: each joins (catches up, becomes a voter) before the next starts.
-        for i in 2..=nodes {
+        for (i, place) in (2..=nodes).zip(placements) {
             let mut args = args.clone();
             args.extend(["--join".to_owned(), join.clone()]);
-            let node = NodeProcess::start(&opts.node_bin, &cluster.dir.path().join(format!("n{i}")), args)?;
+            if let Some(token) = &token {
+                args.extend(["--token".to_owned(), token.clone()]);
+            }
+            let dir = cluster.dir.path().join(format!("n{i}"));
+            let node = NodeProcess::start(&opts.node_bin, &dir, place, args, &token)?;
             info!(addr = %node.addr, pid = node.pid(), "started joining node");
             cluster.nodes.push(node);
             cluster.wait_ready(opts.ready_timeout).await?;
@@ -76,6 +129,16 @@ impl Cluster {
     /// The nodes' client addresses.
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// The token every call presents (nodes off loopback need one), if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A client builder for `addrs` that presents the cluster's token, if any.
+    pub fn client_builder(&self, addrs: Vec<String>) -> Result<ClientBuilder> {
+        with_token(Client::builder(addrs), self.token.as_deref())
     }
 
     /// Where the nodes' data and logs are.
@@ -93,7 +156,8 @@ impl Cluster {
     /// A client of every node, sending `batch` tasks per request with up to `in_flight`
     /// requests of one `submit_batch` in flight.
     pub async fn client(&self, batch: usize, in_flight: usize) -> Result<Client> {
-        Ok(Client::builder(self.addrs())
+        Ok(self
+            .client_builder(self.addrs())?
             .max_batch_size(batch)
             .max_in_flight_batches(in_flight)
             .request_timeout(Duration::from_secs(30))
@@ -197,24 +261,43 @@ impl Cluster {
     }
 }
 
+/// `builder` presenting `token`, if any.
+fn with_token(builder: ClientBuilder, token: Option<&str>) -> Result<ClientBuilder> {
+    Ok(match token {
+        Some(token) => builder.token(token)?,
+        None => builder,
+    })
+}
+
 /// One `node` process. Dropping it kills the process.
 struct NodeProcess {
     bin: PathBuf,
     addr: String,
+    netns: Option<String>,
     data_dir: PathBuf,
     log_path: PathBuf,
     args: Vec<String>,
+    token: Option<String>,
     child: Option<Child>,
 }
 
 impl NodeProcess {
-    fn start(bin: &Path, data_dir: &Path, args: Vec<String>) -> Result<NodeProcess> {
+    fn start(
+        bin: &Path,
+        data_dir: &Path,
+        place: Placement,
+        mut args: Vec<String>,
+        token: &Option<String>,
+    ) -> Result<NodeProcess> {
+        args.extend(place.args);
         let mut node = NodeProcess {
             bin: bin.to_path_buf(),
-            addr: format!("127.0.0.1:{}", free_port()?),
+            addr: place.addr,
+            netns: place.netns,
             data_dir: data_dir.to_path_buf(),
             log_path: data_dir.with_extension("log"),
             args,
+            token: token.clone(),
             child: None,
         };
         node.spawn()?;
@@ -231,7 +314,16 @@ impl NodeProcess {
         // Node logs cost CPU on the measured path: warnings only, unless asked.
         let filter = std::env::var("SIM_NODE_LOG").unwrap_or_else(|_| "warn".into());
         let spawned_at = Instant::now();
-        let child = Command::new(&self.bin)
+        // `ip netns exec` execs the node in place: the pid spawned is the node's own.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .arg("--listen")
             .arg(&self.addr)
             .arg("--data-dir")
@@ -263,12 +355,14 @@ impl NodeProcess {
 
     /// A client of this node alone that makes one attempt per call.
     async fn status_client(&self, timeout: Duration) -> Result<Client> {
-        Ok(Client::builder([self.addr.clone()])
-            .retry_policy(RetryPolicy::never())
-            .request_timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .await?)
+        Ok(
+            with_token(Client::builder([self.addr.clone()]), self.token.as_deref())?
+                .retry_policy(RetryPolicy::never())
+                .request_timeout(timeout)
+                .connect_timeout(timeout)
+                .build()
+                .await?,
+        )
     }
 
     /// Whether this node answers that it sees `members` members, all voters (a joiner is a

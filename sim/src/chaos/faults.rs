@@ -1,23 +1,35 @@
-//! The fault loop of `sim chaos`: from a seeded RNG, every so often it picks a node and either
-//! SIGKILLs it (restarting it after a delay) or freezes it with SIGSTOP (thawing it with SIGCONT
-//! after a delay). At most [`ChaosOptions::max_faulty`] nodes are faulty at once; a node counts
-//! as faulty until it serves again after its restart or thaw. Restarts and thaws happen on
+//! The fault loop of `sim chaos`: from a seeded RNG, every so often it picks a node and breaks
+//! it in one of the ways of [`ChaosOptions::faults`], then heals it after a delay:
+//!
+//! - process faults: SIGKILL (then a restart) or SIGSTOP (then SIGCONT);
+//! - network faults (`--net` only, [`super::net`]): cut a node, or its whole zone, off from the
+//!   other nodes; cut one direction only; lose a share of its frames; delay them more, with
+//!   jitter.
+//!
+//! At most [`ChaosOptions::max_faulty`] nodes are faulty at once (a zone cut counts each of
+//! its nodes); a node counts as faulty until it serves again after the heal. Heals happen on
 //! time and never wait for one another: the loop polls recovering nodes instead of blocking on
 //! them. Faults drawn after the end of the faulty phase are not injected, and a fault still
 //! active then is healed at once, so the loop ends by itself shortly after `until`.
+//!
+//! A fault that takes the leader away starts a [`Probe`] that measures the failover.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Result;
 use flotilla_client::{Client, RetryPolicy};
 use rand::RngExt;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::Serialize;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::ChaosOptions;
+use super::failovers::{FailoverSample, Probe};
+use super::net::Net;
 use crate::bench::cluster::Cluster;
 
 /// Shortest and longest pause between two fault draws.
@@ -32,15 +44,71 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What was done to a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// SIGKILL, then a restart on the same address and data directory.
     Kill,
     /// SIGSTOP, then SIGCONT.
     Stop,
+    /// The node cut off from every other node, both ways (`--net`).
+    Partition,
+    /// Every node of one zone cut off from the other zones, both ways (`--net`).
+    ZonePartition,
+    /// One direction only: the node's frames to the other nodes, or theirs to it (`--net`).
+    OneWay,
+    /// A share (5-30 %) of the frames between the node and the others lost (`--net`).
+    Loss,
+    /// Frames between the node and the others 50-300 ms later, with as much jitter again (`--net`).
+    Delay,
     /// Not injected: the node exited by itself (a violation), and was restarted at once.
+    #[value(skip)]
     Crash,
+}
+
+impl FaultKind {
+    /// The process faults, what `sim chaos` deals without `--net`.
+    pub const PROCESS: [FaultKind; 2] = [FaultKind::Kill, FaultKind::Stop];
+    /// Every fault `sim chaos --net` deals unless told otherwise.
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Kill,
+        FaultKind::Stop,
+        FaultKind::Partition,
+        FaultKind::ZonePartition,
+        FaultKind::OneWay,
+        FaultKind::Loss,
+        FaultKind::Delay,
+    ];
+
+    /// Whether it acts on the network (and needs `--net`).
+    pub fn is_network(self) -> bool {
+        !matches!(self, FaultKind::Kill | FaultKind::Stop | FaultKind::Crash)
+    }
+
+    /// Whether it stops the process (a node under it is not expected to be running).
+    fn is_process(self) -> bool {
+        !self.is_network()
+    }
+
+    /// Whether it takes a leader's leadership away, so that a failover is measured.
+    fn unseats(self) -> bool {
+        !matches!(self, FaultKind::Loss | FaultKind::Delay | FaultKind::Crash)
+    }
+
+    /// The command-line name.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_else(|| "crash".to_owned())
+    }
+
+    fn recovery(self) -> &'static str {
+        match self {
+            FaultKind::Kill | FaultKind::Crash => "restart",
+            FaultKind::Stop => "thaw",
+            _ => "heal",
+        }
+    }
 }
 
 /// One injected fault.
@@ -48,15 +116,18 @@ pub enum FaultKind {
 pub struct FaultEvent {
     /// Seconds since the faulty phase began.
     pub at_s: f64,
-    /// Index of the node (0-based, in start order).
+    /// Index of the node (0-based, in start order); a zone cut's first node.
     pub node: usize,
     pub kind: FaultKind,
     /// Whether the node led the cluster as far as a status call could tell.
     pub was_leader: bool,
-    /// Seconds until the restart or thaw was begun (the node then still has to catch up).
+    /// What exactly, for network faults (the direction, the loss, the delay, the zone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Seconds until the restart, thaw or heal was begun (the node then still has to catch up).
     pub held_s: f64,
-    /// Seconds from the restart or thaw until the node saw a leader again (`None`: it did not
-    /// within the ready timeout).
+    /// Seconds from the restart, thaw or heal until the node saw a leader again (`None`: it
+    /// did not within the ready timeout).
     pub recovered_s: Option<f64>,
 }
 
@@ -64,12 +135,21 @@ pub struct FaultEvent {
 #[derive(Clone, Debug, Default)]
 pub struct FaultLog {
     pub events: Vec<FaultEvent>,
-    pub kills: usize,
-    pub stops: usize,
+    /// Faults injected, by kind (crashes are not injected but counted here too).
+    pub by_kind: BTreeMap<FaultKind, usize>,
     /// Faults that hit the node believed to lead.
     pub leader_faults: usize,
+    /// Failovers measured after faults that took the leader away.
+    pub failovers: Vec<FailoverSample>,
     /// Nodes that exited without being killed, nodes that did not serve again in time.
     pub violations: Vec<String>,
+}
+
+impl FaultLog {
+    /// How many faults of `kind` were made.
+    pub fn count(&self, kind: FaultKind) -> usize {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
 }
 
 /// One fault's random choices, drawn together in a fixed order.
@@ -80,72 +160,88 @@ struct Draw {
     hold: Duration,
     at_leader: bool,
     pick: u64,
+    /// The network fault's own choices (direction, loss, delay).
+    aux: u64,
 }
 
 impl Draw {
-    fn new(rng: &mut StdRng, kinds: &mut Kinds, max_fault: Duration) -> Draw {
+    fn new(rng: &mut StdRng, deck: &mut Deck, max_fault: Duration) -> Draw {
         let max_hold_ms = (max_fault.as_millis() as u64).max(MIN_FAULT_MS);
         Draw {
             gap: Duration::from_millis(rng.random_range(GAP_MS.0..=GAP_MS.1)),
-            kind: kinds.next(rng),
+            kind: deck.next(rng),
             hold: Duration::from_millis(rng.random_range(MIN_FAULT_MS..=max_hold_ms)),
             at_leader: rng.random_bool(LEADER_BIAS),
             pick: rng.random(),
+            aux: rng.random(),
         }
     }
 }
 
-/// Fault kinds dealt in shuffled pairs (a kill and a stop, in random order), so every two
-/// faults in a row include a kill: a run of a few faults always crashes a node, whatever the
-/// seed, instead of only very probably.
-#[derive(Default)]
-struct Kinds {
-    next: Option<FaultKind>,
+/// Fault kinds dealt from a shuffled deck holding each kind once, so every run of as many
+/// faults as there are kinds includes each kind (with the process faults alone: every two
+/// faults in a row include a kill), whatever the seed, instead of only very probably.
+struct Deck {
+    kinds: Vec<FaultKind>,
+    left: Vec<FaultKind>,
 }
 
-impl Kinds {
+impl Deck {
+    fn new(kinds: &[FaultKind]) -> Deck {
+        Deck {
+            kinds: kinds.to_vec(),
+            left: Vec::new(),
+        }
+    }
+
     fn next(&mut self, rng: &mut StdRng) -> FaultKind {
-        self.next.take().unwrap_or_else(|| {
-            let (first, second) = if rng.random_bool(0.5) {
-                (FaultKind::Kill, FaultKind::Stop)
-            } else {
-                (FaultKind::Stop, FaultKind::Kill)
-            };
-            self.next = Some(second);
-            first
-        })
+        if self.left.is_empty() {
+            self.left = self.kinds.clone();
+            self.left.shuffle(rng);
+        }
+        self.left.pop().unwrap_or(FaultKind::Kill)
     }
 }
 
 /// A fault in progress.
 struct Active {
     kind: FaultKind,
-    /// Index of its [`FaultEvent`] in the log.
+    /// Index of its [`FaultEvent`] in the log (also its overlay's id on the network).
     event: usize,
+    /// The nodes it holds: one, or a zone's.
+    nodes: Vec<usize>,
     phase: Phase,
 }
 
 enum Phase {
-    /// Killed or frozen until `heal_at`.
+    /// Broken until `heal_at`.
     Down { heal_at: Instant },
-    /// Restarted or thawed at `since`; faulty until it serves again, or `give_up_at`.
+    /// Healed at `since`; faulty until every node of it serves again, or `give_up_at`.
     Recovering { since: Instant, give_up_at: Instant },
 }
 
+/// What the loop works on.
+pub struct Target<'a> {
+    pub cluster: &'a mut Cluster,
+    /// The network, with `--net`.
+    pub net: Option<&'a Net>,
+}
+
 /// Injects faults from `start` until `until`, then heals the ones still active (see the module
-/// docs). A drawn fault waits for a free slot (fewer than a minority faulty) and is then
-/// injected, so the faults made are the faults drawn. Errors are harness failures (a node
-/// could not be signalled or spawned).
+/// docs). A drawn fault waits for free slots and is then injected, so the faults made are the
+/// faults drawn. Errors are harness failures (a node could not be signalled or spawned).
 pub async fn run(
-    cluster: &mut Cluster,
+    target: Target<'_>,
     rng: &mut StdRng,
     opts: &ChaosOptions,
     start: Instant,
     until: Instant,
 ) -> Result<FaultLog> {
+    let Target { cluster, net } = target;
     let mut log = FaultLog::default();
     // A status client that gives up quickly: one node may be frozen.
-    let status = Client::builder(cluster.addrs())
+    let status = cluster
+        .client_builder(cluster.addrs())?
         .request_timeout(Duration::from_millis(500))
         .retry_policy(RetryPolicy {
             max_elapsed: Duration::from_secs(2),
@@ -154,12 +250,13 @@ pub async fn run(
         .build()
         .await?;
     let mut active: BTreeMap<usize, Active> = BTreeMap::new();
-    let mut kinds = Kinds::default();
-    let mut draw = Draw::new(rng, &mut kinds, opts.max_fault);
+    let mut probes = JoinSet::new();
+    let mut deck = Deck::new(&opts.faults);
+    let mut draw = Draw::new(rng, &mut deck, opts.max_fault);
     let mut next_fault = start + draw.gap;
     loop {
         let now = Instant::now();
-        let slot_free = active.len() < opts.max_faulty();
+        let slot_free = faulty(&active).len() < opts.max_faulty();
         let wake = active
             .values()
             .map(|a| match a.phase {
@@ -171,18 +268,16 @@ pub async fn run(
         let Some(wake) = wake else { break };
         tokio::time::sleep_until(wake).await;
 
-        // Restart or thaw what is due, all before waiting for any of them.
+        // Heal what is due, all before waiting for any of them.
         let now = Instant::now();
-        for (node, a) in active.iter_mut() {
+        for a in active.values_mut() {
             if let Phase::Down { heal_at } = a.phase
                 && heal_at <= now
             {
-                info!(node, kind = ?a.kind, "--- heal");
-                log.events[a.event].held_s = (now - start).as_secs_f64() - log.events[a.event].at_s;
-                match a.kind {
-                    FaultKind::Kill | FaultKind::Crash => cluster.spawn_again(*node)?,
-                    FaultKind::Stop => cluster.resume(*node)?,
-                }
+                info!(nodes = ?a.nodes, kind = ?a.kind, "--- heal");
+                let event = &mut log.events[a.event];
+                event.held_s = (now - start).as_secs_f64() - event.at_s;
+                heal(cluster, net, a)?;
                 a.phase = Phase::Recovering {
                     since: now,
                     give_up_at: now + opts.ready_timeout,
@@ -190,38 +285,19 @@ pub async fn run(
             }
         }
         let mut recovered = Vec::new();
-        for (node, a) in active.iter() {
-            let Phase::Recovering { since, give_up_at } = a.phase else {
-                continue;
-            };
-            match cluster.probe_ready(*node, PROBE_TIMEOUT).await {
-                Ok(true) => {
+        for (&id, a) in active.iter() {
+            if let Some(done) = recovery(cluster, a, &mut log, opts.ready_timeout).await {
+                if done {
+                    let Phase::Recovering { since, .. } = a.phase else {
+                        continue;
+                    };
                     log.events[a.event].recovered_s = Some(since.elapsed().as_secs_f64());
-                    recovered.push(*node);
                 }
-                Ok(false) if Instant::now() < give_up_at => {}
-                Ok(false) => {
-                    warn!(node, "node did not serve again");
-                    log.violations.push(format!(
-                        "node {node} did not serve within {:?} of its {}; log:\n{}",
-                        opts.ready_timeout,
-                        a.kind.recovery(),
-                        cluster.log_tail(*node)
-                    ));
-                    recovered.push(*node);
-                }
-                Err(e) => {
-                    warn!(node, error = %format!("{e:#}"), "node exited while recovering");
-                    log.violations.push(format!(
-                        "node {node} exited after its {}: {e:#}",
-                        a.kind.recovery()
-                    ));
-                    recovered.push(*node);
-                }
+                recovered.push(id);
             }
         }
-        for node in recovered {
-            active.remove(&node);
+        for id in recovered {
+            active.remove(&id);
             // The next fault keeps its gap after the cluster is whole again.
             next_fault = next_fault.max(Instant::now() + draw.gap);
         }
@@ -233,66 +309,185 @@ pub async fn run(
         if next_fault <= now && now + Duration::from_millis(MIN_FAULT_MS) > until {
             next_fault = until;
         }
-        if active.len() < opts.max_faulty() && next_fault <= now && now < until {
-            let leader = leader_index(cluster, &status).await;
-            let candidates: Vec<usize> = (0..opts.nodes).filter(|i| !active.contains_key(i)).collect();
-            let victim = match leader {
-                Some(l) if draw.at_leader && !active.contains_key(&l) => l,
-                _ => candidates[(draw.pick % candidates.len() as u64) as usize],
+        let busy = faulty(&active);
+        if busy.len() < opts.max_faulty() && next_fault <= now && now < until {
+            let leader = leader(cluster, &status).await;
+            let Some(victims) = choose(&draw, leader.map(|(l, _)| l), &busy, opts, net) else {
+                // A zone that fits is not free yet: try again once something heals.
+                next_fault = now + PROBE_EVERY;
+                continue;
             };
-            let was_leader = leader == Some(victim);
+            let victim = victims[0];
+            let was_leader = leader.is_some_and(|(l, _)| victims.contains(&l));
             let at = Instant::now();
-            match draw.kind {
-                FaultKind::Kill => {
-                    cluster.kill9(victim)?;
-                    log.kills += 1;
-                }
-                FaultKind::Stop => {
-                    cluster.freeze(victim)?;
-                    log.stops += 1;
-                }
-                // Never drawn: `Kinds` deals kills and stops only.
-                FaultKind::Crash => debug_assert!(false, "a crash drawn as a fault"),
-            }
-            info!(node = victim, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, "--- fault");
+            let id = log.events.len();
+            let detail = inject(cluster, net, draw.kind, &victims, draw.aux, id)?;
+            *log.by_kind.entry(draw.kind).or_default() += 1;
+            info!(nodes = ?victims, kind = ?draw.kind, was_leader, hold_ms = draw.hold.as_millis() as u64, detail, "--- fault");
             log.leader_faults += usize::from(was_leader);
+            let at_s = (at - start).as_secs_f64();
             log.events.push(FaultEvent {
-                at_s: (at - start).as_secs_f64(),
+                at_s,
                 node: victim,
                 kind: draw.kind,
                 was_leader,
+                detail,
                 held_s: 0.0,
                 recovered_s: None,
             });
+            // Nothing stays broken past the faulty phase.
+            let heal_at = (at + draw.hold).min(until);
+            if let Some((leader, term)) = leader
+                && was_leader
+                && draw.kind.unseats()
+            {
+                let key = format!("chaos-failover-{:016x}-{id}", opts.seed);
+                match Probe::new(cluster, draw.kind, leader, &victims, term, at, at_s, heal_at, key).await {
+                    Ok(probe) => {
+                        probes.spawn(probe.run());
+                    }
+                    Err(e) => warn!(error = %format!("{e:#}"), "could not start a failover probe"),
+                }
+            }
             active.insert(
-                victim,
+                id,
                 Active {
                     kind: draw.kind,
-                    event: log.events.len() - 1,
-                    phase: Phase::Down {
-                        // Nothing stays broken past the faulty phase.
-                        heal_at: (at + draw.hold).min(until),
-                    },
+                    event: id,
+                    nodes: victims,
+                    phase: Phase::Down { heal_at },
                 },
             );
-            draw = Draw::new(rng, &mut kinds, opts.max_fault);
+            draw = Draw::new(rng, &mut deck, opts.max_fault);
             next_fault = at + draw.gap;
         }
     }
+    while let Some(sample) = probes.join_next().await {
+        log.failovers.push(sample?);
+    }
+    log.failovers.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     Ok(log)
 }
 
-impl FaultKind {
-    fn recovery(self) -> &'static str {
-        match self {
-            FaultKind::Kill | FaultKind::Crash => "restart",
-            FaultKind::Stop => "thaw",
-        }
-    }
+/// The nodes under some fault.
+fn faulty(active: &BTreeMap<usize, Active>) -> BTreeSet<usize> {
+    active.values().flat_map(|a| a.nodes.iter().copied()).collect()
 }
 
-/// Nodes not under a fault must be running: one that exited by itself crashed. It is reported
-/// and restarted, and recovers like a killed node (holding a fault slot meanwhile).
+/// The nodes the drawn fault hits: the leader or a node drawn among the free ones, or for a
+/// zone cut the zone of that node if it fits (else a zone that does); `None` when no zone
+/// fits now.
+fn choose(
+    draw: &Draw,
+    leader: Option<usize>,
+    busy: &BTreeSet<usize>,
+    opts: &ChaosOptions,
+    net: Option<&Net>,
+) -> Option<Vec<usize>> {
+    let free: Vec<usize> = (0..opts.nodes).filter(|i| !busy.contains(i)).collect();
+    let victim = match leader {
+        Some(l) if draw.at_leader && !busy.contains(&l) => l,
+        _ => free[(draw.pick % free.len() as u64) as usize],
+    };
+    let (FaultKind::ZonePartition, Some(net)) = (draw.kind, net) else {
+        return Some(vec![victim]);
+    };
+    let room = opts.max_faulty() - busy.len();
+    let fits = |zone: &Vec<usize>| zone.len() <= room && zone.iter().all(|n| !busy.contains(n));
+    let topology = &net.topology;
+    let own = topology.zone_members(topology.zone_of[victim]);
+    if fits(&own) {
+        return Some(own);
+    }
+    let zones: Vec<Vec<usize>> = (0..topology.zones())
+        .map(|z| topology.zone_members(z))
+        .filter(fits)
+        .collect();
+    (!zones.is_empty()).then(|| zones[(draw.aux % zones.len() as u64) as usize].clone())
+}
+
+/// Breaks `victims` as `kind` says; returns the detail of a network fault.
+fn inject(
+    cluster: &mut Cluster,
+    net: Option<&Net>,
+    kind: FaultKind,
+    victims: &[usize],
+    aux: u64,
+    id: usize,
+) -> Result<Option<String>> {
+    for &victim in victims {
+        match kind {
+            FaultKind::Kill => cluster.kill9(victim)?,
+            FaultKind::Stop => cluster.freeze(victim)?,
+            // Never drawn: the deck deals the kinds asked for, and a crash is not one.
+            FaultKind::Crash => debug_assert!(false, "a crash drawn as a fault"),
+            _ => {}
+        }
+    }
+    if !kind.is_network() {
+        return Ok(None);
+    }
+    let net = net.ok_or_else(|| anyhow::anyhow!("a network fault without --net"))?;
+    Ok(Some(net.inject(id as u64, kind, victims, aux)))
+}
+
+/// Ends the fault `a`: restarts, thaws or lifts it.
+fn heal(cluster: &mut Cluster, net: Option<&Net>, a: &Active) -> Result<()> {
+    for &node in &a.nodes {
+        match a.kind {
+            FaultKind::Kill | FaultKind::Crash => cluster.spawn_again(node)?,
+            FaultKind::Stop => cluster.resume(node)?,
+            _ => {}
+        }
+    }
+    if let (true, Some(net)) = (a.kind.is_network(), net) {
+        net.heal(a.event as u64);
+    }
+    Ok(())
+}
+
+/// For a healed fault: `Some(true)` when all its nodes serve again, `Some(false)` when one
+/// did not in time or exited (a violation, logged), `None` while they are still recovering
+/// (or the fault is not healed yet).
+async fn recovery(
+    cluster: &mut Cluster,
+    a: &Active,
+    log: &mut FaultLog,
+    ready_timeout: Duration,
+) -> Option<bool> {
+    let Phase::Recovering { give_up_at, .. } = a.phase else {
+        return None;
+    };
+    let mut all_ready = true;
+    for &node in &a.nodes {
+        match cluster.probe_ready(node, PROBE_TIMEOUT).await {
+            Ok(true) => {}
+            Ok(false) if Instant::now() < give_up_at => all_ready = false,
+            Ok(false) => {
+                warn!(node, "node did not serve again");
+                log.violations.push(format!(
+                    "node {node} did not serve within {ready_timeout:?} of its {}; log:\n{}",
+                    a.kind.recovery(),
+                    cluster.log_tail(node)
+                ));
+                return Some(false);
+            }
+            Err(e) => {
+                warn!(node, error = %format!("{e:#}"), "node exited while recovering");
+                log.violations.push(format!(
+                    "node {node} exited after its {}: {e:#}",
+                    a.kind.recovery()
+                ));
+                return Some(false);
+            }
+        }
+    }
+    all_ready.then_some(true)
+}
+
+/// Nodes whose process is not under a fault must be running: one that exited by itself
+/// crashed. It is reported and restarted, and recovers like a killed node (holding a fault
+/// slot meanwhile, unless a network fault holds it already).
 fn check_alive(
     cluster: &mut Cluster,
     active: &mut BTreeMap<usize, Active>,
@@ -300,8 +495,14 @@ fn check_alive(
     ready_timeout: Duration,
     start: Instant,
 ) -> Result<()> {
+    let stopped: BTreeSet<usize> = active
+        .values()
+        .filter(|a| a.kind.is_process())
+        .flat_map(|a| a.nodes.iter().copied())
+        .collect();
+    let held = faulty(active);
     for node in 0..cluster.addrs().len() {
-        if active.contains_key(&node) {
+        if stopped.contains(&node) {
             continue;
         }
         if let Err(e) = cluster.check_alive(node) {
@@ -309,19 +510,26 @@ fn check_alive(
             log.violations
                 .push(format!("node {node} exited without being killed: {e:#}"));
             cluster.spawn_again(node)?;
+            *log.by_kind.entry(FaultKind::Crash).or_default() += 1;
+            if held.contains(&node) {
+                continue;
+            }
+            let id = log.events.len();
             log.events.push(FaultEvent {
                 at_s: start.elapsed().as_secs_f64(),
                 node,
                 kind: FaultKind::Crash,
                 was_leader: false,
+                detail: None,
                 held_s: 0.0,
                 recovered_s: None,
             });
             active.insert(
-                node,
+                id,
                 Active {
                     kind: FaultKind::Crash,
-                    event: log.events.len() - 1,
+                    event: id,
+                    nodes: vec![node],
                     phase: Phase::Recovering {
                         since: Instant::now(),
                         give_up_at: Instant::now() + ready_timeout,
@@ -333,12 +541,14 @@ fn check_alive(
     Ok(())
 }
 
-/// The index of the node the cluster's leader is, as some node tells; `None` when unknown.
-async fn leader_index(cluster: &Cluster, status: &Client) -> Option<usize> {
+/// The index of the node the cluster's leader is, and its term, as some node tells; `None`
+/// when unknown.
+async fn leader(cluster: &Cluster, status: &Client) -> Option<(usize, u64)> {
     let s = status.status().await.ok()?;
     let leader = s.leader_id?;
     let addr = &s.members.iter().find(|m| m.id == leader)?.addr;
-    cluster.addrs().iter().position(|a| a == addr)
+    let index = cluster.addrs().iter().position(|a| a == addr)?;
+    Some((index, s.term))
 }
 
 #[cfg(test)]
@@ -348,16 +558,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_two_faults_in_a_row_include_a_kill_and_a_stop() {
-        for seed in 0..200 {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let mut kinds = Kinds::default();
-            let dealt: Vec<FaultKind> = (0..10).map(|_| kinds.next(&mut rng)).collect();
-            for pair in dealt.chunks(2) {
-                assert!(
-                    pair.contains(&FaultKind::Kill) && pair.contains(&FaultKind::Stop),
-                    "{dealt:?}"
-                );
+    fn every_deck_deals_each_kind_once() {
+        for kinds in [&FaultKind::PROCESS[..], &FaultKind::ALL[..]] {
+            for seed in 0..200 {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut deck = Deck::new(kinds);
+                let dealt: Vec<FaultKind> = (0..kinds.len() * 5).map(|_| deck.next(&mut rng)).collect();
+                for round in dealt.chunks(kinds.len()) {
+                    let mut round = round.to_vec();
+                    round.sort();
+                    assert_eq!(round, kinds, "{dealt:?}");
+                }
             }
         }
     }
@@ -367,19 +578,40 @@ mod tests {
         let max = Duration::from_secs(3);
         let draws = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            let mut kinds = Kinds::default();
+            let mut deck = Deck::new(&FaultKind::ALL);
             (0..50)
                 .map(|_| {
-                    let d = Draw::new(&mut rng, &mut kinds, max);
-                    (d.gap, d.kind, d.hold, d.at_leader, d.pick)
+                    let d = Draw::new(&mut rng, &mut deck, max);
+                    (d.gap, d.kind, d.hold, d.at_leader, d.pick, d.aux)
                 })
                 .collect::<Vec<_>>()
         };
         assert_eq!(draws(9), draws(9));
         assert_ne!(draws(9), draws(10));
-        for (gap, _, hold, _, _) in draws(9) {
+        for (gap, _, hold, _, _, _) in draws(9) {
             assert!(gap >= Duration::from_millis(GAP_MS.0) && gap <= Duration::from_millis(GAP_MS.1));
             assert!(hold >= Duration::from_millis(MIN_FAULT_MS) && hold <= max);
         }
+    }
+
+    #[test]
+    fn kinds_have_their_command_line_names_and_classes() {
+        let names: Vec<String> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "kill",
+                "stop",
+                "partition",
+                "zone-partition",
+                "one-way",
+                "loss",
+                "delay"
+            ]
+        );
+        assert_eq!(FaultKind::Crash.name(), "crash");
+        assert!(FaultKind::PROCESS.iter().all(|k| !k.is_network() && k.unseats()));
+        assert!(FaultKind::Loss.is_network() && !FaultKind::Loss.unseats());
+        assert!(FaultKind::OneWay.is_network() && FaultKind::OneWay.unseats());
     }
 }

@@ -3,6 +3,11 @@
 //! SIGSTOP/SIGCONT. Afterwards every node runs again (the healed phase), the clients read every
 //! acknowledged task, and a client-side [`History`] judges what they were told.
 //!
+//! With `--net` ([`net`]) each node runs in its own network namespace behind a switch that
+//! delays frames between zones (a WAN) and injects network faults too: partitions of a node
+//! or a zone, one-way cuts, loss, delay and jitter. Either way, a fault that takes the leader
+//! away starts a probe that measures the failover ([`failovers`]).
+//!
 //! Phases:
 //! 1. **Faulty** (`duration`): [`workload`] clients submit small batches of `noop`, `echo` and
 //!    short `sleep` tasks (explicit idempotency keys, retries on) and wait for results, while
@@ -16,7 +21,9 @@
 //! idempotency keys. Real processes do not replay their timing, so a rerun with the same seed
 //! makes the same choices but need not hit the same interleaving.
 
+pub mod failovers;
 pub mod faults;
+pub mod net;
 pub mod report;
 pub mod workload;
 
@@ -35,6 +42,7 @@ use crate::bench::cluster::{Cluster, ClusterOptions};
 use crate::bench::report::Environment;
 use crate::history::{Availability, History};
 pub use faults::{FaultEvent, FaultKind};
+use net::{Net, NetOptions, NetReport};
 pub use report::ChaosReport;
 use workload::{ClientState, Shared};
 
@@ -54,6 +62,9 @@ pub enum ChaosError {
     /// A client task panicked.
     #[error("client task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The network of `--net` could not be made (not root, no `ip`, no namespaces).
+    #[error("network namespaces: {0:#}")]
+    Net(anyhow::Error),
 }
 
 /// Options of a chaos run; [`ChaosOptions::new`] gives the defaults of `sim chaos`.
@@ -81,6 +92,12 @@ pub struct ChaosOptions {
     pub heal_timeout: Duration,
     /// How long a node may take to serve after a start, restart or thaw.
     pub ready_timeout: Duration,
+    /// Run on a network of namespaces with WAN delay and network faults.
+    pub net: Option<NetOptions>,
+    /// The fault kinds dealt (each once per round, in a seeded order).
+    pub faults: Vec<FaultKind>,
+    /// Further flags for every node (e.g. election timeouts).
+    pub node_args: Vec<String>,
 }
 
 impl ChaosOptions {
@@ -97,7 +114,17 @@ impl ChaosOptions {
             max_fault: Duration::from_secs(3),
             heal_timeout: Duration::from_secs(60),
             ready_timeout: Duration::from_secs(30),
+            net: None,
+            faults: FaultKind::PROCESS.to_vec(),
+            node_args: Vec::new(),
         }
+    }
+
+    /// Switches to `--net` with `net`, dealing every fault kind.
+    pub fn on_network(mut self, net: NetOptions) -> ChaosOptions {
+        self.net = Some(net);
+        self.faults = FaultKind::ALL.to_vec();
+        self
     }
 
     fn validate(&self) -> Result<(), ChaosError> {
@@ -114,6 +141,33 @@ impl ChaosOptions {
         if self.workers == 0 {
             return bad("workers must be at least 1 (tasks must run)");
         }
+        if self.faults.is_empty() || self.faults.contains(&FaultKind::Crash) {
+            return bad("--faults must name at least one fault kind");
+        }
+        let Some(net) = &self.net else {
+            if let Some(k) = self.faults.iter().find(|k| k.is_network()) {
+                return Err(ChaosError::Options(format!("--faults {} needs --net", k.name())));
+            }
+            return Ok(());
+        };
+        if self.nodes > net::topology::MAX_NODES {
+            return Err(ChaosError::Options(format!(
+                "--net takes at most {} nodes",
+                net::topology::MAX_NODES
+            )));
+        }
+        if net.zones == 0 || net.wan_rtt_ms.is_empty() {
+            return bad("--zones must be at least 1 and --wan-rtt-ms a range like 30..80");
+        }
+        // The smallest zone must fit in the faulty minority, or no zone can be cut off.
+        let smallest_zone = self.nodes / net.zones.min(self.nodes);
+        if self.faults.contains(&FaultKind::ZonePartition) && smallest_zone > self.max_faulty() {
+            return Err(ChaosError::Options(format!(
+                "--faults zone-partition: the smallest zone has {smallest_zone} nodes, more than \
+                 the {} a majority can lose; use more zones",
+                self.max_faulty()
+            )));
+        }
         Ok(())
     }
 
@@ -126,8 +180,49 @@ impl ChaosOptions {
             ("--seed", self.seed.to_string()),
         ]
         .into_iter()
+        .chain(self.net.iter().flat_map(|n| {
+            [
+                ("--zones", n.zones.to_string()),
+                (
+                    "--wan-rtt-ms",
+                    format!("{}..{}", n.wan_rtt_ms.start(), n.wan_rtt_ms.end()),
+                ),
+            ]
+        }))
+        .chain((self.faults != self.default_faults()).then(|| {
+            let names: Vec<String> = self.faults.iter().map(|k| k.name()).collect();
+            ("--faults", names.join(","))
+        }))
+        // Quoted: the rerun line is copied into a shell.
+        .chain(
+            (!self.node_args.is_empty()).then(|| ("--node-args", format!("'{}'", self.node_args.join(" ")))),
+        )
         .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .chain(self.net.is_some().then(|| "--net".to_owned()))
         .collect()
+    }
+
+    /// The fault kinds dealt unless `--faults` says otherwise.
+    fn default_faults(&self) -> Vec<FaultKind> {
+        match self.net {
+            Some(_) => FaultKind::ALL.to_vec(),
+            None => FaultKind::PROCESS.to_vec(),
+        }
+    }
+
+    /// The extra node flags: `node_args`, and on a WAN the Raft timeouts its longest round
+    /// trip needs ([`net::RaftTimeouts::for_rtt`]) unless `node_args` sets any of them.
+    pub fn effective_node_args(&self) -> Vec<String> {
+        let mut args = self.node_args.clone();
+        let sets_timeouts = args
+            .iter()
+            .any(|a| a.starts_with("--heartbeat-interval-ms") || a.starts_with("--election-timeout-ms"));
+        if let Some(net) = &self.net
+            && !sets_timeouts
+        {
+            args.extend(net::RaftTimeouts::for_rtt(*net.wan_rtt_ms.end()).node_args());
+        }
+        args
     }
 
     /// Most nodes faulty at once: a minority.
@@ -144,22 +239,41 @@ pub fn derive_seed(seed: u64, n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Runs the phases (see the module docs) and judges the history.
+/// Runs the phases (see the module docs) and judges the history; with `opts.net`, on the
+/// network of namespaces ([`net::run`]).
 pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
     opts.validate()?;
-    let env = Environment::detect(&opts.node_bin);
+    if let Some(net) = &opts.net {
+        return net::run(opts, net).await;
+    }
     let began = Instant::now();
-    let cluster_opts = ClusterOptions {
+    info!(seed = opts.seed, nodes = opts.nodes, "--- starting the cluster");
+    let cluster = Cluster::start(opts.nodes, &cluster_options(opts))
+        .await
+        .map_err(ChaosError::Cluster)?;
+    exercise(opts, cluster, None, began).await
+}
+
+/// How the nodes of a run start.
+fn cluster_options(opts: &ChaosOptions) -> ClusterOptions {
+    let mut node_args = vec!["--lease-ms".to_owned(), opts.lease_ms.to_string()];
+    node_args.extend(opts.effective_node_args());
+    ClusterOptions {
         node_bin: opts.node_bin.clone(),
         workers: opts.workers,
         ready_timeout: opts.ready_timeout,
-        node_args: vec!["--lease-ms".to_owned(), opts.lease_ms.to_string()],
-    };
-    info!(seed = opts.seed, nodes = opts.nodes, "--- starting the cluster");
-    let mut cluster = Cluster::start(opts.nodes, &cluster_opts)
-        .await
-        .map_err(ChaosError::Cluster)?;
+        node_args,
+    }
+}
 
+/// The faulty and healed phases on a running cluster, and the verdict.
+async fn exercise(
+    opts: &ChaosOptions,
+    mut cluster: Cluster,
+    net: Option<&Net>,
+    began: Instant,
+) -> Result<ChaosReport, ChaosError> {
+    let env = Environment::detect(&opts.node_bin);
     info!(duration_s = opts.duration.as_secs_f64(), "--- faulty phase");
     let start = Instant::now();
     let until = start + opts.duration;
@@ -177,7 +291,11 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
         clients.spawn(workload::run_client(client, state, shared.clone(), until));
     }
     let mut fault_rng = StdRng::seed_from_u64(derive_seed(opts.seed, 0));
-    let faults = faults::run(&mut cluster, &mut fault_rng, opts, start, until).await;
+    let target = faults::Target {
+        cluster: &mut cluster,
+        net,
+    };
+    let faults = faults::run(target, &mut fault_rng, opts, start, until).await;
     let faulty_end = Instant::now();
     let mut states = Vec::with_capacity(opts.clients);
     while let Some(joined) = clients.join_next().await {
@@ -223,12 +341,18 @@ pub async fn run(opts: &ChaosOptions) -> Result<ChaosReport, ChaosError> {
         env,
     );
     report.kept_dir = kept_dir;
+    report.net = net.map(|n| NetReport {
+        topology: n.topology.clone(),
+        frames: n.counts(),
+    });
     Ok(report)
 }
 
 /// A client for the healed phase: every node serves again, so it may be patient.
 async fn healed_phase_client(cluster: &Cluster) -> Result<Client, ChaosError> {
-    Ok(Client::builder(cluster.addrs())
+    Ok(cluster
+        .client_builder(cluster.addrs())
+        .map_err(ChaosError::Cluster)?
         .request_timeout(Duration::from_secs(10))
         .retry_policy(RetryPolicy {
             max_elapsed: Duration::from_secs(30),
@@ -273,5 +397,44 @@ mod tests {
         );
         o.duration = Duration::ZERO;
         assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn network_options_are_validated_and_rerun() {
+        let mut o = ChaosOptions::new(PathBuf::from("node"), 1);
+        o.faults = vec![FaultKind::Kill, FaultKind::Partition];
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("--faults partition needs --net"), "{e}");
+        let mut o = ChaosOptions::new(PathBuf::from("node"), 1).on_network(NetOptions::default());
+        assert!(o.validate().is_ok());
+        assert_eq!(
+            o.rerun_args().join(" "),
+            "--nodes 3 --duration-s 30 --clients 3 --seed 1 --zones 3 --wan-rtt-ms 30..80 --net"
+        );
+        // On a WAN the nodes get timeouts for its longest round trip, unless told otherwise.
+        assert!(
+            o.effective_node_args()
+                .join(" ")
+                .contains("--heartbeat-interval-ms 160")
+        );
+        o.node_args = vec!["--election-timeout-ms-min".into(), "900".into()];
+        assert_eq!(o.effective_node_args(), o.node_args);
+        o.faults = vec![FaultKind::ZonePartition, FaultKind::Loss];
+        assert!(o.rerun_args().join(" ").contains("--faults zone-partition,loss"));
+        assert!(
+            o.rerun_args()
+                .join(" ")
+                .contains("--node-args '--election-timeout-ms-min 900'")
+        );
+        // 4 nodes in 2 zones: a zone of 2 is more than the 1 node a majority can lose.
+        o.nodes = 4;
+        o.net = Some(NetOptions {
+            zones: 2,
+            wan_rtt_ms: 30..=80,
+        });
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("smallest zone has 2 nodes"), "{e}");
+        o.faults = vec![FaultKind::Partition];
+        assert!(o.validate().is_ok());
     }
 }

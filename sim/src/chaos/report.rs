@@ -1,11 +1,14 @@
 //! [`ChaosReport`]: the outcome of a `sim chaos` run, as JSON (serde) or text.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::ChaosOptions;
-use super::faults::{FaultEvent, FaultLog};
+use super::failovers::{FailoverSample, FailoverSummary};
+use super::faults::{FaultEvent, FaultKind, FaultLog};
+use super::net::NetReport;
 use super::workload::{Counters, TimedAnomaly};
 use crate::bench::report::Environment;
 use crate::history::Verdict;
@@ -21,6 +24,8 @@ pub struct ChaosReport {
     pub clients: usize,
     pub workers_per_node: usize,
     pub lease_ms: u64,
+    /// Further flags every node ran with (on a WAN, the Raft timeouts its round trip needs).
+    pub node_args: Vec<String>,
     /// Distinct tasks acknowledged.
     pub acknowledged: usize,
     pub succeeded: usize,
@@ -35,8 +40,12 @@ pub struct ChaosReport {
     pub max_unavailable_s: f64,
     pub kills: usize,
     pub stops: usize,
+    /// Every kind of fault made, with how many (crashes included).
+    pub faults_by_kind: BTreeMap<FaultKind, usize>,
     /// Faults that hit the node believed to lead.
     pub leader_faults: usize,
+    /// The figures of the failovers measured after faults that took the leader away.
+    pub failover: FailoverSummary,
     pub clients_did: Counters,
     /// How long the healed phase took.
     pub heal_s: f64,
@@ -49,6 +58,10 @@ pub struct ChaosReport {
     pub rerun: String,
     pub verdict: Verdict,
     pub faults: Vec<FaultEvent>,
+    /// Each failover measured.
+    pub failovers: Vec<FailoverSample>,
+    /// The network of a `--net` run: zones, round trips, frames switched.
+    pub net: Option<NetReport>,
     /// The first anomalies, timed like the faults, in the order clients saw them.
     pub anomalies: Vec<TimedAnomaly>,
     /// Where the nodes' data and logs were kept, when a violation was found.
@@ -78,6 +91,7 @@ impl ChaosReport {
             clients: opts.clients,
             workers_per_node: opts.workers,
             lease_ms: opts.lease_ms,
+            node_args: opts.effective_node_args(),
             acknowledged: verdict.acknowledged,
             succeeded: verdict.succeeded,
             dead: verdict.dead,
@@ -88,9 +102,11 @@ impl ChaosReport {
             key_conflicts: verdict.key_conflicts.count,
             not_final: verdict.not_final.count,
             max_unavailable_s: max_unavailable.as_secs_f64(),
-            kills: faults.kills,
-            stops: faults.stops,
+            kills: faults.count(FaultKind::Kill),
+            stops: faults.count(FaultKind::Stop),
+            faults_by_kind: faults.by_kind.clone(),
             leader_faults: faults.leader_faults,
+            failover: FailoverSummary::of(&faults.failovers),
             clients_did: counters.clone(),
             heal_s,
             elapsed_s,
@@ -98,6 +114,8 @@ impl ChaosReport {
             rerun: format!("sim chaos {}", opts.rerun_args().join(" ")),
             verdict,
             faults: faults.events.clone(),
+            failovers: faults.failovers.clone(),
+            net: None,
             anomalies: anomalies.to_vec(),
             kept_dir: None,
             env,
@@ -117,10 +135,48 @@ impl ChaosReport {
             "sim chaos: seed {}, {} nodes ({} workers each, lease {} ms), {} clients, {:.0} s of faults",
             self.seed, self.nodes, self.workers_per_node, self.lease_ms, self.clients, self.duration_s
         );
+        if let Some(net) = &self.net {
+            let t = &net.topology;
+            let _ = writeln!(
+                s,
+                "network:   {} zones (node zones {:?}), round trips between zones {:?} ms; frames: {} at once, \
+                 {} delayed, {} cut, {} lost",
+                t.rtt_ms.len(),
+                t.zone_of,
+                t.rtt_ms,
+                net.frames.delivered_at_once,
+                net.frames.delayed,
+                net.frames.cut,
+                net.frames.lost
+            );
+        }
+        if !self.node_args.is_empty() {
+            let _ = writeln!(s, "nodes ran: {}", self.node_args.join(" "));
+        }
+        let kinds: Vec<String> = self
+            .faults_by_kind
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.name()))
+            .collect();
         let _ = writeln!(
             s,
-            "faults:    {} SIGKILL+restart, {} SIGSTOP+SIGCONT ({} on the leader)",
-            self.kills, self.stops, self.leader_faults
+            "faults:    {} ({} on the leader)",
+            kinds.join(", "),
+            self.leader_faults
+        );
+        let f = &self.failover;
+        let figures = |p: &Option<crate::bench::load::Percentiles>| {
+            p.as_ref().map_or("-".to_owned(), |p| {
+                format!("p50 {:.0} ms, max {:.0} ms", p.p50, p.max)
+            })
+        };
+        let _ = writeln!(
+            s,
+            "failover:  {} leader faults measured, {} elections; new leader {}; first commit {}",
+            f.measured,
+            f.elections,
+            figures(&f.new_leader_ms),
+            figures(&f.first_commit_ms)
         );
         let c = &self.clients_did;
         let _ = writeln!(
@@ -158,7 +214,7 @@ impl ChaosReport {
             let faults: Vec<String> = self
                 .faults
                 .iter()
-                .map(|f| format!("{:.2} s {:?} node {}", f.at_s, f.kind, f.node))
+                .map(|f| format!("{:.2} s {} node {}", f.at_s, f.kind.name(), f.node))
                 .collect();
             let _ = writeln!(s, "faults at:  {}", faults.join("; "));
             if let Some(dir) = &self.kept_dir {

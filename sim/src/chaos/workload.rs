@@ -241,7 +241,9 @@ fn done(info: &TaskInfo) -> bool {
 /// moves on to another node soon; retries bounded below the longest fault, so some submits
 /// fail outright during a fault and the loop's own re-submit (same keys) is exercised too.
 pub(crate) async fn faulty_phase_client(cluster: &Cluster, seed: u64) -> Result<Client, ChaosError> {
-    Ok(Client::builder(cluster.addrs())
+    Ok(cluster
+        .client_builder(cluster.addrs())
+        .map_err(ChaosError::Cluster)?
         .request_timeout(Duration::from_secs(1))
         .connect_timeout(Duration::from_millis(500))
         .retry_policy(RetryPolicy {
