@@ -21,7 +21,7 @@ impl From<TaskRequest> for pb::TaskSpec {
             time_limit_ms: r.time_limit_ms,
             idempotency_key: r.idempotency_key,
             result_ttl_ms: r.result_ttl_ms,
-            headers: Default::default(),
+            headers: r.headers.into_iter().collect(),
         }
     }
 }

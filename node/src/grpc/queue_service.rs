@@ -35,9 +35,11 @@ use crate::cluster::tokens;
 use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
+use crate::queue::Headers;
 use crate::queue::TaskDecl;
 use crate::queue::TaskId;
 use crate::queue::TaskSpec;
+use crate::queue::check_headers;
 use crate::queue::name::check_queue_name;
 use crate::queue::name_prefix;
 use crate::queue::ops;
@@ -164,6 +166,8 @@ impl QueueApi {
         }
         let priority =
             u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
+        let headers: Headers = t.headers.into_iter().collect();
+        check_headers(&headers).map_err(bad)?;
         Ok(TaskSpec {
             name: t.name,
             queue: if t.queue.is_empty() {
@@ -188,6 +192,7 @@ impl QueueApi {
             } else {
                 self.limits.default_result_ttl_ms
             },
+            headers,
         })
     }
 

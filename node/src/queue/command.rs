@@ -16,6 +16,7 @@ use serde::Serialize;
 mod catalog;
 pub mod entry_format;
 mod token;
+mod wire;
 
 pub use catalog::CatalogRefusal;
 pub use catalog::MAX_CATALOG_NAME_LEN;
@@ -67,6 +68,7 @@ impl Request {
                             + len(&t.queue)
                             + t.args.len() as u64
                             + t.idempotency_key.as_deref().map_or(0, len)
+                            + t.headers.iter().map(|(k, v)| 2 + len(k) + len(v)).sum::<u64>()
                     })
                     .sum(),
                 Command::Complete { completions, .. } => completions
@@ -126,6 +128,7 @@ impl Request {
                                     + s(&t.queue)
                                     + heap(t.args.len())
                                     + t.idempotency_key.as_deref().map_or(0, s)
+                                    + t.headers.iter().map(|(k, v)| 64 + s(k) + s(v)).sum::<u64>()
                             })
                             .sum::<u64>()
                 }
@@ -254,8 +257,41 @@ pub enum Command {
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> },
 }
 
-/// A task to enqueue, as the client describes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Headers given at submit and handed to the worker with each grant (trace context, Celery's
+/// message headers): not interpreted by the cluster. Ordered, so every replica holds the same.
+pub type Headers = std::collections::BTreeMap<String, String>;
+
+/// Most headers one task may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Most bytes one task's headers may take, names and values together: they are kept on every
+/// replica with the task, and sent with every grant.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Why headers are refused at submit: over [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`], or an empty
+/// name. Checked where a submit enters (the gRPC edge), never by `apply`.
+pub fn check_headers(headers: &Headers) -> Result<(), String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!(
+            "{} headers is over the limit of {MAX_HEADERS}",
+            headers.len()
+        ));
+    }
+    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(format!(
+            "headers of {bytes} bytes are over the limit of {MAX_HEADER_BYTES} bytes"
+        ));
+    }
+    if headers.contains_key("") {
+        return Err("a header name is empty".into());
+    }
+    Ok(())
+}
+
+/// A task to enqueue, as the client describes it. Its encoding (`command/wire.rs`) keeps the
+/// bytes of entry format 1 for a spec without headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskSpec {
     pub name: String,
     /// Queue name; empty means [`DEFAULT_QUEUE`].
@@ -279,6 +315,8 @@ pub struct TaskSpec {
     pub idempotency_key: Option<String>,
     /// How long the task and its result are kept after it ends.
     pub result_ttl_ms: u64,
+    /// Handed to the worker with each grant; bounded by [`check_headers`] at submit.
+    pub headers: Headers,
 }
 
 /// A task whose lease expires this many times (its worker died or was cut off each time) is
@@ -312,8 +350,9 @@ pub enum Outcome {
     Failure { error: String, retry: bool },
 }
 
-/// A task handed to a worker by a `Lease`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A task handed to a worker by a `Lease`. Its encoding (`command/wire.rs`) keeps the bytes of
+/// a grant without headers as they were before headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub lease: LeaseRef,
     pub name: String,
@@ -322,6 +361,8 @@ pub struct Grant {
     pub time_limit_ms: Option<u64>,
     /// When the lease runs out unless heartbeated.
     pub lease_deadline_ms: UnixMs,
+    /// The task's submit headers.
+    pub headers: Headers,
 }
 
 /// What a submitted task became.

@@ -211,6 +211,7 @@ mod tests {
             time_limit_ms: None,
             idempotency_key: None,
             result_ttl_ms: 60_000,
+            headers: Default::default(),
         };
         let two: Arc<[TaskSpec]> = vec![spec.clone(), spec].into();
         let submitted = run(&mut q, Submit { tasks: two }).unwrap();

@@ -45,4 +45,5 @@ pub use pool::WorkerPool;
 pub use registry::TaskError;
 pub use registry::TaskRegistry;
 pub use worker::TaskRun;
+pub use worker::current_headers;
 pub use worker::current_run;

@@ -430,8 +430,7 @@ where
             name: grant.name,
             queue: grant.queue,
             args: grant.args,
-            // Not stored by the queue yet (TaskSpec has no headers).
-            headers: Default::default(),
+            headers: grant.headers.into_iter().collect(),
             time_limit_ms: limit_ms,
             retries_left: 0,
             created_unix_ms: 0,

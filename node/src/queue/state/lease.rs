@@ -148,6 +148,7 @@ impl QueueState {
                     args: Bytes::copy_from_slice(t.args()),
                     time_limit_ms: self.idx.options(t).time_limit_ms,
                     lease_deadline_ms: deadline,
+                    headers: self.extras.headers(id).cloned().unwrap_or_default(),
                 });
             }
         }

@@ -97,6 +97,7 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
             prop::option::weighted(0.3, prop::sample::select(vec!["k0", "k1", "k2", "k3"])),
             big_u64(0..1_000),
             prop::option::of(0u64..10_000),
+            prop::option::weighted(0.2, prop::sample::select(vec!["t1", "t2"])),
         ),
     )
         .prop_map(
@@ -104,7 +105,7 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
                 (name, queue, priority),
                 (eta_ms, countdown_ms),
                 (max_retries, backoff_ms),
-                (key, ttl, limit),
+                (key, ttl, limit, trace),
             )| {
                 let mut s = spec(name);
                 s.queue = queue.into();
@@ -116,6 +117,9 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
                 s.idempotency_key = key.map(String::from);
                 s.result_ttl_ms = ttl;
                 s.time_limit_ms = limit;
+                s.headers = trace
+                    .map(|t| [("traceparent".to_string(), t.to_string())].into())
+                    .unwrap_or_default();
                 s.args = Bytes::from(name.as_bytes().to_vec());
                 s
             },

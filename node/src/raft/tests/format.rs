@@ -192,6 +192,7 @@ fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
         time_limit_ms: None,
         idempotency_key: None,
         result_ttl_ms: 3_600_000,
+        headers: Default::default(),
     }
 }
 
