@@ -76,7 +76,7 @@ impl Request {
                     .map(|c| {
                         24 + match &c.outcome {
                             Outcome::Success(r) => r.len() as u64,
-                            Outcome::Failure { error, .. } => len(error),
+                            Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => len(error),
                         }
                     })
                     .sum(),
@@ -142,7 +142,9 @@ impl Request {
                             .iter()
                             .map(|c| match &c.outcome {
                                 Outcome::Success(r) => heap(r.len()),
-                                Outcome::Failure { error, .. } => s(error),
+                                Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => {
+                                    s(error)
+                                }
                             })
                             .sum::<u64>()
                 }
@@ -348,6 +350,21 @@ pub enum Outcome {
     /// The attempt failed. `retry: false` makes the task dead at once (bad arguments, unknown
     /// task name): retrying cannot help.
     Failure { error: String, retry: bool },
+    /// The attempt failed retryably, and the worker asks for the retry after `delay_ms`
+    /// (capped at [`MAX_BACKOFF_MS`] by `apply`) instead of the task's backoff: a rate limit's
+    /// `Retry-After`. Entry format 4.
+    RetryAfter { error: String, delay_ms: u64 },
+}
+
+impl Outcome {
+    /// `(error, retryable)` of a failure; `None` for a success.
+    pub fn failure(&self) -> Option<(&str, bool)> {
+        match self {
+            Outcome::Success(_) => None,
+            Outcome::Failure { error, retry } => Some((error, *retry)),
+            Outcome::RetryAfter { error, .. } => Some((error, true)),
+        }
+    }
 }
 
 /// A task handed to a worker by a `Lease`. Its encoding (`command/wire.rs`) keeps the bytes of

@@ -29,7 +29,9 @@
 //!   part of the fence. `Success` → `Succeeded` with the result. `Failure{retry: true}` counts a
 //!   failure (failures are counted apart from attempts); while `failures <= max_retries` the task
 //!   waits `min(backoff_ms * 2^(failures-1), MAX_BACKOFF_MS)` in `Retrying` (a `backoff_ms` of 0
-//!   goes straight to `Pending`), else it is `Dead`. `Failure{retry: false}` is `Dead` at once.
+//!   goes straight to `Pending`), else it is `Dead`. `RetryAfter{delay_ms}` is a retryable
+//!   failure that waits `min(delay_ms, MAX_BACKOFF_MS)` instead of the backoff (0: `Pending`
+//!   at once). `Failure{retry: false}` is `Dead` at once.
 //!   The last error is kept; a success clears it (the view shows either result or error).
 //! - **Heartbeat** sets a matching lease's deadline to `now + lease_ms`.
 //! - **Release** puts a matching lease back to `Pending` without counting a failure. Its attempt

@@ -7,7 +7,8 @@
 //!
 //! Format 2 added `CreateToken` and `RevokeToken` (API tokens), format 3 `DeclareTasks` (the
 //! task catalogue), format 4 submit headers (a `Submit` with a task that has headers; without
-//! any it keeps format 1: `command/wire.rs`); every other command is still written in format 1.
+//! any it keeps format 1: `command/wire.rs`) and `Outcome::RetryAfter` (a `Complete` holding
+//! one); every other command is still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -59,6 +60,7 @@ use serde::de::Visitor;
 use serde::ser::SerializeTuple;
 
 use super::Command;
+use super::Outcome;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
@@ -101,8 +103,16 @@ impl Command {
     /// variant (and the variants of enums inside it). See the module docs before adding one.
     pub fn format(&self) -> u32 {
         match self {
-            // Format 4: headers (issue 11), in the place of a spec's time limit (`wire.rs`).
+            // Format 4 (issue 11): headers, in the place of a spec's time limit (`wire.rs`); a
+            // worker's retry delay.
             Command::Submit { tasks } if tasks.iter().any(|t| !t.headers.is_empty()) => 4,
+            Command::Complete { completions, .. }
+                if completions
+                    .iter()
+                    .any(|c| matches!(c.outcome, Outcome::RetryAfter { .. })) =>
+            {
+                4
+            }
             Command::Submit { .. }
             | Command::Lease { .. }
             | Command::Complete { .. }

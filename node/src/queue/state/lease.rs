@@ -59,25 +59,51 @@ pub(super) fn backoff_delay(backoff_ms: u64, failures: u32) -> u64 {
     backoff_ms.saturating_mul(1u64 << exp).min(MAX_BACKOFF_MS)
 }
 
+/// How a failed attempt wants to be retried.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// Not at all: the task is dead.
+    Never,
+    /// After the task's backoff.
+    Backoff,
+    /// After this delay (the worker's), capped at [`MAX_BACKOFF_MS`].
+    After(u64),
+}
+
+impl Retry {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Success(_) | Outcome::Failure { retry: false, .. } => Retry::Never,
+            Outcome::Failure { retry: true, .. } => Retry::Backoff,
+            Outcome::RetryAfter { delay_ms, .. } => Retry::After(*delay_ms),
+        }
+    }
+}
+
 /// Record a failed attempt and move the task on by the retry rules.
 fn fail(
     idx: &mut Index,
     id: TaskId,
     t: &mut Task,
     error: &str,
-    retry: bool,
+    retry: Retry,
     now: UnixMs,
     effects: &mut ApplyEffects,
 ) {
     t.failures = t.failures.saturating_add(1);
     t.set_output(Output::Error(error.into()));
     let opts = idx.options(t);
-    if retry && t.failures <= opts.max_retries {
-        if opts.backoff_ms == 0 {
+    let delay = match retry {
+        Retry::Never => None,
+        Retry::Backoff => Some(backoff_delay(opts.backoff_ms, t.failures)),
+        Retry::After(ms) => Some(ms.min(MAX_BACKOFF_MS)),
+    };
+    if let Some(delay) = delay.filter(|_| t.failures <= opts.max_retries) {
+        if delay == 0 {
             idx.set_state(id, t, To::Pending, now);
             effects.became_pending += 1;
         } else {
-            let due = now.saturating_add(backoff_delay(opts.backoff_ms, t.failures));
+            let due = now.saturating_add(delay);
             idx.set_state(id, t, To::Retrying { due }, now);
         }
     } else {
@@ -180,7 +206,9 @@ impl QueueState {
                 self.idx.set_state(id, t, To::Final(TaskState::Succeeded), now);
                 effects.finished.push(id);
             }
-            Outcome::Failure { error, retry } => fail(&mut self.idx, id, t, error, *retry, now, effects),
+            Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => {
+                fail(&mut self.idx, id, t, error, Retry::of(&c.outcome), now, effects);
+            }
         }
         CompletionResult::Accepted
     }

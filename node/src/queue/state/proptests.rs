@@ -139,6 +139,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         3 => Just(Outcome::Success(Bytes::from_static(b"ok"))),
         3 => Just(Outcome::Failure { error: "transient".into(), retry: true }),
         1 => Just(Outcome::Failure { error: "fatal".into(), retry: false }),
+        1 => big_u64(0..2_000).prop_map(|delay_ms| Outcome::RetryAfter { error: "later".into(), delay_ms }),
     ]
 }
 
@@ -657,7 +658,15 @@ fn check_retry_rule(before: &Task, opts: TaskOptions, after: &Task, outcome: &Ou
             assert_eq!(after.timer_ms, due, "retry due time");
             (TaskState::Retrying, failures)
         }
-        Outcome::Failure { .. } => (TaskState::Dead, failures),
+        Outcome::RetryAfter { delay_ms: 0, .. } if failures <= opts.max_retries => {
+            (TaskState::Pending, failures)
+        }
+        Outcome::RetryAfter { delay_ms, .. } if failures <= opts.max_retries => {
+            let due = now.saturating_add((*delay_ms).min(MAX_BACKOFF_MS));
+            assert_eq!(after.timer_ms, due, "retry due time (the worker's delay)");
+            (TaskState::Retrying, failures)
+        }
+        Outcome::Failure { .. } | Outcome::RetryAfter { .. } => (TaskState::Dead, failures),
     };
     assert_eq!(
         (after.state, after.failures, after.attempt),
