@@ -34,6 +34,9 @@ impl From<TaskView> for pb::TaskInfo {
             created_unix_ms: t.created_ms,
             updated_unix_ms: t.updated_ms,
             not_found: false,
+            progress: t.progress.as_ref().map(|p| p.data.clone()).unwrap_or_default(),
+            progress_attempt: t.progress.as_ref().map_or(0, |p| p.attempt),
+            progress_unix_ms: t.progress.as_ref().map_or(0, |p| p.at_ms),
         }
     }
 }

@@ -84,6 +84,7 @@ impl Request {
                     32 + 12 * leases.len() as u64
                 }
                 Command::Cancel { ids } => 16 + 8 * ids.len() as u64,
+                Command::Progress { reports } => reports.iter().map(|r| 16 + r.data.len() as u64).sum(),
                 Command::CreateToken { label, .. } => 64 + len(label),
                 Command::DeclareTasks { declarer, tasks } => {
                     32 + len(declarer)
@@ -153,6 +154,9 @@ impl Request {
                 }
                 Command::ReleaseWorker { worker } | Command::ClearStanding { worker } => s(worker),
                 Command::Cancel { ids } => vec(ids),
+                Command::Progress { reports } => {
+                    vec(reports) + reports.iter().map(|r| heap(r.data.len())).sum::<u64>()
+                }
                 Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
                 Command::Tick | Command::AllocateNodeId | Command::RevokeToken { .. } => 0,
                 Command::CreateToken { label, .. } => s(label),
@@ -257,6 +261,22 @@ pub enum Command {
     /// built-in registry, `node:<id>`, or a remote worker's name), each with its default queue.
     /// All or nothing; re-declaring what is declared changes nothing. Entry format 3.
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> },
+    /// Keep each report as its task's latest progress, if its lease is the task's current one
+    /// (stale reports change nothing). Not a change of state: `updated_ms` stays. Entry
+    /// format 4.
+    Progress { reports: Vec<ProgressReport> },
+}
+
+/// Most bytes of one progress report: a session writes the latest of each running task to
+/// the log at most once per flush interval, so this bounds what a chatty worker costs.
+pub const MAX_PROGRESS_BYTES: usize = 4 * 1024;
+
+/// Progress of one attempt, as the worker sent it (JSON, at most [`MAX_PROGRESS_BYTES`],
+/// checked where it enters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    pub lease: LeaseRef,
+    pub data: Bytes,
 }
 
 /// Headers given at submit and handed to the worker with each grant (trace context, Celery's
@@ -428,6 +448,8 @@ pub enum Response {
     /// How many of `DeclareTasks`' declarations were new or changed a queue; or why it
     /// changed nothing.
     TasksDeclared(Result<u32, CatalogRefusal>),
+    /// Per report: was it kept (its lease current).
+    Progressed(Vec<bool>),
 }
 
 /// Lifecycle state of a task.
@@ -473,6 +495,8 @@ pub struct TaskView {
     pub error: Option<String>,
     pub created_ms: UnixMs,
     pub updated_ms: UnixMs,
+    /// The latest progress a worker reported, with its attempt and time.
+    pub progress: Option<crate::queue::state::Progress>,
 }
 
 /// Counts of one queue's tasks by state.

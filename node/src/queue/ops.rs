@@ -137,6 +137,11 @@ op!(
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> } => TasksDeclared(Result<u32, CatalogRefusal>)
 );
 
+op!(
+    /// [`Command::Progress`]: per report, whether it was kept.
+    Progress { reports: Vec<ProgressReport> } => Progressed(Vec<bool>)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;

@@ -34,6 +34,9 @@
 //!   at once). `Failure{retry: false}` is `Dead` at once.
 //!   The last error is kept; a success clears it (the view shows either result or error).
 //! - **Heartbeat** sets a matching lease's deadline to `now + lease_ms`.
+//! - **Progress** keeps a matching lease's report as the task's latest progress (with its
+//!   attempt and `now`), until the task is purged or a later report replaces it; like a
+//!   heartbeat it is not a change of state.
 //! - **Release** puts a matching lease back to `Pending` without counting a failure. Its attempt
 //!   number stays consumed: the next lease gets `attempt + 1`.
 //! - **Lease expiry** (`deadline <= now`: the worker died or was cut off) puts the task back to
@@ -365,6 +368,9 @@ impl QueueState {
             Command::DeclareTasks { declarer, tasks } => {
                 Response::TasksDeclared(self.catalog.declare(declarer, tasks))
             }
+            Command::Progress { reports } => {
+                Response::Progressed(reports.iter().map(|r| self.progress(r.lease, &r.data)).collect())
+            }
         }
     }
 
@@ -512,6 +518,7 @@ impl QueueState {
             },
             created_ms: t.created_ms,
             updated_ms: t.updated_ms,
+            progress: self.extras.progress(id).cloned(),
         })
     }
 

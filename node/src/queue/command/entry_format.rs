@@ -7,8 +7,8 @@
 //!
 //! Format 2 added `CreateToken` and `RevokeToken` (API tokens), format 3 `DeclareTasks` (the
 //! task catalogue), format 4 submit headers (a `Submit` with a task that has headers; without
-//! any it keeps format 1: `command/wire.rs`) and `Outcome::RetryAfter` (a `Complete` holding
-//! one); every other command is still written in format 1.
+//! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
+//! one) and `Progress`; every other command is still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -129,6 +129,7 @@ impl Command {
             Command::CreateToken { .. } | Command::RevokeToken { .. } => 2,
             // Format 3: the task catalogue (issue 11).
             Command::DeclareTasks { .. } => 3,
+            Command::Progress { .. } => 4,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The lease rules: granting tasks (`Lease`), and everything that names a lease afterwards
-//! (`Complete`, `Heartbeat`, `Release`, `ReleaseWorker`, expiry), with the retry rules a
+//! (`Complete`, `Heartbeat`, `Progress`, `Release`, `ReleaseWorker`, expiry), with the retry rules a
 //! failed attempt follows.
 //!
 //! A lease is `(task, attempt)`; the attempt is the fencing token. One function says what a
@@ -220,6 +220,14 @@ impl QueueState {
         };
         // Not a change of state (`updated_ms` stays): only the deadline moves.
         self.idx.set_timer(lease.task, t, deadline);
+        true
+    }
+
+    pub(super) fn progress(&mut self, lease: LeaseRef, data: &Bytes) -> bool {
+        if self.tasks.held(lease).is_none() {
+            return false;
+        }
+        self.extras.set_progress(lease, data, self.now_ms);
         true
     }
 

@@ -50,6 +50,8 @@ enum Op {
     RevokeToken(TokenId),
     /// A declaration by one of a few declarers of a few names (some too long) and queues.
     DeclareTasks(&'static str, Vec<(&'static str, &'static str)>),
+    /// Progress reports of a few leases.
+    Progress(Vec<LeaseSel>),
 }
 
 #[derive(Clone, Debug)]
@@ -189,6 +191,7 @@ fn op() -> impl Strategy<Value = Op> {
             ),
         )
             .prop_map(|(declarer, tasks)| Op::DeclareTasks(declarer, tasks)),
+        2 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Progress),
     ]
 }
 
@@ -263,6 +266,16 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                     })
                     .collect(),
             },
+            Op::Progress(l) => Command::Progress {
+                reports: l
+                    .iter()
+                    .map(|sel| {
+                        let lease = lease(sel);
+                        let data = Bytes::from(format!("{{\"at\":{now_ms},\"attempt\":{}}}", lease.attempt));
+                        ProgressReport { lease, data }
+                    })
+                    .collect(),
+            },
             Op::Heartbeat(l, ms) => Command::Heartbeat {
                 worker: "w1".into(),
                 leases: l.iter().map(&lease).collect(),
@@ -320,6 +333,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Lease { max, .. }, Response::Leased(g)) => g.len() <= *max as usize,
         (Command::Complete { completions, .. }, Response::Completed(c)) => c.len() == completions.len(),
         (Command::Heartbeat { leases, .. }, Response::Heartbeated(b)) => b.len() == leases.len(),
+        (Command::Progress { reports }, Response::Progressed(b)) => b.len() == reports.len(),
         (Command::Release { leases, .. }, Response::Released(b)) => b.len() == leases.len(),
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
         (Command::ReleaseWorker { .. }, Response::ReleasedWorker(_)) => true,
@@ -451,6 +465,23 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                             assert_eq!(
                                 s.current_lease(l.task).unwrap().2,
                                 s.now_ms.saturating_add(*lease_ms)
+                            );
+                        }
+                        ok
+                    })
+                    .collect(),
+            ),
+            Command::Progress { reports } => Response::Progressed(
+                reports
+                    .iter()
+                    .map(|r| {
+                        let ok = item(&mut s, |s| current(s, r.lease), |s| s.progress(r.lease, &r.data));
+                        if ok {
+                            let view = s.task(r.lease.task).unwrap();
+                            let kept = view.progress.unwrap();
+                            assert_eq!(
+                                (kept.attempt, kept.at_ms, &kept.data),
+                                (r.lease.attempt, s.now_ms, &r.data)
                             );
                         }
                         ok

@@ -176,6 +176,7 @@ mod tests {
             error: error.map(str::to_string),
             created_ms: 0,
             updated_ms: 0,
+            progress: None,
         }
     }
 
