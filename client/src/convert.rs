@@ -138,6 +138,7 @@ mod tests {
             created_unix_ms: 5,
             updated_unix_ms: 6,
             not_found: false,
+            ..Default::default()
         };
         let t = TaskInfo::from(wire.clone());
         assert_eq!((t.id, t.state, t.attempt), (TaskId(9), TaskState::Dead, 2));

@@ -439,12 +439,15 @@ fn start_services(
     let node_id = identity.node_id;
     let clock = env.clock.clone();
     let proposer = Proposer::start(raft.clone(), clock.clone(), peers.clone());
+    let sessions = Sessions::default();
+    let local_workers = sessions.clone();
     let admin = Admin::new(
         raft.clone(),
         proposer.clone(),
         peers.clone(),
         identity.cluster_id.as_str().into(),
         secret.value(),
+        Arc::new(move || local_workers.workers()),
     );
     let admin_keeper = tokio::spawn(tokens::keep_an_admin_token(
         raft.clone(),
@@ -495,7 +498,6 @@ fn start_services(
         known_tasks,
         limits,
     );
-    let sessions = Sessions::default();
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),

@@ -471,8 +471,10 @@ impl QueueService for QueueApi {
     ) -> Result<Response<pb::ListTaskNamesResponse>, Status> {
         self.read_barrier().await?;
         let tasks = self.replica.read(|q| q.task_names());
+        let connected = self.admin.cluster_workers().await;
         Ok(Response::new(pb::ListTaskNamesResponse {
-            tasks: tasks.into_iter().map(pb::TaskName::from).collect(),
+            tasks: convert::task_names(tasks, &connected.workers),
+            unreachable_nodes: connected.unreachable,
         }))
     }
 
