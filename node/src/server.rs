@@ -53,6 +53,7 @@ use crate::grpc::conn::ConnLimits;
 use crate::grpc::conn::Guarded;
 use crate::grpc::peer_identity::PeerCertificates;
 use crate::grpc::queue_service::ApiLimits;
+use crate::grpc::reflection;
 use crate::grpc::worker_service;
 use crate::leader;
 use crate::leader::Duties;
@@ -102,6 +103,8 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("grpc reflection: {0}")]
+    Reflection(String),
     #[error(transparent)]
     Tls(#[from] flotilla_tls::TlsError),
     #[error(transparent)]
@@ -617,6 +620,11 @@ where
         pool,
         join_failed,
     } = serving;
+    // Built from descriptors compiled into the binary: an error here is a build defect.
+    let (reflection_v1, reflection_v1alpha) = match (reflection::v1(), reflection::v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => (v1, v1alpha),
+        (Err(e), _) | (_, Err(e)) => return (Ok(()), Some(ServerError::Reflection(e.to_string()))),
+    };
     let gate = NodeGate::<IO::ConnectInfo>::new(tls.as_deref());
     let node_id = *raft.node_id();
     // Serving stops when this task says so, after the workers have drained.
@@ -680,6 +688,8 @@ where
                 .max_decoding_message_size(worker_service::max_message_bytes(config))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             RaftServiceServer::new(raft_api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
