@@ -492,6 +492,7 @@ fn start_services(
         max_batch_tasks: config.max_batch_tasks,
         default_result_ttl_ms: config.default_result_ttl_ms,
         default_retry_backoff_ms: config.default_retry_backoff_ms,
+        http_allow: Arc::new(config.http_allow().map_err(ServerError::Worker)?),
     };
     let queue_api = QueueApi::new(
         raft.clone(),

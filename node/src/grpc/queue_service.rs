@@ -45,6 +45,8 @@ use crate::queue::name_prefix;
 use crate::queue::ops;
 use crate::raft::Raft;
 use crate::replica::Replica;
+use crate::worker::http::HTTP_TASK;
+use crate::worker::http::HttpAllow;
 
 /// Limits and defaults applied to client requests.
 #[derive(Clone, Debug)]
@@ -53,6 +55,8 @@ pub struct ApiLimits {
     pub max_batch_tasks: usize,
     pub default_result_ttl_ms: u64,
     pub default_retry_backoff_ms: u64,
+    /// Where the `http` task may go (`--http-allow`): a submit of it elsewhere is refused.
+    pub http_allow: Arc<HttpAllow>,
 }
 
 /// Longest accepted idempotency key.
@@ -166,6 +170,9 @@ impl QueueApi {
         }
         let priority =
             u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
+        if t.name == HTTP_TASK {
+            self.limits.http_allow.check_args(&t.args).map_err(bad)?;
+        }
         let headers: Headers = t.headers.into_iter().collect();
         check_headers(&headers).map_err(bad)?;
         Ok(TaskSpec {

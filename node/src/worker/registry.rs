@@ -62,7 +62,7 @@ impl TaskError {
     }
 
     /// The attempt's outcome for this failure.
-    fn into_outcome(self) -> Outcome {
+    pub(crate) fn into_outcome(self) -> Outcome {
         match self.retry_delay_ms {
             Some(delay_ms) if self.retryable => Outcome::RetryAfter {
                 error: self.message,
