@@ -5,7 +5,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     // Payloads and results stay `Bytes`: a request's buffer is sliced, not copied, per task.
     config.bytes(["."]);
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("flotilla_descriptor.bin");
     tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
         .build_server(true)
         .build_client(true)
         .compile_with_config(

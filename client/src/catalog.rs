@@ -20,6 +20,27 @@ pub struct TaskName {
     /// Tasks of this name the cluster holds, in any state (finished ones until their result
     /// expires).
     pub held: u64,
+    /// The remote workers connected now that run it.
+    pub workers: Vec<ConnectedWorker>,
+}
+
+/// A remote worker connected to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectedWorker {
+    /// The node that holds its session.
+    pub node_id: u64,
+    pub name: String,
+    pub queues: Vec<String>,
+    pub concurrency: u32,
+}
+
+/// The catalogue with its connected workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TaskCatalogue {
+    /// Every declared name, sorted.
+    pub names: Vec<TaskName>,
+    /// Members that did not say which workers they hold: their workers are not listed.
+    pub unreachable_nodes: Vec<u64>,
 }
 
 /// One declaration of a name.
@@ -32,13 +53,18 @@ pub struct Declarer {
 impl Client {
     /// Every declared task name, sorted.
     pub async fn task_names(&self) -> Result<Vec<TaskName>> {
+        Ok(self.task_catalogue().await?.names)
+    }
+
+    /// Every declared task name, sorted, with the workers connected to each, cluster-wide.
+    pub async fn task_catalogue(&self) -> Result<TaskCatalogue> {
         let reply = self
             .unary(None, |mut c, t| async move {
                 c.list_task_names(with_timeout(pb::ListTaskNamesRequest {}, t))
                     .await
             })
             .await?;
-        Ok(reply
+        let names = reply
             .tasks
             .into_iter()
             .map(|t| TaskName {
@@ -53,8 +79,22 @@ impl Client {
                     })
                     .collect(),
                 held: t.held,
+                workers: t
+                    .workers
+                    .into_iter()
+                    .map(|w| ConnectedWorker {
+                        node_id: w.node_id,
+                        name: w.name,
+                        queues: w.queues,
+                        concurrency: w.concurrency,
+                    })
+                    .collect(),
             })
-            .collect())
+            .collect();
+        Ok(TaskCatalogue {
+            names,
+            unreachable_nodes: reply.unreachable_nodes,
+        })
     }
 
     /// Declare `names` with default queue `queue` (empty: `default`) as `declarer` (empty:

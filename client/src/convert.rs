@@ -21,7 +21,7 @@ impl From<TaskRequest> for pb::TaskSpec {
             time_limit_ms: r.time_limit_ms,
             idempotency_key: r.idempotency_key,
             result_ttl_ms: r.result_ttl_ms,
-            headers: Default::default(),
+            headers: r.headers.into_iter().collect(),
         }
     }
 }
@@ -138,6 +138,7 @@ mod tests {
             created_unix_ms: 5,
             updated_unix_ms: 6,
             not_found: false,
+            ..Default::default()
         };
         let t = TaskInfo::from(wire.clone());
         assert_eq!((t.id, t.state, t.attempt), (TaskId(9), TaskState::Dead, 2));

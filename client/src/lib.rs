@@ -45,7 +45,7 @@ mod token;
 pub mod tokens;
 mod wait;
 
-pub use catalog::{Declarer, TaskName};
+pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
 pub use client::{ChannelFactory, Client, ClientBuilder};
 pub use cluster::{ClusterStatus, Member, QueueStats};
 pub use error::{ClientError, Result};

@@ -57,6 +57,7 @@ pub struct TaskRequest {
     pub(crate) time_limit_ms: u64,
     pub(crate) idempotency_key: String,
     pub(crate) result_ttl_ms: u64,
+    pub(crate) headers: std::collections::BTreeMap<String, String>,
 }
 
 impl TaskRequest {
@@ -79,6 +80,7 @@ impl TaskRequest {
             time_limit_ms: 0,
             idempotency_key,
             result_ttl_ms: 0,
+            headers: Default::default(),
         }
     }
 
@@ -140,6 +142,13 @@ impl TaskRequest {
     /// Replace the generated idempotency key with the caller's own.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = key.into();
+        self
+    }
+
+    /// A header handed to the worker with the task (trace context, metadata of the caller's
+    /// own); not interpreted by the cluster. The node takes up to 64 headers of 16 KiB in all.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
         self
     }
 

@@ -67,6 +67,17 @@ pub struct Config {
     #[arg(long, env = "FLOTILLA_MAX_RESULT_BYTES", default_value_t = DEFAULT_MAX_RESULT_BYTES)]
     pub max_result_bytes: usize,
 
+    /// Hosts the built-in `http` task may call, comma-separated: `host`, `host:port`,
+    /// `*.domain[:port]`, or an IP (`10.0.0.5:8080`, `[::1]:9000`). Empty (the default) refuses
+    /// every host. Checked at submit and again when the task runs.
+    #[arg(long, env = "FLOTILLA_HTTP_ALLOW", value_delimiter = ',')]
+    pub http_allow: Vec<String>,
+
+    /// Let the `http` task reach listed hosts that resolve to loopback, private or link-local
+    /// addresses (refused by default: only an entry naming the IP itself allows one).
+    #[arg(long, env = "FLOTILLA_HTTP_ALLOW_PRIVATE")]
+    pub http_allow_private: bool,
+
     /// The node pings each remote worker this often, in ms; a worker silent for three pings
     /// loses its stream and its tasks are released.
     #[arg(long, env = "FLOTILLA_WORKER_PING_INTERVAL_MS", default_value_t = 5_000)]
@@ -213,7 +224,7 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// What one task of a submit may take besides its payload: name, queue and idempotency key
 /// (each bounded), options, headers and protobuf framing.
-pub const TASK_OVERHEAD_BYTES: usize = 4 * 1024;
+pub const TASK_OVERHEAD_BYTES: usize = 4 * 1024 + crate::queue::MAX_HEADER_BYTES;
 
 /// A client request is bounded by a full batch of full payloads, but never above this unless
 /// one task alone needs more (`--max-payload-bytes` up to 64 MiB).
@@ -227,6 +238,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `--http-allow` and `--http-allow-private`, parsed (checked by [`Config::validate`]).
+    pub fn http_allow(&self) -> Result<crate::worker::http::HttpAllow, String> {
+        crate::worker::http::HttpAllow::parse(&self.http_allow, self.http_allow_private)
+    }
+
     /// Check the settings together; returns the config with derived defaults filled in.
     pub fn validate(mut self) -> Result<Config, ConfigError> {
         if self.advertise.is_none() {
@@ -269,6 +285,7 @@ impl Config {
         if self.max_result_bytes == 0 || self.max_result_bytes > 64 * 1024 * 1024 {
             return Err(invalid("max-result-bytes", "must be between 1 and 67108864"));
         }
+        self.http_allow().map_err(|e| invalid("http-allow", e))?;
         if self.worker_ping_interval_ms == 0 {
             return Err(invalid("worker-ping-interval-ms", "must be at least 1"));
         }

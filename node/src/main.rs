@@ -7,6 +7,7 @@ use clap::Parser;
 use flotilla_node::config::Config;
 use flotilla_node::worker::TaskRegistry;
 use flotilla_node::worker::builtins::register_builtins;
+use flotilla_node::worker::http::register_http;
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with status 2.
@@ -50,6 +51,10 @@ fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let mut registry = TaskRegistry::new();
         register_builtins(&mut registry);
+        let allow = config
+            .http_allow()
+            .map_err(|e| anyhow::anyhow!("--http-allow: {e}"))?;
+        register_http(&mut registry, allow).map_err(|e| anyhow::anyhow!("{e}"))?;
         flotilla_node::server::run(config, registry, listener, shutdown_signal()).await?;
         Ok(())
     })

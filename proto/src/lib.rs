@@ -6,11 +6,16 @@
 //! - `flotilla.v1.WorkerService` (protos/flotilla/v1/worker.proto): how a worker in any language
 //!   runs tasks: one bidirectional stream per worker process, which the node serves as a pool.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
+//! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!
 //! The generated code is re-exported as [`v1`]; domain types live in flotilla-node and convert
 //! with `From` impls there, so nothing outside this crate depends on prost's representation.
 
 pub mod backoff;
+
+/// The encoded `FileDescriptorSet` of every .proto file: what gRPC server reflection serves,
+/// so `grpcurl` and other generic clients work without the .proto files.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("flotilla_descriptor");
 
 /// Generated code for package `flotilla.v1`.
 #[allow(clippy::all)]

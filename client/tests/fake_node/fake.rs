@@ -186,6 +186,7 @@ impl Fake {
                     created_unix_ms: 1,
                     updated_unix_ms: 2,
                     not_found: false,
+                    ..Default::default()
                 },
             );
             state.args.insert(id, spec.args);
@@ -478,7 +479,14 @@ impl QueueService for Fake {
                 default_queue: "math".into(),
                 declarers: vec![declarer("py-1", "math"), declarer("node:1", "default")],
                 held: 3,
+                workers: vec![pb::ConnectedWorker {
+                    node_id: 2,
+                    name: "py-1".into(),
+                    queues: vec!["math".into()],
+                    concurrency: 8,
+                }],
             }],
+            unreachable_nodes: vec![3],
         }))
     }
 

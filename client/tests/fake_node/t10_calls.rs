@@ -209,6 +209,10 @@ async fn task_names_are_listed_and_declared_typed() -> anyhow::Result<()> {
             queue: "math".into()
         }
     );
+    let catalogue = client.task_catalogue().await?;
+    let w = &catalogue.names[0].workers[0];
+    assert_eq!((w.name.as_str(), w.node_id, w.concurrency), ("py-1", 2, 8));
+    assert_eq!(catalogue.unreachable_nodes, [3]);
     let two = ["a".to_string(), "b".to_string()];
     assert_eq!(client.declare_task_names("ops", "q", &two).await?, 2);
     Ok(())

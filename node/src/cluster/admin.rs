@@ -22,6 +22,7 @@ use crate::network::peer::AdminCall;
 use crate::network::peer::AdminError;
 use crate::network::peer::AdminRequest;
 use crate::network::peer::AdminResponse;
+use crate::network::peer::ConnectedWorker;
 use crate::network::peer::ReadIndex;
 use crate::proposer::Proposer;
 use crate::queue::ops;
@@ -81,14 +82,18 @@ fn propose_err(e: ProposeError) -> AdminError {
     }
 }
 
+/// This node's connected remote workers (its worker sessions, `worker/remote/sessions.rs`).
+pub type LocalWorkersFn = Arc<dyn Fn() -> Vec<ConnectedWorker> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Admin {
-    raft: Raft,
+    pub(super) raft: Raft,
     proposer: Proposer,
-    peers: Peers,
+    pub(super) peers: Peers,
     cluster_id: Arc<str>,
     /// Handed to a joining node with its id (it came with a valid join token).
     peer_secret: Secret,
+    pub(super) local_workers: LocalWorkersFn,
 }
 
 impl Admin {
@@ -98,6 +103,7 @@ impl Admin {
         peers: Peers,
         cluster_id: Arc<str>,
         peer_secret: Secret,
+        local_workers: LocalWorkersFn,
     ) -> Self {
         Self {
             raft,
@@ -105,6 +111,7 @@ impl Admin {
             peers,
             cluster_id,
             peer_secret,
+            local_workers,
         }
     }
 
@@ -115,8 +122,10 @@ impl Admin {
     /// Carry out `req` here if this node leads, else forward it to the leader (only once:
     /// `forwarded` requests are never forwarded again).
     pub async fn handle(&self, req: AdminRequest, forwarded: bool) -> Result<AdminResponse, AdminError> {
-        if req == AdminRequest::ClusterId {
-            return Ok(AdminResponse::ClusterId(self.cluster_id.to_string()));
+        match req {
+            AdminRequest::ClusterId => return Ok(AdminResponse::ClusterId(self.cluster_id.to_string())),
+            AdminRequest::LocalWorkers => return Ok(AdminResponse::Workers((self.local_workers)())),
+            _ => {}
         }
         if self.raft.is_leader() {
             return self.lead(req).await;
@@ -155,6 +164,7 @@ impl Admin {
         let voters: BTreeSet<NodeId> = members.voter_ids().collect();
         match req {
             AdminRequest::ClusterId => Ok(AdminResponse::ClusterId(self.cluster_id.to_string())),
+            AdminRequest::LocalWorkers => Ok(AdminResponse::Workers((self.local_workers)())),
             AdminRequest::AllocateNodeId { addr, zone } => {
                 if let Some((id, _)) = members.nodes().find(|(_, n)| n.addr == addr) {
                     return Err(AdminError::Refused(format!(

@@ -11,6 +11,7 @@
 //!   0600 in the data directory.
 //! - [`tokens`]: API tokens made and revoked through the log, and the first admin token.
 //! - [`catalog`]: task names declared through the log (a worker's, a node's built-in ones).
+//! - [`workers`]: the remote workers connected to every member, asked live.
 
 pub mod admin;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod join;
 pub mod liveness;
 pub mod secrets;
 pub mod tokens;
+pub mod workers;
 
 pub use admin::Admin;
 pub use identity::ClusterError;

@@ -117,6 +117,10 @@ pub fn need(path: &str) -> Need {
         ) => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
+        // The schema only: any client may read it.
+        ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
+            Need::Client(Right::Read)
+        }
         _ => Need::Client(Right::Admin),
     }
 }

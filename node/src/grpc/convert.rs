@@ -2,6 +2,7 @@
 
 use flotilla_proto::v1 as pb;
 
+use crate::network::peer::ConnectedWorker;
 use crate::queue::QueueCounts;
 use crate::queue::TaskState;
 use crate::queue::TaskView;
@@ -34,6 +35,9 @@ impl From<TaskView> for pb::TaskInfo {
             created_unix_ms: t.created_ms,
             updated_unix_ms: t.updated_ms,
             not_found: false,
+            progress: t.progress.as_ref().map(|p| p.data.clone()).unwrap_or_default(),
+            progress_attempt: t.progress.as_ref().map_or(0, |p| p.attempt),
+            progress_unix_ms: t.progress.as_ref().map_or(0, |p| p.at_ms),
         }
     }
 }
@@ -108,6 +112,30 @@ impl From<crate::queue::TaskNameInfo> for pb::TaskName {
                 .map(|(declarer, queue)| pb::TaskNameDeclarer { declarer, queue })
                 .collect(),
             held: t.held,
+            workers: Vec::new(),
         }
     }
+}
+
+/// `names` with each name's connected workers: those whose Hello declared it.
+pub fn task_names(names: Vec<crate::queue::TaskNameInfo>, workers: &[ConnectedWorker]) -> Vec<pb::TaskName> {
+    names
+        .into_iter()
+        .map(|t| {
+            let connected = workers
+                .iter()
+                .filter(|w| w.tasks.contains(&t.name))
+                .map(|w| pb::ConnectedWorker {
+                    node_id: w.node_id,
+                    name: w.name.clone(),
+                    queues: w.queues.clone(),
+                    concurrency: w.concurrency,
+                })
+                .collect();
+            pb::TaskName {
+                workers: connected,
+                ..pb::TaskName::from(t)
+            }
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@
 //!   `raft_service` to nodes of this cluster when the node has TLS.
 //! - [`auth`]: the tower layer in front of every service: who may call what (tokens with
 //!   roles for clients, the peer proof for members), decided before a body is read.
+//! - [`reflection`]: gRPC server reflection of every `flotilla.v1` service (for `grpcurl`).
 //! - [`convert`]: protobuf ⇄ domain conversions (generated types stop at this boundary).
 //! - [`conn`]: connections before HTTP/2: the accept loop (backs off on errors), handshake
 //!   and idle timeouts, the open-files limit.
@@ -23,6 +24,7 @@ pub mod convert;
 pub mod peer_identity;
 pub mod queue_service;
 pub mod raft_service;
+pub mod reflection;
 pub mod status;
 pub mod worker_service;
 

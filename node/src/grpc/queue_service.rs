@@ -35,14 +35,18 @@ use crate::cluster::tokens;
 use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
+use crate::queue::Headers;
 use crate::queue::TaskDecl;
 use crate::queue::TaskId;
 use crate::queue::TaskSpec;
+use crate::queue::check_headers;
 use crate::queue::name::check_queue_name;
 use crate::queue::name_prefix;
 use crate::queue::ops;
 use crate::raft::Raft;
 use crate::replica::Replica;
+use crate::worker::http::HTTP_TASK;
+use crate::worker::http::HttpAllow;
 
 /// Limits and defaults applied to client requests.
 #[derive(Clone, Debug)]
@@ -51,6 +55,8 @@ pub struct ApiLimits {
     pub max_batch_tasks: usize,
     pub default_result_ttl_ms: u64,
     pub default_retry_backoff_ms: u64,
+    /// Where the `http` task may go (`--http-allow`): a submit of it elsewhere is refused.
+    pub http_allow: Arc<HttpAllow>,
 }
 
 /// Longest accepted idempotency key.
@@ -164,6 +170,11 @@ impl QueueApi {
         }
         let priority =
             u8::try_from(t.priority).map_err(|_| bad(format!("priority {} is over 255", t.priority)))?;
+        if t.name == HTTP_TASK {
+            self.limits.http_allow.check_args(&t.args).map_err(bad)?;
+        }
+        let headers: Headers = t.headers.into_iter().collect();
+        check_headers(&headers).map_err(bad)?;
         Ok(TaskSpec {
             name: t.name,
             queue: if t.queue.is_empty() {
@@ -188,6 +199,7 @@ impl QueueApi {
             } else {
                 self.limits.default_result_ttl_ms
             },
+            headers,
         })
     }
 
@@ -466,8 +478,10 @@ impl QueueService for QueueApi {
     ) -> Result<Response<pb::ListTaskNamesResponse>, Status> {
         self.read_barrier().await?;
         let tasks = self.replica.read(|q| q.task_names());
+        let connected = self.admin.cluster_workers().await;
         Ok(Response::new(pb::ListTaskNamesResponse {
-            tasks: tasks.into_iter().map(pb::TaskName::from).collect(),
+            tasks: convert::task_names(tasks, &connected.workers),
+            unreachable_nodes: connected.unreachable,
         }))
     }
 

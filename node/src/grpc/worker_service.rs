@@ -29,6 +29,7 @@ use crate::cluster::Admin;
 use crate::cluster::catalog;
 use crate::cluster::catalog::DeclareError;
 use crate::config::Config;
+use crate::network::peer::ConnectedWorker;
 use crate::proposer::Proposer;
 use crate::queue::TaskDecl;
 use crate::replica::Replica;
@@ -151,6 +152,13 @@ impl WorkerApi {
             return refuse(&out, code, &why);
         }
         info!(worker = %hello.name, %agent, concurrency = hello.concurrency, resume = hello.resume.len(), "worker connected");
+        claim.describe(ConnectedWorker {
+            node_id: self.settings.node_id,
+            name: hello.name.clone(),
+            queues: hello.queues.clone(),
+            tasks: tasks.iter().map(|t| t.name.clone()).collect(),
+            concurrency: hello.concurrency,
+        });
         let welcome = pb::Welcome {
             session: claim.id,
             node_id: self.settings.node_id,

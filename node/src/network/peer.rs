@@ -45,6 +45,20 @@ pub enum AdminRequest {
     RemoveMember { node_id: NodeId },
     /// The leader's read index: a read served after this node applied it is linearizable.
     ReadIndex,
+    /// The remote workers connected to this node (answered by it, never forwarded).
+    LocalWorkers,
+}
+
+/// A remote worker session live on a node: what `flotilla tasks` shows of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedWorker {
+    /// The node that holds the session.
+    pub node_id: NodeId,
+    pub name: String,
+    pub queues: Vec<String>,
+    /// The task names its Hello declared.
+    pub tasks: Vec<String>,
+    pub concurrency: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +78,8 @@ pub enum AdminResponse {
         node_id: NodeId,
         peer_secret: Secret,
     },
+    /// The answer to `LocalWorkers`.
+    Workers(Vec<ConnectedWorker>),
 }
 
 #[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
@@ -149,6 +165,10 @@ admin_call!(
 admin_call!(
     /// [`AdminRequest::ReadIndex`]: the leader's read index.
     ReadIndex {} => u64, AdminResponse::ReadIndex(index) => index
+);
+admin_call!(
+    /// [`AdminRequest::LocalWorkers`]: the remote workers connected to the peer.
+    LocalWorkers {} => Vec<ConnectedWorker>, AdminResponse::Workers(workers) => workers
 );
 
 impl Peers {

@@ -16,6 +16,7 @@ use serde::Serialize;
 mod catalog;
 pub mod entry_format;
 mod token;
+mod wire;
 
 pub use catalog::CatalogRefusal;
 pub use catalog::MAX_CATALOG_NAME_LEN;
@@ -67,6 +68,7 @@ impl Request {
                             + len(&t.queue)
                             + t.args.len() as u64
                             + t.idempotency_key.as_deref().map_or(0, len)
+                            + t.headers.iter().map(|(k, v)| 2 + len(k) + len(v)).sum::<u64>()
                     })
                     .sum(),
                 Command::Complete { completions, .. } => completions
@@ -74,7 +76,7 @@ impl Request {
                     .map(|c| {
                         24 + match &c.outcome {
                             Outcome::Success(r) => r.len() as u64,
-                            Outcome::Failure { error, .. } => len(error),
+                            Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => len(error),
                         }
                     })
                     .sum(),
@@ -82,6 +84,7 @@ impl Request {
                     32 + 12 * leases.len() as u64
                 }
                 Command::Cancel { ids } => 16 + 8 * ids.len() as u64,
+                Command::Progress { reports } => reports.iter().map(|r| 16 + r.data.len() as u64).sum(),
                 Command::CreateToken { label, .. } => 64 + len(label),
                 Command::DeclareTasks { declarer, tasks } => {
                     32 + len(declarer)
@@ -126,6 +129,7 @@ impl Request {
                                     + s(&t.queue)
                                     + heap(t.args.len())
                                     + t.idempotency_key.as_deref().map_or(0, s)
+                                    + t.headers.iter().map(|(k, v)| 64 + s(k) + s(v)).sum::<u64>()
                             })
                             .sum::<u64>()
                 }
@@ -139,7 +143,9 @@ impl Request {
                             .iter()
                             .map(|c| match &c.outcome {
                                 Outcome::Success(r) => heap(r.len()),
-                                Outcome::Failure { error, .. } => s(error),
+                                Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => {
+                                    s(error)
+                                }
                             })
                             .sum::<u64>()
                 }
@@ -148,6 +154,9 @@ impl Request {
                 }
                 Command::ReleaseWorker { worker } | Command::ClearStanding { worker } => s(worker),
                 Command::Cancel { ids } => vec(ids),
+                Command::Progress { reports } => {
+                    vec(reports) + reports.iter().map(|r| heap(r.data.len())).sum::<u64>()
+                }
                 Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
                 Command::Tick | Command::AllocateNodeId | Command::RevokeToken { .. } => 0,
                 Command::CreateToken { label, .. } => s(label),
@@ -252,10 +261,59 @@ pub enum Command {
     /// built-in registry, `node:<id>`, or a remote worker's name), each with its default queue.
     /// All or nothing; re-declaring what is declared changes nothing. Entry format 3.
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> },
+    /// Keep each report as its task's latest progress, if its lease is the task's current one
+    /// (stale reports change nothing). Not a change of state: `updated_ms` stays. Entry
+    /// format 4.
+    Progress { reports: Vec<ProgressReport> },
 }
 
-/// A task to enqueue, as the client describes it.
+/// Most bytes of one progress report: a session writes the latest of each running task to
+/// the log at most once per flush interval, so this bounds what a chatty worker costs.
+pub const MAX_PROGRESS_BYTES: usize = 4 * 1024;
+
+/// Progress of one attempt, as the worker sent it (JSON, at most [`MAX_PROGRESS_BYTES`],
+/// checked where it enters).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    pub lease: LeaseRef,
+    pub data: Bytes,
+}
+
+/// Headers given at submit and handed to the worker with each grant (trace context, Celery's
+/// message headers): not interpreted by the cluster. Ordered, so every replica holds the same.
+pub type Headers = std::collections::BTreeMap<String, String>;
+
+/// Most headers one task may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Most bytes one task's headers may take, names and values together: they are kept on every
+/// replica with the task, and sent with every grant.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Why headers are refused at submit: over [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`], or an empty
+/// name. Checked where a submit enters (the gRPC edge), never by `apply`.
+pub fn check_headers(headers: &Headers) -> Result<(), String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!(
+            "{} headers is over the limit of {MAX_HEADERS}",
+            headers.len()
+        ));
+    }
+    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(format!(
+            "headers of {bytes} bytes are over the limit of {MAX_HEADER_BYTES} bytes"
+        ));
+    }
+    if headers.contains_key("") {
+        return Err("a header name is empty".into());
+    }
+    Ok(())
+}
+
+/// A task to enqueue, as the client describes it. Its encoding (`command/wire.rs`) keeps the
+/// bytes of entry format 1 for a spec without headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskSpec {
     pub name: String,
     /// Queue name; empty means [`DEFAULT_QUEUE`].
@@ -279,6 +337,8 @@ pub struct TaskSpec {
     pub idempotency_key: Option<String>,
     /// How long the task and its result are kept after it ends.
     pub result_ttl_ms: u64,
+    /// Handed to the worker with each grant; bounded by [`check_headers`] at submit.
+    pub headers: Headers,
 }
 
 /// A task whose lease expires this many times (its worker died or was cut off each time) is
@@ -310,10 +370,26 @@ pub enum Outcome {
     /// The attempt failed. `retry: false` makes the task dead at once (bad arguments, unknown
     /// task name): retrying cannot help.
     Failure { error: String, retry: bool },
+    /// The attempt failed retryably, and the worker asks for the retry after `delay_ms`
+    /// (capped at [`MAX_BACKOFF_MS`] by `apply`) instead of the task's backoff: a rate limit's
+    /// `Retry-After`. Entry format 4.
+    RetryAfter { error: String, delay_ms: u64 },
 }
 
-/// A task handed to a worker by a `Lease`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl Outcome {
+    /// `(error, retryable)` of a failure; `None` for a success.
+    pub fn failure(&self) -> Option<(&str, bool)> {
+        match self {
+            Outcome::Success(_) => None,
+            Outcome::Failure { error, retry } => Some((error, *retry)),
+            Outcome::RetryAfter { error, .. } => Some((error, true)),
+        }
+    }
+}
+
+/// A task handed to a worker by a `Lease`. Its encoding (`command/wire.rs`) keeps the bytes of
+/// a grant without headers as they were before headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub lease: LeaseRef,
     pub name: String,
@@ -322,6 +398,8 @@ pub struct Grant {
     pub time_limit_ms: Option<u64>,
     /// When the lease runs out unless heartbeated.
     pub lease_deadline_ms: UnixMs,
+    /// The task's submit headers.
+    pub headers: Headers,
 }
 
 /// What a submitted task became.
@@ -370,6 +448,8 @@ pub enum Response {
     /// How many of `DeclareTasks`' declarations were new or changed a queue; or why it
     /// changed nothing.
     TasksDeclared(Result<u32, CatalogRefusal>),
+    /// Per report: was it kept (its lease current).
+    Progressed(Vec<bool>),
 }
 
 /// Lifecycle state of a task.
@@ -415,6 +495,8 @@ pub struct TaskView {
     pub error: Option<String>,
     pub created_ms: UnixMs,
     pub updated_ms: UnixMs,
+    /// The latest progress a worker reported, with its attempt and time.
+    pub progress: Option<crate::queue::state::Progress>,
 }
 
 /// Counts of one queue's tasks by state.

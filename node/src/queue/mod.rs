@@ -11,7 +11,8 @@
 //!   the indexes (`state/index.rs`, with the pending sets of `state/pending.rs`), the key index
 //!   (`state/key_index.rs`, the one randomly keyed structure), the lease rules and the one lease
 //!   check (`state/lease.rs`), standing capacity (`state/standing.rs`), the invariants
-//!   (`state/invariants.rs`), the serialized form (`state/format.rs`) and the reader of
+//!   (`state/invariants.rs`), the task extras (`state/extras.rs`: headers, progress), the
+//!   serialized form (`state/format.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).
 
 pub mod command;
@@ -25,6 +26,8 @@ pub use state::QueueState;
 pub use state::QueueStateV1;
 pub use state::QueueStateV2;
 pub use state::QueueStateV3;
+pub use state::QueueStateV4;
 pub use state::WithoutCatalog;
+pub use state::WithoutExtras;
 pub use state::WithoutTokens;
 pub use state::WorkerEffects;

@@ -65,7 +65,8 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             | Command::Tick
             | Command::AllocateNodeId
             | Command::CreateToken { .. }
-            | Command::RevokeToken { .. } => {}
+            | Command::RevokeToken { .. }
+            | Command::Progress { .. } => {}
             Command::DeclareTasks { tasks, .. } => {
                 for task in tasks.iter().filter(|t| !t.queue.is_empty()) {
                     check_queue_name(&task.queue)?;

@@ -137,6 +137,11 @@ op!(
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> } => TasksDeclared(Result<u32, CatalogRefusal>)
 );
 
+op!(
+    /// [`Command::Progress`]: per report, whether it was kept.
+    Progress { reports: Vec<ProgressReport> } => Progressed(Vec<bool>)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;
@@ -211,6 +216,7 @@ mod tests {
             time_limit_ms: None,
             idempotency_key: None,
             result_ttl_ms: 60_000,
+            headers: Default::default(),
         };
         let two: Arc<[TaskSpec]> = vec![spec.clone(), spec].into();
         let submitted = run(&mut q, Submit { tasks: two }).unwrap();

@@ -14,7 +14,8 @@
 //!   fire at the start of the next apply, not between commands of the same entry. All time
 //!   arithmetic saturates.
 //! - **Ids** are sequential from 1 and never reused.
-//! - **Submit.** An empty queue name means [`DEFAULT_QUEUE`]. `due = max(eta_ms, now +
+//! - **Submit.** Headers are kept with the task (`state/extras.rs`) and given with every grant
+//!   of it; they are bounded at the gRPC edge ([`check_headers`]), never by `apply`. An empty queue name means [`DEFAULT_QUEUE`]. `due = max(eta_ms, now +
 //!   countdown_ms)` (absent = 0); `due > now` makes the task `Scheduled`, otherwise `Pending`. An
 //!   idempotency key that maps to an existing task returns `{id: existing, duplicate: true}` and
 //!   creates nothing, also within one batch. The key is forgotten when its task is purged.
@@ -28,9 +29,14 @@
 //!   part of the fence. `Success` → `Succeeded` with the result. `Failure{retry: true}` counts a
 //!   failure (failures are counted apart from attempts); while `failures <= max_retries` the task
 //!   waits `min(backoff_ms * 2^(failures-1), MAX_BACKOFF_MS)` in `Retrying` (a `backoff_ms` of 0
-//!   goes straight to `Pending`), else it is `Dead`. `Failure{retry: false}` is `Dead` at once.
+//!   goes straight to `Pending`), else it is `Dead`. `RetryAfter{delay_ms}` is a retryable
+//!   failure that waits `min(delay_ms, MAX_BACKOFF_MS)` instead of the backoff (0: `Pending`
+//!   at once). `Failure{retry: false}` is `Dead` at once.
 //!   The last error is kept; a success clears it (the view shows either result or error).
 //! - **Heartbeat** sets a matching lease's deadline to `now + lease_ms`.
+//! - **Progress** keeps a matching lease's report as the task's latest progress (with its
+//!   attempt and `now`), until the task is purged or a later report replaces it; like a
+//!   heartbeat it is not a change of state.
 //! - **Release** puts a matching lease back to `Pending` without counting a failure. Its attempt
 //!   number stays consumed: the next lease gets `attempt + 1`.
 //! - **Lease expiry** (`deadline <= now`: the worker died or was cut off) puts the task back to
@@ -100,10 +106,11 @@
 //! - `tokens.rs`: API tokens (role, hash of the secret, expiry), checked by `grpc/auth.rs`.
 //! - `catalog.rs`: the task catalogue (declared task names, their declarers and default
 //!   queues), checked by `grpc/queue_service.rs`.
+//! - `extras.rs`: what few tasks carry, beside the table: submit headers, latest progress.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 4: everything as held, except the key
-//!   index; version 3 is the same without the catalogue, version 2 also without the token
-//!   table); `v1.rs` converts snapshots of format version 1.
+//! - `format.rs`: the serialized form (format version 5: everything as held, except the key
+//!   index; version 4 is the same without the extras, version 3 also without the catalogue,
+//!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -123,6 +130,7 @@ use task::Task;
 use task::TaskOptions;
 
 mod catalog;
+mod extras;
 mod format;
 mod index;
 mod interner;
@@ -141,9 +149,13 @@ mod tokens;
 mod v1;
 
 pub use catalog::Catalog;
+pub use extras::Extras;
+pub use extras::Progress;
 pub use format::QueueStateV2;
 pub use format::QueueStateV3;
+pub use format::QueueStateV4;
 pub use format::WithoutCatalog;
+pub use format::WithoutExtras;
 pub use format::WithoutTokens;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
@@ -187,6 +199,8 @@ pub struct QueueState {
     tokens: tokens::Tokens,
     /// Declared task names (see [`catalog`]).
     catalog: Catalog,
+    /// Headers and progress of the tasks that have some (see [`extras`]).
+    extras: Extras,
 }
 
 impl Default for QueueState {
@@ -202,6 +216,7 @@ impl Default for QueueState {
             standing: standing::Standing::default(),
             tokens: tokens::Tokens::default(),
             catalog: Catalog::default(),
+            extras: Extras::default(),
         }
     }
 }
@@ -285,6 +300,7 @@ impl QueueState {
         self.idx.release_queue(t.queue);
         self.idx.options.release(t.options);
         self.task_names.release(t.name);
+        self.extras.remove(id);
         if let Some(key) = t.idempotency_key() {
             self.idempotency.remove(key, id);
         }
@@ -352,6 +368,9 @@ impl QueueState {
             Command::DeclareTasks { declarer, tasks } => {
                 Response::TasksDeclared(self.catalog.declare(declarer, tasks))
             }
+            Command::Progress { reports } => {
+                Response::Progressed(reports.iter().map(|r| self.progress(r.lease, &r.data)).collect())
+            }
         }
     }
 
@@ -401,6 +420,7 @@ impl QueueState {
             keyed: spec.idempotency_key.is_some(),
         };
         self.idx.link(id, &task);
+        self.extras.set_headers(id, &spec.headers);
         let keyed = task.keyed;
         self.tasks.insert(id, task);
         if keyed {
@@ -498,6 +518,7 @@ impl QueueState {
             },
             created_ms: t.created_ms,
             updated_ms: t.updated_ms,
+            progress: self.extras.progress(id).cloned(),
         })
     }
 
@@ -547,6 +568,16 @@ impl QueueState {
     /// The task catalogue.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// Headers and progress of tasks.
+    pub fn extras(&self) -> &Extras {
+        &self.extras
+    }
+
+    /// A task's submit headers (empty if it has none or does not exist).
+    pub fn headers(&self, id: TaskId) -> Headers {
+        self.extras.headers(id).cloned().unwrap_or_default()
     }
 
     /// Every declared task name with its default queue, declarers and the tasks held of it.

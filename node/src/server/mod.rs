@@ -63,6 +63,8 @@ pub enum ServerError {
     Join(#[from] join::JoinError),
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("grpc reflection: {0}")]
+    Reflection(String),
     #[error(transparent)]
     Tls(#[from] flotilla_tls::TlsError),
     #[error(transparent)]

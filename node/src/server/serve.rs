@@ -22,6 +22,7 @@ use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::grpc::NodeGate;
 use crate::grpc::calls::CallsLayer;
 use crate::grpc::calls::MAX_CLIENT_CALLS;
+use crate::grpc::reflection;
 use crate::grpc::worker_service;
 use crate::leader;
 
@@ -59,6 +60,11 @@ where
         pool,
         join_failed,
     } = serving;
+    // Built from descriptors compiled into the binary: an error here is a build defect.
+    let (reflection_v1, reflection_v1alpha) = match (reflection::v1(), reflection::v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => (v1, v1alpha),
+        (Err(e), _) | (_, Err(e)) => return (Ok(()), Some(ServerError::Reflection(e.to_string()))),
+    };
     let gate = NodeGate::<IO::ConnectInfo>::new(tls.as_deref());
     let node_id = *raft.node_id();
     // Serving stops when this task says so, after the workers have drained.
@@ -122,6 +128,8 @@ where
                 .max_decoding_message_size(worker_service::max_message_bytes(config))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             RaftServiceServer::new(raft_api)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)

@@ -87,12 +87,15 @@ pub(super) fn start_services(
     let node_id = identity.node_id;
     let clock = env.clock.clone();
     let proposer = Proposer::start(raft.clone(), clock.clone(), peers.clone());
+    let sessions = Sessions::default();
+    let local_workers = sessions.clone();
     let admin = Admin::new(
         raft.clone(),
         proposer.clone(),
         peers.clone(),
         identity.cluster_id.as_str().into(),
         secret.value(),
+        Arc::new(move || local_workers.workers()),
     );
     let admin_keeper = tokio::spawn(tokens::keep_an_admin_token(
         raft.clone(),
@@ -134,6 +137,7 @@ pub(super) fn start_services(
         max_batch_tasks: config.max_batch_tasks,
         default_result_ttl_ms: config.default_result_ttl_ms,
         default_retry_backoff_ms: config.default_retry_backoff_ms,
+        http_allow: Arc::new(config.http_allow().map_err(ServerError::Worker)?),
     };
     let queue_api = QueueApi::new(
         raft.clone(),
@@ -143,7 +147,6 @@ pub(super) fn start_services(
         known_tasks,
         limits,
     );
-    let sessions = Sessions::default();
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),

@@ -383,9 +383,9 @@ impl PoolCore {
                 );
             }
             RunResult::Finished(outcome) => {
-                match &outcome {
-                    Outcome::Success(_) => self.stats.succeeded_total += 1,
-                    Outcome::Failure { error, retry } => {
+                match outcome.failure() {
+                    None => self.stats.succeeded_total += 1,
+                    Some((error, retry)) => {
                         self.stats.failed_total += 1;
                         debug!(task = lease.task, attempt = lease.attempt, %error, retry, "task failed");
                     }

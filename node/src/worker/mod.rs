@@ -13,6 +13,7 @@
 //! - [`remote`]: a remote worker's session: the same core, run by a gRPC stream.
 //! - [`registry`]: [`TaskRegistry`] of async handlers with serde-typed arguments and results.
 //! - [`builtins`]: `noop`, `echo`, `sleep`, `fail`.
+//! - [`http`]: the `http` task (webhooks), limited to the hosts of `--http-allow`.
 //! - [`backend`]: the [`Backend`] seam to the node (propose an entry; pool events, the work
 //!   signal); [`node_backend`]: the node's implementation (proposer and replica).
 //! - [`testing`]: [`testing::LocalBackend`] and wrappers, for tests and the simulator.
@@ -20,6 +21,7 @@
 pub mod backend;
 pub mod builtins;
 pub mod core;
+pub mod http;
 pub mod node_backend;
 pub mod pool;
 pub mod registry;
@@ -45,4 +47,5 @@ pub use pool::WorkerPool;
 pub use registry::TaskError;
 pub use registry::TaskRegistry;
 pub use worker::TaskRun;
+pub use worker::current_headers;
 pub use worker::current_run;

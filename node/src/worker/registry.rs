@@ -21,6 +21,8 @@ use crate::queue::Outcome;
 pub struct TaskError {
     message: String,
     retryable: bool,
+    /// Retry after this long instead of the task's backoff ([`TaskError::retry_after`]).
+    retry_delay_ms: Option<u64>,
 }
 
 impl TaskError {
@@ -29,6 +31,16 @@ impl TaskError {
         Self {
             message: message.into(),
             retryable: true,
+            retry_delay_ms: None,
+        }
+    }
+
+    /// A failure worth retrying after `delay` rather than after the task's backoff (a rate
+    /// limit's `Retry-After`); the queue caps the delay at an hour.
+    pub fn retry_after(message: impl Into<String>, delay: std::time::Duration) -> Self {
+        Self {
+            retry_delay_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+            ..Self::new(message)
         }
     }
 
@@ -37,6 +49,7 @@ impl TaskError {
         Self {
             message: message.into(),
             retryable: false,
+            retry_delay_ms: None,
         }
     }
 
@@ -46,6 +59,20 @@ impl TaskError {
 
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// The attempt's outcome for this failure.
+    pub(crate) fn into_outcome(self) -> Outcome {
+        match self.retry_delay_ms {
+            Some(delay_ms) if self.retryable => Outcome::RetryAfter {
+                error: self.message,
+                delay_ms,
+            },
+            _ => Outcome::Failure {
+                error: self.message,
+                retry: self.retryable,
+            },
+        }
     }
 }
 
@@ -123,10 +150,7 @@ impl TaskRegistry {
                             retry: false,
                         },
                     },
-                    Err(e) => Outcome::Failure {
-                        error: e.message,
-                        retry: e.retryable,
-                    },
+                    Err(e) => e.into_outcome(),
                 }
             }
             .boxed()
@@ -153,10 +177,7 @@ impl TaskRegistry {
             handler(args)
                 .map(|result| match result {
                     Ok(bytes) => Outcome::Success(bytes),
-                    Err(e) => Outcome::Failure {
-                        error: e.message,
-                        retry: e.retryable,
-                    },
+                    Err(e) => e.into_outcome(),
                 })
                 .boxed()
         });
@@ -263,6 +284,21 @@ mod tests {
             Outcome::Failure {
                 error: "unknown task name 'nope'".into(),
                 retry: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_retry_delay_asks_for_its_own_retry_time() {
+        let mut r = TaskRegistry::new();
+        r.register("limited", |_: ()| async {
+            Err::<(), _>(TaskError::retry_after("429", std::time::Duration::from_secs(30)))
+        });
+        assert_eq!(
+            run(&r, "limited", ""),
+            Outcome::RetryAfter {
+                error: "429".into(),
+                delay_ms: 30_000
             }
         );
     }

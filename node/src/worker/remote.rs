@@ -18,8 +18,12 @@
 //! - when the worker drains (`Drain`): no more tasks, its answers are committed, `Drained`;
 //! - when the node shuts down: a drain with the node's grace, then `UNAVAILABLE`.
 //!
+//! Progress reports are kept as each task's latest and written at most once a second
+//! (`progress.rs`).
+//!
 //! Files: `results.rs` (what a result means and what it is answered; shared with the unary
-//! `Complete`), `sessions.rs` (the names of the live sessions), `wire.rs`, `tests.rs`.
+//! `Complete`), `sessions.rs` (the names of the live sessions), `progress.rs`, `wire.rs`,
+//! `tests.rs`.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -59,12 +63,15 @@ use crate::queue::Outcome;
 use crate::queue::Response;
 use crate::replica::Replica;
 
+mod progress;
 pub mod results;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
 mod wire;
 
+use progress::PROGRESS_FLUSH;
+use progress::ProgressBuffer;
 use results::Answer;
 use results::Checked;
 pub use sessions::Claim;
@@ -162,6 +169,8 @@ pub struct Session<S> {
     last_pong: Instant,
     nonce: u64,
     drained: bool,
+    /// The latest progress of running tasks, written at most once per [`PROGRESS_FLUSH`].
+    progress: ProgressBuffer,
     /// Held for as long as the session runs.
     _claim: Claim,
 }
@@ -226,6 +235,7 @@ where
             last_pong: now,
             nonce: 0,
             drained: false,
+            progress: ProgressBuffer::new(now, PROGRESS_FLUSH),
             _claim: claim,
             node,
             settings,
@@ -282,6 +292,7 @@ where
                 }
                 _ = ping.tick(), if reading => self.ping(),
                 () = sleep_until(next_limit) => self.time_limits(),
+                () = sleep_until(self.progress.due()) => self.flush_progress(),
                 Ok(()) = shutdown.changed() => {
                     if let Some(grace) = *shutdown.borrow_and_update() {
                         self.node_drain(grace);
@@ -312,8 +323,11 @@ where
                     task: p.task_id,
                     attempt: p.attempt,
                 };
-                // Not kept yet: the queue has no command for it.
-                if !self.running.contains_key(&lease) && !self.known_end(lease) {
+                if self.running.contains_key(&lease) {
+                    if let Err(why) = self.progress.report(lease, p.progress) {
+                        self.refuse(why);
+                    }
+                } else if !self.known_end(lease) {
                     self.refuse(format!(
                         "progress for task {} attempt {}, which this session never sent",
                         lease.task, lease.attempt
@@ -430,8 +444,7 @@ where
             name: grant.name,
             queue: grant.queue,
             args: grant.args,
-            // Not stored by the queue yet (TaskSpec has no headers).
-            headers: Default::default(),
+            headers: grant.headers.into_iter().collect(),
             time_limit_ms: limit_ms,
             retries_left: 0,
             created_unix_ms: 0,
@@ -581,12 +594,28 @@ where
         let _ = self.out.send(Ok(message(msg)));
     }
 
+    /// Write the progress waiting, if due. Fire and forget: a report is only the latest
+    /// word, fenced by its lease in the log; a lost one is replaced by the next.
+    fn flush_progress(&mut self) {
+        let Some(command) = self.progress.flush(Instant::now()) else {
+            return;
+        };
+        let write = self.node.backend.propose_many(vec![command]);
+        let worker = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                debug!(%worker, error = %e, "progress not written");
+            }
+        });
+    }
+
     fn track(&mut self, lease: LeaseRef, deadline: Instant) {
         self.running.insert(lease, deadline);
         self.deadlines.insert((deadline, lease));
     }
 
     fn untrack(&mut self, lease: LeaseRef) -> Option<Instant> {
+        self.progress.forget(lease);
         let at = self.running.remove(&lease)?;
         self.deadlines.remove(&(at, lease));
         Some(at)

@@ -297,5 +297,6 @@ pub fn task_spec(name: &str, args: &str) -> TaskSpec {
         time_limit_ms: None,
         idempotency_key: None,
         result_ttl_ms: 3_600_000,
+        headers: Default::default(),
     }
 }

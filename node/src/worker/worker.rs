@@ -25,6 +25,7 @@ use tracing::warn;
 pub use super::core::RunResult;
 use super::registry::TaskRegistry;
 use crate::queue::Grant;
+use crate::queue::Headers;
 use crate::queue::LeaseRef;
 use crate::queue::Outcome;
 
@@ -182,6 +183,7 @@ impl<T> Drop for AbortOnDrop<T> {
 
 tokio::task_local! {
     static CURRENT_RUN: TaskRun;
+    static CURRENT_HEADERS: Arc<Headers>;
 }
 
 /// Which task, and which attempt of it, a handler is running for.
@@ -198,6 +200,12 @@ pub fn current_run() -> Option<TaskRun> {
     CURRENT_RUN.try_with(|run| *run).ok()
 }
 
+/// The submit headers of the task the calling handler runs (empty outside a handler's task,
+/// or when the task has none): trace context, a caller's own metadata.
+pub fn current_headers() -> Arc<Headers> {
+    CURRENT_HEADERS.try_with(Arc::clone).unwrap_or_default()
+}
+
 /// Run `grant`'s handler on `runtime` for at most `limit`, or until `abort` fires.
 pub fn execute(
     registry: &TaskRegistry,
@@ -210,7 +218,11 @@ pub fn execute(
         task: grant.lease.task,
         attempt: grant.lease.attempt,
     };
-    let call = CURRENT_RUN.scope(run, registry.call(&grant.name, grant.args.clone()));
+    let headers = Arc::new(grant.headers.clone());
+    let call = CURRENT_RUN.scope(
+        run,
+        CURRENT_HEADERS.scope(headers, registry.call(&grant.name, grant.args.clone())),
+    );
     let mut task = AbortOnDrop(runtime.spawn(call));
     let lease = grant.lease;
     async move {
@@ -277,6 +289,7 @@ mod tests {
             args: Bytes::from_static(args.as_bytes()),
             time_limit_ms,
             lease_deadline_ms: 0,
+            headers: Headers::new(),
         }
     }
 
@@ -310,6 +323,26 @@ mod tests {
             run.await,
             RunResult::Finished(Outcome::Success(Bytes::from_static(b"[1]")))
         );
+    }
+
+    #[tokio::test]
+    async fn a_handler_reads_its_task_headers() {
+        let mut r = TaskRegistry::new();
+        r.register("headers", |_: ()| async {
+            Ok::<_, TaskError>(current_headers().get("traceparent").cloned())
+        });
+        let mut g = grant("headers", "", None);
+        let limit = Duration::from_secs(5);
+        assert_eq!(
+            execute(&r, &Handle::current(), &g, limit, no_abort()).await,
+            RunResult::Finished(Outcome::Success(Bytes::from_static(b"null")))
+        );
+        g.headers.insert("traceparent".into(), "00-ab".into());
+        assert_eq!(
+            execute(&r, &Handle::current(), &g, limit, no_abort()).await,
+            RunResult::Finished(Outcome::Success(Bytes::from_static(b"\"00-ab\"")))
+        );
+        assert!(current_headers().is_empty(), "outside a handler");
     }
 
     #[tokio::test]

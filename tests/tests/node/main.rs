@@ -2,5 +2,7 @@
 //! SIGKILL. Files by priority: t10 basic, t50 environment, t90 regressions.
 
 mod t10_basic;
+mod t20_http;
+mod t20_reflection;
 mod t50_disk_full;
 mod t50_limits;

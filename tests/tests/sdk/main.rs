@@ -1,5 +1,7 @@
 //! The Python SDK's own checks (client/python), run by `cargo test --workspace`: ruff, mypy
-//! --strict and pytest, against a real `node` built by the harness. Files by priority: t10 basic.
+//! --strict and pytest, against a real `node` built by the harness; and the JavaScript
+//! example (client/examples/js, `t20_js.rs`) with node's test runner. Files by priority: t10
+//! basic.
 //!
 //! Set-up, once per machine and again whenever the SDK's sources change: a virtualenv under
 //! `target/sdk-venv` with `pip install ./client/python[test]` (from PyPI: grpcio, protobuf and
@@ -8,6 +10,7 @@
 //! reinstall, so an unchanged SDK costs no pip run.
 
 mod t10_python;
+mod t20_js;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,7 +34,7 @@ pub fn sdk_dir() -> PathBuf {
     repo().join("client").join("python")
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from)
 }
 

@@ -26,7 +26,7 @@ use crate::remote::success;
 /// Far longer than any test: a task run again quickly was released, not expired.
 const LEASE_MS: &str = "120000";
 
-async fn node(dir: &tempfile::TempDir) -> Result<(NodeProcess, Client)> {
+pub(crate) async fn node(dir: &tempfile::TempDir) -> Result<(NodeProcess, Client)> {
     let args = [
         "--workers",
         "0",

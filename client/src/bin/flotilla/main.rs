@@ -146,11 +146,18 @@ async fn tasks(
 ) -> anyhow::Result<()> {
     match action {
         None => {
-            let names = client.task_names().await.context("tasks failed")?;
+            let catalogue = client.task_catalogue().await.context("tasks failed")?;
             if json {
-                writeln!(out, "{}", serde_json::json!({ "tasks": names }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "tasks": catalogue.names,
+                        "unreachable_nodes": catalogue.unreachable_nodes,
+                    })
+                )?;
             } else {
-                write!(out, "{}", output::task_names_human(&names))?;
+                write!(out, "{}", output::task_names_human(&catalogue))?;
             }
         }
         Some(TasksAction::Declare {

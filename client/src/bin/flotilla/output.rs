@@ -88,7 +88,8 @@ pub fn stats_human(stats: &[QueueStats]) -> String {
 }
 
 /// `tasks` as a table: name, default queue, tasks held, declarers (`who=queue`, latest first).
-pub fn task_names_human(names: &[flotilla_client::TaskName]) -> String {
+pub fn task_names_human(catalogue: &flotilla_client::TaskCatalogue) -> String {
+    let names = &catalogue.names;
     let mut out = format!(
         "{:<32} {:<16} {:>8}  {}\n",
         "task", "queue", "held", "declared by"
@@ -106,9 +107,26 @@ pub fn task_names_human(names: &[flotilla_client::TaskName]) -> String {
             t.held,
             declarers.join(", ")
         ));
+        // One line per connected worker: which node holds it, its name, how many it runs.
+        for w in &t.workers {
+            out.push_str(&format!(
+                "    worker {} on node {} (concurrency {}, queues {})\n",
+                w.name,
+                w.node_id,
+                w.concurrency,
+                w.queues.join(",")
+            ));
+        }
     }
     if names.is_empty() {
         out.push_str("(no task names declared)\n");
+    }
+    if !catalogue.unreachable_nodes.is_empty() {
+        let nodes: Vec<String> = catalogue.unreachable_nodes.iter().map(u64::to_string).collect();
+        out.push_str(&format!(
+            "(nodes {} did not answer: their workers are not listed)\n",
+            nodes.join(", ")
+        ));
     }
     out
 }
@@ -221,21 +239,35 @@ mod tests {
 
     #[test]
     fn task_names_table() {
-        use flotilla_client::{Declarer, TaskName};
+        use flotilla_client::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
         let d = |who: &str, queue: &str| Declarer {
             declarer: who.into(),
             queue: queue.into(),
         };
-        let text = task_names_human(&[TaskName {
-            name: "tasks.add".into(),
-            default_queue: "math".into(),
-            declarers: vec![d("py-1", "math"), d("node:1", "default")],
-            held: 2,
-        }]);
+        let text = task_names_human(&TaskCatalogue {
+            names: vec![TaskName {
+                name: "tasks.add".into(),
+                default_queue: "math".into(),
+                declarers: vec![d("py-1", "math"), d("node:1", "default")],
+                held: 2,
+                workers: vec![ConnectedWorker {
+                    node_id: 3,
+                    name: "py-1".into(),
+                    queues: vec!["math".into(), "default".into()],
+                    concurrency: 8,
+                }],
+            }],
+            unreachable_nodes: vec![2],
+        });
         let row = text.lines().nth(1).unwrap();
         assert!(row.starts_with("tasks.add "), "{text}");
         assert!(row.ends_with("  py-1=math, node:1=default"), "{text}");
-        assert!(task_names_human(&[]).contains("(no task names declared)"));
+        assert_eq!(
+            text.lines().nth(2).unwrap(),
+            "    worker py-1 on node 3 (concurrency 8, queues math,default)"
+        );
+        assert!(text.contains("nodes 2 did not answer"), "{text}");
+        assert!(task_names_human(&TaskCatalogue::default()).contains("(no task names declared)"));
     }
 
     #[test]

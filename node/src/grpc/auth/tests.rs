@@ -100,6 +100,12 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
         need("/flotilla.v1.QueueService/DeclareTaskNames"),
         Need::Client(Right::Admin)
     );
+    for reflection in [
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ] {
+        assert_eq!(need(reflection), Need::Client(Right::Read), "{reflection}");
+    }
     assert_eq!(
         need("/flotilla.v1.QueueService/SomethingNew"),
         Need::Client(Right::Admin)

@@ -5,8 +5,10 @@
 //!
 //! # Formats
 //!
-//! Format 2 added `CreateToken` and `RevokeToken` (API tokens); every other command is still
-//! written in format 1.
+//! Format 2 added `CreateToken` and `RevokeToken` (API tokens), format 3 `DeclareTasks` (the
+//! task catalogue), format 4 submit headers (a `Submit` with a task that has headers; without
+//! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
+//! one) and `Progress`; every other command is still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -58,10 +60,11 @@ use serde::de::Visitor;
 use serde::ser::SerializeTuple;
 
 use super::Command;
+use super::Outcome;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 3;
+pub const ENTRY_FORMAT: u32 = 4;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -100,6 +103,16 @@ impl Command {
     /// variant (and the variants of enums inside it). See the module docs before adding one.
     pub fn format(&self) -> u32 {
         match self {
+            // Format 4 (issue 11): headers, in the place of a spec's time limit (`wire.rs`); a
+            // worker's retry delay.
+            Command::Submit { tasks } if tasks.iter().any(|t| !t.headers.is_empty()) => 4,
+            Command::Complete { completions, .. }
+                if completions
+                    .iter()
+                    .any(|c| matches!(c.outcome, Outcome::RetryAfter { .. })) =>
+            {
+                4
+            }
             Command::Submit { .. }
             | Command::Lease { .. }
             | Command::Complete { .. }
@@ -116,6 +129,7 @@ impl Command {
             Command::CreateToken { .. } | Command::RevokeToken { .. } => 2,
             // Format 3: the task catalogue (issue 11).
             Command::DeclareTasks { .. } => 3,
+            Command::Progress { .. } => 4,
         }
     }
 }
@@ -317,6 +331,41 @@ mod tests {
         // Without the declaration, the same entry keeps format 2's bytes.
         r.commands.pop();
         assert_eq!(encoding::encode(&r).unwrap()[..2], [TAG, 2]);
+    }
+
+    #[test]
+    fn an_entry_with_submit_headers_is_written_as_format_4() {
+        let spec = |headers: &[(&str, &str)]| super::super::TaskSpec {
+            name: "n".into(),
+            queue: String::new(),
+            args: bytes::Bytes::new(),
+            priority: 0,
+            eta_ms: None,
+            countdown_ms: None,
+            max_retries: 0,
+            backoff_ms: 0,
+            time_limit_ms: Some(5),
+            idempotency_key: None,
+            result_ttl_ms: 0,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let mut r = req(42);
+        r.commands.push(Command::Submit {
+            tasks: vec![spec(&[])].into(),
+        });
+        assert_eq!(r.format(), 1, "a submit without headers keeps format 1");
+        assert_eq!(encoding::encode(&r).unwrap(), derived(&r));
+        r.commands.push(Command::Submit {
+            tasks: vec![spec(&[]), spec(&[("traceparent", "00-1")])].into(),
+        });
+        assert_eq!(r.format(), 4);
+        let bytes = encoding::encode(&r).unwrap();
+        assert_eq!(bytes[..2], [TAG, 4]);
+        assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
+        assert!(encoding::decode::<Derived>(&bytes).is_err());
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The serialized form of [`QueueState`] (snapshot format version 4; `state/v1.rs` reads
+//! The serialized form of [`QueueState`] (snapshot format version 5; `state/v1.rs` reads
 //! version 1), and the equality that follows it.
 //!
 //! Version 3 is version 2 followed by the token table; version 4 is version 3 followed by the
-//! task catalogue. A state is written in the oldest version that holds it (the rule of
-//! `docs/adr/002-format-versions.md`): one that never declared a task name as version 3
-//! ([`WithoutCatalog`]), one that also never held a token as version 2 ([`WithoutTokens`]), so
-//! a cluster that does not use the new tables keeps writing snapshots the builds before them
-//! read; [`QueueStateV3`] and [`QueueStateV2`] read those versions back.
+//! task catalogue; version 5 is version 4 followed by the task extras (headers, progress:
+//! `extras.rs`). A state is written in the oldest version that holds it (the rule of
+//! `docs/adr/002-format-versions.md`): one without extras as version 4 ([`WithoutExtras`]),
+//! one that also never declared a task name as version 3 ([`WithoutCatalog`]), one that also
+//! never held a token as version 2 ([`WithoutTokens`]), so a cluster that does not use the new
+//! tables keeps writing snapshots the builds before them read; [`QueueStateV4`],
+//! [`QueueStateV3`] and [`QueueStateV2`] read those versions back.
 //!
 //! Every field is serialized as it is held, in the order below (bincode is positional), except
 //! the key index: it is derived from the tasks, not ordered, and rebuilt on load, so its random
@@ -18,6 +20,7 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use super::Catalog;
+use super::Extras;
 use super::Index;
 use super::Interner;
 use super::KeyIndex;
@@ -55,6 +58,13 @@ struct StateRefV4<'a> {
     catalog: &'a Catalog,
 }
 
+/// Version 5: version 4, then the task extras.
+#[derive(Serialize)]
+struct StateRefV5<'a> {
+    v4: StateRefV4<'a>,
+    extras: &'a Extras,
+}
+
 #[derive(Deserialize)]
 struct StateOwned {
     now_ms: UnixMs,
@@ -78,6 +88,12 @@ struct StateOwnedV4 {
     catalog: Catalog,
 }
 
+#[derive(Deserialize)]
+struct StateOwnedV5 {
+    v4: StateOwnedV4,
+    extras: Extras,
+}
+
 impl QueueState {
     fn v2_ref(&self) -> StateRef<'_> {
         StateRef {
@@ -98,9 +114,17 @@ impl QueueState {
         }
     }
 
-    fn from_owned(o: StateOwned, tokens: Tokens, catalog: Catalog) -> Result<Self, String> {
+    fn v4_ref(&self) -> StateRefV4<'_> {
+        StateRefV4 {
+            v3: self.v3_ref(),
+            catalog: &self.catalog,
+        }
+    }
+
+    fn from_owned(o: StateOwned, tokens: Tokens, catalog: Catalog, extras: Extras) -> Result<Self, String> {
         let idempotency = KeyIndex::build(&o.tasks)?;
         let catalog = super::catalog::checked(catalog)?;
+        extras.check(|id| o.tasks.get(id).is_some())?;
         Ok(Self {
             now_ms: o.now_ms,
             next_id: o.next_id,
@@ -112,15 +136,16 @@ impl QueueState {
             standing: o.standing,
             tokens,
             catalog,
+            extras,
         })
     }
 }
 
 impl Serialize for QueueState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StateRefV4 {
-            v3: self.v3_ref(),
-            catalog: &self.catalog,
+        StateRefV5 {
+            v4: self.v4_ref(),
+            extras: &self.extras,
         }
         .serialize(s)
     }
@@ -128,8 +153,37 @@ impl Serialize for QueueState {
 
 impl<'de> Deserialize<'de> for QueueState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = StateOwnedV5::deserialize(d)?;
+        let v4 = o.v4;
+        Self::from_owned(v4.v3.v2, v4.v3.tokens, v4.catalog, o.extras).map_err(serde::de::Error::custom)
+    }
+}
+
+const EXTRAS_NEED_FORMAT_5: &str = "a state holding task headers or progress needs snapshot format 5";
+
+/// A state serialized in format version 4 (no extras). Only for a state whose extras are
+/// pristine ([`Extras::is_pristine`]): anything else would lose headers or progress, so
+/// serializing it fails.
+pub struct WithoutExtras<'a>(pub &'a QueueState);
+
+impl Serialize for WithoutExtras<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.extras.is_pristine() {
+            return Err(serde::ser::Error::custom(EXTRAS_NEED_FORMAT_5));
+        }
+        self.0.v4_ref().serialize(s)
+    }
+}
+
+/// A state read from format version 4: no extras.
+pub struct QueueStateV4(pub QueueState);
+
+impl<'de> Deserialize<'de> for QueueStateV4 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwnedV4::deserialize(d)?;
-        Self::from_owned(o.v3.v2, o.v3.tokens, o.catalog).map_err(serde::de::Error::custom)
+        QueueState::from_owned(o.v3.v2, o.v3.tokens, o.catalog, Extras::default())
+            .map(QueueStateV4)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -140,6 +194,9 @@ pub struct WithoutCatalog<'a>(pub &'a QueueState);
 
 impl Serialize for WithoutCatalog<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.extras.is_pristine() {
+            return Err(serde::ser::Error::custom(EXTRAS_NEED_FORMAT_5));
+        }
         if !self.0.catalog.is_pristine() {
             return Err(serde::ser::Error::custom(
                 "a state holding declared task names needs snapshot format 4",
@@ -155,7 +212,7 @@ pub struct QueueStateV3(pub QueueState);
 impl<'de> Deserialize<'de> for QueueStateV3 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwnedV3::deserialize(d)?;
-        QueueState::from_owned(o.v2, o.tokens, Catalog::default())
+        QueueState::from_owned(o.v2, o.tokens, Catalog::default(), Extras::default())
             .map(QueueStateV3)
             .map_err(serde::de::Error::custom)
     }
@@ -173,6 +230,9 @@ impl Serialize for WithoutTokens<'_> {
                 "a state holding tokens needs snapshot format 3",
             ));
         }
+        if !self.0.extras.is_pristine() {
+            return Err(serde::ser::Error::custom(EXTRAS_NEED_FORMAT_5));
+        }
         if !self.0.catalog.is_pristine() {
             return Err(serde::ser::Error::custom(
                 "a state holding declared task names needs snapshot format 4",
@@ -188,7 +248,7 @@ pub struct QueueStateV2(pub QueueState);
 impl<'de> Deserialize<'de> for QueueStateV2 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwned::deserialize(d)?;
-        QueueState::from_owned(o, Tokens::default(), Catalog::default())
+        QueueState::from_owned(o, Tokens::default(), Catalog::default(), Extras::default())
             .map(QueueStateV2)
             .map_err(serde::de::Error::custom)
     }
@@ -206,6 +266,7 @@ impl PartialEq for QueueState {
             && self.standing == other.standing
             && self.tokens == other.tokens
             && self.catalog == other.catalog
+            && self.extras == other.extras
     }
 }
 

@@ -22,6 +22,7 @@ impl QueueState {
         self.check_indexes()?;
         self.tokens.check()?;
         self.catalog.check()?;
+        self.extras.check(|id| self.tasks.get(id).is_some())?;
         self.check_standing()
     }
 

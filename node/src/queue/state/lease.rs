@@ -1,5 +1,5 @@
 //! The lease rules: granting tasks (`Lease`), and everything that names a lease afterwards
-//! (`Complete`, `Heartbeat`, `Release`, `ReleaseWorker`, expiry), with the retry rules a
+//! (`Complete`, `Heartbeat`, `Progress`, `Release`, `ReleaseWorker`, expiry), with the retry rules a
 //! failed attempt follows.
 //!
 //! A lease is `(task, attempt)`; the attempt is the fencing token. One function says what a
@@ -59,25 +59,51 @@ pub(super) fn backoff_delay(backoff_ms: u64, failures: u32) -> u64 {
     backoff_ms.saturating_mul(1u64 << exp).min(MAX_BACKOFF_MS)
 }
 
+/// How a failed attempt wants to be retried.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// Not at all: the task is dead.
+    Never,
+    /// After the task's backoff.
+    Backoff,
+    /// After this delay (the worker's), capped at [`MAX_BACKOFF_MS`].
+    After(u64),
+}
+
+impl Retry {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Success(_) | Outcome::Failure { retry: false, .. } => Retry::Never,
+            Outcome::Failure { retry: true, .. } => Retry::Backoff,
+            Outcome::RetryAfter { delay_ms, .. } => Retry::After(*delay_ms),
+        }
+    }
+}
+
 /// Record a failed attempt and move the task on by the retry rules.
 fn fail(
     idx: &mut Index,
     id: TaskId,
     t: &mut Task,
     error: &str,
-    retry: bool,
+    retry: Retry,
     now: UnixMs,
     effects: &mut ApplyEffects,
 ) {
     t.failures = t.failures.saturating_add(1);
     t.set_output(Output::Error(error.into()));
     let opts = idx.options(t);
-    if retry && t.failures <= opts.max_retries {
-        if opts.backoff_ms == 0 {
+    let delay = match retry {
+        Retry::Never => None,
+        Retry::Backoff => Some(backoff_delay(opts.backoff_ms, t.failures)),
+        Retry::After(ms) => Some(ms.min(MAX_BACKOFF_MS)),
+    };
+    if let Some(delay) = delay.filter(|_| t.failures <= opts.max_retries) {
+        if delay == 0 {
             idx.set_state(id, t, To::Pending, now);
             effects.became_pending += 1;
         } else {
-            let due = now.saturating_add(backoff_delay(opts.backoff_ms, t.failures));
+            let due = now.saturating_add(delay);
             idx.set_state(id, t, To::Retrying { due }, now);
         }
     } else {
@@ -148,6 +174,7 @@ impl QueueState {
                     args: Bytes::copy_from_slice(t.args()),
                     time_limit_ms: self.idx.options(t).time_limit_ms,
                     lease_deadline_ms: deadline,
+                    headers: self.extras.headers(id).cloned().unwrap_or_default(),
                 });
             }
         }
@@ -179,7 +206,9 @@ impl QueueState {
                 self.idx.set_state(id, t, To::Final(TaskState::Succeeded), now);
                 effects.finished.push(id);
             }
-            Outcome::Failure { error, retry } => fail(&mut self.idx, id, t, error, *retry, now, effects),
+            Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => {
+                fail(&mut self.idx, id, t, error, Retry::of(&c.outcome), now, effects);
+            }
         }
         CompletionResult::Accepted
     }
@@ -191,6 +220,14 @@ impl QueueState {
         };
         // Not a change of state (`updated_ms` stays): only the deadline moves.
         self.idx.set_timer(lease.task, t, deadline);
+        true
+    }
+
+    pub(super) fn progress(&mut self, lease: LeaseRef, data: &Bytes) -> bool {
+        if self.tasks.held(lease).is_none() {
+            return false;
+        }
+        self.extras.set_progress(lease, data, self.now_ms);
         true
     }
 

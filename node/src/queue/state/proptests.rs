@@ -50,6 +50,8 @@ enum Op {
     RevokeToken(TokenId),
     /// A declaration by one of a few declarers of a few names (some too long) and queues.
     DeclareTasks(&'static str, Vec<(&'static str, &'static str)>),
+    /// Progress reports of a few leases.
+    Progress(Vec<LeaseSel>),
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +99,7 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
             prop::option::weighted(0.3, prop::sample::select(vec!["k0", "k1", "k2", "k3"])),
             big_u64(0..1_000),
             prop::option::of(0u64..10_000),
+            prop::option::weighted(0.2, prop::sample::select(vec!["t1", "t2"])),
         ),
     )
         .prop_map(
@@ -104,7 +107,7 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
                 (name, queue, priority),
                 (eta_ms, countdown_ms),
                 (max_retries, backoff_ms),
-                (key, ttl, limit),
+                (key, ttl, limit, trace),
             )| {
                 let mut s = spec(name);
                 s.queue = queue.into();
@@ -116,6 +119,9 @@ fn task_spec() -> impl Strategy<Value = TaskSpec> {
                 s.idempotency_key = key.map(String::from);
                 s.result_ttl_ms = ttl;
                 s.time_limit_ms = limit;
+                s.headers = trace
+                    .map(|t| [("traceparent".to_string(), t.to_string())].into())
+                    .unwrap_or_default();
                 s.args = Bytes::from(name.as_bytes().to_vec());
                 s
             },
@@ -135,6 +141,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         3 => Just(Outcome::Success(Bytes::from_static(b"ok"))),
         3 => Just(Outcome::Failure { error: "transient".into(), retry: true }),
         1 => Just(Outcome::Failure { error: "fatal".into(), retry: false }),
+        1 => big_u64(0..2_000).prop_map(|delay_ms| Outcome::RetryAfter { error: "later".into(), delay_ms }),
     ]
 }
 
@@ -184,6 +191,7 @@ fn op() -> impl Strategy<Value = Op> {
             ),
         )
             .prop_map(|(declarer, tasks)| Op::DeclareTasks(declarer, tasks)),
+        2 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Progress),
     ]
 }
 
@@ -258,6 +266,16 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                     })
                     .collect(),
             },
+            Op::Progress(l) => Command::Progress {
+                reports: l
+                    .iter()
+                    .map(|sel| {
+                        let lease = lease(sel);
+                        let data = Bytes::from(format!("{{\"at\":{now_ms},\"attempt\":{}}}", lease.attempt));
+                        ProgressReport { lease, data }
+                    })
+                    .collect(),
+            },
             Op::Heartbeat(l, ms) => Command::Heartbeat {
                 worker: "w1".into(),
                 leases: l.iter().map(&lease).collect(),
@@ -315,6 +333,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Lease { max, .. }, Response::Leased(g)) => g.len() <= *max as usize,
         (Command::Complete { completions, .. }, Response::Completed(c)) => c.len() == completions.len(),
         (Command::Heartbeat { leases, .. }, Response::Heartbeated(b)) => b.len() == leases.len(),
+        (Command::Progress { reports }, Response::Progressed(b)) => b.len() == reports.len(),
         (Command::Release { leases, .. }, Response::Released(b)) => b.len() == leases.len(),
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
         (Command::ReleaseWorker { .. }, Response::ReleasedWorker(_)) => true,
@@ -446,6 +465,23 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                             assert_eq!(
                                 s.current_lease(l.task).unwrap().2,
                                 s.now_ms.saturating_add(*lease_ms)
+                            );
+                        }
+                        ok
+                    })
+                    .collect(),
+            ),
+            Command::Progress { reports } => Response::Progressed(
+                reports
+                    .iter()
+                    .map(|r| {
+                        let ok = item(&mut s, |s| current(s, r.lease), |s| s.progress(r.lease, &r.data));
+                        if ok {
+                            let view = s.task(r.lease.task).unwrap();
+                            let kept = view.progress.unwrap();
+                            assert_eq!(
+                                (kept.attempt, kept.at_ms, &kept.data),
+                                (r.lease.attempt, s.now_ms, &r.data)
                             );
                         }
                         ok
@@ -653,7 +689,15 @@ fn check_retry_rule(before: &Task, opts: TaskOptions, after: &Task, outcome: &Ou
             assert_eq!(after.timer_ms, due, "retry due time");
             (TaskState::Retrying, failures)
         }
-        Outcome::Failure { .. } => (TaskState::Dead, failures),
+        Outcome::RetryAfter { delay_ms: 0, .. } if failures <= opts.max_retries => {
+            (TaskState::Pending, failures)
+        }
+        Outcome::RetryAfter { delay_ms, .. } if failures <= opts.max_retries => {
+            let due = now.saturating_add((*delay_ms).min(MAX_BACKOFF_MS));
+            assert_eq!(after.timer_ms, due, "retry due time (the worker's delay)");
+            (TaskState::Retrying, failures)
+        }
+        Outcome::Failure { .. } | Outcome::RetryAfter { .. } => (TaskState::Dead, failures),
     };
     assert_eq!(
         (after.state, after.failures, after.attempt),

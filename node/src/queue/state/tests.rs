@@ -36,6 +36,7 @@ pub(super) fn spec(name: &str) -> TaskSpec {
         time_limit_ms: None,
         idempotency_key: None,
         result_ttl_ms: 1_000,
+        headers: Default::default(),
     }
 }
 
@@ -230,6 +231,7 @@ fn submit_lease_complete_success() {
             args: Bytes::from_static(b"{}"),
             time_limit_ms: Some(5_000),
             lease_deadline_ms: 30_200,
+            headers: Default::default(),
         }]
     );
     assert_eq!(h.s.current_lease(1), Some((lr(1, 1), "w1", 30_200)));

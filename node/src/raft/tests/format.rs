@@ -5,7 +5,9 @@
 //! the token table) is under `fixtures/entries-v2-snapshot-v3/`: the same log with tokens
 //! created and revoked in it. Issue 11's format (the task catalogue: entry format 3 for
 //! `DeclareTasks`, snapshot format 4 with the catalogue) is under
-//! `fixtures/entries-v3-snapshot-v4/`: issue 14's log with task names declared in it.
+//! `fixtures/entries-v3-snapshot-v4/`: issue 14's log with task names declared in it. Issue
+//! 11's second format (entry format 4: submit headers, a worker's retry delay, progress;
+//! snapshot format 5 with the task extras) is under `fixtures/entries-v4-snapshot-v5/`.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -47,6 +49,7 @@ use crate::queue::Completion;
 use crate::queue::ENTRY_FORMAT;
 use crate::queue::LeaseRef;
 use crate::queue::Outcome;
+use crate::queue::ProgressReport;
 use crate::queue::Request;
 use crate::queue::Role;
 use crate::queue::TaskDecl;
@@ -69,6 +72,8 @@ const V1_DIR: &str = "entries-v1-snapshot-v2";
 const V2_DIR: &str = "entries-v2-snapshot-v3";
 /// The fixture of issue 11's format (the task catalogue).
 const V3_DIR: &str = "entries-v3-snapshot-v4";
+/// The fixture of issue 11's second format (headers, retry delay, progress).
+const V4_DIR: &str = "entries-v4-snapshot-v5";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -94,6 +99,7 @@ fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
         V1_DIR => fixture_entries(),
         V2_DIR => fixture_entries_v2(),
         V3_DIR => fixture_entries_v3(),
+        V4_DIR => fixture_entries_v4(),
         other => panic!("no fixture named {other}"),
     }
 }
@@ -177,6 +183,69 @@ pub(crate) fn fixture_entries_v3() -> Vec<EntryOf<TypeConfig>> {
     entries
 }
 
+/// Issue 11's second fixture: the catalogue's log with progress reported (entry 5, before the
+/// snapshot: so the snapshot holds task extras, format 5; one report stale), and a task
+/// submitted with headers, leased, and failed with a retry delay (entry 8, after it).
+pub(crate) fn fixture_entries_v4() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries_v3();
+    let report = |task, attempt, data: &'static str| ProgressReport {
+        lease: lease(task, attempt),
+        data: Bytes::from_static(data.as_bytes()),
+    };
+    match &mut entries[4].payload {
+        EntryPayload::Normal(req) => req.commands.insert(
+            0,
+            Command::Progress {
+                reports: vec![
+                    report(1, 1, r#"{"step":"smtp"}"#),
+                    report(2, 1, r#"{"pct":50}"#),
+                    report(2, 0, r#"{"stale":true}"#),
+                ],
+            },
+        ),
+        other => panic!("entry 5 is {other:?}"),
+    }
+    let pool3 = "pool-3".to_string();
+    match &mut entries[7].payload {
+        EntryPayload::Normal(req) => req.commands.extend([
+            Command::Submit {
+                tasks: vec![TaskSpec {
+                    max_retries: 2,
+                    headers: [
+                        (
+                            "traceparent".to_string(),
+                            "00-0af7651916cd43dd-b7ad6b7169203331-01".to_string(),
+                        ),
+                        ("x-tenant".to_string(), "acme".to_string()),
+                    ]
+                    .into(),
+                    ..spec("hook.call", "mail", "{}")
+                }]
+                .into(),
+            },
+            Command::Lease {
+                worker: pool3.clone(),
+                queues: vec!["mail".into()],
+                max: 1,
+                lease_ms: 30_000,
+                standing_ticket: None,
+            },
+            Command::Complete {
+                worker: pool3,
+                completions: vec![Completion {
+                    lease: lease(7, 1),
+                    outcome: Outcome::RetryAfter {
+                        error: "429 too many requests".into(),
+                        delay_ms: 5_000,
+                    },
+                }],
+            },
+        ]),
+        other => panic!("entry 8 is {other:?}"),
+    }
+    entries
+}
+
 /// A task with every option at its zero. Written out here, not taken from a shared test
 /// helper: the fixture's entries must not change when someone else's defaults do.
 fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
@@ -192,6 +261,7 @@ fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
         time_limit_ms: None,
         idempotency_key: None,
         result_ttl_ms: 3_600_000,
+        headers: Default::default(),
     }
 }
 
@@ -553,13 +623,44 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_3() {
     });
 }
 
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_4() {
+    let snap = fs::read(fixtures_dir().join(V4_DIR).join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        5u32.to_le_bytes(),
+        "the fixture's snapshot is format 5"
+    );
+    let replica = open_fixture(V4_DIR).await;
+    replica.read(|q| {
+        assert_eq!(q.task_names().len(), 4, "the catalogue is all there");
+        let progress = |id| q.task(id).and_then(|t| t.progress).map(|p| (p.attempt, p.data));
+        assert_eq!(progress(1), Some((1, Bytes::from_static(br#"{"step":"smtp"}"#))));
+        assert_eq!(
+            progress(2),
+            Some((1, Bytes::from_static(br#"{"pct":50}"#))),
+            "the stale report changed nothing"
+        );
+        assert_eq!(progress(3), None);
+        let t = q.task(7).expect("task 7");
+        assert_eq!((t.state, t.attempt), (TaskState::Retrying, 1));
+        assert_eq!(t.error.as_deref(), Some("429 too many requests"));
+        assert_eq!(q.headers(7).get("x-tenant").map(String::as_str), Some("acme"));
+        assert_eq!(
+            q.next_deadline_ms(),
+            Some(T0 + 3_000 + 5_000),
+            "the worker's retry delay"
+        );
+    });
+}
+
 /// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
 /// so this build writes what that build reads. Entries whose commands all have their entry
 /// format 1 layout are written untagged, byte for byte as before; so is the snapshot of a
 /// state without tokens (format 2). And what issues 14 and 11's builds wrote, this one writes too.
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
-    for name in [V1_DIR, V2_DIR, V3_DIR] {
+    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR] {
         writes_the_bytes_of(name).await;
     }
 }

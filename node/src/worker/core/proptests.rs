@@ -270,6 +270,7 @@ impl World {
                     time_limit_ms: None,
                     idempotency_key: None,
                     result_ttl_ms: 60_000,
+                    headers: Default::default(),
                 };
                 let tasks: Arc<[TaskSpec]> = vec![spec; n].into();
                 self.log(vec![Command::Submit { tasks }]);

@@ -28,6 +28,7 @@ fn grant(task: u64) -> Grant {
         args: Bytes::new(),
         time_limit_ms: None,
         lease_deadline_ms: 0,
+        headers: Default::default(),
     }
 }
 

@@ -65,17 +65,24 @@ pub fn check(r: pb::TaskResult, max_result_bytes: usize) -> Result<Checked, Stri
         }
         Some(PbOutcome::Success(result)) => (Answer::Outcome(Outcome::Success(result)), false),
         Some(PbOutcome::Failure(f)) => {
-            // `retry_delay_ms` is not honoured yet: the queue's `Complete` has no field for it
-            // (the task's own backoff applies).
             let error = if f.kind.is_empty() {
                 f.message
             } else {
                 format!("{}: {}", f.kind, f.message)
             };
             let error = truncate(error, max_result_bytes);
-            let outcome = Outcome::Failure {
-                error,
-                retry: f.retryable,
+            // A retry delay instead of the task's backoff (capped by the queue); 0 means the
+            // backoff, and a fatal failure has no retry to delay.
+            let outcome = if f.retryable && f.retry_delay_ms > 0 {
+                Outcome::RetryAfter {
+                    error,
+                    delay_ms: f.retry_delay_ms,
+                }
+            } else {
+                Outcome::Failure {
+                    error,
+                    retry: f.retryable,
+                }
             };
             (Answer::Outcome(outcome), false)
         }
@@ -130,7 +137,7 @@ pub fn already_committed(view: Option<&TaskView>, lease: LeaseRef, answer: &Answ
         Answer::Outcome(Outcome::Success(result)) => {
             v.state == TaskState::Succeeded && v.result.as_ref() == Some(result)
         }
-        Answer::Outcome(Outcome::Failure { error, .. }) => {
+        Answer::Outcome(Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. }) => {
             matches!(
                 v.state,
                 TaskState::Dead | TaskState::Retrying | TaskState::Pending
@@ -169,6 +176,7 @@ mod tests {
             error: error.map(str::to_string),
             created_ms: 0,
             updated_ms: 0,
+            progress: None,
         }
     }
 
@@ -210,6 +218,35 @@ mod tests {
             ..success(3, 1, b"")
         };
         assert!(check(empty, 10).unwrap_err().contains("no outcome"));
+    }
+
+    #[test]
+    fn a_retry_delay_asks_for_a_retry_after_it_unless_the_failure_is_fatal() {
+        let failure = |retryable, retry_delay_ms| pb::TaskResult {
+            task_id: 1,
+            attempt: 1,
+            outcome: Some(PbOutcome::Failure(pb::Failure {
+                message: "429".into(),
+                retryable,
+                retry_delay_ms,
+                kind: String::new(),
+            })),
+        };
+        let answer = |r| check(r, 100).unwrap().answer;
+        assert_eq!(
+            answer(failure(true, 30_000)),
+            Answer::Outcome(Outcome::RetryAfter {
+                error: "429".into(),
+                delay_ms: 30_000
+            })
+        );
+        assert_eq!(
+            answer(failure(false, 30_000)),
+            Answer::Outcome(Outcome::Failure {
+                error: "429".into(),
+                retry: false
+            })
+        );
     }
 
     #[test]

@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::network::peer::ConnectedWorker;
+
 #[derive(Default)]
 struct Inner {
     /// Name → session id.
     live: BTreeMap<String, u64>,
+    /// Name → what the session's Hello said (once [`Claim::describe`]d).
+    described: BTreeMap<String, ConnectedWorker>,
     next_id: u64,
 }
 
@@ -63,6 +67,12 @@ impl Sessions {
         })
     }
 
+    /// The live sessions that described themselves, by name.
+    pub fn workers(&self) -> Vec<ConnectedWorker> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.described.values().cloned().collect()
+    }
+
     /// Names of the live sessions.
     pub fn names(&self) -> Vec<String> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,11 +93,22 @@ impl Sessions {
     }
 }
 
+impl Claim {
+    /// Record what the session's Hello said, for [`Sessions::workers`].
+    pub fn describe(&self, worker: ConnectedWorker) {
+        let mut inner = self.sessions.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.live.get(&self.name) == Some(&self.id) {
+            inner.described.insert(self.name.clone(), worker);
+        }
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut inner = self.sessions.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.live.get(&self.name) == Some(&self.id) {
             inner.live.remove(&self.name);
+            inner.described.remove(&self.name);
         }
         self.sessions.count.send_replace(inner.live.len());
     }
@@ -105,6 +126,15 @@ mod tests {
         let b = s.claim("v").unwrap();
         assert_ne!(a.id, b.id);
         assert_eq!(s.names(), vec!["v".to_string(), "w".to_string()]);
+        let info = ConnectedWorker {
+            node_id: 1,
+            name: "w".into(),
+            queues: vec!["default".into()],
+            tasks: vec!["noop".into()],
+            concurrency: 8,
+        };
+        a.describe(info.clone());
+        assert_eq!(s.workers(), vec![info]);
         let mut signal = s.shutdown_signal();
         let drain = tokio::spawn({
             let s = s.clone();
@@ -113,6 +143,7 @@ mod tests {
         signal.changed().await.unwrap();
         assert_eq!(*signal.borrow(), Some(Duration::from_millis(5)));
         drop(a);
+        assert!(s.workers().is_empty(), "a worker gone is no longer listed");
         assert!(s.claim("w").is_some(), "the name is free again");
         assert!(!drain.is_finished());
         drop(b);

@@ -470,3 +470,42 @@ fn every_command_and_read_that_names_a_lease_honours_exactly_the_current_one() {
     assert_eq!(h.s.tasks.held(lr(1, 2)).map(|t| t.state), None);
     assert_eq!(h.state(1), Some(TaskState::Pending));
 }
+
+/// A worker's retry delay replaces the backoff, capped at `MAX_BACKOFF_MS`; 0 retries at once;
+/// retries left still count.
+#[test]
+fn a_retry_delay_replaces_the_backoff_and_is_capped() {
+    let mut h = H::default();
+    let mut s = spec("a");
+    s.max_retries = 3;
+    s.backoff_ms = 10;
+    h.submit(0, vec![s]);
+    let after = |delay_ms| Outcome::RetryAfter {
+        error: "rate limited".into(),
+        delay_ms,
+    };
+    let l = h.lease(1, 1, 1_000);
+    assert_eq!(h.complete(2, l[0], after(5_000)), CompletionResult::Accepted);
+    assert_eq!(h.state(1), Some(TaskState::Retrying));
+    assert_eq!(
+        h.s.next_deadline_ms(),
+        Some(5_002),
+        "the worker's delay, not 10 ms"
+    );
+    h.tick(5_001);
+    assert_eq!(h.state(1), Some(TaskState::Retrying));
+    h.tick(5_002);
+    assert_eq!(h.state(1), Some(TaskState::Pending));
+    let l = h.lease(5_003, 1, 1_000);
+    h.complete(5_004, l[0], after(u64::MAX));
+    assert_eq!(h.s.next_deadline_ms(), Some(5_004 + MAX_BACKOFF_MS), "capped");
+    h.tick(5_004 + MAX_BACKOFF_MS);
+    let l = h.lease(5_005 + MAX_BACKOFF_MS, 1, 1_000);
+    h.complete(5_006 + MAX_BACKOFF_MS, l[0], after(0));
+    assert_eq!(h.state(1), Some(TaskState::Pending), "0: at once");
+    let l = h.lease(5_007 + MAX_BACKOFF_MS, 1, 1_000);
+    h.complete(5_008 + MAX_BACKOFF_MS, l[0], after(1));
+    assert_eq!(h.state(1), Some(TaskState::Dead), "no retries left");
+    assert_eq!(h.s.task(1).unwrap().error.as_deref(), Some("rate limited"));
+    h.s.check_invariants().unwrap();
+}
