@@ -160,7 +160,9 @@ class Channel(virtual.Channel):
         self._answer_message(message, Released())
 
     def close(self) -> None:
-        super().close()  # type: ignore[no-untyped-call]  # cancels the consumers and restores what was not acknowledged
+        """Kombu cancels the consumers and restores what was not acknowledged (released);
+        then the session drains."""
+        super().close()  # type: ignore[no-untyped-call]
         if self._session is not None:
             self._session.drain()
 
