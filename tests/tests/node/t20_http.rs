@@ -13,8 +13,8 @@ use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::t10_basic::connect;
-use crate::t10_basic::ready;
+use flotilla_tests::connect;
+use flotilla_tests::ready;
 
 /// Answers `GET /ok` with 200 and a JSON body, anything else with 404.
 async fn server() -> Result<std::net::SocketAddr> {

@@ -12,8 +12,8 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-use crate::t10_basic::connect;
-use crate::t10_basic::ready;
+use flotilla_tests::connect;
+use flotilla_tests::ready;
 
 async fn ask(addr: &str, request: MessageRequest) -> Result<MessageResponse> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
