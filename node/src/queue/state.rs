@@ -82,8 +82,8 @@
 //! # Layout
 //!
 //! This file keeps the semantics above, [`QueueState`] and `apply` (time, timers, dispatch),
-//! the commands that are not about leases (submit, cancel, purge, pause, node ids) and the
-//! reads. The rest sits in `state/`, one concern per file:
+//! and the commands that are not about leases (submit, cancel, purge, pause, node ids). The
+//! rest sits in `state/`, one concern per file:
 //!
 //! - `task.rs`: the task record. Names and the rarely varied options (retries, backoff, result
 //!   TTL, time limit) are interned slot numbers; the idempotency key is stored once, in front
@@ -107,13 +107,13 @@
 //! - `catalog.rs`: the task catalogue (declared task names, their declarers and default
 //!   queues), checked by `grpc/queue_service.rs`.
 //! - `extras.rs`: what few tasks carry, beside the table: submit headers, latest progress.
+//! - `reads.rs`: the reads (a task's view, counts per queue, the next deadline, the tables).
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
 //! - `format.rs`: the serialized form (format version 5: everything as held, except the key
 //!   index; version 4 is the same without the extras, version 3 also without the catalogue,
 //!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 
 use super::command::*;
 use index::Index;
@@ -140,6 +140,7 @@ mod lease;
 mod pending;
 #[cfg(test)]
 mod proptests;
+mod reads;
 mod standing;
 mod table;
 mod task;
@@ -491,118 +492,5 @@ impl QueueState {
             effects.became_pending += data.pending.len();
             self.idx.release_queue(q);
         }
-    }
-
-    /// The machine's clock: the largest `now_ms` applied so far.
-    pub fn now_ms(&self) -> UnixMs {
-        self.now_ms
-    }
-
-    /// One task, if it exists (it may have been purged after its result TTL).
-    pub fn task(&self, id: TaskId) -> Option<TaskView> {
-        let t = self.tasks.get(id)?;
-        Some(TaskView {
-            id,
-            name: self.task_names.name(t.name).to_owned(),
-            queue: self.idx.queue_names.name(t.queue).to_owned(),
-            state: t.state,
-            attempt: t.attempt,
-            max_retries: self.idx.options(t).max_retries,
-            result: match t.output() {
-                Some(Output::Result(b)) => Some(b.clone()),
-                _ => None,
-            },
-            error: match t.output() {
-                Some(Output::Error(e)) => Some(e.to_string()),
-                _ => None,
-            },
-            created_ms: t.created_ms,
-            updated_ms: t.updated_ms,
-            progress: self.extras.progress(id).cloned(),
-        })
-    }
-
-    /// Number of tasks held (in any state, final ones until purged).
-    pub fn task_count(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Counts per queue, for every queue that holds a task or was paused.
-    pub fn stats(&self) -> BTreeMap<String, QueueCounts> {
-        self.idx
-            .queue_names
-            .ids
-            .iter()
-            .filter_map(|(name, q)| {
-                let d = self.idx.queues.get(*q as usize)?;
-                let c = |s: TaskState| d.counts[s as usize];
-                Some((
-                    name.to_string(),
-                    QueueCounts {
-                        scheduled: c(TaskState::Scheduled),
-                        pending: c(TaskState::Pending),
-                        leased: c(TaskState::Leased),
-                        retrying: c(TaskState::Retrying),
-                        succeeded: c(TaskState::Succeeded),
-                        dead: c(TaskState::Dead),
-                        cancelled: c(TaskState::Cancelled),
-                        paused: d.paused,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    /// The earliest time at which a `Tick` would change something (an ETA or retry coming due,
-    /// a lease expiring, a result expiring), if any. May be `<= now_ms()` when an entry created
-    /// an already-due timer (lease_ms or result TTL of 0): the next apply fires it.
-    pub fn next_deadline_ms(&self) -> Option<UnixMs> {
-        self.timers_first().map(|(due, _)| *due)
-    }
-
-    /// The API tokens.
-    pub fn tokens(&self) -> &Tokens {
-        &self.tokens
-    }
-
-    /// The task catalogue.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
-    /// Headers and progress of tasks.
-    pub fn extras(&self) -> &Extras {
-        &self.extras
-    }
-
-    /// A task's submit headers (empty if it has none or does not exist).
-    pub fn headers(&self, id: TaskId) -> Headers {
-        self.extras.headers(id).cloned().unwrap_or_default()
-    }
-
-    /// Every declared task name with its default queue, declarers and the tasks held of it.
-    pub fn task_names(&self) -> Vec<TaskNameInfo> {
-        self.catalog
-            .iter()
-            .map(|(name, default_queue, declarers)| TaskNameInfo {
-                name: name.to_string(),
-                default_queue: default_queue.to_string(),
-                declarers: declarers
-                    .into_iter()
-                    .map(|(who, queue)| (who.to_string(), queue.to_string()))
-                    .collect(),
-                held: self.task_names.get(name).map_or(0, |id| self.task_names.refs(id)),
-            })
-            .collect()
-    }
-
-    /// Number of tasks that could be leased now from these queues (all queues when empty).
-    pub fn leasable(&self, queues: &[String]) -> u64 {
-        let order: BTreeSet<u32> = self.idx.lease_order(queues).into_iter().collect();
-        order
-            .into_iter()
-            .filter_map(|q| self.idx.queues.get(q as usize))
-            .map(|d| d.pending.len())
-            .sum()
     }
 }
