@@ -2,6 +2,8 @@
 //! and ids, time moving forward, backward and jumping to the end of time), checked after every
 //! entry, command and individual completion.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 
