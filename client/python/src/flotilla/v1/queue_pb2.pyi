@@ -95,7 +95,7 @@ class SubmitResult(_message.Message):
     def __init__(self, id: _Optional[int] = ..., duplicate: bool = ...) -> None: ...
 
 class TaskInfo(_message.Message):
-    __slots__ = ("id", "name", "queue", "state", "attempt", "max_retries", "result", "error", "created_unix_ms", "updated_unix_ms", "not_found")
+    __slots__ = ("id", "name", "queue", "state", "attempt", "max_retries", "result", "error", "created_unix_ms", "updated_unix_ms", "not_found", "progress", "progress_attempt", "progress_unix_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,9 @@ class TaskInfo(_message.Message):
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     queue: str
@@ -118,7 +121,10 @@ class TaskInfo(_message.Message):
     created_unix_ms: int
     updated_unix_ms: int
     not_found: bool
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., result: _Optional[bytes] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., not_found: bool = ...) -> None: ...
+    progress: bytes
+    progress_attempt: int
+    progress_unix_ms: int
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., attempt: _Optional[int] = ..., max_retries: _Optional[int] = ..., result: _Optional[bytes] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., not_found: bool = ..., progress: _Optional[bytes] = ..., progress_attempt: _Optional[int] = ..., progress_unix_ms: _Optional[int] = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("id", "stale_ok")
@@ -311,22 +317,38 @@ class TaskNameDeclarer(_message.Message):
     def __init__(self, declarer: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
 
 class TaskName(_message.Message):
-    __slots__ = ("name", "default_queue", "declarers", "held")
+    __slots__ = ("name", "default_queue", "declarers", "held", "workers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_QUEUE_FIELD_NUMBER: _ClassVar[int]
     DECLARERS_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     default_queue: str
     declarers: _containers.RepeatedCompositeFieldContainer[TaskNameDeclarer]
     held: int
-    def __init__(self, name: _Optional[str] = ..., default_queue: _Optional[str] = ..., declarers: _Optional[_Iterable[_Union[TaskNameDeclarer, _Mapping]]] = ..., held: _Optional[int] = ...) -> None: ...
+    workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
+    def __init__(self, name: _Optional[str] = ..., default_queue: _Optional[str] = ..., declarers: _Optional[_Iterable[_Union[TaskNameDeclarer, _Mapping]]] = ..., held: _Optional[int] = ..., workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ...) -> None: ...
+
+class ConnectedWorker(_message.Message):
+    __slots__ = ("node_id", "name", "queues", "concurrency")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    name: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    concurrency: int
+    def __init__(self, node_id: _Optional[int] = ..., name: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class ListTaskNamesResponse(_message.Message):
-    __slots__ = ("tasks",)
+    __slots__ = ("tasks", "unreachable_nodes")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_NODES_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskName]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskName, _Mapping]]] = ...) -> None: ...
+    unreachable_nodes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskName, _Mapping]]] = ..., unreachable_nodes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DeclareTaskNamesRequest(_message.Message):
     __slots__ = ("declarer", "names", "queue")
