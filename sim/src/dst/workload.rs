@@ -34,6 +34,8 @@ pub struct Shared {
     pub finals: Mutex<BTreeMap<TaskId, TaskInfo>>,
     /// Properties the clients found broken on their own (no progress after healing).
     pub problems: Mutex<Vec<String>>,
+    /// Per task tag, the attempts that started, in the order they started (the handler's).
+    pub starts: Mutex<BTreeMap<String, Vec<u32>>>,
 }
 
 /// Simulated milliseconds since the start (inside a simulated host).
@@ -67,6 +69,7 @@ impl Shared {
             history: Mutex::new(History::new()),
             finals: Mutex::default(),
             problems: Mutex::default(),
+            starts: Mutex::default(),
         }
     }
 
@@ -88,6 +91,18 @@ impl Shared {
 
     pub fn problems(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         lock(&self.problems)
+    }
+
+    /// A simulated handler started `attempt` of the task tagged `tag`.
+    pub fn started(&self, tag: &str, attempt: u32) {
+        lock(&self.starts)
+            .entry(tag.to_owned())
+            .or_default()
+            .push(attempt);
+    }
+
+    pub fn starts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u32>>> {
+        lock(&self.starts)
     }
 
     fn problem(&self, what: String) {

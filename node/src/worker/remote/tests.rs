@@ -35,6 +35,7 @@ fn settings() -> SessionSettings {
         worker_drain_grace: Duration::from_secs(60),
         drain_flush_timeout: Duration::from_secs(10),
         max_batch: 1024,
+        prefetch: Prefetch::Fixed(0),
     }
 }
 
@@ -44,6 +45,7 @@ fn hello(concurrency: u32) -> Hello {
         queues: vec!["default".into()],
         concurrency,
         resume: Vec::new(),
+        prefetch: None,
     }
 }
 
