@@ -423,7 +423,8 @@ def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(
     proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=log, text=True)
     try:
         s, hello = opened(fake)
-        assert list(hello.queues) == ["default"] and hello.concurrency == 4
+        assert list(hello.queues) == ["default"] and hello.concurrency == 2
+        assert not hello.HasField("prefetch"), "--prefetch auto by default"
         s.grant_many([task(1, "t.pid", b"null"), task(2, "t.add", encode_call([5, 5]))])
         results = {i: outcome(r) for i, r in s.expect_results(2, 60).items()}
         assert results[2] == 10
