@@ -23,9 +23,10 @@
 //! buffered grants wait for a slot (`core/buffer.rs`: when they start, when they go back
 //! instead). Spoken for are the running and buffered tasks, the standing capacity the replica
 //! last reported, and what a `Lease` not yet settled may still add (`core/tickets.rs`). A
-//! `Lease` asks for the rest, so grants never outnumber the capacity; a grant that does not fit
-//! anyway (a lease whose reply failed and that applied after all, or an allowance that fell
-//! meanwhile) is released at once, never run beyond it.
+//! `Lease` asks for the rest, so grants never outnumber the capacity it was asked under (an
+//! allowance that fell since keeps what it was granted); a grant beyond the slots and the most
+//! lease-ahead holds (a lease whose reply failed and that applied after all) is released at
+//! once, never run.
 //!
 //! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that
 //! left standing capacity is also reported by the replica's apply, with its grants, and the

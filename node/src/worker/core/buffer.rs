@@ -11,11 +11,12 @@
 //!   proposed, and a heartbeat the log accepted extends it from when that heartbeat was
 //!   proposed. A grant to standing capacity has no such bound (the entry that granted it was
 //!   not this pool's): it counts from one round trip before the pool heard of it, an estimate.
-//! - **Stall.** Tasks wait and every slot is busy: if no run ends within two round trips (or
-//!   two run times, or 5 ms, whichever is longest), the buffer goes back at once and the
-//!   oldest run's age counts as a run time, which ends lease-ahead (a task longer than a round
-//!   trip) until shorter runs bring the average down. So a long task never holds short ones
-//!   that another pool could run now. A fixed prefetch keeps its buffer (as asked).
+//! - **Stall.** Tasks wait and every slot is busy: if no run ends within two round trips (5 ms
+//!   at least, below which a scheduling hiccup would pass for a long run), the buffer goes
+//!   back at once and the oldest run's age counts as a run time, which ends lease-ahead (a
+//!   task longer than a round trip) until shorter runs bring the average down. So a long task
+//!   never holds short ones that another pool could run now. A fixed prefetch keeps its
+//!   buffer (as asked).
 //! - A fall of the allowance (runs got longer) only makes the pool ask for less: what it
 //!   was granted was within the allowance when asked for, and a stall sends it back if it
 //!   does not move. Releasing on every dip would spend a log entry and an attempt per task
@@ -93,9 +94,9 @@ impl PoolCore {
             return;
         }
         self.stall = Some(self.runs_ended);
-        let window = (self.pacer.rtt().unwrap_or_default() * 2)
-            .max(self.pacer.run_time().unwrap_or_default() * 2)
-            .max(STALL_MIN);
+        // Not the run time: while lease-ahead is on, runs take less than a round trip anyway,
+        // and once long runs turned it off, a window of theirs would keep what waits waiting.
+        let window = (self.pacer.rtt().unwrap_or_default() * 2).max(STALL_MIN);
         self.out.push_back(Decision::After(window, Timer::Stall));
     }
 

@@ -172,11 +172,6 @@ impl Pacer {
     pub(super) fn rtt(&self) -> Option<Duration> {
         self.round_trip.get()
     }
-
-    /// The smoothed run time, once measured.
-    pub(super) fn run_time(&self) -> Option<Duration> {
-        self.run.get()
-    }
 }
 
 #[cfg(test)]
