@@ -28,15 +28,17 @@
 //! lease-ahead holds (a lease whose reply failed and that applied after all) is released at
 //! once, never run.
 //!
-//! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that
-//! left standing capacity is also reported by the replica's apply, with its grants, and the
-//! pool takes them from whichever comes first. Grants to standing capacity come only from the
-//! apply. A filled lease is settled by its reply, so a busy pool hears no events. Taking every
-//! grant from the apply alone was tried and not kept: in one run of `sim bench --nodes 3` it
-//! cost ~9% of throughput, because a follower applies after the leader's reply (a single run on
-//! a shared machine, not yet an interleaved comparison in docs/BENCHMARKS.md). A grant heard of from the replica runs only if the replica still shows it as
-//! this pool's lease (a replayed apply), never twice, and only after this run's
-//! `ReleaseWorker` committed (grants before it belong to an earlier run).
+//! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that left
+//! standing capacity is also reported by the replica's apply, with its grants, and the pool takes
+//! them from whichever comes first. Grants to standing capacity come only from the apply, and count
+//! only once the replica has shown one of this run's leases (it applies in log order: what it
+//! reports before is an earlier run's, replayed late). A filled lease is settled by its reply, so a
+//! busy pool hears no events. Taking every grant from the apply alone was tried and not kept: in
+//! one run of `sim bench --nodes 3` it cost ~9% of throughput, because a follower applies after the
+//! leader's reply (a single run on a shared machine, not yet an interleaved comparison in
+//! docs/BENCHMARKS.md). A grant heard of from the replica runs only if the replica still shows it
+//! as this pool's lease (a replayed apply), never twice, and only after this run's `ReleaseWorker`
+//! committed (grants before it belong to an earlier run).
 //!
 //! **Proposals** go through one outbox with one backoff (`core/outbox.rs`). Completions go out
 //! as soon as a task finishes, with a `Lease` for the capacity they freed in the same entry,
@@ -245,6 +247,12 @@ pub struct PoolCore {
     stall: Option<u64>,
     /// A `ClearAndLease` was proposed and its apply not yet seen.
     restanding: bool,
+    /// The replica has applied one of this run's leases: grants to standing capacity it
+    /// reports from now on are this run's (`core/leasing.rs`).
+    replica_caught_up: bool,
+    /// How far the log's clock is ahead of the core's at most, in ms, as last measured
+    /// (`core/buffer.rs`).
+    log_ahead_ms: Option<i64>,
     /// Counters; the rest of [`PoolStats`] is derived in [`PoolCore::stats`].
     stats: PoolStats,
     published: Option<PoolStats>,
@@ -294,6 +302,8 @@ impl PoolCore {
             runs_ended: 0,
             stall: None,
             restanding: false,
+            replica_caught_up: false,
+            log_ahead_ms: None,
             stats,
             published: None,
             out: VecDeque::new(),

@@ -373,7 +373,6 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     violations.extend(invariants::acknowledged_not_lost::check(&verdict, at));
     violations.extend(invariants::one_result::check(&verdict, at));
     violations.extend(invariants::no_stale_completion::check(&shared.finals(), at));
-    violations.extend(invariants::no_late_start::check(&shared.starts(), at));
     violations.extend(invariants::all_final::check(&verdict, &shared.problems(), at));
     for v in &violations {
         shared.event(format!("VIOLATION {v}"));

@@ -34,8 +34,6 @@ pub struct Shared {
     pub finals: Mutex<BTreeMap<TaskId, TaskInfo>>,
     /// Properties the clients found broken on their own (no progress after healing).
     pub problems: Mutex<Vec<String>>,
-    /// Per task tag, the attempts that started, in the order they started (the handler's).
-    pub starts: Mutex<BTreeMap<String, Vec<u32>>>,
 }
 
 /// Simulated milliseconds since the start (inside a simulated host).
@@ -69,7 +67,6 @@ impl Shared {
             history: Mutex::new(History::new()),
             finals: Mutex::default(),
             problems: Mutex::default(),
-            starts: Mutex::default(),
         }
     }
 
@@ -93,16 +90,10 @@ impl Shared {
         lock(&self.problems)
     }
 
-    /// A simulated handler started `attempt` of the task tagged `tag`.
+    /// A simulated handler started `attempt` of the task tagged `tag` (in the trace: which
+    /// attempt ran when, e.g. one granted long ago and heard of late through a lagging replica).
     pub fn started(&self, tag: &str, attempt: u32) {
-        lock(&self.starts)
-            .entry(tag.to_owned())
-            .or_default()
-            .push(attempt);
-    }
-
-    pub fn starts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u32>>> {
-        lock(&self.starts)
+        self.event(format!("started {tag} attempt {attempt}"));
     }
 
     fn problem(&self, what: String) {

@@ -265,3 +265,47 @@ fn when_the_allowance_falls_the_pool_stands_for_less() {
     let (_, max, _) = lease_max(&p.proposals()).expect("a lease");
     assert_eq!(max, 1);
 }
+
+#[test]
+fn grants_a_lagging_replica_replays_from_an_earlier_run_are_dropped_after_recovery() {
+    // The `ReleaseWorker` was answered, but the replica still applies the entries before it:
+    // a grant to the earlier run's standing capacity comes now (`sim dst --seed 4`).
+    let mut p = Pool::recovered(config(2));
+    let (token, _, ticket) = p.lease();
+    p.apply(vec![], vec![grant(9)], Some(1));
+    assert!(runs(&p.decisions()).is_empty(), "an earlier run's grant");
+    assert_eq!(p.core.stats().stale_grants_total, 1);
+    // Once the replica shows this run's lease, what it grants is this run's.
+    p.apply(vec![(ticket, vec![])], vec![], Some(2));
+    p.core.replied(token, Ok(vec![Response::Leased(vec![])]));
+    p.apply(vec![], vec![grant(10)], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![10]);
+}
+
+#[test]
+fn a_grant_a_lagging_replica_reports_after_its_lease_is_gone_is_released_not_run() {
+    let mut p = Pool::recovered(config(2));
+    let (token, max, ticket) = p.lease();
+    assert_eq!(max, 2);
+    // Asked at 0 ms, applied at log time 0 (its lease ends at 1,000): the log's clock is not
+    // ahead of the pool's.
+    p.core
+        .at(ms(2))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    // The replica, cut off for 5 s, reports a grant to the standing capacity made at log time
+    // 0: its lease ended by 1,000 ms.
+    p.core.at(ms(5_000));
+    p.apply(vec![], vec![grant(2)], Some(0));
+    let d = p.decisions();
+    assert!(runs(&d).is_empty(), "{d:?}");
+    let proposals: Vec<(Token, Proposal)> = d
+        .into_iter()
+        .filter_map(|d| match d {
+            Decision::Propose(t, p) => Some((t, p)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released(&proposals), vec![2]);
+}

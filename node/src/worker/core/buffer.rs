@@ -7,10 +7,16 @@
 //!
 //! - **Lease running short.** A grant starts only while its lease has
 //!   [`CoreConfig::min_lease_to_start`](super::CoreConfig) plus one commit round trip left, by
-//!   the pool's own bound on it: a lease begins after the `Lease` that asked for it was
-//!   proposed, and a heartbeat the log accepted extends it from when that heartbeat was
-//!   proposed. A grant to standing capacity has no such bound (the entry that granted it was
-//!   not this pool's): it counts from one round trip before the pool heard of it, an estimate.
+//!   the pool's own bound on it, on its own clock: a lease begins after the `Lease` that asked
+//!   for it was proposed, and a heartbeat the log accepted extends it from when that heartbeat
+//!   was proposed. A grant to standing capacity (the entry that granted it was not this
+//!   pool's) is bounded through the log's clock: its deadline is in log time, and the log's
+//!   clock is at most `apply − proposed` ahead of the pool's, measured on the pool's last
+//!   `Lease` that granted anything (a grant's deadline less its lease length is its apply
+//!   time). So a grant a lagging replica reports long after the fact is released, not run
+//!   (`sim dst --seed 18`). Clocks are taken to run at one rate; a leader whose clock jumps
+//!   ahead is seen at the next such `Lease`. With no measurement yet, a grant counts from one
+//!   round trip before the pool heard of it, an estimate.
 //! - **Stall.** Tasks wait and every slot is busy: if no run ends within two round trips (5 ms
 //!   at least, below which a scheduling hiccup would pass for a long run), the buffer goes
 //!   back at once and the oldest run's age counts as a run time, which ends lease-ahead (a
@@ -49,10 +55,36 @@ pub(super) struct Buffered {
 impl PoolCore {
     /// Hold `grant`, whose lease began after `since` (the core's time) when known.
     pub(super) fn buffer(&mut self, grant: Grant, since: Option<Duration>) {
-        let rtt = self.pacer.rtt().unwrap_or_default();
-        let began = since.unwrap_or_else(|| self.now.saturating_sub(rtt));
-        let alive_until = began + Duration::from_millis(self.cfg.lease_ms);
+        let lease = Duration::from_millis(self.cfg.lease_ms);
+        let by_log = self.log_ahead_ms.map(|ahead| {
+            let until_ms = i128::from(grant.lease_deadline_ms) - i128::from(ahead);
+            Duration::from_millis(u64::try_from(until_ms).unwrap_or(0))
+        });
+        let by_ask = since.map(|asked| asked + lease);
+        let alive_until = match (by_ask, by_log) {
+            // Both are lower bounds: the later is the tighter.
+            (Some(a), Some(b)) => a.max(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => {
+                let rtt = self.pacer.rtt().unwrap_or_default();
+                self.now.saturating_sub(rtt) + lease
+            }
+        };
         self.buffered.push_back(Buffered { grant, alive_until });
+    }
+
+    /// A `Lease` proposed at `asked_at` (the core's time) granted these: the log's clock is at
+    /// most `apply − asked_at` ahead of the core's.
+    pub(super) fn measure_log_clock(&mut self, grants: &[Grant], asked_at: Duration) {
+        let asked_ms = i64::try_from(asked_at.as_millis()).unwrap_or(i64::MAX);
+        let applied_ms = grants
+            .iter()
+            .map(|g| g.lease_deadline_ms.saturating_sub(self.cfg.lease_ms))
+            .min();
+        if let Some(applied_ms) = applied_ms {
+            let applied_ms = i64::try_from(applied_ms).unwrap_or(i64::MAX);
+            self.log_ahead_ms = Some(applied_ms.saturating_sub(asked_ms));
+        }
     }
 
     /// Hand buffered grants to free slots, oldest first; give back the ones whose lease runs

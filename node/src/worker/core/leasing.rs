@@ -26,10 +26,17 @@ impl PoolCore {
                 if let Some(n) = fx.standing {
                     self.standing = n as usize;
                 }
+                // The replica applies in log order, and this run leases only after its
+                // `ReleaseWorker` committed: once it shows one of this run's leases, every
+                // grant it reports later is this run's.
+                if fx.leases.iter().any(|(t, _)| *t >= self.cfg.first_ticket) {
+                    self.replica_caught_up = true;
+                }
                 for (ticket, grants) in fx.leases {
                     match self.tickets.settle(ticket) {
                         Settled::Asked { max, asked_at } => {
                             self.hint_if_full(max, grants.len());
+                            self.measure_log_clock(&grants, asked_at);
                             self.take_grants(grants, held, false, Some(asked_at));
                         }
                         // Taken from the reply already.
@@ -38,7 +45,18 @@ impl PoolCore {
                         Settled::Unknown => self.take_grants(grants, held, true, None),
                     }
                 }
-                self.take_grants(fx.grants, held, false, None);
+                if self.replica_caught_up {
+                    self.take_grants(fx.grants, held, false, None);
+                } else if !fx.grants.is_empty() {
+                    // Applied before this run's first lease: an earlier run's standing capacity
+                    // (a lagging replica replaying it after this run's `ReleaseWorker` was
+                    // answered; `sim dst --seed 4`, no_late_start). That release gives them back.
+                    debug!(
+                        count = fx.grants.len(),
+                        "dropped grants to an earlier run's standing capacity"
+                    );
+                    self.stats.stale_grants_total += fx.grants.len() as u64;
+                }
                 if fx.cleared {
                     self.restanding = false;
                     self.standing_cleared(false);
@@ -60,6 +78,7 @@ impl PoolCore {
     pub(super) fn lease_granted(&mut self, ticket: u64, grants: Vec<Grant>) {
         if let Some((max, asked_at)) = self.tickets.granted(ticket, grants.len()) {
             self.hint_if_full(max, grants.len());
+            self.measure_log_clock(&grants, asked_at);
             // Fresh from the log: the local replica may not show them yet.
             self.take_grants(grants, &|_| true, false, Some(asked_at));
         }

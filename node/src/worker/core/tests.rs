@@ -28,7 +28,8 @@ pub(super) fn grant(task: u64) -> Grant {
         queue: "default".into(),
         args: Bytes::new(),
         time_limit_ms: None,
-        lease_deadline_ms: 0,
+        // Granted at log time 0 for `config`'s 1,000 ms (the log's clock is the test's).
+        lease_deadline_ms: 1_000,
     }
 }
 

@@ -10,8 +10,6 @@
 //! - [`acknowledged_not_lost`]: an acknowledged submit is never lost, nor its key reused.
 //! - [`one_result`]: no task has two recorded results (a final task never changes).
 //! - [`no_stale_completion`]: a completion from an expired lease never takes effect.
-//! - [`no_late_start`]: an attempt never starts after a later attempt of its task did (a
-//!   task held ahead of a free worker is not run once its lease is gone).
 //! - [`all_final`]: once faults heal, the cluster makes progress and every task ends final.
 //! - [`replicas_agree`]: once faults heal, every replica's state machine is identical.
 
@@ -19,7 +17,6 @@ pub mod acknowledged_not_lost;
 pub mod all_final;
 pub mod durable_log;
 pub mod durable_vote;
-pub mod no_late_start;
 pub mod no_stale_completion;
 pub mod one_leader_per_term;
 pub mod one_result;
