@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::queue::name::check_queue_name;
 use crate::secret::Secret;
+use crate::worker::Prefetch;
 
 /// Largest task payload accepted by default (args of one task): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -52,6 +53,14 @@ pub struct Config {
     /// Worker actors on this node (default: the number of cores; 0 runs no tasks here).
     #[arg(long, env = "FLOTILLA_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Tasks a worker pool leases ahead of its free workers, held until one is free: `auto`
+    /// (what the pool finishes in one commit round trip, from its measured round trips and run
+    /// times; none for tasks longer than a round trip), a number, or 0 for none. Applies to
+    /// this node's workers and to remote workers whose Hello states none.
+    #[arg(long, env = "FLOTILLA_PREFETCH", default_value = "auto")]
+    #[serde(default)]
+    pub prefetch: Prefetch,
 
     /// Queues this node's workers take tasks from, in order of preference (default: `default`,
     /// where the node's own task names are declared; other queues are for remote workers).
@@ -552,6 +561,17 @@ mod tests {
         // One task alone may always be as large as its payload limit allows.
         let big = c(&["--max-payload-bytes", "67108864", "--max-batch-tasks", "5"]);
         assert_eq!(big, 64 * 1024 * 1024 + TASK_OVERHEAD_BYTES);
+    }
+
+    #[test]
+    fn prefetch_is_auto_unless_told() {
+        assert_eq!(parse(&[]).unwrap().prefetch, Prefetch::Auto);
+        assert_eq!(parse(&["--prefetch", "0"]).unwrap().prefetch, Prefetch::Fixed(0));
+        assert_eq!(
+            parse(&["--prefetch", "32"]).unwrap().prefetch,
+            Prefetch::Fixed(32)
+        );
+        assert!(parse(&["--prefetch", "some"]).unwrap_err().contains("--prefetch"));
     }
 
     #[test]

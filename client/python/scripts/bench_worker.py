@@ -160,7 +160,8 @@ def child(addr: str, concurrency: int, profile: Optional[str]) -> None:
 
         threading.setprofile(per_thread)
         per_thread()
-    worker = Worker(app, nodes=[addr], name="bench", concurrency=concurrency)
+    # The fake node does not lease ahead: the worker holds as many again itself.
+    worker = Worker(app, nodes=[addr], name="bench", concurrency=concurrency, prefetch=concurrency)
     signal.signal(signal.SIGTERM, lambda *_: worker.drain())
     cpu = time.process_time()
     code = worker.run()

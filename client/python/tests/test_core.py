@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -331,3 +332,14 @@ def test_every_task_is_answered_once_per_session_and_none_after_abandon(  # noqa
         return
     assert not core.running and not core.waiting
     assert set(core.unacked) <= m.per_session, "a result held back"
+
+
+def test_the_cli_prefetch_is_auto_or_a_count() -> None:
+    from flotilla.worker.cli import parser
+
+    assert parser().parse_args(["-A", "app"]).prefetch is None, "auto: the node's rule"
+    assert parser().parse_args(["-A", "app", "--prefetch", "auto"]).prefetch is None
+    assert parser().parse_args(["-A", "app", "--prefetch", "3"]).prefetch == 3
+    for bad in ("-1", "some"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["-A", "app", "--prefetch", bad])

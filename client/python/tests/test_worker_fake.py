@@ -86,6 +86,7 @@ def test_hello_declares_the_worker_and_each_task_gets_one_result(fake: FakeNode)
     s, hello = opened(fake)
     assert (hello.name, list(hello.queues)) == ("w1", ["default", "other"])
     assert hello.concurrency == 3, "two threads and one prefetched task"
+    assert hello.HasField("prefetch") and hello.prefetch == 0, "held here, none at the node"
     assert (hello.protocol_version, list(hello.resume)) == (1, [])
     assert hello.agent.startswith("flotilla-python/")
     assert ("t.add", "python") in {(t.name, t.queue) for t in hello.tasks}, "the default queue"
@@ -209,7 +210,8 @@ def test_after_a_broken_stream_it_resumes_what_it_holds_on_the_next_node() -> No
         s2 = second.accept()
         hello = s2.expect("hello")
         assert sorted((lease.task_id, lease.attempt) for lease in hello.resume) == [(1, 1), (2, 1)]
-        assert hello.concurrency == 4
+        assert hello.concurrency == 2, "its threads: the node holds what it leases ahead"
+        assert not hello.HasField("prefetch"), "auto: the node's rule"
         s2.welcome()
         r = s2.expect_results(1)[2]
         assert outcome(r) == 21, "the unacknowledged result is sent again"
@@ -421,7 +423,8 @@ def test_the_cli_drains_on_sigterm_and_the_process_pool_runs_tasks(
     proc = subprocess.Popen(cmd, cwd=HERE, env=env, stderr=log, text=True)
     try:
         s, hello = opened(fake)
-        assert list(hello.queues) == ["default"] and hello.concurrency == 4
+        assert list(hello.queues) == ["default"] and hello.concurrency == 2
+        assert not hello.HasField("prefetch"), "--prefetch auto by default"
         s.grant_many([task(1, "t.pid", b"null"), task(2, "t.add", encode_call([5, 5]))])
         results = {i: outcome(r) for i, r in s.expect_results(2, 60).items()}
         assert results[2] == 10

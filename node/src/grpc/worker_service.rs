@@ -67,6 +67,7 @@ pub fn settings(config: &Config, node_id: u64) -> SessionSettings {
         worker_drain_grace: Duration::from_millis(config.default_time_limit_ms),
         drain_flush_timeout: Duration::from_secs(10),
         max_batch: 1024,
+        prefetch: config.prefetch,
     }
 }
 

@@ -190,6 +190,7 @@ pub(super) fn start_pool(
         let pool_config = PoolConfig {
             worker_name: pool_name(node_id),
             workers,
+            prefetch: config.prefetch,
             queues: config.pool_queues(),
             lease_ms: config.lease_ms,
             heartbeat_interval_ms: config.lease_ms / 3,

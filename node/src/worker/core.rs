@@ -4,7 +4,9 @@
 //! actix [`super::supervisor::Supervisor`] today; a remote worker's stream session next, where
 //! "run" sends the grant down the stream, "abort" tells the worker, a result message is
 //! [`PoolCore::finished`], and a broken stream is a drain with no grace). Time enters only as
-//! events: the shell owns the timers ([`Decision::After`]) and the periodic ticks.
+//! events: the shell owns the timers ([`Decision::After`]) and the periodic ticks, and says
+//! what time it is before each event ([`PoolCore::at`]): the core measures its round trips and
+//! run times, and bounds its buffered leases, on that time.
 //!
 //! - **Events in**: [`PoolCore::replied`] (the outcome of a proposal, matched by its
 //!   [`Token`]), [`PoolCore::applied`] (what the local replica's apply did for this pool, or a
@@ -16,22 +18,27 @@
 //!   report), stats changed.
 //!
 //! **Capacity.** The runner has `slots` (worker actors, or a remote worker's declared
-//! concurrency); the pool holds at most `capacity` tasks (`slots` today; lease-ahead makes it
-//! `slots + prefetch`, and the buffered grants wait for a slot). Spoken for are the running
-//! and buffered tasks, the standing capacity the replica last reported, and what a `Lease` not
-//! yet settled may still add (`core/tickets.rs`). A `Lease` asks for the rest, so grants never
-//! outnumber the capacity; a grant that does not fit anyway (a lease whose reply failed and
-//! that applied after all) is released at once, never run beyond it.
+//! concurrency); the pool holds at most `slots + allowance` tasks, the allowance being its
+//! lease-ahead (`core/prefetch.rs`: sized by the bandwidth-delay product under `auto`), and the
+//! buffered grants wait for a slot (`core/buffer.rs`: when they start, when they go back
+//! instead). Spoken for are the running and buffered tasks, the standing capacity the replica
+//! last reported, and what a `Lease` not yet settled may still add (`core/tickets.rs`). A
+//! `Lease` asks for the rest, so grants never outnumber the capacity it was asked under (an
+//! allowance that fell since keeps what it was granted); a grant beyond the slots and the most
+//! lease-ahead holds (a lease whose reply failed and that applied after all) is released at
+//! once, never run.
 //!
-//! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that
-//! left standing capacity is also reported by the replica's apply, with its grants, and the
-//! pool takes them from whichever comes first. Grants to standing capacity come only from the
-//! apply. A filled lease is settled by its reply, so a busy pool hears no events. Taking every
-//! grant from the apply alone was tried and not kept: in one run of `sim bench --nodes 3` it
-//! cost ~9% of throughput, because a follower applies after the leader's reply (a single run on
-//! a shared machine, not yet an interleaved comparison in docs/BENCHMARKS.md). A grant heard of from the replica runs only if the replica still shows it as
-//! this pool's lease (a replayed apply), never twice, and only after this run's
-//! `ReleaseWorker` committed (grants before it belong to an earlier run).
+//! **Grants.** Every `Lease` carries a ticket. Its grants come with its reply; a lease that left
+//! standing capacity is also reported by the replica's apply, with its grants, and the pool takes
+//! them from whichever comes first. Grants to standing capacity come only from the apply, and count
+//! only once the replica has shown one of this run's leases (it applies in log order: what it
+//! reports before is an earlier run's, replayed late). A filled lease is settled by its reply, so a
+//! busy pool hears no events. Taking every grant from the apply alone was tried and not kept: in
+//! one run of `sim bench --nodes 3` it cost ~9% of throughput, because a follower applies after the
+//! leader's reply (a single run on a shared machine, not yet an interleaved comparison in
+//! docs/BENCHMARKS.md). A grant heard of from the replica runs only if the replica still shows it
+//! as this pool's lease (a replayed apply), never twice, and only after this run's `ReleaseWorker`
+//! committed (grants before it belong to an earlier run).
 //!
 //! **Proposals** go through one outbox with one backoff (`core/outbox.rs`). Completions go out
 //! as soon as a task finishes, with a `Lease` for the capacity they freed in the same entry,
@@ -46,9 +53,10 @@
 //! seen applied (no grant is still on its way) and everything owed is accepted, or at the
 //! flush deadline.
 //!
-//! Files: `leasing.rs` (free capacity, leases, grants), `tickets.rs`, `outbox.rs`,
-//! `drain.rs`; `tests.rs` (step by step) and `proptests.rs` (random event orders against the
-//! real state machine).
+//! Files: `leasing.rs` (free capacity, leases, grants), `prefetch.rs` (the lease-ahead rule),
+//! `buffer.rs`, `runs.rs` (runs ending, heartbeats), `tickets.rs`, `outbox.rs`, `drain.rs`,
+//! `resume.rs`; `tests.rs` and `ahead_tests.rs` (step by step) and `proptests.rs` (random
+//! event orders against the real state machine).
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -69,22 +77,31 @@ use crate::queue::Outcome;
 use crate::queue::Response;
 use crate::queue::ops;
 
+#[cfg(test)]
+mod ahead_tests;
+mod buffer;
 mod drain;
 mod leasing;
 mod outbox;
+mod prefetch;
 #[cfg(test)]
 mod proptests;
 mod resume;
+mod runs;
 #[cfg(test)]
 mod tests;
 mod tickets;
 
 pub use super::pool::DrainReport;
+use buffer::Buffered;
 use drain::DrainState;
 use outbox::Outbox;
 pub use outbox::Proposal;
 use outbox::one;
 use outbox::pair;
+use prefetch::Pacer;
+pub use prefetch::Prefetch;
+pub use prefetch::PrefetchError;
 // What the replica tells a pool: the core's input, defined where it is produced.
 pub use crate::replica::PoolApplied;
 pub use crate::replica::PoolEvent;
@@ -107,10 +124,12 @@ pub struct CoreConfig {
     pub lease_ms: u64,
     /// Tasks the runner runs at once.
     pub slots: usize,
-    /// Tasks the pool holds at once (running, buffered, standing, asked for); at least
-    /// `slots`. Equal to it today (no prefetch).
-    pub capacity: usize,
-    /// Most completions (or releases) in one command.
+    /// Tasks held beyond the slots (buffered, standing, asked for): `core/prefetch.rs`.
+    pub prefetch: Prefetch,
+    /// A buffered grant starts only while its lease has this much left (plus a round trip):
+    /// the heartbeat interval, so that a heartbeat extends it before it ends.
+    pub min_lease_to_start: Duration,
+    /// Most completions (or releases) in one command; also the most tasks held ahead.
     pub max_batch: usize,
     /// After the drain's grace, how long to keep proposing what the log does not accept.
     pub drain_flush_timeout: Duration,
@@ -140,6 +159,8 @@ pub enum Timer {
     GraceOver,
     /// The drain's flush deadline passed: give up on what the log did not accept.
     FlushDeadline,
+    /// Tasks wait for busy slots: see whether any run ended since (`core/buffer.rs`).
+    Stall,
 }
 
 /// How a run ended.
@@ -184,6 +205,8 @@ pub enum Acked {
 struct Running {
     /// The abort was decided already.
     aborted: bool,
+    /// When it started (the core's time).
+    started: Duration,
 }
 
 /// A pool's state and decisions (see the module doc).
@@ -199,7 +222,7 @@ pub struct PoolCore {
     /// Report the log's answers to completions and releases ([`Decision::Acked`]).
     acks: bool,
     /// Granted, waiting for a slot.
-    buffered: VecDeque<Grant>,
+    buffered: VecDeque<Buffered>,
     running: BTreeMap<LeaseRef, Running>,
     /// Running leases the log no longer holds for us (a heartbeat was refused): aborted, and
     /// their result dropped.
@@ -214,6 +237,22 @@ pub struct PoolCore {
     leased_since_tick: bool,
     outbox: Outbox,
     drain: Option<DrainState>,
+    /// The time of the event being handled, as the shell last said ([`PoolCore::at`]).
+    now: Duration,
+    /// Round trips, run times, and the lease-ahead allowance they give.
+    pacer: Pacer,
+    /// Runs ended so far (finished or aborted).
+    runs_ended: u64,
+    /// A stall timer is set: `runs_ended` when it was.
+    stall: Option<u64>,
+    /// A `ClearAndLease` was proposed and its apply not yet seen.
+    restanding: bool,
+    /// The replica has applied one of this run's leases: grants to standing capacity it
+    /// reports from now on are this run's (`core/leasing.rs`).
+    replica_caught_up: bool,
+    /// How far the log's clock is ahead of the core's at most, in ms, as last measured
+    /// (`core/buffer.rs`).
+    log_ahead_ms: Option<i64>,
     /// Counters; the rest of [`PoolStats`] is derived in [`PoolCore::stats`].
     stats: PoolStats,
     published: Option<PoolStats>,
@@ -228,15 +267,13 @@ impl PoolCore {
 
     /// `resume_release`: see the field; `running`: leases the runner already runs.
     fn start(cfg: CoreConfig, resume_release: Option<Vec<LeaseRef>>, running: Vec<LeaseRef>) -> Self {
-        assert!(
-            cfg.slots >= 1 && cfg.capacity >= cfg.slots,
-            "a pool runs at least one task"
-        );
+        assert!(cfg.slots >= 1, "a pool runs at least one task");
         let stats = PoolStats {
             workers: cfg.slots,
             ..PoolStats::default()
         };
         let first_ticket = cfg.first_ticket;
+        let pacer = Pacer::new(cfg.prefetch, cfg.slots, cfg.max_batch.max(1));
         let mut core = Self {
             cfg,
             recovered: false,
@@ -245,7 +282,13 @@ impl PoolCore {
             buffered: VecDeque::new(),
             running: running
                 .into_iter()
-                .map(|l| (l, Running { aborted: false }))
+                .map(|l| {
+                    let running = Running {
+                        aborted: false,
+                        started: Duration::ZERO,
+                    };
+                    (l, running)
+                })
                 .collect(),
             lost: BTreeSet::new(),
             tickets: Tickets::starting_at(first_ticket),
@@ -254,6 +297,13 @@ impl PoolCore {
             leased_since_tick: false,
             outbox: Outbox::default(),
             drain: None,
+            now: Duration::ZERO,
+            pacer,
+            runs_ended: 0,
+            stall: None,
+            restanding: false,
+            replica_caught_up: false,
+            log_ahead_ms: None,
             stats,
             published: None,
             out: VecDeque::new(),
@@ -265,6 +315,13 @@ impl PoolCore {
     /// Report the log's answer to every completion and release ([`Decision::Acked`]).
     pub fn with_acks(mut self) -> Self {
         self.acks = true;
+        self
+    }
+
+    /// The shell's time (any fixed origin, never going back) for the events that follow:
+    /// `core.at(now).finished(..)`. Time moves only through this.
+    pub fn at(&mut self, now: Duration) -> &mut Self {
+        self.now = self.now.max(now);
         self
     }
 
@@ -283,6 +340,8 @@ impl PoolCore {
                 + self.outbox.releases_held(),
             draining: self.drain.is_some(),
             standing: self.standing,
+            buffered: self.buffered.len(),
+            lease_ahead: self.pacer.allowance(),
             ..self.stats
         }
     }
@@ -291,10 +350,17 @@ impl PoolCore {
 
     /// The outcome of the proposal sent with `token`.
     pub fn replied(&mut self, token: Token, reply: Result<Vec<Response>, ProposeError>) {
-        let Some(sent) = self.outbox.answered(token) else {
+        let Some((sent, sent_at)) = self.outbox.answered(token) else {
             warn!(?token, "reply to no proposal in flight");
             return;
         };
+        let on_task_path = matches!(
+            sent,
+            Sent::Lease { .. } | Sent::ClearAndLease { .. } | Sent::Complete(_) | Sent::CompleteAndLease(..)
+        );
+        if on_task_path && reply.is_ok() {
+            self.pacer.round_trip(self.now.saturating_sub(sent_at));
+        }
         let result = match &sent {
             Sent::ReleaseWorker => one::<ops::ReleaseWorker>(reply).map(|released| {
                 if released > 0 {
@@ -306,6 +372,8 @@ impl PoolCore {
             Sent::Lease { ticket } => {
                 one::<ops::Lease>(reply).map(|grants| self.lease_granted(*ticket, grants))
             }
+            Sent::ClearAndLease { ticket } => pair::<ops::ClearStanding, ops::Lease>(reply)
+                .map(|(_, grants)| self.lease_granted(*ticket, grants)),
             Sent::Complete(batch) => one::<ops::Complete>(reply).map(|r| self.completed(batch, &r)),
             Sent::CompleteAndLease(batch, ticket) => {
                 pair::<ops::Complete, ops::Lease>(reply).map(|(r, grants)| {
@@ -326,11 +394,15 @@ impl PoolCore {
                 }
             }),
             Sent::Heartbeat(leases) => one::<ops::Heartbeat>(reply).map(|extended| {
+                let mut kept = BTreeSet::new();
                 for (lease, ok) in leases.iter().zip(extended) {
-                    if !ok {
+                    if ok {
+                        kept.insert(*lease);
+                    } else {
                         self.lease_lost(*lease);
                     }
                 }
+                self.extended(&kept, sent_at);
             }),
             Sent::ClearStanding => one::<ops::ClearStanding>(reply).map(|_| {
                 // Done once the replica applied it: the grants before it are heard of then.
@@ -347,61 +419,6 @@ impl PoolCore {
             Err(e) => self.failed(sent, e),
         }
         self.settle();
-    }
-
-    /// A run ended (exactly once per [`Decision::Run`]).
-    pub fn finished(&mut self, lease: LeaseRef, result: RunResult) {
-        self.finished_all([(lease, result)]);
-    }
-
-    /// Runs ended together (a remote worker's batch of results): one decision round, so their
-    /// completions go out in one entry instead of one entry each.
-    pub fn finished_all(&mut self, runs: impl IntoIterator<Item = (LeaseRef, RunResult)>) {
-        for (lease, result) in runs {
-            self.end_run(lease, result);
-        }
-        self.settle();
-    }
-
-    fn end_run(&mut self, lease: LeaseRef, result: RunResult) {
-        if self.running.remove(&lease).is_none() {
-            warn!(
-                task = lease.task,
-                attempt = lease.attempt,
-                "a run that was not running ended"
-            );
-            return;
-        }
-        let report = self.drain.as_mut().map(|d| &mut d.report);
-        match result {
-            _ if self.lost.remove(&lease) => {
-                // Someone else may hold it now; a completion or release would be stale anyway.
-                debug!(
-                    task = lease.task,
-                    attempt = lease.attempt,
-                    "dropped the result of a lost lease"
-                );
-            }
-            RunResult::Finished(outcome) => {
-                match outcome.failure() {
-                    None => self.stats.succeeded_total += 1,
-                    Some((error, retry)) => {
-                        self.stats.failed_total += 1;
-                        debug!(task = lease.task, attempt = lease.attempt, %error, retry, "task failed");
-                    }
-                }
-                if let Some(r) = report {
-                    r.finished += 1;
-                }
-                self.outbox.completions.push(Completion { lease, outcome });
-            }
-            RunResult::Aborted => {
-                if let Some(r) = report {
-                    r.aborted += 1;
-                }
-                self.outbox.releases.push(lease);
-            }
-        }
     }
 
     /// Heartbeat interval: extend every lease held, end stale tickets, renew standing capacity.
@@ -449,14 +466,15 @@ impl PoolCore {
                     d.flush_expired = true;
                 }
             }
+            Timer::Stall => self.stall_check(),
         }
         self.settle();
     }
 
     // ---- decisions ----
 
-    /// After every event: hand buffered grants to free slots, propose what is owed, see
-    /// whether the drain is over, publish the stats.
+    /// After every event: hand buffered grants to free slots (or give them back), propose
+    /// what is owed, see whether the drain is over, publish the stats.
     fn settle(&mut self) {
         if !self.is_done() {
             self.dispatch();
@@ -470,18 +488,8 @@ impl PoolCore {
         }
     }
 
-    fn dispatch(&mut self) {
-        while self.running.len() < self.cfg.slots {
-            let Some(grant) = self.buffered.pop_front() else {
-                return;
-            };
-            self.running.insert(grant.lease, Running { aborted: false });
-            self.out.push_back(Decision::Run(grant));
-        }
-    }
-
     fn propose(&mut self, sent: Sent, proposal: Proposal) {
-        let token = self.outbox.send(sent);
+        let token = self.outbox.send(sent, self.now);
         self.out.push_back(Decision::Propose(token, proposal));
     }
 
@@ -497,6 +505,7 @@ impl PoolCore {
         if !expired && !self.outbox.completions.is_empty() && self.outbox.completes_in_flight() < PIPELINE {
             self.flush_completions();
         }
+        self.maybe_restand();
         self.maybe_lease();
         if !expired && !self.outbox.releases.is_empty() && self.outbox.releases_in_flight() == 0 {
             let n = self.outbox.releases.len().min(self.cfg.max_batch.max(1));
@@ -529,29 +538,6 @@ impl PoolCore {
         }
     }
 
-    /// Extend every lease held (running or buffered) in one command.
-    fn heartbeat(&mut self) {
-        if self.outbox.heartbeat_in_flight() {
-            return;
-        }
-        let leases: Vec<LeaseRef> = self
-            .running
-            .keys()
-            .filter(|l| !self.lost.contains(l))
-            .copied()
-            .chain(self.buffered.iter().map(|g| g.lease))
-            .collect();
-        if leases.is_empty() {
-            return;
-        }
-        let op = ops::Heartbeat {
-            worker: self.cfg.pool.clone(),
-            leases: leases.clone(),
-            lease_ms: self.cfg.lease_ms,
-        };
-        self.propose(Sent::Heartbeat(leases), Proposal::Heartbeat(op));
-    }
-
     // ---- reactions ----
 
     /// A retried proposal failed: owe it again after the backoff.
@@ -559,48 +545,16 @@ impl PoolCore {
         warn!(error = %e, proposal = sent.name(), "proposal failed; retrying");
         match &sent {
             Sent::Lease { ticket } | Sent::CompleteAndLease(_, ticket) => self.tickets.forget(*ticket),
+            Sent::ClearAndLease { ticket } => {
+                self.tickets.forget(*ticket);
+                self.restanding = false;
+            }
             _ => {}
         }
         if let Some(delay) = self.outbox.failed(sent)
             && !self.is_done()
         {
             self.out.push_back(Decision::After(delay, Timer::Retry));
-        }
-    }
-
-    fn completed(&mut self, batch: &[Completion], results: &[CompletionResult]) {
-        let stale = results.iter().filter(|r| **r == CompletionResult::Stale).count();
-        self.stats.stale_total += stale as u64;
-        if stale > 0 {
-            debug!(stale, "stale completions ignored by the queue");
-        }
-        self.stats.completed_total += batch.len() as u64;
-        if self.acks {
-            let acks = batch.iter().zip(results);
-            let acks = acks.map(|(c, r)| (c.lease, Acked::Completed(*r)));
-            self.out.push_back(Decision::Acked(acks.collect()));
-        }
-    }
-
-    /// The log refused to extend `lease` (it expired, or the task is gone): stop working on it.
-    fn lease_lost(&mut self, lease: LeaseRef) {
-        if let Some(running) = self.running.get_mut(&lease) {
-            warn!(
-                task = lease.task,
-                attempt = lease.attempt,
-                "lease lost; aborting the task"
-            );
-            self.lost.insert(lease);
-            if !std::mem::replace(&mut running.aborted, true) {
-                self.out.push_back(Decision::Abort(lease));
-            }
-        } else if let Some(at) = self.buffered.iter().position(|g| g.lease == lease) {
-            warn!(
-                task = lease.task,
-                attempt = lease.attempt,
-                "lease lost before the task started"
-            );
-            self.buffered.remove(at);
         }
     }
 }

@@ -5,8 +5,8 @@
 //!
 //! - [`pool`]: [`WorkerPool::start`], [`PoolConfig`], and the [`PoolHandle`] (stats, drain).
 //! - [`core`]: [`PoolCore`], the pool's decisions with no IO (leasing to capacity, tickets and
-//!   standing capacity, completions, releases, heartbeats, retries, drain): events in,
-//!   decisions out. A remote worker's session is the same core with another runner.
+//!   standing capacity, lease-ahead, completions, releases, heartbeats, retries, drain):
+//!   events in, decisions out. A remote worker's session is the same core with another runner.
 //! - [`supervisor`]: the actix shell that carries the core's decisions out: worker actors,
 //!   proposals through the [`Backend`], timers.
 //! - [`worker`]: a worker actor: one task at a time, under a time limit and an abort signal.
@@ -37,6 +37,7 @@ mod tests;
 pub use backend::Backend;
 pub use builtins::register_builtins;
 pub use core::PoolCore;
+pub use core::Prefetch;
 pub use node_backend::NodeBackend;
 pub use pool::DrainReport;
 pub use pool::PoolConfig;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::error;
 
 use super::backend::Backend;
+use super::core::Prefetch;
 use super::registry::TaskRegistry;
 use super::supervisor::Drain;
 use super::supervisor::Stop;
@@ -24,6 +25,8 @@ pub struct PoolConfig {
     pub worker_name: String,
     /// Worker actors: tasks run at once.
     pub workers: usize,
+    /// Tasks held beyond the workers, waiting for one (`core/prefetch.rs`).
+    pub prefetch: Prefetch,
     /// Queues to lease from, in order of preference; empty means all.
     pub queues: Vec<String>,
     /// Lease length of each grant and heartbeat extension.
@@ -47,6 +50,7 @@ impl Default for PoolConfig {
         Self {
             worker_name: "worker".into(),
             workers: thread::available_parallelism().map_or(1, |n| n.get()),
+            prefetch: Prefetch::Auto,
             queues: Vec::new(),
             lease_ms: 30_000,
             // lease_ms / 3
@@ -109,6 +113,14 @@ pub struct PoolStats {
     /// Grants to standing capacity dropped because the replica no longer showed them as
     /// this pool's (a replayed apply).
     pub stale_grants_total: u64,
+    /// Granted tasks waiting for a free worker (lease-ahead).
+    pub buffered: usize,
+    /// Tasks the pool may hold beyond its workers now (its lease-ahead allowance).
+    pub lease_ahead: usize,
+    /// Buffered tasks released unstarted because their lease would run short first.
+    pub short_lease_released_total: u64,
+    /// Buffered tasks released unstarted because runs held them up (a stall).
+    pub unbuffered_total: u64,
 }
 
 /// What a drain did.

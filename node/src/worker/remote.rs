@@ -52,6 +52,7 @@ use super::core::Acked;
 use super::core::CoreConfig;
 use super::core::Decision;
 use super::core::PoolCore;
+use super::core::Prefetch;
 use super::core::RunResult;
 use super::core::Timer;
 use super::core::Token;
@@ -106,6 +107,8 @@ pub struct SessionSettings {
     pub worker_drain_grace: Duration,
     pub drain_flush_timeout: Duration,
     pub max_batch: usize,
+    /// Lease-ahead of a worker that states none in its Hello (the node's `--prefetch`).
+    pub prefetch: Prefetch,
 }
 
 /// The worker's own time limit comes first; the node aborts this much later.
@@ -129,6 +132,8 @@ pub struct Hello {
     /// At least 1, or 0 for a session that only resumes.
     pub concurrency: u32,
     pub resume: Vec<LeaseRef>,
+    /// Tasks the node holds for it beyond `concurrency`; `None`: the node's setting.
+    pub prefetch: Option<Prefetch>,
 }
 
 /// Messages to the worker; an `Err` ends the stream with that status.
@@ -171,6 +176,8 @@ pub struct Session<S> {
     drained: bool,
     /// The latest progress of running tasks, written at most once per [`PROGRESS_FLUSH`].
     progress: ProgressBuffer,
+    /// The origin of the core's time.
+    epoch: Instant,
     /// Held for as long as the session runs.
     _claim: Claim,
 }
@@ -198,7 +205,8 @@ where
             queues: hello.queues.clone(),
             lease_ms: settings.lease_ms,
             slots,
-            capacity: slots,
+            prefetch: hello.prefetch.unwrap_or(settings.prefetch),
+            min_lease_to_start: settings.heartbeat_interval,
             max_batch: settings.max_batch,
             drain_flush_timeout: settings.drain_flush_timeout,
             first_ticket: first_ticket(node.backend.log_now_ms()),
@@ -236,6 +244,7 @@ where
             nonce: 0,
             drained: false,
             progress: ProgressBuffer::new(now, PROGRESS_FLUSH),
+            epoch: now,
             _claim: claim,
             node,
             settings,
@@ -250,7 +259,8 @@ where
         if hello.concurrency == 0 {
             // Only delivers the results of what it resumed.
             s.phase = Phase::WorkerDrain;
-            s.core.drain(s.settings.worker_drain_grace);
+            let grace = s.settings.worker_drain_grace;
+            s.core().drain(grace);
         }
         s
     }
@@ -278,17 +288,18 @@ where
             let next_limit = self.deadlines.first().map(|(at, _)| *at);
             tokio::select! {
                 msg = self.inbound.next(), if reading => self.inbound_message(msg),
-                Some((token, reply)) = proposals.next() => self.core.replied(token, reply),
-                Some(timer) = timers.next() => self.core.timer(timer),
+                Some((token, reply)) = proposals.next() => self.core().replied(token, reply),
+                Some(timer) = timers.next() => self.core().timer(timer),
                 Some(event) = pool_events.recv() => {
+                    let now = self.epoch.elapsed();
                     let (node, name) = (&self.node, &self.name);
-                    self.core.applied(event, |lease| node.backend.holds(name, lease));
+                    self.core.at(now).applied(event, |lease| node.backend.holds(name, lease));
                 }
-                Ok(()) = work.changed() => self.core.work_signal(),
-                _ = heartbeat.tick() => self.core.heartbeat_tick(),
+                Ok(()) = work.changed() => self.core().work_signal(),
+                _ = heartbeat.tick() => self.core().heartbeat_tick(),
                 _ = idle_poll.tick() => {
                     let shows_work = self.node.backend.may_have_work(&self.queues);
-                    self.core.idle_poll(shows_work);
+                    self.core().idle_poll(shows_work);
                 }
                 _ = ping.tick(), if reading => self.ping(),
                 () = sleep_until(next_limit) => self.time_limits(),
@@ -337,7 +348,8 @@ where
             Some(In::Drain(_)) if self.phase == Phase::Open => {
                 info!(worker = %self.name, running = self.running.len(), "the worker drains");
                 self.phase = Phase::WorkerDrain;
-                self.core.drain(self.settings.worker_drain_grace);
+                let grace = self.settings.worker_drain_grace;
+                self.core().drain(grace);
             }
             Some(In::Drain(_)) => {}
             Some(In::Hello(_)) => self.refuse("a second Hello".into()),
@@ -355,7 +367,7 @@ where
                 continue;
             }
             if !self.running.contains_key(&lease) && !self.known_end(lease) {
-                self.core.finished_all(runs);
+                self.core().finished_all(runs);
                 return self.refuse(format!(
                     "result for task {} attempt {}, which this session never sent",
                     lease.task, lease.attempt
@@ -364,7 +376,7 @@ where
             let checked = match results::check(r, self.settings.max_result_bytes) {
                 Ok(c) => c,
                 Err(why) => {
-                    self.core.finished_all(runs);
+                    self.core().finished_all(runs);
                     return self.refuse(why);
                 }
             };
@@ -379,7 +391,7 @@ where
             self.answering.insert(lease, checked);
             runs.push((lease, run));
         }
-        self.core.finished_all(runs);
+        self.core().finished_all(runs);
         if !late.is_empty() {
             self.resolve_stale(late);
         }
@@ -430,7 +442,7 @@ where
         if self.phase == Phase::Broken {
             // Nobody to run it: hand it back.
             self.remember_end(lease);
-            self.core.finished(lease, RunResult::Aborted);
+            self.core().finished(lease, RunResult::Aborted);
             return;
         }
         let limit_ms = grant.time_limit_ms.unwrap_or(self.settings.default_time_limit_ms);
@@ -523,7 +535,7 @@ where
                 reason: reason.into(),
             }));
         }
-        self.core.finished(lease, result);
+        self.core().finished(lease, result);
     }
 
     fn time_limits(&mut self) {
@@ -550,7 +562,7 @@ where
     fn node_drain(&mut self, grace: Duration) {
         if matches!(self.phase, Phase::Open | Phase::WorkerDrain) {
             self.phase = Phase::NodeDrain;
-            self.core.drain(grace);
+            self.core().drain(grace);
         }
     }
 
@@ -562,8 +574,8 @@ where
         info!(worker = %self.name, why, running = self.running.len(), "worker stream lost; releasing its tasks");
         self.phase = Phase::Broken;
         // The drain aborts every run at once; a drain under way has its grace cut short.
-        self.core.drain(Duration::ZERO);
-        self.core.timer(Timer::GraceOver);
+        self.core().drain(Duration::ZERO);
+        self.core().timer(Timer::GraceOver);
     }
 
     /// A protocol error: say why, end the stream, release everything.
@@ -588,6 +600,12 @@ where
     }
 
     // ---- bookkeeping ----
+
+    /// The core, told the time of the event about to be fed to it.
+    fn core(&mut self) -> &mut PoolCore {
+        let now = self.epoch.elapsed();
+        self.core.at(now)
+    }
 
     fn send(&self, msg: Out) {
         // A closed stream is noticed on the inbound side.

@@ -2,8 +2,9 @@
 //! actors, feeds the core its events (replies, the replica's pool events, finished runs, the
 //! work signal, ticks, timers, `Drain`) and carries out its decisions: proposals run on the
 //! tokio runtime through the [`Backend`], grants go to idle worker actors as [`Run`], aborts
-//! fire the run's abort signal, timers become `run_later`. Every decision is the core's; see
-//! `core.rs` for what they are and why.
+//! fire the run's abort signal, timers become `run_later`. Every event is stamped with the
+//! time since the supervisor started (tokio's clock: paused in tests, simulated in the sim).
+//! Every decision is the core's; see `core.rs` for what they are and why.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use actix::prelude::*;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::wrappers::WatchStream;
 use tracing::debug;
@@ -71,6 +73,8 @@ pub struct Supervisor {
     busy: BTreeMap<LeaseRef, Busy>,
     drain_replies: Vec<oneshot::Sender<DrainReport>>,
     stats_tx: watch::Sender<PoolStats>,
+    /// The origin of the core's time.
+    epoch: Instant,
 }
 
 impl Supervisor {
@@ -86,7 +90,8 @@ impl Supervisor {
             queues: cfg.queues.clone(),
             lease_ms: cfg.lease_ms,
             slots: cfg.workers,
-            capacity: cfg.workers,
+            prefetch: cfg.prefetch,
+            min_lease_to_start: Duration::from_millis(cfg.heartbeat_interval_ms),
             max_batch: cfg.max_completion_batch,
             drain_flush_timeout: Duration::from_millis(cfg.drain_flush_timeout_ms),
             first_ticket: first_ticket(backend.log_now_ms()),
@@ -102,7 +107,14 @@ impl Supervisor {
             busy: BTreeMap::new(),
             drain_replies: Vec::new(),
             stats_tx,
+            epoch: Instant::now(),
         }
+    }
+
+    /// The core, told the time of the event about to be fed to it.
+    fn core(&mut self) -> &mut PoolCore {
+        let now = self.epoch.elapsed();
+        self.core.at(now)
     }
 
     pub fn observable_state(&self) -> PoolStats {
@@ -122,7 +134,7 @@ impl Supervisor {
                 }
                 Decision::After(delay, timer) => {
                     ctx.run_later(delay, move |act, ctx| {
-                        act.core.timer(timer);
+                        act.core().timer(timer);
                         act.execute(ctx);
                     });
                 }
@@ -153,7 +165,7 @@ impl Supervisor {
             reply
         };
         ctx.spawn(reply.into_actor(self).map(move |reply, act, ctx| {
-            act.core.replied(token, reply);
+            act.core().replied(token, reply);
             act.execute(ctx);
         }));
     }
@@ -163,7 +175,7 @@ impl Supervisor {
         let Some(worker) = self.idle.pop() else {
             // The core never runs more than `slots` at once: give the lease back all the same.
             error!(task = lease.task, "no idle worker for a grant");
-            self.core.finished(lease, RunResult::Aborted);
+            self.core().finished(lease, RunResult::Aborted);
             return;
         };
         let (abort_tx, abort_rx) = oneshot::channel();
@@ -206,13 +218,13 @@ impl Actor for Supervisor {
         // A fallback for a missed signal; it writes a `Lease` only when the replica shows work.
         ctx.run_interval(Duration::from_millis(self.cfg.idle_poll_ms.max(1)), |act, ctx| {
             let shows_work = act.backend.may_have_work(&act.cfg.queues);
-            act.core.idle_poll(shows_work);
+            act.core().idle_poll(shows_work);
             act.execute(ctx);
         });
         ctx.run_interval(
             Duration::from_millis(self.cfg.heartbeat_interval_ms.max(1)),
             |act, ctx| {
-                act.core.heartbeat_tick();
+                act.core().heartbeat_tick();
                 act.execute(ctx);
             },
         );
@@ -237,7 +249,7 @@ impl Handler<Finished> for Supervisor {
         if let Some(busy) = self.busy.remove(&msg.lease) {
             self.idle.push(busy.worker);
         }
-        self.core.finished(msg.lease, msg.result);
+        self.core().finished(msg.lease, msg.result);
         self.execute(ctx);
     }
 }
@@ -252,7 +264,7 @@ impl Handler<Stop> for Supervisor {
 
 impl StreamHandler<u64> for Supervisor {
     fn handle(&mut self, _generation: u64, ctx: &mut Self::Context) {
-        self.core.work_signal();
+        self.core().work_signal();
         self.execute(ctx);
     }
 
@@ -264,8 +276,11 @@ impl StreamHandler<u64> for Supervisor {
 
 impl StreamHandler<PoolEvent> for Supervisor {
     fn handle(&mut self, event: PoolEvent, ctx: &mut Self::Context) {
+        let now = self.epoch.elapsed();
         let (backend, pool) = (&self.backend, &self.cfg.worker_name);
-        self.core.applied(event, |lease| backend.holds(pool, lease));
+        self.core
+            .at(now)
+            .applied(event, |lease| backend.holds(pool, lease));
         self.execute(ctx);
     }
 
@@ -284,7 +299,7 @@ impl Handler<Drain> for Supervisor {
         }
         let (tx, rx) = oneshot::channel();
         self.drain_replies.push(tx);
-        self.core.drain(msg.grace);
+        self.core().drain(msg.grace);
         self.execute(ctx);
         Box::pin(async move { rx.await.unwrap_or_default() })
     }

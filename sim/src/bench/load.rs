@@ -204,11 +204,21 @@ async fn wait_batch(
     (out, last)
 }
 
+/// Long tasks among the open loop's noop ones: every `every`-th task sleeps `ms` (the
+/// built-in `sleep`), to show what a long task does to short ones queued behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LongTasks {
+    pub every: usize,
+    pub ms: u64,
+}
+
 /// What the open-loop latency run saw.
 #[derive(Debug, Default)]
 pub struct OpenLoop {
-    /// Submit start → result received, of each task that succeeded.
+    /// Submit start → result received, of each short task that succeeded.
     pub latencies: Vec<Duration>,
+    /// The same, of the long tasks (`LongTasks`).
+    pub long_latencies: Vec<Duration>,
     /// Submit start → submit acknowledged (committed and fsync'd), of the same tasks.
     pub submit_acks: Vec<Duration>,
     /// Submit entry → final entry, by the leader's clock (whole ms), of the same tasks.
@@ -223,12 +233,13 @@ pub struct OpenLoop {
 
 /// Sends `round(rate * secs)` tasks, one every `1/rate` seconds, each submitted alone at its
 /// scheduled time (not waiting for earlier ones) and then waited for. Each task gets at most
-/// `task_timeout`.
+/// `task_timeout`. The tasks are `noop`, but for the `long` ones.
 pub async fn open_loop(
     clients: &[Client],
     rate: f64,
     secs: f64,
     task_timeout: Duration,
+    long: Option<LongTasks>,
     progress: &ProgressBar,
 ) -> Result<OpenLoop> {
     let n = (rate * secs).round();
@@ -247,11 +258,18 @@ pub async fn open_loop(
         tokio::time::sleep_until(at).await;
         run.max_start_lag = run.max_start_lag.max(at.elapsed());
         let client = clients[i % clients.len()].clone();
+        let long_ms = long
+            .filter(|l| l.every > 0 && i % l.every == l.every - 1)
+            .map(|l| l.ms);
         tasks.spawn(async move {
             let t0 = Instant::now();
             let mut acked = Duration::ZERO;
             let result = tokio::time::timeout(task_timeout, async {
-                let id = client.submit(client.task("noop")).await?;
+                let task = match long_ms {
+                    Some(ms) => client.task("sleep").args_json(format!("{{\"ms\":{ms}}}")),
+                    None => client.task("noop"),
+                };
+                let id = client.submit(task).await?;
                 acked = t0.elapsed();
                 client.wait(id, task_timeout).await
             })
@@ -277,6 +295,10 @@ type Timed = (
 fn record(run: &mut OpenLoop, (latency, acked, result): Timed, progress: &ProgressBar) {
     progress.inc(1);
     match result {
+        Ok(Ok(info)) if info.state == TaskState::Succeeded && info.name == "sleep" => {
+            run.outcomes.succeeded += 1;
+            run.long_latencies.push(latency);
+        }
         Ok(Ok(info)) if info.state == TaskState::Succeeded => {
             run.outcomes.succeeded += 1;
             run.latencies.push(latency);

@@ -1,11 +1,13 @@
 //! `sim bench`: real `node` processes on loopback, a load generator, and a report.
 //!
-//! Two scenarios:
+//! Three scenarios:
 //! - [`run_throughput`]: (a) submit throughput against a node with no workers; (b) end-to-end
 //!   throughput (submit → run → result) on a fresh cluster with workers; (c) open-loop latency
 //!   on that same cluster; CPU and memory of every node after each phase.
 //! - [`run_backlog`]: memory per pending task, and the time a node with that backlog takes to
 //!   serve again after SIGKILL and restart.
+//! - [`mix::run_mix`]: open-loop short tasks with long ones among them: what a long task does
+//!   to the short ones behind it (lease-ahead's prefetch trap).
 //!
 //! With `remote_workers` > 0, (b) and (c) run on Rust remote workers over the worker stream
 //! instead (`remote.rs`): nodes with no pool of their own, that many sessions per node, each
@@ -15,6 +17,7 @@
 
 pub mod cluster;
 pub mod load;
+pub mod mix;
 pub mod procfs;
 pub mod remote;
 pub mod report;
@@ -55,6 +58,8 @@ pub struct BenchOptions {
     /// Remote worker sessions per node instead of the in-process pool (0: the pool), each
     /// holding up to `workers` tasks.
     pub remote_workers: usize,
+    /// The nodes' `--prefetch` (none: not passed, the node's default).
+    pub prefetch: Option<String>,
     /// The `node` executable.
     pub node_bin: PathBuf,
     /// Upper bound on each phase (and on a node's start).
@@ -76,6 +81,7 @@ impl BenchOptions {
             latency_s: 5.0,
             workers: cores(),
             remote_workers: 0,
+            prefetch: None,
             node_bin,
             phase_timeout: Duration::from_secs(600),
             progress: false,
@@ -103,7 +109,10 @@ impl BenchOptions {
             node_bin: self.node_bin.clone(),
             workers,
             ready_timeout: self.phase_timeout.min(Duration::from_secs(60)),
-            node_args: Vec::new(),
+            node_args: match &self.prefetch {
+                Some(p) => vec!["--prefetch".into(), p.clone()],
+                None => Vec::new(),
+            },
         }
     }
 
@@ -203,7 +212,14 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
     let task_timeout = Duration::from_secs(30).min(opts.phase_timeout);
     let open = tokio::time::timeout(
         opts.phase_timeout + task_timeout,
-        load::open_loop(&clients, opts.latency_rate, opts.latency_s, task_timeout, &bar),
+        load::open_loop(
+            &clients,
+            opts.latency_rate,
+            opts.latency_s,
+            task_timeout,
+            None,
+            &bar,
+        ),
     )
     .await
     .context("latency phase timed out")??;

@@ -59,6 +59,8 @@ async fn session(addr: &str, name: String, concurrency: u32) -> Result<JoinHandl
         resume: Vec::new(),
         protocol_version: 1,
         agent: "flotilla-sim bench".into(),
+        // The node's --prefetch.
+        prefetch: None,
     };
     // Whether the stream still takes messages.
     let send = move |msg| tx.send(pb::WorkerMessage { msg: Some(msg) }).is_ok();

@@ -191,6 +191,10 @@ enum Scenario {
     /// Memory per pending task (empty args, no workers), and restart time after SIGKILL with
     /// that backlog.
     Backlog,
+    /// Open-loop noop tasks at --latency-rate for --latency-s, every --long-every-th one a
+    /// `sleep` of --long-ms: the latency of the short ones (what a long task held ahead of
+    /// them costs).
+    Mix,
 }
 
 #[derive(clap::Args, Debug)]
@@ -225,6 +229,15 @@ struct BenchArgs {
     /// the worker stream, each holding up to --workers tasks) instead of the in-process pool.
     #[arg(long, default_value_t = 0)]
     remote_workers: usize,
+    /// The nodes' --prefetch (`auto`, a number, 0); not passed unless given.
+    #[arg(long)]
+    prefetch: Option<String>,
+    /// Mix scenario: every this-many-th task is a long one.
+    #[arg(long, default_value_t = 50)]
+    long_every: usize,
+    /// Mix scenario: how long a long task sleeps, in ms.
+    #[arg(long, default_value_t = 1000)]
+    long_ms: u64,
     /// The `node` executable (default: `node` next to this executable).
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -541,6 +554,7 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
     opts.latency_s = args.latency_s;
     opts.workers = args.workers.unwrap_or_else(bench::cores);
     opts.remote_workers = args.remote_workers;
+    opts.prefetch = args.prefetch;
     opts.phase_timeout = Duration::from_secs(args.timeout_s);
     opts.progress = true;
     let (json, text, ok) = match args.scenario {
@@ -553,6 +567,14 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
             opts.tasks = args.tasks.unwrap_or(1_000_000);
             let r = bench::run_backlog(&opts).await?;
             (serde_json::to_string_pretty(&r)?, r.human(), true)
+        }
+        Scenario::Mix => {
+            let long = bench::load::LongTasks {
+                every: args.long_every.max(1),
+                ms: args.long_ms,
+            };
+            let r = bench::mix::run_mix(&opts, long).await?;
+            (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
         }
     };
     if args.json {

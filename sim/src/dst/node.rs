@@ -180,7 +180,7 @@ impl NodeSlot {
                 let incoming = net::incoming().await?;
                 let result = flotilla_node::server::run_with(
                     config,
-                    registry(),
+                    registry(shared.clone()),
                     env,
                     incoming,
                     std::future::pending(),
@@ -218,21 +218,27 @@ fn node_config(plan: &Plan, slot: &NodeSlot) -> Config {
     }
 }
 
-/// The simulated workers' only task: sleep, maybe fail, answer with the attempt that ran.
-pub fn registry() -> TaskRegistry {
+/// The simulated workers' only task: record its start, sleep, maybe fail, answer with the
+/// attempt that ran.
+pub fn registry(shared: Arc<Shared>) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
-    registry.register(TASK, |args: TaskArgs| async move {
-        let run = flotilla_node::worker::current_run();
-        let attempt = run.map_or(0, |r| r.attempt);
-        tokio::time::sleep(Duration::from_millis(args.ms)).await;
-        match args.fail {
-            2 => Err(TaskError::fatal("this task always fails")),
-            1 if attempt <= 1 => Err(TaskError::new("first attempt fails")),
-            _ => Ok(TaskResult {
-                tag: args.tag,
-                attempt,
-            }),
-        }
+    registry.register(TASK, move |args: TaskArgs| {
+        let shared = shared.clone();
+        async move { run_task(&shared, args).await }
     });
     registry
+}
+
+async fn run_task(shared: &Shared, args: TaskArgs) -> Result<TaskResult, TaskError> {
+    let attempt = flotilla_node::worker::current_run().map_or(0, |r| r.attempt);
+    shared.started(&args.tag, attempt);
+    tokio::time::sleep(Duration::from_millis(args.ms)).await;
+    match args.fail {
+        2 => Err(TaskError::fatal("this task always fails")),
+        1 if attempt <= 1 => Err(TaskError::new("first attempt fails")),
+        _ => Ok(TaskResult {
+            tag: args.tag,
+            attempt,
+        }),
+    }
 }

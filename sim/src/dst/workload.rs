@@ -90,6 +90,12 @@ impl Shared {
         lock(&self.problems)
     }
 
+    /// A simulated handler started `attempt` of the task tagged `tag` (in the trace: which
+    /// attempt ran when, e.g. one granted long ago and heard of late through a lagging replica).
+    pub fn started(&self, tag: &str, attempt: u32) {
+        self.event(format!("started {tag} attempt {attempt}"));
+    }
+
     fn problem(&self, what: String) {
         self.event(format!("PROBLEM {what}"));
         lock(&self.problems).push(what);

@@ -37,6 +37,7 @@ pub fn hello(name: &str, concurrency: u32) -> pb::Hello {
         resume: vec![],
         protocol_version: 1,
         agent: "flotilla-tests".into(),
+        ..Default::default()
     }
 }
 

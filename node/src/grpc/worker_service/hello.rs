@@ -6,6 +6,7 @@ use tonic::Code;
 use crate::queue::DEFAULT_QUEUE;
 use crate::queue::LeaseRef;
 use crate::queue::name::check_queue_name;
+use crate::worker::Prefetch;
 use crate::worker::remote::Hello;
 use crate::worker::remote::PROTOCOL_VERSION;
 
@@ -55,6 +56,9 @@ pub fn validate(hello: pb::Hello) -> Result<(Hello, Vec<pb::TaskDecl>), Refusal>
             hello.concurrency
         ));
     }
+    if hello.prefetch.is_some_and(|n| n > MAX_CONCURRENCY) {
+        return bad(format!("prefetch is over the limit of {MAX_CONCURRENCY}"));
+    }
     if hello.tasks.is_empty() && !resume_only {
         return bad("the Hello declares no task".into());
     }
@@ -91,6 +95,7 @@ pub fn validate(hello: pb::Hello) -> Result<(Hello, Vec<pb::TaskDecl>), Refusal>
         queues,
         concurrency: hello.concurrency,
         resume,
+        prefetch: hello.prefetch.map(Prefetch::Fixed),
     };
     Ok((validated, hello.tasks))
 }
@@ -135,6 +140,7 @@ mod tests {
             resume: vec![],
             protocol_version: 1,
             agent: "test".into(),
+            prefetch: None,
         }
     }
 
@@ -200,6 +206,13 @@ mod tests {
             })
             .contains("over the limit")
         );
+        assert!(
+            refused(pb::Hello {
+                prefetch: Some(MAX_CONCURRENCY + 1),
+                ..hello()
+            })
+            .contains("prefetch is over the limit")
+        );
         let (code, _) = validate(pb::Hello {
             protocol_version: 2,
             ..hello()
@@ -222,5 +235,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(h.resume, vec![LeaseRef { task: 7, attempt: 2 }]);
+    }
+
+    #[test]
+    fn a_prefetch_is_the_workers_or_else_the_nodes() {
+        let (h, _) = validate(hello()).unwrap();
+        assert_eq!(h.prefetch, None);
+        let (h, _) = validate(pb::Hello {
+            prefetch: Some(0),
+            ..hello()
+        })
+        .unwrap();
+        assert_eq!(h.prefetch, Some(Prefetch::Fixed(0)));
     }
 }

@@ -48,7 +48,7 @@ impl PoolCore {
         );
         self.drain = Some(DrainState::default());
         // Granted but not started: give them back now, another pool can run them at once.
-        let unstarted = self.buffered.drain(..).map(|g| g.lease);
+        let unstarted = self.buffered.drain(..).map(|b| b.grant.lease);
         self.outbox.releases.extend(unstarted);
         let flush_deadline = grace.saturating_add(self.cfg.drain_flush_timeout);
         self.out.push_back(Decision::After(grace, Timer::GraceOver));

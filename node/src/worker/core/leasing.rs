@@ -2,8 +2,9 @@
 //! leases (every one ticketed, see [`super::tickets`]), the renewal of standing capacity, and
 //! the grants, from a lease's reply or the local replica's apply.
 
+use std::time::Duration;
+
 use tracing::debug;
-use tracing::warn;
 
 use super::PIPELINE;
 use super::PoolCore;
@@ -25,26 +26,46 @@ impl PoolCore {
                 if let Some(n) = fx.standing {
                     self.standing = n as usize;
                 }
+                // The replica applies in log order, and this run leases only after its
+                // `ReleaseWorker` committed: once it shows one of this run's leases, every
+                // grant it reports later is this run's.
+                if fx.leases.iter().any(|(t, _)| *t >= self.cfg.first_ticket) {
+                    self.replica_caught_up = true;
+                }
                 for (ticket, grants) in fx.leases {
                     match self.tickets.settle(ticket) {
-                        Settled::Asked { max } => {
+                        Settled::Asked { max, asked_at } => {
                             self.hint_if_full(max, grants.len());
-                            self.take_grants(grants, held, false);
+                            self.measure_log_clock(&grants, asked_at);
+                            self.take_grants(grants, held, false, Some(asked_at));
                         }
                         // Taken from the reply already.
                         Settled::Granted => {}
                         // Its reply failed or it was given up on: maybe taken, maybe not.
-                        Settled::Unknown => self.take_grants(grants, held, true),
+                        Settled::Unknown => self.take_grants(grants, held, true, None),
                     }
                 }
-                self.take_grants(fx.grants, held, false);
+                if self.replica_caught_up {
+                    self.take_grants(fx.grants, held, false, None);
+                } else if !fx.grants.is_empty() {
+                    // Applied before this run's first lease: an earlier run's standing capacity
+                    // (a lagging replica replaying it after this run's `ReleaseWorker` was
+                    // answered; `sim dst --seed 4`, no_late_start). That release gives them back.
+                    debug!(
+                        count = fx.grants.len(),
+                        "dropped grants to an earlier run's standing capacity"
+                    );
+                    self.stats.stale_grants_total += fx.grants.len() as u64;
+                }
                 if fx.cleared {
+                    self.restanding = false;
                     self.standing_cleared(false);
                 }
             }
             PoolEvent::Resync { standing } => {
                 self.standing = standing as usize;
                 self.tickets.resync();
+                self.restanding = false;
                 self.standing_cleared(true);
                 // What stood may be gone: lease (and so stand) again.
                 self.work_hint = true;
@@ -55,10 +76,11 @@ impl PoolCore {
 
     /// A lease's reply brought `grants`: taken unless its apply was seen first.
     pub(super) fn lease_granted(&mut self, ticket: u64, grants: Vec<Grant>) {
-        if let Some(max) = self.tickets.granted(ticket, grants.len()) {
+        if let Some((max, asked_at)) = self.tickets.granted(ticket, grants.len()) {
             self.hint_if_full(max, grants.len());
+            self.measure_log_clock(&grants, asked_at);
             // Fresh from the log: the local replica may not show them yet.
-            self.take_grants(grants, &|_| true, false);
+            self.take_grants(grants, &|_| true, false, Some(asked_at));
         }
     }
 
@@ -70,10 +92,26 @@ impl PoolCore {
         }
     }
 
+    /// Tasks the pool may hold now: its slots and its lease-ahead allowance.
+    pub(super) fn capacity(&self) -> usize {
+        self.cfg.slots + self.pacer.allowance()
+    }
+
+    /// Everything spoken for: running, buffered, standing, and what open leases may add.
+    fn held(&self) -> usize {
+        self.running.len() + self.buffered.len() + self.standing + self.tickets.held()
+    }
+
     /// Capacity not yet spoken for: the most the next `Lease` may ask for.
     pub(super) fn free(&self) -> usize {
-        let held = self.running.len() + self.buffered.len() + self.standing + self.tickets.held();
-        self.cfg.capacity.saturating_sub(held)
+        self.capacity().saturating_sub(self.held())
+    }
+
+    /// Whether a grant still fits: the allowance may have fallen since it was asked for, and
+    /// what was granted is kept (`core/buffer.rs`), but never beyond the slots and the most
+    /// lease-ahead may hold.
+    fn fits(&self) -> bool {
+        self.held() < self.cfg.slots + self.pacer.max_allowance()
     }
 
     /// Whether a `Lease` may be proposed now (recovered, not draining, pipeline and retry
@@ -98,7 +136,7 @@ impl PoolCore {
     pub(super) fn lease_op(&mut self, max: u32) -> (ops::Lease, u64) {
         self.work_hint = false;
         self.leased_since_tick = true;
-        let ticket = self.tickets.open(max as usize);
+        let ticket = self.tickets.open(max as usize, self.now);
         let op = ops::Lease {
             worker: self.cfg.pool.clone(),
             queues: self.cfg.queues.clone(),
@@ -122,6 +160,33 @@ impl PoolCore {
         }
     }
 
+    /// Lease-ahead ended (runs got longer than a round trip) while the pool stands for more
+    /// than its slots: grants to that standing capacity would only be released again. Drop it,
+    /// in one entry with a `Lease` of what is free counting it (0, so that the log never offers
+    /// more than the capacity); the pool stands again for its free slots once it has seen the
+    /// apply.
+    pub(super) fn maybe_restand(&mut self) {
+        if self.restanding || self.standing == 0 || !self.may_lease() || self.pacer.allowance() > 0 {
+            return;
+        }
+        if self.held() <= self.cfg.slots {
+            return;
+        }
+        debug!(standing = self.standing, "lease-ahead ended; standing for less");
+        let max = u32::try_from(self.free()).unwrap_or(u32::MAX);
+        let (lease, ticket) = self.lease_op(max);
+        // Stand again once the replica shows the clear.
+        self.work_hint = true;
+        let clear = ops::ClearStanding {
+            worker: self.cfg.pool.clone(),
+        };
+        self.restanding = true;
+        self.propose(
+            Sent::ClearAndLease { ticket },
+            Proposal::ClearAndLease(clear, lease),
+        );
+    }
+
     /// Keep standing capacity from expiring while the pool is idle: a `Lease` of the free
     /// capacity, often 0, when none was proposed since the last heartbeat tick.
     pub(super) fn renew_standing(&mut self) {
@@ -133,14 +198,16 @@ impl PoolCore {
     }
 
     /// Grants to take: buffered where they fit, released where they do not (a lease that
-    /// applied after its reply failed), dropped where the replica no longer shows them as
-    /// ours, or (`maybe_taken`: a lease whose ticket ended unseen) where the pool already has
-    /// them.
+    /// applied after its reply failed, or an allowance that fell since it was asked for),
+    /// dropped where the replica no longer shows them as ours, or (`maybe_taken`: a lease whose
+    /// ticket ended unseen) where the pool already has them. `since`: when the `Lease` that
+    /// granted them was proposed, if it is known (their leases began after).
     pub(super) fn take_grants(
         &mut self,
         grants: Vec<Grant>,
         held: &dyn Fn(LeaseRef) -> bool,
         maybe_taken: bool,
+        since: Option<Duration>,
     ) {
         if grants.is_empty() {
             return;
@@ -161,14 +228,14 @@ impl PoolCore {
                 continue;
             }
             self.stats.leased_total += 1;
-            let full = self.free() == 0;
+            let full = !self.fits();
             if self.drain.is_some() || full {
                 if full {
-                    warn!(task = grant.lease.task, "granted beyond capacity; releasing it");
+                    debug!(task = grant.lease.task, "granted beyond capacity; releasing it");
                 }
                 self.outbox.releases.push(grant.lease);
             } else {
-                self.buffered.push_back(grant);
+                self.buffer(grant, since);
             }
         }
     }
@@ -177,7 +244,7 @@ impl PoolCore {
     fn has(&self, lease: LeaseRef) -> bool {
         self.running.contains_key(&lease)
             || self.lost.contains(&lease)
-            || self.buffered.iter().any(|g| g.lease == lease)
+            || self.buffered.iter().any(|b| b.grant.lease == lease)
             || self.outbox.owes(lease)
     }
 }

@@ -36,6 +36,9 @@ pub enum Proposal {
     /// failed: drop its standing capacity and release the leases it does not keep.
     Resume(ops::ClearStanding, ops::Release),
     Lease(ops::Lease),
+    /// Drop the standing capacity and stand again for less, in one entry: the lease-ahead
+    /// allowance fell below what the pool stands for (`core/leasing.rs`).
+    ClearAndLease(ops::ClearStanding, ops::Lease),
     Complete(ops::Complete),
     CompleteAndLease(ops::Complete, ops::Lease),
     Release(ops::Release),
@@ -50,6 +53,7 @@ impl Proposal {
             Proposal::ReleaseWorker(op) => vec![op.command()],
             Proposal::Resume(clear, release) => vec![clear.command(), release.command()],
             Proposal::Lease(op) => vec![op.command()],
+            Proposal::ClearAndLease(clear, lease) => vec![clear.command(), lease.command()],
             Proposal::Complete(op) => vec![op.command()],
             Proposal::CompleteAndLease(complete, lease) => vec![complete.command(), lease.command()],
             Proposal::Release(op) => vec![op.command()],
@@ -66,6 +70,7 @@ pub(super) enum Sent {
     ReleaseWorker,
     Resume,
     Lease { ticket: u64 },
+    ClearAndLease { ticket: u64 },
     Complete(Vec<Completion>),
     CompleteAndLease(Vec<Completion>, u64),
     Release(Vec<LeaseRef>),
@@ -80,6 +85,7 @@ impl Sent {
             Sent::ReleaseWorker => "release-worker",
             Sent::Resume => "resume",
             Sent::Lease { .. } => "lease",
+            Sent::ClearAndLease { .. } => "clear+lease",
             Sent::Complete(_) => "complete",
             Sent::CompleteAndLease(..) => "complete+lease",
             Sent::Release(_) => "release",
@@ -89,7 +95,10 @@ impl Sent {
     }
 
     fn leases(&self) -> bool {
-        matches!(self, Sent::Lease { .. } | Sent::CompleteAndLease(..))
+        matches!(
+            self,
+            Sent::Lease { .. } | Sent::ClearAndLease { .. } | Sent::CompleteAndLease(..)
+        )
     }
 
     fn completions(&self) -> usize {
@@ -113,7 +122,8 @@ pub(super) struct Outbox {
     pub(super) completions: Vec<Completion>,
     /// Leases to give back, not yet proposed.
     pub(super) releases: Vec<LeaseRef>,
-    in_flight: BTreeMap<Token, Sent>,
+    /// With when each was proposed (the core's time).
+    in_flight: BTreeMap<Token, (Sent, Duration)>,
     next_token: u64,
     backoff: Backoff,
     /// A proposal failed and its retry timer has not fired yet.
@@ -134,16 +144,17 @@ impl Default for Outbox {
 }
 
 impl Outbox {
-    /// Record `sent` as in flight; its reply comes back with the token returned.
-    pub(super) fn send(&mut self, sent: Sent) -> Token {
+    /// Record `sent`, proposed at `now`, as in flight; its reply comes back with the token
+    /// returned.
+    pub(super) fn send(&mut self, sent: Sent, now: Duration) -> Token {
         self.next_token += 1;
         let token = Token(self.next_token);
-        self.in_flight.insert(token, sent);
+        self.in_flight.insert(token, (sent, now));
         token
     }
 
-    /// The reply to `token` came back: what was sent, if it was in flight.
-    pub(super) fn answered(&mut self, token: Token) -> Option<Sent> {
+    /// The reply to `token` came back: what was sent and when, if it was in flight.
+    pub(super) fn answered(&mut self, token: Token) -> Option<(Sent, Duration)> {
         self.in_flight.remove(&token)
     }
 
@@ -171,6 +182,7 @@ impl Outbox {
             Sent::ReleaseWorker
             | Sent::Resume
             | Sent::Lease { .. }
+            | Sent::ClearAndLease { .. }
             | Sent::Heartbeat(_)
             | Sent::ClearStanding => {}
         }
@@ -187,7 +199,7 @@ impl Outbox {
     }
 
     fn count(&self, f: impl Fn(&Sent) -> bool) -> usize {
-        self.in_flight.values().filter(|s| f(s)).count()
+        self.in_flight.values().filter(|(s, _)| f(s)).count()
     }
 
     /// `Lease` proposals in flight (alone or with completions).
@@ -227,17 +239,22 @@ impl Outbox {
         };
         self.completions.iter().any(|c| c.lease == lease)
             || self.releases.contains(&lease)
-            || self.in_flight.values().any(sent)
+            || self.in_flight.values().any(|(s, _)| sent(s))
     }
 
     /// Completions owed: queued or in flight.
     pub(super) fn completions_held(&self) -> usize {
-        self.completions.len() + self.in_flight.values().map(Sent::completions).sum::<usize>()
+        self.completions.len()
+            + self
+                .in_flight
+                .values()
+                .map(|(s, _)| s.completions())
+                .sum::<usize>()
     }
 
     /// Releases owed: queued or in flight.
     pub(super) fn releases_held(&self) -> usize {
-        self.releases.len() + self.in_flight.values().map(Sent::releases).sum::<usize>()
+        self.releases.len() + self.in_flight.values().map(|(s, _)| s.releases()).sum::<usize>()
     }
 }
 
@@ -258,6 +275,8 @@ mod tests {
     use super::*;
     use crate::queue::Outcome;
 
+    const T0: Duration = Duration::from_millis(3);
+
     fn completion(task: u64) -> Completion {
         Completion {
             lease: LeaseRef { task, attempt: 1 },
@@ -269,31 +288,32 @@ mod tests {
     fn a_failure_puts_items_back_in_front_and_holds_everything_for_one_timer() {
         let mut o = Outbox::default();
         o.completions.push(completion(3));
-        let a = o.send(Sent::CompleteAndLease(vec![completion(1), completion(2)], 7));
-        let b = o.send(Sent::Release(vec![LeaseRef { task: 9, attempt: 1 }]));
+        let a = o.send(Sent::CompleteAndLease(vec![completion(1), completion(2)], 7), T0);
+        let b = o.send(Sent::Release(vec![LeaseRef { task: 9, attempt: 1 }]), T0);
         assert_eq!(
             (o.completions_held(), o.releases_held(), o.leases_in_flight()),
             (3, 1, 1)
         );
-        let sent = o.answered(a).unwrap();
+        let (sent, at) = o.answered(a).unwrap();
+        assert_eq!(at, T0);
         assert_eq!(o.failed(sent), Some(RETRY_MIN));
         let tasks: Vec<u64> = o.completions.iter().map(|c| c.lease.task).collect();
         assert_eq!(tasks, vec![1, 2, 3]);
         assert!(!o.may_send());
         // A second failure while the retry is pending waits for the same timer.
-        let sent = o.answered(b).unwrap();
+        let (sent, _) = o.answered(b).unwrap();
         assert_eq!(o.failed(sent), None);
         assert_eq!(o.releases.len(), 1);
         o.retry_due();
         assert!(o.may_send());
         // The delay doubled; a success starts it over.
-        let c = o.send(Sent::ClearStanding);
-        let sent = o.answered(c).unwrap();
+        let c = o.send(Sent::ClearStanding, T0);
+        let (sent, _) = o.answered(c).unwrap();
         assert_eq!(o.failed(sent), Some(RETRY_MIN * 2));
         o.retry_due();
         o.succeeded();
-        let d = o.send(Sent::ReleaseWorker);
-        let sent = o.answered(d).unwrap();
+        let d = o.send(Sent::ReleaseWorker, T0);
+        let (sent, _) = o.answered(d).unwrap();
         assert_eq!(o.failed(sent), Some(RETRY_MIN));
     }
 

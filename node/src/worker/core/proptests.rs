@@ -3,12 +3,15 @@
 //! resync), runs finishing, failing or aborted, ticks, timers, leases expiring, drains.
 //!
 //! After every step: what the pool runs, holds, stands for in the log, has granted on the
-//! way to it, or may still be granted by a lease not yet applied never exceeds its capacity,
-//! and the core never counts less than that. The one exception is a lease the core was told
-//! failed (or gave up on) while it did apply: from then on the pool may stand for more than
-//! it holds, and the test only checks that it never runs or buffers beyond its capacity (the
-//! excess grants are released). At the end the drain finishes, and every grant the pool took
-//! ended in one completion or one release (or was lost).
+//! way to it, or may still be granted by a lease not yet applied never exceeds its capacity
+//! (its slots and the most its lease-ahead allows), and the core never counts less than that.
+//! The one exception is a lease the core was told failed (or gave up on) while it did apply:
+//! from then on the pool may stand for more than it holds, and the test only checks that it
+//! never runs or buffers beyond its capacity (the excess grants are released). No lease asks
+//! beyond the slots while lease-ahead is off (long runs); a drain gives back what waits at
+//! once; a grant of the pool's own lease starts only while the log's lease on it has
+//! the time to start left (one clock for the log and the pool). At the end the drain finishes,
+//! and every grant the pool took ended in one completion or one release (or was lost).
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -30,6 +33,7 @@ use crate::replica::pool_effects;
 
 const POOL: &str = "pool-1";
 const LEASE_MS: u64 = 1_000;
+const MIN_LEASE_TO_START_MS: u64 = 100;
 
 #[derive(Clone, Debug)]
 enum Fate {
@@ -77,6 +81,8 @@ fn action() -> impl Strategy<Value = Action> {
         6 => Just(Action::IdlePoll),
         3 => Just(Action::WorkSignal),
         2 => (1..LEASE_MS).prop_map(Action::Advance),
+        // Round trips and run times, for the lease-ahead rule.
+        8 => (1..30u64).prop_map(Action::Advance),
         8 => any::<usize>().prop_map(Action::Timer),
         2 => (0..50u64).prop_map(Action::Drain),
     ]
@@ -111,7 +117,10 @@ impl TicketLog {
 struct World {
     core: PoolCore,
     slots: usize,
+    /// The slots and the most the lease-ahead allows.
     capacity: usize,
+    /// Granted by this pool's own leases: their start is bounded by the lease's proposal.
+    own_grants: BTreeSet<LeaseRef>,
     q: QueueState,
     now_ms: u64,
     unapplied: Vec<(Token, Proposal)>,
@@ -139,21 +148,24 @@ struct World {
 }
 
 impl World {
-    fn new(slots: usize, prefetch: usize) -> Self {
+    fn new(slots: usize, prefetch: Prefetch) -> Self {
         let core = PoolCore::new(CoreConfig {
             pool: POOL.into(),
             queues: Vec::new(),
             lease_ms: LEASE_MS,
             slots,
-            capacity: slots + prefetch,
+            prefetch,
+            min_lease_to_start: Duration::from_millis(MIN_LEASE_TO_START_MS),
             max_batch: 3,
             drain_flush_timeout: Duration::from_millis(100),
             first_ticket: first_ticket(1_000),
         });
+        let capacity = slots + core.pacer.max_allowance();
         let mut w = Self {
             core,
             slots,
-            capacity: slots + prefetch,
+            capacity,
+            own_grants: BTreeSet::new(),
             q: QueueState::new(),
             now_ms: 1_000,
             unapplied: Vec::new(),
@@ -224,6 +236,13 @@ impl World {
                         }
                         _ => {}
                     }
+                    if let Some((_, max)) = Self::ticket_of(&proposal) {
+                        let ahead = self.core.pacer.allowance();
+                        assert!(
+                            max as usize <= self.slots + ahead,
+                            "asked {max} with {ahead} ahead"
+                        );
+                    }
                     if let Some((ticket, _)) = Self::ticket_of(&proposal) {
                         self.tickets.insert(ticket, TicketLog::default());
                         self.token_tickets.insert(token, ticket);
@@ -232,6 +251,18 @@ impl World {
                 }
                 Decision::Run(grant) => {
                     assert!(self.ran.insert(grant.lease), "ran {:?} twice", grant.lease);
+                    if self.own_grants.contains(&grant.lease) && !self.misinformed {
+                        let current = self.q.current_lease(grant.lease.task);
+                        let Some((lease, POOL, deadline)) = current else {
+                            panic!("ran {:?}, which the log holds as {current:?}", grant.lease);
+                        };
+                        assert_eq!(lease, grant.lease, "ran a lease the log no longer holds");
+                        assert!(
+                            deadline >= self.now_ms + MIN_LEASE_TO_START_MS,
+                            "ran {lease:?} at {} ms, its lease ending at {deadline} ms",
+                            self.now_ms
+                        );
+                    }
                     self.running.insert(grant.lease, false);
                 }
                 Decision::Abort(lease) => {
@@ -248,7 +279,7 @@ impl World {
 
     fn ticket_of(proposal: &Proposal) -> Option<(u64, u32)> {
         match proposal {
-            Proposal::Lease(l) | Proposal::CompleteAndLease(_, l) => {
+            Proposal::Lease(l) | Proposal::CompleteAndLease(_, l) | Proposal::ClearAndLease(_, l) => {
                 Some((l.standing_ticket.expect("every lease is ticketed"), l.max))
             }
             _ => None,
@@ -256,6 +287,8 @@ impl World {
     }
 
     fn step(&mut self, action: Action) {
+        // One clock: the log's time is the pool's.
+        self.core.at(Duration::from_millis(self.now_ms));
         match action {
             Action::Submit(n) => {
                 let spec = TaskSpec {
@@ -295,6 +328,11 @@ impl World {
                     Fate::NotApplied => None,
                     Fate::Applied | Fate::ReplyLost => Some(self.log(proposal.into_commands())),
                 };
+                if let (Some(_), Some(responses)) = (ticket, &applied)
+                    && let Some(Response::Leased(grants)) = responses.last()
+                {
+                    self.own_grants.extend(grants.iter().map(|g| g.lease));
+                }
                 if let (Some((t, max)), Some(responses)) = (ticket, &applied)
                     && let Some(Response::Leased(grants)) = responses.last()
                     && grants.len() >= max as usize
@@ -405,7 +443,13 @@ impl World {
                 self.flush_expired |= timer == Timer::FlushDeadline && self.drained.is_none();
                 self.core.timer(timer);
             }
-            Action::Drain(grace_ms) => self.core.drain(Duration::from_millis(grace_ms)),
+            Action::Drain(grace_ms) => {
+                self.core.drain(Duration::from_millis(grace_ms));
+                assert!(
+                    self.core.buffered.is_empty(),
+                    "a drain gives back what waits at once"
+                );
+            }
         }
         self.collect();
     }
@@ -420,6 +464,7 @@ impl World {
             c.running.len() + c.buffered.len() <= self.capacity,
             "holds beyond capacity"
         );
+
         assert!(c.outbox.leases_in_flight() <= PIPELINE);
         if !self.misinformed {
             let spoken = c.running.len() + c.buffered.len() + c.standing + c.tickets.held();
@@ -492,7 +537,7 @@ impl World {
     }
 }
 
-fn run(slots: usize, prefetch: usize, actions: Vec<Action>) {
+fn run(slots: usize, prefetch: Prefetch, actions: Vec<Action>) {
     let mut w = World::new(slots, prefetch);
     for a in actions {
         w.step(a);
@@ -537,15 +582,23 @@ proptest! {
         slots in 1..4usize,
         actions in proptest::collection::vec(action(), 1..200),
     ) {
-        run(slots, 0, actions);
+        run(slots, Prefetch::Fixed(0), actions);
     }
 
     #[test]
     fn with_lease_ahead_the_pool_buffers_within_its_capacity(
         slots in 1..3usize,
-        prefetch in 1..3usize,
+        prefetch in 1..3u32,
         actions in proptest::collection::vec(action(), 1..200),
     ) {
-        run(slots, prefetch, actions);
+        run(slots, Prefetch::Fixed(prefetch), actions);
+    }
+
+    #[test]
+    fn with_lease_ahead_by_measurement_the_pool_buffers_within_its_allowance(
+        slots in 1..3usize,
+        actions in proptest::collection::vec(action(), 1..200),
+    ) {
+        run(slots, Prefetch::Auto, actions);
     }
 }

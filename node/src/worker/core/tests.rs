@@ -7,43 +7,45 @@ use crate::replica::PoolApplied;
 
 const POOL: &str = "pool-1";
 
-fn config(slots: usize) -> CoreConfig {
+pub(super) fn config(slots: usize) -> CoreConfig {
     CoreConfig {
         pool: POOL.into(),
         queues: Vec::new(),
         lease_ms: 1_000,
         slots,
-        capacity: slots,
+        prefetch: Prefetch::Fixed(0),
+        min_lease_to_start: Duration::from_millis(100),
         max_batch: 2,
         drain_flush_timeout: Duration::from_millis(500),
         first_ticket: 1,
     }
 }
 
-fn grant(task: u64) -> Grant {
+pub(super) fn grant(task: u64) -> Grant {
     Grant {
         lease: LeaseRef { task, attempt: 1 },
         name: "noop".into(),
         queue: "default".into(),
         args: Bytes::new(),
         time_limit_ms: None,
-        lease_deadline_ms: 0,
+        // Granted at log time 0 for `config`'s 1,000 ms (the log's clock is the test's).
+        lease_deadline_ms: 1_000,
         headers: Default::default(),
     }
 }
 
-fn success() -> RunResult {
+pub(super) fn success() -> RunResult {
     RunResult::Finished(Outcome::Success(Bytes::from_static(b"null")))
 }
 
 /// The core and the decisions it made, less the stats (checked apart).
-struct Pool {
-    core: PoolCore,
+pub(super) struct Pool {
+    pub(super) core: PoolCore,
 }
 
 impl Pool {
     /// A pool whose `ReleaseWorker` committed.
-    fn recovered(cfg: CoreConfig) -> Self {
+    pub(super) fn recovered(cfg: CoreConfig) -> Self {
         let mut p = Self {
             core: PoolCore::new(cfg),
         };
@@ -53,13 +55,13 @@ impl Pool {
         p
     }
 
-    fn decisions(&mut self) -> Vec<Decision> {
+    pub(super) fn decisions(&mut self) -> Vec<Decision> {
         std::iter::from_fn(|| self.core.next_decision())
             .filter(|d| !matches!(d, Decision::Stats(_)))
             .collect()
     }
 
-    fn proposals(&mut self) -> Vec<(Token, Proposal)> {
+    pub(super) fn proposals(&mut self) -> Vec<(Token, Proposal)> {
         self.decisions()
             .into_iter()
             .filter_map(|d| match d {
@@ -70,14 +72,14 @@ impl Pool {
     }
 
     /// The one proposal decided since the last look.
-    fn proposal(&mut self) -> (Token, Proposal) {
+    pub(super) fn proposal(&mut self) -> (Token, Proposal) {
         let mut all = self.proposals();
         assert_eq!(all.len(), 1, "{all:?}");
         all.remove(0)
     }
 
     /// The one `Lease` decided: its token, max and ticket.
-    fn lease(&mut self) -> (Token, u32, u64) {
+    pub(super) fn lease(&mut self) -> (Token, u32, u64) {
         match self.proposal() {
             (token, Proposal::Lease(l)) => {
                 (token, l.max, l.standing_ticket.expect("every lease is ticketed"))
@@ -86,7 +88,12 @@ impl Pool {
         }
     }
 
-    fn apply(&mut self, leases: Vec<(u64, Vec<Grant>)>, grants: Vec<Grant>, standing: Option<u32>) {
+    pub(super) fn apply(
+        &mut self,
+        leases: Vec<(u64, Vec<Grant>)>,
+        grants: Vec<Grant>,
+        standing: Option<u32>,
+    ) {
         let fx = PoolApplied {
             leases,
             grants,
@@ -102,7 +109,7 @@ impl Pool {
     }
 }
 
-fn runs(decisions: &[Decision]) -> Vec<u64> {
+pub(super) fn runs(decisions: &[Decision]) -> Vec<u64> {
     decisions
         .iter()
         .filter_map(|d| match d {
@@ -400,7 +407,7 @@ fn a_resync_ends_granted_tickets_and_takes_the_standing_capacity_it_reports() {
 #[test]
 fn the_drain_releases_buffered_grants_aborts_after_the_grace_and_clears_standing() {
     let mut p = Pool::recovered(CoreConfig {
-        capacity: 2,
+        prefetch: Prefetch::Fixed(1),
         ..config(1)
     });
     let (token, _, ticket) = p.lease();
@@ -493,7 +500,7 @@ fn a_drain_gives_up_at_the_flush_deadline_and_counts_what_is_left() {
 #[test]
 fn a_capacity_above_the_slots_buffers_ahead_of_free_slots() {
     let mut p = Pool::recovered(CoreConfig {
-        capacity: 3,
+        prefetch: Prefetch::Fixed(2),
         ..config(1)
     });
     let (_, max, ticket) = p.lease();

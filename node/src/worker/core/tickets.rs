@@ -24,6 +24,7 @@
 //! busy pool a wake-up and a replica lock per entry.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Open tickets and what they may still add.
 #[derive(Debug, Default)]
@@ -39,6 +40,8 @@ pub(super) struct Tickets {
 #[derive(Debug)]
 struct Ticket {
     max: usize,
+    /// When its `Lease` was proposed (the core's time): its grants' leases began after.
+    asked_at: Duration,
     /// Grants its reply brought (and the pool took), once it came.
     granted: Option<usize>,
     /// Granted and still not seen at a heartbeat tick: ended at the next one.
@@ -54,8 +57,8 @@ impl Ticket {
 /// A ticket's apply was seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Settled {
-    /// Open, its grants not taken: take the apply's.
-    Asked { max: usize },
+    /// Open, its grants not taken: take the apply's (their leases began after `asked_at`).
+    Asked { max: usize, asked_at: Duration },
     /// Open, its reply brought the grants already.
     Granted,
     /// Not open (ended unseen, or never this run's).
@@ -71,12 +74,13 @@ impl Tickets {
         }
     }
 
-    /// A ticket for a `Lease` of `max` tasks about to be proposed.
-    pub(super) fn open(&mut self, max: usize) -> u64 {
+    /// A ticket for a `Lease` of `max` tasks about to be proposed at `now`.
+    pub(super) fn open(&mut self, max: usize, now: Duration) -> u64 {
         self.next = self.next.wrapping_add(1);
         let ticket = self.next;
         let t = Ticket {
             max,
+            asked_at: now,
             granted: None,
             old: false,
         };
@@ -95,19 +99,19 @@ impl Tickets {
         self.open.is_empty()
     }
 
-    /// The lease's reply came back with `grants` tasks: its `max` if the pool should take them
-    /// (the apply was not seen first). A filled lease is settled here.
-    pub(super) fn granted(&mut self, ticket: u64, grants: usize) -> Option<usize> {
+    /// The lease's reply came back with `grants` tasks: its `max` and when it was proposed, if
+    /// the pool should take them (the apply was not seen first). A filled lease is settled here.
+    pub(super) fn granted(&mut self, ticket: u64, grants: usize) -> Option<(usize, Duration)> {
         let t = self.open.get_mut(&ticket)?;
-        let max = t.max;
+        let (max, asked_at) = (t.max, t.asked_at);
         if grants >= max {
             self.settle(ticket);
-            return Some(max);
+            return Some((max, asked_at));
         }
         self.held -= t.holds();
         t.granted = Some(grants);
         self.held += t.holds();
-        Some(max)
+        Some((max, asked_at))
     }
 
     /// The lease's apply was seen: the ticket ends.
@@ -117,7 +121,10 @@ impl Tickets {
         };
         self.held -= t.holds();
         match t.granted {
-            None => Settled::Asked { max: t.max },
+            None => Settled::Asked {
+                max: t.max,
+                asked_at: t.asked_at,
+            },
             Some(_) => Settled::Granted,
         }
     }
@@ -150,25 +157,28 @@ impl Tickets {
 mod tests {
     use super::*;
 
+    const T0: Duration = Duration::from_millis(1);
+    const T1: Duration = Duration::from_millis(2);
+
     #[test]
     fn a_ticket_holds_its_max_then_the_unfilled_rest_until_settled() {
         let mut t = Tickets::default();
-        let (a, b, f) = (t.open(3), t.open(2), t.open(1));
-        assert_eq!(t.granted(f, 1), Some(1));
+        let (a, b, f) = (t.open(3, T0), t.open(2, T0), t.open(1, T1));
+        assert_eq!(t.granted(f, 1), Some((1, T1)));
         assert_eq!(
             t.settle(f),
             Settled::Unknown,
             "a filled lease is settled by its reply"
         );
         assert_eq!(t.held(), 5);
-        assert_eq!(t.granted(a, 1), Some(3));
+        assert_eq!(t.granted(a, 1), Some((3, T0)));
         assert_eq!(t.held(), 4, "the rest of a still awaits its apply");
         assert_eq!(t.settle(a), Settled::Granted);
         assert_eq!(t.settle(a), Settled::Unknown, "settled once");
         assert_eq!(t.granted(a, 1), None, "a reply after the apply brings nothing");
-        assert_eq!(t.settle(b), Settled::Asked { max: 2 });
+        assert_eq!(t.settle(b), Settled::Asked { max: 2, asked_at: T0 });
         assert_eq!(t.held(), 0);
-        let c = t.open(1);
+        let c = t.open(1, T0);
         t.forget(c);
         assert!(t.is_empty());
     }
@@ -176,7 +186,7 @@ mod tests {
     #[test]
     fn the_sweep_ends_granted_tickets_at_the_second_tick_and_resync_at_once() {
         let mut t = Tickets::default();
-        let (a, b, c) = (t.open(1), t.open(1), t.open(1));
+        let (a, b, c) = (t.open(1, T0), t.open(1, T0), t.open(1, T0));
         t.granted(a, 0);
         t.sweep();
         assert_eq!(t.held(), 3, "one tick is not enough");
@@ -186,6 +196,6 @@ mod tests {
         t.granted(b, 1);
         t.resync();
         assert_eq!(t.settle(b), Settled::Unknown);
-        assert_eq!(t.settle(c), Settled::Asked { max: 1 });
+        assert_eq!(t.settle(c), Settled::Asked { max: 1, asked_at: T0 });
     }
 }

@@ -35,6 +35,7 @@ fn settings() -> SessionSettings {
         worker_drain_grace: Duration::from_secs(60),
         drain_flush_timeout: Duration::from_secs(10),
         max_batch: 1024,
+        prefetch: Prefetch::Fixed(0),
     }
 }
 
@@ -44,6 +45,7 @@ fn hello(concurrency: u32) -> Hello {
         queues: vec!["default".into()],
         concurrency,
         resume: Vec::new(),
+        prefetch: None,
     }
 }
 
@@ -357,4 +359,35 @@ async fn a_node_shutdown_drains_the_session_and_says_unavailable() {
     }
     assert_eq!(w.next().await.unwrap_err().code(), tonic::Code::Unavailable);
     drain.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_ahead_of_a_worker_waits_at_the_node_and_goes_back_when_it_breaks() {
+    let b = backend();
+    submit(&b, 4);
+    let hello = Hello {
+        prefetch: Some(Prefetch::Fixed(2)),
+        ..hello(1)
+    };
+    let mut w = Worker::start(&b, hello).await;
+    let first = w.tasks().await;
+    assert_eq!(
+        first.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        vec![1],
+        "its one place"
+    );
+    let leased = |b: &LocalBackend| {
+        (1..=4)
+            .filter(|id| b.replica().read(|q| q.task(*id).unwrap().state) == TaskState::Leased)
+            .count()
+    };
+    assert_eq!(leased(&b), 3, "one sent, two held at the node");
+    w.results(vec![success(1, 1, b"1")]).await;
+    assert_eq!(w.acks(1).await, vec![(1, AckStatus::Accepted)]);
+    assert_eq!(w.tasks().await[0].task_id, 2, "the next held one, oldest first");
+    // The stream breaks: what was held at the node goes back with what was sent.
+    w.to_node = None;
+    let b2 = w.backend.clone();
+    w.ended().await;
+    assert_eq!(leased(&b2), 0);
 }

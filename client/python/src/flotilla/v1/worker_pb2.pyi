@@ -52,7 +52,7 @@ class NodeMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., tasks: _Optional[_Union[Tasks, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drained: _Optional[_Union[Drained, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "queues", "tasks", "concurrency", "resume", "protocol_version", "agent")
+    __slots__ = ("name", "queues", "tasks", "concurrency", "resume", "protocol_version", "agent", "prefetch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class Hello(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskDecl]
@@ -67,7 +68,8 @@ class Hello(_message.Message):
     resume: _containers.RepeatedCompositeFieldContainer[LeaseId]
     protocol_version: int
     agent: str
-    def __init__(self, name: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., tasks: _Optional[_Iterable[_Union[TaskDecl, _Mapping]]] = ..., concurrency: _Optional[int] = ..., resume: _Optional[_Iterable[_Union[LeaseId, _Mapping]]] = ..., protocol_version: _Optional[int] = ..., agent: _Optional[str] = ...) -> None: ...
+    prefetch: int
+    def __init__(self, name: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., tasks: _Optional[_Iterable[_Union[TaskDecl, _Mapping]]] = ..., concurrency: _Optional[int] = ..., resume: _Optional[_Iterable[_Union[LeaseId, _Mapping]]] = ..., protocol_version: _Optional[int] = ..., agent: _Optional[str] = ..., prefetch: _Optional[int] = ...) -> None: ...
 
 class TaskDecl(_message.Message):
     __slots__ = ("name", "queue")

@@ -20,14 +20,26 @@ from flotilla.worker.pools import load_app
 from flotilla.worker.runner import Worker
 
 
+def prefetch(value: str) -> Optional[int]:
+    """``auto`` (None) or a count of tasks, 0 or more."""
+    if value == "auto":
+        return None
+    n = int(value)
+    if n < 0:
+        raise ValueError(value)
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flotilla-worker", description=__doc__.split("\n")[0])
     p.add_argument("-A", "--app", required=True, help="module[:attr] of the Flotilla app")
     p.add_argument("-c", "--concurrency", type=int, default=8, help="tasks run at once (8)")
     p.add_argument(
         "--prefetch",
-        type=int,
-        help="tasks held beyond -c, waiting for a free slot (default: as many as -c)",
+        type=prefetch,
+        default=None,
+        help="auto (default: the node leases ahead by its rule and holds those tasks), or a "
+        "number of tasks held here beyond -c, waiting for a free slot (0: none)",
     )
     p.add_argument("-Q", "--queues", help="queues in order of preference (default: the tasks')")
     p.add_argument("--pool", choices=("threads", "processes"), default="threads")

@@ -11,8 +11,10 @@ What it guarantees:
 - every Task it is sent gets exactly one TaskResult per session until it is acknowledged
   (success, failure, or ``released`` when it was not started), except an aborted one, which
   gets none (its result is discarded when the handler returns);
-- at most ``slots`` attempts run at once; tasks held beyond that (``prefetch``) wait here, and
-  are released, not run, when the worker drains;
+- at most ``slots`` attempts run at once; tasks held beyond that (a fixed ``prefetch``) wait
+  here, and are released, not run, when the worker drains. With no fixed prefetch (``auto``,
+  the default) the node leases ahead for the worker and holds those tasks itself, by the same
+  rule as its own pools (docs/WORKERS.md, "Lease-ahead");
 - results not acknowledged yet when a stream breaks are kept and sent again on the next
   session, which lists them, with the attempts still held, in ``Hello.resume``;
 - a stream that the node ended after a ``WorkerError`` (the node refused *us*; INVALID_ARGUMENT
@@ -121,9 +123,10 @@ class Identity:
     #: Attempts run at once (threads or processes).
     concurrency: int
     agent: str
-    #: Tasks held beyond ``concurrency``, waiting for a free slot (``Hello.concurrency`` is the
-    #: sum): the next task is at hand when one ends, instead of a round trip to the node later.
-    prefetch: int = 0
+    #: Tasks held here beyond ``concurrency``, waiting for a free slot (``Hello.concurrency`` is
+    #: the sum, and the node holds none ahead: ``Hello.prefetch`` 0). ``None`` (``auto``): the
+    #: node leases ahead by its rule and holds those tasks itself (``Hello.prefetch`` unset).
+    prefetch: Optional[int] = None
 
 
 class SessionCore:
@@ -132,7 +135,7 @@ class SessionCore:
     def __init__(self, identity: Identity) -> None:
         if identity.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if identity.prefetch < 0:
+        if identity.prefetch is not None and identity.prefetch < 0:
             raise ValueError("prefetch must not be negative")
         self.identity = identity
         #: Attempts started and not finished, with the id of their run.
@@ -166,12 +169,15 @@ class SessionCore:
         self._outgoing = {}
         self._last_heard = now
         resume = sorted(self.held()) if self._resume_next else []
+        held_here = self.identity.prefetch or 0
         hello = wpb.Hello(
             name=self.identity.name,
             queues=list(self.identity.queues),
             tasks=[wpb.TaskDecl(name=n, queue=q) for n, q in self.identity.tasks],
             # A draining worker takes nothing new: its session only resumes.
-            concurrency=0 if self.draining else self.identity.concurrency + self.identity.prefetch,
+            concurrency=0 if self.draining else self.identity.concurrency + held_here,
+            # A fixed prefetch is held here: the node holds none more.
+            prefetch=None if self.identity.prefetch is None else 0,
             resume=[wpb.LeaseId(task_id=t, attempt=a) for t, a in resume],
             protocol_version=PROTOCOL_VERSION,
             agent=self.identity.agent,

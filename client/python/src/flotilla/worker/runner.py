@@ -28,8 +28,10 @@ log = logging.getLogger("flotilla.worker")
 class Worker(SessionShell):
     """Runs ``app``'s tasks for the cluster at ``nodes`` (default: the app's).
 
-    ``concurrency`` attempts run at once; ``prefetch`` more tasks may wait in the worker for a
-    free slot (default as many as ``concurrency``), so the next task is at hand when one ends.
+    ``concurrency`` attempts run at once. ``prefetch``: ``None`` (``auto``, the default) lets
+    the node lease ahead for this worker and hold those tasks, by its rule (as many as the
+    worker finishes in one commit round trip; none for long tasks); a number holds exactly that
+    many more here instead, waiting for a free slot (0: none at all).
     """
 
     def __init__(
@@ -56,7 +58,7 @@ class Worker(SessionShell):
             queues=queues,
             tasks=tasks,
             concurrency=concurrency,
-            prefetch=concurrency if prefetch is None else prefetch,
+            prefetch=prefetch,
             agent=f"flotilla-python/{__version__} "
             f"{platform.python_implementation()}/{platform.python_version()}",
         )

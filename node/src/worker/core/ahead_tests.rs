@@ -1,0 +1,311 @@
+//! Lease-ahead step by step: the allowance the core's measurements give, and when buffered
+//! grants go back instead of running (`core/prefetch.rs`, `core/buffer.rs`). Time is what the
+//! test says it is ([`PoolCore::at`]).
+
+use super::tests::Pool;
+use super::tests::config;
+use super::tests::grant;
+use super::tests::runs;
+use super::tests::success;
+use super::*;
+use crate::replica::PoolApplied;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn auto(slots: usize) -> CoreConfig {
+    CoreConfig {
+        prefetch: Prefetch::Auto,
+        // Also the most held ahead.
+        max_batch: 64,
+        ..config(slots)
+    }
+}
+
+fn completed(n: usize) -> Response {
+    Response::Completed(vec![CompletionResult::Accepted; n])
+}
+
+fn released(proposals: &[(Token, Proposal)]) -> Vec<u64> {
+    proposals
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Proposal::Release(r) => Some(r.leases.iter().map(|l| l.task)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// The `max` of the one `Lease` (alone or with completions) among `proposals`.
+fn lease_max(proposals: &[(Token, Proposal)]) -> Option<(Token, u32, u64)> {
+    proposals.iter().find_map(|(token, p)| match p {
+        Proposal::Lease(l) | Proposal::CompleteAndLease(_, l) | Proposal::ClearAndLease(_, l) => {
+            Some((*token, l.max, l.standing_ticket.expect("ticketed")))
+        }
+        _ => None,
+    })
+}
+
+/// A pool of `slots` that measured a `rtt_ms` round trip and `run_ms` runs: its first lease
+/// (of its slots) came back full after `rtt_ms`, and the runs ended `run_ms` later, at
+/// `rtt_ms + run_ms`. Returns the pool and the proposals of that moment.
+fn measured(cfg: CoreConfig, rtt_ms: u64, run_ms: u64) -> (Pool, Vec<(Token, Proposal)>) {
+    let slots = cfg.slots as u64;
+    let mut p = Pool::recovered(cfg);
+    let (token, max, _) = p.lease();
+    assert_eq!(
+        u64::from(max),
+        slots,
+        "nothing is held ahead before a measurement"
+    );
+    let grants: Vec<Grant> = (1..=slots).map(grant).collect();
+    p.core
+        .at(ms(rtt_ms))
+        .replied(token, Ok(vec![Response::Leased(grants)]));
+    assert_eq!(runs(&p.decisions()).len() as u64, slots);
+    let ended = (1..=slots).map(|t| (grant(t).lease, success()));
+    p.core.at(ms(rtt_ms + run_ms)).finished_all(ended);
+    let proposals = p.proposals();
+    (p, proposals)
+}
+
+#[test]
+fn short_tasks_are_leased_ahead_by_the_bandwidth_delay_product() {
+    // 2 slots finish 2 × 4 / 1 = 8 tasks in one 4 ms round trip.
+    let (p, proposals) = measured(auto(2), 4, 1);
+    let (_, max, _) = lease_max(&proposals).expect("a lease with the completions");
+    assert_eq!(max, 2 + 8);
+    assert_eq!(p.core.stats().lease_ahead, 8);
+}
+
+#[test]
+fn long_tasks_get_no_prefetch() {
+    let (p, proposals) = measured(auto(2), 2, 10);
+    let (_, max, _) = lease_max(&proposals).expect("a lease with the completions");
+    assert_eq!(max, 2, "tasks longer than a round trip: only the free slots");
+    assert_eq!(p.core.stats().lease_ahead, 0);
+}
+
+#[test]
+fn a_fixed_prefetch_and_none_ignore_the_measurements() {
+    for (prefetch, want) in [(Prefetch::Fixed(3), 2 + 3), (Prefetch::Fixed(0), 2)] {
+        let cfg = CoreConfig {
+            prefetch,
+            ..config(2)
+        };
+        let mut p = Pool::recovered(cfg);
+        let (_, max, _) = p.lease();
+        assert_eq!(max, want, "{prefetch}");
+    }
+}
+
+/// One slot, one task held ahead (fixed), 1000 ms leases, 100 ms needed to start: task 1
+/// runs, task 2 waits, both granted by a lease proposed at 0 ms.
+fn one_running_one_buffered() -> Pool {
+    let mut p = Pool::recovered(CoreConfig {
+        prefetch: Prefetch::Fixed(1),
+        ..config(1)
+    });
+    let (token, max, _) = p.lease();
+    assert_eq!(max, 2);
+    p.core
+        .at(ms(1))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1), grant(2)])]));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    assert_eq!(p.core.stats().buffered, 1);
+    p
+}
+
+#[test]
+fn a_buffered_task_whose_lease_would_run_short_is_released_not_run() {
+    let mut p = one_running_one_buffered();
+    // Its lease ends by 1000 ms at the latest; at 950 ms less than 100 ms (and a round trip)
+    // are left.
+    p.core.at(ms(950)).finished(grant(1).lease, success());
+    let d = p.decisions();
+    assert!(runs(&d).is_empty(), "{d:?}");
+    let proposals: Vec<(Token, Proposal)> = d
+        .into_iter()
+        .filter_map(|d| match d {
+            Decision::Propose(t, p) => Some((t, p)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released(&proposals), vec![2]);
+    assert_eq!(p.core.stats().short_lease_released_total, 1);
+}
+
+#[test]
+fn a_heartbeat_the_log_accepted_keeps_a_buffered_task_startable() {
+    let mut p = one_running_one_buffered();
+    p.core.at(ms(500)).heartbeat_tick();
+    let (token, proposal) = p.proposal();
+    let Proposal::Heartbeat(hb) = proposal else {
+        panic!("not a heartbeat: {proposal:?}");
+    };
+    assert_eq!(
+        hb.leases,
+        vec![grant(1).lease, grant(2).lease],
+        "buffered leases too"
+    );
+    p.core
+        .at(ms(502))
+        .replied(token, Ok(vec![Response::Heartbeated(vec![true, true])]));
+    // Extended to 500 + 1000 ms at least.
+    p.core.at(ms(950)).finished(grant(1).lease, success());
+    assert_eq!(runs(&p.decisions()), vec![2]);
+}
+
+#[test]
+fn a_long_run_holding_up_the_buffer_sends_it_back() {
+    // One slot, 4 ms round trips, 1 ms runs: 4 held ahead.
+    let (mut p, proposals) = measured(auto(1), 4, 1);
+    let (token, max, _) = lease_max(&proposals).expect("a lease with the completion");
+    assert_eq!(max, 5);
+    let grants: Vec<Grant> = (2..=6).map(grant).collect();
+    p.core
+        .at(ms(9))
+        .replied(token, Ok(vec![completed(1), Response::Leased(grants)]));
+    let d = p.decisions();
+    assert_eq!(runs(&d), vec![2]);
+    assert!(
+        d.contains(&Decision::After(ms(8), Timer::Stall)),
+        "two round trips: {d:?}"
+    );
+    // Task 2 runs on past the window: the four waiting behind it go back.
+    p.core.at(ms(17)).timer(Timer::Stall);
+    assert_eq!(released(&p.proposals()), vec![6, 5, 4, 3]);
+    let stats = p.core.stats();
+    assert_eq!(
+        (stats.buffered, stats.lease_ahead, stats.unbuffered_total),
+        (0, 0, 4)
+    );
+}
+
+#[test]
+fn a_run_ending_within_the_stall_window_keeps_the_buffer() {
+    let (mut p, proposals) = measured(auto(1), 4, 1);
+    let (token, _, _) = lease_max(&proposals).expect("a lease");
+    let grants: Vec<Grant> = (2..=6).map(grant).collect();
+    p.core
+        .at(ms(9))
+        .replied(token, Ok(vec![completed(1), Response::Leased(grants)]));
+    p.decisions();
+    p.core.at(ms(10)).finished(grant(2).lease, success());
+    assert_eq!(runs(&p.decisions()), vec![3]);
+    p.core.at(ms(17)).timer(Timer::Stall);
+    assert!(released(&p.proposals()).is_empty());
+    assert_eq!(p.core.stats().buffered, 3);
+}
+
+#[test]
+fn a_fixed_prefetch_keeps_its_buffer_behind_a_long_run() {
+    let mut p = Pool::recovered(CoreConfig {
+        prefetch: Prefetch::Fixed(1),
+        ..config(1)
+    });
+    let (token, _, _) = p.lease();
+    p.core
+        .at(ms(1))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1), grant(2)])]));
+    let d = p.decisions();
+    assert_eq!(runs(&d), vec![1]);
+    assert!(
+        !d.iter().any(|d| matches!(d, Decision::After(_, Timer::Stall))),
+        "no stall watch: {d:?}"
+    );
+    p.core.at(ms(400)).timer(Timer::Stall);
+    assert!(p.proposals().is_empty());
+    assert_eq!(p.core.stats().buffered, 1);
+}
+
+#[test]
+fn when_the_allowance_falls_the_pool_stands_for_less() {
+    // One slot, 4 held ahead; the queue is empty: its lease of 5 all stands.
+    let (mut p, proposals) = measured(auto(1), 4, 1);
+    let (token, max, ticket) = lease_max(&proposals).expect("a lease");
+    assert_eq!(max, 5);
+    p.apply(vec![(ticket, vec![])], vec![], Some(5));
+    p.core
+        .at(ms(9))
+        .replied(token, Ok(vec![completed(1), Response::Leased(vec![])]));
+    p.decisions();
+    // A task comes to the standing capacity and runs 200 ms: runs now average far above a
+    // round trip, and the pool stands for 4 it should no longer hold.
+    p.core.at(ms(20));
+    p.apply(vec![], vec![grant(7)], Some(4));
+    assert_eq!(runs(&p.decisions()), vec![7]);
+    p.core.at(ms(220)).finished(grant(7).lease, success());
+    assert_eq!(p.core.stats().lease_ahead, 0);
+    let proposals = p.proposals();
+    let (token, max, ticket) = proposals
+        .iter()
+        .find_map(|(token, p)| match p {
+            Proposal::ClearAndLease(_, l) => Some((*token, l.max, l.standing_ticket.expect("ticketed"))),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ClearAndLease in {proposals:?}"));
+    assert_eq!(max, 0, "nothing more while the old standing capacity counts");
+    // Applied: the pool stands again, for its free slot only.
+    p.core.at(ms(222)).applied(
+        PoolEvent::Applied(PoolApplied {
+            leases: vec![(ticket, vec![])],
+            grants: vec![],
+            standing: Some(0),
+            cleared: true,
+        }),
+        |_| true,
+    );
+    p.core.replied(
+        token,
+        Ok(vec![Response::ClearedStanding(true), Response::Leased(vec![])]),
+    );
+    let (_, max, _) = lease_max(&p.proposals()).expect("a lease");
+    assert_eq!(max, 1);
+}
+
+#[test]
+fn grants_a_lagging_replica_replays_from_an_earlier_run_are_dropped_after_recovery() {
+    // The `ReleaseWorker` was answered, but the replica still applies the entries before it:
+    // a grant to the earlier run's standing capacity comes now (`sim dst --seed 4`).
+    let mut p = Pool::recovered(config(2));
+    let (token, _, ticket) = p.lease();
+    p.apply(vec![], vec![grant(9)], Some(1));
+    assert!(runs(&p.decisions()).is_empty(), "an earlier run's grant");
+    assert_eq!(p.core.stats().stale_grants_total, 1);
+    // Once the replica shows this run's lease, what it grants is this run's.
+    p.apply(vec![(ticket, vec![])], vec![], Some(2));
+    p.core.replied(token, Ok(vec![Response::Leased(vec![])]));
+    p.apply(vec![], vec![grant(10)], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![10]);
+}
+
+#[test]
+fn a_grant_a_lagging_replica_reports_after_its_lease_is_gone_is_released_not_run() {
+    let mut p = Pool::recovered(config(2));
+    let (token, max, ticket) = p.lease();
+    assert_eq!(max, 2);
+    // Asked at 0 ms, applied at log time 0 (its lease ends at 1,000): the log's clock is not
+    // ahead of the pool's.
+    p.core
+        .at(ms(2))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    // The replica, cut off for 5 s, reports a grant to the standing capacity made at log time
+    // 0: its lease ended by 1,000 ms.
+    p.core.at(ms(5_000));
+    p.apply(vec![], vec![grant(2)], Some(0));
+    let d = p.decisions();
+    assert!(runs(&d).is_empty(), "{d:?}");
+    let proposals: Vec<(Token, Proposal)> = d
+        .into_iter()
+        .filter_map(|d| match d {
+            Decision::Propose(t, p) => Some((t, p)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released(&proposals), vec![2]);
+}

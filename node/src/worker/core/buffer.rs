@@ -1,0 +1,168 @@
+//! The buffer: grants held for a slot (lease-ahead, sized in `core/prefetch.rs`), when they
+//! start, and when they go back to the queue instead.
+//!
+//! A buffered grant is leased like a running one: heartbeated, fenced, counted against the
+//! pool's capacity. It starts when a slot frees, oldest first, and goes back (a `Release`,
+//! which spends no attempt) rather than run late or hold up a task another pool could run:
+//!
+//! - **Lease running short.** A grant starts only while its lease has
+//!   [`CoreConfig::min_lease_to_start`](super::CoreConfig) plus one commit round trip left, by
+//!   the pool's own bound on it, on its own clock: a lease begins after the `Lease` that asked
+//!   for it was proposed, and a heartbeat the log accepted extends it from when that heartbeat
+//!   was proposed. A grant to standing capacity (the entry that granted it was not this
+//!   pool's) is bounded through the log's clock: its deadline is in log time, and the log's
+//!   clock is at most `apply − proposed` ahead of the pool's, measured on the pool's last
+//!   `Lease` that granted anything (a grant's deadline less its lease length is its apply
+//!   time). So a grant a lagging replica reports long after the fact is released, not run
+//!   (`sim dst --seed 18`). Clocks are taken to run at one rate; a leader whose clock jumps
+//!   ahead is seen at the next such `Lease`. With no measurement yet, a grant counts from one
+//!   round trip before the pool heard of it, an estimate.
+//! - **Stall.** Tasks wait and every slot is busy: if no run ends within two round trips (5 ms
+//!   at least, below which a scheduling hiccup would pass for a long run), the buffer goes
+//!   back at once and the oldest run's age counts as a run time, which ends lease-ahead (a
+//!   task longer than a round trip) until shorter runs bring the average down. So a long task
+//!   never holds short ones that another pool could run now. A fixed prefetch keeps its
+//!   buffer (as asked).
+//! - A fall of the allowance (runs got longer) only makes the pool ask for less: what it
+//!   was granted was within the allowance when asked for, and a stall sends it back if it
+//!   does not move. Releasing on every dip would spend a log entry and an attempt per task
+//!   whenever run times hover around a round trip.
+//! - **Drain**: everything buffered goes back at once (`core/drain.rs`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::Decision;
+use super::PoolCore;
+use super::Running;
+use super::Timer;
+use crate::queue::Grant;
+use crate::queue::LeaseRef;
+
+/// The shortest stall window: below it, a scheduling hiccup would pass for a long run.
+const STALL_MIN: Duration = Duration::from_millis(5);
+
+/// A grant waiting for a slot.
+#[derive(Debug)]
+pub(super) struct Buffered {
+    pub(super) grant: Grant,
+    /// The pool's bound on when its lease ends (the core's time), unless heartbeated again.
+    pub(super) alive_until: Duration,
+}
+
+impl PoolCore {
+    /// Hold `grant`, whose lease began after `since` (the core's time) when known.
+    pub(super) fn buffer(&mut self, grant: Grant, since: Option<Duration>) {
+        let lease = Duration::from_millis(self.cfg.lease_ms);
+        let by_log = self.log_ahead_ms.map(|ahead| {
+            let until_ms = i128::from(grant.lease_deadline_ms) - i128::from(ahead);
+            Duration::from_millis(u64::try_from(until_ms).unwrap_or(0))
+        });
+        let by_ask = since.map(|asked| asked + lease);
+        let alive_until = match (by_ask, by_log) {
+            // Both are lower bounds: the later is the tighter.
+            (Some(a), Some(b)) => a.max(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => {
+                let rtt = self.pacer.rtt().unwrap_or_default();
+                self.now.saturating_sub(rtt) + lease
+            }
+        };
+        self.buffered.push_back(Buffered { grant, alive_until });
+    }
+
+    /// A `Lease` proposed at `asked_at` (the core's time) granted these: the log's clock is at
+    /// most `apply − asked_at` ahead of the core's.
+    pub(super) fn measure_log_clock(&mut self, grants: &[Grant], asked_at: Duration) {
+        let asked_ms = i64::try_from(asked_at.as_millis()).unwrap_or(i64::MAX);
+        let applied_ms = grants
+            .iter()
+            .map(|g| g.lease_deadline_ms.saturating_sub(self.cfg.lease_ms))
+            .min();
+        if let Some(applied_ms) = applied_ms {
+            let applied_ms = i64::try_from(applied_ms).unwrap_or(i64::MAX);
+            self.log_ahead_ms = Some(applied_ms.saturating_sub(asked_ms));
+        }
+    }
+
+    /// Hand buffered grants to free slots, oldest first; give back the ones whose lease runs
+    /// short; watch for a stall.
+    pub(super) fn dispatch(&mut self) {
+        let rtt = self.pacer.rtt().unwrap_or_default();
+        let start_by = self.now + self.cfg.min_lease_to_start + rtt;
+        while self.running.len() < self.cfg.slots {
+            let Some(b) = self.buffered.pop_front() else {
+                break;
+            };
+            let lease = b.grant.lease;
+            if b.alive_until < start_by {
+                debug!(
+                    task = lease.task,
+                    attempt = lease.attempt,
+                    "lease too short to start; releasing it"
+                );
+                self.stats.short_lease_released_total += 1;
+                self.outbox.releases.push(lease);
+                continue;
+            }
+            self.running.insert(
+                lease,
+                Running {
+                    aborted: false,
+                    started: self.now,
+                },
+            );
+            self.out.push_back(Decision::Run(b.grant));
+        }
+        self.watch_stall();
+    }
+
+    /// Ask for a look after the stall window while tasks wait for busy slots (`auto` only).
+    fn watch_stall(&mut self) {
+        let waiting = !self.buffered.is_empty() && self.running.len() >= self.cfg.slots;
+        if !waiting || self.stall.is_some() || !self.pacer.is_auto() || self.drain.is_some() {
+            return;
+        }
+        self.stall = Some(self.runs_ended);
+        // Not the run time: while lease-ahead is on, runs take less than a round trip anyway,
+        // and once long runs turned it off, a window of theirs would keep what waits waiting.
+        let window = (self.pacer.rtt().unwrap_or_default() * 2).max(STALL_MIN);
+        self.out.push_back(Decision::After(window, Timer::Stall));
+    }
+
+    /// The stall timer fired: if no run ended since it was set and tasks still wait, they go
+    /// back, and the oldest run's age counts as a run time (which ends lease-ahead).
+    pub(super) fn stall_check(&mut self) {
+        let Some(ended_then) = self.stall.take() else {
+            return;
+        };
+        if self.runs_ended != ended_then || self.buffered.is_empty() {
+            return;
+        }
+        if let Some(oldest) = self.running.values().map(|r| r.started).min() {
+            let age = self.now.saturating_sub(oldest);
+            debug!(
+                age_ms = age.as_millis() as u64,
+                buffered = self.buffered.len(),
+                "runs hold up the buffer"
+            );
+            self.pacer.running_at_least(age);
+        }
+        while let Some(b) = self.buffered.pop_back() {
+            self.stats.unbuffered_total += 1;
+            self.outbox.releases.push(b.grant.lease);
+        }
+    }
+
+    /// The log extended these leases with a heartbeat proposed at `sent_at`.
+    pub(super) fn extended(&mut self, leases: &BTreeSet<LeaseRef>, sent_at: Duration) {
+        let until = sent_at + Duration::from_millis(self.cfg.lease_ms);
+        for b in &mut self.buffered {
+            if leases.contains(&b.grant.lease) {
+                b.alive_until = b.alive_until.max(until);
+            }
+        }
+    }
+}
