@@ -15,6 +15,7 @@ use serde::Serialize;
 
 mod catalog;
 pub mod entry_format;
+mod schedule;
 mod token;
 
 pub use catalog::CatalogRefusal;
@@ -28,6 +29,7 @@ pub use catalog::name_prefix;
 pub use catalog::node_declarer;
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
+pub use schedule::*;
 pub use token::Role;
 pub use token::TokenHash;
 pub use token::TokenId;
@@ -90,6 +92,8 @@ impl Request {
                             .map(|t| 8 + len(&t.name) + len(&t.queue))
                             .sum::<u64>()
                 }
+                Command::AddSchedule { schedule, .. } => schedule.size() as u64,
+                Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => 32 + len(name),
                 _ => 32,
             }
         };
@@ -154,6 +158,15 @@ impl Request {
                 Command::DeclareTasks { declarer, tasks } => {
                     s(declarer) + vec(tasks) + tasks.iter().map(|t| s(&t.name) + s(&t.queue)).sum::<u64>()
                 }
+                Command::AddSchedule { schedule, .. } => {
+                    let cadence = match &schedule.cadence {
+                        Cadence::Cron { expr, tz } => s(expr) + s(tz),
+                        Cadence::Interval { .. } => 0,
+                    };
+                    let t = &schedule.task;
+                    s(&schedule.name) + cadence + s(&t.name) + s(&t.queue) + heap(t.args.len())
+                }
+                Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => s(name),
             }
         };
         std::mem::size_of::<Self>() as u64
@@ -252,6 +265,13 @@ pub enum Command {
     /// built-in registry, `node:<id>`, or a remote worker's name), each with its default queue.
     /// All or nothing; re-declaring what is declared changes nothing. Entry format 3.
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> },
+    /// Add a periodic schedule (`state/schedule.rs`); the same name with the same spec changes
+    /// nothing, with another spec it is refused unless `replace`. Entry format 4.
+    AddSchedule { schedule: ScheduleSpec, replace: bool },
+    /// Remove the schedule named `name`. Entry format 4.
+    RemoveSchedule { name: String },
+    /// Pause (or resume) the schedule named `name`. Entry format 4.
+    PauseSchedule { name: String, paused: bool },
 }
 
 /// A task to enqueue, as the client describes it.
@@ -370,6 +390,12 @@ pub enum Response {
     /// How many of `DeclareTasks`' declarations were new or changed a queue; or why it
     /// changed nothing.
     TasksDeclared(Result<u32, CatalogRefusal>),
+    /// What `AddSchedule` did, or why it changed nothing.
+    ScheduleAdded(Result<ScheduleAdded, ScheduleRefusal>),
+    /// Whether `RemoveSchedule` found the schedule.
+    ScheduleRemoved(bool),
+    /// Whether `PauseSchedule` found the schedule.
+    SchedulePaused(bool),
 }
 
 /// Lifecycle state of a task.

@@ -137,6 +137,19 @@ op!(
     DeclareTasks { declarer: String, tasks: Vec<TaskDecl> } => TasksDeclared(Result<u32, CatalogRefusal>)
 );
 
+op!(
+    /// [`Command::AddSchedule`]: what was added, or why nothing changed.
+    AddSchedule { schedule: ScheduleSpec, replace: bool } => ScheduleAdded(Result<ScheduleAdded, ScheduleRefusal>)
+);
+op!(
+    /// [`Command::RemoveSchedule`]: whether the schedule existed.
+    RemoveSchedule { name: String } => ScheduleRemoved(bool)
+);
+op!(
+    /// [`Command::PauseSchedule`]: whether the schedule existed.
+    PauseSchedule { name: String, paused: bool } => SchedulePaused(bool)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;

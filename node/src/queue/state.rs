@@ -63,6 +63,11 @@
 //! - **Catalogue** (`state/catalog.rs`): `DeclareTasks` records task names with their
 //!   declarer and default queue, all or nothing, idempotently, within fixed bounds. Submits
 //!   are checked against it at the gRPC edge, never in `apply`.
+//! - **Schedules** (`state/schedule.rs`): `AddSchedule`, `RemoveSchedule` and `PauseSchedule`
+//!   keep periodic schedules (cron in a time zone, or intervals). After the timers, advancing
+//!   the clock fires every unpaused schedule whose next slot is due: each slot at most once
+//!   (one task keyed `schedule:<id>:<slot>`), never before its time; slots missed by more than
+//!   the schedule's grace are skipped or run once, as it says.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -100,10 +105,12 @@
 //! - `tokens.rs`: API tokens (role, hash of the secret, expiry), checked by `grpc/auth.rs`.
 //! - `catalog.rs`: the task catalogue (declared task names, their declarers and default
 //!   queues), checked by `grpc/queue_service.rs`.
+//! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
+//!   (cron with croner, time zones and the DST rule with jiff).
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 4: everything as held, except the key
-//!   index; version 3 is the same without the catalogue, version 2 also without the token
-//!   table); `v1.rs` converts snapshots of format version 1.
+//! - `format.rs`: the serialized form (format version 5: everything as held, except the key
+//!   index; version 4 is the same without the schedules, version 3 also without the catalogue,
+//!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -132,6 +139,7 @@ mod lease;
 mod pending;
 #[cfg(test)]
 mod proptests;
+pub mod schedule;
 mod standing;
 mod table;
 mod task;
@@ -143,10 +151,13 @@ mod v1;
 pub use catalog::Catalog;
 pub use format::QueueStateV2;
 pub use format::QueueStateV3;
+pub use format::QueueStateV4;
 pub use format::WithoutCatalog;
+pub use format::WithoutSchedules;
 pub use format::WithoutTokens;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
+pub use schedule::Schedules;
 pub use standing::WorkerEffects;
 pub use tokens::TokenRecord;
 pub use tokens::Tokens;
@@ -187,6 +198,8 @@ pub struct QueueState {
     tokens: tokens::Tokens,
     /// Declared task names (see [`catalog`]).
     catalog: Catalog,
+    /// Periodic schedules (see [`schedule`]).
+    schedules: Schedules,
 }
 
 impl Default for QueueState {
@@ -202,6 +215,7 @@ impl Default for QueueState {
             standing: standing::Standing::default(),
             tokens: tokens::Tokens::default(),
             catalog: Catalog::default(),
+            schedules: Schedules::default(),
         }
     }
 }
@@ -258,6 +272,7 @@ impl QueueState {
             self.idx.timers.pop_first();
             self.fire(id, effects);
         }
+        self.fire_schedules(effects);
     }
 
     fn timers_first(&self) -> Option<&(UnixMs, TaskId)> {
@@ -351,6 +366,13 @@ impl QueueState {
             Command::RevokeToken { id } => Response::TokenRevoked(self.tokens.revoke(*id)),
             Command::DeclareTasks { declarer, tasks } => {
                 Response::TasksDeclared(self.catalog.declare(declarer, tasks))
+            }
+            Command::AddSchedule { schedule, replace } => {
+                Response::ScheduleAdded(self.schedules.add(schedule, *replace, self.now_ms))
+            }
+            Command::RemoveSchedule { name } => Response::ScheduleRemoved(self.schedules.remove(name)),
+            Command::PauseSchedule { name, paused } => {
+                Response::SchedulePaused(self.schedules.pause(name, *paused, self.now_ms))
             }
         }
     }
@@ -533,10 +555,20 @@ impl QueueState {
     }
 
     /// The earliest time at which a `Tick` would change something (an ETA or retry coming due,
-    /// a lease expiring, a result expiring), if any. May be `<= now_ms()` when an entry created
-    /// an already-due timer (lease_ms or result TTL of 0): the next apply fires it.
+    /// a lease expiring, a result expiring, a schedule's slot), if any. May be `<= now_ms()`
+    /// when an entry created an already-due timer (lease_ms or result TTL of 0): the next apply
+    /// fires it.
     pub fn next_deadline_ms(&self) -> Option<UnixMs> {
-        self.timers_first().map(|(due, _)| *due)
+        let timer = self.timers_first().map(|(due, _)| *due);
+        match (timer, self.schedules.next_due_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The live task that holds idempotency key `key`, if any.
+    pub fn task_by_key(&self, key: &str) -> Option<TaskId> {
+        self.idempotency.get(&self.tasks, key.as_bytes())
     }
 
     /// The API tokens.

@@ -1,16 +1,17 @@
 //! The snapshot format and the one snapshot file a node keeps.
 //!
-//! # Format (version 4)
+//! # Format (version 5)
 //!
 //! ```text
-//! b"FLQS" | version: u32 LE = 4 | crc32(body): u32 LE | body
+//! b"FLQS" | version: u32 LE = 5 | crc32(body): u32 LE | body
 //! body = bincode (crate::encoding) of SnapshotImage { last_applied, last_membership, state }
 //! ```
 //!
 //! Version 3 added the token table at the end of the state, version 4 the task catalogue
-//! after it. A state is written in the oldest version that holds it (a node of the build
-//! before the table it lacks reads it): without declared task names as version 3, without
-//! tokens either as version 2. Versions 3, 2 and 1 are read.
+//! after it, version 5 the schedules after that. A state is written in the oldest version that
+//! holds it (a node of the build before the table it lacks reads it): without schedules as
+//! version 4, without declared task names either as version 3, without tokens either as
+//! version 2. Versions 4, 3, 2 and 1 are read.
 //!
 //! The body is decoded under a limit that follows its length ([`crate::encoding`]).
 //!
@@ -48,19 +49,25 @@ use crate::queue::QueueState;
 use crate::queue::QueueStateV1;
 use crate::queue::QueueStateV2;
 use crate::queue::QueueStateV3;
+use crate::queue::QueueStateV4;
 use crate::queue::WithoutCatalog;
+use crate::queue::WithoutSchedules;
 use crate::queue::WithoutTokens;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The newest format this build writes and reads. 4: version 3 and the task catalogue. 3:
+/// The newest format this build writes and reads. 5: version 4 and the schedules. 4: version
+/// 3 and the task catalogue. 3:
 /// version 2 and the token table. 2: the dense task layout (task options interned, key and
 /// args in one byte string, pending sets as bitmaps, no key index: it is rebuilt on load).
-/// Versions 3, 2 and 1 are still read (1 is converted), so nodes can be upgraded over old
-/// data; a state without declared names is written as 3, one without tokens either as 2.
-pub const FORMAT_VERSION: u32 = 4;
+/// Versions 4, 3, 2 and 1 are still read (1 is converted), so nodes can be upgraded over old
+/// data; a state without schedules is written as 4, one without declared names either as 3,
+/// one without tokens either as 2.
+pub const FORMAT_VERSION: u32 = 5;
+/// The format of a state that never added a schedule.
+pub const FORMAT_WITHOUT_SCHEDULES: u32 = 4;
 /// The format of a state that never declared a task name.
 pub const FORMAT_WITHOUT_CATALOG: u32 = 3;
 /// The format of a state that never declared a task name nor held a token.
@@ -113,15 +120,23 @@ pub fn encode_parts(
 ) -> Result<SnapshotData, SnapshotFormatError> {
     let mut out = Vec::with_capacity(HEADER_LEN + 4096);
     out.extend_from_slice(&MAGIC);
-    let version = match (state.catalog().is_pristine(), state.tokens().is_pristine()) {
-        (false, _) => FORMAT_VERSION,
-        (true, false) => FORMAT_WITHOUT_CATALOG,
-        (true, true) => FORMAT_WITHOUT_TOKENS,
+    let version = match (
+        state.schedules().is_pristine(),
+        state.catalog().is_pristine(),
+        state.tokens().is_pristine(),
+    ) {
+        (false, _, _) => FORMAT_VERSION,
+        (true, false, _) => FORMAT_WITHOUT_SCHEDULES,
+        (true, true, false) => FORMAT_WITHOUT_CATALOG,
+        (true, true, true) => FORMAT_WITHOUT_TOKENS,
     };
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     let written = match version {
         FORMAT_VERSION => write_image(&mut out, last_applied, last_membership, state),
+        FORMAT_WITHOUT_SCHEDULES => {
+            write_image(&mut out, last_applied, last_membership, WithoutSchedules(state))
+        }
         FORMAT_WITHOUT_CATALOG => write_image(&mut out, last_applied, last_membership, WithoutCatalog(state)),
         _ => write_image(&mut out, last_applied, last_membership, WithoutTokens(state)),
     };
@@ -188,10 +203,14 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         let old: SnapshotImageOf<QueueStateV3> = decode_body(body)?;
         return Ok(old.map(|s| s.0));
     }
+    if version == FORMAT_WITHOUT_SCHEDULES {
+        let old: SnapshotImageOf<QueueStateV4> = decode_body(body)?;
+        return Ok(old.map(|s| s.0));
+    }
     decode_body(body)
 }
 
-/// A version 2 or 3 snapshot: the state without its newer tables, read as `S`.
+/// A version 2, 3 or 4 snapshot: the state without its newer tables, read as `S`.
 #[derive(Deserialize)]
 struct SnapshotImageOf<S> {
     last_applied: Option<LogIdOf<TypeConfig>>,

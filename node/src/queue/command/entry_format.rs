@@ -5,8 +5,9 @@
 //!
 //! # Formats
 //!
-//! Format 2 added `CreateToken` and `RevokeToken` (API tokens); every other command is still
-//! written in format 1.
+//! Format 2 added `CreateToken` and `RevokeToken` (API tokens), format 3 `DeclareTasks` (the
+//! task catalogue), format 4 `AddSchedule`, `RemoveSchedule` and `PauseSchedule` (periodic
+//! schedules); every other command is still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -61,7 +62,7 @@ use super::Command;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 3;
+pub const ENTRY_FORMAT: u32 = 4;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -116,6 +117,8 @@ impl Command {
             Command::CreateToken { .. } | Command::RevokeToken { .. } => 2,
             // Format 3: the task catalogue (issue 11).
             Command::DeclareTasks { .. } => 3,
+            // Format 4: periodic schedules (issue 12).
+            Command::AddSchedule { .. } | Command::RemoveSchedule { .. } | Command::PauseSchedule { .. } => 4,
         }
     }
 }
@@ -317,6 +320,22 @@ mod tests {
         // Without the declaration, the same entry keeps format 2's bytes.
         r.commands.pop();
         assert_eq!(encoding::encode(&r).unwrap()[..2], [TAG, 2]);
+    }
+
+    #[test]
+    fn an_entry_with_a_schedule_command_is_written_as_format_4() {
+        let mut r = req(42);
+        r.commands.push(Command::PauseSchedule {
+            name: "nightly".into(),
+            paused: true,
+        });
+        assert_eq!(r.format(), 4);
+        let bytes = encoding::encode(&r).unwrap();
+        assert_eq!(bytes[..2], [TAG, 4]);
+        assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
+        // Without it, the same entry keeps format 1's bytes.
+        r.commands.pop();
+        assert_ne!(encoding::encode(&r).unwrap()[0], TAG);
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The serialized form of [`QueueState`] (snapshot format version 4; `state/v1.rs` reads
+//! The serialized form of [`QueueState`] (snapshot format version 5; `state/v1.rs` reads
 //! version 1), and the equality that follows it.
 //!
 //! Version 3 is version 2 followed by the token table; version 4 is version 3 followed by the
-//! task catalogue. A state is written in the oldest version that holds it (the rule of
-//! `docs/adr/002-format-versions.md`): one that never declared a task name as version 3
-//! ([`WithoutCatalog`]), one that also never held a token as version 2 ([`WithoutTokens`]), so
-//! a cluster that does not use the new tables keeps writing snapshots the builds before them
-//! read; [`QueueStateV3`] and [`QueueStateV2`] read those versions back.
+//! task catalogue; version 5 is version 4 followed by the schedules. A state is written in the
+//! oldest version that holds it (the rule of `docs/adr/002-format-versions.md`): one that never
+//! added a schedule as version 4 ([`WithoutSchedules`]), one that also never declared a task
+//! name as version 3 ([`WithoutCatalog`]), one that also never held a token as version 2
+//! ([`WithoutTokens`]), so a cluster that does not use the new tables keeps writing snapshots
+//! the builds before them read; [`QueueStateV4`], [`QueueStateV3`] and [`QueueStateV2`] read
+//! those versions back.
 //!
 //! Every field is serialized as it is held, in the order below (bincode is positional), except
 //! the key index: it is derived from the tasks, not ordered, and rebuilt on load, so its random
@@ -22,6 +24,7 @@ use super::Index;
 use super::Interner;
 use super::KeyIndex;
 use super::QueueState;
+use super::Schedules;
 use super::Table;
 use super::Task;
 use super::Tokens;
@@ -55,6 +58,13 @@ struct StateRefV4<'a> {
     catalog: &'a Catalog,
 }
 
+/// Version 5: version 4, then the schedules.
+#[derive(Serialize)]
+struct StateRefV5<'a> {
+    v4: StateRefV4<'a>,
+    schedules: &'a Schedules,
+}
+
 #[derive(Deserialize)]
 struct StateOwned {
     now_ms: UnixMs,
@@ -78,6 +88,12 @@ struct StateOwnedV4 {
     catalog: Catalog,
 }
 
+#[derive(Deserialize)]
+struct StateOwnedV5 {
+    v4: StateOwnedV4,
+    schedules: Schedules,
+}
+
 impl QueueState {
     fn v2_ref(&self) -> StateRef<'_> {
         StateRef {
@@ -98,7 +114,19 @@ impl QueueState {
         }
     }
 
-    fn from_owned(o: StateOwned, tokens: Tokens, catalog: Catalog) -> Result<Self, String> {
+    fn v4_ref(&self) -> StateRefV4<'_> {
+        StateRefV4 {
+            v3: self.v3_ref(),
+            catalog: &self.catalog,
+        }
+    }
+
+    fn from_owned(
+        o: StateOwned,
+        tokens: Tokens,
+        catalog: Catalog,
+        schedules: Schedules,
+    ) -> Result<Self, String> {
         let idempotency = KeyIndex::build(&o.tasks)?;
         let catalog = super::catalog::checked(catalog)?;
         Ok(Self {
@@ -112,15 +140,16 @@ impl QueueState {
             standing: o.standing,
             tokens,
             catalog,
+            schedules,
         })
     }
 }
 
 impl Serialize for QueueState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StateRefV4 {
-            v3: self.v3_ref(),
-            catalog: &self.catalog,
+        StateRefV5 {
+            v4: self.v4_ref(),
+            schedules: &self.schedules,
         }
         .serialize(s)
     }
@@ -128,8 +157,37 @@ impl Serialize for QueueState {
 
 impl<'de> Deserialize<'de> for QueueState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let o = StateOwnedV5::deserialize(d)?;
+        Self::from_owned(o.v4.v3.v2, o.v4.v3.tokens, o.v4.catalog, o.schedules)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A state serialized in format version 4 (no schedules). Only for a state whose schedule
+/// table is pristine ([`Schedules::is_pristine`]): anything else would lose schedules, so
+/// serializing it fails.
+pub struct WithoutSchedules<'a>(pub &'a QueueState);
+
+impl Serialize for WithoutSchedules<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.schedules.is_pristine() {
+            return Err(serde::ser::Error::custom(
+                "a state holding schedules needs snapshot format 5",
+            ));
+        }
+        self.0.v4_ref().serialize(s)
+    }
+}
+
+/// A state read from format version 4: no schedules.
+pub struct QueueStateV4(pub QueueState);
+
+impl<'de> Deserialize<'de> for QueueStateV4 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwnedV4::deserialize(d)?;
-        Self::from_owned(o.v3.v2, o.v3.tokens, o.catalog).map_err(serde::de::Error::custom)
+        QueueState::from_owned(o.v3.v2, o.v3.tokens, o.catalog, Schedules::default())
+            .map(QueueStateV4)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -145,6 +203,11 @@ impl Serialize for WithoutCatalog<'_> {
                 "a state holding declared task names needs snapshot format 4",
             ));
         }
+        if !self.0.schedules.is_pristine() {
+            return Err(serde::ser::Error::custom(
+                "a state holding schedules needs snapshot format 5",
+            ));
+        }
         self.0.v3_ref().serialize(s)
     }
 }
@@ -155,7 +218,7 @@ pub struct QueueStateV3(pub QueueState);
 impl<'de> Deserialize<'de> for QueueStateV3 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwnedV3::deserialize(d)?;
-        QueueState::from_owned(o.v2, o.tokens, Catalog::default())
+        QueueState::from_owned(o.v2, o.tokens, Catalog::default(), Schedules::default())
             .map(QueueStateV3)
             .map_err(serde::de::Error::custom)
     }
@@ -178,6 +241,11 @@ impl Serialize for WithoutTokens<'_> {
                 "a state holding declared task names needs snapshot format 4",
             ));
         }
+        if !self.0.schedules.is_pristine() {
+            return Err(serde::ser::Error::custom(
+                "a state holding schedules needs snapshot format 5",
+            ));
+        }
         self.0.v2_ref().serialize(s)
     }
 }
@@ -188,7 +256,7 @@ pub struct QueueStateV2(pub QueueState);
 impl<'de> Deserialize<'de> for QueueStateV2 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = StateOwned::deserialize(d)?;
-        QueueState::from_owned(o, Tokens::default(), Catalog::default())
+        QueueState::from_owned(o, Tokens::default(), Catalog::default(), Schedules::default())
             .map(QueueStateV2)
             .map_err(serde::de::Error::custom)
     }
@@ -206,6 +274,7 @@ impl PartialEq for QueueState {
             && self.standing == other.standing
             && self.tokens == other.tokens
             && self.catalog == other.catalog
+            && self.schedules == other.schedules
     }
 }
 

@@ -22,6 +22,7 @@ impl QueueState {
         self.check_indexes()?;
         self.tokens.check()?;
         self.catalog.check()?;
+        self.schedules.check()?;
         self.check_standing()
     }
 

@@ -173,6 +173,7 @@ impl TryFrom<QueueStateV1> for QueueState {
             // Nor tokens.
             tokens: Default::default(),
             catalog: Default::default(),
+            schedules: Default::default(),
         })
     }
 }
