@@ -225,7 +225,7 @@ mod tests {
             idempotency_key: None,
             result_ttl_ms: 60_000,
         };
-        let two: Arc<[TaskSpec]> = vec![spec.clone(), spec].into();
+        let two: Arc<[TaskSpec]> = vec![spec.clone(), spec.clone()].into();
         let submitted = run(&mut q, Submit { tasks: two }).unwrap();
         assert_eq!(submitted.len(), 2);
         let w = || "w".to_string();
@@ -309,6 +309,32 @@ mod tests {
         };
         assert_eq!(run(&mut q, declare()).unwrap(), Ok(1));
         assert_eq!(run(&mut q, declare()).unwrap(), Ok(0));
+        let schedule = ScheduleSpec {
+            name: "s".into(),
+            cadence: Cadence::Interval { every_ms: 60_000 },
+            catch_up: CatchUp::Skip,
+            grace_ms: DEFAULT_GRACE_MS,
+            task: TaskSpec {
+                idempotency_key: None,
+                ..spec
+            },
+        };
+        let added = run(
+            &mut q,
+            AddSchedule {
+                schedule,
+                replace: false,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((added.outcome, added.next_ms), (AddOutcome::Added, Some(61_000)));
+        let pause = PauseSchedule {
+            name: "s".into(),
+            paused: true,
+        };
+        assert!(run(&mut q, pause).unwrap());
+        assert!(run(&mut q, RemoveSchedule { name: "s".into() }).unwrap());
     }
 
     #[test]
