@@ -1,6 +1,6 @@
 //! `flotilla.v1.ScheduleService`: periodic schedules (`queue/state/schedule.rs`,
 //! docs/SCHEDULES.md). A schedule's task is validated exactly as a submitted task is (its name
-//! known, its queue a queue name, its payload within the limit: [`QueueApi::validate_all`]);
+//! known, its queue a queue name, its payload within the limit: `QueueApi::validate_all`);
 //! the rest (the cron expression, the time zone, the grace, the bounds) is judged by the state
 //! machine when the command applies, and a refusal comes back as this call's error. Listing
 //! reads this node's replica behind a read barrier, like every read.

@@ -181,7 +181,7 @@ fn oracle(expr: &str, tz: &str, from: DateTime, minutes: i64) -> BTreeSet<UnixMs
                 out.insert(amb.earlier().unwrap().as_millisecond() as UnixMs);
                 break;
             }
-            c = c + jiff::Span::new().minutes(1);
+            c += jiff::Span::new().minutes(1);
         }
     }
     out
