@@ -126,6 +126,11 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The nodes' data directories, in node order.
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.nodes.iter().map(|n| n.data_dir.clone()).collect()
+    }
+
     /// The nodes' client addresses.
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()

@@ -21,6 +21,7 @@ pub mod mix;
 pub mod procfs;
 pub mod remote;
 pub mod report;
+pub mod sustained;
 
 use std::path::PathBuf;
 use std::time::Duration;

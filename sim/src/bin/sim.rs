@@ -195,6 +195,9 @@ enum Scenario {
     /// `sleep` of --long-ms: the latency of the short ones (what a long task held ahead of
     /// them costs).
     Mix,
+    /// The end-to-end maximum (closed loop, --tasks), then an open loop of single submits at
+    /// --load-fraction of it for --latency-s on the same cluster: latency across snapshots.
+    Sustained,
 }
 
 #[derive(clap::Args, Debug)]
@@ -204,7 +207,8 @@ struct BenchArgs {
     /// Nodes in the cluster (the first founds it, the others join).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
-    /// Tasks to submit (default: 100000; 1000000 for the backlog scenario).
+    /// Tasks to submit (default: 100000; 1000000 for the backlog scenario; 50000 to size the
+    /// sustained scenario's load).
     #[arg(long)]
     tasks: Option<usize>,
     /// Concurrent clients, each with its own connection.
@@ -238,6 +242,9 @@ struct BenchArgs {
     /// Mix scenario: how long a long task sleeps, in ms.
     #[arg(long, default_value_t = 1000)]
     long_ms: u64,
+    /// Sustained scenario: the open loop's rate as a fraction of the measured maximum.
+    #[arg(long, default_value_t = 0.5)]
+    load_fraction: f64,
     /// The `node` executable (default: `node` next to this executable).
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -574,6 +581,11 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
                 ms: args.long_ms,
             };
             let r = bench::mix::run_mix(&opts, long).await?;
+            (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
+        }
+        Scenario::Sustained => {
+            opts.tasks = args.tasks.unwrap_or(50_000);
+            let r = bench::sustained::run_sustained(&opts, args.load_fraction).await?;
             (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
         }
     };
