@@ -22,6 +22,7 @@ pub mod state;
 
 pub use command::*;
 pub use state::ApplyEffects;
+pub use state::Change;
 pub use state::QueueState;
 pub use state::QueueStateV1;
 pub use state::QueueStateV2;

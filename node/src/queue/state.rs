@@ -141,6 +141,7 @@ mod pending;
 #[cfg(test)]
 mod proptests;
 mod reads;
+mod seen;
 mod standing;
 mod table;
 mod task;
@@ -160,6 +161,7 @@ pub use format::WithoutExtras;
 pub use format::WithoutTokens;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
+pub use seen::Change;
 pub use standing::WorkerEffects;
 pub use tokens::TokenRecord;
 pub use tokens::Tokens;
@@ -421,6 +423,7 @@ impl QueueState {
             keyed: spec.idempotency_key.is_some(),
         };
         self.idx.link(id, &task);
+        self.idx.seen.record(task.queue, None, state, now, now);
         self.extras.set_headers(id, &spec.headers);
         let keyed = task.keyed;
         self.tasks.insert(id, task);

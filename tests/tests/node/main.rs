@@ -4,5 +4,6 @@
 mod t10_basic;
 mod t20_http;
 mod t20_reflection;
+mod t30_observe;
 mod t50_disk_full;
 mod t50_limits;
