@@ -29,6 +29,8 @@
 //! - [`encoding`]: the one bincode configuration; every decode of peer or disk bytes is
 //!   size-limited there. Format versions: `docs/adr/002-format-versions.md`.
 //! - [`secret`]: drawing, hashing and comparing secrets (tokens, the peer secret).
+//! - [`trace`]: W3C trace context from submit to run (task headers) and the spans exported
+//!   over OTLP with `--otlp-endpoint`; a leaf that `grpc` and `worker` use.
 //! - [`config`], [`clock`], [`error`], [`types`]: shared pieces.
 //!
 //! Layers import downwards only: `encoding`, `secret` < `queue` < `replica` < `raft` < `network` < `proposer` <
@@ -51,5 +53,6 @@ pub mod replica;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod trace;
 pub mod types;
 pub mod worker;
