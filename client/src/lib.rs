@@ -28,6 +28,7 @@
 //! - [`tokens`]: creating, listing and revoking API tokens (admin).
 //! - [`schedules`]: periodic schedules (cron in a time zone, intervals): add (admin), list
 //!   with next run times, pause, resume, remove.
+//! - [`trace_context`]: a request made inside a trace carries its W3C `traceparent` as a header.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -46,6 +47,7 @@ pub mod schedules;
 pub mod task;
 mod token;
 pub mod tokens;
+pub mod trace_context;
 mod wait;
 
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};

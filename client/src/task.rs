@@ -67,7 +67,10 @@ impl TaskRequest {
         Self::with_key(name, entropy::thread_idempotency_key())
     }
 
+    /// Made inside a trace, the request carries its context (see [`crate::trace_context`]).
     pub(crate) fn with_key(name: impl Into<String>, idempotency_key: String) -> Self {
+        let mut headers = std::collections::BTreeMap::new();
+        crate::trace_context::inject_current(&mut headers);
         TaskRequest {
             name: name.into(),
             queue: String::new(),
@@ -80,7 +83,7 @@ impl TaskRequest {
             time_limit_ms: 0,
             idempotency_key,
             result_ttl_ms: 0,
-            headers: Default::default(),
+            headers,
         }
     }
 

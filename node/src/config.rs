@@ -181,6 +181,11 @@ pub struct Config {
     #[command(flatten)]
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+
+    /// The HTTP port (metrics, health) and trace export.
+    #[command(flatten)]
+    #[serde(default)]
+    pub observe: crate::observe::ObserveConfig,
 }
 
 /// A node's TLS files (`flotilla certs ca|node` makes them; docs/OPERATIONS.md "TLS"). All
@@ -339,6 +344,7 @@ impl Config {
             return Err(invalid("snapshot-every-entries", "must be at least 1"));
         }
         self.check_exposure(self.has_tls())?;
+        self.observe.validate(self.insecure)?;
         Ok(self)
     }
 

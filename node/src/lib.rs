@@ -23,14 +23,18 @@
 //!   administration, API tokens through the log. `docs/SECURITY.md` says who may do what.
 //! - [`leader`]: the node's duties beside calls: the leader's ticks, clearing a lost pool's
 //!   standing capacity, hand-off on shutdown; every node's compaction by size.
+//! - [`observe`]: metrics (Prometheus text on `--http-listen`), health (gRPC and `/healthz`)
+//!   and tracing (W3C trace context from submit to run, OTLP export).
 //! - [`server`]: `run_with` in five named steps (identity, Raft, services, serve, stop).
 //! - [`encoding`]: the one bincode configuration; every decode of peer or disk bytes is
 //!   size-limited there. Format versions: `docs/adr/002-format-versions.md`.
 //! - [`secret`]: drawing, hashing and comparing secrets (tokens, the peer secret).
+//! - [`trace`]: W3C trace context from submit to run (task headers) and the spans exported
+//!   over OTLP with `--otlp-endpoint`; a leaf that `grpc` and `worker` use.
 //! - [`config`], [`clock`], [`error`], [`types`]: shared pieces.
 //!
 //! Layers import downwards only: `encoding`, `secret` < `queue` < `replica` < `raft` < `network` < `proposer` <
-//! `cluster` < `grpc`, `leader` < `server` (`worker` sits beside `grpc`, on `replica`).
+//! `cluster` < `grpc`, `leader` < `observe` < `server` (`worker` sits beside `grpc`, on `replica`).
 
 pub mod bugs;
 pub mod clock;
@@ -41,6 +45,7 @@ pub mod error;
 pub mod grpc;
 pub mod leader;
 pub mod network;
+pub mod observe;
 pub mod proposer;
 pub mod queue;
 pub mod raft;
@@ -48,5 +53,6 @@ pub mod replica;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod trace;
 pub mod types;
 pub mod worker;

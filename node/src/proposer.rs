@@ -56,11 +56,22 @@ pub struct Proposer {
 impl Proposer {
     /// Start the batching task on the current tokio runtime.
     pub fn start(raft: Raft, clock: SharedClock, peers: Peers) -> Self {
+        Self::start_measured(raft, clock, peers, None)
+    }
+
+    /// [`Proposer::start`], measuring each entry it writes into `measured`.
+    pub fn start_measured(
+        raft: Raft,
+        clock: SharedClock,
+        peers: Peers,
+        measured: Option<EntryMetrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(16 * 1024);
         let writer = Writer {
             raft,
             clock,
             peers,
+            measured,
             in_flight: Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT)),
             told_removed: Default::default(),
         };
@@ -128,8 +139,18 @@ impl Proposer {
     }
 }
 
+/// What the proposer measures of the entries it writes (the node's metrics).
+#[derive(Clone, Debug)]
+pub struct EntryMetrics {
+    /// Seconds from handing an entry to Raft to its being committed and applied here.
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Commands per entry written.
+    pub entry_commands: prometheus_client::metrics::histogram::Histogram,
+}
+
 struct Writer {
     raft: Raft,
+    measured: Option<EntryMetrics>,
     clock: SharedClock,
     peers: Peers,
     in_flight: Arc<Semaphore>,
@@ -171,8 +192,16 @@ impl Writer {
             now_ms: self.clock.now_ms(),
             commands,
         };
+        let started = tokio::time::Instant::now();
+        let commands = req.commands.len();
         match self.raft.client_write(req).await {
-            Ok(resp) => split_replies(batch, resp.data.0),
+            Ok(resp) => {
+                if let Some(m) = &self.measured {
+                    m.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    m.entry_commands.observe(commands as f64);
+                }
+                split_replies(batch, resp.data.0)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let leader = f
                     .leader_id

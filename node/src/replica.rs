@@ -11,13 +11,16 @@
 //! from the entry, its responses and the state machine's effects.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::RwLock;
 
 use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 use crate::queue::ApplyEffects;
+use crate::queue::Change;
 use crate::queue::Command;
 use crate::queue::Grant;
 use crate::queue::LeaseRef;
@@ -30,6 +33,12 @@ use crate::queue::WorkerEffects;
 /// Sender half given to [`Replica::watch_tasks`]: receives each id once it is final (possibly
 /// more than once; receivers de-duplicate).
 pub type FinishedTx = mpsc::UnboundedSender<TaskId>;
+
+/// Hears the changes of task state each apply made, per queue, under the replica's write lock
+/// (the node's metrics, `observe::apply`): it must be quick (atomic adds).
+pub trait ApplyWatcher: Send + Sync {
+    fn changed(&self, queue: &str, changes: &[Change]);
+}
 
 /// What a pool hears from its replica, in apply order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +127,8 @@ pub struct Replica {
     work_tx: watch::Sender<u64>,
     /// Pool name → its event senders.
     pool_txs: Mutex<BTreeMap<String, Vec<mpsc::UnboundedSender<PoolEvent>>>>,
+    /// Set once, when the node keeps metrics.
+    watcher: OnceLock<Arc<dyn ApplyWatcher>>,
 }
 
 impl Default for Replica {
@@ -134,6 +145,16 @@ impl Replica {
             waiters: Mutex::new(BTreeMap::new()),
             work_tx,
             pool_txs: Mutex::new(BTreeMap::new()),
+            watcher: OnceLock::new(),
+        }
+    }
+
+    /// Tell `watcher` the changes of task state of every apply from now on. Once per replica:
+    /// a second watcher is ignored.
+    pub fn watch_applies(&self, watcher: Arc<dyn ApplyWatcher>) {
+        let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+        if self.watcher.set(watcher).is_ok() {
+            q.observe(true);
         }
     }
 
@@ -143,6 +164,9 @@ impl Replica {
         let responses = {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
             let responses = q.apply(req, &mut effects);
+            if let Some(watcher) = self.watcher.get() {
+                q.drain_seen(|queue, changes| watcher.changed(queue, changes));
+            }
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
             if !effects.workers.is_empty() || clears_standing(req) {
@@ -174,6 +198,7 @@ impl Replica {
         {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
             *q = state;
+            q.observe(self.watcher.get().is_some());
             // Under the lock, like every pool event (see `apply`).
             let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
             for (pool, txs) in txs.iter_mut() {

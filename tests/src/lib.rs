@@ -246,3 +246,57 @@ pub async fn submit_noops(
         .map(|s| s.id)
         .collect())
 }
+
+/// One plain HTTP/1.1 GET on loopback (the node's HTTP port), with an optional bearer token:
+/// `(status code, body)`. Bounded: 10 s.
+pub async fn http_get(addr: &str, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+    let exchange = async {
+        let mut sock = tokio::net::TcpStream::connect(addr).await?;
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n");
+        sock.write_all(request.as_bytes()).await?;
+        let mut reply = Vec::new();
+        sock.read_to_end(&mut reply).await?;
+        anyhow::Ok(String::from_utf8_lossy(&reply).into_owned())
+    };
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+        .await
+        .context("http get timed out")??;
+    let (head, body) = reply.split_once("\r\n\r\n").context("no http head")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status code")?;
+    // Small bodies come in one chunk when the server chunks them: keep the chunk only.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered) in Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -225,6 +225,11 @@ impl AuthLayer {
     pub fn new(auth: Auth) -> Self {
         Self { auth: Arc::new(auth) }
     }
+
+    /// The decision, for another door that asks the same questions (the HTTP port).
+    pub fn auth(&self) -> Arc<Auth> {
+        self.auth.clone()
+    }
 }
 
 impl<S> tower::Layer<S> for AuthLayer {

@@ -251,11 +251,17 @@ impl QueueService for QueueApi {
             .into());
         }
         let specs = self.validate_all(tasks).await?;
-        let results = self
-            .proposer
-            .op(ops::Submit { tasks: specs.into() })
-            .await
-            .map_err(ApiError::from)?;
+        let span = crate::trace::submit_span(specs.iter().map(|s| &s.headers), specs.len());
+        let propose = self.proposer.op(ops::Submit { tasks: specs.into() });
+        let results = match span {
+            Some(span) => {
+                use tracing::Instrument;
+                let commit = crate::trace::commit_span(&span);
+                propose.instrument(commit).instrument(span).await
+            }
+            None => propose.await,
+        }
+        .map_err(ApiError::from)?;
         Ok(Response::new(pb::SubmitResponse {
             results: results
                 .into_iter()

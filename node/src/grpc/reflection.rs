@@ -1,5 +1,5 @@
 //! gRPC server reflection (`grpc.reflection.v1` and the older `v1alpha` that some tools still
-//! ask first) over every service of `flotilla.v1`, so `grpcurl` and other generic clients
+//! ask first) over every service of `flotilla.v1` and `grpc.health.v1`, so `grpcurl` and other generic clients
 //! list and call the node without the .proto files. It serves only the schema, which is
 //! public; the auth layer still asks for a token with the read right on a node that wants
 //! tokens (`grpc/auth.rs`).
@@ -14,6 +14,7 @@ use tonic_reflection::server::v1alpha;
 pub fn v1() -> Result<v1::ServerReflectionServer<impl v1::ServerReflection>, Error> {
     Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
 }
 
@@ -21,6 +22,7 @@ pub fn v1() -> Result<v1::ServerReflectionServer<impl v1::ServerReflection>, Err
 pub fn v1alpha() -> Result<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>, Error> {
     Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
 }
 

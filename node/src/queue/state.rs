@@ -150,6 +150,7 @@ mod pending;
 mod proptests;
 mod reads;
 pub mod schedule;
+mod seen;
 mod standing;
 mod table;
 mod task;
@@ -167,6 +168,7 @@ pub use format::ReadFormat;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
 pub use schedule::Schedules;
+pub use seen::Change;
 pub use standing::WorkerEffects;
 pub use tokens::TokenRecord;
 pub use tokens::Tokens;
@@ -439,6 +441,7 @@ impl QueueState {
             keyed: spec.idempotency_key.is_some(),
         };
         self.idx.link(id, &task);
+        self.idx.seen.record(task.queue, None, state, now, now);
         self.extras.set_headers(id, &spec.headers);
         let keyed = task.keyed;
         self.tasks.insert(id, task);

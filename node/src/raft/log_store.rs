@@ -126,6 +126,8 @@ pub struct LogStore {
     dir: PathBuf,
     /// The highest index acknowledged to the cluster ([`super::acked`]).
     acked: Arc<AckedFile>,
+    /// Where each append's time to durable (group-commit wait and fsync) goes, if measured.
+    flush_seconds: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// A cloneable reader sharing the store's WAL: it sees every entry once `append` returned.
@@ -204,7 +206,17 @@ impl LogStore {
             wal: Arc::new(Mutex::new(wal)),
             dir: wal_dir,
             acked: Arc::new(acked),
+            flush_seconds: None,
         })
+    }
+
+    /// Measure each append's time from hand-over to durable into `histogram`.
+    pub fn with_flush_histogram(
+        mut self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
+        self.flush_seconds = Some(histogram);
+        self
     }
 
     /// The WAL directory.
@@ -339,6 +351,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback,
             last_index,
             acked: self.acked.clone(),
+            timed: self
+                .flush_seconds
+                .as_ref()
+                .map(|h| (tokio::time::Instant::now(), h.clone())),
         };
         wal.flush(true, Some(callback))
     }

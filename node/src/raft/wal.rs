@@ -91,6 +91,11 @@ pub enum WalCallback {
         callback: IOFlushed<TypeConfig>,
         last_index: Option<u64>,
         acked: Arc<AckedFile>,
+        /// When the append was handed over, and where the time to durable goes (metrics).
+        timed: Option<(
+            tokio::time::Instant,
+            prometheus_client::metrics::histogram::Histogram,
+        )>,
     },
     /// Our own waits (vote, truncate, purge).
     Done(tokio::sync::oneshot::Sender<io::Result<()>>),
@@ -103,9 +108,13 @@ impl raft_log::Callback for WalCallback {
                 callback,
                 last_index,
                 acked,
+                timed,
             } => {
                 if let (Ok(()), Some(index)) = (&res, last_index) {
                     acked.record(index);
+                }
+                if let Some((since, histogram)) = timed {
+                    histogram.observe(since.elapsed().as_secs_f64());
                 }
                 callback.io_completed(res)
             }

@@ -17,6 +17,7 @@
 //! the simulator's), [`NodeEnv`] and [`ServerError`].
 
 mod identity;
+mod observe;
 mod raft;
 mod serve;
 mod services;
@@ -65,6 +66,8 @@ pub enum ServerError {
     Serve(#[from] tonic::transport::Error),
     #[error("grpc reflection: {0}")]
     Reflection(String),
+    #[error("http port: {0}")]
+    Http(String),
     #[error(transparent)]
     Tls(#[from] flotilla_tls::TlsError),
     #[error(transparent)]
@@ -198,9 +201,18 @@ where
     let anonymous = Peers::new(env.connector.clone()).with_token(config.token.as_ref().map(|t| t.0.as_str()));
     let (identity, secret) = identity::open_identity(&config, &anonymous).await?;
     let peers = anonymous.with_identity(&identity.cluster_id, identity.node_id, secret.clone());
-    let opened = raft::open_raft(&config, &env, &identity, peers.clone()).await?;
-    let (serving, stopping) =
-        services::start_services(&config, registry, &env, &identity, opened, peers, secret)?;
+    let instruments = observe::instruments(&config);
+    let opened = raft::open_raft(&config, &env, &identity, peers.clone(), instruments.as_ref()).await?;
+    let (serving, stopping) = services::start_services(
+        &config,
+        registry,
+        &env,
+        &identity,
+        opened,
+        peers,
+        secret,
+        instruments.as_ref(),
+    )?;
     // Every connection, TCP or simulated, is closed when it stays silent or idle too long.
     let limits = ConnLimits {
         handshake: Duration::from_millis(config.handshake_timeout_ms),

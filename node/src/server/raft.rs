@@ -59,6 +59,7 @@ pub(super) async fn open_raft(
     env: &NodeEnv,
     identity: &Identity,
     peers: Peers,
+    instruments: Option<&crate::observe::Instruments>,
 ) -> Result<Opened, ServerError> {
     let data_dir = &config.data_dir;
     let node_id = identity.node_id;
@@ -69,7 +70,10 @@ pub(super) async fn open_raft(
     let raft_config = Arc::new(raft_config(config)?);
     let raft = match &env.storage {
         LogStorage::Disk => {
-            let log_store = LogStore::open(data_dir)?;
+            let mut log_store = LogStore::open(data_dir)?;
+            if let Some(i) = instruments {
+                log_store = log_store.with_flush_histogram(i.log_flush_seconds.clone());
+            }
             Raft::new(node_id, raft_config, network, log_store, state_machine).await
         }
         LogStorage::Simulated(disk) => {

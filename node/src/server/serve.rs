@@ -61,6 +61,7 @@ where
         auth,
         pool,
         join_failed,
+        observing,
     } = serving;
     // Built from descriptors compiled into the binary: an error here is a build defect.
     let (reflection_v1, reflection_v1alpha) = match (reflection::v1(), reflection::v1alpha()) {
@@ -135,6 +136,7 @@ where
                 .max_decoding_message_size(worker_service::max_message_bytes(config))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
+        .add_service(observing.health_service.clone())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -156,6 +158,7 @@ where
         }
     };
     drainer.abort();
+    observing.stop();
     (served, failure)
 }
 

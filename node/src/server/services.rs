@@ -57,6 +57,8 @@ pub(super) struct Serving {
     pub(super) pool: Option<PoolHandle>,
     /// Resolves with the error if a pending join fails.
     pub(super) join_failed: Option<oneshot::Receiver<join::JoinError>>,
+    /// gRPC health (and the HTTP port, with `--http-listen`).
+    pub(super) observing: super::observe::Observing,
 }
 
 /// What stopping needs once serving ended.
@@ -72,6 +74,7 @@ pub(super) struct Stopping {
 
 /// Step 3: the proposer, the admin, the node's duties, the worker pool, the gRPC services, and
 /// the end of a pending join.
+#[allow(clippy::too_many_arguments, reason = "the steps' outputs, each passed once")]
 pub(super) fn start_services(
     config: &Config,
     registry: TaskRegistry,
@@ -80,6 +83,7 @@ pub(super) fn start_services(
     opened: Opened,
     peers: Peers,
     secret: Arc<SharedSecret>,
+    instruments: Option<&crate::observe::Instruments>,
 ) -> Result<(Serving, Stopping), ServerError> {
     let Opened {
         raft,
@@ -88,7 +92,8 @@ pub(super) fn start_services(
     } = opened;
     let node_id = identity.node_id;
     let clock = env.clock.clone();
-    let proposer = Proposer::start(raft.clone(), clock.clone(), peers.clone());
+    let entries = instruments.map(|i| i.entries());
+    let proposer = Proposer::start_measured(raft.clone(), clock.clone(), peers.clone(), entries);
     let sessions = Sessions::default();
     let local_workers = sessions.clone();
     let admin = Admin::new(
@@ -156,6 +161,7 @@ pub(super) fn start_services(
         sessions.clone(),
         proposer.clone(),
     );
+    let observing = super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth)?;
     let raft_api = RaftApi::new(raft.clone(), proposer, admin).max_snapshot_bytes(config.max_snapshot_bytes);
     let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
     let serving = Serving {
@@ -169,6 +175,7 @@ pub(super) fn start_services(
         auth,
         pool,
         join_failed,
+        observing,
     };
     let stopping = Stopping {
         raft,

@@ -219,13 +219,19 @@ pub fn execute(
         attempt: grant.lease.attempt,
     };
     let headers = Arc::new(grant.headers.clone());
+    // With trace export on and a trace context in the headers: the attempt's span, current in
+    // the handler too (its own spans and outgoing calls join the caller's trace).
+    let span = crate::trace::run_span(&grant.headers, &grant.name, run.task, run.attempt);
     let call = CURRENT_RUN.scope(
         run,
         CURRENT_HEADERS.scope(headers, registry.call(&grant.name, grant.args.clone())),
     );
-    let mut task = AbortOnDrop(runtime.spawn(call));
+    let mut task = AbortOnDrop(match &span {
+        Some(span) => runtime.spawn(tracing::Instrument::instrument(call, span.clone())),
+        None => runtime.spawn(call),
+    });
     let lease = grant.lease;
-    async move {
+    let attempt = async move {
         let aborted = async {
             if abort.await.is_err() {
                 // The sender went away without asking: that is not an abort.
@@ -256,6 +262,14 @@ pub fn execute(
             }
         }
         // `task` drops here: a timed-out or aborted handler is aborted on the runtime.
+    };
+    async move {
+        let Some(span) = span else {
+            return attempt.await;
+        };
+        let result = tracing::Instrument::instrument(attempt, span.clone()).await;
+        crate::trace::record_outcome(&span, &result);
+        result
     }
 }
 

@@ -9,6 +9,7 @@ mod t20_snapshot;
 mod t30_membership;
 mod t40_standing;
 mod t50_membership_faults;
+mod t60_health;
 
 use std::path::Path;
 use std::time::Duration;

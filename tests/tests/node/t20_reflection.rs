@@ -50,6 +50,7 @@ async fn reflection_lists_every_service_and_serves_their_schema() -> Result<()> 
         "flotilla.v1.QueueService",
         "flotilla.v1.RaftService",
         "flotilla.v1.WorkerService",
+        "grpc.health.v1.Health",
     ] {
         ensure!(
             names.iter().any(|n| n == service),

@@ -57,6 +57,19 @@ def parse_nodes(nodes: Nodes) -> list[str]:
     return addrs
 
 
+def _current_trace_context() -> dict[str, str]:
+    """The caller's W3C trace context (``traceparent``, ``tracestate``) when OpenTelemetry is
+    installed and a span is current: submitted tasks carry it, so their runs join the caller's
+    trace. Empty otherwise (OpenTelemetry is optional)."""
+    try:
+        from opentelemetry import propagate  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}
+
+
 def new_idempotency_key() -> str:
     """A fresh key: 16 random bytes as 32 lowercase hex digits (as the Rust client's)."""
     return secrets.token_hex(16)
@@ -131,11 +144,14 @@ class Client:
         safe, as their idempotency keys bring the accepted ones back as duplicates.
         """
         out: list[Submitted] = []
+        trace = _current_trace_context()
         for start in range(0, len(specs), self.max_batch_size):
             batch = list(specs[start : start + self.max_batch_size])
             for spec in batch:
                 if not spec.idempotency_key:
                     spec.idempotency_key = new_idempotency_key()
+                if trace and "traceparent" not in spec.headers:
+                    spec.headers.update(trace)
             reply = self._unary(partial(_submit, qpb.SubmitRequest(tasks=batch)))
             if len(reply.results) != len(batch):
                 raise ServerError(

@@ -52,6 +52,9 @@ pub(super) struct Index {
     pub(super) options: Interner<TaskOptions>,
     /// `(timer_ms, id)` of every task that is not pending.
     pub(super) timers: BTreeSet<(UnixMs, TaskId)>,
+    /// The changes of the current apply, for metrics: not state (`seen.rs`).
+    #[serde(skip)]
+    pub(super) seen: super::seen::Seen,
 }
 
 /// Target of [`Index::set_state`].
@@ -126,12 +129,14 @@ impl Index {
     /// The one way a live task changes state: unlink, update, relink.
     pub(super) fn set_state(&mut self, id: TaskId, t: &mut Task, to: To, now: UnixMs) {
         self.unlink(id, t);
+        let from = t.state;
         (t.state, t.timer_ms, t.worker) = match to {
             To::Pending => (TaskState::Pending, 0, 0),
             To::Leased { worker, deadline } => (TaskState::Leased, deadline, worker),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
             To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };
+        self.seen.record(t.queue, Some(from), t.state, t.updated_ms, now);
         t.updated_ms = now;
         self.link(id, t);
     }
