@@ -54,6 +54,12 @@ class QueueStub:
         self.cluster_status = _unary(
             channel, "ClusterStatus", qpb.ClusterStatusRequest, qpb.ClusterStatusResponse
         )
+        self.find_tasks_by_idempotency_key = _unary(
+            channel,
+            "FindTasksByIdempotencyKey",
+            qpb.FindTasksByIdempotencyKeyRequest,
+            qpb.FindTasksByIdempotencyKeyResponse,
+        )
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(
                 method_path(QUEUE_SERVICE, "WaitResults"),
