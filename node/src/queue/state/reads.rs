@@ -78,10 +78,20 @@ impl QueueState {
     }
 
     /// The earliest time at which a `Tick` would change something (an ETA or retry coming due,
-    /// a lease expiring, a result expiring), if any. May be `<= now_ms()` when an entry created
-    /// an already-due timer (lease_ms or result TTL of 0): the next apply fires it.
+    /// a lease expiring, a result expiring, a schedule's slot), if any. May be `<= now_ms()`
+    /// when an entry created an already-due timer (lease_ms or result TTL of 0): the next apply
+    /// fires it.
     pub fn next_deadline_ms(&self) -> Option<UnixMs> {
-        self.timers_first().map(|(due, _)| *due)
+        let timer = self.timers_first().map(|(due, _)| *due);
+        match (timer, self.schedules.next_due_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The live task that holds idempotency key `key`, if any.
+    pub fn task_by_key(&self, key: &str) -> Option<TaskId> {
+        self.idempotency.get(&self.tasks, key.as_bytes())
     }
 
     /// The API tokens.
