@@ -6,6 +6,7 @@ channel that shows how often each task ran."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from celery import Celery, Task
@@ -51,3 +52,31 @@ def quiet(self: Task) -> int:
 def refuse(self: Task) -> None:
     record(self)
     raise Reject("no thanks", requeue=False)
+
+
+@app.task(bind=True, max_retries=1)
+def later(self: Task, countdown: float) -> str:
+    """Retried once after ``countdown`` s; each run records when it started."""
+    record(self, f"{time.time():.6f}")
+    if self.request.retries == 0:
+        raise self.retry(countdown=countdown)
+    return "later"
+
+
+#: ``autoretry_for`` with ``retry_backoff``: Celery's countdown for the first retry is
+#: ``retry_backoff`` s (no jitter), three times the node's default backoff of 1 s.
+BACKOFF_S = 3
+
+
+@app.task(
+    bind=True,
+    autoretry_for=(ValueError,),
+    retry_backoff=BACKOFF_S,
+    retry_jitter=False,
+    max_retries=1,
+)
+def backoff(self: Task) -> str:
+    record(self, f"{time.time():.6f}")
+    if self.request.retries == 0:
+        raise ValueError("first run fails")
+    return "backoff"

@@ -33,6 +33,7 @@ from flotilla.celery.mapping import (
     lease_of,
     lease_tag,
     message_from_task,
+    revoked_ids,
     spec_from_message,
 )
 from flotilla.celery.nodes import Submitter, nodes_from_urls
@@ -161,6 +162,61 @@ def test_countdown_and_eta_are_kept_by_the_cluster(celery_app: Celery) -> None:
     assert message_body(celery_app.send_task("echo", args=[2], eta=eta).get(timeout=10))[0] == [2]
 
 
+#: A process that published nothing reads results by Celery id: one done, one published
+#: only after it started waiting (a chain's later step, say), one never published.
+READ_ELSEWHERE = """
+import json, sys
+from celery import Celery
+url = sys.argv[1]
+app = Celery("elsewhere", broker=url, backend=url)
+done = app.AsyncResult(sys.argv[2])
+print(json.dumps(done.get(timeout=10)["headers"]["id"]), done.state, flush=True)
+print(app.AsyncResult("never-published").state, flush=True)
+late = app.AsyncResult(sys.argv[3])
+print(json.dumps(late.get(timeout=30, interval=0.05)["headers"]["id"]), late.state, flush=True)
+"""
+
+
+def test_any_process_reads_a_result_by_its_celery_id(celery_app: Celery, node: NodeProcess) -> None:
+    done = celery_app.send_task("echo", args=[1], task_id="read-elsewhere-done")
+    done.get(timeout=10)
+    url = f"flotilla://{node.addr}"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READ_ELSEWHERE, url, done.id, "read-elsewhere-late"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline().split() == ['"read-elsewhere-done"', "SUCCESS"]
+        assert reader.stdout.readline().split() == ["PENDING"]
+        celery_app.send_task("echo", args=[2], task_id="read-elsewhere-late")
+        out, _ = reader.communicate(timeout=60)
+        assert out.split() == ['"read-elsewhere-late"', "SUCCESS"]
+        assert reader.returncode == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+
+
+def test_revoke_cancels_a_task_that_has_not_started(celery_app: Celery) -> None:
+    """``app.control.revoke`` (a broadcast: Flotilla has no fanout) cancels by Celery id."""
+    waiting = celery_app.send_task("echo", args=[1], countdown=60)
+    other = celery_app.send_task("echo", args=[2], countdown=60)
+    assert waiting.state == "PENDING"
+    celery_app.control.revoke(waiting.id)
+    assert waiting.state == "REVOKED"
+    with pytest.raises(Exception, match="cancelled"):
+        waiting.get(timeout=10)
+    other.revoke()  # AsyncResult.revoke: the same broadcast
+    assert other.state == "REVOKED"
+    ran = celery_app.send_task("echo", args=[3])
+    ran.get(timeout=10)
+    celery_app.control.revoke(ran.id)  # finished already: nothing to cancel
+    assert ran.state == "SUCCESS"
+
+
 def test_a_failed_task_raises_through_celery(celery_app: Celery) -> None:
     r = celery_app.send_task("fail")  # the built-in refuses a Celery message as arguments
     with pytest.raises(Exception, match="invalid arguments") as e:
@@ -182,6 +238,17 @@ def test_several_nodes_in_the_url_fail_over(node: NodeProcess) -> None:
         assert message_body(r.get(timeout=10))[0] == ["over"]
     finally:
         app.close()
+
+
+def test_revoke_broadcasts_name_their_ids() -> None:
+    def command(method: str, **arguments: Any) -> dict[str, Any]:
+        return {"body": json.dumps({"method": method, "arguments": arguments})}
+
+    assert revoked_ids(command("revoke", task_id="a")) == ["a"]
+    assert revoked_ids(command("revoke", task_id=["a", "b"], terminate=True)) == ["a", "b"]
+    assert revoked_ids({"body": b'{"method": "revoke", "arguments": {"task_id": "c"}}'}) == ["c"]
+    assert revoked_ids(command("ping")) == []
+    assert revoked_ids({"body": "not json"}) == []
 
 
 def test_a_lease_travels_as_the_delivery_tag() -> None:
@@ -224,6 +291,15 @@ def test_what_the_backend_stores_answers_the_lease() -> None:
     retry = outcomes.stored("RETRY", KeyError("k"), encode, "c")
     assert isinstance(retry, Failure) and retry.retryable
     assert outcomes.stored("STARTED", {"pid": 1}, encode, "c") is None
+
+
+def test_a_retry_countdown_becomes_its_delay_rounded_up_and_never_0() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert outcomes.retry_delay_ms("2026-01-01T00:00:02.0001+00:00", now) == 2001
+    assert outcomes.retry_delay_ms("2026-01-01T00:00:02", now) == 2000  # naive: UTC
+    assert outcomes.retry_delay_ms("2025-12-31T23:59:00+00:00", now) == 1  # due already
+    # countdown=0 publishes no eta: at once, not the task's backoff (which 0 would mean).
+    assert outcomes.retry_delay_ms(None, now) == 1
 
 
 def test_a_task_that_stored_nothing_is_settled_by_its_final_state() -> None:

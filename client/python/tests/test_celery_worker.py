@@ -218,6 +218,33 @@ def test_retries_ignored_results_rejects_and_expiry_map_onto_the_task(
         assert (ran[refuse.id], ran[quiet.id], ran[expired.id]) == (1, 1, 0)
 
 
+def test_a_retry_runs_no_earlier_than_its_countdown(
+    lone_node: NodeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``self.retry(countdown=N)`` and ``autoretry_for`` with ``retry_backoff``: the countdown
+    reaches the node as the failure's ``retry_delay_ms``, so the next attempt starts no earlier
+    (not after the node's own backoff of 1 s, nor Celery's default delay of 180 s)."""
+    with worker_app(f"flotilla://{lone_node.addr}", tmp_path, monkeypatch) as (m, worker, path):
+        later = publish_when_declared(lambda: m.later.delay(2.5), worker)
+        backoff = m.backoff.delay()
+        zero = m.later.delay(0)
+        assert later.get(timeout=30) == "later"
+        assert backoff.get(timeout=30) == "backoff"
+        assert zero.get(timeout=30) == "later"
+
+        def starts(celery_id: str) -> list[float]:
+            return sorted(float(r[3]) for r in runs(path) if r[0] == celery_id)
+
+        for result, countdown in ((later, 2.5), (backoff, m.BACKOFF_S)):
+            first, second = starts(result.id)
+            gap = second - first
+            assert countdown <= gap < countdown + 2.0, (result.id, countdown, gap)
+        # countdown=0 retries at once: not after the node's backoff (1 s), which a delay of 0
+        # on the wire would mean.
+        first, second = starts(zero.id)
+        assert second - first < 0.8, second - first
+
+
 def publish_through_a_leader_kill(
     mark: Any, worker: CeleryWorker, runs_path: Path, leader: NodeProcess
 ) -> list[Any]:

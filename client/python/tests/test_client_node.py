@@ -78,6 +78,21 @@ def test_an_idempotency_key_makes_a_repeat_return_the_first_task(app: Flotilla) 
     assert sig.apply_async().id == sig.apply_async().id
 
 
+def test_any_process_finds_a_task_by_its_idempotency_key(app: Flotilla) -> None:
+    task = app.send_task("echo", ["found"], idempotency_key="py-key-find")
+    task.get(timeout=10)
+    other = flotilla.Client(app.client.addrs)  # holds no memory of the submit
+    try:
+        assert other.find_by_idempotency_keys(["py-key-find", "py-key-never-sent"]) == [
+            task.id,
+            None,
+        ]
+        assert other.find_by_idempotency_keys(["py-key-find"], stale_ok=True) == [task.id]
+        assert other.find_by_idempotency_keys([]) == []
+    finally:
+        other.close()
+
+
 def test_batches_keep_order_across_requests(node: NodeProcess) -> None:
     app = Flotilla(node.addr, max_batch_size=100)
     try:

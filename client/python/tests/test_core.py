@@ -343,3 +343,23 @@ def test_the_cli_prefetch_is_auto_or_a_count() -> None:
     for bad in ("-1", "some"):
         with pytest.raises(SystemExit):
             parser().parse_args(["-A", "app", "--prefetch", bad])
+
+
+@pytest.mark.parametrize(("countdown", "delay_ms"), [(5, 5000), (0.0001, 1), (0, 1), (None, 0)])
+def test_a_retry_countdown_is_the_failures_delay(countdown: Any, delay_ms: int) -> None:
+    """Whole ms rounded up; 0 on the wire means the task's backoff, so a countdown of 0 (at
+    once) is sent as 1 ms, and only a retry with no countdown leaves the backoff to the node."""
+    from flotilla import Flotilla, Retry
+    from flotilla.task import TaskContext
+    from flotilla.worker.outcome import execute
+
+    app = Flotilla("127.0.0.1:1")
+
+    @app.task(name="t.retry")
+    def retry() -> None:
+        raise Retry(countdown=countdown)
+
+    ctx = TaskContext(id=1, attempt=1, name="t.retry", queue="python", retries_left=3)
+    outcome = execute(app.tasks, ctx, b"null")
+    assert isinstance(outcome, Failure) and outcome.retryable
+    assert outcome.retry_delay_ms == delay_ms

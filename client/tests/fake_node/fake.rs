@@ -500,6 +500,17 @@ impl QueueService for Fake {
             recorded: request.into_inner().names.len() as u32,
         }))
     }
+
+    /// Finds no task.
+    async fn find_tasks_by_idempotency_key(
+        &self,
+        request: Request<pb::FindTasksByIdempotencyKeyRequest>,
+    ) -> Result<Response<pb::FindTasksByIdempotencyKeyResponse>, Status> {
+        self.enter()?;
+        Ok(Response::new(pb::FindTasksByIdempotencyKeyResponse {
+            ids: vec![0; request.into_inner().idempotency_keys.len()],
+        }))
+    }
 }
 
 /// An address on which nothing listens: connections to it are refused.

@@ -113,7 +113,12 @@ pub fn need(path: &str) -> Need {
         ("flotilla.v1.QueueService", "Submit" | "Cancel") => Need::Client(Right::Submit),
         (
             "flotilla.v1.QueueService",
-            "GetTask" | "WaitResults" | "QueueStats" | "ClusterStatus" | "ListTaskNames",
+            "GetTask"
+            | "WaitResults"
+            | "QueueStats"
+            | "ClusterStatus"
+            | "ListTaskNames"
+            | "FindTasksByIdempotencyKey",
         ) => Need::Client(Right::Read),
         ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),

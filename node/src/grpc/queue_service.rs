@@ -534,4 +534,22 @@ impl QueueService for QueueApi {
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::RemoveNodeResponse { members }))
     }
+
+    async fn find_tasks_by_idempotency_key(
+        &self,
+        request: Request<pb::FindTasksByIdempotencyKeyRequest>,
+    ) -> Result<Response<pb::FindTasksByIdempotencyKeyResponse>, Status> {
+        let req = request.into_inner();
+        self.check_ids(req.idempotency_keys.len())?;
+        if !req.stale_ok {
+            self.read_barrier().await?;
+        }
+        let ids = self.replica.read(|q| {
+            req.idempotency_keys
+                .iter()
+                .map(|key| q.task_by_idempotency_key(key).unwrap_or(0))
+                .collect()
+        });
+        Ok(Response::new(pb::FindTasksByIdempotencyKeyResponse { ids }))
+    }
 }

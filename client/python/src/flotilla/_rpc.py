@@ -61,6 +61,12 @@ class QueueStub:
         self.cluster_status = _unary(
             channel, "ClusterStatus", qpb.ClusterStatusRequest, qpb.ClusterStatusResponse
         )
+        self.find_tasks_by_idempotency_key = _unary(
+            channel,
+            "FindTasksByIdempotencyKey",
+            qpb.FindTasksByIdempotencyKeyRequest,
+            qpb.FindTasksByIdempotencyKeyResponse,
+        )
         self.add_schedule = _unary(
             channel,
             "AddSchedule",

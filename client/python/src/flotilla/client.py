@@ -166,6 +166,21 @@ class Client:
         reply = self._unary(lambda s, t: s.get_task(request, timeout=t), task_id=task_id)
         return TaskInfo.from_wire(reply.task)
 
+    def find_by_idempotency_keys(
+        self, keys: Iterable[str], *, stale_ok: bool = False
+    ) -> list[Optional[int]]:
+        """The id of the task holding each idempotency key, in order (``None``: no task holds
+        it: never submitted, or purged with its result); linearizable unless ``stale_ok``."""
+        keys = list(keys)
+        out: list[Optional[int]] = []
+        for start in range(0, len(keys), MAX_WAIT_IDS):
+            request = qpb.FindTasksByIdempotencyKeyRequest(
+                idempotency_keys=keys[start : start + MAX_WAIT_IDS], stale_ok=stale_ok
+            )
+            reply = self._unary(partial(_find_by_keys, request))
+            out.extend(i or None for i in reply.ids)
+        return out
+
     def cancel(self, ids: Iterable[int]) -> list[bool]:
         """Cancels tasks that have not started; one flag per id (True: cancelled by this call)."""
         ids = list(ids)
@@ -307,6 +322,12 @@ class Client:
 
 def _submit(request: qpb.SubmitRequest, stub: _rpc.QueueStub, timeout: float) -> qpb.SubmitResponse:
     return stub.submit(request, timeout=timeout)
+
+
+def _find_by_keys(
+    request: qpb.FindTasksByIdempotencyKeyRequest, stub: _rpc.QueueStub, timeout: float
+) -> qpb.FindTasksByIdempotencyKeyResponse:
+    return stub.find_tasks_by_idempotency_key(request, timeout=timeout)
 
 
 def _cancel(request: qpb.CancelRequest, stub: _rpc.QueueStub, timeout: float) -> qpb.CancelResponse:

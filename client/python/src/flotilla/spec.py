@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Optional, Union
 
@@ -39,14 +39,21 @@ class SubmitOptions:
 
     def over(self, base: SubmitOptions) -> SubmitOptions:
         """These options, with ``base``'s where these are unset (headers are merged)."""
-        merged = {
-            f.name: getattr(self, f.name)
-            if getattr(self, f.name) is not None
-            else getattr(base, f.name)
-            for f in fields(self)
-            if f.name != "headers"
-        }
-        return replace(SubmitOptions(**merged), headers={**base.headers, **self.headers})
+        # Every `delay()` passes here: plain attribute reads, no `fields()`/`replace()` (which
+        # made it ~20 µs of a submit's cost).
+        mine, theirs = self.__dict__, base.__dict__
+        merged = {n: theirs[n] if mine[n] is None else mine[n] for n in _MERGED_FIELDS}
+        return SubmitOptions(**merged, headers={**base.headers, **self.headers})
+
+    def keyed(self, key: str) -> SubmitOptions:
+        """These options with the idempotency key ``key``."""
+        fields_ = dict(self.__dict__)
+        fields_["idempotency_key"] = key
+        return SubmitOptions(**fields_)
+
+
+#: The options ``over`` takes one by one (headers are merged).
+_MERGED_FIELDS = tuple(f.name for f in fields(SubmitOptions) if f.name != "headers")
 
 
 def millis_ceil(seconds: float) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from flotilla.client import new_idempotency_key
@@ -183,11 +183,15 @@ class Signature:
         # The key is fixed when the call is made, not when it is sent: submitting the same
         # signature again (after an error whose reply was lost) never makes a second task.
         if self.options.idempotency_key is None:
-            keyed = replace(self.options, idempotency_key=new_idempotency_key())
+            keyed = self.options.keyed(new_idempotency_key())
             object.__setattr__(self, "options", keyed)
 
     def set(self, **options: Any) -> Signature:
         """The same call with these options (SubmitOptions fields) over its own."""
+        if all(v is None for k, v in options.items() if k != "headers") and not options.get(
+            "headers"
+        ):
+            return self  # nothing to change (``send_task`` passes every option, most unset)
         return Signature(
             self.app, self.name, self.args, self.kwargs, SubmitOptions(**options).over(self.options)
         )

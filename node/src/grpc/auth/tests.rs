@@ -97,6 +97,10 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
         Need::Client(Right::Read)
     );
     assert_eq!(
+        need("/flotilla.v1.QueueService/FindTasksByIdempotencyKey"),
+        Need::Client(Right::Read)
+    );
+    assert_eq!(
         need("/flotilla.v1.QueueService/DeclareTaskNames"),
         Need::Client(Right::Admin)
     );

@@ -41,6 +41,11 @@ impl QueueState {
         })
     }
 
+    /// The task holding idempotency key `key`, if one does (until it is purged).
+    pub fn task_by_idempotency_key(&self, key: &str) -> Option<TaskId> {
+        self.idempotency.get(&self.tasks, key.as_bytes())
+    }
+
     /// Number of tasks held (in any state, final ones until purged).
     pub fn task_count(&self) -> usize {
         self.tasks.len()

@@ -1,15 +1,18 @@
 """The ``flotilla://`` Celery result backend: a Celery task's state and result are the
 Flotilla task's (one record, replicated with the queue; no second store).
 
-Read side: ``get_task_meta`` reads the task (GetTask) and ``wait_for`` waits on a
-``WaitResults`` stream instead of polling. Write side: a store from a Celery worker answers the
-lease of the message being run (``outcomes.stored``; the lease is in the request's delivery
-tag), so the task's result *is* its completion, committed with the lease; ``forget`` is a
-no-op (results expire with the task's result TTL).
+Read side: a Celery id is the task's idempotency key (``celery:<id>``), so any process finds
+its Flotilla task (``FindTasksByIdempotencyKey``, remembered once found); ``get_task_meta``
+reads the task (GetTask) and ``wait_for`` waits on a ``WaitResults`` stream instead of
+polling. Write side: a store from a Celery worker answers the lease of the message being run
+(``outcomes.stored``; the lease is in the request's delivery tag), so the task's result *is*
+its completion, committed with the lease; ``forget`` is a no-op (results expire with the
+task's result TTL).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 from celery import states
@@ -17,9 +20,9 @@ from celery.backends.base import BaseBackend
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from flotilla.celery import outcomes
-from flotilla.celery.mapping import SUBMITTED, celery_meta
+from flotilla.celery.mapping import SUBMITTED, celery_meta, idempotency_key
 from flotilla.celery.nodes import client_for, nodes_from_urls
-from flotilla.errors import ResultTimeout
+from flotilla.errors import ResultTimeout, TaskNotFound
 from flotilla.info import TaskInfo, TaskState
 
 NOT_DELIVERED = (
@@ -44,11 +47,25 @@ class FlotillaBackend(BaseBackend):  # type: ignore[misc]
     def as_uri(self, include_password: bool = False) -> str:
         return "flotilla://" + ",".join(self.nodes)
 
+    def _flotilla_id(self, celery_id: str) -> Optional[int]:
+        """The Flotilla task of ``celery_id``: published here (remembered), else found by its
+        idempotency key (published by any process); ``None`` while no task holds it."""
+        flotilla_id = SUBMITTED.get(celery_id)
+        if flotilla_id is None:
+            client = client_for(self.nodes)
+            (flotilla_id,) = client.find_by_idempotency_keys([idempotency_key(celery_id)])
+            if flotilla_id is not None:
+                SUBMITTED.put(celery_id, flotilla_id)
+        return flotilla_id
+
     def _info(self, celery_id: str) -> Optional[TaskInfo]:
-        flotilla_id = SUBMITTED.get(str(celery_id))
+        flotilla_id = self._flotilla_id(str(celery_id))
         if flotilla_id is None:
             return None
-        return client_for(self.nodes).get(flotilla_id)
+        try:
+            return client_for(self.nodes).get(flotilla_id)
+        except TaskNotFound:
+            return None  # purged since it was found
 
     def _meta(self, celery_id: str, info: Optional[TaskInfo]) -> dict[str, Any]:
         if info is None:
@@ -75,12 +92,20 @@ class FlotillaBackend(BaseBackend):  # type: ignore[misc]
     ) -> dict[str, Any]:
         """The final meta of ``task_id``, pushed by the node as soon as it is final."""
         self._ensure_not_eager()
-        flotilla_id = SUBMITTED.get(str(task_id))
-        if flotilla_id is None:
-            # Submitted by another process: poll, as Celery's base backend does.
-            return super().wait_for(task_id, timeout, interval, no_ack, on_interval)  # type: ignore[no-any-return]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        flotilla_id = self._flotilla_id(str(task_id))
+        while flotilla_id is None:
+            # Not published yet (a chain's next step, published by the worker that runs the
+            # step before it): look again every `interval`, as Celery's base backend polls.
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise CeleryTimeoutError("The operation timed out.")
+            time.sleep(interval)
+            if on_interval:
+                on_interval()
+            flotilla_id = self._flotilla_id(str(task_id))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            for info in client_for(self.nodes).wait([flotilla_id], timeout):
+            for info in client_for(self.nodes).wait([flotilla_id], left):
                 if info.state is TaskState.NOT_FOUND:
                     return self._meta(task_id, None)
                 return self._meta(task_id, info)

@@ -72,9 +72,15 @@ def spec_from_message(queue: str, message: Mapping[str, Any]) -> qpb.TaskSpec:
         time_limit_ms=_time_limit_ms(headers.get("timelimit")),
         # One Celery id is one task: a publish of the same id again is a duplicate (a worker's
         # own retry is held back before it: the retry is this task's next attempt).
-        idempotency_key=f"celery:{celery_id}",
+        idempotency_key=idempotency_key(str(celery_id)),
         headers={k: v if isinstance(v, str) else json.dumps(v) for k, v in headers.items()},
     )
+
+
+def idempotency_key(celery_id: str) -> str:
+    """The idempotency key of the task published under ``celery_id``: how any process finds it
+    (``Client.find_by_idempotency_keys``)."""
+    return f"celery:{celery_id}"
 
 
 #: A delivered message's ``delivery_tag`` is ``flotilla:<task id>:<attempt>``: the lease travels
@@ -115,6 +121,25 @@ def message_from_task(task: wpb.Task) -> dict[str, Any]:
     info["redelivered"] = task.attempt > 1
     headers["retries"] = int(headers.get("retries") or 0) + max(task.attempt - 1, 0)
     return message
+
+
+def revoked_ids(message: Mapping[str, Any]) -> list[str]:
+    """The Celery ids a remote-control broadcast revokes (``app.control.revoke``,
+    ``AsyncResult.revoke``): Kombu's message as ``basic_publish`` gets it, body not yet
+    encoded; ``[]`` for any other broadcast or a body that is not JSON."""
+    body = message.get("body")
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        command = json.loads(body) if isinstance(body, str) else None
+    except ValueError:
+        return []
+    if not isinstance(command, dict) or command.get("method") != "revoke":
+        return []
+    ids = (command.get("arguments") or {}).get("task_id")
+    if isinstance(ids, str):
+        return [ids]
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 def _eta_ms(eta: Any) -> int:
@@ -181,10 +206,8 @@ def _iso(unix_ms: int) -> Optional[str]:
 
 
 class IdMap:
-    """Celery task id → Flotilla task id, for the tasks this process submitted (bounded).
-
-    Other processes cannot look a Celery id up until the node can read a task by its
-    idempotency key (docs/CELERY.md, "What the node must provide")."""
+    """Celery task id → Flotilla task id, for the tasks this process submitted or looked up
+    (bounded): a cache in front of the node's lookup by idempotency key."""
 
     def __init__(self, limit: int = 100_000) -> None:
         self._ids: OrderedDict[str, int] = OrderedDict()
@@ -203,5 +226,5 @@ class IdMap:
             return self._ids.get(celery_id)
 
 
-#: The ids this process submitted through the transport, read by the backend.
+#: The ids this process submitted through the transport or found, read by the backend.
 SUBMITTED = IdMap()

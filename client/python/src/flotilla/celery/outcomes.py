@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from flotilla.celery.mapping import lease_of
+from flotilla.spec import millis_ceil
 from flotilla.worker.core import Key
 from flotilla.worker.outcome import Failure, Outcome, Success
 
@@ -155,19 +156,27 @@ def held_back(message: Mapping[str, Any]) -> bool:
             "Task.replace keeps the task id, and one Celery id is one Flotilla task: "
             "not supported on flotilla:// (docs/CELERY.md)"
         )
-    delay = 0
-    eta = headers.get("eta")
-    if eta:
-        at = datetime.fromisoformat(str(eta))
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
-        delay = max(0, int((at.timestamp() - time.time()) * 1000))
     with _lock:
-        _retry_delays[str(request.id)] = delay
+        _retry_delays[str(request.id)] = retry_delay_ms(headers.get("eta"))
     return True
 
 
+def retry_delay_ms(eta: Any, now: Optional[float] = None) -> int:
+    """The ``retry_delay_ms`` of a retry due at ``eta`` (Celery's message header: ISO 8601, naive
+    means UTC; none when the countdown was 0): whole ms until then, rounded up so the retry never
+    runs before its countdown, and at least 1, because 0 would mean "the task's backoff" to the
+    node (a retry with ``countdown=0`` runs at once on Celery's brokers)."""
+    if not eta:
+        return 1
+    at = datetime.fromisoformat(str(eta))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return max(1, millis_ceil(at.timestamp() - (time.time() if now is None else now)))
+
+
 def take_retry_delay(celery_id: str) -> int:
+    """The delay :func:`held_back` kept for ``celery_id``'s retry; 0 (the task's backoff) when
+    the retry was not published through us."""
     with _lock:
         return _retry_delays.pop(celery_id, 0)
 

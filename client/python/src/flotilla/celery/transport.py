@@ -20,6 +20,7 @@ bindings in process and calls ``_put`` and ``drain_events`` per channel).
 from __future__ import annotations
 
 import json
+import logging
 from queue import Empty
 from typing import Any, Optional
 
@@ -27,11 +28,19 @@ from kombu.exceptions import ConnectionError as KombuConnectionError
 from kombu.transport import virtual
 
 from flotilla.celery import outcomes
-from flotilla.celery.mapping import SUBMITTED, lease_of, spec_from_message
+from flotilla.celery.mapping import (
+    SUBMITTED,
+    idempotency_key,
+    lease_of,
+    revoked_ids,
+    spec_from_message,
+)
 from flotilla.celery.nodes import DEFAULT_PORT, client_for, nodes_from_urls, submitter_for
 from flotilla.celery.session import ConsumerSession, session_name
 from flotilla.worker.core import Identity, Key
 from flotilla.worker.outcome import Failure, Released
+
+log = logging.getLogger("flotilla.celery")
 
 #: Longest ``drain_events`` waits for a message in one call when Kombu gives no timeout.
 MAX_WAIT_S = 1.0
@@ -67,6 +76,29 @@ class Channel(virtual.Channel):
         submitted = submitter_for(self._nodes()).submit(spec)
         celery_id = message["headers"]["id"]
         SUBMITTED.put(str(celery_id), submitted.id)
+
+    def basic_publish(self, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> Any:
+        """Broadcasts (fanout exchanges: Celery's remote control) reach no worker: Flotilla has
+        no fanout. A ``revoke`` among them cancels the tasks it names that have not started
+        (found by their Celery ids from any process); every other broadcast is dropped."""
+        if exchange and self.typeof(exchange).type == "fanout":  # type: ignore[no-untyped-call]
+            ids = revoked_ids(message)
+            if ids:
+                self._revoke(ids)
+            return None
+        return super().basic_publish(message, exchange, routing_key, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _revoke(self, celery_ids: list[str]) -> None:
+        client = client_for(self._nodes())
+        found = client.find_by_idempotency_keys([idempotency_key(i) for i in celery_ids])
+        tasks = [t for t in found if t is not None]
+        cancelled = client.cancel(tasks) if tasks else []
+        log.info(
+            "revoke: ids=%d found=%d cancelled=%d (started tasks run on)",
+            len(celery_ids),
+            len(tasks),
+            sum(cancelled),
+        )
 
     # ---- consuming ---------------------------------------------------------------------
 

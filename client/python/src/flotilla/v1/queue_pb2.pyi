@@ -365,3 +365,17 @@ class DeclareTaskNamesResponse(_message.Message):
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     def __init__(self, recorded: _Optional[int] = ...) -> None: ...
+
+class FindTasksByIdempotencyKeyRequest(_message.Message):
+    __slots__ = ("idempotency_keys", "stale_ok")
+    IDEMPOTENCY_KEYS_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    idempotency_keys: _containers.RepeatedScalarFieldContainer[str]
+    stale_ok: bool
+    def __init__(self, idempotency_keys: _Optional[_Iterable[str]] = ..., stale_ok: bool = ...) -> None: ...
+
+class FindTasksByIdempotencyKeyResponse(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -66,7 +66,8 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
     except Reject as e:
         return Failure(str(e) or "rejected", _kind(e), retryable=False)
     except Retry as e:
-        delay = math.ceil(e.countdown * 1000) if e.countdown and e.countdown > 0 else 0
+        # None: the task's backoff (0 on the wire); a countdown, even 0, is at least 1 ms.
+        delay = 0 if e.countdown is None else max(1, math.ceil(e.countdown * 1000))
         return Failure(str(e), _kind(e), retryable=True, retry_delay_ms=delay)
     except Exception as e:
         log.warning(
