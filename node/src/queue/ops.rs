@@ -142,6 +142,16 @@ op!(
     Progress { reports: Vec<ProgressReport> } => Progressed(Vec<bool>)
 );
 
+op!(
+    /// [`Command::SetLimit`]: the rule was taken, or why not.
+    SetLimit { scope: LimitScope, rule: LimitRule } => LimitSet(Result<(), LimitError>)
+);
+
+op!(
+    /// [`Command::RemoveLimit`]: whether there was a limit.
+    RemoveLimit { scope: LimitScope } => LimitRemoved(bool)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;
@@ -217,6 +227,7 @@ mod tests {
             idempotency_key: None,
             result_ttl_ms: 60_000,
             headers: Default::default(),
+            concurrency_key: None,
         };
         let two: Arc<[TaskSpec]> = vec![spec.clone(), spec].into();
         let submitted = run(&mut q, Submit { tasks: two }).unwrap();

@@ -8,7 +8,9 @@
 //! Format 2 added `CreateToken` and `RevokeToken` (API tokens), format 3 `DeclareTasks` (the
 //! task catalogue), format 4 submit headers (a `Submit` with a task that has headers; without
 //! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
-//! one) and `Progress`; every other command is still written in format 1.
+//! one) and `Progress`; format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
+//! key (formats 5 and 6 belong to other branches); every other command is still written in
+//! format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -64,7 +66,7 @@ use super::Outcome;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 4;
+pub const ENTRY_FORMAT: u32 = 7;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -105,6 +107,8 @@ impl Command {
         match self {
             // Format 4 (issue 11): headers, in the place of a spec's time limit (`wire.rs`); a
             // worker's retry delay.
+            // Format 7 (issue 12): a task's concurrency key (`wire.rs`).
+            Command::Submit { tasks } if tasks.iter().any(|t| t.concurrency_key.is_some()) => 7,
             Command::Submit { tasks } if tasks.iter().any(|t| !t.headers.is_empty()) => 4,
             Command::Complete { completions, .. }
                 if completions
@@ -130,6 +134,8 @@ impl Command {
             // Format 3: the task catalogue (issue 11).
             Command::DeclareTasks { .. } => 3,
             Command::Progress { .. } => 4,
+            // Format 7: flow-control limits (issue 12).
+            Command::SetLimit { .. } | Command::RemoveLimit { .. } => 7,
         }
     }
 }
@@ -351,6 +357,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            concurrency_key: None,
         };
         let mut r = req(42);
         r.commands.push(Command::Submit {

@@ -17,6 +17,7 @@ mod interner;
 mod invariants;
 mod key_index;
 mod lease;
+mod limits;
 mod request;
 mod standing;
 mod table;
@@ -37,6 +38,7 @@ pub(super) fn spec(name: &str) -> TaskSpec {
         idempotency_key: None,
         result_ttl_ms: 1_000,
         headers: Default::default(),
+        concurrency_key: None,
     }
 }
 

@@ -166,6 +166,7 @@ impl TryFrom<QueueStateV1> for QueueState {
                 workers: old.idx.workers,
                 options,
                 timers: old.idx.timers,
+                flow: Default::default(),
             },
             next_node_id: old.next_node_id,
             // Version 1 had no standing capacity: idle pools stand again when they next lease.

@@ -262,6 +262,7 @@ fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
         idempotency_key: None,
         result_ttl_ms: 3_600_000,
         headers: Default::default(),
+        concurrency_key: None,
     }
 }
 
