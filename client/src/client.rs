@@ -456,16 +456,30 @@ impl Client {
     /// Runs one unary call: on the current node first, then, after each transient failure,
     /// on the next node after a backoff, until it succeeds, fails for good, or the retry
     /// policy's time is up. `id` is the task a `NOT_FOUND` refers to.
-    pub(crate) async fn unary<T, F, Fut>(&self, id: Option<TaskId>, mut call: F) -> Result<T>
+    pub(crate) async fn unary<T, F, Fut>(&self, id: Option<TaskId>, call: F) -> Result<T>
     where
         F: FnMut(Grpc, Duration) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        self.unary_on(Client::grpc, id, call).await
+    }
+
+    /// [`Client::unary`] on the stub `stub` makes of a node (another service of the node).
+    pub(crate) async fn unary_on<S, T, F, Fut>(
+        &self,
+        stub: impl Fn(&Client, usize) -> S,
+        id: Option<TaskId>,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(S, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let timeout = self.config().request_timeout;
         let mut backoff = Backoff::new(&self.config().retry, Instant::now());
         let mut node = self.current_node();
         loop {
-            let failure = match tokio::time::timeout(timeout, call(self.grpc(node), timeout)).await {
+            let failure = match tokio::time::timeout(timeout, call(stub(self, node), timeout)).await {
                 Ok(Ok(reply)) => return Ok(reply.into_inner()),
                 Ok(Err(status)) if is_transient(&status) => describe(&status),
                 Ok(Err(status)) => return Err(final_error(&status, id)),
@@ -515,9 +529,15 @@ impl Client {
 
     /// A stub over node `node`'s channel (cheap: channels are shared handles).
     pub(crate) fn grpc(&self, node: usize) -> Grpc {
-        let channel = self.inner.nodes[node].channel.clone();
-        QueueServiceClient::with_interceptor(channel, self.config().token.clone())
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
+        QueueServiceClient::new(self.channel(node)).max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
+    }
+
+    /// Node `node`'s channel, presenting the client's token.
+    pub(crate) fn channel(&self, node: usize) -> InterceptedService<Channel, BearerToken> {
+        InterceptedService::new(
+            self.inner.nodes[node].channel.clone(),
+            self.config().token.clone(),
+        )
     }
 }
 

@@ -26,6 +26,8 @@
 //! - `entropy`: the seedable generator of idempotency keys and retry jitter.
 //! - `token`: the token presented on every call ([`ClientBuilder::token`]).
 //! - [`tokens`]: creating, listing and revoking API tokens (admin).
+//! - [`schedules`]: periodic schedules (cron in a time zone, intervals): add (admin), list
+//!   with next run times, pause, resume, remove.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -40,6 +42,7 @@ mod entropy;
 pub mod error;
 pub mod info;
 pub mod retry;
+pub mod schedules;
 pub mod task;
 mod token;
 pub mod tokens;
@@ -52,5 +55,6 @@ pub use error::{ClientError, Result};
 pub use flotilla_tls::ClientTls;
 pub use info::{TaskInfo, TaskState};
 pub use retry::RetryPolicy;
+pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};

@@ -16,15 +16,18 @@ pub enum Bug {
     /// A heartbeat adds the lease's new deadline to the timer index without removing the old
     /// one: an index that no longer agrees with the task table (and a lease that expires early).
     HeartbeatKeepsOldTimer,
+    /// A schedule fires every slot up to one second before its time (a rounding mistake).
+    ScheduleFiresEarly,
 }
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::AckBeforeFsync,
         Bug::AcceptStaleCompletion,
         Bug::ForgetVote,
         Bug::HeartbeatKeepsOldTimer,
+        Bug::ScheduleFiresEarly,
     ];
 
     /// Its command-line name.
@@ -34,6 +37,7 @@ impl Bug {
             Bug::AcceptStaleCompletion => "accept-stale-completion",
             Bug::ForgetVote => "forget-vote",
             Bug::HeartbeatKeepsOldTimer => "heartbeat-keeps-old-timer",
+            Bug::ScheduleFiresEarly => "schedule-fires-early",
         }
     }
 
@@ -54,6 +58,7 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::AcceptStaleCompletion) => 2,
         Some(Bug::ForgetVote) => 3,
         Some(Bug::HeartbeatKeepsOldTimer) => 4,
+        Some(Bug::ScheduleFiresEarly) => 5,
     }
 }
 

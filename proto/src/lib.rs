@@ -5,6 +5,8 @@
 //!   messages travel as bincode bytes inside [`v1::RaftMessage`].
 //! - `flotilla.v1.WorkerService` (protos/flotilla/v1/worker.proto): how a worker in any language
 //!   runs tasks: one bidirectional stream per worker process, which the node serves as a pool.
+//! - `flotilla.v1.ScheduleService` (protos/flotilla/v1/schedule.proto): periodic schedules
+//!   (cron in a time zone, intervals), kept and fired by the cluster.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!

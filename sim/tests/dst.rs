@@ -105,6 +105,11 @@ fn forgetting_the_vote_is_caught() -> Result<()> {
 }
 
 #[test]
+fn a_schedule_firing_early_is_caught() -> Result<()> {
+    caught("schedule-fires-early", 5, &["schedules_exact"])
+}
+
+#[test]
 fn an_index_that_drifts_from_the_tasks_is_caught() -> Result<()> {
     // Every replica applies the same bad heartbeat alike, so only a look inside each one
     // (`QueueState::check_invariants`) sees the stale timer before it expires a lease early.

@@ -115,6 +115,7 @@ pub fn need(path: &str) -> Need {
             "flotilla.v1.QueueService",
             "GetTask" | "WaitResults" | "QueueStats" | "ClusterStatus" | "ListTaskNames",
         ) => Need::Client(Right::Read),
+        ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         // The schema only: any client may read it.

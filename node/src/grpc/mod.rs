@@ -3,6 +3,7 @@
 //! - [`queue_service`]: `flotilla.v1.QueueService`, for clients.
 //! - [`worker_service`]: `flotilla.v1.WorkerService`, for remote workers (a session per worker
 //!   process, run by `worker::remote`).
+//! - [`schedule_service`]: `flotilla.v1.ScheduleService`, periodic schedules for clients.
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
@@ -25,10 +26,12 @@ pub mod peer_identity;
 pub mod queue_service;
 pub mod raft_service;
 pub mod reflection;
+pub mod schedule_service;
 pub mod status;
 pub mod worker_service;
 
 pub use peer_identity::NodeGate;
 pub use queue_service::QueueApi;
 pub use raft_service::RaftApi;
+pub use schedule_service::ScheduleApi;
 pub use worker_service::WorkerApi;

@@ -101,6 +101,11 @@ impl QueueApi {
         }
     }
 
+    /// This node's replica.
+    pub(crate) fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
     /// For each distinct name of `tasks`, the queue a task of it naming none goes to; `None`
     /// for a name that neither this node's registry nor its replica's catalogue knows.
     fn default_queues(&self, tasks: &[pb::TaskSpec]) -> BTreeMap<String, Option<String>> {
@@ -121,7 +126,7 @@ impl QueueApi {
 
     /// Validate a submit's tasks against the limits and the known names (see the module docs:
     /// one read barrier before a name is refused as unknown).
-    async fn validate_all(&self, tasks: Vec<pb::TaskSpec>) -> Result<Vec<TaskSpec>, ApiError> {
+    pub(crate) async fn validate_all(&self, tasks: Vec<pb::TaskSpec>) -> Result<Vec<TaskSpec>, ApiError> {
         let mut queues = self.default_queues(&tasks);
         if queues.values().any(Option::is_none) {
             self.read_barrier().await?;
@@ -224,7 +229,7 @@ impl QueueApi {
 
     /// Wait until this node's replica reflects everything committed before the call (the
     /// leader's read index, fetched from the leader when this node follows).
-    async fn read_barrier(&self) -> Result<(), ApiError> {
+    pub(crate) async fn read_barrier(&self) -> Result<(), ApiError> {
         self.admin
             .read_barrier()
             .await

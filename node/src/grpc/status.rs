@@ -14,6 +14,7 @@ use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
 use crate::network::snapshot_stream::SnapshotStreamError;
 use crate::queue::Role;
+use crate::queue::ScheduleRefusal;
 use crate::queue::TaskId;
 use crate::queue::TokenId;
 use crate::types::NodeId;
@@ -39,6 +40,11 @@ pub enum ApiError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// An `AddSchedule` the state machine refused.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleRefusal),
+    #[error("no schedule named '{0}'")]
+    NoSchedule(String),
     /// Too many client calls are in progress on this node (the limit is the field).
     #[error("node is busy: {0} client calls in progress; retry, on another node if you can")]
     Overloaded(usize),
@@ -58,7 +64,12 @@ impl ApiError {
     pub fn code(&self) -> Code {
         match self {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
-            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::NotFound(_) | ApiError::NoSchedule(_) => Code::NotFound,
+            ApiError::Schedule(e) => match e {
+                ScheduleRefusal::Exists { .. } => Code::AlreadyExists,
+                ScheduleRefusal::Full => Code::ResourceExhausted,
+                _ => Code::InvalidArgument,
+            },
             ApiError::WaitTimeout(_) => Code::DeadlineExceeded,
             ApiError::ReadBarrier(_) | ApiError::Overloaded(_) => Code::Unavailable,
             ApiError::Admin(e) => match e {

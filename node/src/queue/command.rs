@@ -15,6 +15,7 @@ use serde::Serialize;
 
 mod catalog;
 pub mod entry_format;
+mod schedule;
 mod limits;
 mod token;
 mod wire;
@@ -30,6 +31,7 @@ pub use catalog::name_prefix;
 pub use catalog::node_declarer;
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
+pub use schedule::*;
 pub use limits::LimitError;
 pub use limits::LimitInfo;
 pub use limits::LimitRule;
@@ -104,6 +106,8 @@ impl Request {
                             .map(|t| 8 + len(&t.name) + len(&t.queue))
                             .sum::<u64>()
                 }
+                Command::AddSchedule { schedule, .. } => schedule.size() as u64,
+                Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => 32 + len(name),
                 _ => 32,
             }
         };
@@ -175,6 +179,15 @@ impl Request {
                 Command::DeclareTasks { declarer, tasks } => {
                     s(declarer) + vec(tasks) + tasks.iter().map(|t| s(&t.name) + s(&t.queue)).sum::<u64>()
                 }
+                Command::AddSchedule { schedule, .. } => {
+                    let cadence = match &schedule.cadence {
+                        Cadence::Cron { expr, tz } => s(expr) + s(tz),
+                        Cadence::Interval { .. } => 0,
+                    };
+                    let t = &schedule.task;
+                    s(&schedule.name) + cadence + s(&t.name) + s(&t.queue) + heap(t.args.len())
+                }
+                Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => s(name),
                 Command::SetLimit { scope, .. } | Command::RemoveLimit { scope } => match scope {
                     LimitScope::Queue(n) | LimitScope::Task(n) | LimitScope::Key(n) => s(n),
                     LimitScope::AnyKey => 0,
@@ -281,6 +294,16 @@ pub enum Command {
     /// (stale reports change nothing). Not a change of state: `updated_ms` stays. Entry
     /// format 4.
     Progress { reports: Vec<ProgressReport> },
+    /// Add a periodic schedule (`state/schedule.rs`); the same name with the same spec changes
+    /// nothing, with another spec it is refused unless `replace`. Entry format 5.
+    AddSchedule {
+        schedule: Box<ScheduleSpec>,
+        replace: bool,
+    },
+    /// Remove the schedule named `name`. Entry format 5.
+    RemoveSchedule { name: String },
+    /// Pause (or resume) the schedule named `name`. Entry format 5.
+    PauseSchedule { name: String, paused: bool },
     /// Set (or replace) the flow-control limit of `scope` (`state/limits.rs`). Entry format 7.
     SetLimit { scope: LimitScope, rule: LimitRule },
     /// Remove the limit of `scope`; what it held back may be granted. Entry format 7.
@@ -474,6 +497,12 @@ pub enum Response {
     TasksDeclared(Result<u32, CatalogRefusal>),
     /// Per report: was it kept (its lease current).
     Progressed(Vec<bool>),
+    /// What `AddSchedule` did, or why it changed nothing.
+    ScheduleAdded(Result<ScheduleAdded, ScheduleRefusal>),
+    /// Whether `RemoveSchedule` found the schedule.
+    ScheduleRemoved(bool),
+    /// Whether `PauseSchedule` found the schedule.
+    SchedulePaused(bool),
     /// Whether `SetLimit` took the rule, or why not.
     LimitSet(Result<(), LimitError>),
     /// Whether `RemoveLimit` found a limit.

@@ -10,7 +10,8 @@
 //!   (`state/task.rs`), the task table (`state/table.rs`), the interner (`state/interner.rs`),
 //!   the indexes (`state/index.rs`, with the pending sets of `state/pending.rs`), the key index
 //!   (`state/key_index.rs`, the one randomly keyed structure), the lease rules and the one lease
-//!   check (`state/lease.rs`), standing capacity (`state/standing.rs`), the invariants
+//!   check (`state/lease.rs`), standing capacity (`state/standing.rs`), periodic schedules
+//!   (`state/schedule.rs`, slots in `state/schedule/slots.rs`), the invariants
 //!   (`state/invariants.rs`), the task extras (`state/extras.rs`: headers, progress), the
 //!   serialized form (`state/format.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).
@@ -22,12 +23,9 @@ pub mod state;
 
 pub use command::*;
 pub use state::ApplyEffects;
+pub use state::InFormat;
+pub use state::NEWEST_SNAPSHOT_FORMAT;
 pub use state::QueueState;
 pub use state::QueueStateV1;
-pub use state::QueueStateV2;
-pub use state::QueueStateV3;
-pub use state::QueueStateV4;
-pub use state::WithoutCatalog;
-pub use state::WithoutExtras;
-pub use state::WithoutTokens;
+pub use state::ReadFormat;
 pub use state::WorkerEffects;

@@ -38,8 +38,8 @@ pub fn check_queue_name(name: &str) -> Result<(), InvalidQueueName> {
     Err(InvalidQueueName { shown })
 }
 
-/// Check every queue name `commands` carry: the queue of each submitted task (empty: the
-/// default queue), a lease's queues, a purged or paused queue.
+/// Check every queue name `commands` carry: the queue of each submitted or scheduled task
+/// (empty: the default queue), a lease's queues, a purged or paused queue.
 pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
     for command in commands {
         match command {
@@ -75,7 +75,13 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             | Command::AllocateNodeId
             | Command::CreateToken { .. }
             | Command::RevokeToken { .. }
-            | Command::Progress { .. } => {}
+            | Command::Progress { .. }
+            | Command::RemoveSchedule { .. }
+            | Command::PauseSchedule { .. } => {}
+            Command::AddSchedule { schedule, .. } if !schedule.task.queue.is_empty() => {
+                check_queue_name(&schedule.task.queue)?;
+            }
+            Command::AddSchedule { .. } => {}
             Command::DeclareTasks { tasks, .. } => {
                 for task in tasks.iter().filter(|t| !t.queue.is_empty()) {
                     check_queue_name(&task.queue)?;

@@ -141,6 +141,18 @@ op!(
     /// [`Command::Progress`]: per report, whether it was kept.
     Progress { reports: Vec<ProgressReport> } => Progressed(Vec<bool>)
 );
+op!(
+    /// [`Command::AddSchedule`]: what was added, or why nothing changed.
+    AddSchedule { schedule: Box<ScheduleSpec>, replace: bool } => ScheduleAdded(Result<ScheduleAdded, ScheduleRefusal>)
+);
+op!(
+    /// [`Command::RemoveSchedule`]: whether the schedule existed.
+    RemoveSchedule { name: String } => ScheduleRemoved(bool)
+);
+op!(
+    /// [`Command::PauseSchedule`]: whether the schedule existed.
+    PauseSchedule { name: String, paused: bool } => SchedulePaused(bool)
+);
 
 op!(
     /// [`Command::SetLimit`]: the rule was taken, or why not.
@@ -229,7 +241,7 @@ mod tests {
             headers: Default::default(),
             concurrency_key: None,
         };
-        let two: Arc<[TaskSpec]> = vec![spec.clone(), spec].into();
+        let two: Arc<[TaskSpec]> = vec![spec.clone(), spec.clone()].into();
         let submitted = run(&mut q, Submit { tasks: two }).unwrap();
         assert_eq!(submitted.len(), 2);
         let w = || "w".to_string();
@@ -313,6 +325,32 @@ mod tests {
         };
         assert_eq!(run(&mut q, declare()).unwrap(), Ok(1));
         assert_eq!(run(&mut q, declare()).unwrap(), Ok(0));
+        let schedule = ScheduleSpec {
+            name: "s".into(),
+            cadence: Cadence::Interval { every_ms: 60_000 },
+            catch_up: CatchUp::Skip,
+            grace_ms: DEFAULT_GRACE_MS,
+            task: TaskSpec {
+                idempotency_key: None,
+                ..spec
+            },
+        };
+        let added = run(
+            &mut q,
+            AddSchedule {
+                schedule: schedule.into(),
+                replace: false,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((added.outcome, added.next_ms), (AddOutcome::Added, Some(61_000)));
+        let pause = PauseSchedule {
+            name: "s".into(),
+            paused: true,
+        };
+        assert!(run(&mut q, pause).unwrap());
+        assert!(run(&mut q, RemoveSchedule { name: "s".into() }).unwrap());
     }
 
     #[test]

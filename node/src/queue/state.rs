@@ -69,6 +69,11 @@
 //! - **Catalogue** (`state/catalog.rs`): `DeclareTasks` records task names with their
 //!   declarer and default queue, all or nothing, idempotently, within fixed bounds. Submits
 //!   are checked against it at the gRPC edge, never in `apply`.
+//! - **Schedules** (`state/schedule.rs`): `AddSchedule`, `RemoveSchedule` and `PauseSchedule`
+//!   keep periodic schedules (cron in a time zone, or intervals). After the timers, advancing
+//!   the clock fires every unpaused schedule whose next slot is due: each slot at most once
+//!   (one task keyed `schedule:<id>:<slot>`), never before its time; slots missed by more than
+//!   the schedule's grace are skipped or run once, as it says.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -108,9 +113,12 @@
 //!   queues), checked by `grpc/queue_service.rs`.
 //! - `extras.rs`: what few tasks carry, beside the table: submit headers, latest progress.
 //! - `reads.rs`: the reads (a task's view, counts per queue, the next deadline, the tables).
+//! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
+//!   (cron with croner, time zones and the DST rule with jiff).
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 5: everything as held, except the key
-//!   index; version 4 is the same without the extras, version 3 also without the catalogue,
+//! - `format.rs`: the serialized form (format version 6: everything as held, except the key
+//!   index; version 5 is the same without the schedules, version 4 also without the extras,
+//!   version 3 also without the catalogue,
 //!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
 use std::collections::BTreeMap;
@@ -143,6 +151,7 @@ mod pending;
 #[cfg(test)]
 mod proptests;
 mod reads;
+pub mod schedule;
 mod standing;
 mod table;
 mod task;
@@ -154,14 +163,12 @@ mod v1;
 pub use catalog::Catalog;
 pub use extras::Extras;
 pub use extras::Progress;
-pub use format::QueueStateV2;
-pub use format::QueueStateV3;
-pub use format::QueueStateV4;
-pub use format::WithoutCatalog;
-pub use format::WithoutExtras;
-pub use format::WithoutTokens;
+pub use format::InFormat;
+pub use format::NEWEST_FORMAT as NEWEST_SNAPSHOT_FORMAT;
+pub use format::ReadFormat;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
+pub use schedule::Schedules;
 pub use standing::WorkerEffects;
 pub use tokens::TokenRecord;
 pub use tokens::Tokens;
@@ -204,6 +211,8 @@ pub struct QueueState {
     catalog: Catalog,
     /// Headers and progress of the tasks that have some (see [`extras`]).
     extras: Extras,
+    /// Periodic schedules (see [`schedule`]).
+    schedules: Schedules,
 }
 
 impl Default for QueueState {
@@ -220,6 +229,7 @@ impl Default for QueueState {
             tokens: tokens::Tokens::default(),
             catalog: Catalog::default(),
             extras: Extras::default(),
+            schedules: Schedules::default(),
         }
     }
 }
@@ -278,6 +288,7 @@ impl QueueState {
             self.idx.timers.pop_first();
             self.fire(id, effects);
         }
+        self.fire_schedules(effects);
         self.idx.fire_wakes(self.now_ms);
         effects.became_pending += self.idx.flow.take_woke();
     }
@@ -380,6 +391,13 @@ impl QueueState {
             }
             Command::Progress { reports } => {
                 Response::Progressed(reports.iter().map(|r| self.progress(r.lease, &r.data)).collect())
+            }
+            Command::AddSchedule { schedule, replace } => {
+                Response::ScheduleAdded(self.schedules.add(schedule, *replace, self.now_ms))
+            }
+            Command::RemoveSchedule { name } => Response::ScheduleRemoved(self.schedules.remove(name)),
+            Command::PauseSchedule { name, paused } => {
+                Response::SchedulePaused(self.schedules.pause(name, *paused, self.now_ms))
             }
             Command::SetLimit { scope, rule } => Response::LimitSet(self.set_limit(scope, rule)),
             Command::RemoveLimit { scope } => Response::LimitRemoved(self.remove_limit(scope)),

@@ -1,17 +1,16 @@
 //! The snapshot format and the one snapshot file a node keeps.
 //!
-//! # Format (version 5)
+//! # Format (version 6)
 //!
 //! ```text
-//! b"FLQS" | version: u32 LE = 5 | crc32(body): u32 LE | body
+//! b"FLQS" | version: u32 LE = 6 | crc32(body): u32 LE | body
 //! body = bincode (crate::encoding) of SnapshotImage { last_applied, last_membership, state }
 //! ```
 //!
 //! Version 3 added the token table at the end of the state, version 4 the task catalogue
-//! after it, version 5 the task extras (headers, progress) after that. A state is written in
-//! the oldest version that holds it (a node of the build before the table it lacks reads it):
-//! without extras as version 4, without declared task names either as version 3, without
-//! tokens either as version 2. Versions 4, 3, 2 and 1 are read.
+//! after it, version 5 the task extras (headers, progress) after that, version 6 the
+//! schedules. A state is written in the oldest version that holds it (a node of the build
+//! before the table it lacks reads it: `queue/state/format.rs`). Versions 7 to 1 are read.
 //!
 //! The body is decoded under a limit that follows its length ([`crate::encoding`]).
 //!
@@ -45,33 +44,25 @@ use serde::Serialize;
 use super::error::SnapshotFormatError;
 use super::error::StorageError;
 use crate::encoding;
+use crate::queue::InFormat;
+use crate::queue::NEWEST_SNAPSHOT_FORMAT;
 use crate::queue::QueueState;
 use crate::queue::QueueStateV1;
-use crate::queue::QueueStateV2;
-use crate::queue::QueueStateV3;
-use crate::queue::QueueStateV4;
-use crate::queue::WithoutCatalog;
-use crate::queue::WithoutExtras;
-use crate::queue::WithoutTokens;
+use crate::queue::ReadFormat;
 use crate::types::SnapshotData;
 use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The newest format this build writes and reads. 5: version 4 and the task extras (headers,
-/// progress). 4: version 3 and the task catalogue. 3:
-/// version 2 and the token table. 2: the dense task layout (task options interned, key and
-/// args in one byte string, pending sets as bitmaps, no key index: it is rebuilt on load).
-/// Versions 4, 3, 2 and 1 are still read (1 is converted), so nodes can be upgraded over old
-/// data; a state without extras is written as 4, one without declared names either as 3, one
-/// without tokens either as 2.
-pub const FORMAT_VERSION: u32 = 5;
-/// The format of a state that holds no task headers or progress.
-pub const FORMAT_WITHOUT_EXTRAS: u32 = 4;
-/// The format of a state that never declared a task name.
-pub const FORMAT_WITHOUT_CATALOG: u32 = 3;
-/// The format of a state that never declared a task name nor held a token.
-pub const FORMAT_WITHOUT_TOKENS: u32 = 2;
+/// The newest format this build writes and reads. 8: version 7 and flow control (limits,
+/// concurrency keys). 7: reserved for another branch's table (here: version 6 and nothing).
+/// 6: version 5 and the schedules. 5: version 4
+/// and the task extras (headers, progress). 4: version 3 and the task catalogue. 3: version 2
+/// and the token table. 2: the dense task layout (task options interned, key and args in one
+/// byte string, pending sets as bitmaps, no key index: it is rebuilt on load). Versions 7 to 1
+/// are still read (1 is converted), so nodes can be upgraded over old data; a state is written
+/// in the oldest of them that holds it ([`QueueState::snapshot_format`]).
+pub const FORMAT_VERSION: u32 = NEWEST_SNAPSHOT_FORMAT;
 /// Magic, version, crc32.
 pub const HEADER_LEN: usize = 12;
 
@@ -120,24 +111,10 @@ pub fn encode_parts(
 ) -> Result<SnapshotData, SnapshotFormatError> {
     let mut out = Vec::with_capacity(HEADER_LEN + 4096);
     out.extend_from_slice(&MAGIC);
-    let version = match (
-        state.extras().is_pristine(),
-        state.catalog().is_pristine(),
-        state.tokens().is_pristine(),
-    ) {
-        (false, _, _) => FORMAT_VERSION,
-        (true, false, _) => FORMAT_WITHOUT_EXTRAS,
-        (true, true, false) => FORMAT_WITHOUT_CATALOG,
-        (true, true, true) => FORMAT_WITHOUT_TOKENS,
-    };
+    let version = state.snapshot_format();
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    let written = match version {
-        FORMAT_VERSION => write_image(&mut out, last_applied, last_membership, state),
-        FORMAT_WITHOUT_EXTRAS => write_image(&mut out, last_applied, last_membership, WithoutExtras(state)),
-        FORMAT_WITHOUT_CATALOG => write_image(&mut out, last_applied, last_membership, WithoutCatalog(state)),
-        _ => write_image(&mut out, last_applied, last_membership, WithoutTokens(state)),
-    };
+    let written = write_image(&mut out, last_applied, last_membership, InFormat(state, version));
     written.map_err(|e| SnapshotFormatError::Encode(e.to_string()))?;
     let crc = crc32fast::hash(&out[HEADER_LEN..]);
     out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -193,22 +170,18 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
             state: QueueState::try_from(old.state).map_err(SnapshotFormatError::Decode)?,
         });
     }
-    if version == FORMAT_WITHOUT_TOKENS {
-        let old: SnapshotImageOf<QueueStateV2> = decode_body(body)?;
-        return Ok(old.map(|s| s.0));
+    match version {
+        2 => decode_body::<SnapshotImageOf<ReadFormat<2>>>(body).map(|i| i.map(|s| s.0)),
+        3 => decode_body::<SnapshotImageOf<ReadFormat<3>>>(body).map(|i| i.map(|s| s.0)),
+        4 => decode_body::<SnapshotImageOf<ReadFormat<4>>>(body).map(|i| i.map(|s| s.0)),
+        5 => decode_body::<SnapshotImageOf<ReadFormat<5>>>(body).map(|i| i.map(|s| s.0)),
+        6 => decode_body::<SnapshotImageOf<ReadFormat<6>>>(body).map(|i| i.map(|s| s.0)),
+        7 => decode_body::<SnapshotImageOf<ReadFormat<7>>>(body).map(|i| i.map(|s| s.0)),
+        _ => decode_body(body),
     }
-    if version == FORMAT_WITHOUT_CATALOG {
-        let old: SnapshotImageOf<QueueStateV3> = decode_body(body)?;
-        return Ok(old.map(|s| s.0));
-    }
-    if version == FORMAT_WITHOUT_EXTRAS {
-        let old: SnapshotImageOf<QueueStateV4> = decode_body(body)?;
-        return Ok(old.map(|s| s.0));
-    }
-    decode_body(body)
 }
 
-/// A version 2, 3 or 4 snapshot: the state without its newer tables, read as `S`.
+/// A snapshot of an older version: the state without its newer tables, read as `S`.
 #[derive(Deserialize)]
 struct SnapshotImageOf<S> {
     last_applied: Option<LogIdOf<TypeConfig>>,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
+use flotilla_proto::v1::schedule_service_server::ScheduleServiceServer;
 use flotilla_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::sync::oneshot;
 use tracing::error;
@@ -52,6 +53,7 @@ where
     let Serving {
         raft,
         queue_api,
+        schedule_api,
         raft_api,
         worker_api,
         sessions,
@@ -120,6 +122,11 @@ where
         .add_service(
             QueueServiceServer::new(queue_api)
                 // A client request needs no more than a full batch of full payloads (capped).
+                .max_decoding_message_size(config.max_request_bytes())
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            ScheduleServiceServer::new(schedule_api)
                 .max_decoding_message_size(config.max_request_bytes())
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )

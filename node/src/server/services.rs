@@ -21,6 +21,7 @@ use crate::cluster::tokens;
 use crate::config::Config;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
+use crate::grpc::ScheduleApi;
 use crate::grpc::WorkerApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::auth::AuthLayer;
@@ -44,6 +45,7 @@ use crate::worker::remote::Sessions;
 pub(super) struct Serving {
     pub(super) raft: Raft,
     pub(super) queue_api: QueueApi,
+    pub(super) schedule_api: ScheduleApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -147,6 +149,7 @@ pub(super) fn start_services(
         known_tasks,
         limits,
     );
+    let schedule_api = ScheduleApi::new(queue_api.clone(), proposer.clone());
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -158,6 +161,7 @@ pub(super) fn start_services(
     let serving = Serving {
         raft: raft.clone(),
         queue_api,
+        schedule_api,
         raft_api,
         worker_api,
         sessions,

@@ -278,6 +278,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
         world.add_node(&mut sim, vec![world.slots[0].addr()]);
     }
     let addrs = world.live_addrs();
+    sim.client("sched", workload::schedules(addrs.clone(), shared.clone()));
     for c in 1..=plan.clients {
         sim.client(
             format!("c{c}").as_str(),
@@ -338,7 +339,12 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     workload::set_driver_now(at);
     violations.extend(states.check_all(&world.slots, at));
     match converged {
-        Some(nodes) => violations.extend(invariants::replicas_agree::check(&nodes, at)),
+        Some(nodes) => {
+            violations.extend(invariants::replicas_agree::check(&nodes, at));
+            if let Some((_, first)) = nodes.first() {
+                violations.extend(invariants::schedules_exact::check(first, at));
+            }
+        }
         None => violations.push(Violation::new(
             "replicas_agree",
             at,

@@ -281,3 +281,92 @@ async fn submit_batch(
         Err(e) => shared.event(format!("{who} submit {round} failed: {e}")),
     }
 }
+
+/// The schedules the `sched` client adds: (name, cadence, grace, catch-up). Two with a grace
+/// longer than any run, whose every slot is due (`invariants::schedules_exact` checks each is
+/// enqueued once); one with the shortest grace and catch-up `once`, which outages make miss
+/// slots.
+pub const SCHEDULES: [(&str, SimCadence, Duration, flotilla_client::CatchUp); 3] = [
+    (
+        "sim-every",
+        SimCadence::Every(1_300),
+        Duration::from_secs(3_600),
+        flotilla_client::CatchUp::Skip,
+    ),
+    (
+        "sim-cron",
+        SimCadence::EverySecondsCron(2),
+        Duration::from_secs(3_600),
+        flotilla_client::CatchUp::Skip,
+    ),
+    (
+        "sim-tight",
+        SimCadence::Every(1_000),
+        Duration::from_secs(1),
+        flotilla_client::CatchUp::Once,
+    ),
+];
+
+/// The cadences the simulator uses: ones whose slots the checker computes by plain arithmetic.
+#[derive(Clone, Copy, Debug)]
+pub enum SimCadence {
+    /// Every so many ms from when the schedule was added.
+    Every(u64),
+    /// `*/n * * * * *` in Europe/Berlin: every whole multiple of `n` seconds (a zone's offset
+    /// is whole minutes, so it moves no second-of-minute).
+    EverySecondsCron(u64),
+}
+
+/// The `sched` client: adds [`SCHEDULES`] at the start of the run (each retried until
+/// acknowledged: adding is idempotent), then leaves the cluster to fire them.
+pub async fn schedules(addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Result {
+    let plan = &shared.plan;
+    let client = Client::builder(addrs)
+        .token(&super::node::admin_token(plan.seed))?
+        .channel_factory(Arc::new(net::channel))
+        .seed(plan.seed ^ 0x5c4e_d01e)
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await?;
+    let faulty_ms = plan.faulty_phase.as_millis() as u64;
+    let deadline = faulty_ms + plan.heal_limit.as_millis() as u64;
+    for (name, cadence, grace, catch_up) in SCHEDULES {
+        let args = TaskArgs {
+            tag: format!("schedule-{name}"),
+            ms: 0,
+            fail: 0,
+        };
+        let task = client
+            .task(TASK)
+            .args(&args)
+            .expect("task arguments encode")
+            .max_retries(3)
+            .result_ttl(Duration::from_secs(24 * 3_600));
+        let request = match cadence {
+            SimCadence::Every(ms) => client.schedule_every(name, Duration::from_millis(ms), task),
+            SimCadence::EverySecondsCron(n) => {
+                client.schedule_cron(name, format!("*/{n} * * * * *"), "Europe/Berlin", task)
+            }
+        }
+        .grace(grace)
+        .catch_up(catch_up);
+        loop {
+            match client.add_schedule(request.clone()).await {
+                Ok(added) => {
+                    shared.event(format!("sched add {name}: {} id {}", added.outcome, added.id));
+                    break;
+                }
+                Err(e) if now_ms() < deadline => {
+                    shared.event(format!("sched add {name} failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    shared.problem(format!("sched: schedule {name} never added: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}

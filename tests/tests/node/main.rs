@@ -1,8 +1,9 @@
 //! Integration tests of one real `node` process on loopback: flags, bad input, restart after
-//! SIGKILL. Files by priority: t10 basic, t50 environment, t90 regressions.
+//! SIGKILL, schedules through the CLI. Files by priority: t10 basic, t50 environment, t90 regressions.
 
 mod t10_basic;
 mod t20_http;
 mod t20_reflection;
+mod t20_schedules;
 mod t50_disk_full;
 mod t50_limits;

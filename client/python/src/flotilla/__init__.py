@@ -16,6 +16,7 @@ Module map:
   sent yet, its idempotency key fixed), :class:`TaskContext` (``task.request`` in a handler).
 - ``result``: :class:`AsyncResult` (``get``, ``state``, ``result``, ``ready``).
 - ``spec``: :class:`SubmitOptions` and ``build_spec``, the one place a call becomes a wire spec.
+- ``schedule``: periodic schedules (``app.schedule``, ``schedule_request``); docs/SCHEDULES.md.
 - ``payload``: the JSON convention for args and kwargs (docs/PAYLOADS.md).
 - ``client``: :class:`Client`, the low-level calls, node failover and the retry loop.
 - ``retry``: :class:`RetryPolicy`, the pure ``Backoff``, which failures are transient.
@@ -44,7 +45,14 @@ from flotilla.errors import (
     Unauthenticated,
     Unavailable,
 )
-from flotilla.info import QueueStats, Submitted, TaskInfo, TaskState
+from flotilla.info import (
+    QueueStats,
+    ScheduleAdded,
+    ScheduleInfo,
+    Submitted,
+    TaskInfo,
+    TaskState,
+)
 from flotilla.result import AsyncResult
 from flotilla.retry import RetryPolicy
 from flotilla.spec import SubmitOptions
@@ -65,6 +73,8 @@ __all__ = [
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
+    "ScheduleAdded",
+    "ScheduleInfo",
     "ServerError",
     "Signature",
     "SubmitOptions",

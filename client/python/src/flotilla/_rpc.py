@@ -1,5 +1,6 @@
-"""Typed gRPC stubs of ``QueueService`` and ``WorkerService``, built from the generated
-descriptors (so a method renamed in the .proto fails at import, not at call time).
+"""Typed gRPC stubs of ``QueueService``, ``ScheduleService`` and ``WorkerService``, built from
+the generated descriptors (so a method renamed in the .proto fails at import, not at call
+time).
 
 Only the messages are generated (``flotilla.v1``); grpcio's generated service glue is untyped,
 and these few lines are all the SDK needs of it.
@@ -14,6 +15,7 @@ import grpc
 from google.protobuf.message import Message
 
 from flotilla.v1 import queue_pb2 as qpb
+from flotilla.v1 import schedule_pb2 as spb
 from flotilla.v1 import worker_pb2 as wpb
 
 Req = TypeVar("Req", bound=Message)
@@ -21,6 +23,7 @@ Resp = TypeVar("Resp", bound=Message)
 
 QUEUE_SERVICE = qpb.DESCRIPTOR.services_by_name["QueueService"].full_name
 WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
+SCHEDULE_SERVICE = spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -32,17 +35,21 @@ def method_path(service: str, method: str) -> str:
 
 
 def _unary(
-    channel: grpc.Channel, method: str, req: type[Req], resp: type[Resp]
+    channel: grpc.Channel,
+    method: str,
+    req: type[Req],
+    resp: type[Resp],
+    service: str = QUEUE_SERVICE,
 ) -> grpc.UnaryUnaryMultiCallable[Req, Resp]:
     return channel.unary_unary(
-        method_path(QUEUE_SERVICE, method),
+        method_path(service, method),
         request_serializer=req.SerializeToString,
         response_deserializer=resp.FromString,
     )
 
 
 class QueueStub:
-    """The client-facing calls of one node."""
+    """The client-facing calls of one node (``QueueService``, and ``ScheduleService``'s)."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.submit = _unary(channel, "Submit", qpb.SubmitRequest, qpb.SubmitResponse)
@@ -53,6 +60,34 @@ class QueueStub:
         )
         self.cluster_status = _unary(
             channel, "ClusterStatus", qpb.ClusterStatusRequest, qpb.ClusterStatusResponse
+        )
+        self.add_schedule = _unary(
+            channel,
+            "AddSchedule",
+            spb.AddScheduleRequest,
+            spb.AddScheduleResponse,
+            SCHEDULE_SERVICE,
+        )
+        self.list_schedules = _unary(
+            channel,
+            "ListSchedules",
+            spb.ListSchedulesRequest,
+            spb.ListSchedulesResponse,
+            SCHEDULE_SERVICE,
+        )
+        self.pause_schedule = _unary(
+            channel,
+            "PauseSchedule",
+            spb.PauseScheduleRequest,
+            spb.PauseScheduleResponse,
+            SCHEDULE_SERVICE,
+        )
+        self.remove_schedule = _unary(
+            channel,
+            "RemoveSchedule",
+            spb.RemoveScheduleRequest,
+            spb.RemoveScheduleResponse,
+            SCHEDULE_SERVICE,
         )
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(

@@ -9,8 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional, Union, overload
 
 from flotilla.client import Client, Nodes
+from flotilla.info import ScheduleAdded
 from flotilla.result import AsyncResult
 from flotilla.retry import RetryPolicy
+from flotilla.schedule import schedule_request
 from flotilla.spec import Eta, SubmitOptions, build_spec
 from flotilla.task import Signature, Task
 
@@ -171,6 +173,48 @@ class Flotilla:
         """
         specs = [build_spec(c.name, c.args, c.kwargs, c.options) for c in calls]
         return [AsyncResult(s.id, self, duplicate=s.duplicate) for s in self.client.submit(specs)]
+
+    def schedule(
+        self,
+        name: str,
+        task: Union[Task, str],
+        *,
+        cron: Optional[str] = None,
+        tz: str = "",
+        every: Optional[float] = None,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        catch_up: str = "skip",
+        grace: Optional[float] = None,
+        replace: bool = True,
+        **options: Any,
+    ) -> ScheduleAdded:
+        """Has the cluster call ``task`` (a task of this app, or a task name) with ``args`` and
+        ``kwargs`` at every time of ``cron`` in IANA zone ``tz`` (empty: UTC), or every
+        ``every`` seconds: like an entry of Celery's ``beat_schedule``, kept and fired by the
+        cluster (needs an admin token). ``options`` are SubmitOptions fields (``queue``,
+        ``max_retries``, ...; not ``eta``, ``countdown`` nor ``idempotency_key``).
+
+        Meant to run at every start of the application: the same schedule again changes
+        nothing; a changed one replaces the old (``replace=False`` refuses instead)::
+
+            app.schedule("nightly-report", build_report, cron="30 2 * * *", tz="Europe/Berlin")
+            app.schedule("heartbeat", "noop", every=10)
+        """
+        task_name = task if isinstance(task, str) else task.name
+        sig = self.signature(task_name, args, kwargs, **options)
+        spec = build_spec(sig.name, sig.args, sig.kwargs, sig.options)
+        request = schedule_request(
+            name,
+            spec,
+            cron=cron,
+            tz=tz,
+            every=every,
+            catch_up=catch_up,
+            grace=grace,
+            replace=replace,
+        )
+        return self.client.add_schedule(request)
 
     def AsyncResult(self, task_id: int) -> AsyncResult:  # noqa: N802 (Celery's name)
         """A handle on the task ``task_id`` of this app's cluster."""

@@ -28,9 +28,17 @@ from flotilla.errors import (
     Unauthenticated,
     Unavailable,
 )
-from flotilla.info import ClusterStatus, QueueStats, Submitted, TaskInfo
+from flotilla.info import (
+    ClusterStatus,
+    QueueStats,
+    ScheduleAdded,
+    ScheduleInfo,
+    Submitted,
+    TaskInfo,
+)
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
 from flotilla.v1 import queue_pb2 as qpb
+from flotilla.v1 import schedule_pb2 as spb
 
 T = TypeVar("T")
 
@@ -161,6 +169,34 @@ class Client:
         """Members, roles and the leader, as the answering node sees them."""
         reply = self._unary(lambda s, t: s.cluster_status(qpb.ClusterStatusRequest(), timeout=t))
         return ClusterStatus.from_wire(reply)
+
+    def add_schedule(self, request: spb.AddScheduleRequest) -> ScheduleAdded:
+        """Adds a schedule (needs an admin token; build the request with
+        ``flotilla.schedule.schedule_request``). Adding it again with the same spec is harmless
+        (``outcome`` is ``"unchanged"``)."""
+        reply = self._unary(lambda s, t: s.add_schedule(request, timeout=t))
+        return ScheduleAdded.from_wire(reply)
+
+    def schedules(self, upcoming: int = 1) -> list[ScheduleInfo]:
+        """Every schedule, by name, each with its next ``upcoming`` run times (1 to 100)."""
+        request = spb.ListSchedulesRequest(upcoming=upcoming)
+        reply = self._unary(lambda s, t: s.list_schedules(request, timeout=t))
+        return [ScheduleInfo.from_wire(i) for i in reply.schedules]
+
+    def pause_schedule(self, name: str) -> None:
+        """Pauses schedule ``name`` (admin): slots that pass while paused do not run."""
+        request = spb.PauseScheduleRequest(name=name, paused=True)
+        self._unary(lambda s, t: s.pause_schedule(request, timeout=t))
+
+    def resume_schedule(self, name: str) -> None:
+        """Resumes schedule ``name`` (admin) from its next slot after now."""
+        request = spb.PauseScheduleRequest(name=name, paused=False)
+        self._unary(lambda s, t: s.pause_schedule(request, timeout=t))
+
+    def remove_schedule(self, name: str) -> None:
+        """Removes schedule ``name`` (admin); the tasks it enqueued stay."""
+        request = spb.RemoveScheduleRequest(name=name)
+        self._unary(lambda s, t: s.remove_schedule(request, timeout=t))
 
     def wait(self, ids: Iterable[int], timeout: Optional[float]) -> Iterator[TaskInfo]:
         """Yields each task's final state as it is reached (completion order, each id once;

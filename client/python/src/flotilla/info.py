@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from flotilla import payload
 from flotilla.v1 import queue_pb2 as qpb
+from flotilla.v1 import schedule_pb2 as spb
 
 
 class TaskState(str, enum.Enum):
@@ -158,4 +159,67 @@ class ClusterStatus:
             commit_index=s.commit_index,
             applied_index=s.applied_index,
             members=tuple(Member(m.id, m.addr, m.role, m.zone) for m in s.members),
+        )
+
+
+@dataclass(frozen=True)
+class ScheduleAdded:
+    """What adding a schedule did."""
+
+    id: int
+    #: ``"added"``, ``"unchanged"`` (it existed with this spec) or ``"replaced"``.
+    outcome: str
+    #: Its next slot, ms since the Unix epoch (None while paused).
+    next_unix_ms: Optional[int]
+
+    @classmethod
+    def from_wire(cls, r: spb.AddScheduleResponse) -> ScheduleAdded:
+        return cls(r.id, r.outcome, r.next_unix_ms if r.HasField("next_unix_ms") else None)
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A schedule as the cluster holds it."""
+
+    id: int
+    name: str
+    #: The cron expression and its zone, or empty and the interval (ms).
+    cron: str
+    tz: str
+    every_ms: int
+    catch_up: str
+    grace_ms: int
+    task: str
+    queue: str
+    paused: bool
+    created_unix_ms: int
+    #: Its next run times, ms since the Unix epoch (none while paused).
+    next_unix_ms: tuple[int, ...]
+    last_slot_unix_ms: Optional[int]
+    last_task_id: Optional[int]
+    #: Tasks enqueued so far.
+    fired: int
+    #: Times it found slots missed by an outage.
+    outages: int
+
+    @classmethod
+    def from_wire(cls, i: spb.ScheduleInfo) -> ScheduleInfo:
+        s = i.schedule
+        return cls(
+            id=i.id,
+            name=s.name,
+            cron=s.cron,
+            tz=s.time_zone,
+            every_ms=s.every_ms,
+            catch_up="once" if s.catch_up == spb.CATCH_UP_ONCE else "skip",
+            grace_ms=s.grace_ms,
+            task=s.task.name,
+            queue=s.task.queue,
+            paused=i.paused,
+            created_unix_ms=i.created_unix_ms,
+            next_unix_ms=tuple(i.next_unix_ms),
+            last_slot_unix_ms=i.last_slot_unix_ms if i.HasField("last_slot_unix_ms") else None,
+            last_task_id=i.last_task_id if i.HasField("last_task_id") else None,
+            fired=i.fired,
+            outages=i.outages,
         )

@@ -86,6 +86,11 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Periodic schedules: add, list (with next run times), pause, resume, remove.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
     /// The task names submits may use: each with its default queue and who declared it.
     Tasks {
         /// Print JSON.
@@ -111,6 +116,76 @@ pub enum TasksAction {
         #[arg(long, default_value = "operator")]
         declarer: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Add a schedule (needs an admin token): NAME enqueues TASK at every time of --cron (in
+    /// --tz) or --every. Adding it again with the same options changes nothing.
+    Add(ScheduleAddArgs),
+    /// Every schedule: its cadence, task, state and next run times.
+    List {
+        /// How many next run times to show per schedule.
+        #[arg(long, default_value_t = 1)]
+        next: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a schedule: slots that pass while paused do not run.
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Resume a paused schedule from its next slot after now.
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Remove a schedule; the tasks it enqueued stay.
+    Remove {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// The schedule's name (unique).
+    pub name: String,
+    /// The task to enqueue, e.g. "echo".
+    pub task: String,
+    /// A cron expression: 5 fields (minute hour day-of-month month day-of-week), 6 with
+    /// seconds first, or a nickname such as @daily.
+    #[arg(long, required_unless_present = "every", conflicts_with = "every")]
+    pub cron: Option<String>,
+    /// The IANA time zone --cron is read in, e.g. Europe/Berlin [default: UTC].
+    #[arg(long, conflicts_with = "every")]
+    pub tz: Option<String>,
+    /// Or: every so long (a number and a unit: s, m, h, d), from now.
+    #[arg(long, value_parser = parse_duration)]
+    pub every: Option<std::time::Duration>,
+    /// Slots missed by more than --grace (an outage): skip them, or run them once.
+    #[arg(long, default_value = "skip")]
+    pub catch_up: flotilla_client::CatchUp,
+    /// How late a slot may run and still count as on time (1s to 1h) [default: 1m].
+    #[arg(long, value_parser = parse_duration)]
+    pub grace: Option<std::time::Duration>,
+    /// The task's arguments as a JSON document.
+    #[arg(long, value_parser = parse_json, default_value = "null")]
+    pub args: serde_json::Value,
+    /// The task's queue (default: the task name's default queue).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// The task's retries after a failed attempt.
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Replace a schedule of this name that has other options.
+    #[arg(long)]
+    pub replace: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,7 +246,7 @@ pub enum TokenAction {
         role: flotilla_client::TokenRole,
         /// It expires this long after its creation: a number and a unit (s, m, h, d), e.g.
         /// 30m or 7d [default: never].
-        #[arg(long, value_parser = parse_ttl)]
+        #[arg(long, value_parser = parse_duration)]
         ttl: Option<std::time::Duration>,
         /// A note shown by `token list`.
         #[arg(long, default_value = "")]
@@ -194,7 +269,7 @@ pub enum TokenAction {
 }
 
 /// `30s`, `10m`, `24h`, `7d`.
-fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let n: u64 = number
@@ -208,7 +283,7 @@ fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("'{s}': the unit must be s, m, h or d")),
     };
     if n == 0 {
-        return Err("a ttl must be above 0".into());
+        return Err("a duration must be above 0".into());
     }
     Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
 }
@@ -283,6 +358,60 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("flotilla").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn schedule_add_takes_a_cron_or_an_interval() {
+        let cli = parse(&[
+            "schedule",
+            "add",
+            "nightly",
+            "report",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--catch-up",
+            "once",
+            "--grace",
+            "5m",
+        ])
+        .unwrap();
+        let Command::Schedule {
+            action: ScheduleAction::Add(a),
+        } = cli.command
+        else {
+            panic!("not schedule add")
+        };
+        assert_eq!(
+            (a.cron.as_deref(), a.tz.as_deref(), a.catch_up, a.grace),
+            (
+                Some("30 2 * * *"),
+                Some("Europe/Berlin"),
+                flotilla_client::CatchUp::Once,
+                Some(std::time::Duration::from_secs(300))
+            )
+        );
+        assert!(parse(&["schedule", "add", "s", "t", "--every", "10s"]).is_ok());
+        // Exactly one of the two; a zone only with a cron expression.
+        assert!(parse(&["schedule", "add", "s", "t"]).is_err());
+        assert!(
+            parse(&[
+                "schedule",
+                "add",
+                "s",
+                "t",
+                "--every",
+                "1s",
+                "--cron",
+                "* * * * *"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["schedule", "add", "s", "t", "--every", "1s", "--tz", "UTC"]).is_err());
+        assert!(parse(&["schedule", "add", "s", "t", "--every", "1s", "--catch-up", "all"]).is_err());
+        assert!(parse(&["schedule", "pause", "s"]).is_ok());
+        assert!(parse(&["schedule", "list", "--next", "3", "--json"]).is_ok());
     }
 
     #[test]

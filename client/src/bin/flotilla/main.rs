@@ -3,6 +3,7 @@
 //! - `cli`: the clap definitions.
 //! - `certs`: `flotilla certs`, the TLS quick start.
 //! - `output`: JSON lines and human text (pure functions).
+//! - `schedule`: `flotilla schedule ...`, periodic schedules.
 //!
 //! Exit status: 0 on success; 1 when a call failed (message on stderr) or a waited-for task did
 //! not succeed; 2 for usage errors.
@@ -10,6 +11,7 @@
 mod certs;
 mod cli;
 mod output;
+mod schedule;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -122,6 +124,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Tasks { json, action } => {
             tasks(&client, json, action, &mut out).await?;
+            Outcome::AllSucceeded
+        }
+        Command::Schedule { action } => {
+            schedule::run(&client, action, &mut out).await?;
             Outcome::AllSucceeded
         }
         Command::Status { json } => {

@@ -114,6 +114,17 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
         need("/flotilla.v1.WorkerService/Session"),
         Need::Client(Right::Work)
     );
+    // Schedules: listing reads, every change is an admin's.
+    assert_eq!(
+        need("/flotilla.v1.ScheduleService/ListSchedules"),
+        Need::Client(Right::Read)
+    );
+    for change in ["AddSchedule", "PauseSchedule", "RemoveSchedule"] {
+        assert_eq!(
+            need(&format!("/flotilla.v1.ScheduleService/{change}")),
+            Need::Client(Right::Admin)
+        );
+    }
     assert_eq!(need(ADMIN_PATH), Need::PeerOrJoin);
     assert_eq!(need(VOTE_PATH), Need::Peer);
     assert_eq!(need("/"), Need::Client(Right::Admin));

@@ -8,9 +8,10 @@
 //! Format 2 added `CreateToken` and `RevokeToken` (API tokens), format 3 `DeclareTasks` (the
 //! task catalogue), format 4 submit headers (a `Submit` with a task that has headers; without
 //! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
-//! one) and `Progress`; format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
-//! key (formats 5 and 6 belong to other branches); every other command is still written in
-//! format 1.
+//! one) and `Progress`, format 5 `AddSchedule`, `RemoveSchedule` and `PauseSchedule`
+//! (periodic schedules), format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
+//! key (flow control; format 6 belongs to another branch); every other command is still
+//! written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -134,6 +135,8 @@ impl Command {
             // Format 3: the task catalogue (issue 11).
             Command::DeclareTasks { .. } => 3,
             Command::Progress { .. } => 4,
+            // Format 5: periodic schedules (issue 12).
+            Command::AddSchedule { .. } | Command::RemoveSchedule { .. } | Command::PauseSchedule { .. } => 5,
             // Format 7: flow-control limits (issue 12).
             Command::SetLimit { .. } | Command::RemoveLimit { .. } => 7,
         }
@@ -373,6 +376,22 @@ mod tests {
         assert_eq!(bytes[..2], [TAG, 4]);
         assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
         assert!(encoding::decode::<Derived>(&bytes).is_err());
+    }
+
+    #[test]
+    fn an_entry_with_a_schedule_command_is_written_as_format_5() {
+        let mut r = req(42);
+        r.commands.push(Command::PauseSchedule {
+            name: "nightly".into(),
+            paused: true,
+        });
+        assert_eq!(r.format(), 5);
+        let bytes = encoding::encode(&r).unwrap();
+        assert_eq!(bytes[..2], [TAG, 5]);
+        assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
+        // Without it, the same entry keeps format 1's bytes.
+        r.commands.pop();
+        assert_ne!(encoding::encode(&r).unwrap()[0], TAG);
     }
 
     #[test]

@@ -1,30 +1,42 @@
-//! The serialized form of [`QueueState`] (snapshot format version 5; `state/v1.rs` reads
+//! The serialized form of [`QueueState`] (snapshot format version 6; `state/v1.rs` reads
 //! version 1), and the equality that follows it.
 //!
-//! Version 3 is version 2 followed by the token table; version 4 is version 3 followed by the
-//! task catalogue; version 5 is version 4 followed by the task extras (headers, progress:
-//! `extras.rs`). A state is written in the oldest version that holds it (the rule of
-//! `docs/adr/002-format-versions.md`): one without extras as version 4 ([`WithoutExtras`]),
-//! one that also never declared a task name as version 3 ([`WithoutCatalog`]), one that also
-//! never held a token as version 2 ([`WithoutTokens`]), so a cluster that does not use the new
-//! tables keeps writing snapshots the builds before them read; [`QueueStateV4`],
-//! [`QueueStateV3`] and [`QueueStateV2`] read those versions back.
+//! Each version is the one before it followed by one more table ([`TABLES`]): 3 the token
+//! table, 4 the task catalogue, 5 the task extras (headers, progress: `extras.rs`), 6 the
+//! periodic schedules (`schedule.rs`), 7 a slot reserved for another branch's table (written
+//! as nothing: a unit), 8 flow control (limits, lanes, keys: `limits.rs`, `lanes.rs`). A state is written in the oldest version that holds it
+//! (the rule of `docs/adr/002-format-versions.md`, [`QueueState::snapshot_format`]): a table
+//! that is pristine is left out with every table after it, so a cluster that does not use the
+//! new tables keeps writing snapshots the builds before them read. [`InFormat`] writes a given
+//! version (refusing a state that would lose a table) and [`ReadFormat`] reads one back.
 //!
-//! Every field is serialized as it is held, in the order below (bincode is positional), except
-//! the key index: it is derived from the tasks, not ordered, and rebuilt on load, so its random
-//! hash never reaches the bytes. Replicas that applied the same log serialize to the same
-//! bytes, which `sim dst` compares (`replicas_agree`). Changing a serialized type or the order
-//! of these fields is a new format version.
+//! Every field is serialized as it is held, in the order below (bincode is positional: a
+//! struct, a tuple and a nested struct of the same fields are the same bytes), except the key
+//! index: it is derived from the tasks, not ordered, and rebuilt on load, so its random hash
+//! never reaches the bytes. Replicas that applied the same log serialize to the same bytes,
+//! which `sim dst` compares (`replicas_agree`). Changing a serialized type or the order of
+//! these fields is a new format version.
+//!
+//! Adding a table: append it to [`TABLES`] (its format is the next version), to the writer and
+//! the reader below, and to [`QueueState::from_owned`]; bump `raft/snapshot.rs`'s
+//! `FORMAT_VERSION`; add a fixture.
+
+use std::fmt;
 
 use serde::Deserialize;
 use serde::Serialize;
+use serde::de::SeqAccess;
+use serde::de::Visitor;
+use serde::ser::SerializeTuple;
 
 use super::Catalog;
 use super::Extras;
 use super::Index;
+use super::limits::Flow;
 use super::Interner;
 use super::KeyIndex;
 use super::QueueState;
+use super::Schedules;
 use super::Table;
 use super::Task;
 use super::Tokens;
@@ -32,7 +44,25 @@ use super::standing;
 use crate::queue::command::TaskId;
 use crate::queue::command::UnixMs;
 
-/// The serialized fields of [`QueueState`], in order (the key index is rebuilt on load).
+/// The oldest snapshot format: the dense task layout, no optional table.
+pub const BASE_FORMAT: u32 = 2;
+
+/// The optional tables in the order they follow the base fields, each with the format that
+/// added it (its position + 3) and what a state holding it is told when written older.
+pub const TABLES: [(&str, u32); 6] = [
+    ("tokens", 3),
+    ("declared task names", 4),
+    ("task headers or progress", 5),
+    ("schedules", 6),
+    // Reserved for branch `ops` (issue 13): always pristine here, written as a unit (no bytes).
+    ("reserved", 7),
+    ("limits or concurrency keys", 8),
+];
+
+/// The newest snapshot format of the queue state.
+pub const NEWEST_FORMAT: u32 = BASE_FORMAT + TABLES.len() as u32;
+
+/// The base fields of [`QueueState`], in order (the key index is rebuilt on load).
 #[derive(Serialize)]
 struct StateRef<'a> {
     now_ms: UnixMs,
@@ -42,27 +72,6 @@ struct StateRef<'a> {
     idx: &'a Index,
     next_node_id: u64,
     standing: &'a standing::Standing,
-}
-
-/// Version 3: version 2, then the token table.
-#[derive(Serialize)]
-struct StateRefV3<'a> {
-    v2: StateRef<'a>,
-    tokens: &'a Tokens,
-}
-
-/// Version 4: version 3, then the task catalogue.
-#[derive(Serialize)]
-struct StateRefV4<'a> {
-    v3: StateRefV3<'a>,
-    catalog: &'a Catalog,
-}
-
-/// Version 5: version 4, then the task extras.
-#[derive(Serialize)]
-struct StateRefV5<'a> {
-    v4: StateRefV4<'a>,
-    extras: &'a Extras,
 }
 
 #[derive(Deserialize)]
@@ -76,26 +85,18 @@ struct StateOwned {
     standing: standing::Standing,
 }
 
-#[derive(Deserialize)]
-struct StateOwnedV3 {
-    v2: StateOwned,
+/// The optional tables, each default (pristine) when the format read predates it.
+#[derive(Default)]
+struct Tables {
     tokens: Tokens,
-}
-
-#[derive(Deserialize)]
-struct StateOwnedV4 {
-    v3: StateOwnedV3,
     catalog: Catalog,
-}
-
-#[derive(Deserialize)]
-struct StateOwnedV5 {
-    v4: StateOwnedV4,
     extras: Extras,
+    schedules: Schedules,
+    flow: Flow,
 }
 
 impl QueueState {
-    fn v2_ref(&self) -> StateRef<'_> {
+    fn base_ref(&self) -> StateRef<'_> {
         StateRef {
             now_ms: self.now_ms,
             next_id: self.next_id,
@@ -107,150 +108,162 @@ impl QueueState {
         }
     }
 
-    fn v3_ref(&self) -> StateRefV3<'_> {
-        StateRefV3 {
-            v2: self.v2_ref(),
-            tokens: &self.tokens,
-        }
+    /// Which optional tables hold something, in [`TABLES`] order.
+    fn tables_used(&self) -> [bool; TABLES.len()] {
+        [
+            !self.tokens.is_pristine(),
+            !self.catalog.is_pristine(),
+            !self.extras.is_pristine(),
+            !self.schedules.is_pristine(),
+            false,
+            !self.idx.flow.is_pristine(),
+        ]
     }
 
-    fn v4_ref(&self) -> StateRefV4<'_> {
-        StateRefV4 {
-            v3: self.v3_ref(),
-            catalog: &self.catalog,
-        }
+    /// The oldest snapshot format that holds this state: the format of the last table in use.
+    pub fn snapshot_format(&self) -> u32 {
+        self.tables_used()
+            .iter()
+            .zip(TABLES)
+            .filter(|(used, _)| **used)
+            .map(|(_, (_, format))| format)
+            .max()
+            .unwrap_or(BASE_FORMAT)
     }
 
-    fn from_owned(o: StateOwned, tokens: Tokens, catalog: Catalog, extras: Extras) -> Result<Self, String> {
+    fn from_owned(o: StateOwned, t: Tables) -> Result<Self, String> {
         let idempotency = KeyIndex::build(&o.tasks)?;
-        let catalog = super::catalog::checked(catalog)?;
-        extras.check(|id| o.tasks.get(id).is_some())?;
+        let catalog = super::catalog::checked(t.catalog)?;
+        t.extras.check(|id| o.tasks.get(id).is_some())?;
+        t.schedules.check()?;
+        let mut idx = o.idx;
+        idx.flow = t.flow;
         Ok(Self {
             now_ms: o.now_ms,
             next_id: o.next_id,
             tasks: o.tasks,
             idempotency,
             task_names: o.task_names,
-            idx: o.idx,
+            idx,
             next_node_id: o.next_node_id,
             standing: o.standing,
-            tokens,
+            tokens: t.tokens,
             catalog,
-            extras,
+            extras: t.extras,
+            schedules: t.schedules,
         })
+    }
+}
+
+/// A state serialized in snapshot format `.1` (2 to [`NEWEST_FORMAT`]): the base fields, then
+/// the tables that format has. Serializing fails for a state that holds a table the format
+/// lacks (it would be lost) and for a format that does not exist.
+pub struct InFormat<'a>(pub &'a QueueState, pub u32);
+
+impl Serialize for InFormat<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let InFormat(state, format) = *self;
+        if !(BASE_FORMAT..=NEWEST_FORMAT).contains(&format) {
+            return Err(serde::ser::Error::custom(format!(
+                "snapshot format {format} does not exist"
+            )));
+        }
+        if let Some((name, needs)) = state
+            .tables_used()
+            .iter()
+            .zip(TABLES)
+            .find(|(used, (_, needs))| **used && *needs > format)
+            .map(|(_, table)| table)
+        {
+            return Err(serde::ser::Error::custom(format!(
+                "a state holding {name} needs snapshot format {needs}"
+            )));
+        }
+        let n = (format - BASE_FORMAT) as usize;
+        let mut t = s.serialize_tuple(1 + n)?;
+        t.serialize_element(&state.base_ref())?;
+        if n >= 1 {
+            t.serialize_element(&state.tokens)?;
+        }
+        if n >= 2 {
+            t.serialize_element(&state.catalog)?;
+        }
+        if n >= 3 {
+            t.serialize_element(&state.extras)?;
+        }
+        if n >= 4 {
+            t.serialize_element(&state.schedules)?;
+        }
+        if n >= 5 {
+            t.serialize_element(&())?;
+        }
+        if n >= 6 {
+            t.serialize_element(&state.idx.flow)?;
+        }
+        t.end()
     }
 }
 
 impl Serialize for QueueState {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StateRefV5 {
-            v4: self.v4_ref(),
-            extras: &self.extras,
+        InFormat(self, NEWEST_FORMAT).serialize(s)
+    }
+}
+
+/// A state read from snapshot format `V` (2 to [`NEWEST_FORMAT`]): the tables `V` lacks are
+/// empty.
+pub struct ReadFormat<const V: u32>(pub QueueState);
+
+impl<'de, const V: u32> Deserialize<'de> for ReadFormat<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V_<const V: u32>;
+        impl<'de, const V: u32> Visitor<'de> for V_<V> {
+            type Value = ReadFormat<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a queue state in snapshot format {V}")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let missing = |what| serde::de::Error::custom(format!("no {what} in the state"));
+                let base: StateOwned = seq.next_element()?.ok_or_else(|| missing("base"))?;
+                let n = V.saturating_sub(BASE_FORMAT);
+                let mut t = Tables::default();
+                if n >= 1 {
+                    t.tokens = seq.next_element()?.ok_or_else(|| missing(TABLES[0].0))?;
+                }
+                if n >= 2 {
+                    t.catalog = seq.next_element()?.ok_or_else(|| missing(TABLES[1].0))?;
+                }
+                if n >= 3 {
+                    t.extras = seq.next_element()?.ok_or_else(|| missing(TABLES[2].0))?;
+                }
+                if n >= 4 {
+                    t.schedules = seq.next_element()?.ok_or_else(|| missing(TABLES[3].0))?;
+                }
+                if n >= 5 {
+                    seq.next_element::<()>()?.ok_or_else(|| missing(TABLES[4].0))?;
+                }
+                if n >= 6 {
+                    t.flow = seq.next_element()?.ok_or_else(|| missing(TABLES[5].0))?;
+                }
+                QueueState::from_owned(base, t)
+                    .map(ReadFormat)
+                    .map_err(serde::de::Error::custom)
+            }
         }
-        .serialize(s)
+        if !(BASE_FORMAT..=NEWEST_FORMAT).contains(&V) {
+            return Err(serde::de::Error::custom(format!(
+                "snapshot format {V} does not exist"
+            )));
+        }
+        d.deserialize_tuple(1 + (V - BASE_FORMAT) as usize, V_::<V>)
     }
 }
 
 impl<'de> Deserialize<'de> for QueueState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwnedV5::deserialize(d)?;
-        let v4 = o.v4;
-        Self::from_owned(v4.v3.v2, v4.v3.tokens, v4.catalog, o.extras).map_err(serde::de::Error::custom)
-    }
-}
-
-const EXTRAS_NEED_FORMAT_5: &str = "a state holding task headers or progress needs snapshot format 5";
-
-/// A state serialized in format version 4 (no extras). Only for a state whose extras are
-/// pristine ([`Extras::is_pristine`]): anything else would lose headers or progress, so
-/// serializing it fails.
-pub struct WithoutExtras<'a>(pub &'a QueueState);
-
-impl Serialize for WithoutExtras<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if !self.0.extras.is_pristine() {
-            return Err(serde::ser::Error::custom(EXTRAS_NEED_FORMAT_5));
-        }
-        self.0.v4_ref().serialize(s)
-    }
-}
-
-/// A state read from format version 4: no extras.
-pub struct QueueStateV4(pub QueueState);
-
-impl<'de> Deserialize<'de> for QueueStateV4 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwnedV4::deserialize(d)?;
-        QueueState::from_owned(o.v3.v2, o.v3.tokens, o.catalog, Extras::default())
-            .map(QueueStateV4)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A state serialized in format version 3 (no catalogue). Only for a state whose catalogue is
-/// pristine ([`Catalog::is_pristine`]): anything else would lose declared names, so
-/// serializing it fails.
-pub struct WithoutCatalog<'a>(pub &'a QueueState);
-
-impl Serialize for WithoutCatalog<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if !self.0.extras.is_pristine() {
-            return Err(serde::ser::Error::custom(EXTRAS_NEED_FORMAT_5));
-        }
-        if !self.0.catalog.is_pristine() {
-            return Err(serde::ser::Error::custom(
-                "a state holding declared task names needs snapshot format 4",
-            ));
-        }
-        self.0.v3_ref().serialize(s)
-    }
-}
-
-/// A state read from format version 3: an empty catalogue.
-pub struct QueueStateV3(pub QueueState);
-
-impl<'de> Deserialize<'de> for QueueStateV3 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwnedV3::deserialize(d)?;
-        QueueState::from_owned(o.v2, o.tokens, Catalog::default(), Extras::default())
-            .map(QueueStateV3)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A state serialized in format version 2 (no token table, no catalogue). Only for a state
-/// whose token table and catalogue are pristine ([`Tokens::is_pristine`],
-/// [`Catalog::is_pristine`]): anything else would lose them, so serializing it fails.
-pub struct WithoutTokens<'a>(pub &'a QueueState);
-
-impl Serialize for WithoutTokens<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if !self.0.tokens.is_pristine() {
-            return Err(serde::ser::Error::custom(
-                "a state holding tokens needs snapshot format 3",
-            ));
-        }
-        if !self.0.extras.is_pristine() {
-            return Err(serde::ser::Error::custom(EXTRAS_NEED_FORMAT_5));
-        }
-        if !self.0.catalog.is_pristine() {
-            return Err(serde::ser::Error::custom(
-                "a state holding declared task names needs snapshot format 4",
-            ));
-        }
-        self.0.v2_ref().serialize(s)
-    }
-}
-
-/// A state read from format version 2: an empty token table.
-pub struct QueueStateV2(pub QueueState);
-
-impl<'de> Deserialize<'de> for QueueStateV2 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let o = StateOwned::deserialize(d)?;
-        QueueState::from_owned(o, Tokens::default(), Catalog::default(), Extras::default())
-            .map(QueueStateV2)
-            .map_err(serde::de::Error::custom)
+        ReadFormat::<NEWEST_FORMAT>::deserialize(d).map(|r| r.0)
     }
 }
 
@@ -267,6 +280,7 @@ impl PartialEq for QueueState {
             && self.tokens == other.tokens
             && self.catalog == other.catalog
             && self.extras == other.extras
+            && self.schedules == other.schedules
     }
 }
 

@@ -23,6 +23,7 @@ impl QueueState {
         self.tokens.check()?;
         self.catalog.check()?;
         self.extras.check(|id| self.tasks.get(id).is_some())?;
+        self.schedules.check()?;
         self.check_standing()
     }
 

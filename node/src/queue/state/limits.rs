@@ -185,6 +185,11 @@ impl Flow {
             && self.lanes.is_empty()
     }
 
+    /// Never used (as a new state): a snapshot without flow control holds it.
+    pub(super) fn is_pristine(&self) -> bool {
+        *self == Flow::default()
+    }
+
     fn count(&self) -> usize {
         self.queue_rules.len() + self.task_rules.len() + self.key_rules.len() + usize::from(self.any_key.is_some())
     }

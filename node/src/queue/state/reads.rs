@@ -73,15 +73,20 @@ impl QueueState {
     }
 
     /// The earliest time at which a `Tick` would change something (an ETA or retry coming due,
-    /// a lease expiring, a result expiring, a rate limit's bucket holding a token for a task it
-    /// held back), if any. May be `<= now_ms()` when an entry created
-    /// an already-due timer (lease_ms or result TTL of 0): the next apply fires it.
+    /// a lease expiring, a result expiring, a schedule's slot, a rate limit's bucket holding a
+    /// token for a task it held back), if any. May be `<= now_ms()` when an entry created an
+    /// already-due timer (lease_ms or result TTL of 0): the next apply fires it.
     pub fn next_deadline_ms(&self) -> Option<UnixMs> {
         let timer = self.timers_first().map(|(due, _)| *due);
-        match (timer, self.idx.flow.next_wake_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.schedules.next_due_ms(), self.idx.flow.next_wake_ms()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The live task that holds idempotency key `key`, if any.
+    pub fn task_by_key(&self, key: &str) -> Option<TaskId> {
+        self.idempotency.get(&self.tasks, key.as_bytes())
     }
 
     /// The API tokens.

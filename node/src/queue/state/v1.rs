@@ -175,6 +175,7 @@ impl TryFrom<QueueStateV1> for QueueState {
             tokens: Default::default(),
             catalog: Default::default(),
             extras: Default::default(),
+            schedules: Default::default(),
         })
     }
 }

@@ -7,7 +7,14 @@
 //! `DeclareTasks`, snapshot format 4 with the catalogue) is under
 //! `fixtures/entries-v3-snapshot-v4/`: issue 14's log with task names declared in it. Issue
 //! 11's second format (entry format 4: submit headers, a worker's retry delay, progress;
-//! snapshot format 5 with the task extras) is under `fixtures/entries-v4-snapshot-v5/`.
+//! snapshot format 5 with the task extras) is under `fixtures/entries-v4-snapshot-v5/`. Issue
+//! 12's format (periodic schedules: entry format 5 for the schedule commands, snapshot format 6
+//! with the schedules) is under `fixtures/entries-v5-snapshot-v6/`: issue 11's second log with
+//! schedules added, refused, paused, resumed, replaced and removed, two of them firing.
+//! Issue 12's flow control (entry format 7 for the limit commands and a task's concurrency
+//! key, snapshot format 8 with the limits, lanes and keys) is under
+//! `fixtures/entries-v7-snapshot-v8/`: that log with limits set and removed and keyed tasks
+//! leased under them.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -44,6 +51,8 @@ use super::append_durable;
 use super::lid;
 use crate::encoding;
 use crate::network::codec;
+use crate::queue::Cadence;
+use crate::queue::CatchUp;
 use crate::queue::Command;
 use crate::queue::Completion;
 use crate::queue::ENTRY_FORMAT;
@@ -52,6 +61,7 @@ use crate::queue::Outcome;
 use crate::queue::ProgressReport;
 use crate::queue::Request;
 use crate::queue::Role;
+use crate::queue::ScheduleSpec;
 use crate::queue::TaskDecl;
 use crate::queue::TaskSpec;
 use crate::queue::TaskState;
@@ -74,6 +84,10 @@ const V2_DIR: &str = "entries-v2-snapshot-v3";
 const V3_DIR: &str = "entries-v3-snapshot-v4";
 /// The fixture of issue 11's second format (headers, retry delay, progress).
 const V4_DIR: &str = "entries-v4-snapshot-v5";
+/// The fixture of issue 12's format (schedules).
+const V5_DIR: &str = "entries-v5-snapshot-v6";
+/// The fixture of issue 12's flow control (limits, concurrency keys).
+const V7_DIR: &str = "entries-v7-snapshot-v8";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -100,6 +114,8 @@ fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
         V2_DIR => fixture_entries_v2(),
         V3_DIR => fixture_entries_v3(),
         V4_DIR => fixture_entries_v4(),
+        V5_DIR => fixture_entries_v5(),
+        V7_DIR => fixture_entries_v7(),
         other => panic!("no fixture named {other}"),
     }
 }
@@ -243,6 +259,140 @@ pub(crate) fn fixture_entries_v4() -> Vec<EntryOf<TypeConfig>> {
         ]),
         other => panic!("entry 8 is {other:?}"),
     }
+    entries
+}
+
+/// Issue 12's fixture: issue 11's second log with two schedules added (entry 4), one of them paused
+/// and a conflicting add refused (entry 6, before the snapshot), a third added by `replace`
+/// and the paused one resumed (entry 7), the third removed (entry 8). Both schedules fire at
+/// entry 8, into a queue no pool serves, so the tasks of the older fixtures keep their ids and
+/// states.
+pub(crate) fn fixture_entries_v5() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries_v4();
+    let schedule = |name: &str, cadence: Cadence, catch_up, grace_ms, task| ScheduleSpec {
+        name: name.into(),
+        cadence,
+        catch_up,
+        grace_ms,
+        task,
+    };
+    let every = |every_ms| {
+        schedule(
+            "every",
+            Cadence::Interval { every_ms },
+            CatchUp::Skip,
+            60_000,
+            spec("report.build", "sched", "{}"),
+        )
+    };
+    let cron = |name: &str, expr: &str, tz: &str| {
+        schedule(
+            name,
+            Cadence::Cron {
+                expr: expr.into(),
+                tz: tz.into(),
+            },
+            CatchUp::Once,
+            1_000,
+            spec("cleanup", "sched", "null"),
+        )
+    };
+    let add = |schedule: ScheduleSpec, replace| Command::AddSchedule {
+        schedule: schedule.into(),
+        replace,
+    };
+    let pause = |name: &str, paused| Command::PauseSchedule {
+        name: name.into(),
+        paused,
+    };
+    let mut push = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
+        other => panic!("entry {index} is {other:?}"),
+    };
+    push(
+        4,
+        vec![
+            add(every(2_500), false),
+            add(cron("cron", "* * * * * *", "Europe/Berlin"), false),
+        ],
+    );
+    push(6, vec![pause("cron", true), add(every(5_000), false)]);
+    push(
+        7,
+        vec![
+            add(cron("hourly", "0 * * * *", "America/New_York"), true),
+            pause("cron", false),
+        ],
+    );
+    push(
+        8,
+        vec![
+            Command::RemoveSchedule {
+                name: "hourly".into(),
+            },
+            pause("nope", true),
+        ],
+    );
+    entries
+}
+
+/// Issue 12's flow-control fixture: the schedules' log with limits set (entry 4: queue
+/// `limited` at one running task and 2/s, every key at one; entry 6, before the snapshot: a
+/// rate for `cleanup`, then removed with a limit that never existed), and three keyed tasks
+/// submitted to `limited` (ids 10 to 12) and leased (entry 8): one is granted, two are held by
+/// the queue.
+pub(crate) fn fixture_entries_v7() -> Vec<EntryOf<TypeConfig>> {
+    use crate::queue::LimitRule;
+    use crate::queue::LimitScope;
+    use crate::queue::Rate;
+    let mut entries = fixture_entries_v5();
+    let set = |scope: LimitScope, rate: Option<Rate>, concurrency: Option<u32>| Command::SetLimit {
+        scope,
+        rule: LimitRule { rate, concurrency },
+    };
+    let per_s = |tokens| Some(Rate { tokens, per_ms: 1_000 });
+    let keyed = |key: &str| TaskSpec {
+        concurrency_key: Some(key.into()),
+        ..spec("email.send", "limited", "{}")
+    };
+    let mut push = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
+        other => panic!("entry {index} is {other:?}"),
+    };
+    push(
+        4,
+        vec![
+            set(LimitScope::Queue("limited".into()), per_s(2), Some(1)),
+            set(LimitScope::AnyKey, None, Some(1)),
+        ],
+    );
+    push(
+        6,
+        vec![
+            set(LimitScope::Task("cleanup".into()), Some(Rate { tokens: 1, per_ms: 60_000 }), None),
+            Command::RemoveLimit {
+                scope: LimitScope::Task("cleanup".into()),
+            },
+            Command::RemoveLimit {
+                scope: LimitScope::Key("nobody".into()),
+            },
+        ],
+    );
+    push(
+        8,
+        vec![
+            Command::Submit {
+                tasks: vec![keyed("tenant-a"), keyed("tenant-a"), keyed("tenant-b")].into(),
+            },
+            Command::Lease {
+                worker: "pool-9".into(),
+                queues: vec!["limited".into()],
+                max: 5,
+                lease_ms: 30_000,
+                standing_ticket: None,
+            },
+        ],
+    );
     entries
 }
 
@@ -655,13 +805,79 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_4() {
     });
 }
 
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_5() {
+    let snap = fs::read(fixtures_dir().join(V5_DIR).join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        6u32.to_le_bytes(),
+        "the fixture's snapshot is format 6"
+    );
+    let replica = open_fixture(V5_DIR).await;
+    replica.read(|q| {
+        assert_eq!(q.task_names().len(), 4, "issue 11's catalogue is all there");
+        let list = q.schedules().list();
+        let summary: Vec<(&str, u64, bool, Option<u64>, u64)> = list
+            .iter()
+            .map(|s| (s.spec.name.as_str(), s.id, s.paused, s.last_slot_ms, s.fired))
+            .collect();
+        // "hourly" (id 3) was removed; the refused add changed nothing.
+        assert_eq!(
+            summary,
+            [
+                ("cron", 2, false, Some(T0 + 3_000), 1),
+                ("every", 1, false, Some(T0 + 2_510), 1),
+            ]
+        );
+        assert_eq!(list[1].spec.cadence, Cadence::Interval { every_ms: 2_500 });
+        let fired = |id, slot| {
+            let task = q
+                .task_by_key(&crate::queue::schedule_key(id, slot))
+                .expect("fired");
+            q.task(task).expect("held")
+        };
+        assert_eq!((fired(1, T0 + 2_510).id, fired(2, T0 + 3_000).id), (7, 8));
+        assert_eq!(fired(1, T0 + 2_510).queue, "sched");
+    });
+}
+
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_7() {
+    use crate::queue::LimitScope;
+    let snap = fs::read(fixtures_dir().join(V7_DIR).join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        8u32.to_le_bytes(),
+        "the fixture's snapshot is format 8"
+    );
+    let replica = open_fixture(V7_DIR).await;
+    replica.read(|q| {
+        assert_eq!(q.schedules().list().len(), 2, "the schedules are all there");
+        let limits: Vec<(LimitScope, u64, u64)> = q
+            .limits()
+            .into_iter()
+            .map(|l| (l.scope, l.running, l.held))
+            .collect();
+        assert_eq!(
+            limits,
+            [
+                (LimitScope::Queue("limited".into()), 1, 2),
+                (LimitScope::AnyKey, 1, 0),
+            ]
+        );
+        // Tasks 10 to 12 (9 is the older fixtures' hook.call).
+        let states: Vec<TaskState> = (10..=12).map(|id| q.task(id).expect("task").state).collect();
+        assert_eq!(states, [TaskState::Leased, TaskState::Pending, TaskState::Pending]);
+    });
+}
+
 /// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
 /// so this build writes what that build reads. Entries whose commands all have their entry
 /// format 1 layout are written untagged, byte for byte as before; so is the snapshot of a
 /// state without tokens (format 2). And what issues 14 and 11's builds wrote, this one writes too.
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
-    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR] {
+    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR] {
         writes_the_bytes_of(name).await;
     }
 }

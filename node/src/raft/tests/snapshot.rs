@@ -289,7 +289,7 @@ fn a_state_with_tokens_is_written_as_format_3_and_one_without_as_format_2() {
         assert_eq!(snapshot::decode(&with).unwrap().state, state);
     }
     // The state's own encoding refuses to drop tokens.
-    let err = crate::encoding::encode(&crate::queue::WithoutTokens(&state)).unwrap_err();
+    let err = crate::encoding::encode(&crate::queue::InFormat(&state, 2)).unwrap_err();
     assert!(err.to_string().contains("format 3"), "{err}");
 }
 
@@ -341,8 +341,86 @@ fn a_state_with_declared_names_is_written_as_format_4() {
         assert_eq!(back, state);
         assert!(back.catalog().contains("noop"));
         // The older formats' writers refuse to drop the catalogue.
-        let err = crate::encoding::encode(&crate::queue::WithoutCatalog(&state)).unwrap_err();
+        let err = crate::encoding::encode(&crate::queue::InFormat(&state, 3)).unwrap_err();
         assert!(err.to_string().contains("format 4"), "{err}");
-        assert!(crate::encoding::encode(&crate::queue::WithoutTokens(&state)).is_err());
+        assert!(crate::encoding::encode(&crate::queue::InFormat(&state, 2)).is_err());
     }
+}
+
+/// A schedule takes the state to format 6 (and removing it does not take it back: the table
+/// is no longer pristine), and it reads back; the older writers refuse to drop it.
+#[test]
+fn a_state_with_schedules_is_written_as_format_6() {
+    use crate::queue::ApplyEffects;
+    use crate::queue::Cadence;
+    use crate::queue::CatchUp;
+    use crate::queue::Command;
+    use crate::queue::QueueState;
+    use crate::queue::Request;
+    use crate::queue::ScheduleSpec;
+    use crate::queue::TaskSpec;
+
+    let membership = openraft::StoredMembership::default();
+    let mut state = QueueState::new();
+    let format =
+        |state: &QueueState| snapshot::encode_parts(&None, &membership, state).unwrap()[4..8].to_vec();
+    assert_eq!(format(&state), 2u32.to_le_bytes());
+    let add = Command::AddSchedule {
+        schedule: ScheduleSpec {
+            name: "s".into(),
+            cadence: Cadence::Cron {
+                expr: "*/5 * * * * *".into(),
+                tz: "Europe/Berlin".into(),
+            },
+            catch_up: CatchUp::Once,
+            grace_ms: 5_000,
+            task: TaskSpec {
+                name: "noop".into(),
+                queue: String::new(),
+                args: Default::default(),
+                priority: 0,
+                eta_ms: None,
+                countdown_ms: None,
+                max_retries: 0,
+                backoff_ms: 0,
+                time_limit_ms: None,
+                idempotency_key: None,
+                result_ttl_ms: 60_000,
+                headers: Default::default(),
+                concurrency_key: None,
+            },
+        }
+        .into(),
+        replace: false,
+    };
+    for (now, commands) in [(1_000, vec![add]), (12_000, vec![Command::Tick])] {
+        state.apply(
+            &Request {
+                now_ms: now,
+                commands,
+            },
+            &mut ApplyEffects::default(),
+        );
+    }
+    assert_eq!(state.task_count(), 2, "slots 5,000 and 10,000");
+    let bytes = snapshot::encode_parts(&None, &membership, &state).unwrap();
+    assert_eq!(bytes[4..8], 6u32.to_le_bytes());
+    let back = snapshot::decode(&bytes).unwrap().state;
+    assert_eq!(back, state);
+    assert_eq!(back.schedules().list(), state.schedules().list());
+    for older in [
+        crate::encoding::encode(&crate::queue::InFormat(&state, 5)),
+        crate::encoding::encode(&crate::queue::InFormat(&state, 3)),
+        crate::encoding::encode(&crate::queue::InFormat(&state, 2)),
+    ] {
+        assert!(older.unwrap_err().to_string().contains("format 6"));
+    }
+    state.apply(
+        &Request {
+            now_ms: 12_000,
+            commands: vec![Command::RemoveSchedule { name: "s".into() }],
+        },
+        &mut ApplyEffects::default(),
+    );
+    assert_eq!(format(&state), 6u32.to_le_bytes());
 }

@@ -3,8 +3,10 @@
 //! checks this itself, in debug builds only: a leader that sees a follower's log conflict
 //! below what it had matched panics ("follower log reversion"), and a node asked about an entry
 //! below its committed index asserts that the entry is the committed one (in
-//! `log_state_reader.rs`): a node that lost committed entries fails it. Either panic ends the
-//! simulated run, so this checker reads the run's standard error instead of the cluster.
+//! `log_state_reader.rs`): a node that lost committed entries fails it; and the state machine
+//! worker asserts that it read back every committed entry it was told to apply (in
+//! `core/sm/worker.rs`): a log that lost them returns fewer. Each panic ends the simulated
+//! run, so this checker reads the run's standard error instead of the cluster.
 
 use super::Violation;
 
@@ -13,8 +15,21 @@ const OPENRAFT_PANIC: &str = "follower log reversion is not allowed";
 /// openraft's assertion that a log id below the committed index is the committed one.
 const COMMITTED_ASSERTION: &str = "<= self.committed()";
 
+/// Where openraft's state machine worker asserts it read back every entry it was to apply.
+const APPLY_WORKER: &str = "src/core/sm/worker.rs";
+
 /// The violation, if the run ended in one of openraft's durability checks (`stderr` of the run).
 pub fn from_crash(stderr: &str) -> Option<Violation> {
+    if let Some(line) = stderr
+        .lines()
+        .find(|l| l.contains("panicked at") && l.contains("openraft") && l.contains(APPLY_WORKER))
+    {
+        return Some(Violation::new(
+            NAME,
+            0,
+            format!("a node could not read back committed entries to apply them (openraft: {line})"),
+        ));
+    }
     if let Some(line) = stderr.lines().find(|l| l.contains(OPENRAFT_PANIC)) {
         return Some(Violation::new(
             NAME,
@@ -47,6 +62,10 @@ mod tests {
                    assertion failed: Some(log_id.to_ref()) <= self.committed().to_ref()\n";
         let v = from_crash(err).expect("recognized");
         assert!(v.detail.contains("committed index"), "{}", v.detail);
+        let err = "thread 'main' (1) panicked at /r/openraft-0.10.0-alpha.37/src/core/sm/worker.rs:211:13:\n\
+                   assertion `left == right` failed\n  left: 139\n right: 130\n";
+        let v = from_crash(err).expect("recognized");
+        assert!(v.detail.contains("read back committed entries"), "{}", v.detail);
         assert!(from_crash("thread 'main' panicked at x.rs:1:2:\nsomething else\n").is_none());
     }
 }

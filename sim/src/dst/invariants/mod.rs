@@ -12,6 +12,8 @@
 //! - [`no_stale_completion`]: a completion from an expired lease never takes effect.
 //! - [`all_final`]: once faults heal, the cluster makes progress and every task ends final.
 //! - [`replicas_agree`]: once faults heal, every replica's state machine is identical.
+//! - [`schedules_exact`]: every due slot of every schedule is enqueued exactly once, none
+//!   early (on the log's time).
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
@@ -21,6 +23,7 @@ pub mod no_stale_completion;
 pub mod one_leader_per_term;
 pub mod one_result;
 pub mod replicas_agree;
+pub mod schedules_exact;
 pub mod state_consistent;
 
 use serde::Deserialize;
