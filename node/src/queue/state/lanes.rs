@@ -475,9 +475,11 @@ impl Index {
         let Some(ring) = lanes.rings.get_mut(&q) else { return };
         let turn = lanes.next_turn;
         lanes.next_turn = lanes.next_turn.saturating_add(1);
-        match lane.and_then(|k| lanes.lane_ids.get(&k)) {
+        match lane.map(|k| lanes.lane_ids.get(&k)) {
             None => ring.plain_turn = turn,
-            Some(lid) => {
+            // Its last task: the lane is gone.
+            Some(None) => {}
+            Some(Some(lid)) => {
                 if let Some(l) = lanes.lanes.get_mut(lid)
                     && l.parked.is_none()
                     && ring.lanes.remove(&(l.turn, *lid))

@@ -18,6 +18,7 @@ mod invariants;
 mod key_index;
 mod lease;
 mod limits;
+mod limits_proptests;
 mod request;
 mod standing;
 mod table;
