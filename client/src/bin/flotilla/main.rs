@@ -10,6 +10,7 @@
 
 mod certs;
 mod cli;
+mod limit;
 mod output;
 mod schedule;
 
@@ -130,6 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             schedule::run(&client, action, &mut out).await?;
             Outcome::AllSucceeded
         }
+        Command::Limit { action } => {
+            limit::run(&client, action, &mut out).await?;
+            Outcome::AllSucceeded
+        }
         Command::Status { json } => {
             let status = client.status().await.context("status failed")?;
             if json {
@@ -247,6 +252,9 @@ async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyh
             }
             if let Some(n) = args.max_retries {
                 task = task.max_retries(n);
+            }
+            if let Some(key) = &args.key {
+                task = task.concurrency_key(key.clone());
             }
             task
         })

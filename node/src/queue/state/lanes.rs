@@ -188,12 +188,6 @@ impl Lanes {
             self.key_ids.remove(&s.name);
         }
     }
-
-    /// A task's concurrency key, if it carries one.
-    pub(super) fn key_of(&self, id: TaskId) -> Option<&str> {
-        let k = self.task_keys.get(&id)?;
-        self.keys.get(k).map(|s| &*s.name)
-    }
 }
 
 impl Flow {
