@@ -174,6 +174,12 @@ impl Lanes {
         self.task_keys.insert(id, k);
     }
 
+    /// A task's concurrency key, if it carries one.
+    pub(super) fn key_of(&self, id: TaskId) -> Option<&str> {
+        let k = self.task_keys.get(&id)?;
+        self.keys.get(k).map(|s| &*s.name)
+    }
+
     /// A purged task lets its key go (after it was unlinked).
     pub(super) fn detach_key(&mut self, id: TaskId) {
         if self.task_keys.is_empty() {
@@ -219,7 +225,12 @@ impl Flow {
             return Some((Holder::Task(name.clone()), held));
         }
         let k = self.lanes.keys.get(&key?)?;
-        if self.key_cap(k).is_some_and(|c| k.running >= u64::from(c)) {
+        let running = if crate::bugs::active(crate::bugs::Bug::LimitOffByOne) {
+            k.running.saturating_sub(1)
+        } else {
+            k.running
+        };
+        if self.key_cap(k).is_some_and(|c| running >= u64::from(c)) {
             return Some((Holder::Key(key?), Held::Running));
         }
         let r = self.key_rules.get(&k.name)?;
