@@ -37,8 +37,8 @@ from flotilla.info import (
     TaskInfo,
 )
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
-from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import limits_pb2 as lpb
+from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 
 T = TypeVar("T")
