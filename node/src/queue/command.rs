@@ -15,8 +15,8 @@ use serde::Serialize;
 
 mod catalog;
 pub mod entry_format;
-mod schedule;
 mod limits;
+mod schedule;
 mod token;
 mod wire;
 
@@ -31,7 +31,6 @@ pub use catalog::name_prefix;
 pub use catalog::node_declarer;
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
-pub use schedule::*;
 pub use limits::LimitError;
 pub use limits::LimitInfo;
 pub use limits::LimitRule;
@@ -41,6 +40,7 @@ pub use limits::MAX_LIMITS;
 pub use limits::MAX_RATE_PERIOD_MS;
 pub use limits::MAX_RATE_TOKENS;
 pub use limits::Rate;
+pub use schedule::*;
 pub use token::Role;
 pub use token::TokenHash;
 pub use token::TokenId;

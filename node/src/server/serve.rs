@@ -5,9 +5,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use flotilla_proto::v1::limit_service_server::LimitServiceServer;
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
-use flotilla_proto::v1::limit_service_server::LimitServiceServer;
 use flotilla_proto::v1::schedule_service_server::ScheduleServiceServer;
 use flotilla_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::sync::oneshot;

@@ -327,7 +327,9 @@ pub async fn limits(addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Result 
             }
         }
     }
-    shared.limits_set.store(true, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .limits_set
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

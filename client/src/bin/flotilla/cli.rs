@@ -397,20 +397,35 @@ mod tests {
 
     #[test]
     fn limit_set_takes_a_scope_a_rate_and_a_concurrency() {
-        let cli = parse(&["limit", "set", "task:send", "--rate", "10/m", "--concurrency", "2"]).unwrap();
+        let cli = parse(&[
+            "limit",
+            "set",
+            "task:send",
+            "--rate",
+            "10/m",
+            "--concurrency",
+            "2",
+        ])
+        .unwrap();
         let Command::Limit {
-            action: LimitAction::Set {
-                scope,
-                rate,
-                concurrency,
-            },
+            action:
+                LimitAction::Set {
+                    scope,
+                    rate,
+                    concurrency,
+                },
         } = cli.command
         else {
             panic!("not limit set")
         };
-        assert_eq!((scope.as_str(), rate.as_deref(), concurrency), ("task:send", Some("10/m"), Some(2)));
+        assert_eq!(
+            (scope.as_str(), rate.as_deref(), concurrency),
+            ("task:send", Some("10/m"), Some(2))
+        );
         let cli = parse(&["submit", "echo", "--key", "tenant-1"]).unwrap();
-        let Command::Submit(s) = cli.command else { panic!("not submit") };
+        let Command::Submit(s) = cli.command else {
+            panic!("not submit")
+        };
         assert_eq!(s.key.as_deref(), Some("tenant-1"));
     }
 

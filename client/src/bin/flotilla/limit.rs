@@ -33,10 +33,7 @@ pub async fn run(client: &Client, action: LimitAction, out: &mut impl Write) -> 
             }
         }
         LimitAction::Remove { scope } => {
-            let removed = client
-                .remove_limit(&scope)
-                .await
-                .context("limit remove failed")?;
+            let removed = client.remove_limit(&scope).await.context("limit remove failed")?;
             if removed {
                 writeln!(out, "limit {scope} removed")?;
             } else {
@@ -47,11 +44,15 @@ pub async fn run(client: &Client, action: LimitAction, out: &mut impl Write) -> 
     Ok(())
 }
 
-fn list_human(list: &[LimitInfo]) -> String {
+/// The limits as a table (`limit list`, and under `stats`).
+pub fn list_human(list: &[LimitInfo]) -> String {
     if list.is_empty() {
         return "no limits\n".into();
     }
-    let mut s = format!("{:<32} {:>10} {:>12} {:>8} {:>8}\n", "SCOPE", "RATE", "CONCURRENCY", "RUNNING", "HELD");
+    let mut s = format!(
+        "{:<32} {:>10} {:>12} {:>8} {:>8}\n",
+        "SCOPE", "RATE", "CONCURRENCY", "RUNNING", "HELD"
+    );
     for l in list {
         let conc = l.concurrency.map_or_else(|| "-".to_string(), |c| c.to_string());
         s.push_str(&format!(
@@ -80,7 +81,10 @@ mod tests {
             held: 7,
         };
         let text = list_human(&[l]);
-        assert!(text.contains("queue:emails") && text.contains("100/s") && text.ends_with("7\n"), "{text}");
+        assert!(
+            text.contains("queue:emails") && text.contains("100/s") && text.ends_with("7\n"),
+            "{text}"
+        );
         assert_eq!(list_human(&[]), "no limits\n");
     }
 }

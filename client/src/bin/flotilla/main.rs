@@ -105,10 +105,19 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Stats { json } => {
             let stats = client.stats().await.context("stats failed")?;
+            // The limits with the tasks each holds back (docs/LIMITS.md).
+            let limits = client.limits().await.context("stats failed")?;
             if json {
-                writeln!(out, "{}", serde_json::json!({ "queues": stats }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "queues": stats, "limits": limits })
+                )?;
             } else {
                 write!(out, "{}", output::stats_human(&stats))?;
+                if !limits.is_empty() {
+                    write!(out, "\n{}", limit::list_human(&limits))?;
+                }
             }
             Outcome::AllSucceeded
         }

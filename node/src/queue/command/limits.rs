@@ -171,8 +171,20 @@ mod tests {
 
     #[test]
     fn rates_parse_and_print() {
-        assert_eq!("100/s".parse::<Rate>().unwrap(), Rate { tokens: 100, per_ms: 1000 });
-        assert_eq!("10/m".parse::<Rate>().unwrap(), Rate { tokens: 10, per_ms: 60_000 });
+        assert_eq!(
+            "100/s".parse::<Rate>().unwrap(),
+            Rate {
+                tokens: 100,
+                per_ms: 1000
+            }
+        );
+        assert_eq!(
+            "10/m".parse::<Rate>().unwrap(),
+            Rate {
+                tokens: 10,
+                per_ms: 60_000
+            }
+        );
         assert_eq!(" 5 / h ".parse::<Rate>().unwrap().to_string(), "5/h");
         for bad in ["", "10", "0/s", "10/x", "-1/s", "1000001/s", "a/s"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");

@@ -18,10 +18,10 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use super::Interner;
-use super::limits::Flow;
 use super::Pending;
 use super::Task;
 use super::TaskOptions;
+use super::limits::Flow;
 use crate::bugs;
 use crate::queue::command::DEFAULT_QUEUE;
 use crate::queue::command::TaskId;

@@ -97,8 +97,8 @@ impl QueueState {
         for d in &self.idx.queues {
             d.pending.check()?;
         }
-        let indexed_pending: u64 = self.idx.queues.iter().map(|d| d.pending.len()).sum::<u64>()
-            + self.idx.flow.lanes.len();
+        let indexed_pending: u64 =
+            self.idx.queues.iter().map(|d| d.pending.len()).sum::<u64>() + self.idx.flow.lanes.len();
         if indexed_pending != pending || self.idx.timers.len() != timed {
             return Err(format!(
                 "index sizes: pending {indexed_pending} vs {pending} tasks, timers {} vs {timed} tasks",

@@ -127,12 +127,15 @@ impl Lanes {
             .map_or((0, 0), |k| (k.running, self.pending_of(&k.parked)))
     }
 
-    /// `(running, held)` summed over the keys without a rule of their own.
-    pub(super) fn unruled_key_counts<V>(&self, ruled: &BTreeMap<Box<str>, V>) -> (u64, u64) {
+    /// `(running, held)` summed over the keys that `key:*` covers (`own`: whether a key has a
+    /// concurrency of its own).
+    pub(super) fn unruled_key_counts(&self, own: impl Fn(&str) -> bool) -> (u64, u64) {
         self.keys
             .values()
-            .filter(|k| !ruled.contains_key(&k.name))
-            .fold((0, 0), |(r, h), k| (r + k.running, h + self.pending_of(&k.parked)))
+            .filter(|k| !own(&k.name))
+            .fold((0, 0), |(r, h), k| {
+                (r + k.running, h + self.pending_of(&k.parked))
+            })
     }
 
     /// Ids of the pending tasks in the lanes of queue `q` (for `PurgeQueue`).
@@ -185,7 +188,9 @@ impl Lanes {
         if self.task_keys.is_empty() {
             return;
         }
-        let Some(k) = self.task_keys.remove(&id) else { return };
+        let Some(k) = self.task_keys.remove(&id) else {
+            return;
+        };
         let gone = self.keys.get_mut(&k).is_some_and(|s| {
             s.refs = s.refs.saturating_sub(1);
             s.refs == 0
@@ -204,7 +209,8 @@ impl Flow {
         } else {
             self.lanes.task_keys.get(&id).copied()
         };
-        let name = (!self.limited_names.is_empty() && self.limited_names.contains_key(&t.name)).then_some(t.name);
+        let name =
+            (!self.limited_names.is_empty() && self.limited_names.contains_key(&t.name)).then_some(t.name);
         (key.is_some() || name.is_some()).then_some((t.queue, key, name))
     }
 
@@ -294,12 +300,16 @@ impl Index {
             return true;
         };
         let lanes = &mut self.flow.lanes;
-        let Some(lane) = lanes.lanes.get_mut(&lid) else { return true };
+        let Some(lane) = lanes.lanes.get_mut(&lid) else {
+            return true;
+        };
         lane.pending.remove(t.priority, id);
         if !lane.pending.is_empty() {
             return true;
         }
-        let Some(lane) = lanes.lanes.remove(&lid) else { return true };
+        let Some(lane) = lanes.lanes.remove(&lid) else {
+            return true;
+        };
         lanes.lane_ids.remove(&key);
         match &lane.parked {
             Some(h) => {
@@ -357,7 +367,10 @@ impl Index {
                 self.release_holder(&Holder::Task(name));
             }
         }
-        if self.queue_rule(t.queue).is_some_and(|r| r.rule.concurrency.is_some()) {
+        if self
+            .queue_rule(t.queue)
+            .is_some_and(|r| r.rule.concurrency.is_some())
+        {
             // The queue may have room again: a signal, re-checked when granted.
             self.flow.woke += 1;
         }
@@ -373,7 +386,11 @@ impl Index {
             self.flow.woke += n + q.map_or(0, |q| self.flow.lanes.pending_of_queue(q));
             return;
         }
-        let parked = self.flow.parked_set(holder).map(std::mem::take).unwrap_or_default();
+        let parked = self
+            .flow
+            .parked_set(holder)
+            .map(std::mem::take)
+            .unwrap_or_default();
         for lid in parked {
             self.unpark(lid);
         }
@@ -382,7 +399,9 @@ impl Index {
     /// Put a parked lane back in its ring (its holder's set already let it go).
     pub(super) fn unpark(&mut self, lid: u64) {
         let lanes = &mut self.flow.lanes;
-        let Some(lane) = lanes.lanes.get_mut(&lid) else { return };
+        let Some(lane) = lanes.lanes.get_mut(&lid) else {
+            return;
+        };
         if lane.parked.take().is_none() {
             return;
         }
@@ -464,10 +483,22 @@ impl Index {
             return;
         }
         let flow = &mut self.flow;
-        if let Some(r) = flow.limited_queues.get(&q).and_then(|n| flow.queue_rules.get_mut(n)) {
+        if let Some(name) = flow.limited_queues.get(&q).cloned()
+            && let Some(r) = flow.queue_rules.get_mut(&name)
+        {
             r.take(now);
+            // A queue its bucket closes is skipped, not parked: wake it when a token is back,
+            // or tasks held only by it would wait for an unrelated entry (standing capacity
+            // never tries a closed queue).
+            if let Some(Held::Rate(at)) = r.holds(0, now) {
+                flow.wake_at(Holder::Queue(name), at);
+            }
         }
-        if let Some(r) = flow.limited_names.get(&t.name).and_then(|n| flow.task_rules.get_mut(n)) {
+        if let Some(r) = flow
+            .limited_names
+            .get(&t.name)
+            .and_then(|n| flow.task_rules.get_mut(n))
+        {
             r.take(now);
         }
         if let Some(k) = flow.lanes.task_keys.get(&id).and_then(|k| flow.lanes.keys.get(k))
@@ -477,7 +508,9 @@ impl Index {
         }
         let lane = flow.lane_key(id, t);
         let lanes = &mut flow.lanes;
-        let Some(ring) = lanes.rings.get_mut(&q) else { return };
+        let Some(ring) = lanes.rings.get_mut(&q) else {
+            return;
+        };
         let turn = lanes.next_turn;
         lanes.next_turn = lanes.next_turn.saturating_add(1);
         match lane.map(|k| lanes.lane_ids.get(&k)) {
@@ -498,7 +531,10 @@ impl Index {
 
     /// Lanes agree with the tasks: `pending` holds each pending laned task once, running counts
     /// match `leased` (tasks as `(id, task)`), each lane is in exactly one place.
-    pub(super) fn check_flow<'a>(&self, tasks: impl Iterator<Item = (TaskId, &'a Task)>) -> Result<(), String> {
+    pub(super) fn check_flow<'a>(
+        &self,
+        tasks: impl Iterator<Item = (TaskId, &'a Task)>,
+    ) -> Result<(), String> {
         let flow = &self.flow;
         let lanes = &flow.lanes;
         let mut laned = 0u64;
@@ -539,7 +575,10 @@ impl Index {
         for (k, s) in &lanes.keys {
             let (refs, running) = (key_refs.get(k).copied(), key_running.get(k).copied().unwrap_or(0));
             if refs != Some(s.refs) || running != s.running || lanes.key_ids.get(&s.name) != Some(k) {
-                return Err(format!("key {:?}: refs {} running {} vs tasks {refs:?} {running}", s.name, s.refs, s.running));
+                return Err(format!(
+                    "key {:?}: refs {} running {} vs tasks {refs:?} {running}",
+                    s.name, s.refs, s.running
+                ));
             }
         }
         if lanes.key_ids.len() != lanes.keys.len() {
@@ -559,7 +598,10 @@ impl Index {
                 return Err(format!("lane {lid} is empty or not indexed"));
             }
             *counts.entry(l.key.0).or_default() += 1;
-            let in_ring = lanes.rings.get(&l.key.0).is_some_and(|r| r.lanes.contains(&(l.turn, *lid)));
+            let in_ring = lanes
+                .rings
+                .get(&l.key.0)
+                .is_some_and(|r| r.lanes.contains(&(l.turn, *lid)));
             let in_park = match &l.parked {
                 None => false,
                 Some(Holder::Task(n)) => flow.task_rules.get(n).is_some_and(|r| r.parked.contains(lid)),
@@ -579,7 +621,10 @@ impl Index {
             + lanes.keys.values().map(|s| s.parked.len()).sum::<usize>();
         let ringed: usize = lanes.rings.values().map(|r| r.lanes.len()).sum();
         if parked + ringed != lanes.lanes.len() {
-            return Err(format!("{parked} parked + {ringed} in rings vs {} lanes", lanes.lanes.len()));
+            return Err(format!(
+                "{parked} parked + {ringed} in rings vs {} lanes",
+                lanes.lanes.len()
+            ));
         }
         for (q, r) in &lanes.rings {
             if counts.get(q).copied() != Some(r.count) {
@@ -591,7 +636,9 @@ impl Index {
         }
         for (slot, name) in &flow.limited_names {
             if !flow.task_rules.contains_key(name) {
-                return Err(format!("task name slot {slot} marked for {name}, which has no rule"));
+                return Err(format!(
+                    "task name slot {slot} marked for {name}, which has no rule"
+                ));
             }
         }
         for (slot, name) in &flow.limited_queues {

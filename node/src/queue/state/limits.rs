@@ -61,7 +61,9 @@ impl Bucket {
     }
 
     fn level_at(&self, rate: Rate, now: UnixMs) -> u64 {
-        let gained = now.saturating_sub(self.at_ms).saturating_mul(u64::from(rate.tokens));
+        let gained = now
+            .saturating_sub(self.at_ms)
+            .saturating_mul(u64::from(rate.tokens));
         self.level.saturating_add(gained).min(size(rate))
     }
 
@@ -198,7 +200,10 @@ impl Flow {
     }
 
     fn count(&self) -> usize {
-        self.queue_rules.len() + self.task_rules.len() + self.key_rules.len() + usize::from(self.any_key.is_some())
+        self.queue_rules.len()
+            + self.task_rules.len()
+            + self.key_rules.len()
+            + usize::from(self.any_key.is_some())
     }
 
     pub(super) fn take_woke(&mut self) -> u64 {
@@ -234,7 +239,9 @@ impl Index {
             if *at > now {
                 break;
             }
-            let Some((_, holder)) = self.flow.wakes.pop_first() else { break };
+            let Some((_, holder)) = self.flow.wakes.pop_first() else {
+                break;
+            };
             let rule = match &holder {
                 Holder::Queue(n) => self.flow.queue_rules.get_mut(n),
                 Holder::Task(n) => self.flow.task_rules.get_mut(n),
@@ -257,7 +264,10 @@ impl Index {
     /// Whether queue `q`'s own limit lets a task through now; registers a wake if a rate
     /// holds it.
     pub(super) fn queue_open(&mut self, q: u32, now: UnixMs) -> bool {
-        let running = self.queues.get(q as usize).map_or(0, |d| d.counts[TaskState::Leased as usize]);
+        let running = self
+            .queues
+            .get(q as usize)
+            .map_or(0, |d| d.counts[TaskState::Leased as usize]);
         match self.queue_rule(q).and_then(|r| r.holds(running, now)) {
             None => true,
             Some(Held::Running) => false,
@@ -272,7 +282,10 @@ impl Index {
 
     /// [`Self::queue_open`] without registering anything (for reads).
     pub(super) fn queue_open_now(&self, q: u32, now: UnixMs) -> bool {
-        let running = self.queues.get(q as usize).map_or(0, |d| d.counts[TaskState::Leased as usize]);
+        let running = self
+            .queues
+            .get(q as usize)
+            .map_or(0, |d| d.counts[TaskState::Leased as usize]);
         self.queue_rule(q).and_then(|r| r.holds(running, now)).is_none()
     }
 }
@@ -309,6 +322,14 @@ impl QueueState {
                 }
             },
             None => self.idx.flow.any_key = rule.concurrency,
+        }
+        // A replaced bucket may be short of a token: its queue's tasks need a wake then.
+        if let LimitScope::Queue(n) = scope
+            && let Some(r) = self.idx.flow.queue_rules.get(super::queue_name(n))
+            && let Some(Held::Rate(at)) = r.holds(0, now)
+        {
+            let holder = Holder::Queue(super::queue_name(n).into());
+            self.idx.flow.wake_at(holder, at);
         }
         self.rule_changed(scope, true);
         Ok(())
@@ -491,7 +512,12 @@ impl QueueState {
             out.push(info(LimitScope::Key(key.to_string()), r, running, held));
         }
         if let Some(c) = flow.any_key {
-            let (running, held) = flow.lanes.unruled_key_counts(&flow.key_rules);
+            let own = |k: &str| {
+                flow.key_rules
+                    .get(k)
+                    .is_some_and(|r| r.rule.concurrency.is_some())
+            };
+            let (running, held) = flow.lanes.unruled_key_counts(own);
             let rule = LimitRule {
                 rate: None,
                 concurrency: Some(c),
@@ -522,7 +548,10 @@ mod tests {
 
     #[test]
     fn a_bucket_grants_its_size_then_its_rate() {
-        let rate = Rate { tokens: 3, per_ms: 1000 };
+        let rate = Rate {
+            tokens: 3,
+            per_ms: 1000,
+        };
         let mut b = Bucket::full(rate, 0);
         assert!(b.take(rate, 0) && b.take(rate, 0) && b.take(rate, 0));
         assert!(!b.take(rate, 0));

@@ -350,7 +350,12 @@ pub(crate) fn fixture_entries_v7() -> Vec<EntryOf<TypeConfig>> {
         scope,
         rule: LimitRule { rate, concurrency },
     };
-    let per_s = |tokens| Some(Rate { tokens, per_ms: 1_000 });
+    let per_s = |tokens| {
+        Some(Rate {
+            tokens,
+            per_ms: 1_000,
+        })
+    };
     let keyed = |key: &str| TaskSpec {
         concurrency_key: Some(key.into()),
         ..spec("email.send", "limited", "{}")
@@ -369,7 +374,14 @@ pub(crate) fn fixture_entries_v7() -> Vec<EntryOf<TypeConfig>> {
     push(
         6,
         vec![
-            set(LimitScope::Task("cleanup".into()), Some(Rate { tokens: 1, per_ms: 60_000 }), None),
+            set(
+                LimitScope::Task("cleanup".into()),
+                Some(Rate {
+                    tokens: 1,
+                    per_ms: 60_000,
+                }),
+                None,
+            ),
             Command::RemoveLimit {
                 scope: LimitScope::Task("cleanup".into()),
             },
@@ -867,7 +879,10 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_7() {
         );
         // Tasks 10 to 12 (9 is the older fixtures' hook.call).
         let states: Vec<TaskState> = (10..=12).map(|id| q.task(id).expect("task").state).collect();
-        assert_eq!(states, [TaskState::Leased, TaskState::Pending, TaskState::Pending]);
+        assert_eq!(
+            states,
+            [TaskState::Leased, TaskState::Pending, TaskState::Pending]
+        );
     });
 }
 

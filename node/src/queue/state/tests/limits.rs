@@ -41,18 +41,35 @@ impl H {
 #[test]
 fn a_task_concurrency_holds_its_name_back_and_lets_others_pass() {
     let mut h = H::default();
-    assert_eq!(h.limit(0, set("task:a", None, Some(1))), Response::LimitSet(Ok(())));
+    assert_eq!(
+        h.limit(0, set("task:a", None, Some(1))),
+        Response::LimitSet(Ok(()))
+    );
     h.submit(0, vec![spec("a"), spec("a"), spec("b"), spec("a")]);
     let got = h.lease(1, 10, 1_000);
     // The name's lane and the plain tasks take turns: both go, in either order.
     let mut got_names = names(&h, &got);
     got_names.sort();
     assert_eq!(got_names, ["a", "b"]);
-    let got: Vec<LeaseRef> = got.into_iter().filter(|l| h.s.task(l.task).unwrap().name == "a").collect();
+    let got: Vec<LeaseRef> = got
+        .into_iter()
+        .filter(|l| h.s.task(l.task).unwrap().name == "a")
+        .collect();
     assert_eq!(held(&h, "task:a"), (1, 2));
     assert!(h.lease(2, 10, 1_000).is_empty());
     // Completing the running one lets exactly one more go.
-    let fx = h.apply(3, vec![Command::Complete { worker: "w1".into(), completions: vec![Completion { lease: got[0], outcome: ok(b"1") }] }]).1;
+    let fx = h
+        .apply(
+            3,
+            vec![Command::Complete {
+                worker: "w1".into(),
+                completions: vec![Completion {
+                    lease: got[0],
+                    outcome: ok(b"1"),
+                }],
+            }],
+        )
+        .1;
     assert!(fx.became_pending > 0, "a freed limit wakes idle pools");
     let next = h.lease(4, 10, 1_000);
     assert_eq!((names(&h, &next), next[0].task), (vec!["a".to_string()], 2));
@@ -63,7 +80,16 @@ fn a_task_concurrency_holds_its_name_back_and_lets_others_pass() {
 fn concurrency_holds_through_expiry_release_and_retry() {
     let mut h = H::default();
     h.limit(0, set("task:a", None, Some(2)));
-    h.submit(0, vec![TaskSpec { max_retries: 3, ..spec("a") }; 5]);
+    h.submit(
+        0,
+        vec![
+            TaskSpec {
+                max_retries: 3,
+                ..spec("a")
+            };
+            5
+        ],
+    );
     let got = h.lease(0, 10, 100);
     assert_eq!(got.len(), 2);
     // A release frees a slot; the released task goes back and one (it, by id) is granted again.
@@ -84,7 +110,14 @@ fn concurrency_holds_through_expiry_release_and_retry() {
 fn a_queue_concurrency_skips_the_queue() {
     let mut h = H::default();
     h.limit(0, set("queue:slow", None, Some(1)));
-    h.submit(0, vec![in_queue(spec("a"), "slow"), in_queue(spec("b"), "slow"), spec("c")]);
+    h.submit(
+        0,
+        vec![
+            in_queue(spec("a"), "slow"),
+            in_queue(spec("b"), "slow"),
+            spec("c"),
+        ],
+    );
     let got = h.lease(0, 10, 1_000);
     assert_eq!(names(&h, &got), ["c", "a"]);
     assert_eq!(held(&h, "queue:slow"), (1, 1));
@@ -123,7 +156,14 @@ fn held_tasks_go_to_standing_capacity_when_tokens_return() {
     let (r, _) = h.apply(10, vec![stand]);
     assert_eq!(r, vec![Response::Leased(vec![])]);
     let fx = h.tick(1000);
-    assert_eq!(fx.workers["w2"].grants.iter().map(|g| g.lease.task).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        fx.workers["w2"]
+            .grants
+            .iter()
+            .map(|g| g.lease.task)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
 }
 
 #[test]
@@ -132,7 +172,9 @@ fn a_burst_of_one_key_delays_another_key_by_one_turn_at_most() {
     h.submit(0, (0..10_000).map(|_| keyed("t", "big")).collect());
     let first = h.lease(1, 1, 60_000);
     assert_eq!(first.len(), 1);
-    let [small] = h.submit(2, vec![keyed("t", "small")])[..] else { panic!() };
+    let [small] = h.submit(2, vec![keyed("t", "small")])[..] else {
+        panic!()
+    };
     // A new key joins the ring behind the keys there: after at most one more grant of the
     // big key (its turn), the small key's task goes.
     let next: Vec<TaskId> = (0..2).map(|i| h.lease(3 + i, 1, 60_000)[0].task).collect();
@@ -140,8 +182,16 @@ fn a_burst_of_one_key_delays_another_key_by_one_turn_at_most() {
     // Turns alternate between keys with pending tasks; plain tasks are one more lane.
     let ids = h.submit(4, vec![keyed("t", "small"), spec("plain"), keyed("t", "small")]);
     let got: Vec<TaskId> = (0..6).map(|i| h.lease(5 + i, 1, 60_000)[0].task).collect();
-    let smalls: Vec<usize> = got.iter().enumerate().filter(|(_, id)| ids.contains(id)).map(|(i, _)| i).collect();
-    assert!(smalls.len() == 3 && smalls.windows(2).all(|w| w[1] - w[0] <= 3), "{got:?} {ids:?}");
+    let smalls: Vec<usize> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| ids.contains(id))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        smalls.len() == 3 && smalls.windows(2).all(|w| w[1] - w[0] <= 3),
+        "{got:?} {ids:?}"
+    );
 }
 
 #[test]
@@ -158,9 +208,20 @@ fn a_key_concurrency_holds_each_key_apart() {
     assert_eq!(held(&h, "key:*"), (1, 3));
     assert_eq!(held(&h, "key:vip"), (3, 1));
     // key:* takes a concurrency only.
-    assert!(matches!(h.limit(2, set("key:*", Some("1/s"), None)), Response::LimitSet(Err(_))));
+    assert!(matches!(
+        h.limit(2, set("key:*", Some("1/s"), None)),
+        Response::LimitSet(Err(_))
+    ));
     // Removing the default lets the rest of key a go.
-    assert_eq!(h.limit(3, Command::RemoveLimit { scope: LimitScope::AnyKey }), Response::LimitRemoved(true));
+    assert_eq!(
+        h.limit(
+            3,
+            Command::RemoveLimit {
+                scope: LimitScope::AnyKey
+            }
+        ),
+        Response::LimitRemoved(true)
+    );
     assert_eq!(h.lease(4, 100, 60_000).len(), 3);
 }
 
@@ -174,7 +235,14 @@ fn setting_a_limit_later_covers_running_and_pending_tasks() {
     assert!(h.lease(2, 10, 60_000).is_empty());
     assert_eq!(held(&h, "task:a"), (2, 2));
     // Removing it moves the tasks back to plain and wakes them.
-    let fx = h.apply(3, vec![Command::RemoveLimit { scope: "task:a".parse().unwrap() }]).1;
+    let fx = h
+        .apply(
+            3,
+            vec![Command::RemoveLimit {
+                scope: "task:a".parse().unwrap(),
+            }],
+        )
+        .1;
     assert!(fx.became_pending > 0);
     assert_eq!(h.lease(4, 10, 60_000).len(), 2);
 }
@@ -183,7 +251,14 @@ fn setting_a_limit_later_covers_running_and_pending_tasks() {
 fn purge_and_cancel_reach_laned_tasks_and_keys_go_with_their_tasks() {
     let mut h = H::default();
     h.limit(0, set("task:a", None, Some(0)));
-    h.submit(0, vec![in_queue(spec("a"), "q"), in_queue(keyed("b", "k"), "q"), in_queue(spec("c"), "q")]);
+    h.submit(
+        0,
+        vec![
+            in_queue(spec("a"), "q"),
+            in_queue(keyed("b", "k"), "q"),
+            in_queue(spec("c"), "q"),
+        ],
+    );
     let purged = h.apply(1, vec![Command::PurgeQueue { queue: "q".into() }]).0;
     assert_eq!(purged[0], Response::Purged(3));
     h.tick(10_000);
@@ -206,7 +281,44 @@ fn a_rule_out_of_bounds_is_refused() {
             concurrency: None,
         },
     };
-    assert!(matches!(h.limit(0, bad_rate), Response::LimitSet(Err(LimitError::BadRate(_)))));
-    assert_eq!(h.limit(0, Command::RemoveLimit { scope: LimitScope::AnyKey }), Response::LimitRemoved(false));
+    assert!(matches!(
+        h.limit(0, bad_rate),
+        Response::LimitSet(Err(LimitError::BadRate(_)))
+    ));
+    assert_eq!(
+        h.limit(
+            0,
+            Command::RemoveLimit {
+                scope: LimitScope::AnyKey
+            }
+        ),
+        Response::LimitRemoved(false)
+    );
     assert!(h.s.limits().is_empty());
+}
+
+#[test]
+fn a_queue_rate_wakes_standing_capacity_without_a_lease() {
+    let mut h = H::default();
+    h.limit(0, set("queue:default", Some("2/s"), None));
+    let stand = Command::Lease {
+        worker: "w2".into(),
+        queues: vec![],
+        max: 10,
+        lease_ms: 60_000,
+        standing_ticket: Some(1),
+    };
+    h.apply(0, vec![stand]);
+    let fx = h
+        .apply(
+            1,
+            vec![Command::Submit {
+                tasks: vec![spec("a"); 5].into(),
+            }],
+        )
+        .1;
+    assert_eq!(fx.workers["w2"].grants.len(), 2, "the burst");
+    // Nothing but the log's clock: the tick at the next token grants one more.
+    assert_eq!(h.s.next_deadline_ms(), Some(501));
+    assert_eq!(h.tick(501).workers["w2"].grants.len(), 1);
 }

@@ -18,7 +18,10 @@ const KEYS: [Option<&str>; 3] = [None, Some("k1"), Some("k2")];
 #[derive(Clone, Debug)]
 enum Op {
     Submit(Vec<(usize, usize, usize, u8)>),
-    Lease { max: u32, standing: bool },
+    Lease {
+        max: u32,
+        standing: bool,
+    },
     /// Complete the i-th leased task (mod their number): success, retryable or fatal failure.
     Complete(usize, u8),
     Release(usize),
