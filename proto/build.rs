@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "protos/flotilla/v1/queue.proto",
                 "protos/flotilla/v1/raft.proto",
                 "protos/flotilla/v1/schedule.proto",
+                "protos/flotilla/v1/limits.proto",
                 "protos/flotilla/v1/worker.proto",
             ],
             &["protos"],

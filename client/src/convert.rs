@@ -22,6 +22,7 @@ impl From<TaskRequest> for pb::TaskSpec {
             idempotency_key: r.idempotency_key,
             result_ttl_ms: r.result_ttl_ms,
             headers: r.headers.into_iter().collect(),
+            concurrency_key: r.concurrency_key,
         }
     }
 }

@@ -29,6 +29,8 @@
 //! - [`schedules`]: periodic schedules (cron in a time zone, intervals): add (admin), list
 //!   with next run times, pause, resume, remove.
 //! - [`trace_context`]: a request made inside a trace carries its W3C `traceparent` as a header.
+//! - [`limits`]: flow-control limits (rate, concurrency; per queue, task name, concurrency
+//!   key): set and remove (admin), list with what they hold back.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -42,6 +44,7 @@ mod convert;
 mod entropy;
 pub mod error;
 pub mod info;
+pub mod limits;
 pub mod retry;
 pub mod schedules;
 pub mod task;
@@ -56,6 +59,7 @@ pub use cluster::{ClusterStatus, Member, QueueStats};
 pub use error::{ClientError, Result};
 pub use flotilla_tls::ClientTls;
 pub use info::{TaskInfo, TaskState};
+pub use limits::LimitInfo;
 pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{Submitted, TaskId, TaskRequest};

@@ -58,6 +58,7 @@ pub struct TaskRequest {
     pub(crate) idempotency_key: String,
     pub(crate) result_ttl_ms: u64,
     pub(crate) headers: std::collections::BTreeMap<String, String>,
+    pub(crate) concurrency_key: String,
 }
 
 impl TaskRequest {
@@ -84,6 +85,7 @@ impl TaskRequest {
             idempotency_key,
             result_ttl_ms: 0,
             headers,
+            concurrency_key: String::new(),
         }
     }
 
@@ -152,6 +154,14 @@ impl TaskRequest {
     /// own); not interpreted by the cluster. The node takes up to 64 headers of 16 KiB in all.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// A concurrency key (a tenant id, say): `key:` limits count the tasks carrying it, and
+    /// pending tasks of different keys are granted in fair turns (docs/LIMITS.md). At most
+    /// 256 bytes.
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = key.into();
         self
     }
 

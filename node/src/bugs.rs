@@ -18,16 +18,19 @@ pub enum Bug {
     HeartbeatKeepsOldTimer,
     /// A schedule fires every slot up to one second before its time (a rounding mistake).
     ScheduleFiresEarly,
+    /// A concurrency limit counts one running task too few, so it lets one task too many run.
+    LimitOffByOne,
 }
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::AckBeforeFsync,
         Bug::AcceptStaleCompletion,
         Bug::ForgetVote,
         Bug::HeartbeatKeepsOldTimer,
         Bug::ScheduleFiresEarly,
+        Bug::LimitOffByOne,
     ];
 
     /// Its command-line name.
@@ -38,6 +41,7 @@ impl Bug {
             Bug::ForgetVote => "forget-vote",
             Bug::HeartbeatKeepsOldTimer => "heartbeat-keeps-old-timer",
             Bug::ScheduleFiresEarly => "schedule-fires-early",
+            Bug::LimitOffByOne => "limit-off-by-one",
         }
     }
 
@@ -59,6 +63,7 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::ForgetVote) => 3,
         Some(Bug::HeartbeatKeepsOldTimer) => 4,
         Some(Bug::ScheduleFiresEarly) => 5,
+        Some(Bug::LimitOffByOne) => 6,
     }
 }
 

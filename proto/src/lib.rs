@@ -7,6 +7,8 @@
 //!   runs tasks: one bidirectional stream per worker process, which the node serves as a pool.
 //! - `flotilla.v1.ScheduleService` (protos/flotilla/v1/schedule.proto): periodic schedules
 //!   (cron in a time zone, intervals), kept and fired by the cluster.
+//! - `flotilla.v1.LimitService` (protos/flotilla/v1/limits.proto): flow control, rate and
+//!   concurrency limits per queue, task name and concurrency key.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!

@@ -110,6 +110,11 @@ fn a_schedule_firing_early_is_caught() -> Result<()> {
 }
 
 #[test]
+fn a_limit_letting_one_task_too_many_run_is_caught() -> Result<()> {
+    caught("limit-off-by-one", 5, &["limits_respected"])
+}
+
+#[test]
 fn an_index_that_drifts_from_the_tasks_is_caught() -> Result<()> {
     // Every replica applies the same bad heartbeat alike, so only a look inside each one
     // (`QueueState::check_invariants`) sees the stale timer before it expires a lease early.

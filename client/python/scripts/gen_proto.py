@@ -17,7 +17,12 @@ import tempfile
 from pathlib import Path
 
 GRPCIO_TOOLS_VERSION = "1.75.1"
-PROTOS = ("flotilla/v1/queue.proto", "flotilla/v1/schedule.proto", "flotilla/v1/worker.proto")
+PROTOS = (
+    "flotilla/v1/queue.proto",
+    "flotilla/v1/schedule.proto",
+    "flotilla/v1/limits.proto",
+    "flotilla/v1/worker.proto",
+)
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 PROTO_ROOT = PYTHON_DIR.parent.parent / "proto" / "protos"

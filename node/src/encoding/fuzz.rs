@@ -196,6 +196,7 @@ pub fn full_submit() -> pb::SubmitRequest {
         idempotency_key: "k".into(),
         result_ttl_ms: 6,
         headers: [("traceparent".to_string(), "00-01".to_string())].into(),
+        concurrency_key: "tenant-1".into(),
     };
     pb::SubmitRequest {
         tasks: vec![task.clone(), task],

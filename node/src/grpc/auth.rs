@@ -121,6 +121,7 @@ pub fn need(path: &str) -> Need {
             | "FindTasksByIdempotencyKey",
         ) => Need::Client(Right::Read),
         ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),
+        ("flotilla.v1.LimitService", "ListLimits") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         // The schema only: any client may read it.

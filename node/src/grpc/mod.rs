@@ -4,6 +4,7 @@
 //! - [`worker_service`]: `flotilla.v1.WorkerService`, for remote workers (a session per worker
 //!   process, run by `worker::remote`).
 //! - [`schedule_service`]: `flotilla.v1.ScheduleService`, periodic schedules for clients.
+//! - [`limit_service`]: `flotilla.v1.LimitService`, flow-control limits for clients.
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod calls;
 pub mod conn;
 pub mod convert;
+pub mod limit_service;
 pub mod peer_identity;
 pub mod queue_service;
 pub mod raft_service;
@@ -30,6 +32,7 @@ pub mod schedule_service;
 pub mod status;
 pub mod worker_service;
 
+pub use limit_service::LimitApi;
 pub use peer_identity::NodeGate;
 pub use queue_service::QueueApi;
 pub use raft_service::RaftApi;

@@ -36,6 +36,7 @@ use crate::network::peer::RemoveMember;
 use crate::proposer::Proposer;
 use crate::queue::DEFAULT_QUEUE;
 use crate::queue::Headers;
+use crate::queue::MAX_CONCURRENCY_KEY_LEN;
 use crate::queue::TaskDecl;
 use crate::queue::TaskId;
 use crate::queue::TaskSpec;
@@ -180,6 +181,11 @@ impl QueueApi {
         }
         let headers: Headers = t.headers.into_iter().collect();
         check_headers(&headers).map_err(bad)?;
+        if t.concurrency_key.len() > MAX_CONCURRENCY_KEY_LEN {
+            return Err(bad(format!(
+                "concurrency key is limited to {MAX_CONCURRENCY_KEY_LEN} bytes"
+            )));
+        }
         Ok(TaskSpec {
             name: t.name,
             queue: if t.queue.is_empty() {
@@ -205,6 +211,7 @@ impl QueueApi {
                 self.limits.default_result_ttl_ms
             },
             headers,
+            concurrency_key: (!t.concurrency_key.is_empty()).then_some(t.concurrency_key),
         })
     }
 

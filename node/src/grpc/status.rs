@@ -13,6 +13,7 @@ use crate::error::ProposeError;
 use crate::network::codec::CodecError;
 use crate::network::peer::AdminError;
 use crate::network::snapshot_stream::SnapshotStreamError;
+use crate::queue::LimitError;
 use crate::queue::Role;
 use crate::queue::ScheduleRefusal;
 use crate::queue::TaskId;
@@ -45,6 +46,9 @@ pub enum ApiError {
     Schedule(#[from] ScheduleRefusal),
     #[error("no schedule named '{0}'")]
     NoSchedule(String),
+    /// A limit refused (its text, or by the state machine).
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// Too many client calls are in progress on this node (the limit is the field).
     #[error("node is busy: {0} client calls in progress; retry, on another node if you can")]
     Overloaded(usize),
@@ -70,6 +74,8 @@ impl ApiError {
                 ScheduleRefusal::Full => Code::ResourceExhausted,
                 _ => Code::InvalidArgument,
             },
+            ApiError::Limit(LimitError::TooMany) => Code::ResourceExhausted,
+            ApiError::Limit(_) => Code::InvalidArgument,
             ApiError::WaitTimeout(_) => Code::DeadlineExceeded,
             ApiError::ReadBarrier(_) | ApiError::Overloaded(_) => Code::Unavailable,
             ApiError::Admin(e) => match e {

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 mod catalog;
 pub mod entry_format;
+mod limits;
 mod schedule;
 mod token;
 mod wire;
@@ -30,6 +31,15 @@ pub use catalog::name_prefix;
 pub use catalog::node_declarer;
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
+pub use limits::LimitError;
+pub use limits::LimitInfo;
+pub use limits::LimitRule;
+pub use limits::LimitScope;
+pub use limits::MAX_CONCURRENCY_KEY_LEN;
+pub use limits::MAX_LIMITS;
+pub use limits::MAX_RATE_PERIOD_MS;
+pub use limits::MAX_RATE_TOKENS;
+pub use limits::Rate;
 pub use schedule::*;
 pub use token::Role;
 pub use token::TokenHash;
@@ -71,6 +81,7 @@ impl Request {
                             + t.args.len() as u64
                             + t.idempotency_key.as_deref().map_or(0, len)
                             + t.headers.iter().map(|(k, v)| 2 + len(k) + len(v)).sum::<u64>()
+                            + t.concurrency_key.as_deref().map_or(0, len)
                     })
                     .sum(),
                 Command::Complete { completions, .. } => completions
@@ -134,6 +145,7 @@ impl Request {
                                     + heap(t.args.len())
                                     + t.idempotency_key.as_deref().map_or(0, s)
                                     + t.headers.iter().map(|(k, v)| 64 + s(k) + s(v)).sum::<u64>()
+                                    + t.concurrency_key.as_deref().map_or(0, s)
                             })
                             .sum::<u64>()
                 }
@@ -176,6 +188,10 @@ impl Request {
                     s(&schedule.name) + cadence + s(&t.name) + s(&t.queue) + heap(t.args.len())
                 }
                 Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => s(name),
+                Command::SetLimit { scope, .. } | Command::RemoveLimit { scope } => match scope {
+                    LimitScope::Queue(n) | LimitScope::Task(n) | LimitScope::Key(n) => s(n),
+                    LimitScope::AnyKey => 0,
+                },
             }
         };
         std::mem::size_of::<Self>() as u64
@@ -288,6 +304,10 @@ pub enum Command {
     RemoveSchedule { name: String },
     /// Pause (or resume) the schedule named `name`. Entry format 5.
     PauseSchedule { name: String, paused: bool },
+    /// Set (or replace) the flow-control limit of `scope` (`state/limits.rs`). Entry format 7.
+    SetLimit { scope: LimitScope, rule: LimitRule },
+    /// Remove the limit of `scope`; what it held back may be granted. Entry format 7.
+    RemoveLimit { scope: LimitScope },
 }
 
 /// Most bytes of one progress report: a session writes the latest of each running task to
@@ -362,6 +382,10 @@ pub struct TaskSpec {
     pub result_ttl_ms: u64,
     /// Handed to the worker with each grant; bounded by [`check_headers`] at submit.
     pub headers: Headers,
+    /// Concurrency key (a tenant id, say): limits of `key:` scopes apply to it, and keys take
+    /// fair turns (`state/limits.rs`). At most [`MAX_CONCURRENCY_KEY_LEN`] bytes, checked at
+    /// the gRPC edge. Written in the log only when present (`command/wire.rs`).
+    pub concurrency_key: Option<String>,
 }
 
 /// A task whose lease expires this many times (its worker died or was cut off each time) is
@@ -479,6 +503,10 @@ pub enum Response {
     ScheduleRemoved(bool),
     /// Whether `PauseSchedule` found the schedule.
     SchedulePaused(bool),
+    /// Whether `SetLimit` took the rule, or why not.
+    LimitSet(Result<(), LimitError>),
+    /// Whether `RemoveLimit` found a limit.
+    LimitRemoved(bool),
 }
 
 /// Lifecycle state of a task.

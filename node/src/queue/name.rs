@@ -8,6 +8,7 @@
 //! the log.
 
 use super::command::Command;
+use super::command::LimitScope;
 
 /// Longest queue name, in bytes.
 pub const MAX_QUEUE_NAME_LEN: usize = 128;
@@ -56,6 +57,14 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => {
                 check_queue_name(queue)?;
             }
+            Command::SetLimit {
+                scope: LimitScope::Queue(queue),
+                ..
+            }
+            | Command::RemoveLimit {
+                scope: LimitScope::Queue(queue),
+            } => check_queue_name(queue)?,
+            Command::SetLimit { .. } | Command::RemoveLimit { .. } => {}
             Command::Complete { .. }
             | Command::Heartbeat { .. }
             | Command::Release { .. }

@@ -154,6 +154,16 @@ op!(
     PauseSchedule { name: String, paused: bool } => SchedulePaused(bool)
 );
 
+op!(
+    /// [`Command::SetLimit`]: the rule was taken, or why not.
+    SetLimit { scope: LimitScope, rule: LimitRule } => LimitSet(Result<(), LimitError>)
+);
+
+op!(
+    /// [`Command::RemoveLimit`]: whether there was a limit.
+    RemoveLimit { scope: LimitScope } => LimitRemoved(bool)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;
@@ -229,6 +239,7 @@ mod tests {
             idempotency_key: None,
             result_ttl_ms: 60_000,
             headers: Default::default(),
+            concurrency_key: None,
         };
         let two: Arc<[TaskSpec]> = vec![spec.clone(), spec.clone()].into();
         let submitted = run(&mut q, Submit { tasks: two }).unwrap();

@@ -144,7 +144,9 @@ mod index;
 mod interner;
 mod invariants;
 mod key_index;
+mod lanes;
 mod lease;
+mod limits;
 mod pending;
 #[cfg(test)]
 mod proptests;
@@ -249,6 +251,8 @@ impl QueueState {
             .map(|cmd| {
                 let pending_before = effects.became_pending;
                 let response = self.apply_command(cmd, effects);
+                // Tasks a limit let go count as pending again (`state/limits.rs`).
+                effects.became_pending += self.idx.flow.take_woke();
                 self.after_command(cmd, pending_before, effects);
                 response
             })
@@ -287,6 +291,8 @@ impl QueueState {
             self.fire(id, effects);
         }
         self.fire_schedules(effects);
+        self.idx.fire_wakes(self.now_ms);
+        effects.became_pending += self.idx.flow.take_woke();
     }
 
     fn timers_first(&self) -> Option<&(UnixMs, TaskId)> {
@@ -313,7 +319,10 @@ impl QueueState {
         self.idx.unlink(id, &t);
         self.idx.release_queue(t.queue);
         self.idx.options.release(t.options);
-        self.task_names.release(t.name);
+        if self.task_names.release(t.name) {
+            self.idx.flow.limited_names.remove(&t.name);
+        }
+        self.idx.flow.lanes.detach_key(id);
         self.extras.remove(id);
         if let Some(key) = t.idempotency_key() {
             self.idempotency.remove(key, id);
@@ -392,6 +401,8 @@ impl QueueState {
             Command::PauseSchedule { name, paused } => {
                 Response::SchedulePaused(self.schedules.pause(name, *paused, self.now_ms))
             }
+            Command::SetLimit { scope, rule } => Response::LimitSet(self.set_limit(scope, rule)),
+            Command::RemoveLimit { scope } => Response::LimitRemoved(self.remove_limit(scope)),
         }
     }
 
@@ -421,13 +432,18 @@ impl QueueState {
             result_ttl_ms: spec.result_ttl_ms,
             time_limit_ms: spec.time_limit_ms,
         };
+        let name = self.task_names.acquire(spec.name.as_str());
+        self.mark_name(name, &spec.name);
+        if let Some(key) = &spec.concurrency_key {
+            self.idx.flow.lanes.attach_key(id, key);
+        }
         let task = Task {
             data: Task::pack(key, &spec.args),
             output: None,
             created_ms: now,
             updated_ms: now,
             timer_ms,
-            name: self.task_names.acquire(spec.name.as_str()),
+            name,
             queue: self.idx.acquire_queue(queue_name(&spec.queue)),
             options: self.idx.options.acquire(&options),
             worker: 0,
@@ -478,6 +494,7 @@ impl QueueState {
             return 0;
         };
         let mut ids: Vec<TaskId> = data.pending.iter().map(|(_, id)| id).collect();
+        ids.extend(self.idx.flow.lanes.pending_ids(q));
         let waiting = data.counts[TaskState::Scheduled as usize] + data.counts[TaskState::Retrying as usize];
         if waiting > 0 {
             // Scheduled and retrying tasks are only indexed by time: scan the timers. Purging a
@@ -510,7 +527,7 @@ impl QueueState {
         } else if let Some(q) = existing {
             let data = &mut self.idx.queues[q as usize];
             data.paused = false;
-            effects.became_pending += data.pending.len();
+            effects.became_pending += data.pending.len() + self.idx.flow.lanes.pending_of_queue(q);
             self.idx.release_queue(q);
         }
     }

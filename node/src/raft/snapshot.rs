@@ -10,7 +10,7 @@
 //! Version 3 added the token table at the end of the state, version 4 the task catalogue
 //! after it, version 5 the task extras (headers, progress) after that, version 6 the
 //! schedules. A state is written in the oldest version that holds it (a node of the build
-//! before the table it lacks reads it: `queue/state/format.rs`). Versions 5 to 1 are read.
+//! before the table it lacks reads it: `queue/state/format.rs`). Versions 7 to 1 are read.
 //!
 //! The body is decoded under a limit that follows its length ([`crate::encoding`]).
 //!
@@ -54,10 +54,12 @@ use crate::types::TypeConfig;
 
 /// First bytes of every snapshot.
 pub const MAGIC: [u8; 4] = *b"FLQS";
-/// The newest format this build writes and reads. 6: version 5 and the schedules. 5: version 4
+/// The newest format this build writes and reads. 8: version 7 and flow control (limits,
+/// concurrency keys). 7: reserved for another branch's table (here: version 6 and nothing).
+/// 6: version 5 and the schedules. 5: version 4
 /// and the task extras (headers, progress). 4: version 3 and the task catalogue. 3: version 2
 /// and the token table. 2: the dense task layout (task options interned, key and args in one
-/// byte string, pending sets as bitmaps, no key index: it is rebuilt on load). Versions 5 to 1
+/// byte string, pending sets as bitmaps, no key index: it is rebuilt on load). Versions 7 to 1
 /// are still read (1 is converted), so nodes can be upgraded over old data; a state is written
 /// in the oldest of them that holds it ([`QueueState::snapshot_format`]).
 pub const FORMAT_VERSION: u32 = NEWEST_SNAPSHOT_FORMAT;
@@ -173,6 +175,8 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         3 => decode_body::<SnapshotImageOf<ReadFormat<3>>>(body).map(|i| i.map(|s| s.0)),
         4 => decode_body::<SnapshotImageOf<ReadFormat<4>>>(body).map(|i| i.map(|s| s.0)),
         5 => decode_body::<SnapshotImageOf<ReadFormat<5>>>(body).map(|i| i.map(|s| s.0)),
+        6 => decode_body::<SnapshotImageOf<ReadFormat<6>>>(body).map(|i| i.map(|s| s.0)),
+        7 => decode_body::<SnapshotImageOf<ReadFormat<7>>>(body).map(|i| i.map(|s| s.0)),
         _ => decode_body(body),
     }
 }

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use flotilla_proto::v1::limit_service_server::LimitServiceServer;
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use flotilla_proto::v1::schedule_service_server::ScheduleServiceServer;
@@ -54,6 +55,7 @@ where
         raft,
         queue_api,
         schedule_api,
+        limit_api,
         raft_api,
         worker_api,
         sessions,
@@ -131,6 +133,7 @@ where
                 .max_decoding_message_size(config.max_request_bytes())
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
+        .add_service(LimitServiceServer::new(limit_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
         .add_service(
             WorkerServiceServer::new(worker_api)
                 .max_decoding_message_size(worker_service::max_message_bytes(config))

@@ -19,6 +19,7 @@ use crate::cluster::catalog;
 use crate::cluster::join;
 use crate::cluster::tokens;
 use crate::config::Config;
+use crate::grpc::LimitApi;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::ScheduleApi;
@@ -46,6 +47,7 @@ pub(super) struct Serving {
     pub(super) raft: Raft,
     pub(super) queue_api: QueueApi,
     pub(super) schedule_api: ScheduleApi,
+    pub(super) limit_api: LimitApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -155,6 +157,7 @@ pub(super) fn start_services(
         limits,
     );
     let schedule_api = ScheduleApi::new(queue_api.clone(), proposer.clone());
+    let limit_api = LimitApi::new(queue_api.clone(), proposer.clone());
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -168,6 +171,7 @@ pub(super) fn start_services(
         raft: raft.clone(),
         queue_api,
         schedule_api,
+        limit_api,
         raft_api,
         worker_api,
         sessions,

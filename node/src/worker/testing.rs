@@ -298,5 +298,6 @@ pub fn task_spec(name: &str, args: &str) -> TaskSpec {
         idempotency_key: None,
         result_ttl_ms: 3_600_000,
         headers: Default::default(),
+        concurrency_key: None,
     }
 }

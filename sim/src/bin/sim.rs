@@ -116,7 +116,8 @@ struct DstArgs {
     #[arg(long, value_parser = parse_range)]
     seeds: Option<std::ops::Range<u64>>,
     /// Switch on a deliberate bug (ack-before-fsync, accept-stale-completion, forget-vote,
-    /// heartbeat-keeps-old-timer, schedule-fires-early), to see the checker catch it.
+    /// heartbeat-keeps-old-timer, schedule-fires-early, limit-off-by-one), to see the checker
+    /// catch it.
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Only these faults (comma-separated; default: a mix drawn from the seed).

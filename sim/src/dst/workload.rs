@@ -34,6 +34,9 @@ pub struct Shared {
     pub finals: Mutex<BTreeMap<TaskId, TaskInfo>>,
     /// Properties the clients found broken on their own (no progress after healing).
     pub problems: Mutex<Vec<String>>,
+    /// The `limits` client's limits are acknowledged: submits carry concurrency keys from
+    /// now on (so every limit is in the log before the tasks it covers).
+    pub limits_set: std::sync::atomic::AtomicBool,
 }
 
 /// Simulated milliseconds since the start (inside a simulated host).
@@ -67,6 +70,7 @@ impl Shared {
             history: Mutex::new(History::new()),
             finals: Mutex::default(),
             problems: Mutex::default(),
+            limits_set: Default::default(),
         }
     }
 
@@ -254,12 +258,17 @@ async fn submit_batch(
             ms: rng.random_range(0..=plan.max_task_ms),
             fail,
         };
-        let request = client
+        let mut request = client
             .task(TASK)
             .args(&args)
             .expect("task arguments encode")
             .max_retries(3)
             .retry_backoff(Duration::from_millis(100));
+        // Half the tasks carry one of three keys once the limits are in (no draw from the
+        // rng: the rest of the run stays what the seed made it).
+        if j % 2 == 0 && shared.limits_set.load(std::sync::atomic::Ordering::Relaxed) {
+            request = request.concurrency_key(format!("tenant-{}", (round + j) % 3));
+        }
         requests.push(request);
     }
     let keys: Vec<String> = requests.iter().map(|r| r.key().to_owned()).collect();
@@ -280,6 +289,48 @@ async fn submit_batch(
         }
         Err(e) => shared.event(format!("{who} submit {round} failed: {e}")),
     }
+}
+
+/// The limits the `limits` client sets: (scope, rate, concurrency). Loose enough that every
+/// task still ends within the healed phase; tight enough that keys wait on them.
+pub const LIMITS: [(&str, Option<&str>, Option<u32>); 2] =
+    [("key:*", None, Some(2)), ("key:tenant-0", Some("50/s"), Some(1))];
+
+/// The `limits` client: sets [`LIMITS`] at the start of the run (each retried until
+/// acknowledged: setting is idempotent), then lets the other clients submit keyed tasks.
+pub async fn limits(addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Result {
+    let plan = &shared.plan;
+    let client = Client::builder(addrs)
+        .token(&super::node::admin_token(plan.seed))?
+        .channel_factory(Arc::new(net::channel))
+        .seed(plan.seed ^ 0x1d_1e55)
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await?;
+    let deadline = (plan.faulty_phase + plan.heal_limit).as_millis() as u64;
+    for (scope, rate, concurrency) in LIMITS {
+        loop {
+            match client.set_limit(scope, rate, concurrency).await {
+                Ok(()) => {
+                    shared.event(format!("limits set {scope}"));
+                    break;
+                }
+                Err(e) if now_ms() < deadline => {
+                    shared.event(format!("limits set {scope} failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    shared.problem(format!("limits: {scope} never set: {e}"));
+                    return Ok(());
+                }
+            }
+        }
+    }
+    shared
+        .limits_set
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// The schedules the `sched` client adds: (name, cadence, grace, catch-up). Two with a grace

@@ -1,4 +1,5 @@
-"""Typed gRPC stubs of ``QueueService``, ``ScheduleService`` and ``WorkerService``, built from
+"""Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService`` and
+``WorkerService``, built from
 the generated descriptors (so a method renamed in the .proto fails at import, not at call
 time).
 
@@ -14,6 +15,7 @@ from typing import Any, Optional, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from flotilla.v1 import limits_pb2 as lpb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 from flotilla.v1 import worker_pb2 as wpb
@@ -24,6 +26,7 @@ Resp = TypeVar("Resp", bound=Message)
 QUEUE_SERVICE = qpb.DESCRIPTOR.services_by_name["QueueService"].full_name
 WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 SCHEDULE_SERVICE = spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name
+LIMIT_SERVICE = lpb.DESCRIPTOR.services_by_name["LimitService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -49,7 +52,8 @@ def _unary(
 
 
 class QueueStub:
-    """The client-facing calls of one node (``QueueService``, and ``ScheduleService``'s)."""
+    """The client-facing calls of one node (``QueueService``, and ``ScheduleService``'s and
+    ``LimitService``'s)."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.submit = _unary(channel, "Submit", qpb.SubmitRequest, qpb.SubmitResponse)
@@ -94,6 +98,15 @@ class QueueStub:
             spb.RemoveScheduleRequest,
             spb.RemoveScheduleResponse,
             SCHEDULE_SERVICE,
+        )
+        self.set_limit = _unary(
+            channel, "SetLimit", lpb.SetLimitRequest, lpb.SetLimitResponse, LIMIT_SERVICE
+        )
+        self.list_limits = _unary(
+            channel, "ListLimits", lpb.ListLimitsRequest, lpb.ListLimitsResponse, LIMIT_SERVICE
+        )
+        self.remove_limit = _unary(
+            channel, "RemoveLimit", lpb.RemoveLimitRequest, lpb.RemoveLimitResponse, LIMIT_SERVICE
         )
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(

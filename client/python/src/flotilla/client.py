@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from typing import Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import grpc
 
@@ -37,6 +37,7 @@ from flotilla.info import (
     TaskInfo,
 )
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
+from flotilla.v1 import limits_pb2 as lpb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 
@@ -228,6 +229,38 @@ class Client:
         """Removes schedule ``name`` (admin); the tasks it enqueued stay."""
         request = spb.RemoveScheduleRequest(name=name)
         self._unary(lambda s, t: s.remove_schedule(request, timeout=t))
+
+    def set_limit(
+        self, scope: str, *, rate: Optional[str] = None, concurrency: Optional[int] = None
+    ) -> None:
+        """Sets (or replaces) the limit of ``scope`` (admin): ``queue:NAME``, ``task:NAME``,
+        ``key:KEY`` or ``key:*``, with a ``rate`` such as ``"100/s"`` or ``"10/m"``, a
+        ``concurrency``, or both (docs/LIMITS.md)."""
+        limit = lpb.Limit(scope=scope, rate=rate or "")
+        if concurrency is not None:
+            limit.concurrency = concurrency
+        request = lpb.SetLimitRequest(limit=limit)
+        self._unary(lambda s, t: s.set_limit(request, timeout=t))
+
+    def limits(self) -> list[dict[str, Any]]:
+        """Every limit: its ``scope``, ``rate`` (or None), ``concurrency`` (or None), the tasks
+        it covers ``running`` now and the pending tasks it ``held`` back."""
+        reply = self._unary(lambda s, t: s.list_limits(lpb.ListLimitsRequest(), timeout=t))
+        return [
+            {
+                "scope": i.limit.scope,
+                "rate": i.limit.rate or None,
+                "concurrency": i.limit.concurrency if i.limit.HasField("concurrency") else None,
+                "running": i.running,
+                "held": i.held,
+            }
+            for i in reply.limits
+        ]
+
+    def remove_limit(self, scope: str) -> bool:
+        """Removes the limit of ``scope`` (admin); whether there was one."""
+        request = lpb.RemoveLimitRequest(scope=scope)
+        return self._unary(lambda s, t: s.remove_limit(request, timeout=t)).removed
 
     def wait(self, ids: Iterable[int], timeout: Optional[float]) -> Iterator[TaskInfo]:
         """Yields each task's final state as it is reached (completion order, each id once;

@@ -35,6 +35,9 @@ class SubmitOptions:
     time_limit: Optional[float] = None
     result_ttl: Optional[float] = None
     idempotency_key: Optional[str] = None
+    #: Concurrency key (a tenant id, say): ``key:`` limits count by it and keys take fair
+    #: turns (docs/LIMITS.md).
+    concurrency_key: Optional[str] = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def over(self, base: SubmitOptions) -> SubmitOptions:
@@ -99,4 +102,5 @@ def build_spec(
         idempotency_key=o.idempotency_key or new_idempotency_key(),
         result_ttl_ms=millis_ceil(o.result_ttl) if o.result_ttl is not None else 0,
         headers=dict(o.headers),
+        concurrency_key=o.concurrency_key or "",
     )

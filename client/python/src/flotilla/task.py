@@ -145,6 +145,7 @@ class Task:
         priority: Optional[int] = None,
         queue: Optional[str] = None,
         idempotency_key: Optional[str] = None,
+        concurrency_key: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
         max_retries: Optional[int] = None,
         time_limit: Optional[float] = None,
@@ -162,6 +163,7 @@ class Task:
             time_limit=time_limit,
             result_ttl=result_ttl,
             idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
             headers=dict(headers or {}),
         )
         return Signature(

@@ -91,6 +91,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ScheduleAction,
     },
+    /// Flow-control limits: set, list (with running and held-back tasks), remove.
+    Limit {
+        #[command(subcommand)]
+        action: LimitAction,
+    },
     /// The task names submits may use: each with its default queue and who declared it.
     Tasks {
         /// Print JSON.
@@ -115,6 +120,33 @@ pub enum TasksAction {
         /// Who declares them, as `flotilla tasks` shows it.
         #[arg(long, default_value = "operator")]
         declarer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitAction {
+    /// Set (or replace) a limit (needs an admin token). SCOPE is queue:NAME, task:NAME,
+    /// key:KEY or key:* (every concurrency key without a limit of its own).
+    Set {
+        /// What the limit applies to.
+        scope: String,
+        /// A token bucket: N/s, N/m, N/h or N/d.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Most tasks of the scope running (leased) at once.
+        #[arg(long)]
+        concurrency: Option<u32>,
+    },
+    /// Every limit, with the tasks it covers running and the pending tasks it holds back.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a limit; the tasks it held back may run at once.
+    Remove {
+        /// The limit's scope, as set.
+        scope: String,
     },
 }
 
@@ -316,6 +348,9 @@ pub struct SubmitArgs {
     /// Retries after the first failed attempt.
     #[arg(long)]
     pub max_retries: Option<u32>,
+    /// Concurrency key (a tenant id, say): `key:` limits apply, keys take fair turns.
+    #[arg(long)]
+    pub key: Option<String>,
     /// How many tasks to submit.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
@@ -358,6 +393,40 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("flotilla").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn limit_set_takes_a_scope_a_rate_and_a_concurrency() {
+        let cli = parse(&[
+            "limit",
+            "set",
+            "task:send",
+            "--rate",
+            "10/m",
+            "--concurrency",
+            "2",
+        ])
+        .unwrap();
+        let Command::Limit {
+            action:
+                LimitAction::Set {
+                    scope,
+                    rate,
+                    concurrency,
+                },
+        } = cli.command
+        else {
+            panic!("not limit set")
+        };
+        assert_eq!(
+            (scope.as_str(), rate.as_deref(), concurrency),
+            ("task:send", Some("10/m"), Some(2))
+        );
+        let cli = parse(&["submit", "echo", "--key", "tenant-1"]).unwrap();
+        let Command::Submit(s) = cli.command else {
+            panic!("not submit")
+        };
+        assert_eq!(s.key.as_deref(), Some("tenant-1"));
     }
 
     #[test]

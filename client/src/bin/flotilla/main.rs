@@ -10,6 +10,7 @@
 
 mod certs;
 mod cli;
+mod limit;
 mod output;
 mod schedule;
 
@@ -104,10 +105,19 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Stats { json } => {
             let stats = client.stats().await.context("stats failed")?;
+            // The limits with the tasks each holds back (docs/LIMITS.md).
+            let limits = client.limits().await.context("stats failed")?;
             if json {
-                writeln!(out, "{}", serde_json::json!({ "queues": stats }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "queues": stats, "limits": limits })
+                )?;
             } else {
                 write!(out, "{}", output::stats_human(&stats))?;
+                if !limits.is_empty() {
+                    write!(out, "\n{}", limit::list_human(&limits))?;
+                }
             }
             Outcome::AllSucceeded
         }
@@ -128,6 +138,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Schedule { action } => {
             schedule::run(&client, action, &mut out).await?;
+            Outcome::AllSucceeded
+        }
+        Command::Limit { action } => {
+            limit::run(&client, action, &mut out).await?;
             Outcome::AllSucceeded
         }
         Command::Status { json } => {
@@ -247,6 +261,9 @@ async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyh
             }
             if let Some(n) = args.max_retries {
                 task = task.max_retries(n);
+            }
+            if let Some(key) = &args.key {
+                task = task.concurrency_key(key.clone());
             }
             task
         })

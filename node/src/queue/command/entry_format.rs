@@ -9,7 +9,9 @@
 //! task catalogue), format 4 submit headers (a `Submit` with a task that has headers; without
 //! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
 //! one) and `Progress`, format 5 `AddSchedule`, `RemoveSchedule` and `PauseSchedule`
-//! (periodic schedules); every other command is still written in format 1.
+//! (periodic schedules), format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
+//! key (flow control; format 6 belongs to another branch); every other command is still
+//! written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -65,7 +67,7 @@ use super::Outcome;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 5;
+pub const ENTRY_FORMAT: u32 = 7;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -106,6 +108,8 @@ impl Command {
         match self {
             // Format 4 (issue 11): headers, in the place of a spec's time limit (`wire.rs`); a
             // worker's retry delay.
+            // Format 7 (issue 12): a task's concurrency key (`wire.rs`).
+            Command::Submit { tasks } if tasks.iter().any(|t| t.concurrency_key.is_some()) => 7,
             Command::Submit { tasks } if tasks.iter().any(|t| !t.headers.is_empty()) => 4,
             Command::Complete { completions, .. }
                 if completions
@@ -133,6 +137,8 @@ impl Command {
             Command::Progress { .. } => 4,
             // Format 5: periodic schedules (issue 12).
             Command::AddSchedule { .. } | Command::RemoveSchedule { .. } | Command::PauseSchedule { .. } => 5,
+            // Format 7: flow-control limits (issue 12).
+            Command::SetLimit { .. } | Command::RemoveLimit { .. } => 7,
         }
     }
 }
@@ -354,6 +360,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            concurrency_key: None,
         };
         let mut r = req(42);
         r.commands.push(Command::Submit {

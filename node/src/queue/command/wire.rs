@@ -12,6 +12,10 @@
 //! misreads it; and a log entry holding one is entry format 4 ([`super::Command::format`]), so
 //! such a build refuses it by name before it gets that far. A tested property:
 //! `encodes_like_an_option_without_headers`.
+//!
+//! A spec's concurrency key (issue 12) rides the same way: variant 3 `WithKey` carries the
+//! limit, the headers and the key, written only when the spec has a key (entry format 7);
+//! a spec without one keeps its bytes.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -31,6 +35,7 @@ enum Limit<'a> {
     None,
     Some(u64),
     WithHeaders(Option<u64>, &'a Headers),
+    WithKey(Option<u64>, &'a Headers, &'a str),
 }
 
 #[derive(Deserialize)]
@@ -38,6 +43,7 @@ enum LimitOwned {
     None,
     Some(u64),
     WithHeaders(Option<u64>, Headers),
+    WithKey(Option<u64>, Headers, String),
 }
 
 impl<'a> Limit<'a> {
@@ -51,11 +57,12 @@ impl<'a> Limit<'a> {
 }
 
 impl LimitOwned {
-    fn split(self) -> (Option<u64>, Headers) {
+    fn split(self) -> (Option<u64>, Headers, Option<String>) {
         match self {
-            LimitOwned::None => (None, Headers::new()),
-            LimitOwned::Some(ms) => (Some(ms), Headers::new()),
-            LimitOwned::WithHeaders(limit, headers) => (limit, headers),
+            LimitOwned::None => (None, Headers::new(), None),
+            LimitOwned::Some(ms) => (Some(ms), Headers::new(), None),
+            LimitOwned::WithHeaders(limit, headers) => (limit, headers, None),
+            LimitOwned::WithKey(limit, headers, key) => (limit, headers, Some(key)),
         }
     }
 }
@@ -102,7 +109,10 @@ impl Serialize for TaskSpec {
             countdown_ms: self.countdown_ms,
             max_retries: self.max_retries,
             backoff_ms: self.backoff_ms,
-            time_limit_ms: Limit::new(self.time_limit_ms, &self.headers),
+            time_limit_ms: match &self.concurrency_key {
+                Some(key) => Limit::WithKey(self.time_limit_ms, &self.headers, key),
+                None => Limit::new(self.time_limit_ms, &self.headers),
+            },
             idempotency_key: &self.idempotency_key,
             result_ttl_ms: self.result_ttl_ms,
         }
@@ -113,7 +123,7 @@ impl Serialize for TaskSpec {
 impl<'de> Deserialize<'de> for TaskSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = SpecOwned::deserialize(d)?;
-        let (time_limit_ms, headers) = o.time_limit_ms.split();
+        let (time_limit_ms, headers, concurrency_key) = o.time_limit_ms.split();
         Ok(TaskSpec {
             name: o.name,
             queue: o.queue,
@@ -127,6 +137,7 @@ impl<'de> Deserialize<'de> for TaskSpec {
             idempotency_key: o.idempotency_key,
             result_ttl_ms: o.result_ttl_ms,
             headers,
+            concurrency_key,
         })
     }
 }
@@ -168,7 +179,8 @@ impl Serialize for Grant {
 impl<'de> Deserialize<'de> for Grant {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let o = GrantOwned::deserialize(d)?;
-        let (time_limit_ms, headers) = o.time_limit_ms.split();
+        // A grant never carries a key (`WithKey` is written for specs only).
+        let (time_limit_ms, headers, _) = o.time_limit_ms.split();
         Ok(Grant {
             lease: o.lease,
             name: o.name,
@@ -229,6 +241,7 @@ mod tests {
             idempotency_key: Some("k".into()),
             result_ttl_ms: 1_000,
             headers,
+            concurrency_key: None,
         }
     }
 
@@ -298,6 +311,16 @@ mod tests {
             prop_assert_eq!(encoding::decode::<TaskSpec>(&encoding::encode(&s).unwrap()).unwrap(), s);
             let g = grant(limit, headers(&[(&k, &v)]));
             prop_assert_eq!(encoding::decode::<Grant>(&encoding::encode(&g).unwrap()).unwrap(), g);
+        }
+
+        #[test]
+        fn concurrency_keys_round_trip(limit in prop::option::of(any::<u64>()), key in ".{0,8}", h in any::<bool>()) {
+            let mut s = spec(limit, if h { headers(&[("a", "b")]) } else { Headers::new() });
+            s.concurrency_key = Some(key);
+            let bytes = encoding::encode(&s).unwrap();
+            prop_assert_eq!(encoding::decode::<TaskSpec>(&bytes).unwrap(), s);
+            // A build before keys refuses the variant rather than misreading it.
+            prop_assert!(encoding::decode::<SpecBefore>(&bytes).is_err());
         }
     }
 

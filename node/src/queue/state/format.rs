@@ -3,7 +3,8 @@
 //!
 //! Each version is the one before it followed by one more table ([`TABLES`]): 3 the token
 //! table, 4 the task catalogue, 5 the task extras (headers, progress: `extras.rs`), 6 the
-//! periodic schedules (`schedule.rs`). A state is written in the oldest version that holds it
+//! periodic schedules (`schedule.rs`), 7 a slot reserved for another branch's table (written
+//! as nothing: a unit), 8 flow control (limits, lanes, keys: `limits.rs`, `lanes.rs`). A state is written in the oldest version that holds it
 //! (the rule of `docs/adr/002-format-versions.md`, [`QueueState::snapshot_format`]): a table
 //! that is pristine is left out with every table after it, so a cluster that does not use the
 //! new tables keeps writing snapshots the builds before them read. [`InFormat`] writes a given
@@ -38,6 +39,7 @@ use super::Schedules;
 use super::Table;
 use super::Task;
 use super::Tokens;
+use super::limits::Flow;
 use super::standing;
 use crate::queue::command::TaskId;
 use crate::queue::command::UnixMs;
@@ -47,11 +49,14 @@ pub const BASE_FORMAT: u32 = 2;
 
 /// The optional tables in the order they follow the base fields, each with the format that
 /// added it (its position + 3) and what a state holding it is told when written older.
-pub const TABLES: [(&str, u32); 4] = [
+pub const TABLES: [(&str, u32); 6] = [
     ("tokens", 3),
     ("declared task names", 4),
     ("task headers or progress", 5),
     ("schedules", 6),
+    // Reserved for branch `ops` (issue 13): always pristine here, written as a unit (no bytes).
+    ("reserved", 7),
+    ("limits or concurrency keys", 8),
 ];
 
 /// The newest snapshot format of the queue state.
@@ -87,6 +92,7 @@ struct Tables {
     catalog: Catalog,
     extras: Extras,
     schedules: Schedules,
+    flow: Flow,
 }
 
 impl QueueState {
@@ -109,6 +115,8 @@ impl QueueState {
             !self.catalog.is_pristine(),
             !self.extras.is_pristine(),
             !self.schedules.is_pristine(),
+            false,
+            !self.idx.flow.is_pristine(),
         ]
     }
 
@@ -128,13 +136,15 @@ impl QueueState {
         let catalog = super::catalog::checked(t.catalog)?;
         t.extras.check(|id| o.tasks.get(id).is_some())?;
         t.schedules.check()?;
+        let mut idx = o.idx;
+        idx.flow = t.flow;
         Ok(Self {
             now_ms: o.now_ms,
             next_id: o.next_id,
             tasks: o.tasks,
             idempotency,
             task_names: o.task_names,
-            idx: o.idx,
+            idx,
             next_node_id: o.next_node_id,
             standing: o.standing,
             tokens: t.tokens,
@@ -184,6 +194,12 @@ impl Serialize for InFormat<'_> {
         if n >= 4 {
             t.serialize_element(&state.schedules)?;
         }
+        if n >= 5 {
+            t.serialize_element(&())?;
+        }
+        if n >= 6 {
+            t.serialize_element(&state.idx.flow)?;
+        }
         t.end()
     }
 }
@@ -224,6 +240,12 @@ impl<'de, const V: u32> Deserialize<'de> for ReadFormat<V> {
                 }
                 if n >= 4 {
                     t.schedules = seq.next_element()?.ok_or_else(|| missing(TABLES[3].0))?;
+                }
+                if n >= 5 {
+                    seq.next_element::<()>()?.ok_or_else(|| missing(TABLES[4].0))?;
+                }
+                if n >= 6 {
+                    t.flow = seq.next_element()?.ok_or_else(|| missing(TABLES[5].0))?;
                 }
                 QueueState::from_owned(base, t)
                     .map(ReadFormat)

@@ -21,6 +21,7 @@ use super::Interner;
 use super::Pending;
 use super::Task;
 use super::TaskOptions;
+use super::limits::Flow;
 use crate::bugs;
 use crate::queue::command::DEFAULT_QUEUE;
 use crate::queue::command::TaskId;
@@ -55,6 +56,10 @@ pub(super) struct Index {
     /// The changes of the current apply, for metrics: not state (`seen.rs`).
     #[serde(skip)]
     pub(super) seen: super::seen::Seen,
+    /// Flow control (`limits.rs`, `lanes.rs`): serialized on its own, after the older formats'
+    /// fields (`format.rs`).
+    #[serde(skip)]
+    pub(super) flow: Flow,
 }
 
 /// Target of [`Index::set_state`].
@@ -81,6 +86,12 @@ impl Index {
         if self.queues.len() <= q as usize {
             self.queues.resize_with(q as usize + 1, QueueData::default);
         }
+        if !self.flow.queue_rules.is_empty()
+            && self.flow.queue_rules.contains_key(name)
+            && !self.flow.limited_queues.contains_key(&q)
+        {
+            self.flow.limited_queues.insert(q, name.into());
+        }
         q
     }
 
@@ -89,6 +100,7 @@ impl Index {
             && let Some(data) = self.queues.get_mut(q as usize)
         {
             *data = QueueData::default();
+            self.flow.limited_queues.remove(&q);
         }
     }
 
@@ -97,8 +109,9 @@ impl Index {
         if let Some(q) = self.queues.get_mut(t.queue as usize) {
             let c = &mut q.counts[t.state as usize];
             *c = c.saturating_add(1);
-            if t.state == TaskState::Pending {
-                q.pending.insert(t.priority, id);
+            // A task a limit may hold back waits in its lane instead (`lanes.rs`).
+            if t.state == TaskState::Pending && (self.flow.is_idle() || !self.place(id, t)) {
+                self.queues[t.queue as usize].pending.insert(t.priority, id);
             }
         }
         if t.state != TaskState::Pending {
@@ -106,6 +119,9 @@ impl Index {
         }
         if t.state == TaskState::Leased {
             self.workers.add_ref(t.worker);
+            if !self.flow.is_idle() {
+                self.started(id, t);
+            }
         }
     }
 
@@ -114,8 +130,8 @@ impl Index {
         if let Some(q) = self.queues.get_mut(t.queue as usize) {
             let c = &mut q.counts[t.state as usize];
             *c = c.saturating_sub(1);
-            if t.state == TaskState::Pending {
-                q.pending.remove(t.priority, id);
+            if t.state == TaskState::Pending && (self.flow.is_idle() || !self.unplace(id, t)) {
+                self.queues[t.queue as usize].pending.remove(t.priority, id);
             }
         }
         if t.state != TaskState::Pending {
@@ -123,6 +139,9 @@ impl Index {
         }
         if t.state == TaskState::Leased {
             self.workers.release(t.worker);
+            if !self.flow.is_idle() {
+                self.stopped(id, t);
+            }
         }
     }
 

@@ -58,7 +58,9 @@ impl QueueState {
                     .queues
                     .get(t.queue as usize)
                     .is_some_and(|d| d.pending.contains(t.priority, id));
-                if !in_queue || t.timer_ms != 0 {
+                // Or in its lane (`lanes.rs`: checked by `check_flow`).
+                let laned = self.idx.flow.lanes.holds(t.queue, t.priority, id);
+                if in_queue == laned || t.timer_ms != 0 {
                     return err("pending but not in its queue's pending index (or has a timer)");
                 }
             } else {
@@ -95,7 +97,8 @@ impl QueueState {
         for d in &self.idx.queues {
             d.pending.check()?;
         }
-        let indexed_pending: u64 = self.idx.queues.iter().map(|d| d.pending.len()).sum();
+        let indexed_pending: u64 =
+            self.idx.queues.iter().map(|d| d.pending.len()).sum::<u64>() + self.idx.flow.lanes.len();
         if indexed_pending != pending || self.idx.timers.len() != timed {
             return Err(format!(
                 "index sizes: pending {indexed_pending} vs {pending} tasks, timers {} vs {timed} tasks",
@@ -123,6 +126,6 @@ impl QueueState {
         self.task_names.check("task name", &name_refs)?;
         self.idx.workers.check("worker", &worker_refs)?;
         self.idx.options.check("task options", &option_refs)?;
-        Ok(())
+        self.idx.check_flow(self.tasks.iter())
     }
 }

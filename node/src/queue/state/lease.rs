@@ -146,13 +146,15 @@ impl QueueState {
         let mut hold: Option<u32> = None;
         for q in self.idx.lease_order(queues) {
             while grants.len() < max {
-                let Some((priority, id)) = self.idx.queues.get(q as usize).and_then(|d| d.pending.first())
-                else {
+                // The next task no limit holds back (`limits.rs`).
+                let Some((priority, id)) = self.idx.next_grant(q, now) else {
                     break;
                 };
                 let Some(t) = self.tasks.get_mut(id) else {
                     // Cannot happen while the invariants hold; drop the entry so the loop ends.
-                    self.idx.queues[q as usize].pending.remove(priority, id);
+                    if !self.idx.queues[q as usize].pending.remove(priority, id) {
+                        break;
+                    }
                     continue;
                 };
                 if t.attempt == u32::MAX {
@@ -164,6 +166,7 @@ impl QueueState {
                 let worker = *hold.get_or_insert_with(|| self.idx.workers.acquire(worker));
                 t.attempt += 1;
                 self.idx.set_state(id, t, To::Leased { worker, deadline }, now);
+                self.idx.granted(q, id, t, now);
                 grants.push(Grant {
                     lease: LeaseRef {
                         task: id,

@@ -78,15 +78,15 @@ impl QueueState {
     }
 
     /// The earliest time at which a `Tick` would change something (an ETA or retry coming due,
-    /// a lease expiring, a result expiring, a schedule's slot), if any. May be `<= now_ms()`
-    /// when an entry created an already-due timer (lease_ms or result TTL of 0): the next apply
-    /// fires it.
+    /// a lease expiring, a result expiring, a schedule's slot, a rate limit's bucket holding a
+    /// token for a task it held back), if any. May be `<= now_ms()` when an entry created an
+    /// already-due timer (lease_ms or result TTL of 0): the next apply fires it.
     pub fn next_deadline_ms(&self) -> Option<UnixMs> {
         let timer = self.timers_first().map(|(due, _)| *due);
-        match (timer, self.schedules.next_due_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.schedules.next_due_ms(), self.idx.flow.next_wake_ms()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The live task that holds idempotency key `key`, if any.
@@ -135,8 +135,9 @@ impl QueueState {
         let order: BTreeSet<u32> = self.idx.lease_order(queues).into_iter().collect();
         order
             .into_iter()
-            .filter_map(|q| self.idx.queues.get(q as usize))
-            .map(|d| d.pending.len())
+            .filter(|q| self.idx.queue_open_now(*q, self.now_ms))
+            .filter_map(|q| self.idx.queues.get(q as usize).map(|d| (q, d)))
+            .map(|(q, d)| d.pending.len() + self.idx.flow.lanes.pending_of_queue(q))
             .sum()
     }
 }

@@ -161,13 +161,17 @@ impl QueueState {
         }
     }
 
-    /// Whether some unpaused queue among `queues` (empty: every queue) has a pending task.
+    /// Whether some unpaused queue among `queues` (empty: every queue) has a pending task that
+    /// no limit holds back (as far as a read can tell: a lane found held when granted is parked,
+    /// so granting to it ends).
     fn covers_pending(&self, queues: &[Box<str>]) -> bool {
+        let now = self.now_ms;
         let live = |q: u32| {
-            self.idx
-                .queues
-                .get(q as usize)
-                .is_some_and(|d| !d.paused && !d.pending.is_empty())
+            self.idx.queues.get(q as usize).is_some_and(|d| {
+                !d.paused
+                    && (!d.pending.is_empty() || self.idx.flow.lanes.ring_live(q))
+                    && self.idx.queue_open_now(q, now)
+            })
         };
         if queues.is_empty() {
             return self.idx.queue_names.ids.values().any(|q| live(*q));

@@ -17,6 +17,8 @@ mod interner;
 mod invariants;
 mod key_index;
 mod lease;
+mod limits;
+mod limits_proptests;
 mod request;
 mod standing;
 mod table;
@@ -37,6 +39,7 @@ pub(super) fn spec(name: &str) -> TaskSpec {
         idempotency_key: None,
         result_ttl_ms: 1_000,
         headers: Default::default(),
+        concurrency_key: None,
     }
 }
 

@@ -167,6 +167,7 @@ impl TryFrom<QueueStateV1> for QueueState {
                 options,
                 timers: old.idx.timers,
                 seen: Default::default(),
+                flow: Default::default(),
             },
             next_node_id: old.next_node_id,
             // Version 1 had no standing capacity: idle pools stand again when they next lease.

@@ -11,6 +11,10 @@
 //! 12's format (periodic schedules: entry format 5 for the schedule commands, snapshot format 6
 //! with the schedules) is under `fixtures/entries-v5-snapshot-v6/`: issue 11's second log with
 //! schedules added, refused, paused, resumed, replaced and removed, two of them firing.
+//! Issue 12's flow control (entry format 7 for the limit commands and a task's concurrency
+//! key, snapshot format 8 with the limits, lanes and keys) is under
+//! `fixtures/entries-v7-snapshot-v8/`: that log with limits set and removed and keyed tasks
+//! leased under them.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -82,6 +86,8 @@ const V3_DIR: &str = "entries-v3-snapshot-v4";
 const V4_DIR: &str = "entries-v4-snapshot-v5";
 /// The fixture of issue 12's format (schedules).
 const V5_DIR: &str = "entries-v5-snapshot-v6";
+/// The fixture of issue 12's flow control (limits, concurrency keys).
+const V7_DIR: &str = "entries-v7-snapshot-v8";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -109,6 +115,7 @@ fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
         V3_DIR => fixture_entries_v3(),
         V4_DIR => fixture_entries_v4(),
         V5_DIR => fixture_entries_v5(),
+        V7_DIR => fixture_entries_v7(),
         other => panic!("no fixture named {other}"),
     }
 }
@@ -329,6 +336,78 @@ pub(crate) fn fixture_entries_v5() -> Vec<EntryOf<TypeConfig>> {
     entries
 }
 
+/// Issue 12's flow-control fixture: the schedules' log with limits set (entry 4: queue
+/// `limited` at one running task and 2/s, every key at one; entry 6, before the snapshot: a
+/// rate for `cleanup`, then removed with a limit that never existed), and three keyed tasks
+/// submitted to `limited` (ids 10 to 12) and leased (entry 8): one is granted, two are held by
+/// the queue.
+pub(crate) fn fixture_entries_v7() -> Vec<EntryOf<TypeConfig>> {
+    use crate::queue::LimitRule;
+    use crate::queue::LimitScope;
+    use crate::queue::Rate;
+    let mut entries = fixture_entries_v5();
+    let set = |scope: LimitScope, rate: Option<Rate>, concurrency: Option<u32>| Command::SetLimit {
+        scope,
+        rule: LimitRule { rate, concurrency },
+    };
+    let per_s = |tokens| {
+        Some(Rate {
+            tokens,
+            per_ms: 1_000,
+        })
+    };
+    let keyed = |key: &str| TaskSpec {
+        concurrency_key: Some(key.into()),
+        ..spec("email.send", "limited", "{}")
+    };
+    let mut push = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
+        other => panic!("entry {index} is {other:?}"),
+    };
+    push(
+        4,
+        vec![
+            set(LimitScope::Queue("limited".into()), per_s(2), Some(1)),
+            set(LimitScope::AnyKey, None, Some(1)),
+        ],
+    );
+    push(
+        6,
+        vec![
+            set(
+                LimitScope::Task("cleanup".into()),
+                Some(Rate {
+                    tokens: 1,
+                    per_ms: 60_000,
+                }),
+                None,
+            ),
+            Command::RemoveLimit {
+                scope: LimitScope::Task("cleanup".into()),
+            },
+            Command::RemoveLimit {
+                scope: LimitScope::Key("nobody".into()),
+            },
+        ],
+    );
+    push(
+        8,
+        vec![
+            Command::Submit {
+                tasks: vec![keyed("tenant-a"), keyed("tenant-a"), keyed("tenant-b")].into(),
+            },
+            Command::Lease {
+                worker: "pool-9".into(),
+                queues: vec!["limited".into()],
+                max: 5,
+                lease_ms: 30_000,
+                standing_ticket: None,
+            },
+        ],
+    );
+    entries
+}
+
 /// A task with every option at its zero. Written out here, not taken from a shared test
 /// helper: the fixture's entries must not change when someone else's defaults do.
 fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
@@ -345,6 +424,7 @@ fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
         idempotency_key: None,
         result_ttl_ms: 3_600_000,
         headers: Default::default(),
+        concurrency_key: None,
     }
 }
 
@@ -773,13 +853,46 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_5() {
     });
 }
 
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_7() {
+    use crate::queue::LimitScope;
+    let snap = fs::read(fixtures_dir().join(V7_DIR).join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        8u32.to_le_bytes(),
+        "the fixture's snapshot is format 8"
+    );
+    let replica = open_fixture(V7_DIR).await;
+    replica.read(|q| {
+        assert_eq!(q.schedules().list().len(), 2, "the schedules are all there");
+        let limits: Vec<(LimitScope, u64, u64)> = q
+            .limits()
+            .into_iter()
+            .map(|l| (l.scope, l.running, l.held))
+            .collect();
+        assert_eq!(
+            limits,
+            [
+                (LimitScope::Queue("limited".into()), 1, 2),
+                (LimitScope::AnyKey, 1, 0),
+            ]
+        );
+        // Tasks 10 to 12 (9 is the older fixtures' hook.call).
+        let states: Vec<TaskState> = (10..=12).map(|id| q.task(id).expect("task").state).collect();
+        assert_eq!(
+            states,
+            [TaskState::Leased, TaskState::Pending, TaskState::Pending]
+        );
+    });
+}
+
 /// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
 /// so this build writes what that build reads. Entries whose commands all have their entry
 /// format 1 layout are written untagged, byte for byte as before; so is the snapshot of a
 /// state without tokens (format 2). And what issues 14 and 11's builds wrote, this one writes too.
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
-    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR] {
+    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR] {
         writes_the_bytes_of(name).await;
     }
 }

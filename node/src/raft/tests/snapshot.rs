@@ -387,6 +387,7 @@ fn a_state_with_schedules_is_written_as_format_6() {
                 idempotency_key: None,
                 result_ttl_ms: 60_000,
                 headers: Default::default(),
+                concurrency_key: None,
             },
         }
         .into(),

@@ -304,6 +304,7 @@ impl World {
                     idempotency_key: None,
                     result_ttl_ms: 60_000,
                     headers: Default::default(),
+                    concurrency_key: None,
                 };
                 let tasks: Arc<[TaskSpec]> = vec![spec; n].into();
                 self.log(vec![Command::Submit { tasks }]);

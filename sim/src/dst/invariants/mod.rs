@@ -14,11 +14,14 @@
 //! - [`replicas_agree`]: once faults heal, every replica's state machine is identical.
 //! - [`schedules_exact`]: every due slot of every schedule is enqueued exactly once, none
 //!   early (on the log's time).
+//! - [`limits_respected`]: no limit has more tasks leased than its concurrency, at every
+//!   applied index of every replica (checked with `state_consistent`).
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
 pub mod durable_log;
 pub mod durable_vote;
+pub mod limits_respected;
 pub mod no_stale_completion;
 pub mod one_leader_per_term;
 pub mod one_result;

@@ -63,11 +63,17 @@ impl StateCheck {
     }
 
     fn check_one(&mut self, name: &str, running: &Running, now_ms: u64) -> Option<Violation> {
-        let problem = running.replica.read(|q| q.check_invariants()).err()?;
+        // The same look inside serves `limits_respected` (its own file, its own name).
+        let (invariant, problem) = running.replica.read(|q| match q.check_invariants() {
+            Err(e) => Some((NAME, e)),
+            Ok(()) => super::limits_respected::check(q)
+                .err()
+                .map(|e| (super::limits_respected::NAME, e)),
+        })?;
         self.reported.insert(name.to_owned());
         let m = running.metrics();
         Some(Violation::new(
-            NAME,
+            invariant,
             now_ms,
             format!(
                 "{name} (node {}) at applied index {:?}: {problem}",

@@ -40,7 +40,7 @@ TOKEN_ROLE_ADMIN: TokenRole
 TOKEN_ROLE_JOIN: TokenRole
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "queue", "args", "priority", "eta_unix_ms", "countdown_ms", "max_retries", "retry_backoff_ms", "time_limit_ms", "idempotency_key", "result_ttl_ms", "headers")
+    __slots__ = ("name", "queue", "args", "priority", "eta_unix_ms", "countdown_ms", "max_retries", "retry_backoff_ms", "time_limit_ms", "idempotency_key", "result_ttl_ms", "headers", "concurrency_key")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class TaskSpec(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RESULT_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     queue: str
     args: bytes
@@ -72,7 +73,8 @@ class TaskSpec(_message.Message):
     idempotency_key: str
     result_ttl_ms: int
     headers: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., queue: _Optional[str] = ..., args: _Optional[bytes] = ..., priority: _Optional[int] = ..., eta_unix_ms: _Optional[int] = ..., countdown_ms: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_backoff_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., result_ttl_ms: _Optional[int] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    concurrency_key: str
+    def __init__(self, name: _Optional[str] = ..., queue: _Optional[str] = ..., args: _Optional[bytes] = ..., priority: _Optional[int] = ..., eta_unix_ms: _Optional[int] = ..., countdown_ms: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_backoff_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., result_ttl_ms: _Optional[int] = ..., headers: _Optional[_Mapping[str, str]] = ..., concurrency_key: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("tasks",)

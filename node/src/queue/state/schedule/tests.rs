@@ -30,6 +30,7 @@ fn task() -> TaskSpec {
         // Long enough that no fired task is purged within a test.
         result_ttl_ms: 1 << 40,
         headers: Default::default(),
+        concurrency_key: None,
     }
 }
 
