@@ -13,6 +13,8 @@ use flotilla_client::TaskCatalogue;
 use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::node_message::Msg as Out;
 use flotilla_proto::v1::worker_message::Msg as In;
+
+use crate::wait_status;
 use flotilla_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio_stream::StreamExt;
 
@@ -40,6 +42,9 @@ async fn a_worker_on_one_node_is_listed_by_another_and_a_silent_member_is_named(
     let dir = tempfile::tempdir()?;
     let mut nodes = start_cluster(dir.path(), 3, &["--workers", "0"]).await?;
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    // The joiners start together, so which gets which id is a race: ask each.
+    let id_of = |i: usize| wait_status(&nodes[i], |_| true);
+    let (second, third) = (id_of(1).await?.node_id, id_of(2).await?.node_id);
 
     // A worker session on the third node.
     let mut worker = WorkerServiceClient::connect(format!("http://{}", addrs[2])).await?;
@@ -81,7 +86,7 @@ async fn a_worker_on_one_node_is_listed_by_another_and_a_silent_member_is_named(
     let hook = catalogue.names.iter().find(|t| t.name == "hook.call").unwrap();
     let w = &hook.workers[0];
     ensure!(
-        (w.name.as_str(), w.node_id, w.concurrency) == ("js-1", 3, 4),
+        (w.name.as_str(), w.node_id, w.concurrency) == ("js-1", third, 4),
         "{w:?}"
     );
     ensure!(catalogue.unreachable_nodes.is_empty());
@@ -90,7 +95,7 @@ async fn a_worker_on_one_node_is_listed_by_another_and_a_silent_member_is_named(
 
     // The second node stops: still listed as a member, it cannot answer.
     nodes[1].kill9()?;
-    let catalogue = wait(&client, |c| c.unreachable_nodes == [2]).await?;
+    let catalogue = wait(&client, |c| c.unreachable_nodes == [second]).await?;
     ensure!(listed(&catalogue), "the third node's worker is still listed");
 
     // The worker's stream closes: no longer listed.
