@@ -341,6 +341,17 @@ pub struct Percentiles {
     pub mean: f64,
 }
 
+/// One report line of percentiles (ms), or "none succeeded".
+pub fn percentiles_line(p: &Option<Percentiles>) -> String {
+    match p {
+        Some(p) => format!(
+            "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            p.p50, p.p90, p.p99, p.max
+        ),
+        None => "none succeeded".into(),
+    }
+}
+
 /// Nearest-rank percentiles of `samples`; `None` when there are none.
 pub fn percentiles(mut samples: Vec<Duration>) -> Option<Percentiles> {
     if samples.is_empty() {

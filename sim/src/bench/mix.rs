@@ -102,13 +102,7 @@ impl MixReport {
             self.long.ms
         );
         let _ = writeln!(s, "  {}", self.env.describe());
-        let line = |p: &Option<Percentiles>| match p {
-            Some(p) => format!(
-                "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-                p.p50, p.p90, p.p99, p.max
-            ),
-            None => "none succeeded".into(),
-        };
+        let line = load::percentiles_line;
         let _ = writeln!(s, "short       {}", line(&self.short_ms));
         let _ = writeln!(s, "long        {}", line(&self.long_ms));
         let _ = writeln!(

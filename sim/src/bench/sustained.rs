@@ -181,13 +181,7 @@ impl SustainedReport {
             self.duration_s
         );
         let _ = writeln!(s, "  {}", self.env.describe());
-        let line = |p: &Option<Percentiles>| match p {
-            Some(p) => format!(
-                "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-                p.p50, p.p90, p.p99, p.max
-            ),
-            None => "none succeeded".into(),
-        };
+        let line = load::percentiles_line;
         let _ = writeln!(s, "latency     {}", line(&self.latency_ms));
         let _ = writeln!(s, "submit ack  {}", line(&self.submit_ack_ms));
         let _ = writeln!(
