@@ -123,7 +123,7 @@ impl Command {
             | Command::Complete { .. }
             | Command::Heartbeat { .. }
             | Command::Release { .. }
-            | Command::ReleaseWorker { .. }
+            | Command::ReleasePool { .. }
             | Command::ClearStanding { .. }
             | Command::Cancel { .. }
             | Command::Tick
