@@ -24,6 +24,8 @@ pub mod state;
 pub use command::*;
 pub use state::ApplyEffects;
 pub use state::Change;
+pub use state::SeenChange;
+pub use state::Why;
 pub use state::InFormat;
 pub use state::NEWEST_SNAPSHOT_FORMAT;
 pub use state::QueueState;

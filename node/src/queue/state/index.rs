@@ -22,6 +22,7 @@ use super::Pending;
 use super::Task;
 use super::TaskOptions;
 use super::limits::Flow;
+use super::seen::Why;
 use crate::bugs;
 use crate::queue::command::DEFAULT_QUEUE;
 use crate::queue::command::TaskId;
@@ -66,6 +67,8 @@ pub(super) struct Index {
 #[derive(Clone, Copy)]
 pub(super) enum To {
     Pending,
+    /// `Pending` as a failed attempt's retry with no delay (told apart in what is seen).
+    RetryNow,
     Leased { worker: u32, deadline: UnixMs },
     Retrying { due: UnixMs },
     Final(TaskState),
@@ -150,12 +153,17 @@ impl Index {
         self.unlink(id, t);
         let from = t.state;
         (t.state, t.timer_ms, t.worker) = match to {
-            To::Pending => (TaskState::Pending, 0, 0),
+            To::Pending | To::RetryNow => (TaskState::Pending, 0, 0),
             To::Leased { worker, deadline } => (TaskState::Leased, deadline, worker),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
             To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };
-        self.seen.record(t.queue, Some(from), t.state, t.updated_ms, now);
+        let why = match to {
+            To::RetryNow | To::Retrying { .. } => Why::Retry,
+            _ => Why::Plain,
+        };
+        let of = || t.seen_as(id);
+        self.seen.record(of, Some(from), t.state, why, (t.updated_ms, now));
         t.updated_ms = now;
         self.link(id, t);
     }
