@@ -190,6 +190,13 @@ impl EventLog {
         self.lock().head
     }
 
+    /// Events held at or after `from`: how far a reader at `from` is behind.
+    pub fn behind(&self, from: Pos) -> usize {
+        let inner = self.lock();
+        let start = inner.ring.partition_point(|e| e.pos() < from);
+        inner.ring.len() - start
+    }
+
     /// Wakes after appends.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
