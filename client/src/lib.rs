@@ -65,5 +65,5 @@ pub use info::{TaskInfo, TaskState};
 pub use limits::LimitInfo;
 pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
-pub use task::{Submitted, TaskId, TaskRequest};
+pub use task::{SOFT_TIME_LIMIT_HEADER, Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};
