@@ -90,6 +90,6 @@ mod tests {
             leader: 2,
             ..e
         };
-        assert!(human(&leader).ends_with("leader_changed  term=4 leader=2"));
+        assert!(human(&leader).ends_with("leader_changed term=4 leader=2"));
     }
 }
