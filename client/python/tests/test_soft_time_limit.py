@@ -40,9 +40,7 @@ def quick() -> str:
 
 def ctx(name: str, soft_ms: int | None) -> TaskContext:
     headers = {} if soft_ms is None else {SOFT_TIME_LIMIT_HEADER: str(soft_ms)}
-    return TaskContext(
-        id=1, attempt=1, name=name, queue="python", retries_left=0, headers=headers
-    )
+    return TaskContext(id=1, attempt=1, name=name, queue="python", retries_left=0, headers=headers)
 
 
 def run(name: str, soft_ms: int | None, *args: Any) -> Any:

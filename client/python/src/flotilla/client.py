@@ -28,6 +28,8 @@ from flotilla.errors import (
     Unauthenticated,
     Unavailable,
 )
+from flotilla.events import Event
+from flotilla.events import watch as events_watch
 from flotilla.info import (
     ClusterStatus,
     QueueStats,
@@ -36,8 +38,6 @@ from flotilla.info import (
     Submitted,
     TaskInfo,
 )
-from flotilla.events import Event
-from flotilla.events import watch as events_watch
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
 from flotilla.v1 import limits_pb2 as lpb
 from flotilla.v1 import queue_pb2 as qpb

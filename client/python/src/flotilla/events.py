@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import grpc
 
@@ -114,10 +114,10 @@ class Event:
         )
 
 
-def _kind_wire(kind: str) -> int:
+def _kind_wire(kind: str) -> epb.EventKind:
     if kind not in KINDS:
         raise ValueError(f"{kind!r} is not an event kind ({', '.join(KINDS)})")
-    return KINDS.index(kind) + 1
+    return cast("epb.EventKind", epb.EventKind.Value(f"EVENT_KIND_{kind.upper()}"))
 
 
 def watch(
