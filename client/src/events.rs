@@ -98,7 +98,11 @@ const KINDS: [(EventKind, &str, pb::EventKind); 11] = [
     (EventKind::Cancelled, "cancelled", pb::EventKind::Cancelled),
     (EventKind::PoolOnline, "pool_online", pb::EventKind::PoolOnline),
     (EventKind::PoolOffline, "pool_offline", pb::EventKind::PoolOffline),
-    (EventKind::LeaderChanged, "leader_changed", pb::EventKind::LeaderChanged),
+    (
+        EventKind::LeaderChanged,
+        "leader_changed",
+        pb::EventKind::LeaderChanged,
+    ),
 ];
 
 impl EventKind {
@@ -128,10 +132,14 @@ impl FromStr for EventKind {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        KINDS.iter().find(|(_, name, _)| *name == s).map(|(k, ..)| *k).ok_or_else(|| {
-            let names: Vec<&str> = KINDS.iter().map(|(_, n, _)| *n).collect();
-            format!("'{s}' is not an event kind ({})", names.join(", "))
-        })
+        KINDS
+            .iter()
+            .find(|(_, name, _)| *name == s)
+            .map(|(k, ..)| *k)
+            .ok_or_else(|| {
+                let names: Vec<&str> = KINDS.iter().map(|(_, n, _)| *n).collect();
+                format!("'{s}' is not an event kind ({})", names.join(", "))
+            })
     }
 }
 
@@ -193,8 +201,9 @@ impl Event {
 
     fn from_pb(e: pb::Event) -> Option<Self> {
         let progress = (!e.progress.is_empty()).then(|| {
-            serde_json::from_slice(&e.progress)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.progress).into_owned()))
+            serde_json::from_slice(&e.progress).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&e.progress).into_owned())
+            })
         });
         Some(Event {
             index: e.index,
@@ -287,7 +296,11 @@ impl Watch {
     /// A transient failure of the current node: back off, then the next node.
     async fn retry(&mut self, failure: String) -> Option<ClientError> {
         self.stream = None;
-        match self.client.retry_after(self.node, &mut self.backoff, failure).await {
+        match self
+            .client
+            .retry_after(self.node, &mut self.backoff, failure)
+            .await
+        {
             Ok(node) => {
                 self.node = node;
                 None
@@ -348,7 +361,8 @@ impl Watch {
                         // came is yielded.
                         self.stream = None;
                     }
-                    self.buffer.extend(msg.events.into_iter().filter_map(Event::from_pb));
+                    self.buffer
+                        .extend(msg.events.into_iter().filter_map(Event::from_pb));
                     if self.buffer.is_empty() {
                         self.next = Some(told.max(self.next.unwrap_or_default()));
                     } else {

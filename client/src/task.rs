@@ -241,7 +241,10 @@ mod tests {
         let r = TaskRequest::new("x").soft_time_limit(Duration::from_micros(1_500));
         assert_eq!(r.headers[SOFT_TIME_LIMIT_HEADER], "2");
         let r = TaskRequest::new("x").soft_time_limit(Duration::ZERO);
-        assert_eq!(r.headers[SOFT_TIME_LIMIT_HEADER], "1", "a zero limit is sent as 1 ms");
+        assert_eq!(
+            r.headers[SOFT_TIME_LIMIT_HEADER], "1",
+            "a zero limit is sent as 1 ms"
+        );
     }
 
     #[test]

@@ -263,7 +263,10 @@ mod tests {
         assert!(!log.start(), "once");
         assert_eq!(log.floor(), (6, 0));
         assert_eq!(log.head(), (6, 0));
-        assert_eq!(log.read((3, 0), &Filter::default(), 10), Read::Lost { floor: (6, 0) });
+        assert_eq!(
+            log.read((3, 0), &Filter::default(), 10),
+            Read::Lost { floor: (6, 0) }
+        );
         append(&log, 6, &[(Kind::Submitted, "a"), (Kind::Submitted, "b")]);
         assert_eq!(log.head(), (7, 0));
         let (got, next, behind) = read(&log, (6, 0), &Filter::default(), 10);
@@ -275,7 +278,15 @@ mod tests {
     fn a_cursor_resumes_within_an_entry_and_a_filter_skips_without_losing_the_place() {
         let log = EventLog::new(100);
         log.start();
-        append(&log, 1, &[(Kind::Submitted, "a"), (Kind::Submitted, "b"), (Kind::Started, "a")]);
+        append(
+            &log,
+            1,
+            &[
+                (Kind::Submitted, "a"),
+                (Kind::Submitted, "b"),
+                (Kind::Started, "a"),
+            ],
+        );
         append(&log, 2, &[(Kind::Succeeded, "a")]);
         append(&log, 3, &[]);
         let (got, next, _) = read(&log, (1, 0), &Filter::default(), 2);
@@ -283,7 +294,11 @@ mod tests {
         assert_eq!(next, (1, 2), "max reached: resume at the next event");
         let (got, next, _) = read(&log, next, &Filter::default(), 10);
         assert_eq!(got, vec![(1, 2), (2, 0)]);
-        assert_eq!(next, (4, 0), "past the last entry applied, even one with no events");
+        assert_eq!(
+            next,
+            (4, 0),
+            "past the last entry applied, even one with no events"
+        );
         let only_b = Filter {
             queues: ["b".to_string()].into(),
             ..Filter::default()
@@ -293,7 +308,11 @@ mod tests {
         let (got, next, _) = read(&log, (4, 0), &Filter::default(), 10);
         assert_eq!((got, next), (vec![], (4, 0)), "nothing new: the cursor stays");
         let (got, next, _) = read(&log, (9, 0), &Filter::default(), 10);
-        assert_eq!((got, next), (vec![], (9, 0)), "a cursor in the future waits there");
+        assert_eq!(
+            (got, next),
+            (vec![], (9, 0)),
+            "a cursor in the future waits there"
+        );
     }
 
     #[test]
@@ -304,7 +323,10 @@ mod tests {
             append(&log, i, &[(Kind::Submitted, "q")]);
         }
         assert_eq!(log.floor(), (1, 1), "entry 1's only event was dropped");
-        assert_eq!(log.read((1, 0), &Filter::default(), 10), Read::Lost { floor: (1, 1) });
+        assert_eq!(
+            log.read((1, 0), &Filter::default(), 10),
+            Read::Lost { floor: (1, 1) }
+        );
         let (got, _, _) = read(&log, (1, 1), &Filter::default(), 10);
         assert_eq!(got, vec![(2, 0), (3, 0), (4, 0)]);
     }
@@ -337,7 +359,10 @@ mod tests {
         append(&log, 1, &[(Kind::Submitted, "q")]);
         log.replaced(50);
         assert_eq!(log.floor(), (51, 0));
-        assert_eq!(log.read((2, 0), &Filter::default(), 10), Read::Lost { floor: (51, 0) });
+        assert_eq!(
+            log.read((2, 0), &Filter::default(), 10),
+            Read::Lost { floor: (51, 0) }
+        );
         append(&log, 51, &[(Kind::Submitted, "q")]);
         let (got, _, _) = read(&log, (51, 0), &Filter::default(), 10);
         assert_eq!(got, vec![(51, 0)]);

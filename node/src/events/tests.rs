@@ -75,7 +75,10 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
     };
     let (events, _) = apply(&mut q, &mut names, 7, 100, vec![submit]);
     assert_eq!(
-        events.iter().map(|e| (e.pos(), e.kind, &*e.queue, &*e.name)).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| (e.pos(), e.kind, &*e.queue, &*e.name))
+            .collect::<Vec<_>>(),
         vec![
             ((7, 0), Kind::Submitted, "q1", "a"),
             ((7, 1), Kind::Submitted, "q2", "b")
@@ -84,8 +87,13 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
     assert!(events.iter().all(|e| e.at_ms == 100));
 
     let (events, responses) = apply(&mut q, &mut names, 8, 110, vec![lease("pool-1", 1)]);
-    assert_eq!(summary(&events), vec![(Kind::Started, 1, 1, "pool-1".into(), None)]);
-    let Response::Leased(grants) = &responses[0] else { panic!() };
+    assert_eq!(
+        summary(&events),
+        vec![(Kind::Started, 1, 1, "pool-1".into(), None)]
+    );
+    let Response::Leased(grants) = &responses[0] else {
+        panic!()
+    };
     let first = grants[0].lease;
 
     let report = ProgressReport {
@@ -102,7 +110,18 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
             },
         }],
     };
-    let (events, _) = apply(&mut q, &mut names, 9, 120, vec![Command::Progress { reports: vec![report] }, fail]);
+    let (events, _) = apply(
+        &mut q,
+        &mut names,
+        9,
+        120,
+        vec![
+            Command::Progress {
+                reports: vec![report],
+            },
+            fail,
+        ],
+    );
     assert_eq!(
         summary(&events),
         vec![
@@ -113,8 +132,13 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
     assert_eq!(events[0].progress.as_deref(), Some(&b"{\"done\":1}"[..]));
 
     let (events, responses) = apply(&mut q, &mut names, 10, 130, vec![lease("pool-2", 1)]);
-    assert_eq!(summary(&events), vec![(Kind::Started, 1, 2, "pool-2".into(), None)]);
-    let Response::Leased(grants) = &responses[0] else { panic!() };
+    assert_eq!(
+        summary(&events),
+        vec![(Kind::Started, 1, 2, "pool-2".into(), None)]
+    );
+    let Response::Leased(grants) = &responses[0] else {
+        panic!()
+    };
     let second = grants[0].lease;
     let dead = Command::Complete {
         worker: "pool-2".into(),
@@ -127,10 +151,22 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
         }],
     };
     let (events, _) = apply(&mut q, &mut names, 11, 140, vec![dead]);
-    assert_eq!(summary(&events), vec![(Kind::Dead, 1, 2, String::new(), Some("again".into()))]);
+    assert_eq!(
+        summary(&events),
+        vec![(Kind::Dead, 1, 2, String::new(), Some("again".into()))]
+    );
 
-    let (events, _) = apply(&mut q, &mut names, 12, 150, vec![Command::Cancel { ids: vec![2] }]);
-    assert_eq!(summary(&events), vec![(Kind::Cancelled, 2, 0, String::new(), None)]);
+    let (events, _) = apply(
+        &mut q,
+        &mut names,
+        12,
+        150,
+        vec![Command::Cancel { ids: vec![2] }],
+    );
+    assert_eq!(
+        summary(&events),
+        vec![(Kind::Cancelled, 2, 0, String::new(), None)]
+    );
 }
 
 #[test]
@@ -143,7 +179,9 @@ fn successes_releases_and_expiries_are_told_apart() {
     };
     apply(&mut q, &mut names, 1, 0, vec![submit]);
     let (_, responses) = apply(&mut q, &mut names, 2, 0, vec![lease("p", 3)]);
-    let Response::Leased(grants) = &responses[0] else { panic!() };
+    let Response::Leased(grants) = &responses[0] else {
+        panic!()
+    };
     let (l1, l2) = (grants[0].lease, grants[1].lease);
     let done = Command::Complete {
         worker: "p".into(),
@@ -191,7 +229,10 @@ fn pools_come_online_and_go_offline_by_their_commands() {
     ];
     let (events, _) = apply(&mut q, &mut names, 5, 0, commands);
     assert_eq!(
-        events.iter().map(|e| (e.ordinal, e.kind, &*e.pool)).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| (e.ordinal, e.kind, &*e.pool))
+            .collect::<Vec<_>>(),
         vec![
             (0, Kind::PoolOnline, "a"),
             (1, Kind::PoolOnline, "c"),

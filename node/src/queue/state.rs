@@ -460,7 +460,9 @@ impl QueueState {
         };
         self.idx.link(id, &task);
         let of = || task.seen_as(id);
-        self.idx.seen.record(of, None, state, seen::Why::Plain, (now, now));
+        self.idx
+            .seen
+            .record(of, None, state, seen::Why::Plain, (now, now));
         self.extras.set_headers(id, &spec.headers);
         let keyed = task.keyed;
         self.tasks.insert(id, task);

@@ -228,7 +228,10 @@ pub fn execute(
     let soft = SoftLimit::from_headers(&grant.headers, tokio::time::Instant::now());
     let call = CURRENT_RUN.scope(
         run,
-        CURRENT_HEADERS.scope(headers, soft.scope(registry.call(&grant.name, grant.args.clone()))),
+        CURRENT_HEADERS.scope(
+            headers,
+            soft.scope(registry.call(&grant.name, grant.args.clone())),
+        ),
     );
     let mut task = AbortOnDrop(match &span {
         Some(span) => runtime.spawn(tracing::Instrument::instrument(call, span.clone())),
@@ -438,7 +441,10 @@ mod tests {
             })
         );
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(50) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(50) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
         // Without the header the hard limit is all there is.
         g.headers.clear();
         let result = execute(&r, &Handle::current(), &g, Duration::from_millis(100), no_abort()).await;

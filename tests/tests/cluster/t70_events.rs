@@ -135,11 +135,17 @@ async fn a_followers_events_resume_from_a_position_and_show_each_step_once() -> 
                 "task {id}: {kinds:?}"
             );
         } else {
-            ensure!(kinds == &vec![Submitted, Started, Succeeded], "task {id}: {kinds:?}");
+            ensure!(
+                kinds == &vec![Submitted, Started, Succeeded],
+                "task {id}: {kinds:?}"
+            );
         }
     }
     let died = got.iter().find(|e| e.task_id == dead.0 && e.kind == Dead);
-    ensure!(died.and_then(|e| e.error.as_deref()).is_some_and(|e| e.contains("boom")));
+    ensure!(
+        died.and_then(|e| e.error.as_deref())
+            .is_some_and(|e| e.contains("boom"))
+    );
     ensure!(
         got.iter()
             .filter(|e| e.kind == Started)

@@ -72,14 +72,26 @@ async fn the_cli_follows_events_as_json_lines_and_stops_after_count() -> Result<
     let mut last = (0, 0);
     for e in &events {
         ensure!(e["task_name"] == "echo", "{e}");
-        let pos = (e["index"].as_u64().unwrap_or(0), e["ordinal"].as_u64().unwrap_or(0));
+        let pos = (
+            e["index"].as_u64().unwrap_or(0),
+            e["ordinal"].as_u64().unwrap_or(0),
+        );
         ensure!(pos > last, "positions increase: {events:?}");
         last = pos;
     }
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
-    ensure!(kinds.contains(&"succeeded") && kinds.contains(&"started"), "{kinds:?}");
-    let started = events.iter().find(|e| e["kind"] == "started").unwrap_or(&Value::Null);
-    ensure!(started["pool"].as_str().is_some_and(|p| !p.is_empty()), "{started}");
+    ensure!(
+        kinds.contains(&"succeeded") && kinds.contains(&"started"),
+        "{kinds:?}"
+    );
+    let started = events
+        .iter()
+        .find(|e| e["kind"] == "started")
+        .unwrap_or(&Value::Null);
+    ensure!(
+        started["pool"].as_str().is_some_and(|p| !p.is_empty()),
+        "{started}"
+    );
 
     // A bad kind is the CLI's usage error; a position never recorded is told, exit 1.
     let flotilla = binary("flotilla")?;
@@ -95,6 +107,9 @@ async fn the_cli_follows_events_as_json_lines_and_stops_after_count() -> Result<
         .output()?;
     let stderr = String::from_utf8_lossy(&lost.stderr);
     ensure!(lost.status.code() == Some(1), "{lost:?}");
-    ensure!(stderr.contains("no longer held") && stderr.contains("oldest"), "{stderr}");
+    ensure!(
+        stderr.contains("no longer held") && stderr.contains("oldest"),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -41,7 +41,10 @@ pub fn human(e: &Event) -> String {
         EventKind::PoolOnline | EventKind::PoolOffline => line.push_str(&format!(" pool={}", e.pool)),
         EventKind::LeaderChanged => line.push_str(&format!(" term={} leader={}", e.term, e.leader)),
         _ => {
-            line.push_str(&format!(" task={} queue={} name={}", e.task_id, e.queue, e.task_name));
+            line.push_str(&format!(
+                " task={} queue={} name={}",
+                e.task_id, e.queue, e.task_name
+            ));
             if e.attempt > 0 {
                 line.push_str(&format!(" attempt={}", e.attempt));
             }

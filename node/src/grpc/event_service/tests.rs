@@ -71,7 +71,10 @@ async fn a_watcher_from_now_sees_what_follows_and_resumes_where_it_stopped() {
     let api = EventApi::new(replica.clone());
     let mut stream = watch(&api, pb::WatchRequest::default()).await;
     let first = next(&mut stream).await;
-    assert!(first.events.is_empty(), "the first message says where the stream starts");
+    assert!(
+        first.events.is_empty(),
+        "the first message says where the stream starts"
+    );
     assert_eq!((first.next_index, first.next_ordinal), (2, 0));
     submit(&replica, 2, "q", 2);
     submit(&replica, 3, "q", 1);
@@ -146,7 +149,10 @@ async fn a_slow_client_is_cut_off_with_a_held_position_and_apply_never_waits() {
     assert!(delivered.len() < total);
     let resume = (end.next_index, end.next_ordinal);
     assert!(resume >= (first.next_index, 0));
-    assert!(resume >= replica.events().floor(), "the position told is still held");
+    assert!(
+        resume >= replica.events().floor(),
+        "the position told is still held"
+    );
     // Resuming there gives everything that followed, once, to a client that reads.
     let mut stream = watch(
         &api.clone(),

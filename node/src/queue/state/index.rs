@@ -69,8 +69,13 @@ pub(super) enum To {
     Pending,
     /// `Pending` as a failed attempt's retry with no delay (told apart in what is seen).
     RetryNow,
-    Leased { worker: u32, deadline: UnixMs },
-    Retrying { due: UnixMs },
+    Leased {
+        worker: u32,
+        deadline: UnixMs,
+    },
+    Retrying {
+        due: UnixMs,
+    },
     Final(TaskState),
 }
 
@@ -163,7 +168,8 @@ impl Index {
             _ => Why::Plain,
         };
         let of = || t.seen_as(id);
-        self.seen.record(of, Some(from), t.state, why, (t.updated_ms, now));
+        self.seen
+            .record(of, Some(from), t.state, why, (t.updated_ms, now));
         t.updated_ms = now;
         self.link(id, t);
     }

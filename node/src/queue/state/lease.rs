@@ -234,7 +234,9 @@ impl QueueState {
         // Seen (for the events stream) as a change from `Leased` to `Leased`.
         let (leased, now) = (TaskState::Leased, self.now_ms);
         let of = || t.seen_as(lease.task);
-        self.idx.seen.record(of, Some(leased), leased, Why::Progress, (now, now));
+        self.idx
+            .seen
+            .record(of, Some(leased), leased, Why::Progress, (now, now));
         self.extras.set_progress(lease, data, self.now_ms);
         true
     }

@@ -244,8 +244,13 @@ mod tests {
             attempt: 0,
             why: Why::Plain,
         };
-        let names: Vec<(&str, &str, TaskId)> = q.seen_changes().map(|c| (c.queue, c.name, c.change.id)).collect();
-        assert_eq!(names, vec![("q1", "a", 1), ("q2", "a", 2), ("q1", "a", 3)], "in apply order");
+        let names: Vec<(&str, &str, TaskId)> =
+            q.seen_changes().map(|c| (c.queue, c.name, c.change.id)).collect();
+        assert_eq!(
+            names,
+            vec![("q1", "a", 1), ("q2", "a", 2), ("q1", "a", 3)],
+            "in apply order"
+        );
         assert_eq!(
             drained(&mut q),
             vec![
@@ -301,7 +306,13 @@ mod tests {
         let mut task = spec("a");
         task.max_retries = 3;
         task.backoff_ms = 0;
-        apply(&mut q, 10, vec![Command::Submit { tasks: vec![task].into() }]);
+        apply(
+            &mut q,
+            10,
+            vec![Command::Submit {
+                tasks: vec![task].into(),
+            }],
+        );
         let lease = |q: &mut QueueState| {
             let cmd = Command::Lease {
                 worker: "w".into(),
@@ -331,7 +342,16 @@ mod tests {
             }],
         };
         drained(&mut q);
-        apply(&mut q, 30, vec![Command::Progress { reports: vec![report] }, fail]);
+        apply(
+            &mut q,
+            30,
+            vec![
+                Command::Progress {
+                    reports: vec![report],
+                },
+                fail,
+            ],
+        );
         let seen: Vec<(Why, TaskState, Option<String>)> = q
             .seen_changes()
             .map(|c| (c.change.why, c.change.to, c.error.map(str::to_string)))
@@ -346,7 +366,14 @@ mod tests {
         drained(&mut q);
         let second = lease(&mut q);
         drained(&mut q);
-        apply(&mut q, 40, vec![Command::Release { worker: "w".into(), leases: vec![second] }]);
+        apply(
+            &mut q,
+            40,
+            vec![Command::Release {
+                worker: "w".into(),
+                leases: vec![second],
+            }],
+        );
         let seen: Vec<Why> = q.seen_changes().map(|c| c.change.why).collect();
         assert_eq!(seen, vec![Why::Plain], "a release is no retry");
     }
