@@ -6,7 +6,7 @@
 //! machine's recorded changes, all deterministic), so a consumer resumes from a position on
 //! any node and misses nothing, as long as the position is still held.
 //!
-//! - `mod.rs` (this file): [`Event`], [`Kind`], [`Filter`] and [`derive`], which turns one
+//! - `mod.rs` (this file): [`Event`], [`Kind`], [`Filter`] and [`derive()`], which turns one
 //!   apply into events.
 //! - [`log`]: [`EventLog`], the bounded in-memory ring of recent events that watchers read by
 //!   cursor. It records nothing until a first watcher comes (a node nobody watches pays one

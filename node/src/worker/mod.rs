@@ -10,7 +10,7 @@
 //! - [`supervisor`]: the actix shell that carries the core's decisions out: worker actors,
 //!   proposals through the [`Backend`], timers.
 //! - [`worker`]: a worker actor: one task at a time, under a time limit and an abort signal.
-//! - [`soft_limit`]: the soft time limit a handler hears before the hard one (a header).
+//! - [`mod@soft_limit`]: the soft time limit a handler hears before the hard one (a header).
 //! - [`remote`]: a remote worker's session: the same core, run by a gRPC stream.
 //! - [`registry`]: [`TaskRegistry`] of async handlers with serde-typed arguments and results.
 //! - [`builtins`]: `noop`, `echo`, `sleep`, `fail`.
