@@ -293,9 +293,18 @@ impl Watch {
         }
     }
 
-    /// A transient failure of the current node: back off, then the next node.
-    async fn retry(&mut self, failure: String) -> Option<ClientError> {
+    /// A failed open or read (`Ok`: the node's status; `Err`: what else went wrong): after a
+    /// transient one, back off and move to the next node; the error if the stream is over.
+    async fn failed(&mut self, failure: std::result::Result<tonic::Status, String>) -> Option<ClientError> {
         self.stream = None;
+        let failure = match failure {
+            Ok(status) if !is_transient(&status) => {
+                self.done = true;
+                return Some(final_error(&status, None));
+            }
+            Ok(status) => describe(&status),
+            Err(text) => text,
+        };
         match self
             .client
             .retry_after(self.node, &mut self.backoff, failure)
@@ -305,7 +314,10 @@ impl Watch {
                 self.node = node;
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => {
+                self.done = true;
+                Some(e)
+            }
         }
     }
 
@@ -327,15 +339,10 @@ impl Watch {
             let Some(stream) = &mut self.stream else {
                 match self.open().await {
                     Ok(stream) => self.stream = Some(stream),
-                    Err(status) if is_transient(&status) => {
-                        if let Some(e) = self.retry(describe(&status)).await {
-                            self.done = true;
+                    Err(status) => {
+                        if let Some(e) = self.failed(Ok(status)).await {
                             return Some(Err(e));
                         }
-                    }
-                    Err(status) => {
-                        self.done = true;
-                        return Some(Err(final_error(&status, None)));
                     }
                 }
                 continue;
@@ -370,20 +377,14 @@ impl Watch {
                     }
                 }
                 Ok(None) => {
-                    if let Some(e) = self.retry("the events stream ended".into()).await {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                }
-                Err(status) if is_transient(&status) => {
-                    if let Some(e) = self.retry(describe(&status)).await {
-                        self.done = true;
+                    if let Some(e) = self.failed(Err("the events stream ended".into())).await {
                         return Some(Err(e));
                     }
                 }
                 Err(status) => {
-                    self.done = true;
-                    return Some(Err(final_error(&status, None)));
+                    if let Some(e) = self.failed(Ok(status)).await {
+                        return Some(Err(e));
+                    }
                 }
             }
         }

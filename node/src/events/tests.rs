@@ -10,22 +10,12 @@ use crate::queue::ProgressReport;
 use crate::queue::Response;
 use crate::queue::TaskSpec;
 
+/// A task of `queue` with one retry, retried at once.
 fn spec(name: &str, queue: &str) -> TaskSpec {
-    TaskSpec {
-        name: name.into(),
-        queue: queue.into(),
-        args: Bytes::from_static(b"{}"),
-        priority: 0,
-        eta_ms: None,
-        countdown_ms: None,
-        max_retries: 1,
-        backoff_ms: 0,
-        time_limit_ms: None,
-        idempotency_key: None,
-        result_ttl_ms: 60_000,
-        headers: Default::default(),
-        concurrency_key: None,
-    }
+    let mut spec = crate::worker::testing::task_spec(name, "{}");
+    spec.queue = queue.into();
+    spec.max_retries = 1;
+    spec
 }
 
 /// Apply `commands` at `now_ms` as the entry at `index`; its events as `(kind, task, attempt,

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use tonic::Request;
 
@@ -13,21 +12,9 @@ use crate::queue::Command;
 use crate::queue::TaskSpec;
 
 fn spec(queue: &str) -> TaskSpec {
-    TaskSpec {
-        name: "t".into(),
-        queue: queue.into(),
-        args: Bytes::from_static(b"{}"),
-        priority: 0,
-        eta_ms: None,
-        countdown_ms: None,
-        max_retries: 0,
-        backoff_ms: 0,
-        time_limit_ms: None,
-        idempotency_key: None,
-        result_ttl_ms: 60_000,
-        headers: Default::default(),
-        concurrency_key: None,
-    }
+    let mut spec = crate::worker::testing::task_spec("t", "{}");
+    spec.queue = queue.into();
+    spec
 }
 
 /// Apply, as the entry at `index`, a submit of `n` tasks to `queue`.
