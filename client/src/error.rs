@@ -46,6 +46,13 @@ pub enum ClientError {
     /// The token is valid but its role may not make this call.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The events stream's position is no longer held by the node (its ring of recent events
+    /// moved on, or it started recording later): take a fresh view and watch from `oldest`.
+    #[error("events from {asked} are no longer held by the node; the oldest it holds is {oldest}")]
+    EventsLost {
+        asked: crate::events::Position,
+        oldest: crate::events::Position,
+    },
     /// Any other gRPC status the server returned (e.g. `INTERNAL`).
     #[error("server error ({code:?}): {message}")]
     Server {

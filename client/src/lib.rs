@@ -31,6 +31,8 @@
 //! - [`trace_context`]: a request made inside a trace carries its W3C `traceparent` as a header.
 //! - [`limits`]: flow-control limits (rate, concurrency; per queue, task name, concurrency
 //!   key): set and remove (admin), list with what they hold back.
+//! - [`events`]: the events stream ([`Client::events`]): task, pool and leader events,
+//!   filtered, resumable from a log position.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -43,6 +45,7 @@ pub mod cluster;
 mod convert;
 mod entropy;
 pub mod error;
+pub mod events;
 pub mod info;
 pub mod limits;
 pub mod retry;
@@ -62,5 +65,5 @@ pub use info::{TaskInfo, TaskState};
 pub use limits::LimitInfo;
 pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
-pub use task::{Submitted, TaskId, TaskRequest};
+pub use task::{SOFT_TIME_LIMIT_HEADER, Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::entropy;
 use crate::error::Result;
 
+/// The header carrying a task's soft time limit in milliseconds (the node's
+/// `flotilla_node::worker::SOFT_TIME_LIMIT_HEADER`; the Python SDK's too).
+pub const SOFT_TIME_LIMIT_HEADER: &str = "flotilla-soft-time-limit-ms";
+
 /// A task id, assigned by the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -144,6 +148,14 @@ impl TaskRequest {
         self
     }
 
+    /// A soft time limit: the handler is told when it passes (a Rust handler through
+    /// `flotilla_node::worker::soft_limit()`, a Python one by `SoftTimeLimitExceeded` raised in
+    /// it), before the hard [`TaskRequest::time_limit`] fails the attempt. Sent as the header
+    /// [`SOFT_TIME_LIMIT_HEADER`].
+    pub fn soft_time_limit(self, limit: Duration) -> Self {
+        self.header(SOFT_TIME_LIMIT_HEADER, millis_ceil(limit).max(1).to_string())
+    }
+
     /// Replace the generated idempotency key with the caller's own.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = key.into();
@@ -222,6 +234,17 @@ mod tests {
         assert_eq!((r.key(), r.result_ttl_ms), ("k1", 60_000));
         let r = r.countdown(Duration::from_millis(1500));
         assert_eq!((r.eta_unix_ms, r.countdown_ms), (0, 1500));
+    }
+
+    #[test]
+    fn a_soft_time_limit_is_a_header_in_whole_milliseconds() {
+        let r = TaskRequest::new("x").soft_time_limit(Duration::from_micros(1_500));
+        assert_eq!(r.headers[SOFT_TIME_LIMIT_HEADER], "2");
+        let r = TaskRequest::new("x").soft_time_limit(Duration::ZERO);
+        assert_eq!(
+            r.headers[SOFT_TIME_LIMIT_HEADER], "1",
+            "a zero limit is sent as 1 ms"
+        );
     }
 
     #[test]

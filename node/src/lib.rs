@@ -14,6 +14,8 @@
 //!   builds/installs versioned snapshots.
 //! - [`replica`]: this node's applied [`queue::QueueState`], plus the waiters woken by it.
 //! - [`queue`]: the pure, deterministic state machine (no IO, no async, no clock).
+//! - [`events`]: the events stream derived from each apply (task, pool and leader events),
+//!   kept in a bounded ring that watchers read by `(log index, ordinal)` cursor.
 //! - [`network`]: peer calls over tonic, with an injectable connector: `call` (deadline,
 //!   identity, error shaping, once), `headers`, `raft_network` (openraft's traits only) and
 //!   `peer` (forwarding, and the admin messages `cluster` carries out).
@@ -33,7 +35,7 @@
 //!   over OTLP with `--otlp-endpoint`; a leaf that `grpc` and `worker` use.
 //! - [`config`], [`clock`], [`error`], [`types`]: shared pieces.
 //!
-//! Layers import downwards only: `encoding`, `secret` < `queue` < `replica` < `raft` < `network` < `proposer` <
+//! Layers import downwards only: `encoding`, `secret` < `queue` < `events` < `replica` < `raft` < `network` < `proposer` <
 //! `cluster` < `grpc`, `leader` < `observe` < `server` (`worker` sits beside `grpc`, on `replica`).
 
 pub mod bugs;
@@ -42,6 +44,7 @@ pub mod cluster;
 pub mod config;
 pub mod encoding;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod leader;
 pub mod network;

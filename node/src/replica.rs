@@ -19,6 +19,8 @@ use std::sync::RwLock;
 use tokio::sync::mpsc;
 use tokio::sync::watch;
 
+use crate::events;
+use crate::events::EventLog;
 use crate::queue::ApplyEffects;
 use crate::queue::Change;
 use crate::queue::Command;
@@ -129,7 +131,14 @@ pub struct Replica {
     pool_txs: Mutex<BTreeMap<String, Vec<mpsc::UnboundedSender<PoolEvent>>>>,
     /// Set once, when the node keeps metrics.
     watcher: OnceLock<Arc<dyn ApplyWatcher>>,
+    /// Recent events for watchers (`crate::events`), derived from each apply once watched.
+    events: EventLog,
+    /// Who leads a term, as this node knows it (set once by the server, from Raft's metrics).
+    leader_of: OnceLock<LeaderOf>,
 }
+
+/// The leader of a term as this node knows it (a blank entry's log id names only the term).
+pub type LeaderOf = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
 
 impl Default for Replica {
     fn default() -> Self {
@@ -146,6 +155,30 @@ impl Replica {
             work_tx,
             pool_txs: Mutex::new(BTreeMap::new()),
             watcher: OnceLock::new(),
+            events: EventLog::default(),
+            leader_of: OnceLock::new(),
+        }
+    }
+
+    /// This node's recent events (see [`crate::events`]).
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// Say who leads a term (for leader-changed events). Once; a second is ignored.
+    pub fn set_leader_of(&self, f: LeaderOf) {
+        let _ = self.leader_of.set(f);
+    }
+
+    /// Start recording events (the first watcher came); from the next entry applied on. Under
+    /// the queue's write lock, so an entry is recorded whole or not at all.
+    pub fn watch_events(&self) {
+        if self.events.is_on() {
+            return;
+        }
+        let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
+        if self.events.start() {
+            q.observe(true);
         }
     }
 
@@ -158,14 +191,29 @@ impl Replica {
         }
     }
 
-    /// Apply one committed entry and wake whoever waits on its effects.
+    /// Apply one committed entry and wake whoever waits on its effects (an entry of no known
+    /// log index: tests).
     pub fn apply(&self, req: &Request) -> Vec<Response> {
+        self.apply_entry(0, req)
+    }
+
+    /// Apply the committed entry at log `index` and wake whoever waits on its effects.
+    pub fn apply_entry(&self, index: u64, req: &Request) -> Vec<Response> {
         let mut effects = ApplyEffects::default();
         let responses = {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
             let responses = q.apply(req, &mut effects);
-            if let Some(watcher) = self.watcher.get() {
-                q.drain_seen(|queue, changes| watcher.changed(queue, changes));
+            if self.events.is_on() {
+                self.events
+                    .append(index, |names, out| events::derive(index, req, &q, names, out));
+            } else {
+                self.events.skipped(index);
+            }
+            if q.observing() {
+                match self.watcher.get() {
+                    Some(watcher) => q.drain_seen(|queue, changes| watcher.changed(queue, changes)),
+                    None => q.forget_seen(),
+                }
             }
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
@@ -180,10 +228,25 @@ impl Replica {
 
     /// A new leader's first entry was applied: see [`QueueState::new_term`].
     pub fn new_term(&self) {
+        self.new_term_at(0, 0);
+    }
+
+    /// A new leader's first entry, at log `index` in `term`, was applied: see
+    /// [`QueueState::new_term`].
+    pub fn new_term_at(&self, index: u64, term: u64) {
         let mut effects = ApplyEffects::default();
         {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
             q.new_term(&mut effects);
+            if self.events.is_on() {
+                let leader = self.leader_of.get().and_then(|f| f(term)).unwrap_or(0);
+                let at_ms = q.now_ms();
+                self.events.append(index, |names, out| {
+                    out(events::leader_changed(index, at_ms, term, leader, names));
+                });
+            } else {
+                self.events.skipped(index);
+            }
             let no_entry = Request {
                 now_ms: 0,
                 commands: Vec::new(),
@@ -195,10 +258,17 @@ impl Replica {
 
     /// Replace the whole state (snapshot install). Every waiter is re-checked against it.
     pub fn replace(&self, state: QueueState) {
+        self.replace_at(state, 0);
+    }
+
+    /// Replace the whole state by a snapshot up to log `index` (its install, or the load at
+    /// start). Every waiter is re-checked against it; no event before it can be given.
+    pub fn replace_at(&self, state: QueueState, index: u64) {
         {
             let mut q = self.queue.write().unwrap_or_else(|e| e.into_inner());
             *q = state;
-            q.observe(self.watcher.get().is_some());
+            q.observe(self.watcher.get().is_some() || self.events.is_on());
+            self.events.replaced(index);
             // Under the lock, like every pool event (see `apply`).
             let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
             for (pool, txs) in txs.iter_mut() {

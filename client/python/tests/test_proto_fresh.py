@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from flotilla.v1 import queue_pb2, schedule_pb2, worker_pb2
+from flotilla.v1 import events_pb2, queue_pb2, schedule_pb2, worker_pb2
 
 PROTO_ROOT = Path(__file__).resolve().parents[3] / "proto" / "protos"
 
 
 @pytest.mark.parametrize(
-    "module", [queue_pb2, schedule_pb2, worker_pb2], ids=["queue", "schedule", "worker"]
+    "module",
+    [queue_pb2, schedule_pb2, worker_pb2, events_pb2],
+    ids=["queue", "schedule", "worker", "events"],
 )
 def test_stubs_match_the_proto_files(module: object, tmp_path: Path) -> None:
     from grpc_tools import protoc

@@ -6,6 +6,7 @@ never reach it."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -58,6 +59,14 @@ def make_app(node: NodeProcess) -> Flotilla:
     @app.task(name="py.boom", max_retries=0)
     def boom() -> None:
         raise ValueError("no good")
+
+    @app.task(name="py.patient", max_retries=0)
+    def patient() -> str:
+        try:
+            while True:
+                time.sleep(0.005)
+        except flotilla.SoftTimeLimitExceeded:
+            return "stopped early"
 
     return app
 
@@ -119,3 +128,51 @@ def test_an_unknown_name_is_refused_with_the_name(node: NodeProcess) -> None:
             app.send_task("py.nobody", [1])
     finally:
         app.close()
+
+
+def test_the_soft_time_limit_is_raised_in_the_task_before_the_hard_one(
+    worker_app: tuple[Flotilla, Running],
+) -> None:
+    app, _ = worker_app
+    started = time.monotonic()
+    result = app.tasks["py.patient"].apply_async(soft_time_limit=0.2, time_limit=30)
+    assert result.get(timeout=20) == "stopped early"
+    assert time.monotonic() - started < 15
+
+
+def test_events_show_each_step_of_a_python_task_and_resume_from_a_position(
+    worker_app: tuple[Flotilla, Running],
+) -> None:
+    app, _ = worker_app
+    seen: queue.Queue[flotilla.Event] = queue.Queue()
+
+    def follow(events: Iterator[flotilla.Event]) -> None:
+        try:
+            for e in events:
+                seen.put(e)
+        except flotilla.FlotillaError:
+            pass  # the app's channels closed at the end of the test
+
+    stream = app.events(task_names=["py.add"])
+    threading.Thread(target=follow, args=(stream,), daemon=True).start()
+    # Submit until the stream shows one (it is then watching), then one to follow closely.
+    deadline = time.monotonic() + 30
+    while seen.empty():
+        app.tasks["py.add"].delay(0, 1).get(timeout=20)
+        assert time.monotonic() < deadline, "the events stream showed nothing"
+        time.sleep(0.1)
+    task_id = app.tasks["py.add"].delay(20, 22).id
+    steps: list[flotilla.Event] = []
+    while not any(e.kind == "succeeded" for e in steps):
+        e = seen.get(timeout=20)
+        if e.task_id == task_id:
+            steps.append(e)
+    assert [e.kind for e in steps] == ["submitted", "started", "succeeded"]
+    assert steps[1].pool and steps[1].attempt == 1
+    assert steps[0].position < steps[1].position < steps[2].position
+    # Resumed after the submit: the start comes next, not the submit again.
+    resumed = app.events(task_names=["py.add"], from_position=steps[0].position_after)
+    again = next(e for e in resumed if e.task_id == task_id)
+    assert (again.kind, again.position) == ("started", steps[1].position)
+    with pytest.raises(ValueError, match="not an event kind"):
+        next(iter(app.events(kinds=["exploded"])))

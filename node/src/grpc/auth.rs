@@ -12,7 +12,7 @@
 //!
 //! | role | rights |
 //! |---|---|
-//! | submit | submit, cancel, read (get, wait, stats, status) |
+//! | submit | submit, cancel, read (get, wait, stats, status, events) |
 //! | worker | the worker stream, read |
 //! | admin | everything: membership, tokens, and all of the above, joining too |
 //! | join | ask for a node id (join the cluster), nothing else |
@@ -122,6 +122,7 @@ pub fn need(path: &str) -> Need {
         ) => Need::Client(Right::Read),
         ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),
         ("flotilla.v1.LimitService", "ListLimits") => Need::Client(Right::Read),
+        ("flotilla.v1.EventService", "Watch") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         // The schema only: any client may read it.

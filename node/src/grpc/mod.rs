@@ -5,6 +5,7 @@
 //!   process, run by `worker::remote`).
 //! - [`schedule_service`]: `flotilla.v1.ScheduleService`, periodic schedules for clients.
 //! - [`limit_service`]: `flotilla.v1.LimitService`, flow-control limits for clients.
+//! - [`event_service`]: `flotilla.v1.EventService`, the events stream for clients.
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod calls;
 pub mod conn;
 pub mod convert;
+pub mod event_service;
 pub mod limit_service;
 pub mod peer_identity;
 pub mod queue_service;
@@ -32,6 +34,7 @@ pub mod schedule_service;
 pub mod status;
 pub mod worker_service;
 
+pub use event_service::EventApi;
 pub use limit_service::LimitApi;
 pub use peer_identity::NodeGate;
 pub use queue_service::QueueApi;

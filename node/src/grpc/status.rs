@@ -52,6 +52,9 @@ pub enum ApiError {
     /// Too many client calls are in progress on this node (the limit is the field).
     #[error("node is busy: {0} client calls in progress; retry, on another node if you can")]
     Overloaded(usize),
+    /// Too many event streams are open on this node (the limit is the field).
+    #[error("{0} event streams are open on this node already; close one, or watch another node")]
+    TooManyWatchers(usize),
 }
 
 impl From<DeclareError> for ApiError {
@@ -75,6 +78,7 @@ impl ApiError {
                 _ => Code::InvalidArgument,
             },
             ApiError::Limit(LimitError::TooMany) => Code::ResourceExhausted,
+            ApiError::TooManyWatchers(_) => Code::ResourceExhausted,
             ApiError::Limit(_) => Code::InvalidArgument,
             ApiError::WaitTimeout(_) => Code::DeadlineExceeded,
             ApiError::ReadBarrier(_) | ApiError::Overloaded(_) => Code::Unavailable,

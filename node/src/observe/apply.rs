@@ -18,6 +18,7 @@ use prometheus_client::registry::Unit;
 
 use crate::queue::Change;
 use crate::queue::TaskState;
+use crate::queue::Why;
 use crate::replica::ApplyWatcher;
 
 /// Upper bounds of the task time buckets, in ms (log time has ms resolution): 1 ms to an hour.
@@ -73,6 +74,9 @@ struct QueueStats {
 
 impl QueueStats {
     fn count(&self, change: &Change) {
+        if change.why == Why::Progress {
+            return;
+        }
         let Some(from) = change.from else {
             self.submitted.fetch_add(1, Relaxed);
             return;
@@ -84,6 +88,8 @@ impl QueueStats {
         let outcome = match (from, change.to) {
             (_, TaskState::Succeeded) => 0,
             (_, TaskState::Retrying) => 1,
+            // A failed attempt retried with no delay.
+            (TaskState::Leased, TaskState::Pending) if change.why == Why::Retry => 1,
             (_, TaskState::Dead) => 2,
             (_, TaskState::Cancelled) => 3,
             // A lease handed back (released, or expired with its worker).
@@ -191,7 +197,14 @@ mod tests {
     use super::*;
 
     fn change(from: Option<TaskState>, to: TaskState, after_ms: u64) -> Change {
-        Change { from, to, after_ms }
+        Change {
+            from,
+            to,
+            after_ms,
+            id: 1,
+            attempt: 0,
+            why: Why::Plain,
+        }
     }
 
     #[test]

@@ -32,7 +32,14 @@ fn lines_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
 #[test]
 fn task_counters_and_histograms_render_with_queue_labels_and_buckets_in_seconds() {
     let stats = Arc::new(ApplyStats::default());
-    let change = |from, to, after_ms| Change { from, to, after_ms };
+    let change = |from, to, after_ms| Change {
+        from,
+        to,
+        after_ms,
+        id: 1,
+        attempt: 1,
+        why: crate::queue::Why::Plain,
+    };
     use TaskState::*;
     stats.changed(
         "emails",

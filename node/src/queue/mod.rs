@@ -30,3 +30,5 @@ pub use state::PoolEffects;
 pub use state::QueueState;
 pub use state::QueueStateV1;
 pub use state::ReadFormat;
+pub use state::SeenChange;
+pub use state::Why;

@@ -171,6 +171,8 @@ pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
 pub use schedule::Schedules;
 pub use seen::Change;
+pub use seen::SeenChange;
+pub use seen::Why;
 pub use standing::PoolEffects;
 pub use tokens::TokenRecord;
 pub use tokens::Tokens;
@@ -454,7 +456,10 @@ impl QueueState {
             keyed: spec.idempotency_key.is_some(),
         };
         self.idx.link(id, &task);
-        self.idx.seen.record(task.queue, None, state, now, now);
+        let of = || task.seen_as(id);
+        self.idx
+            .seen
+            .record(of, None, state, seen::Why::Plain, (now, now));
         self.extras.set_headers(id, &spec.headers);
         let keyed = task.keyed;
         self.tasks.insert(id, task);

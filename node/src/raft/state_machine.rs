@@ -68,7 +68,8 @@ impl StateMachineStore {
         let (snapshots, image) = SnapshotStore::open(dir)?;
         let (last_applied, last_membership) = match image {
             Some(image) => {
-                replica.replace(image.state);
+                let index = image.last_applied.map_or(0, |l| l.index);
+                replica.replace_at(image.state, index);
                 (image.last_applied, image.last_membership)
             }
             None => (None, StoredMembershipOf::<TypeConfig>::default()),
@@ -168,11 +169,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let response = match &entry.payload {
                 EntryPayload::Normal(req) => {
                     self.log_bytes.fetch_add(req.approx_size(), Ordering::Relaxed);
-                    ResponseBatch(self.replica.apply(req))
+                    ResponseBatch(self.replica.apply_entry(entry.log_id.index, req))
                 }
                 // openraft appends a blank entry as each new leader's first.
                 EntryPayload::Blank => {
-                    self.replica.new_term();
+                    let term = entry.log_id.leader_id.term;
+                    self.replica.new_term_at(entry.log_id.index, term);
                     ResponseBatch::default()
                 }
                 EntryPayload::Membership(m) => {
@@ -233,7 +235,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map_err(StorageError::into_io)
         })
         .await?;
-        self.replica.replace(image.state);
+        let index = image.last_applied.map_or(0, |l| l.index);
+        self.replica.replace_at(image.state, index);
         self.last_applied = image.last_applied;
         self.last_membership = image.last_membership;
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");

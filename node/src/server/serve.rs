@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use flotilla_proto::v1::event_service_server::EventServiceServer;
 use flotilla_proto::v1::limit_service_server::LimitServiceServer;
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
@@ -56,6 +57,7 @@ where
         queue_api,
         schedule_api,
         limit_api,
+        event_api,
         raft_api,
         worker_api,
         sessions,
@@ -134,6 +136,7 @@ where
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(LimitServiceServer::new(limit_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
+        .add_service(EventServiceServer::new(event_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
         .add_service(
             WorkerServiceServer::new(worker_api)
                 .max_decoding_message_size(worker_service::max_message_bytes(config))

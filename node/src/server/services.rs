@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_tls::NodeTls;
+use openraft::async_runtime::WatchReceiver;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -19,6 +20,7 @@ use crate::cluster::catalog;
 use crate::cluster::join;
 use crate::cluster::tokens;
 use crate::config::Config;
+use crate::grpc::EventApi;
 use crate::grpc::LimitApi;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
@@ -48,6 +50,7 @@ pub(super) struct Serving {
     pub(super) queue_api: QueueApi,
     pub(super) schedule_api: ScheduleApi,
     pub(super) limit_api: LimitApi,
+    pub(super) event_api: EventApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -158,6 +161,13 @@ pub(super) fn start_services(
     );
     let schedule_api = ScheduleApi::new(queue_api.clone(), proposer.clone());
     let limit_api = LimitApi::new(queue_api.clone(), proposer.clone());
+    let event_api = EventApi::new(replica.clone());
+    // A blank entry's log id names its term only; the leader is who Raft says leads it.
+    let metrics = raft.metrics();
+    replica.set_leader_of(Box::new(move |term| {
+        let m = metrics.borrow_watched();
+        (m.current_term == term).then_some(m.current_leader).flatten()
+    }));
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -172,6 +182,7 @@ pub(super) fn start_services(
         queue_api,
         schedule_api,
         limit_api,
+        event_api,
         raft_api,
         worker_api,
         sessions,

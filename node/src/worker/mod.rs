@@ -10,6 +10,7 @@
 //! - [`supervisor`]: the actix shell that carries the core's decisions out: worker actors,
 //!   proposals through the [`Backend`], timers.
 //! - [`worker`]: a worker actor: one task at a time, under a time limit and an abort signal.
+//! - [`mod@soft_limit`]: the soft time limit a handler hears before the hard one (a header).
 //! - [`remote`]: a remote worker's session: the same core, run by a gRPC stream.
 //! - [`registry`]: [`TaskRegistry`] of async handlers with serde-typed arguments and results.
 //! - [`builtins`]: `noop`, `echo`, `sleep`, `fail`.
@@ -26,6 +27,7 @@ pub mod node_backend;
 pub mod pool;
 pub mod registry;
 pub mod remote;
+pub mod soft_limit;
 pub mod supervisor;
 pub mod testing;
 #[allow(clippy::module_inception)] // `worker::worker` is the worker actor of the worker subsystem
@@ -47,6 +49,9 @@ pub use pool::WorkerError;
 pub use pool::WorkerPool;
 pub use registry::TaskError;
 pub use registry::TaskRegistry;
+pub use soft_limit::SOFT_TIME_LIMIT_HEADER;
+pub use soft_limit::SoftLimit;
+pub use soft_limit::soft_limit;
 pub use worker::TaskRun;
 pub use worker::current_headers;
 pub use worker::current_run;

@@ -181,6 +181,8 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+use super::soft_limit::SoftLimit;
+
 tokio::task_local! {
     static CURRENT_RUN: TaskRun;
     static CURRENT_HEADERS: Arc<Headers>;
@@ -222,9 +224,14 @@ pub fn execute(
     // With trace export on and a trace context in the headers: the attempt's span, current in
     // the handler too (its own spans and outgoing calls join the caller's trace).
     let span = crate::trace::run_span(&grant.headers, &grant.name, run.task, run.attempt);
+    // The soft time limit (a header) is counted from the attempt's start, like the hard one.
+    let soft = SoftLimit::from_headers(&grant.headers, tokio::time::Instant::now());
     let call = CURRENT_RUN.scope(
         run,
-        CURRENT_HEADERS.scope(headers, registry.call(&grant.name, grant.args.clone())),
+        CURRENT_HEADERS.scope(
+            headers,
+            soft.scope(registry.call(&grant.name, grant.args.clone())),
+        ),
     );
     let mut task = AbortOnDrop(match &span {
         Some(span) => runtime.spawn(tracing::Instrument::instrument(call, span.clone())),
@@ -408,6 +415,45 @@ mod tests {
         assert!(
             !finished.load(Ordering::SeqCst),
             "the aborted handler ran to its end"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_handler_hears_its_soft_time_limit_before_the_hard_one() {
+        use crate::worker::soft_limit::SOFT_TIME_LIMIT_HEADER;
+        use crate::worker::soft_limit::soft_limit;
+        let mut r = TaskRegistry::new();
+        r.register("patient", |_: ()| async {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(60)) => Ok("finished"),
+                () = soft_limit().exceeded() => Err(TaskError::fatal("stopped at the soft limit")),
+            }
+        });
+        let mut g = grant("patient", "", None);
+        g.headers.insert(SOFT_TIME_LIMIT_HEADER.into(), "50".into());
+        let start = tokio::time::Instant::now();
+        let result = execute(&r, &Handle::current(), &g, Duration::from_secs(5), no_abort()).await;
+        assert_eq!(
+            result,
+            RunResult::Finished(Outcome::Failure {
+                error: "stopped at the soft limit".into(),
+                retry: false
+            })
+        );
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(50) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+        // Without the header the hard limit is all there is.
+        g.headers.clear();
+        let result = execute(&r, &Handle::current(), &g, Duration::from_millis(100), no_abort()).await;
+        assert_eq!(
+            result,
+            RunResult::Finished(Outcome::Failure {
+                error: "time limit of 100 ms exceeded".into(),
+                retry: true
+            })
         );
     }
 

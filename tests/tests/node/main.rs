@@ -9,3 +9,4 @@ mod t30_observe;
 mod t40_tracing;
 mod t50_disk_full;
 mod t50_limits;
+mod t60_events;

@@ -39,12 +39,14 @@ from flotilla.errors import (
     ResultTimeout,
     Retry,
     ServerError,
+    SoftTimeLimitExceeded,
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
     Unauthenticated,
     Unavailable,
 )
+from flotilla.events import Event, EventsLost
 from flotilla.info import (
     QueueStats,
     ScheduleAdded,
@@ -63,6 +65,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncResult",
     "Client",
+    "Event",
+    "EventsLost",
     "Flotilla",
     "FlotillaError",
     "InvalidArgument",
@@ -77,6 +81,7 @@ __all__ = [
     "ScheduleInfo",
     "ServerError",
     "Signature",
+    "SoftTimeLimitExceeded",
     "SubmitOptions",
     "Submitted",
     "Task",

@@ -15,6 +15,7 @@ from typing import Any, Optional, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from flotilla.v1 import events_pb2 as epb
 from flotilla.v1 import limits_pb2 as lpb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
@@ -27,6 +28,7 @@ QUEUE_SERVICE = qpb.DESCRIPTOR.services_by_name["QueueService"].full_name
 WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 SCHEDULE_SERVICE = spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name
 LIMIT_SERVICE = lpb.DESCRIPTOR.services_by_name["LimitService"].full_name
+EVENT_SERVICE = epb.DESCRIPTOR.services_by_name["EventService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -113,6 +115,13 @@ class QueueStub:
                 method_path(QUEUE_SERVICE, "WaitResults"),
                 request_serializer=qpb.WaitResultsRequest.SerializeToString,
                 response_deserializer=qpb.TaskInfo.FromString,
+            )
+        )
+        self.watch: grpc.UnaryStreamMultiCallable[epb.WatchRequest, epb.WatchResponse] = (
+            channel.unary_stream(
+                method_path(EVENT_SERVICE, "Watch"),
+                request_serializer=epb.WatchRequest.SerializeToString,
+                response_deserializer=epb.WatchResponse.FromString,
             )
         )
 

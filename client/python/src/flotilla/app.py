@@ -5,10 +5,11 @@ worker runs (``flotilla-worker -A module``)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable, Optional, Union, overload
 
 from flotilla.client import Client, Nodes
+from flotilla.events import Event
 from flotilla.info import ScheduleAdded
 from flotilla.result import AsyncResult
 from flotilla.retry import RetryPolicy
@@ -76,6 +77,7 @@ class Flotilla:
         queue: Optional[str] = None,
         max_retries: Optional[int] = None,
         time_limit: Optional[float] = None,
+        soft_time_limit: Optional[float] = None,
         retry_backoff: Optional[float] = None,
         priority: Optional[int] = None,
         result_ttl: Optional[float] = None,
@@ -91,6 +93,7 @@ class Flotilla:
         queue: Optional[str] = None,
         max_retries: Optional[int] = None,
         time_limit: Optional[float] = None,
+        soft_time_limit: Optional[float] = None,
         retry_backoff: Optional[float] = None,
         priority: Optional[int] = None,
         result_ttl: Optional[float] = None,
@@ -107,6 +110,7 @@ class Flotilla:
             priority=priority,
             max_retries=max_retries,
             time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
             retry_backoff=retry_backoff,
             result_ttl=result_ttl,
         )
@@ -130,6 +134,20 @@ class Flotilla:
         base = self.tasks[name].options if name in self.tasks else SubmitOptions()
         return Signature(self, name, tuple(args), dict(kwargs or {}), base).set(**options)
 
+    def events(
+        self,
+        *,
+        queues: Iterable[str] = (),
+        task_names: Iterable[str] = (),
+        kinds: Iterable[str] = (),
+        from_position: Optional[tuple[int, int]] = None,
+    ) -> Iterator[Event]:
+        """The cluster's events as they happen (``flotilla events``): see
+        :mod:`flotilla.events`. ``kinds`` names them (``"dead"``, ``"started"``...)."""
+        return self.client.events(
+            queues=queues, task_names=task_names, kinds=kinds, from_position=from_position
+        )
+
     def send_task(
         self,
         name: str,
@@ -145,6 +163,7 @@ class Flotilla:
         headers: Optional[Mapping[str, str]] = None,
         max_retries: Optional[int] = None,
         time_limit: Optional[float] = None,
+        soft_time_limit: Optional[float] = None,
         retry_backoff: Optional[float] = None,
         result_ttl: Optional[float] = None,
     ) -> AsyncResult:
@@ -163,6 +182,7 @@ class Flotilla:
             headers=dict(headers or {}),
             max_retries=max_retries,
             time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
             retry_backoff=retry_backoff,
             result_ttl=result_ttl,
         ).apply_async()

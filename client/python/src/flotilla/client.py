@@ -28,6 +28,8 @@ from flotilla.errors import (
     Unauthenticated,
     Unavailable,
 )
+from flotilla.events import Event
+from flotilla.events import watch as events_watch
 from flotilla.info import (
     ClusterStatus,
     QueueStats,
@@ -305,6 +307,24 @@ class Client:
                     raise _final_error(e, None) from None
                 failure = describe(e)
             node = self._retry_after(node, backoff, failure, deadline)
+
+    def events(
+        self,
+        *,
+        queues: Iterable[str] = (),
+        task_names: Iterable[str] = (),
+        kinds: Iterable[str] = (),
+        from_position: Optional[tuple[int, int]] = None,
+    ) -> Iterator[Event]:
+        """The events stream, filtered, from ``from_position`` or from now; resumes by itself
+        (see :mod:`flotilla.events`). Runs until the caller stops iterating."""
+        return events_watch(
+            self,
+            queues=queues,
+            task_names=task_names,
+            kinds=kinds,
+            from_position=from_position,
+        )
 
     # ---- the retry loop -----------------------------------------------------------------
 

@@ -97,3 +97,12 @@ class Retry(Exception):
     def __init__(self, message: str = "retry requested", countdown: Optional[float] = None) -> None:
         super().__init__(message)
         self.countdown = countdown
+
+
+class SoftTimeLimitExceeded(FlotillaError):
+    """Raised inside a running task when its soft time limit (``soft_time_limit=``) passes,
+    before the hard ``time_limit`` fails the attempt: catch it to clean up, save what you have,
+    or return early (Celery's exception of the same name). Uncaught, it fails the attempt like
+    any other exception (retried while retries are left). It is raised asynchronously in the
+    thread running the task, at the next Python bytecode: a handler blocked in one long C call
+    (a sleep, a socket read) hears it when that call returns."""

@@ -14,6 +14,9 @@ from flotilla import payload
 from flotilla.client import new_idempotency_key
 from flotilla.v1 import queue_pb2 as qpb
 
+#: The header carrying a task's soft time limit in ms (the nodes' and the Rust client's too).
+SOFT_TIME_LIMIT_HEADER = "flotilla-soft-time-limit-ms"
+
 #: An ETA: a datetime (naive means local time, as ``datetime.timestamp``) or Unix seconds.
 Eta = Union[datetime, float, int]
 
@@ -33,6 +36,9 @@ class SubmitOptions:
     max_retries: Optional[int] = None
     retry_backoff: Optional[float] = None
     time_limit: Optional[float] = None
+    #: Seconds after which the handler is told (``SoftTimeLimitExceeded`` raised in it), before
+    #: the hard ``time_limit``. Sent as the header ``flotilla-soft-time-limit-ms``.
+    soft_time_limit: Optional[float] = None
     result_ttl: Optional[float] = None
     idempotency_key: Optional[str] = None
     #: Concurrency key (a tenant id, say): ``key:`` limits count by it and keys take fair
@@ -89,6 +95,9 @@ def build_spec(
     for k, v in o.headers.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"headers are str to str, got {k!r}: {v!r}")
+    headers = dict(o.headers)
+    if o.soft_time_limit is not None:
+        headers[SOFT_TIME_LIMIT_HEADER] = str(max(1, millis_ceil(o.soft_time_limit)))
     return qpb.TaskSpec(
         name=name,
         queue=o.queue or "",
@@ -101,6 +110,6 @@ def build_spec(
         time_limit_ms=millis_ceil(o.time_limit) if o.time_limit is not None else 0,
         idempotency_key=o.idempotency_key or new_idempotency_key(),
         result_ttl_ms=millis_ceil(o.result_ttl) if o.result_ttl is not None else 0,
-        headers=dict(o.headers),
+        headers=headers,
         concurrency_key=o.concurrency_key or "",
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from flotilla.client import new_idempotency_key
 from flotilla.errors import Retry
-from flotilla.spec import Eta, SubmitOptions
+from flotilla.spec import SOFT_TIME_LIMIT_HEADER, Eta, SubmitOptions
 
 if TYPE_CHECKING:
     from flotilla.app import Flotilla
@@ -53,6 +53,14 @@ class TaskContext:
                     self._aborted = threading.Event()
                 event = self._aborted
         return event
+
+    @property
+    def soft_time_limit_ms(self) -> Optional[int]:
+        """The attempt's soft time limit in ms (its header), if it has one."""
+        value = self.headers.get(SOFT_TIME_LIMIT_HEADER)
+        if value is None or not value.strip().isdigit():
+            return None
+        return int(value)
 
     @property
     def retries(self) -> int:
@@ -149,6 +157,7 @@ class Task:
         headers: Optional[Mapping[str, str]] = None,
         max_retries: Optional[int] = None,
         time_limit: Optional[float] = None,
+        soft_time_limit: Optional[float] = None,
         retry_backoff: Optional[float] = None,
         result_ttl: Optional[float] = None,
     ) -> AsyncResult:
@@ -161,6 +170,7 @@ class Task:
             max_retries=max_retries,
             retry_backoff=retry_backoff,
             time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
             result_ttl=result_ttl,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,

@@ -96,6 +96,10 @@ pub enum Command {
         #[command(subcommand)]
         action: LimitAction,
     },
+    /// Follow the events stream: tasks submitted, started, progress, succeeded, retried,
+    /// released, dead, cancelled; pools online and offline; leader changes. Until Ctrl-C,
+    /// or --count events.
+    Events(EventsArgs),
     /// The task names submits may use: each with its default queue and who declared it.
     Tasks {
         /// Print JSON.
@@ -104,6 +108,29 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<TasksAction>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only task events of this queue (repeat for more).
+    #[arg(long = "queue")]
+    pub queues: Vec<String>,
+    /// Only task events of this task name (repeat for more).
+    #[arg(long = "task")]
+    pub task_names: Vec<String>,
+    /// Only events of this kind (repeat for more): submitted, started, progress, succeeded,
+    /// retried, released, dead, cancelled, pool_online, pool_offline, leader_changed.
+    #[arg(long = "kind")]
+    pub kinds: Vec<flotilla_client::events::EventKind>,
+    /// Resume from this position (INDEX or INDEX:ORDINAL, as printed); default: from now.
+    #[arg(long)]
+    pub from: Option<flotilla_client::events::Position>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Print one JSON object per event (one a line).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@
 
 mod certs;
 mod cli;
+mod events;
 mod limit;
 mod output;
 mod schedule;
@@ -149,6 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Limit { action } => {
             limit::run(&client, action, &mut out).await?;
+            Outcome::AllSucceeded
+        }
+        Command::Events(args) => {
+            events::run(&client, args, &mut out).await?;
             Outcome::AllSucceeded
         }
         Command::Status { json } => {

@@ -22,6 +22,7 @@ use super::Pending;
 use super::Task;
 use super::TaskOptions;
 use super::limits::Flow;
+use super::seen::Why;
 use crate::bugs;
 use crate::queue::command::DEFAULT_QUEUE;
 use crate::queue::command::TaskId;
@@ -66,8 +67,15 @@ pub(super) struct Index {
 #[derive(Clone, Copy)]
 pub(super) enum To {
     Pending,
-    Leased { pool: u32, deadline: UnixMs },
-    Retrying { due: UnixMs },
+    /// `Pending` as a failed attempt's retry with no delay (told apart in what is seen).
+    RetryNow,
+    Leased {
+        pool: u32,
+        deadline: UnixMs,
+    },
+    Retrying {
+        due: UnixMs,
+    },
     Final(TaskState),
 }
 
@@ -150,12 +158,18 @@ impl Index {
         self.unlink(id, t);
         let from = t.state;
         (t.state, t.timer_ms, t.pool) = match to {
-            To::Pending => (TaskState::Pending, 0, 0),
+            To::Pending | To::RetryNow => (TaskState::Pending, 0, 0),
             To::Leased { pool, deadline } => (TaskState::Leased, deadline, pool),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
             To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };
-        self.seen.record(t.queue, Some(from), t.state, t.updated_ms, now);
+        let why = match to {
+            To::RetryNow | To::Retrying { .. } => Why::Retry,
+            _ => Why::Plain,
+        };
+        let of = || t.seen_as(id);
+        self.seen
+            .record(of, Some(from), t.state, why, (t.updated_ms, now));
         t.updated_ms = now;
         self.link(id, t);
     }

@@ -19,6 +19,7 @@ use super::QueueState;
 use super::Table;
 use super::Task;
 use super::To;
+use super::seen::Why;
 use crate::bugs;
 use crate::queue::command::*;
 
@@ -100,7 +101,7 @@ fn fail(
     };
     if let Some(delay) = delay.filter(|_| t.failures <= opts.max_retries) {
         if delay == 0 {
-            idx.set_state(id, t, To::Pending, now);
+            idx.set_state(id, t, To::RetryNow, now);
             effects.became_pending += 1;
         } else {
             let due = now.saturating_add(delay);
@@ -227,9 +228,15 @@ impl QueueState {
     }
 
     pub(super) fn progress(&mut self, lease: LeaseRef, data: &Bytes) -> bool {
-        if self.tasks.held(lease).is_none() {
+        let Some(t) = self.tasks.held(lease) else {
             return false;
-        }
+        };
+        // Seen (for the events stream) as a change from `Leased` to `Leased`.
+        let (leased, now) = (TaskState::Leased, self.now_ms);
+        let of = || t.seen_as(lease.task);
+        self.idx
+            .seen
+            .record(of, Some(leased), leased, Why::Progress, (now, now));
         self.extras.set_progress(lease, data, self.now_ms);
         true
     }

@@ -65,6 +65,18 @@ impl Task {
         }
     }
 
+    /// What [`super::seen::Seen::record`] keeps of this task (`id`).
+    #[inline]
+    pub(super) fn seen_as(&self, id: crate::queue::command::TaskId) -> super::seen::Of {
+        super::seen::Of {
+            id,
+            queue: self.queue,
+            name: self.name,
+            worker: self.worker,
+            attempt: self.attempt,
+        }
+    }
+
     pub(super) fn args(&self) -> &[u8] {
         self.data.get(self.key_len as usize..).unwrap_or_default()
     }

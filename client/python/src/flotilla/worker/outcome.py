@@ -10,14 +10,16 @@ arguments, an unknown name or a result that is not JSON are fatal (the task is d
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 from flotilla import payload
-from flotilla.errors import PayloadError, Reject, Retry
+from flotilla.errors import PayloadError, Reject, Retry, SoftTimeLimitExceeded
 from flotilla.task import Task, TaskContext, set_context
 
 log = logging.getLogger("flotilla.worker")
@@ -61,8 +63,13 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
     except PayloadError as e:
         return Failure(f"invalid arguments for task {ctx.name!r}: {e}", "PayloadError", False)
     set_context(ctx)
+    soft = _SoftLimit.start(ctx)
     try:
-        value = task.run(call_args, call_kwargs)
+        try:
+            value = task.run(call_args, call_kwargs)
+        finally:
+            if soft is not None:
+                soft.stop()
     except Reject as e:
         return Failure(str(e) or "rejected", _kind(e), retryable=False)
     except Retry as e:
@@ -88,3 +95,58 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
 
 def _kind(e: BaseException) -> str:
     return type(e).__name__
+
+
+def _raise_in(thread_id: int, exc: Optional[type[BaseException]]) -> None:
+    """Have thread ``thread_id`` raise ``exc`` at its next bytecode (``None``: forget one
+    asked for and not raised yet)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )
+
+
+class _SoftLimit:
+    """Raises :class:`SoftTimeLimitExceeded` in the thread running an attempt when its soft
+    time limit passes (a timer thread asks the interpreter to, with
+    ``PyThreadState_SetAsyncExc``), unless the attempt ended first. In a process pool it runs
+    in the child process, around the handler there, alike."""
+
+    __slots__ = ("_fired", "_lock", "_running", "_thread", "_timer")
+
+    def __init__(self, seconds: float) -> None:
+        self._thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._running = True
+        self._fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    @classmethod
+    def start(cls, ctx: TaskContext) -> Optional[_SoftLimit]:
+        ms = ctx.soft_time_limit_ms
+        if ms is None:
+            return None
+        soft = cls(ms / 1000)
+        soft._timer.start()
+        return soft
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._running:
+                self._fired = True
+                _raise_in(self._thread, SoftTimeLimitExceeded)
+
+    def stop(self) -> None:
+        """The handler returned or raised: no exception from now on (one asked for just now and
+        not raised yet is withdrawn, so it cannot hit the worker's own code)."""
+        while True:
+            try:
+                with self._lock:
+                    self._running = False
+                    self._timer.cancel()
+                    if self._fired:
+                        _raise_in(self._thread, None)
+                return
+            except SoftTimeLimitExceeded:
+                # It arrived while stopping: spent; make sure nothing else is pending.
+                continue
