@@ -62,8 +62,25 @@ pub struct PoolApplied {
     pub grants: Vec<Grant>,
     /// Its standing capacity after the apply, if the apply touched it.
     pub standing: Option<u32>,
-    /// A `ClearStanding` of it was applied: every grant to its standing capacity came before.
-    pub cleared: bool,
+    /// A `ClearStanding` of it was applied (every grant to its standing capacity came before),
+    /// and which: told apart by the entry it came in, the only thing that names it.
+    pub cleared: Option<Cleared>,
+}
+
+/// Which of a pool's `ClearStanding`s an apply held, by the pool's other commands in the same
+/// entry (each kind of entry that clears is proposed in one shape only, `worker/core/outbox.rs`).
+/// A drain must know its own: it is done only once every grant before *its* clear was heard of.
+/// A restand's clear applied earlier but heard of after the drain's committed is not that: the
+/// drain took it for its own and ended while a grant to standing capacity was still on its way,
+/// leaving that lease behind (proptest `with_lease_ahead_by_measurement_...`, issue 15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleared {
+    /// Alone: a drain's.
+    Alone,
+    /// With a `Lease` of the pool: a restand (stand again for less).
+    WithLease,
+    /// With a `Release` of the pool: a resume.
+    WithRelease,
 }
 
 /// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
@@ -86,7 +103,7 @@ pub fn pool_effects(
                 leases: Vec::new(),
                 grants: fx.grants,
                 standing: fx.standing,
-                cleared: false,
+                cleared: None,
             };
             (pool, applied)
         })
@@ -106,12 +123,26 @@ pub fn pool_effects(
                 applied.leases.push((*ticket, grants.clone()));
             }
             (Command::ClearStanding { pool }, _) if wanted(pool) => {
-                pools.entry(pool.clone()).or_default().cleared = true;
+                let kind = clear_kind(req, pool);
+                pools.entry(pool.clone()).or_default().cleared = Some(kind);
             }
             _ => {}
         }
     }
     pools
+}
+
+/// What else of `pool`'s the entry that clears its standing capacity holds.
+fn clear_kind(req: &Request, pool: &str) -> Cleared {
+    let mut kind = Cleared::Alone;
+    for cmd in &req.commands {
+        match cmd {
+            Command::Lease { pool: p, .. } if p == pool => kind = Cleared::WithLease,
+            Command::Release { pool: p, .. } if p == pool => kind = Cleared::WithRelease,
+            _ => {}
+        }
+    }
+    kind
 }
 
 /// Whether `req` holds a `ClearStanding`, which its pool hears of even when it stood for

@@ -447,6 +447,12 @@ impl PoolCore {
         self.settle();
     }
 
+    /// A remote worker's stream round trip, measured apart from any task (a ping answered):
+    /// lease-ahead covers it too (`core/prefetch.rs`).
+    pub fn stream_round_trip(&mut self, took: Duration) {
+        self.pacer.stream_round_trip(took);
+    }
+
     /// Tasks may have become leasable.
     pub fn work_signal(&mut self) {
         self.work_hint = true;

@@ -21,7 +21,7 @@
 //! Progress reports are kept as each task's latest and written at most once a second
 //! (`progress.rs`).
 //!
-//! Files: `results.rs` (what a result means and what it is answered; shared with the unary
+//! Files: `pings.rs` (keep-alive, and the stream's round trip for lease-ahead), `results.rs` (what a result means and what it is answered; shared with the unary
 //! `Complete`), `sessions.rs` (the names of the live sessions), `progress.rs`, `wire.rs`,
 //! `tests.rs`.
 
@@ -64,6 +64,7 @@ use crate::queue::Outcome;
 use crate::queue::Response;
 use crate::replica::Replica;
 
+mod pings;
 mod progress;
 pub mod results;
 pub mod sessions;
@@ -173,6 +174,9 @@ pub struct Session<S> {
     ended_order: VecDeque<LeaseRef>,
     last_pong: Instant,
     nonce: u64,
+    /// The ping whose pong measures the stream's round trip next (for lease-ahead), and when
+    /// it was sent.
+    probe: Option<(u64, Instant)>,
     drained: bool,
     /// The latest progress of running tasks, written at most once per [`PROGRESS_FLUSH`].
     progress: ProgressBuffer,
@@ -242,6 +246,7 @@ where
             ended_order: VecDeque::new(),
             last_pong: now,
             nonce: 0,
+            probe: None,
             drained: false,
             progress: ProgressBuffer::new(now, PROGRESS_FLUSH),
             epoch: now,
@@ -296,7 +301,10 @@ where
                     self.core.at(now).applied(event, |lease| node.backend.holds(name, lease));
                 }
                 Ok(()) = work.changed() => self.core().work_signal(),
-                _ = heartbeat.tick() => self.core().heartbeat_tick(),
+                _ = heartbeat.tick() => {
+                    self.probe_stream();
+                    self.core().heartbeat_tick();
+                }
                 _ = idle_poll.tick() => {
                     let shows_work = self.node.backend.may_have_work(&self.queues);
                     self.core().idle_poll(shows_work);
@@ -328,7 +336,7 @@ where
         };
         match msg.msg {
             Some(In::Results(results)) => self.results(results.results),
-            Some(In::Pong(_)) => self.last_pong = Instant::now(),
+            Some(In::Pong(pong)) => self.pong(pong.nonce),
             Some(In::Progress(p)) => {
                 let lease = LeaseRef {
                     task: p.task_id,
@@ -548,15 +556,6 @@ where
             let outcome = Outcome::Failure { error, retry: true };
             self.abort(lease, "time limit", RunResult::Finished(outcome));
         }
-    }
-
-    fn ping(&mut self) {
-        let silent = self.last_pong.elapsed();
-        if silent > self.settings.ping_interval * self.settings.missed_pings {
-            return self.broken(&format!("no pong for {} ms", silent.as_millis()));
-        }
-        self.nonce += 1;
-        self.send(Out::Ping(pb::Ping { nonce: self.nonce }));
     }
 
     fn node_drain(&mut self, grace: Duration) {

@@ -8,6 +8,7 @@ use super::tests::grant;
 use super::tests::runs;
 use super::tests::success;
 use super::*;
+use crate::replica::Cleared;
 use crate::replica::PoolApplied;
 
 fn ms(n: u64) -> Duration {
@@ -254,7 +255,7 @@ fn when_the_allowance_falls_the_pool_stands_for_less() {
             leases: vec![(ticket, vec![])],
             grants: vec![],
             standing: Some(0),
-            cleared: true,
+            cleared: Some(Cleared::WithLease),
         }),
         |_| true,
     );

@@ -128,7 +128,9 @@ impl PoolCore {
         self.stall = Some(self.runs_ended);
         // Not the run time: while lease-ahead is on, runs take less than a round trip anyway,
         // and once long runs turned it off, a window of theirs would keep what waits waiting.
-        let window = (self.pacer.rtt().unwrap_or_default() * 2).max(STALL_MIN);
+        // A remote run cannot end sooner than its stream's round trip: two of what lease-ahead
+        // covers (`core/prefetch.rs`).
+        let window = (self.pacer.cover().unwrap_or_default() * 2).max(STALL_MIN);
         self.out.push_back(Decision::After(window, Timer::Stall));
     }
 

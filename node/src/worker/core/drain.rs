@@ -4,6 +4,9 @@
 //! accepted everything owed, or at the flush deadline (whatever is left then
 //! is `unflushed`: those leases expire and their tasks run again elsewhere).
 //!
+//! The drain's clear is told from a restand's by its entry (`replica::Cleared`): a restand's
+//! clear heard of late must not end the drain while grants after it are still on their way.
+//!
 //! A remote worker whose stream broke is drained with no grace: its runs are aborted at once
 //! and everything it held is released.
 
@@ -57,8 +60,8 @@ impl PoolCore {
         self.settle();
     }
 
-    /// The replica applied a `ClearStanding` of this pool (`resync`: its state was replaced,
-    /// maybe past it).
+    /// The replica applied the drain's `ClearStanding` (a lone one: a restand's comes with a
+    /// `Lease` and is not this; `resync`: its state was replaced, maybe past it).
     pub(super) fn standing_cleared(&mut self, resync: bool) {
         let clearing = self.outbox.clearing();
         if let Some(d) = &mut self.drain

@@ -14,6 +14,7 @@ use super::tickets::Settled;
 use crate::queue::Grant;
 use crate::queue::LeaseRef;
 use crate::queue::ops;
+use crate::replica::Cleared;
 use crate::replica::PoolEvent;
 
 impl PoolCore {
@@ -57,9 +58,14 @@ impl PoolCore {
                     );
                     self.stats.stale_grants_total += fx.grants.len() as u64;
                 }
-                if fx.cleared {
-                    self.restanding = false;
-                    self.standing_cleared(false);
+                match fx.cleared {
+                    // The drain's own (the only lone clear a pool proposes).
+                    Some(Cleared::Alone) => {
+                        self.restanding = false;
+                        self.standing_cleared(false);
+                    }
+                    Some(Cleared::WithLease | Cleared::WithRelease) => self.restanding = false,
+                    None => {}
                 }
             }
             PoolEvent::Resync { standing } => {

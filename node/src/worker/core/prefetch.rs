@@ -11,10 +11,20 @@
 //!   pool could run it at once, Celery's prefetch trap), and before both are measured.
 //!
 //! `R` is the smoothed round trip of the pool's own `Lease` and `Complete` entries (propose to
-//! reply), `T` the smoothed time from a run's start to its end as the core sees them (a remote
-//! worker's includes the stream). Both are weighted moving averages, a new sample weighing 1/8
-//! (TCP's smoothed round trip). A run that is still going counts too, once it holds up the
-//! buffer: [`Pacer::running_at_least`] raises `T` to its age (see `core/buffer.rs`).
+//! reply), `T` the smoothed time from a run's start to its end as the core sees them. Both are
+//! weighted moving averages, a new sample weighing 1/8 (TCP's smoothed round trip). A run that
+//! is still going counts too, once it holds up the buffer: [`Pacer::running_at_least`] raises
+//! `T` to its age (see `core/buffer.rs`).
+//!
+//! **A remote worker** (`worker/remote.rs`) adds its stream: the core's `T` of a run is the
+//! grant sent to the result received, so it holds the stream's round trip `D` (both ways
+//! through gRPC and the worker's own loop) besides the task; and a slot the worker frees waits
+//! `D` on top of `R` for the next task when none is held. So for a remote pool the delay to
+//! cover is `R + D`, and a task is long when `T > R + D` (its own run, `T − D`, is longer than
+//! a commit round trip: the same cut as a local pool's). `D` is measured apart from any task,
+//! by the session's pings ([`Pacer::stream_round_trip`]); a local pool has none (`D` = 0).
+//! Without it, a Python worker (~1 ms of stream against ~0.5 ms of commit) never got any
+//! lease-ahead (issue 11; docs/BENCHMARKS.md).
 //!
 //! `N` holds exactly `N` ahead whatever the measurements; `0` holds none (the pool leases only
 //! for free slots).
@@ -108,6 +118,8 @@ pub(super) struct Pacer {
     cap: usize,
     round_trip: Smoothed,
     run: Smoothed,
+    /// A remote worker's stream round trip (none for a local pool).
+    stream: Smoothed,
 }
 
 impl Pacer {
@@ -118,6 +130,7 @@ impl Pacer {
             cap,
             round_trip: Smoothed::default(),
             run: Smoothed::default(),
+            stream: Smoothed::default(),
         }
     }
 
@@ -125,7 +138,7 @@ impl Pacer {
     pub(super) fn allowance(&self) -> usize {
         match self.prefetch {
             Prefetch::Fixed(n) => n as usize,
-            Prefetch::Auto => match (self.round_trip.0, self.run.0) {
+            Prefetch::Auto => match (self.delay(), self.run.0) {
                 (Some(r), Some(t)) if t <= r => {
                     let ahead = if t <= 0.0 {
                         self.cap as f64
@@ -137,6 +150,12 @@ impl Pacer {
                 _ => 0,
             },
         }
+    }
+
+    /// The delay lease-ahead covers, in ns: the commit round trip, plus the stream's for a
+    /// remote worker (the module doc).
+    fn delay(&self) -> Option<f64> {
+        self.round_trip.0.map(|r| r + self.stream.0.unwrap_or(0.0))
     }
 
     /// The most [`Pacer::allowance`] can be.
@@ -155,6 +174,16 @@ impl Pacer {
     /// A `Lease` or `Complete` entry came back this long after it was proposed.
     pub(super) fn round_trip(&mut self, took: Duration) {
         self.round_trip.add(took);
+    }
+
+    /// A remote worker answered a ping this long after it was sent.
+    pub(super) fn stream_round_trip(&mut self, took: Duration) {
+        self.stream.add(took);
+    }
+
+    /// The smoothed delay lease-ahead covers (commit and stream round trips), once measured.
+    pub(super) fn cover(&self) -> Option<Duration> {
+        self.delay().map(|ns| Duration::from_nanos(ns as u64))
     }
 
     /// A run ended this long after it started.
@@ -227,6 +256,24 @@ mod tests {
         assert_eq!(p.allowance(), 0, "no run time yet");
         p.ran(ms(1));
         assert_eq!(p.allowance(), 16);
+    }
+
+    #[test]
+    fn a_remote_pool_covers_the_stream_round_trip_too() {
+        // A Python worker: 8 threads, 0.5 ms commit, 1 ms stream, 1.2 ms from grant to result
+        // (0.2 ms of its own): no lease-ahead by the commit alone.
+        let us = Duration::from_micros;
+        let mut p = pacer(8, us(500), us(1_200));
+        assert_eq!(p.allowance(), 0, "longer than a commit round trip");
+        p.stream_round_trip(us(1_000));
+        assert_eq!(p.allowance(), 10, "8 slots · 1.5 ms / 1.2 ms, rounded up");
+        assert_eq!(p.cover(), Some(us(1_500)));
+        // Long tasks still get none: 2 s of its own beyond the stream.
+        let mut long = pacer(8, us(500), ms(2_001));
+        long.stream_round_trip(us(1_000));
+        assert_eq!(long.allowance(), 0);
+        // Without a stream (a local pool), the cover is the commit round trip.
+        assert_eq!(pacer(2, ms(4), ms(1)).cover(), Some(ms(4)));
     }
 
     #[test]

@@ -595,13 +595,11 @@ proptest! {
         run(slots, Prefetch::Fixed(prefetch), actions);
     }
 
-    // Ignored: a known failure, not yet understood (found 2026-12-02 after the lease-ahead
-    // merge; the shrunk case is the last line of proptest-regressions/worker/core/
-    // proptests.txt: a grant whose reply was lost, then the lease expiring twice, leaves
-    // attempt 3 leased to the pool after its drain). Open in issue 15; run it with
-    // `cargo test -p flotilla-node --lib by_measurement -- --ignored`.
+    // Its last regression case (slots 2) failed until 2026-12-02: a restand's `ClearStanding`,
+    // applied before a grant to standing capacity but heard of after the drain's own clear
+    // committed, was taken for the drain's, which ended with that grant on its way (attempt 3
+    // of task 1 left leased). The replica now says which clear an apply held (`Cleared`).
     #[test]
-    #[ignore = "known failure under investigation (issue 15): a drained auto-prefetch pool can leave a lease"]
     fn with_lease_ahead_by_measurement_the_pool_buffers_within_its_allowance(
         slots in 1..3usize,
         actions in proptest::collection::vec(action(), 1..200),

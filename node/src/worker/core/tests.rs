@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::replica::Cleared;
 use crate::replica::PoolApplied;
 
 const POOL: &str = "pool-1";
@@ -98,7 +99,7 @@ impl Pool {
             leases,
             grants,
             standing,
-            cleared: false,
+            cleared: None,
         };
         self.core.applied(PoolEvent::Applied(fx), |_| true);
     }
@@ -462,7 +463,7 @@ fn the_drain_releases_buffered_grants_aborts_after_the_grace_and_clears_standing
     assert!(p.decisions().is_empty());
     let cleared = PoolApplied {
         standing: Some(0),
-        cleared: true,
+        cleared: Some(Cleared::Alone),
         ..PoolApplied::default()
     };
     p.core.applied(PoolEvent::Applied(cleared), |_| true);
