@@ -218,11 +218,11 @@ fn pool_events<'a>(req: &'a Request, online: bool) -> impl Iterator<Item = &'a s
     cmds.iter().enumerate().filter_map(move |(i, cmd)| {
         let next = cmds.get(i + 1);
         let (pool, is_online) = match cmd {
-            Command::ReleaseWorker { worker } => (worker, true),
-            Command::ClearStanding { worker } => match next {
-                Some(Command::Release { worker: w, .. }) if w == worker => (worker, true),
-                Some(Command::Lease { worker: w, .. }) if w == worker => return None,
-                _ => (worker, false),
+            Command::ReleasePool { pool } => (pool, true),
+            Command::ClearStanding { pool } => match next {
+                Some(Command::Release { pool: p, .. }) if p == pool => (pool, true),
+                Some(Command::Lease { pool: p, .. }) if p == pool => return None,
+                _ => (pool, false),
             },
             _ => return None,
         };
@@ -254,7 +254,7 @@ pub fn derive(index: u64, req: &Request, q: &QueueState, names: &mut Names, mut 
         e.queue = names.get(c.queue);
         e.name = names.get(c.name);
         e.attempt = c.change.attempt;
-        e.pool = names.get(c.worker);
+        e.pool = names.get(c.pool);
         if matches!(kind, Kind::Retried | Kind::Dead) {
             e.error = c.error.map(|s| Arc::from(clip(s)));
         }

@@ -37,7 +37,7 @@ fn apply(
 
 fn lease(worker: &str, max: u32) -> Command {
     Command::Lease {
-        worker: worker.into(),
+        pool: worker.into(),
         queues: vec![],
         max,
         lease_ms: 10_000,
@@ -91,7 +91,7 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
         data: Bytes::from_static(b"{\"done\":1}"),
     };
     let fail = Command::Complete {
-        worker: "pool-1".into(),
+        pool: "pool-1".into(),
         completions: vec![Completion {
             lease: first,
             outcome: Outcome::Failure {
@@ -131,7 +131,7 @@ fn a_task_life_becomes_one_event_per_step_with_the_entry_index_and_ordinals() {
     };
     let second = grants[0].lease;
     let dead = Command::Complete {
-        worker: "pool-2".into(),
+        pool: "pool-2".into(),
         completions: vec![Completion {
             lease: second,
             outcome: Outcome::Failure {
@@ -174,14 +174,14 @@ fn successes_releases_and_expiries_are_told_apart() {
     };
     let (l1, l2) = (grants[0].lease, grants[1].lease);
     let done = Command::Complete {
-        worker: "p".into(),
+        pool: "p".into(),
         completions: vec![Completion {
             lease: l1,
             outcome: Outcome::Success(Bytes::from_static(b"1")),
         }],
     };
     let release = Command::Release {
-        worker: "p".into(),
+        pool: "p".into(),
         leases: vec![l2],
     };
     let (events, _) = apply(&mut q, &mut names, 3, 10, vec![done, release]);
@@ -202,16 +202,16 @@ fn pools_come_online_and_go_offline_by_their_commands() {
     let mut q = QueueState::new();
     q.observe(true);
     let mut names = Names::default();
-    let clear = |w: &str| Command::ClearStanding { worker: w.into() };
+    let clear = |w: &str| Command::ClearStanding { pool: w.into() };
     let commands = vec![
-        Command::ReleaseWorker { worker: "a".into() },
+        Command::ReleasePool { pool: "a".into() },
         // A resize of standing capacity: nothing.
         clear("b"),
         lease("b", 0),
         // A resume through another node: online.
         clear("c"),
         Command::Release {
-            worker: "c".into(),
+            pool: "c".into(),
             leases: vec![],
         },
         // A drain, or a lost pool: offline.
@@ -237,7 +237,7 @@ fn the_same_entries_make_the_same_events_on_every_replica() {
         vec![Command::Submit {
             tasks: vec![spec("a", "q"), spec("b", "r")].into(),
         }],
-        vec![lease("p", 1), Command::ReleaseWorker { worker: "x".into() }],
+        vec![lease("p", 1), Command::ReleasePool { pool: "x".into() }],
         vec![Command::Cancel { ids: vec![2] }],
     ];
     let run = || {

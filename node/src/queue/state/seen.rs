@@ -45,8 +45,8 @@ pub struct Change {
 struct Record {
     queue: u32,
     name: u32,
-    /// The worker slot while leased, else 0.
-    worker: u32,
+    /// The pool slot while leased, else 0.
+    pool: u32,
     change: Change,
 }
 
@@ -71,7 +71,7 @@ pub(super) struct Of {
     pub(super) id: TaskId,
     pub(super) queue: u32,
     pub(super) name: u32,
-    pub(super) worker: u32,
+    pub(super) pool: u32,
     pub(super) attempt: u32,
 }
 
@@ -100,7 +100,7 @@ impl Seen {
             self.changes.push(Record {
                 queue: of.queue,
                 name: of.name,
-                worker: of.worker,
+                pool: of.pool,
                 change,
             });
         }
@@ -113,7 +113,7 @@ pub struct SeenChange<'a> {
     pub queue: &'a str,
     pub name: &'a str,
     /// The pool holding the lease, for a change to `Leased`; else empty.
-    pub worker: &'a str,
+    pub pool: &'a str,
     pub change: Change,
     /// The task's last error as of the end of the apply, for a failed attempt or a dead task.
     pub error: Option<&'a str>,
@@ -181,8 +181,8 @@ impl QueueState {
             SeenChange {
                 queue: self.idx.queue_names.name(r.queue),
                 name: self.task_names.name(r.name),
-                worker: if c.to == TaskState::Leased {
-                    self.idx.workers.name(r.worker)
+                pool: if c.to == TaskState::Leased {
+                    self.idx.pools.name(r.pool)
                 } else {
                     ""
                 },
@@ -277,7 +277,7 @@ mod tests {
             attempt: 1,
             why: Why::Plain,
         };
-        assert_eq!(q.seen_changes().map(|c| c.worker).collect::<Vec<_>>(), vec!["w"]);
+        assert_eq!(q.seen_changes().map(|c| c.pool).collect::<Vec<_>>(), vec!["w"]);
         assert_eq!(drained(&mut q), vec![("q1".to_string(), vec![leased])]);
         let complete = Command::Complete {
             pool: "w".into(),
@@ -315,7 +315,7 @@ mod tests {
         );
         let lease = |q: &mut QueueState| {
             let cmd = Command::Lease {
-                worker: "w".into(),
+                pool: "w".into(),
                 queues: vec![],
                 max: 1,
                 lease_ms: 1_000,
@@ -332,7 +332,7 @@ mod tests {
             data: bytes::Bytes::from_static(b"{}"),
         };
         let fail = Command::Complete {
-            worker: "w".into(),
+            pool: "w".into(),
             completions: vec![Completion {
                 lease: first,
                 outcome: Outcome::Failure {
@@ -370,7 +370,7 @@ mod tests {
             &mut q,
             40,
             vec![Command::Release {
-                worker: "w".into(),
+                pool: "w".into(),
                 leases: vec![second],
             }],
         );

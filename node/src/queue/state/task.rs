@@ -72,7 +72,7 @@ impl Task {
             id,
             queue: self.queue,
             name: self.name,
-            worker: self.worker,
+            pool: self.pool,
             attempt: self.attempt,
         }
     }
