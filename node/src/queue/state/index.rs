@@ -66,8 +66,17 @@ pub(super) struct Index {
 #[derive(Clone, Copy)]
 pub(super) enum To {
     Pending,
-    Leased { worker: u32, deadline: UnixMs },
-    Retrying { due: UnixMs },
+    Leased {
+        worker: u32,
+        deadline: UnixMs,
+    },
+    Retrying {
+        due: UnixMs,
+    },
+    /// A waiting task released before its own ETA (`deps.rs`).
+    Scheduled {
+        due: UnixMs,
+    },
     Final(TaskState),
 }
 
@@ -153,6 +162,7 @@ impl Index {
             To::Pending => (TaskState::Pending, 0, 0),
             To::Leased { worker, deadline } => (TaskState::Leased, deadline, worker),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
+            To::Scheduled { due } => (TaskState::Scheduled, due, 0),
             To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };
         self.seen.record(t.queue, Some(from), t.state, t.updated_ms, now);

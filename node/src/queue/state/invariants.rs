@@ -24,6 +24,8 @@ impl QueueState {
         self.catalog.check()?;
         self.extras.check(|id| self.tasks.get(id).is_some())?;
         self.schedules.check()?;
+        self.check_deps()?;
+        self.callbacks_exact()?;
         self.check_standing()
     }
 

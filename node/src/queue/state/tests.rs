@@ -24,6 +24,8 @@ mod standing;
 mod table;
 mod task;
 mod v1;
+mod workflow;
+mod workflow_proptests;
 
 pub(super) fn spec(name: &str) -> TaskSpec {
     TaskSpec {
