@@ -28,7 +28,7 @@ use crate::wait;
 pub(crate) type Grpc = QueueServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// Largest reply accepted from a node (results can be large JSON documents).
-const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A connection to a Flotilla cluster: any node serves any call, so the client keeps a list of
 /// nodes, sends each call to its current node and moves on to the next one when a call fails

@@ -31,6 +31,8 @@
 //! - [`trace_context`]: a request made inside a trace carries its W3C `traceparent` as a header.
 //! - [`limits`]: flow-control limits (rate, concurrency; per queue, task name, concurrency
 //!   key): set and remove (admin), list with what they hold back.
+//! - [`workflow`]: workflows: [`workflow::chain`], [`workflow::group`], [`workflow::chord`]
+//!   (nested freely), submitted as one entry and read back as one object.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -52,6 +54,7 @@ mod token;
 pub mod tokens;
 pub mod trace_context;
 mod wait;
+pub mod workflow;
 
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
 pub use client::{ChannelFactory, Client, ClientBuilder};
@@ -64,3 +67,4 @@ pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};
+pub use workflow::{Canvas, WorkflowInfo, WorkflowState, WorkflowSubmitted};

@@ -9,6 +9,8 @@
 //!   (cron in a time zone, intervals), kept and fired by the cluster.
 //! - `flotilla.v1.LimitService` (protos/flotilla/v1/limits.proto): flow control, rate and
 //!   concurrency limits per queue, task name and concurrency key.
+//! - `flotilla.v1.WorkflowService` (protos/flotilla/v1/workflows.proto): tasks that wait for
+//!   parents, and chain, group and chord on top of them.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!

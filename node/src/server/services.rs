@@ -24,6 +24,7 @@ use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::ScheduleApi;
 use crate::grpc::WorkerApi;
+use crate::grpc::WorkflowApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::auth::AuthLayer;
 use crate::grpc::queue_service::ApiLimits;
@@ -48,6 +49,7 @@ pub(super) struct Serving {
     pub(super) queue_api: QueueApi,
     pub(super) schedule_api: ScheduleApi,
     pub(super) limit_api: LimitApi,
+    pub(super) workflow_api: WorkflowApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -158,6 +160,7 @@ pub(super) fn start_services(
     );
     let schedule_api = ScheduleApi::new(queue_api.clone(), proposer.clone());
     let limit_api = LimitApi::new(queue_api.clone(), proposer.clone());
+    let workflow_api = WorkflowApi::new(queue_api.clone(), proposer.clone());
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -172,6 +175,7 @@ pub(super) fn start_services(
         queue_api,
         schedule_api,
         limit_api,
+        workflow_api,
         raft_api,
         worker_api,
         sessions,

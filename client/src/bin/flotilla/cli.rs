@@ -96,6 +96,11 @@ pub enum Command {
         #[command(subcommand)]
         action: LimitAction,
     },
+    /// Workflows (chain, group, chord): submit one from JSON, read one as one object.
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
+    },
     /// The task names submits may use: each with its default queue and who declared it.
     Tasks {
         /// Print JSON.
@@ -120,6 +125,46 @@ pub enum TasksAction {
         /// Who declares them, as `flotilla tasks` shows it.
         #[arg(long, default_value = "operator")]
         declarer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowAction {
+    /// Submit a canvas given as JSON (docs/WORKFLOWS.md): a task is `{"task": NAME, "args":
+    /// JSON, "queue": Q, "parents": [IDS], "immutable": BOOL}`, and `{"chain": [..]}`,
+    /// `{"group": [..]}`, `{"chord": {"header": .., "body": ..}}` nest freely.
+    Submit {
+        /// The canvas, as JSON.
+        canvas: String,
+        /// An error callback task: runs once if any task ends dead or cancelled.
+        #[arg(long)]
+        on_error: Option<String>,
+        /// Wait until every task is final and print the workflow.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A workflow's state, result and tasks (by its id, or by one of its tasks with --task).
+    Get {
+        /// The workflow's id (or a task's, with --task).
+        id: u64,
+        /// ID is one of the workflow's tasks.
+        #[arg(long)]
+        task: bool,
+        /// Wait until every task is final.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

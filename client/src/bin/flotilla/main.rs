@@ -13,6 +13,7 @@ mod cli;
 mod limit;
 mod output;
 mod schedule;
+mod workflow;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -54,7 +55,7 @@ async fn main() -> ExitCode {
 }
 
 /// Whether every task the command waited for succeeded (true when it waited for none).
-enum Outcome {
+pub(crate) enum Outcome {
     AllSucceeded,
     SomeFailed,
 }
@@ -151,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             limit::run(&client, action, &mut out).await?;
             Outcome::AllSucceeded
         }
+        Command::Workflow { action } => workflow::run(&client, action, &mut out).await?,
         Command::Status { json } => {
             let status = client.status().await.context("status failed")?;
             if json {
