@@ -25,7 +25,6 @@ impl QueueState {
         self.extras.check(|id| self.tasks.get(id).is_some())?;
         self.schedules.check()?;
         self.check_deps()?;
-        self.callbacks_exact()?;
         self.check_standing()
     }
 

@@ -80,6 +80,7 @@ impl H {
         );
         assert_eq!(r.len(), n);
         self.s.check_invariants().unwrap();
+        self.s.callbacks_exact().unwrap();
         (r, fx)
     }
 
