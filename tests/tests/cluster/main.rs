@@ -10,6 +10,7 @@ mod t30_membership;
 mod t40_standing;
 mod t50_membership_faults;
 mod t60_health;
+mod t70_workflows;
 
 use std::path::Path;
 use std::time::Duration;
