@@ -27,9 +27,9 @@ def test_a_canvas_becomes_one_nested_wire_canvas_without_task_keys() -> None:
     assert second.chord.body.task.immutable
     assert (add.s(1, 1) | add.s(2))._node().WhichOneof("node") == "chain"
     assert group([add.s(1, 1)])._node().WhichOneof("node") == "group"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an empty chain"):
         chain()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a chord needs a body"):
         chord([add.s(1, 1)])._node()
 
 
@@ -39,5 +39,8 @@ def test_parent_results_are_passed_as_the_canvas_asked() -> None:
     assert pass_parent_results({**results, "flotilla-pass": "list"}, [1]) == [[4, 5], 1]
     assert pass_parent_results({**results, "flotilla-pass": "none"}, [1]) == [1]
     assert pass_parent_results({}, [1]) == [1]
-    error = {"flotilla-pass": "error", "flotilla-parent-error": '{"task": 3, "state": "dead", "error": "x"}'}
+    error = {
+        "flotilla-pass": "error",
+        "flotilla-parent-error": '{"task": 3, "state": "dead", "error": "x"}',
+    }
     assert pass_parent_results(error, []) == [{"task": 3, "state": "dead", "error": "x"}]

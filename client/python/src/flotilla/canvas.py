@@ -74,8 +74,10 @@ class Canvas:
 
 def _items(items: tuple[Any, ...]) -> list[Node]:
     # Celery takes `chain(a, b)` and `chain([a, b])` (or a generator) alike.
-    if len(items) == 1 and not isinstance(items[0], (Canvas, Mapping)) and isinstance(
-        items[0], Iterable
+    if (
+        len(items) == 1
+        and not isinstance(items[0], (Canvas, Mapping))
+        and isinstance(items[0], Iterable)
     ):
         return list(items[0])
     return list(items)
@@ -157,7 +159,9 @@ class WorkflowResult:
     last result, a group's list, a chord's callback's); ``state``; ``results``, one
     :class:`AsyncResult` per task."""
 
-    def __init__(self, id: int, task_ids: list[int], app: Flotilla, *, duplicate: bool = False) -> None:
+    def __init__(
+        self, id: int, task_ids: list[int], app: Flotilla, *, duplicate: bool = False
+    ) -> None:
         self.id = id
         self.task_ids = task_ids
         self.app = app
