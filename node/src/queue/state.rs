@@ -74,6 +74,15 @@
 //!   the clock fires every unpaused schedule whose next slot is due: each slot at most once
 //!   (one task keyed `schedule:<id>:<slot>`), never before its time; slots missed by more than
 //!   the schedule's grace are skipped or run once, as it says.
+//! - **Workflows** (`state/deps.rs`, docs/WORKFLOWS.md): `SubmitWorkflow` creates a workflow's
+//!   tasks all or nothing; a task with parents is created *waiting* (`Scheduled`, its timer the
+//!   end of time, its wait in the side table). After the timers and after each command, every
+//!   task that reached a final state in this apply (`effects.finished`, walked as a work list)
+//!   decides its waiting dependents: the last parent to succeed releases one (pending, or
+//!   scheduled if its ETA is ahead, with the header `flotilla-parent-results`); a parent dead or
+//!   cancelled cancels it with the reason; an error callback is released by the first failure
+//!   and cancelled when every parent succeeded. A waiting task is cancelled by `Cancel` and
+//!   `PurgeQueue` like a scheduled one. A workflow's record goes with its last purged task.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -115,9 +124,10 @@
 //! - `reads.rs`: the reads (a task's view, counts per queue, the next deadline, the tables).
 //! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
 //!   (cron with croner, time zones and the DST rule with jiff).
+//! - `deps.rs`: tasks waiting for parents, workflows, and their rules.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 6: everything as held, except the key
-//!   index; version 5 is the same without the schedules, version 4 also without the extras,
+//! - `format.rs`: the serialized form (format version 10: everything as held, except the key
+//!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows; version 5 is the same without the schedules, version 4 also without the extras,
 //!   version 3 also without the catalogue,
 //!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
