@@ -38,7 +38,8 @@ pub enum Canvas {
     /// One task; `parents`: existing tasks it also waits for; `immutable`: it does not get
     /// its parents' results (Celery's `.si()`).
     Task {
-        task: TaskRequest,
+        /// Boxed: a request is large, and a canvas holds many nodes.
+        task: Box<TaskRequest>,
         parents: Vec<TaskId>,
         immutable: bool,
     },
@@ -53,7 +54,7 @@ pub enum Canvas {
 impl From<TaskRequest> for Canvas {
     fn from(task: TaskRequest) -> Self {
         Canvas::Task {
-            task,
+            task: Box::new(task),
             parents: Vec::new(),
             immutable: false,
         }
@@ -64,7 +65,7 @@ impl Canvas {
     /// A task that waits for existing tasks `parents` and gets their results as a list.
     pub fn after(task: TaskRequest, parents: impl IntoIterator<Item = TaskId>) -> Self {
         Canvas::Task {
-            task,
+            task: Box::new(task),
             parents: parents.into_iter().collect(),
             immutable: false,
         }
@@ -73,7 +74,7 @@ impl Canvas {
     /// A task that does not get its parents' results (Celery's `.si()`).
     pub fn immutable(task: TaskRequest) -> Self {
         Canvas::Task {
-            task,
+            task: Box::new(task),
             parents: Vec::new(),
             immutable: true,
         }
@@ -264,7 +265,7 @@ impl Client {
 
     async fn get_workflow(&self, request: pb::GetWorkflowRequest) -> Result<WorkflowInfo> {
         self.unary_on(stub, None, |mut c, t| {
-            let r = with_timeout(request.clone(), t);
+            let r = with_timeout(request, t);
             async move { c.get_workflow(r).await }
         })
         .await

@@ -76,7 +76,7 @@ fn build(c: pb::Canvas, specs: &mut std::vec::IntoIter<TaskSpec>) -> Result<Canv
     let missing = || bad("a canvas node is empty");
     Ok(match c.node.ok_or_else(missing)? {
         pb::canvas::Node::Task(t) => Canvas::Task {
-            spec: specs.next().ok_or_else(missing)?,
+            spec: Box::new(specs.next().ok_or_else(missing)?),
             parents: t.parents,
             immutable: t.immutable,
         },

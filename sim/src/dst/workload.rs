@@ -423,8 +423,8 @@ pub async fn schedules(addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Resu
 }
 
 /// Workflows the `flows` client submits: how many, and how far apart (simulated ms).
-const WORKFLOWS: u64 = 4;
-const WORKFLOW_EVERY_MS: u64 = 700;
+pub const WORKFLOWS: u64 = 4;
+pub const WORKFLOW_EVERY_MS: u64 = 700;
 
 /// The `flows` client: submits [`WORKFLOWS`] workflows through the faulty phase, each a chain
 /// of one task, then a chord of three (one of which always fails in every other workflow)

@@ -130,7 +130,7 @@ pub fn canvas_of(client: &Client, v: &Value, depth: usize) -> anyhow::Result<Can
         .map(|ps| ps.iter().filter_map(Value::as_u64).map(TaskId).collect())
         .unwrap_or_default();
     Ok(Canvas::Task {
-        task,
+        task: Box::new(task),
         parents,
         immutable: v.get("immutable").and_then(Value::as_bool).unwrap_or(false),
     })

@@ -27,7 +27,8 @@ use super::workflow::*;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Canvas {
     Task {
-        spec: TaskSpec,
+        /// Boxed: a spec is large, and a canvas holds many nodes.
+        spec: Box<TaskSpec>,
         /// Existing tasks it also waits for (their results come first in its list).
         parents: Vec<TaskId>,
         /// Immutable: the parents' results are not passed to it.
@@ -121,7 +122,7 @@ impl Flat {
                 immutable,
             } => {
                 let i = self.spec.tasks.len() as u32;
-                let mut spec = spec.clone();
+                let mut spec = TaskSpec::clone(spec);
                 let all: Vec<Parent> = parents
                     .iter()
                     .map(|p| Parent::Task(*p))

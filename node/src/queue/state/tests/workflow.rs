@@ -6,7 +6,7 @@ use super::*;
 
 fn task(name: &str) -> Canvas {
     Canvas::Task {
-        spec: spec(name),
+        spec: Box::new(spec(name)),
         parents: Vec::new(),
         immutable: false,
     }
@@ -14,7 +14,7 @@ fn task(name: &str) -> Canvas {
 
 fn after(name: &str, parents: Vec<TaskId>) -> Canvas {
     Canvas::Task {
-        spec: spec(name),
+        spec: Box::new(spec(name)),
         parents,
         immutable: false,
     }
@@ -249,7 +249,7 @@ fn a_released_task_with_an_eta_ahead_is_scheduled_then_pending() {
     let mut late = spec("late");
     late.countdown_ms = Some(1_000);
     let b = Canvas::Task {
-        spec: late,
+        spec: Box::new(late),
         parents: Vec::new(),
         immutable: true,
     };
@@ -362,10 +362,10 @@ fn bad_workflows_are_refused_and_change_nothing() {
 #[test]
 fn a_group_of_100_000_fits_one_entry_and_one_more_is_refused() {
     let noop = |_| Canvas::Task {
-        spec: TaskSpec {
+        spec: Box::new(TaskSpec {
             args: Bytes::new(),
             ..spec("noop")
-        },
+        }),
         parents: Vec::new(),
         immutable: false,
     };
