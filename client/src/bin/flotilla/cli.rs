@@ -139,15 +139,8 @@ pub enum WorkflowAction {
         /// An error callback task: runs once if any task ends dead or cancelled.
         #[arg(long)]
         on_error: Option<String>,
-        /// Wait until every task is final and print the workflow.
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        show: WorkflowShow,
     },
     /// A workflow's state, result and tasks (by its id, or by one of its tasks with --task).
     Get {
@@ -156,16 +149,23 @@ pub enum WorkflowAction {
         /// ID is one of the workflow's tasks.
         #[arg(long)]
         task: bool,
-        /// Wait until every task is final.
-        #[arg(long)]
-        wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        show: WorkflowShow,
     },
+}
+
+/// How `workflow submit|get` waits and prints.
+#[derive(Debug, clap::Args)]
+pub struct WorkflowShow {
+    /// Wait until every task is final, then print the workflow.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use flotilla_client::{Client, TaskId};
 use serde_json::{Value, json};
 
 use crate::Outcome;
-use crate::cli::WorkflowAction;
+use crate::cli::{WorkflowAction, WorkflowShow};
 use crate::output;
 
 /// Carry out one `workflow` action; a workflow that failed is [`Outcome::SomeFailed`].
@@ -20,9 +20,7 @@ pub async fn run(client: &Client, action: WorkflowAction, out: &mut impl Write) 
         WorkflowAction::Submit {
             canvas,
             on_error,
-            wait,
-            timeout,
-            json,
+            show: WorkflowShow { wait, timeout, json },
         } => {
             let value: Value = serde_json::from_str(&canvas).context("the canvas is not JSON")?;
             let canvas = canvas_of(client, &value, 1)?;
@@ -50,9 +48,7 @@ pub async fn run(client: &Client, action: WorkflowAction, out: &mut impl Write) 
         WorkflowAction::Get {
             id,
             task,
-            wait,
-            timeout,
-            json,
+            show: WorkflowShow { wait, timeout, json },
         } => {
             let info = if task {
                 client.workflow_of_task(TaskId(id)).await
