@@ -424,7 +424,7 @@ fn waiting_tasks_survive_a_snapshot_and_a_plain_state_keeps_its_format() {
         &Request {
             now_ms: 30,
             commands: vec![Command::Lease {
-                worker: "w".into(),
+                pool: "w".into(),
                 queues: vec![],
                 max: 10,
                 lease_ms: 1_000,
