@@ -6,12 +6,12 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Subcommand;
 use flotilla_client::workflow::{Canvas, WorkflowInfo};
 use flotilla_client::{Client, TaskId};
 use serde_json::{Value, json};
 
 use crate::Outcome;
-use crate::cli::{WorkflowAction, WorkflowShow};
 use crate::output;
 
 /// Carry out one `workflow` action; a workflow that failed is [`Outcome::SomeFailed`].
@@ -183,4 +183,44 @@ pub fn workflow_human(w: &WorkflowInfo) -> String {
         s.push_str(&format!("  {line}{after}{errback}\n"));
     }
     s
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowAction {
+    /// Submit a canvas given as JSON (docs/WORKFLOWS.md): a task is `{"task": NAME, "args":
+    /// JSON, "queue": Q, "parents": [IDS], "immutable": BOOL}`, and `{"chain": [..]}`,
+    /// `{"group": [..]}`, `{"chord": {"header": .., "body": ..}}` nest freely.
+    Submit {
+        /// The canvas, as JSON.
+        canvas: String,
+        /// An error callback task: runs once if any task ends dead or cancelled.
+        #[arg(long)]
+        on_error: Option<String>,
+        #[command(flatten)]
+        show: WorkflowShow,
+    },
+    /// A workflow's state, result and tasks (by its id, or by one of its tasks with --task).
+    Get {
+        /// The workflow's id (or a task's, with --task).
+        id: u64,
+        /// ID is one of the workflow's tasks.
+        #[arg(long)]
+        task: bool,
+        #[command(flatten)]
+        show: WorkflowShow,
+    },
+}
+
+/// How `workflow submit|get` waits and prints.
+#[derive(Debug, clap::Args)]
+pub struct WorkflowShow {
+    /// Wait until every task is final, then print the workflow.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -66,10 +66,17 @@ pub(super) struct Index {
 #[derive(Clone, Copy)]
 pub(super) enum To {
     Pending,
-    Leased { pool: u32, deadline: UnixMs },
-    Retrying { due: UnixMs },
+    Leased {
+        pool: u32,
+        deadline: UnixMs,
+    },
+    Retrying {
+        due: UnixMs,
+    },
     /// A waiting task released before its own ETA (`deps.rs`).
-    Scheduled { due: UnixMs },
+    Scheduled {
+        due: UnixMs,
+    },
     Final(TaskState),
 }
 
