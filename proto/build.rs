@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "protos/flotilla/v1/limits.proto",
                 "protos/flotilla/v1/worker.proto",
                 "protos/flotilla/v1/events.proto",
+                "protos/flotilla/v1/workflows.proto",
             ],
             &["protos"],
         )?;

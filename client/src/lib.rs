@@ -33,6 +33,8 @@
 //!   key): set and remove (admin), list with what they hold back.
 //! - [`events`]: the events stream ([`Client::events`]): task, pool and leader events,
 //!   filtered, resumable from a log position.
+//! - [`workflow`]: workflows: [`workflow::chain`], [`workflow::group`], [`workflow::chord`]
+//!   (nested freely), submitted as one entry and read back as one object.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -55,6 +57,7 @@ mod token;
 pub mod tokens;
 pub mod trace_context;
 mod wait;
+pub mod workflow;
 
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
 pub use client::{ChannelFactory, Client, ClientBuilder};
@@ -67,3 +70,4 @@ pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{SOFT_TIME_LIMIT_HEADER, Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};
+pub use workflow::{Canvas, WorkflowInfo, WorkflowState, WorkflowSubmitted};

@@ -20,17 +20,20 @@ pub enum Bug {
     ScheduleFiresEarly,
     /// A concurrency limit counts one running task too few, so it lets one task too many run.
     LimitOffByOne,
+    /// A task waiting for several parents becomes pending when one parent is still running.
+    CallbackEarly,
 }
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::AckBeforeFsync,
         Bug::AcceptStaleCompletion,
         Bug::ForgetVote,
         Bug::HeartbeatKeepsOldTimer,
         Bug::ScheduleFiresEarly,
         Bug::LimitOffByOne,
+        Bug::CallbackEarly,
     ];
 
     /// Its command-line name.
@@ -42,6 +45,7 @@ impl Bug {
             Bug::HeartbeatKeepsOldTimer => "heartbeat-keeps-old-timer",
             Bug::ScheduleFiresEarly => "schedule-fires-early",
             Bug::LimitOffByOne => "limit-off-by-one",
+            Bug::CallbackEarly => "callback-early",
         }
     }
 
@@ -64,6 +68,7 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::HeartbeatKeepsOldTimer) => 4,
         Some(Bug::ScheduleFiresEarly) => 5,
         Some(Bug::LimitOffByOne) => 6,
+        Some(Bug::CallbackEarly) => 7,
     }
 }
 

@@ -11,6 +11,8 @@
 //!   concurrency limits per queue, task name and concurrency key.
 //! - `flotilla.v1.EventService` (protos/flotilla/v1/events.proto): the events stream (task,
 //!   pool and leader events), resumable from a log position.
+//! - `flotilla.v1.WorkflowService` (protos/flotilla/v1/workflows.proto): tasks that wait for
+//!   parents, and chain, group and chord on top of them.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!

@@ -23,6 +23,7 @@ PROTOS = (
     "flotilla/v1/limits.proto",
     "flotilla/v1/worker.proto",
     "flotilla/v1/events.proto",
+    "flotilla/v1/workflows.proto",
 )
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent

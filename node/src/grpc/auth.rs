@@ -123,6 +123,8 @@ pub fn need(path: &str) -> Need {
         ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),
         ("flotilla.v1.LimitService", "ListLimits") => Need::Client(Right::Read),
         ("flotilla.v1.EventService", "Watch") => Need::Client(Right::Read),
+        ("flotilla.v1.WorkflowService", "SubmitWorkflow") => Need::Client(Right::Submit),
+        ("flotilla.v1.WorkflowService", "GetWorkflow") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         // The schema only: any client may read it.

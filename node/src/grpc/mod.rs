@@ -6,6 +6,7 @@
 //! - [`schedule_service`]: `flotilla.v1.ScheduleService`, periodic schedules for clients.
 //! - [`limit_service`]: `flotilla.v1.LimitService`, flow-control limits for clients.
 //! - [`event_service`]: `flotilla.v1.EventService`, the events stream for clients.
+//! - [`workflow_service`]: `flotilla.v1.WorkflowService`, workflows (chain, group, chord).
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
@@ -33,6 +34,7 @@ pub mod reflection;
 pub mod schedule_service;
 pub mod status;
 pub mod worker_service;
+pub mod workflow_service;
 
 pub use event_service::EventApi;
 pub use limit_service::LimitApi;
@@ -41,3 +43,4 @@ pub use queue_service::QueueApi;
 pub use raft_service::RaftApi;
 pub use schedule_service::ScheduleApi;
 pub use worker_service::WorkerApi;
+pub use workflow_service::WorkflowApi;

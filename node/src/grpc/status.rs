@@ -18,6 +18,7 @@ use crate::queue::Role;
 use crate::queue::ScheduleRefusal;
 use crate::queue::TaskId;
 use crate::queue::TokenId;
+use crate::queue::WorkflowRefusal;
 use crate::types::NodeId;
 
 use super::auth::Right;
@@ -49,6 +50,11 @@ pub enum ApiError {
     /// A limit refused (its text, or by the state machine).
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A `SubmitWorkflow` refused (by its shape, or by the state machine).
+    #[error(transparent)]
+    Workflow(#[from] WorkflowRefusal),
+    #[error("no workflow {}", if *id != 0 { id.to_string() } else { format!("holds task {task}") })]
+    NoWorkflow { id: u64, task: u64 },
     /// Too many client calls are in progress on this node (the limit is the field).
     #[error("node is busy: {0} client calls in progress; retry, on another node if you can")]
     Overloaded(usize),
@@ -71,7 +77,8 @@ impl ApiError {
     pub fn code(&self) -> Code {
         match self {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
-            ApiError::NotFound(_) | ApiError::NoSchedule(_) => Code::NotFound,
+            ApiError::NotFound(_) | ApiError::NoSchedule(_) | ApiError::NoWorkflow { .. } => Code::NotFound,
+            ApiError::Workflow(_) => Code::InvalidArgument,
             ApiError::Schedule(e) => match e {
                 ScheduleRefusal::Exists { .. } => Code::AlreadyExists,
                 ScheduleRefusal::Full => Code::ResourceExhausted,

@@ -13,13 +13,16 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::Serialize;
 
+mod canvas;
 mod catalog;
 pub mod entry_format;
 mod limits;
 mod schedule;
 mod token;
 mod wire;
+mod workflow;
 
+pub use canvas::Canvas;
 pub use catalog::CatalogRefusal;
 pub use catalog::MAX_CATALOG_NAME_LEN;
 pub use catalog::MAX_DECLARERS_PER_NAME;
@@ -45,6 +48,7 @@ pub use token::Role;
 pub use token::TokenHash;
 pub use token::TokenId;
 pub use token::TokenInfo;
+pub use workflow::*;
 
 /// Cluster-assigned task id: a sequence number, unique for the life of the cluster.
 pub type TaskId = u64;
@@ -108,6 +112,22 @@ impl Request {
                 }
                 Command::AddSchedule { schedule, .. } => schedule.size() as u64,
                 Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => 32 + len(name),
+                Command::SubmitWorkflow { workflow } => workflow
+                    .tasks
+                    .iter()
+                    .map(|t| {
+                        64 + 9 * t.parents.len() as u64
+                            + len(&t.spec.name)
+                            + len(&t.spec.queue)
+                            + t.spec.args.len() as u64
+                            + t.spec
+                                .headers
+                                .iter()
+                                .map(|(k, v)| 2 + len(k) + len(v))
+                                .sum::<u64>()
+                    })
+                    .sum::<u64>()
+                    .saturating_add(8 * workflow.shape.len() as u64),
                 _ => 32,
             }
         };
@@ -192,6 +212,31 @@ impl Request {
                     LimitScope::Queue(n) | LimitScope::Task(n) | LimitScope::Key(n) => s(n),
                     LimitScope::AnyKey => 0,
                 },
+                Command::SubmitWorkflow { workflow } => {
+                    vec(&workflow.tasks)
+                        + workflow
+                            .tasks
+                            .iter()
+                            .map(|t| {
+                                let spec = &t.spec;
+                                vec(&t.parents)
+                                    + s(&spec.name)
+                                    + s(&spec.queue)
+                                    + heap(spec.args.len())
+                                    + spec.headers.iter().map(|(k, v)| 64 + s(k) + s(v)).sum::<u64>()
+                                    + spec.concurrency_key.as_deref().map_or(0, s)
+                            })
+                            .sum::<u64>()
+                        + vec(&workflow.shape)
+                        + workflow
+                            .shape
+                            .iter()
+                            .map(|n| match n {
+                                ShapeNode::Chain(v) | ShapeNode::Group(v) => vec(v),
+                                _ => 0,
+                            })
+                            .sum::<u64>()
+                }
             }
         };
         std::mem::size_of::<Self>() as u64
@@ -309,6 +354,9 @@ pub enum Command {
     SetLimit { scope: LimitScope, rule: LimitRule },
     /// Remove the limit of `scope`; what it held back may be granted. Entry format 7.
     RemoveLimit { scope: LimitScope },
+    /// Submit a workflow (`state/deps.rs`): its tasks, some waiting for parents, and its
+    /// shape, all or nothing. Entry format 9.
+    SubmitWorkflow { workflow: Box<WorkflowSpec> },
 }
 
 /// Most bytes of one progress report: a session writes the latest of each running task to
@@ -508,6 +556,8 @@ pub enum Response {
     LimitSet(Result<(), LimitError>),
     /// Whether `RemoveLimit` found a limit.
     LimitRemoved(bool),
+    /// The workflow `SubmitWorkflow` created (or found by its key), or why it created nothing.
+    WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>),
 }
 
 /// Lifecycle state of a task.

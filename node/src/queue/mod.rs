@@ -11,7 +11,8 @@
 //!   the indexes (`state/index.rs`, with the pending sets of `state/pending.rs`), the key index
 //!   (`state/key_index.rs`, the one randomly keyed structure), the lease rules and the one lease
 //!   check (`state/lease.rs`), standing capacity (`state/standing.rs`), periodic schedules
-//!   (`state/schedule.rs`, slots in `state/schedule/slots.rs`), the invariants
+//!   (`state/schedule.rs`, slots in `state/schedule/slots.rs`), tasks waiting for parents and
+//!   workflows (`state/deps.rs`; the canvas is flattened by `command/canvas.rs`), the invariants
 //!   (`state/invariants.rs`), the task extras (`state/extras.rs`: headers, progress), the
 //!   serialized form (`state/format.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).

@@ -87,6 +87,11 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
                     check_queue_name(&task.queue)?;
                 }
             }
+            Command::SubmitWorkflow { workflow } => {
+                for task in workflow.tasks.iter().filter(|t| !t.spec.queue.is_empty()) {
+                    check_queue_name(&task.spec.queue)?;
+                }
+            }
         }
     }
     Ok(())

@@ -164,6 +164,12 @@ op!(
     RemoveLimit { scope: LimitScope } => LimitRemoved(bool)
 );
 
+op!(
+    /// [`Command::SubmitWorkflow`]: the workflow and its task ids, or why nothing was created.
+    SubmitWorkflow { workflow: Box<WorkflowSpec> }
+        => WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>)
+);
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;

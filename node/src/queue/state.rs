@@ -74,6 +74,15 @@
 //!   the clock fires every unpaused schedule whose next slot is due: each slot at most once
 //!   (one task keyed `schedule:<id>:<slot>`), never before its time; slots missed by more than
 //!   the schedule's grace are skipped or run once, as it says.
+//! - **Workflows** (`state/deps.rs`, docs/WORKFLOWS.md): `SubmitWorkflow` creates a workflow's
+//!   tasks all or nothing; a task with parents is created *waiting* (`Scheduled`, its timer the
+//!   end of time, its wait in the side table). After the timers and after each command, every
+//!   task that reached a final state in this apply (`effects.finished`, walked as a work list)
+//!   decides its waiting dependents: the last parent to succeed releases one (pending, or
+//!   scheduled if its ETA is ahead, with the header `flotilla-parent-results`); a parent dead or
+//!   cancelled cancels it with the reason; an error callback is released by the first failure
+//!   and cancelled when every parent succeeded. A waiting task is cancelled by `Cancel` and
+//!   `PurgeQueue` like a scheduled one. A workflow's record goes with its last purged task.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -115,9 +124,10 @@
 //! - `reads.rs`: the reads (a task's view, counts per queue, the next deadline, the tables).
 //! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
 //!   (cron with croner, time zones and the DST rule with jiff).
+//! - `deps.rs`: tasks waiting for parents, workflows, and their rules.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 6: everything as held, except the key
-//!   index; version 5 is the same without the schedules, version 4 also without the extras,
+//! - `format.rs`: the serialized form (format version 10: everything as held, except the key
+//!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows; version 5 is the same without the schedules, version 4 also without the extras,
 //!   version 3 also without the catalogue,
 //!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
@@ -138,6 +148,7 @@ use task::Task;
 use task::TaskOptions;
 
 mod catalog;
+mod deps;
 mod extras;
 mod format;
 mod index;
@@ -162,6 +173,7 @@ mod tokens;
 mod v1;
 
 pub use catalog::Catalog;
+pub use deps::Deps;
 pub use extras::Extras;
 pub use extras::Progress;
 pub use format::InFormat;
@@ -217,6 +229,8 @@ pub struct QueueState {
     extras: Extras,
     /// Periodic schedules (see [`schedule`]).
     schedules: Schedules,
+    /// Tasks waiting for parents, and workflows (see [`deps`]).
+    deps: Deps,
 }
 
 impl Default for QueueState {
@@ -234,6 +248,7 @@ impl Default for QueueState {
             catalog: Catalog::default(),
             extras: Extras::default(),
             schedules: Schedules::default(),
+            deps: Deps::default(),
         }
     }
 }
@@ -246,13 +261,17 @@ impl QueueState {
     /// Apply one log entry: advance time to `max(now, req.now_ms)` (firing due timers), then
     /// each command in order. Returns one response per command. Never panics on any input.
     pub fn apply(&mut self, req: &Request, effects: &mut ApplyEffects) -> Vec<Response> {
+        // Tasks that end tell their waiting dependents (`state/deps.rs`), from here on.
+        let mut finished = effects.finished.len();
         self.advance(req.now_ms, effects);
+        self.resolve_deps(&mut finished, effects);
         self.grant_standing(effects);
         req.commands
             .iter()
             .map(|cmd| {
                 let pending_before = effects.became_pending;
                 let response = self.apply_command(cmd, effects);
+                self.resolve_deps(&mut finished, effects);
                 // Tasks a limit let go count as pending again (`state/limits.rs`).
                 effects.became_pending += self.idx.flow.take_woke();
                 self.after_command(cmd, pending_before, effects);
@@ -289,12 +308,39 @@ impl QueueState {
             if due > self.now_ms {
                 break;
             }
+            if due == deps::WAITING_MS && self.deps.waiting_count() > 0 {
+                // The end of time: a waiting task's timer never comes due (`state/deps.rs`),
+                // every other one does.
+                self.fire_at_end_of_time(effects);
+                break;
+            }
             self.idx.timers.pop_first();
             self.fire(id, effects);
         }
         self.fire_schedules(effects);
         self.idx.fire_wakes(self.now_ms);
         effects.became_pending += self.idx.flow.take_woke();
+    }
+
+    /// Fire every timer at [`deps::WAITING_MS`] except waiting tasks'. Each firing moves its
+    /// task forward (it may set another timer there, a final task's purge), hence the loop.
+    fn fire_at_end_of_time(&mut self, effects: &mut ApplyEffects) {
+        loop {
+            let due: Vec<TaskId> = self
+                .idx
+                .timers
+                .range((deps::WAITING_MS, 0)..)
+                .map(|(_, id)| *id)
+                .filter(|id| !self.is_waiting(*id))
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            for id in due {
+                self.idx.timers.remove(&(deps::WAITING_MS, id));
+                self.fire(id, effects);
+            }
+        }
     }
 
     fn timers_first(&self) -> Option<&(UnixMs, TaskId)> {
@@ -326,6 +372,7 @@ impl QueueState {
         }
         self.idx.flow.lanes.detach_key(id);
         self.extras.remove(id);
+        self.deps.purged(id);
         if let Some(key) = t.idempotency_key() {
             self.idempotency.remove(key, id);
         }
@@ -402,10 +449,19 @@ impl QueueState {
             }
             Command::SetLimit { scope, rule } => Response::LimitSet(self.set_limit(scope, rule)),
             Command::RemoveLimit { scope } => Response::LimitRemoved(self.remove_limit(scope)),
+            Command::SubmitWorkflow { workflow } => {
+                Response::WorkflowSubmitted(self.submit_workflow(workflow, effects))
+            }
         }
     }
 
     fn submit(&mut self, spec: &TaskSpec, effects: &mut ApplyEffects) -> Submitted {
+        self.submit_task(spec, false, effects)
+    }
+
+    /// Submit one task; `waiting`: it waits for parents (`state/deps.rs` keeps what for), so
+    /// it is created `Scheduled` with a timer that never comes due.
+    fn submit_task(&mut self, spec: &TaskSpec, waiting: bool, effects: &mut ApplyEffects) -> Submitted {
         if let Some(key) = &spec.idempotency_key
             && let Some(id) = self.idempotency.get(&self.tasks, key.as_bytes())
         {
@@ -419,7 +475,9 @@ impl QueueState {
             .eta_ms
             .unwrap_or(0)
             .max(spec.countdown_ms.map_or(0, |c| now.saturating_add(c)));
-        let (state, timer_ms) = if due > now {
+        let (state, timer_ms) = if waiting {
+            (TaskState::Scheduled, deps::WAITING_MS)
+        } else if due > now {
             (TaskState::Scheduled, due)
         } else {
             (TaskState::Pending, 0)

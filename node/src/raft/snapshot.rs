@@ -177,6 +177,8 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         5 => decode_body::<SnapshotImageOf<ReadFormat<5>>>(body).map(|i| i.map(|s| s.0)),
         6 => decode_body::<SnapshotImageOf<ReadFormat<6>>>(body).map(|i| i.map(|s| s.0)),
         7 => decode_body::<SnapshotImageOf<ReadFormat<7>>>(body).map(|i| i.map(|s| s.0)),
+        8 => decode_body::<SnapshotImageOf<ReadFormat<8>>>(body).map(|i| i.map(|s| s.0)),
+        9 => decode_body::<SnapshotImageOf<ReadFormat<9>>>(body).map(|i| i.map(|s| s.0)),
         _ => decode_body(body),
     }
 }

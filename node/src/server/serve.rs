@@ -11,6 +11,7 @@ use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use flotilla_proto::v1::schedule_service_server::ScheduleServiceServer;
 use flotilla_proto::v1::worker_service_server::WorkerServiceServer;
+use flotilla_proto::v1::workflow_service_server::WorkflowServiceServer;
 use tokio::sync::oneshot;
 use tracing::error;
 use tracing::info;
@@ -58,6 +59,7 @@ where
         schedule_api,
         limit_api,
         event_api,
+        workflow_api,
         raft_api,
         worker_api,
         sessions,
@@ -137,6 +139,12 @@ where
         )
         .add_service(LimitServiceServer::new(limit_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
         .add_service(EventServiceServer::new(event_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
+        .add_service(
+            WorkflowServiceServer::new(workflow_api)
+                // A workflow is one request: as large as a full batch (capped), like a submit.
+                .max_decoding_message_size(config.max_request_bytes())
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
         .add_service(
             WorkerServiceServer::new(worker_api)
                 .max_decoding_message_size(worker_service::max_message_bytes(config))

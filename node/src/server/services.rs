@@ -26,6 +26,7 @@ use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::ScheduleApi;
 use crate::grpc::WorkerApi;
+use crate::grpc::WorkflowApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::auth::AuthLayer;
 use crate::grpc::queue_service::ApiLimits;
@@ -51,6 +52,7 @@ pub(super) struct Serving {
     pub(super) schedule_api: ScheduleApi,
     pub(super) limit_api: LimitApi,
     pub(super) event_api: EventApi,
+    pub(super) workflow_api: WorkflowApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -168,6 +170,7 @@ pub(super) fn start_services(
         let m = metrics.borrow_watched();
         (m.current_term == term).then_some(m.current_leader).flatten()
     }));
+    let workflow_api = WorkflowApi::new(queue_api.clone(), proposer.clone());
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -183,6 +186,7 @@ pub(super) fn start_services(
         schedule_api,
         limit_api,
         event_api,
+        workflow_api,
         raft_api,
         worker_api,
         sessions,

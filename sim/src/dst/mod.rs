@@ -280,6 +280,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     let addrs = world.live_addrs();
     sim.client("sched", workload::schedules(addrs.clone(), shared.clone()));
     sim.client("limits", workload::limits(addrs.clone(), shared.clone()));
+    sim.client("flows", workload::workflows(addrs.clone(), shared.clone()));
     for c in 1..=plan.clients {
         sim.client(
             format!("c{c}").as_str(),

@@ -421,3 +421,65 @@ pub async fn schedules(addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Resu
     }
     Ok(())
 }
+
+/// Workflows the `flows` client submits: how many, and how far apart (simulated ms).
+pub const WORKFLOWS: u64 = 4;
+pub const WORKFLOW_EVERY_MS: u64 = 700;
+
+/// The `flows` client: submits [`WORKFLOWS`] workflows through the faulty phase, each a chain
+/// of one task, then a chord of three (one of which always fails in every other workflow)
+/// with a callback, with an error callback: what `invariants::callbacks_exact` looks at.
+/// Fixed arguments (no draw from the seed's rng: the rest of the run stays what it made).
+pub async fn workflows(addrs: Vec<String>, shared: Arc<Shared>) -> turmoil::Result {
+    use flotilla_client::workflow::{chain, chord, group};
+    let plan = &shared.plan;
+    let client = Client::builder(addrs)
+        .token(&super::node::admin_token(plan.seed))?
+        .channel_factory(Arc::new(net::channel))
+        .seed(plan.seed ^ 0xf10_f10)
+        .request_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await?;
+    let deadline = plan.faulty_phase.as_millis() as u64;
+    let task = |tag: String, ms: u64, fail: u8| {
+        client
+            .task(TASK)
+            .args(&TaskArgs { tag, ms, fail })
+            .expect("task arguments encode")
+            .max_retries(3)
+            .retry_backoff(Duration::from_millis(100))
+            .result_ttl(Duration::from_secs(24 * 3_600))
+    };
+    for w in 0..WORKFLOWS {
+        tokio::time::sleep(Duration::from_millis(WORKFLOW_EVERY_MS)).await;
+        let fail = if w % 2 == 1 { 2 } else { 0 };
+        let members =
+            group((0..3u64).map(|j| task(format!("wf{w}-m{j}"), 20 + 30 * j, if j == 1 { fail } else { 0 })));
+        let canvas = chain([
+            task(format!("wf{w}-first"), 10, 0).into(),
+            chord(members, task(format!("wf{w}-body"), 5, 0)),
+        ]);
+        let on_error = task(format!("wf{w}-errback"), 5, 0);
+        loop {
+            match client
+                .submit_workflow(canvas.clone(), Some(on_error.clone()))
+                .await
+            {
+                Ok(s) => {
+                    shared.event(format!("flows workflow {} tasks {:?}", s.id, s.task_ids));
+                    break;
+                }
+                Err(e) if now_ms() < deadline => {
+                    shared.event(format!("flows submit {w} failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    shared.event(format!("flows submit {w} given up: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}

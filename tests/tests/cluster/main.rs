@@ -11,6 +11,7 @@ mod t40_standing;
 mod t50_membership_faults;
 mod t60_health;
 mod t70_events;
+mod t70_workflows;
 
 use std::path::Path;
 use std::time::Duration;

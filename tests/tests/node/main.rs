@@ -5,6 +5,7 @@ mod t10_basic;
 mod t20_http;
 mod t20_reflection;
 mod t20_schedules;
+mod t20_workflows;
 mod t30_observe;
 mod t40_tracing;
 mod t50_disk_full;

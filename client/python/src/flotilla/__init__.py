@@ -15,6 +15,8 @@ Module map:
 - ``task``: :class:`Task` (``delay``, ``apply_async``, ``s``), :class:`Signature` (a call not
   sent yet, its idempotency key fixed), :class:`TaskContext` (``task.request`` in a handler).
 - ``result``: :class:`AsyncResult` (``get``, ``state``, ``result``, ``ready``).
+- ``canvas``: :class:`chain`, :class:`group`, :class:`chord` (Celery's canvas, nested freely),
+  each submitted as one workflow; :class:`WorkflowResult`; docs/WORKFLOWS.md.
 - ``spec``: :class:`SubmitOptions` and ``build_spec``, the one place a call becomes a wire spec.
 - ``schedule``: periodic schedules (``app.schedule``, ``schedule_request``); docs/SCHEDULES.md.
 - ``payload``: the JSON convention for args and kwargs (docs/PAYLOADS.md).
@@ -29,6 +31,7 @@ Module map:
 """
 
 from flotilla.app import Flotilla, current_app
+from flotilla.canvas import WorkflowResult, chain, chord, group
 from flotilla.client import Client
 from flotilla.errors import (
     FlotillaError,
@@ -93,6 +96,10 @@ __all__ = [
     "TaskState",
     "Unauthenticated",
     "Unavailable",
+    "WorkflowResult",
     "__version__",
+    "chain",
+    "chord",
     "current_app",
+    "group",
 ]

@@ -1,5 +1,5 @@
-"""Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService`` and
-``WorkerService``, built from
+"""Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService``,
+``WorkflowService`` and ``WorkerService``, built from
 the generated descriptors (so a method renamed in the .proto fails at import, not at call
 time).
 
@@ -20,6 +20,7 @@ from flotilla.v1 import limits_pb2 as lpb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 from flotilla.v1 import worker_pb2 as wpb
+from flotilla.v1 import workflows_pb2 as fpb
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -29,6 +30,7 @@ WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 SCHEDULE_SERVICE = spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name
 LIMIT_SERVICE = lpb.DESCRIPTOR.services_by_name["LimitService"].full_name
 EVENT_SERVICE = epb.DESCRIPTOR.services_by_name["EventService"].full_name
+WORKFLOW_SERVICE = fpb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -54,8 +56,8 @@ def _unary(
 
 
 class QueueStub:
-    """The client-facing calls of one node (``QueueService``, and ``ScheduleService``'s and
-    ``LimitService``'s)."""
+    """The client-facing calls of one node (``QueueService``, and ``ScheduleService``'s,
+    ``LimitService``'s and ``WorkflowService``'s)."""
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.submit = _unary(channel, "Submit", qpb.SubmitRequest, qpb.SubmitResponse)
@@ -109,6 +111,20 @@ class QueueStub:
         )
         self.remove_limit = _unary(
             channel, "RemoveLimit", lpb.RemoveLimitRequest, lpb.RemoveLimitResponse, LIMIT_SERVICE
+        )
+        self.submit_workflow = _unary(
+            channel,
+            "SubmitWorkflow",
+            fpb.SubmitWorkflowRequest,
+            fpb.SubmitWorkflowResponse,
+            WORKFLOW_SERVICE,
+        )
+        self.get_workflow = _unary(
+            channel,
+            "GetWorkflow",
+            fpb.GetWorkflowRequest,
+            fpb.GetWorkflowResponse,
+            WORKFLOW_SERVICE,
         )
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(

@@ -42,6 +42,7 @@ from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
 from flotilla.v1 import limits_pb2 as lpb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
+from flotilla.v1 import workflows_pb2 as fpb
 
 T = TypeVar("T")
 
@@ -263,6 +264,17 @@ class Client:
         """Removes the limit of ``scope`` (admin); whether there was one."""
         request = lpb.RemoveLimitRequest(scope=scope)
         return self._unary(lambda s, t: s.remove_limit(request, timeout=t)).removed
+
+    def submit_workflow(self, request: fpb.SubmitWorkflowRequest) -> fpb.SubmitWorkflowResponse:
+        """Submits a workflow (a canvas, as ``flotilla.canvas`` builds it): one log entry, all
+        or nothing (docs/WORKFLOWS.md)."""
+        return self._unary(lambda s, t: s.submit_workflow(request, timeout=t))
+
+    def get_workflow(self, workflow_id: int = 0, *, task_id: int = 0) -> fpb.GetWorkflowResponse:
+        """A workflow's state, result and tasks as one object, by its id or by one of its
+        tasks."""
+        request = fpb.GetWorkflowRequest(id=workflow_id, task_id=task_id)
+        return self._unary(lambda s, t: s.get_workflow(request, timeout=t))
 
     def wait(self, ids: Iterable[int], timeout: Optional[float]) -> Iterator[TaskInfo]:
         """Yields each task's final state as it is reached (completion order, each id once;

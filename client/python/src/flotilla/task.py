@@ -136,8 +136,13 @@ class Task:
         raise Retry(message, countdown=countdown) from exc
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """This call, not sent yet (for :meth:`Flotilla.submit_many`)."""
+        """This call, not sent yet (for :meth:`Flotilla.submit_many`, or a canvas: in a
+        chain it gets the previous result as its first argument)."""
         return Signature(self.app, self.name, tuple(args), dict(kwargs), self.options)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a canvas it does not get its parents' results."""
+        return Signature(self.app, self.name, tuple(args), dict(kwargs), self.options, True)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Submits ``self(*args, **kwargs)`` with the task's options."""
@@ -190,6 +195,8 @@ class Signature:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     options: SubmitOptions = field(default_factory=SubmitOptions)
+    #: In a canvas, the parents' results are not passed to it (Celery's ``.si()``).
+    immutable: bool = False
 
     def __post_init__(self) -> None:
         # The key is fixed when the call is made, not when it is sent: submitting the same
@@ -205,7 +212,12 @@ class Signature:
         ):
             return self  # nothing to change (``send_task`` passes every option, most unset)
         return Signature(
-            self.app, self.name, self.args, self.kwargs, SubmitOptions(**options).over(self.options)
+            self.app,
+            self.name,
+            self.args,
+            self.kwargs,
+            SubmitOptions(**options).over(self.options),
+            self.immutable,
         )
 
     def apply_async(self) -> AsyncResult:
@@ -213,3 +225,9 @@ class Signature:
 
     def delay(self) -> AsyncResult:
         return self.apply_async()
+
+    def __or__(self, other: Any) -> Any:
+        """``a.s() | b.s()``: a chain (``flotilla.canvas``)."""
+        from flotilla.canvas import chain
+
+        return chain(self, other)

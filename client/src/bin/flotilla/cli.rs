@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use crate::workflow::WorkflowAction;
 use flotilla_tls::generate::{CA_DAYS, LEAF_DAYS};
 
 /// Submit tasks to a Flotilla cluster, wait for their results, and inspect the cluster.
@@ -100,6 +102,11 @@ pub enum Command {
     /// released, dead, cancelled; pools online and offline; leader changes. Until Ctrl-C,
     /// or --count events.
     Events(EventsArgs),
+    /// Workflows (chain, group, chord): submit one from JSON, read one as one object.
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
+    },
     /// The task names submits may use: each with its default queue and who declared it.
     Tasks {
         /// Print JSON.

@@ -14,6 +14,7 @@ mod events;
 mod limit;
 mod output;
 mod schedule;
+mod workflow;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -55,7 +56,7 @@ async fn main() -> ExitCode {
 }
 
 /// Whether every task the command waited for succeeded (true when it waited for none).
-enum Outcome {
+pub(crate) enum Outcome {
     AllSucceeded,
     SomeFailed,
 }
@@ -156,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             events::run(&client, args, &mut out).await?;
             Outcome::AllSucceeded
         }
+        Command::Workflow { action } => workflow::run(&client, action, &mut out).await?,
         Command::Status { json } => {
             let status = client.status().await.context("status failed")?;
             if json {

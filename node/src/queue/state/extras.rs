@@ -55,6 +55,15 @@ impl Extras {
         }
     }
 
+    /// Add (or replace) one header of the task.
+    pub(super) fn insert_header(&mut self, id: TaskId, name: &str, value: String) {
+        self.0
+            .entry(id)
+            .or_default()
+            .headers
+            .insert(name.to_owned(), value);
+    }
+
     pub(super) fn headers(&self, id: TaskId) -> Option<&Headers> {
         self.0.get(&id).map(|e| &e.headers).filter(|h| !h.is_empty())
     }

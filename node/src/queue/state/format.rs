@@ -4,7 +4,9 @@
 //! Each version is the one before it followed by one more table ([`TABLES`]): 3 the token
 //! table, 4 the task catalogue, 5 the task extras (headers, progress: `extras.rs`), 6 the
 //! periodic schedules (`schedule.rs`), 7 a slot reserved for another branch's table (written
-//! as nothing: a unit), 8 flow control (limits, lanes, keys: `limits.rs`, `lanes.rs`). A state is written in the oldest version that holds it
+//! as nothing: a unit), 8 flow control (limits, lanes, keys: `limits.rs`, `lanes.rs`), 9 a
+//! slot reserved for branch ops (a unit, like 7, until it lands), 10 waiting tasks and
+//! workflows (`deps.rs`). A state is written in the oldest version that holds it
 //! (the rule of `docs/adr/002-format-versions.md`, [`QueueState::snapshot_format`]): a table
 //! that is pristine is left out with every table after it, so a cluster that does not use the
 //! new tables keeps writing snapshots the builds before them read. [`InFormat`] writes a given
@@ -30,6 +32,7 @@ use serde::de::Visitor;
 use serde::ser::SerializeTuple;
 
 use super::Catalog;
+use super::Deps;
 use super::Extras;
 use super::Index;
 use super::Interner;
@@ -49,7 +52,7 @@ pub const BASE_FORMAT: u32 = 2;
 
 /// The optional tables in the order they follow the base fields, each with the format that
 /// added it (its position + 3) and what a state holding it is told when written older.
-pub const TABLES: [(&str, u32); 6] = [
+pub const TABLES: [(&str, u32); 8] = [
     ("tokens", 3),
     ("declared task names", 4),
     ("task headers or progress", 5),
@@ -57,6 +60,9 @@ pub const TABLES: [(&str, u32); 6] = [
     // Reserved for branch `ops` (issue 13): always pristine here, written as a unit (no bytes).
     ("reserved", 7),
     ("limits or concurrency keys", 8),
+    // Reserved for branch `ops` (issue 13) until it lands: a unit, like slot 7.
+    ("reserved for ops", 9),
+    ("workflows", 10),
 ];
 
 /// The newest snapshot format of the queue state.
@@ -93,6 +99,7 @@ struct Tables {
     extras: Extras,
     schedules: Schedules,
     flow: Flow,
+    deps: Deps,
 }
 
 impl QueueState {
@@ -117,6 +124,8 @@ impl QueueState {
             !self.schedules.is_pristine(),
             false,
             !self.idx.flow.is_pristine(),
+            false,
+            !self.deps.is_pristine(),
         ]
     }
 
@@ -151,6 +160,14 @@ impl QueueState {
             catalog,
             extras: t.extras,
             schedules: t.schedules,
+            deps: t.deps,
+        })
+        .and_then(|s| {
+            // Only a state that used workflows pays the scan.
+            if !s.deps.is_pristine() {
+                s.check_deps()?;
+            }
+            Ok(s)
         })
     }
 }
@@ -200,6 +217,12 @@ impl Serialize for InFormat<'_> {
         if n >= 6 {
             t.serialize_element(&state.idx.flow)?;
         }
+        if n >= 7 {
+            t.serialize_element(&())?;
+        }
+        if n >= 8 {
+            t.serialize_element(&state.deps)?;
+        }
         t.end()
     }
 }
@@ -247,6 +270,12 @@ impl<'de, const V: u32> Deserialize<'de> for ReadFormat<V> {
                 if n >= 6 {
                     t.flow = seq.next_element()?.ok_or_else(|| missing(TABLES[5].0))?;
                 }
+                if n >= 7 {
+                    seq.next_element::<()>()?.ok_or_else(|| missing(TABLES[6].0))?;
+                }
+                if n >= 8 {
+                    t.deps = seq.next_element()?.ok_or_else(|| missing(TABLES[7].0))?;
+                }
                 QueueState::from_owned(base, t)
                     .map(ReadFormat)
                     .map_err(serde::de::Error::custom)
@@ -281,6 +310,7 @@ impl PartialEq for QueueState {
             && self.catalog == other.catalog
             && self.extras == other.extras
             && self.schedules == other.schedules
+            && self.deps == other.deps
     }
 }
 

@@ -76,6 +76,10 @@ pub(super) enum To {
     Retrying {
         due: UnixMs,
     },
+    /// A waiting task released before its own ETA (`deps.rs`).
+    Scheduled {
+        due: UnixMs,
+    },
     Final(TaskState),
 }
 
@@ -161,6 +165,7 @@ impl Index {
             To::Pending | To::RetryNow => (TaskState::Pending, 0, 0),
             To::Leased { pool, deadline } => (TaskState::Leased, deadline, pool),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
+            To::Scheduled { due } => (TaskState::Scheduled, due, 0),
             To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };
         let why = match to {

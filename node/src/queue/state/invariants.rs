@@ -24,6 +24,7 @@ impl QueueState {
         self.catalog.check()?;
         self.extras.check(|id| self.tasks.get(id).is_some())?;
         self.schedules.check()?;
+        self.check_deps()?;
         self.check_standing()
     }
 

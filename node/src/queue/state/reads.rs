@@ -82,7 +82,11 @@ impl QueueState {
     /// token for a task it held back), if any. May be `<= now_ms()` when an entry created an
     /// already-due timer (lease_ms or result TTL of 0): the next apply fires it.
     pub fn next_deadline_ms(&self) -> Option<UnixMs> {
-        let timer = self.timers_first().map(|(due, _)| *due);
+        // Waiting tasks' timers never come due (`state/deps.rs`); they sort last.
+        let timer = self
+            .timers_first()
+            .map(|(due, _)| *due)
+            .filter(|due| *due != super::deps::WAITING_MS);
         [timer, self.schedules.next_due_ms(), self.idx.flow.next_wake_ms()]
             .into_iter()
             .flatten()

@@ -24,6 +24,8 @@ mod standing;
 mod table;
 mod task;
 mod v1;
+mod workflow;
+mod workflow_proptests;
 
 pub(super) fn spec(name: &str) -> TaskSpec {
     TaskSpec {
@@ -78,6 +80,7 @@ impl H {
         );
         assert_eq!(r.len(), n);
         self.s.check_invariants().unwrap();
+        self.s.callbacks_exact().unwrap();
         (r, fx)
     }
 

@@ -177,6 +177,7 @@ impl TryFrom<QueueStateV1> for QueueState {
             catalog: Default::default(),
             extras: Default::default(),
             schedules: Default::default(),
+            deps: Default::default(),
         })
     }
 }

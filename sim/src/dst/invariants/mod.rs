@@ -16,9 +16,13 @@
 //!   early (on the log's time).
 //! - [`limits_respected`]: no limit has more tasks leased than its concurrency, at every
 //!   applied index of every replica (checked with `state_consistent`).
+//! - [`callbacks_exact`]: every waiting task (a chord's callback, a chain's link) becomes
+//!   pending exactly once, after all its parents are final, never before (checked with
+//!   `state_consistent`).
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
+pub mod callbacks_exact;
 pub mod durable_log;
 pub mod durable_vote;
 pub mod limits_respected;

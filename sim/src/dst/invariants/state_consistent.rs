@@ -67,8 +67,11 @@ impl StateCheck {
         let (invariant, problem) = running.replica.read(|q| match q.check_invariants() {
             Err(e) => Some((NAME, e)),
             Ok(()) => super::limits_respected::check(q)
-                .err()
-                .map(|e| (super::limits_respected::NAME, e)),
+                .map_err(|e| (super::limits_respected::NAME, e))
+                .and_then(|()| {
+                    super::callbacks_exact::check(q).map_err(|e| (super::callbacks_exact::NAME, e))
+                })
+                .err(),
         })?;
         self.reported.insert(name.to_owned());
         let m = running.metrics();

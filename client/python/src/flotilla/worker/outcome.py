@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from flotilla import payload
+from flotilla.canvas import pass_parent_results
 from flotilla.errors import PayloadError, Reject, Retry, SoftTimeLimitExceeded
 from flotilla.task import Task, TaskContext, set_context
 
@@ -60,7 +61,10 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
         )
     try:
         call_args, call_kwargs = payload.decode_call(args)
-    except PayloadError as e:
+        if ctx.headers:
+            # A workflow task's parents' results (docs/WORKFLOWS.md), as its canvas asked.
+            call_args = pass_parent_results(ctx.headers, call_args)
+    except (PayloadError, ValueError) as e:
         return Failure(f"invalid arguments for task {ctx.name!r}: {e}", "PayloadError", False)
     set_context(ctx)
     soft = _SoftLimit.start(ctx)
