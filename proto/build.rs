@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "protos/flotilla/v1/schedule.proto",
                 "protos/flotilla/v1/limits.proto",
                 "protos/flotilla/v1/worker.proto",
+                "protos/flotilla/v1/ops.proto",
             ],
             &["protos"],
         )?;

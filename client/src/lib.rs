@@ -31,6 +31,8 @@
 //! - [`trace_context`]: a request made inside a trace carries its W3C `traceparent` as a header.
 //! - [`limits`]: flow-control limits (rate, concurrency; per queue, task name, concurrency
 //!   key): set and remove (admin), list with what they hold back.
+//! - [`ops`]: operating tasks: list them (filtered, paged by cursor), describe one, retry
+//!   dead ones, cancel running ones, pause, resume and purge queues.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -45,6 +47,7 @@ mod entropy;
 pub mod error;
 pub mod info;
 pub mod limits;
+pub mod ops;
 pub mod retry;
 pub mod schedules;
 pub mod task;
@@ -60,6 +63,7 @@ pub use error::{ClientError, Result};
 pub use flotilla_tls::ClientTls;
 pub use info::{TaskInfo, TaskState};
 pub use limits::LimitInfo;
+pub use ops::{Progress, RetryPage, RevokeOutcome, TaskDetail, TaskFilter, TaskPage};
 pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{Submitted, TaskId, TaskRequest};

@@ -62,6 +62,8 @@ pub struct PoolApplied {
     pub standing: Option<u32>,
     /// A `ClearStanding` of it was applied: every grant to its standing capacity came before.
     pub cleared: bool,
+    /// Its leases a `Revoke` ended (`cancel --terminate`): abort those runs, drop their results.
+    pub revoked: Vec<LeaseRef>,
 }
 
 /// Per pool named by `wanted`, what applying `req` (answered by `responses`, with the state
@@ -85,6 +87,7 @@ pub fn pool_effects(
                 grants: fx.grants,
                 standing: fx.standing,
                 cleared: false,
+                revoked: fx.revoked,
             };
             (pool, applied)
         })

@@ -9,6 +9,8 @@
 //!   (cron in a time zone, intervals), kept and fired by the cluster.
 //! - `flotilla.v1.LimitService` (protos/flotilla/v1/limits.proto): flow control, rate and
 //!   concurrency limits per queue, task name and concurrency key.
+//! - `flotilla.v1.OpsService` (protos/flotilla/v1/ops.proto): operating tasks: list and
+//!   describe them, retry dead ones, cancel running ones, pause, resume and purge queues.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!

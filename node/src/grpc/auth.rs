@@ -122,6 +122,8 @@ pub fn need(path: &str) -> Need {
         ) => Need::Client(Right::Read),
         ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),
         ("flotilla.v1.LimitService", "ListLimits") => Need::Client(Right::Read),
+        // Acting on tasks (retry, revoke, pause, resume, purge) needs admin, below.
+        ("flotilla.v1.OpsService", "ListTasks" | "DescribeTask") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         // The schema only: any client may read it.

@@ -5,6 +5,8 @@
 //!   process, run by `worker::remote`).
 //! - [`schedule_service`]: `flotilla.v1.ScheduleService`, periodic schedules for clients.
 //! - [`limit_service`]: `flotilla.v1.LimitService`, flow-control limits for clients.
+//! - [`ops_service`]: `flotilla.v1.OpsService`, operating tasks: list, describe, retry,
+//!   cancel running ones, pause, resume and purge queues.
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
@@ -24,6 +26,7 @@ pub mod calls;
 pub mod conn;
 pub mod convert;
 pub mod limit_service;
+pub mod ops_service;
 pub mod peer_identity;
 pub mod queue_service;
 pub mod raft_service;
@@ -33,6 +36,7 @@ pub mod status;
 pub mod worker_service;
 
 pub use limit_service::LimitApi;
+pub use ops_service::OpsApi;
 pub use peer_identity::NodeGate;
 pub use queue_service::QueueApi;
 pub use raft_service::RaftApi;

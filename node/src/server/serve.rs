@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use flotilla_proto::v1::limit_service_server::LimitServiceServer;
+use flotilla_proto::v1::ops_service_server::OpsServiceServer;
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use flotilla_proto::v1::schedule_service_server::ScheduleServiceServer;
@@ -56,6 +57,7 @@ where
         queue_api,
         schedule_api,
         limit_api,
+        ops_api,
         raft_api,
         worker_api,
         sessions,
@@ -134,6 +136,7 @@ where
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(LimitServiceServer::new(limit_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
+        .add_service(OpsServiceServer::new(ops_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
         .add_service(
             WorkerServiceServer::new(worker_api)
                 .max_decoding_message_size(worker_service::max_message_bytes(config))

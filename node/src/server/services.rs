@@ -20,6 +20,7 @@ use crate::cluster::join;
 use crate::cluster::tokens;
 use crate::config::Config;
 use crate::grpc::LimitApi;
+use crate::grpc::OpsApi;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::ScheduleApi;
@@ -48,6 +49,7 @@ pub(super) struct Serving {
     pub(super) queue_api: QueueApi,
     pub(super) schedule_api: ScheduleApi,
     pub(super) limit_api: LimitApi,
+    pub(super) ops_api: OpsApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -158,6 +160,7 @@ pub(super) fn start_services(
     );
     let schedule_api = ScheduleApi::new(queue_api.clone(), proposer.clone());
     let limit_api = LimitApi::new(queue_api.clone(), proposer.clone());
+    let ops_api = OpsApi::new(queue_api.clone(), proposer.clone());
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -172,6 +175,7 @@ pub(super) fn start_services(
         queue_api,
         schedule_api,
         limit_api,
+        ops_api,
         raft_api,
         worker_api,
         sessions,

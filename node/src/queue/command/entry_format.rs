@@ -10,8 +10,9 @@
 //! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
 //! one) and `Progress`, format 5 `AddSchedule`, `RemoveSchedule` and `PauseSchedule`
 //! (periodic schedules), format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
-//! key (flow control; format 6 belongs to another branch); every other command is still
-//! written in format 1.
+//! key (flow control; format 6 belongs to another branch), format 8 `Retry` and `Revoke`
+//! (operating tasks: an operator's retry, cancelling running tasks); every other command is
+//! still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -67,7 +68,7 @@ use super::Outcome;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 7;
+pub const ENTRY_FORMAT: u32 = 8;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -139,6 +140,8 @@ impl Command {
             Command::AddSchedule { .. } | Command::RemoveSchedule { .. } | Command::PauseSchedule { .. } => 5,
             // Format 7: flow-control limits (issue 12).
             Command::SetLimit { .. } | Command::RemoveLimit { .. } => 7,
+            // Format 8: operating tasks (issue 13): an operator's retry, cancelling running tasks.
+            Command::Retry { .. } | Command::Revoke { .. } => 8,
         }
     }
 }

@@ -57,10 +57,13 @@ pub struct WorkerEffects {
     pub leases: Vec<(u64, u32)>,
     /// Its standing capacity after this apply, if the apply touched it.
     pub standing: Option<u32>,
+    /// Its leases a `Revoke` ended in this apply, in order: abort those runs
+    /// (`state/operator.rs`).
+    pub revoked: Vec<crate::queue::command::LeaseRef>,
 }
 
 impl ApplyEffects {
-    fn worker(&mut self, worker: &str) -> &mut WorkerEffects {
+    pub(super) fn worker(&mut self, worker: &str) -> &mut WorkerEffects {
         if !self.workers.contains_key(worker) {
             self.workers.insert(worker.to_owned(), WorkerEffects::default());
         }

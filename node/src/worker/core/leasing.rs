@@ -61,6 +61,9 @@ impl PoolCore {
                     self.restanding = false;
                     self.standing_cleared(false);
                 }
+                for lease in fx.revoked {
+                    self.revoked(lease);
+                }
             }
             PoolEvent::Resync { standing } => {
                 self.standing = standing as usize;
@@ -219,6 +222,11 @@ impl PoolCore {
         }
         for grant in grants {
             if maybe_taken && self.has(grant.lease) {
+                continue;
+            }
+            if self.revocations.contains(grant.lease) {
+                // Revoked before its lease's reply came: never run it (`core/revoke.rs`).
+                debug!(task = grant.lease.task, "dropped a revoked grant");
                 continue;
             }
             if !held(grant.lease) {
