@@ -20,17 +20,21 @@ pub enum Bug {
     ScheduleFiresEarly,
     /// A concurrency limit counts one running task too few, so it lets one task too many run.
     LimitOffByOne,
+    /// `Revoke` answers that it terminated a running task but leaves its lease alone: the
+    /// task runs on and completes (`state/operator.rs`).
+    RevokeKeepsLease,
 }
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::AckBeforeFsync,
         Bug::AcceptStaleCompletion,
         Bug::ForgetVote,
         Bug::HeartbeatKeepsOldTimer,
         Bug::ScheduleFiresEarly,
         Bug::LimitOffByOne,
+        Bug::RevokeKeepsLease,
     ];
 
     /// Its command-line name.
@@ -42,6 +46,7 @@ impl Bug {
             Bug::HeartbeatKeepsOldTimer => "heartbeat-keeps-old-timer",
             Bug::ScheduleFiresEarly => "schedule-fires-early",
             Bug::LimitOffByOne => "limit-off-by-one",
+            Bug::RevokeKeepsLease => "revoke-keeps-lease",
         }
     }
 
@@ -64,6 +69,7 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::HeartbeatKeepsOldTimer) => 4,
         Some(Bug::ScheduleFiresEarly) => 5,
         Some(Bug::LimitOffByOne) => 6,
+        Some(Bug::RevokeKeepsLease) => 7,
     }
 }
 

@@ -22,6 +22,7 @@ PROTOS = (
     "flotilla/v1/schedule.proto",
     "flotilla/v1/limits.proto",
     "flotilla/v1/worker.proto",
+    "flotilla/v1/ops.proto",
 )
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent

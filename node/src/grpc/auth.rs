@@ -12,9 +12,9 @@
 //!
 //! | role | rights |
 //! |---|---|
-//! | submit | submit, cancel, read (get, wait, stats, status) |
+//! | submit | submit, cancel, read (get, wait, stats, status, list and describe tasks) |
 //! | worker | the worker stream, read |
-//! | admin | everything: membership, tokens, and all of the above, joining too |
+//! | admin | everything: membership, tokens, operating tasks (retry, cancel running tasks, pause, resume, purge), and all of the above, joining too |
 //! | join | ask for a node id (join the cluster), nothing else |
 //!
 //! - Without a token, a client is refused (UNAUTHENTICATED), unless the node runs

@@ -1,5 +1,5 @@
-"""Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService`` and
-``WorkerService``, built from
+"""Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService``,
+``OpsService`` (its ``Revoke``) and ``WorkerService``, built from
 the generated descriptors (so a method renamed in the .proto fails at import, not at call
 time).
 
@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from flotilla.v1 import limits_pb2 as lpb
+from flotilla.v1 import ops_pb2 as opb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 from flotilla.v1 import worker_pb2 as wpb
@@ -27,6 +28,7 @@ QUEUE_SERVICE = qpb.DESCRIPTOR.services_by_name["QueueService"].full_name
 WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 SCHEDULE_SERVICE = spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name
 LIMIT_SERVICE = lpb.DESCRIPTOR.services_by_name["LimitService"].full_name
+OPS_SERVICE = opb.DESCRIPTOR.services_by_name["OpsService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -108,6 +110,7 @@ class QueueStub:
         self.remove_limit = _unary(
             channel, "RemoveLimit", lpb.RemoveLimitRequest, lpb.RemoveLimitResponse, LIMIT_SERVICE
         )
+        self.revoke = _unary(channel, "Revoke", opb.RevokeRequest, opb.RevokeResponse, OPS_SERVICE)
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(
                 method_path(QUEUE_SERVICE, "WaitResults"),

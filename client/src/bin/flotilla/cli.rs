@@ -238,9 +238,9 @@ pub struct ScheduleAddArgs {
     /// How late a slot may run and still count as on time (1s to 1h) [default: 1m].
     #[arg(long, value_parser = parse_duration)]
     pub grace: Option<std::time::Duration>,
-    /// The task's arguments as a JSON document.
-    #[arg(long, value_parser = parse_json, default_value = "null")]
-    pub args: serde_json::Value,
+    /// The task's arguments as a JSON document; `@FILE` reads it from a file, `-` from stdin.
+    #[arg(long, value_parser = parse_args, default_value = "null")]
+    pub args: ArgsSource,
     /// The task's queue (default: the task name's default queue).
     #[arg(long)]
     pub queue: Option<String>,
@@ -368,9 +368,10 @@ pub enum ClusterAction {
 pub struct SubmitArgs {
     /// Registered task name, e.g. "echo".
     pub name: String,
-    /// Arguments as a JSON document.
-    #[arg(long, value_parser = parse_json, default_value = "null")]
-    pub args: serde_json::Value,
+    /// Arguments as a JSON document; `@FILE` reads it from a file, `-` from stdin (payloads
+    /// too long for a command line).
+    #[arg(long, value_parser = parse_args, default_value = "null")]
+    pub args: ArgsSource,
     /// Queue (default: the cluster's default queue).
     #[arg(long)]
     pub queue: Option<String>,
@@ -499,6 +500,40 @@ fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(s).map_err(|e| format!("not valid JSON: {e}"))
 }
 
+/// Where `--args` comes from: the flag itself (checked as JSON while parsing), a file or stdin
+/// (read, and checked, when the command runs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArgsSource {
+    Inline(serde_json::Value),
+    File(PathBuf),
+    Stdin,
+}
+
+impl ArgsSource {
+    /// The JSON document.
+    pub fn read(&self) -> anyhow::Result<serde_json::Value> {
+        use anyhow::Context;
+        let text = match self {
+            ArgsSource::Inline(v) => return Ok(v.clone()),
+            ArgsSource::File(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --args file {}", path.display()))?,
+            ArgsSource::Stdin => std::io::read_to_string(std::io::stdin()).context("cannot read --args from stdin")?,
+        };
+        serde_json::from_str(&text).context("--args is not valid JSON")
+    }
+}
+
+fn parse_args(s: &str) -> Result<ArgsSource, String> {
+    match s {
+        "-" => Ok(ArgsSource::Stdin),
+        _ => match s.strip_prefix('@') {
+            Some(path) if !path.is_empty() => Ok(ArgsSource::File(PathBuf::from(path))),
+            Some(_) => Err("@ needs a file name: --args @payload.json".into()),
+            None => parse_json(s).map(ArgsSource::Inline),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -599,6 +634,31 @@ mod tests {
     }
 
     #[test]
+    fn args_come_inline_from_a_file_or_from_stdin() {
+        let args = |a: &str| {
+            let Command::Submit(s) = parse(&["submit", "echo", "--args", a]).unwrap().command else {
+                panic!("not submit")
+            };
+            s.args
+        };
+        assert_eq!(args("-"), ArgsSource::Stdin);
+        assert_eq!(args("@big.json"), ArgsSource::File("big.json".into()));
+        assert_eq!(args("[1]"), ArgsSource::Inline(serde_json::json!([1])));
+        assert!(parse(&["submit", "echo", "--args", "@"]).is_err());
+        assert!(parse(&["submit", "echo", "--args", "{bad"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        std::fs::write(&file, r#"{"big": true}"#).unwrap();
+        assert_eq!(
+            ArgsSource::File(file.clone()).read().unwrap(),
+            serde_json::json!({"big": true})
+        );
+        std::fs::write(&file, "{oops").unwrap();
+        assert!(ArgsSource::File(file).read().is_err());
+        assert!(ArgsSource::File(dir.path().join("missing")).read().is_err());
+    }
+
+    #[test]
     fn operating_commands_parse() {
         let cli = parse(&[
             "list",
@@ -661,7 +721,7 @@ mod tests {
             (s.name.as_str(), s.count, s.priority, s.wait, s.json),
             ("echo", 1, 0, false, false)
         );
-        assert_eq!(s.args, serde_json::Value::Null);
+        assert_eq!(s.args, ArgsSource::Inline(serde_json::Value::Null));
 
         let cli = parse(&[
             "--nodes",
@@ -690,7 +750,7 @@ mod tests {
         let Command::Submit(s) = cli.command else {
             panic!("not submit")
         };
-        assert_eq!(s.args, serde_json::json!({"a": [1, 2]}));
+        assert_eq!(s.args, ArgsSource::Inline(serde_json::json!({"a": [1, 2]})));
         assert_eq!(
             (s.queue.as_deref(), s.priority, s.countdown_ms),
             (Some("math"), 255, Some(1500))

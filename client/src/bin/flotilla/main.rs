@@ -268,7 +268,7 @@ async fn token(client: &Client, action: TokenAction, out: &mut impl Write) -> an
 }
 
 async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    let payload = Bytes::from(serde_json::to_vec(&args.args)?);
+    let payload = Bytes::from(serde_json::to_vec(&args.args.read()?)?);
     let count = usize::try_from(args.count).context("--count too large")?;
     let tasks = (0..count)
         .map(|_| {

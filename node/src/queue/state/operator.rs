@@ -59,6 +59,10 @@ impl QueueState {
             TaskState::Leased => Revoked::Terminated,
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => return Revoked::Unchanged,
         };
+        if lease.is_some() && crate::bugs::active(crate::bugs::Bug::RevokeKeepsLease) {
+            // The deliberate bug (for the simulator to catch): the running task is left be.
+            return Revoked::Terminated;
+        }
         let holder = self.idx.workers.name(t.worker).to_owned();
         let error = if reason.is_empty() { REVOKED_ERROR } else { reason };
         t.set_output(Output::Error(error.into()));
