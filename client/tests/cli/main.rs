@@ -164,8 +164,16 @@ async fn args_from_a_file_and_from_stdin() {
     std::fs::write(&file, serde_json::to_vec(&json!({ "big": big })).unwrap()).unwrap();
     let at_file = format!("@{}", file.display());
     let out = flotilla(addr, &["submit", "echo", "--args", &at_file, "--wait", "--json"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(json_lines(&out)[0]["result"]["big"].as_str().map(str::len), Some(200_000));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json_lines(&out)[0]["result"]["big"].as_str().map(str::len),
+        Some(200_000)
+    );
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["submit", "echo", "--args", "-", "--wait", "--json"])

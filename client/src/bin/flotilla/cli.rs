@@ -517,7 +517,9 @@ impl ArgsSource {
             ArgsSource::Inline(v) => return Ok(v.clone()),
             ArgsSource::File(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read --args file {}", path.display()))?,
-            ArgsSource::Stdin => std::io::read_to_string(std::io::stdin()).context("cannot read --args from stdin")?,
+            ArgsSource::Stdin => {
+                std::io::read_to_string(std::io::stdin()).context("cannot read --args from stdin")?
+            }
         };
         serde_json::from_str(&text).context("--args is not valid JSON")
     }
