@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "protos/flotilla/v1/worker.proto",
                 "protos/flotilla/v1/events.proto",
                 "protos/flotilla/v1/workflows.proto",
+                "protos/flotilla/v1/ops.proto",
             ],
             &["protos"],
         )?;

@@ -35,6 +35,8 @@
 //!   filtered, resumable from a log position.
 //! - [`workflow`]: workflows: [`workflow::chain`], [`workflow::group`], [`workflow::chord`]
 //!   (nested freely), submitted as one entry and read back as one object.
+//! - [`ops`]: operating tasks: list them (filtered, paged by cursor), describe one, retry
+//!   dead ones, cancel running ones, pause, resume and purge queues.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
@@ -50,6 +52,7 @@ pub mod error;
 pub mod events;
 pub mod info;
 pub mod limits;
+pub mod ops;
 pub mod retry;
 pub mod schedules;
 pub mod task;
@@ -66,6 +69,7 @@ pub use error::{ClientError, Result};
 pub use flotilla_tls::ClientTls;
 pub use info::{TaskInfo, TaskState};
 pub use limits::LimitInfo;
+pub use ops::{Progress, RetryPage, RevokeOutcome, TaskDetail, TaskFilter, TaskPage};
 pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{SOFT_TIME_LIMIT_HEADER, Submitted, TaskId, TaskRequest};

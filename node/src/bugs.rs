@@ -20,6 +20,9 @@ pub enum Bug {
     ScheduleFiresEarly,
     /// A concurrency limit counts one running task too few, so it lets one task too many run.
     LimitOffByOne,
+    /// `Revoke` answers that it terminated a running task but leaves its lease alone: the
+    /// task runs on and completes (`state/operator.rs`).
+    RevokeKeepsLease,
     /// A task waiting for several parents becomes pending when one parent is still running.
     CallbackEarly,
 }
@@ -33,6 +36,7 @@ impl Bug {
         Bug::HeartbeatKeepsOldTimer,
         Bug::ScheduleFiresEarly,
         Bug::LimitOffByOne,
+        Bug::RevokeKeepsLease,
         Bug::CallbackEarly,
     ];
 
@@ -45,6 +49,7 @@ impl Bug {
             Bug::HeartbeatKeepsOldTimer => "heartbeat-keeps-old-timer",
             Bug::ScheduleFiresEarly => "schedule-fires-early",
             Bug::LimitOffByOne => "limit-off-by-one",
+            Bug::RevokeKeepsLease => "revoke-keeps-lease",
             Bug::CallbackEarly => "callback-early",
         }
     }
@@ -68,7 +73,8 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::HeartbeatKeepsOldTimer) => 4,
         Some(Bug::ScheduleFiresEarly) => 5,
         Some(Bug::LimitOffByOne) => 6,
-        Some(Bug::CallbackEarly) => 7,
+        Some(Bug::RevokeKeepsLease) => 7,
+        Some(Bug::CallbackEarly) => 8,
     }
 }
 

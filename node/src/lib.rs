@@ -3,7 +3,9 @@
 //! Module map (data flows top to bottom on a submit, bottom to top on a result):
 //!
 //! - [`grpc`]: the two tonic services. `queue_service` serves clients (submit, get, wait,
-//!   cancel, stats, status, tokens); `raft_service` serves peers (openraft RPCs as bincode).
+//!   cancel, stats, status, tokens); `ops_service` serves operators (list and describe tasks,
+//!   retry, cancel running tasks, pause/resume/purge queues); `raft_service` serves peers
+//!   (openraft RPCs as bincode).
 //!   `auth` decides who may call what before a body is read (tokens with roles, the peer
 //!   proof). `status` maps every error to a gRPC code: the only place that builds a gRPC
 //!   `Status`.

@@ -65,6 +65,8 @@ pub struct PoolApplied {
     /// A `ClearStanding` of it was applied (every grant to its standing capacity came before),
     /// and which: told apart by the entry it came in, the only thing that names it.
     pub cleared: Option<Cleared>,
+    /// Its leases a `Revoke` ended (`cancel --terminate`): abort those runs, drop their results.
+    pub revoked: Vec<LeaseRef>,
 }
 
 /// Which of a pool's `ClearStanding`s an apply held, by the pool's other commands in the same
@@ -104,6 +106,7 @@ pub fn pool_effects(
                 grants: fx.grants,
                 standing: fx.standing,
                 cleared: None,
+                revoked: fx.revoked,
             };
             (pool, applied)
         })

@@ -13,6 +13,8 @@
 //!   pool and leader events), resumable from a log position.
 //! - `flotilla.v1.WorkflowService` (protos/flotilla/v1/workflows.proto): tasks that wait for
 //!   parents, and chain, group and chord on top of them.
+//! - `flotilla.v1.OpsService` (protos/flotilla/v1/ops.proto): operating tasks: list and
+//!   describe them, retry dead ones, cancel running ones, pause, resume and purge queues.
 //! - [`backoff`]: the one retry-delay rule both ends of the wire use (node and client).
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled descriptors, for gRPC server reflection.
 //!

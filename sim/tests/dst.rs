@@ -120,6 +120,11 @@ fn a_callback_released_before_its_last_parent_is_caught() -> Result<()> {
 }
 
 #[test]
+fn a_revoke_that_leaves_the_task_running_is_caught() -> Result<()> {
+    caught("revoke-keeps-lease", 10, &["revoked_stay_cancelled"])
+}
+
+#[test]
 fn an_index_that_drifts_from_the_tasks_is_caught() -> Result<()> {
     // Every replica applies the same bad heartbeat alike, so only a look inside each one
     // (`QueueState::check_invariants`) sees the stale timer before it expires a lease early.

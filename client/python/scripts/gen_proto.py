@@ -24,6 +24,7 @@ PROTOS = (
     "flotilla/v1/worker.proto",
     "flotilla/v1/events.proto",
     "flotilla/v1/workflows.proto",
+    "flotilla/v1/ops.proto",
 )
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent

@@ -180,3 +180,18 @@ def test_an_unreachable_cluster_gives_up_after_the_policy() -> None:
         assert e.value.attempts >= 2 and time.monotonic() - started < 3
     finally:
         app.close()
+
+
+def test_revoke_with_terminate_stops_a_running_task(app: Flotilla) -> None:
+    r = app.send_task("sleep", kwargs={"ms": 600_000})
+    deadline = time.monotonic() + 10
+    while r.state is not TaskState.LEASED:
+        assert time.monotonic() < deadline, "never started"
+        time.sleep(0.05)
+    assert not r.revoke(), "running: a plain revoke leaves it alone"
+    assert r.revoke(terminate=True, reason="stuck")
+    info = r.info()
+    assert info.state is TaskState.CANCELLED and info.error == "stuck"
+    with pytest.raises(flotilla.TaskCancelled):
+        r.get(timeout=5)
+    assert not r.revoke(terminate=True), "final: nothing to revoke"

@@ -153,3 +153,45 @@ async fn server_and_connection_errors_are_clear_and_exit_1() {
     let out = flotilla(addr, &["submit", "echo", "--args", "{bad"]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn args_from_a_file_and_from_stdin() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload.json");
+    let big = "x".repeat(200_000);
+    std::fs::write(&file, serde_json::to_vec(&json!({ "big": big })).unwrap()).unwrap();
+    let at_file = format!("@{}", file.display());
+    let out = flotilla(addr, &["submit", "echo", "--args", &at_file, "--wait", "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json_lines(&out)[0]["result"]["big"].as_str().map(str::len),
+        Some(200_000)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["submit", "echo", "--args", "-", "--wait", "--json"])
+        .env("FLOTILLA_NODES", addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(br#"{"from": "stdin"}"#).await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(json_lines(&out)[0]["result"], json!({"from": "stdin"}));
+
+    let missing = format!("@{}", dir.path().join("nope.json").display());
+    let out = flotilla(addr, &["submit", "echo", "--args", &missing]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read --args file"));
+}

@@ -12,9 +12,9 @@
 //!
 //! | role | rights |
 //! |---|---|
-//! | submit | submit, cancel, read (get, wait, stats, status, events) |
+//! | submit | submit, cancel, read (get, wait, stats, status, events, list and describe tasks, workflows) |
 //! | worker | the worker stream, read |
-//! | admin | everything: membership, tokens, and all of the above, joining too |
+//! | admin | everything: membership, tokens, operating tasks (retry, cancel running tasks, pause, resume, purge), and all of the above, joining too |
 //! | join | ask for a node id (join the cluster), nothing else |
 //!
 //! - Without a token, a client is refused (UNAUTHENTICATED), unless the node runs
@@ -125,6 +125,8 @@ pub fn need(path: &str) -> Need {
         ("flotilla.v1.EventService", "Watch") => Need::Client(Right::Read),
         ("flotilla.v1.WorkflowService", "SubmitWorkflow") => Need::Client(Right::Submit),
         ("flotilla.v1.WorkflowService", "GetWorkflow") => Need::Client(Right::Read),
+        // Acting on tasks (retry, revoke, pause, resume, purge) needs admin, below.
+        ("flotilla.v1.OpsService", "ListTasks" | "DescribeTask") => Need::Client(Right::Read),
         ("flotilla.v1.WorkerService", _) => Need::Client(Right::Work),
         ("grpc.health.v1.Health", _) => Need::Nothing,
         // The schema only: any client may read it.

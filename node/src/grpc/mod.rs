@@ -7,6 +7,8 @@
 //! - [`limit_service`]: `flotilla.v1.LimitService`, flow-control limits for clients.
 //! - [`event_service`]: `flotilla.v1.EventService`, the events stream for clients.
 //! - [`workflow_service`]: `flotilla.v1.WorkflowService`, workflows (chain, group, chord).
+//! - [`ops_service`]: `flotilla.v1.OpsService`, operating tasks: list, describe, retry,
+//!   cancel running ones, pause, resume and purge queues.
 //! - [`raft_service`]: `flotilla.v1.RaftService`, for peers only (openraft RPCs, forwarding).
 //! - [`peer_identity`]: what a caller's TLS certificate proves, and [`NodeGate`], which keeps
 //!   `raft_service` to nodes of this cluster when the node has TLS.
@@ -27,6 +29,7 @@ pub mod conn;
 pub mod convert;
 pub mod event_service;
 pub mod limit_service;
+pub mod ops_service;
 pub mod peer_identity;
 pub mod queue_service;
 pub mod raft_service;
@@ -38,6 +41,7 @@ pub mod workflow_service;
 
 pub use event_service::EventApi;
 pub use limit_service::LimitApi;
+pub use ops_service::OpsApi;
 pub use peer_identity::NodeGate;
 pub use queue_service::QueueApi;
 pub use raft_service::RaftApi;

@@ -217,7 +217,7 @@ impl QueueApi {
 
     /// A call names at most `--max-batch-tasks` ids, like a submit carries at most that many
     /// tasks: each id costs a waiter or a command.
-    fn check_ids(&self, n: usize) -> Result<(), ApiError> {
+    pub(crate) fn check_ids(&self, n: usize) -> Result<(), ApiError> {
         if n > self.limits.max_batch_tasks {
             return Err(ApiError::InvalidArgument(format!(
                 "{n} ids in one request is over the limit of {} (--max-batch-tasks)",

@@ -100,7 +100,8 @@ impl Request {
                 Command::Heartbeat { leases, .. } | Command::Release { leases, .. } => {
                     32 + 12 * leases.len() as u64
                 }
-                Command::Cancel { ids } => 16 + 8 * ids.len() as u64,
+                Command::Cancel { ids } | Command::Retry { ids } => 16 + 8 * ids.len() as u64,
+                Command::Revoke { ids, reason } => 16 + len(reason) + 8 * ids.len() as u64,
                 Command::Progress { reports } => reports.iter().map(|r| 16 + r.data.len() as u64).sum(),
                 Command::CreateToken { label, .. } => 64 + len(label),
                 Command::DeclareTasks { declarer, tasks } => {
@@ -189,7 +190,8 @@ impl Request {
                     s(pool) + vec(leases)
                 }
                 Command::ReleasePool { pool } | Command::ClearStanding { pool } => s(pool),
-                Command::Cancel { ids } => vec(ids),
+                Command::Cancel { ids } | Command::Retry { ids } => vec(ids),
+                Command::Revoke { ids, reason } => vec(ids) + s(reason),
                 Command::Progress { reports } => {
                     vec(reports) + reports.iter().map(|r| heap(r.data.len())).sum::<u64>()
                 }
@@ -354,9 +356,33 @@ pub enum Command {
     SetLimit { scope: LimitScope, rule: LimitRule },
     /// Remove the limit of `scope`; what it held back may be granted. Entry format 7.
     RemoveLimit { scope: LimitScope },
+    /// Requeue final tasks (an operator's retry, `state/operator.rs`): each `Dead` or
+    /// `Cancelled` task becomes `Pending` with a fresh retry budget (failures and lost leases
+    /// back to 0; its attempt number keeps counting, so no old lease can complete it). Any
+    /// other task, or an unknown id, is left alone. Entry format 8.
+    Retry { ids: Vec<TaskId> },
+    /// Cancel tasks, running ones too (`cancel --terminate`, `state/operator.rs`): a
+    /// scheduled, pending, retrying or leased task becomes `Cancelled` with `reason` as its
+    /// error; a leased one's lease is fenced (its completion is stale from here on) and its
+    /// pool hears of it in the apply's effects, to abort the run. Entry format 8.
+    Revoke { ids: Vec<TaskId>, reason: String },
     /// Submit a workflow (`state/deps.rs`): its tasks, some waiting for parents, and its
     /// shape, all or nothing. Entry format 9.
     SubmitWorkflow { workflow: Box<WorkflowSpec> },
+}
+
+/// Most bytes of a [`Command::Revoke`] reason, checked where it enters (the gRPC edge).
+pub const MAX_REVOKE_REASON_LEN: usize = 256;
+
+/// What [`Command::Revoke`] did to one task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Revoked {
+    /// It was waiting (scheduled, pending, retrying): cancelled before it ran.
+    Cancelled,
+    /// It was running: cancelled, its lease fenced, its pool told to abort it.
+    Terminated,
+    /// Final already, or unknown: nothing changed.
+    Unchanged,
 }
 
 /// Most bytes of one progress report: a session writes the latest of each running task to
@@ -556,6 +582,10 @@ pub enum Response {
     LimitSet(Result<(), LimitError>),
     /// Whether `RemoveLimit` found a limit.
     LimitRemoved(bool),
+    /// Per id of `Retry`: was it requeued by this command.
+    Retried(Vec<bool>),
+    /// Per id of `Revoke`: what it did.
+    Revoked(Vec<Revoked>),
     /// The workflow `SubmitWorkflow` created (or found by its key), or why it created nothing.
     WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>),
 }
@@ -575,7 +605,7 @@ pub enum TaskState {
     Succeeded,
     /// Final: failed with no retries left, or not retryable.
     Dead,
-    /// Final: cancelled before it ran.
+    /// Final: cancelled before it ran, or while it ran (`Revoke`).
     Cancelled,
 }
 

@@ -77,7 +77,9 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             | Command::RevokeToken { .. }
             | Command::Progress { .. }
             | Command::RemoveSchedule { .. }
-            | Command::PauseSchedule { .. } => {}
+            | Command::PauseSchedule { .. }
+            | Command::Retry { .. }
+            | Command::Revoke { .. } => {}
             Command::AddSchedule { schedule, .. } if !schedule.task.queue.is_empty() => {
                 check_queue_name(&schedule.task.queue)?;
             }

@@ -165,6 +165,16 @@ op!(
 );
 
 op!(
+    /// [`Command::Retry`]: per id, whether it was requeued.
+    Retry { ids: Vec<TaskId> } => Retried(Vec<bool>)
+);
+
+op!(
+    /// [`Command::Revoke`]: per id, what it did.
+    Revoke { ids: Vec<TaskId>, reason: String } => Revoked(Vec<Revoked>)
+);
+
+op!(
     /// [`Command::SubmitWorkflow`]: the workflow and its task ids, or why nothing was created.
     SubmitWorkflow { workflow: Box<WorkflowSpec> }
         => WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>)
@@ -357,6 +367,16 @@ mod tests {
         };
         assert!(run(&mut q, pause).unwrap());
         assert!(run(&mut q, RemoveSchedule { name: "s".into() }).unwrap());
+        let cancelled = submitted[1].id;
+        assert_eq!(run(&mut q, Retry { ids: vec![cancelled] }).unwrap(), vec![true]);
+        let revoke = Revoke {
+            ids: vec![cancelled, 99],
+            reason: String::new(),
+        };
+        assert_eq!(
+            run(&mut q, revoke).unwrap(),
+            vec![Revoked::Cancelled, Revoked::Unchanged]
+        );
     }
 
     #[test]

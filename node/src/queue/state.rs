@@ -61,7 +61,11 @@
 //!   under the same name): those tasks are pending again at once, nothing counted. It scans the
 //!   timer set, which is fine for a command proposed once per pool start.
 //! - **Cancel** turns `Scheduled`/`Pending`/`Retrying` into `Cancelled`; a leased, final or
-//!   unknown task answers `false`. **PurgeQueue** cancels every scheduled, pending and retrying
+//!   unknown task answers `false`. **Revoke** (`state/operator.rs`) cancels leased tasks too:
+//!   the lease is fenced (the task is final) and its pool is told in
+//!   [`PoolEffects::revoked`]; the reason is the task's error. **Retry** takes a `Dead` or
+//!   `Cancelled` task back to `Pending` with a fresh retry budget (failures and lost leases
+//!   reset; attempts keep counting). **PurgeQueue** cancels every scheduled, pending and retrying
 //!   task of the queue and returns how many. **PauseQueue** makes `Lease` skip the queue.
 //! - **Tokens** (`state/tokens.rs`): `CreateToken` stores a token's role and hash under the
 //!   next id (a hash already stored answers `None`), expiring at `now + ttl_ms`; `RevokeToken`
@@ -122,6 +126,9 @@
 //!   queues), checked by `grpc/queue_service.rs`.
 //! - `extras.rs`: what few tasks carry, beside the table: submit headers, latest progress.
 //! - `reads.rs`: the reads (a task's view, counts per queue, the next deadline, the tables).
+//! - `listing.rs`: finding tasks (`ListTasks`: a page walks the ids down from a cursor, under a
+//!   scan budget) and one task's detail (`DescribeTask`).
+//! - `operator.rs`: an operator's `Retry` and `Revoke`.
 //! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
 //!   (cron with croner, time zones and the DST rule with jiff).
 //! - `deps.rs`: tasks waiting for parents, workflows, and their rules.
@@ -158,6 +165,8 @@ mod key_index;
 mod lanes;
 mod lease;
 mod limits;
+mod listing;
+mod operator;
 mod pending;
 #[cfg(test)]
 mod proptests;
@@ -181,6 +190,11 @@ pub use format::NEWEST_FORMAT as NEWEST_SNAPSHOT_FORMAT;
 pub use format::ReadFormat;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
+pub use listing::MAX_PAGE_SIZE;
+pub use listing::TaskDetail;
+pub use listing::TaskFilter;
+pub use listing::TaskPage;
+pub use operator::REVOKED_ERROR;
 pub use schedule::Schedules;
 pub use seen::Change;
 pub use seen::SeenChange;
@@ -449,6 +463,12 @@ impl QueueState {
             }
             Command::SetLimit { scope, rule } => Response::LimitSet(self.set_limit(scope, rule)),
             Command::RemoveLimit { scope } => Response::LimitRemoved(self.remove_limit(scope)),
+            Command::Retry { ids } => {
+                Response::Retried(ids.iter().map(|id| self.retry(*id, effects)).collect())
+            }
+            Command::Revoke { ids, reason } => {
+                Response::Revoked(ids.iter().map(|id| self.revoke(*id, reason, effects)).collect())
+            }
             Command::SubmitWorkflow { workflow } => {
                 Response::WorkflowSubmitted(self.submit_workflow(workflow, effects))
             }

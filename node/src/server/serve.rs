@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::event_service_server::EventServiceServer;
 use flotilla_proto::v1::limit_service_server::LimitServiceServer;
+use flotilla_proto::v1::ops_service_server::OpsServiceServer;
 use flotilla_proto::v1::queue_service_server::QueueServiceServer;
 use flotilla_proto::v1::raft_service_server::RaftServiceServer;
 use flotilla_proto::v1::schedule_service_server::ScheduleServiceServer;
@@ -60,6 +61,7 @@ where
         limit_api,
         event_api,
         workflow_api,
+        ops_api,
         raft_api,
         worker_api,
         sessions,
@@ -145,6 +147,7 @@ where
                 .max_decoding_message_size(config.max_request_bytes())
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
+        .add_service(OpsServiceServer::new(ops_api).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
         .add_service(
             WorkerServiceServer::new(worker_api)
                 .max_decoding_message_size(worker_service::max_message_bytes(config))

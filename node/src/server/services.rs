@@ -22,6 +22,7 @@ use crate::cluster::tokens;
 use crate::config::Config;
 use crate::grpc::EventApi;
 use crate::grpc::LimitApi;
+use crate::grpc::OpsApi;
 use crate::grpc::QueueApi;
 use crate::grpc::RaftApi;
 use crate::grpc::ScheduleApi;
@@ -53,6 +54,7 @@ pub(super) struct Serving {
     pub(super) limit_api: LimitApi,
     pub(super) event_api: EventApi,
     pub(super) workflow_api: WorkflowApi,
+    pub(super) ops_api: OpsApi,
     pub(super) raft_api: RaftApi,
     pub(super) worker_api: WorkerApi,
     /// The remote workers' sessions, drained with the pool.
@@ -171,6 +173,7 @@ pub(super) fn start_services(
         (m.current_term == term).then_some(m.current_leader).flatten()
     }));
     let workflow_api = WorkflowApi::new(queue_api.clone(), proposer.clone());
+    let ops_api = OpsApi::new(queue_api.clone(), proposer.clone());
     let worker_api = WorkerApi::new(
         worker_service::settings(config, node_id),
         worker_service::session_node(&proposer, &replica, &admin),
@@ -187,6 +190,7 @@ pub(super) fn start_services(
         limit_api,
         event_api,
         workflow_api,
+        ops_api,
         raft_api,
         worker_api,
         sessions,

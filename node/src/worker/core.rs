@@ -55,7 +55,7 @@
 //!
 //! Files: `leasing.rs` (free capacity, leases, grants), `prefetch.rs` (the lease-ahead rule),
 //! `buffer.rs`, `runs.rs` (runs ending, heartbeats), `tickets.rs`, `outbox.rs`, `drain.rs`,
-//! `resume.rs`; `tests.rs` and `ahead_tests.rs` (step by step) and `proptests.rs` (random
+//! `resume.rs`, `revoke.rs` (an operator's `cancel --terminate`); `tests.rs` and `ahead_tests.rs` (step by step) and `proptests.rs` (random
 //! event orders against the real state machine).
 
 use std::collections::BTreeMap;
@@ -87,6 +87,7 @@ mod prefetch;
 #[cfg(test)]
 mod proptests;
 mod resume;
+mod revoke;
 mod runs;
 #[cfg(test)]
 mod tests;
@@ -224,9 +225,11 @@ pub struct PoolCore {
     /// Granted, waiting for a slot.
     buffered: VecDeque<Buffered>,
     running: BTreeMap<LeaseRef, Running>,
-    /// Running leases the log no longer holds for us (a heartbeat was refused): aborted, and
-    /// their result dropped.
+    /// Running leases the log no longer holds for us (a heartbeat was refused, or revoked):
+    /// aborted, and their result dropped.
     lost: BTreeSet<LeaseRef>,
+    /// Leases an operator revoked lately (`core/revoke.rs`).
+    revocations: revoke::Revocations,
     tickets: Tickets,
     /// This pool's standing capacity as its replica last reported it.
     standing: usize,
@@ -291,6 +294,7 @@ impl PoolCore {
                 })
                 .collect(),
             lost: BTreeSet::new(),
+            revocations: revoke::Revocations::default(),
             tickets: Tickets::starting_at(first_ticket),
             standing: 0,
             work_hint: true,

@@ -421,7 +421,9 @@ where
                 }
                 Decision::Run(grant) => self.run_grant(grant, &mut tasks),
                 Decision::Abort(lease) => {
-                    let reason = if self.phase == Phase::Open {
+                    let reason = if self.core.was_revoked(lease) {
+                        "revoked"
+                    } else if self.phase == Phase::Open {
                         "lease lost"
                     } else {
                         "draining"

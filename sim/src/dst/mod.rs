@@ -381,6 +381,12 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     violations.extend(invariants::acknowledged_not_lost::check(&verdict, at));
     violations.extend(invariants::one_result::check(&verdict, at));
     violations.extend(invariants::no_stale_completion::check(&shared.finals(), at));
+    let revoked = shared.revoked();
+    violations.extend(invariants::revoked_stay_cancelled::check(
+        &revoked,
+        &shared.finals(),
+        at,
+    ));
     violations.extend(invariants::all_final::check(&verdict, &shared.problems(), at));
     for v in &violations {
         shared.event(format!("VIOLATION {v}"));

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use flotilla_client::Client;
 use flotilla_client::RetryPolicy;
+use flotilla_client::RevokeOutcome;
 use flotilla_client::TaskId;
 use flotilla_client::TaskInfo;
 use flotilla_client::TaskRequest;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub finals: Mutex<BTreeMap<TaskId, TaskInfo>>,
     /// Properties the clients found broken on their own (no progress after healing).
     pub problems: Mutex<Vec<String>>,
+    /// Tasks an operator's revoke (`cancel --terminate`) answered it cancelled or terminated.
+    pub revoked: Mutex<std::collections::BTreeSet<TaskId>>,
     /// The `limits` client's limits are acknowledged: submits carry concurrency keys from
     /// now on (so every limit is in the log before the tasks it covers).
     pub limits_set: std::sync::atomic::AtomicBool,
@@ -70,6 +73,7 @@ impl Shared {
             history: Mutex::new(History::new()),
             finals: Mutex::default(),
             problems: Mutex::default(),
+            revoked: Mutex::default(),
             limits_set: Default::default(),
         }
     }
@@ -88,6 +92,11 @@ impl Shared {
 
     pub fn finals(&self) -> std::sync::MutexGuard<'_, BTreeMap<TaskId, TaskInfo>> {
         lock(&self.finals)
+    }
+
+    /// The tasks a revoke answered it cancelled or terminated.
+    pub fn revoked(&self) -> std::collections::BTreeSet<TaskId> {
+        lock(&self.revoked).clone()
     }
 
     pub fn problems(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
@@ -166,6 +175,19 @@ pub async fn client(index: usize, addrs: Vec<String>, shared: Arc<Shared>) -> tu
             match client.cancel([id]).await {
                 Ok(flags) => shared.event(format!("{who} cancel {id}: {flags:?}")),
                 Err(e) => shared.event(format!("{who} cancel {id} failed: {e}")),
+            }
+        }
+        // An operator's revoke, running tasks too (`revoked_stay_cancelled`).
+        if !mine.is_empty() && rng.random_bool(0.05) {
+            let id = mine[rng.random_range(0..mine.len())];
+            match client.revoke([id], true, "dst").await {
+                Ok(outcomes) => {
+                    shared.event(format!("{who} revoke {id}: {outcomes:?}"));
+                    if outcomes.iter().any(|o| *o != RevokeOutcome::Unchanged) {
+                        lock(&shared.revoked).insert(id);
+                    }
+                }
+                Err(e) => shared.event(format!("{who} revoke {id} failed: {e}")),
             }
         }
     }

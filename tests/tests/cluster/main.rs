@@ -1,6 +1,7 @@
 //! Integration tests of real 3-node clusters on loopback: failover under load, the task
 //! catalogue, catch-up from a snapshot, joining and removing members, a lost node's standing
 //! capacity, the events stream. Files by priority: t10 basic, t50 environment, t90 regressions.
+//! capacity, operating tasks (list, get, cancel --terminate, retry, pause). Files by priority: t10 basic, t50 environment, t90 regressions.
 
 mod t10_failover;
 mod t15_catalog;
@@ -12,6 +13,7 @@ mod t50_membership_faults;
 mod t60_health;
 mod t70_events;
 mod t70_workflows;
+mod t70_ops;
 
 use std::path::Path;
 use std::time::Duration;

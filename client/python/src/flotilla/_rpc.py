@@ -1,5 +1,5 @@
 """Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService``,
-``WorkflowService`` and ``WorkerService``, built from
+``WorkflowService``, ``OpsService`` (its ``Revoke``) and ``WorkerService``, built from
 the generated descriptors (so a method renamed in the .proto fails at import, not at call
 time).
 
@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from flotilla.v1 import events_pb2 as epb
 from flotilla.v1 import limits_pb2 as lpb
+from flotilla.v1 import ops_pb2 as opb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 from flotilla.v1 import worker_pb2 as wpb
@@ -31,6 +32,7 @@ SCHEDULE_SERVICE = spb.DESCRIPTOR.services_by_name["ScheduleService"].full_name
 LIMIT_SERVICE = lpb.DESCRIPTOR.services_by_name["LimitService"].full_name
 EVENT_SERVICE = epb.DESCRIPTOR.services_by_name["EventService"].full_name
 WORKFLOW_SERVICE = fpb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+OPS_SERVICE = opb.DESCRIPTOR.services_by_name["OpsService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -126,6 +128,7 @@ class QueueStub:
             fpb.GetWorkflowResponse,
             WORKFLOW_SERVICE,
         )
+        self.revoke = _unary(channel, "Revoke", opb.RevokeRequest, opb.RevokeResponse, OPS_SERVICE)
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(
                 method_path(QUEUE_SERVICE, "WaitResults"),

@@ -40,6 +40,7 @@ from flotilla.info import (
 )
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
 from flotilla.v1 import limits_pb2 as lpb
+from flotilla.v1 import ops_pb2 as opb
 from flotilla.v1 import queue_pb2 as qpb
 from flotilla.v1 import schedule_pb2 as spb
 from flotilla.v1 import workflows_pb2 as fpb
@@ -193,6 +194,26 @@ class Client:
             request = qpb.CancelRequest(ids=ids[start : start + self.max_batch_size])
             reply = self._unary(partial(_cancel, request))
             out.extend(reply.cancelled)
+        return out
+
+    def revoke(self, ids: Iterable[int], *, terminate: bool = False, reason: str = "") -> list[str]:
+        """Cancels tasks; with ``terminate`` running ones too (an admin token): the worker running
+        one is told to abort it and its result is dropped. One outcome per id: ``"cancelled"``
+        (it was waiting), ``"terminated"`` (it was running) or ``"unchanged"``. ``reason`` (at
+        most 256 bytes) becomes the error of the tasks ``terminate`` cancels."""
+        ids = list(ids)
+        out: list[str] = []
+        names = {
+            opb.REVOKE_OUTCOME_CANCELLED: "cancelled",
+            opb.REVOKE_OUTCOME_TERMINATED: "terminated",
+            opb.REVOKE_OUTCOME_UNCHANGED: "unchanged",
+        }
+        for start in range(0, len(ids), self.max_batch_size):
+            request = opb.RevokeRequest(
+                ids=ids[start : start + self.max_batch_size], terminate=terminate, reason=reason
+            )
+            reply = self._unary(partial(_revoke, request))
+            out.extend(names.get(o, "unknown") for o in reply.outcomes)
         return out
 
     def stats(self) -> list[QueueStats]:
@@ -397,6 +418,10 @@ def _find_by_keys(
 
 def _cancel(request: qpb.CancelRequest, stub: _rpc.QueueStub, timeout: float) -> qpb.CancelResponse:
     return stub.cancel(request, timeout=timeout)
+
+
+def _revoke(request: opb.RevokeRequest, stub: _rpc.QueueStub, timeout: float) -> opb.RevokeResponse:
+    return stub.revoke(request, timeout=timeout)
 
 
 def _final_error(e: grpc.RpcError, task_id: Optional[int]) -> Exception:

@@ -90,7 +90,13 @@ class AsyncResult:
         """Cancels the task if it has not started; True when this call cancelled it."""
         return self.app.client.cancel([self.id])[0]
 
-    revoke = cancel
+    def revoke(self, terminate: bool = False, reason: str = "") -> bool:
+        """Cancels the task; with ``terminate`` also while it runs (an admin token): its worker
+        is told to abort it and its result is dropped (Celery's ``revoke(terminate=True)``).
+        True when this call cancelled it."""
+        if not terminate:
+            return self.cancel()
+        return self.app.client.revoke([self.id], terminate=True, reason=reason)[0] != "unchanged"
 
 
 def outcome(info: TaskInfo) -> Any:

@@ -50,14 +50,49 @@ pub struct Cli {
 pub enum Command {
     /// Submit COUNT tasks NAME with the same arguments (batched and pipelined).
     Submit(SubmitArgs),
-    /// Show one task (optionally waiting until it is final).
+    /// Show one task: its state, attempts, holder, last error, progress, args and headers
+    /// (or wait until it is final).
     Get(GetArgs),
-    /// Cancel tasks that have not started.
+    /// Find tasks: filtered by queue, state, name and age, newest first, a page at a time.
+    List(ListArgs),
+    /// Cancel tasks that have not started; with --terminate, running ones too (needs an
+    /// admin token): the worker running one aborts it.
     Cancel {
         /// Task ids.
         #[arg(required = true)]
         ids: Vec<u64>,
+        /// Also cancel running tasks: their worker is told to abort, their result is dropped.
+        #[arg(long)]
+        terminate: bool,
+        /// With --terminate: kept as the tasks' error [default: "revoked by an operator"].
+        #[arg(long, requires = "terminate")]
+        reason: Option<String>,
         /// Print one JSON object per id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Requeue dead tasks (or cancelled ones) with a fresh retry budget (needs an admin
+    /// token): by ids, or every task a filter matches.
+    Retry(RetryArgs),
+    /// Stop leasing from a queue (needs an admin token): its tasks wait, running ones finish.
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Lease from a paused queue again (needs an admin token).
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+    /// Cancel every scheduled, pending and retrying task of a queue (needs an admin token);
+    /// running tasks finish.
+    Purge {
+        /// The queue.
+        queue: String,
+        /// Do it without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -237,9 +272,9 @@ pub struct ScheduleAddArgs {
     /// How late a slot may run and still count as on time (1s to 1h) [default: 1m].
     #[arg(long, value_parser = parse_duration)]
     pub grace: Option<std::time::Duration>,
-    /// The task's arguments as a JSON document.
-    #[arg(long, value_parser = parse_json, default_value = "null")]
-    pub args: serde_json::Value,
+    /// The task's arguments as a JSON document; `@FILE` reads it from a file, `-` from stdin.
+    #[arg(long, value_parser = parse_args, default_value = "null")]
+    pub args: ArgsSource,
     /// The task's queue (default: the task name's default queue).
     #[arg(long)]
     pub queue: Option<String>,
@@ -367,9 +402,10 @@ pub enum ClusterAction {
 pub struct SubmitArgs {
     /// Registered task name, e.g. "echo".
     pub name: String,
-    /// Arguments as a JSON document.
-    #[arg(long, value_parser = parse_json, default_value = "null")]
-    pub args: serde_json::Value,
+    /// Arguments as a JSON document; `@FILE` reads it from a file, `-` from stdin (payloads
+    /// too long for a command line).
+    #[arg(long, value_parser = parse_args, default_value = "null")]
+    pub args: ArgsSource,
     /// Queue (default: the cluster's default queue).
     #[arg(long)]
     pub queue: Option<String>,
@@ -399,6 +435,86 @@ pub struct SubmitArgs {
     pub json: bool,
 }
 
+/// A task state as the CLI names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateArg {
+    Scheduled,
+    Pending,
+    Leased,
+    Retrying,
+    Succeeded,
+    Dead,
+    Cancelled,
+}
+
+impl From<StateArg> for flotilla_client::TaskState {
+    fn from(s: StateArg) -> Self {
+        use flotilla_client::TaskState;
+        match s {
+            StateArg::Scheduled => TaskState::Scheduled,
+            StateArg::Pending => TaskState::Pending,
+            StateArg::Leased => TaskState::Leased,
+            StateArg::Retrying => TaskState::Retrying,
+            StateArg::Succeeded => TaskState::Succeeded,
+            StateArg::Dead => TaskState::Dead,
+            StateArg::Cancelled => TaskState::Cancelled,
+        }
+    }
+}
+
+/// Which tasks: the filter of `list` and `retry`.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only tasks in this state (repeat for several).
+    #[arg(long = "state", value_enum)]
+    pub states: Vec<StateArg>,
+    /// Only tasks of this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only tasks created within this long before now (a number and a unit: s, m, h, d).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Tasks per page (1 to 1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Continue where a previous page stopped (the cursor it printed).
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Every page, not just the first.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON: {"tasks": [...], "next_cursor": ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Task ids; or none, and a filter (--queue, --state dead|cancelled, --name, --since).
+    pub ids: Vec<u64>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// By filter: at most this many tasks per call (1 to 1000); with --all, calls again
+    /// until every match is retried.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// By filter: every matching task, not just the first --limit.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Task id.
@@ -416,6 +532,42 @@ pub struct GetArgs {
 
 fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(s).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Where `--args` comes from: the flag itself (checked as JSON while parsing), a file or stdin
+/// (read, and checked, when the command runs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArgsSource {
+    Inline(serde_json::Value),
+    File(PathBuf),
+    Stdin,
+}
+
+impl ArgsSource {
+    /// The JSON document.
+    pub fn read(&self) -> anyhow::Result<serde_json::Value> {
+        use anyhow::Context;
+        let text = match self {
+            ArgsSource::Inline(v) => return Ok(v.clone()),
+            ArgsSource::File(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --args file {}", path.display()))?,
+            ArgsSource::Stdin => {
+                std::io::read_to_string(std::io::stdin()).context("cannot read --args from stdin")?
+            }
+        };
+        serde_json::from_str(&text).context("--args is not valid JSON")
+    }
+}
+
+fn parse_args(s: &str) -> Result<ArgsSource, String> {
+    match s {
+        "-" => Ok(ArgsSource::Stdin),
+        _ => match s.strip_prefix('@') {
+            Some(path) if !path.is_empty() => Ok(ArgsSource::File(PathBuf::from(path))),
+            Some(_) => Err("@ needs a file name: --args @payload.json".into()),
+            None => parse_json(s).map(ArgsSource::Inline),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -518,6 +670,83 @@ mod tests {
     }
 
     #[test]
+    fn args_come_inline_from_a_file_or_from_stdin() {
+        let args = |a: &str| {
+            let Command::Submit(s) = parse(&["submit", "echo", "--args", a]).unwrap().command else {
+                panic!("not submit")
+            };
+            s.args
+        };
+        assert_eq!(args("-"), ArgsSource::Stdin);
+        assert_eq!(args("@big.json"), ArgsSource::File("big.json".into()));
+        assert_eq!(args("[1]"), ArgsSource::Inline(serde_json::json!([1])));
+        assert!(parse(&["submit", "echo", "--args", "@"]).is_err());
+        assert!(parse(&["submit", "echo", "--args", "{bad"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        std::fs::write(&file, r#"{"big": true}"#).unwrap();
+        assert_eq!(
+            ArgsSource::File(file.clone()).read().unwrap(),
+            serde_json::json!({"big": true})
+        );
+        std::fs::write(&file, "{oops").unwrap();
+        assert!(ArgsSource::File(file).read().is_err());
+        assert!(ArgsSource::File(dir.path().join("missing")).read().is_err());
+    }
+
+    #[test]
+    fn operating_commands_parse() {
+        let cli = parse(&[
+            "list",
+            "--queue",
+            "emails",
+            "--state",
+            "dead",
+            "--state",
+            "cancelled",
+            "--since",
+            "2h",
+        ])
+        .unwrap();
+        let Command::List(l) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(l.filter.states, vec![StateArg::Dead, StateArg::Cancelled]);
+        assert_eq!(l.filter.since, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!((l.limit, l.all, l.json), (50, false, false));
+        assert!(parse(&["list", "--limit", "1001"]).is_err());
+        assert!(parse(&["list", "--state", "lost"]).is_err());
+        assert!(parse(&["list", "--all", "--cursor", "v1.9"]).is_err());
+        let cli = parse(&["cancel", "--terminate", "--reason", "stuck", "4", "5"]).unwrap();
+        let Command::Cancel {
+            ids,
+            terminate,
+            reason,
+            ..
+        } = cli.command
+        else {
+            panic!("not cancel")
+        };
+        assert_eq!(
+            (ids, terminate, reason.as_deref()),
+            (vec![4, 5], true, Some("stuck"))
+        );
+        assert!(
+            parse(&["cancel", "--reason", "x", "4"]).is_err(),
+            "a reason needs --terminate"
+        );
+        let cli = parse(&["retry", "--queue", "q", "--state", "dead", "--all"]).unwrap();
+        let Command::Retry(r) = cli.command else {
+            panic!("not retry")
+        };
+        assert!(r.ids.is_empty() && r.all && r.filter.queue.as_deref() == Some("q"));
+        assert!(parse(&["retry", "1", "2"]).is_ok());
+        assert!(parse(&["pause", "q"]).is_ok() && parse(&["resume", "q"]).is_ok());
+        assert!(parse(&["purge"]).is_err());
+        assert!(parse(&["purge", "q", "--yes", "--json"]).is_ok());
+    }
+
+    #[test]
     fn submit_defaults_and_options() {
         let cli = parse(&["submit", "echo"]).unwrap();
         assert_eq!(cli.nodes, ["127.0.0.1:7000"]);
@@ -528,7 +757,7 @@ mod tests {
             (s.name.as_str(), s.count, s.priority, s.wait, s.json),
             ("echo", 1, 0, false, false)
         );
-        assert_eq!(s.args, serde_json::Value::Null);
+        assert_eq!(s.args, ArgsSource::Inline(serde_json::Value::Null));
 
         let cli = parse(&[
             "--nodes",
@@ -557,7 +786,7 @@ mod tests {
         let Command::Submit(s) = cli.command else {
             panic!("not submit")
         };
-        assert_eq!(s.args, serde_json::json!({"a": [1, 2]}));
+        assert_eq!(s.args, ArgsSource::Inline(serde_json::json!({"a": [1, 2]})));
         assert_eq!(
             (s.queue.as_deref(), s.priority, s.countdown_ms),
             (Some("math"), 255, Some(1500))
@@ -592,7 +821,7 @@ mod tests {
             panic!("not get")
         };
         assert_eq!((g.id, g.wait, g.json, g.timeout_s), (17, true, true, 60));
-        let Command::Cancel { ids, json } = parse(&["cancel", "1", "2", "3"]).unwrap().command else {
+        let Command::Cancel { ids, json, .. } = parse(&["cancel", "1", "2", "3"]).unwrap().command else {
             panic!("not cancel")
         };
         assert_eq!((ids, json), (vec![1, 2, 3], false));

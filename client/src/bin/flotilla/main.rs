@@ -2,6 +2,7 @@
 //!
 //! - `cli`: the clap definitions.
 //! - `certs`: `flotilla certs`, the TLS quick start.
+//! - `ops`: operating tasks: `list`, `get`'s detail, `retry`, `cancel --terminate`, `purge`.
 //! - `output`: JSON lines and human text (pure functions).
 //! - `schedule`: `flotilla schedule ...`, periodic schedules.
 //!
@@ -12,6 +13,7 @@ mod certs;
 mod cli;
 mod events;
 mod limit;
+mod ops;
 mod output;
 mod schedule;
 mod workflow;
@@ -88,21 +90,35 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Certs { .. } => unreachable!("handled above"),
         Command::Submit(args) => submit(&client, args, &mut out).await?,
         Command::Get(args) => get(&client, args, &mut out).await?,
-        Command::Cancel { ids, json } => {
-            let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
-            let flags = client
-                .cancel(ids.iter().copied())
-                .await
-                .context("cancel failed")?;
-            for (id, cancelled) in ids.iter().zip(flags) {
-                if json {
-                    writeln!(out, "{}", serde_json::json!({"id": id.0, "cancelled": cancelled}))?;
-                } else if cancelled {
-                    writeln!(out, "task {id} cancelled")?;
-                } else {
-                    writeln!(out, "task {id} not cancelled (already started, ended or unknown)")?;
-                }
-            }
+        Command::Cancel {
+            ids,
+            terminate,
+            reason,
+            json,
+        } => {
+            ops::cancel(&client, ids, terminate, reason, json, &mut out).await?;
+            Outcome::AllSucceeded
+        }
+        Command::List(args) => {
+            ops::list(&client, args, &mut out).await?;
+            Outcome::AllSucceeded
+        }
+        Command::Retry(args) => {
+            ops::retry(&client, args, &mut out).await?;
+            Outcome::AllSucceeded
+        }
+        Command::Pause { queue } => {
+            client.pause_queue(&queue).await.context("pause failed")?;
+            writeln!(out, "queue {queue} paused")?;
+            Outcome::AllSucceeded
+        }
+        Command::Resume { queue } => {
+            client.resume_queue(&queue).await.context("resume failed")?;
+            writeln!(out, "queue {queue} resumed")?;
+            Outcome::AllSucceeded
+        }
+        Command::Purge { queue, yes, json } => {
+            ops::purge(&client, &queue, yes, json, &mut out).await?;
             Outcome::AllSucceeded
         }
         Command::Stats { json } => {
@@ -259,7 +275,7 @@ async fn token(client: &Client, action: TokenAction, out: &mut impl Write) -> an
 }
 
 async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    let payload = Bytes::from(serde_json::to_vec(&args.args)?);
+    let payload = Bytes::from(serde_json::to_vec(&args.args.read()?)?);
     let count = usize::try_from(args.count).context("--count too large")?;
     let tasks = (0..count)
         .map(|_| {
@@ -332,6 +348,10 @@ async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyh
 }
 
 async fn get(client: &Client, args: GetArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    if !args.wait {
+        ops::get_detail(client, &args, out).await?;
+        return Ok(Outcome::AllSucceeded);
+    }
     let id = TaskId(args.id);
     let info = if args.wait {
         client.wait(id, Duration::from_secs(args.timeout_s)).await

@@ -46,7 +46,7 @@ pub async fn run(client: &Client, action: ScheduleAction, out: &mut impl Write) 
 }
 
 async fn add(client: &Client, a: ScheduleAddArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut task = client.task(&a.task).args(&a.args)?;
+    let mut task = client.task(&a.task).args(&a.args.read()?)?;
     if let Some(queue) = a.queue {
         task = task.queue(queue);
     }

@@ -129,6 +129,19 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
             Need::Client(Right::Admin)
         );
     }
+    // Operating tasks: finding reads, acting is an admin's.
+    for read in ["ListTasks", "DescribeTask"] {
+        assert_eq!(
+            need(&format!("/flotilla.v1.OpsService/{read}")),
+            Need::Client(Right::Read)
+        );
+    }
+    for change in ["Retry", "Revoke", "PauseQueue", "ResumeQueue", "PurgeQueue"] {
+        assert_eq!(
+            need(&format!("/flotilla.v1.OpsService/{change}")),
+            Need::Client(Right::Admin)
+        );
+    }
     assert_eq!(need(ADMIN_PATH), Need::PeerOrJoin);
     assert_eq!(need(VOTE_PATH), Need::Peer);
     assert_eq!(need("/"), Need::Client(Right::Admin));

@@ -10,9 +10,9 @@
 //! any it keeps format 1: `command/wire.rs`) `Outcome::RetryAfter` (a `Complete` holding
 //! one) and `Progress`, format 5 `AddSchedule`, `RemoveSchedule` and `PauseSchedule`
 //! (periodic schedules), format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
-//! key (flow control; format 6 belongs to another branch), format 9 `SubmitWorkflow`
-//! (workflows; format 8 belongs to branch ops); every other command is still written in
-//! format 1.
+//! key (flow control; format 6 belongs to another branch), format 8 `Retry` and `Revoke`
+//! (operating tasks: an operator's retry, cancelling running tasks), format 9
+//! `SubmitWorkflow` (workflows); every other command is still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -140,7 +140,9 @@ impl Command {
             Command::AddSchedule { .. } | Command::RemoveSchedule { .. } | Command::PauseSchedule { .. } => 5,
             // Format 7: flow-control limits (issue 12).
             Command::SetLimit { .. } | Command::RemoveLimit { .. } => 7,
-            // Format 9: workflows (issue 12; format 8 belongs to branch ops).
+            // Format 8: operating tasks (issue 13): an operator's retry, cancelling running tasks.
+            Command::Retry { .. } | Command::Revoke { .. } => 8,
+            // Format 9: workflows (issue 12).
             Command::SubmitWorkflow { .. } => 9,
         }
     }

@@ -40,11 +40,18 @@ impl QueueState {
             return Err("next_id is 0".into());
         }
         self.tasks.check()?;
+        let mut created_before = 0;
         for (id, t) in self.tasks.iter() {
             let err = |m: &str| Err(format!("task {id} ({:?}): {m}", t.state));
             if id == 0 || id >= self.next_id {
                 return err("id outside 1..next_id");
             }
+            // Listings walk the ids as creation order and stop at a time range's start
+            // (`listing.rs`).
+            if t.created_ms < created_before {
+                return err("created before a task with a lower id");
+            }
+            created_before = t.created_ms;
             *queue_refs.entry(t.queue).or_default() += 1;
             *name_refs.entry(t.name).or_default() += 1;
             *option_refs.entry(t.options).or_default() += 1;

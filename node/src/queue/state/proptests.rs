@@ -54,6 +54,10 @@ enum Op {
     DeclareTasks(&'static str, Vec<(&'static str, &'static str)>),
     /// Progress reports of a few leases.
     Progress(Vec<LeaseSel>),
+    /// An operator's retry of a few tasks (`state/operator.rs`).
+    Retry(Vec<IdSel>),
+    /// An operator's revoke (`cancel --terminate`) of a few tasks, running ones too.
+    Revoke(Vec<IdSel>),
 }
 
 #[derive(Clone, Debug)]
@@ -194,6 +198,15 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(declarer, tasks)| Op::DeclareTasks(declarer, tasks)),
         2 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Progress),
+        1 => prop::collection::vec(id_sel(), 0..3).prop_map(Op::Retry),
+        1 => prop::collection::vec(id_sel(), 0..3).prop_map(Op::Revoke),
+    ]
+}
+
+fn id_sel() -> impl Strategy<Value = IdSel> {
+    prop_oneof![
+        (0usize..10).prop_map(IdSel::Existing),
+        (0u64..30).prop_map(IdSel::Raw)
     ]
 }
 
@@ -235,6 +248,15 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
         LeaseSel::Raw(task, attempt) => LeaseRef { task, attempt },
     };
     let ids: Vec<TaskId> = s.tasks.keys().collect();
+    let pick = |sel: &[IdSel]| -> Vec<TaskId> {
+        sel.iter()
+            .map(|s| match *s {
+                IdSel::Existing(i) if !ids.is_empty() => ids[i % ids.len()],
+                IdSel::Existing(i) => i as TaskId,
+                IdSel::Raw(id) => id,
+            })
+            .collect()
+    };
     let commands = step
         .ops
         .iter()
@@ -287,15 +309,11 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 pool: "w1".into(),
                 leases: l.iter().map(&lease).collect(),
             },
-            Op::Cancel(sel) => Command::Cancel {
-                ids: sel
-                    .iter()
-                    .map(|s| match *s {
-                        IdSel::Existing(i) if !ids.is_empty() => ids[i % ids.len()],
-                        IdSel::Existing(i) => i as TaskId,
-                        IdSel::Raw(id) => id,
-                    })
-                    .collect(),
+            Op::Cancel(sel) => Command::Cancel { ids: pick(sel) },
+            Op::Retry(sel) => Command::Retry { ids: pick(sel) },
+            Op::Revoke(sel) => Command::Revoke {
+                ids: pick(sel),
+                reason: "stop".into(),
             },
             Op::Tick => Command::Tick,
             Op::PurgeQueue(q) => Command::PurgeQueue { queue: q.to_string() },
@@ -334,6 +352,8 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Progress { reports }, Response::Progressed(b)) => b.len() == reports.len(),
         (Command::Release { leases, .. }, Response::Released(b)) => b.len() == leases.len(),
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
+        (Command::Retry { ids }, Response::Retried(b)) => b.len() == ids.len(),
+        (Command::Revoke { ids, .. }, Response::Revoked(o)) => o.len() == ids.len(),
         (Command::ReleasePool { .. }, Response::ReleasedPool(_)) => true,
         (Command::ClearStanding { .. }, Response::ClearedStanding(_)) => true,
         (Command::AllocateNodeId, Response::NodeId(_)) => true,
@@ -520,6 +540,56 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
             Command::Cancel { ids } => Response::Cancelled(
                 ids.iter()
                     .map(|id| item(&mut s, |s| cancellable(s, *id), |s| s.cancel(*id, &mut fx)))
+                    .collect(),
+            ),
+            Command::Retry { ids } => Response::Retried(
+                ids.iter()
+                    .map(|id| {
+                        let prior = s.tasks.get(*id).cloned();
+                        let retriable = |s: &QueueState| {
+                            s.task(*id)
+                                .is_some_and(|t| matches!(t.state, TaskState::Dead | TaskState::Cancelled))
+                        };
+                        let ok = item(&mut s, retriable, |s| s.retry(*id, &mut fx));
+                        if ok && let Some(p) = prior {
+                            let t = &s.tasks[id];
+                            assert_eq!(
+                                (t.state, t.attempt, t.failures, t.lost_leases),
+                                (TaskState::Pending, p.attempt, 0, 0),
+                                "retried task {id}"
+                            );
+                        }
+                        ok
+                    })
+                    .collect(),
+            ),
+            Command::Revoke { ids, reason } => Response::Revoked(
+                ids.iter()
+                    .map(|id| {
+                        let held = s.current_lease(*id).map(|(l, w, _)| (l, w.to_owned()));
+                        let live = |s: &QueueState| s.task(*id).is_some_and(|t| !t.state.is_final());
+                        let mut outcome = Revoked::Unchanged;
+                        let ok = item(&mut s, live, |s| {
+                            outcome = s.revoke(*id, reason, &mut fx);
+                            outcome != Revoked::Unchanged
+                        });
+                        if ok {
+                            let v = s.task(*id).unwrap();
+                            assert_eq!(
+                                (v.state, v.error.as_deref()),
+                                (TaskState::Cancelled, Some("stop"))
+                            );
+                            assert!(s.current_lease(*id).is_none(), "a revoked task still leased");
+                            match &held {
+                                Some((lease, worker)) => {
+                                    assert_eq!(outcome, Revoked::Terminated);
+                                    assert!(fx.pools[worker].revoked.contains(lease), "holder not told");
+                                }
+                                None => assert_eq!(outcome, Revoked::Cancelled),
+                            }
+                        }
+                        outcome
+                    })
                     .collect(),
             ),
             Command::Lease {
@@ -728,31 +798,57 @@ fn check_transition(
         .map(|c| c.scheduled + c.pending + c.leased + c.retrying + c.succeeded + c.dead + c.cancelled)
         .sum();
     assert_eq!(counted, after.task_count() as u64);
+    // An operator's retry is the one way out of a final state (`state/operator.rs`).
+    let retried: BTreeSet<TaskId> = req
+        .commands
+        .iter()
+        .zip(responses)
+        .filter_map(|(c, r)| match (c, r) {
+            (Command::Retry { ids }, Response::Retried(flags)) => Some(
+                ids.iter()
+                    .zip(flags)
+                    .filter(|(_, f)| **f)
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     for id in 0..before.next_id {
         let (b, a) = (before.task(id), after.task(id));
         match (&b, &a) {
             // Gone (purged or never existed) stays gone: ids are never reused.
             (None, Some(_)) => panic!("task {id} reappeared"),
-            // Final never changes again, except by being purged.
-            (Some(b), Some(a)) if b.state.is_final() => assert_eq!(a, b, "final task {id} changed"),
+            // Final never changes again, except by being purged, or retried.
+            (Some(b), Some(a)) if b.state.is_final() && !retried.contains(&id) => {
+                assert_eq!(a, b, "final task {id} changed")
+            }
             (Some(b), Some(a)) => assert!(a.attempt >= b.attempt, "task {id} attempt went down"),
             _ => {}
         }
     }
     let finished: BTreeSet<TaskId> = fx.finished.iter().copied().collect();
+    // A task retried in the entry may end again in it (revoked, or failed for good).
+    let once: Vec<TaskId> = fx
+        .finished
+        .iter()
+        .copied()
+        .filter(|id| !retried.contains(id))
+        .collect();
     assert_eq!(
-        finished.len(),
-        fx.finished.len(),
+        once.iter().collect::<BTreeSet<_>>().len(),
+        once.len(),
         "a task finished twice in one apply"
     );
     for id in &fx.finished {
         assert!(
-            before.task(*id).is_none_or(|t| !t.state.is_final()),
+            retried.contains(id) || before.task(*id).is_none_or(|t| !t.state.is_final()),
             "task {id} was already final"
         );
         assert!(*id > 0 && *id < after.next_id);
         assert!(
-            after.task(*id).is_none_or(|t| t.state.is_final()),
+            retried.contains(id) || after.task(*id).is_none_or(|t| t.state.is_final()),
             "finished task {id} is not final"
         );
     }

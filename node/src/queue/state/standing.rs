@@ -57,10 +57,13 @@ pub struct PoolEffects {
     pub leases: Vec<(u64, u32)>,
     /// Its standing capacity after this apply, if the apply touched it.
     pub standing: Option<u32>,
+    /// Its leases a `Revoke` ended in this apply, in order: abort those runs
+    /// (`state/operator.rs`).
+    pub revoked: Vec<crate::queue::command::LeaseRef>,
 }
 
 impl ApplyEffects {
-    fn pool(&mut self, pool: &str) -> &mut PoolEffects {
+    pub(super) fn pool(&mut self, pool: &str) -> &mut PoolEffects {
         if !self.pools.contains_key(pool) {
             self.pools.insert(pool.to_owned(), PoolEffects::default());
         }

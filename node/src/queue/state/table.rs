@@ -174,6 +174,26 @@ impl<T> Table<T> {
         self.sparse.iter().map(|(id, v)| (*id, v)).chain(ring)
     }
 
+    /// Every `(id, value)` with `id < below`, newest (highest id) first, lazily: a caller that
+    /// stops after `n` items has touched `n` items plus the dead ring slots between them.
+    pub(crate) fn iter_below(&self, below: TaskId) -> impl Iterator<Item = (TaskId, &T)> {
+        let in_ring = usize::try_from(below.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.ring.len());
+        let ring = self
+            .ring
+            .range(..in_ring)
+            .enumerate()
+            .rev()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (self.base + i as TaskId, v)));
+        let sparse = self
+            .sparse
+            .range(..below.min(self.base))
+            .rev()
+            .map(|(id, v)| (*id, v));
+        ring.chain(sparse)
+    }
+
     #[cfg(test)]
     pub(crate) fn keys(&self) -> impl Iterator<Item = TaskId> {
         self.iter().map(|(id, _)| id)

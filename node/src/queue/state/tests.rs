@@ -19,6 +19,8 @@ mod key_index;
 mod lease;
 mod limits;
 mod limits_proptests;
+mod listing;
+mod operator;
 mod request;
 mod standing;
 mod table;

@@ -18,6 +18,10 @@
 //! format 10 with the waiting tasks and workflows; 9 is a slot reserved for branch ops) are
 //! under `fixtures/entries-v9-snapshot-v10/`: that log with a chain and its error callback
 //! (entry 6, in the snapshot) and a task naming an existing parent (entry 8).
+//! leased under them. Issue 13's format (operating tasks: entry format 8 for `Retry` and
+//! `Revoke`; no new snapshot table, so the snapshot stays format 8) is under
+//! `fixtures/entries-v8-snapshot-v8/`: that log with a running task revoked, a pending one
+//! revoked and retried, and both commands naming unknown ids.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -93,6 +97,8 @@ const V5_DIR: &str = "entries-v5-snapshot-v6";
 const V7_DIR: &str = "entries-v7-snapshot-v8";
 /// The fixture of issue 12's workflows.
 const V9_DIR: &str = "entries-v9-snapshot-v10";
+/// The fixture of issue 13's operating commands (retry, revoke).
+const V8_DIR: &str = "entries-v8-snapshot-v8";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -122,6 +128,7 @@ fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
         V5_DIR => fixture_entries_v5(),
         V7_DIR => fixture_entries_v7(),
         V9_DIR => fixture_entries_v9(),
+        V8_DIR => fixture_entries_v8(),
         other => panic!("no fixture named {other}"),
     }
 }
@@ -432,6 +439,13 @@ pub(crate) fn fixture_entries_v9() -> Vec<EntryOf<TypeConfig>> {
     };
     let mut push = |index: usize, command: Command| match &mut entries[index - 1].payload {
         EntryPayload::Normal(req) => req.commands.push(command),
+/// Issue 13's fixture: issue 12's flow-control log with `Retry` and `Revoke` of unknown ids in
+/// entry 6 (before the snapshot: they change nothing), and in entry 8 (re-applied on open) the
+/// running keyed task 10 revoked (terminated), the pending task 11 revoked and then retried.
+pub(crate) fn fixture_entries_v8() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries_v7();
+    let mut push = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
         other => panic!("entry {index} is {other:?}"),
     };
     push(
@@ -465,6 +479,23 @@ pub(crate) fn fixture_entries_v9() -> Vec<EntryOf<TypeConfig>> {
                 idempotency_key: None,
             }),
         },
+        vec![
+            Command::Retry { ids: vec![99] },
+            Command::Revoke {
+                ids: vec![98],
+                reason: String::new(),
+            },
+        ],
+    );
+    push(
+        8,
+        vec![
+            Command::Revoke {
+                ids: vec![10, 11],
+                reason: "stuck".into(),
+            },
+            Command::Retry { ids: vec![11] },
+        ],
     );
     entries
 }
@@ -975,6 +1006,21 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_9() {
             results.is_some_and(|r| r.starts_with('[')),
             "task 1's result passed"
         );
+async fn opens_a_log_and_snapshot_written_by_entry_format_8() {
+    let replica = open_fixture(V8_DIR).await;
+    replica.read(|q| {
+        let t = |id| q.task(id).expect("task");
+        assert_eq!(
+            (t(10).state, t(10).error.as_deref()),
+            (TaskState::Cancelled, Some("stuck")),
+            "revoked while it ran"
+        );
+        assert_eq!(
+            (t(11).state, t(11).error.as_deref()),
+            (TaskState::Pending, Some("stuck"))
+        );
+        assert_eq!(t(12).state, TaskState::Pending);
+        assert!(q.task(98).is_none() && q.task(99).is_none(), "never created");
     });
 }
 
@@ -985,6 +1031,7 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_9() {
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
     for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V9_DIR] {
+    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V8_DIR] {
         writes_the_bytes_of(name).await;
     }
 }

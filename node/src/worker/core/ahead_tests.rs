@@ -256,6 +256,7 @@ fn when_the_allowance_falls_the_pool_stands_for_less() {
             grants: vec![],
             standing: Some(0),
             cleared: Some(Cleared::WithLease),
+            revoked: vec![],
         }),
         |_| true,
     );

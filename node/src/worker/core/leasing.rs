@@ -67,6 +67,9 @@ impl PoolCore {
                     Some(Cleared::WithLease | Cleared::WithRelease) => self.restanding = false,
                     None => {}
                 }
+                for lease in fx.revoked {
+                    self.revoked(lease);
+                }
             }
             PoolEvent::Resync { standing } => {
                 self.standing = standing as usize;
@@ -225,6 +228,11 @@ impl PoolCore {
         }
         for grant in grants {
             if maybe_taken && self.has(grant.lease) {
+                continue;
+            }
+            if self.revocations.contains(grant.lease) {
+                // Revoked before its lease's reply came: never run it (`core/revoke.rs`).
+                debug!(task = grant.lease.task, "dropped a revoked grant");
                 continue;
             }
             if !held(grant.lease) {

@@ -100,6 +100,7 @@ impl Pool {
             grants,
             standing,
             cleared: None,
+            revoked: Vec::new(),
         };
         self.core.applied(PoolEvent::Applied(fx), |_| true);
     }
@@ -520,4 +521,38 @@ fn stats_are_published_when_they_change_only() {
     assert!(matches!(first.last(), Some(Decision::Stats(s)) if s.workers == 2));
     core.work_signal();
     assert_eq!(core.next_decision(), None);
+}
+
+/// An operator's revoke (`core/revoke.rs`): the running task is aborted and its result
+/// dropped, a revoked grant that comes later (its lease's reply after the apply) never runs.
+#[test]
+fn a_revoked_lease_is_aborted_and_its_late_grant_never_runs() {
+    let mut p = Pool::recovered(config(2));
+    let (_, _, ticket) = p.lease();
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    let revoked = |leases: Vec<LeaseRef>| PoolApplied {
+        revoked: leases,
+        ..PoolApplied::default()
+    };
+    p.core
+        .applied(PoolEvent::Applied(revoked(vec![grant(1).lease])), |_| true);
+    assert_eq!(p.decisions(), vec![Decision::Abort(grant(1).lease)]);
+    assert!(p.core.was_revoked(grant(1).lease));
+    // The run ends (aborted, or finished before the abort reached it): nothing is owed.
+    p.core.finished(grant(1).lease, success());
+    let proposals = p.proposals();
+    assert!(
+        proposals.iter().all(|(_, p)| !matches!(
+            p,
+            Proposal::Complete(_) | Proposal::CompleteAndLease(..) | Proposal::Release(_)
+        )),
+        "{proposals:?}"
+    );
+    // Revoked before its grant arrived: dropped when it does.
+    p.core
+        .applied(PoolEvent::Applied(revoked(vec![grant(2).lease])), |_| true);
+    p.apply(vec![], vec![grant(2)], Some(0));
+    assert!(runs(&p.decisions()).is_empty());
+    assert_eq!(p.core.stats().busy, 0);
 }

@@ -14,6 +14,8 @@
 //! - [`replicas_agree`]: once faults heal, every replica's state machine is identical.
 //! - [`schedules_exact`]: every due slot of every schedule is enqueued exactly once, none
 //!   early (on the log's time).
+//! - [`revoked_stay_cancelled`]: a task an operator revoked (`cancel --terminate`) ends
+//!   cancelled: the attempt it was running never completes it, and it never runs again.
 //! - [`limits_respected`]: no limit has more tasks leased than its concurrency, at every
 //!   applied index of every replica (checked with `state_consistent`).
 //! - [`callbacks_exact`]: every waiting task (a chord's callback, a chain's link) becomes
@@ -30,6 +32,7 @@ pub mod no_stale_completion;
 pub mod one_leader_per_term;
 pub mod one_result;
 pub mod replicas_agree;
+pub mod revoked_stay_cancelled;
 pub mod schedules_exact;
 pub mod state_consistent;
 
