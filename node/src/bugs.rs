@@ -29,7 +29,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::AckBeforeFsync,
         Bug::AcceptStaleCompletion,
         Bug::ForgetVote,

@@ -421,6 +421,38 @@ pub(crate) fn fixture_entries_v7() -> Vec<EntryOf<TypeConfig>> {
     entries
 }
 
+/// Issue 13's fixture: issue 12's flow-control log with `Retry` and `Revoke` of unknown ids in
+/// entry 6 (before the snapshot: they change nothing), and in entry 8 (re-applied on open) the
+/// running keyed task 10 revoked (terminated), the pending task 11 revoked and then retried.
+pub(crate) fn fixture_entries_v8() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries_v7();
+    let mut push = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
+        EntryPayload::Normal(req) => req.commands.extend(commands),
+        other => panic!("entry {index} is {other:?}"),
+    };
+    push(
+        6,
+        vec![
+            Command::Retry { ids: vec![99] },
+            Command::Revoke {
+                ids: vec![98],
+                reason: String::new(),
+            },
+        ],
+    );
+    push(
+        8,
+        vec![
+            Command::Revoke {
+                ids: vec![10, 11],
+                reason: "stuck".into(),
+            },
+            Command::Retry { ids: vec![11] },
+        ],
+    );
+    entries
+}
+
 /// Issue 12's workflows: the flow-control log with a chain of two tasks on queue `flows`
 /// and an error callback (entry 6, before the snapshot: the second task and the callback wait
 /// in it), and in entry 8 a workflow of one task naming task 1 (succeeded) as its parent:
@@ -439,13 +471,6 @@ pub(crate) fn fixture_entries_v9() -> Vec<EntryOf<TypeConfig>> {
     };
     let mut push = |index: usize, command: Command| match &mut entries[index - 1].payload {
         EntryPayload::Normal(req) => req.commands.push(command),
-/// Issue 13's fixture: issue 12's flow-control log with `Retry` and `Revoke` of unknown ids in
-/// entry 6 (before the snapshot: they change nothing), and in entry 8 (re-applied on open) the
-/// running keyed task 10 revoked (terminated), the pending task 11 revoked and then retried.
-pub(crate) fn fixture_entries_v8() -> Vec<EntryOf<TypeConfig>> {
-    let mut entries = fixture_entries_v7();
-    let mut push = |index: usize, commands: Vec<Command>| match &mut entries[index - 1].payload {
-        EntryPayload::Normal(req) => req.commands.extend(commands),
         other => panic!("entry {index} is {other:?}"),
     };
     push(
@@ -479,23 +504,6 @@ pub(crate) fn fixture_entries_v8() -> Vec<EntryOf<TypeConfig>> {
                 idempotency_key: None,
             }),
         },
-        vec![
-            Command::Retry { ids: vec![99] },
-            Command::Revoke {
-                ids: vec![98],
-                reason: String::new(),
-            },
-        ],
-    );
-    push(
-        8,
-        vec![
-            Command::Revoke {
-                ids: vec![10, 11],
-                reason: "stuck".into(),
-            },
-            Command::Retry { ids: vec![11] },
-        ],
     );
     entries
 }
