@@ -6,6 +6,8 @@ mod t20_http;
 mod t20_reflection;
 mod t20_schedules;
 mod t30_observe;
+mod t35_dashboard;
 mod t40_tracing;
 mod t50_disk_full;
 mod t50_limits;
+mod webdriver;
