@@ -144,7 +144,8 @@ impl Driver {
 /// Read one HTTP/1.1 reply: `(status, body)` by its content-length (or to the end).
 async fn read_reply(sock: &mut tokio::net::TcpStream) -> Result<(u16, Vec<u8>)> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
+    // On the heap: a 64 KiB array would sit in every future that awaits this one.
+    let mut chunk = vec![0u8; 65536];
     let head_end = loop {
         let n = sock.read(&mut chunk).await?;
         if n == 0 {
