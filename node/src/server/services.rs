@@ -172,7 +172,8 @@ pub(super) fn start_services(
         ops: ops_api.clone(),
         schedules: schedule_api.clone(),
     };
-    let observing = super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth, apis)?;
+    let observing =
+        super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth, apis)?;
     let raft_api = RaftApi::new(raft.clone(), proposer, admin).max_snapshot_bytes(config.max_snapshot_bytes);
     let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
     let serving = Serving {

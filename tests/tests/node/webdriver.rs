@@ -49,7 +49,13 @@ pub fn ensure_browser() -> Result<()> {
             .context("running apt-get")?
             .success())
     };
-    let install = ["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"];
+    let install = [
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ];
     // The package lists may be missing or old on a new machine: update once if needed.
     if !apt(&install)? && !(apt(&["update"])? && apt(&install)?) {
         bail!("apt-get install -y chromium chromium-driver failed (see its output above)");
@@ -115,7 +121,8 @@ impl Driver {
         let (status, reply) = tokio::time::timeout(Duration::from_secs(60), exchange)
             .await
             .with_context(|| format!("webdriver {method} {path} timed out"))??;
-        let v: Value = serde_json::from_slice(&reply).with_context(|| format!("webdriver {method} {path}"))?;
+        let v: Value =
+            serde_json::from_slice(&reply).with_context(|| format!("webdriver {method} {path}"))?;
         if status >= 400 {
             bail!("webdriver {method} {path}: {status} {}", v["value"]["message"]);
         }
@@ -198,7 +205,9 @@ impl Session<'_> {
     }
 
     pub async fn goto(&self, url: &str) -> Result<()> {
-        self.call("POST", "/url", Some(&json!({ "url": url }))).await.map(drop)
+        self.call("POST", "/url", Some(&json!({ "url": url })))
+            .await
+            .map(drop)
     }
 
     /// The first element matching the CSS selector, if any.
@@ -213,7 +222,9 @@ impl Session<'_> {
     }
 
     pub async fn text(&self, element: &str) -> Result<String> {
-        let v = self.call("GET", &format!("/element/{element}/text"), None).await?;
+        let v = self
+            .call("GET", &format!("/element/{element}/text"), None)
+            .await?;
         Ok(v["value"].as_str().unwrap_or_default().to_string())
     }
 
@@ -225,7 +236,12 @@ impl Session<'_> {
 
     /// Wait (up to `timeout`, polling) until the element matching `css` has text that
     /// `want` accepts; that text. Elements are looked up anew each time: the page redraws.
-    pub async fn wait_text(&self, css: &str, timeout: Duration, want: impl Fn(&str) -> bool) -> Result<String> {
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         loop {
@@ -285,7 +301,10 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
             _ => bail!("not base64: {c}"),
         } as u32)
     };
-    let bytes: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
     for group in bytes.chunks(4) {
         let mut n = 0u32;

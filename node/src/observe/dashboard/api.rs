@@ -164,7 +164,10 @@ pub(super) async fn cluster(State(dash): State<Dashboard>, headers: HeaderMap) -
     if let Err(r) = dash.allow(CLUSTER_STATUS, &headers) {
         return r;
     }
-    let r = dash.queue.cluster_status(Request::new(pb::ClusterStatusRequest {})).await;
+    let r = dash
+        .queue
+        .cluster_status(Request::new(pb::ClusterStatusRequest {}))
+        .await;
     reply(r, |c| cluster_json(&c))
 }
 
@@ -172,7 +175,10 @@ pub(super) async fn queues(State(dash): State<Dashboard>, headers: HeaderMap) ->
     if let Err(r) = dash.allow(QUEUE_STATS, &headers) {
         return r;
     }
-    let r = dash.queue.queue_stats(Request::new(pb::QueueStatsRequest {})).await;
+    let r = dash
+        .queue
+        .queue_stats(Request::new(pb::QueueStatsRequest {}))
+        .await;
     reply(r, |q| queues_json(&q))
 }
 
@@ -280,7 +286,11 @@ fn id_of(text: &str) -> Result<u64, Response> {
         .map_err(|_| error(StatusCode::BAD_REQUEST, &format!("'{text}' is not a task id")))
 }
 
-pub(super) async fn task(State(dash): State<Dashboard>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn task(
+    State(dash): State<Dashboard>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = dash.allow(DESCRIBE_TASK, &headers) {
         return r;
     }
@@ -306,7 +316,11 @@ pub(super) async fn task(State(dash): State<Dashboard>, Path(id): Path<String>, 
     })
 }
 
-pub(super) async fn retry(State(dash): State<Dashboard>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn retry(
+    State(dash): State<Dashboard>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = may_act(&dash, RETRY, &headers) {
         return r;
     }
@@ -319,21 +333,38 @@ pub(super) async fn retry(State(dash): State<Dashboard>, Path(id): Path<String>,
         ..Default::default()
     };
     let r = dash.ops.retry(Request::new(req)).await;
-    reply(r, |r| json!({ "retried": r.retried.first().copied().unwrap_or(false) }))
+    reply(
+        r,
+        |r| json!({ "retried": r.retried.first().copied().unwrap_or(false) }),
+    )
 }
 
-pub(super) async fn pause(State(dash): State<Dashboard>, Path(queue): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn pause(
+    State(dash): State<Dashboard>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = may_act(&dash, PAUSE, &headers) {
         return r;
     }
-    let r = dash.ops.pause_queue(Request::new(pb::PauseQueueRequest { queue })).await;
+    let r = dash
+        .ops
+        .pause_queue(Request::new(pb::PauseQueueRequest { queue }))
+        .await;
     reply(r, |_| json!({ "paused": true }))
 }
 
-pub(super) async fn resume(State(dash): State<Dashboard>, Path(queue): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn resume(
+    State(dash): State<Dashboard>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = may_act(&dash, RESUME, &headers) {
         return r;
     }
-    let r = dash.ops.resume_queue(Request::new(pb::ResumeQueueRequest { queue })).await;
+    let r = dash
+        .ops
+        .resume_queue(Request::new(pb::ResumeQueueRequest { queue }))
+        .await;
     reply(r, |_| json!({ "paused": false }))
 }

@@ -66,7 +66,8 @@ impl Dashboard {
             };
         };
         let checked = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-            auth.check(method, headers, &axum::http::Extensions::new()).map(drop)
+            auth.check(method, headers, &axum::http::Extensions::new())
+                .map(drop)
         } else {
             Err(AuthError::NoToken)
         };
@@ -90,7 +91,10 @@ impl Dashboard {
 /// rebinding (a name of theirs that resolves to 127.0.0.1 makes their page same-origin with
 /// the port, but its `Host` is still their name).
 fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()) else {
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
         return false;
     };
     // Strip the port: `name:port`, `[v6]:port`.

@@ -102,7 +102,11 @@ fn table(out: &mut String, rows: &[serde_json::Value], columns: &[&str]) {
 
 async fn noscript(dash: &Dashboard) -> String {
     let mut out = String::from("<div class=\"static\">");
-    match dash.queue.cluster_status(Request::new(pb::ClusterStatusRequest {})).await {
+    match dash
+        .queue
+        .cluster_status(Request::new(pb::ClusterStatusRequest {}))
+        .await
+    {
         Ok(c) => {
             let c = cluster_json(&c.into_inner());
             let _ = write!(
@@ -121,7 +125,11 @@ async fn noscript(dash: &Dashboard) -> String {
         }
     }
     out.push_str("<h2>Queues</h2>");
-    match dash.queue.queue_stats(Request::new(pb::QueueStatsRequest {})).await {
+    match dash
+        .queue
+        .queue_stats(Request::new(pb::QueueStatsRequest {}))
+        .await
+    {
         Ok(q) => {
             let q = queues_json(&q.into_inner());
             let rows = q["queues"].as_array().cloned().unwrap_or_default();

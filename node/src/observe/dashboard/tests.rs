@@ -4,14 +4,20 @@ use flotilla_proto::v1 as pb;
 
 #[test]
 fn task_list_queries_are_read_and_checked() {
-    let req = list_request(Some("queue=emails&state=dead&name=send%20mail&limit=20&cursor=v1.9")).unwrap();
+    let req = list_request(Some(
+        "queue=emails&state=dead&name=send%20mail&limit=20&cursor=v1.9",
+    ))
+    .unwrap();
     let f = req.filter.unwrap();
     assert_eq!(f.queue, "emails");
     assert_eq!(f.name, "send mail");
     assert_eq!(f.states, vec![pb::TaskState::Dead as i32]);
     assert_eq!((req.page_size, req.cursor.as_str()), (20, "v1.9"));
     assert_eq!(list_request(None).unwrap().page_size, 0);
-    assert_eq!(list_request(Some("queue=&state=")).unwrap().filter, Some(Default::default()));
+    assert_eq!(
+        list_request(Some("queue=&state=")).unwrap().filter,
+        Some(Default::default())
+    );
     for bad in [
         "state=zombie",
         "limit=many",
@@ -38,10 +44,23 @@ fn an_open_dashboard_answers_loopback_host_names_only() {
         h.insert(axum::http::header::HOST, host.parse().unwrap());
         super::loopback_host(&h)
     };
-    for ok in ["localhost", "localhost:8080", "127.0.0.1:9", "127.1.2.3", "[::1]:80", "LOCALHOST"] {
+    for ok in [
+        "localhost",
+        "localhost:8080",
+        "127.0.0.1:9",
+        "127.1.2.3",
+        "[::1]:80",
+        "LOCALHOST",
+    ] {
         assert!(with(ok), "{ok}");
     }
-    for bad in ["evil.example:8080", "10.0.0.1:80", "localhost.evil.example", "[::2]:80", ""] {
+    for bad in [
+        "evil.example:8080",
+        "10.0.0.1:80",
+        "localhost.evil.example",
+        "[::2]:80",
+        "",
+    ] {
         assert!(!with(bad), "{bad}");
     }
     assert!(!super::loopback_host(&axum::http::HeaderMap::new()));

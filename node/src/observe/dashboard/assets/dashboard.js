@@ -118,7 +118,7 @@ function drawTasks(page) {
     const err = el("td", t.error, "error");
     err.title = t.error;
     for (const c of [idCell, el("td", t.queue), el("td", t.name), el("td", t.state, "state state-" + t.state),
-                     el("td", `${t.attempt}/${t.max_retries + 1}`, "attempt"), err, action]) tr.appendChild(c);
+                     el("td", t.attempt, "attempt"), err, action]) tr.appendChild(c);
     return tr;
   }));
   document.getElementById("tasks-more").textContent =
@@ -131,7 +131,7 @@ function drawDetail(d) {
   document.getElementById("detail-id").textContent = d.task.id;
   const fields = [
     ["name", d.task.name], ["queue", d.task.queue], ["state", d.task.state],
-    ["attempt", `${d.task.attempt} of ${d.task.max_retries + 1}`], ["failures", d.failures],
+    ["attempt", d.task.attempt], ["retries allowed", d.task.max_retries], ["failures", d.failures],
     ["lost leases", d.lost_leases], ["holder", d.holder], ["created", when(d.task.created_unix_ms)],
     ["updated", when(d.task.updated_unix_ms)], ["error", d.task.error],
     ["progress", d.task.progress === null ? "" : JSON.stringify(d.task.progress) + ` (attempt ${d.task.progress_attempt}, ${when(d.task.progress_unix_ms)})`],
