@@ -171,6 +171,12 @@ pub(super) fn start_services(
         queue: queue_api.clone(),
         ops: ops_api.clone(),
         schedules: schedule_api.clone(),
+        sessions: sessions.clone(),
+        own_pool: (config.worker_count() > 0).then(|| crate::observe::dashboard::OwnPool {
+            name: pool_name(node_id),
+            queues: config.pool_queues(),
+            workers: config.worker_count(),
+        }),
     };
     let observing =
         super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth, apis)?;

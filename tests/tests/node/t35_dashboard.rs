@@ -157,6 +157,11 @@ async fn api_checks(http: &str, id: u64) -> Result<()> {
             "{path}: {body}"
         );
     }
+    let (status, body) = http_get(http, "/api/workers", None).await?;
+    ensure!(
+        status == 200 && body.contains("\"kind\":\"pool\"") && body.contains("webhooks"),
+        "{status}: {body}"
+    );
     let retry = format!("/api/tasks/{id}/retry");
     let (status, body) = request(http, "POST", &retry, "").await?;
     ensure!(

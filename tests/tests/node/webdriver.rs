@@ -9,7 +9,6 @@ use std::process::Child;
 use std::process::Command;
 use std::process::Stdio;
 use std::time::Duration;
-use std::time::Instant;
 
 use anyhow::Context;
 use anyhow::Result;
@@ -18,6 +17,7 @@ use serde_json::Value;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -57,7 +57,8 @@ pub fn ensure_browser() -> Result<()> {
         "chromium-driver",
     ];
     // The package lists may be missing or old on a new machine: update once if needed.
-    if !apt(&install)? && !(apt(&["update"])? && apt(&install)?) {
+    let installed = apt(&install)? || apt(&["update"])? && apt(&install)?;
+    if !installed {
         bail!("apt-get install -y chromium chromium-driver failed (see its output above)");
     }
     Ok(())

@@ -39,6 +39,15 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
     json_reply(status, &json!({ "error": message }))
 }
 
+/// A refused request: its status and message (a `Response` is too large for an `Err`).
+pub(super) struct Refusal(pub(super) StatusCode, pub(super) String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
 fn json_reply(status: StatusCode, body: &Value) -> Response {
     (status, [(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
@@ -67,11 +76,11 @@ fn reply<T>(r: Result<tonic::Response<T>, tonic::Status>, body: impl FnOnce(T) -
 }
 
 /// A mutating call: POST (the router's), the dashboard header, and the method's right.
-fn may_act(dash: &Dashboard, method: &str, headers: &HeaderMap) -> Result<(), Response> {
+fn may_act(dash: &Dashboard, method: &str, headers: &HeaderMap) -> Result<(), Refusal> {
     if !headers.contains_key(ACT_HEADER) {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::FORBIDDEN,
-            &format!("a dashboard action needs the header {ACT_HEADER}"),
+            format!("a dashboard action needs the header {ACT_HEADER}"),
         ));
     }
     dash.allow(method, headers)
@@ -162,7 +171,7 @@ pub(super) fn queues_json(q: &pb::QueueStatsResponse) -> Value {
 
 pub(super) async fn cluster(State(dash): State<Dashboard>, headers: HeaderMap) -> Response {
     if let Err(r) = dash.allow(CLUSTER_STATUS, &headers) {
-        return r;
+        return r.into_response();
     }
     let r = dash
         .queue
@@ -173,7 +182,7 @@ pub(super) async fn cluster(State(dash): State<Dashboard>, headers: HeaderMap) -
 
 pub(super) async fn queues(State(dash): State<Dashboard>, headers: HeaderMap) -> Response {
     if let Err(r) = dash.allow(QUEUE_STATS, &headers) {
-        return r;
+        return r.into_response();
     }
     let r = dash
         .queue
@@ -184,7 +193,7 @@ pub(super) async fn queues(State(dash): State<Dashboard>, headers: HeaderMap) ->
 
 pub(super) async fn schedules(State(dash): State<Dashboard>, headers: HeaderMap) -> Response {
     if let Err(r) = dash.allow(LIST_SCHEDULES, &headers) {
-        return r;
+        return r.into_response();
     }
     let r = dash
         .schedules
@@ -206,6 +215,28 @@ pub(super) async fn schedules(State(dash): State<Dashboard>, headers: HeaderMap)
             .collect();
         json!({ "schedules": list })
     })
+}
+
+/// This node's pool and the remote workers connected to it. No gRPC call lists them: reading
+/// them asks the read right of `ClusterStatus`, which shows the cluster's members alike.
+pub(super) async fn workers(State(dash): State<Dashboard>, headers: HeaderMap) -> Response {
+    if let Err(r) = dash.allow(CLUSTER_STATUS, &headers) {
+        return r.into_response();
+    }
+    let own = dash
+        .workers
+        .own_pool
+        .as_ref()
+        .map(|p| json!({ "name": p.name, "queues": p.queues, "concurrency": p.workers, "kind": "pool" }));
+    let mut remote = dash.workers.sessions.workers();
+    remote.sort_by(|a, b| a.name.cmp(&b.name));
+    let all: Vec<Value> = own
+        .into_iter()
+        .chain(remote.iter().map(|w| {
+            json!({ "name": w.name, "queues": w.queues, "concurrency": w.concurrency, "kind": "remote", "tasks": w.tasks })
+        }))
+        .collect();
+    json_reply(StatusCode::OK, &json!({ "workers": all }))
 }
 
 /// The task list's query: `queue`, `state` (a name), `name`, `cursor`, `limit`.
@@ -268,7 +299,7 @@ pub(super) async fn tasks(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = dash.allow(LIST_TASKS, &headers) {
-        return r;
+        return r.into_response();
     }
     let req = match list_request(query.as_deref()) {
         Ok(req) => req,
@@ -281,9 +312,9 @@ pub(super) async fn tasks(
     })
 }
 
-fn id_of(text: &str) -> Result<u64, Response> {
+fn id_of(text: &str) -> Result<u64, Refusal> {
     text.parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, &format!("'{text}' is not a task id")))
+        .map_err(|_| Refusal(StatusCode::BAD_REQUEST, format!("'{text}' is not a task id")))
 }
 
 pub(super) async fn task(
@@ -292,11 +323,11 @@ pub(super) async fn task(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = dash.allow(DESCRIBE_TASK, &headers) {
-        return r;
+        return r.into_response();
     }
     let id = match id_of(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let r = dash
         .ops
@@ -322,11 +353,11 @@ pub(super) async fn retry(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = may_act(&dash, RETRY, &headers) {
-        return r;
+        return r.into_response();
     }
     let id = match id_of(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req = pb::RetryRequest {
         ids: vec![id],
@@ -345,7 +376,7 @@ pub(super) async fn pause(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = may_act(&dash, PAUSE, &headers) {
-        return r;
+        return r.into_response();
     }
     let r = dash
         .ops
@@ -360,7 +391,7 @@ pub(super) async fn resume(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = may_act(&dash, RESUME, &headers) {
-        return r;
+        return r.into_response();
     }
     let r = dash
         .ops

@@ -30,6 +30,7 @@ use crate::grpc::QueueApi;
 use crate::grpc::ScheduleApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::status::AuthError;
+use crate::worker::remote::Sessions;
 
 /// The header every mutating call must carry (any value).
 pub const ACT_HEADER: &str = "x-flotilla-dashboard";
@@ -49,19 +50,37 @@ pub struct Dashboard {
     pub queue: QueueApi,
     pub ops: OpsApi,
     pub schedules: ScheduleApi,
+    pub workers: Workers,
     pub access: DashAccess,
+}
+
+/// The workers this node knows: its own pool, and the remote workers whose sessions it holds
+/// (a remote worker connects to one node; the other nodes' pages list it).
+#[derive(Clone)]
+pub struct Workers {
+    pub sessions: Sessions,
+    pub own_pool: Option<OwnPool>,
+}
+
+/// This node's own worker pool, as configured.
+#[derive(Clone, Debug)]
+pub struct OwnPool {
+    pub name: String,
+    pub queues: Vec<String>,
+    pub workers: usize,
 }
 
 impl Dashboard {
     /// Whether the caller may call the gRPC `method` (its full path), by the auth layer's rule.
-    fn allow(&self, method: &str, headers: &HeaderMap) -> Result<(), Response> {
+    fn allow(&self, method: &str, headers: &HeaderMap) -> Result<(), api::Refusal> {
         let DashAccess::Token(auth) = &self.access else {
             return if loopback_host(headers) {
                 Ok(())
             } else {
-                Err(api::error(
+                Err(api::Refusal(
                     StatusCode::FORBIDDEN,
-                    "an open dashboard answers only to a loopback host name (localhost, 127.0.0.1, [::1])",
+                    "an open dashboard answers only to a loopback host name (localhost, 127.0.0.1, [::1])"
+                        .into(),
                 ))
             };
         };
@@ -76,7 +95,7 @@ impl Dashboard {
                 tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            api::error(status, &e.to_string())
+            api::Refusal(status, e.to_string())
         })
     }
 
@@ -121,6 +140,7 @@ pub fn router(dash: Dashboard) -> Router {
         .route("/api/tasks/{id}", get(api::task))
         .route("/api/tasks/{id}/retry", post(api::retry))
         .route("/api/schedules", get(api::schedules))
+        .route("/api/workers", get(api::workers))
         .fallback(not_found)
         .with_state(dash)
 }

@@ -147,6 +147,11 @@ function drawSchedules(s) {
     x.paused ? "yes" : "no", when(x.next_unix_ms), x.fired])));
 }
 
+function drawWorkers(w) {
+  fill("workers", w.workers.map(x => row([x.name, x.kind === "pool" ? "node's own pool" : "remote worker",
+                                          x.queues.join(", "), x.concurrency])));
+}
+
 function setStatus(text, bad) {
   const s = document.getElementById("status");
   s.textContent = text;
@@ -160,7 +165,10 @@ async function poll() {
   try {
     const [c, q, t] = await Promise.all([api("/api/cluster"), api("/api/queues"), api("/api/tasks?" + filters)]);
     drawCluster(c); drawQueues(q); drawTasks(t);
-    if (polls++ % 5 === 0) drawSchedules(await api("/api/schedules"));
+    if (polls++ % 5 === 0) {
+      drawSchedules(await api("/api/schedules"));
+      drawWorkers(await api("/api/workers"));
+    }
     if (selected !== null) drawDetail(await api("/api/tasks/" + selected));
     setStatus("updated " + new Date().toLocaleTimeString(), false);
   } catch (e) {
