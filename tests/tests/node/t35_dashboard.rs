@@ -192,7 +192,7 @@ async fn api_checks(http: &str, id: u64) -> Result<()> {
 async fn browser(http: &str, id: u64, healthy: &AtomicBool) -> Result<()> {
     // The browser.
     let driver = webdriver::Driver::start(free_port()?).await?;
-    let session = driver.session(1280, 1000).await?;
+    let session = driver.session(1280, 1500).await?;
     session.goto(&format!("http://{http}/")).await?;
     let state = format!("#tasks tr[data-id=\"{id}\"] td.state");
     let wait = Duration::from_secs(30);
