@@ -235,3 +235,71 @@ async fn browser(http: &str, id: u64, healthy: &AtomicBool) -> Result<()> {
     session.close().await?;
     Ok(())
 }
+
+/// With `--require-token` the dashboard asks a token of every route, and `--metrics-public`
+/// opens `/metrics` only; the page without a token says how to get in and shows no data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_require_token_the_dashboard_needs_a_token_even_with_metrics_public() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("n1");
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let _node = NodeProcess::start(
+        &data,
+        &["--http-listen", &http, "--require-token", "--metrics-public"],
+    )?;
+    let mut token = String::new();
+    for _ in 0..300 {
+        token = std::fs::read_to_string(data.join("admin.token")).unwrap_or_default();
+        if !token.trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = token.trim();
+    ensure!(!token.is_empty(), "no admin token");
+    let (status, body) = http_get(&http, "/metrics", None).await?;
+    ensure!(status == 200, "--metrics-public opens /metrics: {status} {body}");
+    for path in [
+        "/api/queues",
+        "/api/tasks",
+        "/api/cluster",
+        "/api/workers",
+        "/api/tasks/1",
+    ] {
+        let (status, body) = http_get(&http, path, None).await?;
+        ensure!(
+            status == 401 && body.contains("\"error\""),
+            "{path}: {status} {body}"
+        );
+    }
+    let (status, body) = request(
+        &http,
+        "POST",
+        "/api/queues/default/pause",
+        "x-flotilla-dashboard: 1\r\n",
+    )
+    .await?;
+    ensure!(status == 401, "{status}: {body}");
+    let (status, page) = http_get(&http, "/", None).await?;
+    ensure!(
+        status == 200 && page.contains("asks a token") && !page.contains("<h2>Queues</h2><table>"),
+        "{page}"
+    );
+    // The token is usable once its entry is applied.
+    let mut last = (0, String::new());
+    for _ in 0..100 {
+        last = http_get(&http, "/api/queues", Some(token)).await?;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(last.0 == 200 && last.1.contains("\"queues\""), "{last:?}");
+    let auth = format!("authorization: Bearer {token}\r\nx-flotilla-dashboard: 1\r\n");
+    let (status, body) = request(&http, "POST", "/api/queues/default/pause", &auth).await?;
+    ensure!(
+        status == 200 && body.contains("\"paused\":true"),
+        "{status}: {body}"
+    );
+    Ok(())
+}
