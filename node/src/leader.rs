@@ -280,7 +280,7 @@ async fn clear_lost_standing(raft: &Raft, replica: &Replica, proposer: &Proposer
             continue;
         }
         warn!(node_id = id, worker = %name, "node not answering; dropping its pool's standing capacity");
-        if let Err(e) = proposer.op(ops::ClearStanding { worker: name }).await {
+        if let Err(e) = proposer.op(ops::ClearStanding { pool: name }).await {
             warn!(error = %e, "ClearStanding not proposed");
         }
     }

@@ -24,11 +24,11 @@ use crate::queue::Change;
 use crate::queue::Command;
 use crate::queue::Grant;
 use crate::queue::LeaseRef;
+use crate::queue::PoolEffects;
 use crate::queue::QueueState;
 use crate::queue::Request;
 use crate::queue::Response;
 use crate::queue::TaskId;
-use crate::queue::WorkerEffects;
 
 /// Sender half given to [`Replica::watch_tasks`]: receives each id once it is final (possibly
 /// more than once; receivers de-duplicate).
@@ -75,7 +75,7 @@ pub struct PoolApplied {
 pub fn pool_effects(
     req: &Request,
     responses: &[Response],
-    effects: BTreeMap<String, WorkerEffects>,
+    effects: BTreeMap<String, PoolEffects>,
     wanted: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, PoolApplied> {
     let mut pools: BTreeMap<String, PoolApplied> = effects
@@ -96,18 +96,18 @@ pub fn pool_effects(
         match (cmd, response) {
             (
                 Command::Lease {
-                    worker,
+                    pool,
                     max,
                     standing_ticket: Some(ticket),
                     ..
                 },
                 Response::Leased(grants),
-            ) if grants.len() < *max as usize && wanted(worker) => {
-                let pool = pools.entry(worker.clone()).or_default();
-                pool.leases.push((*ticket, grants.clone()));
+            ) if grants.len() < *max as usize && wanted(pool) => {
+                let applied = pools.entry(pool.clone()).or_default();
+                applied.leases.push((*ticket, grants.clone()));
             }
-            (Command::ClearStanding { worker }, _) if wanted(worker) => {
-                pools.entry(worker.clone()).or_default().cleared = true;
+            (Command::ClearStanding { pool }, _) if wanted(pool) => {
+                pools.entry(pool.clone()).or_default().cleared = true;
             }
             _ => {}
         }
@@ -172,8 +172,8 @@ impl Replica {
             }
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
-            if !effects.workers.is_empty() || clears_standing(req) {
-                self.notify_pools(req, &responses, std::mem::take(&mut effects.workers));
+            if !effects.pools.is_empty() || clears_standing(req) {
+                self.notify_pools(req, &responses, std::mem::take(&mut effects.pools));
             }
             responses
         };
@@ -191,7 +191,7 @@ impl Replica {
                 now_ms: 0,
                 commands: Vec::new(),
             };
-            self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.workers));
+            self.notify_pools(&no_entry, &[], std::mem::take(&mut effects.pools));
         }
         self.notify(effects);
     }
@@ -230,7 +230,7 @@ impl Replica {
 
     /// Send each subscribed pool what this apply did for it (see [`pool_effects`]). Called
     /// under the queue's write lock (lock order: queue, then pool senders).
-    fn notify_pools(&self, req: &Request, responses: &[Response], workers: BTreeMap<String, WorkerEffects>) {
+    fn notify_pools(&self, req: &Request, responses: &[Response], workers: BTreeMap<String, PoolEffects>) {
         let mut txs = self.pool_txs.lock().unwrap_or_else(|e| e.into_inner());
         let pools = pool_effects(req, responses, workers, |pool| txs.contains_key(pool));
         for (pool, applied) in pools {

@@ -150,11 +150,11 @@ impl Request {
                             })
                             .sum::<u64>()
                 }
-                Command::Lease { worker, queues, .. } => {
-                    s(worker) + vec(queues) + queues.iter().map(|q| s(q)).sum::<u64>()
+                Command::Lease { pool, queues, .. } => {
+                    s(pool) + vec(queues) + queues.iter().map(|q| s(q)).sum::<u64>()
                 }
-                Command::Complete { worker, completions } => {
-                    s(worker)
+                Command::Complete { pool, completions } => {
+                    s(pool)
                         + vec(completions)
                         + completions
                             .iter()
@@ -166,10 +166,10 @@ impl Request {
                             })
                             .sum::<u64>()
                 }
-                Command::Heartbeat { worker, leases, .. } | Command::Release { worker, leases } => {
-                    s(worker) + vec(leases)
+                Command::Heartbeat { pool, leases, .. } | Command::Release { pool, leases } => {
+                    s(pool) + vec(leases)
                 }
-                Command::ReleaseWorker { worker } | Command::ClearStanding { worker } => s(worker),
+                Command::ReleasePool { pool } | Command::ClearStanding { pool } => s(pool),
                 Command::Cancel { ids } | Command::Retry { ids } => vec(ids),
                 Command::Revoke { ids, reason } => vec(ids) + s(reason),
                 Command::Progress { reports } => {
@@ -228,15 +228,16 @@ pub enum Command {
         #[serde(with = "shared_slice")]
         tasks: Arc<[TaskSpec]>,
     },
-    /// A worker (pool) asks for up to `max` pending tasks from `queues` (in the given order of
-    /// preference; within a queue by priority, then submit order). Each grant starts a new
+    /// A pool (a node's local pool, or a remote worker's session) asks for up to `max`
+    /// pending tasks from `queues` (in the given order of preference; within a queue by
+    /// priority, then submit order). Each grant starts a new
     /// attempt leased until `now + lease_ms`.
     Lease {
-        worker: String,
+        pool: String,
         queues: Vec<String>,
         max: u32,
         lease_ms: u64,
-        /// `Some(ticket)`: leave what was not granted as *standing capacity* of `worker`
+        /// `Some(ticket)`: leave what was not granted as *standing capacity* of `pool`
         /// (added to what it had, all of it renewed until `now + lease_ms`): tasks that become
         /// pending later are granted to it in the same apply. The ticket is only echoed in
         /// the apply effects, so the pool can tell when its own replica applied this lease.
@@ -246,25 +247,25 @@ pub enum Command {
     /// Results of attempts. A completion whose `(task, attempt)` is not the task's current
     /// lease is stale and changes nothing.
     Complete {
-        worker: String,
+        pool: String,
         completions: Vec<Completion>,
     },
     /// Extend the leases `(task, attempt)` to `now + lease_ms`. Stale ones are ignored.
     Heartbeat {
-        worker: String,
+        pool: String,
         leases: Vec<LeaseRef>,
         lease_ms: u64,
     },
-    /// Give leased tasks back without counting a failure (a draining worker that did not start
+    /// Give leased tasks back without counting a failure (a draining pool that did not start
     /// or finish them): the task is pending again. The attempt number stays used, so the next
     /// lease gets a new one and the released lease can never complete it.
-    Release { worker: String, leases: Vec<LeaseRef> },
-    /// Release every lease held by `worker`: a worker pool proposes this when it starts, since
+    Release { pool: String, leases: Vec<LeaseRef> },
+    /// Release every lease held by `pool`: a pool proposes this when it starts, since
     /// whatever an earlier run of the same pool (same name) held died with that process. The
     /// tasks are pending again without a failure counted.
-    ReleaseWorker { worker: String },
-    /// Drop `worker`'s standing capacity (a draining pool): nothing more is granted to it.
-    ClearStanding { worker: String },
+    ReleasePool { pool: String },
+    /// Drop `pool`'s standing capacity (a draining pool): nothing more is granted to it.
+    ClearStanding { pool: String },
     /// Cancel tasks that are scheduled, pending or retrying.
     Cancel { ids: Vec<TaskId> },
     /// Advance time only: expire leases, release due ETA/retry tasks, purge expired results.
@@ -502,8 +503,8 @@ pub enum Response {
     Heartbeated(Vec<bool>),
     /// Per lease: was it released.
     Released(Vec<bool>),
-    /// How many leases `ReleaseWorker` released.
-    ReleasedWorker(u64),
+    /// How many leases `ReleasePool` released.
+    ReleasedPool(u64),
     /// Whether `ClearStanding` found standing capacity to drop.
     ClearedStanding(bool),
     /// Per id: was it cancelled by this command.

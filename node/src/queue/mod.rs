@@ -26,7 +26,7 @@ pub use state::ApplyEffects;
 pub use state::Change;
 pub use state::InFormat;
 pub use state::NEWEST_SNAPSHOT_FORMAT;
+pub use state::PoolEffects;
 pub use state::QueueState;
 pub use state::QueueStateV1;
 pub use state::ReadFormat;
-pub use state::WorkerEffects;

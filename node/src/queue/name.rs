@@ -68,7 +68,7 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             Command::Complete { .. }
             | Command::Heartbeat { .. }
             | Command::Release { .. }
-            | Command::ReleaseWorker { .. }
+            | Command::ReleasePool { .. }
             | Command::ClearStanding { .. }
             | Command::Cancel { .. }
             | Command::Tick
@@ -131,7 +131,7 @@ mod tests {
             paused: true,
         };
         let lease = Command::Lease {
-            worker: "w".into(),
+            pool: "w".into(),
             queues: vec!["ok".into(), "".into()],
             max: 1,
             lease_ms: 1,

@@ -86,28 +86,28 @@ op!(
 );
 op!(
     /// [`Command::Lease`]: the tasks granted.
-    Lease { worker: String, queues: Vec<String>, max: u32, lease_ms: u64, standing_ticket: Option<u64> }
+    Lease { pool: String, queues: Vec<String>, max: u32, lease_ms: u64, standing_ticket: Option<u64> }
         => Leased(Vec<Grant>)
 );
 op!(
     /// [`Command::Complete`]: per completion, accepted or stale.
-    Complete { worker: String, completions: Vec<Completion> } => Completed(Vec<CompletionResult>)
+    Complete { pool: String, completions: Vec<Completion> } => Completed(Vec<CompletionResult>)
 );
 op!(
     /// [`Command::Heartbeat`]: per lease, whether it was extended.
-    Heartbeat { worker: String, leases: Vec<LeaseRef>, lease_ms: u64 } => Heartbeated(Vec<bool>)
+    Heartbeat { pool: String, leases: Vec<LeaseRef>, lease_ms: u64 } => Heartbeated(Vec<bool>)
 );
 op!(
     /// [`Command::Release`]: per lease, whether it was released.
-    Release { worker: String, leases: Vec<LeaseRef> } => Released(Vec<bool>)
+    Release { pool: String, leases: Vec<LeaseRef> } => Released(Vec<bool>)
 );
 op!(
-    /// [`Command::ReleaseWorker`]: how many leases were released.
-    ReleaseWorker { worker: String } => ReleasedWorker(u64)
+    /// [`Command::ReleasePool`]: how many leases were released.
+    ReleasePool { pool: String } => ReleasedPool(u64)
 );
 op!(
     /// [`Command::ClearStanding`]: whether there was standing capacity to drop.
-    ClearStanding { worker: String } => ClearedStanding(bool)
+    ClearStanding { pool: String } => ClearedStanding(bool)
 );
 op!(
     /// [`Command::Cancel`]: per id, whether this cancelled it.
@@ -258,7 +258,7 @@ mod tests {
         let grants = run(
             &mut q,
             Lease {
-                worker: w(),
+                pool: w(),
                 queues: vec![],
                 max: 1,
                 lease_ms: 10_000,
@@ -271,7 +271,7 @@ mod tests {
             run(
                 &mut q,
                 Heartbeat {
-                    worker: w(),
+                    pool: w(),
                     leases: vec![lease],
                     lease_ms: 10_000
                 }
@@ -286,7 +286,7 @@ mod tests {
         let done = run(
             &mut q,
             Complete {
-                worker: w(),
+                pool: w(),
                 completions: vec![completion],
             },
         )
@@ -296,15 +296,15 @@ mod tests {
             run(
                 &mut q,
                 Release {
-                    worker: w(),
+                    pool: w(),
                     leases: vec![lease]
                 }
             )
             .unwrap(),
             vec![false]
         );
-        assert_eq!(run(&mut q, ReleaseWorker { worker: w() }).unwrap(), 0);
-        assert!(!run(&mut q, ClearStanding { worker: w() }).unwrap());
+        assert_eq!(run(&mut q, ReleasePool { pool: w() }).unwrap(), 0);
+        assert!(!run(&mut q, ClearStanding { pool: w() }).unwrap());
         assert_eq!(
             run(
                 &mut q,

@@ -25,7 +25,7 @@
 //!   Each grant increments the task's `attempt`: attempts are never reused or decremented, they
 //!   are the fencing tokens. The lease runs until `now + lease_ms`.
 //! - **Complete.** Accepted only if the task is `Leased` with exactly that attempt; otherwise it
-//!   is `Stale` and changes nothing (the first valid completion wins). The worker name is not
+//!   is `Stale` and changes nothing (the first valid completion wins). The pool name is not
 //!   part of the fence. `Success` → `Succeeded` with the result. `Failure{retry: true}` counts a
 //!   failure (failures are counted apart from attempts); while `failures <= max_retries` the task
 //!   waits `min(backoff_ms * 2^(failures-1), MAX_BACKOFF_MS)` in `Retrying` (a `backoff_ms` of 0
@@ -45,25 +45,25 @@
 //!   [`MAX_LOST_LEASES`]-th makes the task `Dead`, so a task that keeps killing its workers
 //!   does not run forever.
 //! - **Standing capacity** (`state/standing.rs`). A `Lease` with a `standing_ticket` leaves
-//!   `max − granted` as the worker's standing capacity, added to what it had, and renews all of
+//!   `max − granted` as the pool's standing capacity, added to what it had, and renews all of
 //!   it until `now + lease_ms` (a `max` of 0 only renews). It is dropped at the start of the
 //!   first apply with `now >= expiry`, before timers fire. Whenever a task may have become
 //!   pending (after the advance; after any command that made one pending, un-paused a queue or
-//!   stood), pending tasks are granted to standing capacity one at a time: the covering worker
+//!   stood), pending tasks are granted to standing capacity one at a time: the covering pool
 //!   granted to least recently (ties: name order) takes exactly the task its own `Lease { max:
 //!   1, lease_ms }` would take then (its queues in order, priority, id), as an ordinary lease.
-//!   Such tasks are not counted in `became_pending`; the grants are reported per worker in
-//!   [`ApplyEffects::workers`]. Invariant: no standing capacity covers a pending task of an
-//!   unpaused queue. `ClearStanding` drops a worker's standing capacity; so does `ReleaseWorker`
-//!   (first, so the tasks it releases go to other workers' standing capacity, not back), and
+//!   Such tasks are not counted in `became_pending`; the grants are reported per pool in
+//!   [`ApplyEffects::pools`]. Invariant: no standing capacity covers a pending task of an
+//!   unpaused queue. `ClearStanding` drops a pool's standing capacity; so does `ReleasePool`
+//!   (first, so the tasks it releases go to other pools' standing capacity, not back), and
 //!   [`QueueState::new_term`] drops everyone's (applied for a new leader's first entry).
-//! - **ReleaseWorker** releases every lease held by the named worker (a pool that restarted
+//! - **ReleasePool** releases every lease held by the named pool (a pool that restarted
 //!   under the same name): those tasks are pending again at once, nothing counted. It scans the
 //!   timer set, which is fine for a command proposed once per pool start.
 //! - **Cancel** turns `Scheduled`/`Pending`/`Retrying` into `Cancelled`; a leased, final or
 //!   unknown task answers `false`. **Revoke** (`state/operator.rs`) cancels leased tasks too:
 //!   the lease is fenced (the task is final) and its pool is told in
-//!   [`WorkerEffects::revoked`]; the reason is the task's error. **Retry** takes a `Dead` or
+//!   [`PoolEffects::revoked`]; the reason is the task's error. **Retry** takes a `Dead` or
 //!   `Cancelled` task back to `Pending` with a fresh retry budget (failures and lost leases
 //!   reset; attempts keep counting). **PurgeQueue** cancels every scheduled, pending and retrying
 //!   task of the queue and returns how many. **PauseQueue** makes `Lease` skip the queue.
@@ -109,7 +109,7 @@
 //!   A queue disappears when it holds no task and is not paused.
 //! - `key_index.rs`: idempotency key → task, a hash table of task ids that reads the keys from
 //!   the tasks: the one randomly keyed structure, never iterated nor serialized (rebuilt on load).
-//! - `lease.rs`: the lease rules (lease, complete, heartbeat, release, release worker, expiry,
+//! - `lease.rs`: the lease rules (lease, complete, heartbeat, release, release pool, expiry,
 //!   retries), all fenced by the one lease check `(task, attempt)`.
 //! - `standing.rs`: idle pools' standing capacity and granting to it.
 //! - `tokens.rs`: API tokens (role, hash of the secret, expiry), checked by `grpc/auth.rs`.
@@ -185,7 +185,7 @@ pub use listing::TaskPage;
 pub use operator::REVOKED_ERROR;
 pub use schedule::Schedules;
 pub use seen::Change;
-pub use standing::WorkerEffects;
+pub use standing::PoolEffects;
 pub use tokens::TokenRecord;
 pub use tokens::Tokens;
 pub use v1::QueueStateV1;
@@ -202,9 +202,9 @@ pub struct ApplyEffects {
     /// Tasks that became pending (leasable) during this apply and were not granted to standing
     /// capacity in it.
     pub became_pending: u64,
-    /// Per worker name: tasks granted to its standing capacity, its ticketed leases applied,
-    /// its standing capacity after the apply. Only workers this apply touched.
-    pub workers: BTreeMap<String, WorkerEffects>,
+    /// Per pool name: tasks granted to its standing capacity, its ticketed leases applied,
+    /// its standing capacity after the apply. Only pools this apply touched.
+    pub pools: BTreeMap<String, PoolEffects>,
 }
 
 /// The whole replicated queue.
@@ -349,38 +349,35 @@ impl QueueState {
                 Response::Submitted(tasks.iter().map(|spec| self.submit(spec, effects)).collect())
             }
             Command::Lease {
-                worker,
+                pool,
                 queues,
                 max,
                 lease_ms,
                 standing_ticket,
             } => {
-                let grants = self.lease(worker, queues, *max, *lease_ms, effects);
+                let grants = self.lease(pool, queues, *max, *lease_ms, effects);
                 if let Some(ticket) = standing_ticket {
                     let granted = u32::try_from(grants.len()).unwrap_or(u32::MAX);
-                    self.stand(worker, queues, (*max, granted), *lease_ms, *ticket, effects);
+                    self.stand(pool, queues, (*max, granted), *lease_ms, *ticket, effects);
                 }
                 Response::Leased(grants)
             }
-            Command::Complete {
-                worker: _,
-                completions,
-            } => Response::Completed(completions.iter().map(|c| self.complete(c, effects)).collect()),
+            Command::Complete { pool: _, completions } => {
+                Response::Completed(completions.iter().map(|c| self.complete(c, effects)).collect())
+            }
             Command::Heartbeat {
-                worker: _,
+                pool: _,
                 leases,
                 lease_ms,
             } => Response::Heartbeated(leases.iter().map(|l| self.heartbeat(*l, *lease_ms)).collect()),
-            Command::Release { worker: _, leases } => {
+            Command::Release { pool: _, leases } => {
                 Response::Released(leases.iter().map(|l| self.release(*l, effects)).collect())
             }
-            Command::ReleaseWorker { worker } => {
-                self.clear_standing(worker, effects);
-                Response::ReleasedWorker(self.release_worker(worker, effects))
+            Command::ReleasePool { pool } => {
+                self.clear_standing(pool, effects);
+                Response::ReleasedPool(self.release_pool(pool, effects))
             }
-            Command::ClearStanding { worker } => {
-                Response::ClearedStanding(self.clear_standing(worker, effects))
-            }
+            Command::ClearStanding { pool } => Response::ClearedStanding(self.clear_standing(pool, effects)),
             Command::Cancel { ids } => {
                 Response::Cancelled(ids.iter().map(|id| self.cancel(*id, effects)).collect())
             }
@@ -466,7 +463,7 @@ impl QueueState {
             name,
             queue: self.idx.acquire_queue(queue_name(&spec.queue)),
             options: self.idx.options.acquire(&options),
-            worker: 0,
+            pool: 0,
             attempt: 0,
             failures: 0,
             // A key can't reach 4 GiB: a log entry is smaller.

@@ -37,7 +37,7 @@
 //! one run of `sim bench --nodes 3` it cost ~9% of throughput, because a follower applies after the
 //! leader's reply (a single run on a shared machine, not yet an interleaved comparison in
 //! docs/BENCHMARKS.md). A grant heard of from the replica runs only if the replica still shows it
-//! as this pool's lease (a replayed apply), never twice, and only after this run's `ReleaseWorker`
+//! as this pool's lease (a replayed apply), never twice, and only after this run's `ReleasePool`
 //! committed (grants before it belong to an earlier run).
 //!
 //! **Proposals** go through one outbox with one backoff (`core/outbox.rs`). Completions go out
@@ -366,7 +366,7 @@ impl PoolCore {
             self.pacer.round_trip(self.now.saturating_sub(sent_at));
         }
         let result = match &sent {
-            Sent::ReleaseWorker => one::<ops::ReleaseWorker>(reply).map(|released| {
+            Sent::ReleasePool => one::<ops::ReleasePool>(reply).map(|released| {
                 if released > 0 {
                     info!(pool = %self.cfg.pool, released, "released the leases of an earlier run");
                 }
@@ -515,7 +515,7 @@ impl PoolCore {
             let n = self.outbox.releases.len().min(self.cfg.max_batch.max(1));
             let batch: Vec<LeaseRef> = self.outbox.releases.drain(..n).collect();
             let op = ops::Release {
-                worker: self.cfg.pool.clone(),
+                pool: self.cfg.pool.clone(),
                 leases: batch.clone(),
             };
             self.propose(Sent::Release(batch), Proposal::Release(op));
@@ -529,7 +529,7 @@ impl PoolCore {
         let n = self.outbox.completions.len().min(self.cfg.max_batch.max(1));
         let batch: Vec<Completion> = self.outbox.completions.drain(..n).collect();
         let complete = ops::Complete {
-            worker: self.cfg.pool.clone(),
+            pool: self.cfg.pool.clone(),
             completions: batch.clone(),
         };
         match self.lease_room() {

@@ -338,7 +338,10 @@ async fn leases_never_exceed_free_capacity() {
     // 0`; lease-ahead is the core's, tested in `core/ahead_tests.rs` and its proptests).
     let recorder = Arc::new(
         RecordingBackend::new(Arc::new(local.clone())).with_check(move |cmd| {
-            if let Command::Lease { max, worker, .. } = cmd {
+            if let Command::Lease {
+                max, pool: worker, ..
+            } = cmd
+            {
                 let running = r.load(Ordering::SeqCst);
                 let standing = replica.read(|q| q.standing_capacity(worker)) as usize;
                 assert!(
@@ -556,7 +559,7 @@ async fn a_pool_with_standing_capacity_runs_a_submitted_task_without_proposing_a
 }
 
 /// A grant whose lease is no longer the pool's by the time the pool hears of it (here released
-/// later in the same entry, as a grant replayed from before a `ReleaseWorker` would be) is
+/// later in the same entry, as a grant replayed from before a `ReleasePool` would be) is
 /// dropped, not run; the task runs once, on its next lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_no_longer_held_on_the_replica_is_dropped() {
@@ -579,15 +582,15 @@ async fn a_grant_no_longer_held_on_the_replica_is_dropped() {
             Command::Submit {
                 tasks: vec![task_spec("count", "{}")].into(),
             },
-            Command::ReleaseWorker {
-                worker: "test-node".into(),
+            Command::ReleasePool {
+                pool: "test-node".into(),
             },
         ],
     });
     let Response::Submitted(s) = &responses[0] else {
         panic!("{responses:?}")
     };
-    assert_eq!(responses[1], Response::ReleasedWorker(1));
+    assert_eq!(responses[1], Response::ReleasedPool(1));
     let t = &wait_final(local.replica(), &[s[0].id]).await[0];
     assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 2), "{t:?}");
     assert_eq!(runs.load(Ordering::SeqCst), 1);

@@ -98,7 +98,7 @@ async fn commit(
     if shape.0 {
         commands.push(
             ops::Complete {
-                worker: WORKER.into(),
+                pool: WORKER.into(),
                 completions,
             }
             .command(),
@@ -107,7 +107,7 @@ async fn commit(
     if shape.1 {
         commands.push(
             ops::Release {
-                worker: WORKER.into(),
+                pool: WORKER.into(),
                 leases,
             }
             .command(),

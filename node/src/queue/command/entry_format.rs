@@ -124,7 +124,7 @@ impl Command {
             | Command::Complete { .. }
             | Command::Heartbeat { .. }
             | Command::Release { .. }
-            | Command::ReleaseWorker { .. }
+            | Command::ReleasePool { .. }
             | Command::ClearStanding { .. }
             | Command::Cancel { .. }
             | Command::Tick

@@ -5,8 +5,8 @@
 //!   ETA or retry time, its lease deadline, or the purge time of a final task.
 //! - Pending tasks instead sit in their queue's [`Pending`] set in `(Reverse(priority), id)`
 //!   order ([`QueueData::pending`]); each queue also counts its tasks per state.
-//! - Queue and worker names and task options are interned ([`Interner`]); a queue's slot lives
-//!   while it holds a task or is paused, a worker's while it holds a lease.
+//! - Queue and pool names and task options are interned ([`Interner`]); a queue's slot lives
+//!   while it holds a task or is paused, a pool's while it holds a lease.
 //!
 //! [`Index::link`] and [`Index::unlink`] add and remove one task in its current state;
 //! `set_state` is unlink, change, link, so the indexes follow every change of state.
@@ -47,8 +47,8 @@ pub(super) struct Index {
     /// A queue's refs = its tasks + 1 if paused.
     pub(super) queue_names: Interner<Box<str>>,
     pub(super) queues: Vec<QueueData>,
-    /// A worker's refs = the tasks it holds leased.
-    pub(super) workers: Interner<Box<str>>,
+    /// A pool's refs = the tasks it holds leased.
+    pub(super) pools: Interner<Box<str>>,
     /// An options slot's refs = the tasks that have those options.
     pub(super) options: Interner<TaskOptions>,
     /// `(timer_ms, id)` of every task that is not pending.
@@ -66,7 +66,7 @@ pub(super) struct Index {
 #[derive(Clone, Copy)]
 pub(super) enum To {
     Pending,
-    Leased { worker: u32, deadline: UnixMs },
+    Leased { pool: u32, deadline: UnixMs },
     Retrying { due: UnixMs },
     Final(TaskState),
 }
@@ -118,7 +118,7 @@ impl Index {
             self.timers.insert((t.timer_ms, id));
         }
         if t.state == TaskState::Leased {
-            self.workers.add_ref(t.worker);
+            self.pools.add_ref(t.pool);
             if !self.flow.is_idle() {
                 self.started(id, t);
             }
@@ -138,7 +138,7 @@ impl Index {
             self.timers.remove(&(t.timer_ms, id));
         }
         if t.state == TaskState::Leased {
-            self.workers.release(t.worker);
+            self.pools.release(t.pool);
             if !self.flow.is_idle() {
                 self.stopped(id, t);
             }
@@ -149,9 +149,9 @@ impl Index {
     pub(super) fn set_state(&mut self, id: TaskId, t: &mut Task, to: To, now: UnixMs) {
         self.unlink(id, t);
         let from = t.state;
-        (t.state, t.timer_ms, t.worker) = match to {
+        (t.state, t.timer_ms, t.pool) = match to {
             To::Pending => (TaskState::Pending, 0, 0),
-            To::Leased { worker, deadline } => (TaskState::Leased, deadline, worker),
+            To::Leased { pool, deadline } => (TaskState::Leased, deadline, pool),
             To::Retrying { due } => (TaskState::Retrying, due, 0),
             To::Final(state) => (state, now.saturating_add(self.options(t).result_ttl_ms), 0),
         };

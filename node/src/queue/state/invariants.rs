@@ -31,7 +31,7 @@ impl QueueState {
     pub(super) fn check_indexes(&self) -> Result<(), String> {
         let mut queue_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut name_refs: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut worker_refs: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut pool_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut option_refs: BTreeMap<u32, u64> = BTreeMap::new();
         let mut counts: BTreeMap<u32, [u64; STATES]> = BTreeMap::new();
         let (mut pending, mut timed, mut keyed) = (0u64, 0usize, 0usize);
@@ -77,9 +77,9 @@ impl QueueState {
                 }
             }
             if t.state == TaskState::Leased {
-                *worker_refs.entry(t.worker).or_default() += 1;
-            } else if t.worker != 0 {
-                return err("holds a worker while not leased");
+                *pool_refs.entry(t.pool).or_default() += 1;
+            } else if t.pool != 0 {
+                return err("holds a pool while not leased");
             }
             let ttl = self.idx.options(t).result_ttl_ms;
             if t.state.is_final() && t.timer_ms != t.updated_ms.saturating_add(ttl) {
@@ -131,7 +131,7 @@ impl QueueState {
         }
         self.idx.queue_names.check("queue", &queue_refs)?;
         self.task_names.check("task name", &name_refs)?;
-        self.idx.workers.check("worker", &worker_refs)?;
+        self.idx.pools.check("pool", &pool_refs)?;
         self.idx.options.check("task options", &option_refs)?;
         self.idx.check_flow(self.tasks.iter())
     }

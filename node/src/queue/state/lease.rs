@@ -1,13 +1,13 @@
 //! The lease rules: granting tasks (`Lease`), and everything that names a lease afterwards
-//! (`Complete`, `Heartbeat`, `Progress`, `Release`, `ReleaseWorker`, expiry), with the retry rules a
+//! (`Complete`, `Heartbeat`, `Progress`, `Release`, `ReleasePool`, expiry), with the retry rules a
 //! failed attempt follows.
 //!
 //! A lease is `(task, attempt)`; the attempt is the fencing token. One function says what a
 //! task's current lease is (`Task::lease`: its id and attempt while it is `Leased`), and
 //! **`Table::held` is the lease check**: a lease is honoured iff it is its task's current
 //! lease. Every command that names a lease goes through it (complete, heartbeat, release; and
-//! release_worker, which releases its worker's current leases), and so does the read a pool
-//! makes before it runs a grant ([`QueueState::holds`]). The worker name is not part of the
+//! release_pool, which releases its pool's current leases), and so does the read a pool
+//! makes before it runs a grant ([`QueueState::holds`]). The pool name is not part of the
 //! fence.
 
 use bytes::Bytes;
@@ -129,7 +129,7 @@ pub(super) fn expire(idx: &mut Index, id: TaskId, t: &mut Task, now: UnixMs, eff
 impl QueueState {
     pub(super) fn lease(
         &mut self,
-        worker: &str,
+        pool: &str,
         queues: &[String],
         max: u32,
         lease_ms: u64,
@@ -142,7 +142,7 @@ impl QueueState {
         if max == 0 {
             return grants;
         }
-        // The worker name is interned once for the whole command, held by `hold` meanwhile.
+        // The pool name is interned once for the whole command, held by `hold` meanwhile.
         let mut hold: Option<u32> = None;
         for q in self.idx.lease_order(queues) {
             while grants.len() < max {
@@ -163,9 +163,9 @@ impl QueueState {
                     effects.finished.push(id);
                     continue;
                 }
-                let worker = *hold.get_or_insert_with(|| self.idx.workers.acquire(worker));
+                let pool = *hold.get_or_insert_with(|| self.idx.pools.acquire(pool));
                 t.attempt += 1;
-                self.idx.set_state(id, t, To::Leased { worker, deadline }, now);
+                self.idx.set_state(id, t, To::Leased { pool, deadline }, now);
                 self.idx.granted(q, id, t, now);
                 grants.push(Grant {
                     lease: LeaseRef {
@@ -182,7 +182,7 @@ impl QueueState {
             }
         }
         if let Some(w) = hold {
-            self.idx.workers.release(w);
+            self.idx.pools.release(w);
         }
         grants
     }
@@ -244,17 +244,17 @@ impl QueueState {
         true
     }
 
-    pub(super) fn release_worker(&mut self, worker: &str, effects: &mut ApplyEffects) -> u64 {
-        self.leases_of(worker)
+    pub(super) fn release_pool(&mut self, pool: &str, effects: &mut ApplyEffects) -> u64 {
+        self.leases_of(pool)
             .into_iter()
             .map(|l| u64::from(self.release(l, effects)))
             .sum()
     }
 
-    /// Every current lease held by `worker`, in deadline order. Leased tasks are indexed only
+    /// Every current lease held by `pool`, in deadline order. Leased tasks are indexed only
     /// by deadline: this scans the timers (once per pool start, or a remote worker's resume).
-    pub fn leases_of(&self, worker: &str) -> Vec<LeaseRef> {
-        let Some(slot) = self.idx.workers.get(worker) else {
+    pub fn leases_of(&self, pool: &str) -> Vec<LeaseRef> {
+        let Some(slot) = self.idx.pools.get(pool) else {
             return Vec::new();
         };
         self.idx
@@ -262,22 +262,22 @@ impl QueueState {
             .iter()
             .filter_map(|(_, id)| {
                 let t = self.tasks.get(*id)?;
-                t.lease(*id).filter(|_| t.worker == slot)
+                t.lease(*id).filter(|_| t.pool == slot)
             })
             .collect()
     }
 
-    /// The current lease of a task: `(lease, worker, deadline)`, if it is leased.
+    /// The current lease of a task: `(lease, pool, deadline)`, if it is leased.
     pub fn current_lease(&self, id: TaskId) -> Option<(LeaseRef, &str, UnixMs)> {
         let t = self.tasks.get(id)?;
-        Some((t.lease(id)?, self.idx.workers.name(t.worker), t.timer_ms))
+        Some((t.lease(id)?, self.idx.pools.name(t.pool), t.timer_ms))
     }
 
-    /// Whether `lease` is the current lease of its task, held by `worker`: what a pool checks
+    /// Whether `lease` is the current lease of its task, held by `pool`: what a pool checks
     /// on its own replica before it runs a grant.
-    pub fn holds(&self, worker: &str, lease: LeaseRef) -> bool {
+    pub fn holds(&self, pool: &str, lease: LeaseRef) -> bool {
         self.tasks
             .held(lease)
-            .is_some_and(|t| self.idx.workers.name(t.worker) == worker)
+            .is_some_and(|t| self.idx.pools.name(t.pool) == pool)
     }
 }

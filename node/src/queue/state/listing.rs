@@ -130,7 +130,7 @@ impl QueueState {
             priority: t.priority,
             failures: t.failures,
             lost_leases: t.lost_leases,
-            holder: t.lease(id).map(|_| self.idx.workers.name(t.worker).to_owned()),
+            holder: t.lease(id).map(|_| self.idx.pools.name(t.pool).to_owned()),
             timer_ms: (t.state != TaskState::Pending).then_some(t.timer_ms),
             args: Bytes::copy_from_slice(t.args()),
             idempotency_key: t

@@ -15,7 +15,7 @@
 //!   `Leased` task: it becomes `Cancelled` at once, which ends its lease (every later
 //!   `Complete`, `Heartbeat`, `Progress` or `Release` of that attempt is stale: the one lease
 //!   check of `lease.rs`), with the reason as its error. The apply reports the lease in its
-//!   pool's [`WorkerEffects::revoked`](super::WorkerEffects), so the pool on the node that holds
+//!   pool's [`PoolEffects::revoked`](super::PoolEffects), so the pool on the node that holds
 //!   it aborts the run (a local handler is cancelled, a remote worker is sent `Abort`). The
 //!   command is in the log, so a replica that restarts and replays it ends the task the same
 //!   way; a pool that missed the effect (it was restarting) loses the lease anyway: its next
@@ -63,13 +63,13 @@ impl QueueState {
             // The deliberate bug (for the simulator to catch): the running task is left be.
             return Revoked::Terminated;
         }
-        let holder = self.idx.workers.name(t.worker).to_owned();
+        let holder = self.idx.pools.name(t.pool).to_owned();
         let error = if reason.is_empty() { REVOKED_ERROR } else { reason };
         t.set_output(Output::Error(error.into()));
         self.idx.set_state(id, t, To::Final(TaskState::Cancelled), now);
         effects.finished.push(id);
         if let Some(lease) = lease {
-            effects.worker(&holder).revoked.push(lease);
+            effects.pool(&holder).revoked.push(lease);
         }
         outcome
     }

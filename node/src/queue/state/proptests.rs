@@ -41,7 +41,7 @@ enum Op {
     Complete(Vec<(LeaseSel, Outcome)>),
     Heartbeat(Vec<LeaseSel>, u64),
     Release(Vec<LeaseSel>),
-    ReleaseWorker(&'static str),
+    ReleasePool(&'static str),
     AllocateNodeId,
     Cancel(Vec<IdSel>),
     Tick,
@@ -173,7 +173,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => prop::collection::vec((lease_sel(), outcome()), 0..4).prop_map(Op::Complete),
         2 => (prop::collection::vec(lease_sel(), 0..3), big_u64(0..400)).prop_map(|(l, ms)| Op::Heartbeat(l, ms)),
         1 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Release),
-        1 => prop::sample::select(vec!["w1", "w2", "w3", "nobody"]).prop_map(Op::ReleaseWorker),
+        1 => prop::sample::select(vec!["w1", "w2", "w3", "nobody"]).prop_map(Op::ReleasePool),
         1 => Just(Op::AllocateNodeId),
         1 => prop::collection::vec(
             prop_oneof![(0usize..10).prop_map(IdSel::Existing), (0u64..30).prop_map(IdSel::Raw)],
@@ -271,17 +271,15 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 lease_ms,
                 standing_ticket,
             } => Command::Lease {
-                worker: worker.to_string(),
+                pool: worker.to_string(),
                 queues: queues.iter().map(|q| q.to_string()).collect(),
                 max: *max,
                 lease_ms: *lease_ms,
                 standing_ticket: *standing_ticket,
             },
-            Op::ClearStanding(w) => Command::ClearStanding {
-                worker: w.to_string(),
-            },
+            Op::ClearStanding(w) => Command::ClearStanding { pool: w.to_string() },
             Op::Complete(c) => Command::Complete {
-                worker: "w1".into(),
+                pool: "w1".into(),
                 completions: c
                     .iter()
                     .map(|(l, o)| Completion {
@@ -301,16 +299,14 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                     .collect(),
             },
             Op::Heartbeat(l, ms) => Command::Heartbeat {
-                worker: "w1".into(),
+                pool: "w1".into(),
                 leases: l.iter().map(&lease).collect(),
                 lease_ms: *ms,
             },
             Op::AllocateNodeId => Command::AllocateNodeId,
-            Op::ReleaseWorker(w) => Command::ReleaseWorker {
-                worker: w.to_string(),
-            },
+            Op::ReleasePool(w) => Command::ReleasePool { pool: w.to_string() },
             Op::Release(l) => Command::Release {
-                worker: "w1".into(),
+                pool: "w1".into(),
                 leases: l.iter().map(&lease).collect(),
             },
             Op::Cancel(sel) => Command::Cancel { ids: pick(sel) },
@@ -358,7 +354,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::Cancel { ids }, Response::Cancelled(b)) => b.len() == ids.len(),
         (Command::Retry { ids }, Response::Retried(b)) => b.len() == ids.len(),
         (Command::Revoke { ids, .. }, Response::Revoked(o)) => o.len() == ids.len(),
-        (Command::ReleaseWorker { .. }, Response::ReleasedWorker(_)) => true,
+        (Command::ReleasePool { .. }, Response::ReleasedPool(_)) => true,
         (Command::ClearStanding { .. }, Response::ClearedStanding(_)) => true,
         (Command::AllocateNodeId, Response::NodeId(_)) => true,
         (Command::Tick, Response::Ticked) | (Command::PauseQueue { .. }, Response::Paused) => true,
@@ -516,7 +512,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     .map(|l| item(&mut s, |s| current(s, *l), |s| s.release(*l, &mut fx)))
                     .collect(),
             ),
-            Command::ReleaseWorker { worker } => {
+            Command::ReleasePool { pool: worker } => {
                 let held: Vec<(TaskId, Task)> = s
                     .tasks
                     .iter()
@@ -524,7 +520,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     .map(|(id, t)| (id, t.clone()))
                     .collect();
                 let r = s.apply_command(cmd, &mut fx);
-                assert_eq!(r, Response::ReleasedWorker(held.len() as u64));
+                assert_eq!(r, Response::ReleasedPool(held.len() as u64));
                 for (id, t) in held {
                     let after = &s.tasks[&id];
                     assert_eq!(after.state, TaskState::Pending, "released task {id}");
@@ -536,7 +532,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                 assert_eq!(
                     s.standing_capacity(worker),
                     0,
-                    "ReleaseWorker leaves standing capacity"
+                    "ReleasePool leaves standing capacity"
                 );
                 s.check_indexes().unwrap();
                 r
@@ -587,7 +583,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                             match &held {
                                 Some((lease, worker)) => {
                                     assert_eq!(outcome, Revoked::Terminated);
-                                    assert!(fx.workers[worker].revoked.contains(lease), "holder not told");
+                                    assert!(fx.pools[worker].revoked.contains(lease), "holder not told");
                                 }
                                 None => assert_eq!(outcome, Revoked::Cancelled),
                             }
@@ -597,7 +593,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
                     .collect(),
             ),
             Command::Lease {
-                worker,
+                pool: worker,
                 max,
                 standing_ticket,
                 ..
@@ -711,7 +707,7 @@ fn apply_stepwise(before: &QueueState, req: &Request) -> (QueueState, Vec<Respon
 }
 
 fn grant_count(fx: &ApplyEffects) -> usize {
-    fx.workers.values().map(|w| w.grants.len()).sum()
+    fx.pools.values().map(|w| w.grants.len()).sum()
 }
 
 /// The grant pass after an advance, checked like the one after each command.
@@ -726,9 +722,9 @@ fn checked_grant_pass(s: &mut QueueState, fx: &mut ApplyEffects) {
 /// a deadline `now + lease_ms` in the future of the apply, and each worker's reported standing
 /// capacity is what the state holds.
 fn check_grants(s: &QueueState, fx: &ApplyEffects, _before: usize) {
-    for (worker, w) in &fx.workers {
+    for (worker, w) in &fx.pools {
         for g in &w.grants {
-            // Released later in the same entry (`ReleaseWorker`) is the only way to lose it.
+            // Released later in the same entry (`ReleasePool`) is the only way to lose it.
             if let Some((lease, holder, _)) = s.current_lease(g.lease.task)
                 && lease == g.lease
             {

@@ -140,7 +140,7 @@ mod tests {
             ]
         );
         let lease = Command::Lease {
-            worker: "w".into(),
+            pool: "w".into(),
             queues: vec!["q1".into()],
             max: 1,
             lease_ms: 1_000,
@@ -157,7 +157,7 @@ mod tests {
         };
         assert_eq!(drained(&mut q), vec![("q1".to_string(), vec![leased])]);
         let complete = Command::Complete {
-            worker: "w".into(),
+            pool: "w".into(),
             completions: vec![Completion {
                 lease: grants[0].lease,
                 outcome: Outcome::Success(Default::default()),

@@ -1,19 +1,19 @@
-//! Standing capacity: what an idle worker pool asked for and did not get, kept in the state
+//! Standing capacity: what an idle pool asked for and did not get, kept in the state
 //! machine so that a task becoming pending later is granted to it in the same apply, with no
 //! `Lease` entry of its own on the task's path.
 //!
 //! A `Lease` carrying a `standing_ticket` leaves `max − granted` as standing capacity of its
-//! worker, **added** to what the worker already stood for, and renews all of it: the worker's
+//! pool, **added** to what the pool already stood for, and renews all of it: the pool's
 //! standing capacity expires at `now + lease_ms` of its last ticketed `Lease` (a `max` of 0
 //! renews without adding). Whenever tasks may have become pending (a command that made any
 //! task pending, an un-pause, a ticketed lease, due timers) the machine grants pending tasks to
-//! standing capacity one at a time: the worker whose capacity covers a queue with a pending
-//! task and was granted to least recently (ties by worker name) takes the task its own `Lease
+//! standing capacity one at a time: the pool whose capacity covers a queue with a pending
+//! task and was granted to least recently (ties by pool name) takes the task its own `Lease
 //! { max: 1 }` would take at that moment (its queues in its order, then priority, then id), as
 //! an ordinary lease of `lease_ms`. So grants rotate over pools (round robin, deterministic),
-//! and queue order and priority are exactly those of `Lease`. `ReleaseWorker` and
-//! `ClearStanding` drop a worker's standing capacity. A worker learns of its grants from
-//! [`ApplyEffects::workers`](super::ApplyEffects), on its own replica.
+//! and queue order and priority are exactly those of `Lease`. `ReleasePool` and
+//! `ClearStanding` drop a pool's standing capacity. A pool learns of its grants from
+//! [`ApplyEffects::pools`](super::ApplyEffects), on its own replica.
 
 use std::collections::BTreeMap;
 
@@ -26,12 +26,12 @@ use super::queue_name;
 use crate::queue::command::Grant;
 use crate::queue::command::UnixMs;
 
-/// Every worker's standing capacity, by worker name.
+/// Every pool's standing capacity, by pool name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Standing {
-    /// Only workers with `n > 0`.
+    /// Only pools with `n > 0`.
     pub(super) offers: BTreeMap<Box<str>, Offer>,
-    /// Round robin: each grant gives its worker the next turn number; the lowest turn goes first.
+    /// Round robin: each grant gives its pool the next turn number; the lowest turn goes first.
     next_turn: u64,
 }
 
@@ -46,9 +46,9 @@ pub(super) struct Offer {
     pub(super) turn: u64,
 }
 
-/// What one apply did to one worker's leases and standing capacity, for that worker's pool.
+/// What one apply did to one pool's leases and standing capacity, for that pool's pool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkerEffects {
+pub struct PoolEffects {
     /// Tasks granted to its standing capacity, in order: run them (after checking the lease is
     /// still current on this replica).
     pub grants: Vec<Grant>,
@@ -63,11 +63,11 @@ pub struct WorkerEffects {
 }
 
 impl ApplyEffects {
-    pub(super) fn worker(&mut self, worker: &str) -> &mut WorkerEffects {
-        if !self.workers.contains_key(worker) {
-            self.workers.insert(worker.to_owned(), WorkerEffects::default());
+    pub(super) fn pool(&mut self, pool: &str) -> &mut PoolEffects {
+        if !self.pools.contains_key(pool) {
+            self.pools.insert(pool.to_owned(), PoolEffects::default());
         }
-        self.workers.get_mut(worker).expect("inserted above")
+        self.pools.get_mut(pool).expect("inserted above")
     }
 }
 
@@ -76,18 +76,18 @@ impl Standing {
         self.offers.is_empty()
     }
 
-    /// A worker's standing capacity.
-    pub(super) fn of(&self, worker: &str) -> u32 {
-        self.offers.get(worker).map_or(0, |o| o.n)
+    /// A pool's standing capacity.
+    pub(super) fn of(&self, pool: &str) -> u32 {
+        self.offers.get(pool).map_or(0, |o| o.n)
     }
 }
 
 impl QueueState {
-    /// After a ticketed `Lease` of `worker` that granted `granted` of `max`: add the rest to its
-    /// standing capacity and renew it, then report to the worker.
+    /// After a ticketed `Lease` of `pool` that granted `granted` of `max`: add the rest to its
+    /// standing capacity and renew it, then report to the pool.
     pub(super) fn stand(
         &mut self,
-        worker: &str,
+        pool: &str,
         queues: &[String],
         (max, granted): (u32, u32),
         lease_ms: u64,
@@ -97,7 +97,7 @@ impl QueueState {
         let add = max.saturating_sub(granted);
         let expires_ms = self.now_ms.saturating_add(lease_ms);
         let queues: Vec<Box<str>> = queues.iter().map(|q| q.as_str().into()).collect();
-        let n = match self.standing.offers.get_mut(worker) {
+        let n = match self.standing.offers.get_mut(pool) {
             Some(o) => {
                 o.n = o.n.saturating_add(add);
                 (o.queues, o.lease_ms, o.expires_ms) = (queues, lease_ms, expires_ms);
@@ -111,7 +111,7 @@ impl QueueState {
                     expires_ms,
                     turn: 0,
                 };
-                self.standing.offers.insert(worker.into(), offer);
+                self.standing.offers.insert(pool.into(), offer);
                 add
             }
             None => 0,
@@ -119,29 +119,29 @@ impl QueueState {
         // A filled lease leaves nothing: its reply alone settles it, so the pool needs no
         // event (none on the busy path, where every lease is full).
         if add > 0 {
-            let e = effects.worker(worker);
+            let e = effects.pool(pool);
             e.leases.push((ticket, granted));
             e.standing = Some(n);
         }
     }
 
-    /// Drop `worker`'s standing capacity (`ReleaseWorker`, `ClearStanding`).
-    pub(super) fn clear_standing(&mut self, worker: &str, effects: &mut ApplyEffects) -> bool {
-        let had = self.standing.offers.remove(worker).is_some();
+    /// Drop `pool`'s standing capacity (`ReleasePool`, `ClearStanding`).
+    pub(super) fn clear_standing(&mut self, pool: &str, effects: &mut ApplyEffects) -> bool {
+        let had = self.standing.offers.remove(pool).is_some();
         if had {
-            effects.worker(worker).standing = Some(0);
+            effects.pool(pool).standing = Some(0);
         }
         had
     }
 
-    /// A new leader's first entry (openraft's blank entry) drops every worker's standing
+    /// A new leader's first entry (openraft's blank entry) drops every pool's standing
     /// capacity: the old leader may be dead, and the new one cannot know yet which pools are,
     /// so none is trusted until it leases again (a pool whose `Lease` is not filled stands
     /// again). Without this, the first tasks after a leader crash were granted to the dead
     /// leader's pool and waited out a whole lease.
     pub fn new_term(&mut self, effects: &mut ApplyEffects) {
-        let workers: Vec<Box<str>> = self.standing.offers.keys().cloned().collect();
-        for w in workers {
+        let pools: Vec<Box<str>> = self.standing.offers.keys().cloned().collect();
+        for w in pools {
             self.clear_standing(&w, effects);
         }
     }
@@ -197,17 +197,17 @@ impl QueueState {
                 .filter(|(_, o)| self.covers_pending(&o.queues))
                 .min_by_key(|(w, o)| (o.turn, *w))
                 .map(|(w, o)| (w.clone(), o.queues.clone(), o.lease_ms));
-            let Some((worker, queues, lease_ms)) = next else {
+            let Some((pool, queues, lease_ms)) = next else {
                 return;
             };
             let queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
             // Takes one task, or ends tasks whose attempts are exhausted until it can.
-            let Some(grant) = self.lease(&worker, &queues, 1, lease_ms, effects).pop() else {
+            let Some(grant) = self.lease(&pool, &queues, 1, lease_ms, effects).pop() else {
                 continue;
             };
             self.standing.next_turn = self.standing.next_turn.saturating_add(1);
             let turn = self.standing.next_turn;
-            let n = match self.standing.offers.get_mut(&worker) {
+            let n = match self.standing.offers.get_mut(&pool) {
                 Some(o) => {
                     o.n = o.n.saturating_sub(1);
                     o.turn = turn;
@@ -216,19 +216,19 @@ impl QueueState {
                 None => 0,
             };
             if n == 0 {
-                self.standing.offers.remove(&worker);
+                self.standing.offers.remove(&pool);
             }
             // Granted, so not left for idle pools to lease.
             effects.became_pending = effects.became_pending.saturating_sub(1);
-            let e = effects.worker(&worker);
+            let e = effects.pool(&pool);
             e.grants.push(grant);
             e.standing = Some(n);
         }
     }
 
-    /// Standing capacity of `worker` on this replica.
-    pub fn standing_capacity(&self, worker: &str) -> u32 {
-        self.standing.of(worker)
+    /// Standing capacity of `pool` on this replica.
+    pub fn standing_capacity(&self, pool: &str) -> u32 {
+        self.standing.of(pool)
     }
 
     /// The invariants of standing capacity: every offer is positive, and covers no pending task
@@ -236,16 +236,16 @@ impl QueueState {
     pub(super) fn check_standing(&self) -> Result<(), String> {
         for (w, o) in &self.standing.offers {
             if o.n == 0 {
-                return Err(format!("worker {w} stands for 0 tasks"));
+                return Err(format!("pool {w} stands for 0 tasks"));
             }
             if self.covers_pending(&o.queues) {
                 return Err(format!(
-                    "worker {w} stands for {} tasks of {:?} while one is pending",
+                    "pool {w} stands for {} tasks of {:?} while one is pending",
                     o.n, o.queues
                 ));
             }
             if o.turn > self.standing.next_turn {
-                return Err(format!("worker {w} has turn {} from the future", o.turn));
+                return Err(format!("pool {w} has turn {} from the future", o.turn));
             }
         }
         Ok(())

@@ -31,8 +31,8 @@ pub(crate) struct Task {
     pub(super) queue: u32,
     /// [`TaskOptions`] slot in `Index::options`.
     pub(super) options: u32,
-    /// Worker slot while leased, 0 otherwise.
-    pub(super) worker: u32,
+    /// The holding pool's slot in `Index::pools` while leased, 0 otherwise.
+    pub(super) pool: u32,
     pub(super) attempt: u32,
     pub(super) failures: u32,
     /// 0 unless `keyed`.

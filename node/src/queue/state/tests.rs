@@ -101,7 +101,7 @@ impl H {
     fn lease_from(&mut self, now: UnixMs, queues: &[&str], max: u32, lease_ms: u64) -> Vec<Grant> {
         let queues = queues.iter().map(|q| q.to_string()).collect();
         let cmd = Command::Lease {
-            worker: "w1".into(),
+            pool: "w1".into(),
             queues,
             max,
             lease_ms,
@@ -122,7 +122,7 @@ impl H {
 
     fn complete(&mut self, now: UnixMs, lease: LeaseRef, outcome: Outcome) -> CompletionResult {
         let cmd = Command::Complete {
-            worker: "w1".into(),
+            pool: "w1".into(),
             completions: vec![Completion { lease, outcome }],
         };
         match self.apply(now, vec![cmd]).0.remove(0) {
@@ -133,7 +133,7 @@ impl H {
 
     fn heartbeat(&mut self, now: UnixMs, lease: LeaseRef, lease_ms: u64) -> bool {
         let cmd = Command::Heartbeat {
-            worker: "w1".into(),
+            pool: "w1".into(),
             leases: vec![lease],
             lease_ms,
         };
@@ -145,7 +145,7 @@ impl H {
 
     fn release(&mut self, now: UnixMs, lease: LeaseRef) -> (bool, ApplyEffects) {
         let cmd = Command::Release {
-            worker: "w1".into(),
+            pool: "w1".into(),
             leases: vec![lease],
         };
         let (mut r, fx) = self.apply(now, vec![cmd]);
@@ -245,7 +245,7 @@ fn submit_lease_complete_success() {
     assert_eq!(h.s.next_deadline_ms(), Some(30_200));
 
     let cmd = Command::Complete {
-        worker: "w1".into(),
+        pool: "w1".into(),
         completions: vec![Completion {
             lease: lr(1, 1),
             outcome: ok(b"42"),
@@ -512,7 +512,7 @@ fn effects_report_finished_and_became_pending() {
                 tasks: vec![scheduled, spec("p")].into(),
             },
             Command::Complete {
-                worker: "w".into(),
+                pool: "w".into(),
                 completions: vec![
                     Completion {
                         lease: l[0],
@@ -562,23 +562,23 @@ fn responses_match_commands_one_to_one() {
             tasks: Vec::new().into(),
         },
         Command::Lease {
-            worker: "w".into(),
+            pool: "w".into(),
             queues: vec![],
             max: 3,
             lease_ms: 1,
             standing_ticket: None,
         },
         Command::Complete {
-            worker: "w".into(),
+            pool: "w".into(),
             completions: vec![],
         },
         Command::Heartbeat {
-            worker: "w".into(),
+            pool: "w".into(),
             leases: vec![lr(1, 1)],
             lease_ms: 1,
         },
         Command::Release {
-            worker: "w".into(),
+            pool: "w".into(),
             leases: vec![lr(1, 1), lr(2, 2)],
         },
         Command::Cancel { ids: vec![] },

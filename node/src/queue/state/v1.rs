@@ -54,7 +54,7 @@ struct TaskV1 {
     result_ttl_ms: u64,
     name: u32,
     queue: u32,
-    worker: u32,
+    pool: u32,
     attempt: u32,
     failures: u32,
     max_retries: u32,
@@ -88,7 +88,7 @@ struct QueueDataV1 {
 struct IndexV1 {
     queue_names: Interner<Box<str>>,
     queues: Vec<QueueDataV1>,
-    workers: Interner<Box<str>>,
+    pools: Interner<Box<str>>,
     timers: BTreeSet<(UnixMs, TaskId)>,
 }
 
@@ -123,7 +123,7 @@ impl TryFrom<QueueStateV1> for QueueState {
                 name: t.name,
                 queue: t.queue,
                 options: options.acquire(&opts),
-                worker: t.worker,
+                pool: t.pool,
                 attempt: t.attempt,
                 failures: t.failures,
                 key_len: u32::try_from(key_bytes.len()).map_err(|_| format!("task {id}: key too long"))?,
@@ -163,7 +163,7 @@ impl TryFrom<QueueStateV1> for QueueState {
             idx: Index {
                 queue_names: old.idx.queue_names,
                 queues,
-                workers: old.idx.workers,
+                pools: old.idx.pools,
                 options,
                 timers: old.idx.timers,
                 seen: Default::default(),
@@ -214,7 +214,7 @@ pub(crate) fn downgrade(s: &QueueState) -> QueueStateV1 {
                 result_ttl_ms: opts.result_ttl_ms,
                 name: t.name,
                 queue: t.queue,
-                worker: t.worker,
+                pool: t.pool,
                 attempt: t.attempt,
                 failures: t.failures,
                 max_retries: opts.max_retries,
@@ -248,7 +248,7 @@ pub(crate) fn downgrade(s: &QueueState) -> QueueStateV1 {
                     paused: d.paused,
                 })
                 .collect(),
-            workers: s.idx.workers.clone(),
+            pools: s.idx.pools.clone(),
             timers: s.idx.timers.clone(),
         },
         next_node_id: s.next_node_id,

@@ -246,14 +246,14 @@ pub(crate) fn fixture_entries_v4() -> Vec<EntryOf<TypeConfig>> {
                 .into(),
             },
             Command::Lease {
-                worker: pool3.clone(),
+                pool: pool3.clone(),
                 queues: vec!["mail".into()],
                 max: 1,
                 lease_ms: 30_000,
                 standing_ticket: None,
             },
             Command::Complete {
-                worker: pool3,
+                pool: pool3,
                 completions: vec![Completion {
                     lease: lease(7, 1),
                     outcome: Outcome::RetryAfter {
@@ -403,7 +403,7 @@ pub(crate) fn fixture_entries_v7() -> Vec<EntryOf<TypeConfig>> {
                 tasks: vec![keyed("tenant-a"), keyed("tenant-a"), keyed("tenant-b")].into(),
             },
             Command::Lease {
-                worker: "pool-9".into(),
+                pool: "pool-9".into(),
                 queues: vec!["limited".into()],
                 max: 5,
                 lease_ms: 30_000,
@@ -528,7 +528,7 @@ pub(crate) fn fixture_entries() -> Vec<EntryOf<TypeConfig>> {
             4,
             T0 + 10,
             vec![Command::Lease {
-                worker: pool1.clone(),
+                pool: pool1.clone(),
                 queues: vec!["default".into(), "other".into()],
                 max: 2,
                 lease_ms,
@@ -541,12 +541,12 @@ pub(crate) fn fixture_entries() -> Vec<EntryOf<TypeConfig>> {
             T0 + 20,
             vec![
                 Command::Heartbeat {
-                    worker: pool1.clone(),
+                    pool: pool1.clone(),
                     leases: vec![lease(1, 1)],
                     lease_ms,
                 },
                 Command::Complete {
-                    worker: pool1.clone(),
+                    pool: pool1.clone(),
                     completions: vec![
                         Completion {
                             lease: lease(1, 1),
@@ -572,14 +572,14 @@ pub(crate) fn fixture_entries() -> Vec<EntryOf<TypeConfig>> {
                     tasks: vec![spec("email.send", "", r#"{"to":"b@example.com"}"#)].into(),
                 },
                 Command::Lease {
-                    worker: pool2.clone(),
+                    pool: pool2.clone(),
                     queues: vec!["default".into()],
                     max: 4,
                     lease_ms,
                     standing_ticket: Some(7),
                 },
                 Command::Release {
-                    worker: pool2.clone(),
+                    pool: pool2.clone(),
                     leases: vec![lease(5, 1)],
                 },
             ],
@@ -608,8 +608,8 @@ pub(crate) fn fixture_entries() -> Vec<EntryOf<TypeConfig>> {
             8,
             T0 + 3_000,
             vec![
-                Command::ReleaseWorker { worker: pool1 },
-                Command::ClearStanding { worker: pool2 },
+                Command::ReleasePool { pool: pool1 },
+                Command::ClearStanding { pool: pool2 },
                 Command::PauseQueue {
                     queue: "other".into(),
                     paused: false,

@@ -269,7 +269,7 @@ fn when_the_allowance_falls_the_pool_stands_for_less() {
 
 #[test]
 fn grants_a_lagging_replica_replays_from_an_earlier_run_are_dropped_after_recovery() {
-    // The `ReleaseWorker` was answered, but the replica still applies the entries before it:
+    // The `ReleasePool` was answered, but the replica still applies the entries before it:
     // a grant to the earlier run's standing capacity comes now (`sim dst --seed 4`).
     let mut p = Pool::recovered(config(2));
     let (token, _, ticket) = p.lease();

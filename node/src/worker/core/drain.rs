@@ -99,7 +99,7 @@ impl PoolCore {
         let sent = d.clear_committed || self.outbox.clearing();
         if must_clear && !sent && !d.flush_expired && !leasing && self.outbox.may_send() {
             let op = ops::ClearStanding {
-                worker: self.cfg.pool.clone(),
+                pool: self.cfg.pool.clone(),
             };
             self.propose(Sent::ClearStanding, Proposal::ClearStanding(op));
         }

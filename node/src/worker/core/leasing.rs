@@ -27,7 +27,7 @@ impl PoolCore {
                     self.standing = n as usize;
                 }
                 // The replica applies in log order, and this run leases only after its
-                // `ReleaseWorker` committed: once it shows one of this run's leases, every
+                // `ReleasePool` committed: once it shows one of this run's leases, every
                 // grant it reports later is this run's.
                 if fx.leases.iter().any(|(t, _)| *t >= self.cfg.first_ticket) {
                     self.replica_caught_up = true;
@@ -49,7 +49,7 @@ impl PoolCore {
                     self.take_grants(fx.grants, held, false, None);
                 } else if !fx.grants.is_empty() {
                     // Applied before this run's first lease: an earlier run's standing capacity
-                    // (a lagging replica replaying it after this run's `ReleaseWorker` was
+                    // (a lagging replica replaying it after this run's `ReleasePool` was
                     // answered; `sim dst --seed 4`, no_late_start). That release gives them back.
                     debug!(
                         count = fx.grants.len(),
@@ -141,7 +141,7 @@ impl PoolCore {
         self.leased_since_tick = true;
         let ticket = self.tickets.open(max as usize, self.now);
         let op = ops::Lease {
-            worker: self.cfg.pool.clone(),
+            pool: self.cfg.pool.clone(),
             queues: self.cfg.queues.clone(),
             max,
             lease_ms: self.cfg.lease_ms,
@@ -181,7 +181,7 @@ impl PoolCore {
         // Stand again once the replica shows the clear.
         self.work_hint = true;
         let clear = ops::ClearStanding {
-            worker: self.cfg.pool.clone(),
+            pool: self.cfg.pool.clone(),
         };
         self.restanding = true;
         self.propose(
@@ -216,7 +216,7 @@ impl PoolCore {
             return;
         }
         if !self.recovered {
-            // An earlier run's (replayed): this run's `ReleaseWorker` gives them back.
+            // An earlier run's (replayed): this run's `ReleasePool` gives them back.
             debug!(count = grants.len(), "dropped grants from before this run");
             return;
         }

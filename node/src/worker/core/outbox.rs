@@ -2,7 +2,7 @@
 //! one [`Backoff`] that paces retries of all of them.
 //!
 //! Completions and releases queue here until proposed; a proposal that fails puts its items
-//! back in front, and the `ReleaseWorker` (or `Resume`), `Lease` or `ClearStanding` it carried is owed
+//! back in front, and the `ReleasePool` (or `Resume`), `Lease` or `ClearStanding` it carried is owed
 //! again (the core proposes those from its state: not recovered, work hinted, drain not
 //! cleared). One failure holds every retried proposal until one timer fires, then all that is
 //! owed goes out again; a success resets the delay. Heartbeats are not retried (the next tick
@@ -31,8 +31,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Proposal {
     /// Release whatever an earlier run of this pool still holds (proposed first, once).
-    ReleaseWorker(ops::ReleaseWorker),
-    /// Instead of `ReleaseWorker`, for a remote worker that resumes leases after its node
+    ReleasePool(ops::ReleasePool),
+    /// Instead of `ReleasePool`, for a remote worker that resumes leases after its node
     /// failed: drop its standing capacity and release the leases it does not keep.
     Resume(ops::ClearStanding, ops::Release),
     Lease(ops::Lease),
@@ -50,7 +50,7 @@ impl Proposal {
     /// The commands of its entry, in order.
     pub fn into_commands(self) -> Vec<Command> {
         match self {
-            Proposal::ReleaseWorker(op) => vec![op.command()],
+            Proposal::ReleasePool(op) => vec![op.command()],
             Proposal::Resume(clear, release) => vec![clear.command(), release.command()],
             Proposal::Lease(op) => vec![op.command()],
             Proposal::ClearAndLease(clear, lease) => vec![clear.command(), lease.command()],
@@ -67,7 +67,7 @@ impl Proposal {
 /// fails, to owe its items again.
 #[derive(Debug)]
 pub(super) enum Sent {
-    ReleaseWorker,
+    ReleasePool,
     Resume,
     Lease { ticket: u64 },
     ClearAndLease { ticket: u64 },
@@ -82,7 +82,7 @@ impl Sent {
     /// What was proposed, for logs.
     pub(super) fn name(&self) -> &'static str {
         match self {
-            Sent::ReleaseWorker => "release-worker",
+            Sent::ReleasePool => "release-worker",
             Sent::Resume => "resume",
             Sent::Lease { .. } => "lease",
             Sent::ClearAndLease { .. } => "clear+lease",
@@ -179,7 +179,7 @@ impl Outbox {
                 self.releases.splice(0..0, batch);
             }
             // Owed again from the core's state; a heartbeat is never retried.
-            Sent::ReleaseWorker
+            Sent::ReleasePool
             | Sent::Resume
             | Sent::Lease { .. }
             | Sent::ClearAndLease { .. }
@@ -221,7 +221,7 @@ impl Outbox {
     }
 
     pub(super) fn recovering(&self) -> bool {
-        self.count(|s| matches!(s, Sent::ReleaseWorker | Sent::Resume)) > 0
+        self.count(|s| matches!(s, Sent::ReleasePool | Sent::Resume)) > 0
     }
 
     pub(super) fn clearing(&self) -> bool {
@@ -312,7 +312,7 @@ mod tests {
         assert_eq!(o.failed(sent), Some(RETRY_MIN * 2));
         o.retry_due();
         o.succeeded();
-        let d = o.send(Sent::ReleaseWorker, T0);
+        let d = o.send(Sent::ReleasePool, T0);
         let (sent, _) = o.answered(d).unwrap();
         assert_eq!(o.failed(sent), Some(RETRY_MIN));
     }
@@ -320,11 +320,11 @@ mod tests {
     #[test]
     fn a_pair_is_one_entry_complete_first() {
         let complete = ops::Complete {
-            worker: "p".into(),
+            pool: "p".into(),
             completions: vec![completion(1)],
         };
         let lease = ops::Lease {
-            worker: "p".into(),
+            pool: "p".into(),
             queues: vec![],
             max: 2,
             lease_ms: 10,

@@ -199,7 +199,7 @@ impl World {
         if let Err(e) = self.q.check_invariants() {
             panic!("queue invariants: {e}");
         }
-        let mut pools = pool_effects(&req, &responses, fx.workers, |p| p == POOL);
+        let mut pools = pool_effects(&req, &responses, fx.pools, |p| p == POOL);
         if let Some(applied) = pools.remove(POOL) {
             for (ticket, grants) in &applied.leases {
                 let log = self.tickets.entry(*ticket).or_default();
@@ -311,7 +311,7 @@ impl World {
             }
             Action::OtherLease(max) => {
                 let lease = ops::Lease {
-                    worker: "other".into(),
+                    pool: "other".into(),
                     queues: Vec::new(),
                     max,
                     lease_ms: LEASE_MS,

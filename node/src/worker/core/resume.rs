@@ -1,5 +1,5 @@
 //! How a pool recovers from an earlier run of the same name before it leases: by default it
-//! releases every lease of the name (`ReleaseWorker`: whatever that run held died with it). A
+//! releases every lease of the name (`ReleasePool`: whatever that run held died with it). A
 //! remote worker whose node failed reconnects elsewhere still running some tasks; its new
 //! session *resumes* them: the pool starts with them running, and recovers by dropping the
 //! name's standing capacity and releasing only the other leases, in one entry. The runner
@@ -20,25 +20,23 @@ use crate::queue::ops;
 impl PoolCore {
     /// A pool that resumes `keep` (running already: their results come back through
     /// [`PoolCore::finished`]) and releases `release`, the other leases of its name, instead
-    /// of proposing `ReleaseWorker`.
+    /// of proposing `ReleasePool`.
     pub fn resuming(cfg: CoreConfig, keep: Vec<LeaseRef>, release: Vec<LeaseRef>) -> Self {
         Self::start(cfg, Some(release), keep)
     }
 
     /// Propose the recovery this pool owes (it is not recovered and none is in flight).
     pub(super) fn recover(&mut self) {
-        let worker = self.cfg.pool.clone();
+        let pool = self.cfg.pool.clone();
         match &self.resume_release {
             None => {
-                let op = ops::ReleaseWorker { worker };
-                self.propose(Sent::ReleaseWorker, Proposal::ReleaseWorker(op));
+                let op = ops::ReleasePool { pool };
+                self.propose(Sent::ReleasePool, Proposal::ReleasePool(op));
             }
             Some(leases) => {
-                let clear = ops::ClearStanding {
-                    worker: worker.clone(),
-                };
+                let clear = ops::ClearStanding { pool: pool.clone() };
                 let release = ops::Release {
-                    worker,
+                    pool,
                     leases: leases.clone(),
                 };
                 self.propose(Sent::Resume, Proposal::Resume(clear, release));

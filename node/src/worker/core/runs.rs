@@ -92,7 +92,7 @@ impl PoolCore {
             return;
         }
         let op = ops::Heartbeat {
-            worker: self.cfg.pool.clone(),
+            pool: self.cfg.pool.clone(),
             leases: leases.clone(),
             lease_ms: self.cfg.lease_ms,
         };

@@ -44,14 +44,14 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// A pool whose `ReleaseWorker` committed.
+    /// A pool whose `ReleasePool` committed.
     pub(super) fn recovered(cfg: CoreConfig) -> Self {
         let mut p = Self {
             core: PoolCore::new(cfg),
         };
         let (token, proposal) = p.proposal();
-        assert!(matches!(proposal, Proposal::ReleaseWorker(_)), "{proposal:?}");
-        p.core.replied(token, Ok(vec![Response::ReleasedWorker(0)]));
+        assert!(matches!(proposal, Proposal::ReleasePool(_)), "{proposal:?}");
+        p.core.replied(token, Ok(vec![Response::ReleasedPool(0)]));
         p
     }
 
@@ -128,7 +128,7 @@ fn nothing_is_leased_before_the_earlier_runs_leases_are_released() {
     let (token, proposal) = p.proposal();
     assert_eq!(
         proposal,
-        Proposal::ReleaseWorker(ops::ReleaseWorker { worker: POOL.into() })
+        Proposal::ReleasePool(ops::ReleasePool { pool: POOL.into() })
     );
     p.core.work_signal();
     assert!(p.proposals().is_empty(), "leased before recovering");
@@ -142,8 +142,8 @@ fn nothing_is_leased_before_the_earlier_runs_leases_are_released() {
     );
     p.core.timer(Timer::Retry);
     let (token, proposal) = p.proposal();
-    assert!(matches!(proposal, Proposal::ReleaseWorker(_)));
-    p.core.replied(token, Ok(vec![Response::ReleasedWorker(3)]));
+    assert!(matches!(proposal, Proposal::ReleasePool(_)));
+    p.core.replied(token, Ok(vec![Response::ReleasedPool(3)]));
     let (_, max, _) = p.lease();
     assert_eq!(max, 2);
 }
@@ -428,10 +428,10 @@ fn the_drain_releases_buffered_grants_aborts_after_the_grace_and_clears_standing
         })
         .collect();
     let release = ops::Release {
-        worker: POOL.into(),
+        pool: POOL.into(),
         leases: vec![grant(2).lease],
     };
-    let clear = ops::ClearStanding { worker: POOL.into() };
+    let clear = ops::ClearStanding { pool: POOL.into() };
     assert_eq!(
         proposals,
         vec![&Proposal::Release(release), &Proposal::ClearStanding(clear)]

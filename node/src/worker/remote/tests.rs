@@ -265,7 +265,7 @@ async fn a_result_for_a_lost_lease_is_stale() {
     w.tasks().await;
     b.apply(
         ops::Release {
-            worker: "other".into(),
+            pool: "other".into(),
             leases: vec![lease],
         }
         .command(),
@@ -320,7 +320,7 @@ async fn a_resumed_session_keeps_its_leases_and_releases_the_others() {
     let b = backend();
     submit(&b, 3);
     let lease = Command::Lease {
-        worker: NAME.into(),
+        pool: NAME.into(),
         queues: vec![],
         max: 2,
         lease_ms: 30_000,

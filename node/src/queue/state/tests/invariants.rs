@@ -39,7 +39,7 @@ fn check_invariants_detects_corruption() {
     bad.idx.queues[0].counts[TaskState::Dead as usize] += 1;
     assert!(bad.check_invariants().is_err());
     let mut bad = h.s.clone();
-    bad.idx.workers.slots[0].refs += 1;
+    bad.idx.pools.slots[0].refs += 1;
     assert!(bad.check_invariants().is_err());
     let mut bad = h.s.clone();
     bad.next_id = 2;

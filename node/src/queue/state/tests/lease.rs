@@ -1,5 +1,5 @@
 //! The lease rules: grants, the attempt fence (stale completions, heartbeats, releases),
-//! the retry rules, lease expiry and `ReleaseWorker`.
+//! the retry rules, lease expiry and `ReleasePool`.
 
 use super::*;
 use crate::queue::state::lease::backoff_delay;
@@ -32,7 +32,7 @@ fn retries_follow_exponential_backoff() {
     let (_, fx) = h.apply(
         now,
         vec![Command::Complete {
-            worker: "w1".into(),
+            pool: "w1".into(),
             completions: vec![Completion {
                 lease: l[0],
                 outcome: failure(true),
@@ -65,7 +65,7 @@ fn retry_with_zero_backoff_is_pending_at_once() {
     h.submit(0, vec![s]);
     let l = h.lease(0, 1, 100);
     let cmd = Command::Complete {
-        worker: "w".into(),
+        pool: "w".into(),
         completions: vec![Completion {
             lease: l[0],
             outcome: failure(true),
@@ -95,7 +95,7 @@ fn non_retryable_failure_is_dead_at_once() {
     h.submit(0, vec![s]);
     let l = h.lease(0, 1, 100);
     let cmd = Command::Complete {
-        worker: "w".into(),
+        pool: "w".into(),
         completions: vec![Completion {
             lease: l[0],
             outcome: Outcome::Failure {
@@ -132,7 +132,7 @@ fn stale_completion_after_expiry_and_release_changes_nothing() {
     let (r, fx) = h.apply(
         160,
         vec![Command::Complete {
-            worker: "old".into(),
+            pool: "old".into(),
             completions: vec![Completion {
                 lease: first,
                 outcome: ok(b"1"),
@@ -164,7 +164,7 @@ fn two_completions_in_one_command_first_wins() {
     h.submit(0, vec![spec("a")]);
     let l = h.lease(0, 1, 100)[0];
     let cmd = Command::Complete {
-        worker: "w".into(),
+        pool: "w".into(),
         completions: vec![
             Completion {
                 lease: l,
@@ -224,14 +224,14 @@ fn lease_expiry_does_not_use_a_retry_but_the_cap_kills_the_task() {
 }
 
 #[test]
-fn release_worker_frees_only_that_workers_leases() {
+fn release_pool_frees_only_that_pools_leases() {
     let mut h = H::default();
     h.submit(0, vec![spec("a"), spec("b"), spec("c")]);
     let mine = h.s.apply(
         &Request {
             now_ms: 1,
             commands: vec![Command::Lease {
-                worker: "node-1".into(),
+                pool: "node-1".into(),
                 queues: vec![],
                 max: 2,
                 lease_ms: 1000,
@@ -247,7 +247,7 @@ fn release_worker_frees_only_that_workers_leases() {
         &Request {
             now_ms: 2,
             commands: vec![Command::Lease {
-                worker: "node-2".into(),
+                pool: "node-2".into(),
                 queues: vec![],
                 max: 1,
                 lease_ms: 1000,
@@ -260,13 +260,13 @@ fn release_worker_frees_only_that_workers_leases() {
     let r = h.s.apply(
         &Request {
             now_ms: 3,
-            commands: vec![Command::ReleaseWorker {
-                worker: "node-1".into(),
+            commands: vec![Command::ReleasePool {
+                pool: "node-1".into(),
             }],
         },
         &mut fx,
     );
-    assert_eq!(r, vec![Response::ReleasedWorker(2)]);
+    assert_eq!(r, vec![Response::ReleasedPool(2)]);
     assert_eq!(fx.became_pending, 2);
     for g in mine {
         let t = h.s.task(g.lease.task).unwrap();
@@ -282,13 +282,11 @@ fn release_worker_frees_only_that_workers_leases() {
     let r = h.s.apply(
         &Request {
             now_ms: 4,
-            commands: vec![Command::ReleaseWorker {
-                worker: "ghost".into(),
-            }],
+            commands: vec![Command::ReleasePool { pool: "ghost".into() }],
         },
         &mut ApplyEffects::default(),
     );
-    assert_eq!(r, vec![Response::ReleasedWorker(0)]);
+    assert_eq!(r, vec![Response::ReleasedPool(0)]);
     h.s.check_invariants().unwrap();
 }
 
@@ -357,12 +355,12 @@ fn lease_with_max_zero_or_nothing_pending_interns_no_worker() {
     h.submit(0, vec![spec("a")]);
     assert!(h.lease(0, 0, 100).is_empty());
     assert!(h.lease_from(0, &["empty"], 5, 100).is_empty());
-    assert!(h.s.idx.workers.slots.is_empty());
+    assert!(h.s.idx.pools.slots.is_empty());
     h.lease(0, 1, 100);
-    assert_eq!(h.s.idx.workers.slots.len(), 1);
+    assert_eq!(h.s.idx.pools.slots.len(), 1);
     h.tick(100);
     // The expired lease released the worker name.
-    assert!(h.s.idx.workers.ids.is_empty());
+    assert!(h.s.idx.pools.ids.is_empty());
 }
 
 #[test]
@@ -374,7 +372,7 @@ fn exhausted_attempt_counter_kills_instead_of_reusing_a_token() {
     let (r, fx) = h.apply(
         1,
         vec![Command::Lease {
-            worker: "w".into(),
+            pool: "w".into(),
             queues: vec![],
             max: 1,
             lease_ms: 10,
@@ -428,16 +426,16 @@ fn every_command_and_read_that_names_a_lease_honours_exactly_the_current_one() {
         let before = h.s.clone();
         for cmd in [
             Command::Heartbeat {
-                worker: "w2".into(),
+                pool: "w2".into(),
                 leases: vec![lease],
                 lease_ms: 5_000,
             },
             Command::Release {
-                worker: "w2".into(),
+                pool: "w2".into(),
                 leases: vec![lease],
             },
             Command::Complete {
-                worker: "w2".into(),
+                pool: "w2".into(),
                 completions: vec![Completion {
                     lease,
                     outcome: ok(b""),
@@ -464,9 +462,9 @@ fn every_command_and_read_that_names_a_lease_honours_exactly_the_current_one() {
         }
         assert_eq!(h.s, before);
     }
-    // ReleaseWorker releases the current leases of its worker only, through the same check.
-    let (r, _) = h.apply(104, vec![Command::ReleaseWorker { worker: "w1".into() }]);
-    assert_eq!(r, vec![Response::ReleasedWorker(1)]);
+    // ReleasePool releases the current leases of its worker only, through the same check.
+    let (r, _) = h.apply(104, vec![Command::ReleasePool { pool: "w1".into() }]);
+    assert_eq!(r, vec![Response::ReleasedPool(1)]);
     assert_eq!(h.s.tasks.held(lr(1, 2)).map(|t| t.state), None);
     assert_eq!(h.state(1), Some(TaskState::Pending));
 }

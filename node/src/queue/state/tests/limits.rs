@@ -62,7 +62,7 @@ fn a_task_concurrency_holds_its_name_back_and_lets_others_pass() {
         .apply(
             3,
             vec![Command::Complete {
-                worker: "w1".into(),
+                pool: "w1".into(),
                 completions: vec![Completion {
                     lease: got[0],
                     outcome: ok(b"1"),
@@ -147,7 +147,7 @@ fn held_tasks_go_to_standing_capacity_when_tokens_return() {
     h.submit(0, vec![spec("a"), spec("a")]);
     assert_eq!(h.lease(0, 10, 60_000).len(), 1);
     let stand = Command::Lease {
-        worker: "w2".into(),
+        pool: "w2".into(),
         queues: vec![],
         max: 5,
         lease_ms: 60_000,
@@ -157,7 +157,7 @@ fn held_tasks_go_to_standing_capacity_when_tokens_return() {
     assert_eq!(r, vec![Response::Leased(vec![])]);
     let fx = h.tick(1000);
     assert_eq!(
-        fx.workers["w2"]
+        fx.pools["w2"]
             .grants
             .iter()
             .map(|g| g.lease.task)
@@ -302,7 +302,7 @@ fn a_queue_rate_wakes_standing_capacity_without_a_lease() {
     let mut h = H::default();
     h.limit(0, set("queue:default", Some("2/s"), None));
     let stand = Command::Lease {
-        worker: "w2".into(),
+        pool: "w2".into(),
         queues: vec![],
         max: 10,
         lease_ms: 60_000,
@@ -317,8 +317,8 @@ fn a_queue_rate_wakes_standing_capacity_without_a_lease() {
             }],
         )
         .1;
-    assert_eq!(fx.workers["w2"].grants.len(), 2, "the burst");
+    assert_eq!(fx.pools["w2"].grants.len(), 2, "the burst");
     // Nothing but the log's clock: the tick at the next token grants one more.
     assert_eq!(h.s.next_deadline_ms(), Some(501));
-    assert_eq!(h.tick(501).workers["w2"].grants.len(), 1);
+    assert_eq!(h.tick(501).pools["w2"].grants.len(), 1);
 }

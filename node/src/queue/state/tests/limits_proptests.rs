@@ -110,14 +110,14 @@ proptest! {
                     Command::Submit { tasks: specs.into() }
                 }
                 Op::Lease { max, standing } => Command::Lease {
-                    worker: "w".into(),
+                    pool: "w".into(),
                     queues: vec![],
                     max,
                     lease_ms: 500,
                     standing_ticket: standing.then_some(1),
                 },
                 Op::Complete(i, kind) if !leased.is_empty() => Command::Complete {
-                    worker: "w".into(),
+                    pool: "w".into(),
                     completions: vec![Completion {
                         lease: leased[i % leased.len()],
                         outcome: match kind {
@@ -127,7 +127,7 @@ proptest! {
                     }],
                 },
                 Op::Release(i) if !leased.is_empty() => Command::Release {
-                    worker: "w".into(),
+                    pool: "w".into(),
                     leases: vec![leased[i % leased.len()]],
                 },
                 Op::Advance(ms) => {
@@ -141,7 +141,7 @@ proptest! {
                 Response::Leased(g) => g.iter().map(|g| g.lease).collect(),
                 _ => Vec::new(),
             };
-            granted.extend(fx.workers.values().flat_map(|w| w.grants.iter().map(|g| g.lease)));
+            granted.extend(fx.pools.values().flat_map(|w| w.grants.iter().map(|g| g.lease)));
             for g in &granted {
                 let (name, queue, key) = tasks[&g.task];
                 for scope in limits.keys() {

@@ -140,8 +140,8 @@ fn revoke_cancels_waiting_tasks_and_terminates_running_ones() {
     );
     assert_eq!(fx.finished, vec![ids[0], ids[1], ids[2]]);
     // The holder hears of the lease it lost, and nobody else of anything.
-    assert_eq!(fx.workers.len(), 1);
-    assert_eq!(fx.workers["w1"].revoked, vec![lr(ids[0], 1)]);
+    assert_eq!(fx.pools.len(), 1);
+    assert_eq!(fx.pools["w1"].revoked, vec![lr(ids[0], 1)]);
     for id in &ids {
         let v = h.s.task(*id).unwrap();
         assert_eq!(
@@ -187,5 +187,5 @@ fn a_task_released_or_expired_before_the_revoke_is_just_cancelled() {
     assert_eq!(h.state(ids[1]), Some(TaskState::Pending), "its lease expired");
     let (outcomes, fx) = h.revoke(201, ids.clone(), "");
     assert_eq!(outcomes, vec![Revoked::Cancelled, Revoked::Cancelled]);
-    assert!(fx.workers.is_empty(), "no pool holds them");
+    assert!(fx.pools.is_empty(), "no pool holds them");
 }

@@ -4,7 +4,7 @@ use super::*;
 
 fn stand(worker: &str, queues: &[&str], max: u32, lease_ms: u64) -> Command {
     Command::Lease {
-        worker: worker.into(),
+        pool: worker.into(),
         queues: queues.iter().map(|q| q.to_string()).collect(),
         max,
         lease_ms,
@@ -13,7 +13,7 @@ fn stand(worker: &str, queues: &[&str], max: u32, lease_ms: u64) -> Command {
 }
 
 fn granted(fx: &ApplyEffects, worker: &str) -> Vec<TaskId> {
-    fx.workers
+    fx.pools
         .get(worker)
         .map(|w| w.grants.iter().map(|g| g.lease.task).collect())
         .unwrap_or_default()
@@ -24,7 +24,7 @@ fn an_idle_lease_leaves_standing_capacity_that_a_submit_is_granted_to_in_the_sam
     let mut h = H::default();
     let (r, fx) = h.apply(10, vec![stand("w1", &[], 2, 100)]);
     assert_eq!(r, vec![Response::Leased(vec![])]);
-    let w = &fx.workers["w1"];
+    let w = &fx.pools["w1"];
     assert_eq!((w.leases.clone(), w.standing), (vec![(7, 0)], Some(2)));
     assert_eq!(h.s.standing_capacity("w1"), 2);
 
@@ -35,12 +35,12 @@ fn an_idle_lease_leaves_standing_capacity_that_a_submit_is_granted_to_in_the_sam
         }],
     );
     assert_eq!(granted(&fx, "w1"), vec![1]);
-    let g = &fx.workers["w1"].grants[0];
+    let g = &fx.pools["w1"].grants[0];
     assert_eq!(
         (g.lease.attempt, g.lease_deadline_ms, g.name.as_str()),
         (1, 120, "a")
     );
-    assert_eq!(fx.workers["w1"].standing, Some(1));
+    assert_eq!(fx.pools["w1"].standing, Some(1));
     // Granted, so nothing for idle pools to wake up for.
     assert_eq!(fx.became_pending, 0);
     assert_eq!(
@@ -56,7 +56,7 @@ fn an_idle_lease_leaves_standing_capacity_that_a_submit_is_granted_to_in_the_sam
         }],
     );
     assert_eq!(granted(&fx, "w1"), vec![2]);
-    assert_eq!(fx.workers["w1"].standing, Some(0));
+    assert_eq!(fx.pools["w1"].standing, Some(0));
     assert_eq!(fx.became_pending, 1);
     assert_eq!(h.s.standing_capacity("w1"), 0);
     assert_eq!(h.s.task(3).unwrap().state, TaskState::Pending);
@@ -69,15 +69,15 @@ fn standing_capacity_adds_up_renews_and_expires_after_lease_ms() {
     // Another idle lease adds to it and renews all of it.
     h.submit(50, vec![]);
     let (_, fx) = h.apply(90, vec![stand("w1", &[], 2, 100)]);
-    assert_eq!(fx.workers["w1"].leases, vec![(7, 0)]);
-    assert_eq!(fx.workers["w1"].standing, Some(3));
+    assert_eq!(fx.pools["w1"].leases, vec![(7, 0)]);
+    assert_eq!(fx.pools["w1"].standing, Some(3));
     // A lease of 0 only renews (expiry 120 + 100); it leaves nothing new, so its reply settles
     // it and the pool hears nothing.
     let (_, fx) = h.apply(120, vec![stand("w1", &[], 0, 100)]);
-    assert!(fx.workers.is_empty());
+    assert!(fx.pools.is_empty());
     // Not renewed: gone at 220, before the submit of that entry.
     let fx = h.tick(219);
-    assert!(fx.workers.is_empty());
+    assert!(fx.pools.is_empty());
     assert_eq!(h.s.standing_capacity("w1"), 3);
     let (_, fx) = h.apply(
         220,
@@ -85,7 +85,7 @@ fn standing_capacity_adds_up_renews_and_expires_after_lease_ms() {
             tasks: vec![spec("a")].into(),
         }],
     );
-    assert_eq!(fx.workers["w1"].standing, Some(0));
+    assert_eq!(fx.pools["w1"].standing, Some(0));
     assert!(granted(&fx, "w1").is_empty());
     assert_eq!(h.s.task(1).unwrap().state, TaskState::Pending);
     // An unticketed lease neither stands nor renews.
@@ -106,7 +106,7 @@ fn standing_grants_rotate_over_workers_deterministically() {
                 tasks: vec![spec("t")].into(),
             }],
         );
-        for (w, e) in &fx.workers {
+        for (w, e) in &fx.pools {
             order.extend(e.grants.iter().map(|_| w.clone()));
         }
     }
@@ -182,7 +182,7 @@ fn tasks_becoming_pending_any_way_are_granted_to_standing_capacity() {
 }
 
 #[test]
-fn paused_queues_wait_and_clear_and_release_worker_drop_standing_capacity() {
+fn paused_queues_wait_and_clear_and_release_pool_drop_standing_capacity() {
     let mut h = H::default();
     h.pause(0, "default", true);
     h.apply(0, vec![stand("w1", &[], 2, 1000), stand("w2", &[], 1, 1000)]);
@@ -195,18 +195,18 @@ fn paused_queues_wait_and_clear_and_release_worker_drop_standing_capacity() {
     );
     assert_eq!(fx.became_pending, 0);
 
-    let (r, fx) = h.apply(3, vec![Command::ClearStanding { worker: "w1".into() }]);
+    let (r, fx) = h.apply(3, vec![Command::ClearStanding { pool: "w1".into() }]);
     assert_eq!(r, vec![Response::ClearedStanding(true)]);
-    assert_eq!(fx.workers["w1"].standing, Some(0));
-    let (r, _) = h.apply(3, vec![Command::ClearStanding { worker: "w1".into() }]);
+    assert_eq!(fx.pools["w1"].standing, Some(0));
+    let (r, _) = h.apply(3, vec![Command::ClearStanding { pool: "w1".into() }]);
     assert_eq!(r, vec![Response::ClearedStanding(false)]);
 
-    // ReleaseWorker: w2's lease goes back, its standing capacity is gone first, so the task
+    // ReleasePool: w2's lease goes back, its standing capacity is gone first, so the task
     // goes to w3's standing capacity, not back to w2.
     h.apply(4, vec![stand("w2", &[], 1, 1000), stand("w3", &[], 1, 1000)]);
-    let (r, fx) = h.apply(5, vec![Command::ReleaseWorker { worker: "w2".into() }]);
-    assert_eq!(r, vec![Response::ReleasedWorker(1)]);
-    assert_eq!(fx.workers["w2"].standing, Some(0));
+    let (r, fx) = h.apply(5, vec![Command::ReleasePool { pool: "w2".into() }]);
+    assert_eq!(r, vec![Response::ReleasedPool(1)]);
+    assert_eq!(fx.pools["w2"].standing, Some(0));
     assert_eq!(granted(&fx, "w3"), vec![ids[1]]);
 }
 
@@ -217,7 +217,7 @@ fn a_new_term_drops_all_standing_capacity() {
     let mut fx = ApplyEffects::default();
     h.s.new_term(&mut fx);
     assert_eq!(
-        (fx.workers["w1"].standing, fx.workers["w2"].standing),
+        (fx.pools["w1"].standing, fx.pools["w2"].standing),
         (Some(0), Some(0))
     );
     h.s.check_invariants().unwrap();
@@ -228,7 +228,7 @@ fn a_new_term_drops_all_standing_capacity() {
             tasks: vec![spec("a")].into(),
         }],
     );
-    assert!(fx.workers.is_empty());
+    assert!(fx.pools.is_empty());
     assert_eq!(fx.became_pending, 1);
     // And a pool stands again by leasing.
     h.apply(2, vec![stand("w1", &[], 2, 1000)]);

@@ -34,7 +34,13 @@ fn a_long_lived_task_does_not_pin_the_task_table() {
             })
             .collect();
         let worker = "w1".to_string();
-        h.apply(now, vec![Command::Complete { worker, completions }]);
+        h.apply(
+            now,
+            vec![Command::Complete {
+                pool: worker,
+                completions,
+            }],
+        );
         h.tick(now + 1);
         let (ring, cap, _) = h.s.tasks.footprint();
         max_ring = max_ring.max(ring);
