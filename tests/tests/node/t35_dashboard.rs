@@ -247,16 +247,8 @@ async fn with_require_token_the_dashboard_needs_a_token_even_with_metrics_public
         &data,
         &["--http-listen", &http, "--require-token", "--metrics-public"],
     )?;
-    let mut token = String::new();
-    for _ in 0..300 {
-        token = std::fs::read_to_string(data.join("admin.token")).unwrap_or_default();
-        if !token.trim().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = token.trim();
-    ensure!(!token.is_empty(), "no admin token");
+    let token = flotilla_tests::admin_token(&data).await?;
+    let token = token.as_str();
     let (status, body) = http_get(&http, "/metrics", None).await?;
     ensure!(status == 200, "--metrics-public opens /metrics: {status} {body}");
     for path in [
