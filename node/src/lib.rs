@@ -28,7 +28,8 @@
 //! - [`leader`]: the node's duties beside calls: the leader's ticks, clearing a lost pool's
 //!   standing capacity, hand-off on shutdown; every node's compaction by size.
 //! - [`observe`]: metrics (Prometheus text on `--http-listen`), health (gRPC and `/healthz`)
-//!   and tracing (W3C trace context from submit to run, OTLP export).
+//!   and tracing (W3C trace context from submit to run, OTLP export); the web dashboard on the
+//!   same HTTP port (`observe::dashboard`: `/` and `/api/...`, calling the `grpc` services).
 //! - [`server`]: `run_with` in five named steps (identity, Raft, services, serve, stop).
 //! - [`encoding`]: the one bincode configuration; every decode of peer or disk bytes is
 //!   size-limited there. Format versions: `docs/adr/002-format-versions.md`.

@@ -247,6 +247,22 @@ pub async fn submit_noops(
         .collect())
 }
 
+/// The first admin token, once the founding node has written it to `<data>/admin.token`
+/// (bounded: 30 s).
+pub async fn admin_token(data_dir: &Path) -> Result<String> {
+    let file = data_dir.join("admin.token");
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Some(line) = text.lines().next()
+            && !line.is_empty()
+        {
+            return Ok(line.to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("no admin token appeared in {}", file.display())
+}
+
 /// One plain HTTP/1.1 GET on loopback (the node's HTTP port), with an optional bearer token:
 /// `(status code, body)`. Bounded: 10 s.
 pub async fn http_get(addr: &str, path: &str, token: Option<&str>) -> Result<(u16, String)> {

@@ -67,7 +67,7 @@ pub fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
     let addr = listener.local_addr().ok();
-    info!(http = ?addr, "http port: /metrics, /healthz, /readyz");
+    info!(http = ?addr, "http port: /metrics, /healthz, /readyz, the dashboard at /");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)

@@ -11,12 +11,16 @@
 //! - [`health`]: serving = a member that knows a leader backed by a quorum (a read barrier),
 //!   judged when asked; the gRPC health service and `/healthz` share it.
 //! - [`http`]: the HTTP port (axum) and who may read what on it.
+//! - [`dashboard`]: the web dashboard on that port (`/`, `/api/...`), calling the gRPC
+//!   services' own functions (`grpc::OpsApi`, `QueueApi`, `ScheduleApi`).
 //!
-//! It sits beside `server`, which wires it: it reads `raft`, `replica` and `grpc::auth`, and
+//! It sits beside `server`, which wires it: it reads `raft`, `replica` and `grpc` (the auth
+//! layer; the dashboard calls the services), and
 //! nothing below imports it (the lower layers take plain histogram handles).
 
 pub mod apply;
 pub mod config;
+pub mod dashboard;
 pub mod health;
 pub mod http;
 pub mod metrics;

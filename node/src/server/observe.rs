@@ -1,5 +1,5 @@
 //! Part of step 3: what makes the node observable (`crate::observe`): the gRPC health service,
-//! and, with `--http-listen`, the metrics and the HTTP port.
+//! and, with `--http-listen`, the metrics and the HTTP port (with the dashboard).
 
 use std::sync::Arc;
 
@@ -9,10 +9,14 @@ use tonic_health::pb::health_server::HealthServer;
 use super::ServerError;
 use crate::cluster::Admin;
 use crate::config::Config;
+use crate::grpc::OpsApi;
+use crate::grpc::QueueApi;
+use crate::grpc::ScheduleApi;
 use crate::grpc::auth::AuthLayer;
 use crate::observe::HealthProbe;
 use crate::observe::Instruments;
 use crate::observe::NodeMetrics;
+use crate::observe::dashboard;
 use crate::observe::health::GrpcHealth;
 use crate::observe::health::count_leader_changes;
 use crate::observe::http;
@@ -36,6 +40,15 @@ impl Observing {
     }
 }
 
+/// The services the dashboard calls.
+pub(super) struct Apis {
+    pub(super) queue: QueueApi,
+    pub(super) ops: OpsApi,
+    pub(super) schedules: ScheduleApi,
+    pub(super) sessions: crate::worker::remote::Sessions,
+    pub(super) own_pool: Option<dashboard::OwnPool>,
+}
+
 /// The metrics instruments when the node keeps metrics (it has an HTTP port to show them).
 pub(super) fn instruments(config: &Config) -> Option<Instruments> {
     config.observe.http_listen.map(|_| Instruments::default())
@@ -50,6 +63,7 @@ pub(super) fn start_observing(
     replica: &Arc<Replica>,
     admin: &Admin,
     auth: &AuthLayer,
+    apis: Apis,
 ) -> Result<Observing, ServerError> {
     let probe = Arc::new(HealthProbe::new(raft.clone(), admin.clone()));
     let health_service = HealthServer::new(GrpcHealth { probe: probe.clone() });
@@ -65,7 +79,24 @@ pub(super) fn start_observing(
         } else {
             http::MetricsAccess::Token(auth.auth())
         };
-        let router = http::router(metrics, probe, access);
+        // The dashboard acts as well as reads: `--metrics-public` does not open it.
+        let loopback = addr.ip().is_loopback() && !config.require_token;
+        let dash_access = if loopback {
+            dashboard::DashAccess::Open
+        } else {
+            dashboard::DashAccess::Token(auth.auth())
+        };
+        let dash = dashboard::Dashboard {
+            queue: apis.queue,
+            ops: apis.ops,
+            schedules: apis.schedules,
+            workers: dashboard::Workers {
+                sessions: apis.sessions,
+                own_pool: apis.own_pool,
+            },
+            access: dash_access,
+        };
+        let router = http::router(metrics, probe, access).merge(dashboard::router(dash));
         tasks.push(http::serve(listener, router, std::future::pending()));
         tasks.push(count_leader_changes(
             raft.clone(),

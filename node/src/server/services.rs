@@ -180,7 +180,19 @@ pub(super) fn start_services(
         sessions.clone(),
         proposer.clone(),
     );
-    let observing = super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth)?;
+    let apis = super::observe::Apis {
+        queue: queue_api.clone(),
+        ops: ops_api.clone(),
+        schedules: schedule_api.clone(),
+        sessions: sessions.clone(),
+        own_pool: (config.worker_count() > 0).then(|| crate::observe::dashboard::OwnPool {
+            name: pool_name(node_id),
+            queues: config.pool_queues(),
+            workers: config.worker_count(),
+        }),
+    };
+    let observing =
+        super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth, apis)?;
     let raft_api = RaftApi::new(raft.clone(), proposer, admin).max_snapshot_bytes(config.max_snapshot_bytes);
     let (joiner, join_failed) = finish_join(config, identity, peers).unzip();
     let serving = Serving {

@@ -112,16 +112,8 @@ async fn with_require_token_metrics_need_a_token_and_health_does_not() -> Result
     let data = dir.path().join("n1");
     let http = format!("127.0.0.1:{}", free_port()?);
     let _node = NodeProcess::start(&data, &["--http-listen", &http, "--require-token"])?;
-    let mut token = String::new();
-    for _ in 0..300 {
-        token = std::fs::read_to_string(data.join("admin.token")).unwrap_or_default();
-        if !token.trim().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = token.trim();
-    ensure!(!token.is_empty(), "no admin token");
+    let token = flotilla_tests::admin_token(&data).await?;
+    let token = token.as_str();
 
     let (status, body) = http_get(&http, "/metrics", None).await?;
     ensure!(status == 401, "{status}: {body}");

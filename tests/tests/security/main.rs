@@ -58,20 +58,7 @@ pub async fn wait_status(
     flotilla_tests::wait_for_status(node, client, ok).await
 }
 
-/// The first admin token, once the founding node has written it (bounded: 30 s).
-pub async fn admin_token(data_dir: &Path) -> Result<String> {
-    let file = data_dir.join("admin.token");
-    for _ in 0..300 {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && let Some(line) = text.lines().next()
-            && !line.is_empty()
-        {
-            return Ok(line.to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("no admin token appeared in {}", file.display())
-}
+pub use flotilla_tests::admin_token;
 
 /// A node with `--require-token` that leads its own cluster, and its admin token (usable:
 /// the token is applied once a status call with it succeeds).
