@@ -992,6 +992,25 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_7() {
 }
 
 #[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_8() {
+    let replica = open_fixture(V8_DIR).await;
+    replica.read(|q| {
+        let t = |id| q.task(id).expect("task");
+        assert_eq!(
+            (t(10).state, t(10).error.as_deref()),
+            (TaskState::Cancelled, Some("stuck")),
+            "revoked while it ran"
+        );
+        assert_eq!(
+            (t(11).state, t(11).error.as_deref()),
+            (TaskState::Pending, Some("stuck"))
+        );
+        assert_eq!(t(12).state, TaskState::Pending);
+        assert!(q.task(98).is_none() && q.task(99).is_none(), "never created");
+    });
+}
+
+#[tokio::test]
 async fn opens_a_log_and_snapshot_written_by_entry_format_9() {
     let snap = fs::read(fixtures_dir().join(V9_DIR).join("snapshot/current.snap")).expect("read");
     assert_eq!(
@@ -1014,21 +1033,6 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_9() {
             results.is_some_and(|r| r.starts_with('[')),
             "task 1's result passed"
         );
-async fn opens_a_log_and_snapshot_written_by_entry_format_8() {
-    let replica = open_fixture(V8_DIR).await;
-    replica.read(|q| {
-        let t = |id| q.task(id).expect("task");
-        assert_eq!(
-            (t(10).state, t(10).error.as_deref()),
-            (TaskState::Cancelled, Some("stuck")),
-            "revoked while it ran"
-        );
-        assert_eq!(
-            (t(11).state, t(11).error.as_deref()),
-            (TaskState::Pending, Some("stuck"))
-        );
-        assert_eq!(t(12).state, TaskState::Pending);
-        assert!(q.task(98).is_none() && q.task(99).is_none(), "never created");
     });
 }
 
@@ -1038,8 +1042,7 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_8() {
 /// state without tokens (format 2). And what issues 14 and 11's builds wrote, this one writes too.
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
-    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V9_DIR] {
-    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V8_DIR] {
+    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V8_DIR, V9_DIR] {
         writes_the_bytes_of(name).await;
     }
 }
