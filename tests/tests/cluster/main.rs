@@ -12,8 +12,8 @@ mod t40_standing;
 mod t50_membership_faults;
 mod t60_health;
 mod t70_events;
-mod t70_workflows;
 mod t70_ops;
+mod t70_workflows;
 
 use std::path::Path;
 use std::time::Duration;
