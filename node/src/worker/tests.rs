@@ -106,7 +106,7 @@ fn completions_per_task(commands: &[Command]) -> BTreeMap<TaskId, usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_noops_succeed_once_each_on_the_first_attempt() {
+async fn a_thousand_noops_succeed_once_each_spending_no_retry() {
     let local = local();
     let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
     let pool = start(
@@ -121,20 +121,26 @@ async fn a_thousand_noops_succeed_once_each_on_the_first_attempt() {
 
     let tasks = wait_final(local.replica(), &ids).await;
     for t in &tasks {
-        assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1), "{t:?}");
+        assert_eq!((t.state, t.max_retries), (TaskState::Succeeded, 0), "{t:?}");
         assert_eq!(t.result.as_deref(), Some(&b"null"[..]));
     }
     wait_stats(&pool, "every completion accepted", |s| s.in_flight == 0).await;
+    // A noop never fails, so a task runs on its first attempt unless the pool handed it back
+    // unstarted (lease-ahead on a loaded machine: a scheduling hiccup passes for a stall);
+    // each such release is the only way to a later attempt.
+    let stats = pool.stats();
+    let handed_back = stats.unbuffered_total + stats.short_lease_released_total;
+    let later_attempts: u64 = tasks.iter().map(|t| u64::from(t.attempt) - 1).sum();
+    assert_eq!(later_attempts, handed_back, "{stats:?}");
     let per_task = completions_per_task(&recorder.commands());
     assert_eq!(per_task.len(), 1000);
     assert!(
         per_task.values().all(|n| *n == 1),
         "a completion was proposed twice"
     );
-    let stats = pool.stats();
     assert_eq!(
         (stats.leased_total, stats.succeeded_total, stats.completed_total),
-        (1000, 1000, 1000)
+        (1000 + handed_back, 1000, 1000)
     );
     assert_eq!(stats.stale_total, 0);
     for cmd in recorder.commands() {
@@ -229,13 +235,14 @@ async fn heartbeats_keep_a_task_longer_than_its_lease_on_its_first_attempt() {
     let local = local();
     // Two workers: the idle one keeps proposing leases, which advance the queue's clock, so an
     // unheartbeated lease would really expire.
+    // Five heartbeats per lease: a loaded machine may delay a few.
     let cfg = PoolConfig {
-        lease_ms: 300,
-        heartbeat_interval_ms: 100,
+        lease_ms: 1000,
+        heartbeat_interval_ms: 200,
         ..config(2)
     };
     let pool = start(cfg, builtins(), Arc::new(local.clone()));
-    let ids = submit(&local, vec![task_spec("sleep", r#"{"ms":1000}"#)]);
+    let ids = submit(&local, vec![task_spec("sleep", r#"{"ms":2500}"#)]);
     let t = &wait_final(local.replica(), &ids).await[0];
     assert_eq!((t.state, t.attempt), (TaskState::Succeeded, 1));
     assert_eq!(pool.stats().stale_total, 0);
@@ -387,9 +394,12 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
     let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
     // Short leases: a lost reply to an entry that also carried a `Lease` strands its grants
     // until they expire.
+    // No lease-ahead: only the injected faults may strand or re-run a task. Leases long enough
+    // that a loaded machine's delayed heartbeat does not expire one.
     let cfg = PoolConfig {
-        lease_ms: 300,
-        heartbeat_interval_ms: 100,
+        lease_ms: 1000,
+        heartbeat_interval_ms: 200,
+        prefetch: Prefetch::Fixed(0),
         ..config(2)
     };
     let pool = start(cfg, builtins(), recorder.clone());
@@ -428,9 +438,12 @@ async fn failed_proposals_are_retried_and_completions_recorded_once() {
 async fn tasks_of_a_lost_lease_reply_run_again_after_expiry() {
     let local = local();
     let recorder = Arc::new(RecordingBackend::new(Arc::new(local.clone())));
+    // No lease-ahead: only the injected faults may strand or re-run a task. Leases long enough
+    // that a loaded machine's delayed heartbeat does not expire one.
     let cfg = PoolConfig {
-        lease_ms: 300,
-        heartbeat_interval_ms: 100,
+        lease_ms: 1000,
+        heartbeat_interval_ms: 200,
+        prefetch: Prefetch::Fixed(0),
         ..config(2)
     };
     let pool = start(cfg, builtins(), recorder.clone());

@@ -115,10 +115,19 @@ async fn a_slow_client_is_cut_off_with_a_held_position_and_apply_never_waits() {
     for i in 0..40 {
         submit(&replica, 2 + i, "q", 500);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    // The next apply finds the client still not reading, far behind.
-    submit(&replica, 42, "q", 1);
-    let total = 20_001;
+    // Applies go on while the client still reads nothing: once the stream has filled its
+    // buffer, the next apply finds it far behind and ends it (how soon depends on the load).
+    let mut index = 42;
+    for _ in 0..500 {
+        if api.watchers.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        submit(&replica, index, "q", 1);
+        index += 1;
+    }
+    assert_eq!(api.watchers.load(Ordering::Acquire), 0, "the stream ended");
+    let total = 20_000 + usize::try_from(index - 42).expect("small");
     let mut delivered = Vec::new();
     let end = loop {
         let msg = next(&mut stream).await;
