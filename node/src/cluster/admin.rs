@@ -10,8 +10,11 @@ use std::time::Duration;
 use openraft::ChangeMembers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
+use openraft::raft::ClientWriteResponse;
+use tracing::debug;
 use tracing::info;
 
+use openraft::error::ChangeMembershipError;
 use openraft::error::ClientWriteError;
 use openraft::error::LinearizableReadError;
 use openraft::error::RaftError;
@@ -31,12 +34,16 @@ use crate::secret::Secret;
 use crate::types::NodeId;
 use crate::types::NodeInfo;
 use crate::types::TypeConfig;
+use flotilla_proto::backoff::Backoff;
 
 /// How long a read waits for this node's replica to reach the leader's read index.
 const READ_APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a membership change waits for the one before it to finish committing.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// A membership change failed: "no leader" (retry elsewhere) when leadership moved under it.
-/// Another change in progress stays a Raft error: a joining node retries those.
+/// Another change still in progress after [`SETTLE_WAIT`] stays a Raft error (a joining node
+/// retries those).
 fn write_err(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> AdminError {
     match e {
         RaftError::APIError(
@@ -205,7 +212,7 @@ impl Admin {
                     raft.add_learner(node_id, node, true).await.map_err(write_err)?;
                     info!(node_id, %addr, "learner caught up; promoting to voter");
                     let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
-                    let resp = raft.change_membership(change, false).await.map_err(write_err)?;
+                    let resp = change_membership(&raft, change).await?;
                     Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
                 })
                 .await
@@ -228,7 +235,7 @@ impl Admin {
                 };
                 let raft = self.raft.clone();
                 finish_apart(async move {
-                    let resp = raft.change_membership(change, false).await.map_err(write_err)?;
+                    let resp = change_membership(&raft, change).await?;
                     info!(node_id, "removed member");
                     Ok(AdminResponse::Members(member_ids(resp.membership.as_ref())))
                 })
@@ -273,6 +280,29 @@ async fn finish_apart(
     tokio::spawn(change)
         .await
         .map_err(|e| AdminError::Raft(format!("membership change task failed: {e}")))?
+}
+
+/// Apply `change` once the change before it has finished. A change is two entries (joint, then
+/// final) and the members read as voters after the first, so an operator's next change (remove
+/// a node that has just joined) would otherwise fail with "already undergoing a configuration
+/// change" for the moment the second takes to commit. Waited out for at most [`SETTLE_WAIT`].
+async fn change_membership(
+    raft: &Raft,
+    change: ChangeMembers<NodeId, NodeInfo>,
+) -> Result<ClientWriteResponse<TypeConfig>, AdminError> {
+    let started = tokio::time::Instant::now();
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    loop {
+        match raft.change_membership(change.clone(), false).await {
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(previous),
+            ))) if started.elapsed() < SETTLE_WAIT => {
+                debug!(%previous, "waiting for the previous membership change to finish");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            other => return other.map_err(write_err),
+        }
+    }
 }
 
 fn member_ids(m: Option<&openraft::Membership<NodeId, NodeInfo>>) -> Vec<NodeId> {
