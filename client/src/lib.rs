@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Module map:
-//! - [`client`]: [`Client`], [`ClientBuilder`]; node rotation and the retry loop of unary calls;
-//!   `submit_batch` splits and pipelines batches. [`ClientBuilder::tls`] takes a [`ClientTls`]
-//!   (the CA of the nodes, and a client certificate if they ask for one).
+//! - [`client`]: [`Client`], [`ClientBuilder`]; node rotation and the retry loop of unary calls
+//!   (`client/mod.rs`), the builder and node endpoints (`client/builder.rs`), and the task and
+//!   cluster calls (`client/calls.rs`: `submit_batch` splits and pipelines batches).
+//!   [`ClientBuilder::tls`] takes a [`ClientTls`] (the CA of the nodes, and a client
+//!   certificate if they ask for one).
 //! - [`task`]: [`TaskRequest`] (the fluent builder; every request carries an idempotency key),
 //!   [`TaskId`], [`Submitted`].
 //! - [`info`]: [`TaskInfo`], [`TaskState`]: a task as the cluster reports it.
