@@ -40,6 +40,8 @@
 //! - [`ops`]: operating tasks: list them (filtered, paged by cursor), describe one, retry
 //!   dead ones, cancel running ones, pause, resume and purge queues.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
+//! - [`workers`]: every pool and remote worker of the cluster ([`Client::workers`]), asked of
+//!   any node, which asks every member.
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
 //! retried, and the cluster may already have committed it. The key makes the retry return the
@@ -62,6 +64,7 @@ mod token;
 pub mod tokens;
 pub mod trace_context;
 mod wait;
+pub mod workers;
 pub mod workflow;
 
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
@@ -76,4 +79,5 @@ pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{SOFT_TIME_LIMIT_HEADER, Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};
+pub use workers::{WorkerInfo, WorkerKind, Workers};
 pub use workflow::{Canvas, WorkflowInfo, WorkflowState, WorkflowSubmitted};

@@ -83,9 +83,10 @@ pub(crate) async fn token(client: &Client, action: TokenAction, out: &mut impl W
                 write!(out, "{}", output::tokens_human(&tokens))?;
             }
         }
-        TokenAction::Revoke { id } => {
+        TokenAction::Revoke { id, json } => {
             if client.revoke_token(id).await.context("token revoke failed")? {
-                writeln!(out, "token {id} revoked")?;
+                let value = serde_json::json!({ "id": id, "revoked": true });
+                output::ack(out, json, &format!("token {id} revoked"), value)?;
             } else {
                 anyhow::bail!("no token {id}");
             }

@@ -11,6 +11,7 @@
 //! - `events`: `flotilla events`, following the events stream.
 //! - `limit`: `flotilla limit ...`, flow-control limits.
 //! - `workflow`: `flotilla workflow ...`.
+//! - `workers`: `flotilla workers`' table.
 //! - `output`: JSON lines and human text (pure functions).
 //! - `schedule`: `flotilla schedule ...`, periodic schedules.
 //!
@@ -26,6 +27,7 @@ mod ops;
 mod output;
 mod schedule;
 mod wait;
+mod workers;
 mod workflow;
 
 use std::io::Write;
@@ -33,7 +35,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use flotilla_client::{Client, ClientError, ClientTls, RetryPolicy};
 
 use cli::{Cli, ClusterAction, Command};
@@ -76,6 +78,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             out.flush()?;
             return Ok(Outcome::AllSucceeded);
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "flotilla", &mut out);
+            out.flush()?;
+            return Ok(Outcome::AllSucceeded);
+        }
         command => command,
     };
     let mut builder = Client::builder(cli.nodes.iter().map(|n| n.trim().to_owned())).retry_policy(policy);
@@ -88,7 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
     let client = builder.build().await.context("cannot set up the client")?;
     let outcome = match command {
-        Command::Certs { .. } => unreachable!("handled above"),
+        Command::Certs { .. } | Command::Completions { .. } => unreachable!("handled above"),
         Command::Submit(args) => wait::submit(&client, args, &mut out).await?,
         Command::Get(args) => wait::get(&client, args, &mut out).await?,
         Command::Cancel {
@@ -108,14 +115,25 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             ops::retry(&client, args, &mut out).await?;
             Outcome::AllSucceeded
         }
-        Command::Pause { queue } => {
+        Command::Pause { queue, json } => {
             client.pause_queue(&queue).await.context("pause failed")?;
-            writeln!(out, "queue {queue} paused")?;
+            let value = serde_json::json!({ "queue": queue, "paused": true });
+            output::ack(&mut out, json, &format!("queue {queue} paused"), value)?;
             Outcome::AllSucceeded
         }
-        Command::Resume { queue } => {
+        Command::Resume { queue, json } => {
             client.resume_queue(&queue).await.context("resume failed")?;
-            writeln!(out, "queue {queue} resumed")?;
+            let value = serde_json::json!({ "queue": queue, "paused": false });
+            output::ack(&mut out, json, &format!("queue {queue} resumed"), value)?;
+            Outcome::AllSucceeded
+        }
+        Command::Workers { json } => {
+            let workers = client.workers().await.context("workers failed")?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&workers)?)?;
+            } else {
+                write!(out, "{}", workers::human(&workers))?;
+            }
             Outcome::AllSucceeded
         }
         Command::Purge { queue, yes, json } => {
@@ -148,10 +166,16 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Outcome::AllSucceeded
         }
         Command::Cluster {
-            action: ClusterAction::Remove { id },
+            action: ClusterAction::Remove { id, json },
         } => {
             let members = client.remove_node(id).await.context("cluster remove failed")?;
-            writeln!(out, "removed node {id}; members now {members:?}")?;
+            let value = serde_json::json!({ "removed": id, "members": members });
+            output::ack(
+                &mut out,
+                json,
+                &format!("removed node {id}; members now {members:?}"),
+                value,
+            )?;
             Outcome::AllSucceeded
         }
         Command::Token { action } => {

@@ -37,6 +37,9 @@ pub enum LimitAction {
         /// Most tasks of the scope running (leased) at once.
         #[arg(long)]
         concurrency: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Every limit, with the tasks it covers running and the pending tasks it holds back.
     List {
@@ -48,6 +51,9 @@ pub enum LimitAction {
     Remove {
         /// The limit's scope, as set.
         scope: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -69,16 +75,25 @@ pub enum ScheduleAction {
     Pause {
         /// The schedule's name.
         name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Resume a paused schedule from its next slot after now.
     Resume {
         /// The schedule's name.
         name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a schedule; the tasks it enqueued stay.
     Remove {
         /// The schedule's name.
         name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,6 +146,9 @@ pub enum CertsAction {
         /// Lifetime, in days.
         #[arg(long, default_value_t = CA_DAYS)]
         days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// A node's certificate, naming its cluster and the names it is reached by:
     /// DIR/node.pem, DIR/node.key and a copy of the CA's ca.pem.
@@ -151,6 +169,9 @@ pub enum CertsAction {
         /// Lifetime, in days.
         #[arg(long, default_value_t = LEAF_DAYS)]
         days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// A client certificate (only where nodes should see one; tokens authorize clients):
     /// DIR/client.pem, DIR/client.key and a copy of the CA's ca.pem.
@@ -167,6 +188,9 @@ pub enum CertsAction {
         /// Lifetime, in days.
         #[arg(long, default_value_t = LEAF_DAYS)]
         days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -198,6 +222,9 @@ pub enum TokenAction {
     Revoke {
         /// The token's id (see `token list`).
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -207,5 +234,8 @@ pub enum ClusterAction {
     Remove {
         /// The member's node id (see `flotilla status`).
         id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }

@@ -89,11 +89,17 @@ pub enum Command {
     Pause {
         /// The queue.
         queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Lease from a paused queue again (needs an admin token).
     Resume {
         /// The queue.
         queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel every scheduled, pending and retrying task of a queue (needs an admin token);
     /// running tasks finish.
@@ -153,10 +159,24 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkflowAction,
     },
-    /// The task names submits may use: each with its default queue and who declared it.
-    Tasks {
+    /// Every pool and remote worker of the cluster: node, kind, queues, concurrency, busy,
+    /// tasks leased, connected since and last seen. Any node answers for all; a member that
+    /// does not answer within 2 s is named as unreachable.
+    Workers {
         /// Print JSON.
         #[arg(long)]
+        json: bool,
+    },
+    /// Print a completion script for SHELL on stdout, e.g. `flotilla completions bash >
+    /// /etc/bash_completion.d/flotilla` (no cluster needed).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The task names submits may use: each with its default queue and who declared it.
+    Tasks {
+        /// Print JSON (after `declare` too).
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: Option<TasksAction>,

@@ -24,11 +24,13 @@ fn limit_set_takes_a_scope_a_rate_and_a_concurrency() {
     ])
     .unwrap();
     let Command::Limit {
-        action: LimitAction::Set {
-            scope,
-            rate,
-            concurrency,
-        },
+        action:
+            LimitAction::Set {
+                scope,
+                rate,
+                concurrency,
+                ..
+            },
     } = cli.command
     else {
         panic!("not limit set")
@@ -316,7 +318,7 @@ fn token_commands_parse() {
     assert!(matches!(
         parse(&["token", "revoke", "3"]).unwrap().command,
         Command::Token {
-            action: TokenAction::Revoke { id: 3 }
+            action: TokenAction::Revoke { id: 3, .. }
         }
     ));
     let cmd = Cli::command();
@@ -364,4 +366,57 @@ fn nodes_come_from_the_environment_too() {
     let nodes = cmd.get_arguments().find(|a| a.get_id() == "nodes").unwrap();
     assert_eq!(nodes.get_env().and_then(|e| e.to_str()), Some("FLOTILLA_NODES"));
     Cli::command().debug_assert();
+}
+
+/// Every command that talks to a cluster or writes files takes `--json`; only `completions`
+/// (it prints a shell script) does not. A new command without it fails here.
+#[test]
+fn every_command_takes_json() {
+    fn leaves(cmd: &clap::Command, path: String, out: &mut Vec<(String, bool)>) {
+        if cmd.get_subcommands().next().is_none() {
+            let json = cmd.get_arguments().any(|a| a.get_long() == Some("json"));
+            out.push((path, json));
+            return;
+        }
+        // A command with optional subcommands runs on its own too (`tasks`).
+        if !cmd.is_subcommand_required_set() && !path.is_empty() {
+            let json = cmd.get_arguments().any(|a| a.get_long() == Some("json"));
+            out.push((path.clone(), json));
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            leaves(sub, format!("{path} {}", sub.get_name()).trim().to_string(), out);
+        }
+    }
+    let mut all = Vec::new();
+    let mut cli = Cli::command();
+    cli.build();
+    leaves(&cli, String::new(), &mut all);
+    assert!(all.len() > 30, "{all:?}");
+    let without: Vec<&str> = all
+        .iter()
+        .filter(|(_, json)| !json)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(without, ["completions"]);
+}
+
+#[test]
+fn workers_and_completions_parse() {
+    assert!(matches!(
+        parse(&["workers", "--json"]).unwrap().command,
+        Command::Workers { json: true }
+    ));
+    assert!(matches!(
+        parse(&["completions", "zsh"]).unwrap().command,
+        Command::Completions {
+            shell: clap_complete::Shell::Zsh
+        }
+    ));
+    assert_eq!(parse(&["completions", "tcsh"]).unwrap_err().exit_code(), 2);
+    assert!(parse(&["pause", "q", "--json"]).is_ok());
+    assert!(parse(&["cluster", "remove", "3", "--json"]).is_ok());
+    assert!(matches!(
+        parse(&["tasks", "declare", "a", "--json"]).unwrap().command,
+        Command::Tasks { json: true, .. }
+    ));
 }
