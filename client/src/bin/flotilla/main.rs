@@ -4,7 +4,9 @@
 //!   subcommand to its module.
 //! - `cli`: the clap definitions (`cli/args.rs`: task commands; `cli/actions.rs`: the
 //!   subcommands of token, tasks, limit, schedule, certs, cluster).
-//! - `wait`: `submit` and `get --wait`: waiting for many results, printing each as it arrives.
+//! - `wait`: `submit`, `wait` and `get --wait`: waiting for many results, printing each as it
+//!   arrives.
+//! - `progress`: progress bars on long waits (a terminal only, never with `--json`).
 //! - `admin`: `tasks` (the catalogue) and `token`.
 //! - `certs`: `flotilla certs`, the TLS quick start.
 //! - `ops`: operating tasks: `list`, `get`'s detail, `retry`, `cancel --terminate`, `purge`.
@@ -25,6 +27,7 @@ mod events;
 mod limit;
 mod ops;
 mod output;
+mod progress;
 mod schedule;
 mod wait;
 mod workers;
@@ -98,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Certs { .. } | Command::Completions { .. } => unreachable!("handled above"),
         Command::Submit(args) => wait::submit(&client, args, &mut out).await?,
         Command::Get(args) => wait::get(&client, args, &mut out).await?,
+        Command::Wait(args) => wait::wait(&client, args, &mut out).await?,
         Command::Cancel {
             ids,
             terminate,

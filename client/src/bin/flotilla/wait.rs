@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::Outcome;
-use crate::cli::{GetArgs, SubmitArgs};
+use crate::cli::{GetArgs, SubmitArgs, WaitArgs};
+use crate::progress::Progress;
 use crate::{ops, output};
 
 /// Up to this many tasks, a human-readable submit prints every id.
@@ -121,6 +122,17 @@ pub(crate) async fn get(client: &Client, args: GetArgs, out: &mut impl Write) ->
     })
 }
 
+/// `flotilla wait ID...`: each task's line as it finishes, then the summary (human output).
+pub(crate) async fn wait(client: &Client, args: WaitArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
+    let ids: Vec<TaskId> = args.ids.iter().copied().map(TaskId).collect();
+    let timeout = Duration::from_secs(args.timeout_s);
+    let report = wait_and_print(client, &ids, timeout, true, args.json, out).await?;
+    if !args.json {
+        writeln!(out, "{}", report.summary())?;
+    }
+    Ok(report.outcome())
+}
+
 /// Counts of how the waited-for tasks ended.
 #[derive(Default)]
 pub(crate) struct WaitReport {
@@ -163,6 +175,7 @@ pub(crate) async fn wait_and_print(
 ) -> anyhow::Result<WaitReport> {
     let mut unreported: BTreeSet<TaskId> = ids.iter().copied().collect();
     let mut report = WaitReport::default();
+    let progress = Progress::bar(unreported.len() as u64, "waiting", json);
     // Print what is ready, then flush: lines appear as results arrive, without a write per line.
     let mut results = std::pin::pin!(client.wait_many(ids.iter().copied(), timeout).ready_chunks(1024));
     while let Some(batch) = results.next().await {
@@ -172,6 +185,7 @@ pub(crate) async fn wait_and_print(
                     if !unreported.remove(&info.id) {
                         continue;
                     }
+                    progress.inc(1);
                     if info.state == TaskState::Succeeded {
                         report.succeeded += 1;
                     } else {
@@ -183,14 +197,15 @@ pub(crate) async fn wait_and_print(
                 }
                 Err(e) => {
                     if !matches!(e, ClientError::Timeout) {
-                        eprintln!("flotilla: error: wait failed: {e}");
+                        progress.suspend(|| eprintln!("flotilla: error: wait failed: {e}"));
                     }
                     report.error.get_or_insert_with(|| e.to_string());
                 }
             }
         }
-        out.flush()?;
+        progress.suspend(|| out.flush())?;
     }
+    drop(progress);
     let (state, error) = match &report.error {
         Some(e) if e == &ClientError::Timeout.to_string() => ("timed_out", e.clone()),
         Some(e) => ("unknown", e.clone()),

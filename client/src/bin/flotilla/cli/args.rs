@@ -146,6 +146,19 @@ pub struct RetryArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Task ids.
+    #[arg(required = true)]
+    pub ids: Vec<u64>,
+    /// Give up after this many seconds (the tasks not final then are listed as timed_out).
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+    /// Print one JSON object per task per line, as each finishes.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct GetArgs {
     /// Task id.
     pub id: u64,

@@ -64,6 +64,9 @@ pub enum Command {
     /// Show one task: its state, attempts, holder, last error, progress, args and headers
     /// (or wait until it is final).
     Get(GetArgs),
+    /// Wait until tasks are final, printing each as it finishes; exit 1 if any did not
+    /// succeed (or is not final by --timeout-s).
+    Wait(WaitArgs),
     /// Find tasks: filtered by queue, state, name and age, newest first, a page at a time.
     List(ListArgs),
     /// Cancel tasks that have not started; with --terminate, running ones too (needs an
