@@ -1,7 +1,7 @@
 //! [`Client`]: node rotation and the retry loop of unary calls.
 //!
 //! - this file: the [`Client`] handle, its channels and the retry loop every unary call runs
-//!   through ([`Client::unary`]);
+//!   through (`Client::unary`);
 //! - `builder`: [`ClientBuilder`] (timeouts, batching, TLS, token) and the node endpoints;
 //! - `calls`: the task and cluster calls (submit, get, wait, cancel, stats, status, remove).
 //!

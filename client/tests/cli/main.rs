@@ -22,6 +22,15 @@ async fn flotilla(nodes: SocketAddr, args: &[&str]) -> Output {
         .expect("run flotilla")
 }
 
+/// `flotilla submit NAME --count N`: the ids it printed, one a line.
+async fn submit_ids(nodes: SocketAddr, name: &str, count: u32) -> Vec<String> {
+    let out = flotilla(nodes, &["submit", name, "--count", &count.to_string()]).await;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -104,11 +113,7 @@ async fn human_output_for_many_tasks_is_a_summary() {
 async fn get_cancel_stats_and_status() {
     let fake = Fake::default();
     let addr = fake.serve().await;
-    let out = flotilla(addr, &["submit", "noop", "--count", "2"]).await;
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let ids = submit_ids(addr, "noop", 2).await;
     assert_eq!(ids.len(), 2);
     let out = flotilla(addr, &["get", &ids[0], "--json"]).await;
     assert_eq!(json_lines(&out)[0]["state"], "pending");
@@ -240,11 +245,7 @@ async fn workers_prints_one_json_object_or_a_table_naming_the_silent_node() {
 async fn wait_prints_each_task_as_it_finishes_and_exits_1_unless_all_succeeded() {
     let fake = Fake::default();
     let addr = fake.serve().await;
-    let out = flotilla(addr, &["submit", "echo", "--count", "3"]).await;
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let ids = submit_ids(addr, "echo", 3).await;
     let mut args = vec!["wait", "--json"];
     args.extend(ids.iter().map(String::as_str));
     let out = flotilla(addr, &args).await;

@@ -6,7 +6,7 @@
 //! Why not replicate worker registrations through the log: a connection is not durable state.
 //! Written to the log it would cost two writes per connect, and a node that crashes would
 //! leave its workers listed until something expired them. Asked live, the answer is exactly
-//! the sessions that exist now; a member that does not answer within [`ASK_TIMEOUT`] is
+//! the sessions that exist now; a member that does not answer within `ASK_TIMEOUT` (2 s) is
 //! reported as unreachable instead of guessed at, so one member down never makes the call hang.
 
 use std::time::Duration;
