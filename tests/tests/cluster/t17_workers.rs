@@ -1,7 +1,8 @@
 //! `flotilla workers` on a real 3-node cluster (issue 13): asked through one node, it lists
 //! every node's own pool and a remote worker connected to another node, with the task that
 //! worker holds leased; with a member killed, it names that member as unreachable within a
-//! bounded time instead of hanging. Also `pause`/`resume --json` print one object each.
+//! bounded time instead of hanging. Also pause, resume, tasks declare, limit set and remove
+//! print one JSON object each with `--json`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -115,9 +116,19 @@ async fn workers_lists_every_pool_and_a_remote_worker_and_names_a_dead_member() 
     let table = cli(&addrs[0], &["workers"])?;
     ensure!(table.contains("js-1") && table.contains("remote"), "{table}");
 
-    // pause/resume --json: one object each.
-    ensure!(cli_json(&addrs[0], &["pause", "js", "--json"])? == json!({"queue": "js", "paused": true}));
-    ensure!(cli_json(&addrs[0], &["resume", "js", "--json"])? == json!({"queue": "js", "paused": false}));
+    // Changing commands print one JSON object each with --json.
+    let n0 = addrs[0].as_str();
+    ensure!(cli_json(n0, &["pause", "js", "--json"])? == json!({"queue": "js", "paused": true}));
+    ensure!(cli_json(n0, &["resume", "js", "--json"])? == json!({"queue": "js", "paused": false}));
+    ensure!(cli_json(n0, &["tasks", "declare", "report.build", "--json"])? == json!({"recorded": 1}));
+    ensure!(
+        cli_json(n0, &["limit", "set", "queue:js", "--concurrency", "2", "--json"])?
+            == json!({"scope": "queue:js", "rate": null, "concurrency": 2})
+    );
+    ensure!(
+        cli_json(n0, &["limit", "remove", "queue:js", "--json"])?
+            == json!({"scope": "queue:js", "removed": true})
+    );
 
     // The second node dies: named, not waited for (each member has 2 s to answer).
     nodes[1].kill9()?;
