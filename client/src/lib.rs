@@ -12,9 +12,11 @@
 //! ```
 //!
 //! Module map:
-//! - [`client`]: [`Client`], [`ClientBuilder`]; node rotation and the retry loop of unary calls;
-//!   `submit_batch` splits and pipelines batches. [`ClientBuilder::tls`] takes a [`ClientTls`]
-//!   (the CA of the nodes, and a client certificate if they ask for one).
+//! - [`client`]: [`Client`], [`ClientBuilder`]; node rotation and the retry loop of unary calls
+//!   (`client/mod.rs`), the builder and node endpoints (`client/builder.rs`), and the task and
+//!   cluster calls (`client/calls.rs`: `submit_batch` splits and pipelines batches).
+//!   [`ClientBuilder::tls`] takes a [`ClientTls`] (the CA of the nodes, and a client
+//!   certificate if they ask for one).
 //! - [`task`]: [`TaskRequest`] (the fluent builder; every request carries an idempotency key),
 //!   [`TaskId`], [`Submitted`].
 //! - [`info`]: [`TaskInfo`], [`TaskState`]: a task as the cluster reports it.
@@ -38,6 +40,8 @@
 //! - [`ops`]: operating tasks: list them (filtered, paged by cursor), describe one, retry
 //!   dead ones, cancel running ones, pause, resume and purge queues.
 //! - [`catalog`]: the task names a submit may use ([`TaskName`]), and declaring more (admin).
+//! - [`workers`]: every pool and remote worker of the cluster ([`Client::workers`]), asked of
+//!   any node, which asks every member.
 //!
 //! Why every task has an idempotency key: a submit whose reply is lost (node crash, timeout) is
 //! retried, and the cluster may already have committed it. The key makes the retry return the
@@ -60,6 +64,7 @@ mod token;
 pub mod tokens;
 pub mod trace_context;
 mod wait;
+pub mod workers;
 pub mod workflow;
 
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
@@ -74,4 +79,5 @@ pub use retry::RetryPolicy;
 pub use schedules::{CatchUp, ScheduleAdded, ScheduleInfo, ScheduleRequest};
 pub use task::{SOFT_TIME_LIMIT_HEADER, Submitted, TaskId, TaskRequest};
 pub use tokens::{ApiToken, TokenRole};
+pub use workers::{WorkerInfo, WorkerKind, Workers};
 pub use workflow::{Canvas, WorkflowInfo, WorkflowState, WorkflowSubmitted};

@@ -136,6 +136,13 @@ def test_stats_and_status(app: Flotilla, node: NodeProcess) -> None:
     assert status.leader_id == status.node_id and status.members[0].addr == node.addr
 
 
+def test_workers_lists_the_nodes_own_pool(app: Flotilla) -> None:
+    w = app.workers()
+    pools = [x for x in w.workers if x.kind == "pool"]
+    assert pools and pools[0].name.startswith("node-") and pools[0].concurrency >= 1
+    assert w.unreachable_nodes == ()
+
+
 def test_calls_fail_over_past_a_dead_node(node: NodeProcess) -> None:
     dead = f"127.0.0.1:{free_port()}"
     app = Flotilla([dead, node.addr], retry=flotilla.RetryPolicy(max_elapsed=10.0))

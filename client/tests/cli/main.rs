@@ -22,6 +22,15 @@ async fn flotilla(nodes: SocketAddr, args: &[&str]) -> Output {
         .expect("run flotilla")
 }
 
+/// `flotilla submit NAME --count N`: the ids it printed, one a line.
+async fn submit_ids(nodes: SocketAddr, name: &str, count: u32) -> Vec<String> {
+    let out = flotilla(nodes, &["submit", name, "--count", &count.to_string()]).await;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -104,11 +113,7 @@ async fn human_output_for_many_tasks_is_a_summary() {
 async fn get_cancel_stats_and_status() {
     let fake = Fake::default();
     let addr = fake.serve().await;
-    let out = flotilla(addr, &["submit", "noop", "--count", "2"]).await;
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let ids = submit_ids(addr, "noop", 2).await;
     assert_eq!(ids.len(), 2);
     let out = flotilla(addr, &["get", &ids[0], "--json"]).await;
     assert_eq!(json_lines(&out)[0]["state"], "pending");
@@ -194,4 +199,91 @@ async fn args_from_a_file_and_from_stdin() {
     let out = flotilla(addr, &["submit", "echo", "--args", &missing]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read --args file"));
+}
+
+#[tokio::test]
+async fn workers_prints_one_json_object_or_a_table_naming_the_silent_node() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let out = flotilla(addr, &["workers", "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "one object");
+    let w = &lines[0];
+    assert_eq!(w["unreachable_nodes"], json!([3]));
+    let first = &w["workers"][0];
+    for field in [
+        "node_id",
+        "name",
+        "kind",
+        "queues",
+        "concurrency",
+        "busy",
+        "leased",
+        "standing",
+        "connected_ms_ago",
+        "last_seen_ms_ago",
+    ] {
+        assert!(first.get(field).is_some(), "{field} missing: {first}");
+    }
+    assert_eq!(
+        (&first["kind"], &w["workers"][1]["kind"], &w["workers"][2]["kind"]),
+        (&json!("pool"), &json!("remote"), &json!("unknown"))
+    );
+    let out = flotilla(addr, &["workers"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("py-1") && text.contains("remote"), "{text}");
+    assert!(text.contains("node 3 did not answer"), "{text}");
+}
+
+#[tokio::test]
+async fn wait_prints_each_task_as_it_finishes_and_exits_1_unless_all_succeeded() {
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let ids = submit_ids(addr, "echo", 3).await;
+    let mut args = vec!["wait", "--json"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = flotilla(addr, &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["state"] == "succeeded"), "{lines:?}");
+    assert!(out.stderr.is_empty(), "no progress bar off a terminal");
+    let out = flotilla(addr, &["wait", "999", "--timeout-s", "5"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = flotilla(addr, &["wait"]).await;
+    assert_eq!(out.status.code(), Some(2), "ids are required");
+}
+
+#[tokio::test]
+async fn completions_are_printed_for_each_shell_without_a_cluster() {
+    let nowhere = refused_addr().await;
+    let out = flotilla(nowhere, &["completions", "bash"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("_flotilla"), "a bash function");
+    for sub in ["submit", "workers", "completions", "retry", "events", "schedule"] {
+        assert!(script.contains(sub), "{sub} missing from the bash script");
+    }
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let out = flotilla(nowhere, &["completions", shell]).await;
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let out = flotilla(nowhere, &["completions", "tcsh"]).await;
+    assert_eq!(out.status.code(), Some(2));
 }

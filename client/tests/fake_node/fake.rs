@@ -490,6 +490,34 @@ impl QueueService for Fake {
         }))
     }
 
+    /// A pool, a remote worker, a name only the log holds, and node 3 silent.
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        self.enter()?;
+        let worker = |node_id, name: &str, kind: pb::WorkerKind| pb::WorkerInfo {
+            node_id,
+            name: name.into(),
+            kind: kind as i32,
+            queues: vec!["default".into()],
+            concurrency: 4,
+            busy: 1,
+            leased: 2,
+            standing: 0,
+            connected_ms_ago: 60_000,
+            last_seen_ms_ago: 150,
+        };
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: vec![
+                worker(1, "node-1", pb::WorkerKind::Pool),
+                worker(2, "py-1", pb::WorkerKind::Remote),
+                worker(0, "gone-1", pb::WorkerKind::Unspecified),
+            ],
+            unreachable_nodes: vec![3],
+        }))
+    }
+
     /// Records every name as new.
     async fn declare_task_names(
         &self,

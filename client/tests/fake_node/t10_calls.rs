@@ -217,3 +217,35 @@ async fn task_names_are_listed_and_declared_typed() -> anyhow::Result<()> {
     assert_eq!(client.declare_task_names("ops", "q", &two).await?, 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn workers_lists_pools_remote_workers_and_names_only_the_log_holds() -> anyhow::Result<()> {
+    use flotilla_client::WorkerKind;
+    let fake = Fake::default();
+    let addr = fake.serve().await;
+    let client = client_of(std::slice::from_ref(&addr)).await;
+    let w = client.workers().await?;
+    let rows: Vec<(u64, &str, WorkerKind)> = w
+        .workers
+        .iter()
+        .map(|w| (w.node_id, w.name.as_str(), w.kind))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "node-1", WorkerKind::Pool),
+            (2, "py-1", WorkerKind::Remote),
+            (0, "gone-1", WorkerKind::Unknown)
+        ]
+    );
+    let py = &w.workers[1];
+    assert_eq!(
+        (py.busy, py.leased, py.concurrency, py.last_seen_ms_ago),
+        (1, 2, 4, 150)
+    );
+    assert_eq!(w.unreachable_nodes, [3]);
+    let json = serde_json::to_value(&w)?;
+    assert_eq!(json["workers"][0]["kind"], "pool");
+    assert_eq!(json["workers"][2]["kind"], "unknown");
+    Ok(())
+}

@@ -26,6 +26,7 @@ use crate::network::peer::AdminError;
 use crate::network::peer::AdminRequest;
 use crate::network::peer::AdminResponse;
 use crate::network::peer::ConnectedWorker;
+use crate::network::peer::NodeWorker;
 use crate::network::peer::ReadIndex;
 use crate::proposer::Proposer;
 use crate::queue::ops;
@@ -89,8 +90,26 @@ fn propose_err(e: ProposeError) -> AdminError {
     }
 }
 
-/// This node's connected remote workers (its worker sessions, `worker/remote/sessions.rs`).
-pub type LocalWorkersFn = Arc<dyn Fn() -> Vec<ConnectedWorker> + Send + Sync>;
+/// What runs tasks on this node, read through closures so that `cluster` does not import
+/// `worker` (the sessions are `worker/remote/sessions.rs`, the pool `worker/pool.rs`).
+#[derive(Clone)]
+pub struct LocalWorkers {
+    /// The connected remote workers with the names they declared (`flotilla tasks`).
+    pub connected: Arc<dyn Fn() -> Vec<ConnectedWorker> + Send + Sync>,
+    /// The node's own pool and its remote worker sessions, as they are now (`flotilla workers`).
+    pub all: Arc<dyn Fn() -> Vec<NodeWorker> + Send + Sync>,
+}
+
+impl LocalWorkers {
+    /// The answer to a `LocalWorkers` or `NodeWorkers` request; `None` for any other.
+    fn answer(&self, req: &AdminRequest) -> Option<AdminResponse> {
+        match req {
+            AdminRequest::LocalWorkers => Some(AdminResponse::Workers((self.connected)())),
+            AdminRequest::NodeWorkers => Some(AdminResponse::NodeWorkers((self.all)())),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Admin {
@@ -100,7 +119,7 @@ pub struct Admin {
     cluster_id: Arc<str>,
     /// Handed to a joining node with its id (it came with a valid join token).
     peer_secret: Secret,
-    pub(super) local_workers: LocalWorkersFn,
+    pub(super) local_workers: LocalWorkers,
 }
 
 impl Admin {
@@ -110,7 +129,7 @@ impl Admin {
         peers: Peers,
         cluster_id: Arc<str>,
         peer_secret: Secret,
-        local_workers: LocalWorkersFn,
+        local_workers: LocalWorkers,
     ) -> Self {
         Self {
             raft,
@@ -129,10 +148,11 @@ impl Admin {
     /// Carry out `req` here if this node leads, else forward it to the leader (only once:
     /// `forwarded` requests are never forwarded again).
     pub async fn handle(&self, req: AdminRequest, forwarded: bool) -> Result<AdminResponse, AdminError> {
-        match req {
-            AdminRequest::ClusterId => return Ok(AdminResponse::ClusterId(self.cluster_id.to_string())),
-            AdminRequest::LocalWorkers => return Ok(AdminResponse::Workers((self.local_workers)())),
-            _ => {}
+        if let AdminRequest::ClusterId = req {
+            return Ok(AdminResponse::ClusterId(self.cluster_id.to_string()));
+        }
+        if let Some(local) = self.local_workers.answer(&req) {
+            return Ok(local);
         }
         if self.raft.is_leader() {
             return self.lead(req).await;
@@ -171,7 +191,10 @@ impl Admin {
         let voters: BTreeSet<NodeId> = members.voter_ids().collect();
         match req {
             AdminRequest::ClusterId => Ok(AdminResponse::ClusterId(self.cluster_id.to_string())),
-            AdminRequest::LocalWorkers => Ok(AdminResponse::Workers((self.local_workers)())),
+            AdminRequest::LocalWorkers | AdminRequest::NodeWorkers => self
+                .local_workers
+                .answer(&req)
+                .ok_or_else(|| AdminError::Raft("no local answer".into())),
             AdminRequest::AllocateNodeId { addr, zone } => {
                 if let Some((id, _)) = members.nodes().find(|(_, n)| n.addr == addr) {
                     return Err(AdminError::Refused(format!(

@@ -11,7 +11,8 @@
 //!   0600 in the data directory.
 //! - [`tokens`]: API tokens made and revoked through the log, and the first admin token.
 //! - [`catalog`]: task names declared through the log (a worker's, a node's built-in ones).
-//! - [`workers`]: the remote workers connected to every member, asked live.
+//! - [`workers`]: the remote workers connected to every member, and every member's own pool
+//!   and worker sessions (`flotilla workers`), asked live.
 
 pub mod admin;
 pub mod catalog;

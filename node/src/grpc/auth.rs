@@ -118,6 +118,7 @@ pub fn need(path: &str) -> Need {
             | "QueueStats"
             | "ClusterStatus"
             | "ListTaskNames"
+            | "ListWorkers"
             | "FindTasksByIdempotencyKey",
         ) => Need::Client(Right::Read),
         ("flotilla.v1.ScheduleService", "ListSchedules") => Need::Client(Right::Read),

@@ -15,6 +15,8 @@
 //! - [`auth`]: the tower layer in front of every service: who may call what (tokens with
 //!   roles for clients, the peer proof for members), decided before a body is read.
 //! - [`reflection`]: gRPC server reflection of every `flotilla.v1` service (for `grpcurl`).
+//! - [`workers`]: `ListWorkers`' reply: the members' live worker table joined with the
+//!   replicated state's leases and standing capacity per pool.
 //! - [`convert`]: protobuf ⇄ domain conversions (generated types stop at this boundary).
 //! - [`conn`]: connections before HTTP/2: the accept loop (backs off on errors), handshake
 //!   and idle timeouts, the open-files limit.
@@ -37,6 +39,7 @@ pub mod reflection;
 pub mod schedule_service;
 pub mod status;
 pub mod worker_service;
+pub mod workers;
 pub mod workflow_service;
 
 pub use event_service::EventApi;

@@ -503,6 +503,17 @@ impl QueueService for QueueApi {
         }))
     }
 
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let table = self.admin.worker_table().await;
+        // This replica's holdings, read after the members answered, with no read barrier: an
+        // operator's view, served with no leader too (a lease's count may lag a heartbeat).
+        let holdings = self.replica.read(|q| q.pool_holdings());
+        Ok(Response::new(super::workers::list(table, holdings)))
+    }
+
     async fn declare_task_names(
         &self,
         request: Request<pb::DeclareTaskNamesRequest>,

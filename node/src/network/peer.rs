@@ -47,6 +47,10 @@ pub enum AdminRequest {
     ReadIndex,
     /// The remote workers connected to this node (answered by it, never forwarded).
     LocalWorkers,
+    /// This node's own pool and remote worker sessions, as they are now (answered by it, never
+    /// forwarded): `flotilla workers`. Added after `LocalWorkers`, so a build before it fails
+    /// to decode the request and is reported as unreachable, never misread.
+    NodeWorkers,
 }
 
 /// A remote worker session live on a node: what `flotilla tasks` shows of it.
@@ -59,6 +63,34 @@ pub struct ConnectedWorker {
     /// The task names its Hello declared.
     pub tasks: Vec<String>,
     pub concurrency: u32,
+}
+
+/// What runs tasks on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerKind {
+    /// The node's own pool (`--workers`).
+    Pool,
+    /// A remote worker's session (`WorkerService.Session`).
+    Remote,
+}
+
+/// A worker on a node, as that node sees it now: what `flotilla workers` shows of it. Times
+/// are ages, measured by the node's monotonic clock, so the nodes' wall clocks need not agree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeWorker {
+    /// The node that runs the pool or holds the session.
+    pub node_id: NodeId,
+    /// The pool's name in the log (a remote worker's Hello name; `node-N` for a node's pool).
+    pub name: String,
+    pub kind: WorkerKind,
+    pub queues: Vec<String>,
+    pub concurrency: u32,
+    /// Tasks running now (a remote worker: as of its latest message).
+    pub busy: u32,
+    /// How long ago the pool started or the session opened, in ms.
+    pub connected_ms_ago: u64,
+    /// How long ago the worker was last heard from, in ms (a pool: 0, it is the node itself).
+    pub last_seen_ms_ago: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +112,8 @@ pub enum AdminResponse {
     },
     /// The answer to `LocalWorkers`.
     Workers(Vec<ConnectedWorker>),
+    /// The answer to `NodeWorkers`.
+    NodeWorkers(Vec<NodeWorker>),
 }
 
 #[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
@@ -169,6 +203,10 @@ admin_call!(
 admin_call!(
     /// [`AdminRequest::LocalWorkers`]: the remote workers connected to the peer.
     LocalWorkers {} => Vec<ConnectedWorker>, AdminResponse::Workers(workers) => workers
+);
+admin_call!(
+    /// [`AdminRequest::NodeWorkers`]: the peer's own pool and remote worker sessions.
+    NodeWorkers {} => Vec<NodeWorker>, AdminResponse::NodeWorkers(workers) => workers
 );
 
 impl Peers {

@@ -28,6 +28,7 @@ pub use state::Change;
 pub use state::InFormat;
 pub use state::NEWEST_SNAPSHOT_FORMAT;
 pub use state::PoolEffects;
+pub use state::PoolHolding;
 pub use state::QueueState;
 pub use state::QueueStateV1;
 pub use state::ReadFormat;

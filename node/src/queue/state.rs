@@ -195,6 +195,7 @@ pub use listing::TaskDetail;
 pub use listing::TaskFilter;
 pub use listing::TaskPage;
 pub use operator::REVOKED_ERROR;
+pub use reads::PoolHolding;
 pub use schedule::Schedules;
 pub use seen::Change;
 pub use seen::SeenChange;

@@ -45,8 +45,6 @@ pub(super) struct Apis {
     pub(super) queue: QueueApi,
     pub(super) ops: OpsApi,
     pub(super) schedules: ScheduleApi,
-    pub(super) sessions: crate::worker::remote::Sessions,
-    pub(super) own_pool: Option<dashboard::OwnPool>,
 }
 
 /// The metrics instruments when the node keeps metrics (it has an HTTP port to show them).
@@ -90,10 +88,6 @@ pub(super) fn start_observing(
             queue: apis.queue,
             ops: apis.ops,
             schedules: apis.schedules,
-            workers: dashboard::Workers {
-                sessions: apis.sessions,
-                own_pool: apis.own_pool,
-            },
             access: dash_access,
         };
         let router = http::router(metrics, probe, access).merge(dashboard::router(dash));

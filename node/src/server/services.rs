@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use flotilla_tls::NodeTls;
@@ -16,6 +17,7 @@ use super::ServerError;
 use super::raft::Opened;
 use crate::cluster::Admin;
 use crate::cluster::Identity;
+use crate::cluster::admin::LocalWorkers;
 use crate::cluster::catalog;
 use crate::cluster::join;
 use crate::cluster::tokens;
@@ -44,6 +46,7 @@ use crate::worker::PoolConfig;
 use crate::worker::PoolHandle;
 use crate::worker::TaskRegistry;
 use crate::worker::WorkerPool;
+use crate::worker::pool::PoolView;
 use crate::worker::remote::Sessions;
 
 /// What serving needs: the services, and what must happen before serving stops.
@@ -104,14 +107,28 @@ pub(super) fn start_services(
     let entries = instruments.map(|i| i.entries());
     let proposer = Proposer::start_measured(raft.clone(), clock.clone(), peers.clone(), entries);
     let sessions = Sessions::default();
-    let local_workers = sessions.clone();
+    // The pool starts below, after the admin it does not need; its view is set then.
+    let pool_view: Arc<OnceLock<PoolView>> = Arc::default();
+    let local_workers = LocalWorkers {
+        connected: {
+            let sessions = sessions.clone();
+            Arc::new(move || sessions.workers())
+        },
+        all: {
+            let (sessions, pool_view) = (sessions.clone(), pool_view.clone());
+            Arc::new(move || {
+                let own = pool_view.get().map(PoolView::worker);
+                own.into_iter().chain(sessions.node_workers()).collect()
+            })
+        },
+    };
     let admin = Admin::new(
         raft.clone(),
         proposer.clone(),
         peers.clone(),
         identity.cluster_id.as_str().into(),
         secret.value(),
-        Arc::new(move || local_workers.workers()),
+        local_workers,
     );
     let admin_keeper = tokio::spawn(tokens::keep_an_admin_token(
         raft.clone(),
@@ -147,6 +164,9 @@ pub(super) fn start_services(
     );
     let registry = Arc::new(registry);
     let pool = start_pool(config, env, node_id, registry, &proposer, &replica)?;
+    if let Some(pool) = &pool {
+        let _ = pool_view.set(pool.view(node_id, pool_name(node_id), config.pool_queues()));
+    }
 
     let limits = ApiLimits {
         max_payload_bytes: config.max_payload_bytes,
@@ -184,12 +204,6 @@ pub(super) fn start_services(
         queue: queue_api.clone(),
         ops: ops_api.clone(),
         schedules: schedule_api.clone(),
-        sessions: sessions.clone(),
-        own_pool: (config.worker_count() > 0).then(|| crate::observe::dashboard::OwnPool {
-            name: pool_name(node_id),
-            queues: config.pool_queues(),
-            workers: config.worker_count(),
-        }),
     };
     let observing =
         super::observe::start_observing(config, instruments, &raft, &replica, &admin, &auth, apis)?;

@@ -17,6 +17,8 @@ use super::registry::TaskRegistry;
 use super::supervisor::Drain;
 use super::supervisor::Stop;
 use super::supervisor::Supervisor;
+use crate::network::peer::NodeWorker;
+use crate::network::peer::WorkerKind;
 
 /// How a node's worker pool runs. Names carry units.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,7 +228,45 @@ pub struct PoolHandle {
     owned: Option<(System, thread::JoinHandle<()>)>,
 }
 
+/// The pool as `flotilla workers` shows it: what it was started with, and its live stats.
+#[derive(Clone)]
+pub struct PoolView {
+    pub node_id: crate::types::NodeId,
+    pub name: String,
+    pub queues: Vec<String>,
+    started: tokio::time::Instant,
+    stats: watch::Receiver<PoolStats>,
+}
+
+impl PoolView {
+    /// The pool now.
+    pub fn worker(&self) -> NodeWorker {
+        let stats = *self.stats.borrow();
+        NodeWorker {
+            node_id: self.node_id,
+            name: self.name.clone(),
+            kind: WorkerKind::Pool,
+            queues: self.queues.clone(),
+            concurrency: u32::try_from(stats.workers).unwrap_or(u32::MAX),
+            busy: u32::try_from(stats.busy).unwrap_or(u32::MAX),
+            connected_ms_ago: self.started.elapsed().as_millis() as u64,
+            last_seen_ms_ago: 0,
+        }
+    }
+}
+
 impl PoolHandle {
+    /// A view of the pool for `flotilla workers`, started now under `name` on `queues`.
+    pub fn view(&self, node_id: crate::types::NodeId, name: String, queues: Vec<String>) -> PoolView {
+        PoolView {
+            node_id,
+            name,
+            queues,
+            started: tokio::time::Instant::now(),
+            stats: self.stats.clone(),
+        }
+    }
+
     pub fn stats(&self) -> PoolStats {
         *self.stats.borrow()
     }

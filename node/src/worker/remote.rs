@@ -334,6 +334,8 @@ where
             Some(Err(status)) => return self.broken(&format!("stream error: {status}")),
             Some(Ok(msg)) => msg,
         };
+        // For `flotilla workers`: heard from now, running this many.
+        self._claim.seen(self.running.len());
         match msg.msg {
             Some(In::Results(results)) => self.results(results.results),
             Some(In::Pong(pong)) => self.pong(pong.nonce),

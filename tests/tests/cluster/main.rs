@@ -6,6 +6,7 @@
 mod t10_failover;
 mod t15_catalog;
 mod t16_connected_workers;
+mod t17_workers;
 mod t20_snapshot;
 mod t30_membership;
 mod t40_standing;

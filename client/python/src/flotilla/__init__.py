@@ -57,6 +57,8 @@ from flotilla.info import (
     Submitted,
     TaskInfo,
     TaskState,
+    WorkerInfo,
+    Workers,
 )
 from flotilla.result import AsyncResult
 from flotilla.retry import RetryPolicy
@@ -96,6 +98,8 @@ __all__ = [
     "TaskState",
     "Unauthenticated",
     "Unavailable",
+    "WorkerInfo",
+    "Workers",
     "WorkflowResult",
     "__version__",
     "chain",

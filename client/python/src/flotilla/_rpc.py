@@ -71,6 +71,9 @@ class QueueStub:
         self.cluster_status = _unary(
             channel, "ClusterStatus", qpb.ClusterStatusRequest, qpb.ClusterStatusResponse
         )
+        self.list_workers = _unary(
+            channel, "ListWorkers", qpb.ListWorkersRequest, qpb.ListWorkersResponse
+        )
         self.find_tasks_by_idempotency_key = _unary(
             channel,
             "FindTasksByIdempotencyKey",

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Union, overload
 
 from flotilla.client import Client, Nodes
 from flotilla.events import Event
-from flotilla.info import ScheduleAdded
+from flotilla.info import ScheduleAdded, Workers
 from flotilla.result import AsyncResult
 from flotilla.retry import RetryPolicy
 from flotilla.schedule import schedule_request
@@ -147,6 +147,11 @@ class Flotilla:
         return self.client.events(
             queues=queues, task_names=task_names, kinds=kinds, from_position=from_position
         )
+
+    def workers(self) -> Workers:
+        """Every pool and remote worker of the cluster (``flotilla workers``): name, node,
+        kind, queues, concurrency, busy, leased, and how long ago it connected and was seen."""
+        return self.client.workers()
 
     def send_task(
         self,

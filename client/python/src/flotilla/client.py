@@ -37,6 +37,7 @@ from flotilla.info import (
     ScheduleInfo,
     Submitted,
     TaskInfo,
+    Workers,
 )
 from flotilla.retry import Backoff, RetryPolicy, describe, is_transient
 from flotilla.v1 import limits_pb2 as lpb
@@ -225,6 +226,12 @@ class Client:
         """Members, roles and the leader, as the answering node sees them."""
         reply = self._unary(lambda s, t: s.cluster_status(qpb.ClusterStatusRequest(), timeout=t))
         return ClusterStatus.from_wire(reply)
+
+    def workers(self) -> Workers:
+        """Every pool and remote worker of the cluster (read right): any node asks every
+        member, each within 2 s, and names the ones that did not answer."""
+        reply = self._unary(lambda s, t: s.list_workers(qpb.ListWorkersRequest(), timeout=t))
+        return Workers.from_wire(reply)
 
     def add_schedule(self, request: spb.AddScheduleRequest) -> ScheduleAdded:
         """Adds a schedule (needs an admin token; build the request with

@@ -163,6 +163,62 @@ class ClusterStatus:
 
 
 @dataclass(frozen=True)
+class WorkerInfo:
+    """One pool or remote worker of the cluster (``flotilla workers``)."""
+
+    #: The node that runs the pool or holds the session; 0 when ``kind`` is ``"unknown"``.
+    node_id: int
+    #: The name it leases under (``node-<id>`` for a node's own pool).
+    name: str
+    #: ``"pool"`` (a node's own), ``"remote"`` (a connected worker) or ``"unknown"`` (no
+    #: member that answered runs it, but the log holds leases or capacity of the name).
+    kind: str
+    queues: tuple[str, ...]
+    concurrency: int
+    #: Tasks it runs now, as its node sees them.
+    busy: int
+    #: Tasks it holds leased in the replicated state.
+    leased: int
+    #: Its standing capacity: tasks it stands ready to be granted.
+    standing: int
+    connected_ms_ago: int
+    last_seen_ms_ago: int
+
+    @classmethod
+    def from_wire(cls, w: qpb.WorkerInfo) -> WorkerInfo:
+        kinds = {qpb.WORKER_KIND_POOL: "pool", qpb.WORKER_KIND_REMOTE: "remote"}
+        return cls(
+            node_id=w.node_id,
+            name=w.name,
+            kind=kinds.get(w.kind, "unknown"),
+            queues=tuple(w.queues),
+            concurrency=w.concurrency,
+            busy=w.busy,
+            leased=w.leased,
+            standing=w.standing,
+            connected_ms_ago=w.connected_ms_ago,
+            last_seen_ms_ago=w.last_seen_ms_ago,
+        )
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Every pool and remote worker of the cluster, and the members that did not answer."""
+
+    #: By node, then name; the ``"unknown"`` ones last.
+    workers: tuple[WorkerInfo, ...]
+    #: Members that did not answer within 2 s: their workers are missing (or ``"unknown"``).
+    unreachable_nodes: tuple[int, ...]
+
+    @classmethod
+    def from_wire(cls, r: qpb.ListWorkersResponse) -> Workers:
+        return cls(
+            workers=tuple(WorkerInfo.from_wire(w) for w in r.workers),
+            unreachable_nodes=tuple(r.unreachable_nodes),
+        )
+
+
+@dataclass(frozen=True)
 class ScheduleAdded:
     """What adding a schedule did."""
 

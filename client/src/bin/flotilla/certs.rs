@@ -8,13 +8,14 @@ use flotilla_tls::generate;
 use crate::cli::CertsAction;
 
 pub fn run(action: CertsAction, out: &mut impl Write) -> anyhow::Result<()> {
-    let (written, next) = match action {
-        CertsAction::Ca { out: dir, days } => (
+    let (written, next, json) = match action {
+        CertsAction::Ca { out: dir, days, json } => (
             generate::make_ca(&dir, days)?,
             format!(
                 "next: flotilla certs node --ca {} --cluster NAME --name HOST[,IP] --out DIR",
                 dir.display()
             ),
+            json,
         ),
         CertsAction::Node {
             ca,
@@ -22,6 +23,7 @@ pub fn run(action: CertsAction, out: &mut impl Write) -> anyhow::Result<()> {
             name,
             out: dir,
             days,
+            json,
         } => (
             generate::make_node(&ca, &cluster, &name, &dir, days)?,
             format!(
@@ -30,12 +32,14 @@ pub fn run(action: CertsAction, out: &mut impl Write) -> anyhow::Result<()> {
                 dir.join(generate::NODE_KEY).display(),
                 dir.join(generate::CA_CERT).display()
             ),
+            json,
         ),
         CertsAction::Client {
             ca,
             name,
             out: dir,
             days,
+            json,
         } => (
             generate::make_client(&ca, &name, &dir, days)?,
             format!(
@@ -44,8 +48,14 @@ pub fn run(action: CertsAction, out: &mut impl Write) -> anyhow::Result<()> {
                 dir.join(generate::CLIENT_CERT).display(),
                 dir.join(generate::CLIENT_KEY).display()
             ),
+            json,
         ),
     };
+    if json {
+        let written: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        writeln!(out, "{}", serde_json::json!({ "written": written, "next": next }))?;
+        return Ok(());
+    }
     for path in written {
         writeln!(out, "wrote {}", path.display())?;
     }

@@ -6,6 +6,7 @@ use anyhow::Context;
 use flotilla_client::{Client, LimitInfo};
 
 use crate::cli::LimitAction;
+use crate::output;
 
 /// Carry out one `limit` action.
 pub async fn run(client: &Client, action: LimitAction, out: &mut impl Write) -> anyhow::Result<()> {
@@ -14,6 +15,7 @@ pub async fn run(client: &Client, action: LimitAction, out: &mut impl Write) -> 
             scope,
             rate,
             concurrency,
+            json,
         } => {
             if rate.is_none() && concurrency.is_none() {
                 anyhow::bail!("give --rate, --concurrency or both");
@@ -22,7 +24,8 @@ pub async fn run(client: &Client, action: LimitAction, out: &mut impl Write) -> 
                 .set_limit(&scope, rate.as_deref(), concurrency)
                 .await
                 .context("limit set failed")?;
-            writeln!(out, "limit {scope} set")?;
+            let value = serde_json::json!({ "scope": scope, "rate": rate, "concurrency": concurrency });
+            output::ack(out, json, &format!("limit {scope} set"), value)?;
         }
         LimitAction::List { json } => {
             let list = client.limits().await.context("limit list failed")?;
@@ -32,10 +35,11 @@ pub async fn run(client: &Client, action: LimitAction, out: &mut impl Write) -> 
                 write!(out, "{}", list_human(&list))?;
             }
         }
-        LimitAction::Remove { scope } => {
+        LimitAction::Remove { scope, json } => {
             let removed = client.remove_limit(&scope).await.context("limit remove failed")?;
             if removed {
-                writeln!(out, "limit {scope} removed")?;
+                let value = serde_json::json!({ "scope": scope, "removed": true });
+                output::ack(out, json, &format!("limit {scope} removed"), value)?;
             } else {
                 anyhow::bail!("no limit {scope}");
             }

@@ -1,41 +1,47 @@
 //! `flotilla`: submit tasks to a Flotilla cluster, wait for results, and inspect the cluster.
 //!
-//! - `cli`: the clap definitions.
+//! - `main` (this file): the global options, building the client, and the dispatch of each
+//!   subcommand to its module.
+//! - `cli`: the clap definitions (`cli/args.rs`: task commands; `cli/actions.rs`: the
+//!   subcommands of token, tasks, limit, schedule, certs, cluster).
+//! - `wait`: `submit`, `wait` and `get --wait`: waiting for many results, printing each as it
+//!   arrives.
+//! - `progress`: progress bars on long waits (a terminal only, never with `--json`).
+//! - `admin`: `tasks` (the catalogue) and `token`.
 //! - `certs`: `flotilla certs`, the TLS quick start.
 //! - `ops`: operating tasks: `list`, `get`'s detail, `retry`, `cancel --terminate`, `purge`.
+//! - `events`: `flotilla events`, following the events stream.
+//! - `limit`: `flotilla limit ...`, flow-control limits.
+//! - `workflow`: `flotilla workflow ...`.
+//! - `workers`: `flotilla workers`' table.
 //! - `output`: JSON lines and human text (pure functions).
 //! - `schedule`: `flotilla schedule ...`, periodic schedules.
 //!
 //! Exit status: 0 on success; 1 when a call failed (message on stderr) or a waited-for task did
 //! not succeed; 2 for usage errors.
 
+mod admin;
 mod certs;
 mod cli;
 mod events;
 mod limit;
 mod ops;
 mod output;
+mod progress;
 mod schedule;
+mod wait;
+mod workers;
 mod workflow;
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use anyhow::Context;
-use bytes::Bytes;
-use clap::Parser;
-use flotilla_client::{Client, ClientError, ClientTls, RetryPolicy, TaskId, TaskInfo, TaskState};
-use futures::StreamExt;
-use serde_json::Value;
+use clap::{CommandFactory, Parser};
+use flotilla_client::{Client, ClientError, ClientTls, RetryPolicy};
 
-use cli::{Cli, ClusterAction, Command, GetArgs, SubmitArgs, TasksAction, TokenAction};
-
-/// Up to this many tasks, a human-readable submit prints every id.
-const LIST_IDS_UP_TO: usize = 20;
+use cli::{Cli, ClusterAction, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -75,6 +81,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             out.flush()?;
             return Ok(Outcome::AllSucceeded);
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "flotilla", &mut out);
+            out.flush()?;
+            return Ok(Outcome::AllSucceeded);
+        }
         command => command,
     };
     let mut builder = Client::builder(cli.nodes.iter().map(|n| n.trim().to_owned())).retry_policy(policy);
@@ -87,9 +98,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
     let client = builder.build().await.context("cannot set up the client")?;
     let outcome = match command {
-        Command::Certs { .. } => unreachable!("handled above"),
-        Command::Submit(args) => submit(&client, args, &mut out).await?,
-        Command::Get(args) => get(&client, args, &mut out).await?,
+        Command::Certs { .. } | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Submit(args) => wait::submit(&client, args, &mut out).await?,
+        Command::Get(args) => wait::get(&client, args, &mut out).await?,
+        Command::Wait(args) => wait::wait(&client, args, &mut out).await?,
         Command::Cancel {
             ids,
             terminate,
@@ -107,14 +119,25 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             ops::retry(&client, args, &mut out).await?;
             Outcome::AllSucceeded
         }
-        Command::Pause { queue } => {
+        Command::Pause { queue, json } => {
             client.pause_queue(&queue).await.context("pause failed")?;
-            writeln!(out, "queue {queue} paused")?;
+            let value = serde_json::json!({ "queue": queue, "paused": true });
+            output::ack(&mut out, json, &format!("queue {queue} paused"), value)?;
             Outcome::AllSucceeded
         }
-        Command::Resume { queue } => {
+        Command::Resume { queue, json } => {
             client.resume_queue(&queue).await.context("resume failed")?;
-            writeln!(out, "queue {queue} resumed")?;
+            let value = serde_json::json!({ "queue": queue, "paused": false });
+            output::ack(&mut out, json, &format!("queue {queue} resumed"), value)?;
+            Outcome::AllSucceeded
+        }
+        Command::Workers { json } => {
+            let workers = client.workers().await.context("workers failed")?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&workers)?)?;
+            } else {
+                write!(out, "{}", workers::human(&workers))?;
+            }
             Outcome::AllSucceeded
         }
         Command::Purge { queue, yes, json } => {
@@ -147,18 +170,24 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Outcome::AllSucceeded
         }
         Command::Cluster {
-            action: ClusterAction::Remove { id },
+            action: ClusterAction::Remove { id, json },
         } => {
             let members = client.remove_node(id).await.context("cluster remove failed")?;
-            writeln!(out, "removed node {id}; members now {members:?}")?;
+            let value = serde_json::json!({ "removed": id, "members": members });
+            output::ack(
+                &mut out,
+                json,
+                &format!("removed node {id}; members now {members:?}"),
+                value,
+            )?;
             Outcome::AllSucceeded
         }
         Command::Token { action } => {
-            token(&client, action, &mut out).await?;
+            admin::token(&client, action, &mut out).await?;
             Outcome::AllSucceeded
         }
         Command::Tasks { json, action } => {
-            tasks(&client, json, action, &mut out).await?;
+            admin::tasks(&client, json, action, &mut out).await?;
             Outcome::AllSucceeded
         }
         Command::Schedule { action } => {
@@ -186,285 +215,4 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     out.flush()?;
     Ok(outcome)
-}
-
-async fn tasks(
-    client: &Client,
-    json: bool,
-    action: Option<TasksAction>,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    match action {
-        None => {
-            let catalogue = client.task_catalogue().await.context("tasks failed")?;
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({
-                        "tasks": catalogue.names,
-                        "unreachable_nodes": catalogue.unreachable_nodes,
-                    })
-                )?;
-            } else {
-                write!(out, "{}", output::task_names_human(&catalogue))?;
-            }
-        }
-        Some(TasksAction::Declare {
-            names,
-            queue,
-            declarer,
-        }) => {
-            let recorded = client
-                .declare_task_names(&declarer, &queue, &names)
-                .await
-                .context("tasks declare failed")?;
-            if json {
-                writeln!(out, "{}", serde_json::json!({ "recorded": recorded }))?;
-            } else {
-                writeln!(
-                    out,
-                    "{} names declared by {declarer} on queue {queue} ({recorded} new)",
-                    names.len()
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn token(client: &Client, action: TokenAction, out: &mut impl Write) -> anyhow::Result<()> {
-    match action {
-        TokenAction::Create {
-            role,
-            ttl,
-            label,
-            json,
-        } => {
-            let (id, token) = client
-                .create_token(role, &label, ttl)
-                .await
-                .context("token create failed")?;
-            if json {
-                writeln!(out, "{}", serde_json::json!({"id": id, "token": token}))?;
-            } else {
-                writeln!(out, "{token}")?;
-                eprintln!(
-                    "token {id} ({}): shown once; the cluster keeps only its hash",
-                    role.name()
-                );
-            }
-        }
-        TokenAction::List { json } => {
-            let tokens = client.list_tokens().await.context("token list failed")?;
-            if json {
-                writeln!(out, "{}", serde_json::json!({ "tokens": tokens }))?;
-            } else {
-                write!(out, "{}", output::tokens_human(&tokens))?;
-            }
-        }
-        TokenAction::Revoke { id } => {
-            if client.revoke_token(id).await.context("token revoke failed")? {
-                writeln!(out, "token {id} revoked")?;
-            } else {
-                anyhow::bail!("no token {id}");
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn submit(client: &Client, args: SubmitArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    let payload = Bytes::from(serde_json::to_vec(&args.args.read()?)?);
-    let count = usize::try_from(args.count).context("--count too large")?;
-    let tasks = (0..count)
-        .map(|_| {
-            let mut task = client
-                .task(&args.name)
-                .args_json(payload.clone())
-                .priority(args.priority);
-            if let Some(queue) = &args.queue {
-                task = task.queue(queue.clone());
-            }
-            if let Some(ms) = args.countdown_ms {
-                task = task.countdown(Duration::from_millis(ms));
-            }
-            if let Some(n) = args.max_retries {
-                task = task.max_retries(n);
-            }
-            if let Some(key) = &args.key {
-                task = task.concurrency_key(key.clone());
-            }
-            task
-        })
-        .collect();
-    let started = Instant::now();
-    let submitted = client.submit_batch(tasks).await.context("submit failed")?;
-    let submit_time = started.elapsed();
-    let ids: Vec<TaskId> = submitted.iter().map(|s| s.id).collect();
-
-    if !args.wait {
-        if args.json {
-            let state = if args.countdown_ms.is_some_and(|ms| ms > 0) {
-                "scheduled"
-            } else {
-                "pending"
-            };
-            for s in &submitted {
-                writeln!(out, "{}", output::submitted_line(s, state))?;
-            }
-        } else if count <= LIST_IDS_UP_TO {
-            for id in &ids {
-                writeln!(out, "{id}")?;
-            }
-        } else {
-            writeln!(out, "submitted {}", output::throughput(args.count, submit_time))?;
-        }
-        return Ok(Outcome::AllSucceeded);
-    }
-
-    let verbose = args.json || count <= LIST_IDS_UP_TO;
-    let report = wait_and_print(
-        client,
-        &ids,
-        Duration::from_secs(args.timeout_s),
-        verbose,
-        args.json,
-        out,
-    )
-    .await?;
-    if !args.json {
-        if count > LIST_IDS_UP_TO {
-            writeln!(out, "submitted {}", output::throughput(args.count, submit_time))?;
-            writeln!(
-                out,
-                "finished {}",
-                output::throughput(args.count, started.elapsed())
-            )?;
-        }
-        writeln!(out, "{}", report.summary())?;
-    }
-    Ok(report.outcome())
-}
-
-async fn get(client: &Client, args: GetArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
-    if !args.wait {
-        ops::get_detail(client, &args, out).await?;
-        return Ok(Outcome::AllSucceeded);
-    }
-    let id = TaskId(args.id);
-    let info = if args.wait {
-        client.wait(id, Duration::from_secs(args.timeout_s)).await
-    } else {
-        client.get(id).await
-    };
-    let info = info.with_context(|| format!("cannot get task {id}"))?;
-    if args.json {
-        writeln!(out, "{}", output::task_line(&info))?;
-    } else {
-        writeln!(out, "{}", output::task_human(&info))?;
-    }
-    let ok = !args.wait || info.state == TaskState::Succeeded;
-    Ok(if ok {
-        Outcome::AllSucceeded
-    } else {
-        Outcome::SomeFailed
-    })
-}
-
-/// Counts of how the waited-for tasks ended.
-#[derive(Default)]
-struct WaitReport {
-    succeeded: u64,
-    failed: u64,
-    unreported: u64,
-    error: Option<String>,
-}
-
-impl WaitReport {
-    fn outcome(&self) -> Outcome {
-        if self.failed == 0 && self.unreported == 0 {
-            Outcome::AllSucceeded
-        } else {
-            Outcome::SomeFailed
-        }
-    }
-
-    fn summary(&self) -> String {
-        let mut s = format!("succeeded {}, not succeeded {}", self.succeeded, self.failed);
-        if self.unreported > 0 {
-            s.push_str(&format!(", no result {}", self.unreported));
-        }
-        if let Some(e) = &self.error {
-            s.push_str(&format!(" ({e})"));
-        }
-        s
-    }
-}
-
-/// Waits for `ids`, printing each task's line (when `verbose`) as its result arrives, then a
-/// line for each id whose result never came. Each id is printed exactly once.
-async fn wait_and_print(
-    client: &Client,
-    ids: &[TaskId],
-    timeout: Duration,
-    verbose: bool,
-    json: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<WaitReport> {
-    let mut unreported: BTreeSet<TaskId> = ids.iter().copied().collect();
-    let mut report = WaitReport::default();
-    // Print what is ready, then flush: lines appear as results arrive, without a write per line.
-    let mut results = std::pin::pin!(client.wait_many(ids.iter().copied(), timeout).ready_chunks(1024));
-    while let Some(batch) = results.next().await {
-        for item in batch {
-            match item {
-                Ok(info) => {
-                    if !unreported.remove(&info.id) {
-                        continue;
-                    }
-                    if info.state == TaskState::Succeeded {
-                        report.succeeded += 1;
-                    } else {
-                        report.failed += 1;
-                    }
-                    if verbose {
-                        writeln!(out, "{}", line(&info, json))?;
-                    }
-                }
-                Err(e) => {
-                    if !matches!(e, ClientError::Timeout) {
-                        eprintln!("flotilla: error: wait failed: {e}");
-                    }
-                    report.error.get_or_insert_with(|| e.to_string());
-                }
-            }
-        }
-        out.flush()?;
-    }
-    let (state, error) = match &report.error {
-        Some(e) if e == &ClientError::Timeout.to_string() => ("timed_out", e.clone()),
-        Some(e) => ("unknown", e.clone()),
-        None => ("unknown", "the cluster never reported this task".to_owned()),
-    };
-    for id in &unreported {
-        report.unreported += 1;
-        if verbose {
-            let line: Value = output::unreported_line(*id, state, &error);
-            if json {
-                writeln!(out, "{line}")?;
-            } else {
-                writeln!(out, "task {id} {state}: {error}")?;
-            }
-        }
-    }
-    Ok(report)
-}
-
-fn line(info: &TaskInfo, json: bool) -> String {
-    if json {
-        output::task_line(info).to_string()
-    } else {
-        output::task_human(info)
-    }
 }

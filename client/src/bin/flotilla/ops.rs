@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{FilterArgs, GetArgs, ListArgs, RetryArgs};
 use crate::output;
+use crate::progress::Progress;
 
 /// The client's filter of the CLI's flags (`--since` against this machine's clock).
 fn filter_of(f: &FilterArgs) -> TaskFilter {
@@ -313,17 +314,20 @@ pub async fn retry(client: &Client, args: RetryArgs, out: &mut impl Write) -> an
     let filter = filter_of(&args.filter);
     let mut cursor: Option<String> = None;
     let mut retried: Vec<TaskId> = Vec::new();
+    let progress = Progress::spinner("requeued", args.json);
     loop {
         let page = client
             .retry_matching(&filter, args.limit, cursor.as_deref())
             .await
             .context("retry failed")?;
+        progress.inc(page.retried.len() as u64);
         retried.extend(page.retried);
         cursor = page.next_cursor;
         if cursor.is_none() || (!args.all && retried.len() >= args.limit as usize) {
             break;
         }
     }
+    drop(progress);
     if args.json {
         let ids: Vec<u64> = retried.iter().map(|id| id.0).collect();
         writeln!(out, "{}", json!({"retried": ids, "more": cursor.is_some()}))?;

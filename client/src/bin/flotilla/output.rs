@@ -5,6 +5,16 @@ use std::time::Duration;
 use flotilla_client::{ClusterStatus, QueueStats, Submitted, TaskId, TaskInfo};
 use serde_json::{Value, json};
 
+/// What a command that changes one thing prints: `value` as one JSON object with `--json`,
+/// else the sentence `text`.
+pub fn ack(out: &mut impl std::io::Write, json: bool, text: &str, value: Value) -> std::io::Result<()> {
+    if json {
+        writeln!(out, "{value}")
+    } else {
+        writeln!(out, "{text}")
+    }
+}
+
 /// The JSON line for a task that was submitted and not waited for. `state` is what the client
 /// knows at submit time ("pending", or "scheduled" with a countdown).
 pub fn submitted_line(s: &Submitted, state: &str) -> Value {

@@ -7,6 +7,7 @@ use flotilla_client::schedules::Cadence;
 use flotilla_client::{Client, ScheduleInfo};
 
 use crate::cli::{ScheduleAction, ScheduleAddArgs};
+use crate::output;
 
 /// Carry out one `schedule` action.
 pub async fn run(client: &Client, action: ScheduleAction, out: &mut impl Write) -> anyhow::Result<()> {
@@ -20,26 +21,29 @@ pub async fn run(client: &Client, action: ScheduleAction, out: &mut impl Write) 
                 write!(out, "{}", list_human(&list))?;
             }
         }
-        ScheduleAction::Pause { name } => {
+        ScheduleAction::Pause { name, json } => {
             client
                 .pause_schedule(&name)
                 .await
                 .context("schedule pause failed")?;
-            writeln!(out, "schedule {name} paused")?;
+            let value = serde_json::json!({ "schedule": name, "paused": true });
+            output::ack(out, json, &format!("schedule {name} paused"), value)?;
         }
-        ScheduleAction::Resume { name } => {
+        ScheduleAction::Resume { name, json } => {
             client
                 .resume_schedule(&name)
                 .await
                 .context("schedule resume failed")?;
-            writeln!(out, "schedule {name} resumed")?;
+            let value = serde_json::json!({ "schedule": name, "paused": false });
+            output::ack(out, json, &format!("schedule {name} resumed"), value)?;
         }
-        ScheduleAction::Remove { name } => {
+        ScheduleAction::Remove { name, json } => {
             client
                 .remove_schedule(&name)
                 .await
                 .context("schedule remove failed")?;
-            writeln!(out, "schedule {name} removed")?;
+            let value = serde_json::json!({ "schedule": name, "removed": true });
+            output::ack(out, json, &format!("schedule {name} removed"), value)?;
         }
     }
     Ok(())

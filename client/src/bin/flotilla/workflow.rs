@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::Outcome;
 use crate::output;
+use crate::progress::Progress;
 
 /// Carry out one `workflow` action; a workflow that failed is [`Outcome::SomeFailed`].
 pub async fn run(client: &Client, action: WorkflowAction, out: &mut impl Write) -> anyhow::Result<Outcome> {
@@ -42,7 +43,9 @@ pub async fn run(client: &Client, action: WorkflowAction, out: &mut impl Write) 
                 }
                 return Ok(Outcome::AllSucceeded);
             }
+            let progress = Progress::spinner(&format!("waiting for workflow {}", w.id), json);
             let info = client.wait_workflow(w.id, Duration::from_secs(timeout)).await;
+            drop(progress);
             (info.context("workflow wait failed")?, json, true)
         }
         WorkflowAction::Get {
@@ -57,6 +60,7 @@ pub async fn run(client: &Client, action: WorkflowAction, out: &mut impl Write) 
             }
             .context("workflow get failed")?;
             let info = if wait {
+                let _progress = Progress::spinner(&format!("waiting for workflow {}", info.id), json);
                 client
                     .wait_workflow(info.id, Duration::from_secs(timeout))
                     .await

@@ -97,6 +97,11 @@ fn every_method_needs_something_and_unknown_ones_need_admin() {
         Need::Client(Right::Read)
     );
     assert_eq!(
+        need("/flotilla.v1.QueueService/ListWorkers"),
+        Need::Client(Right::Read),
+        "workers is read-only"
+    );
+    assert_eq!(
         need("/flotilla.v1.QueueService/FindTasksByIdempotencyKey"),
         Need::Client(Right::Read)
     );

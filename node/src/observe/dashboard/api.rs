@@ -30,6 +30,7 @@ const RESUME: &str = "/flotilla.v1.OpsService/ResumeQueue";
 const QUEUE_STATS: &str = "/flotilla.v1.QueueService/QueueStats";
 const CLUSTER_STATUS: &str = "/flotilla.v1.QueueService/ClusterStatus";
 const LIST_SCHEDULES: &str = "/flotilla.v1.ScheduleService/ListSchedules";
+const LIST_WORKERS: &str = "/flotilla.v1.QueueService/ListWorkers";
 
 /// Longest query string the task list reads: filters are short, anything longer is a mistake.
 const MAX_QUERY_LEN: usize = 2048;
@@ -217,26 +218,37 @@ pub(super) async fn schedules(State(dash): State<Dashboard>, headers: HeaderMap)
     })
 }
 
-/// This node's pool and the remote workers connected to it. No gRPC call lists them: reading
-/// them asks the read right of `ClusterStatus`, which shows the cluster's members alike.
+/// Every pool and remote worker of the cluster (`QueueService.ListWorkers`).
 pub(super) async fn workers(State(dash): State<Dashboard>, headers: HeaderMap) -> Response {
-    if let Err(r) = dash.allow(CLUSTER_STATUS, &headers) {
+    if let Err(r) = dash.allow(LIST_WORKERS, &headers) {
         return r.into_response();
     }
-    let own = dash
+    let r = dash
+        .queue
+        .list_workers(Request::new(pb::ListWorkersRequest {}))
+        .await;
+    reply(r, |l| workers_json(&l))
+}
+
+pub(super) fn workers_json(l: &pb::ListWorkersResponse) -> Value {
+    let workers: Vec<Value> = l
         .workers
-        .own_pool
-        .as_ref()
-        .map(|p| json!({ "name": p.name, "queues": p.queues, "concurrency": p.workers, "kind": "pool" }));
-    let mut remote = dash.workers.sessions.workers();
-    remote.sort_by(|a, b| a.name.cmp(&b.name));
-    let all: Vec<Value> = own
-        .into_iter()
-        .chain(remote.iter().map(|w| {
-            json!({ "name": w.name, "queues": w.queues, "concurrency": w.concurrency, "kind": "remote", "tasks": w.tasks })
-        }))
+        .iter()
+        .map(|w| {
+            let kind = match pb::WorkerKind::try_from(w.kind) {
+                Ok(pb::WorkerKind::Pool) => "pool",
+                Ok(pb::WorkerKind::Remote) => "remote",
+                _ => "unknown",
+            };
+            json!({
+                "node_id": w.node_id, "name": w.name, "kind": kind, "queues": w.queues,
+                "concurrency": w.concurrency, "busy": w.busy, "leased": w.leased,
+                "standing": w.standing, "connected_ms_ago": w.connected_ms_ago,
+                "last_seen_ms_ago": w.last_seen_ms_ago,
+            })
+        })
         .collect();
-    json_reply(StatusCode::OK, &json!({ "workers": all }))
+    json!({ "workers": workers, "unreachable_nodes": l.unreachable_nodes })
 }
 
 /// The task list's query: `queue`, `state` (a name), `name`, `cursor`, `limit`.

@@ -1,7 +1,8 @@
 //! The web dashboard on the HTTP port (`--http-listen`, docs/OPERATIONS.md "The dashboard"):
 //! `/` is one page of static HTML, CSS and vanilla JavaScript embedded in the binary (no build
 //! step), and `/api/...` is the JSON it polls. Every API route calls the node's gRPC service
-//! functions themselves (`OpsService`, `QueueService`, `ScheduleService`) on a request built
+//! functions themselves (`OpsService`, `QueueService`, `ScheduleService`; the workers table
+//! is `QueueService.ListWorkers`, the whole cluster's) on a request built
 //! here, so listing, retrying and pausing have one implementation (`api.rs`).
 //!
 //! Access (docs/SECURITY.md): on a loopback port of a node that does not `--require-token`
@@ -30,7 +31,6 @@ use crate::grpc::QueueApi;
 use crate::grpc::ScheduleApi;
 use crate::grpc::auth::Auth;
 use crate::grpc::status::AuthError;
-use crate::worker::remote::Sessions;
 
 /// The header every mutating call must carry (any value).
 pub const ACT_HEADER: &str = "x-flotilla-dashboard";
@@ -50,24 +50,7 @@ pub struct Dashboard {
     pub queue: QueueApi,
     pub ops: OpsApi,
     pub schedules: ScheduleApi,
-    pub workers: Workers,
     pub access: DashAccess,
-}
-
-/// The workers this node knows: its own pool, and the remote workers whose sessions it holds
-/// (a remote worker connects to one node; the other nodes' pages list it).
-#[derive(Clone)]
-pub struct Workers {
-    pub sessions: Sessions,
-    pub own_pool: Option<OwnPool>,
-}
-
-/// This node's own worker pool, as configured.
-#[derive(Clone, Debug)]
-pub struct OwnPool {
-    pub name: String,
-    pub queues: Vec<String>,
-    pub workers: usize,
 }
 
 impl Dashboard {

@@ -144,4 +144,29 @@ impl QueueState {
             .map(|(q, d)| d.pending.len() + self.idx.flow.lanes.pending_of_queue(q))
             .sum()
     }
+
+    /// Every pool the state knows of, by name: the tasks it holds leased and its standing
+    /// capacity (`flotilla workers`). A pool with neither is not kept, so not listed.
+    pub fn pool_holdings(&self) -> BTreeMap<String, PoolHolding> {
+        let mut out: BTreeMap<String, PoolHolding> = BTreeMap::new();
+        for (name, slot) in &self.idx.pools.ids {
+            let leased = self.idx.pools.refs(*slot);
+            if leased > 0 {
+                out.entry(name.to_string()).or_default().leased = leased;
+            }
+        }
+        for (name, offer) in &self.standing.offers {
+            out.entry(name.to_string()).or_default().standing = offer.n;
+        }
+        out
+    }
+}
+
+/// What the state holds for one pool ([`QueueState::pool_holdings`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolHolding {
+    /// Tasks it holds leased.
+    pub leased: u64,
+    /// Its standing capacity: tasks it stands ready to be granted.
+    pub standing: u32,
 }

@@ -2,7 +2,8 @@
 //! until the session has released everything it held ([`Claim`] dropped), so a worker that
 //! reconnects at once under the same name is told `ALREADY_EXISTS` until its old session is
 //! gone, and two sessions never hear the same pool's grants. Shutting the node down drains
-//! every session ([`Sessions::drain_all`]).
+//! every session ([`Sessions::drain_all`]). Each session also says when it last heard from
+//! its worker and how many tasks it runs ([`Claim::seen`]), for `flotilla workers`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +11,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::network::peer::ConnectedWorker;
+use crate::network::peer::NodeWorker;
+use crate::network::peer::WorkerKind;
 
 #[derive(Default)]
 struct Inner {
@@ -19,7 +23,17 @@ struct Inner {
     live: BTreeMap<String, u64>,
     /// Name → what the session's Hello said (once [`Claim::describe`]d).
     described: BTreeMap<String, ConnectedWorker>,
+    /// Name → when the session opened, when it last heard from its worker, and its running
+    /// tasks then.
+    activity: BTreeMap<String, Activity>,
     next_id: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Activity {
+    opened: Instant,
+    last_seen: Instant,
+    busy: u32,
 }
 
 /// The live sessions of a node; cheap to clone.
@@ -59,6 +73,15 @@ impl Sessions {
         inner.next_id += 1;
         let id = inner.next_id;
         inner.live.insert(name.to_string(), id);
+        let now = Instant::now();
+        inner.activity.insert(
+            name.to_string(),
+            Activity {
+                opened: now,
+                last_seen: now,
+                busy: 0,
+            },
+        );
         self.count.send_replace(inner.live.len());
         Some(Claim {
             sessions: self.clone(),
@@ -71,6 +94,30 @@ impl Sessions {
     pub fn workers(&self) -> Vec<ConnectedWorker> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.described.values().cloned().collect()
+    }
+
+    /// The live sessions that described themselves, as `flotilla workers` shows them.
+    pub fn node_workers(&self) -> Vec<NodeWorker> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let ago = |t: Instant| now.saturating_duration_since(t).as_millis() as u64;
+        inner
+            .described
+            .iter()
+            .map(|(name, w)| {
+                let a = inner.activity.get(name).copied();
+                NodeWorker {
+                    node_id: w.node_id,
+                    name: w.name.clone(),
+                    kind: WorkerKind::Remote,
+                    queues: w.queues.clone(),
+                    concurrency: w.concurrency,
+                    busy: a.map_or(0, |a| a.busy),
+                    connected_ms_ago: a.map_or(0, |a| ago(a.opened)),
+                    last_seen_ms_ago: a.map_or(0, |a| ago(a.last_seen)),
+                }
+            })
+            .collect()
     }
 
     /// Names of the live sessions.
@@ -103,12 +150,26 @@ impl Claim {
     }
 }
 
+impl Claim {
+    /// The worker was heard from now, running `busy` tasks.
+    pub fn seen(&self, busy: usize) {
+        let mut inner = self.sessions.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.live.get(&self.name) == Some(&self.id)
+            && let Some(a) = inner.activity.get_mut(&self.name)
+        {
+            a.last_seen = Instant::now();
+            a.busy = u32::try_from(busy).unwrap_or(u32::MAX);
+        }
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut inner = self.sessions.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.live.get(&self.name) == Some(&self.id) {
             inner.live.remove(&self.name);
             inner.described.remove(&self.name);
+            inner.activity.remove(&self.name);
         }
         self.sessions.count.send_replace(inner.live.len());
     }
@@ -135,6 +196,18 @@ mod tests {
         };
         a.describe(info.clone());
         assert_eq!(s.workers(), vec![info]);
+        a.seen(3);
+        let listed = s.node_workers();
+        assert_eq!(listed.len(), 1, "v never described itself");
+        assert_eq!(
+            (
+                listed[0].name.as_str(),
+                listed[0].kind,
+                listed[0].busy,
+                listed[0].concurrency
+            ),
+            ("w", WorkerKind::Remote, 3, 8)
+        );
         let mut signal = s.shutdown_signal();
         let drain = tokio::spawn({
             let s = s.clone();
@@ -144,6 +217,7 @@ mod tests {
         assert_eq!(*signal.borrow(), Some(Duration::from_millis(5)));
         drop(a);
         assert!(s.workers().is_empty(), "a worker gone is no longer listed");
+        assert!(s.node_workers().is_empty());
         assert!(s.claim("w").is_some(), "the name is free again");
         assert!(!drain.is_finished());
         drop(b);

@@ -25,6 +25,12 @@ class TokenRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOKEN_ROLE_WORKER: _ClassVar[TokenRole]
     TOKEN_ROLE_ADMIN: _ClassVar[TokenRole]
     TOKEN_ROLE_JOIN: _ClassVar[TokenRole]
+
+class WorkerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_KIND_UNSPECIFIED: _ClassVar[WorkerKind]
+    WORKER_KIND_POOL: _ClassVar[WorkerKind]
+    WORKER_KIND_REMOTE: _ClassVar[WorkerKind]
 TASK_STATE_UNSPECIFIED: TaskState
 TASK_STATE_SCHEDULED: TaskState
 TASK_STATE_PENDING: TaskState
@@ -38,6 +44,9 @@ TOKEN_ROLE_SUBMIT: TokenRole
 TOKEN_ROLE_WORKER: TokenRole
 TOKEN_ROLE_ADMIN: TokenRole
 TOKEN_ROLE_JOIN: TokenRole
+WORKER_KIND_UNSPECIFIED: WorkerKind
+WORKER_KIND_POOL: WorkerKind
+WORKER_KIND_REMOTE: WorkerKind
 
 class TaskSpec(_message.Message):
     __slots__ = ("name", "queue", "args", "priority", "eta_unix_ms", "countdown_ms", "max_retries", "retry_backoff_ms", "time_limit_ms", "idempotency_key", "result_ttl_ms", "headers", "concurrency_key")
@@ -381,3 +390,39 @@ class FindTasksByIdempotencyKeyResponse(_message.Message):
     IDS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("node_id", "name", "kind", "queues", "concurrency", "busy", "leased", "standing", "connected_ms_ago", "last_seen_ms_ago")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    STANDING_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_MS_AGO_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_AGO_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    name: str
+    kind: WorkerKind
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    concurrency: int
+    busy: int
+    leased: int
+    standing: int
+    connected_ms_ago: int
+    last_seen_ms_ago: int
+    def __init__(self, node_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[WorkerKind, str]] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., busy: _Optional[int] = ..., leased: _Optional[int] = ..., standing: _Optional[int] = ..., connected_ms_ago: _Optional[int] = ..., last_seen_ms_ago: _Optional[int] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers", "unreachable_nodes")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_NODES_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    unreachable_nodes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., unreachable_nodes: _Optional[_Iterable[int]] = ...) -> None: ...

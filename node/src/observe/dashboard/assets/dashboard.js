@@ -147,9 +147,15 @@ function drawSchedules(s) {
     x.paused ? "yes" : "no", when(x.next_unix_ms), x.fired])));
 }
 
+const KINDS = { pool: "node's own pool", remote: "remote worker", unknown: "not connected" };
+
 function drawWorkers(w) {
-  fill("workers", w.workers.map(x => row([x.name, x.kind === "pool" ? "node's own pool" : "remote worker",
-                                          x.queues.join(", "), x.concurrency])));
+  const rows = w.workers.map(x => row([x.name, x.node_id || "-", KINDS[x.kind] || x.kind,
+                                       x.queues.join(", "), x.concurrency, x.busy, x.leased]));
+  for (const id of w.unreachable_nodes) {
+    rows.push(row([`node ${id}`, id, "unreachable", "", "", "", ""]));
+  }
+  fill("workers", rows);
 }
 
 function setStatus(text, bad) {

@@ -235,3 +235,23 @@ fn a_new_term_drops_all_standing_capacity() {
     assert_eq!(h.s.task(1).unwrap().state, TaskState::Leased);
     assert_eq!(h.s.standing_capacity("w1"), 1);
 }
+
+#[test]
+fn pool_holdings_show_each_pools_leases_and_standing_capacity() {
+    let mut h = H::default();
+    assert!(h.s.pool_holdings().is_empty());
+    h.apply(10, vec![stand("w1", &[], 2, 100)]);
+    h.submit(20, vec![spec("a")]);
+    let holdings = h.s.pool_holdings();
+    assert_eq!(
+        holdings.get("w1"),
+        Some(&PoolHolding {
+            leased: 1,
+            standing: 1
+        })
+    );
+    assert_eq!(holdings.len(), 1);
+    // Past lease_ms both are gone: the standing capacity expired, the lease ran out.
+    h.submit(300, vec![]);
+    assert_eq!(h.s.pool_holdings().get("w1"), None);
+}
