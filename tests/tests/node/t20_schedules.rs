@@ -128,7 +128,8 @@ async fn a_full_schedule_table_refuses_the_next_schedule_readably() -> Result<()
     let most = 64 * 1024 * 1024 / 15_000;
     let results: Vec<_> = futures::stream::iter(0..most + 50)
         .map(|i| {
-            let request = client.schedule_every(format!("fill-{i:05}"), Duration::from_secs(3_600), task.clone());
+            let request =
+                client.schedule_every(format!("fill-{i:05}"), Duration::from_secs(3_600), task.clone());
             let client = &client;
             async move { client.add_schedule(request).await }
         })
