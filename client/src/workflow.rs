@@ -282,7 +282,7 @@ impl Client {
     }
 
     /// Wait until every task of workflow `id` is final (or `timeout` passes:
-    /// [`ClientError::Timeout`](crate::ClientError::Timeout)), then read it.
+    /// [`ClientError::Timeout`]), then read it.
     pub async fn wait_workflow(&self, id: u64, timeout: Duration) -> Result<WorkflowInfo> {
         let w = self.workflow(id).await?;
         let open: Vec<TaskId> = w
