@@ -200,7 +200,10 @@ type Stub = ScheduleServiceClient<
 >;
 
 fn stub(client: &Client, node: usize) -> Stub {
+    // A full table lists up to 64 MiB of schedules (their tasks' arguments): tonic's 4 MiB
+    // default refused the listing once ~270 large schedules existed.
     ScheduleServiceClient::new(client.channel(node))
+        .max_decoding_message_size(crate::client::MAX_DECODING_MESSAGE_BYTES)
 }
 
 impl Client {

@@ -28,6 +28,7 @@ use flotilla_proto::v1::workflow_service_client::WorkflowServiceClient;
 use serde::Serialize;
 
 use crate::client::{Client, with_timeout};
+use crate::error::ClientError;
 use crate::error::Result;
 use crate::info::TaskInfo;
 use crate::task::{TaskId, TaskRequest};
@@ -232,6 +233,14 @@ impl Client {
             on_error: on_error.as_ref().map(spec),
             idempotency_key: self.task("").idempotency_key,
         };
+        let len = flotilla_proto::encoded_len(&request);
+        if len > flotilla_proto::MAX_REQUEST_BYTES {
+            return Err(ClientError::InvalidArgument(format!(
+                "the workflow request takes {len} bytes, over the limit of {} bytes a node reads: \
+                 split it into smaller workflows, or pass large arguments by reference",
+                flotilla_proto::MAX_REQUEST_BYTES
+            )));
+        }
         let r = self
             .unary_on(stub, None, |mut c, t| {
                 let r = with_timeout(request.clone(), t);
@@ -273,7 +282,7 @@ impl Client {
     }
 
     /// Wait until every task of workflow `id` is final (or `timeout` passes:
-    /// [`ClientError::Timeout`](crate::ClientError::Timeout)), then read it.
+    /// [`ClientError::Timeout`]), then read it.
     pub async fn wait_workflow(&self, id: u64, timeout: Duration) -> Result<WorkflowInfo> {
         let w = self.workflow(id).await?;
         let open: Vec<TaskId> = w
@@ -287,5 +296,26 @@ impl Client {
         }
         self.wait_all(open, timeout).await?;
         self.workflow(id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12 item 4: a workflow within the task count whose request is over a node's size
+    /// limit (100,000 tasks of 700-byte arguments, ~72 MB) is refused before it is sent,
+    /// naming the sizes. No node listens at the address: nothing is sent.
+    #[tokio::test]
+    async fn a_workflow_request_over_the_size_limit_is_refused_before_it_is_sent() {
+        let client = Client::connect(["127.0.0.1:1"]).await.unwrap();
+        let big = serde_json::json!("x".repeat(700));
+        let heavy = group((0..100_000).map(|_| client.task("noop").args(&big).unwrap()));
+        let err = client.submit_workflow(heavy, None).await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::InvalidArgument(m)
+                if m.contains("over the limit of 67108864 bytes a node reads")),
+            "{err}"
+        );
     }
 }

@@ -242,7 +242,7 @@ pub const TASK_OVERHEAD_BYTES: usize = 4 * 1024 + crate::queue::MAX_HEADER_BYTES
 
 /// A client request is bounded by a full batch of full payloads, but never above this unless
 /// one task alone needs more (`--max-payload-bytes` up to 64 MiB).
-pub const MAX_REQUEST_BYTES_CAP: usize = 64 * 1024 * 1024;
+pub const MAX_REQUEST_BYTES_CAP: usize = flotilla_proto::MAX_REQUEST_BYTES;
 
 impl Default for Config {
     fn default() -> Self {

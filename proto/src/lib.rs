@@ -23,6 +23,19 @@
 
 pub mod backoff;
 
+/// The largest request a node reads (`MAX_REQUEST_BYTES_CAP` in flotilla-node's config: its
+/// `--max-batch-tasks` × `--max-payload-bytes` limit goes above it only by what one task of a
+/// larger `--max-payload-bytes` needs). A client checks a
+/// request that may be larger before sending it: a node refuses an oversized one only
+/// mid-stream, which a client saw as a transport failure and retried until it gave up.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// The encoded size of a message, for checks against [`MAX_REQUEST_BYTES`] by crates that do
+/// not depend on prost.
+pub fn encoded_len(message: &impl prost::Message) -> usize {
+    message.encoded_len()
+}
+
 /// The encoded `FileDescriptorSet` of every .proto file: what gRPC server reflection serves,
 /// so `grpcurl` and other generic clients work without the .proto files.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("flotilla_descriptor");

@@ -131,7 +131,8 @@
 //! - `operator.rs`: an operator's `Retry` and `Revoke`.
 //! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
 //!   (cron with croner, time zones and the DST rule with jiff).
-//! - `deps.rs`: tasks waiting for parents, workflows, and their rules.
+//! - `deps.rs` (and `deps/`: submit, resolve, view, check): tasks waiting for parents,
+//!   workflows, and their rules.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
 //! - `format.rs`: the serialized form (format version 10: everything as held, except the key
 //!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows; version 5 is the same without the schedules, version 4 also without the extras,

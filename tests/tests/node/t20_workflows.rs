@@ -1,7 +1,7 @@
 //! Workflows on one real node (docs/WORKFLOWS.md): a chain, a chord and a failing chain with
 //! an error callback through the Rust client, read back as one object by the client and the
 //! CLI (`flotilla workflow get`); a 100,000-task group accepted in one entry and one more task
-//! refused clearly.
+//! refused clearly, as is a group whose request is over the node's size limit.
 
 use std::time::Duration;
 
@@ -142,8 +142,26 @@ async fn a_group_of_100_000_tasks_is_one_entry_and_one_more_is_refused() -> Resu
     );
     let refused = client.submit_workflow(noops(100_001), None).await;
     ensure!(
-        matches!(&refused, Err(ClientError::InvalidArgument(m)) if m.contains("over the limit")),
+        matches!(&refused, Err(ClientError::InvalidArgument(m))
+            if m.contains("more than 100000 tasks is over the limit")),
         "{refused:?}"
+    );
+    // A group within the task count whose request is over the node's request size limit
+    // (100,000 tasks of 700-byte arguments: ~72 MB, the cap is 64 MiB) is refused by the
+    // client before it is sent, naming the sizes (sent, the node cut it off mid-stream and the
+    // client retried that as a transport failure for minutes); the node holds the first group.
+    let big = serde_json::json!("x".repeat(700));
+    let heavy = group((0..100_000).map(|_| client.task("noop").args(&big).unwrap()));
+    let refused = client.submit_workflow(heavy, None).await;
+    ensure!(
+        matches!(&refused, Err(ClientError::InvalidArgument(m))
+            if m.contains("over the limit of 67108864 bytes a node reads")),
+        "{refused:?}"
+    );
+    let stats = client.stats().await?;
+    ensure!(
+        stats.iter().map(|s| s.pending).sum::<u64>() == 100_000,
+        "{stats:?}"
     );
     Ok(())
 }
