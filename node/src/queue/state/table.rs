@@ -151,20 +151,15 @@ impl<T> Table<T> {
             0
         };
         let first = chunk_of(self.base) * CHUNK_ID;
-        let ring = self
-            .chunks
-            .range(..n)
-            .enumerate()
-            .rev()
-            .flat_map(move |(k, c)| {
-                let start = first + k as TaskId * CHUNK_ID;
-                c.iter()
-                    .enumerate()
-                    .rev()
-                    .map(move |(off, v)| (start + off as TaskId, v))
-                    .filter(move |(id, _)| *id < hi)
-                    .filter_map(|(id, v)| v.as_ref().map(|v| (id, v)))
-            });
+        let ring = self.chunks.range(..n).enumerate().rev().flat_map(move |(k, c)| {
+            let start = first + k as TaskId * CHUNK_ID;
+            c.iter()
+                .enumerate()
+                .rev()
+                .map(move |(off, v)| (start + off as TaskId, v))
+                .filter(move |(id, _)| *id < hi)
+                .filter_map(|(id, v)| v.as_ref().map(|v| (id, v)))
+        });
         let sparse = self
             .sparse
             .range(..below.min(self.base))
@@ -231,9 +226,7 @@ impl<T> Table<T> {
                 self.chunks.len()
             ));
         }
-        if self.len > 0
-            && (self.ring_get(self.base).is_none() || self.ring_get(self.end() - 1).is_none())
-        {
+        if self.len > 0 && (self.ring_get(self.base).is_none() || self.ring_get(self.end() - 1).is_none()) {
             return Err("task table ring starts or ends with a dead slot".into());
         }
         if 2 * self.ring_live < self.len {
@@ -435,7 +428,6 @@ impl<'de, T: Deserialize<'de> + Clone> Deserialize<'de> for Table<T> {
         d.deserialize_map(V(PhantomData))
     }
 }
-
 
 #[cfg(test)]
 mod tests;

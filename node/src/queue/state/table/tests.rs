@@ -92,7 +92,10 @@ fn gaps_do_not_allocate_dead_slots() {
     t.insert(1, ());
     t.insert(1_000_000_000, ());
     let (ring, slots, sparse) = t.footprint();
-    assert!(ring == 1 && sparse == 1 && slots < CHUNK, "{ring} {slots} {sparse}");
+    assert!(
+        ring == 1 && sparse == 1 && slots < CHUNK,
+        "{ring} {slots} {sparse}"
+    );
     t.check().unwrap();
 }
 
@@ -140,7 +143,11 @@ fn a_clone_shares_chunks_until_written() {
     *t.get_mut(6).unwrap() = 0;
     assert_eq!(t.shared_chunks(&frozen), 10, "one chunk copied, once");
     t.insert(10 * CHUNK as TaskId + 1, 0);
-    assert_eq!(t.shared_chunks(&frozen), 9, "the last chunk copied for the append");
+    assert_eq!(
+        t.shared_chunks(&frozen),
+        9,
+        "the last chunk copied for the append"
+    );
     assert_eq!(frozen.get(5), Some(&5));
     assert_eq!(frozen.get(10 * CHUNK as TaskId + 1), None);
     frozen.check().unwrap();
