@@ -76,6 +76,12 @@ impl Frozen {
         self.state.task_count()
     }
 
+    /// The frozen task table, for tests of what it shares.
+    #[cfg(test)]
+    pub(super) fn tasks(&self) -> &super::Table<super::Task> {
+        &self.state.tasks
+    }
+
     /// The state to encode, its timer set rebuilt from the tasks (the first call; O(n log n)
     /// in the timed tasks). Fails if the rebuilt set is not the size the live one had: the
     /// state broke its invariants, and the snapshot would not be the state.
