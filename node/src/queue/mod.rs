@@ -25,6 +25,7 @@ pub mod state;
 pub use command::*;
 pub use state::ApplyEffects;
 pub use state::Change;
+pub use state::Frozen;
 pub use state::InFormat;
 pub use state::NEWEST_SNAPSHOT_FORMAT;
 pub use state::PoolEffects;

@@ -108,6 +108,9 @@
 //!   of the args in one allocation.
 //! - `table.rs`: tasks by id, a ring over the recent ids (ids are sequential) with long-lived
 //!   older tasks moved to a side `BTreeMap` by a fixed rule, so one old task cannot pin the ring.
+//!   The ring is `Arc` chunks of 1,024 slots, copied on write, so a clone costs O(chunks).
+//! - `frozen.rs`: [`QueueState::freeze`], the snapshot's view of the state, taken between two
+//!   applies at O(chunks) (the table shared, the key index and timers left out and rebuilt).
 //! - `interner.rs`: reference-counted interning of names and options, slots recycled through a
 //!   free list.
 //! - `index.rs`: everything derived from the table that `apply` searches. Each non-pending
@@ -159,6 +162,7 @@ mod catalog;
 mod deps;
 mod extras;
 mod format;
+mod frozen;
 mod index;
 mod interner;
 mod invariants;
@@ -189,6 +193,7 @@ pub use extras::Progress;
 pub use format::InFormat;
 pub use format::NEWEST_FORMAT as NEWEST_SNAPSHOT_FORMAT;
 pub use format::ReadFormat;
+pub use frozen::Frozen;
 pub use lease::ATTEMPTS_EXHAUSTED_ERROR;
 pub use lease::LEASE_EXPIRED_ERROR;
 pub use listing::MAX_PAGE_SIZE;

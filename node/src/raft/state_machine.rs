@@ -17,10 +17,12 @@
 //! # Snapshot building off the apply path
 //!
 //! openraft asks for a builder on its state-machine task, between applies, then runs
-//! `build_snapshot` in a separate task. The builder clones the queue under the replica's read
-//! lock (a memory copy, no encoding), together with `last_applied` and the membership, so the
-//! view is consistent; encoding, writing and fsync happen later on a blocking thread while
-//! entries keep being applied.
+//! `build_snapshot` in a separate task. The builder freezes the queue under the replica's read
+//! lock ([`QueueState::freeze`]: the task table's chunks are shared, not copied, and what the
+//! snapshot can do without is left out, so this costs O(tasks / 1,024)), together with
+//! `last_applied` and the membership, so the view is consistent; the applies that follow copy
+//! the table chunks they write to, once each. Rebuilding the timer set, encoding, writing and
+//! fsync happen later on a blocking thread while entries keep being applied.
 
 use std::io;
 use std::path::Path;
@@ -44,6 +46,7 @@ use tokio::time::Instant;
 use super::error::StorageError;
 use super::snapshot;
 use super::snapshot::SnapshotStore;
+use crate::queue::Frozen;
 use crate::queue::QueueState;
 use crate::replica::Replica;
 use crate::types::ResponseBatch;
@@ -108,14 +111,14 @@ impl StateMachineStore {
     }
 }
 
-/// The state as of one point between two applies: a copy of the queue taken under the read lock
-/// (the only part on the apply path), encoded, written and fsync'd by
+/// The state as of one point between two applies: the queue frozen under the read lock (the
+/// only part on the apply path), encoded, written and fsync'd by
 /// [`RaftSnapshotBuilder::build_snapshot`] off it.
 pub struct SnapshotBuilder {
     meta: SnapshotMetaOf<TypeConfig>,
     /// Taken by the first build.
-    state: Option<QueueState>,
-    /// How long the copy held up apply.
+    state: Option<Frozen>,
+    /// How long the freeze held up apply.
     copy_ms: f64,
     snapshots: Arc<SnapshotStore>,
     inline_io: bool,
@@ -135,7 +138,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
-        let state = self.state.take().ok_or_else(|| {
+        let mut state = self.state.take().ok_or_else(|| {
             io::Error::from(super::error::SnapshotFormatError::Encode(
                 "snapshot builder used twice".into(),
             ))
@@ -145,7 +148,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         blocking(self.inline_io, move || {
             let tasks = state.task_count();
             let started = Instant::now();
-            let bytes = snapshot::encode_parts(&meta.last_log_id, &meta.last_membership, &state)?;
+            let frozen = state
+                .for_encoding()
+                .map_err(super::error::SnapshotFormatError::Encode)?;
+            let bytes = snapshot::encode_parts(&meta.last_log_id, &meta.last_membership, frozen)?;
             // The copy is not needed any more: give its memory back before the write.
             drop(state);
             let encode_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -214,10 +220,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Only the copy blocks apply: encoding a large queue took longer than copying it
-        // (docs/BENCHMARKS.md, "No stalls"), and the copy lives only until it is encoded.
+        // Only the freeze blocks apply, and it shares the task table instead of copying it
+        // (docs/BENCHMARKS.md, "No stalls"); the frozen view lives only until it is encoded.
         let started = Instant::now();
-        let state = self.replica.read(QueueState::clone);
+        let state = self.replica.read(QueueState::freeze);
         let copy_ms = started.elapsed().as_secs_f64() * 1e3;
         self.log_bytes.store(0, Ordering::Relaxed);
         SnapshotBuilder {

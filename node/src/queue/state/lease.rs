@@ -49,8 +49,10 @@ impl Table<Task> {
 
     /// [`Self::held`], for a command that changes the task.
     pub(super) fn held_mut(&mut self, lease: LeaseRef) -> Option<&mut Task> {
+        // Checked before borrowing mutably: a stale lease must not copy a chunk a snapshot
+        // shares (`table.rs`).
+        self.held(lease)?;
         self.get_mut(lease.task)
-            .filter(|t| t.lease(lease.task) == Some(lease))
     }
 }
 

@@ -884,6 +884,7 @@ fn check_transition(
 fn run(steps: &[Step], roundtrip_at: usize) {
     let mut s = QueueState::new();
     let mut copy: Option<QueueState> = None;
+    let mut frozen: Option<(Frozen, Vec<u8>)> = None;
     // `None`: a new leader's blank entry.
     let mut entries: Vec<Option<Request>> = Vec::new();
     let mut last_now = 0;
@@ -894,6 +895,9 @@ fn run(steps: &[Step], roundtrip_at: usize) {
             let (back, _): (QueueState, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
             assert_eq!(back, s);
             copy = Some(back);
+            // A snapshot's frozen view, encoded only at the end: later applies must not reach
+            // it, and its rebuilt timers must be the live ones.
+            frozen = Some((s.freeze(), bytes));
         }
         if step.new_term {
             let mut fx = ApplyEffects::default();
@@ -935,6 +939,10 @@ fn run(steps: &[Step], roundtrip_at: usize) {
     }
     assert_eq!(replica, s);
     let cfg = bincode::config::standard();
+    if let Some((mut frozen, bytes)) = frozen {
+        let state = frozen.for_encoding().unwrap();
+        assert_eq!(bincode::serde::encode_to_vec(state, cfg).unwrap(), bytes);
+    }
     assert_eq!(
         bincode::serde::encode_to_vec(&replica, cfg).unwrap(),
         bincode::serde::encode_to_vec(&s, cfg).unwrap()

@@ -56,3 +56,34 @@ fn a_long_lived_task_does_not_pin_the_task_table() {
     assert_eq!(h.lease(week, 1, 100)[0].task, 1);
     h.s.check_invariants().unwrap();
 }
+
+/// A snapshot's frozen view shares the task table: the applies after it copy only the chunks
+/// they write to (ids 1 to 5,000 sit in 5 chunks), and the view still encodes the state as it
+/// was when frozen.
+#[test]
+fn a_frozen_view_shares_the_task_table_and_keeps_its_state() {
+    let mut h = H::default();
+    for now in 1..=5 {
+        h.submit(now, (0..1000).map(|_| spec("t")).collect());
+    }
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&h.s, cfg).unwrap();
+    let mut frozen = h.s.freeze();
+    assert_eq!(frozen.task_count(), 5000);
+    assert_eq!(h.s.tasks.shared_chunks(frozen.tasks()), 5);
+    assert_eq!(h.lease(6, 10, 60_000).len(), 10);
+    assert_eq!(
+        h.s.tasks.shared_chunks(frozen.tasks()),
+        4,
+        "leasing tasks 1 to 10 copies their chunk only"
+    );
+    h.submit(7, vec![spec("t")]);
+    assert_eq!(
+        h.s.tasks.shared_chunks(frozen.tasks()),
+        3,
+        "task 5,001 is appended to a copy of the last chunk"
+    );
+    let state = frozen.for_encoding().unwrap();
+    assert_eq!(bincode::serde::encode_to_vec(state, cfg).unwrap(), bytes);
+    h.s.check_invariants().unwrap();
+}
