@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::result_ack::Status as AckStatus;
 use flotilla_proto::v1::task_result::Outcome as PbOutcome;
+use flotilla_proto::v1::worker_message::Msg as In;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
