@@ -129,6 +129,9 @@ pub struct Hello {
     pub resume: Vec<LeaseRef>,
     /// Tasks the node holds for it beyond `concurrency`; `None`: the node's setting.
     pub prefetch: Option<Prefetch>,
+    /// Tasks it queues beyond `concurrency` (0: none): lease-ahead is sent down to it
+    /// (`worker/core/queued.rs`).
+    pub queue_ahead: u32,
 }
 
 /// Messages to the worker; an `Err` ends the stream with that status.
@@ -157,8 +160,9 @@ pub struct Session<S> {
     inbound: S,
     out: Outbound,
     phase: Phase,
-    /// Sent to the worker, not yet answered, with its time-limit deadline.
-    running: BTreeMap<LeaseRef, Instant>,
+    /// Sent to the worker, not yet answered: its time-limit deadline, and the limit (a task
+    /// queued at the worker counts it from its start).
+    running: BTreeMap<LeaseRef, (Instant, Duration)>,
     deadlines: BTreeSet<(Instant, LeaseRef)>,
     /// Answered, not yet acked: what the worker answered.
     answering: BTreeMap<LeaseRef, Checked>,
@@ -206,6 +210,7 @@ where
             prefetch: hello.prefetch.unwrap_or(settings.prefetch),
             min_lease_to_start: settings.heartbeat_interval,
             max_batch: settings.max_batch,
+            runner_queue: hello.queue_ahead as usize,
             drain_flush_timeout: settings.drain_flush_timeout,
             first_ticket: first_ticket(node.backend.log_now_ms()),
         };
@@ -250,7 +255,7 @@ where
         };
         let limit = Duration::from_millis(s.settings.default_time_limit_ms) + TIME_LIMIT_SLACK;
         for lease in kept {
-            s.track(lease, now + limit);
+            s.track(lease, now, limit);
         }
         for lease in gone {
             s.remember_end(lease);
@@ -385,14 +390,18 @@ where
         });
     }
 
-    fn track(&mut self, lease: LeaseRef, deadline: Instant) {
-        self.running.insert(lease, deadline);
+    /// A task sent at `sent`, aborted `limit` later (time limit and slack) unless answered.
+    fn track(&mut self, lease: LeaseRef, sent: Instant, limit: Duration) {
+        let deadline = sent + limit;
+        if let Some((old, _)) = self.running.insert(lease, (deadline, limit)) {
+            self.deadlines.remove(&(old, lease));
+        }
         self.deadlines.insert((deadline, lease));
     }
 
     fn untrack(&mut self, lease: LeaseRef) -> Option<Instant> {
         self.progress.forget(lease);
-        let at = self.running.remove(&lease)?;
+        let (at, _) = self.running.remove(&lease)?;
         self.deadlines.remove(&(at, lease));
         Some(at)
     }

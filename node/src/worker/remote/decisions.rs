@@ -49,7 +49,19 @@ where
                     let reply = self.node.backend.propose_many(proposal.into_commands());
                     proposals.push(reply.map(move |r| (token, r)).boxed());
                 }
-                Decision::Run(grant) => self.run_grant(grant, &mut tasks),
+                // Down the stream either way: a worker that queues starts it when it can.
+                Decision::Run(grant) | Decision::Queue(grant) => self.run_grant(grant, &mut tasks),
+                Decision::TakeBack(lease) => {
+                    // Gone with the stream otherwise: the drain's grace aborts it at once.
+                    if self.phase != Phase::Broken && self.running.contains_key(&lease) {
+                        // After the grants of this round: the worker must know the task.
+                        self.send_tasks(&mut tasks);
+                        self.send(Out::TakeBack(pb::TakeBack {
+                            task_id: lease.task,
+                            attempt: lease.attempt,
+                        }));
+                    }
+                }
                 Decision::Abort(lease) => {
                     let reason = if self.core.was_revoked(lease) {
                         "revoked"
@@ -58,6 +70,7 @@ where
                     } else {
                         "draining"
                     };
+                    self.send_tasks(&mut tasks);
                     self.abort(lease, reason, RunResult::Aborted);
                 }
                 Decision::After(delay, timer) => {
@@ -71,7 +84,12 @@ where
                 Decision::Stats(_) => {}
             }
         }
+        self.send_tasks(&mut tasks);
+    }
+
+    fn send_tasks(&self, tasks: &mut Vec<pb::Task>) {
         if !tasks.is_empty() {
+            let mut tasks = std::mem::take(tasks);
             self.fill_in(&mut tasks);
             self.send(Out::Tasks(pb::Tasks { tasks }));
         }
@@ -86,10 +104,8 @@ where
             return;
         }
         let limit_ms = grant.time_limit_ms.unwrap_or(self.settings.default_time_limit_ms);
-        self.track(
-            lease,
-            Instant::now() + Duration::from_millis(limit_ms) + TIME_LIMIT_SLACK,
-        );
+        let limit = Duration::from_millis(limit_ms) + TIME_LIMIT_SLACK;
+        self.track(lease, Instant::now(), limit);
         tasks.push(pb::Task {
             task_id: lease.task,
             attempt: lease.attempt,
@@ -183,6 +199,12 @@ where
         while let Some(&(at, lease)) = self.deadlines.first()
             && at <= now
         {
+            if self.core.is_queued(lease) {
+                // Not started yet by the core's count: its limit counts from its start.
+                let limit = self.running.get(&lease).map_or(Duration::ZERO, |(_, l)| *l);
+                self.track(lease, now, limit);
+                continue;
+            }
             warn!(worker = %self.name, task = lease.task, attempt = lease.attempt, "time limit exceeded; aborting the task");
             let error = "time limit exceeded (the worker did not answer in time)".to_string();
             let outcome = Outcome::Failure { error, retry: true };

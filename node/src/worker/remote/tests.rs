@@ -47,6 +47,7 @@ fn hello(concurrency: u32) -> Hello {
         concurrency,
         resume: Vec::new(),
         prefetch: None,
+        queue_ahead: 0,
     }
 }
 
