@@ -319,7 +319,15 @@ where
             }
             self.execute(&mut proposals, &mut timers);
         }
-        info!(worker = %self.name, phase = ?self.phase, "worker session ended");
+        let stats = self.core.stats();
+        info!(
+            worker = %self.name,
+            phase = ?self.phase,
+            leased = stats.leased_total,
+            taken_back = stats.unbuffered_total,
+            short_lease = stats.short_lease_released_total,
+            "worker session ended"
+        );
     }
 
     fn node_drain(&mut self, grace: Duration) {

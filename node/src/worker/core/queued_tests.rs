@@ -33,20 +33,19 @@ fn queued(decisions: &[Decision]) -> Vec<u64> {
 }
 
 fn taken_back(decisions: &[Decision]) -> Vec<u64> {
-    decisions
-        .iter()
-        .filter_map(|d| match d {
-            Decision::TakeBack(l) => Some(l.task),
-            _ => None,
-        })
-        .collect()
+    tasks_of(decisions, |d| matches!(d, Decision::TakeBack(_)))
 }
 
 fn aborted(decisions: &[Decision]) -> Vec<u64> {
+    tasks_of(decisions, |d| matches!(d, Decision::Abort(_)))
+}
+
+fn tasks_of(decisions: &[Decision], kind: impl Fn(&Decision) -> bool) -> Vec<u64> {
     decisions
         .iter()
+        .filter(|d| kind(d))
         .filter_map(|d| match d {
-            Decision::Abort(l) => Some(l.task),
+            Decision::TakeBack(l) | Decision::Abort(l) => Some(l.task),
             _ => None,
         })
         .collect()

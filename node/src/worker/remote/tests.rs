@@ -411,6 +411,27 @@ fn queuing() -> Hello {
     }
 }
 
+impl Worker {
+    /// Task 1 (its one slot), answered at once: a short run, so lease-ahead starts and the
+    /// next five come down (the slot and the worker's queue of 4). Their ids.
+    async fn first_then_five(&mut self) -> Vec<u64> {
+        assert_eq!(
+            self.tasks().await.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+            vec![1]
+        );
+        self.results(vec![success(1, 1, b"1")]).await;
+        let mut sent = Vec::new();
+        while sent.len() < 5 {
+            match self.next().await {
+                Ok(Out::Tasks(t)) => sent.extend(t.tasks.iter().map(|t| t.task_id)),
+                Ok(Out::Acks(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        sent
+    }
+}
+
 fn leased(b: &LocalBackend, n: u64) -> Vec<u64> {
     (1..=n)
         .filter(|id| b.replica().read(|q| q.task(*id).unwrap().state) == TaskState::Leased)
@@ -422,20 +443,8 @@ async fn a_worker_that_queues_gets_the_lease_ahead_and_the_stall_rule_takes_it_b
     let b = backend();
     submit(&b, 20);
     let mut w = Worker::start(&b, queuing()).await;
-    assert_eq!(
-        w.tasks().await.iter().map(|t| t.task_id).collect::<Vec<_>>(),
-        vec![1]
-    );
     // A short run: lease-ahead starts, and goes down beyond the one slot, at most 4 more.
-    w.results(vec![success(1, 1, b"1")]).await;
-    let mut sent = Vec::new();
-    while sent.len() < 5 {
-        match w.next().await {
-            Ok(Out::Tasks(t)) => sent.extend(t.tasks.iter().map(|t| t.task_id)),
-            Ok(Out::Acks(_)) => {}
-            other => panic!("{other:?}"),
-        }
-    }
+    let sent = w.first_then_five().await;
     assert_eq!(
         sent,
         vec![2, 3, 4, 5, 6],
@@ -478,16 +487,7 @@ async fn a_worker_killed_with_tasks_queued_loses_none() {
     let b = backend();
     submit(&b, 20);
     let mut w = Worker::start(&b, queuing()).await;
-    w.tasks().await;
-    w.results(vec![success(1, 1, b"1")]).await;
-    let mut sent = 0;
-    while sent < 5 {
-        match w.next().await {
-            Ok(Out::Tasks(t)) => sent += t.tasks.len(),
-            Ok(Out::Acks(_)) => {}
-            other => panic!("{other:?}"),
-        }
-    }
+    assert_eq!(w.first_then_five().await.len(), 5);
     // 1 running and 4 queued at the worker; the rest of the allowance held at the node.
     assert!(leased(&b, 20).len() >= 5);
     w.to_node = None;
@@ -522,16 +522,7 @@ async fn a_draining_worker_gives_its_queue_back_and_nothing_runs_twice() {
     let b = backend();
     submit(&b, 6);
     let mut w = Worker::start(&b, queuing()).await;
-    w.tasks().await;
-    w.results(vec![success(1, 1, b"1")]).await;
-    let mut sent = Vec::new();
-    while sent.len() < 5 {
-        match w.next().await {
-            Ok(Out::Tasks(t)) => sent.extend(t.tasks.iter().map(|t| t.task_id)),
-            Ok(Out::Acks(_)) => {}
-            other => panic!("{other:?}"),
-        }
-    }
+    assert_eq!(w.first_then_five().await, vec![2, 3, 4, 5, 6]);
     // SIGTERM at the worker: it releases what it queued, finishes what runs, says Drain.
     w.send(In::Drain(pb::Drain {})).await;
     w.results(vec![released(3), released(4), released(5), released(6)])
