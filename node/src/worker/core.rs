@@ -62,7 +62,7 @@
 //!
 //! Files: `leasing.rs` (free capacity, leases, grants), `prefetch.rs` (the lease-ahead rule),
 //! `buffer.rs`, `runs.rs` (runs ending, heartbeats), `tickets.rs`, `outbox.rs`, `drain.rs`,
-//! `queued.rs`, `resume.rs`, `revoke.rs` (an operator's `cancel --terminate`); `tests.rs` and `ahead_tests.rs` (step by step) and `proptests.rs` (random
+//! `queued.rs`, `resume.rs`, `revoke.rs` (an operator's `cancel --terminate`); `tests.rs`, `ahead_tests.rs` and `queued_tests.rs` (step by step) and `proptests.rs` (random
 //! event orders against the real state machine).
 
 use std::collections::BTreeMap;
