@@ -305,7 +305,8 @@ class Model:
         self.apply(self.core.on_done(run, lease, Success(str(run).encode())))
 
 
-@settings(max_examples=500)
+# No deadline: a loaded CI machine takes a case 0.5 s now and then (a timing flake).
+@settings(max_examples=500, deadline=None)
 @given(events)
 # Found by hypothesis: an ack before the result went out, then the same grant again.
 @example(script=[("drain", 0, 0), ("grant", 1, 1), ("ack", 1, 1), ("grant", 1, 1)])
@@ -315,7 +316,8 @@ def test_every_task_is_answered_once_per_session_and_none_after_abandon(
     check_script(Model(), script)
 
 
-@settings(max_examples=500)
+# No deadline: a loaded CI machine takes a case 0.5 s now and then (a timing flake).
+@settings(max_examples=500, deadline=None)
 @given(events)
 def test_a_worker_that_queues_answers_every_task_once_and_runs_none_it_gave_back(
     script: list[tuple[str, object, int]],
