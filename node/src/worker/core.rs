@@ -47,6 +47,13 @@
 //! have one in flight each. Standing capacity is renewed by every lease (an idle pool proposes
 //! a `Lease` of its free capacity, possibly 0, once per heartbeat interval without one).
 //!
+//! **The runner's queue** (`core/queued.rs`): a runner that queues (a remote worker whose
+//! Hello says `queue_ahead`, [`CoreConfig::runner_queue`]) is handed lease-ahead while runs are
+//! short ([`Decision::Queue`]), so that a slot it frees starts the next task without waiting
+//! for the stream; the core counts what it queued as held, models which of it runs (the runner
+//! starts what it holds in the order sent), and takes it back ([`Decision::TakeBack`]) when it
+//! would wait behind long runs, when its lease runs short, or on drain.
+//!
 //! **Drain** (`core/drain.rs`): stop leasing, release the buffered tasks, let running ones
 //! finish for the grace, then abort them and release their leases; clear the standing
 //! capacity once no lease is in flight; drained when every lease and the `ClearStanding` were
@@ -55,7 +62,7 @@
 //!
 //! Files: `leasing.rs` (free capacity, leases, grants), `prefetch.rs` (the lease-ahead rule),
 //! `buffer.rs`, `runs.rs` (runs ending, heartbeats), `tickets.rs`, `outbox.rs`, `drain.rs`,
-//! `resume.rs`, `revoke.rs` (an operator's `cancel --terminate`); `tests.rs` and `ahead_tests.rs` (step by step) and `proptests.rs` (random
+//! `queued.rs`, `resume.rs`, `revoke.rs` (an operator's `cancel --terminate`); `tests.rs`, `ahead_tests.rs` and `queued_tests.rs` (step by step) and `proptests.rs` (random
 //! event orders against the real state machine).
 
 use std::collections::BTreeMap;
@@ -86,6 +93,9 @@ mod outbox;
 mod prefetch;
 #[cfg(test)]
 mod proptests;
+mod queued;
+#[cfg(test)]
+mod queued_tests;
 mod resume;
 mod revoke;
 mod runs;
@@ -103,6 +113,7 @@ use outbox::pair;
 use prefetch::Pacer;
 pub use prefetch::Prefetch;
 pub use prefetch::PrefetchError;
+use queued::Queued;
 // What the replica tells a pool: the core's input, defined where it is produced.
 pub use crate::replica::PoolApplied;
 pub use crate::replica::PoolEvent;
@@ -132,6 +143,11 @@ pub struct CoreConfig {
     pub min_lease_to_start: Duration,
     /// Most completions (or releases) in one command; also the most tasks held ahead.
     pub max_batch: usize,
+    /// Tasks the runner itself queues beyond its slots, starting them in the order it got them
+    /// (a remote worker's `Hello.queue_ahead`): lease-ahead is handed to it, up to this many,
+    /// while runs are short (`core/queued.rs`). 0: the runner runs what it is given at once,
+    /// and lease-ahead waits here.
+    pub runner_queue: usize,
     /// After the drain's grace, how long to keep proposing what the log does not accept.
     pub drain_flush_timeout: Duration,
     /// This run's first lease ticket: above any ticket an earlier run of the pool (same name)
@@ -181,7 +197,16 @@ pub enum Decision {
     Propose(Token, Proposal),
     /// Run this grant on a free slot; its end comes back through [`PoolCore::finished`].
     Run(Grant),
-    /// Stop the run of this lease; it still comes back through [`PoolCore::finished`].
+    /// Hand this grant to the runner's own queue (only with [`CoreConfig::runner_queue`]): it
+    /// starts it when a slot frees, after what it already holds. Its end comes back through
+    /// [`PoolCore::finished`], as a run's does (`Aborted` if it is given back unstarted).
+    Queue(Grant),
+    /// Ask the runner to give back this queued grant if it has not started it. Either answer
+    /// comes back through [`PoolCore::finished`]: `Aborted` (given back), or its outcome (it had
+    /// started). A runner that is gone answers nothing: a drain's grace aborts it.
+    TakeBack(LeaseRef),
+    /// Stop the run of this lease (or drop it from the runner's queue); it still comes back
+    /// through [`PoolCore::finished`].
     Abort(LeaseRef),
     /// Call [`PoolCore::timer`] with this timer after this long.
     After(Duration, Timer),
@@ -224,6 +249,8 @@ pub struct PoolCore {
     acks: bool,
     /// Granted, waiting for a slot.
     buffered: VecDeque<Buffered>,
+    /// Handed to the runner's queue and not started by the core's count, in the order sent.
+    queued: VecDeque<Queued>,
     running: BTreeMap<LeaseRef, Running>,
     /// Running leases the log no longer holds for us (a heartbeat was refused, or revoked):
     /// aborted, and their result dropped.
@@ -276,13 +303,15 @@ impl PoolCore {
             ..PoolStats::default()
         };
         let first_ticket = cfg.first_ticket;
-        let pacer = Pacer::new(cfg.prefetch, cfg.slots, cfg.max_batch.max(1));
+        let pacer =
+            Pacer::new(cfg.prefetch, cfg.slots, cfg.max_batch.max(1)).queuing_runner(cfg.runner_queue > 0);
         let mut core = Self {
             cfg,
             recovered: false,
             resume_release,
             acks: false,
             buffered: VecDeque::new(),
+            queued: VecDeque::new(),
             running: running
                 .into_iter()
                 .map(|l| {
@@ -339,12 +368,13 @@ impl PoolCore {
         PoolStats {
             busy: self.running.len(),
             in_flight: self.buffered.len()
+                + self.queued.len()
                 + self.running.len()
                 + self.outbox.completions_held()
                 + self.outbox.releases_held(),
             draining: self.drain.is_some(),
             standing: self.standing,
-            buffered: self.buffered.len(),
+            buffered: self.buffered.len() + self.queued.len(),
             lease_ahead: self.pacer.allowance(),
             ..self.stats
         }

@@ -21,8 +21,10 @@
 //! Progress reports are kept as each task's latest and written at most once a second
 //! (`progress.rs`).
 //!
-//! Files: `pings.rs` (keep-alive, and the stream's round trip for lease-ahead), `results.rs` (what a result means and what it is answered; shared with the unary
-//! `Complete`), `sessions.rs` (the names of the live sessions), `progress.rs`, `wire.rs`,
+//! Files: `inbound.rs` (the worker's messages), `decisions.rs` (carrying out the core's
+//! decisions, time limits), `pings.rs` (keep-alive, and the stream's round trip for
+//! lease-ahead), `results.rs` (what a result means and what it is answered; shared with the
+//! unary `Complete`), `sessions.rs` (the names of the live sessions), `progress.rs`, `wire.rs`,
 //! `tests.rs`.
 
 use std::collections::BTreeMap;
@@ -33,8 +35,6 @@ use std::time::Duration;
 
 use flotilla_proto::v1 as pb;
 use flotilla_proto::v1::node_message::Msg as Out;
-use flotilla_proto::v1::worker_message::Msg as In;
-use futures::FutureExt;
 use futures::Stream;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -48,22 +48,19 @@ use tracing::info;
 use tracing::warn;
 
 use super::backend::Backend;
-use super::core::Acked;
 use super::core::CoreConfig;
-use super::core::Decision;
 use super::core::PoolCore;
 use super::core::Prefetch;
-use super::core::RunResult;
 use super::core::Timer;
 use super::core::Token;
 use super::core::first_ticket;
 use crate::error::ProposeError;
-use crate::queue::Grant;
 use crate::queue::LeaseRef;
-use crate::queue::Outcome;
 use crate::queue::Response;
 use crate::replica::Replica;
 
+mod decisions;
+mod inbound;
 mod pings;
 mod progress;
 pub mod results;
@@ -74,12 +71,9 @@ mod wire;
 
 use progress::PROGRESS_FLUSH;
 use progress::ProgressBuffer;
-use results::Answer;
 use results::Checked;
 pub use sessions::Claim;
 pub use sessions::Sessions;
-use wire::ack;
-use wire::is_decode_error;
 use wire::message;
 use wire::sleep_until;
 
@@ -135,6 +129,9 @@ pub struct Hello {
     pub resume: Vec<LeaseRef>,
     /// Tasks the node holds for it beyond `concurrency`; `None`: the node's setting.
     pub prefetch: Option<Prefetch>,
+    /// Tasks it queues beyond `concurrency` (0: none): lease-ahead is sent down to it
+    /// (`worker/core/queued.rs`).
+    pub queue_ahead: u32,
 }
 
 /// Messages to the worker; an `Err` ends the stream with that status.
@@ -163,8 +160,9 @@ pub struct Session<S> {
     inbound: S,
     out: Outbound,
     phase: Phase,
-    /// Sent to the worker, not yet answered, with its time-limit deadline.
-    running: BTreeMap<LeaseRef, Instant>,
+    /// Sent to the worker, not yet answered: its time-limit deadline, and the limit (a task
+    /// queued at the worker counts it from its start).
+    running: BTreeMap<LeaseRef, (Instant, Duration)>,
     deadlines: BTreeSet<(Instant, LeaseRef)>,
     /// Answered, not yet acked: what the worker answered.
     answering: BTreeMap<LeaseRef, Checked>,
@@ -212,6 +210,7 @@ where
             prefetch: hello.prefetch.unwrap_or(settings.prefetch),
             min_lease_to_start: settings.heartbeat_interval,
             max_batch: settings.max_batch,
+            runner_queue: hello.queue_ahead as usize,
             drain_flush_timeout: settings.drain_flush_timeout,
             first_ticket: first_ticket(node.backend.log_now_ms()),
         };
@@ -256,7 +255,7 @@ where
         };
         let limit = Duration::from_millis(s.settings.default_time_limit_ms) + TIME_LIMIT_SLACK;
         for lease in kept {
-            s.track(lease, now + limit);
+            s.track(lease, now, limit);
         }
         for lease in gone {
             s.remember_end(lease);
@@ -320,246 +319,15 @@ where
             }
             self.execute(&mut proposals, &mut timers);
         }
-        info!(worker = %self.name, phase = ?self.phase, "worker session ended");
-    }
-
-    // ---- the worker's messages ----
-
-    fn inbound_message(&mut self, msg: Option<Result<pb::WorkerMessage, Status>>) {
-        let msg = match msg {
-            None => return self.broken("the worker closed the stream"),
-            Some(Err(status)) if is_decode_error(&status) => {
-                return self.refuse(format!("a message did not decode: {}", status.message()));
-            }
-            Some(Err(status)) => return self.broken(&format!("stream error: {status}")),
-            Some(Ok(msg)) => msg,
-        };
-        // For `flotilla workers`: heard from now, running this many.
-        self._claim.seen(self.running.len());
-        match msg.msg {
-            Some(In::Results(results)) => self.results(results.results),
-            Some(In::Pong(pong)) => self.pong(pong.nonce),
-            Some(In::Progress(p)) => {
-                let lease = LeaseRef {
-                    task: p.task_id,
-                    attempt: p.attempt,
-                };
-                if self.running.contains_key(&lease) {
-                    if let Err(why) = self.progress.report(lease, p.progress) {
-                        self.refuse(why);
-                    }
-                } else if !self.known_end(lease) {
-                    self.refuse(format!(
-                        "progress for task {} attempt {}, which this session never sent",
-                        lease.task, lease.attempt
-                    ));
-                }
-            }
-            Some(In::Drain(_)) if self.phase == Phase::Open => {
-                info!(worker = %self.name, running = self.running.len(), "the worker drains");
-                self.phase = Phase::WorkerDrain;
-                let grace = self.settings.worker_drain_grace;
-                self.core().drain(grace);
-            }
-            Some(In::Drain(_)) => {}
-            Some(In::Hello(_)) => self.refuse("a second Hello".into()),
-            None => self.refuse("a message with no content".into()),
-        }
-    }
-
-    fn results(&mut self, results: Vec<pb::TaskResult>) {
-        let mut late = Vec::new();
-        let mut runs = Vec::with_capacity(results.len());
-        for r in results {
-            let lease = results::lease_of(&r);
-            if self.answering.contains_key(&lease) {
-                // A repeat while the first is being committed: its ack answers both.
-                continue;
-            }
-            if !self.running.contains_key(&lease) && !self.known_end(lease) {
-                self.core().finished_all(runs);
-                return self.refuse(format!(
-                    "result for task {} attempt {}, which this session never sent",
-                    lease.task, lease.attempt
-                ));
-            }
-            let checked = match results::check(r, self.settings.max_result_bytes) {
-                Ok(c) => c,
-                Err(why) => {
-                    self.core().finished_all(runs);
-                    return self.refuse(why);
-                }
-            };
-            if self.untrack(lease).is_none() {
-                late.push(checked);
-                continue;
-            }
-            let run = match &checked.answer {
-                Answer::Outcome(outcome) => RunResult::Finished(outcome.clone()),
-                Answer::Released => RunResult::Aborted,
-            };
-            self.answering.insert(lease, checked);
-            runs.push((lease, run));
-        }
-        self.core().finished_all(runs);
-        if !late.is_empty() {
-            self.resolve_stale(late);
-        }
-    }
-
-    // ---- the core's decisions ----
-
-    fn execute(
-        &mut self,
-        proposals: &mut FuturesUnordered<BoxFuture<'static, Reply>>,
-        timers: &mut FuturesUnordered<BoxFuture<'static, Timer>>,
-    ) {
-        let mut tasks = Vec::new();
-        while let Some(decision) = self.core.next_decision() {
-            match decision {
-                Decision::Propose(token, proposal) => {
-                    let reply = self.node.backend.propose_many(proposal.into_commands());
-                    proposals.push(reply.map(move |r| (token, r)).boxed());
-                }
-                Decision::Run(grant) => self.run_grant(grant, &mut tasks),
-                Decision::Abort(lease) => {
-                    let reason = if self.core.was_revoked(lease) {
-                        "revoked"
-                    } else if self.phase == Phase::Open {
-                        "lease lost"
-                    } else {
-                        "draining"
-                    };
-                    self.abort(lease, reason, RunResult::Aborted);
-                }
-                Decision::After(delay, timer) => {
-                    timers.push(tokio::time::sleep(delay).map(move |()| timer).boxed());
-                }
-                Decision::Acked(acks) => self.acked(acks),
-                Decision::Drained(report) => {
-                    debug!(worker = %self.name, ?report, "session drained");
-                    self.finish();
-                }
-                Decision::Stats(_) => {}
-            }
-        }
-        if !tasks.is_empty() {
-            self.fill_in(&mut tasks);
-            self.send(Out::Tasks(pb::Tasks { tasks }));
-        }
-    }
-
-    fn run_grant(&mut self, grant: Grant, tasks: &mut Vec<pb::Task>) {
-        let lease = grant.lease;
-        if self.phase == Phase::Broken {
-            // Nobody to run it: hand it back.
-            self.remember_end(lease);
-            self.core().finished(lease, RunResult::Aborted);
-            return;
-        }
-        let limit_ms = grant.time_limit_ms.unwrap_or(self.settings.default_time_limit_ms);
-        self.track(
-            lease,
-            Instant::now() + Duration::from_millis(limit_ms) + TIME_LIMIT_SLACK,
+        let stats = self.core.stats();
+        info!(
+            worker = %self.name,
+            phase = ?self.phase,
+            leased = stats.leased_total,
+            taken_back = stats.unbuffered_total,
+            short_lease = stats.short_lease_released_total,
+            "worker session ended"
         );
-        tasks.push(pb::Task {
-            task_id: lease.task,
-            attempt: lease.attempt,
-            name: grant.name,
-            queue: grant.queue,
-            args: grant.args,
-            headers: grant.headers.into_iter().collect(),
-            time_limit_ms: limit_ms,
-            retries_left: 0,
-            created_unix_ms: 0,
-        });
-    }
-
-    /// Submit time and retries left, from the replica (a follower's may not show a fresh
-    /// grant yet: then 0). Retries left is a lower bound: released and expired attempts count
-    /// as attempts but not as failures.
-    fn fill_in(&self, tasks: &mut [pb::Task]) {
-        self.node.replica.read(|q| {
-            for t in tasks.iter_mut() {
-                if let Some(v) = q.task(t.task_id) {
-                    t.created_unix_ms = v.created_ms;
-                    let failures_at_most = t.attempt.saturating_sub(1);
-                    t.retries_left = v.max_retries.saturating_sub(failures_at_most);
-                }
-            }
-        });
-    }
-
-    fn acked(&mut self, acks: Vec<(LeaseRef, Acked)>) {
-        let mut now = Vec::with_capacity(acks.len());
-        let mut stale = Vec::new();
-        for (lease, acked) in acks {
-            let Some(checked) = self.answering.remove(&lease) else {
-                // Released by the node itself (drain, a grant it could not run): no answer.
-                continue;
-            };
-            self.remember_end(lease);
-            match results::status(acked, checked.too_large) {
-                Some(status) => now.push(ack(lease, status)),
-                None => stale.push(checked),
-            }
-        }
-        if !now.is_empty() {
-            self.send(Out::Acks(pb::Acks { acks: now }));
-        }
-        if !stale.is_empty() {
-            self.resolve_stale(stale);
-        }
-    }
-
-    /// Answer results the log found stale (or that came after their lease ended here), once
-    /// the replica has seen everything committed: accepted if they are what committed.
-    fn resolve_stale(&self, checked: Vec<Checked>) {
-        let (node, out) = (self.node.clone(), self.out.clone());
-        tokio::spawn(async move {
-            if let Err(e) = (node.barrier)().await {
-                debug!(error = %e, "read barrier failed; judging stale results on this replica");
-            }
-            let acks = node.replica.read(|q| {
-                checked
-                    .iter()
-                    .map(|c| {
-                        ack(
-                            c.lease,
-                            results::stale_status(q.task(c.lease.task).as_ref(), c.lease, c),
-                        )
-                    })
-                    .collect()
-            });
-            let _ = out.send(Ok(message(Out::Acks(pb::Acks { acks }))));
-        });
-    }
-
-    fn abort(&mut self, lease: LeaseRef, reason: &str, result: RunResult) {
-        if self.untrack(lease).is_none() {
-            return;
-        }
-        self.remember_end(lease);
-        if self.phase != Phase::Broken {
-            self.send(Out::Abort(pb::Abort {
-                task_id: lease.task,
-                attempt: lease.attempt,
-                reason: reason.into(),
-            }));
-        }
-        self.core().finished(lease, result);
-    }
-
-    fn time_limits(&mut self) {
-        let now = Instant::now();
-        while let Some(&(at, lease)) = self.deadlines.first()
-            && at <= now
-        {
-            warn!(worker = %self.name, task = lease.task, attempt = lease.attempt, "time limit exceeded; aborting the task");
-            let error = "time limit exceeded (the worker did not answer in time)".to_string();
-            let outcome = Outcome::Failure { error, retry: true };
-            self.abort(lease, "time limit", RunResult::Finished(outcome));
-        }
     }
 
     fn node_drain(&mut self, grace: Duration) {
@@ -630,14 +398,18 @@ where
         });
     }
 
-    fn track(&mut self, lease: LeaseRef, deadline: Instant) {
-        self.running.insert(lease, deadline);
+    /// A task sent at `sent`, aborted `limit` later (time limit and slack) unless answered.
+    fn track(&mut self, lease: LeaseRef, sent: Instant, limit: Duration) {
+        let deadline = sent + limit;
+        if let Some((old, _)) = self.running.insert(lease, (deadline, limit)) {
+            self.deadlines.remove(&(old, lease));
+        }
         self.deadlines.insert((deadline, lease));
     }
 
     fn untrack(&mut self, lease: LeaseRef) -> Option<Instant> {
         self.progress.forget(lease);
-        let at = self.running.remove(&lease)?;
+        let (at, _) = self.running.remove(&lease)?;
         self.deadlines.remove(&(at, lease));
         Some(at)
     }

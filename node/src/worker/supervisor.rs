@@ -93,6 +93,7 @@ impl Supervisor {
             prefetch: cfg.prefetch,
             min_lease_to_start: Duration::from_millis(cfg.heartbeat_interval_ms),
             max_batch: cfg.max_completion_batch,
+            runner_queue: 0,
             drain_flush_timeout: Duration::from_millis(cfg.drain_flush_timeout_ms),
             first_ticket: first_ticket(backend.log_now_ms()),
         });
@@ -126,7 +127,11 @@ impl Supervisor {
         while let Some(decision) = self.core.next_decision() {
             match decision {
                 Decision::Propose(token, proposal) => self.propose(token, proposal.into_commands(), ctx),
-                Decision::Run(grant) => self.run(grant, ctx),
+                // A local pool queues nothing at its runner (`runner_queue` 0): were it asked
+                // to, a grant with no idle worker is given back, and a take-back is answered
+                // by the run's own end.
+                Decision::Run(grant) | Decision::Queue(grant) => self.run(grant, ctx),
+                Decision::TakeBack(_) => {}
                 Decision::Abort(lease) => {
                     if let Some(abort) = self.busy.get_mut(&lease).and_then(|b| b.abort.take()) {
                         let _ = abort.send(());

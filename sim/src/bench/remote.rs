@@ -59,8 +59,10 @@ async fn session(addr: &str, name: String, concurrency: u32) -> Result<JoinHandl
         resume: Vec::new(),
         protocol_version: 1,
         agent: "flotilla-sim bench".into(),
-        // The node's --prefetch.
+        // The node's --prefetch, held at the node: this worker answers each batch at once
+        // and queues nothing.
         prefetch: None,
+        queue_ahead: 0,
     };
     // Whether the stream still takes messages.
     let send = move |msg| tx.send(pb::WorkerMessage { msg: Some(msg) }).is_ok();

@@ -62,6 +62,7 @@ async fn a_worker_on_one_node_is_listed_by_another_and_a_silent_member_is_named(
             protocol_version: 1,
             agent: "flotilla-tests".into(),
             prefetch: None,
+            queue_ahead: 0,
         })),
     })
     .await?;

@@ -59,6 +59,9 @@ pub fn validate(hello: pb::Hello) -> Result<(Hello, Vec<pb::TaskDecl>), Refusal>
     if hello.prefetch.is_some_and(|n| n > MAX_CONCURRENCY) {
         return bad(format!("prefetch is over the limit of {MAX_CONCURRENCY}"));
     }
+    if hello.queue_ahead > MAX_CONCURRENCY {
+        return bad(format!("queue_ahead is over the limit of {MAX_CONCURRENCY}"));
+    }
     if hello.tasks.is_empty() && !resume_only {
         return bad("the Hello declares no task".into());
     }
@@ -96,6 +99,7 @@ pub fn validate(hello: pb::Hello) -> Result<(Hello, Vec<pb::TaskDecl>), Refusal>
         concurrency: hello.concurrency,
         resume,
         prefetch: hello.prefetch.map(Prefetch::Fixed),
+        queue_ahead: hello.queue_ahead,
     };
     Ok((validated, hello.tasks))
 }
@@ -141,6 +145,7 @@ mod tests {
             protocol_version: 1,
             agent: "test".into(),
             prefetch: None,
+            queue_ahead: 0,
         }
     }
 
@@ -247,5 +252,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(h.prefetch, Some(Prefetch::Fixed(0)));
+    }
+
+    #[test]
+    fn a_worker_may_say_it_queues_within_the_limit() {
+        let (h, _) = validate(hello()).unwrap();
+        assert_eq!(
+            h.queue_ahead, 0,
+            "an older worker says nothing: it does not queue"
+        );
+        let (h, _) = validate(pb::Hello {
+            queue_ahead: 32,
+            ..hello()
+        })
+        .unwrap();
+        assert_eq!(h.queue_ahead, 32);
+        let refused = validate(pb::Hello {
+            queue_ahead: MAX_CONCURRENCY + 1,
+            ..hello()
+        });
+        assert!(refused.unwrap_err().1.contains("queue_ahead is over the limit"));
     }
 }

@@ -28,6 +28,9 @@
 //!   does not move. Releasing on every dip would spend a log entry and an attempt per task
 //!   whenever run times hover around a round trip.
 //! - **Drain**: everything buffered goes back at once (`core/drain.rs`).
+//!
+//! A runner that queues is handed part of the buffer (`core/queued.rs`); the stall rule and the
+//! drain take that part back too, and its leases are bounded the same way.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -87,11 +90,12 @@ impl PoolCore {
         }
     }
 
-    /// Hand buffered grants to free slots, oldest first; give back the ones whose lease runs
-    /// short; watch for a stall.
+    /// Hand queued, then buffered grants to free slots, oldest first; give back the ones whose
+    /// lease runs short; queue ahead at a runner that queues; watch for a stall.
     pub(super) fn dispatch(&mut self) {
         let rtt = self.pacer.rtt().unwrap_or_default();
         let start_by = self.now + self.cfg.min_lease_to_start + rtt;
+        self.start_queued();
         while self.running.len() < self.cfg.slots {
             let Some(b) = self.buffered.pop_front() else {
                 break;
@@ -116,12 +120,14 @@ impl PoolCore {
             );
             self.out.push_back(Decision::Run(b.grant));
         }
+        self.queue_ahead(start_by);
         self.watch_stall();
     }
 
     /// Ask for a look after the stall window while tasks wait for busy slots (`auto` only).
     fn watch_stall(&mut self) {
-        let waiting = !self.buffered.is_empty() && self.running.len() >= self.cfg.slots;
+        let held_up = !self.buffered.is_empty() || self.queued_waiting() > 0;
+        let waiting = held_up && self.running.len() >= self.cfg.slots;
         if !waiting || self.stall.is_some() || !self.pacer.is_auto() || self.drain.is_some() {
             return;
         }
@@ -140,7 +146,7 @@ impl PoolCore {
         let Some(ended_then) = self.stall.take() else {
             return;
         };
-        if self.runs_ended != ended_then || self.buffered.is_empty() {
+        if self.runs_ended != ended_then || (self.buffered.is_empty() && self.queued_waiting() == 0) {
             return;
         }
         if let Some(oldest) = self.running.values().map(|r| r.started).min() {
@@ -156,6 +162,9 @@ impl PoolCore {
             self.stats.unbuffered_total += 1;
             self.outbox.releases.push(b.grant.lease);
         }
+        // Released once the runner answers (or the drain aborts them, if it is gone).
+        let asked = self.take_back_queued();
+        self.stats.unbuffered_total += asked as u64;
     }
 
     /// The log extended these leases with a heartbeat proposed at `sent_at`.
@@ -164,6 +173,11 @@ impl PoolCore {
         for b in &mut self.buffered {
             if leases.contains(&b.grant.lease) {
                 b.alive_until = b.alive_until.max(until);
+            }
+        }
+        for q in &mut self.queued {
+            if leases.contains(&q.lease) {
+                q.alive_until = q.alive_until.max(until);
             }
         }
     }

@@ -7,8 +7,9 @@
 //! The drain's clear is told from a restand's by its entry (`replica::Cleared`): a restand's
 //! clear heard of late must not end the drain while grants after it are still on their way.
 //!
-//! A remote worker whose stream broke is drained with no grace: its runs are aborted at once
-//! and everything it held is released.
+//! A remote worker whose stream broke is drained with no grace: its runs (and what it queued)
+//! are aborted at once and everything it held is released. A worker that drains on its own
+//! gives back what it queued; a node that drains asks for it back (`core/queued.rs`).
 
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ impl PoolCore {
         // Granted but not started: give them back now, another pool can run them at once.
         let unstarted = self.buffered.drain(..).map(|b| b.grant.lease);
         self.outbox.releases.extend(unstarted);
+        // Queued at the runner: released once it gives them back (aborted at the grace's end).
+        self.take_back_queued();
         let flush_deadline = grace.saturating_add(self.cfg.drain_flush_timeout);
         self.out.push_back(Decision::After(grace, Timer::GraceOver));
         self.out
@@ -91,6 +94,7 @@ impl PoolCore {
                 self.out.push_back(Decision::Abort(*lease));
             }
         }
+        self.abort_queued();
     }
 
     /// Clear the standing capacity once no lease is in flight to add more; finish the drain
@@ -109,14 +113,19 @@ impl PoolCore {
         let (completions, releases) = (self.outbox.completions_held(), self.outbox.releases_held());
         // A lease answered but not yet seen applied still brings grants (to release).
         let granting = !self.tickets.is_empty();
-        let settled =
-            self.running.is_empty() && !leasing && !granting && !must_clear && completions + releases == 0;
+        let settled = self.running.is_empty()
+            && self.queued.is_empty()
+            && !leasing
+            && !granting
+            && !must_clear
+            && completions + releases == 0;
         let Some(d) = &mut self.drain else { return };
         if !settled && !d.flush_expired {
             return;
         }
         d.done = true;
-        d.report.unflushed = completions + releases + self.running.len() + self.buffered.len();
+        d.report.unflushed =
+            completions + releases + self.running.len() + self.buffered.len() + self.queued.len();
         if d.report.unflushed > 0 {
             error!(
                 unflushed = d.report.unflushed,

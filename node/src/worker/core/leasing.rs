@@ -106,9 +106,10 @@ impl PoolCore {
         self.cfg.slots + self.pacer.allowance()
     }
 
-    /// Everything spoken for: running, buffered, standing, and what open leases may add.
+    /// Everything spoken for: running, buffered, queued at the runner, standing, and what open
+    /// leases may add.
     fn held(&self) -> usize {
-        self.running.len() + self.buffered.len() + self.standing + self.tickets.held()
+        self.running.len() + self.buffered.len() + self.queued.len() + self.standing + self.tickets.held()
     }
 
     /// Capacity not yet spoken for: the most the next `Lease` may ask for.
@@ -259,6 +260,7 @@ impl PoolCore {
         self.running.contains_key(&lease)
             || self.lost.contains(&lease)
             || self.buffered.iter().any(|b| b.grant.lease == lease)
+            || self.is_queued(lease)
             || self.outbox.owes(lease)
     }
 }

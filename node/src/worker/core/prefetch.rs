@@ -26,6 +26,15 @@
 //! Without it, a Python worker (~1 ms of stream against ~0.5 ms of commit) never got any
 //! lease-ahead (issue 11; docs/BENCHMARKS.md).
 //!
+//! **A remote worker that queues** (`Hello.queue_ahead`; `core/queued.rs`) is handed its
+//! lease-ahead, and starts a queued task as soon as any of its `s` slots frees: a queued task
+//! waits for the next run to end, `T/s` on average, not for a whole run. So for it a task is
+//! long when `T > s·(R + D)`, i.e. when runs end less often than once per delay covered. This
+//! matters for a thread pool sharing one interpreter (Python's GIL): 8 threads of 0.2 ms tasks
+//! take ~1.6 ms each from start to result, longer than `R + D`, though a slot frees every
+//! 0.2 ms. The trap stays closed: tasks held behind long runs are taken back by the stall rule
+//! (`core/buffer.rs`), whose oldest run's age then counts as `T`.
+//!
 //! `N` holds exactly `N` ahead whatever the measurements; `0` holds none (the pool leases only
 //! for free slots).
 
@@ -120,6 +129,8 @@ pub(super) struct Pacer {
     run: Smoothed,
     /// A remote worker's stream round trip (none for a local pool).
     stream: Smoothed,
+    /// The runner queues what it is handed (the module doc): long runs are cut at `s·(R + D)`.
+    queuing: bool,
 }
 
 impl Pacer {
@@ -131,6 +142,23 @@ impl Pacer {
             round_trip: Smoothed::default(),
             run: Smoothed::default(),
             stream: Smoothed::default(),
+            queuing: false,
+        }
+    }
+
+    /// The runner queues what it is handed (the module doc).
+    pub(super) fn queuing_runner(mut self, queuing: bool) -> Self {
+        self.queuing = queuing;
+        self
+    }
+
+    /// Runs longer than this on average (ns) are long: the delay covered, or for a runner that
+    /// queues, its slots times that delay (the module doc).
+    fn long_after(&self, delay: f64) -> f64 {
+        if self.queuing {
+            delay * self.slots as f64
+        } else {
+            delay
         }
     }
 
@@ -139,7 +167,7 @@ impl Pacer {
         match self.prefetch {
             Prefetch::Fixed(n) => n as usize,
             Prefetch::Auto => match (self.delay(), self.run.0) {
-                (Some(r), Some(t)) if t <= r => {
+                (Some(r), Some(t)) if t <= self.long_after(r) => {
                     let ahead = if t <= 0.0 {
                         self.cap as f64
                     } else {
@@ -274,6 +302,24 @@ mod tests {
         assert_eq!(long.allowance(), 0);
         // Without a stream (a local pool), the cover is the commit round trip.
         assert_eq!(pacer(2, ms(4), ms(1)).cover(), Some(ms(4)));
+    }
+
+    #[test]
+    fn a_runner_that_queues_counts_a_run_long_by_its_slots() {
+        // 8 threads sharing one interpreter: 1.6 ms from start to result, a slot free every
+        // 0.2 ms; 0.5 ms commit + 1 ms stream to cover.
+        let us = Duration::from_micros;
+        let mut local = pacer(8, us(500), us(1_600));
+        local.stream_round_trip(us(1_000));
+        assert_eq!(local.allowance(), 0, "a run is longer than the delay");
+        let mut queuing = Pacer::new(Prefetch::Auto, 8, 1024).queuing_runner(true);
+        queuing.round_trip(us(500));
+        queuing.stream_round_trip(us(1_000));
+        queuing.ran(us(1_600));
+        assert_eq!(queuing.allowance(), 8, "8 slots · 1.5 ms / 1.6 ms, rounded up");
+        // Long tasks still get none: a run beyond 8 · 1.5 ms.
+        queuing.running_at_least(us(12_001));
+        assert_eq!(queuing.allowance(), 0);
     }
 
     #[test]

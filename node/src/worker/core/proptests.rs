@@ -12,6 +12,13 @@
 //! once; a grant of the pool's own lease starts only while the log's lease on it has
 //! the time to start left (one clock for the log and the pool). At the end the drain finishes,
 //! and every grant the pool took ended in one completion or one release (or was lost).
+//!
+//! With a runner that queues (a remote worker's `queue_ahead`, `core/queued.rs`) the runner is
+//! modelled as the worker is: it starts what it holds in the order it got it, as its slots free;
+//! it answers a take-back with a release if the task has not started (else with its result), and
+//! an abort of a queued task by dropping it. Then: it never runs more than its slots nor holds
+//! more than its slots and queue, nothing it is handed runs twice, and every task handed to it
+//! ends in one completion or one release.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -63,6 +70,8 @@ enum Action {
     Advance(u64),
     Timer(usize),
     Drain(u64),
+    /// The runner's answer to a take-back or an abort of a task it had queued arrives.
+    Answer(usize),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -85,6 +94,7 @@ fn action() -> impl Strategy<Value = Action> {
         8 => (1..30u64).prop_map(Action::Advance),
         8 => any::<usize>().prop_map(Action::Timer),
         2 => (0..50u64).prop_map(Action::Drain),
+        8 => any::<usize>().prop_map(Action::Answer),
     ]
 }
 
@@ -128,6 +138,15 @@ struct World {
     events: VecDeque<PoolEvent>,
     /// The runner: lease → abort asked.
     running: BTreeMap<LeaseRef, bool>,
+    /// Tasks the runner queues beyond its slots (0: it runs what it is given at once).
+    runner_queue: usize,
+    /// The runner's queue, in the order it got them (only with `runner_queue`).
+    waiting: VecDeque<LeaseRef>,
+    /// Given back by the runner unstarted (taken back, or aborted while queued): the `Aborted`
+    /// end on its way to the core.
+    given_back: Vec<LeaseRef>,
+    /// Every lease handed to the runner (run or queued).
+    handed: BTreeSet<LeaseRef>,
     timers: Vec<Timer>,
     drained: Option<DrainReport>,
     events_lost: bool,
@@ -148,7 +167,7 @@ struct World {
 }
 
 impl World {
-    fn new(slots: usize, prefetch: Prefetch) -> Self {
+    fn new(slots: usize, prefetch: Prefetch, runner_queue: usize) -> Self {
         let core = PoolCore::new(CoreConfig {
             pool: POOL.into(),
             queues: Vec::new(),
@@ -157,6 +176,7 @@ impl World {
             prefetch,
             min_lease_to_start: Duration::from_millis(MIN_LEASE_TO_START_MS),
             max_batch: 3,
+            runner_queue,
             drain_flush_timeout: Duration::from_millis(100),
             first_ticket: first_ticket(1_000),
         });
@@ -172,6 +192,10 @@ impl World {
             replies: Vec::new(),
             events: VecDeque::new(),
             running: BTreeMap::new(),
+            runner_queue,
+            waiting: VecDeque::new(),
+            given_back: Vec::new(),
+            handed: BTreeSet::new(),
             timers: Vec::new(),
             drained: None,
             events_lost: false,
@@ -249,23 +273,44 @@ impl World {
                     }
                     self.unapplied.push((token, proposal));
                 }
-                Decision::Run(grant) => {
-                    assert!(self.ran.insert(grant.lease), "ran {:?} twice", grant.lease);
-                    if self.own_grants.contains(&grant.lease) && !self.misinformed {
-                        let current = self.q.current_lease(grant.lease.task);
-                        let Some((lease, POOL, deadline)) = current else {
-                            panic!("ran {:?}, which the log holds as {current:?}", grant.lease);
-                        };
-                        assert_eq!(lease, grant.lease, "ran a lease the log no longer holds");
-                        assert!(
-                            deadline >= self.now_ms + MIN_LEASE_TO_START_MS,
-                            "ran {lease:?} at {} ms, its lease ending at {deadline} ms",
-                            self.now_ms
-                        );
+                Decision::Run(grant) | Decision::Queue(grant) if self.runner_queue > 0 => {
+                    assert!(self.handed.insert(grant.lease), "handed {:?} twice", grant.lease);
+                    self.check_lease_left(grant.lease);
+                    self.waiting.push_back(grant.lease);
+                    assert!(
+                        self.running.len() + self.waiting.len() <= self.slots + self.runner_queue,
+                        "the runner holds more than its slots and queue"
+                    );
+                    self.start_waiting();
+                }
+                Decision::Queue(grant) => panic!("queued {:?} at a runner that does not queue", grant.lease),
+                Decision::TakeBack(lease) => {
+                    assert!(
+                        self.runner_queue > 0,
+                        "took back from a runner that does not queue"
+                    );
+                    assert!(self.handed.contains(&lease), "took back a lease never handed");
+                    // Started already: its result answers.
+                    if let Some(at) = self.waiting.iter().position(|l| *l == lease) {
+                        self.waiting.remove(at);
+                        self.given_back.push(lease);
                     }
+                }
+                Decision::Abort(lease) if self.waiting.contains(&lease) => {
+                    self.waiting.retain(|l| *l != lease);
+                    self.given_back.push(lease);
+                }
+                Decision::Run(grant) => {
+                    assert!(self.handed.insert(grant.lease), "handed {:?} twice", grant.lease);
+                    assert!(self.ran.insert(grant.lease), "ran {:?} twice", grant.lease);
+                    self.check_lease_left(grant.lease);
                     self.running.insert(grant.lease, false);
                 }
                 Decision::Abort(lease) => {
+                    if self.runner_queue > 0 && self.given_back.contains(&lease) {
+                        // Taken back already: the release on its way answers the abort too.
+                        continue;
+                    }
                     let asked = self.running.get_mut(&lease).expect("aborted a run not running");
                     assert!(!*asked, "aborted twice");
                     *asked = true;
@@ -274,6 +319,33 @@ impl World {
                 Decision::Drained(report) => self.drained = Some(report),
                 Decision::Stats(_) | Decision::Acked(_) => {}
             }
+        }
+    }
+
+    /// A grant of the pool's own lease is handed to the runner only while the log's lease on
+    /// it has the time to start left.
+    fn check_lease_left(&self, lease: LeaseRef) {
+        if self.own_grants.contains(&lease) && !self.misinformed {
+            let current = self.q.current_lease(lease.task);
+            let Some((held, POOL, deadline)) = current else {
+                panic!("ran {lease:?}, which the log holds as {current:?}");
+            };
+            assert_eq!(held, lease, "ran a lease the log no longer holds");
+            assert!(
+                deadline >= self.now_ms + MIN_LEASE_TO_START_MS,
+                "ran {lease:?} at {} ms, its lease ending at {deadline} ms",
+                self.now_ms
+            );
+        }
+    }
+
+    /// The runner that queues starts what it holds, in order, as its slots free.
+    fn start_waiting(&mut self) {
+        while self.running.len() < self.slots
+            && let Some(lease) = self.waiting.pop_front()
+        {
+            assert!(self.ran.insert(lease), "ran {lease:?} twice");
+            self.running.insert(lease, false);
         }
     }
 
@@ -410,6 +482,16 @@ impl World {
                     _ => RunResult::Finished(Outcome::Success(Bytes::new())),
                 };
                 self.core.finished(lease, result);
+                if self.runner_queue > 0 {
+                    self.start_waiting();
+                }
+            }
+            Action::Answer(i) => {
+                if self.given_back.is_empty() {
+                    return;
+                }
+                let lease = self.given_back.remove(i % self.given_back.len());
+                self.core.finished(lease, RunResult::Aborted);
             }
             Action::HeartbeatTick => {
                 for log in self.tickets.values_mut() {
@@ -458,17 +540,35 @@ impl World {
     fn check(&self) {
         let c = &self.core;
         assert!(c.running.len() <= self.slots, "runs beyond the slots");
-        let runner: BTreeSet<&LeaseRef> = self.running.keys().collect();
-        let core: BTreeSet<&LeaseRef> = c.running.keys().collect();
-        assert_eq!(runner, core, "the core and the runner disagree on what runs");
         assert!(
-            c.running.len() + c.buffered.len() <= self.capacity,
+            self.running.len() <= self.slots,
+            "the runner runs beyond its slots"
+        );
+        assert!(
+            c.queued.len() <= self.runner_queue,
+            "queued beyond the runner's queue"
+        );
+        // What the runner holds or is giving back, the core holds as running or queued.
+        let runner: BTreeSet<&LeaseRef> = self
+            .running
+            .keys()
+            .chain(&self.waiting)
+            .chain(&self.given_back)
+            .collect();
+        let core: BTreeSet<&LeaseRef> = c
+            .running
+            .keys()
+            .chain(c.queued.iter().map(|q| &q.lease))
+            .collect();
+        assert_eq!(runner, core, "the core and the runner disagree on what it holds");
+        assert!(
+            c.running.len() + c.buffered.len() + c.queued.len() <= self.capacity,
             "holds beyond capacity"
         );
 
         assert!(c.outbox.leases_in_flight() <= PIPELINE);
         if !self.misinformed {
-            let spoken = c.running.len() + c.buffered.len() + c.standing + c.tickets.held();
+            let spoken = c.running.len() + c.buffered.len() + c.queued.len() + c.standing + c.tickets.held();
             let truth = self.committed();
             assert!(
                 truth <= self.capacity,
@@ -503,7 +603,7 @@ impl World {
             .sum();
         let c = &self.core;
         let standing = self.q.standing_capacity(POOL) as usize;
-        c.running.len() + c.buffered.len() + to_standing + leased + standing + asked
+        c.running.len() + c.buffered.len() + c.queued.len() + to_standing + leased + standing + asked
     }
 
     /// Faults heal: everything is applied and delivered, runs end, timers fire, until drained.
@@ -521,6 +621,8 @@ impl World {
                 Action::Reply(0)
             } else if !self.events.is_empty() {
                 Action::Event
+            } else if !self.given_back.is_empty() {
+                Action::Answer(0)
             } else if !self.running.is_empty() {
                 Action::Finish(0, 2)
             } else if let Some(i) = self.timers.iter().position(|t| *t != Timer::FlushDeadline) {
@@ -539,7 +641,11 @@ impl World {
 }
 
 fn run(slots: usize, prefetch: Prefetch, actions: Vec<Action>) {
-    let mut w = World::new(slots, prefetch);
+    run_with(slots, prefetch, 0, actions);
+}
+
+fn run_with(slots: usize, prefetch: Prefetch, runner_queue: usize, actions: Vec<Action>) {
+    let mut w = World::new(slots, prefetch, runner_queue);
     for a in actions {
         w.step(a);
         w.check();
@@ -552,6 +658,10 @@ fn run(slots: usize, prefetch: Prefetch, actions: Vec<Action>) {
         return;
     }
     assert!(w.running.is_empty(), "drained with runs left");
+    assert!(
+        w.waiting.is_empty() && w.given_back.is_empty(),
+        "drained with tasks queued"
+    );
     assert_eq!(report.unflushed, 0, "{report:?}");
     // Nothing of this pool is left leased in the log, and nothing stands for it.
     for (lease, pool) in leased(&w.q) {
@@ -559,7 +669,7 @@ fn run(slots: usize, prefetch: Prefetch, actions: Vec<Action>) {
         assert!(!left, "{lease:?} still leased to the drained pool");
     }
     assert_eq!(w.q.standing_capacity(POOL), 0);
-    for lease in &w.ran {
+    for lease in w.ran.iter().chain(&w.handed) {
         let ended = w.completed.contains(lease) || w.released.contains(lease);
         let lost = !holds(&w.q, POOL, *lease);
         assert!(ended || lost, "{lease:?} ran and never ended");
@@ -605,5 +715,14 @@ proptest! {
         actions in proptest::collection::vec(action(), 1..200),
     ) {
         run(slots, Prefetch::Auto, actions);
+    }
+
+    #[test]
+    fn a_runner_that_queues_holds_within_its_queue_and_every_grant_ends_once(
+        slots in 1..3usize,
+        runner_queue in 1..4usize,
+        actions in proptest::collection::vec(action(), 1..200),
+    ) {
+        run_with(slots, Prefetch::Auto, runner_queue, actions);
     }
 }

@@ -59,6 +59,12 @@ impl PoolCore {
             if !std::mem::replace(&mut running.aborted, true) {
                 self.out.push_back(Decision::Abort(lease));
             }
+        } else if self.queued_lost(lease) {
+            info!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "task revoked while queued at the runner"
+            );
         } else if let Some(at) = self.buffered.iter().position(|b| b.grant.lease == lease) {
             info!(
                 task = lease.task,

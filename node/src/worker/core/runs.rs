@@ -32,17 +32,23 @@ impl PoolCore {
     }
 
     fn end_run(&mut self, lease: LeaseRef, result: RunResult) {
-        let Some(run) = self.running.remove(&lease) else {
+        if let Some(run) = self.running.remove(&lease) {
+            self.runs_ended += 1;
+            if matches!(result, RunResult::Finished(_)) && !run.aborted {
+                self.pacer.ran(self.now.saturating_sub(run.started));
+            }
+        } else if self.unqueue(lease, &result) {
+            // Given back unstarted, or (finished) started before the core counted it.
+            if matches!(result, RunResult::Finished(_)) {
+                self.runs_ended += 1;
+            }
+        } else {
             warn!(
                 task = lease.task,
                 attempt = lease.attempt,
                 "a run that was not running ended"
             );
             return;
-        };
-        self.runs_ended += 1;
-        if matches!(result, RunResult::Finished(_)) && !run.aborted {
-            self.pacer.ran(self.now.saturating_sub(run.started));
         }
         let report = self.drain.as_mut().map(|d| &mut d.report);
         match result {
@@ -76,7 +82,7 @@ impl PoolCore {
         }
     }
 
-    /// Extend every lease held (running or buffered) in one command.
+    /// Extend every lease held (running, buffered or queued) in one command.
     pub(super) fn heartbeat(&mut self) {
         if self.outbox.heartbeat_in_flight() {
             return;
@@ -87,6 +93,7 @@ impl PoolCore {
             .filter(|l| !self.lost.contains(l))
             .copied()
             .chain(self.buffered.iter().map(|b| b.grant.lease))
+            .chain(self.queued_leases())
             .collect();
         if leases.is_empty() {
             return;
@@ -125,6 +132,12 @@ impl PoolCore {
             if !std::mem::replace(&mut running.aborted, true) {
                 self.out.push_back(Decision::Abort(lease));
             }
+        } else if self.queued_lost(lease) {
+            warn!(
+                task = lease.task,
+                attempt = lease.attempt,
+                "lease lost while queued at the runner; dropping it there"
+            );
         } else if let Some(at) = self.buffered.iter().position(|b| b.grant.lease == lease) {
             warn!(
                 task = lease.task,

@@ -17,6 +17,7 @@ pub(super) fn config(slots: usize) -> CoreConfig {
         prefetch: Prefetch::Fixed(0),
         min_lease_to_start: Duration::from_millis(100),
         max_batch: 2,
+        runner_queue: 0,
         drain_flush_timeout: Duration::from_millis(500),
         first_ticket: 1,
     }

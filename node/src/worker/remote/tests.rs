@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1::result_ack::Status as AckStatus;
 use flotilla_proto::v1::task_result::Outcome as PbOutcome;
+use flotilla_proto::v1::worker_message::Msg as In;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -46,6 +47,7 @@ fn hello(concurrency: u32) -> Hello {
         concurrency,
         resume: Vec::new(),
         prefetch: None,
+        queue_ahead: 0,
     }
 }
 
@@ -390,4 +392,162 @@ async fn the_lease_ahead_of_a_worker_waits_at_the_node_and_goes_back_when_it_bre
     let b2 = w.backend.clone();
     w.ended().await;
     assert_eq!(leased(&b2), 0);
+}
+
+fn released(task: u64) -> pb::TaskResult {
+    pb::TaskResult {
+        task_id: task,
+        attempt: 1,
+        outcome: Some(PbOutcome::Released(pb::Released {})),
+    }
+}
+
+/// A worker of one slot that queues up to 4 (`Hello.queue_ahead`), the node's `auto`.
+fn queuing() -> Hello {
+    Hello {
+        prefetch: Some(Prefetch::Auto),
+        queue_ahead: 4,
+        ..hello(1)
+    }
+}
+
+impl Worker {
+    /// Task 1 (its one slot), answered at once: a short run, so lease-ahead starts and the
+    /// next five come down (the slot and the worker's queue of 4). Their ids.
+    async fn first_then_five(&mut self) -> Vec<u64> {
+        assert_eq!(
+            self.tasks().await.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+            vec![1]
+        );
+        self.results(vec![success(1, 1, b"1")]).await;
+        let mut sent = Vec::new();
+        while sent.len() < 5 {
+            match self.next().await {
+                Ok(Out::Tasks(t)) => sent.extend(t.tasks.iter().map(|t| t.task_id)),
+                Ok(Out::Acks(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        sent
+    }
+}
+
+fn leased(b: &LocalBackend, n: u64) -> Vec<u64> {
+    (1..=n)
+        .filter(|id| b.replica().read(|q| q.task(*id).unwrap().state) == TaskState::Leased)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_queues_gets_the_lease_ahead_and_the_stall_rule_takes_it_back() {
+    let b = backend();
+    submit(&b, 20);
+    let mut w = Worker::start(&b, queuing()).await;
+    // A short run: lease-ahead starts, and goes down beyond the one slot, at most 4 more.
+    let sent = w.first_then_five().await;
+    assert_eq!(
+        sent,
+        vec![2, 3, 4, 5, 6],
+        "the slot and the worker's queue, in order"
+    );
+    // Task 2 runs on: past the stall window the queue is asked back (not released yet).
+    let mut asked = Vec::new();
+    while asked.len() < 4 {
+        match w.next().await {
+            Ok(Out::TakeBack(t)) => asked.push(t.task_id),
+            other => panic!("expected take-backs, got {other:?}"),
+        }
+    }
+    asked.sort_unstable();
+    assert_eq!(asked, vec![3, 4, 5, 6]);
+    assert!(
+        leased(&b, 20).starts_with(&[2, 3, 4, 5, 6]),
+        "held until answered"
+    );
+    // 3 and 4 not started (released); 5 had started after all: its result stands.
+    w.results(vec![released(3), released(4), success(5, 1, b"5"), released(6)])
+        .await;
+    let acks = w.acks(4).await;
+    assert!(acks.iter().all(|(_, s)| *s == AckStatus::Accepted), "{acks:?}");
+    assert_eq!(w.state(3), TaskState::Pending);
+    assert_eq!(w.state(5), TaskState::Succeeded);
+    // Killed with task 2 running: back at once.
+    w.to_node = None;
+    let b2 = w.backend.clone();
+    w.ended().await;
+    assert!(leased(&b2, 20).is_empty());
+    assert_eq!(
+        b2.replica().read(|q| q.task(2).unwrap().state),
+        TaskState::Pending
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_killed_with_tasks_queued_loses_none() {
+    let b = backend();
+    submit(&b, 20);
+    let mut w = Worker::start(&b, queuing()).await;
+    assert_eq!(w.first_then_five().await.len(), 5);
+    // 1 running and 4 queued at the worker; the rest of the allowance held at the node.
+    assert!(leased(&b, 20).len() >= 5);
+    w.to_node = None;
+    let b2 = w.backend.clone();
+    w.ended().await;
+    assert!(leased(&b2, 20).is_empty(), "every queued task released at once");
+    for id in 2..=6 {
+        let t = b2.replica().read(|q| q.task(id).unwrap());
+        assert_eq!((t.state, t.error), (TaskState::Pending, None), "task {id}");
+    }
+}
+
+// On the real clock: a paused one jumps to the next timer whenever all is idle, and a round
+// trip it measures across such a jump (seconds) makes any run look short.
+#[tokio::test]
+async fn a_worker_that_queues_gets_nothing_ahead_for_long_tasks() {
+    let b = backend();
+    submit(&b, 20);
+    let mut w = Worker::start(&b, queuing()).await;
+    w.tasks().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.results(vec![success(1, 1, b"1")]).await;
+    // Only its one slot: nothing queued at the worker while task 2 runs long too.
+    assert_eq!(w.acks(1).await, vec![(1, AckStatus::Accepted)]);
+    assert_eq!(
+        w.tasks().await.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        vec![2]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(msg) = w.from_node.try_recv() {
+        let msg = msg.unwrap().msg.unwrap();
+        assert!(matches!(msg, Out::Ping(_)), "sent beyond its slot: {msg:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_draining_worker_gives_its_queue_back_and_nothing_runs_twice() {
+    let b = backend();
+    submit(&b, 6);
+    let mut w = Worker::start(&b, queuing()).await;
+    assert_eq!(w.first_then_five().await, vec![2, 3, 4, 5, 6]);
+    // SIGTERM at the worker: it releases what it queued, finishes what runs, says Drain.
+    w.send(In::Drain(pb::Drain {})).await;
+    w.results(vec![released(3), released(4), released(5), released(6)])
+        .await;
+    w.results(vec![success(2, 1, b"2")]).await;
+    loop {
+        match w.next().await {
+            Ok(Out::Drained(_)) => break,
+            Ok(Out::Acks(_) | Out::TakeBack(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    for id in 1..=6 {
+        let t = b.replica().read(|q| q.task(id).unwrap());
+        let want = if id <= 2 {
+            TaskState::Succeeded
+        } else {
+            TaskState::Pending
+        };
+        assert_eq!((t.state, t.attempt <= 1), (want, true), "task {id}: {t:?}");
+    }
 }

@@ -34,7 +34,7 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., results: _Optional[_Union[Results, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
-    __slots__ = ("welcome", "tasks", "acks", "ping", "abort", "drained", "error")
+    __slots__ = ("welcome", "tasks", "acks", "ping", "abort", "drained", "error", "take_back")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     ACKS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class NodeMessage(_message.Message):
     ABORT_FIELD_NUMBER: _ClassVar[int]
     DRAINED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TAKE_BACK_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     tasks: Tasks
     acks: Acks
@@ -49,10 +50,11 @@ class NodeMessage(_message.Message):
     abort: Abort
     drained: Drained
     error: WorkerError
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., tasks: _Optional[_Union[Tasks, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drained: _Optional[_Union[Drained, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ...) -> None: ...
+    take_back: TakeBack
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., tasks: _Optional[_Union[Tasks, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., drained: _Optional[_Union[Drained, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ..., take_back: _Optional[_Union[TakeBack, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("name", "queues", "tasks", "concurrency", "resume", "protocol_version", "agent", "prefetch")
+    __slots__ = ("name", "queues", "tasks", "concurrency", "resume", "protocol_version", "agent", "prefetch", "queue_ahead")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +63,7 @@ class Hello(_message.Message):
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_AHEAD_FIELD_NUMBER: _ClassVar[int]
     name: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskDecl]
@@ -69,7 +72,8 @@ class Hello(_message.Message):
     protocol_version: int
     agent: str
     prefetch: int
-    def __init__(self, name: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., tasks: _Optional[_Iterable[_Union[TaskDecl, _Mapping]]] = ..., concurrency: _Optional[int] = ..., resume: _Optional[_Iterable[_Union[LeaseId, _Mapping]]] = ..., protocol_version: _Optional[int] = ..., agent: _Optional[str] = ..., prefetch: _Optional[int] = ...) -> None: ...
+    queue_ahead: int
+    def __init__(self, name: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., tasks: _Optional[_Iterable[_Union[TaskDecl, _Mapping]]] = ..., concurrency: _Optional[int] = ..., resume: _Optional[_Iterable[_Union[LeaseId, _Mapping]]] = ..., protocol_version: _Optional[int] = ..., agent: _Optional[str] = ..., prefetch: _Optional[int] = ..., queue_ahead: _Optional[int] = ...) -> None: ...
 
 class TaskDecl(_message.Message):
     __slots__ = ("name", "queue")
@@ -231,6 +235,14 @@ class Abort(_message.Message):
     attempt: int
     reason: str
     def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TakeBack(_message.Message):
+    __slots__ = ("task_id", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    attempt: int
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Drain(_message.Message):
     __slots__ = ()

@@ -38,8 +38,9 @@ def parser() -> argparse.ArgumentParser:
         "--prefetch",
         type=prefetch,
         default=None,
-        help="auto (default: the node leases ahead by its rule and holds those tasks), or a "
-        "number of tasks held here beyond -c, waiting for a free slot (0: none)",
+        help="auto (default: the node leases ahead by its rule, none for long tasks, and sends "
+        "those tasks here to wait for a free slot), or a fixed number of tasks held here beyond "
+        "-c whatever their length (0: none)",
     )
     p.add_argument("-Q", "--queues", help="queues in order of preference (default: the tasks')")
     p.add_argument("--pool", choices=("threads", "processes"), default="threads")

@@ -11,10 +11,13 @@ What it guarantees:
 - every Task it is sent gets exactly one TaskResult per session until it is acknowledged
   (success, failure, or ``released`` when it was not started), except an aborted one, which
   gets none (its result is discarded when the handler returns);
-- at most ``slots`` attempts run at once; tasks held beyond that (a fixed ``prefetch``) wait
-  here, and are released, not run, when the worker drains. With no fixed prefetch (``auto``,
-  the default) the node leases ahead for the worker and holds those tasks itself, by the same
-  rule as its own pools (docs/WORKERS.md, "Lease-ahead");
+- at most ``slots`` attempts run at once; tasks held beyond that wait here, started in the
+  order they came as slots free, and are released, not run, when the worker drains. With no
+  fixed prefetch (``auto``, the default) the worker says it queues (``Hello.queue_ahead``):
+  the node leases ahead for it by the same rule as its own pools and sends those tasks down
+  while they are short (docs/WORKERS.md, "Lease-ahead"), and a ``TakeBack`` of a task not
+  started yet is answered ``released`` (one that started is answered by its result). A fixed
+  ``prefetch`` is held here instead, and the node holds none more;
 - results not acknowledged yet when a stream breaks are kept and sent again on the next
   session, which lists them, with the attempts still held, in ``Hello.resume``;
 - a stream that the node ended after a ``WorkerError`` (the node refused *us*; INVALID_ARGUMENT
@@ -53,6 +56,13 @@ MAX_RESULTS_BYTES = 1 << 20
 
 #: The outcome of a task given back unstarted.
 RELEASED = Released()
+
+#: With ``auto`` prefetch, the worker queues up to this many tasks per slot beyond its slots
+#: (``Hello.queue_ahead``), at least ``QUEUE_AHEAD_MIN`` and at most ``QUEUE_AHEAD_MAX``; the
+#: node sends no more than its lease-ahead rule allows (none for long tasks).
+QUEUE_AHEAD_PER_SLOT = 4
+QUEUE_AHEAD_MIN = 16
+QUEUE_AHEAD_MAX = 1024
 
 
 #: ``(task_id, attempt)``: what the core keys attempts by. Plain tuples on the hot paths (a
@@ -125,8 +135,17 @@ class Identity:
     agent: str
     #: Tasks held here beyond ``concurrency``, waiting for a free slot (``Hello.concurrency`` is
     #: the sum, and the node holds none ahead: ``Hello.prefetch`` 0). ``None`` (``auto``): the
-    #: node leases ahead by its rule and holds those tasks itself (``Hello.prefetch`` unset).
+    #: node leases ahead by its rule and sends those tasks down while they are short; the worker
+    #: queues them (``Hello.queue_ahead``, see :meth:`queue_ahead`).
     prefetch: Optional[int] = None
+
+    def queue_ahead(self) -> int:
+        """What ``Hello.queue_ahead`` says: 0 with a fixed prefetch (held here, counted in
+        ``Hello.concurrency``), else a few tasks per slot."""
+        if self.prefetch is not None:
+            return 0
+        per_slot = QUEUE_AHEAD_PER_SLOT * self.concurrency
+        return min(max(per_slot, QUEUE_AHEAD_MIN), QUEUE_AHEAD_MAX)
 
 
 class SessionCore:
@@ -178,6 +197,8 @@ class SessionCore:
             concurrency=0 if self.draining else self.identity.concurrency + held_here,
             # A fixed prefetch is held here: the node holds none more.
             prefetch=None if self.identity.prefetch is None else 0,
+            # Otherwise the node's lease-ahead comes down to be queued here.
+            queue_ahead=0 if self.draining else self.identity.queue_ahead(),
             resume=[wpb.LeaseId(task_id=t, attempt=a) for t, a in resume],
             protocol_version=PROTOCOL_VERSION,
             agent=self.identity.agent,
@@ -212,6 +233,9 @@ class SessionCore:
             return []
         if kind == "abort":
             return self._on_abort(msg.abort)
+        if kind == "take_back":
+            self._on_take_back(msg.take_back)
+            return []
         if kind == "drained":
             log.info("drained: every answer is committed")
             self.exited = True
@@ -395,6 +419,16 @@ class SessionCore:
         self.abandoned.add(run)
         log.info("aborted: task=%d attempt=%d reason=%s", *lease, abort.reason)
         return [Abandon(run, lease, abort.reason), *self._start_waiting()]
+
+    def _on_take_back(self, take_back: wpb.TakeBack) -> None:
+        """The node wants a queued task back: ``released`` if it has not started; if it has,
+        its result answers (and an answered one needs nothing more)."""
+        lease = (take_back.task_id, take_back.attempt)
+        if lease not in self._waiting_leases:
+            return
+        self._waiting_leases.discard(lease)
+        self.waiting = deque(t for t in self.waiting if (t.task_id, t.attempt) != lease)
+        self._answer(lease, RELEASED)
 
     def _checked(self, outcome: Outcome) -> Outcome:
         """A success over the node's limit becomes the failure the node would make of it."""

@@ -29,9 +29,10 @@ class Worker(SessionShell):
     """Runs ``app``'s tasks for the cluster at ``nodes`` (default: the app's).
 
     ``concurrency`` attempts run at once. ``prefetch``: ``None`` (``auto``, the default) lets
-    the node lease ahead for this worker and hold those tasks, by its rule (as many as the
-    worker finishes in one commit round trip; none for long tasks); a number holds exactly that
-    many more here instead, waiting for a free slot (0: none at all).
+    the node lease ahead for this worker by its rule (as many as the worker finishes in one
+    commit and stream round trip; none for long tasks) and send those tasks down, to wait here
+    for a free slot (the worker says it queues: ``Hello.queue_ahead``); a number holds exactly
+    that many more here instead, whatever the tasks' length (0: none at all).
     """
 
     def __init__(
