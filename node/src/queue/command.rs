@@ -10,7 +10,7 @@
 //! what names one: grants, completions, progress, revokes), `size.rs` (an entry's size
 //! estimates), `wire.rs` (the hand-written encodings), `entry_format.rs` (versions), and the
 //! types of each feature's commands (`catalog.rs`, `limits.rs`, `schedule.rs`, `token.rs`,
-//! `workflow.rs`, `canvas.rs`).
+//! `workflow.rs`, `canvas.rs`, `attempts.rs`).
 
 use std::fmt;
 
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::Serialize;
 
+mod attempts;
 mod canvas;
 mod catalog;
 pub mod entry_format;
@@ -32,6 +33,7 @@ mod token;
 mod wire;
 mod workflow;
 
+pub use attempts::*;
 pub use canvas::Canvas;
 pub use catalog::CatalogRefusal;
 pub use catalog::MAX_CATALOG_NAME_LEN;
@@ -204,6 +206,11 @@ pub enum Command {
     /// Submit a workflow (`state/deps.rs`): its tasks, some waiting for parents, and its
     /// shape, all or nothing. Entry format 9.
     SubmitWorkflow { workflow: Box<WorkflowSpec> },
+    /// Start recording attempt histories (`state/attempts.rs`): from this entry on, every
+    /// grant opens an entry in its task's history and the attempt's end closes it. Proposed
+    /// by the leader once every member's build reads entry format 10 (`leader.rs`); applying
+    /// it again changes nothing. Entry format 10.
+    RecordAttempts,
 }
 /// One response per command, in the same order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,4 +259,6 @@ pub enum Response {
     Revoked(Vec<Revoked>),
     /// The workflow `SubmitWorkflow` created (or found by its key), or why it created nothing.
     WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>),
+    /// Whether `RecordAttempts` switched recording on (`false`: it was on already).
+    RecordingAttempts(bool),
 }

@@ -132,6 +132,8 @@
 //! - `schedule.rs`: periodic schedules, their firing; `schedule/slots.rs` the slot arithmetic
 //!   (cron with croner, time zones and the DST rule with jiff).
 //! - `deps.rs`: tasks waiting for parents, workflows, and their rules.
+//! - `attempts.rs`: each task's last 16 attempts (holder, when, how it ended), recorded once
+//!   `RecordAttempts` was applied.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
 //! - `format.rs`: the serialized form (format version 10: everything as held, except the key
 //!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows; version 5 is the same without the schedules, version 4 also without the extras,
@@ -154,6 +156,7 @@ use task::Output;
 use task::Task;
 use task::TaskOptions;
 
+mod attempts;
 mod catalog;
 mod deps;
 mod extras;
@@ -181,6 +184,7 @@ mod tests;
 mod tokens;
 mod v1;
 
+pub use attempts::Attempts;
 pub use catalog::Catalog;
 pub use deps::Deps;
 pub use extras::Extras;
@@ -245,6 +249,8 @@ pub struct QueueState {
     schedules: Schedules,
     /// Tasks waiting for parents, and workflows (see [`deps`]).
     deps: Deps,
+    /// The attempt histories of tasks that ran (see [`attempts`]).
+    attempts: Attempts,
 }
 
 impl Default for QueueState {
@@ -263,6 +269,7 @@ impl Default for QueueState {
             extras: Extras::default(),
             schedules: Schedules::default(),
             deps: Deps::default(),
+            attempts: Attempts::default(),
         }
     }
 }
@@ -369,7 +376,14 @@ impl QueueState {
                 self.idx.set_state(id, t, To::Pending, now);
                 effects.became_pending += 1;
             }
-            TaskState::Leased => lease::expire(&mut self.idx, id, t, now, effects),
+            TaskState::Leased => {
+                let lost = LeaseRef {
+                    task: id,
+                    attempt: t.attempt,
+                };
+                self.attempts.end(lost, AttemptEnd::LostLease, now);
+                lease::expire(&mut self.idx, id, t, now, effects);
+            }
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => self.purge(id),
             TaskState::Pending => {}
         }
@@ -387,6 +401,7 @@ impl QueueState {
         self.idx.flow.lanes.detach_key(id);
         self.extras.remove(id);
         self.deps.purged(id);
+        self.attempts.remove(id);
         if let Some(key) = t.idempotency_key() {
             self.idempotency.remove(key, id);
         }
@@ -472,6 +487,7 @@ impl QueueState {
             Command::SubmitWorkflow { workflow } => {
                 Response::WorkflowSubmitted(self.submit_workflow(workflow, effects))
             }
+            Command::RecordAttempts => Response::RecordingAttempts(self.attempts.switch_on()),
         }
     }
 

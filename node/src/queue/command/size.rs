@@ -129,7 +129,10 @@ impl Request {
                     vec(reports) + reports.iter().map(|r| heap(r.data.len())).sum::<u64>()
                 }
                 Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
-                Command::Tick | Command::AllocateNodeId | Command::RevokeToken { .. } => 0,
+                Command::Tick
+                | Command::AllocateNodeId
+                | Command::RevokeToken { .. }
+                | Command::RecordAttempts => 0,
                 Command::CreateToken { label, .. } => s(label),
                 Command::DeclareTasks { declarer, tasks } => {
                     s(declarer) + vec(tasks) + tasks.iter().map(|t| s(&t.name) + s(&t.queue)).sum::<u64>()
