@@ -72,7 +72,7 @@ fn every_way_an_attempt_ends_is_recorded() {
     s.max_retries = 5;
     let ids = h.submit(0, vec![s.clone(), s.clone(), s])[..].to_vec();
     // Lost: its lease runs out.
-    let l = h.lease(0, 1, 100);
+    h.lease(0, 1, 100);
     h.tick(100);
     assert_eq!(h.history(ids[0])[0].3, Some((100, AttemptEnd::LostLease)));
     // Released, then a fatal failure.
