@@ -43,6 +43,7 @@
 //! retried, and the cluster may already have committed it. The key makes the retry return the
 //! first task's id instead of enqueuing a second task.
 
+pub mod attempts;
 pub mod catalog;
 pub mod client;
 pub mod cluster;
@@ -62,6 +63,7 @@ pub mod trace_context;
 mod wait;
 pub mod workflow;
 
+pub use attempts::{Attempt, AttemptEnd};
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
 pub use client::{ChannelFactory, Client, ClientBuilder};
 pub use cluster::{ClusterStatus, Member, QueueStats};

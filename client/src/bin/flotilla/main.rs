@@ -9,6 +9,7 @@
 //! Exit status: 0 on success; 1 when a call failed (message on stderr) or a waited-for task did
 //! not succeed; 2 for usage errors.
 
+mod attempts;
 mod certs;
 mod cli;
 mod events;
