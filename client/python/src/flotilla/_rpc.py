@@ -1,7 +1,7 @@
 """Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService``,
-``WorkflowService``, ``OpsService`` (its ``Revoke`` and ``DescribeTask``) and ``WorkerService``, built from
-the generated descriptors (so a method renamed in the .proto fails at import, not at call
-time).
+``WorkflowService``, ``OpsService`` (its ``Revoke`` and ``DescribeTask``) and
+``WorkerService``, built from the generated descriptors (so a method renamed in the .proto
+fails at import, not at call time).
 
 Only the messages are generated (``flotilla.v1``); grpcio's generated service glue is untyped,
 and these few lines are all the SDK needs of it.

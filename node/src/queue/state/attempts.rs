@@ -128,6 +128,13 @@ impl Attempts {
         })
     }
 
+    /// Drop every history, recording stays on: only the deliberate bug
+    /// [`SnapshotDropsAttempts`](crate::bugs::Bug::SnapshotDropsAttempts) does this.
+    pub(super) fn forget_histories(&mut self) {
+        self.tasks.clear();
+        self.holders = Interner::default();
+    }
+
     /// How many tasks have a history (for tests and the benchmark).
     pub fn len(&self) -> usize {
         self.tasks.len()

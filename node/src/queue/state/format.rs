@@ -292,6 +292,10 @@ impl<'de, const V: u32> Deserialize<'de> for ReadFormat<V> {
                 }
                 if n >= 9 {
                     t.attempts = seq.next_element()?.ok_or_else(|| missing(TABLES[8].0))?;
+                    if crate::bugs::active(crate::bugs::Bug::SnapshotDropsAttempts) {
+                        // The deliberate bug (for the simulator to catch).
+                        t.attempts.forget_histories();
+                    }
                 }
                 QueueState::from_owned(base, t)
                     .map(ReadFormat)
