@@ -11,7 +11,7 @@ impl H {
         }
     }
 
-    fn history(&self, id: TaskId) -> Vec<(u32, String, UnixMs, Option<(UnixMs, AttemptEnd)>)> {
+    fn history(&self, id: TaskId) -> Vec<Row> {
         self.s
             .describe(id)
             .unwrap()
@@ -21,6 +21,9 @@ impl H {
             .collect()
     }
 }
+
+/// One attempt as a test compares it: number, holder, granted at, (ended at, how).
+type Row = (u32, String, UnixMs, Option<(UnixMs, AttemptEnd)>);
 
 fn w1() -> String {
     "w1".into()
