@@ -47,6 +47,7 @@
 //! retried, and the cluster may already have committed it. The key makes the retry return the
 //! first task's id instead of enqueuing a second task.
 
+pub mod attempts;
 pub mod catalog;
 pub mod client;
 pub mod cluster;
@@ -67,6 +68,7 @@ mod wait;
 pub mod workers;
 pub mod workflow;
 
+pub use attempts::{Attempt, AttemptEnd};
 pub use catalog::{ConnectedWorker, Declarer, TaskCatalogue, TaskName};
 pub use client::{ChannelFactory, Client, ClientBuilder};
 pub use cluster::{ClusterStatus, Member, QueueStats};

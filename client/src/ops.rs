@@ -144,6 +144,9 @@ pub struct TaskDetail {
     pub result_ttl_ms: u64,
     /// The latest progress a worker reported (JSON), with its attempt and time.
     pub progress: Option<Progress>,
+    /// Its last attempts (at most 16), oldest first; empty for a task that never ran or ran
+    /// before the cluster recorded attempts.
+    pub attempts: Vec<crate::Attempt>,
 }
 
 /// Progress reported by a running task.
@@ -261,6 +264,7 @@ impl Client {
             time_limit_ms: (r.time_limit_ms > 0).then_some(r.time_limit_ms),
             result_ttl_ms: r.result_ttl_ms,
             progress,
+            attempts: r.attempts.into_iter().map(crate::Attempt::from).collect(),
         })
     }
 

@@ -25,11 +25,15 @@ pub enum Bug {
     RevokeKeepsLease,
     /// A task waiting for several parents becomes pending when one parent is still running.
     CallbackEarly,
+    /// A snapshot's reader drops the attempt histories (`state/format.rs`): a replica that
+    /// restarts from a snapshot, or installs one, shows none for the tasks that ran before it,
+    /// unlike the others.
+    SnapshotDropsAttempts,
 }
 
 impl Bug {
     /// Every switch, for command lines and tests.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::AckBeforeFsync,
         Bug::AcceptStaleCompletion,
         Bug::ForgetVote,
@@ -38,6 +42,7 @@ impl Bug {
         Bug::LimitOffByOne,
         Bug::RevokeKeepsLease,
         Bug::CallbackEarly,
+        Bug::SnapshotDropsAttempts,
     ];
 
     /// Its command-line name.
@@ -51,6 +56,7 @@ impl Bug {
             Bug::LimitOffByOne => "limit-off-by-one",
             Bug::RevokeKeepsLease => "revoke-keeps-lease",
             Bug::CallbackEarly => "callback-early",
+            Bug::SnapshotDropsAttempts => "snapshot-drops-attempts",
         }
     }
 
@@ -75,6 +81,7 @@ fn code(bug: Option<Bug>) -> u8 {
         Some(Bug::LimitOffByOne) => 6,
         Some(Bug::RevokeKeepsLease) => 7,
         Some(Bug::CallbackEarly) => 8,
+        Some(Bug::SnapshotDropsAttempts) => 9,
     }
 }
 

@@ -9,6 +9,12 @@
 //!   lost are not granted to it (`clear_lost_standing`).
 //! - **finish a membership change left half done** (a committed joint configuration whose
 //!   final entry was never written: `JointWatch`).
+//! - **switch attempt histories on** (`RecordAttempts`, entry format 10) once every member of
+//!   the configuration said it reads format 10 (each reply of the peer service carries its
+//!   build's format, `network/headers.rs`; a member on an older build says nothing and holds
+//!   the switch back until it is upgraded). A new cluster's first leader, alone, switches at
+//!   once. This is the cluster's first feature switch; the next command that changes what
+//!   existing entries do can follow the same rule (`record_attempts_when_all_read`).
 //! - **hand off on shutdown**: a leader that stops hands leadership to its most caught-up voter
 //!   ([`hand_off_leadership`], called by the server's shutdown).
 //!
@@ -32,6 +38,7 @@ use tracing::warn;
 use crate::clock::SharedClock;
 use crate::cluster::liveness;
 use crate::cluster::liveness::RaftInstant;
+use crate::network::PeerFormats;
 use crate::proposer::Proposer;
 use crate::queue::ops;
 use crate::raft::Raft;
@@ -64,8 +71,9 @@ impl Duties {
         clock: SharedClock,
         log_bytes: Arc<AtomicU64>,
         snapshot_log_bytes: u64,
+        formats: PeerFormats,
     ) -> Self {
-        let ticker = tokio::spawn(tick(raft.clone(), replica, proposer, clock));
+        let ticker = tokio::spawn(tick(raft.clone(), replica, proposer, clock, formats));
         let compactor = tokio::spawn(compact_by_size(raft, log_bytes, snapshot_log_bytes));
         Self { ticker, compactor }
     }
@@ -148,7 +156,13 @@ async fn compact_by_size(raft: Raft, log_bytes: Arc<AtomicU64>, threshold: u64) 
 
 /// Every [`TICK_INTERVAL`]: say once if this node was removed; on the leader, clear lost pools'
 /// standing capacity and propose a `Tick` when a timer of the queue is due.
-async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: SharedClock) {
+async fn tick(
+    raft: Raft,
+    replica: Arc<Replica>,
+    proposer: Proposer,
+    clock: SharedClock,
+    formats: PeerFormats,
+) {
     let mut interval = tokio::time::interval(TICK_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_member = false;
@@ -165,6 +179,7 @@ async fn tick(raft: Raft, replica: Arc<Replica>, proposer: Proposer, clock: Shar
         if let Some(since) = leader_since {
             clear_lost_standing(&raft, &replica, &proposer, since).await;
             joint.finish_left_behind(&raft);
+            record_attempts_when_all_read(&raft, &replica, &proposer, &formats).await;
         }
         let due = replica
             .read(|q| q.next_deadline_ms())
@@ -283,5 +298,43 @@ async fn clear_lost_standing(raft: &Raft, replica: &Replica, proposer: &Proposer
         if let Err(e) = proposer.op(ops::ClearStanding { pool: name }).await {
             warn!(error = %e, "ClearStanding not proposed");
         }
+    }
+}
+
+/// The entry format of `RecordAttempts`: every member must read it before it is proposed.
+const ATTEMPTS_FORMAT: u32 = 10;
+
+/// On the leader: propose `RecordAttempts` once the replica has not applied it yet and every
+/// member of the configuration (voters and learners) reads its format: this node's own build
+/// does (it has the command), the others as their latest reply said ([`PeerFormats`]). A
+/// member that has not answered yet, or answered from an older build, holds it back: proposing
+/// earlier would stall that member at the entry (ADR 002). Proposed at most once per tick;
+/// applying it again changes nothing, so a repeat after a lost answer is harmless.
+async fn record_attempts_when_all_read(
+    raft: &Raft,
+    replica: &Replica,
+    proposer: &Proposer,
+    formats: &PeerFormats,
+) {
+    if replica.read(|q| q.records_attempts()) {
+        return;
+    }
+    let me = *raft.node_id();
+    let metrics = raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership();
+    let behind: Vec<NodeId> = membership
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != me && formats.get(*id).is_none_or(|f| f < ATTEMPTS_FORMAT))
+        .collect();
+    if !behind.is_empty() {
+        return;
+    }
+    match proposer.op(ops::RecordAttempts).await {
+        Ok(switched) => info!(
+            switched,
+            "every member reads entry format 10: attempt histories recorded from here on"
+        ),
+        Err(e) => warn!(error = %e, "RecordAttempts not proposed"),
     }
 }

@@ -125,6 +125,16 @@ fn a_revoke_that_leaves_the_task_running_is_caught() -> Result<()> {
 }
 
 #[test]
+fn a_snapshot_that_drops_the_attempt_histories_is_caught() -> Result<()> {
+    // Only a replica that loads a snapshot loses them: its histories differ from the others'.
+    caught(
+        "snapshot-drops-attempts",
+        10,
+        &["attempts_agree", "replicas_agree"],
+    )
+}
+
+#[test]
 fn an_index_that_drifts_from_the_tasks_is_caught() -> Result<()> {
     // Every replica applies the same bad heartbeat alike, so only a look inside each one
     // (`QueueState::check_invariants`) sees the stale timer before it expires a lease early.

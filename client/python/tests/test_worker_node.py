@@ -24,6 +24,7 @@ class Running:
     """A worker of ``app`` on its own thread, drained at the end."""
 
     def __init__(self, app: Flotilla, name: str) -> None:
+        self.name = name
         self.worker = Worker(app, nodes=[app.client.addrs[0]], name=name, concurrency=4)
         self.code: Optional[int] = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -40,6 +41,7 @@ class Running:
 
 
 RUNS: dict[int, int] = {}
+FLAKY: dict[str, int] = {}
 RUNS_LOCK = threading.Lock()
 
 
@@ -59,6 +61,15 @@ def make_app(node: NodeProcess) -> Flotilla:
     @app.task(name="py.boom", max_retries=0)
     def boom() -> None:
         raise ValueError("no good")
+
+    @app.task(name="py.flaky", max_retries=1, retry_backoff=0.01)
+    def flaky(key: str) -> str:
+        with RUNS_LOCK:
+            FLAKY[key] = FLAKY.get(key, 0) + 1
+            first = FLAKY[key] == 1
+        if first:
+            raise ValueError("first time unlucky")
+        return key
 
     @app.task(name="py.patient", max_retries=0)
     def patient() -> str:
@@ -108,6 +119,21 @@ def test_a_failure_reaches_the_caller_with_its_message_and_kind(
     with pytest.raises(flotilla.TaskFailed, match="no good") as e:
         app.tasks["py.boom"].delay().get(timeout=20)
     assert "ValueError" in (e.value.kind + e.value.message)
+
+
+def test_a_task_that_failed_once_shows_both_attempts(
+    worker_app: tuple[Flotilla, Running],
+) -> None:
+    app, running = worker_app
+    result = app.tasks["py.flaky"].delay(f"k{time.monotonic_ns()}")
+    assert result.get(timeout=20).startswith("k")
+    # The one-node cluster records attempts from its leader's first tick on.
+    first, second = result.attempts
+    assert (first.attempt, first.end, second.attempt, second.end) == (1, "failed", 2, "succeeded")
+    assert first.holder == second.holder == running.name
+    assert first.ended_unix_ms is not None and second.ended_unix_ms is not None
+    assert first.granted_unix_ms <= first.ended_unix_ms <= second.granted_unix_ms
+    assert app.client.attempts(result.id) == result.attempts
 
 
 def test_a_burst_of_tasks_all_succeed_and_each_runs_once(

@@ -17,6 +17,8 @@ use tonic::Status;
 use super::queue_service::QueueApi;
 use super::status::ApiError;
 use crate::proposer::Proposer;
+use crate::queue::AttemptEnd;
+use crate::queue::AttemptView;
 use crate::queue::MAX_REVOKE_REASON_LEN;
 use crate::queue::Revoked;
 use crate::queue::TaskId;
@@ -146,6 +148,31 @@ fn detail_pb(d: TaskDetail) -> pb::DescribeTaskResponse {
         retry_backoff_ms: d.backoff_ms,
         time_limit_ms: d.time_limit_ms.unwrap_or(0),
         result_ttl_ms: d.result_ttl_ms,
+        attempts: d.attempts.into_iter().map(attempt_pb).collect(),
+    }
+}
+
+fn attempt_pb(a: AttemptView) -> pb::Attempt {
+    let (ended_unix_ms, end) = match a.ended {
+        None => (0, pb::AttemptEnd::Unspecified),
+        Some((at, how)) => (
+            at,
+            match how {
+                AttemptEnd::Succeeded => pb::AttemptEnd::Succeeded,
+                AttemptEnd::Failed { retryable: true } => pb::AttemptEnd::Failed,
+                AttemptEnd::Failed { retryable: false } => pb::AttemptEnd::FailedFatal,
+                AttemptEnd::LostLease => pb::AttemptEnd::LostLease,
+                AttemptEnd::Released => pb::AttemptEnd::Released,
+                AttemptEnd::Revoked => pb::AttemptEnd::Revoked,
+            },
+        ),
+    };
+    pb::Attempt {
+        attempt: a.attempt,
+        holder: a.holder,
+        granted_unix_ms: a.granted_ms,
+        ended_unix_ms,
+        end: end as i32,
     }
 }
 

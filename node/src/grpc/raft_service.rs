@@ -189,7 +189,10 @@ fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<Ra
             error: encode(&e)?.into(),
         },
     };
-    Ok(Response::new(msg))
+    let mut response = Response::new(msg);
+    // Tells the caller (the leader, mostly) which entries this build reads (`leader.rs`).
+    headers::stamp_entry_format(response.metadata_mut());
+    Ok(response)
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, PeerCallError> {

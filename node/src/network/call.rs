@@ -37,6 +37,26 @@ pub struct Peers {
     auth: Option<Arc<dyn PeerAuth>>,
     /// A joining node's join token (`authorization: Bearer ..`).
     token: Option<headers::Bearer>,
+    /// What each peer's replies said it reads; shared by every clone.
+    formats: PeerFormats,
+}
+
+/// The newest log entry format each peer's build reads, as its latest reply said
+/// ([`headers::ENTRY_FORMAT`]; 0: a reply without it, from a build before it).
+#[derive(Clone, Debug, Default)]
+pub struct PeerFormats(Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, u32>>>);
+
+impl PeerFormats {
+    fn record(&self, node: NodeId, format: u32) {
+        let mut formats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        formats.insert(node, format);
+    }
+
+    /// What `node`'s latest reply said it reads; `None` before any reply.
+    pub fn get(&self, node: NodeId) -> Option<u32> {
+        let formats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        formats.get(&node).copied()
+    }
 }
 
 impl Peers {
@@ -47,6 +67,7 @@ impl Peers {
             stamp: None,
             auth: None,
             token: None,
+            formats: PeerFormats::default(),
         }
     }
 
@@ -66,7 +87,13 @@ impl Peers {
             stamp: Stamp::new(cluster_id, node_id),
             auth: Some(auth),
             token: None,
+            formats: self.formats.clone(),
         }
+    }
+
+    /// What each peer said it reads (every channel of these peers records into it).
+    pub fn formats(&self) -> PeerFormats {
+        self.formats.clone()
     }
 
     /// A channel to node `target` at `addr` (connected lazily).
@@ -86,6 +113,7 @@ impl Peers {
             stamp: self.stamp.clone(),
             auth: self.auth.clone(),
             token: self.token.clone(),
+            formats: self.formats.clone(),
             client,
         }
     }
@@ -145,6 +173,7 @@ pub struct PeerChannel {
     stamp: Option<Stamp>,
     auth: Option<Arc<dyn PeerAuth>>,
     token: Option<headers::Bearer>,
+    formats: PeerFormats,
     client: Result<RaftServiceClient<Channel>, Arc<tonic::transport::Error>>,
 }
 
@@ -200,7 +229,11 @@ impl PeerChannel {
                 });
             }
             Ok(Err(status)) => return Err(self.failed(status)),
-            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Ok(reply)) => {
+                let format = headers::entry_format(reply.metadata()).unwrap_or(0);
+                self.formats.record(target, format);
+                reply.into_inner()
+            }
         };
         self.decode_reply(reply)
     }

@@ -15,6 +15,21 @@ pub const CLUSTER_ID: &str = "flotilla-cluster-id";
 /// Names the sending node on every peer call.
 pub const NODE_ID: &str = "flotilla-node-id";
 
+/// On every reply of the peer service: the newest log entry format the replying node's build
+/// reads. The leader switches a cluster onto a new command only once every member said it reads
+/// it (`leader.rs`, `RecordAttempts`). Builds before it send none: they read format 9 at most.
+pub const ENTRY_FORMAT: &str = "flotilla-entry-format";
+
+/// Write this build's entry format into a reply's metadata.
+pub fn stamp_entry_format(metadata: &mut MetadataMap) {
+    metadata.insert(ENTRY_FORMAT, MetadataValue::from(crate::queue::ENTRY_FORMAT));
+}
+
+/// The entry format a reply says its sender reads: `None` when it says none (an older build).
+pub fn entry_format(metadata: &MetadataMap) -> Option<u32> {
+    metadata.get(ENTRY_FORMAT)?.to_str().ok()?.parse().ok()
+}
+
 /// The header of a client's token.
 pub const AUTHORIZATION: &str = "authorization";
 
@@ -109,6 +124,14 @@ mod tests {
         assert_eq!(cluster_id(&metadata), CallerCluster::Id("c-1"));
         assert_eq!(node_id(&metadata), Some(7));
         assert!(Stamp::new("not\nascii", 1).is_none());
+    }
+
+    #[test]
+    fn the_entry_format_reads_back() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(entry_format(&metadata), None);
+        stamp_entry_format(&mut metadata);
+        assert_eq!(entry_format(&metadata), Some(crate::queue::ENTRY_FORMAT));
     }
 
     #[test]

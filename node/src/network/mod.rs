@@ -27,6 +27,7 @@ pub mod snapshot_stream;
 pub mod transport;
 
 pub use call::PeerChannel;
+pub use call::PeerFormats;
 pub use call::Peers;
 pub use peer::PeerClient;
 pub use peer_auth::PeerAuth;

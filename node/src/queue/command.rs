@@ -4,24 +4,36 @@
 //! fsync'd entry can carry thousands of submits, leases and completions. Everything here is
 //! plain data (serde); the behaviour lives in [`super::state::QueueState::apply`]. An entry's
 //! encoding is versioned: [`entry_format`] says how, and what adding a command requires.
+//!
+//! Beside the entry, the commands and the responses (this file), one file per concern:
+//! `task.rs` (a submitted task's spec, headers, its state and view), `lease.rs` (leases and
+//! what names one: grants, completions, progress, revokes), `size.rs` (an entry's size
+//! estimates), `wire.rs` (the hand-written encodings), `entry_format.rs` (versions), and the
+//! types of each feature's commands (`catalog.rs`, `limits.rs`, `schedule.rs`, `token.rs`,
+//! `workflow.rs`, `canvas.rs`, `attempts.rs`).
 
 use std::fmt;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde::Serialize;
 
+mod attempts;
 mod canvas;
 mod catalog;
 pub mod entry_format;
+mod lease;
 mod limits;
 mod schedule;
+mod shared_slice;
+mod size;
+mod task;
 mod token;
 mod wire;
 mod workflow;
 
+pub use attempts::*;
 pub use canvas::Canvas;
 pub use catalog::CatalogRefusal;
 pub use catalog::MAX_CATALOG_NAME_LEN;
@@ -34,6 +46,7 @@ pub use catalog::name_prefix;
 pub use catalog::node_declarer;
 pub use entry_format::ENTRY_FORMAT;
 pub use entry_format::EntryFormatError;
+pub use lease::*;
 pub use limits::LimitError;
 pub use limits::LimitInfo;
 pub use limits::LimitRule;
@@ -44,6 +57,7 @@ pub use limits::MAX_RATE_PERIOD_MS;
 pub use limits::MAX_RATE_TOKENS;
 pub use limits::Rate;
 pub use schedule::*;
+pub use task::*;
 pub use token::Role;
 pub use token::TokenHash;
 pub use token::TokenId;
@@ -68,183 +82,6 @@ pub struct Request {
     pub now_ms: UnixMs,
     /// Applied in order; `apply` returns one [`Response`] per command.
     pub commands: Vec<Command>,
-}
-
-impl Request {
-    /// Roughly how many bytes this entry takes in the log (payloads plus a fixed cost per
-    /// command and task). Used to compact the log by size; it need not be exact.
-    pub fn approx_size(&self) -> u64 {
-        let len = |s: &str| s.len() as u64;
-        let per_command = |c: &Command| -> u64 {
-            match c {
-                Command::Submit { tasks } => tasks
-                    .iter()
-                    .map(|t| {
-                        64 + len(&t.name)
-                            + len(&t.queue)
-                            + t.args.len() as u64
-                            + t.idempotency_key.as_deref().map_or(0, len)
-                            + t.headers.iter().map(|(k, v)| 2 + len(k) + len(v)).sum::<u64>()
-                            + t.concurrency_key.as_deref().map_or(0, len)
-                    })
-                    .sum(),
-                Command::Complete { completions, .. } => completions
-                    .iter()
-                    .map(|c| {
-                        24 + match &c.outcome {
-                            Outcome::Success(r) => r.len() as u64,
-                            Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => len(error),
-                        }
-                    })
-                    .sum(),
-                Command::Heartbeat { leases, .. } | Command::Release { leases, .. } => {
-                    32 + 12 * leases.len() as u64
-                }
-                Command::Cancel { ids } | Command::Retry { ids } => 16 + 8 * ids.len() as u64,
-                Command::Revoke { ids, reason } => 16 + len(reason) + 8 * ids.len() as u64,
-                Command::Progress { reports } => reports.iter().map(|r| 16 + r.data.len() as u64).sum(),
-                Command::CreateToken { label, .. } => 64 + len(label),
-                Command::DeclareTasks { declarer, tasks } => {
-                    32 + len(declarer)
-                        + tasks
-                            .iter()
-                            .map(|t| 8 + len(&t.name) + len(&t.queue))
-                            .sum::<u64>()
-                }
-                Command::AddSchedule { schedule, .. } => schedule.size() as u64,
-                Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => 32 + len(name),
-                Command::SubmitWorkflow { workflow } => workflow
-                    .tasks
-                    .iter()
-                    .map(|t| {
-                        64 + 9 * t.parents.len() as u64
-                            + len(&t.spec.name)
-                            + len(&t.spec.queue)
-                            + t.spec.args.len() as u64
-                            + t.spec
-                                .headers
-                                .iter()
-                                .map(|(k, v)| 2 + len(k) + len(v))
-                                .sum::<u64>()
-                    })
-                    .sum::<u64>()
-                    .saturating_add(8 * workflow.shape.len() as u64),
-                _ => 32,
-            }
-        };
-        16 + self.commands.iter().map(per_command).sum::<u64>()
-    }
-}
-
-impl Request {
-    /// Roughly how many bytes of memory a copy of this entry holds: its structs (at their
-    /// `size_of`) plus every heap block, each rounded up as an allocator does (16-byte steps
-    /// plus an 8-byte header). This, not [`Self::approx_size`], is what bounds raft-log's entry
-    /// cache: in memory a submitted task takes about four times its encoded size (a
-    /// [`TaskSpec`] is 200 bytes before its strings).
-    pub fn approx_mem_size(&self) -> u64 {
-        fn heap(len: usize) -> u64 {
-            if len == 0 {
-                0
-            } else {
-                (len as u64 + 8).next_multiple_of(16)
-            }
-        }
-        fn vec<T>(v: &[T]) -> u64 {
-            heap(std::mem::size_of_val(v))
-        }
-        let s = |x: &str| heap(x.len());
-        let per_command = |c: &Command| -> u64 {
-            match c {
-                Command::Submit { tasks } => {
-                    vec(tasks)
-                        + tasks
-                            .iter()
-                            .map(|t| {
-                                s(&t.name)
-                                    + s(&t.queue)
-                                    + heap(t.args.len())
-                                    + t.idempotency_key.as_deref().map_or(0, s)
-                                    + t.headers.iter().map(|(k, v)| 64 + s(k) + s(v)).sum::<u64>()
-                                    + t.concurrency_key.as_deref().map_or(0, s)
-                            })
-                            .sum::<u64>()
-                }
-                Command::Lease { pool, queues, .. } => {
-                    s(pool) + vec(queues) + queues.iter().map(|q| s(q)).sum::<u64>()
-                }
-                Command::Complete { pool, completions } => {
-                    s(pool)
-                        + vec(completions)
-                        + completions
-                            .iter()
-                            .map(|c| match &c.outcome {
-                                Outcome::Success(r) => heap(r.len()),
-                                Outcome::Failure { error, .. } | Outcome::RetryAfter { error, .. } => {
-                                    s(error)
-                                }
-                            })
-                            .sum::<u64>()
-                }
-                Command::Heartbeat { pool, leases, .. } | Command::Release { pool, leases } => {
-                    s(pool) + vec(leases)
-                }
-                Command::ReleasePool { pool } | Command::ClearStanding { pool } => s(pool),
-                Command::Cancel { ids } | Command::Retry { ids } => vec(ids),
-                Command::Revoke { ids, reason } => vec(ids) + s(reason),
-                Command::Progress { reports } => {
-                    vec(reports) + reports.iter().map(|r| heap(r.data.len())).sum::<u64>()
-                }
-                Command::PurgeQueue { queue } | Command::PauseQueue { queue, .. } => s(queue),
-                Command::Tick | Command::AllocateNodeId | Command::RevokeToken { .. } => 0,
-                Command::CreateToken { label, .. } => s(label),
-                Command::DeclareTasks { declarer, tasks } => {
-                    s(declarer) + vec(tasks) + tasks.iter().map(|t| s(&t.name) + s(&t.queue)).sum::<u64>()
-                }
-                Command::AddSchedule { schedule, .. } => {
-                    let cadence = match &schedule.cadence {
-                        Cadence::Cron { expr, tz } => s(expr) + s(tz),
-                        Cadence::Interval { .. } => 0,
-                    };
-                    let t = &schedule.task;
-                    s(&schedule.name) + cadence + s(&t.name) + s(&t.queue) + heap(t.args.len())
-                }
-                Command::RemoveSchedule { name } | Command::PauseSchedule { name, .. } => s(name),
-                Command::SetLimit { scope, .. } | Command::RemoveLimit { scope } => match scope {
-                    LimitScope::Queue(n) | LimitScope::Task(n) | LimitScope::Key(n) => s(n),
-                    LimitScope::AnyKey => 0,
-                },
-                Command::SubmitWorkflow { workflow } => {
-                    vec(&workflow.tasks)
-                        + workflow
-                            .tasks
-                            .iter()
-                            .map(|t| {
-                                let spec = &t.spec;
-                                vec(&t.parents)
-                                    + s(&spec.name)
-                                    + s(&spec.queue)
-                                    + heap(spec.args.len())
-                                    + spec.headers.iter().map(|(k, v)| 64 + s(k) + s(v)).sum::<u64>()
-                                    + spec.concurrency_key.as_deref().map_or(0, s)
-                            })
-                            .sum::<u64>()
-                        + vec(&workflow.shape)
-                        + workflow
-                            .shape
-                            .iter()
-                            .map(|n| match n {
-                                ShapeNode::Chain(v) | ShapeNode::Group(v) => vec(v),
-                                _ => 0,
-                            })
-                            .sum::<u64>()
-                }
-            }
-        };
-        std::mem::size_of::<Self>() as u64
-            + vec(&self.commands)
-            + self.commands.iter().map(per_command).sum::<u64>()
-    }
 }
 
 impl fmt::Display for Request {
@@ -369,178 +206,12 @@ pub enum Command {
     /// Submit a workflow (`state/deps.rs`): its tasks, some waiting for parents, and its
     /// shape, all or nothing. Entry format 9.
     SubmitWorkflow { workflow: Box<WorkflowSpec> },
+    /// Start recording attempt histories (`state/attempts.rs`): from this entry on, every
+    /// grant opens an entry in its task's history and the attempt's end closes it. Proposed
+    /// by the leader once every member's build reads entry format 10 (`leader.rs`); applying
+    /// it again changes nothing. Entry format 10.
+    RecordAttempts,
 }
-
-/// Most bytes of a [`Command::Revoke`] reason, checked where it enters (the gRPC edge).
-pub const MAX_REVOKE_REASON_LEN: usize = 256;
-
-/// What [`Command::Revoke`] did to one task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Revoked {
-    /// It was waiting (scheduled, pending, retrying): cancelled before it ran.
-    Cancelled,
-    /// It was running: cancelled, its lease fenced, its pool told to abort it.
-    Terminated,
-    /// Final already, or unknown: nothing changed.
-    Unchanged,
-}
-
-/// Most bytes of one progress report: a session writes the latest of each running task to
-/// the log at most once per flush interval, so this bounds what a chatty worker costs.
-pub const MAX_PROGRESS_BYTES: usize = 4 * 1024;
-
-/// Progress of one attempt, as the worker sent it (JSON, at most [`MAX_PROGRESS_BYTES`],
-/// checked where it enters).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgressReport {
-    pub lease: LeaseRef,
-    pub data: Bytes,
-}
-
-/// Headers given at submit and handed to the worker with each grant (trace context, Celery's
-/// message headers): not interpreted by the cluster. Ordered, so every replica holds the same.
-pub type Headers = std::collections::BTreeMap<String, String>;
-
-/// Most headers one task may carry.
-pub const MAX_HEADERS: usize = 64;
-
-/// Most bytes one task's headers may take, names and values together: they are kept on every
-/// replica with the task, and sent with every grant.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// Why headers are refused at submit: over [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`], or an empty
-/// name. Checked where a submit enters (the gRPC edge), never by `apply`.
-pub fn check_headers(headers: &Headers) -> Result<(), String> {
-    if headers.len() > MAX_HEADERS {
-        return Err(format!(
-            "{} headers is over the limit of {MAX_HEADERS}",
-            headers.len()
-        ));
-    }
-    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > MAX_HEADER_BYTES {
-        return Err(format!(
-            "headers of {bytes} bytes are over the limit of {MAX_HEADER_BYTES} bytes"
-        ));
-    }
-    if headers.contains_key("") {
-        return Err("a header name is empty".into());
-    }
-    Ok(())
-}
-
-/// A task to enqueue, as the client describes it. Its encoding (`command/wire.rs`) keeps the
-/// bytes of entry format 1 for a spec without headers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskSpec {
-    pub name: String,
-    /// Queue name; empty means [`DEFAULT_QUEUE`].
-    pub queue: String,
-    /// JSON arguments for the handler.
-    pub args: Bytes,
-    /// Higher runs first within a queue.
-    pub priority: u8,
-    /// Earliest run time (absolute).
-    pub eta_ms: Option<UnixMs>,
-    /// Earliest run time relative to the applying entry's `now`.
-    pub countdown_ms: Option<u64>,
-    /// Retries after the first failed attempt.
-    pub max_retries: u32,
-    /// Base retry delay; attempt n (n ≥ 1) waits `backoff_ms * 2^(n-1)`, capped at
-    /// [`MAX_BACKOFF_MS`].
-    pub backoff_ms: u64,
-    /// Hard limit of one attempt's run time, enforced by the worker.
-    pub time_limit_ms: Option<u64>,
-    /// Exactly-once enqueue: a key seen before returns the earlier task's id.
-    pub idempotency_key: Option<String>,
-    /// How long the task and its result are kept after it ends.
-    pub result_ttl_ms: u64,
-    /// Handed to the worker with each grant; bounded by [`check_headers`] at submit.
-    pub headers: Headers,
-    /// Concurrency key (a tenant id, say): limits of `key:` scopes apply to it, and keys take
-    /// fair turns (`state/limits.rs`). At most [`MAX_CONCURRENCY_KEY_LEN`] bytes, checked at
-    /// the gRPC edge. Written in the log only when present (`command/wire.rs`).
-    pub concurrency_key: Option<String>,
-}
-
-/// A task whose lease expires this many times (its worker died or was cut off each time) is
-/// dead: it is probably what kills its workers. Lost leases do not use up `max_retries`, so a
-/// node crash never costs a task one of its retries.
-pub const MAX_LOST_LEASES: u8 = 5;
-
-/// Upper bound of one retry delay.
-pub const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
-
-/// Identifies one attempt of one task: the fencing token of a lease.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct LeaseRef {
-    pub task: TaskId,
-    pub attempt: u32,
-}
-
-/// The result of one attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Completion {
-    pub lease: LeaseRef,
-    pub outcome: Outcome,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// The handler returned this JSON result.
-    Success(Bytes),
-    /// The attempt failed. `retry: false` makes the task dead at once (bad arguments, unknown
-    /// task name): retrying cannot help.
-    Failure { error: String, retry: bool },
-    /// The attempt failed retryably, and the worker asks for the retry after `delay_ms`
-    /// (capped at [`MAX_BACKOFF_MS`] by `apply`) instead of the task's backoff: a rate limit's
-    /// `Retry-After`. Entry format 4.
-    RetryAfter { error: String, delay_ms: u64 },
-}
-
-impl Outcome {
-    /// `(error, retryable)` of a failure; `None` for a success.
-    pub fn failure(&self) -> Option<(&str, bool)> {
-        match self {
-            Outcome::Success(_) => None,
-            Outcome::Failure { error, retry } => Some((error, *retry)),
-            Outcome::RetryAfter { error, .. } => Some((error, true)),
-        }
-    }
-}
-
-/// A task handed to a worker by a `Lease`. Its encoding (`command/wire.rs`) keeps the bytes of
-/// a grant without headers as they were before headers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    pub lease: LeaseRef,
-    pub name: String,
-    pub queue: String,
-    pub args: Bytes,
-    pub time_limit_ms: Option<u64>,
-    /// When the lease runs out unless heartbeated.
-    pub lease_deadline_ms: UnixMs,
-    /// The task's submit headers.
-    pub headers: Headers,
-}
-
-/// What a submitted task became.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Submitted {
-    pub id: TaskId,
-    /// The idempotency key had been seen; no task was created.
-    pub duplicate: bool,
-}
-
-/// Outcome of one completion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CompletionResult {
-    /// Recorded: it changed the task's state.
-    Accepted,
-    /// The lease was not the task's current one (or the task is gone): nothing changed.
-    Stale,
-}
-
 /// One response per command, in the same order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -588,83 +259,6 @@ pub enum Response {
     Revoked(Vec<Revoked>),
     /// The workflow `SubmitWorkflow` created (or found by its key), or why it created nothing.
     WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>),
-}
-
-/// Lifecycle state of a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum TaskState {
-    /// Waiting for its ETA.
-    Scheduled,
-    /// Ready to lease.
-    Pending,
-    /// Held by a worker.
-    Leased,
-    /// Failed, waiting out its backoff.
-    Retrying,
-    /// Final: finished with a result.
-    Succeeded,
-    /// Final: failed with no retries left, or not retryable.
-    Dead,
-    /// Final: cancelled before it ran, or while it ran (`Revoke`).
-    Cancelled,
-}
-
-impl TaskState {
-    /// Final states never change again (until the result expires and the task is purged).
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled
-        )
-    }
-}
-
-/// A read-only view of one task, for `GetTask`, `WaitResults` and tests.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskView {
-    pub id: TaskId,
-    pub name: String,
-    pub queue: String,
-    pub state: TaskState,
-    /// Attempts started so far.
-    pub attempt: u32,
-    pub max_retries: u32,
-    pub result: Option<Bytes>,
-    pub error: Option<String>,
-    pub created_ms: UnixMs,
-    pub updated_ms: UnixMs,
-    /// The latest progress a worker reported, with its attempt and time.
-    pub progress: Option<crate::queue::state::Progress>,
-}
-
-/// Counts of one queue's tasks by state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueCounts {
-    pub scheduled: u64,
-    pub pending: u64,
-    pub leased: u64,
-    pub retrying: u64,
-    pub succeeded: u64,
-    pub dead: u64,
-    pub cancelled: u64,
-    pub paused: bool,
-}
-
-/// Serde for `Arc<[T]>` as a plain sequence (the encoding of `Vec<T>`), without serde's `rc`
-/// feature.
-mod shared_slice {
-    use std::sync::Arc;
-
-    use serde::Deserialize;
-    use serde::Deserializer;
-    use serde::Serialize;
-    use serde::Serializer;
-
-    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<[T]>, s: S) -> Result<S::Ok, S::Error> {
-        v[..].serialize(s)
-    }
-
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Arc<[T]>, D::Error> {
-        Vec::<T>::deserialize(d).map(Arc::from)
-    }
+    /// Whether `RecordAttempts` switched recording on (`false`: it was on already).
+    RecordingAttempts(bool),
 }

@@ -14,6 +14,7 @@
 //!   (`state/schedule.rs`, slots in `state/schedule/slots.rs`), tasks waiting for parents and
 //!   workflows (`state/deps.rs`; the canvas is flattened by `command/canvas.rs`), the invariants
 //!   (`state/invariants.rs`), the task extras (`state/extras.rs`: headers, progress), the
+//!   attempt histories (`state/attempts.rs`), the
 //!   serialized form (`state/format.rs`) and the reader of
 //!   version-1 snapshots (`state/v1.rs`).
 

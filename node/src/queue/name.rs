@@ -79,7 +79,8 @@ pub fn check_commands(commands: &[Command]) -> Result<(), InvalidQueueName> {
             | Command::RemoveSchedule { .. }
             | Command::PauseSchedule { .. }
             | Command::Retry { .. }
-            | Command::Revoke { .. } => {}
+            | Command::Revoke { .. }
+            | Command::RecordAttempts => {}
             Command::AddSchedule { schedule, .. } if !schedule.task.queue.is_empty() => {
                 check_queue_name(&schedule.task.queue)?;
             }

@@ -180,6 +180,24 @@ op!(
         => WorkflowSubmitted(Result<WorkflowSubmitted, WorkflowRefusal>)
 );
 
+/// [`Command::RecordAttempts`]: whether it switched recording on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordAttempts;
+
+impl Op for RecordAttempts {
+    type Answer = bool;
+    const NAME: &'static str = "RecordAttempts";
+    fn command(self) -> Command {
+        Command::RecordAttempts
+    }
+    fn answer(response: Response) -> Result<bool, WrongAnswer> {
+        match response {
+            Response::RecordingAttempts(on) => Ok(on),
+            other => Err(wrong::<Self>(&other)),
+        }
+    }
+}
+
 /// [`Command::Tick`]: advances time only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick;

@@ -87,6 +87,10 @@
 //!   cancelled cancels it with the reason; an error callback is released by the first failure
 //!   and cancelled when every parent succeeded. A waiting task is cancelled by `Cancel` and
 //!   `PurgeQueue` like a scheduled one. A workflow's record goes with its last purged task.
+//! - **Attempt histories** (`state/attempts.rs`): nothing until `RecordAttempts` is applied;
+//!   from then on each grant opens an entry in its task's history (attempt, holder, time) and
+//!   the attempt's end closes it (completion, expiry, release, revoke), the last 16 kept,
+//!   dropped with the task.
 //! - **Final** tasks (`Succeeded`/`Dead`/`Cancelled`) keep their record and result until
 //!   `now >= finished_at + result_ttl_ms`, then they are purged entirely.
 //! - `TaskView::updated_ms` is the time of the last state change (a heartbeat is not one).
@@ -100,7 +104,8 @@
 //! # Layout
 //!
 //! This file keeps the semantics above, [`QueueState`] and `apply` (time, timers, dispatch),
-//! and the commands that are not about leases (submit, cancel, purge, pause, node ids). The
+//! and the commands that are not about leases (submit, cancel, node ids; purge and pause in
+//! `queues.rs`). The
 //! rest sits in `state/`, one concern per file:
 //!
 //! - `task.rs`: the task record. Names and the rarely varied options (retries, backoff, result
@@ -136,9 +141,12 @@
 //!   (cron with croner, time zones and the DST rule with jiff).
 //! - `deps.rs` (and `deps/`: submit, resolve, view, check): tasks waiting for parents,
 //!   workflows, and their rules.
+//! - `attempts.rs`: each task's last 16 attempts (holder, when, how it ended), recorded once
+//!   `RecordAttempts` was applied.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
-//! - `format.rs`: the serialized form (format version 10: everything as held, except the key
-//!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows; version 5 is the same without the schedules, version 4 also without the extras,
+//! - `format.rs`: the serialized form (format version 11: everything as held, except the key
+//!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows, 11 the attempt
+//!   histories; version 5 is the same without the schedules, version 4 also without the extras,
 //!   version 3 also without the catalogue,
 //!   version 2 also without the token table); `v1.rs` converts snapshots of format version 1.
 
@@ -158,6 +166,7 @@ use task::Output;
 use task::Task;
 use task::TaskOptions;
 
+mod attempts;
 mod catalog;
 mod deps;
 mod extras;
@@ -175,6 +184,7 @@ mod operator;
 mod pending;
 #[cfg(test)]
 mod proptests;
+mod queues;
 mod reads;
 pub mod schedule;
 mod seen;
@@ -186,6 +196,7 @@ mod tests;
 mod tokens;
 mod v1;
 
+pub use attempts::Attempts;
 pub use catalog::Catalog;
 pub use deps::Deps;
 pub use extras::Extras;
@@ -252,6 +263,8 @@ pub struct QueueState {
     schedules: Schedules,
     /// Tasks waiting for parents, and workflows (see [`deps`]).
     deps: Deps,
+    /// The attempt histories of tasks that ran (see [`attempts`]).
+    attempts: Attempts,
 }
 
 impl Default for QueueState {
@@ -270,6 +283,7 @@ impl Default for QueueState {
             extras: Extras::default(),
             schedules: Schedules::default(),
             deps: Deps::default(),
+            attempts: Attempts::default(),
         }
     }
 }
@@ -376,7 +390,14 @@ impl QueueState {
                 self.idx.set_state(id, t, To::Pending, now);
                 effects.became_pending += 1;
             }
-            TaskState::Leased => lease::expire(&mut self.idx, id, t, now, effects),
+            TaskState::Leased => {
+                let lost = LeaseRef {
+                    task: id,
+                    attempt: t.attempt,
+                };
+                self.attempts.end(lost, AttemptEnd::LostLease, now);
+                lease::expire(&mut self.idx, id, t, now, effects);
+            }
             TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled => self.purge(id),
             TaskState::Pending => {}
         }
@@ -394,6 +415,7 @@ impl QueueState {
         self.idx.flow.lanes.detach_key(id);
         self.extras.remove(id);
         self.deps.purged(id);
+        self.attempts.remove(id);
         if let Some(key) = t.idempotency_key() {
             self.idempotency.remove(key, id);
         }
@@ -479,6 +501,7 @@ impl QueueState {
             Command::SubmitWorkflow { workflow } => {
                 Response::WorkflowSubmitted(self.submit_workflow(workflow, effects))
             }
+            Command::RecordAttempts => Response::RecordingAttempts(self.attempts.switch_on()),
         }
     }
 
@@ -571,51 +594,5 @@ impl QueueState {
         self.idx.set_state(id, t, To::Final(TaskState::Cancelled), now);
         effects.finished.push(id);
         true
-    }
-
-    fn purge_queue(&mut self, queue: &str, effects: &mut ApplyEffects) -> u64 {
-        let Some(q) = self.idx.queue_names.get(queue_name(queue)) else {
-            return 0;
-        };
-        let Some(data) = self.idx.queues.get(q as usize) else {
-            return 0;
-        };
-        let mut ids: Vec<TaskId> = data.pending.iter().map(|(_, id)| id).collect();
-        ids.extend(self.idx.flow.lanes.pending_ids(q));
-        let waiting = data.counts[TaskState::Scheduled as usize] + data.counts[TaskState::Retrying as usize];
-        if waiting > 0 {
-            // Scheduled and retrying tasks are only indexed by time: scan the timers. Purging a
-            // queue is a rare admin action, so O(timers) is acceptable here.
-            ids.extend(self.idx.timers.iter().map(|(_, id)| *id).filter(|id| {
-                self.tasks.get(*id).is_some_and(|t| {
-                    t.queue == q && matches!(t.state, TaskState::Scheduled | TaskState::Retrying)
-                })
-            }));
-        }
-        ids.sort_unstable();
-        ids.into_iter()
-            .map(|id| u64::from(self.cancel(id, effects)))
-            .sum()
-    }
-
-    fn pause_queue(&mut self, queue: &str, paused: bool, effects: &mut ApplyEffects) {
-        let name = queue_name(queue);
-        let existing = self.idx.queue_names.get(name);
-        let is_paused = existing
-            .and_then(|q| self.idx.queues.get(q as usize))
-            .is_some_and(|d| d.paused);
-        if paused == is_paused {
-            return;
-        }
-        if paused {
-            // Pausing holds a reference so an empty paused queue keeps existing (and shows in stats).
-            let q = self.idx.acquire_queue(name);
-            self.idx.queues[q as usize].paused = true;
-        } else if let Some(q) = existing {
-            let data = &mut self.idx.queues[q as usize];
-            data.paused = false;
-            effects.became_pending += data.pending.len() + self.idx.flow.lanes.pending_of_queue(q);
-            self.idx.release_queue(q);
-        }
     }
 }

@@ -179,6 +179,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotImage, SnapshotFormatError> {
         7 => decode_body::<SnapshotImageOf<ReadFormat<7>>>(body).map(|i| i.map(|s| s.0)),
         8 => decode_body::<SnapshotImageOf<ReadFormat<8>>>(body).map(|i| i.map(|s| s.0)),
         9 => decode_body::<SnapshotImageOf<ReadFormat<9>>>(body).map(|i| i.map(|s| s.0)),
+        10 => decode_body::<SnapshotImageOf<ReadFormat<10>>>(body).map(|i| i.map(|s| s.0)),
         _ => decode_body(body),
     }
 }

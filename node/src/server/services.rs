@@ -151,6 +151,7 @@ pub(super) fn start_services(
         clock,
         log_bytes,
         config.snapshot_log_bytes,
+        peers.formats(),
     );
 
     let known_tasks: BTreeSet<String> = registry.names().map(str::to_string).collect();

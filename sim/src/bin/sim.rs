@@ -116,7 +116,7 @@ struct DstArgs {
     #[arg(long, value_parser = parse_range)]
     seeds: Option<std::ops::Range<u64>>,
     /// Switch on a deliberate bug (ack-before-fsync, accept-stale-completion, forget-vote,
-    /// heartbeat-keeps-old-timer, schedule-fires-early, limit-off-by-one, revoke-keeps-lease, callback-early), to see the checker
+    /// heartbeat-keeps-old-timer, schedule-fires-early, limit-off-by-one, revoke-keeps-lease, callback-early, snapshot-drops-attempts), to see the checker
     /// catch it.
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,

@@ -343,6 +343,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     match converged {
         Some(nodes) => {
             violations.extend(invariants::replicas_agree::check(&nodes, at));
+            violations.extend(invariants::attempts_agree::check(&nodes, &shared.finals(), at));
             if let Some((_, first)) = nodes.first() {
                 violations.extend(invariants::schedules_exact::check(first, at));
             }

@@ -12,6 +12,7 @@ mod t30_membership;
 mod t40_standing;
 mod t50_membership_faults;
 mod t60_health;
+mod t70_attempts;
 mod t70_events;
 mod t70_ops;
 mod t70_workflows;

@@ -4,3 +4,4 @@
 mod remote;
 mod t10_session;
 mod t20_task_data;
+mod t30_attempts;

@@ -31,6 +31,7 @@ Module map:
 """
 
 from flotilla.app import Flotilla, current_app
+from flotilla.attempts import Attempt
 from flotilla.canvas import WorkflowResult, chain, chord, group
 from flotilla.client import Client
 from flotilla.errors import (
@@ -69,6 +70,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncResult",
+    "Attempt",
     "Client",
     "Event",
     "EventsLost",

@@ -1,7 +1,7 @@
 """Typed gRPC stubs of ``QueueService``, ``ScheduleService``, ``LimitService``,
-``WorkflowService``, ``OpsService`` (its ``Revoke``) and ``WorkerService``, built from
-the generated descriptors (so a method renamed in the .proto fails at import, not at call
-time).
+``WorkflowService``, ``OpsService`` (its ``Revoke`` and ``DescribeTask``) and
+``WorkerService``, built from the generated descriptors (so a method renamed in the .proto
+fails at import, not at call time).
 
 Only the messages are generated (``flotilla.v1``); grpcio's generated service glue is untyped,
 and these few lines are all the SDK needs of it.
@@ -132,6 +132,9 @@ class QueueStub:
             WORKFLOW_SERVICE,
         )
         self.revoke = _unary(channel, "Revoke", opb.RevokeRequest, opb.RevokeResponse, OPS_SERVICE)
+        self.describe_task = _unary(
+            channel, "DescribeTask", opb.DescribeTaskRequest, opb.DescribeTaskResponse, OPS_SERVICE
+        )
         self.wait_results: grpc.UnaryStreamMultiCallable[qpb.WaitResultsRequest, qpb.TaskInfo] = (
             channel.unary_stream(
                 method_path(QUEUE_SERVICE, "WaitResults"),

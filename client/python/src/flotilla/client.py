@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 import grpc
 
 from flotilla import _rpc
+from flotilla.attempts import Attempt
 from flotilla.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -171,6 +172,13 @@ class Client:
         request = qpb.GetTaskRequest(id=task_id, stale_ok=stale_ok)
         reply = self._unary(lambda s, t: s.get_task(request, timeout=t), task_id=task_id)
         return TaskInfo.from_wire(reply.task)
+
+    def attempts(self, task_id: int, *, stale_ok: bool = False) -> list[Attempt]:
+        """A task's last attempts (at most 16), oldest first: which pool or worker ran each,
+        when, how it ended. Empty for a task that never ran."""
+        request = opb.DescribeTaskRequest(id=task_id, stale_ok=stale_ok)
+        reply = self._unary(lambda s, t: s.describe_task(request, timeout=t), task_id=task_id)
+        return [Attempt.from_wire(a) for a in reply.attempts]
 
     def find_by_idempotency_keys(
         self, keys: Iterable[str], *, stale_ok: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from flotilla.attempts import Attempt
 from flotilla.errors import ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from flotilla.info import TaskInfo, TaskState
 
@@ -36,6 +37,12 @@ class AsyncResult:
     def info(self) -> TaskInfo:
         """The task as the cluster holds it now."""
         return self.app.client.get(self.id)
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """The task's last attempts (at most 16), oldest first: which pool or worker ran
+        each, when, and how it ended."""
+        return self.app.client.attempts(self.id)
 
     @property
     def state(self) -> TaskState:

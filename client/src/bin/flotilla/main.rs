@@ -21,6 +21,7 @@
 //! not succeed; 2 for usage errors.
 
 mod admin;
+mod attempts;
 mod certs;
 mod cli;
 mod events;

@@ -170,6 +170,7 @@ pub fn detail_line(d: &TaskDetail) -> Value {
         "time_limit_ms": d.time_limit_ms,
         "result_ttl_ms": d.result_ttl_ms,
         "progress": progress,
+        "attempts": crate::attempts::attempts_json(&d.attempts),
     });
     if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
         v.extend(extra);
@@ -223,6 +224,10 @@ pub fn detail_human(d: &TaskDetail) -> String {
     }
     if let Some(k) = &d.idempotency_key {
         field("key", k.clone());
+    }
+    if !d.attempts.is_empty() {
+        s.push_str("attempts:\n");
+        s.push_str(&crate::attempts::attempts_table(&d.attempts, utc));
     }
     s
 }

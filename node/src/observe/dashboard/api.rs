@@ -355,6 +355,7 @@ pub(super) async fn task(
             "priority": d.priority,
             "args": json_bytes(&d.args),
             "time_limit_ms": d.time_limit_ms,
+            "attempts": d.attempts.iter().map(attempt_json).collect::<Vec<_>>(),
         })
     })
 }
@@ -410,4 +411,24 @@ pub(super) async fn resume(
         .resume_queue(Request::new(pb::ResumeQueueRequest { queue }))
         .await;
     reply(r, |_| json!({ "paused": false }))
+}
+
+/// One attempt of a task's history, for the task detail.
+fn attempt_json(a: &pb::Attempt) -> serde_json::Value {
+    let end = match pb::AttemptEnd::try_from(a.end).unwrap_or(pb::AttemptEnd::Unspecified) {
+        pb::AttemptEnd::Unspecified => None,
+        pb::AttemptEnd::Succeeded => Some("succeeded"),
+        pb::AttemptEnd::Failed => Some("failed"),
+        pb::AttemptEnd::FailedFatal => Some("failed-fatal"),
+        pb::AttemptEnd::LostLease => Some("lost-lease"),
+        pb::AttemptEnd::Released => Some("released"),
+        pb::AttemptEnd::Revoked => Some("revoked"),
+    };
+    json!({
+        "attempt": a.attempt,
+        "holder": a.holder,
+        "granted_unix_ms": a.granted_unix_ms,
+        "ended_unix_ms": end.map(|_| a.ended_unix_ms),
+        "end": end,
+    })
 }

@@ -12,7 +12,9 @@
 //! (periodic schedules), format 7 `SetLimit`, `RemoveLimit` and a submitted task's concurrency
 //! key (flow control; format 6 belongs to another branch), format 8 `Retry` and `Revoke`
 //! (operating tasks: an operator's retry, cancelling running tasks), format 9
-//! `SubmitWorkflow` (workflows); every other command is still written in format 1.
+//! `SubmitWorkflow` (workflows), format 10 `RecordAttempts` (the switch that starts attempt
+//! histories; the leader proposes it once every member reads format 10); every other command is
+//! still written in format 1.
 //!
 //! ```text
 //! format 1 (no tag):  varint now_ms | varint n | n × command
@@ -68,7 +70,7 @@ use super::Outcome;
 use super::Request;
 
 /// The newest log entry format this build reads (and the newest it may write).
-pub const ENTRY_FORMAT: u32 = 9;
+pub const ENTRY_FORMAT: u32 = 10;
 
 /// First byte of a tagged entry (format 2 and later). No bincode varint starts with it.
 const TAG: u8 = 0xFF;
@@ -144,6 +146,8 @@ impl Command {
             Command::Retry { .. } | Command::Revoke { .. } => 8,
             // Format 9: workflows (issue 12).
             Command::SubmitWorkflow { .. } => 9,
+            // Format 10: attempt histories (issue 13).
+            Command::RecordAttempts => 10,
         }
     }
 }
@@ -395,6 +399,18 @@ mod tests {
         assert_eq!(bytes[..2], [TAG, 5]);
         assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
         // Without it, the same entry keeps format 1's bytes.
+        r.commands.pop();
+        assert_ne!(encoding::encode(&r).unwrap()[0], TAG);
+    }
+
+    #[test]
+    fn an_entry_with_the_attempts_switch_is_written_as_format_10() {
+        let mut r = req(42);
+        r.commands.push(Command::RecordAttempts);
+        assert_eq!(r.format(), 10);
+        let bytes = encoding::encode(&r).unwrap();
+        assert_eq!(bytes[..2], [TAG, 10]);
+        assert_eq!(encoding::decode::<Request>(&bytes).unwrap(), r);
         r.commands.pop();
         assert_ne!(encoding::encode(&r).unwrap()[0], TAG);
     }

@@ -1,12 +1,12 @@
-//! The serialized form of [`QueueState`] (snapshot format version 6; `state/v1.rs` reads
+//! The serialized form of [`QueueState`] (snapshot format version 11; `state/v1.rs` reads
 //! version 1), and the equality that follows it.
 //!
 //! Each version is the one before it followed by one more table ([`TABLES`]): 3 the token
 //! table, 4 the task catalogue, 5 the task extras (headers, progress: `extras.rs`), 6 the
 //! periodic schedules (`schedule.rs`), 7 a slot reserved for another branch's table (written
 //! as nothing: a unit), 8 flow control (limits, lanes, keys: `limits.rs`, `lanes.rs`), 9 a
-//! slot reserved for branch ops (a unit, like 7, until it lands), 10 waiting tasks and
-//! workflows (`deps.rs`). A state is written in the oldest version that holds it
+//! slot reserved for branch ops (a unit, like 7; it stays a unit for ever), 10 waiting tasks
+//! and workflows (`deps.rs`), 11 the attempt histories (`attempts.rs`). A state is written in the oldest version that holds it
 //! (the rule of `docs/adr/002-format-versions.md`, [`QueueState::snapshot_format`]): a table
 //! that is pristine is left out with every table after it, so a cluster that does not use the
 //! new tables keeps writing snapshots the builds before them read. [`InFormat`] writes a given
@@ -31,6 +31,7 @@ use serde::de::SeqAccess;
 use serde::de::Visitor;
 use serde::ser::SerializeTuple;
 
+use super::Attempts;
 use super::Catalog;
 use super::Deps;
 use super::Extras;
@@ -52,7 +53,7 @@ pub const BASE_FORMAT: u32 = 2;
 
 /// The optional tables in the order they follow the base fields, each with the format that
 /// added it (its position + 3) and what a state holding it is told when written older.
-pub const TABLES: [(&str, u32); 8] = [
+pub const TABLES: [(&str, u32); 9] = [
     ("tokens", 3),
     ("declared task names", 4),
     ("task headers or progress", 5),
@@ -63,6 +64,8 @@ pub const TABLES: [(&str, u32); 8] = [
     // Reserved for branch `ops` (issue 13) until it lands: a unit, like slot 7.
     ("reserved for ops", 9),
     ("workflows", 10),
+    // Issue 13's attempt histories (ADR 005 had planned slot 9, which stays a unit).
+    ("attempt history", 11),
 ];
 
 /// The newest snapshot format of the queue state.
@@ -100,6 +103,7 @@ struct Tables {
     schedules: Schedules,
     flow: Flow,
     deps: Deps,
+    attempts: Attempts,
 }
 
 impl QueueState {
@@ -126,6 +130,7 @@ impl QueueState {
             !self.idx.flow.is_pristine(),
             false,
             !self.deps.is_pristine(),
+            !self.attempts.is_pristine(),
         ]
     }
 
@@ -144,6 +149,11 @@ impl QueueState {
         let idempotency = KeyIndex::build(&o.tasks)?;
         let catalog = super::catalog::checked(t.catalog)?;
         t.extras.check(|id| o.tasks.get(id).is_some())?;
+        t.attempts.check(|id| {
+            o.tasks
+                .get(id)
+                .map(|t| (t.attempt, t.lease(id).map(|l| l.attempt)))
+        })?;
         t.schedules.check()?;
         let mut idx = o.idx;
         idx.flow = t.flow;
@@ -161,6 +171,7 @@ impl QueueState {
             extras: t.extras,
             schedules: t.schedules,
             deps: t.deps,
+            attempts: t.attempts,
         })
         .and_then(|s| {
             // Only a state that used workflows pays the scan.
@@ -223,6 +234,9 @@ impl Serialize for InFormat<'_> {
         if n >= 8 {
             t.serialize_element(&state.deps)?;
         }
+        if n >= 9 {
+            t.serialize_element(&state.attempts)?;
+        }
         t.end()
     }
 }
@@ -276,6 +290,13 @@ impl<'de, const V: u32> Deserialize<'de> for ReadFormat<V> {
                 if n >= 8 {
                     t.deps = seq.next_element()?.ok_or_else(|| missing(TABLES[7].0))?;
                 }
+                if n >= 9 {
+                    t.attempts = seq.next_element()?.ok_or_else(|| missing(TABLES[8].0))?;
+                    if crate::bugs::active(crate::bugs::Bug::SnapshotDropsAttempts) {
+                        // The deliberate bug (for the simulator to catch).
+                        t.attempts.forget_histories();
+                    }
+                }
                 QueueState::from_owned(base, t)
                     .map(ReadFormat)
                     .map_err(serde::de::Error::custom)
@@ -311,6 +332,7 @@ impl PartialEq for QueueState {
             && self.extras == other.extras
             && self.schedules == other.schedules
             && self.deps == other.deps
+            && self.attempts == other.attempts
     }
 }
 

@@ -17,8 +17,13 @@
 //!   ids), standing capacity, tokens, the catalogue, schedules, flow control, the extras of
 //!   the tasks that have headers or progress, and waiting tasks and workflows. They grow with
 //!   names, pools, bitmaps words or the few tasks using those features, not with plain tasks.
+//! - **Except the attempt histories** (`attempts.rs`), also cloned, which grow with the tasks
+//!   that ran and are still held (finished ones until their results' TTL purges them): a
+//!   pending backlog pays nothing, a large store of finished tasks pays a copy per snapshot.
+//!   Sharing them like the table (chunks by id) is the next step.
 //!
-//! So the copy is O(tasks / 1,024) for a queue of plain tasks (docs/BENCHMARKS.md, "copy_ms").
+//! So the copy is O(tasks / 1,024) for a queue of pending tasks (docs/BENCHMARKS.md,
+//! "copy_ms"), plus the histories of the tasks that ran.
 
 use std::collections::BTreeSet;
 
@@ -62,6 +67,7 @@ impl QueueState {
             extras: self.extras.clone(),
             schedules: self.schedules.clone(),
             deps: self.deps.clone(),
+            attempts: self.attempts.clone(),
         };
         Frozen {
             state,

@@ -25,6 +25,11 @@ impl QueueState {
         self.extras.check(|id| self.tasks.get(id).is_some())?;
         self.schedules.check()?;
         self.check_deps()?;
+        self.attempts.check(|id| {
+            self.tasks
+                .get(id)
+                .map(|t| (t.attempt, t.lease(id).map(|l| l.attempt)))
+        })?;
         self.check_standing()
     }
 

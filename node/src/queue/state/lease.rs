@@ -141,6 +141,7 @@ impl QueueState {
         let now = self.now_ms;
         let deadline = now.saturating_add(lease_ms);
         let max = max as usize;
+        let pool_name = pool;
         let mut grants = Vec::new();
         if max == 0 {
             return grants;
@@ -168,6 +169,7 @@ impl QueueState {
                 }
                 let pool = *hold.get_or_insert_with(|| self.idx.pools.acquire(pool));
                 t.attempt += 1;
+                self.attempts.start(id, t.attempt, pool_name, now);
                 self.idx.set_state(id, t, To::Leased { pool, deadline }, now);
                 self.idx.granted(q, id, t, now);
                 grants.push(Grant {
@@ -206,6 +208,11 @@ impl QueueState {
         let Some(t) = self.tasks.held_mut(lease) else {
             return CompletionResult::Stale;
         };
+        let how = match c.outcome.failure() {
+            None => AttemptEnd::Succeeded,
+            Some((_, retryable)) => AttemptEnd::Failed { retryable },
+        };
+        self.attempts.end(lease, how, now);
         match &c.outcome {
             Outcome::Success(result) => {
                 t.set_output(Output::Result(result.clone()));
@@ -248,6 +255,7 @@ impl QueueState {
         let Some(t) = self.tasks.held_mut(lease) else {
             return false;
         };
+        self.attempts.end(lease, AttemptEnd::Released, now);
         self.idx.set_state(lease.task, t, To::Pending, now);
         effects.became_pending += 1;
         true

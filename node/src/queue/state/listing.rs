@@ -67,6 +67,9 @@ pub struct TaskDetail {
     pub backoff_ms: u64,
     pub time_limit_ms: Option<u64>,
     pub result_ttl_ms: u64,
+    /// Its last attempts, oldest first (`state/attempts.rs`): empty if none ran since the
+    /// cluster started recording.
+    pub attempts: Vec<AttemptView>,
 }
 
 impl QueueState {
@@ -140,6 +143,7 @@ impl QueueState {
             backoff_ms: options.backoff_ms,
             time_limit_ms: options.time_limit_ms,
             result_ttl_ms: options.result_ttl_ms,
+            attempts: self.attempts.history(id),
         })
     }
 }

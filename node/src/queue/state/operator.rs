@@ -69,6 +69,7 @@ impl QueueState {
         self.idx.set_state(id, t, To::Final(TaskState::Cancelled), now);
         effects.finished.push(id);
         if let Some(lease) = lease {
+            self.attempts.end(lease, AttemptEnd::Revoked, now);
             effects.pool(&holder).revoked.push(lease);
         }
         outcome

@@ -58,6 +58,8 @@ enum Op {
     Retry(Vec<IdSel>),
     /// An operator's revoke (`cancel --terminate`) of a few tasks, running ones too.
     Revoke(Vec<IdSel>),
+    /// The switch that starts attempt histories (`state/attempts.rs`).
+    RecordAttempts,
 }
 
 #[derive(Clone, Debug)]
@@ -200,6 +202,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec(lease_sel(), 0..3).prop_map(Op::Progress),
         1 => prop::collection::vec(id_sel(), 0..3).prop_map(Op::Retry),
         1 => prop::collection::vec(id_sel(), 0..3).prop_map(Op::Revoke),
+        1 => Just(Op::RecordAttempts),
     ]
 }
 
@@ -316,6 +319,7 @@ fn resolve(s: &QueueState, last_now: UnixMs, step: &Step) -> Request {
                 reason: "stop".into(),
             },
             Op::Tick => Command::Tick,
+            Op::RecordAttempts => Command::RecordAttempts,
             Op::PurgeQueue(q) => Command::PurgeQueue { queue: q.to_string() },
             Op::PauseQueue(q, p) => Command::PauseQueue {
                 queue: q.to_string(),
@@ -359,6 +363,7 @@ fn shape_matches(cmd: &Command, r: &Response) -> bool {
         (Command::AllocateNodeId, Response::NodeId(_)) => true,
         (Command::Tick, Response::Ticked) | (Command::PauseQueue { .. }, Response::Paused) => true,
         (Command::PurgeQueue { .. }, Response::Purged(_)) => true,
+        (Command::RecordAttempts, Response::RecordingAttempts(_)) => true,
         (Command::CreateToken { .. }, Response::TokenCreated(_)) => true,
         (Command::RevokeToken { .. }, Response::TokenRevoked(_)) => true,
         (Command::DeclareTasks { tasks, .. }, Response::TasksDeclared(r)) => {
@@ -791,6 +796,7 @@ fn check_transition(
     for (cmd, r) in req.commands.iter().zip(responses) {
         assert!(shape_matches(cmd, r), "{cmd:?} answered {r:?}");
     }
+    check_history(before, after, req);
     // Every task is counted in exactly one state of exactly one queue.
     let counted: u64 = after
         .stats()
@@ -878,6 +884,71 @@ fn check_transition(
     // Declared names are never forgotten.
     for (name, _, _) in before.catalog.iter() {
         assert!(after.catalog.contains(name), "{name} left the catalogue");
+    }
+}
+
+/// The attempt histories (`state/attempts.rs`) follow the attempts: nothing is recorded before
+/// the switch; after it each attempt started is recorded (the last 16 kept), an attempt that
+/// ended is closed at the entry's time with how it ended, and nothing else changes.
+fn check_history(before: &QueueState, after: &QueueState, req: &Request) {
+    let switched = req.commands.iter().any(|c| matches!(c, Command::RecordAttempts));
+    assert_eq!(after.records_attempts(), before.records_attempts() || switched);
+    let now = after.now_ms();
+    for (id, t) in after.tasks.iter() {
+        let history = after.attempts.history(id);
+        if !after.records_attempts() {
+            assert!(history.is_empty(), "task {id}: a history before the switch");
+            continue;
+        }
+        let (old, old_attempt, old_lease) = match before.tasks.get(id) {
+            Some(b) => (before.attempts.history(id), b.attempt, b.lease(id)),
+            None => (Vec::new(), 0, None),
+        };
+        let started = (t.attempt - old_attempt) as usize;
+        let new = history.iter().filter(|a| a.attempt > old_attempt).count();
+        if before.records_attempts() {
+            assert_eq!(
+                new,
+                started.min(MAX_ATTEMPT_HISTORY),
+                "task {id}: attempts recorded"
+            );
+        }
+        for a in &history {
+            let Some(o) = old.iter().find(|o| o.attempt == a.attempt) else {
+                assert!(a.attempt > old_attempt, "task {id}: an old attempt appeared");
+                continue;
+            };
+            assert_eq!(
+                (o.holder.as_str(), o.granted_ms),
+                (a.holder.as_str(), a.granted_ms)
+            );
+            if o.ended.is_some()
+                || old_lease.is_some_and(|l| l.attempt == a.attempt) && t.lease(id) == old_lease
+            {
+                assert_eq!(o, a, "task {id}: a kept attempt changed");
+                continue;
+            }
+            // The attempt running before ended in this entry.
+            let (at, how) = a.ended.expect("an attempt that ended is closed");
+            assert_eq!(at, now, "task {id}: attempt {} ended at another time", a.attempt);
+            if t.attempt == a.attempt {
+                // Later commands of the entry may move the task on (a lost lease, then a
+                // cancel; a fatal failure, then an operator's retry), except out of these.
+                let fits = match t.state {
+                    TaskState::Succeeded => how == AttemptEnd::Succeeded,
+                    TaskState::Retrying => how == AttemptEnd::Failed { retryable: true },
+                    TaskState::Leased => false,
+                    _ => how != AttemptEnd::Succeeded,
+                };
+                assert!(fits, "task {id}: {how:?} but the task is {:?}", t.state);
+            }
+        }
+        // The newest recorded attempt of a leased task is its lease, open.
+        if let (Some(lease), Some(last)) = (t.lease(id), history.last())
+            && last.attempt == lease.attempt
+        {
+            assert_eq!(last.ended, None, "task {id}: its running attempt is closed");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::*;
 
+mod attempts;
 mod format;
 mod index;
 mod interner;

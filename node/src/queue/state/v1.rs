@@ -178,6 +178,7 @@ impl TryFrom<QueueStateV1> for QueueState {
             extras: Default::default(),
             schedules: Default::default(),
             deps: Default::default(),
+            attempts: Default::default(),
         })
     }
 }

@@ -21,7 +21,10 @@
 //! leased under them. Issue 13's format (operating tasks: entry format 8 for `Retry` and
 //! `Revoke`; no new snapshot table, so the snapshot stays format 8) is under
 //! `fixtures/entries-v8-snapshot-v8/`: that log with a running task revoked, a pending one
-//! revoked and retried, and both commands naming unknown ids.
+//! revoked and retried, and both commands naming unknown ids. Issue 13's attempt histories
+//! (entry format 10 for `RecordAttempts`, snapshot format 11 with the histories; slot 9 stays a
+//! unit) are under `fixtures/entries-v10-snapshot-v11/`: the workflows' log switched on in
+//! entry 3, before its first lease, so the snapshot holds histories.
 //!
 //! The fixture holds one entry of every payload kind (membership, blank) and every command
 //! kind, a vote and a commit; its snapshot covers entries 1..=6 and the log holds 1..=8, so
@@ -99,6 +102,8 @@ const V7_DIR: &str = "entries-v7-snapshot-v8";
 const V9_DIR: &str = "entries-v9-snapshot-v10";
 /// The fixture of issue 13's operating commands (retry, revoke).
 const V8_DIR: &str = "entries-v8-snapshot-v8";
+/// The fixture of issue 13's attempt histories.
+const V10_DIR: &str = "entries-v10-snapshot-v11";
 /// The snapshot covers entries up to this index.
 const SNAPSHOT_AT: u64 = 6;
 /// Base of the fixture's clock (2023-11-14).
@@ -129,6 +134,7 @@ fn entries_of(name: &str) -> Vec<EntryOf<TypeConfig>> {
         V7_DIR => fixture_entries_v7(),
         V9_DIR => fixture_entries_v9(),
         V8_DIR => fixture_entries_v8(),
+        V10_DIR => fixture_entries_v10(),
         other => panic!("no fixture named {other}"),
     }
 }
@@ -508,6 +514,18 @@ pub(crate) fn fixture_entries_v9() -> Vec<EntryOf<TypeConfig>> {
     entries
 }
 
+/// Issue 13's attempt histories: the workflows' log with `RecordAttempts` first in entry 3,
+/// before any lease, so every attempt after it is recorded (and the snapshot, at entry 6,
+/// holds histories: format 11).
+pub(crate) fn fixture_entries_v10() -> Vec<EntryOf<TypeConfig>> {
+    let mut entries = fixture_entries_v9();
+    match &mut entries[2].payload {
+        EntryPayload::Normal(req) => req.commands.insert(0, Command::RecordAttempts),
+        other => panic!("entry 3 is {other:?}"),
+    }
+    entries
+}
+
 /// A task with every option at its zero. Written out here, not taken from a shared test
 /// helper: the fixture's entries must not change when someone else's defaults do.
 fn spec(name: &str, queue: &str, args: &'static str) -> TaskSpec {
@@ -809,7 +827,7 @@ async fn open_fixture(name: &str) -> Arc<Replica> {
     assert_eq!(state_bytes(&replica), replay(&expected).await);
     replica.read(|q| {
         q.check_invariants().expect("invariants");
-        if name == V9_DIR {
+        if name == V9_DIR || name == V10_DIR {
             // Its workflow (entry 6) takes ids the older logs' later tasks had: checked by its
             // own test.
             return;
@@ -1036,13 +1054,54 @@ async fn opens_a_log_and_snapshot_written_by_entry_format_9() {
     });
 }
 
+#[tokio::test]
+async fn opens_a_log_and_snapshot_written_by_entry_format_10() {
+    use crate::queue::AttemptEnd;
+    let snap = fs::read(fixtures_dir().join(V10_DIR).join("snapshot/current.snap")).expect("read");
+    assert_eq!(
+        snap[4..8],
+        11u32.to_le_bytes(),
+        "the fixture's snapshot is format 11"
+    );
+    let replica = open_fixture(V10_DIR).await;
+    replica.read(|q| {
+        assert!(q.records_attempts());
+        let history = |id| {
+            q.describe(id)
+                .expect("task")
+                .attempts
+                .into_iter()
+                .map(|a| (a.attempt, a.holder, a.ended.map(|(_, how)| how)))
+                .collect::<Vec<_>>()
+        };
+        // Task 1 ran once and succeeded.
+        assert_eq!(history(1).len(), 1);
+        assert_eq!(history(1)[0].2, Some(AttemptEnd::Succeeded));
+        // Task 2 failed once and runs again.
+        let two = history(2);
+        assert_eq!(two.len(), 2, "{two:?}");
+        assert_eq!(two[0].2, Some(AttemptEnd::Failed { retryable: true }));
+        assert_eq!(two[1].2, None);
+        // Task 5 was released by pool-2, then granted to it again.
+        let five = history(5);
+        assert_eq!(five.len(), 2, "{five:?}");
+        assert_eq!(
+            (five[0].1.as_str(), five[0].2),
+            ("pool-2", Some(AttemptEnd::Released))
+        );
+        assert_eq!((five[1].1.as_str(), five[1].2), ("pool-2", None));
+    });
+}
+
 /// A rolling upgrade (and its rollback) mixes this build with the one that wrote the fixture:
 /// so this build writes what that build reads. Entries whose commands all have their entry
 /// format 1 layout are written untagged, byte for byte as before; so is the snapshot of a
 /// state without tokens (format 2). And what issues 14 and 11's builds wrote, this one writes too.
 #[tokio::test]
 async fn writes_the_bytes_of_the_fixtures() {
-    for name in [V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V8_DIR, V9_DIR] {
+    for name in [
+        V1_DIR, V2_DIR, V3_DIR, V4_DIR, V5_DIR, V7_DIR, V8_DIR, V9_DIR, V10_DIR,
+    ] {
         writes_the_bytes_of(name).await;
     }
 }

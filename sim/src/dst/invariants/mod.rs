@@ -21,9 +21,12 @@
 //! - [`callbacks_exact`]: every waiting task (a chord's callback, a chain's link) becomes
 //!   pending exactly once, after all its parents are final, never before (checked with
 //!   `state_consistent`).
+//! - [`attempts_agree`]: once faults heal, every replica records the same attempt history of
+//!   each task, and it agrees with the task's final attempt and state.
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
+pub mod attempts_agree;
 pub mod callbacks_exact;
 pub mod durable_log;
 pub mod durable_vote;

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from flotilla.v1 import queue_pb2 as flotilla_dot_v1_dot_queue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66lotilla/v1/ops.proto\x12\x0b\x66lotilla.v1\x1a\x17\x66lotilla/v1/queue.proto\"\x8f\x01\n\nTaskFilter\x12\r\n\x05queue\x18\x01 \x01(\t\x12&\n\x06states\x18\x02 \x03(\x0e\x32\x16.flotilla.v1.TaskState\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1c\n\x14\x63reated_from_unix_ms\x18\x04 \x01(\x04\x12\x1e\n\x16\x63reated_before_unix_ms\x18\x05 \x01(\x04\"p\n\x10ListTasksRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.flotilla.v1.TaskFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\x10\n\x08stale_ok\x18\x04 \x01(\x08\"_\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.flotilla.v1.TaskInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x0f\n\x07scanned\x18\x03 \x01(\x04\"3\n\x13\x44\x65scribeTaskRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"\xfb\x02\n\x14\x44\x65scribeTaskResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x15.flotilla.v1.TaskInfo\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x15\n\rtimer_unix_ms\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\r\x12\x13\n\x0blost_leases\x18\x05 \x01(\r\x12\x10\n\x08priority\x18\x06 \x01(\r\x12\x0c\n\x04\x61rgs\x18\x07 \x01(\x0c\x12?\n\x07headers\x18\x08 \x03(\x0b\x32..flotilla.v1.DescribeTaskResponse.HeadersEntry\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x18\n\x10retry_backoff_ms\x18\n \x01(\x04\x12\x15\n\rtime_limit_ms\x18\x0b \x01(\x04\x12\x15\n\rresult_ttl_ms\x18\x0c \x01(\x04\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"c\n\x0cRetryRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\'\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x17.flotilla.v1.TaskFilter\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"J\n\rRetryResponse\x12\x0f\n\x07retried\x18\x01 \x03(\x08\x12\x13\n\x0bretried_ids\x18\x02 \x03(\x04\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\t\"?\n\rRevokeRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\x11\n\tterminate\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\">\n\x0eRevokeResponse\x12,\n\x08outcomes\x18\x01 \x03(\x0e\x32\x1a.flotilla.v1.RevokeOutcome\"\"\n\x11PauseQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\x14\n\x12PauseQueueResponse\"#\n\x12ResumeQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\x15\n\x13ResumeQueueResponse\"\"\n\x11PurgeQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"$\n\x12PurgeQueueResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x04*\x8a\x01\n\rRevokeOutcome\x12\x1e\n\x1aREVOKE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18REVOKE_OUTCOME_CANCELLED\x10\x01\x12\x1d\n\x19REVOKE_OUTCOME_TERMINATED\x10\x02\x12\x1c\n\x18REVOKE_OUTCOME_UNCHANGED\x10\x03\x32\xa0\x04\n\nOpsService\x12J\n\tListTasks\x12\x1d.flotilla.v1.ListTasksRequest\x1a\x1e.flotilla.v1.ListTasksResponse\x12S\n\x0c\x44\x65scribeTask\x12 .flotilla.v1.DescribeTaskRequest\x1a!.flotilla.v1.DescribeTaskResponse\x12>\n\x05Retry\x12\x19.flotilla.v1.RetryRequest\x1a\x1a.flotilla.v1.RetryResponse\x12\x41\n\x06Revoke\x12\x1a.flotilla.v1.RevokeRequest\x1a\x1b.flotilla.v1.RevokeResponse\x12M\n\nPauseQueue\x12\x1e.flotilla.v1.PauseQueueRequest\x1a\x1f.flotilla.v1.PauseQueueResponse\x12P\n\x0bResumeQueue\x12\x1f.flotilla.v1.ResumeQueueRequest\x1a .flotilla.v1.ResumeQueueResponse\x12M\n\nPurgeQueue\x12\x1e.flotilla.v1.PurgeQueueRequest\x1a\x1f.flotilla.v1.PurgeQueueResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66lotilla/v1/ops.proto\x12\x0b\x66lotilla.v1\x1a\x17\x66lotilla/v1/queue.proto\"\x8f\x01\n\nTaskFilter\x12\r\n\x05queue\x18\x01 \x01(\t\x12&\n\x06states\x18\x02 \x03(\x0e\x32\x16.flotilla.v1.TaskState\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1c\n\x14\x63reated_from_unix_ms\x18\x04 \x01(\x04\x12\x1e\n\x16\x63reated_before_unix_ms\x18\x05 \x01(\x04\"p\n\x10ListTasksRequest\x12\'\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x17.flotilla.v1.TaskFilter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\x10\n\x08stale_ok\x18\x04 \x01(\x08\"_\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.flotilla.v1.TaskInfo\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x0f\n\x07scanned\x18\x03 \x01(\x04\"3\n\x13\x44\x65scribeTaskRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"\xa3\x03\n\x14\x44\x65scribeTaskResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x15.flotilla.v1.TaskInfo\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x15\n\rtimer_unix_ms\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\r\x12\x13\n\x0blost_leases\x18\x05 \x01(\r\x12\x10\n\x08priority\x18\x06 \x01(\r\x12\x0c\n\x04\x61rgs\x18\x07 \x01(\x0c\x12?\n\x07headers\x18\x08 \x03(\x0b\x32..flotilla.v1.DescribeTaskResponse.HeadersEntry\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x18\n\x10retry_backoff_ms\x18\n \x01(\x04\x12\x15\n\rtime_limit_ms\x18\x0b \x01(\x04\x12\x15\n\rresult_ttl_ms\x18\x0c \x01(\x04\x12&\n\x08\x61ttempts\x18\r \x03(\x0b\x32\x14.flotilla.v1.Attempt\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x07\x41ttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x17\n\x0fgranted_unix_ms\x18\x03 \x01(\x04\x12\x15\n\rended_unix_ms\x18\x04 \x01(\x04\x12$\n\x03\x65nd\x18\x05 \x01(\x0e\x32\x17.flotilla.v1.AttemptEnd\"c\n\x0cRetryRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\'\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x17.flotilla.v1.TaskFilter\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"J\n\rRetryResponse\x12\x0f\n\x07retried\x18\x01 \x03(\x08\x12\x13\n\x0bretried_ids\x18\x02 \x03(\x04\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\t\"?\n\rRevokeRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\x12\x11\n\tterminate\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\">\n\x0eRevokeResponse\x12,\n\x08outcomes\x18\x01 \x03(\x0e\x32\x1a.flotilla.v1.RevokeOutcome\"\"\n\x11PauseQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\x14\n\x12PauseQueueResponse\"#\n\x12ResumeQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\x15\n\x13ResumeQueueResponse\"\"\n\x11PurgeQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"$\n\x12PurgeQueueResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x04*\xc9\x01\n\nAttemptEnd\x12\x1b\n\x17\x41TTEMPT_END_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41TTEMPT_END_SUCCEEDED\x10\x01\x12\x16\n\x12\x41TTEMPT_END_FAILED\x10\x02\x12\x1c\n\x18\x41TTEMPT_END_FAILED_FATAL\x10\x03\x12\x1a\n\x16\x41TTEMPT_END_LOST_LEASE\x10\x04\x12\x18\n\x14\x41TTEMPT_END_RELEASED\x10\x05\x12\x17\n\x13\x41TTEMPT_END_REVOKED\x10\x06*\x8a\x01\n\rRevokeOutcome\x12\x1e\n\x1aREVOKE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18REVOKE_OUTCOME_CANCELLED\x10\x01\x12\x1d\n\x19REVOKE_OUTCOME_TERMINATED\x10\x02\x12\x1c\n\x18REVOKE_OUTCOME_UNCHANGED\x10\x03\x32\xa0\x04\n\nOpsService\x12J\n\tListTasks\x12\x1d.flotilla.v1.ListTasksRequest\x1a\x1e.flotilla.v1.ListTasksResponse\x12S\n\x0c\x44\x65scribeTask\x12 .flotilla.v1.DescribeTaskRequest\x1a!.flotilla.v1.DescribeTaskResponse\x12>\n\x05Retry\x12\x19.flotilla.v1.RetryRequest\x1a\x1a.flotilla.v1.RetryResponse\x12\x41\n\x06Revoke\x12\x1a.flotilla.v1.RevokeRequest\x1a\x1b.flotilla.v1.RevokeResponse\x12M\n\nPauseQueue\x12\x1e.flotilla.v1.PauseQueueRequest\x1a\x1f.flotilla.v1.PauseQueueResponse\x12P\n\x0bResumeQueue\x12\x1f.flotilla.v1.ResumeQueueRequest\x1a .flotilla.v1.ResumeQueueResponse\x12M\n\nPurgeQueue\x12\x1e.flotilla.v1.PurgeQueueRequest\x1a\x1f.flotilla.v1.PurgeQueueResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DESCRIBETASKRESPONSE_HEADERSENTRY']._loaded_options = None
   _globals['_DESCRIBETASKRESPONSE_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_REVOKEOUTCOME']._serialized_start=1354
-  _globals['_REVOKEOUTCOME']._serialized_end=1492
+  _globals['_ATTEMPTEND']._serialized_start=1525
+  _globals['_ATTEMPTEND']._serialized_end=1726
+  _globals['_REVOKEOUTCOME']._serialized_start=1729
+  _globals['_REVOKEOUTCOME']._serialized_end=1867
   _globals['_TASKFILTER']._serialized_start=64
   _globals['_TASKFILTER']._serialized_end=207
   _globals['_LISTTASKSREQUEST']._serialized_start=209
@@ -45,29 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBETASKREQUEST']._serialized_start=420
   _globals['_DESCRIBETASKREQUEST']._serialized_end=471
   _globals['_DESCRIBETASKRESPONSE']._serialized_start=474
-  _globals['_DESCRIBETASKRESPONSE']._serialized_end=853
-  _globals['_DESCRIBETASKRESPONSE_HEADERSENTRY']._serialized_start=807
-  _globals['_DESCRIBETASKRESPONSE_HEADERSENTRY']._serialized_end=853
-  _globals['_RETRYREQUEST']._serialized_start=855
-  _globals['_RETRYREQUEST']._serialized_end=954
-  _globals['_RETRYRESPONSE']._serialized_start=956
-  _globals['_RETRYRESPONSE']._serialized_end=1030
-  _globals['_REVOKEREQUEST']._serialized_start=1032
-  _globals['_REVOKEREQUEST']._serialized_end=1095
-  _globals['_REVOKERESPONSE']._serialized_start=1097
-  _globals['_REVOKERESPONSE']._serialized_end=1159
-  _globals['_PAUSEQUEUEREQUEST']._serialized_start=1161
-  _globals['_PAUSEQUEUEREQUEST']._serialized_end=1195
-  _globals['_PAUSEQUEUERESPONSE']._serialized_start=1197
-  _globals['_PAUSEQUEUERESPONSE']._serialized_end=1217
-  _globals['_RESUMEQUEUEREQUEST']._serialized_start=1219
-  _globals['_RESUMEQUEUEREQUEST']._serialized_end=1254
-  _globals['_RESUMEQUEUERESPONSE']._serialized_start=1256
-  _globals['_RESUMEQUEUERESPONSE']._serialized_end=1277
-  _globals['_PURGEQUEUEREQUEST']._serialized_start=1279
-  _globals['_PURGEQUEUEREQUEST']._serialized_end=1313
-  _globals['_PURGEQUEUERESPONSE']._serialized_start=1315
-  _globals['_PURGEQUEUERESPONSE']._serialized_end=1351
-  _globals['_OPSSERVICE']._serialized_start=1495
-  _globals['_OPSSERVICE']._serialized_end=2039
+  _globals['_DESCRIBETASKRESPONSE']._serialized_end=893
+  _globals['_DESCRIBETASKRESPONSE_HEADERSENTRY']._serialized_start=847
+  _globals['_DESCRIBETASKRESPONSE_HEADERSENTRY']._serialized_end=893
+  _globals['_ATTEMPT']._serialized_start=896
+  _globals['_ATTEMPT']._serialized_end=1024
+  _globals['_RETRYREQUEST']._serialized_start=1026
+  _globals['_RETRYREQUEST']._serialized_end=1125
+  _globals['_RETRYRESPONSE']._serialized_start=1127
+  _globals['_RETRYRESPONSE']._serialized_end=1201
+  _globals['_REVOKEREQUEST']._serialized_start=1203
+  _globals['_REVOKEREQUEST']._serialized_end=1266
+  _globals['_REVOKERESPONSE']._serialized_start=1268
+  _globals['_REVOKERESPONSE']._serialized_end=1330
+  _globals['_PAUSEQUEUEREQUEST']._serialized_start=1332
+  _globals['_PAUSEQUEUEREQUEST']._serialized_end=1366
+  _globals['_PAUSEQUEUERESPONSE']._serialized_start=1368
+  _globals['_PAUSEQUEUERESPONSE']._serialized_end=1388
+  _globals['_RESUMEQUEUEREQUEST']._serialized_start=1390
+  _globals['_RESUMEQUEUEREQUEST']._serialized_end=1425
+  _globals['_RESUMEQUEUERESPONSE']._serialized_start=1427
+  _globals['_RESUMEQUEUERESPONSE']._serialized_end=1448
+  _globals['_PURGEQUEUEREQUEST']._serialized_start=1450
+  _globals['_PURGEQUEUEREQUEST']._serialized_end=1484
+  _globals['_PURGEQUEUERESPONSE']._serialized_start=1486
+  _globals['_PURGEQUEUERESPONSE']._serialized_end=1522
+  _globals['_OPSSERVICE']._serialized_start=1870
+  _globals['_OPSSERVICE']._serialized_end=2414
 # @@protoc_insertion_point(module_scope)

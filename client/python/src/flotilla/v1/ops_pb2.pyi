@@ -8,12 +8,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AttemptEnd(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTEMPT_END_UNSPECIFIED: _ClassVar[AttemptEnd]
+    ATTEMPT_END_SUCCEEDED: _ClassVar[AttemptEnd]
+    ATTEMPT_END_FAILED: _ClassVar[AttemptEnd]
+    ATTEMPT_END_FAILED_FATAL: _ClassVar[AttemptEnd]
+    ATTEMPT_END_LOST_LEASE: _ClassVar[AttemptEnd]
+    ATTEMPT_END_RELEASED: _ClassVar[AttemptEnd]
+    ATTEMPT_END_REVOKED: _ClassVar[AttemptEnd]
+
 class RevokeOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REVOKE_OUTCOME_UNSPECIFIED: _ClassVar[RevokeOutcome]
     REVOKE_OUTCOME_CANCELLED: _ClassVar[RevokeOutcome]
     REVOKE_OUTCOME_TERMINATED: _ClassVar[RevokeOutcome]
     REVOKE_OUTCOME_UNCHANGED: _ClassVar[RevokeOutcome]
+ATTEMPT_END_UNSPECIFIED: AttemptEnd
+ATTEMPT_END_SUCCEEDED: AttemptEnd
+ATTEMPT_END_FAILED: AttemptEnd
+ATTEMPT_END_FAILED_FATAL: AttemptEnd
+ATTEMPT_END_LOST_LEASE: AttemptEnd
+ATTEMPT_END_RELEASED: AttemptEnd
+ATTEMPT_END_REVOKED: AttemptEnd
 REVOKE_OUTCOME_UNSPECIFIED: RevokeOutcome
 REVOKE_OUTCOME_CANCELLED: RevokeOutcome
 REVOKE_OUTCOME_TERMINATED: RevokeOutcome
@@ -64,7 +81,7 @@ class DescribeTaskRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., stale_ok: bool = ...) -> None: ...
 
 class DescribeTaskResponse(_message.Message):
-    __slots__ = ("task", "holder", "timer_unix_ms", "failures", "lost_leases", "priority", "args", "headers", "idempotency_key", "retry_backoff_ms", "time_limit_ms", "result_ttl_ms")
+    __slots__ = ("task", "holder", "timer_unix_ms", "failures", "lost_leases", "priority", "args", "headers", "idempotency_key", "retry_backoff_ms", "time_limit_ms", "result_ttl_ms", "attempts")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +101,7 @@ class DescribeTaskResponse(_message.Message):
     RETRY_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_MS_FIELD_NUMBER: _ClassVar[int]
     RESULT_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     task: _queue_pb2.TaskInfo
     holder: str
     timer_unix_ms: int
@@ -96,7 +114,22 @@ class DescribeTaskResponse(_message.Message):
     retry_backoff_ms: int
     time_limit_ms: int
     result_ttl_ms: int
-    def __init__(self, task: _Optional[_Union[_queue_pb2.TaskInfo, _Mapping]] = ..., holder: _Optional[str] = ..., timer_unix_ms: _Optional[int] = ..., failures: _Optional[int] = ..., lost_leases: _Optional[int] = ..., priority: _Optional[int] = ..., args: _Optional[bytes] = ..., headers: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., retry_backoff_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., result_ttl_ms: _Optional[int] = ...) -> None: ...
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    def __init__(self, task: _Optional[_Union[_queue_pb2.TaskInfo, _Mapping]] = ..., holder: _Optional[str] = ..., timer_unix_ms: _Optional[int] = ..., failures: _Optional[int] = ..., lost_leases: _Optional[int] = ..., priority: _Optional[int] = ..., args: _Optional[bytes] = ..., headers: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., retry_backoff_ms: _Optional[int] = ..., time_limit_ms: _Optional[int] = ..., result_ttl_ms: _Optional[int] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
+
+class Attempt(_message.Message):
+    __slots__ = ("attempt", "holder", "granted_unix_ms", "ended_unix_ms", "end")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    holder: str
+    granted_unix_ms: int
+    ended_unix_ms: int
+    end: AttemptEnd
+    def __init__(self, attempt: _Optional[int] = ..., holder: _Optional[str] = ..., granted_unix_ms: _Optional[int] = ..., ended_unix_ms: _Optional[int] = ..., end: _Optional[_Union[AttemptEnd, str]] = ...) -> None: ...
 
 class RetryRequest(_message.Message):
     __slots__ = ("ids", "filter", "limit", "cursor")

@@ -139,6 +139,9 @@ function drawDetail(d) {
   ];
   const dl = document.getElementById("detail-fields");
   dl.replaceChildren(...fields.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
+  // The attempt history: which pool or worker ran each attempt, when, how it ended.
+  fill("detail-attempts", (d.attempts || []).map(a => row([
+    a.attempt, a.holder, when(a.granted_unix_ms), when(a.ended_unix_ms), a.end || "running"])));
 }
 
 function drawSchedules(s) {

@@ -1,0 +1,187 @@
+//! Attempt histories (`state/attempts.rs`): off until `RecordAttempts`, then every grant and
+//! every way an attempt ends, the bound, the purge, and the snapshot format they need.
+
+use super::*;
+
+impl H {
+    fn record_attempts(&mut self, now: UnixMs) -> bool {
+        match self.apply(now, vec![Command::RecordAttempts]).0.remove(0) {
+            Response::RecordingAttempts(on) => on,
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    fn history(&self, id: TaskId) -> Vec<Row> {
+        self.s
+            .describe(id)
+            .unwrap()
+            .attempts
+            .into_iter()
+            .map(|a| (a.attempt, a.holder, a.granted_ms, a.ended))
+            .collect()
+    }
+}
+
+/// One attempt as a test compares it: number, holder, granted at, (ended at, how).
+type Row = (u32, String, UnixMs, Option<(UnixMs, AttemptEnd)>);
+
+fn w1() -> String {
+    "w1".into()
+}
+
+#[test]
+fn nothing_is_recorded_before_the_switch() {
+    let mut h = H::default();
+    let id = h.submit(0, vec![spec("a")])[0];
+    let l = h.lease(1, 1, 1_000);
+    h.complete(2, l[0], ok(b"1"));
+    assert!(h.history(id).is_empty());
+    assert!(!h.s.records_attempts());
+    // A cluster that never switched keeps writing the format before the table.
+    assert!(h.s.snapshot_format() <= 10);
+    assert!(h.record_attempts(3));
+    assert!(!h.record_attempts(4), "a second switch changes nothing");
+    // The attempt that ended before the switch stays unrecorded.
+    assert!(h.history(id).is_empty());
+    assert_eq!(h.s.snapshot_format(), 11);
+}
+
+#[test]
+fn a_task_that_fails_once_then_succeeds_shows_both_attempts() {
+    let mut h = H::default();
+    h.record_attempts(0);
+    let mut s = spec("flaky");
+    s.max_retries = 1;
+    let id = h.submit(0, vec![s])[0];
+    let l = h.lease(10, 1, 1_000);
+    h.complete(20, l[0], failure(true));
+    let l = h.lease(30, 1, 1_000);
+    assert_eq!(
+        h.history(id),
+        vec![
+            (1, w1(), 10, Some((20, AttemptEnd::Failed { retryable: true }))),
+            (2, w1(), 30, None),
+        ]
+    );
+    h.complete(40, l[0], ok(b"1"));
+    assert_eq!(h.history(id)[1].3, Some((40, AttemptEnd::Succeeded)));
+}
+
+#[test]
+fn every_way_an_attempt_ends_is_recorded() {
+    let mut h = H::default();
+    h.record_attempts(0);
+    let mut s = spec("t");
+    s.max_retries = 5;
+    let ids = h.submit(0, vec![s.clone(), s.clone(), s])[..].to_vec();
+    // Lost: its lease runs out.
+    h.lease(0, 1, 100);
+    h.tick(100);
+    assert_eq!(h.history(ids[0])[0].3, Some((100, AttemptEnd::LostLease)));
+    // Released, then a fatal failure.
+    let l2 = h.lease(200, 1, 1_000);
+    assert_eq!(l2[0].task, ids[0]);
+    h.release(210, l2[0]);
+    let l3 = h.lease(220, 1, 1_000);
+    h.complete(230, l3[0], failure(false));
+    assert_eq!(
+        h.history(ids[0]),
+        vec![
+            (1, w1(), 0, Some((100, AttemptEnd::LostLease))),
+            (2, w1(), 200, Some((210, AttemptEnd::Released))),
+            (3, w1(), 220, Some((230, AttemptEnd::Failed { retryable: false }))),
+        ]
+    );
+    // Revoked while it runs.
+    let l = h.lease(300, 1, 1_000);
+    assert_eq!(l[0].task, ids[1]);
+    h.apply(
+        310,
+        vec![Command::Revoke {
+            ids: vec![ids[1]],
+            reason: String::new(),
+        }],
+    );
+    assert_eq!(
+        h.history(ids[1]),
+        vec![(1, w1(), 300, Some((310, AttemptEnd::Revoked)))]
+    );
+    // A pool that restarts releases what it held.
+    let held = h.lease(400, 1, 1_000);
+    assert_eq!(held[0].task, ids[2]);
+    h.apply(410, vec![Command::ReleasePool { pool: w1() }]);
+    assert_eq!(h.history(ids[2])[0].3, Some((410, AttemptEnd::Released)));
+    // A stale completion of an ended attempt changes nothing.
+    let before = h.history(ids[0]);
+    h.complete(500, l[0], ok(b"1"));
+    assert_eq!(h.history(ids[0]), before);
+}
+
+#[test]
+fn holders_are_named_and_an_attempt_running_at_the_switch_is_not_recorded() {
+    let mut h = H::default();
+    let id = h.submit(0, vec![spec("a")])[0];
+    let running = h.lease(0, 1, 1_000);
+    h.record_attempts(1);
+    h.release(2, running[0]);
+    assert!(
+        h.history(id).is_empty(),
+        "the attempt that started unrecorded stays so"
+    );
+    let cmd = Command::Lease {
+        pool: "remote-worker-7".into(),
+        queues: vec![],
+        max: 1,
+        lease_ms: 1_000,
+        standing_ticket: None,
+    };
+    h.apply(3, vec![cmd]);
+    assert_eq!(h.history(id), vec![(2, "remote-worker-7".into(), 3, None)]);
+}
+
+#[test]
+fn the_history_keeps_the_last_16_and_goes_with_the_task() {
+    let mut h = H::default();
+    h.record_attempts(0);
+    let mut s = spec("t");
+    s.max_retries = 100;
+    s.result_ttl_ms = 50;
+    let id = h.submit(0, vec![s])[0];
+    for i in 0..20u64 {
+        let l = h.lease(i * 10, 1, 1_000);
+        h.complete(i * 10 + 1, l[0], failure(true));
+    }
+    let history = h.history(id);
+    assert_eq!(history.len(), MAX_ATTEMPT_HISTORY);
+    assert_eq!(history[0].0, 5);
+    assert_eq!(history[15].0, 20);
+    let l = h.lease(1_000, 1, 1_000);
+    h.complete(1_001, l[0], ok(b"1"));
+    assert_eq!(h.s.attempts.len(), 1);
+    // Purged at the end of its result TTL: the history goes, and its holder's name.
+    h.tick(1_051);
+    assert!(h.s.task(id).is_none());
+    assert!(h.s.attempts.is_empty());
+    assert_eq!(h.s.attempts.history(id), vec![]);
+}
+
+#[test]
+fn a_pending_task_has_no_history_and_the_table_survives_a_snapshot() {
+    let mut h = H::default();
+    h.record_attempts(0);
+    let ids = h.submit(0, vec![spec("a"), spec("b")]);
+    let l = h.lease(1, 1, 1_000);
+    h.complete(2, l[0], ok(b"1"));
+    h.lease(3, 1, 1_000);
+    let pending = h.submit(4, vec![spec("c")])[0];
+    assert!(h.history(pending).is_empty());
+    assert_eq!(h.s.attempts.len(), 2);
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(InFormat(&h.s, 11), cfg).unwrap();
+    let (back, _): (ReadFormat<11>, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+    assert_eq!(back.0, h.s);
+    assert_eq!(back.0.describe(ids[1]).unwrap().attempts.len(), 1);
+    back.0.check_invariants().unwrap();
+    // Format 10 would lose the table: refused.
+    assert!(bincode::serde::encode_to_vec(InFormat(&h.s, 10), cfg).is_err());
+}
