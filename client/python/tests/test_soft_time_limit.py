@@ -72,8 +72,13 @@ def test_a_handler_may_catch_it_and_return() -> None:
 
 
 def test_nothing_is_raised_after_the_handler_returned_nor_without_a_limit() -> None:
+    # A 1 ms limit may pass before or while the handler runs (a loaded machine): then it is the
+    # attempt's failure; never an exception out of `execute`, nor one after it returned.
     for _ in range(20):
-        assert run("quick", 1) == Success(b'"quick"')
+        outcome = run("quick", 1)
+        assert outcome == Success(b'"quick"') or (
+            isinstance(outcome, Failure) and outcome.kind == "SoftTimeLimitExceeded"
+        ), outcome
     # Past every limit asked above: no late exception reaches this thread.
     time.sleep(0.05)
     assert run("spin", None, 0.05) == Success(b'"finished"')

@@ -67,9 +67,14 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
     except (PayloadError, ValueError) as e:
         return Failure(f"invalid arguments for task {ctx.name!r}: {e}", "PayloadError", False)
     set_context(ctx)
-    soft = _SoftLimit.start(ctx)
+    soft = _SoftLimit.of(ctx)
     try:
         try:
+            # Started inside the try: a limit that passes before the handler even begins (a
+            # loaded machine, a limit of 1 ms) fails the attempt like any other time it passes,
+            # instead of escaping to the worker's own code.
+            if soft is not None:
+                soft.begin()
             value = task.run(call_args, call_kwargs)
         finally:
             if soft is not None:
@@ -126,13 +131,16 @@ class _SoftLimit:
         self._timer.daemon = True
 
     @classmethod
-    def start(cls, ctx: TaskContext) -> Optional[_SoftLimit]:
+    def of(cls, ctx: TaskContext) -> Optional[_SoftLimit]:
+        """The attempt's soft limit, not started yet (``None`` without one)."""
         ms = ctx.soft_time_limit_ms
         if ms is None:
             return None
-        soft = cls(ms / 1000)
-        soft._timer.start()
-        return soft
+        return cls(ms / 1000)
+
+    def begin(self) -> None:
+        """Start counting; from now on the exception may come (even before this returns)."""
+        self._timer.start()
 
     def _fire(self) -> None:
         with self._lock:
