@@ -185,3 +185,41 @@ fn a_pending_task_has_no_history_and_the_table_survives_a_snapshot() {
     // Format 10 would lose the table: refused.
     assert!(bincode::serde::encode_to_vec(InFormat(&h.s, 10), cfg).is_err());
 }
+
+/// A snapshot's frozen view shares the histories of the tasks that ran (3,000 finished tasks,
+/// ids 1 to 3,000, in chunks 0 to 2 of 1,024 ids): the applies after the freeze copy only the
+/// chunks they write to, and the view still encodes the state as it was when frozen.
+#[test]
+fn a_frozen_view_shares_the_attempt_histories_and_keeps_its_state() {
+    let mut h = H::default();
+    h.record_attempts(0);
+    h.submit(1, (0..3000).map(|_| spec("t")).collect());
+    for now in 0..3 {
+        for l in h.lease(2 + now, 1000, 60_000) {
+            h.complete(2 + now, l, ok(b"1"));
+        }
+    }
+    let more = h.submit(10, vec![spec("t")])[0];
+    assert_eq!(h.s.attempts.len(), 3000);
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&h.s, cfg).unwrap();
+    let mut frozen = h.s.freeze();
+    assert_eq!(h.s.attempts.shared_chunks(frozen.attempts()), 3);
+    // A stale completion of task 5's first attempt changes nothing and copies nothing.
+    h.complete(11, LeaseRef { task: 5, attempt: 1 }, ok(b"2"));
+    assert_eq!(h.s.attempts.shared_chunks(frozen.attempts()), 3);
+    let l = h.lease(12, 1, 60_000);
+    assert_eq!(l[0].task, more);
+    assert_eq!(
+        h.s.attempts.shared_chunks(frozen.attempts()),
+        2,
+        "granting task 3,001 (chunk 2) copies that chunk only"
+    );
+    h.complete(13, l[0], ok(b"1"));
+    assert_eq!(h.s.attempts.shared_chunks(frozen.attempts()), 2);
+    assert_eq!(h.history(more).len(), 1);
+    let state = frozen.for_encoding().unwrap();
+    assert_eq!(bincode::serde::encode_to_vec(state, cfg).unwrap(), bytes);
+    assert_eq!(state.describe(more).unwrap().attempts.len(), 0);
+    h.s.check_invariants().unwrap();
+}
