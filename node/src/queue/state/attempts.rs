@@ -157,6 +157,13 @@ impl Attempts {
         self.tasks.shared_chunks(&other.tasks)
     }
 
+    /// The histories as the plain `BTreeMap` this table was before it was shared by chunks:
+    /// for the measurement of what a freeze copied then.
+    #[cfg(test)]
+    pub(super) fn as_btree(&self) -> BTreeMap<TaskId, Box<[Attempt]>> {
+        self.tasks.iter().map(|(id, h)| (id, h.clone())).collect()
+    }
+
     /// Whether no task has a history.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()

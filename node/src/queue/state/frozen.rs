@@ -34,9 +34,11 @@ use std::collections::BTreeSet;
 use super::Index;
 use super::KeyIndex;
 use super::QueueState;
+#[cfg(test)]
+use crate::queue::command::TaskId;
 use crate::queue::command::TaskState;
 #[cfg(test)]
-use crate::queue::command::{TaskId, UnixMs};
+use crate::queue::command::UnixMs;
 
 /// A copy of the queue for encoding only: it lacks its key index (and, until
 /// [`Frozen::for_encoding`], its timers), so it must never be applied to or read as a queue.

@@ -223,3 +223,76 @@ fn a_frozen_view_shares_the_attempt_histories_and_keeps_its_state() {
     assert_eq!(state.describe(more).unwrap().attempts.len(), 0);
     h.s.check_invariants().unwrap();
 }
+
+/// A measurement, not a test: the freeze's cost with `n` finished tasks held, each with one
+/// recorded attempt, against a deep copy of the same histories as the `BTreeMap` they were
+/// before they were shared by chunks (what the freeze copied then). Best of 15 each, release:
+/// `cargo test --release -p flotilla-node --lib freeze_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run by hand in release"]
+fn freeze_cost_with_many_finished_tasks_held() {
+    use std::time::Instant;
+    // The copy only: what it made is dropped after the clock stops.
+    fn best<T>(f: impl Fn() -> T) -> f64 {
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                let made = f();
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                drop(made);
+                ms
+            })
+            .fold(f64::MAX, f64::min)
+    }
+    for n in [100_000u64, 400_000] {
+        let mut s = QueueState::new();
+        let mut now = 0;
+        let mut step = |s: &mut QueueState, commands: Vec<Command>| {
+            now += 1;
+            s.apply(
+                &Request {
+                    now_ms: now,
+                    commands,
+                },
+                &mut ApplyEffects::default(),
+            )
+        };
+        step(&mut s, vec![Command::RecordAttempts]);
+        for _ in 0..n / 1000 {
+            let tasks: Vec<TaskSpec> = (0..1000).map(|_| spec("t")).collect();
+            step(&mut s, vec![Command::Submit { tasks: tasks.into() }]);
+            let lease = Command::Lease {
+                pool: "w1".into(),
+                queues: Vec::new(),
+                max: 1000,
+                lease_ms: 60_000,
+                standing_ticket: None,
+            };
+            let Response::Leased(grants) = step(&mut s, vec![lease]).remove(0) else {
+                panic!("no grants")
+            };
+            let completions = grants
+                .into_iter()
+                .map(|g| Completion {
+                    lease: g.lease,
+                    outcome: ok(b"1"),
+                })
+                .collect();
+            step(
+                &mut s,
+                vec![Command::Complete {
+                    pool: "w1".into(),
+                    completions,
+                }],
+            );
+        }
+        assert_eq!(s.attempts.len() as u64, n);
+        let freeze_ms = best(|| s.freeze());
+        let histories = s.attempts.as_btree();
+        let copy_ms = best(|| histories.clone());
+        println!(
+            "{n} finished tasks held: freeze {freeze_ms:.3} ms; a deep copy of their histories \
+             (what the freeze also copied before) {copy_ms:.3} ms"
+        );
+    }
+}
