@@ -18,6 +18,10 @@
 //!   attempt (+ the allocator's ≈ 16 B): ≈ 85 B for one attempt, ≈ 570 B at most (16). A final
 //!   task keeps its history until it is purged (its result TTL), so the steady cost is about
 //!   85 B × the tasks finished within one result TTL.
+//! - **Shared with a snapshot** (`attempts/cow.rs`): the map is cut into `Arc` chunks of
+//!   1,024 ids, so the snapshot's freeze copies a pointer per chunk instead of every history,
+//!   and the applies after it copy the few chunks they write to, once each. Same entry cost as
+//!   a plain `BTreeMap`, plus ~50 B per chunk.
 //! - **Dropped with the task** (purged: result TTL, the end of a workflow).
 //!
 //! Snapshot format 11 is format 10 followed by this table (`format.rs`); a state that never
