@@ -232,7 +232,9 @@ fn a_frozen_view_shares_the_attempt_histories_and_keeps_its_state() {
 #[ignore = "a measurement; run by hand in release"]
 fn freeze_cost_with_many_finished_tasks_held() {
     use std::time::Instant;
-    // The copy only: what it made is dropped after the clock stops.
+    // The copy only: what it made is dropped after the clock stops. A measurement of real
+    // time outside any simulation, hence the wall clock.
+    #[allow(clippy::disallowed_methods)]
     fn best<T>(f: impl Fn() -> T) -> f64 {
         (0..15)
             .map(|_| {
