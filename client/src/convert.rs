@@ -41,6 +41,7 @@ impl From<pb::TaskState> for TaskState {
         match s {
             pb::TaskState::Unspecified => TaskState::Unknown,
             pb::TaskState::Scheduled => TaskState::Scheduled,
+            pb::TaskState::Waiting => TaskState::Waiting,
             pb::TaskState::Pending => TaskState::Pending,
             pb::TaskState::Leased => TaskState::Leased,
             pb::TaskState::Retrying => TaskState::Retrying,
@@ -150,6 +151,12 @@ mod tests {
             ..wire.clone()
         });
         assert_eq!((t.state, t.error), (TaskState::Unknown, None));
+        let t = TaskInfo::from(pb::TaskInfo {
+            state: pb::TaskState::Waiting as i32,
+            error: String::new(),
+            ..wire.clone()
+        });
+        assert_eq!((t.state, t.state.as_str()), (TaskState::Waiting, "waiting"));
         let t = TaskInfo::from(pb::TaskInfo {
             not_found: true,
             ..wire

@@ -16,6 +16,10 @@ use crate::task::TaskId;
 pub enum TaskState {
     /// Waiting for its ETA or countdown.
     Scheduled,
+    /// A workflow task waiting for its parents: it becomes pending (or scheduled, if its own
+    /// ETA is ahead) when they decide it, or is cancelled. A node that predates this state
+    /// reports such a task as `Scheduled`.
+    Waiting,
     /// Ready to be leased by a worker.
     Pending,
     /// Held by a worker under a lease.
@@ -47,6 +51,7 @@ impl TaskState {
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Scheduled => "scheduled",
+            TaskState::Waiting => "waiting",
             TaskState::Pending => "pending",
             TaskState::Leased => "leased",
             TaskState::Retrying => "retrying",
@@ -154,6 +159,7 @@ mod tests {
     fn final_states_and_names() {
         let finals: Vec<_> = [
             TaskState::Scheduled,
+            TaskState::Waiting,
             TaskState::Pending,
             TaskState::Leased,
             TaskState::Retrying,

@@ -95,6 +95,7 @@ impl TaskFilter {
 fn state_pb(s: TaskState) -> Result<pb::TaskState> {
     Ok(match s {
         TaskState::Scheduled => pb::TaskState::Scheduled,
+        TaskState::Waiting => pb::TaskState::Waiting,
         TaskState::Pending => pb::TaskState::Pending,
         TaskState::Leased => pb::TaskState::Leased,
         TaskState::Retrying => pb::TaskState::Retrying,

@@ -3,9 +3,12 @@ worker passes the parents' results to a handler (docs/WORKFLOWS.md)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from flotilla import Flotilla, chain, chord, group
+from flotilla import Flotilla, InvalidArgument, chain, chord, group
+from flotilla._rpc import MAX_REQUEST_BYTES
 from flotilla.canvas import pass_parent_results
 
 app = Flotilla("127.0.0.1:1")
@@ -44,3 +47,13 @@ def test_parent_results_are_passed_as_the_canvas_asked() -> None:
         "flotilla-parent-error": '{"task": 3, "state": "dead", "error": "x"}',
     }
     assert pass_parent_results(error, []) == [{"task": 3, "state": "dead", "error": "x"}]
+
+
+def test_a_workflow_request_over_the_node_limit_is_refused_before_it_is_sent() -> None:
+    # No node listens at the app's address: a request that was sent would be retried for the
+    # whole retry budget; this one fails at once, naming the sizes.
+    big = "x" * MAX_REQUEST_BYTES
+    started = time.monotonic()
+    with pytest.raises(InvalidArgument, match=f"over the limit of {MAX_REQUEST_BYTES} bytes"):
+        chain(add.s(big, 1), add.s(2)).apply_async()
+    assert time.monotonic() - started < 5

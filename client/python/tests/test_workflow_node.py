@@ -36,6 +36,11 @@ def make_app(node: NodeProcess) -> Flotilla:
     def const(x: int) -> int:
         return x
 
+    @app.task(name="wf.sleep")
+    def sleep(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
     @app.task(name="wf.boom", max_retries=0)
     def boom(_: Any = None) -> None:
         raise ValueError("no good")
@@ -107,3 +112,14 @@ def test_a_failure_cancels_what_follows_and_the_error_callback_runs_once(wf_app:
         assert len(ERRBACKS) == before + 1, "the error callback ran more than once"
         assert ERRBACKS[-1]["state"] == "dead" and "no good" in ERRBACKS[-1]["error"]
     assert isinstance(result.get(timeout=5, propagate=False), flotilla.TaskFailed)
+
+
+def test_a_task_waiting_for_its_parent_reads_as_waiting(wf_app: Flotilla) -> None:
+    sleep, add = wf_app.tasks["wf.sleep"], wf_app.tasks["wf.add"]
+    w = chain(sleep.si(1.5), add.si(1, 1)).delay()
+    first, second = w.results
+    assert second.state is flotilla.TaskState.WAITING
+    assert not second.ready()
+    assert first.state in (flotilla.TaskState.PENDING, flotilla.TaskState.LEASED)
+    assert w.get(timeout=30) == 2
+    assert second.state is flotilla.TaskState.SUCCEEDED

@@ -27,7 +27,11 @@ impl From<TaskView> for pb::TaskInfo {
             id: t.id,
             name: t.name,
             queue: t.queue,
-            state: pb::TaskState::from(t.state) as i32,
+            state: if t.waiting {
+                pb::TaskState::Waiting
+            } else {
+                pb::TaskState::from(t.state)
+            } as i32,
             attempt: t.attempt,
             max_retries: t.max_retries,
             result: t.result.unwrap_or_default(),

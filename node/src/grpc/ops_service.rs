@@ -91,17 +91,21 @@ fn cursor_text(next: Option<TaskId>) -> String {
     next.map(|id| format!("{CURSOR_PREFIX}{id}")).unwrap_or_default()
 }
 
-fn state_of(s: i32) -> Result<TaskState, ApiError> {
-    match pb::TaskState::try_from(s) {
-        Ok(pb::TaskState::Scheduled) => Ok(TaskState::Scheduled),
-        Ok(pb::TaskState::Pending) => Ok(TaskState::Pending),
-        Ok(pb::TaskState::Leased) => Ok(TaskState::Leased),
-        Ok(pb::TaskState::Retrying) => Ok(TaskState::Retrying),
-        Ok(pb::TaskState::Succeeded) => Ok(TaskState::Succeeded),
-        Ok(pb::TaskState::Dead) => Ok(TaskState::Dead),
-        Ok(pb::TaskState::Cancelled) => Ok(TaskState::Cancelled),
-        _ => Err(bad(format!("task state {s} does not exist"))),
-    }
+/// A state of a filter: `None` for `WAITING` (told apart by [`TaskFilter::waiting`]).
+fn state_of(s: i32) -> Result<Option<TaskState>, ApiError> {
+    Ok(Some(match pb::TaskState::try_from(s) {
+        Ok(pb::TaskState::Waiting) => return Ok(None),
+        Ok(pb::TaskState::Scheduled) => TaskState::Scheduled,
+        Ok(pb::TaskState::Pending) => TaskState::Pending,
+        Ok(pb::TaskState::Leased) => TaskState::Leased,
+        Ok(pb::TaskState::Retrying) => TaskState::Retrying,
+        Ok(pb::TaskState::Succeeded) => TaskState::Succeeded,
+        Ok(pb::TaskState::Dead) => TaskState::Dead,
+        Ok(pb::TaskState::Cancelled) => TaskState::Cancelled,
+        Ok(pb::TaskState::Unspecified) | Err(_) => {
+            return Err(bad(format!("task state {s} does not exist")));
+        }
+    }))
 }
 
 fn queue_of(queue: &str) -> Result<String, ApiError> {
@@ -113,9 +117,15 @@ fn queue_of(queue: &str) -> Result<String, ApiError> {
 pub fn filter_of(f: Option<pb::TaskFilter>) -> Result<TaskFilter, ApiError> {
     let f = f.unwrap_or_default();
     let nonzero = |ms: u64| (ms > 0).then_some(ms);
+    let states = f
+        .states
+        .iter()
+        .map(|s| state_of(*s))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(TaskFilter {
         queue: (!f.queue.is_empty()).then(|| queue_of(&f.queue)).transpose()?,
-        states: f.states.iter().map(|s| state_of(*s)).collect::<Result<_, _>>()?,
+        states: states.iter().flatten().copied().collect(),
+        waiting: states.iter().any(Option::is_none),
         name: (!f.name.is_empty()).then_some(f.name),
         created_from_ms: nonzero(f.created_from_unix_ms),
         created_before_ms: nonzero(f.created_before_unix_ms),
@@ -239,6 +249,9 @@ impl OpsService for OpsApi {
             }));
         }
         let mut filter = filter_of(req.filter)?;
+        if filter.waiting {
+            return Err(bad("only dead and cancelled tasks are retried, not waiting ones").into());
+        }
         if filter.states.is_empty() {
             filter.states = vec![TaskState::Dead];
         }
@@ -383,13 +396,26 @@ mod tests {
         .unwrap();
         assert_eq!(f.queue.as_deref(), Some("emails"));
         assert_eq!(f.states, vec![TaskState::Dead]);
+        assert!(!f.waiting);
         assert_eq!((f.created_from_ms, f.created_before_ms), (Some(5), None));
-        assert_eq!(filter_of(None).unwrap(), TaskFilter::default());
-        let bad_state = pb::TaskFilter {
-            states: vec![0],
+        // WAITING is a flag of its own beside the table's states.
+        let waiting = filter_of(Some(pb::TaskFilter {
+            states: vec![pb::TaskState::Waiting as i32, pb::TaskState::Scheduled as i32],
             ..Default::default()
-        };
-        assert!(filter_of(Some(bad_state)).is_err());
+        }))
+        .unwrap();
+        assert_eq!(
+            (waiting.states, waiting.waiting),
+            (vec![TaskState::Scheduled], true)
+        );
+        assert_eq!(filter_of(None).unwrap(), TaskFilter::default());
+        for bad in [0, 9] {
+            let bad_state = pb::TaskFilter {
+                states: vec![bad],
+                ..Default::default()
+            };
+            assert!(filter_of(Some(bad_state)).is_err(), "{bad}");
+        }
         let bad_queue = pb::TaskFilter {
             queue: "no spaces".into(),
             ..Default::default()

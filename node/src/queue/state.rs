@@ -142,7 +142,8 @@
 //! - `deps.rs` (and `deps/`: submit, resolve, view, check): tasks waiting for parents,
 //!   workflows, and their rules.
 //! - `attempts.rs`: each task's last 16 attempts (holder, when, how it ended), recorded once
-//!   `RecordAttempts` was applied.
+//!   `RecordAttempts` was applied; `attempts/cow.rs` keeps them in `Arc` chunks of 1,024 ids,
+//!   so the freeze shares them like the task table.
 //! - `invariants.rs`: [`QueueState::check_invariants`], that the table and every index agree.
 //! - `format.rs`: the serialized form (format version 11: everything as held, except the key
 //!   index; 9 and 7 are reserved slots, 8 adds flow control, 10 the workflows, 11 the attempt

@@ -148,9 +148,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         blocking(self.inline_io, move || {
             let tasks = state.task_count();
             let started = Instant::now();
-            let frozen = state
-                .for_encoding()
-                .map_err(super::error::SnapshotFormatError::Encode)?;
+            let frozen = match state.for_encoding() {
+                Ok(frozen) => frozen,
+                Err(reason) => {
+                    // An error returned here would stop openraft's core (it treats a failed
+                    // build as a storage failure): refuse this snapshot only.
+                    tracing::error!(
+                        last_log_id = ?meta.last_log_id,
+                        tasks,
+                        copy_ms,
+                        reason,
+                        "snapshot not built: the frozen queue failed its check (a bug: please \
+                         report it with this line); nothing written, the previous snapshot and \
+                         the log are kept, the node keeps serving and tries again at the next \
+                         snapshot"
+                    );
+                    return kept_snapshot(&snapshots);
+                }
+            };
             let bytes = snapshot::encode_parts(&meta.last_log_id, &meta.last_membership, frozen)?;
             // The copy is not needed any more: give its memory back before the write.
             drop(state);
@@ -172,6 +187,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
     }
+}
+
+/// What a build that refused to write a snapshot hands openraft: the snapshot already held,
+/// whose log id is not newer than openraft's, so it changes nothing (no purge, and the next
+/// trigger builds again); with none held, an empty one at no log id (openraft reads only the
+/// metadata of a built snapshot; replication reads `current.snap`, which is unchanged).
+fn kept_snapshot(snapshots: &SnapshotStore) -> io::Result<SnapshotOf<TypeConfig, SnapshotData>> {
+    let (meta, snapshot) = snapshots
+        .read_current()
+        .map_err(StorageError::into_io)?
+        .unwrap_or_default();
+    Ok(SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot })
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {

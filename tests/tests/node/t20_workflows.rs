@@ -165,3 +165,59 @@ async fn a_group_of_100_000_tasks_is_one_entry_and_one_more_is_refused() -> Resu
     );
     Ok(())
 }
+
+/// A workflow task waiting for its parents reads as WAITING on the wire, through the client and
+/// the CLI (`flotilla list --state waiting`, `flotilla get`), and a listing of scheduled tasks
+/// leaves it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_for_its_parents_reads_as_waiting() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::start(&dir.path().join("n1"), &["--workers", "0"])?;
+    let client = connect(&node).await?;
+    ready(&client, &node).await?;
+    let w = client
+        .submit_workflow(
+            chain([client.task("noop").into(), client.task("noop").into()]),
+            None,
+        )
+        .await?;
+    let [first, second] = w.task_ids[..] else {
+        anyhow::bail!("{w:?}")
+    };
+    let detail = client.describe_task(second).await?;
+    ensure!(detail.task.state == TaskState::Waiting, "{detail:?}");
+    ensure!(detail.timer_unix_ms.is_none(), "{detail:?}");
+    ensure!(client.describe_task(first).await?.task.state == TaskState::Pending);
+    let ids = |f: flotilla_client::TaskFilter| {
+        let client = &client;
+        async move {
+            let page = client.list_tasks(&f, 100, None).await?;
+            anyhow::Ok(page.tasks.iter().map(|t| t.id).collect::<Vec<_>>())
+        }
+    };
+    let by = |s: TaskState| flotilla_client::TaskFilter::default().state(s);
+    ensure!(ids(by(TaskState::Waiting)).await? == [second]);
+    ensure!(ids(by(TaskState::Scheduled)).await?.is_empty());
+    ensure!(ids(flotilla_client::TaskFilter::default()).await? == [second, first]);
+
+    let cli = |args: &[&str]| -> Result<serde_json::Value> {
+        let out = std::process::Command::new(binary("flotilla")?)
+            .args(["--nodes", &node.addr])
+            .args(args)
+            .output()?;
+        ensure!(out.status.success(), "{out:?}");
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let listed = cli(&["list", "--state", "waiting", "--json"])?;
+    ensure!(
+        listed["tasks"].as_array().map(Vec::len) == Some(1) && listed["tasks"][0]["id"] == second.0,
+        "{listed}"
+    );
+    ensure!(listed["tasks"][0]["state"] == "waiting", "{listed}");
+    let got = cli(&["get", &second.0.to_string(), "--json"])?;
+    ensure!(
+        got["state"] == "waiting" && got["timer_unix_ms"].is_null(),
+        "{got}"
+    );
+    Ok(())
+}

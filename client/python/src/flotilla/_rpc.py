@@ -36,6 +36,9 @@ OPS_SERVICE = opb.DESCRIPTOR.services_by_name["OpsService"].full_name
 
 #: Largest reply accepted (results can be large JSON documents), as in the Rust client.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: The largest request a node reads (``flotilla_proto::MAX_REQUEST_BYTES``): a larger one is
+#: refused before it is sent.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 def method_path(service: str, method: str) -> str:

@@ -303,7 +303,16 @@ class Client:
 
     def submit_workflow(self, request: fpb.SubmitWorkflowRequest) -> fpb.SubmitWorkflowResponse:
         """Submits a workflow (a canvas, as ``flotilla.canvas`` builds it): one log entry, all
-        or nothing (docs/WORKFLOWS.md)."""
+        or nothing (docs/WORKFLOWS.md). Raises :class:`InvalidArgument` without sending a
+        request over the size a node reads (sent, it would fail on every node and be retried
+        as a transport failure until the retry budget ran out)."""
+        size = request.ByteSize()
+        if size > _rpc.MAX_REQUEST_BYTES:
+            raise InvalidArgument(
+                f"the workflow request takes {size} bytes, over the limit of "
+                f"{_rpc.MAX_REQUEST_BYTES} bytes a node reads: split it into smaller workflows, "
+                "or pass large arguments by reference"
+            )
         return self._unary(lambda s, t: s.submit_workflow(request, timeout=t))
 
     def get_workflow(self, workflow_id: int = 0, *, task_id: int = 0) -> fpb.GetWorkflowResponse:

@@ -16,6 +16,10 @@ class TaskState(str, enum.Enum):
     """Lifecycle state of a task (the wire's ``TaskState``, lowercase like the Rust client)."""
 
     SCHEDULED = "scheduled"
+    #: A workflow task waiting for its parents: it becomes pending (or scheduled, if its own
+    #: ETA is ahead) when they decide it, or is cancelled. A node that predates this state
+    #: reports such a task as SCHEDULED; an SDK that predates it reads UNKNOWN.
+    WAITING = "waiting"
     PENDING = "pending"
     LEASED = "leased"
     RETRYING = "retrying"
@@ -43,6 +47,7 @@ class TaskState(str, enum.Enum):
 _FINAL = frozenset((TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED, TaskState.NOT_FOUND))
 _FROM_WIRE: dict[int, TaskState] = {
     qpb.TASK_STATE_SCHEDULED: TaskState.SCHEDULED,
+    qpb.TASK_STATE_WAITING: TaskState.WAITING,
     qpb.TASK_STATE_PENDING: TaskState.PENDING,
     qpb.TASK_STATE_LEASED: TaskState.LEASED,
     qpb.TASK_STATE_RETRYING: TaskState.RETRYING,

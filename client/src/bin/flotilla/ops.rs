@@ -200,7 +200,10 @@ pub fn detail_human(d: &TaskDetail) -> String {
         TaskState::Scheduled | TaskState::Retrying => "due",
         _ => "kept until",
     };
-    if let Some(ms) = d.timer_unix_ms {
+    if t.state == TaskState::Waiting {
+        // Its timer is "never": it moves when its parents decide it, not at a time.
+        field("waits for", "its parents (a workflow task)".to_owned());
+    } else if let Some(ms) = d.timer_unix_ms {
         field(timer, utc(ms));
     }
     field("created", utc(t.created_unix_ms));

@@ -90,6 +90,7 @@ fn may_act(dash: &Dashboard, method: &str, headers: &HeaderMap) -> Result<(), Re
 fn state_name(s: i32) -> &'static str {
     match pb::TaskState::try_from(s) {
         Ok(pb::TaskState::Scheduled) => "scheduled",
+        Ok(pb::TaskState::Waiting) => "waiting",
         Ok(pb::TaskState::Pending) => "pending",
         Ok(pb::TaskState::Leased) => "leased",
         Ok(pb::TaskState::Retrying) => "retrying",
@@ -103,6 +104,7 @@ fn state_name(s: i32) -> &'static str {
 fn state_number(name: &str) -> Option<pb::TaskState> {
     Some(match name {
         "scheduled" => pb::TaskState::Scheduled,
+        "waiting" => pb::TaskState::Waiting,
         "pending" => pb::TaskState::Pending,
         "leased" => pb::TaskState::Leased,
         "retrying" => pb::TaskState::Retrying,

@@ -14,6 +14,15 @@ fn task_list_queries_are_read_and_checked() {
     assert_eq!(f.states, vec![pb::TaskState::Dead as i32]);
     assert_eq!((req.page_size, req.cursor.as_str()), (20, "v1.9"));
     assert_eq!(list_request(None).unwrap().page_size, 0);
+    let waiting = list_request(Some("state=waiting")).unwrap().filter.unwrap();
+    assert_eq!(waiting.states, vec![pb::TaskState::Waiting as i32]);
+    assert_eq!(
+        super::api::task_json(&pb::TaskInfo {
+            state: pb::TaskState::Waiting as i32,
+            ..Default::default()
+        })["state"],
+        "waiting"
+    );
     assert_eq!(
         list_request(Some("queue=&state=")).unwrap().filter,
         Some(Default::default())

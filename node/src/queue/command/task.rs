@@ -126,6 +126,9 @@ pub struct TaskView {
     pub name: String,
     pub queue: String,
     pub state: TaskState,
+    /// A workflow task waiting for its parents (its `state` is `Scheduled`): `WAITING` on the
+    /// wire (`state/deps.rs`).
+    pub waiting: bool,
     /// Attempts started so far.
     pub attempt: u32,
     pub max_retries: u32,

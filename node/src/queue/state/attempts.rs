@@ -18,6 +18,10 @@
 //!   attempt (+ the allocator's ≈ 16 B): ≈ 85 B for one attempt, ≈ 570 B at most (16). A final
 //!   task keeps its history until it is purged (its result TTL), so the steady cost is about
 //!   85 B × the tasks finished within one result TTL.
+//! - **Shared with a snapshot** (`attempts/cow.rs`): the map is cut into `Arc` chunks of
+//!   1,024 ids, so the snapshot's freeze copies a pointer per chunk instead of every history,
+//!   and the applies after it copy the few chunks they write to, once each. Same entry cost as
+//!   a plain `BTreeMap`, plus ~50 B per chunk.
 //! - **Dropped with the task** (purged: result TTL, the end of a workflow).
 //!
 //! Snapshot format 11 is format 10 followed by this table (`format.rs`); a state that never
@@ -30,6 +34,10 @@ use serde::Serialize;
 
 use super::Interner;
 use crate::queue::command::*;
+
+mod cow;
+
+use cow::CowMap;
 
 /// One attempt as held: 32 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +58,9 @@ pub struct Attempts {
     on: bool,
     /// Holder names, one reference per entry that names one.
     holders: Interner<Box<str>>,
-    /// Oldest attempt first; never empty, at most [`MAX_ATTEMPT_HISTORY`].
-    tasks: BTreeMap<TaskId, Box<[Attempt]>>,
+    /// Oldest attempt first; never empty, at most [`MAX_ATTEMPT_HISTORY`]. Shared by chunks
+    /// with the snapshot's frozen copy (`attempts/cow.rs`), serialized as a `BTreeMap`.
+    tasks: CowMap<Box<[Attempt]>>,
 }
 
 impl Attempts {
@@ -82,7 +91,7 @@ impl Attempts {
             ended_ms: 0,
             end: None,
         };
-        let old = self.tasks.remove(&id).unwrap_or_default();
+        let old: &[Attempt] = self.tasks.get(id).map_or(&[], |h| h);
         // Drop the oldest past the bound; one allocation of the new length per grant.
         let skip = (old.len() + 1).saturating_sub(MAX_ATTEMPT_HISTORY);
         for dropped in &old[..skip] {
@@ -91,15 +100,21 @@ impl Attempts {
         let mut kept = Vec::with_capacity(old.len() - skip + 1);
         kept.extend_from_slice(&old[skip..]);
         kept.push(entry);
+        // Replaced in place: a task's first grant after a freeze copies its chunk only once.
         self.tasks.insert(id, kept.into_boxed_slice());
     }
 
     /// The end of `lease`'s attempt at `now`: closes its entry if it is the task's open one.
     pub(super) fn end(&mut self, lease: LeaseRef, how: AttemptEnd, now: UnixMs) {
-        let Some(last) = self.tasks.get_mut(&lease.task).and_then(|h| h.last_mut()) else {
-            return;
+        // Looked at before it is written: closing nothing must not copy a chunk a freeze shares.
+        let open = |h: &[Attempt]| {
+            h.last()
+                .is_some_and(|a| a.attempt == lease.attempt && a.end.is_none())
         };
-        if last.attempt == lease.attempt && last.end.is_none() {
+        if !self.tasks.get(lease.task).is_some_and(|h| open(h)) {
+            return;
+        }
+        if let Some(last) = self.tasks.get_mut(lease.task).and_then(|h| h.last_mut()) {
             last.ended_ms = now;
             last.end = Some(how);
         }
@@ -107,7 +122,7 @@ impl Attempts {
 
     /// Forget the task's history (it is purged).
     pub(super) fn remove(&mut self, id: TaskId) {
-        if let Some(history) = self.tasks.remove(&id) {
+        if let Some(history) = self.tasks.remove(id) {
             for a in history.iter() {
                 self.holders.release(a.holder);
             }
@@ -116,7 +131,7 @@ impl Attempts {
 
     /// Task `id`'s history, oldest first (empty if none was recorded).
     pub(super) fn history(&self, id: TaskId) -> Vec<AttemptView> {
-        self.tasks.get(&id).map_or_else(Vec::new, |h| {
+        self.tasks.get(id).map_or_else(Vec::new, |h| {
             h.iter()
                 .map(|a| AttemptView {
                     attempt: a.attempt,
@@ -140,6 +155,19 @@ impl Attempts {
         self.tasks.len()
     }
 
+    /// Chunks of histories this table shares with `other` (a frozen copy): for tests.
+    #[cfg(test)]
+    pub(super) fn shared_chunks(&self, other: &Attempts) -> usize {
+        self.tasks.shared_chunks(&other.tasks)
+    }
+
+    /// The histories as the plain `BTreeMap` this table was before it was shared by chunks:
+    /// for the measurement of what a freeze copied then.
+    #[cfg(test)]
+    pub(super) fn as_btree(&self) -> BTreeMap<TaskId, Box<[Attempt]>> {
+        self.tasks.iter().map(|(id, h)| (id, h.clone())).collect()
+    }
+
     /// Whether no task has a history.
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
@@ -151,10 +179,11 @@ impl Attempts {
         if !self.on && !self.tasks.is_empty() {
             return Err("attempt histories recorded while recording is off".into());
         }
+        self.tasks.check()?;
         let mut refs: BTreeMap<u32, u64> = BTreeMap::new();
-        for (id, history) in &self.tasks {
+        for (id, history) in self.tasks.iter() {
             let err = |m: &str| Err(format!("attempt history of task {id}: {m}"));
-            let Some((counter, leased)) = task(*id) else {
+            let Some((counter, leased)) = task(id) else {
                 return err("the task does not exist");
             };
             if history.is_empty() || history.len() > MAX_ATTEMPT_HISTORY {

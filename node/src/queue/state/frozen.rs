@@ -13,24 +13,32 @@
 //!   (`QueueState::check_invariants`), so it is left out and rebuilt from the frozen table by
 //!   [`Frozen::for_encoding`], off the apply path. Its size is kept to check the rebuild.
 //! - **What the current apply saw** (`seen.rs`) is not state and is not copied.
+//! - **The attempt histories** (`attempts.rs`) grow with the tasks that ran and are still held
+//!   (finished ones until their results' TTL purges them), so they are shared the same way:
+//!   chunks of 1,024 ids behind `Arc`s (`attempts/cow.rs`); the applies that follow copy the
+//!   few chunks they write to (the newest grants and completions, the oldest purges).
 //! - **The rest is cloned**: interners, the per-queue pending bitmaps (a word per 64 pending
 //!   ids), standing capacity, tokens, the catalogue, schedules, flow control, the extras of
 //!   the tasks that have headers or progress, and waiting tasks and workflows. They grow with
 //!   names, pools, bitmaps words or the few tasks using those features, not with plain tasks.
-//! - **Except the attempt histories** (`attempts.rs`), also cloned, which grow with the tasks
-//!   that ran and are still held (finished ones until their results' TTL purges them): a
-//!   pending backlog pays nothing, a large store of finished tasks pays a copy per snapshot.
-//!   Sharing them like the table (chunks by id) is the next step.
 //!
-//! So the copy is O(tasks / 1,024) for a queue of pending tasks (docs/BENCHMARKS.md,
-//! "copy_ms"), plus the histories of the tasks that ran.
+//! So the copy is O(tasks / 1,024) (docs/BENCHMARKS.md, "copy_ms"), finished tasks held with
+//! their histories included.
+//!
+//! The frozen view's timer set is rebuilt by [`Frozen::for_encoding`]; a rebuild that does not
+//! match (a broken invariant) fails that snapshot only: the builder logs it, writes nothing and
+//! the node keeps serving from its log (`raft/state_machine.rs`).
 
 use std::collections::BTreeSet;
 
 use super::Index;
 use super::KeyIndex;
 use super::QueueState;
+#[cfg(test)]
+use crate::queue::command::TaskId;
 use crate::queue::command::TaskState;
+#[cfg(test)]
+use crate::queue::command::UnixMs;
 
 /// A copy of the queue for encoding only: it lacks its key index (and, until
 /// [`Frozen::for_encoding`], its timers), so it must never be applied to or read as a queue.
@@ -76,6 +84,14 @@ impl QueueState {
     }
 }
 
+impl QueueState {
+    /// Break the rule [`Frozen::for_encoding`] checks: a timer no task has (tests only).
+    #[cfg(test)]
+    pub(crate) fn break_timer_set_for_test(&mut self) {
+        self.idx.timers.insert((UnixMs::MAX - 1, TaskId::MAX));
+    }
+}
+
 impl Frozen {
     /// Tasks held.
     pub fn task_count(&self) -> usize {
@@ -86,6 +102,12 @@ impl Frozen {
     #[cfg(test)]
     pub(super) fn tasks(&self) -> &super::Table<super::Task> {
         &self.state.tasks
+    }
+
+    /// The frozen attempt histories, for tests of what they share.
+    #[cfg(test)]
+    pub(super) fn attempts(&self) -> &super::Attempts {
+        &self.state.attempts
     }
 
     /// The state to encode, its timer set rebuilt from the tasks (the first call; O(n log n)

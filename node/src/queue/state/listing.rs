@@ -24,8 +24,12 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub struct TaskFilter {
     /// Only this queue (empty name: the default queue).
     pub queue: Option<String>,
-    /// Only tasks in one of these states; empty: any state.
+    /// Only tasks in one of these states; empty (and `waiting` false): any state. `Scheduled`
+    /// matches the scheduled tasks that do not wait for parents.
     pub states: Vec<TaskState>,
+    /// Also the workflow tasks waiting for their parents (`WAITING` on the wire, `Scheduled`
+    /// in the table): a filter of states alone leaves them out.
+    pub waiting: bool,
     /// Only tasks of this name.
     pub name: Option<String>,
     /// Only tasks created at or after this time.
@@ -58,7 +62,8 @@ pub struct TaskDetail {
     /// The pool (a node's `node-N`, or a remote worker's name) that holds its lease now.
     pub holder: Option<String>,
     /// The lease's deadline while leased; the ETA or retry time while scheduled or retrying;
-    /// when it is forgotten once final. `None` while pending.
+    /// when it is forgotten once final. `None` while pending or waiting for parents (its
+    /// timer is "never").
     pub timer_ms: Option<UnixMs>,
     pub args: Bytes,
     /// The idempotency key (lossy UTF-8), if it was given one.
@@ -112,7 +117,7 @@ impl QueueState {
             page.scanned += 1;
             let matches = queue.is_none_or(|q| t.queue == q)
                 && name.is_none_or(|n| t.name == n)
-                && (filter.states.is_empty() || filter.states.contains(&t.state))
+                && self.listed_state_matches(filter, id, t.state)
                 && filter
                     .created_before_ms
                     .is_none_or(|before| t.created_ms < before);
@@ -123,18 +128,31 @@ impl QueueState {
         page
     }
 
+    /// Whether task `id`, in `state`, passes the filter's states (a waiting task is told apart
+    /// from the scheduled ones only when the filter names states).
+    fn listed_state_matches(&self, filter: &TaskFilter, id: TaskId, state: TaskState) -> bool {
+        if filter.states.is_empty() && !filter.waiting {
+            return true;
+        }
+        if state == TaskState::Scheduled && self.is_waiting(id) {
+            return filter.waiting;
+        }
+        filter.states.contains(&state)
+    }
+
     /// Everything this replica holds of task `id`, if it exists.
     pub fn describe(&self, id: TaskId) -> Option<TaskDetail> {
         let view = self.task(id)?;
         let t = self.tasks.get(id)?;
         let options = self.idx.options(t);
+        let timed = t.state != TaskState::Pending && !view.waiting;
         Some(TaskDetail {
             view,
             priority: t.priority,
             failures: t.failures,
             lost_leases: t.lost_leases,
             holder: t.lease(id).map(|_| self.idx.pools.name(t.pool).to_owned()),
-            timer_ms: (t.state != TaskState::Pending).then_some(t.timer_ms),
+            timer_ms: timed.then_some(t.timer_ms),
             args: Bytes::copy_from_slice(t.args()),
             idempotency_key: t
                 .idempotency_key()

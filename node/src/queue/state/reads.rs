@@ -25,6 +25,7 @@ impl QueueState {
             name: self.task_names.name(t.name).to_owned(),
             queue: self.idx.queue_names.name(t.queue).to_owned(),
             state: t.state,
+            waiting: t.state == TaskState::Scheduled && self.is_waiting(id),
             attempt: t.attempt,
             max_retries: self.idx.options(t).max_retries,
             result: match t.output() {

@@ -424,3 +424,34 @@ fn a_state_with_schedules_is_written_as_format_6() {
     );
     assert_eq!(format(&state), 6u32.to_le_bytes());
 }
+
+/// A frozen queue that fails its check (a timer set that does not match the tasks: a bug) costs
+/// that snapshot only: no error reaches openraft (it would stop the node's Raft core), nothing
+/// is written, the snapshot held stays current and is what openraft is handed back (not newer,
+/// so it purges nothing), and a later build of a sound state succeeds.
+#[tokio::test]
+async fn a_snapshot_that_fails_its_check_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (replica, mut sm) = leader(dir.path()).await;
+    let sound = replica.read(|q| q.clone());
+    let mut broken = sound.clone();
+    broken.break_timer_set_for_test();
+
+    // With no snapshot held: an empty one at no log id, and still none on disk.
+    replica.replace(broken.clone());
+    let skipped = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(skipped.meta.last_log_id, None);
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+
+    // A sound snapshot, then a broken state: the sound one is handed back and stays current.
+    replica.replace(sound);
+    let good = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(good.meta.last_log_id, Some(lid(1, 9)));
+    apply(&mut sm, entries(10, 12)).await;
+    replica.replace(broken);
+    let skipped = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(skipped.meta, good.meta);
+    assert_eq!(skipped.snapshot, good.snapshot);
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!((current.meta, current.snapshot), (good.meta, good.snapshot));
+}

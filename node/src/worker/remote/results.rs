@@ -170,6 +170,7 @@ mod tests {
             name: "t".into(),
             queue: "default".into(),
             state,
+            waiting: false,
             attempt,
             max_retries: 0,
             result: result.map(Bytes::from_static),

@@ -32,6 +32,7 @@ LIMIT_GRACE_MS = 30_000
 
 CELERY_STATES = {
     TaskState.SCHEDULED: "PENDING",
+    TaskState.WAITING: "PENDING",
     TaskState.PENDING: "PENDING",
     TaskState.LEASED: "STARTED",
     TaskState.RETRYING: "RETRY",

@@ -17,6 +17,7 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_SUCCEEDED: _ClassVar[TaskState]
     TASK_STATE_DEAD: _ClassVar[TaskState]
     TASK_STATE_CANCELLED: _ClassVar[TaskState]
+    TASK_STATE_WAITING: _ClassVar[TaskState]
 
 class TokenRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +40,7 @@ TASK_STATE_RETRYING: TaskState
 TASK_STATE_SUCCEEDED: TaskState
 TASK_STATE_DEAD: TaskState
 TASK_STATE_CANCELLED: TaskState
+TASK_STATE_WAITING: TaskState
 TOKEN_ROLE_UNSPECIFIED: TokenRole
 TOKEN_ROLE_SUBMIT: TokenRole
 TOKEN_ROLE_WORKER: TokenRole

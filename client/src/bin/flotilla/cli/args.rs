@@ -69,6 +69,8 @@ pub struct SubmitArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StateArg {
     Scheduled,
+    /// Workflow tasks waiting for their parents.
+    Waiting,
     Pending,
     Leased,
     Retrying,
@@ -82,6 +84,7 @@ impl From<StateArg> for flotilla_client::TaskState {
         use flotilla_client::TaskState;
         match s {
             StateArg::Scheduled => TaskState::Scheduled,
+            StateArg::Waiting => TaskState::Waiting,
             StateArg::Pending => TaskState::Pending,
             StateArg::Leased => TaskState::Leased,
             StateArg::Retrying => TaskState::Retrying,

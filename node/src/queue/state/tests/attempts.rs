@@ -185,3 +185,116 @@ fn a_pending_task_has_no_history_and_the_table_survives_a_snapshot() {
     // Format 10 would lose the table: refused.
     assert!(bincode::serde::encode_to_vec(InFormat(&h.s, 10), cfg).is_err());
 }
+
+/// A snapshot's frozen view shares the histories of the tasks that ran (3,000 finished tasks,
+/// ids 1 to 3,000, in chunks 0 to 2 of 1,024 ids): the applies after the freeze copy only the
+/// chunks they write to, and the view still encodes the state as it was when frozen.
+#[test]
+fn a_frozen_view_shares_the_attempt_histories_and_keeps_its_state() {
+    let mut h = H::default();
+    h.record_attempts(0);
+    h.submit(1, (0..3000).map(|_| spec("t")).collect());
+    for now in 0..3 {
+        for l in h.lease(2 + now, 1000, 60_000) {
+            h.complete(2 + now, l, ok(b"1"));
+        }
+    }
+    let more = h.submit(10, vec![spec("t")])[0];
+    assert_eq!(h.s.attempts.len(), 3000);
+    let cfg = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&h.s, cfg).unwrap();
+    let mut frozen = h.s.freeze();
+    assert_eq!(h.s.attempts.shared_chunks(frozen.attempts()), 3);
+    // A stale completion of task 5's first attempt changes nothing and copies nothing.
+    h.complete(11, LeaseRef { task: 5, attempt: 1 }, ok(b"2"));
+    assert_eq!(h.s.attempts.shared_chunks(frozen.attempts()), 3);
+    let l = h.lease(12, 1, 60_000);
+    assert_eq!(l[0].task, more);
+    assert_eq!(
+        h.s.attempts.shared_chunks(frozen.attempts()),
+        2,
+        "granting task 3,001 (chunk 2) copies that chunk only"
+    );
+    h.complete(13, l[0], ok(b"1"));
+    assert_eq!(h.s.attempts.shared_chunks(frozen.attempts()), 2);
+    assert_eq!(h.history(more).len(), 1);
+    let state = frozen.for_encoding().unwrap();
+    assert_eq!(bincode::serde::encode_to_vec(state, cfg).unwrap(), bytes);
+    assert_eq!(state.describe(more).unwrap().attempts.len(), 0);
+    h.s.check_invariants().unwrap();
+}
+
+/// A measurement, not a test: the freeze's cost with `n` finished tasks held, each with one
+/// recorded attempt, against a deep copy of the same histories as the `BTreeMap` they were
+/// before they were shared by chunks (what the freeze copied then). Best of 15 each, release:
+/// `cargo test --release -p flotilla-node --lib freeze_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run by hand in release"]
+fn freeze_cost_with_many_finished_tasks_held() {
+    use std::time::Instant;
+    // The copy only: what it made is dropped after the clock stops. A measurement of real
+    // time outside any simulation, hence the wall clock.
+    #[allow(clippy::disallowed_methods)]
+    fn best<T>(f: impl Fn() -> T) -> f64 {
+        (0..15)
+            .map(|_| {
+                let t = Instant::now();
+                let made = f();
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                drop(made);
+                ms
+            })
+            .fold(f64::MAX, f64::min)
+    }
+    for n in [100_000u64, 400_000] {
+        let mut s = QueueState::new();
+        let mut now = 0;
+        let mut step = |s: &mut QueueState, commands: Vec<Command>| {
+            now += 1;
+            s.apply(
+                &Request {
+                    now_ms: now,
+                    commands,
+                },
+                &mut ApplyEffects::default(),
+            )
+        };
+        step(&mut s, vec![Command::RecordAttempts]);
+        for _ in 0..n / 1000 {
+            let tasks: Vec<TaskSpec> = (0..1000).map(|_| spec("t")).collect();
+            step(&mut s, vec![Command::Submit { tasks: tasks.into() }]);
+            let lease = Command::Lease {
+                pool: "w1".into(),
+                queues: Vec::new(),
+                max: 1000,
+                lease_ms: 60_000,
+                standing_ticket: None,
+            };
+            let Response::Leased(grants) = step(&mut s, vec![lease]).remove(0) else {
+                panic!("no grants")
+            };
+            let completions = grants
+                .into_iter()
+                .map(|g| Completion {
+                    lease: g.lease,
+                    outcome: ok(b"1"),
+                })
+                .collect();
+            step(
+                &mut s,
+                vec![Command::Complete {
+                    pool: "w1".into(),
+                    completions,
+                }],
+            );
+        }
+        assert_eq!(s.attempts.len() as u64, n);
+        let freeze_ms = best(|| s.freeze());
+        let histories = s.attempts.as_btree();
+        let copy_ms = best(|| histories.clone());
+        println!(
+            "{n} finished tasks held: freeze {freeze_ms:.3} ms; a deep copy of their histories \
+             (what the freeze also copied before) {copy_ms:.3} ms"
+        );
+    }
+}

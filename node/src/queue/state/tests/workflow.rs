@@ -256,9 +256,14 @@ fn a_released_task_with_an_eta_ahead_is_scheduled_then_pending() {
     let w = h.canvas(10, Canvas::Chain(vec![task("a"), b]), None);
     let [a, b] = w.tasks[..] else { panic!() };
     assert_eq!(h.header(b, PASS_HEADER).as_deref(), Some("none"));
+    assert!(h.s.task(b).unwrap().waiting);
     h.run(20, a, ok(b"1"));
     assert_eq!(h.state(b), Some(TaskState::Scheduled));
     assert!(!h.s.is_waiting(b));
+    assert!(
+        !h.s.task(b).unwrap().waiting,
+        "scheduled for its own ETA, not waiting"
+    );
     assert_eq!(h.s.next_deadline_ms(), Some(1_010));
     h.tick(1_010);
     assert_eq!(h.state(b), Some(TaskState::Pending));
@@ -436,4 +441,55 @@ fn waiting_tasks_survive_a_snapshot_and_a_plain_state_keeps_its_format() {
     let Response::Leased(g) = &r[0] else { panic!() };
     assert_eq!(g.len(), 2, "the plain task and b");
     assert!(back.is_waiting(w.tasks[2]));
+}
+
+/// A waiting task reads as waiting (`WAITING` on the wire) and a listing tells it apart from
+/// the scheduled tasks when it filters by state; with no state filter it lists every task.
+#[test]
+fn a_waiting_task_is_listed_as_waiting_not_as_scheduled() {
+    let mut h = H::default();
+    let w = h.canvas(10, Canvas::Chain(vec![task("a"), task("b")]), None);
+    let [a, b] = w.tasks[..] else { panic!() };
+    let mut later = spec("later");
+    later.countdown_ms = Some(60_000);
+    let scheduled = h.submit(11, vec![later])[0];
+    assert!(h.s.task(b).unwrap().waiting);
+    assert_eq!(h.s.task(b).unwrap().state, TaskState::Scheduled);
+    assert!(!h.s.task(scheduled).unwrap().waiting);
+    assert!(!h.s.task(a).unwrap().waiting);
+    assert_eq!(
+        h.s.describe(b).unwrap().timer_ms,
+        None,
+        "its timer is never, not a time"
+    );
+    assert_eq!(h.s.describe(scheduled).unwrap().timer_ms, Some(60_011));
+    let ids = |s: &QueueState, f: TaskFilter| -> Vec<TaskId> {
+        s.list_tasks(&f, None, 100, 1_000)
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    let only = |states: Vec<TaskState>, waiting: bool| TaskFilter {
+        states,
+        waiting,
+        ..Default::default()
+    };
+    assert_eq!(ids(&h.s, only(vec![], true)), vec![b]);
+    assert_eq!(
+        ids(&h.s, only(vec![TaskState::Scheduled], false)),
+        vec![scheduled]
+    );
+    assert_eq!(
+        ids(&h.s, only(vec![TaskState::Scheduled], true)),
+        vec![scheduled, b]
+    );
+    assert_eq!(ids(&h.s, only(vec![TaskState::Pending], true)), vec![b, a]);
+    assert_eq!(ids(&h.s, TaskFilter::default()), vec![scheduled, b, a]);
+    h.run(20, a, ok(b"1"));
+    assert!(
+        ids(&h.s, only(vec![], true)).is_empty(),
+        "released: no longer waiting"
+    );
+    assert_eq!(ids(&h.s, only(vec![TaskState::Pending], false)), vec![b]);
 }
