@@ -18,9 +18,9 @@
 //!   `appends_issued_during_a_flush_are_group_committed`: 300 back-to-back appends took 1 fsync).
 //! - `save_vote`, `truncate_after`, `purge`: same path, and we wait for the sync before
 //!   returning (the vote must be durable; truncations and purges are rare).
-//! - `save_committed`: written without its own fsync; it becomes durable with the next synced
-//!   batch. Losing it only means re-applying fewer entries after a restart, which openraft
-//!   catches up on. `read_committed` returns it so openraft re-applies committed entries to our
+//! - `save_committed`: only buffered in raft-log (no write or fsync of its own); the next synced
+//!   append, vote, truncation or purge writes it with its own records. Losing it only means
+//!   re-applying fewer entries after a restart, which openraft catches up on. `read_committed` returns it so openraft re-applies committed entries to our
 //!   in-memory state machine after a restart.
 //! - After each synced append, before openraft hears of it, the index of its last entry goes to
 //!   `<data dir>/acked` (no fsync of its own: [`super::acked`]). [`LogStore::open`] refuses a log
@@ -324,10 +324,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         let Some(committed) = committed else { return Ok(()) };
-        let mut wal = lock(&self.wal);
-        wal.commit(Bin(committed))?;
-        // No fsync of its own: the next synced batch carries it (see module docs).
-        wal.flush(false, None)
+        // Buffered only: the next synced append (or vote, truncation, purge) carries it to the
+        // disk (see module docs). A flush request of its own cost the flush thread a wake-up,
+        // a group-commit wait and a write per committed entry.
+        lock(&self.wal).commit(Bin(committed)).map(drop)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {

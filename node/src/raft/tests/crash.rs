@@ -120,6 +120,24 @@ async fn vote_committed_and_entries_survive_reopen() {
 }
 
 #[tokio::test]
+async fn committed_rides_on_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = LogStore::open(dir.path()).unwrap();
+        append_durable(&mut store, entries(1, 5)).await;
+        let before = store.flush_stats();
+        store.save_committed(Some(lid(1, 5))).await.unwrap();
+        // No flush request of its own: one per committed entry cost the flush thread a
+        // wake-up, a group-commit wait and a write (docs/BENCHMARKS.md, issue 15 low rate).
+        assert_eq!(store.flush_stats(), before);
+        append_durable(&mut store, entries(6, 6)).await;
+    }
+    let mut store = LogStore::open(dir.path()).unwrap();
+    assert_eq!(store.read_committed().await.unwrap(), Some(lid(1, 5)));
+    assert_eq!(indexes(&mut store).await, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn truncate_after_survives_reopen() {
     let dir = ten_entries().await;
     {
