@@ -125,7 +125,8 @@ class Worker(SessionShell):
             name=task.name,
             queue=task.queue,
             retries_left=task.retries_left,
-            headers=dict(task.headers),
+            # Most tasks have none: copying an empty protobuf map costs a few µs per task.
+            headers=dict(task.headers) if task.headers else {},
             time_limit_ms=task.time_limit_ms,
         )
         self._contexts[run] = ctx
