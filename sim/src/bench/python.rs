@@ -110,20 +110,14 @@ impl Drop for PythonWorkers {
 
 impl PythonWorkers {
     fn start(addrs: &[String], opts: &BenchOptions, py: &PythonOptions, logs: &Path) -> Result<Self> {
-        let scripts = py
-            .sdk_src
-            .join("../scripts")
-            .canonicalize()
-            .or_else(|_| default_sdk_src().join("../scripts").canonicalize())
-            .context("finding client/python/scripts (bench_noop.py)")?;
-        ensure!(
-            scripts.join("bench_noop.py").exists(),
-            "no bench_noop.py in {}",
-            scripts.display()
-        );
-        // The SDK under test first; bench_noop.py from this checkout when the other has none.
+        // bench_noop.py: the SDK's checkout's if it has one, else this checkout's (an older
+        // SDK under test need not have it: it only imports the SDK's public API).
         let own_scripts = default_sdk_src().join("../scripts");
-        let path = std::env::join_paths([&py.sdk_src, &scripts, &own_scripts])?;
+        let scripts = [py.sdk_src.join("../scripts"), own_scripts]
+            .into_iter()
+            .find(|d| d.join("bench_noop.py").exists())
+            .context("no client/python/scripts/bench_noop.py next to the SDK or this checkout")?;
+        let path = std::env::join_paths([&py.sdk_src, &scripts])?;
         let mut workers = PythonWorkers { children: Vec::new() };
         for (n, addr) in addrs.iter().enumerate() {
             for i in 0..py.workers_per_node {
