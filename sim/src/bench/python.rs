@@ -32,7 +32,11 @@ pub fn default_sdk_src() -> PathBuf {
 /// `python3` from `PATH` (the default of `--python`).
 pub fn default_python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv/bin/python");
-    if venv.exists() { venv } else { PathBuf::from("python3") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }
 
 /// What the Python scenario runs, beyond [`BenchOptions`] (whose `tasks`, `nodes`, `clients`,
@@ -161,7 +165,10 @@ impl PythonWorkers {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!("{connected} of {} Python workers connected within {timeout:?}", self.children.len());
+                bail!(
+                    "{connected} of {} Python workers connected within {timeout:?}",
+                    self.children.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -235,7 +242,11 @@ async fn round(
     };
     let bar = opts.bar(tasks as u64, "python");
     let cpu = |s: &[ProcSample]| s.iter().map(|p| p.cpu_s).sum::<f64>();
-    let (nodes0, workers0, own0) = (cpu(&cluster.sample()?), cpu(&workers.sample()?), procfs::sample_self()?.cpu_s);
+    let (nodes0, workers0, own0) = (
+        cpu(&cluster.sample()?),
+        cpu(&workers.sample()?),
+        procfs::sample_self()?.cpu_s,
+    );
     let deadline = Instant::now() + opts.phase_timeout;
     let (elapsed, outcomes) = tokio::time::timeout_at(
         deadline + Duration::from_secs(5),
@@ -244,7 +255,11 @@ async fn round(
     .await
     .context("a Python round timed out")??;
     bar.finish_and_clear();
-    let (nodes1, workers1, own1) = (cpu(&cluster.sample()?), cpu(&workers.sample()?), procfs::sample_self()?.cpu_s);
+    let (nodes1, workers1, own1) = (
+        cpu(&cluster.sample()?),
+        cpu(&workers.sample()?),
+        procfs::sample_self()?.cpu_s,
+    );
     let us = |a: f64, b: f64| (b - a) / tasks as f64 * 1e6;
     Ok(PythonRound {
         elapsed_s: elapsed.as_secs_f64(),

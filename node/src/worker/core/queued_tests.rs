@@ -289,6 +289,10 @@ fn a_queued_task_counts_as_started_when_a_run_ends_not_when_granted() {
     assert_eq!(p.core.started(), 1, "busy counts the slot, not the queue");
     p.core.at(ms(30)).finished(lease(2), success());
     assert!(!p.core.is_queued(lease(3)));
-    assert_eq!(p.core.started_at(lease(3)), Some(ms(30)), "its start, 21 ms after its grant");
+    assert_eq!(
+        p.core.started_at(lease(3)),
+        Some(ms(30)),
+        "its start, 21 ms after its grant"
+    );
     assert_eq!(p.core.started(), 1);
 }

@@ -169,7 +169,8 @@ impl Claim {
         let since = Instant::now().saturating_duration_since(a.opened);
         let us = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
         a.last_seen_us.store(us, Ordering::Relaxed);
-        a.busy.store(u32::try_from(busy).unwrap_or(u32::MAX), Ordering::Relaxed);
+        a.busy
+            .store(u32::try_from(busy).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 }
 
