@@ -15,7 +15,8 @@ A warm-up round (``--warmup`` tasks) runs first and is not reported.
 
 ``--sdk-src DIR``: the worker imports the SDK from DIR (a ``src`` directory of another checkout)
 instead of this one, to compare two SDK versions on the same node (A/B runs). ``--py-spy
-FILE``: the worker runs under ``py-spy record`` (raw collapsed stacks, 250 Hz).
+FILE``: the worker runs under ``py-spy record`` (raw collapsed stacks, 250 Hz; with
+``--py-spy-gil`` only the thread holding the GIL is sampled, which shows where its CPU goes).
 """
 
 from __future__ import annotations
@@ -149,7 +150,10 @@ def start_worker(args: argparse.Namespace, addr: str) -> tuple[subprocess.Popen[
     cmd = [sys.executable, __file__, "--child", addr, "-c", str(args.concurrency)]
     cmd += ["--prefetch", args.prefetch]
     if args.py_spy:
-        cmd = ["py-spy", "record", "--format", "raw", "-r", "250", "-o", args.py_spy, "--", *cmd]
+        spy = ["py-spy", "record", "--format", "raw", "-r", "250", "-o", args.py_spy]
+        if args.py_spy_gil:
+            spy.append("--gil")  # only the thread holding the GIL: where the CPU goes
+        cmd = [*spy, "--", *cmd]
     env = {**os.environ, "PYTHONPATH": str(args.sdk_src.resolve())}
     worker = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     if not args.py_spy:
@@ -194,6 +198,7 @@ def main() -> None:
     p.add_argument("--prefetch", default="auto")
     p.add_argument("--sdk-src", type=Path, default=SRC)
     p.add_argument("--py-spy")
+    p.add_argument("--py-spy-gil", action="store_true", help="py-spy samples GIL holders only")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

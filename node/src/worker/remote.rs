@@ -287,9 +287,20 @@ where
             self.node_drain(grace);
         }
         self.execute(&mut proposals, &mut timers);
+        // The time-limit timer is one Sleep for the session, moved when the first deadline
+        // moves: a new one per loop turn registered and dropped a timer entry on every message.
+        let limit_timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(limit_timer);
+        let mut armed: Option<Instant> = None;
         while !self.drained {
             let reading = matches!(self.phase, Phase::Open | Phase::WorkerDrain | Phase::NodeDrain);
             let next_limit = self.deadlines.first().map(|(at, _)| *at);
+            if next_limit != armed {
+                if let Some(at) = next_limit {
+                    limit_timer.as_mut().reset(at);
+                }
+                armed = next_limit;
+            }
             tokio::select! {
                 msg = self.inbound.next(), if reading => self.inbound_message(msg),
                 Some((token, reply)) = proposals.next() => self.core().replied(token, reply),
@@ -309,7 +320,10 @@ where
                     self.core().idle_poll(shows_work);
                 }
                 _ = ping.tick(), if reading => self.ping(),
-                () = sleep_until(next_limit) => self.time_limits(),
+                () = &mut limit_timer, if armed.is_some() => {
+                    armed = None;
+                    self.time_limits();
+                }
                 () = sleep_until(self.progress.due()) => self.flush_progress(),
                 Ok(()) = shutdown.changed() => {
                     if let Some(grace) = *shutdown.borrow_and_update() {

@@ -9,6 +9,8 @@
 //! - [`mix::run_mix`]: open-loop short tasks with long ones among them: what a long task does
 //!   to the short ones behind it (lease-ahead's prefetch trap).
 //!
+//! [`python::run_python`] runs the end-to-end rounds on Python SDK workers (issue 11's figure).
+//!
 //! With `remote_workers` > 0, (b) and (c) run on Rust remote workers over the worker stream
 //! instead (`remote.rs`): nodes with no pool of their own, that many sessions per node, each
 //! holding up to `workers` tasks.
@@ -19,6 +21,7 @@ pub mod cluster;
 pub mod load;
 pub mod mix;
 pub mod procfs;
+pub mod python;
 pub mod remote;
 pub mod report;
 pub mod sustained;

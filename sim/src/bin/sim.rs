@@ -199,6 +199,10 @@ enum Scenario {
     /// The end-to-end maximum (closed loop, --tasks), then an open loop of single submits at
     /// --load-fraction of it for --latency-s on the same cluster: latency across snapshots.
     Sustained,
+    /// End-to-end rounds of --tasks on --python-workers `flotilla-worker` processes per node
+    /// (the Python SDK, --workers threads each, default 8), the nodes' own pools idle: issue
+    /// 11's Python-worker figure, with CPU per task of nodes, workers and the load generator.
+    Python,
 }
 
 #[derive(clap::Args, Debug)]
@@ -246,6 +250,25 @@ struct BenchArgs {
     /// Sustained scenario: the open loop's rate as a fraction of the measured maximum.
     #[arg(long, default_value_t = 0.5)]
     load_fraction: f64,
+    /// Python scenario: `flotilla-worker` processes per node.
+    #[arg(long, default_value_t = 1)]
+    python_workers: usize,
+    /// Python scenario: the interpreter (default: target/sdk-venv/bin/python of this checkout
+    /// when it exists, else python3).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Python scenario: the SDK's `src` directory (default: this checkout's client/python/src).
+    #[arg(long)]
+    sdk_src: Option<PathBuf>,
+    /// Python scenario: the workers' --prefetch (default: theirs, `auto`).
+    #[arg(long)]
+    worker_prefetch: Option<String>,
+    /// Python scenario: measured rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Python scenario: tasks of the warm-up round before them.
+    #[arg(long, default_value_t = 2000)]
+    warmup: usize,
     /// The `node` executable (default: `node` next to this executable).
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -587,6 +610,20 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
         Scenario::Sustained => {
             opts.tasks = args.tasks.unwrap_or(50_000);
             let r = bench::sustained::run_sustained(&opts, args.load_fraction).await?;
+            (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
+        }
+        Scenario::Python => {
+            opts.tasks = args.tasks.unwrap_or(20_000);
+            opts.workers = args.workers.unwrap_or(8);
+            let py = bench::python::PythonOptions {
+                workers_per_node: args.python_workers,
+                python: args.python.unwrap_or_else(bench::python::default_python),
+                sdk_src: args.sdk_src.unwrap_or_else(bench::python::default_sdk_src),
+                rounds: args.rounds,
+                warmup: args.warmup,
+                worker_prefetch: args.worker_prefetch,
+            };
+            let r = bench::python::run_python(&opts, &py).await?;
             (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
         }
     };

@@ -60,6 +60,17 @@ impl PoolCore {
         self.queued.iter().any(|q| q.lease == lease)
     }
 
+    /// Tasks running by the core's count (queued ones not included): what `flotilla workers`
+    /// shows as a remote worker's busy.
+    pub fn started(&self) -> usize {
+        self.running.len()
+    }
+
+    /// When the core counted `lease` started (its time: since the core's origin), if it runs.
+    pub fn started_at(&self, lease: LeaseRef) -> Option<Duration> {
+        self.running.get(&lease).map(|r| r.started)
+    }
+
     /// Queued grants the runner holds beyond its slots (not counting ones on their way back).
     pub(super) fn queued_waiting(&self) -> usize {
         self.queued.iter().filter(|q| q.waiting()).count()

@@ -275,3 +275,24 @@ fn a_queued_task_whose_lease_is_lost_is_dropped_at_the_runner_and_owes_nothing()
     assert!(released(&d).is_empty(), "lost: nothing owed");
     assert!(!p.core.is_queued(grant(4).lease));
 }
+
+/// A queued task's time limit counts from its start (the remote session reads
+/// [`PoolCore::started_at`]): a task queued at 9 ms that starts when task 2 ends at 30 ms
+/// started at 30 ms, not when it was granted; and `flotilla workers` counts it busy only then.
+#[test]
+fn a_queued_task_counts_as_started_when_a_run_ends_not_when_granted() {
+    let mut p = one_running_three_queued();
+    let lease = |t| grant(t).lease;
+    assert!(p.core.is_queued(lease(3)));
+    assert_eq!(p.core.started_at(lease(3)), None, "queued: not started");
+    assert_eq!(p.core.started_at(lease(2)), Some(ms(9)));
+    assert_eq!(p.core.started(), 1, "busy counts the slot, not the queue");
+    p.core.at(ms(30)).finished(lease(2), success());
+    assert!(!p.core.is_queued(lease(3)));
+    assert_eq!(
+        p.core.started_at(lease(3)),
+        Some(ms(30)),
+        "its start, 21 ms after its grant"
+    );
+    assert_eq!(p.core.started(), 1);
+}

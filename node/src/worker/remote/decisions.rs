@@ -199,11 +199,22 @@ where
         while let Some(&(at, lease)) = self.deadlines.first()
             && at <= now
         {
+            // A task queued at the worker (lease-ahead sent down) is limited in how long it
+            // runs, not in how long it waited for a slot: its limit counts from its start by
+            // the core's count (docs/WORKERS.md, "Lease-ahead"). Waiting past its deadline, it
+            // is looked at again one limit later; once started, its deadline is that start
+            // plus the limit, whenever this check comes.
+            let limit = self.running.get(&lease).map_or(Duration::ZERO, |(_, l)| *l);
             if self.core.is_queued(lease) {
-                // Not started yet by the core's count: its limit counts from its start.
-                let limit = self.running.get(&lease).map_or(Duration::ZERO, |(_, l)| *l);
                 self.track(lease, now, limit);
                 continue;
+            }
+            if let Some(started) = self.core.started_at(lease) {
+                let due = self.epoch + started + limit;
+                if due > now {
+                    self.track(lease, self.epoch + started, limit);
+                    continue;
+                }
             }
             warn!(worker = %self.name, task = lease.task, attempt = lease.attempt, "time limit exceeded; aborting the task");
             let error = "time limit exceeded (the worker did not answer in time)".to_string();

@@ -30,8 +30,9 @@ where
             Some(Err(status)) => return self.broken(&format!("stream error: {status}")),
             Some(Ok(msg)) => msg,
         };
-        // For `flotilla workers`: heard from now, running this many.
-        self._claim.seen(self.running.len());
+        // For `flotilla workers`: heard from now, running this many (the ones started by the
+        // core's count: not those queued at the worker).
+        self._claim.seen(self.core.started());
         match msg.msg {
             Some(In::Results(results)) => self.results(results.results),
             Some(In::Pong(pong)) => self.pong(pong.nonce),

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,15 +26,25 @@ struct Inner {
     described: BTreeMap<String, ConnectedWorker>,
     /// Name → when the session opened, when it last heard from its worker, and its running
     /// tasks then.
-    activity: BTreeMap<String, Activity>,
+    activity: BTreeMap<String, Arc<Activity>>,
     next_id: u64,
 }
 
-#[derive(Clone, Copy)]
+/// One session's activity, written by the session on every message it reads and read by
+/// `flotilla workers`: atomics, so the session never takes the node-wide lock to say it heard
+/// from its worker.
 struct Activity {
     opened: Instant,
-    last_seen: Instant,
-    busy: u32,
+    /// When the worker was last heard from, in µs after `opened`.
+    last_seen_us: AtomicU64,
+    /// Tasks running at the worker then.
+    busy: AtomicU32,
+}
+
+impl Activity {
+    fn last_seen(&self) -> Instant {
+        self.opened + Duration::from_micros(self.last_seen_us.load(Ordering::Relaxed))
+    }
 }
 
 /// The live sessions of a node; cheap to clone.
@@ -61,6 +72,8 @@ pub struct Claim {
     sessions: Sessions,
     name: String,
     pub id: u64,
+    /// This session's entry of `Inner::activity` (the name is held: nobody else writes it).
+    activity: Arc<Activity>,
 }
 
 impl Sessions {
@@ -73,20 +86,18 @@ impl Sessions {
         inner.next_id += 1;
         let id = inner.next_id;
         inner.live.insert(name.to_string(), id);
-        let now = Instant::now();
-        inner.activity.insert(
-            name.to_string(),
-            Activity {
-                opened: now,
-                last_seen: now,
-                busy: 0,
-            },
-        );
+        let activity = Arc::new(Activity {
+            opened: Instant::now(),
+            last_seen_us: AtomicU64::new(0),
+            busy: AtomicU32::new(0),
+        });
+        inner.activity.insert(name.to_string(), activity.clone());
         self.count.send_replace(inner.live.len());
         Some(Claim {
             sessions: self.clone(),
             name: name.to_string(),
             id,
+            activity,
         })
     }
 
@@ -105,16 +116,16 @@ impl Sessions {
             .described
             .iter()
             .map(|(name, w)| {
-                let a = inner.activity.get(name).copied();
+                let a = inner.activity.get(name);
                 NodeWorker {
                     node_id: w.node_id,
                     name: w.name.clone(),
                     kind: WorkerKind::Remote,
                     queues: w.queues.clone(),
                     concurrency: w.concurrency,
-                    busy: a.map_or(0, |a| a.busy),
+                    busy: a.map_or(0, |a| a.busy.load(Ordering::Relaxed)),
                     connected_ms_ago: a.map_or(0, |a| ago(a.opened)),
-                    last_seen_ms_ago: a.map_or(0, |a| ago(a.last_seen)),
+                    last_seen_ms_ago: a.map_or(0, |a| ago(a.last_seen())),
                 }
             })
             .collect()
@@ -151,15 +162,15 @@ impl Claim {
 }
 
 impl Claim {
-    /// The worker was heard from now, running `busy` tasks.
+    /// The worker was heard from now, running `busy` tasks. Called on every message a
+    /// session reads: two atomic stores, no lock.
     pub fn seen(&self, busy: usize) {
-        let mut inner = self.sessions.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.live.get(&self.name) == Some(&self.id)
-            && let Some(a) = inner.activity.get_mut(&self.name)
-        {
-            a.last_seen = Instant::now();
-            a.busy = u32::try_from(busy).unwrap_or(u32::MAX);
-        }
+        let a = &self.activity;
+        let since = Instant::now().saturating_duration_since(a.opened);
+        let us = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
+        a.last_seen_us.store(us, Ordering::Relaxed);
+        a.busy
+            .store(u32::try_from(busy).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 }
 

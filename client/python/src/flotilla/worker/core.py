@@ -81,12 +81,14 @@ class Lease(NamedTuple):
         return cls(m.task_id, m.attempt)
 
 
-@dataclass(frozen=True)
+# Send and Run are made per message and per task: not frozen (a frozen dataclass's __init__
+# sets each field through object.__setattr__, a few µs per task); nobody changes them.
+@dataclass
 class Send:
     message: wpb.WorkerMessage
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
     """Start an attempt; its outcome comes back through ``on_done(run, lease, ...)``."""
 

@@ -51,6 +51,9 @@ class Released:
 
 Outcome = Union[Success, Failure, Released]
 
+#: What a handler that returns ``None`` answers (immutable: one for all, not one per attempt).
+NULL_SUCCESS = Success(b"null")
+
 
 def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[Success, Failure]:
     """Runs attempt ``ctx`` of the task ``ctx.name`` with the JSON ``args``."""
@@ -67,7 +70,8 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
     except (PayloadError, ValueError) as e:
         return Failure(f"invalid arguments for task {ctx.name!r}: {e}", "PayloadError", False)
     set_context(ctx)
-    soft = _SoftLimit.of(ctx)
+    # Its header is the only way to a soft limit: no lookup for an attempt without headers.
+    soft = _SoftLimit.of(ctx) if ctx.headers else None
     try:
         try:
             # Started inside the try: a limit that passes before the handler even begins (a
@@ -92,6 +96,8 @@ def execute(tasks: Mapping[str, Task], ctx: TaskContext, args: bytes) -> Union[S
         return Failure(str(e) or repr(e), _kind(e))
     finally:
         set_context(None)
+    if value is None:
+        return NULL_SUCCESS
     try:
         return Success(payload.dumps(value))
     except PayloadError as e:
