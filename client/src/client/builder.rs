@@ -10,8 +10,10 @@ use tonic::transport::Endpoint;
 use super::{ChannelFactory, Client, Config, Inner, Node};
 use crate::entropy::Entropy;
 use crate::error::{ClientError, Result};
+use crate::gather::Gather;
 use crate::retry::RetryPolicy;
 use crate::token::BearerToken;
+use crate::wait_hub::WaitHub;
 
 /// Options for a [`Client`]; start with [`Client::builder`].
 #[derive(Clone)]
@@ -155,6 +157,8 @@ impl ClientBuilder {
                 current: AtomicUsize::new(0),
                 config: self.config,
                 entropy: Entropy::new(self.seed),
+                submits: Gather::default(),
+                waits: WaitHub::default(),
             }),
         })
     }
