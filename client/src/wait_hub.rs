@@ -234,3 +234,223 @@ async fn drive(
     }
     start_opening(&state, &mut s, chunk, open);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use flotilla_proto::v1 as pb;
+    use futures::channel::mpsc;
+
+    use super::*;
+    use crate::info::TaskState;
+
+    /// A stream the fake node opened: its ids, its timeout, the signal it owes, and its sender.
+    struct Opened {
+        ids: Vec<u64>,
+        timeout: Duration,
+        opened: Option<oneshot::Sender<()>>,
+        tx: mpsc::UnboundedSender<Result<TaskInfo>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake {
+        streams: Arc<Mutex<Vec<Opened>>>,
+        hub: Arc<WaitHub>,
+    }
+
+    impl Fake {
+        fn open(&self) -> OpenStream {
+            let streams = self.streams.clone();
+            Arc::new(move |ids, timeout, opened| {
+                let (tx, rx) = mpsc::unbounded();
+                streams.lock().unwrap().push(Opened {
+                    ids,
+                    timeout,
+                    opened: Some(opened),
+                    tx,
+                });
+                rx.boxed()
+            })
+        }
+
+        fn wait(&self, id: u64, secs: u64) -> oneshot::Receiver<Result<TaskInfo>> {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            self.hub.wait(id, deadline, 3, self.open())
+        }
+
+        fn opened_ids(&self) -> Vec<Vec<u64>> {
+            self.streams
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|s| s.ids.clone())
+                .collect()
+        }
+
+        /// Stream `i`'s first open attempt ended.
+        fn opened(&self, i: usize) {
+            let _ = self.streams.lock().unwrap()[i].opened.take().unwrap().send(());
+        }
+
+        fn report(&self, i: usize, item: Result<TaskInfo>) {
+            self.streams.lock().unwrap()[i].tx.unbounded_send(item).unwrap();
+        }
+
+        /// Stream `i` ends (the node closed it after its last report or its error).
+        fn end(&self, i: usize) {
+            self.streams.lock().unwrap()[i].tx.close_channel();
+        }
+    }
+
+    fn done(id: u64) -> TaskInfo {
+        TaskInfo::from(pb::TaskInfo {
+            id,
+            state: pb::TaskState::Succeeded as i32,
+            ..pb::TaskInfo::default()
+        })
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn got(rx: oneshot::Receiver<Result<TaskInfo>>) -> Result<TaskInfo> {
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn waits_meanwhile_share_the_next_stream_and_each_caller_gets_its_task() {
+        let fake = Fake::default();
+        let one = fake.wait(1, 60);
+        settle().await;
+        assert_eq!(fake.opened_ids(), [vec![1]], "opened at once, alone");
+        let two = fake.wait(2, 60);
+        let three = fake.wait(3, 30);
+        let one_again = fake.wait(1, 60);
+        settle().await;
+        assert_eq!(fake.opened_ids().len(), 1, "the others wait for the opening");
+        fake.opened(0);
+        settle().await;
+        assert_eq!(
+            fake.opened_ids(),
+            [vec![1], vec![2, 3]],
+            "id 1 is watched already"
+        );
+        let timeout = fake.streams.lock().unwrap()[1].timeout;
+        assert!(
+            timeout > Duration::from_secs(59),
+            "the latest deadline of its callers: {timeout:?}"
+        );
+        fake.report(1, Ok(done(3)));
+        fake.report(0, Ok(done(1)));
+        fake.report(1, Ok(done(2)));
+        for (rx, id) in [(three, 3), (one, 1), (one_again, 1), (two, 2)] {
+            let info = got(rx).await.unwrap();
+            assert_eq!((info.id.0, info.state), (id, TaskState::Succeeded));
+        }
+        assert!(lock(&fake.hub.state).ids.is_empty(), "nothing left registered");
+    }
+
+    #[tokio::test]
+    async fn a_stream_holds_at_most_a_chunk_of_ids() {
+        let fake = Fake::default();
+        let mut rxs = vec![fake.wait(0, 60)];
+        settle().await;
+        rxs.extend((1..=7).map(|id| fake.wait(id, 60)));
+        for i in 0..4 {
+            settle().await;
+            fake.opened(i);
+        }
+        settle().await;
+        assert_eq!(
+            fake.opened_ids(),
+            [vec![0], vec![1, 2, 3], vec![4, 5, 6], vec![7]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_stream_fails_only_the_callers_of_its_ids() {
+        let fake = Fake::default();
+        let one = fake.wait(1, 60);
+        settle().await;
+        fake.opened(0);
+        let two = fake.wait(2, 60);
+        let three = fake.wait(3, 60);
+        settle().await;
+        assert_eq!(fake.opened_ids(), [vec![1], vec![2, 3]]);
+        fake.report(1, Ok(done(2)));
+        fake.report(
+            1,
+            Err(ClientError::Unavailable {
+                attempts: 4,
+                last: "down".into(),
+            }),
+        );
+        fake.end(1);
+        assert_eq!(got(two).await.unwrap().id.0, 2, "reported before the failure");
+        let e = got(three).await.unwrap_err();
+        assert!(matches!(e, ClientError::Unavailable { attempts: 4, .. }), "{e}");
+        fake.report(0, Ok(done(1)));
+        assert_eq!(
+            got(one).await.unwrap().id.0,
+            1,
+            "another stream's caller is untouched"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_leaves_the_others_of_its_id_be() {
+        let fake = Fake::default();
+        let first = fake.wait(1, 60);
+        let second = fake.wait(1, 60);
+        settle().await;
+        drop(first);
+        fake.report(0, Ok(done(1)));
+        assert_eq!(got(second).await.unwrap().id.0, 1);
+        // A queued id whose only caller left is not asked for.
+        fake.opened(0);
+        let gone = fake.wait(5, 60);
+        settle().await;
+        fake.opened(1);
+        let queued_gone = fake.wait(6, 60);
+        let stays = fake.wait(7, 60);
+        drop(queued_gone);
+        drop(gone);
+        settle().await;
+        fake.opened(2);
+        settle().await;
+        assert_eq!(fake.opened_ids(), [vec![1], vec![5], vec![7]]);
+        fake.report(2, Ok(done(7)));
+        assert_eq!(got(stays).await.unwrap().id.0, 7);
+    }
+
+    #[tokio::test]
+    async fn after_a_stream_times_out_callers_with_time_left_get_a_new_one() {
+        let fake = Fake::default();
+        let short = fake.wait(1, 0);
+        settle().await;
+        fake.opened(0);
+        // A later caller of the same id joins the open stream, with more time.
+        let long = fake.wait(1, 60);
+        settle().await;
+        assert_eq!(fake.opened_ids(), [vec![1]]);
+        fake.report(0, Err(ClientError::Timeout));
+        fake.end(0);
+        assert!(matches!(got(short).await, Err(ClientError::Timeout)));
+        settle().await;
+        assert_eq!(
+            fake.opened_ids(),
+            [vec![1], vec![1]],
+            "reopened for the caller with time left"
+        );
+        fake.report(1, Ok(done(1)));
+        assert_eq!(got(long).await.unwrap().id.0, 1);
+    }
+}
