@@ -25,6 +25,13 @@ impl Client {
     /// to `max_batch_size` tasks. Each gets its own id or error: a request refused as a whole
     /// for bad input is sent again task by task, so only the task at fault fails.
     pub async fn submit(&self, task: TaskRequest) -> Result<TaskId> {
+        if !self.config().gather {
+            let submitted = self.submit_batch(vec![task]).await?;
+            return submitted
+                .first()
+                .map(|s| s.id)
+                .ok_or_else(|| ClientError::protocol("empty submit reply"));
+        }
         let client = self.clone();
         let send: SendItems<pb::TaskSpec, Submitted> =
             Arc::new(move |tasks| Box::pin(client.clone().submit_specs(tasks)));
@@ -129,6 +136,14 @@ impl Client {
     /// an id no stream watches opens one at once when no other is being opened; calls made
     /// meanwhile open the next one together (at most `wait_chunk_size` ids).
     pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskInfo> {
+        if !self.config().gather {
+            let mut results = std::pin::pin!(self.wait_many([id], timeout));
+            return match results.next().await {
+                Some(Ok(info)) if info.state == TaskState::NotFound => Err(ClientError::NotFound(id)),
+                Some(result) => result,
+                None => Err(ClientError::protocol("wait ended without a result")),
+            };
+        }
         let now = Instant::now();
         let deadline = now.checked_add(timeout).unwrap_or(now + wait::FOREVER);
         let client = self.clone();

@@ -81,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) max_batch_size: usize,
     pub(crate) max_in_flight_batches: usize,
     pub(crate) wait_chunk_size: usize,
+    /// Concurrent `submit` and `wait` calls share requests and streams.
+    pub(crate) gather: bool,
     pub(crate) token: BearerToken,
 }
 

@@ -246,6 +246,10 @@ struct BenchArgs {
     /// Sustained scenario: the open loop's rate as a fraction of the measured maximum.
     #[arg(long, default_value_t = 0.5)]
     load_fraction: f64,
+    /// Sustained scenario: the clients send one request (and one wait stream) per task, as
+    /// before issue 15, instead of gathering concurrent calls; for comparisons.
+    #[arg(long)]
+    no_gather: bool,
     /// The `node` executable (default: `node` next to this executable).
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -586,7 +590,7 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
         }
         Scenario::Sustained => {
             opts.tasks = args.tasks.unwrap_or(50_000);
-            let r = bench::sustained::run_sustained(&opts, args.load_fraction).await?;
+            let r = bench::sustained::run_sustained(&opts, args.load_fraction, !args.no_gather).await?;
             (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
         }
     };
