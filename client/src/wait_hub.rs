@@ -16,8 +16,8 @@
 //! deadline), the others have timed out already. Callers that gave up are forgotten; a stream
 //! whose callers all gave up runs out its time on the node.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ impl std::fmt::Debug for WaitHub {
 
 #[derive(Default)]
 struct State {
-    ids: HashMap<u64, Watch>,
+    ids: BTreeMap<u64, Watch>,
     /// Ids waiting for the next stream, in the order asked.
     queued: Vec<u64>,
     /// A stream is being opened (the opening task runs).
@@ -184,7 +184,7 @@ async fn drive(
     chunk: usize,
     open: OpenStream,
 ) {
-    let mut reported = HashSet::new();
+    let mut reported = BTreeSet::new();
     let mut failure = None;
     while let Some(item) = stream.next().await {
         match item {
