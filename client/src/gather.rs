@@ -174,11 +174,11 @@ async fn resend_one_by_one<T, R>(
     let resends = items.iter().cloned().zip(callers).map(|(item, tx)| {
         let reply = send(Arc::new(vec![item]));
         async move {
-            let result = match reply.await {
-                Ok(mut one) if one.len() == 1 => one.pop().ok_or_else(|| ClientError::protocol("")),
-                Ok(_) => Err(ClientError::protocol("a reply of one item without one result")),
-                Err(e) => Err(e),
-            };
+            let result = reply.await.and_then(|one| {
+                <[R; 1]>::try_from(one)
+                    .map(|[r]| r)
+                    .map_err(|_| ClientError::protocol("a reply of one item without one result"))
+            });
             let _ = tx.send(result);
         }
     });
