@@ -22,6 +22,11 @@
 //! - [`info`]: [`TaskInfo`], [`TaskState`]: a task as the cluster reports it.
 //! - [`cluster`]: [`ClusterStatus`], [`Member`], [`QueueStats`].
 //! - `wait`: chunked, resumable `WaitResults` streams behind [`Client::wait_many`].
+//! - `gather`: concurrent [`Client::submit`] calls of one client gathered into shared
+//!   requests (sent at once when none is in flight, else together as the next one; each caller
+//!   gets its own id or error).
+//! - `wait_hub`: concurrent [`Client::wait`] calls of one client gathered into shared
+//!   `WaitResults` streams, each caller woken with its own task.
 //! - [`retry`]: [`RetryPolicy`]; which failures are transient and the backoff between attempts.
 //! - [`error`]: [`ClientError`], and the one mapping from gRPC status codes.
 //! - `convert`: `From` impls between wire (prost) and domain types.
@@ -55,6 +60,7 @@ mod convert;
 mod entropy;
 pub mod error;
 pub mod events;
+mod gather;
 pub mod info;
 pub mod limits;
 pub mod ops;
@@ -65,6 +71,7 @@ mod token;
 pub mod tokens;
 pub mod trace_context;
 mod wait;
+mod wait_hub;
 pub mod workers;
 pub mod workflow;
 

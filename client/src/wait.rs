@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use flotilla_proto::v1 as pb;
 use futures::{Stream, StreamExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::Streaming;
 
@@ -22,12 +23,23 @@ use crate::retry::{Backoff, is_transient};
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// Stands in for "no timeout" when the caller's timeout does not fit an `Instant`.
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 pub(crate) fn wait_many(
     client: Client,
     ids: Vec<u64>,
     timeout: Duration,
+) -> impl Stream<Item = Result<TaskInfo>> + Send + 'static {
+    wait_many_signalled(client, ids, timeout, None)
+}
+
+/// [`wait_many`], telling `opened` once the first chunk's first attempt to open its stream has
+/// ended (opened or not): the gathered waits (`wait_hub`) open one stream at a time.
+pub(crate) fn wait_many_signalled(
+    client: Client,
+    ids: Vec<u64>,
+    timeout: Duration,
+    mut opened: Option<oneshot::Sender<()>>,
 ) -> impl Stream<Item = Result<TaskInfo>> + Send + 'static {
     let now = Instant::now();
     let deadline = now.checked_add(timeout).unwrap_or(now + FOREVER);
@@ -42,6 +54,7 @@ pub(crate) fn wait_many(
             deadline,
             stream: None,
             done: false,
+            opened: opened.take(),
         };
         Box::pin(futures::stream::unfold(chunk, |mut chunk| async move {
             chunk.next().await.map(|item| (item, chunk))
@@ -66,6 +79,8 @@ struct Chunk {
     backoff: Backoff,
     /// Set after a final error: the chunk yields nothing more.
     done: bool,
+    /// Told when the first attempt to open a stream ends.
+    opened: Option<oneshot::Sender<()>>,
 }
 
 impl Chunk {
@@ -74,7 +89,11 @@ impl Chunk {
         while !self.done && !self.pending.is_empty() {
             let give_up_at = self.deadline + DEADLINE_GRACE;
             if self.stream.is_none() {
-                match self.open().await {
+                let opening = self.open().await;
+                if let Some(opened) = self.opened.take() {
+                    let _ = opened.send(());
+                }
+                match opening {
                     Ok(stream) => self.stream = Some(stream),
                     Err(Step::Retry(failure)) => {
                         if let Err(e) = self.retry(failure).await {

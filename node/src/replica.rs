@@ -396,13 +396,20 @@ impl Replica {
         }
     }
 
-    /// Drop registrations whose receiver has gone (a client that hung up).
-    pub fn forget_closed_waiters(&self) {
+    /// Drops the registrations of `ids` whose receiver has gone (a wait that timed out or
+    /// whose client hung up). Only those ids are looked at: scanning every waiter at the end of
+    /// every stream cost O(open waits) per wait, quadratic under a flood of single-task waits
+    /// (issue 15). A finished task's waiters are already gone (`notify` removed them).
+    pub fn forget_closed_waiters(&self, ids: impl IntoIterator<Item = TaskId>) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        waiters.retain(|_, txs| {
-            txs.retain(|tx| !tx.is_closed());
-            !txs.is_empty()
-        });
+        for id in ids {
+            if let Some(txs) = waiters.get_mut(&id) {
+                txs.retain(|tx| !tx.is_closed());
+                if txs.is_empty() {
+                    waiters.remove(&id);
+                }
+            }
+        }
     }
 
     /// Events of the pool named `pool` (its `worker` name in commands), from now on, in apply

@@ -10,8 +10,10 @@ use tonic::transport::Endpoint;
 use super::{ChannelFactory, Client, Config, Inner, Node};
 use crate::entropy::Entropy;
 use crate::error::{ClientError, Result};
+use crate::gather::Gather;
 use crate::retry::RetryPolicy;
 use crate::token::BearerToken;
+use crate::wait_hub::WaitHub;
 
 /// Options for a [`Client`]; start with [`Client::builder`].
 #[derive(Clone)]
@@ -91,6 +93,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Gather concurrent [`Client::submit`] calls into shared submit requests and concurrent
+    /// [`Client::wait`] calls into shared `WaitResults` streams (default true; see their docs).
+    /// `false` sends one request (or stream) per call, as before issue 15: for comparisons.
+    pub fn gather_calls(mut self, gather: bool) -> Self {
+        self.config.gather = gather;
+        self
+    }
+
     /// Present `token` on every call (`authorization: Bearer <token>`): a node that is not on
     /// loopback, or runs with `--require-token`, refuses calls without one. The `flotilla` CLI
     /// reads it from `--token` or `FLOTILLA_TOKEN`.
@@ -155,6 +165,8 @@ impl ClientBuilder {
                 current: AtomicUsize::new(0),
                 config: self.config,
                 entropy: Entropy::new(self.seed),
+                submits: Gather::default(),
+                waits: WaitHub::default(),
             }),
         })
     }
@@ -206,6 +218,7 @@ impl Client {
                 max_batch_size: 1000,
                 max_in_flight_batches: 8,
                 wait_chunk_size: 10_000,
+                gather: true,
                 token: BearerToken::default(),
             },
             seed: None,

@@ -1,26 +1,69 @@
 //! The task and cluster calls of [`Client`]: submit, get, wait, cancel, stats, status and
 //! member removal.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_proto::v1 as pb;
 use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::time::Instant;
 
 use super::{Client, chunked, with_timeout};
 use crate::cluster::{ClusterStatus, QueueStats};
 use crate::error::{ClientError, Result};
+use crate::gather::SendItems;
 use crate::info::{TaskInfo, TaskState};
 use crate::task::{Submitted, TaskId, TaskRequest};
 use crate::wait;
+use crate::wait_hub::OpenStream;
 
 impl Client {
     /// Submits one task and returns its id (the earlier task's id if its key was seen before).
+    ///
+    /// Concurrent calls on one client (or its clones) share requests: a call made while none
+    /// is in flight is sent at once; calls made meanwhile go together as the next request, up
+    /// to `max_batch_size` tasks. Each gets its own id or error: a request refused as a whole
+    /// for bad input is sent again task by task, so only the task at fault fails.
     pub async fn submit(&self, task: TaskRequest) -> Result<TaskId> {
-        let submitted = self.submit_batch(vec![task]).await?;
-        submitted
-            .first()
-            .map(|s| s.id)
-            .ok_or_else(|| ClientError::protocol("empty submit reply"))
+        if !self.config().gather {
+            let submitted = self.submit_batch(vec![task]).await?;
+            return submitted
+                .first()
+                .map(|s| s.id)
+                .ok_or_else(|| ClientError::protocol("empty submit reply"));
+        }
+        let client = self.clone();
+        let send: SendItems<pb::TaskSpec, Submitted> =
+            Arc::new(move |tasks| Box::pin(client.clone().submit_specs(tasks)));
+        let submitted = self
+            .inner
+            .submits
+            .call(pb::TaskSpec::from(task), self.config().max_batch_size, send)
+            .await?;
+        Ok(submitted.id)
+    }
+
+    /// One submit request of `tasks` (a gathered one: see [`Client::submit`]).
+    async fn submit_specs(self, tasks: Arc<Vec<pb::TaskSpec>>) -> Result<Vec<Submitted>> {
+        let sent = tasks.len();
+        let reply = self
+            .unary(None, |mut c, t| {
+                let r = with_timeout(
+                    pb::SubmitRequest {
+                        tasks: tasks.to_vec(),
+                    },
+                    t,
+                );
+                async move { c.submit(r).await }
+            })
+            .await?;
+        if reply.results.len() != sent {
+            return Err(ClientError::protocol(format!(
+                "submit reply has {} results for {sent} tasks",
+                reply.results.len()
+            )));
+        }
+        Ok(reply.results.into_iter().map(Submitted::from).collect())
     }
 
     /// Submits many tasks: split into requests of at most `max_batch_size` tasks, with up to
@@ -88,12 +131,34 @@ impl Client {
     /// Waits until task `id` is final (succeeded, dead or cancelled), for at most `timeout`.
     /// Fails with [`ClientError::NotFound`] for an unknown id and [`ClientError::Timeout`] when
     /// time runs out.
+    ///
+    /// Concurrent calls on one client (or its clones) share `WaitResults` streams: a call for
+    /// an id no stream watches opens one at once when no other is being opened; calls made
+    /// meanwhile open the next one together (at most `wait_chunk_size` ids).
     pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskInfo> {
-        let mut results = std::pin::pin!(self.wait_many([id], timeout));
-        match results.next().await {
-            Some(Ok(info)) if info.state == TaskState::NotFound => Err(ClientError::NotFound(id)),
-            Some(result) => result,
-            None => Err(ClientError::protocol("wait ended without a result")),
+        if !self.config().gather {
+            let mut results = std::pin::pin!(self.wait_many([id], timeout));
+            return match results.next().await {
+                Some(Ok(info)) if info.state == TaskState::NotFound => Err(ClientError::NotFound(id)),
+                Some(result) => result,
+                None => Err(ClientError::protocol("wait ended without a result")),
+            };
+        }
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + wait::FOREVER);
+        let client = self.clone();
+        let open: OpenStream = Arc::new(move |ids, timeout, opened| {
+            wait::wait_many_signalled(client.clone(), ids, timeout, Some(opened)).boxed()
+        });
+        let result = self
+            .inner
+            .waits
+            .wait(id.0, deadline, self.config().wait_chunk_size, open);
+        match tokio::time::timeout_at(deadline, result).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(Err(_)) => Err(ClientError::protocol("wait ended without a result")),
+            Ok(Ok(Ok(info))) if info.state == TaskState::NotFound => Err(ClientError::NotFound(id)),
+            Ok(Ok(result)) => result,
         }
     }
 

@@ -3,7 +3,9 @@
 //! - this file: the [`Client`] handle, its channels and the retry loop every unary call runs
 //!   through (`Client::unary`);
 //! - `builder`: [`ClientBuilder`] (timeouts, batching, TLS, token) and the node endpoints;
-//! - `calls`: the task and cluster calls (submit, get, wait, cancel, stats, status, remove).
+//! - `calls`: the task and cluster calls (submit, get, wait, cancel, stats, status, remove);
+//!   concurrent single `submit`s and `wait`s of one client share requests and streams
+//!   (`crate::gather`, `crate::wait_hub`).
 //!
 //! Other calls live with their domain types (`ops.rs`, `schedules.rs`, `events.rs`, ...).
 
@@ -26,9 +28,12 @@ use tracing::debug;
 
 use crate::entropy::Entropy;
 use crate::error::{ClientError, Result};
+use crate::gather::Gather;
 use crate::retry::{Backoff, RetryPolicy, is_transient};
-use crate::task::{TaskId, TaskRequest};
+use crate::task::{Submitted, TaskId, TaskRequest};
 use crate::token::BearerToken;
+use crate::wait_hub::WaitHub;
+use flotilla_proto::v1 as pb;
 
 /// A stub of one node that presents the client's token on every call.
 pub(crate) type Grpc = QueueServiceClient<InterceptedService<Channel, BearerToken>>;
@@ -53,6 +58,10 @@ struct Inner {
     current: AtomicUsize,
     config: Config,
     entropy: Entropy,
+    /// Concurrent `submit` calls, gathered into shared requests (`gather`).
+    submits: Gather<pb::TaskSpec, Submitted>,
+    /// Concurrent `wait` calls, gathered into shared streams (`wait_hub`).
+    waits: WaitHub,
 }
 
 #[derive(Debug)]
@@ -72,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) max_batch_size: usize,
     pub(crate) max_in_flight_batches: usize,
     pub(crate) wait_chunk_size: usize,
+    /// Concurrent `submit` and `wait` calls share requests and streams.
+    pub(crate) gather: bool,
     pub(crate) token: BearerToken,
 }
 

@@ -350,7 +350,10 @@ impl QueueService for QueueApi {
                 }
             }
             drop(finished_rx);
-            replica.forget_closed_waiters();
+            // This stream's registrations: ids final when it opened stay registered (see
+            // `watch_tasks`), the rest were removed when their task finished or are leftovers
+            // of a timeout or a client gone.
+            replica.forget_closed_waiters(ids);
             debug!("wait_results stream ended");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))

@@ -37,6 +37,15 @@ const SERVER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 streams (calls) open at once on one connection; a client waits for a free one.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Streams a client may open and cancel (RST_STREAM) before the server has taken them off the
+/// connection's accept queue. Past it, h2 sends GOAWAY (`ENHANCE_YOUR_CALM`, "too_many_resets")
+/// and every call on the connection fails. h2's default is 20: an overloaded node reads its
+/// sockets late, so one read can hold a burst of calls that an honest client already gave up
+/// on (timeouts, a wait moving to the next node); at 20, that killed every client's connection
+/// at once (issue 15, the sustained run of 43f8b9e). The bound keeps what it is for (memory
+/// held by streams nobody will serve: a few hundred bytes each, so under 1 MB a connection)
+/// with room for a client's whole window of streams reset, several times over.
+const MAX_PENDING_ACCEPT_RESETS: usize = 4 * MAX_STREAMS_PER_CONNECTION as usize;
 /// Once serving stops, how long open calls get to finish before the node stops anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -126,6 +135,7 @@ where
         .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
         // Calls in progress per connection (HTTP/2 streams); node-wide, see `CallsLayer`.
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
         .layer(auth)
         .layer(CallsLayer::<IO::ConnectInfo>::new(MAX_CLIENT_CALLS))
         .add_service(

@@ -161,8 +161,15 @@ impl Cluster {
     /// A client of every node, sending `batch` tasks per request with up to `in_flight`
     /// requests of one `submit_batch` in flight.
     pub async fn client(&self, batch: usize, in_flight: usize) -> Result<Client> {
+        self.client_gathering(batch, in_flight, true).await
+    }
+
+    /// [`Cluster::client`], with concurrent single calls gathered or not
+    /// (`ClientBuilder::gather_calls`).
+    pub async fn client_gathering(&self, batch: usize, in_flight: usize, gather: bool) -> Result<Client> {
         Ok(self
             .client_builder(self.addrs())?
+            .gather_calls(gather)
             .max_batch_size(batch)
             .max_in_flight_batches(in_flight)
             .request_timeout(Duration::from_secs(30))

@@ -269,6 +269,10 @@ struct BenchArgs {
     /// Python scenario: tasks of the warm-up round before them.
     #[arg(long, default_value_t = 2000)]
     warmup: usize,
+    /// Sustained scenario: the clients send one request (and one wait stream) per task, as
+    /// before issue 15, instead of gathering concurrent calls; for comparisons.
+    #[arg(long)]
+    no_gather: bool,
     /// The `node` executable (default: `node` next to this executable).
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -609,7 +613,7 @@ async fn bench_cmd(args: BenchArgs) -> Result<ExitCode> {
         }
         Scenario::Sustained => {
             opts.tasks = args.tasks.unwrap_or(50_000);
-            let r = bench::sustained::run_sustained(&opts, args.load_fraction).await?;
+            let r = bench::sustained::run_sustained(&opts, args.load_fraction, !args.no_gather).await?;
             (serde_json::to_string_pretty(&r)?, r.human(), r.failed == 0)
         }
         Scenario::Python => {

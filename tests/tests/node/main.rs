@@ -11,5 +11,6 @@ mod t35_dashboard;
 mod t40_tracing;
 mod t50_disk_full;
 mod t50_limits;
+mod t50_overload;
 mod t60_events;
 mod webdriver;
