@@ -508,7 +508,9 @@ async fn a_worker_that_queues_gets_nothing_ahead_for_long_tasks() {
     submit(&b, 20);
     let mut w = Worker::start(&b, queuing()).await;
     w.tasks().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long against any round trip this test measures, even on a machine loaded enough to
+    // stretch the stream's pings to hundreds of ms (500 ms was not, under load 12-19).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     w.results(vec![success(1, 1, b"1")]).await;
     // Only its one slot: nothing queued at the worker while task 2 runs long too.
     assert_eq!(w.acks(1).await, vec![(1, AckStatus::Accepted)]);
