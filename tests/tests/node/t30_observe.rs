@@ -60,12 +60,20 @@ async fn metrics_count_submits_and_runs_and_health_says_serving() -> Result<()> 
         ),
         ("flotilla_tasks{queue=\"default\",state=\"succeeded\"}", 25.0),
         ("flotilla_tasks{queue=\"default\",state=\"pending\"}", 0.0),
-        ("flotilla_task_wait_seconds_count{queue=\"default\"}", 25.0),
         ("flotilla_task_run_seconds_count{queue=\"default\"}", 25.0),
         ("flotilla_raft_is_leader", 1.0),
     ] {
         ensure!(get(series) == Some(value), "{series} is not {value}: {text}");
     }
+    // A wait is observed per lease: a task leased ahead and handed back unstarted (the pool's
+    // stall or short-lease rule, under load) waits again before its next lease.
+    let released = get("flotilla_tasks_finished_total{queue=\"default\",outcome=\"released\"}")
+        .unwrap_or(0.0);
+    let waits = "flotilla_task_wait_seconds_count{queue=\"default\"}";
+    ensure!(
+        get(waits) == Some(25.0 + released),
+        "{waits} is not 25 + {released} hand-backs: {text}"
+    );
     for (series, at_least) in [
         ("flotilla_raft_term", 1.0),
         ("flotilla_log_flush_seconds_count", 3.0),
