@@ -57,13 +57,7 @@ impl Client {
                 async move { c.submit(r).await }
             })
             .await?;
-        if reply.results.len() != sent {
-            return Err(ClientError::protocol(format!(
-                "submit reply has {} results for {sent} tasks",
-                reply.results.len()
-            )));
-        }
-        Ok(reply.results.into_iter().map(Submitted::from).collect())
+        submitted(reply, sent)
     }
 
     /// Submits many tasks: split into requests of at most `max_batch_size` tasks, with up to
@@ -95,13 +89,7 @@ impl Client {
                 async move { c.submit(r).await }
             })
             .await?;
-        if reply.results.len() != sent {
-            return Err(ClientError::protocol(format!(
-                "submit reply has {} results for {sent} tasks",
-                reply.results.len()
-            )));
-        }
-        Ok(reply.results.into_iter().map(Submitted::from).collect())
+        submitted(reply, sent)
     }
 
     /// Reads a task's state, linearizably (through the leader's read index).
@@ -239,4 +227,15 @@ impl Client {
             .await?;
         Ok(reply.into())
     }
+}
+
+/// A submit reply's results, one per task sent, or a protocol error.
+fn submitted(reply: pb::SubmitResponse, sent: usize) -> Result<Vec<Submitted>> {
+    if reply.results.len() != sent {
+        return Err(ClientError::protocol(format!(
+            "submit reply has {} results for {sent} tasks",
+            reply.results.len()
+        )));
+    }
+    Ok(reply.results.into_iter().map(Submitted::from).collect())
 }

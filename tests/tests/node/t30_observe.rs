@@ -67,8 +67,8 @@ async fn metrics_count_submits_and_runs_and_health_says_serving() -> Result<()> 
     }
     // A wait is observed per lease: a task leased ahead and handed back unstarted (the pool's
     // stall or short-lease rule, under load) waits again before its next lease.
-    let released = get("flotilla_tasks_finished_total{queue=\"default\",outcome=\"released\"}")
-        .unwrap_or(0.0);
+    let released =
+        get("flotilla_tasks_finished_total{queue=\"default\",outcome=\"released\"}").unwrap_or(0.0);
     let waits = "flotilla_task_wait_seconds_count{queue=\"default\"}";
     ensure!(
         get(waits) == Some(25.0 + released),
