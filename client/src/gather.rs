@@ -10,11 +10,13 @@
 //!
 //! Each caller gets its own result: the reply's entries are handed out in request order. A
 //! request that fails fails only its own callers; one refused as a whole for something an item
-//! may have caused (`INVALID_ARGUMENT`, other statuses the server chose: an unknown task name,
-//! a request over the size limit) is sent again item by item, so the item at fault fails its
-//! own caller and the others go through (idempotency keys make a resend safe). A caller that
-//! gives up before its item is sent is left out of the request; one that gives up later has
-//! its item submitted all the same, as a single call's would be.
+//! may have caused (`INVALID_ARGUMENT`: an unknown task name, bad options; `NOT_FOUND`: a
+//! parent that does not exist; `OUT_OF_RANGE`: a request over the size limit) is sent again
+//! item by item, so the item at fault fails its own caller and the others go through (a
+//! refused request committed nothing). A refusal every item shares (unavailable, a full table
+//! or call limit) is not resent: that would multiply the requests of a struggling cluster.
+//! A caller that gives up before its item is sent is left out of the request; one that gives
+//! up later has its item submitted all the same, as a single call's would be.
 //!
 //! The requests are sent by a task spawned by the call that found nothing in flight; it ends
 //! when the queue is empty, so an idle client runs nothing.
@@ -157,10 +159,22 @@ where
 }
 
 /// Whether a refusal of a whole request may be one item's doing, not every item's: the
-/// statuses a node gives bad or oversized input. Failures of the cluster or the connection
-/// (unavailable, timeout) and of the client's token concern every item alike.
+/// statuses a node gives bad input (`INVALID_ARGUMENT`), a parent that does not exist
+/// (`NOT_FOUND`) or a request over its size limit (`OUT_OF_RANGE`). Failures of the cluster or
+/// the connection (unavailable, timeout, a full table or call limit: `RESOURCE_EXHAUSTED`, a
+/// node that is not a member, an internal error) and of the client's token concern every item
+/// alike: resending those item by item would only multiply the requests an overloaded or
+/// failing cluster refuses.
 fn an_item_may_be_at_fault(e: &ClientError) -> bool {
-    matches!(e, ClientError::InvalidArgument(_) | ClientError::Server { .. })
+    matches!(
+        e,
+        ClientError::InvalidArgument(_)
+            | ClientError::NotFound(_)
+            | ClientError::Server {
+                code: tonic::Code::NotFound | tonic::Code::OutOfRange,
+                ..
+            }
+    )
 }
 
 async fn resend_one_by_one<T, R>(
@@ -221,7 +235,8 @@ mod tests {
     use super::*;
 
     /// A fake node: logs each request's items, answers once a permit is given, with each item
-    /// times ten; an item 13 makes it refuse the request as bad input, an item 99 unavailable.
+    /// times ten; an item 13 makes it refuse the request as bad input, an item 99 unavailable, an item 77
+    /// full (`RESOURCE_EXHAUSTED`).
     struct Fake {
         log: Arc<Mutex<Vec<Vec<u32>>>>,
         permits: Arc<Semaphore>,
@@ -252,6 +267,12 @@ mod tests {
                     }
                     if items.contains(&13) {
                         return Err(ClientError::InvalidArgument("13 is bad".into()));
+                    }
+                    if items.contains(&77) {
+                        return Err(ClientError::Server {
+                            code: tonic::Code::ResourceExhausted,
+                            message: "full".into(),
+                        });
                     }
                     Ok(items.iter().map(|i| i * 10).collect())
                 })
@@ -345,6 +366,31 @@ mod tests {
             assert!(matches!(h.await.unwrap(), Err(ClientError::Unavailable { .. })));
         }
         assert_eq!(fake.requests().last().unwrap(), &vec![2, 99, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_as_full_is_not_resent_item_by_item() {
+        let fake = Fake::new();
+        let first = fake.call(1, 100);
+        settle().await;
+        let shared: Vec<_> = [2, 77, 3].into_iter().map(|i| fake.call(i, 100)).collect();
+        settle().await;
+        fake.permits.add_permits(2);
+        first.await.unwrap().unwrap();
+        for h in shared {
+            let e = h.await.unwrap().unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ClientError::Server {
+                        code: tonic::Code::ResourceExhausted,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        assert_eq!(fake.requests(), [vec![1], vec![2, 77, 3]]);
     }
 
     #[tokio::test]
