@@ -64,6 +64,17 @@ fn released(decisions: &[Decision]) -> Vec<u64> {
     tasks
 }
 
+/// The token of the one `Release` proposal among `decisions`.
+fn release_token(decisions: &[Decision]) -> Token {
+    decisions
+        .iter()
+        .find_map(|d| match d {
+            Decision::Propose(t, Proposal::Release(_)) => Some(*t),
+            _ => None,
+        })
+        .expect("a release")
+}
+
 fn completed(decisions: &[Decision]) -> Vec<u64> {
     decisions
         .iter()
@@ -186,13 +197,7 @@ fn a_long_run_takes_the_queue_back_and_each_comes_back_once_answered() {
         "only what was never sent is released at once"
     );
     assert_eq!(p.core.stats().lease_ahead, 0, "lease-ahead ends");
-    let token = d
-        .iter()
-        .find_map(|d| match d {
-            Decision::Propose(t, Proposal::Release(_)) => Some(*t),
-            _ => None,
-        })
-        .expect("a release");
+    let token = release_token(&d);
     p.core
         .at(ms(18))
         .replied(token, Ok(vec![Response::Released(vec![true])]));
@@ -225,13 +230,7 @@ fn a_drain_takes_the_queue_back_and_a_gone_runner_has_it_released_at_once() {
     let d = p.decisions();
     assert_eq!(aborted(&d), vec![2, 3, 4, 5]);
     assert_eq!(released(&d), vec![6]);
-    let token = d
-        .iter()
-        .find_map(|d| match d {
-            Decision::Propose(t, Proposal::Release(_)) => Some(*t),
-            _ => None,
-        })
-        .expect("a release");
+    let token = release_token(&d);
     p.core
         .at(ms(11))
         .replied(token, Ok(vec![Response::Released(vec![true])]));
