@@ -64,7 +64,13 @@ impl PoolCore {
                         self.restanding = false;
                         self.standing_cleared(false);
                     }
-                    Some(Cleared::WithLease | Cleared::WithRelease) => self.restanding = false,
+                    Some(Cleared::WithLease) => self.restanding = false,
+                    // A resume's, or a release judged on a stale clock (`core/buffer.rs`):
+                    // lease again, so what it released comes back with a measured bound.
+                    Some(Cleared::WithRelease) => {
+                        self.restanding = false;
+                        self.work_hint = true;
+                    }
                     None => {}
                 }
                 for lease in fx.revoked {
