@@ -283,9 +283,6 @@ pub struct PoolCore {
     /// How far the log's clock is ahead of the core's at most, in ms, as last measured
     /// (`core/buffer.rs`).
     log_ahead_ms: Option<i64>,
-    /// A grant was released as too short by `log_ahead_ms` alone: the next release goes with
-    /// a `ClearStanding` (`core/buffer.rs`, [`PoolCore::release_short`]).
-    log_clock_suspect: bool,
     /// Counters; the rest of [`PoolStats`] is derived in [`PoolCore::stats`].
     stats: PoolStats,
     published: Option<PoolStats>,
@@ -340,7 +337,6 @@ impl PoolCore {
             restanding: false,
             replica_caught_up: false,
             log_ahead_ms: None,
-            log_clock_suspect: false,
             stats,
             published: None,
             out: VecDeque::new(),
@@ -419,10 +415,18 @@ impl PoolCore {
                     self.lease_granted(*ticket, grants);
                 })
             }
-            Sent::Release(batch) => one::<ops::Release>(reply).map(|flags| self.released(batch, flags)),
-            Sent::ClearAndRelease(batch) => {
-                pair::<ops::ClearStanding, ops::Release>(reply).map(|(_, flags)| self.released(batch, flags))
-            }
+            Sent::Release(batch) => one::<ops::Release>(reply).map(|flags| {
+                let released = flags.iter().filter(|f| **f).count();
+                self.stats.released_total += released as u64;
+                if let Some(d) = &mut self.drain {
+                    d.report.released += released;
+                }
+                debug!(count = batch.len(), released, "released leases");
+                if self.acks {
+                    let acks = batch.iter().zip(flags).map(|(l, f)| (*l, Acked::Released(f)));
+                    self.out.push_back(Decision::Acked(acks.collect()));
+                }
+            }),
             Sent::Heartbeat(leases) => one::<ops::Heartbeat>(reply).map(|extended| {
                 let mut kept = BTreeSet::new();
                 for (lease, ok) in leases.iter().zip(extended) {
@@ -507,20 +511,6 @@ impl PoolCore {
         self.settle();
     }
 
-    /// The log answered a `Release` of `batch`: which were still this pool's to give back.
-    fn released(&mut self, batch: &[LeaseRef], flags: Vec<bool>) {
-        let released = flags.iter().filter(|f| **f).count();
-        self.stats.released_total += released as u64;
-        if let Some(d) = &mut self.drain {
-            d.report.released += released;
-        }
-        debug!(count = batch.len(), released, "released leases");
-        if self.acks {
-            let acks = batch.iter().zip(flags).map(|(l, f)| (*l, Acked::Released(f)));
-            self.out.push_back(Decision::Acked(acks.collect()));
-        }
-    }
-
     // ---- decisions ----
 
     /// After every event: hand buffered grants to free slots (or give them back), propose
@@ -564,23 +554,7 @@ impl PoolCore {
                 pool: self.cfg.pool.clone(),
                 leases: batch.clone(),
             };
-            let clear =
-                std::mem::take(&mut self.log_clock_suspect) && self.standing > 0 && self.drain.is_none();
-            if clear {
-                // Drop the standing capacity first, in the same entry, so the released tasks
-                // are not granted straight back to it; lease them (and stand) again after.
-                debug!(
-                    count = batch.len(),
-                    "log clock measurement suspect; releasing with a clear"
-                );
-                self.work_hint = true;
-                let clear = ops::ClearStanding {
-                    pool: self.cfg.pool.clone(),
-                };
-                self.propose(Sent::ClearAndRelease(batch), Proposal::ClearAndRelease(clear, op));
-            } else {
-                self.propose(Sent::Release(batch), Proposal::Release(op));
-            }
+            self.propose(Sent::Release(batch), Proposal::Release(op));
         }
     }
 
@@ -615,8 +589,6 @@ impl PoolCore {
                 self.tickets.forget(*ticket);
                 self.restanding = false;
             }
-            // Its releases are owed again: with the clear again.
-            Sent::ClearAndRelease(_) => self.log_clock_suspect = true,
             _ => {}
         }
         if let Some(delay) = self.outbox.failed(sent)

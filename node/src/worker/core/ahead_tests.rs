@@ -313,7 +313,7 @@ fn a_grant_a_lagging_replica_reports_after_its_lease_is_gone_is_released_not_run
 }
 
 #[test]
-fn a_grant_short_only_by_a_stale_log_clock_comes_back_through_a_measuring_lease() {
+fn a_grant_short_only_by_a_stale_log_clock_is_released_once_then_runs() {
     // `sim dst --seed 55868944`: after the leader's clock jumped back, the log's clock stood
     // still while the pool's ran on; every grant to standing capacity looked short by the
     // jump, went back to the same standing capacity in the release's entry, and looped.
@@ -327,79 +327,40 @@ fn a_grant_short_only_by_a_stale_log_clock_comes_back_through_a_measuring_lease(
     assert_eq!(runs(&p.decisions()), vec![1]);
     // 2 s later the log's clock reads only 500 ms (it stood still 1.5 s): a grant to the
     // standing capacity made just now looks as if its lease ended 1.5 s ago.
-    let late = Grant {
+    let stale = |attempt| Grant {
+        lease: LeaseRef { task: 2, attempt },
         lease_deadline_ms: 1_500,
         ..grant(2)
     };
     p.core.at(ms(2_000));
-    p.apply(vec![], vec![late], Some(1));
-    let proposals = p.proposals();
-    let (token, leases) = proposals
-        .iter()
-        .find_map(|(token, p)| match p {
-            Proposal::ClearAndRelease(_, r) => Some((*token, r.leases.clone())),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no ClearAndRelease in {proposals:?}"));
-    assert_eq!(
-        leases,
-        vec![grant(2).lease],
-        "released with the standing capacity"
-    );
+    p.apply(vec![], vec![stale(1)], Some(1));
+    assert_eq!(released(&p.proposals()), vec![2]);
     assert_eq!(p.core.stats().short_lease_released_total, 1);
-    // The entry applies: no standing capacity is left, so the task stays pending; the pool
-    // leases again and the `Lease` grants it back (attempt 2), applied at log time 600.
-    p.core.at(ms(2_004)).applied(
-        PoolEvent::Applied(PoolApplied {
-            leases: vec![],
-            grants: vec![],
-            standing: Some(0),
-            cleared: Some(Cleared::WithRelease),
-            revoked: vec![],
-        }),
-        |_| true,
-    );
-    p.core.replied(
-        token,
-        Ok(vec![
-            Response::ClearedStanding(true),
-            Response::Released(vec![true]),
-        ]),
-    );
-    let (token, max, _) = lease_max(&p.proposals()).expect("a lease after the clear");
-    assert_eq!(max, 2, "two slots free");
-    let again = Grant {
-        lease: LeaseRef { task: 2, attempt: 2 },
-        lease_deadline_ms: 1_600,
-        ..grant(2)
-    };
-    p.core
-        .at(ms(2_008))
-        .replied(token, Ok(vec![Response::Leased(vec![again])]));
-    assert_eq!(
-        runs(&p.decisions()),
-        vec![2],
-        "it runs: its lease is measured again"
-    );
+    // The release's entry grants it straight back to the standing capacity, the log's clock
+    // still standing: judged on the estimate now, it runs.
+    p.core.at(ms(2_006));
+    p.apply(vec![], vec![stale(2)], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![2]);
     assert_eq!(p.core.stats().short_lease_released_total, 1);
 }
 
 #[test]
-fn a_grant_short_by_its_own_lease_is_released_without_a_clear() {
+fn a_grant_short_by_its_own_lease_keeps_the_log_clock_measured() {
     // Only a bound from the log's clock alone is suspect: a grant of the pool's own `Lease`
-    // that comes back too late is released plainly.
-    let mut p = Pool::recovered(config(1));
+    // that comes back too late is released, and the measurement it gave stays.
+    let mut p = Pool::recovered(config(2));
     let (token, _, ticket) = p.lease();
     p.core
         .at(ms(950))
         .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
     p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
     let proposals = p.proposals();
-    assert_eq!(released(&proposals), vec![1], "{proposals:?}");
-    assert!(
-        !proposals
-            .iter()
-            .any(|(_, p)| matches!(p, Proposal::ClearAndRelease(..))),
-        "{proposals:?}"
-    );
+    assert_eq!(released(&proposals), vec![1]);
+    let (release, _) = &proposals[0];
+    p.core.replied(*release, Ok(vec![Response::Released(vec![true])]));
+    // So a grant a lagging replica reports seconds late is still judged on it: released.
+    p.core.at(ms(5_000));
+    p.apply(vec![], vec![grant(2)], Some(0));
+    let proposals = p.proposals();
+    assert_eq!(released(&proposals), vec![2], "{proposals:?}");
 }

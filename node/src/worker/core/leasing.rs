@@ -64,13 +64,7 @@ impl PoolCore {
                         self.restanding = false;
                         self.standing_cleared(false);
                     }
-                    Some(Cleared::WithLease) => self.restanding = false,
-                    // A resume's, or a release judged on a stale clock (`core/buffer.rs`):
-                    // lease again, so what it released comes back with a measured bound.
-                    Some(Cleared::WithRelease) => {
-                        self.restanding = false;
-                        self.work_hint = true;
-                    }
+                    Some(Cleared::WithLease | Cleared::WithRelease) => self.restanding = false,
                     None => {}
                 }
                 for lease in fx.revoked {

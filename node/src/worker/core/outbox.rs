@@ -42,9 +42,6 @@ pub enum Proposal {
     Complete(ops::Complete),
     CompleteAndLease(ops::Complete, ops::Lease),
     Release(ops::Release),
-    /// Drop the standing capacity and release, in one entry: a grant to it was released as
-    /// too short by a measurement of the log's clock that may be stale (`core/buffer.rs`).
-    ClearAndRelease(ops::ClearStanding, ops::Release),
     Heartbeat(ops::Heartbeat),
     ClearStanding(ops::ClearStanding),
 }
@@ -60,7 +57,6 @@ impl Proposal {
             Proposal::Complete(op) => vec![op.command()],
             Proposal::CompleteAndLease(complete, lease) => vec![complete.command(), lease.command()],
             Proposal::Release(op) => vec![op.command()],
-            Proposal::ClearAndRelease(clear, release) => vec![clear.command(), release.command()],
             Proposal::Heartbeat(op) => vec![op.command()],
             Proposal::ClearStanding(op) => vec![op.command()],
         }
@@ -78,7 +74,6 @@ pub(super) enum Sent {
     Complete(Vec<Completion>),
     CompleteAndLease(Vec<Completion>, u64),
     Release(Vec<LeaseRef>),
-    ClearAndRelease(Vec<LeaseRef>),
     Heartbeat(Vec<LeaseRef>),
     ClearStanding,
 }
@@ -94,7 +89,6 @@ impl Sent {
             Sent::Complete(_) => "complete",
             Sent::CompleteAndLease(..) => "complete+lease",
             Sent::Release(_) => "release",
-            Sent::ClearAndRelease(_) => "clear+release",
             Sent::Heartbeat(_) => "heartbeat",
             Sent::ClearStanding => "clear-standing",
         }
@@ -116,7 +110,7 @@ impl Sent {
 
     fn releases(&self) -> usize {
         match self {
-            Sent::Release(batch) | Sent::ClearAndRelease(batch) => batch.len(),
+            Sent::Release(batch) => batch.len(),
             _ => 0,
         }
     }
@@ -181,7 +175,7 @@ impl Outbox {
             Sent::Complete(batch) | Sent::CompleteAndLease(batch, _) => {
                 self.completions.splice(0..0, batch);
             }
-            Sent::Release(batch) | Sent::ClearAndRelease(batch) => {
+            Sent::Release(batch) => {
                 self.releases.splice(0..0, batch);
             }
             // Owed again from the core's state; a heartbeat is never retried.
@@ -219,7 +213,7 @@ impl Outbox {
     }
 
     pub(super) fn releases_in_flight(&self) -> usize {
-        self.count(|s| matches!(s, Sent::Release(_) | Sent::ClearAndRelease(_)))
+        self.count(|s| matches!(s, Sent::Release(_)))
     }
 
     pub(super) fn heartbeat_in_flight(&self) -> bool {
@@ -240,7 +234,7 @@ impl Outbox {
             Sent::Complete(batch) | Sent::CompleteAndLease(batch, _) => {
                 batch.iter().any(|c| c.lease == lease)
             }
-            Sent::Release(batch) | Sent::ClearAndRelease(batch) => batch.contains(&lease),
+            Sent::Release(batch) => batch.contains(&lease),
             _ => false,
         };
         self.completions.iter().any(|c| c.lease == lease)
