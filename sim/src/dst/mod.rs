@@ -294,6 +294,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
     let mut states = invariants::state_consistent::StateCheck::default();
     let mut violations: Vec<Violation> = Vec::new();
     let mut healed = false;
+    let mut attempts_at_heal = std::collections::BTreeMap::new();
     let mut last_term = 0;
     let faulty_ms = plan.faulty_phase.as_millis() as u64;
     loop {
@@ -304,6 +305,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
         if now >= faulty_ms && !healed {
             injector.heal(&mut sim, &mut world, &shared);
             healed = true;
+            attempts_at_heal = invariants::attempts_bounded::at_heal(&world.slots);
         }
         let found = leaders
             .observe(&world.slots, now)
@@ -345,7 +347,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
             violations.extend(invariants::replicas_agree::check(&nodes, at));
             violations.extend(invariants::attempts_agree::check(&nodes, &shared.finals(), at));
             if let Some((_, first)) = nodes.first() {
-                violations.extend(invariants::attempts_bounded::check(first, at));
+                violations.extend(invariants::attempts_bounded::check(first, &attempts_at_heal, at));
                 violations.extend(invariants::schedules_exact::check(first, at));
             }
         }
