@@ -34,6 +34,13 @@ use crate::queue::Headers;
 /// The `tracing` target of the exported spans.
 pub const TARGET: &str = "flotilla_trace";
 
+/// The `tracing` target of a task's timeline at debug level (issue 15: where an unloaded task's
+/// milliseconds go): submit received and answered, entry proposed, handed to the WAL, flushed,
+/// received by a follower, applied, the pool told, the run sent and ended, the proposal sent,
+/// the result streamed. Off by default; `RUST_LOG=warn,flotilla_timeline=debug` turns it on
+/// (a few lines per task: for single tasks at a low rate, not for load).
+pub const TIMELINE: &str = "flotilla_timeline";
+
 /// The W3C trace context headers.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
