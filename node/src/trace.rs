@@ -242,4 +242,46 @@ mod tests {
         assert!(run_span(&headers, "noop", 1, 1).is_none());
         assert!(submit_span([&headers].into_iter(), 1).is_none());
     }
+
+    /// What a timeline subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn applied_with_filter(filter: &str) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let replica = crate::replica::Replica::default();
+        let entry = crate::queue::Request {
+            now_ms: 1,
+            commands: vec![],
+        };
+        tracing::subscriber::with_default(subscriber, || replica.apply_entry(7, &entry));
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_timeline_target_logs_an_applied_entry_only_when_asked() {
+        let on = applied_with_filter("warn,flotilla_timeline=debug");
+        assert!(
+            on.contains(TIMELINE) && on.contains("applied") && on.contains("index=7"),
+            "{on}"
+        );
+        let off = applied_with_filter("debug,flotilla_timeline=off");
+        assert!(!off.contains(TIMELINE), "off by target: {off}");
+    }
 }
