@@ -194,8 +194,10 @@ impl Writer {
         };
         let started = tokio::time::Instant::now();
         let commands = req.commands.len();
+        debug!(target: crate::trace::TIMELINE, commands, "entry proposed");
         match self.raft.client_write(req).await {
             Ok(resp) => {
+                debug!(target: crate::trace::TIMELINE, commands, "entry applied (proposer answered)");
                 if let Some(m) = &self.measured {
                     m.commit_seconds.observe(started.elapsed().as_secs_f64());
                     m.entry_commands.observe(commands as f64);

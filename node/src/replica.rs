@@ -251,6 +251,7 @@ impl Replica {
             }
             // Under the lock, so that pools hear of applies in apply order even when entries
             // are applied from several threads (a local backend).
+            tracing::debug!(target: crate::trace::TIMELINE, index, pools = effects.pools.len(), "applied");
             if !effects.pools.is_empty() || clears_standing(req) {
                 self.notify_pools(req, &responses, std::mem::take(&mut effects.pools));
             }

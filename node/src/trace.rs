@@ -34,6 +34,13 @@ use crate::queue::Headers;
 /// The `tracing` target of the exported spans.
 pub const TARGET: &str = "flotilla_trace";
 
+/// The `tracing` target of a task's timeline at debug level (issue 15: where an unloaded task's
+/// milliseconds go): submit received and answered, entry proposed, handed to the WAL, flushed,
+/// received by a follower, applied, the pool told, the run sent and ended, the proposal sent,
+/// the result streamed. Off by default; `RUST_LOG=warn,flotilla_timeline=debug` turns it on
+/// (a few lines per task: for single tasks at a low rate, not for load).
+pub const TIMELINE: &str = "flotilla_timeline";
+
 /// The W3C trace context headers.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -234,5 +241,47 @@ mod tests {
         assert!(!enabled());
         assert!(run_span(&headers, "noop", 1, 1).is_none());
         assert!(submit_span([&headers].into_iter(), 1).is_none());
+    }
+
+    /// What a timeline subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn applied_with_filter(filter: &str) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let replica = crate::replica::Replica::default();
+        let entry = crate::queue::Request {
+            now_ms: 1,
+            commands: vec![],
+        };
+        tracing::subscriber::with_default(subscriber, || replica.apply_entry(7, &entry));
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_timeline_target_logs_an_applied_entry_only_when_asked() {
+        let on = applied_with_filter("warn,flotilla_timeline=debug");
+        assert!(
+            on.contains(TIMELINE) && on.contains("applied") && on.contains("index=7"),
+            "{on}"
+        );
+        let off = applied_with_filter("debug,flotilla_timeline=off");
+        assert!(!off.contains(TIMELINE), "off by target: {off}");
     }
 }

@@ -257,6 +257,7 @@ impl QueueService for QueueApi {
             ))
             .into());
         }
+        tracing::debug!(target: crate::trace::TIMELINE, tasks = tasks.len(), "submit received");
         let specs = self.validate_all(tasks).await?;
         let span = crate::trace::submit_span(specs.iter().map(|s| &s.headers), specs.len());
         let propose = self.proposer.op(ops::Submit { tasks: specs.into() });
@@ -269,6 +270,7 @@ impl QueueService for QueueApi {
             None => propose.await,
         }
         .map_err(ApiError::from)?;
+        tracing::debug!(target: crate::trace::TIMELINE, first = ?results.first().map(|s| s.id), "submit answered");
         Ok(Response::new(pb::SubmitResponse {
             results: results
                 .into_iter()
@@ -345,6 +347,7 @@ impl QueueService for QueueApi {
                     .read(|q| q.task(id))
                     .map(pb::TaskInfo::from)
                     .unwrap_or_else(|| convert::not_found(id));
+                debug!(target: crate::trace::TIMELINE, task = id, "result streamed");
                 if out.send(Ok(info)).await.is_err() {
                     break;
                 }

@@ -204,6 +204,7 @@ impl RaftService for RaftApi {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let sender = headers::node_id(req.metadata());
         let rpc: AppendEntriesRequest<TypeConfig> = self.decode(req)?;
+        tracing::debug!(target: crate::trace::TIMELINE, entries = rpc.entries.len(), committed = ?rpc.leader_commit.map(|l| l.index), "append entries received");
         self.check_term(rpc.vote.leader_id.term, "append entries", sender)?;
         reply(self.raft.append_entries(rpc).await)
     }

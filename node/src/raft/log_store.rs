@@ -345,6 +345,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             last_index = Some(e.log_id.index);
             (Bin(e.log_id), Bin(e.payload))
         }))?;
+        tracing::debug!(target: crate::trace::TIMELINE, index = ?last_index, "entries handed to the WAL");
         // Returns at once; the flush thread records the acknowledged index and calls
         // `callback` after the fsync.
         let callback = WalCallback::Raft {

@@ -113,6 +113,7 @@ impl raft_log::Callback for WalCallback {
                 if let (Ok(()), Some(index)) = (&res, last_index) {
                     acked.record(index);
                 }
+                tracing::debug!(target: crate::trace::TIMELINE, index = ?last_index, "flushed");
                 if let Some((since, histogram)) = timed {
                     histogram.observe(since.elapsed().as_secs_f64());
                 }

@@ -163,6 +163,7 @@ impl Supervisor {
     /// Propose on the tokio runtime (the node's proposer lives there); the reply comes back
     /// to the core here.
     fn propose(&self, token: Token, cmds: Vec<crate::queue::Command>, ctx: &mut Context<Self>) {
+        debug!(target: crate::trace::TIMELINE, commands = cmds.len(), "pool proposes");
         let proposal = self.runtime.spawn(self.backend.propose_many(cmds));
         let reply = async move {
             let reply: Result<Vec<Response>, ProposeError> =
@@ -177,6 +178,7 @@ impl Supervisor {
 
     fn run(&mut self, grant: Grant, ctx: &mut Context<Self>) {
         let lease = grant.lease;
+        debug!(target: crate::trace::TIMELINE, task = lease.task, "run sent to a worker");
         let Some(worker) = self.idle.pop() else {
             // The core never runs more than `slots` at once: give the lease back all the same.
             error!(task = lease.task, "no idle worker for a grant");
@@ -251,6 +253,7 @@ impl Handler<Finished> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        debug!(target: crate::trace::TIMELINE, task = msg.lease.task, "run ended");
         if let Some(busy) = self.busy.remove(&msg.lease) {
             self.idle.push(busy.worker);
         }
@@ -281,6 +284,7 @@ impl StreamHandler<u64> for Supervisor {
 
 impl StreamHandler<PoolEvent> for Supervisor {
     fn handle(&mut self, event: PoolEvent, ctx: &mut Self::Context) {
+        debug!(target: crate::trace::TIMELINE, "pool told");
         let now = self.epoch.elapsed();
         let (backend, pool) = (&self.backend, &self.cfg.worker_name);
         self.core
