@@ -345,6 +345,7 @@ pub fn run_seed(opts: &DstOptions) -> SeedOutcome {
             violations.extend(invariants::replicas_agree::check(&nodes, at));
             violations.extend(invariants::attempts_agree::check(&nodes, &shared.finals(), at));
             if let Some((_, first)) = nodes.first() {
+                violations.extend(invariants::attempts_bounded::check(first, at));
                 violations.extend(invariants::schedules_exact::check(first, at));
             }
         }

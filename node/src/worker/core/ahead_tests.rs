@@ -387,3 +387,56 @@ fn a_full_batch_of_completions_does_not_wait() {
     p.core.at(ms(6)).finished(grant(3).lease, success());
     assert_eq!(completed_tasks(&p.proposals()), vec![2, 3]);
 }
+
+#[test]
+fn a_grant_short_only_by_a_stale_log_clock_is_released_once_then_runs() {
+    // `sim dst --seed 55868944`: after the leader's clock jumped back, the log's clock stood
+    // still while the pool's ran on; every grant to standing capacity looked short by the
+    // jump, went back to the same standing capacity in the release's entry, and looped.
+    let mut p = Pool::recovered(config(3));
+    let (token, _, ticket) = p.lease();
+    // Asked at 0, applied at log time 0: the log's clock is not ahead of the pool's.
+    p.core
+        .at(ms(2))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(2));
+    assert_eq!(runs(&p.decisions()), vec![1]);
+    // 2 s later the log's clock reads only 500 ms (it stood still 1.5 s): a grant to the
+    // standing capacity made just now looks as if its lease ended 1.5 s ago.
+    let stale = |attempt| Grant {
+        lease: LeaseRef { task: 2, attempt },
+        lease_deadline_ms: 1_500,
+        ..grant(2)
+    };
+    p.core.at(ms(2_000));
+    p.apply(vec![], vec![stale(1)], Some(1));
+    assert_eq!(released(&p.proposals()), vec![2]);
+    assert_eq!(p.core.stats().short_lease_released_total, 1);
+    // The release's entry grants it straight back to the standing capacity, the log's clock
+    // still standing: judged on the estimate now, it runs.
+    p.core.at(ms(2_006));
+    p.apply(vec![], vec![stale(2)], Some(1));
+    assert_eq!(runs(&p.decisions()), vec![2]);
+    assert_eq!(p.core.stats().short_lease_released_total, 1);
+}
+
+#[test]
+fn a_grant_short_by_its_own_lease_keeps_the_log_clock_measured() {
+    // Only a bound from the log's clock alone is suspect: a grant of the pool's own `Lease`
+    // that comes back too late is released, and the measurement it gave stays.
+    let mut p = Pool::recovered(config(2));
+    let (token, _, ticket) = p.lease();
+    p.core
+        .at(ms(950))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    let proposals = p.proposals();
+    assert_eq!(released(&proposals), vec![1]);
+    let (release, _) = &proposals[0];
+    p.core.replied(*release, Ok(vec![Response::Released(vec![true])]));
+    // So a grant a lagging replica reports seconds late is still judged on it: released.
+    p.core.at(ms(5_000));
+    p.apply(vec![], vec![grant(2)], Some(0));
+    let proposals = p.proposals();
+    assert_eq!(released(&proposals), vec![2], "{proposals:?}");
+}

@@ -16,7 +16,11 @@
 //!   time). So a grant a lagging replica reports long after the fact is released, not run
 //!   (`sim dst --seed 18`). Clocks are taken to run at one rate; a leader whose clock jumps
 //!   ahead is seen at the next such `Lease`. With no measurement yet, a grant counts from one
-//!   round trip before the pool heard of it, an estimate.
+//!   round trip before the pool heard of it, an estimate. A leader whose clock jumps back
+//!   makes the measurement too high for good (the log's clock never goes back: it stands
+//!   still, and the pool's only `Lease`s may be renewals that grant nothing): a grant judged
+//!   short on the log's clock alone is released and the measurement forgotten, back to the
+//!   estimate until a `Lease` measures again (`sim dst --seed 55868944`).
 //! - **Stall.** Tasks wait and every slot is busy: if no run ends within two round trips (5 ms
 //!   at least, below which a scheduling hiccup would pass for a long run), the buffer goes
 //!   back at once and the oldest run's age counts as a run time, which ends lease-ahead (a
@@ -53,6 +57,9 @@ pub(super) struct Buffered {
     pub(super) grant: Grant,
     /// The pool's bound on when its lease ends (the core's time), unless heartbeated again.
     pub(super) alive_until: Duration,
+    /// That bound came from the log's clock alone (a grant to standing capacity, measured):
+    /// if it says "too short", the measurement may be what is stale (see [`PoolCore::buffer`]).
+    pub(super) by_log: bool,
 }
 
 impl PoolCore {
@@ -64,6 +71,7 @@ impl PoolCore {
             Duration::from_millis(u64::try_from(until_ms).unwrap_or(0))
         });
         let by_ask = since.map(|asked| asked + lease);
+        let only_log = by_ask.is_none() && by_log.is_some();
         let alive_until = match (by_ask, by_log) {
             // Both are lower bounds: the later is the tighter.
             (Some(a), Some(b)) => a.max(b),
@@ -73,7 +81,35 @@ impl PoolCore {
                 self.now.saturating_sub(rtt) + lease
             }
         };
-        self.buffered.push_back(Buffered { grant, alive_until });
+        self.buffered.push_back(Buffered {
+            grant,
+            alive_until,
+            by_log: only_log,
+        });
+    }
+
+    /// Give back a buffered grant whose lease runs too short to start. If only the log's
+    /// clock said so, the measurement may be what is wrong, not the grant: the log's clock
+    /// never goes back, so after the leader's clock jumped back it stands still while the
+    /// pool's runs on, and every grant to standing capacity looks short by the jump. Such a
+    /// task goes back to standing capacity in the release's own entry, is judged on the same
+    /// measurement, and loops for good (`sim dst --seed 55868944`: ~50 releases a second;
+    /// with five pools, each in turn, `--seed 313`). So the measurement is forgotten: what
+    /// comes next counts from one round trip before the pool heard of it, until a `Lease` of
+    /// the pool's grants something and measures again. A grant a lagging replica reports late
+    /// in the same apply was judged before and still goes back.
+    pub(super) fn release_short(&mut self, b: Buffered) {
+        debug!(
+            task = b.grant.lease.task,
+            attempt = b.grant.lease.attempt,
+            by_log = b.by_log,
+            "lease too short to start; releasing it"
+        );
+        self.stats.short_lease_released_total += 1;
+        if b.by_log && self.log_ahead_ms.take().is_some() {
+            debug!("the log clock's measurement may be stale; forgotten");
+        }
+        self.outbox.releases.push(b.grant.lease);
     }
 
     /// A `Lease` proposed at `asked_at` (the core's time) granted these: the log's clock is at
@@ -102,13 +138,7 @@ impl PoolCore {
             };
             let lease = b.grant.lease;
             if b.alive_until < start_by {
-                debug!(
-                    task = lease.task,
-                    attempt = lease.attempt,
-                    "lease too short to start; releasing it"
-                );
-                self.stats.short_lease_released_total += 1;
-                self.outbox.releases.push(lease);
+                self.release_short(b);
                 continue;
             }
             self.running.insert(

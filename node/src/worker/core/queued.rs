@@ -123,8 +123,7 @@ impl PoolCore {
             };
             let lease = b.grant.lease;
             if b.alive_until < start_by {
-                self.stats.short_lease_released_total += 1;
-                self.outbox.releases.push(lease);
+                self.release_short(b);
                 continue;
             }
             self.queued.push_back(Queued {

@@ -23,10 +23,13 @@
 //!   `state_consistent`).
 //! - [`attempts_agree`]: once faults heal, every replica records the same attempt history of
 //!   each task, and it agrees with the task's final attempt and state.
+//! - [`attempts_bounded`]: once faults heal, no task has been leased over and over (no loop
+//!   between a pool and the log spending attempts).
 
 pub mod acknowledged_not_lost;
 pub mod all_final;
 pub mod attempts_agree;
+pub mod attempts_bounded;
 pub mod callbacks_exact;
 pub mod durable_log;
 pub mod durable_vote;
