@@ -41,11 +41,16 @@
 //! committed (grants before it belong to an earlier run).
 //!
 //! **Proposals** go through one outbox with one backoff (`core/outbox.rs`). Completions go out
-//! as soon as a task finishes, with a `Lease` for the capacity they freed in the same entry,
-//! up to [`PIPELINE`] such entries in flight; what finishes meanwhile is folded into the next
-//! (that is where batching comes from, with no timer adding latency). Releases and heartbeats
-//! have one in flight each. Standing capacity is renewed by every lease (an idle pool proposes
-//! a `Lease` of its free capacity, possibly 0, once per heartbeat interval without one).
+//! with a `Lease` for the capacity they freed in the same entry, paced by the commit round: at
+//! once when none of their entries is in flight (a lone finished task waits for nothing), else
+//! when the newest in flight is answered or one smoothed round trip old, whichever is first,
+//! up to [`PIPELINE`] in flight; what finishes meanwhile is folded into the next entry, and a
+//! `Lease` alone waits for it too. So a busy pool writes about one completion entry per round,
+//! each carrying more, not up to [`PIPELINE`]: a node's CPU is mostly per entry
+//! (docs/BENCHMARKS.md, "Issue 15 — a round-paced completion outbox"). Releases and
+//! heartbeats have one in flight each. Standing capacity is renewed by every lease (an idle
+//! pool proposes a `Lease` of its free capacity, possibly 0, once per heartbeat interval
+//! without one).
 //!
 //! **The runner's queue** (`core/queued.rs`): a runner that queues (a remote worker whose
 //! Hello says `queue_ahead`, [`CoreConfig::runner_queue`]) is handed lease-ahead while runs are
@@ -120,9 +125,10 @@ pub use crate::replica::PoolEvent;
 use outbox::Sent;
 use tickets::Tickets;
 
-/// Most completion (and lease) proposals in flight at once. Two workers finishing one after
-/// the other each get their next task one commit later instead of two; beyond this, batches
-/// grow instead of entries.
+/// Most completion (and lease) proposals in flight at once. The next completion entry waits
+/// for the previous one's answer, or one round trip at most (`PoolCore::completion_wait`),
+/// so a busy pool has about one in flight; more only when answers come later than the
+/// measured round trip. Beyond this, batches grow instead of entries.
 pub const PIPELINE: usize = 4;
 
 /// What the core needs to know about its pool.
@@ -178,6 +184,9 @@ pub enum Timer {
     FlushDeadline,
     /// Tasks wait for busy slots: see whether any run ended since (`core/buffer.rs`).
     Stall,
+    /// Completions wait for the previous completion entry (`PoolCore::completion_wait`): send
+    /// them if it is still not answered.
+    Pace,
 }
 
 /// How a run ended.
@@ -275,6 +284,8 @@ pub struct PoolCore {
     runs_ended: u64,
     /// A stall timer is set: `runs_ended` when it was.
     stall: Option<u64>,
+    /// A [`Timer::Pace`] is set.
+    pacing: bool,
     /// A `ClearAndLease` was proposed and its apply not yet seen.
     restanding: bool,
     /// The replica has applied one of this run's leases: grants to standing capacity it
@@ -334,6 +345,7 @@ impl PoolCore {
             pacer,
             runs_ended: 0,
             stall: None,
+            pacing: false,
             restanding: false,
             replica_caught_up: false,
             log_ahead_ms: None,
@@ -507,6 +519,7 @@ impl PoolCore {
                 }
             }
             Timer::Stall => self.stall_check(),
+            Timer::Pace => self.pacing = false,
         }
         self.settle();
     }
@@ -543,7 +556,14 @@ impl PoolCore {
         }
         let expired = self.drain.as_ref().is_some_and(|d| d.flush_expired);
         if !expired && !self.outbox.completions.is_empty() && self.outbox.completes_in_flight() < PIPELINE {
-            self.flush_completions();
+            match self.completion_wait() {
+                None => self.flush_completions(),
+                Some(wait) if !self.pacing => {
+                    self.pacing = true;
+                    self.out.push_back(Decision::After(wait, Timer::Pace));
+                }
+                Some(_) => {}
+            }
         }
         self.maybe_restand();
         self.maybe_lease();
@@ -556,6 +576,20 @@ impl PoolCore {
             };
             self.propose(Sent::Release(batch), Proposal::Release(op));
         }
+    }
+
+    /// How long the completions owed wait before they go out (`None`: now). At once when no
+    /// completion entry is in flight (an idle pool's one finished task waits for nothing), when
+    /// a full batch is owed, while draining, or before a round trip is measured; else until the
+    /// newest entry in flight is answered or one smoothed round trip old, whichever is first.
+    /// So a busy pool writes about one completion entry per commit round, each carrying what
+    /// finished in it, and still up to [`PIPELINE`] when answers come late.
+    fn completion_wait(&self) -> Option<Duration> {
+        if self.drain.is_some() || self.outbox.completions.len() >= self.cfg.max_batch.max(1) {
+            return None;
+        }
+        let due = self.outbox.newest_complete_at()? + self.pacer.rtt()?;
+        (due > self.now).then(|| due - self.now)
     }
 
     /// Propose everything finished so far as one `Complete` (up to the batch cap), with the

@@ -196,6 +196,7 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
         args: b"null",
     };
     let bar = opts.bar(opts.tasks as u64, "e2e");
+    let index_before = commit_index(&clients[0]).await;
     let before = Sample::take(&cluster)?;
     let deadline = Instant::now() + opts.phase_timeout;
     let (e2e_elapsed, e2e) = tokio::time::timeout_at(
@@ -206,7 +207,8 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
     .context("end-to-end phase timed out")??;
     bar.finish_and_clear();
     let after_e2e = Sample::take(&cluster)?;
-    let e2e_phase = Phase::new(e2e_elapsed, &before, &after_e2e);
+    let index_e2e = commit_index(&clients[0]).await;
+    let e2e_phase = Phase::new(e2e_elapsed, &before, &after_e2e).with_entries(index_before, index_e2e);
 
     // (c) Open-loop latency on the same cluster.
     info!(rate = opts.latency_rate, secs = opts.latency_s, "phase: latency");
@@ -229,7 +231,8 @@ pub async fn run_throughput(opts: &BenchOptions) -> Result<ThroughputReport> {
     .context("latency phase timed out")??;
     bar.finish_and_clear();
     let after = Sample::take(&cluster)?;
-    let latency_phase = Phase::new(started.elapsed(), &after_e2e, &after);
+    let latency_phase = Phase::new(started.elapsed(), &after_e2e, &after)
+        .with_entries(index_e2e, commit_index(&clients[0]).await);
 
     let latency = LatencyFigures::new(opts, &open);
     let failed = e2e.not_succeeded() + open.outcomes.not_succeeded();
@@ -352,6 +355,12 @@ pub async fn run_backlog(opts: &BenchOptions) -> Result<BacklogReport> {
 /// Tasks pending, summed over queues.
 async fn pending(client: &Client) -> Result<u64> {
     Ok(client.stats().await?.iter().map(|q| q.pending).sum())
+}
+
+/// The commit index as the node `client` reaches sees it (`None` if it did not answer: the
+/// figure is left out, the benchmark goes on).
+async fn commit_index(client: &Client) -> Option<u64> {
+    client.status().await.ok().map(|s| s.commit_index)
 }
 
 fn per_s(tasks: usize, secs: f64) -> f64 {

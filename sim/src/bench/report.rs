@@ -56,6 +56,9 @@ pub struct Phase {
     pub nodes: Vec<NodeFigures>,
     /// CPU seconds of the load generator (this process) in this phase.
     pub bench_cpu_s: f64,
+    /// Log entries committed in this phase (the commit index's advance, as one node saw it):
+    /// tasks per entry is what a node's CPU per task follows (docs/BENCHMARKS.md).
+    pub entries: Option<u64>,
 }
 
 impl Phase {
@@ -73,7 +76,14 @@ impl Phase {
                 })
                 .collect(),
             bench_cpu_s: after.this.cpu_s - before.this.cpu_s,
+            entries: None,
         }
+    }
+
+    /// With the commit indexes read before and after the phase (`None` if either read failed).
+    pub(crate) fn with_entries(mut self, before: Option<u64>, after: Option<u64>) -> Phase {
+        self.entries = before.zip(after).map(|(b, a)| a.saturating_sub(b));
+        self
     }
 }
 

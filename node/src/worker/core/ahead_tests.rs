@@ -312,6 +312,82 @@ fn a_grant_a_lagging_replica_reports_after_its_lease_is_gone_is_released_not_run
     assert_eq!(released(&proposals), vec![2]);
 }
 
+/// The tasks of the `Complete` (alone or with a lease) among `proposals`.
+fn completed_tasks(proposals: &[(Token, Proposal)]) -> Vec<u64> {
+    proposals
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Proposal::Complete(c) | Proposal::CompleteAndLease(c, _) => {
+                Some(c.completions.iter().map(|c| c.lease.task))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// A pool of `cfg.slots` running tasks 1..=slots, its one lease answered after a 4 ms round
+/// trip (at 4 ms).
+fn running_all(cfg: CoreConfig) -> Pool {
+    let slots = cfg.slots as u64;
+    let mut p = Pool::recovered(cfg);
+    let (token, _, _) = p.lease();
+    let grants: Vec<Grant> = (1..=slots).map(grant).collect();
+    p.core
+        .at(ms(4))
+        .replied(token, Ok(vec![Response::Leased(grants)]));
+    assert_eq!(runs(&p.decisions()).len() as u64, slots);
+    p
+}
+
+#[test]
+fn completions_wait_for_the_entry_in_flight_or_one_round_trip() {
+    let mut p = running_all(CoreConfig {
+        max_batch: 64,
+        ..config(4)
+    });
+    // Nothing in flight: a finished task goes at once.
+    p.core.at(ms(5)).finished(grant(1).lease, success());
+    let proposals = p.proposals();
+    assert_eq!(completed_tasks(&proposals), vec![1]);
+    let (a, _, _) = lease_max(&proposals).expect("a lease with the completion");
+    // One in flight: the next waits until it is a round trip (4 ms) old, one timer for all.
+    p.core.at(ms(6)).finished(grant(2).lease, success());
+    assert_eq!(p.decisions(), vec![Decision::After(ms(3), Timer::Pace)]);
+    p.core.at(ms(7)).finished(grant(3).lease, success());
+    // Work is hinted and a slot is free, but the lease waits to ride with the completions.
+    p.core.work_signal();
+    assert!(p.decisions().is_empty(), "an entry more while completions wait");
+    // The answer comes first: what finished meanwhile goes in one entry, with the lease.
+    p.core
+        .at(ms(9))
+        .replied(a, Ok(vec![completed(1), Response::Leased(vec![])]));
+    let proposals = p.proposals();
+    assert_eq!(completed_tasks(&proposals), vec![2, 3]);
+    assert!(lease_max(&proposals).is_some(), "{proposals:?}");
+    // The timer set for the first entry finds the second too young: it waits again.
+    p.core.at(ms(9)).finished(grant(4).lease, success());
+    p.core.at(ms(9)).timer(Timer::Pace);
+    assert_eq!(p.decisions(), vec![Decision::After(ms(4), Timer::Pace)]);
+    // No answer within a round trip: the next entry goes anyway (the pipeline covers a slow
+    // commit), two in flight.
+    p.core.at(ms(13)).timer(Timer::Pace);
+    assert_eq!(completed_tasks(&p.proposals()), vec![4]);
+    assert_eq!(p.core.outbox.completes_in_flight(), 2);
+}
+
+#[test]
+fn a_full_batch_of_completions_does_not_wait() {
+    // Two completions fill a `Complete` (`config`'s max_batch).
+    let mut p = running_all(config(3));
+    p.core.at(ms(5)).finished(grant(1).lease, success());
+    assert_eq!(completed_tasks(&p.proposals()), vec![1]);
+    p.core.at(ms(6)).finished(grant(2).lease, success());
+    assert_eq!(p.decisions(), vec![Decision::After(ms(3), Timer::Pace)]);
+    p.core.at(ms(6)).finished(grant(3).lease, success());
+    assert_eq!(completed_tasks(&p.proposals()), vec![2, 3]);
+}
+
 #[test]
 fn a_grant_short_only_by_a_stale_log_clock_is_released_once_then_runs() {
     // `sim dst --seed 55868944`: after the leader's clock jumped back, the log's clock stood

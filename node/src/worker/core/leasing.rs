@@ -163,7 +163,10 @@ impl PoolCore {
     }
 
     pub(super) fn maybe_lease(&mut self) {
+        // Completions owed carry the lease when they go out (`PoolCore::completion_wait`): a
+        // lease alone now would be an entry more.
         if self.work_hint
+            && self.outbox.completions.is_empty()
             && let Some(max) = self.lease_room()
         {
             self.lease(max);

@@ -212,6 +212,15 @@ impl Outbox {
         self.count(|s| matches!(s, Sent::Complete(_) | Sent::CompleteAndLease(..)))
     }
 
+    /// When the newest `Complete` proposal in flight (alone or with a lease) was proposed.
+    pub(super) fn newest_complete_at(&self) -> Option<Duration> {
+        self.in_flight
+            .values()
+            .filter(|(s, _)| matches!(s, Sent::Complete(_) | Sent::CompleteAndLease(..)))
+            .map(|(_, at)| *at)
+            .max()
+    }
+
     pub(super) fn releases_in_flight(&self) -> usize {
         self.count(|s| matches!(s, Sent::Release(_)))
     }
