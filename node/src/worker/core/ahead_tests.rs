@@ -440,3 +440,51 @@ fn a_grant_short_by_its_own_lease_keeps_the_log_clock_measured() {
     let proposals = p.proposals();
     assert_eq!(released(&proposals), vec![2], "{proposals:?}");
 }
+
+#[test]
+fn answers_to_releases_bring_a_stretched_round_trip_back_down() {
+    // `sim dst --seed 52`: message loss stretched the pool's round trip past its lease; every
+    // grant then went back as too short to start, and the pool proposed nothing but releases.
+    let mut p = Pool::recovered(config(2));
+    let (token, _, ticket) = p.lease();
+    // The lease's answer took 3 s: the estimate is 3 s, far past the 1 s lease.
+    p.core
+        .at(ms(3_000))
+        .replied(token, Ok(vec![Response::Leased(vec![])]));
+    p.apply(vec![(ticket, vec![])], vec![], Some(2));
+    p.decisions();
+    let mut now = 3_000;
+    let mut released_before_run = 0;
+    for attempt in 1..=60 {
+        now += 10;
+        // Granted by the release's own entry, at the log's time `now` (the clocks agree).
+        let g = Grant {
+            lease: LeaseRef { task: 7, attempt },
+            lease_deadline_ms: now + 1_000,
+            ..grant(7)
+        };
+        p.core.at(ms(now));
+        p.apply(vec![], vec![g], Some(1));
+        let d = p.decisions();
+        if !runs(&d).is_empty() {
+            break;
+        }
+        released_before_run += 1;
+        let (token, _) = d
+            .iter()
+            .find_map(|d| match d {
+                Decision::Propose(t, Proposal::Release(r)) => Some((*t, r.leases.clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("neither run nor released: {d:?}"));
+        // Each release is answered in 5 ms.
+        now += 5;
+        p.core
+            .at(ms(now))
+            .replied(token, Ok(vec![Response::Released(vec![true])]));
+    }
+    assert!(
+        (1..30).contains(&released_before_run),
+        "released {released_before_run} times before it ran"
+    );
+}

@@ -103,6 +103,8 @@ impl PoolCore {
             task = b.grant.lease.task,
             attempt = b.grant.lease.attempt,
             by_log = b.by_log,
+            left_ms = b.alive_until.saturating_sub(self.now).as_millis() as u64,
+            rtt_ms = self.pacer.rtt().unwrap_or_default().as_millis() as u64,
             "lease too short to start; releasing it"
         );
         self.stats.short_lease_released_total += 1;
