@@ -6,7 +6,8 @@
 //! round trips. A task that still churns through attempts is a pool and the log disagreeing
 //! in a loop, which `all_final` sees only if the loop outlives the run (`sim dst --seed
 //! 55868944`: after a clock jump, one task granted and released ~50 times a second for good;
-//! clock skews are not undone by the heal).
+//! clock skews are not undone by the heal), or a measurement the faults left behind that
+//! nothing refreshes (`--seed 52`: a round-trip estimate past the lease, ~200 releases).
 
 use std::collections::BTreeMap;
 
