@@ -284,17 +284,24 @@ fn grants_a_lagging_replica_replays_from_an_earlier_run_are_dropped_after_recove
     assert_eq!(runs(&p.decisions()), vec![10]);
 }
 
+/// A pool of `cfg` (no lease-ahead) whose first `Lease`, asked at 0 ms for its slots, was
+/// answered at `answered_ms` with task 1, granted at log time 0 (its lease ends at 1,000), and
+/// applied leaving `standing`: the pool measured the log's clock as not ahead of its own.
+fn first_lease_granted(cfg: CoreConfig, answered_ms: u64, standing: u32) -> Pool {
+    let slots = cfg.slots;
+    let mut p = Pool::recovered(cfg);
+    let (token, max, ticket) = p.lease();
+    assert_eq!(max as usize, slots);
+    p.core
+        .at(ms(answered_ms))
+        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
+    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(standing));
+    p
+}
+
 #[test]
 fn a_grant_a_lagging_replica_reports_after_its_lease_is_gone_is_released_not_run() {
-    let mut p = Pool::recovered(config(2));
-    let (token, max, ticket) = p.lease();
-    assert_eq!(max, 2);
-    // Asked at 0 ms, applied at log time 0 (its lease ends at 1,000): the log's clock is not
-    // ahead of the pool's.
-    p.core
-        .at(ms(2))
-        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
-    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    let mut p = first_lease_granted(config(2), 2, 1);
     assert_eq!(runs(&p.decisions()), vec![1]);
     // The replica, cut off for 5 s, reports a grant to the standing capacity made at log time
     // 0: its lease ended by 1,000 ms.
@@ -393,13 +400,7 @@ fn a_grant_short_only_by_a_stale_log_clock_is_released_once_then_runs() {
     // `sim dst --seed 55868944`: after the leader's clock jumped back, the log's clock stood
     // still while the pool's ran on; every grant to standing capacity looked short by the
     // jump, went back to the same standing capacity in the release's entry, and looped.
-    let mut p = Pool::recovered(config(3));
-    let (token, _, ticket) = p.lease();
-    // Asked at 0, applied at log time 0: the log's clock is not ahead of the pool's.
-    p.core
-        .at(ms(2))
-        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
-    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(2));
+    let mut p = first_lease_granted(config(3), 2, 2);
     assert_eq!(runs(&p.decisions()), vec![1]);
     // 2 s later the log's clock reads only 500 ms (it stood still 1.5 s): a grant to the
     // standing capacity made just now looks as if its lease ended 1.5 s ago.
@@ -424,16 +425,14 @@ fn a_grant_short_only_by_a_stale_log_clock_is_released_once_then_runs() {
 fn a_grant_short_by_its_own_lease_keeps_the_log_clock_measured() {
     // Only a bound from the log's clock alone is suspect: a grant of the pool's own `Lease`
     // that comes back too late is released, and the measurement it gave stays.
-    let mut p = Pool::recovered(config(2));
-    let (token, _, ticket) = p.lease();
-    p.core
-        .at(ms(950))
-        .replied(token, Ok(vec![Response::Leased(vec![grant(1)])]));
-    p.apply(vec![(ticket, vec![grant(1)])], vec![], Some(1));
+    let mut p = first_lease_granted(config(2), 950, 1);
     let proposals = p.proposals();
     assert_eq!(released(&proposals), vec![1]);
-    let (release, _) = &proposals[0];
-    p.core.replied(*release, Ok(vec![Response::Released(vec![true])]));
+    let release = proposals
+        .iter()
+        .find_map(|(t, p)| matches!(p, Proposal::Release(_)).then_some(*t))
+        .expect("a release");
+    p.core.replied(release, Ok(vec![Response::Released(vec![true])]));
     // So a grant a lagging replica reports seconds late is still judged on it: released.
     p.core.at(ms(5_000));
     p.apply(vec![], vec![grant(2)], Some(0));
